@@ -1,0 +1,14 @@
+//! Stele: an audit-log daemon.
+//!
+//! Module map (see ARCHITECTURE.md for the invariants each one keeps):
+//! - [`event`]: the event model, its validation and its encoding.
+//! - [`log`]: the segment log, the durable source of truth.
+//! - [`verify`]: offline verification of segment files.
+//! - [`clock`]: the time seam.
+//! - [`testkit`]: deterministic realistic events for tests and benches.
+
+pub mod clock;
+pub mod event;
+pub mod log;
+pub mod testkit;
+pub mod verify;

@@ -1,0 +1,578 @@
+//! The segment file format, byte by byte. Pure functions over byte slices: no I/O.
+//!
+//! Owns the encoding and decoding of segment headers, record frames and footers,
+//! the chain hash and the segment file names. `docs/FORMAT.md` is the prose
+//! version of this module; the two change together.
+//!
+//! ```text
+//! segment = header{128} record* footer{80}?
+//! header  = magic "STELESEG"{8} | version u16 | header_len u16 (=128) | day u32 (YYYYMMDD)
+//!         | part u32 | first_seq u64 | prev_hash{32} | created_at i64 (unix µs)
+//!         | reserved{56} (zero) | crc32 u32 (of bytes 0..124)
+//! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX) | crc32 u32 (of len ++ payload ++ chain)
+//!         | payload{len} (bincode 2 standard config of StoredEvent) | chain{32}
+//! chain   = SHA-256(previous chain ++ payload)
+//! footer  = 0xFFFF_FFFF u32 | "STELEEND"{8} | count u64 | first_seq u64 | last_seq u64
+//!         | final_hash{32} | sealed_at i64 (unix µs) | crc32 u32 (of bytes 0..76)
+//! ```
+//! All integers are little-endian. Invariants this module keeps:
+//! 1. Every decoder checks its CRC before trusting any other field, and returns
+//!    a typed [`FrameError`] instead of panicking on any input (fuzzed).
+//! 2. A footer can never be mistaken for a record: its first four bytes are a
+//!    length no record may have.
+//! 3. `encode(decode(bytes)) == bytes` for every frame that decodes.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// First eight bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
+/// The format version this build writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// The oldest format version this build still reads (see `tests/data/`).
+pub const FORMAT_VERSION_OLDEST_SUPPORTED: u16 = 1;
+/// Size of the segment header.
+pub const HEADER_BYTES: usize = 128;
+/// Size of a chain hash (SHA-256).
+pub const HASH_BYTES: usize = 32;
+/// Bytes a record frame adds around its payload: length, CRC and chain hash.
+pub const RECORD_OVERHEAD_BYTES: usize = 4 + 4 + HASH_BYTES;
+/// Largest payload a record may carry. Larger than any valid event
+/// (`event::EVENT_BYTES_MAX`) so the event limit is the one clients meet; the
+/// decoder uses it to reject a corrupt length before reading past it.
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+/// Size of the footer that seals a segment.
+pub const FOOTER_BYTES: usize = 80;
+/// The length field value that announces a footer instead of a record.
+pub const FOOTER_MARKER: u32 = u32::MAX;
+/// Magic that follows the footer marker.
+pub const FOOTER_MAGIC: [u8; 8] = *b"STELEEND";
+/// The chain hash before the first record ever written.
+pub const GENESIS_HASH: Hash = [0u8; HASH_BYTES];
+
+/// A chain hash.
+pub type Hash = [u8; HASH_BYTES];
+
+/// Why a frame did not decode. Offsets are added by the caller, which knows
+/// the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The buffer ends before the frame does (`need` bytes, `have` left).
+    Truncated { need: usize, have: usize },
+    /// A record length of zero or above [`RECORD_PAYLOAD_BYTES_MAX`].
+    BadLength(u32),
+    /// The stored CRC32 does not match the bytes.
+    CrcMismatch { stored: u32, computed: u32 },
+    /// A field holds a value this version cannot accept.
+    BadField(&'static str, String),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Truncated { need, have } => {
+                write!(
+                    f,
+                    "truncated: the frame needs {need} bytes but only {have} remain"
+                )
+            }
+            FrameError::BadLength(len) => write!(
+                f,
+                "record length {len} is outside 1..={RECORD_PAYLOAD_BYTES_MAX}"
+            ),
+            FrameError::CrcMismatch { stored, computed } => write!(
+                f,
+                "CRC32 mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            FrameError::BadField(name, why) => write!(f, "bad {name}: {why}"),
+        }
+    }
+}
+
+/// A UTC calendar day, stored as `YYYYMMDD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub chrono::NaiveDate);
+
+impl Day {
+    /// The UTC day that contains `micros` (unix microseconds).
+    pub fn from_micros(micros: i64) -> Day {
+        let secs = micros.div_euclid(1_000_000);
+        let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+        Day(dt.date_naive())
+    }
+
+    /// `YYYYMMDD` as stored in the header.
+    pub fn to_u32(self) -> u32 {
+        use chrono::Datelike;
+        let d = self.0;
+        (d.year() as u32) * 10_000 + d.month() * 100 + d.day()
+    }
+
+    /// Parses the header's `YYYYMMDD`.
+    pub fn from_u32(v: u32) -> Option<Day> {
+        chrono::NaiveDate::from_ymd_opt((v / 10_000) as i32, (v / 100) % 100, v % 100).map(Day)
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d"))
+    }
+}
+
+/// Identifies a segment file: its day and its part number within the day.
+/// Ordering by `SegmentId` is the log order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId {
+    /// The UTC day of ingestion (not event time) the segment belongs to.
+    pub day: Day,
+    /// 0 for the day's first segment, +1 at each size-cap rotation.
+    pub part: u32,
+}
+
+impl SegmentId {
+    /// The file name, `YYYY-MM-DD.N.seg`.
+    pub fn file_name(&self) -> String {
+        format!("{}.{}.seg", self.day, self.part)
+    }
+
+    /// Parses a file name written by [`SegmentId::file_name`]; `None` for
+    /// anything else (a foreign file).
+    pub fn parse_file_name(name: &str) -> Option<SegmentId> {
+        let stem = name.strip_suffix(".seg")?;
+        let (day, part) = stem.split_once('.')?;
+        if day.len() != 10 || part.is_empty() || part.len() > 10 {
+            return None;
+        }
+        if !part.bytes().all(|b| b.is_ascii_digit()) || (part.len() > 1 && part.starts_with('0')) {
+            return None;
+        }
+        let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+        let id = SegmentId {
+            day: Day(date),
+            part: part.parse().ok()?,
+        };
+        // Round-trip check rejects non-canonical spellings such as "2026-1-02".
+        (id.file_name() == name).then_some(id)
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file_name())
+    }
+}
+
+/// The fixed header at offset 0 of every segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Format version the segment was written with.
+    pub version: u16,
+    /// Day and part; must agree with the file name.
+    pub id: SegmentId,
+    /// Seq of the segment's first record (also of an empty segment's next one),
+    /// so a segment can be checked alone and the oldest kept segment says
+    /// where the surviving log starts.
+    pub first_seq: u64,
+    /// The chain hash of the record just before this segment's first: links
+    /// segments together, and anchors the chain after retention.
+    pub prev_hash: Hash,
+    /// When the segment was created (unix µs), for operators.
+    pub created_at: i64,
+}
+
+impl Header {
+    /// Encodes the header into its 128 bytes.
+    pub fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut b = [0u8; HEADER_BYTES];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..10].copy_from_slice(&self.version.to_le_bytes());
+        b[10..12].copy_from_slice(&(HEADER_BYTES as u16).to_le_bytes());
+        b[12..16].copy_from_slice(&self.id.day.to_u32().to_le_bytes());
+        b[16..20].copy_from_slice(&self.id.part.to_le_bytes());
+        b[20..28].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[28..60].copy_from_slice(&self.prev_hash);
+        b[60..68].copy_from_slice(&self.created_at.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..124]);
+        b[124..128].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header: length, magic, CRC, version, reserved bytes.
+    pub fn decode(buf: &[u8]) -> Result<Header, FrameError> {
+        if buf.len() < HEADER_BYTES {
+            return Err(FrameError::Truncated {
+                need: HEADER_BYTES,
+                have: buf.len(),
+            });
+        }
+        let b = &buf[..HEADER_BYTES];
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err(FrameError::BadField(
+                "magic",
+                format!("expected \"STELESEG\", found {:02x?}", &b[0..8]),
+            ));
+        }
+        check_crc(u32_at(b, 124), &[&b[0..124]])?;
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if !(FORMAT_VERSION_OLDEST_SUPPORTED..=FORMAT_VERSION).contains(&version) {
+            return Err(FrameError::BadField(
+                "version",
+                format!(
+                    "format version {version} is not supported (this build reads \
+                     {FORMAT_VERSION_OLDEST_SUPPORTED}..={FORMAT_VERSION})"
+                ),
+            ));
+        }
+        let header_len = u16::from_le_bytes([b[10], b[11]]);
+        if header_len as usize != HEADER_BYTES {
+            return Err(FrameError::BadField(
+                "header length",
+                format!("{header_len}, expected {HEADER_BYTES}"),
+            ));
+        }
+        if b[68..124].iter().any(|&x| x != 0) {
+            return Err(FrameError::BadField(
+                "reserved bytes",
+                "must be zero in format version 1".into(),
+            ));
+        }
+        let day_raw = u32_at(b, 12);
+        let day = Day::from_u32(day_raw).ok_or_else(|| {
+            FrameError::BadField("day", format!("{day_raw} is not a YYYYMMDD date"))
+        })?;
+        Ok(Header {
+            version,
+            id: SegmentId {
+                day,
+                part: u32_at(b, 16),
+            },
+            first_seq: u64_at(b, 20),
+            prev_hash: b[28..60].try_into().expect("32 bytes"),
+            created_at: u64_at(b, 60) as i64,
+        })
+    }
+}
+
+/// The footer that seals a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Footer {
+    /// Number of records in the segment.
+    pub count: u64,
+    /// Seq of the first record (equals the header's `first_seq`).
+    pub first_seq: u64,
+    /// Seq of the last record; `first_seq - 1` when the segment is empty.
+    pub last_seq: u64,
+    /// Chain hash of the last record (the header's `prev_hash` when empty):
+    /// the next segment's header must repeat it.
+    pub final_hash: Hash,
+    /// When the segment was sealed (unix µs), for operators.
+    pub sealed_at: i64,
+}
+
+impl Footer {
+    /// Encodes the footer into its 80 bytes.
+    pub fn encode(&self) -> [u8; FOOTER_BYTES] {
+        let mut b = [0u8; FOOTER_BYTES];
+        b[0..4].copy_from_slice(&FOOTER_MARKER.to_le_bytes());
+        b[4..12].copy_from_slice(&FOOTER_MAGIC);
+        b[12..20].copy_from_slice(&self.count.to_le_bytes());
+        b[20..28].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[28..36].copy_from_slice(&self.last_seq.to_le_bytes());
+        b[36..68].copy_from_slice(&self.final_hash);
+        b[68..76].copy_from_slice(&self.sealed_at.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..76]);
+        b[76..80].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a footer that starts at `buf[0]`.
+    pub fn decode(buf: &[u8]) -> Result<Footer, FrameError> {
+        if buf.len() < FOOTER_BYTES {
+            return Err(FrameError::Truncated {
+                need: FOOTER_BYTES,
+                have: buf.len(),
+            });
+        }
+        let b = &buf[..FOOTER_BYTES];
+        if u32_at(b, 0) != FOOTER_MARKER || b[4..12] != FOOTER_MAGIC {
+            return Err(FrameError::BadField(
+                "footer magic",
+                format!("{:02x?}", &b[0..12]),
+            ));
+        }
+        check_crc(u32_at(b, 76), &[&b[0..76]])?;
+        let footer = Footer {
+            count: u64_at(b, 12),
+            first_seq: u64_at(b, 20),
+            last_seq: u64_at(b, 28),
+            final_hash: b[36..68].try_into().expect("32 bytes"),
+            sealed_at: u64_at(b, 68) as i64,
+        };
+        if footer.first_seq.wrapping_add(footer.count).wrapping_sub(1) != footer.last_seq {
+            return Err(FrameError::BadField(
+                "footer seq range",
+                format!(
+                    "count {} does not match seqs {}..={}",
+                    footer.count, footer.first_seq, footer.last_seq
+                ),
+            ));
+        }
+        Ok(footer)
+    }
+}
+
+/// One decoded frame, borrowing from the segment bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A record: its payload and chain hash, and its total framed length.
+    Record {
+        payload: &'a [u8],
+        chain: &'a Hash,
+        len: usize,
+    },
+    /// The footer: the segment is sealed and nothing may follow.
+    Footer(Footer),
+}
+
+/// Decodes the frame that starts at `buf[0]`, checking its CRC.
+pub fn decode_frame(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
+    if buf.len() < 4 {
+        return Err(FrameError::Truncated {
+            need: 4,
+            have: buf.len(),
+        });
+    }
+    let len = u32_at(buf, 0);
+    if len == FOOTER_MARKER {
+        return Footer::decode(buf).map(Frame::Footer);
+    }
+    if len == 0 || len as usize > RECORD_PAYLOAD_BYTES_MAX {
+        return Err(FrameError::BadLength(len));
+    }
+    let total = RECORD_OVERHEAD_BYTES + len as usize;
+    if buf.len() < total {
+        return Err(FrameError::Truncated {
+            need: total,
+            have: buf.len(),
+        });
+    }
+    let payload = &buf[8..8 + len as usize];
+    let chain: &Hash = buf[8 + len as usize..total].try_into().expect("32 bytes");
+    check_crc(u32_at(buf, 4), &[&buf[0..4], payload, chain])?;
+    Ok(Frame::Record {
+        payload,
+        chain,
+        len: total,
+    })
+}
+
+/// The chain hash of a record: `SHA-256(prev ++ payload)`. `payload` may come
+/// in pieces (the writer encodes the seq prefix separately).
+pub fn chain_hash(prev: &Hash, payload: &[&[u8]]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    for p in payload {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Appends one record frame for `payload` (given in pieces) to `out` and
+/// returns its chain hash.
+pub fn encode_record(out: &mut Vec<u8>, prev: &Hash, payload: &[&[u8]]) -> Hash {
+    let len: usize = payload.iter().map(|p| p.len()).sum();
+    debug_assert!(len > 0 && len <= RECORD_PAYLOAD_BYTES_MAX);
+    let len_bytes = (len as u32).to_le_bytes();
+    let chain = chain_hash(prev, payload);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&len_bytes);
+    for p in payload {
+        crc.update(p);
+    }
+    crc.update(&chain);
+    out.extend_from_slice(&len_bytes);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    for p in payload {
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(&chain);
+    chain
+}
+
+fn check_crc(stored: u32, parts: &[&[u8]]) -> Result<(), FrameError> {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    let computed = h.finalize();
+    if stored == computed {
+        Ok(())
+    } else {
+        Err(FrameError::CrcMismatch { stored, computed })
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Hex form of a hash, for reports and receipts.
+pub fn hash_hex(h: &Hash) -> String {
+    hex::encode(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            version: FORMAT_VERSION,
+            id: SegmentId {
+                day: Day::from_u32(20261123).unwrap(),
+                part: 3,
+            },
+            first_seq: 42,
+            prev_hash: [7u8; 32],
+            created_at: 1_763_900_000_000_000,
+        }
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_every_single_bit_flip() {
+        let h = header();
+        let bytes = h.encode();
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+        for bit in 0..HEADER_BYTES * 8 {
+            let mut b = bytes;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(Header::decode(&b).is_err(), "bit {bit} flip went unnoticed");
+        }
+        assert!(matches!(
+            Header::decode(&bytes[..100]),
+            Err(FrameError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn header_rejects_future_version_even_with_valid_crc() {
+        let mut h = header();
+        h.version = FORMAT_VERSION + 1;
+        let err = Header::decode(&h.encode()).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn record_round_trips_and_reencodes_identically() {
+        let prev = [1u8; 32];
+        let mut out = Vec::new();
+        let chain = encode_record(&mut out, &prev, &[b"abc", b"defg"]);
+        assert_eq!(out.len(), RECORD_OVERHEAD_BYTES + 7);
+        match decode_frame(&out).unwrap() {
+            Frame::Record {
+                payload,
+                chain: c,
+                len,
+            } => {
+                assert_eq!(payload, b"abcdefg");
+                assert_eq!(c, &chain);
+                assert_eq!(len, out.len());
+                assert_eq!(chain, chain_hash(&prev, &[b"abcdefg"]));
+                let mut again = Vec::new();
+                encode_record(&mut again, &prev, &[payload]);
+                assert_eq!(again, out);
+            }
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn record_detects_every_single_bit_flip_and_every_truncation() {
+        let mut out = Vec::new();
+        encode_record(&mut out, &GENESIS_HASH, &[b"payload bytes"]);
+        for bit in 0..out.len() * 8 {
+            let mut b = out.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_frame(&b).is_err(), "bit {bit} flip went unnoticed");
+        }
+        for cut in 0..out.len() {
+            assert!(decode_frame(&out[..cut]).is_err(), "cut at {cut} decoded");
+        }
+    }
+
+    #[test]
+    fn zero_and_oversized_lengths_are_rejected_before_reading() {
+        assert_eq!(decode_frame(&[0, 0, 0, 0]), Err(FrameError::BadLength(0)));
+        let big = (RECORD_PAYLOAD_BYTES_MAX as u32 + 1).to_le_bytes();
+        assert!(matches!(decode_frame(&big), Err(FrameError::BadLength(_))));
+    }
+
+    #[test]
+    fn footer_round_trips_and_is_never_a_record() {
+        let f = Footer {
+            count: 10,
+            first_seq: 5,
+            last_seq: 14,
+            final_hash: [9u8; 32],
+            sealed_at: 123,
+        };
+        let bytes = f.encode();
+        assert_eq!(decode_frame(&bytes).unwrap(), Frame::Footer(f.clone()));
+        let mut bad = f.clone();
+        bad.last_seq = 20;
+        assert!(Footer::decode(&bad.encode()).is_err());
+        let empty = Footer {
+            count: 0,
+            first_seq: 5,
+            last_seq: 4,
+            ..f
+        };
+        assert_eq!(Footer::decode(&empty.encode()).unwrap(), empty);
+    }
+
+    #[test]
+    fn file_names_parse_strictly() {
+        let id = SegmentId::parse_file_name("2026-11-23.0.seg").unwrap();
+        assert_eq!(id.part, 0);
+        assert_eq!(id.day.to_u32(), 20261123);
+        assert_eq!(
+            SegmentId::parse_file_name("2026-11-23.12.seg")
+                .unwrap()
+                .part,
+            12
+        );
+        for bad in [
+            "2026-11-23.seg",
+            "2026-11-23.01.seg",
+            "2026-13-01.0.seg",
+            "2026-1-02.0.seg",
+            "2026-11-23.0.seg.tmp",
+            "notes.txt",
+            "2026-11-23.-1.seg",
+            "2026-11-23.99999999999.seg",
+        ] {
+            assert!(SegmentId::parse_file_name(bad).is_none(), "{bad} parsed");
+        }
+        assert!(
+            SegmentId::parse_file_name("2026-11-23.1.seg").unwrap()
+                > SegmentId::parse_file_name("2026-11-23.0.seg").unwrap()
+        );
+        assert!(
+            SegmentId::parse_file_name("2026-11-24.0.seg").unwrap()
+                > SegmentId::parse_file_name("2026-11-23.10.seg").unwrap()
+        );
+    }
+
+    #[test]
+    fn day_of_micros_is_utc() {
+        // 2026-11-23T23:59:59.999999Z and one microsecond later.
+        let last = 1_795_478_399_999_999;
+        assert_eq!(Day::from_micros(last).to_string(), "2026-11-23");
+        assert_eq!(Day::from_micros(last + 1).to_string(), "2026-11-24");
+    }
+}

@@ -1,0 +1,665 @@
+//! The segment log: Stele's durable, verifiable source of truth.
+//!
+//! Owns `DATA_DIR/segments/` and the `DATA_DIR/LOCK` file. [`Log::open`] runs
+//! recovery and starts the writer thread; [`Log::append`] and
+//! [`Log::append_async`] return once the events are durable; readers get
+//! events by seq, by range and by iteration in either direction, through
+//! memory maps, never seeing a byte that is not yet durable.
+//!
+//! Module map:
+//! - [`format`]: the bytes (header, record frame, footer, chain hash); pure.
+//! - [`segment`]: a segment seen by readers, and the frame scanner.
+//! - `recovery`: what opening a directory checks and may repair.
+//! - `writer`: the writer thread (group commit, rotation, sealing).
+//! - [`error`]: the error type.
+
+pub mod error;
+pub mod format;
+mod recovery;
+pub mod segment;
+mod writer;
+
+pub use error::{Error, Result};
+pub use recovery::{list_segments, RecoveryReport};
+
+use crate::clock::Clock;
+use crate::event::{self, Event, StoredEvent};
+use format::{Hash, SegmentId};
+use segment::{SegmentView, Snapshot, SPARSE_EVERY};
+use std::fs::File;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use tokio::sync::{oneshot, watch};
+use writer::{Batch, Request, Writer};
+
+/// The largest single write the writer makes (and so the largest torn tail a
+/// crash can leave). Recovery looks this far back for a torn write; a bad
+/// frame further from the end of the file is damage.
+pub const TORN_WINDOW_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Default size at which a segment is sealed and the next one started.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 512 * 1024 * 1024;
+/// Smallest accepted `segment_bytes_max` (tests use tiny segments).
+pub const SEGMENT_BYTES_MAX_MIN: u64 = 4096;
+/// Default cap on the bytes of one group commit.
+pub const WRITE_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
+/// Default cap on the events of one append request.
+pub const BATCH_EVENTS_MAX_DEFAULT: usize = 10_000;
+/// Default number of append requests that may wait for the writer.
+pub const QUEUE_REQUESTS_MAX_DEFAULT: usize = 4096;
+
+/// What recovery does when it finds damage (not a torn tail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open, naming the file, offset and seq (the default).
+    #[default]
+    Strict,
+    /// Move damaged bytes to `DATA_DIR/quarantine/`, log what was accepted,
+    /// and append after the damage. Chosen by the operator, never implied.
+    Salvage,
+}
+
+impl std::str::FromStr for RecoveryMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "strict" => Ok(RecoveryMode::Strict),
+            "salvage" => Ok(RecoveryMode::Salvage),
+            other => Err(format!(
+                "unknown recovery mode {other:?}; expected \"strict\" or \"salvage\""
+            )),
+        }
+    }
+}
+
+/// The log's settings. Every limit is here, with its default above.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A segment is sealed once it would grow past this (bytes).
+    pub segment_bytes_max: u64,
+    /// At most this many bytes are written per fsync.
+    pub write_bytes_max: usize,
+    /// At most this many events per append request.
+    pub batch_events_max: usize,
+    /// At most this many requests wait for the writer; more wait to enqueue.
+    pub queue_requests_max: usize,
+    /// What to do with damage found at open.
+    pub recovery: RecoveryMode,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            write_bytes_max: WRITE_BYTES_MAX_DEFAULT,
+            batch_events_max: BATCH_EVENTS_MAX_DEFAULT,
+            queue_requests_max: QUEUE_REQUESTS_MAX_DEFAULT,
+            recovery: RecoveryMode::Strict,
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<()> {
+        let check = |what, got: u64, min: u64, max: u64| {
+            if got < min || got > max {
+                Err(Error::LimitExceeded { what, got, max })
+            } else {
+                Ok(())
+            }
+        };
+        check(
+            "segment_bytes_max",
+            self.segment_bytes_max,
+            SEGMENT_BYTES_MAX_MIN,
+            1 << 40,
+        )?;
+        check(
+            "write_bytes_max",
+            self.write_bytes_max as u64,
+            event::EVENT_BYTES_MAX as u64 * 2,
+            TORN_WINDOW_BYTES,
+        )?;
+        check(
+            "batch_events_max",
+            self.batch_events_max as u64,
+            1,
+            1_000_000,
+        )?;
+        check(
+            "queue_requests_max",
+            self.queue_requests_max as u64,
+            1,
+            1_000_000,
+        )
+    }
+}
+
+/// The receipt of a durable append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Seq of the first event; the others follow without gaps.
+    pub first_seq: u64,
+    /// Number of events.
+    pub count: u64,
+    /// The `received_at` stamped on every event of the request (unix µs).
+    pub received_at: i64,
+    /// The segment holding them.
+    pub segment: SegmentId,
+    /// Chain hash of the last event: a receipt the client can keep.
+    pub last_hash: Hash,
+}
+
+impl Appended {
+    /// Seq of the last event.
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + self.count - 1
+    }
+}
+
+/// Counters kept by the writer.
+#[derive(Debug, Default)]
+pub struct LogMetrics {
+    /// Events made durable.
+    pub appended: AtomicU64,
+    /// Bytes made durable.
+    pub bytes: AtomicU64,
+    /// Group commits (fdatasync calls on record data).
+    pub fsyncs: AtomicU64,
+    /// Total time spent writing and syncing groups (µs).
+    pub fsync_micros: AtomicU64,
+    /// Writes that failed and were rolled back.
+    pub write_errors: AtomicU64,
+}
+
+/// A segment as listed for operators and backups.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// Day and part.
+    pub id: SegmentId,
+    /// The file.
+    pub path: PathBuf,
+    /// Seq of its first record.
+    pub first_seq: u64,
+    /// Number of durable records.
+    pub count: u64,
+    /// Durable bytes (what a backup copies).
+    pub bytes: u64,
+    /// Whether the footer is written.
+    pub sealed: bool,
+}
+
+/// State shared by the writer and readers.
+pub(crate) struct Shared {
+    segments: RwLock<Vec<Arc<SegmentView>>>,
+    /// Seq of the last durable event; `first_seq - 1` when empty.
+    durable: AtomicU64,
+    durable_tx: watch::Sender<u64>,
+    poisoned: Mutex<Option<Error>>,
+    pub(crate) metrics: LogMetrics,
+}
+
+impl Shared {
+    fn segments(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<SegmentView>>> {
+        self.segments.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn push_segment(&self, view: Arc<SegmentView>) {
+        self.segments
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(view);
+    }
+
+    pub(crate) fn publish_durable(&self, seq: u64) {
+        self.durable.store(seq, Ordering::Release);
+        self.durable_tx.send_replace(seq);
+    }
+
+    pub(crate) fn set_poisoned(&self, e: &Error) {
+        *self.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+    }
+
+    /// The segment holding `seq`, if any.
+    fn find(&self, seq: u64) -> Option<Arc<SegmentView>> {
+        let segs = self.segments();
+        let i = segs.partition_point(|s| s.first_seq() <= seq);
+        let s = segs.get(i.checked_sub(1)?)?;
+        (seq < s.first_seq() + s.count()).then(|| s.clone())
+    }
+
+    fn first_seq(&self) -> u64 {
+        let segs = self.segments();
+        match segs.first() {
+            Some(s) => s.first_seq(),
+            None => self.durable.load(Ordering::Acquire) + 1,
+        }
+    }
+}
+
+/// fsyncs a directory, so that file creations, renames and removals in it
+/// survive a crash.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// The open log. Dropping it stops the writer after the requests already
+/// queued are answered.
+pub struct Log {
+    shared: Arc<Shared>,
+    tx: Option<flume::Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    cfg: LogConfig,
+    data_dir: PathBuf,
+    report: RecoveryReport,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("data_dir", &self.data_dir)
+            .field("last_seq", &self.last_seq())
+            .finish()
+    }
+}
+
+/// Direction of iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first.
+    Backward,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `data_dir`, runs recovery and
+    /// starts the writer thread.
+    pub fn open(data_dir: &Path, cfg: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
+        cfg.validate()?;
+        let seg_dir = data_dir.join("segments");
+        std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io("create", &seg_dir, e))?;
+        let lock = lock_data_dir(data_dir)?;
+        let rec = recovery::recover(data_dir, &seg_dir, cfg.recovery)?;
+        let last_received_at = last_received_at(&rec.views)?;
+        let (durable_tx, _) = watch::channel(rec.next_seq - 1);
+        let shared = Arc::new(Shared {
+            segments: RwLock::new(rec.views),
+            durable: AtomicU64::new(rec.next_seq - 1),
+            durable_tx,
+            poisoned: Mutex::new(None),
+            metrics: LogMetrics::default(),
+        });
+        let writer = Writer::new(
+            shared.clone(),
+            cfg.clone(),
+            clock,
+            seg_dir,
+            rec.active,
+            rec.newest,
+            rec.next_seq,
+            rec.last_hash,
+            last_received_at,
+        );
+        let (tx, rx) = flume::bounded(cfg.queue_requests_max);
+        let thread = std::thread::Builder::new()
+            .name("stele-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::io("start the writer thread for", data_dir, e))?;
+        tracing::info!(
+            "Opened the log in {}: {} segments, {} events, next seq {}.",
+            data_dir.display(),
+            rec.report.segments,
+            rec.report.events,
+            rec.next_seq
+        );
+        Ok(Log {
+            shared,
+            tx: Some(tx),
+            thread: Some(thread),
+            cfg,
+            data_dir: data_dir.to_path_buf(),
+            report: rec.report,
+            _lock: lock,
+        })
+    }
+
+    /// What recovery found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn prepare(&self, events: &[Event]) -> Result<Batch> {
+        if events.is_empty() || events.len() > self.cfg.batch_events_max {
+            return Err(Error::LimitExceeded {
+                what: "events per append",
+                got: events.len() as u64,
+                max: self.cfg.batch_events_max as u64,
+            });
+        }
+        let mut bodies = Vec::with_capacity(events.len() * 512);
+        let mut ends = Vec::with_capacity(events.len());
+        for ev in events {
+            let start = bodies.len();
+            event::encode_event(ev, &mut bodies);
+            let len = bodies.len() - start;
+            if len > event::EVENT_BYTES_MAX {
+                return Err(Error::LimitExceeded {
+                    what: "encoded event bytes",
+                    got: len as u64,
+                    max: event::EVENT_BYTES_MAX as u64,
+                });
+            }
+            ends.push(bodies.len() as u32);
+        }
+        // One request always fits in one write, so a torn write never spans
+        // more than the torn window.
+        let framed = bodies.len() + events.len() * (format::RECORD_OVERHEAD_BYTES + 20);
+        if framed > self.cfg.write_bytes_max {
+            return Err(Error::LimitExceeded {
+                what: "bytes per append",
+                got: framed as u64,
+                max: self.cfg.write_bytes_max as u64,
+            });
+        }
+        Ok(Batch { bodies, ends })
+    }
+
+    fn sender(&self) -> Result<&flume::Sender<Request>> {
+        self.tx.as_ref().ok_or(Error::Closed)
+    }
+
+    /// Appends `events` and returns once they are durable. Blocks the calling
+    /// thread: do not call from an async task (use [`Log::append_async`]).
+    pub fn append(&self, events: &[Event]) -> Result<Appended> {
+        let batch = self.prepare(events)?;
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(Request::Append(batch, reply))
+            .map_err(|_| Error::Closed)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Appends `events` and resolves once they are durable.
+    pub async fn append_async(&self, events: &[Event]) -> Result<Appended> {
+        let batch = self.prepare(events)?;
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send_async(Request::Append(batch, reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Seals the active segment if its UTC day is over. The writer also does
+    /// this by itself about once a second; tests with a manual clock call it.
+    pub fn rotate_if_day_over(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(Request::Rotate(reply))
+            .map_err(|_| Error::Closed)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Seq of the last durable event (`first_seq() - 1` when empty).
+    pub fn last_seq(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Seq of the oldest event still in the log.
+    pub fn first_seq(&self) -> u64 {
+        self.shared.first_seq()
+    }
+
+    /// Watches the last durable seq (for live streams).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.durable_tx.subscribe()
+    }
+
+    /// The error that stopped the writer, if one did.
+    pub fn poisoned(&self) -> Option<Error> {
+        self.shared
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The writer's counters.
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.shared.metrics
+    }
+
+    /// Every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.shared
+            .segments()
+            .iter()
+            .map(|s| SegmentInfo {
+                id: s.id,
+                path: s.path.clone(),
+                first_seq: s.first_seq(),
+                count: s.count(),
+                bytes: s.durable_bytes(),
+                sealed: s.footer().is_some(),
+            })
+            .collect()
+    }
+
+    /// The event with `seq`, or `None` if it is not (or no longer) in the log.
+    pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
+        if seq == 0 || seq > self.last_seq() {
+            return Ok(None);
+        }
+        self.range(seq..=seq, Direction::Forward).next().transpose()
+    }
+
+    /// Iterates over the durable events whose seqs fall in `range`, in the
+    /// given direction. Events appended after this call are not included.
+    pub fn range(&self, range: impl RangeBounds<u64>, dir: Direction) -> LogIter {
+        let lo = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        }
+        .max(self.first_seq());
+        let hi = match range.end_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_sub(1),
+            Bound::Unbounded => u64::MAX,
+        }
+        .min(self.last_seq());
+        LogIter {
+            shared: self.shared.clone(),
+            lo,
+            hi,
+            dir,
+            cur: None,
+            done: lo > hi,
+        }
+    }
+
+    /// Every durable event, oldest first.
+    pub fn iter(&self) -> LogIter {
+        self.range(.., Direction::Forward)
+    }
+
+    /// Stops the writer after answering every queued request.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Takes an exclusive `flock` on `DATA_DIR/LOCK`, so two processes never
+/// write one log.
+fn lock_data_dir(data_dir: &Path) -> Result<File> {
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    // SAFETY: flock on a valid, owned file descriptor.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(Error::io(
+                "lock (another Stele process is using this data directory)",
+                &path,
+                e,
+            ));
+        }
+        return Err(Error::io("lock", &path, e));
+    }
+    Ok(f)
+}
+
+/// `received_at` of the newest event, so it never goes backwards across a
+/// restart even if the clock does.
+fn last_received_at(views: &[Arc<SegmentView>]) -> Result<i64> {
+    for v in views.iter().rev() {
+        let count = v.count();
+        if count == 0 {
+            continue;
+        }
+        let seq = v.first_seq() + count - 1;
+        let snap = v.snapshot()?;
+        let off = v.offset_of(&snap, seq)?;
+        return Ok(v.read_at(&snap, off, seq)?.0.received_at);
+    }
+    Ok(i64::MIN)
+}
+
+/// Position of an iterator inside one segment.
+struct Cursor {
+    view: Arc<SegmentView>,
+    snap: Snapshot,
+    /// Forward: offset of the record `next` (the next to yield).
+    offset: u64,
+    /// Backward: offsets of the block's records up to the next to yield.
+    back: Vec<u64>,
+}
+
+/// An iterator over a seq range of the log; yields an error (and then stops)
+/// on damaged data instead of skipping it.
+pub struct LogIter {
+    shared: Arc<Shared>,
+    lo: u64,
+    hi: u64,
+    dir: Direction,
+    cur: Option<Cursor>,
+    done: bool,
+}
+
+impl LogIter {
+    fn position(&mut self, seq: u64) -> Result<Cursor> {
+        let view = self.shared.find(seq).ok_or_else(|| Error::Corruption {
+            path: PathBuf::new(),
+            offset: 0,
+            seq: Some(seq),
+            detail: "no segment holds this durable seq".into(),
+        })?;
+        let snap = view.snapshot()?;
+        let (offset, back) = match self.dir {
+            Direction::Forward => (view.offset_of(&snap, seq)?, Vec::new()),
+            Direction::Backward => {
+                let index = seq - view.first_seq();
+                let block_first = view.first_seq() + index / SPARSE_EVERY * SPARSE_EVERY;
+                let mut off = view.block_offset(index / SPARSE_EVERY)?;
+                let mut back = Vec::with_capacity(SPARSE_EVERY as usize);
+                for s in block_first..=seq {
+                    back.push(off);
+                    if s < seq {
+                        off = view.skip_at(&snap, off, s)?;
+                    }
+                }
+                (0, back)
+            }
+        };
+        Ok(Cursor {
+            view,
+            snap,
+            offset,
+            back,
+        })
+    }
+
+    fn step(&mut self) -> Result<Option<StoredEvent>> {
+        match self.dir {
+            Direction::Forward => {
+                let seq = self.lo;
+                let fits = self.cur.as_ref().is_some_and(|c| {
+                    seq < c.view.first_seq() + c.snap.count && c.offset < c.snap.records_end
+                });
+                if !fits {
+                    self.cur = Some(self.position(seq)?);
+                }
+                let c = self.cur.as_mut().expect("positioned");
+                let (ev, next) = c.view.read_at(&c.snap, c.offset, seq)?;
+                c.offset = next;
+                self.lo += 1;
+                Ok(Some(ev))
+            }
+            Direction::Backward => {
+                let seq = self.hi;
+                if self.cur.as_ref().is_none_or(|c| c.back.is_empty()) {
+                    self.cur = Some(self.position(seq)?);
+                }
+                let c = self.cur.as_mut().expect("positioned");
+                let off = c.back.pop().expect("non-empty block");
+                let (ev, _) = c.view.read_at(&c.snap, off, seq)?;
+                self.hi -= 1;
+                Ok(Some(ev))
+            }
+        }
+    }
+}
+
+impl Iterator for LogIter {
+    type Item = Result<StoredEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.lo > self.hi {
+            return None;
+        }
+        match self.step() {
+            Ok(ev) => {
+                if self.dir == Direction::Backward && self.hi < self.lo {
+                    self.done = true;
+                }
+                ev.map(Ok)
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

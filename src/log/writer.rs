@@ -1,0 +1,471 @@
+//! The single writer: group commit, rotation and sealing.
+//!
+//! Owns the active segment's write handle and the chain state (next seq, last
+//! hash). One thread runs [`Writer::run`]; appenders send it requests over a
+//! bounded channel and wait on a oneshot reply. The writer drains every
+//! request already queued (up to `write_bytes_max`), encodes them into one
+//! buffer, writes it with one `pwrite` and makes it durable with one
+//! `fdatasync`, then publishes the new durable seq and replies to every
+//! request in the group: many appenders share one fsync.
+//!
+//! Invariants:
+//! 1. A reply `Ok` is sent only after the `fdatasync` covering the request's
+//!    bytes returned success.
+//! 2. A failed `fdatasync` poisons the writer for good: its outcome is unknown
+//!    (the kernel may have dropped the dirty pages), so nothing is ever
+//!    acknowledged again by this process. Recovery on restart re-reads the
+//!    file.
+//! 3. A failed `pwrite` (disk full, say) truncates the file back to its last
+//!    durable length and rolls back the chain state, so appends can resume; if
+//!    that truncate fails too, the writer is poisoned.
+//! 4. Records in one segment all belong to its UTC day (of `received_at`, which
+//!    never goes backwards) and a segment exceeds `segment_bytes_max` only when
+//!    a single request alone is larger.
+
+use super::error::{Error, Result};
+use super::format::{
+    encode_record, Day, Footer, Hash, Header, SegmentId, FOOTER_BYTES, FORMAT_VERSION,
+    HEADER_BYTES, RECORD_OVERHEAD_BYTES,
+};
+use super::segment::{SegmentView, SPARSE_EVERY};
+use super::{fsync_dir, Appended, LogConfig, Shared};
+use crate::clock::Clock;
+use crate::event;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Events encoded by the caller, ready for the writer.
+pub(crate) struct Batch {
+    /// The bincode encodings of the events, back to back.
+    pub bodies: Vec<u8>,
+    /// Where each event's encoding ends in `bodies`.
+    pub ends: Vec<u32>,
+}
+
+/// What the writer is asked to do.
+pub(crate) enum Request {
+    /// Append a batch; reply once durable.
+    Append(Batch, oneshot::Sender<Result<Appended>>),
+    /// Seal the active segment if its UTC day is over (the writer also does
+    /// this by itself about once a second).
+    Rotate(oneshot::Sender<Result<()>>),
+}
+
+/// The active segment, writable.
+struct Active {
+    view: Arc<SegmentView>,
+    file: File,
+    /// Durable length (header plus whole records).
+    len: u64,
+    /// Durable records.
+    count: u64,
+}
+
+/// Chain state, saved at the start of a group so a failed write can roll back.
+#[derive(Clone, Copy)]
+struct Chain {
+    next_seq: u64,
+    last_hash: Hash,
+    last_received_at: i64,
+}
+
+/// One request of a group, waiting for the group's fsync.
+struct Waiter {
+    reply: oneshot::Sender<Result<Appended>>,
+    receipt: Appended,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    cfg: LogConfig,
+    clock: Arc<dyn Clock>,
+    dir: PathBuf,
+    active: Option<Active>,
+    /// Id of the newest segment on disk (sealed or not), for naming the next.
+    newest: Option<SegmentId>,
+    chain: Chain,
+    poisoned: Option<Error>,
+    buf: Vec<u8>,
+    /// Offsets (absolute) of new records that start a sparse block.
+    new_sparse: Vec<u64>,
+    /// State at the start of the pending group.
+    group_start: Chain,
+    waiters: Vec<Waiter>,
+}
+
+impl Writer {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        cfg: LogConfig,
+        clock: Arc<dyn Clock>,
+        dir: PathBuf,
+        active: Option<(Arc<SegmentView>, File)>,
+        newest: Option<SegmentId>,
+        next_seq: u64,
+        last_hash: Hash,
+        last_received_at: i64,
+    ) -> Writer {
+        let active = active.map(|(view, file)| {
+            let snap_len = view.durable_bytes();
+            let count = view.count();
+            Active {
+                view,
+                file,
+                len: snap_len,
+                count,
+            }
+        });
+        let chain = Chain {
+            next_seq,
+            last_hash,
+            last_received_at,
+        };
+        Writer {
+            shared,
+            cfg,
+            clock,
+            dir,
+            active,
+            newest,
+            chain,
+            poisoned: None,
+            buf: Vec::with_capacity(1 << 20),
+            new_sparse: Vec::new(),
+            group_start: chain,
+            waiters: Vec::new(),
+        }
+    }
+
+    /// The writer thread's loop; returns when every sender is gone.
+    pub(crate) fn run(mut self, rx: flume::Receiver<Request>) {
+        loop {
+            let first = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(r) => r,
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.rotate_if_day_over() {
+                        tracing::error!("Could not seal the finished day's segment: {e}.");
+                    }
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut pending = Some(first);
+            let mut bytes = 0usize;
+            while let Some(req) = pending.take() {
+                match req {
+                    Request::Append(batch, reply) => {
+                        bytes += batch.bodies.len();
+                        self.append(batch, reply);
+                    }
+                    Request::Rotate(reply) => {
+                        self.commit();
+                        let _ = reply.send(self.rotate_if_day_over());
+                    }
+                }
+                if bytes < self.cfg.write_bytes_max {
+                    pending = rx.try_recv().ok();
+                }
+            }
+            self.commit();
+        }
+        self.commit();
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_micros().max(self.chain.last_received_at)
+    }
+
+    /// Adds one request to the pending group, committing first when it must
+    /// go to a new segment or would make the write too large.
+    fn append(&mut self, batch: Batch, reply: oneshot::Sender<Result<Appended>>) {
+        if let Some(e) = &self.poisoned {
+            let _ = reply.send(Err(e.clone()));
+            return;
+        }
+        let n = batch.ends.len() as u64;
+        let framed = batch.bodies.len() as u64 + n * (RECORD_OVERHEAD_BYTES as u64 + 20);
+        let received_at = self.now();
+        let day = Day::from_micros(received_at);
+        let fits = match &self.active {
+            None => false,
+            Some(a) => {
+                let used = a.len + self.buf.len() as u64;
+                a.view.id.day == day
+                    && (used + framed + FOOTER_BYTES as u64 <= self.cfg.segment_bytes_max
+                        || (a.count == 0 && self.waiters.is_empty()))
+            }
+        };
+        if !fits {
+            self.commit();
+            if let Some(e) = &self.poisoned {
+                let _ = reply.send(Err(e.clone()));
+                return;
+            }
+            if let Err(e) = self.rotate_to(day) {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        } else if self.buf.len() as u64 + framed > self.cfg.write_bytes_max as u64
+            && !self.waiters.is_empty()
+        {
+            self.commit();
+        }
+        let Some(active) = self.active.as_ref() else {
+            let _ = reply.send(Err(Error::Closed));
+            return;
+        };
+        let base = active.len;
+        let count = active.count + self.pending_records();
+        if self.waiters.is_empty() {
+            self.group_start = self.chain;
+        }
+        let first_seq = self.chain.next_seq;
+        let mut prefix = Vec::with_capacity(20);
+        let mut start = 0usize;
+        for (i, &end) in batch.ends.iter().enumerate() {
+            let index = count + i as u64;
+            if index % SPARSE_EVERY == 0 {
+                self.new_sparse.push(base + self.buf.len() as u64);
+            }
+            prefix.clear();
+            event::encode_stored_prefix(self.chain.next_seq, received_at, &mut prefix);
+            let body = &batch.bodies[start..end as usize];
+            self.chain.last_hash =
+                encode_record(&mut self.buf, &self.chain.last_hash, &[&prefix, body]);
+            self.chain.next_seq += 1;
+            start = end as usize;
+        }
+        self.chain.last_received_at = received_at;
+        self.waiters.push(Waiter {
+            reply,
+            receipt: Appended {
+                first_seq,
+                count: n,
+                received_at,
+                segment: active.view.id,
+                last_hash: self.chain.last_hash,
+            },
+        });
+    }
+
+    fn pending_records(&self) -> u64 {
+        self.waiters.iter().map(|w| w.receipt.count).sum()
+    }
+
+    /// Writes and fsyncs the pending group, then publishes and replies.
+    fn commit(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let added = self.pending_records();
+        let waiters = std::mem::take(&mut self.waiters);
+        let outcome = self.write_group(added);
+        self.buf.clear();
+        self.new_sparse.clear();
+        match outcome {
+            Ok(()) => {
+                for w in waiters {
+                    let _ = w.reply.send(Ok(w.receipt));
+                }
+            }
+            Err(e) => {
+                for w in waiters {
+                    let _ = w.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self, added: u64) -> Result<()> {
+        let Some(a) = self.active.as_mut() else {
+            return Err(Error::Closed);
+        };
+        let started = std::time::Instant::now();
+        if let Err(e) = a.file.write_all_at(&self.buf, a.len) {
+            let err = Error::io("write", &a.view.path, e);
+            // Take back whatever part of the write reached the file, so the
+            // next write starts at a record boundary.
+            if let Err(t) = a.file.set_len(a.len) {
+                let cause = format!("{err}; then truncating back failed: {t}");
+                return Err(self.poison("write", cause));
+            }
+            self.chain = self.group_start;
+            self.shared
+                .metrics
+                .write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(err);
+        }
+        if let Err(e) = a.file.sync_data() {
+            let err = Error::io("fdatasync", &a.view.path, e);
+            return Err(self.poison("fdatasync", err.to_string()));
+        }
+        a.len += self.buf.len() as u64;
+        a.count += added;
+        a.view.publish(a.len, a.count, &self.new_sparse);
+        let m = &self.shared.metrics;
+        m.fsyncs.fetch_add(1, Ordering::Relaxed);
+        m.fsync_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        m.appended.fetch_add(added, Ordering::Relaxed);
+        m.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.shared.publish_durable(self.chain.next_seq - 1);
+        Ok(())
+    }
+
+    fn poison(&mut self, op: &'static str, cause: String) -> Error {
+        tracing::error!(
+            "The log stopped acknowledging appends after a failed {op}: {cause}. \
+             Restart Stele to recover; acknowledged events are safe."
+        );
+        let e = Error::Poisoned { op, cause };
+        self.poisoned = Some(e.clone());
+        self.shared.set_poisoned(&e);
+        e
+    }
+
+    /// Seals the active segment if the clock has moved past its day.
+    fn rotate_if_day_over(&mut self) -> Result<()> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let today = Day::from_micros(self.now());
+        match &self.active {
+            Some(a) if a.view.id.day < today => self.seal_active(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Seals the active segment (if any) and creates the next one for `day`.
+    fn rotate_to(&mut self, day: Day) -> Result<()> {
+        if self.active.is_some() {
+            self.seal_active()?;
+        }
+        let id = match self.newest {
+            Some(n) if n.day == day => SegmentId {
+                day,
+                part: n.part + 1,
+            },
+            Some(n) if n.day > day => {
+                // received_at never goes backwards, so this cannot happen
+                // unless the directory holds segments from the future.
+                return Err(Error::Corruption {
+                    path: self.dir.join(n.file_name()),
+                    offset: 0,
+                    seq: None,
+                    detail: format!("segment is dated after today ({day})"),
+                });
+            }
+            _ => SegmentId { day, part: 0 },
+        };
+        self.create(id)
+    }
+
+    fn create(&mut self, id: SegmentId) -> Result<()> {
+        let path = self.dir.join(id.file_name());
+        let header = Header {
+            version: FORMAT_VERSION,
+            id,
+            first_seq: self.chain.next_seq,
+            prev_hash: self.chain.last_hash,
+            created_at: self.clock.now_micros(),
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        let written = file
+            .write_all_at(&header.encode(), 0)
+            .map_err(|e| Error::io("write", &path, e));
+        if let Err(e) = written {
+            // Nothing was acknowledged in this file; a partial header would
+            // be removed by recovery anyway.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        if let Err(e) = file.sync_data() {
+            return Err(self.poison("fdatasync", Error::io("fdatasync", &path, e).to_string()));
+        }
+        if let Err(e) = fsync_dir(&self.dir) {
+            return Err(self.poison("fsync", e.to_string()));
+        }
+        let view = Arc::new(SegmentView::new(
+            &path,
+            header,
+            HEADER_BYTES as u64,
+            0,
+            Some(Vec::new()),
+            None,
+        )?);
+        self.shared.push_segment(view.clone());
+        self.newest = Some(id);
+        self.active = Some(Active {
+            view,
+            file,
+            len: HEADER_BYTES as u64,
+            count: 0,
+        });
+        tracing::info!(
+            "Opened segment {id} for new events from seq {}.",
+            self.chain.next_seq
+        );
+        Ok(())
+    }
+
+    /// Writes the footer, makes it durable, makes the file read-only and
+    /// fsyncs the directory.
+    fn seal_active(&mut self) -> Result<()> {
+        let Some(a) = self.active.as_ref() else {
+            return Ok(());
+        };
+        let footer = Footer {
+            count: a.count,
+            first_seq: a.view.header.first_seq,
+            last_seq: a.view.header.first_seq + a.count - 1,
+            final_hash: self.chain.last_hash,
+            sealed_at: self.clock.now_micros(),
+        };
+        let path = a.view.path.clone();
+        if let Err(e) = a.file.write_all_at(&footer.encode(), a.len) {
+            let err = Error::io("write footer to", &path, e);
+            if a.file.set_len(a.len).is_err() {
+                return Err(self.poison("write", err.to_string()));
+            }
+            return Err(err);
+        }
+        if let Err(e) = a.file.sync_data() {
+            return Err(self.poison("fdatasync", Error::io("fdatasync", &path, e).to_string()));
+        }
+        let readonly = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
+            .and_then(|_| a.file.sync_all());
+        if let Err(e) = readonly {
+            // The footer is durable: the segment is sealed whatever its mode.
+            tracing::warn!(
+                "Sealed {} but could not make it read-only: {e}.",
+                path.display()
+            );
+        }
+        if let Err(e) = fsync_dir(&self.dir) {
+            return Err(self.poison("fsync", e.to_string()));
+        }
+        a.view.seal(footer.clone());
+        tracing::info!(
+            "Sealed segment {} with {} events (seqs {}..={}).",
+            a.view.id,
+            footer.count,
+            footer.first_seq,
+            footer.last_seq
+        );
+        debug_assert_eq!(a.len + FOOTER_BYTES as u64, a.view.durable_bytes());
+        self.active = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! The `stele` command line.
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use stele::clock::SystemClock;
+use stele::event::{self, Event};
+use stele::log::{Direction, Log, LogConfig, RecoveryMode};
+
+#[derive(Parser)]
+#[command(name = "stele", version, about = "Stele, an audit-log daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check segment files offline: every CRC, the hash chain, seq continuity,
+    /// headers and footers. Exit 0 when intact, 1 when damaged, 2 when a path
+    /// cannot be read.
+    Verify {
+        /// Data directories, segments directories or segment files
+        /// (default: ./data).
+        paths: Vec<PathBuf>,
+        /// Print only problems.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Append events read as NDJSON from stdin; prints one JSON line per
+    /// durable batch with the ids and seqs it acknowledges.
+    Append {
+        /// The data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Events per append request.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Appending threads (each waits for its own durability).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Seal a segment once it reaches this many bytes.
+        #[arg(long)]
+        segment_bytes_max: Option<u64>,
+        /// What to do with damage found at open: strict or salvage.
+        #[arg(long, default_value = "strict")]
+        recovery: RecoveryMode,
+    },
+    /// Print stored events as NDJSON.
+    Cat {
+        /// The data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// First seq to print (last, with --reverse).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Newest first.
+        #[arg(long)]
+        reverse: bool,
+        /// Print at most this many events.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify { paths, quiet } => return verify(paths, quiet),
+        Command::Append {
+            data_dir,
+            batch,
+            concurrency,
+            segment_bytes_max,
+            recovery,
+        } => append(data_dir, batch, concurrency, segment_bytes_max, recovery),
+        Command::Cat {
+            data_dir,
+            from,
+            reverse,
+            limit,
+        } => cat(data_dir, from, reverse, limit),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stele: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn verify(paths: Vec<PathBuf>, quiet: bool) -> ExitCode {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("data")]
+    } else {
+        paths
+    };
+    let report = match stele::verify::verify_paths(&paths) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stele verify: cannot read {}: {e}", display_paths(&paths));
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if !quiet {
+        for s in &report.segments {
+            let _ = writeln!(
+                out,
+                "{}: {} events from seq {}, {}, last hash {}",
+                s.path.display(),
+                s.count,
+                s.first_seq,
+                if s.sealed { "sealed" } else { "active" },
+                s.last_hash
+            );
+        }
+    }
+    for f in &report.findings {
+        let _ = writeln!(out, "{}{f}", if f.fatal { "DAMAGED: " } else { "note: " });
+    }
+    let bad = report.findings.iter().filter(|f| f.fatal).count();
+    if bad == 0 {
+        let _ = writeln!(
+            out,
+            "intact: {} segments, {} events",
+            report.segments.len(),
+            report.events()
+        );
+        ExitCode::SUCCESS
+    } else {
+        let _ = writeln!(out, "damaged: {bad} problems found");
+        ExitCode::from(1)
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn open_log(data_dir: &std::path::Path, cfg: LogConfig) -> anyhow::Result<Log> {
+    Log::open(data_dir, cfg, Arc::new(SystemClock))
+        .map_err(|e| anyhow::anyhow!("cannot open the log in {}: {e}", data_dir.display()))
+}
+
+fn append(
+    data_dir: PathBuf,
+    batch: usize,
+    concurrency: usize,
+    segment_bytes_max: Option<u64>,
+    recovery: RecoveryMode,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+    anyhow::ensure!(
+        (1..=1024).contains(&concurrency),
+        "--concurrency must be between 1 and 1024"
+    );
+    let mut cfg = LogConfig {
+        recovery,
+        ..LogConfig::default()
+    };
+    if let Some(s) = segment_bytes_max {
+        cfg.segment_bytes_max = s;
+    }
+    let log = open_log(&data_dir, cfg)?;
+    let input = Mutex::new((0usize, std::io::stdin()));
+    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            scope.spawn(|| {
+                if let Err(e) = append_worker(&log, &input, batch) {
+                    failed.lock().expect("no panics").get_or_insert(e);
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("no panics") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn append_worker(
+    log: &Log,
+    input: &Mutex<(usize, std::io::Stdin)>,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let mut line = String::new();
+    loop {
+        let mut events: Vec<Event> = Vec::with_capacity(batch);
+        {
+            let mut guard = input
+                .lock()
+                .map_err(|_| anyhow::anyhow!("input lock poisoned"))?;
+            let (lines_read, stdin) = &mut *guard;
+            while events.len() < batch {
+                line.clear();
+                if stdin.read_line(&mut line)? == 0 {
+                    break;
+                }
+                *lines_read += 1;
+                let n = *lines_read - 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value: serde_json::Value = serde_json::from_str(&line)
+                    .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", n + 1))?;
+                let ev = event::parse_event(&value, || uuid::Uuid::now_v7().to_string()).map_err(
+                    |errs| {
+                        let msgs: Vec<String> = errs
+                            .iter()
+                            .map(|e| format!("{}: {}", e.field, e.message))
+                            .collect();
+                        anyhow::anyhow!("line {}: invalid event: {}", n + 1, msgs.join("; "))
+                    },
+                )?;
+                events.push(ev);
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ack = log.append(&events)?;
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let ack_line = serde_json::json!({
+            "first_seq": ack.first_seq,
+            "count": ack.count,
+            "segment": ack.segment.file_name(),
+            "last_hash": stele::log::format::hash_hex(&ack.last_hash),
+            "ids": ids,
+        });
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{ack_line}")?;
+        out.flush()?;
+    }
+}
+
+fn cat(
+    data_dir: PathBuf,
+    from: Option<u64>,
+    reverse: bool,
+    limit: Option<usize>,
+) -> anyhow::Result<()> {
+    let log = open_log(&data_dir, LogConfig::default())?;
+    let iter = if reverse {
+        log.range(..=from.unwrap_or(u64::MAX), Direction::Backward)
+    } else {
+        log.range(from.unwrap_or(0).., Direction::Forward)
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for ev in iter.take(limit.unwrap_or(usize::MAX)) {
+        serde_json::to_writer(&mut out, &ev?)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use stele::clock::ManualClock;
+use stele::event::Event;
+use stele::log::{Log, LogConfig};
+use stele::testkit::EventGen;
+
+/// 2026-11-23T23:59:00Z in unix microseconds: one minute before a UTC midnight.
+pub const BEFORE_MIDNIGHT: i64 = 1_795_478_340_000_000;
+
+/// The `stele` binary built for this test run.
+pub fn stele() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stele"))
+}
+
+/// A log in `dir` with a manual clock and the given segment size cap.
+pub fn open(dir: &Path, clock: &Arc<ManualClock>, segment_bytes_max: u64) -> Log {
+    Log::open(
+        dir,
+        LogConfig {
+            segment_bytes_max,
+            ..LogConfig::default()
+        },
+        clock.clone(),
+    )
+    .expect("open log")
+}
+
+/// `n` realistic events of about `size` bytes each.
+pub fn events(gen: &mut EventGen, n: usize, size: usize) -> Vec<Event> {
+    (0..n).map(|_| gen.sized(size)).collect()
+}
+
+/// The segment files of a data directory, in log order.
+pub fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
+    stele::log::list_segments(&data_dir.join("segments"))
+        .expect("list segments")
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+            make_writable(&dest);
+        }
+    }
+}
+
+/// Sealed segments are 0444; tests that tamper with them need write access.
+pub fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Runs `stele verify` on `paths`; returns (exit code, stdout).
+pub fn verify(paths: &[&Path]) -> (i32, String) {
+    let out = stele()
+        .arg("verify")
+        .args(paths)
+        .output()
+        .expect("run stele verify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

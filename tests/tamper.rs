@@ -1,0 +1,282 @@
+//! Tampering that `stele verify` must catch, each reported with the file, the
+//! byte offset and the seq; and the committed sample data directory that
+//! every future version must keep reading.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use stele::clock::ManualClock;
+use stele::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
+use stele::log::{Direction, Log, LogConfig};
+use stele::testkit::EventGen;
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// A log of three sealed segments and an active one, 8 events each.
+fn pristine() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3 * DAY_MICROS));
+    let mut gen = EventGen::new(11);
+    let log = open(tmp.path(), &clock, 1 << 20);
+    for _ in 0..4 {
+        for _ in 0..4 {
+            log.append(&events(&mut gen, 2, 400)).unwrap();
+        }
+        clock.advance(DAY_MICROS);
+    }
+    drop(log);
+    for f in segment_files(tmp.path()) {
+        make_writable(&f);
+    }
+    tmp
+}
+
+/// Byte ranges `(start, end)` of the records of a segment file.
+fn records(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut off = HEADER_BYTES;
+    while off < bytes.len() {
+        match decode_frame(&bytes[off..]) {
+            Ok(Frame::Record { len, .. }) => {
+                out.push((off, off + len));
+                off += len;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn damaged(dir: &Path) -> String {
+    let (code, out) = verify(&[dir]);
+    assert_eq!(code, 1, "verify must fail:\n{out}");
+    out
+}
+
+fn second_segment(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = segment_files(dir)[1].clone();
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+#[test]
+fn the_pristine_log_verifies() {
+    let tmp = pristine();
+    let (code, out) = verify(&[tmp.path()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("intact: 4 segments, 32 events"), "{out}");
+    // A segments directory and single files verify too.
+    let (code, _) = verify(&[&tmp.path().join("segments")]);
+    assert_eq!(code, 0);
+    let files = segment_files(tmp.path());
+    let (code, out) = verify(&[&files[1], &files[3]]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_single_flipped_bit_anywhere_is_caught() {
+    let tmp = pristine();
+    let (path, bytes) = second_segment(tmp.path());
+    // Every 7th bit of the file: header, lengths, CRCs, payloads, chains, footer.
+    for bit in (0..bytes.len() * 8).step_by(7 * 8 + 3) {
+        let mut b = bytes.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        std::fs::write(&path, &b).unwrap();
+        let (code, out) = verify(&[tmp.path()]);
+        assert_eq!(code, 1, "bit {bit} flip went unnoticed:\n{out}");
+        assert!(out.contains(&*path.to_string_lossy()), "{out}");
+    }
+}
+
+#[test]
+fn a_payload_change_with_its_crc_recomputed_breaks_the_chain() {
+    let tmp = pristine();
+    let (path, mut bytes) = second_segment(tmp.path());
+    let recs = records(&bytes);
+    let (start, end) = recs[3];
+    // Change one payload byte in the description text and recompute the CRC
+    // (keep the stored chain hash): only the chain can tell.
+    let payload_at = start + 8 + (end - start - 40) - 10;
+    bytes[payload_at] ^= 0x20;
+    let len = (end - start - 40) as u32;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&len.to_le_bytes());
+    crc.update(&bytes[start + 8..end]);
+    bytes[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let out = damaged(tmp.path());
+    assert!(out.contains(&format!("offset {start}")), "{out}");
+    assert!(out.contains("chain hash"), "{out}");
+    let header = Header::decode(&bytes).unwrap();
+    assert!(
+        out.contains(&format!("(seq {})", header.first_seq + 3)),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_payload_change_with_crc_and_every_later_chain_recomputed_is_caught_by_the_next_segment() {
+    let tmp = pristine();
+    let (path, mut bytes) = second_segment(tmp.path());
+    let recs = records(&bytes);
+    let header = Header::decode(&bytes).unwrap();
+    // The forger rewrites record 2 and re-chains everything after it in this
+    // segment, footer included; the next segment's header still holds the
+    // honest hash.
+    let mut out = bytes[..recs[0].0].to_vec();
+    let mut prev = header.prev_hash;
+    for (i, &(s, e)) in recs.iter().enumerate() {
+        let mut payload = bytes[s + 8..e - 32].to_vec();
+        if i == 2 {
+            let n = payload.len();
+            payload[n - 5] ^= 0x01;
+        }
+        prev = encode_record(&mut out, &prev, &[&payload]);
+    }
+    let footer_at = recs.last().unwrap().1;
+    let mut footer = stele::log::format::Footer::decode(&bytes[footer_at..]).unwrap();
+    footer.final_hash = prev;
+    out.extend_from_slice(&footer.encode());
+    bytes = out;
+    std::fs::write(&path, &bytes).unwrap();
+    let report = damaged(tmp.path());
+    let next = segment_files(tmp.path())[2].clone();
+    assert!(report.contains(&*next.to_string_lossy()), "{report}");
+    assert!(report.contains("chain is broken"), "{report}");
+}
+
+#[test]
+fn a_deleted_record_is_caught() {
+    let tmp = pristine();
+    let (path, bytes) = second_segment(tmp.path());
+    let recs = records(&bytes);
+    let mut b = bytes[..recs[4].0].to_vec();
+    b.extend_from_slice(&bytes[recs[4].1..]);
+    std::fs::write(&path, &b).unwrap();
+    let out = damaged(tmp.path());
+    let header = Header::decode(&bytes).unwrap();
+    assert!(out.contains(&format!("offset {}", recs[4].0)), "{out}");
+    assert!(
+        out.contains(&format!("where seq {} belongs", header.first_seq + 4)),
+        "{out}"
+    );
+}
+
+#[test]
+fn two_swapped_records_are_caught() {
+    let tmp = pristine();
+    let (path, bytes) = second_segment(tmp.path());
+    let recs = records(&bytes);
+    let mut b = bytes[..recs[2].0].to_vec();
+    b.extend_from_slice(&bytes[recs[3].0..recs[3].1]);
+    b.extend_from_slice(&bytes[recs[2].0..recs[2].1]);
+    b.extend_from_slice(&bytes[recs[3].1..]);
+    std::fs::write(&path, &b).unwrap();
+    let out = damaged(tmp.path());
+    assert!(out.contains(&format!("offset {}", recs[2].0)), "{out}");
+}
+
+#[test]
+fn a_deleted_middle_segment_is_caught() {
+    let tmp = pristine();
+    let files = segment_files(tmp.path());
+    std::fs::remove_file(&files[1]).unwrap();
+    let out = damaged(tmp.path());
+    assert!(out.contains(&*files[2].to_string_lossy()), "{out}");
+    assert!(out.contains("events are missing"), "{out}");
+}
+
+#[test]
+fn an_unsealed_middle_segment_and_a_foreign_file_are_caught() {
+    let tmp = pristine();
+    let files = segment_files(tmp.path());
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &bytes[..bytes.len() - 80]).unwrap();
+    std::fs::write(tmp.path().join("segments").join("x.bak"), b"").unwrap();
+    let out = damaged(tmp.path());
+    assert!(
+        out.contains("only the last segment may be unsealed"),
+        "{out}"
+    );
+    assert!(out.contains("x.bak"), "{out}");
+}
+
+#[test]
+fn verify_reports_unreadable_paths_with_exit_code_2() {
+    let out = stele()
+        .args(["verify", "/nonexistent/stele-data"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/stele-data"));
+}
+
+// ---- The committed sample data directory -----------------------------------
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1");
+
+/// Writes the sample: 3 UTC days, tiny segments, deterministic content.
+fn write_sample(dir: &Path) {
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 2 * DAY_MICROS));
+    let mut gen = EventGen::new(2026).with_base_time(BEFORE_MIDNIGHT - 2 * DAY_MICROS);
+    let log = open(dir, &clock, 8192);
+    for day in 0..3 {
+        for i in 0..10 {
+            log.append(&events(&mut gen, 1 + (i % 3), 450)).unwrap();
+            clock.advance(1_000_000);
+        }
+        if day < 2 {
+            clock.advance(DAY_MICROS);
+        }
+    }
+    drop(log);
+    let _ = std::fs::remove_file(dir.join("LOCK"));
+}
+
+#[test]
+fn the_committed_sample_opens_verifies_and_reads_back() {
+    let sample = Path::new(SAMPLE);
+    if std::env::var_os("STELE_WRITE_SAMPLE").is_some() {
+        let _ = std::fs::remove_dir_all(sample);
+        write_sample(sample);
+    }
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+
+    // This version still writes exactly these bytes (the format is stable).
+    let fresh = tempfile::tempdir().unwrap();
+    write_sample(fresh.path());
+    let committed = segment_files(sample);
+    let written = segment_files(fresh.path());
+    assert_eq!(committed.len(), written.len());
+    for (c, w) in committed.iter().zip(&written) {
+        assert_eq!(c.file_name(), w.file_name());
+        assert!(
+            std::fs::read(c).unwrap() == std::fs::read(w).unwrap(),
+            "{} differs from what this version writes: a format change needs a new \
+             FORMAT_VERSION and a new sample, and the old one must stay readable",
+            c.display()
+        );
+    }
+
+    // Open a copy (opening may append) and read everything back.
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(sample, tmp.path());
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT + DAY_MICROS));
+    let log = Log::open(tmp.path(), LogConfig::default(), clock).unwrap();
+    let all: Vec<_> = log.iter().map(|e| e.unwrap()).collect();
+    assert_eq!(all.len(), 57);
+    let mut gen = EventGen::new(2026).with_base_time(BEFORE_MIDNIGHT - 2 * DAY_MICROS);
+    for (i, ev) in all.iter().enumerate() {
+        assert_eq!(ev.seq, i as u64 + 1);
+        assert_eq!(ev.event, gen.sized(450), "seq {}", ev.seq);
+    }
+    let back: Vec<u64> = log
+        .range(.., Direction::Backward)
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(back, (1..=57).rev().collect::<Vec<_>>());
+    assert!(segment_files(tmp.path()).len() >= 6);
+}

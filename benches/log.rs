@@ -51,6 +51,52 @@ fn append_batch(c: &mut Criterion) {
     g.finish();
 }
 
+/// The CPU side of a 256-event append, without I/O: encoding the events (on
+/// the caller's thread) and framing them (seq prefix, CRC, chain hash, on the
+/// writer's thread).
+fn cpu(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu");
+    let batch = events(256, 256);
+    g.throughput(Throughput::Elements(256));
+    g.bench_function("encode_256_events", |b| {
+        let mut out = Vec::with_capacity(256 * 600);
+        b.iter(|| {
+            out.clear();
+            for ev in &batch {
+                stele::event::encode_event(ev, &mut out);
+            }
+            out.len()
+        })
+    });
+    let bodies: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|ev| {
+            let mut v = Vec::new();
+            stele::event::encode_event(ev, &mut v);
+            v
+        })
+        .collect();
+    g.bench_function("frame_256_records", |b| {
+        let mut out = Vec::with_capacity(256 * 640);
+        let mut prefix = Vec::with_capacity(20);
+        b.iter(|| {
+            out.clear();
+            let mut hash = stele::log::format::GENESIS_HASH;
+            for (i, body) in bodies.iter().enumerate() {
+                prefix.clear();
+                stele::event::encode_stored_prefix(
+                    i as u64 + 1,
+                    1_795_478_340_000_000,
+                    &mut prefix,
+                );
+                hash = stele::log::format::encode_record(&mut out, &hash, &[&prefix, body]);
+            }
+            hash
+        })
+    });
+    g.finish();
+}
+
 fn append_concurrent(c: &mut Criterion) {
     let mut g = c.benchmark_group("append_concurrent");
     g.measurement_time(Duration::from_secs(8));
@@ -188,6 +234,7 @@ fn recovery(c: &mut Criterion) {
 
 criterion_group!(
     benches,
+    cpu,
     append_batch,
     append_concurrent,
     read_sequential,

@@ -34,7 +34,7 @@ fn acknowledged_events_survive_sigkill_exactly_once_and_in_order() {
         // Input: enough events that the child is still busy when killed.
         let mut input = Vec::new();
         let mut gen = EventGen::new(1000 + round);
-        for i in 0..8_000 {
+        for i in 0..16_000 {
             let mut v = gen.json();
             v["id"] = format!("r{round}-e{i}").into();
             serde_json::to_writer(&mut input, &v).unwrap();
@@ -51,8 +51,12 @@ fn acknowledged_events_survive_sigkill_exactly_once_and_in_order() {
             .spawn()
             .expect("spawn stele append");
         let mut stdin = child.stdin.take().unwrap();
+        // The feeder keeps stdin open until the kill, so the child never
+        // finishes by itself.
+        let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
         let feeder = std::thread::spawn(move || {
             let _ = stdin.write_all(&input);
+            let _ = killed_rx.recv();
         });
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
@@ -72,6 +76,7 @@ fn acknowledged_events_survive_sigkill_exactly_once_and_in_order() {
         let still_running = child.try_wait().unwrap().is_none();
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
+        drop(killed_tx);
         let lines = reader.join().unwrap();
         let _ = feeder.join();
         if still_running {

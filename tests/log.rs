@@ -203,8 +203,10 @@ fn a_torn_tail_at_every_byte_offset_is_truncated_to_the_last_whole_record() {
         let whole = ends.iter().rposition(|&e| e <= cut).unwrap() as u64;
         let log = open(tmp.path(), &clock, 1 << 20);
         assert_eq!(log.last_seq(), whole, "cut at {cut}");
+        // Trailing zero bytes of a cut record count as padding.
+        let r = log.recovery_report();
         assert_eq!(
-            log.recovery_report().torn_bytes_truncated,
+            r.torn_bytes_truncated + r.padding_bytes_released,
             cut - ends[whole as usize],
             "cut at {cut}"
         );
@@ -221,11 +223,11 @@ fn a_torn_tail_at_every_byte_offset_is_truncated_to_the_last_whole_record() {
 }
 
 #[test]
-fn a_zero_filled_or_garbage_tail_is_torn_but_damage_before_a_valid_record_is_refused() {
+fn zero_padding_is_released_a_garbage_tail_is_torn_but_damage_before_a_valid_record_is_refused() {
     let src = tempfile::tempdir().unwrap();
     let (_, ends) = small_log(src.path(), 6);
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT));
-    for tail in [vec![0u8; 4096], vec![0xA5u8; 37]] {
+    for (tail, torn) in [(vec![0u8; 4096], false), (vec![0xA5u8; 37], true)] {
         let tmp = tempfile::tempdir().unwrap();
         copy_dir(src.path(), tmp.path());
         let path = segment_files(tmp.path())[0].clone();
@@ -234,10 +236,16 @@ fn a_zero_filled_or_garbage_tail_is_torn_but_damage_before_a_valid_record_is_ref
         std::fs::write(&path, &bytes).unwrap();
         let log = open(tmp.path(), &clock, 1 << 20);
         assert_eq!(log.last_seq(), 6);
-        assert_eq!(
-            log.recovery_report().torn_bytes_truncated,
-            tail.len() as u64
-        );
+        let r = log.recovery_report();
+        if torn {
+            assert_eq!(r.torn_bytes_truncated, tail.len() as u64);
+        } else {
+            // Zeros after the last record are space filled ahead, not damage.
+            assert_eq!(
+                (r.torn_bytes_truncated, r.padding_bytes_released),
+                (0, 4096)
+            );
+        }
     }
 
     // One flipped byte inside record 3 of 6: the records after it prove it

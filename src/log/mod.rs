@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod format;
+mod prealloc;
 mod recovery;
 pub mod segment;
 mod writer;
@@ -306,6 +307,8 @@ impl Log {
             rec.next_seq,
             rec.last_hash,
             last_received_at,
+            prealloc::Prealloc::start()
+                .map_err(|e| Error::io("start the zero-filling thread for", data_dir, e))?,
         );
         let (tx, rx) = flume::bounded(cfg.queue_requests_max);
         let thread = std::thread::Builder::new()

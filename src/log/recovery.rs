@@ -34,6 +34,8 @@ pub struct RecoveryReport {
     pub events: u64,
     /// Bytes of torn tail truncated from the last segment.
     pub torn_bytes_truncated: u64,
+    /// Zero bytes the writer had filled ahead of the last record, released.
+    pub padding_bytes_released: u64,
     /// A last segment removed because it was shorter than its header.
     pub removed_partial_segment: Option<PathBuf>,
     /// Files written to the quarantine directory (salvage mode).
@@ -209,21 +211,38 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, mode: RecoveryMode) -> Re
         let s = scan(&map, &header, Depth::Frames, TORN_WINDOW_BYTES);
         drop(map);
         let mut records_end = s.records_end;
-        if let Some(p) = &s.problem {
+        if !last && (s.problem.is_some() || s.footer.is_none()) {
+            let (offset, seq, why) = match &s.problem {
+                Some(p) => (p.offset, p.seq, p.detail.clone()),
+                None => (
+                    s.records_end,
+                    header.first_seq + s.count,
+                    "the records end without a footer".into(),
+                ),
+            };
+            accept(
+                corrupt(
+                    &path,
+                    offset,
+                    Some(seq),
+                    format!("only the last segment may be unsealed, this one has no valid footer: {why}"),
+                ),
+                &mut out.report,
+            )?;
+        } else if last && s.problem.is_none() && s.padding > 0 {
+            truncate(&path, s.records_end)?;
+            tracing::info!(
+                "Released {} bytes of zero-filled space after the last record of {}.",
+                s.padding,
+                path.display()
+            );
+            out.report.padding_bytes_released += s.padding;
+        } else if let Some(p) = s.problem.as_ref().filter(|_| last) {
             let err = corrupt(&path, p.offset, Some(p.seq), p.detail.clone());
-            if !last {
-                accept(
-                    corrupt(
-                        &path,
-                        p.offset,
-                        Some(p.seq),
-                        format!("a sealed segment has no valid footer: {}", p.detail),
-                    ),
-                    &mut out.report,
-                )?;
-            } else if p.kind == ProblemKind::TornTail {
-                let torn = len - s.records_end;
+            if p.kind == ProblemKind::TornTail {
+                let torn = len - s.padding - s.records_end;
                 truncate(&path, s.records_end)?;
+                out.report.padding_bytes_released += s.padding;
                 tracing::warn!(
                     "Truncated a torn tail of {torn} bytes from {} at byte {} \
                      (the unacknowledged end of a write cut short by a crash); \

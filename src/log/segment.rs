@@ -81,6 +81,9 @@ pub struct Scan {
     pub footer: Option<Footer>,
     /// Why the scan stopped before the end of the file, if it did.
     pub problem: Option<Problem>,
+    /// Zero bytes at the end of the file, after the records (and after a
+    /// torn tail, if any): space the writer filled ahead of itself.
+    pub padding: u64,
 }
 
 /// Walks the frames of a whole segment file (`bytes` starts with its header,
@@ -97,6 +100,7 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
         sparse: Vec::new(),
         footer: None,
         problem: None,
+        padding: 0,
     };
     let mut off = HEADER_BYTES;
     let corrupt = |off: usize, seq: u64, detail: String| Problem {
@@ -158,8 +162,19 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                 return out;
             }
             Err(e) => {
-                let rest = (bytes.len() - off) as u64;
-                let torn = rest <= torn_window && !valid_frame_after(bytes, off + 1, seq);
+                // The writer zero-fills the active segment ahead of itself,
+                // so bytes after the last record may be zeros: padding, not
+                // damage. Junk before the zeros may be a torn write.
+                let end = bytes[off..]
+                    .iter()
+                    .rposition(|&b| b != 0)
+                    .map_or(off, |i| off + i + 1);
+                out.padding = (bytes.len() - end) as u64;
+                if end == off {
+                    return out;
+                }
+                let rest = (end - off) as u64;
+                let torn = rest <= torn_window && !valid_frame_after(&bytes[..end], off + 1, seq);
                 out.problem = Some(Problem {
                     kind: if torn {
                         ProblemKind::TornTail
@@ -581,6 +596,19 @@ mod tests {
         assert_eq!(p.kind, ProblemKind::Corrupt);
         assert_eq!(p.offset as usize, ends[2]);
         assert_eq!(p.seq, 3);
+        // Zero padding after the records is neither.
+        let (mut padded, ends) = segment(5);
+        padded.extend_from_slice(&[0u8; 5000]);
+        let s = scan(&padded, &header(), Depth::Full, 1 << 20);
+        assert_eq!((s.problem, s.padding, s.count), (None, 5000, 5));
+        assert_eq!(s.records_end as usize, ends[5]);
+        // A torn record before the padding is a torn tail of its own length.
+        let mut torn = padded[..ends[5]].to_vec();
+        torn.extend_from_slice(&[0x11; 30]);
+        torn.extend_from_slice(&[0u8; 300]);
+        let s = scan(&torn, &header(), Depth::Frames, 1 << 20);
+        assert_eq!(s.problem.unwrap().kind, ProblemKind::TornTail);
+        assert_eq!(s.padding, 300);
         // The same damage in the last record is indistinguishable from a torn write.
         let (mut bytes, ends) = segment(5);
         bytes[ends[4] + 10] ^= 0x40;

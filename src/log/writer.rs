@@ -27,6 +27,7 @@ use super::format::{
     encode_record, Day, Footer, Hash, Header, SegmentId, FOOTER_BYTES, FORMAT_VERSION,
     HEADER_BYTES, RECORD_OVERHEAD_BYTES,
 };
+use super::prealloc::Prealloc;
 use super::segment::{SegmentView, SPARSE_EVERY};
 use super::{fsync_dir, Appended, LogConfig, Shared};
 use crate::clock::Clock;
@@ -59,7 +60,7 @@ pub(crate) enum Request {
 /// The active segment, writable.
 struct Active {
     view: Arc<SegmentView>,
-    file: File,
+    file: Arc<File>,
     /// Durable length (header plus whole records).
     len: u64,
     /// Durable records.
@@ -96,6 +97,8 @@ pub(crate) struct Writer {
     /// State at the start of the pending group.
     group_start: Chain,
     waiters: Vec<Waiter>,
+    prealloc: Arc<Prealloc>,
+    prealloc_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -110,14 +113,19 @@ impl Writer {
         next_seq: u64,
         last_hash: Hash,
         last_received_at: i64,
+        prealloc: (Arc<Prealloc>, std::thread::JoinHandle<()>),
     ) -> Writer {
         let active = active.map(|(view, file)| {
-            let snap_len = view.durable_bytes();
+            let len = view.durable_bytes();
             let count = view.count();
+            let file = Arc::new(file);
+            prealloc
+                .0
+                .set_file(Some(file.clone()), len, cfg.segment_bytes_max);
             Active {
                 view,
                 file,
-                len: snap_len,
+                len,
                 count,
             }
         });
@@ -139,6 +147,8 @@ impl Writer {
             new_sparse: Vec::new(),
             group_start: chain,
             waiters: Vec::new(),
+            prealloc: prealloc.0,
+            prealloc_thread: Some(prealloc.1),
         }
     }
 
@@ -175,6 +185,25 @@ impl Writer {
             self.commit();
         }
         self.commit();
+        self.shut_down();
+    }
+
+    /// Stops the zeroer and gives back the zero-filled space of the active
+    /// segment, so a clean shutdown leaves no padding behind.
+    fn shut_down(&mut self) {
+        self.prealloc.stop();
+        if let Some(t) = self.prealloc_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(a) = &self.active {
+            let released = a.file.set_len(a.len).and_then(|_| a.file.sync_data());
+            if let Err(e) = released {
+                tracing::warn!(
+                    "Could not release the zero-filled space of {}: {e}; recovery will.",
+                    a.view.path.display()
+                );
+            }
+        }
     }
 
     fn now(&self) -> i64 {
@@ -287,10 +316,12 @@ impl Writer {
             return Err(Error::Closed);
         };
         let started = std::time::Instant::now();
+        self.prealloc.claim(a.len + self.buf.len() as u64);
         if let Err(e) = a.file.write_all_at(&self.buf, a.len) {
             let err = Error::io("write", &a.view.path, e);
             // Take back whatever part of the write reached the file, so the
             // next write starts at a record boundary.
+            self.prealloc.rolled_back(a.len);
             if let Err(t) = a.file.set_len(a.len) {
                 let cause = format!("{err}; then truncating back failed: {t}");
                 return Err(self.poison("write", cause));
@@ -407,6 +438,12 @@ impl Writer {
         )?);
         self.shared.push_segment(view.clone());
         self.newest = Some(id);
+        let file = Arc::new(file);
+        self.prealloc.set_file(
+            Some(file.clone()),
+            HEADER_BYTES as u64,
+            self.cfg.segment_bytes_max,
+        );
         self.active = Some(Active {
             view,
             file,
@@ -434,11 +471,19 @@ impl Writer {
             sealed_at: self.clock.now_micros(),
         };
         let path = a.view.path.clone();
+        // Stop zero-filling and drop the padding first: nothing may follow
+        // the footer, even after a crash between the two.
+        self.prealloc.set_file(None, 0, 0);
+        if let Err(e) = a.file.set_len(a.len) {
+            return Err(Error::io("truncate the zero-filled space of", &path, e));
+        }
         if let Err(e) = a.file.write_all_at(&footer.encode(), a.len) {
             let err = Error::io("write footer to", &path, e);
             if a.file.set_len(a.len).is_err() {
                 return Err(self.poison("write", err.to_string()));
             }
+            self.prealloc
+                .set_file(Some(a.file.clone()), a.len, self.cfg.segment_bytes_max);
             return Err(err);
         }
         if let Err(e) = a.file.sync_data() {

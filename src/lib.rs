@@ -3,12 +3,16 @@
 //! Module map (see ARCHITECTURE.md for the invariants each one keeps):
 //! - [`event`]: the event model, its validation and its encoding.
 //! - [`log`]: the segment log, the durable source of truth.
+//! - [`index`]: the sled and tantivy indexes and the indexer that follows the log.
+//! - [`query`]: the query engine (filters, full text, cursors, statistics).
 //! - [`verify`]: offline verification of segment files.
 //! - [`clock`]: the time seam.
 //! - [`testkit`]: deterministic realistic events for tests and benches.
 
 pub mod clock;
 pub mod event;
+pub mod index;
 pub mod log;
+pub mod query;
 pub mod testkit;
 pub mod verify;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use stele::clock::SystemClock;
 use stele::event::{self, Event};
+use stele::index::{IndexConfig, Indexes};
 use stele::log::{Direction, Log, LogConfig, RecoveryMode};
 
 #[derive(Parser)]
@@ -47,6 +48,19 @@ enum Command {
         /// What to do with damage found at open: strict or salvage.
         #[arg(long, default_value = "strict")]
         recovery: RecoveryMode,
+    },
+    /// Delete and rebuild both indexes from the segments.
+    Reindex {
+        /// The data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Compare the indexes with the log (after catching up): every seq exactly
+    /// once, no extra documents, every id at its seq. Exit 1 on any difference.
+    Check {
+        /// The data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
     },
     /// Print stored events as NDJSON.
     Cat {
@@ -89,6 +103,8 @@ fn main() -> ExitCode {
             reverse,
             limit,
         } => cat(data_dir, from, reverse, limit),
+        Command::Reindex { data_dir } => reindex(data_dir),
+        Command::Check { data_dir } => return check(data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -268,4 +284,120 @@ fn cat(
     }
     out.flush()?;
     Ok(())
+}
+
+fn catch_up(data_dir: &std::path::Path, log: &Arc<Log>) -> anyhow::Result<Indexes> {
+    let idx = Indexes::open(data_dir, log.clone(), IndexConfig::default())
+        .map_err(|e| anyhow::anyhow!("cannot open the indexes in {}: {e}", data_dir.display()))?;
+    let target = log.last_seq();
+    while !idx.wait_indexed(target, std::time::Duration::from_secs(1)) {
+        if let Some(f) = idx.failure() {
+            anyhow::bail!("indexing failed: {f}");
+        }
+    }
+    Ok(idx)
+}
+
+fn reindex(data_dir: PathBuf) -> anyhow::Result<()> {
+    let log = Arc::new(open_log(&data_dir, LogConfig::default())?);
+    Indexes::delete(&data_dir)?;
+    let started = std::time::Instant::now();
+    let idx = catch_up(&data_dir, &log)?;
+    idx.close();
+    let secs = started.elapsed().as_secs_f64();
+    let n = log.last_seq() + 1 - log.first_seq();
+    println!(
+        "reindexed {n} events in {secs:.1} s ({:.0} events/s)",
+        n as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+fn check(data_dir: PathBuf) -> ExitCode {
+    match check_inner(&data_dir) {
+        Ok(problems) if problems.is_empty() => ExitCode::SUCCESS,
+        Ok(problems) => {
+            for p in &problems {
+                println!("DIFFERENT: {p}");
+            }
+            println!(
+                "the indexes differ from the log: {} problems; run `stele reindex`",
+                problems.len()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("stele check: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_inner(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let log = Arc::new(open_log(data_dir, LogConfig::default())?);
+    let idx = catch_up(data_dir, &log)?;
+    let mut problems = Vec::new();
+    for r in &idx.open_report().rebuilt {
+        println!("note: rebuilt at open: {r}");
+    }
+    // Every seq of the log exactly once in the text index, nothing else.
+    let seqs = idx.text.all_seqs()?;
+    let (first, last) = (log.first_seq(), log.last_seq());
+    let mut expect = first;
+    for s in &seqs {
+        if *s < expect {
+            problems.push(format!(
+                "full-text index: seq {s} is indexed twice or out of order"
+            ));
+        } else {
+            if *s > expect {
+                problems.push(format!("full-text index: seqs {expect}..{s} are missing"));
+            }
+            expect = s + 1;
+        }
+    }
+    if expect <= last {
+        problems.push(format!(
+            "full-text index: seqs {expect}..={last} are missing"
+        ));
+    }
+    if let Some(s) = seqs.iter().find(|&&s| s > last || s < first) {
+        problems.push(format!(
+            "full-text index: holds seq {s}, not in the log ({first}..={last})"
+        ));
+    }
+    // Every id at the first seq that carries it.
+    let mut want = std::collections::HashMap::new();
+    for ev in log.iter() {
+        let ev = ev?;
+        want.entry(ev.event.id).or_insert(ev.seq);
+    }
+    let got = idx.kv.all_id_seqs()?;
+    let mut seen = std::collections::HashSet::new();
+    for (id, seq) in &got {
+        if !seen.insert(id.clone()) {
+            problems.push(format!("key index: id {id} is mapped twice"));
+        }
+        match want.get(id) {
+            Some(s) if s == seq => {}
+            Some(s) => problems.push(format!(
+                "key index: id {id} maps to seq {seq}, the log has it at {s}"
+            )),
+            None => problems.push(format!("key index: id {id} (seq {seq}) is not in the log")),
+        }
+    }
+    for (id, seq) in &want {
+        if !seen.contains(id) {
+            problems.push(format!("key index: id {id} (seq {seq}) is missing"));
+        }
+    }
+    problems.sort();
+    println!(
+        "checked {} events: full-text {} documents, key index {} ids",
+        want.len(),
+        seqs.len(),
+        got.len()
+    );
+    idx.close();
+    Ok(problems)
 }

@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(p.offset, s.records_end);
             assert_eq!(p.seq, header.first_seq + s.count);
         } else if s.footer.is_none() {
-            assert_eq!(s.records_end as usize, data.len());
+            // A clean end, possibly followed by zero padding.
+            assert_eq!((s.records_end + s.padding) as usize, data.len());
+            assert!(data[s.records_end as usize..].iter().all(|&b| b == 0));
         }
     }
 });

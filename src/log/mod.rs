@@ -199,6 +199,8 @@ pub(crate) struct Shared {
     /// Seq of the last durable event; `first_seq - 1` when empty.
     durable: AtomicU64,
     durable_tx: watch::Sender<u64>,
+    /// The same, for threads: notified on every publish.
+    durable_cv: (Mutex<()>, std::sync::Condvar),
     poisoned: Mutex<Option<Error>>,
     pub(crate) metrics: LogMetrics,
 }
@@ -218,6 +220,8 @@ impl Shared {
     pub(crate) fn publish_durable(&self, seq: u64) {
         self.durable.store(seq, Ordering::Release);
         self.durable_tx.send_replace(seq);
+        let _guard = self.durable_cv.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.durable_cv.1.notify_all();
     }
 
     pub(crate) fn set_poisoned(&self, e: &Error) {
@@ -294,6 +298,7 @@ impl Log {
             segments: RwLock::new(rec.views),
             durable: AtomicU64::new(rec.next_seq - 1),
             durable_tx,
+            durable_cv: (Mutex::new(()), std::sync::Condvar::new()),
             poisoned: Mutex::new(None),
             metrics: LogMetrics::default(),
         });
@@ -428,6 +433,25 @@ impl Log {
     /// Watches the last durable seq (for live streams).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.durable_tx.subscribe()
+    }
+
+    /// Blocks the calling thread until the last durable seq is greater than
+    /// `seen` or `timeout` passes; returns the last durable seq.
+    pub fn wait_durable_after(&self, seen: u64, timeout: std::time::Duration) -> u64 {
+        let (lock, cv) = &self.shared.durable_cv;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let last = self.last_seq();
+            let now = std::time::Instant::now();
+            if last > seen || now >= deadline {
+                return last;
+            }
+            guard = cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     /// The error that stopped the writer, if one did.

@@ -1,0 +1,256 @@
+//! Index and query benchmarks at scale, reporting percentiles (the issue's
+//! targets are p95/p99, which criterion's means do not show). Run
+//! deliberately, in release:
+//!
+//! ```text
+//! cargo bench --bench index                       # 1,000,000 events
+//! STELE_BENCH_EVENTS=200000 cargo bench --bench index
+//! ```
+//!
+//! The data directory is built once under target/bench-data/index-N and
+//! reused; delete it to start over. Reported: log build rate, full rebuild
+//! time (both indexes), index bytes / segment bytes, and p50/p95/p99 of get
+//! by id, filtered newest-100, entity history, user timeline, full text
+//! (rare and common terms, with and without filters) and 30-day statistics.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stele::clock::SystemClock;
+use stele::event::{Severity, StoredEvent};
+use stele::index::text::{Filter, Order};
+use stele::index::{IndexConfig, Indexes};
+use stele::log::{Log, LogConfig};
+use stele::query::{Engine, Interval, Query};
+use stele::testkit::EventGen;
+
+const DAY: i64 = 86_400_000_000;
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let m = e.metadata().unwrap();
+            total += if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            };
+        }
+    }
+    total
+}
+
+struct Timer {
+    name: String,
+    samples: Vec<Duration>,
+}
+
+impl Timer {
+    fn new(name: &str) -> Timer {
+        Timer {
+            name: name.into(),
+            samples: Vec::new(),
+        }
+    }
+    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.samples.push(t.elapsed());
+        out
+    }
+    fn report(&mut self) {
+        self.samples.sort();
+        let p = |q: f64| {
+            let i = ((self.samples.len() as f64 - 1.0) * q).round() as usize;
+            self.samples[i].as_secs_f64() * 1e3
+        };
+        println!(
+            "{:<44} n={:<5} p50 {:>8.3} ms  p95 {:>8.3} ms  p99 {:>8.3} ms",
+            self.name,
+            self.samples.len(),
+            p(0.5),
+            p(0.95),
+            p(0.99)
+        );
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` style probing
+    }
+    let n: u64 = std::env::var("STELE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-data/index-{n}"));
+    let clock = Arc::new(SystemClock);
+    let now = stele::clock::Clock::now_micros(&SystemClock);
+    if !dir.join("segments").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = Log::open(&dir, LogConfig::default(), clock.clone()).unwrap();
+        // 30 days of event time ending now; ingest order = event order.
+        let mut gen = EventGen::new(1).with_base_time(now - 30 * DAY);
+        let started = Instant::now();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(1000);
+            let evs: Vec<_> = (0..k).map(|_| gen.sized(500)).collect();
+            log.append(&evs).unwrap();
+            left -= k;
+        }
+        println!(
+            "built a log of {n} events in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        drop(log);
+        let _ = std::fs::remove_dir_all(dir.join("index"));
+    }
+    let log = Arc::new(Log::open(&dir, LogConfig::default(), clock.clone()).unwrap());
+    let segment_bytes = dir_size(&dir.join("segments"));
+
+    // Full rebuild of both indexes.
+    if !dir.join("index").exists() {
+        let started = Instant::now();
+        let idx = Indexes::open(&dir, log.clone(), IndexConfig::default()).unwrap();
+        assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(3600)));
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "full rebuild (sled + tantivy): {n} events in {secs:.1} s = {:.0} events/s",
+            n as f64 / secs
+        );
+        idx.close();
+    }
+    let idx = Arc::new(Indexes::open(&dir, log.clone(), IndexConfig::default()).unwrap());
+    assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(3600)));
+    let index_bytes = dir_size(&dir.join("index"));
+    println!(
+        "segments {:.1} MB, indexes {:.1} MB (sled {:.1}, tantivy {:.1}): ratio {:.2}",
+        segment_bytes as f64 / 1e6,
+        index_bytes as f64 / 1e6,
+        dir_size(&dir.join("index/kv")) as f64 / 1e6,
+        dir_size(&dir.join("index/text")) as f64 / 1e6,
+        index_bytes as f64 / segment_bytes as f64
+    );
+    let key = stele::query::cursor_key(&dir).unwrap();
+    let engine = Engine::new(log.clone(), idx, clock, key);
+
+    // Sample events to draw query values from.
+    let mut rng = EventGen::new(9);
+    let mut sample: Vec<StoredEvent> = Vec::new();
+    for _ in 0..400 {
+        let seq = 1 + rng.next_u64() % log.last_seq();
+        sample.push(log.get(seq).unwrap().unwrap());
+    }
+
+    let mut t = Timer::new("get by id");
+    for e in sample.iter().cycle().take(2000) {
+        let got = t.time(|| engine.get_by_id(&e.event.id).unwrap());
+        assert!(got.is_some());
+    }
+    t.report();
+
+    let list = |name: &str, make: &dyn Fn(&StoredEvent) -> Filter| {
+        let mut t = Timer::new(name);
+        for e in &sample {
+            let q = Query {
+                filter: make(e),
+                order: Order::Desc,
+                limit: 100,
+                ..Query::default()
+            };
+            t.time(|| engine.list(&q).unwrap());
+        }
+        t.report();
+    };
+    list("newest 100, tenant", &|e| Filter {
+        tenant: e.event.tenant.clone(),
+        ..Filter::default()
+    });
+    list("newest 100, tenant + action + min_severity", &|e| Filter {
+        tenant: e.event.tenant.clone(),
+        action: Some(e.event.action.clone()),
+        min_severity: Some(Severity::Warning),
+        ..Filter::default()
+    });
+    list("newest 100, user last 7 days", &|e| Filter {
+        user_id: e.event.user_id.clone(),
+        since: Some(now - 7 * DAY),
+        ..Filter::default()
+    });
+    let word = |e: &StoredEvent, rare: bool| -> String {
+        let d = e.event.description.clone().unwrap_or_default();
+        let mut words: Vec<String> = d
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| w.len() > 2)
+            .map(|w| w.to_lowercase())
+            .collect();
+        words.sort_by_key(|w| if rare { usize::MAX - w.len() } else { w.len() });
+        words.first().cloned().unwrap_or_else(|| "error".into())
+    };
+    list("full text, common term", &|_| Filter {
+        text: Some("info".into()),
+        ..Filter::default()
+    });
+    list("full text, rare term (longest word)", &|e| Filter {
+        text: Some(word(e, true)),
+        ..Filter::default()
+    });
+    list("full text + tenant + min_severity", &|e| Filter {
+        text: Some(word(e, false)),
+        tenant: e.event.tenant.clone(),
+        min_severity: Some(Severity::Notice),
+        ..Filter::default()
+    });
+    list("full text phrase + tenant", &|e| Filter {
+        text: Some("\"password reset\"".into()),
+        tenant: e.event.tenant.clone(),
+        ..Filter::default()
+    });
+
+    let mut t = Timer::new("entity history (first 100)");
+    for e in &sample {
+        if let (Some(ty), Some(id)) = (&e.event.entity_type, &e.event.entity_id) {
+            t.time(|| engine.entity_history(ty, id, 100, None).unwrap());
+        }
+    }
+    t.report();
+    let mut t = Timer::new("user timeline (newest 100)");
+    for e in &sample {
+        if let Some(u) = &e.event.user_id {
+            t.time(|| engine.user_timeline(u, 100, None).unwrap());
+        }
+    }
+    t.report();
+
+    let mut t = Timer::new("stats, 30 days, hourly histogram");
+    for e in sample.iter().take(40) {
+        let q = Query {
+            filter: Filter {
+                since: Some(now - 30 * DAY),
+                ..Filter::default()
+            },
+            interval: Interval::Hour,
+            ..Query::default()
+        };
+        let _ = e;
+        t.time(|| engine.stats(&q).unwrap());
+    }
+    t.report();
+    let mut t = Timer::new("stats, 30 days, tenant, daily");
+    for e in sample.iter().take(40) {
+        let q = Query {
+            filter: Filter {
+                since: Some(now - 30 * DAY),
+                tenant: e.event.tenant.clone(),
+                ..Filter::default()
+            },
+            interval: Interval::Day,
+            ..Query::default()
+        };
+        t.time(|| engine.stats(&q).unwrap());
+    }
+    t.report();
+}

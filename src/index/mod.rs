@@ -1,0 +1,417 @@
+//! The indexes: derived from the log, rebuilt from it whenever in doubt.
+//!
+//! Owns `DATA_DIR/index/` (`kv/` for sled, `text/` for tantivy) and the
+//! indexer thread that follows the log. Both indexes are caches of the
+//! segment log: on open, each one that fails to open, is ahead of the log, or
+//! maps the log's newest indexed event to the wrong seq is deleted and rebuilt
+//! from the segments, and the log says so.
+//!
+//! Invariants:
+//! 1. The indexer feeds events in seq order, each at most once per index: the
+//!    text index gets only seqs above its committed seq, the key index above
+//!    its indexed seq.
+//! 2. The text index commits at most every `commit_interval` with the last
+//!    indexed seq as commit payload; the key index is flushed at the same
+//!    checkpoints. [`Indexes::indexed_seq`] (what queries can see) only moves
+//!    at a checkpoint.
+//! 3. After a crash, an index may be behind the log (catch-up) but never holds
+//!    an event the log lacks after open (truncated, or rebuilt).
+
+pub mod kv;
+pub mod text;
+
+use crate::event::StoredEvent;
+use crate::log::{Direction, Log};
+use kv::KvIndex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use text::TextIndex;
+
+/// Default interval between index commits.
+pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+/// Default sled cache (not an RSS limit: sled's own accounting).
+pub const KV_CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Events read from the log per indexing step.
+pub const INDEX_BATCH_EVENTS: usize = 2048;
+
+/// Index settings.
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    /// How often the indexes commit (and so how far they may lag the log).
+    pub commit_interval: Duration,
+    /// sled's `cache_capacity`.
+    pub kv_cache_bytes: u64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            commit_interval: COMMIT_INTERVAL_DEFAULT,
+            kv_cache_bytes: KV_CACHE_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Anything that stops the indexes from working.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The key index.
+    #[error(transparent)]
+    Kv(#[from] kv::KvError),
+    /// The text index.
+    #[error(transparent)]
+    Text(#[from] text::TextError),
+    /// Reading the log.
+    #[error(transparent)]
+    Log(#[from] crate::log::Error),
+    /// Creating or removing index directories.
+    #[error("could not {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What opening the indexes did, for the startup log and `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// Indexes deleted and rebuilt, each with the reason.
+    pub rebuilt: Vec<String>,
+    /// Events the indexes had to catch up on at open.
+    pub behind_by: u64,
+}
+
+/// Progress shared between the indexer thread and readers.
+#[derive(Default)]
+struct Progress {
+    /// Seq up to which both indexes are committed and searchable.
+    committed: AtomicU64,
+    lock: Mutex<()>,
+    cv: Condvar,
+    stop: AtomicBool,
+    failed: Mutex<Option<String>>,
+}
+
+/// Both indexes and the thread that keeps them up with the log.
+pub struct Indexes {
+    /// Exact lookups (sled).
+    pub kv: Arc<KvIndex>,
+    /// Filters, full text, statistics (tantivy).
+    pub text: Arc<TextIndex>,
+    progress: Arc<Progress>,
+    thread: Option<JoinHandle<()>>,
+    report: OpenReport,
+}
+
+fn index_dirs(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let base = data_dir.join("index");
+    (base.join("kv"), base.join("text"))
+}
+
+fn remove_dir(path: &Path) -> Result<(), IndexError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(IndexError::Io {
+            op: "remove",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), IndexError> {
+    std::fs::create_dir_all(path).map_err(|source| IndexError::Io {
+        op: "create",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Opens the key index, rebuilding it (empty) when it cannot be opened or
+/// disagrees with the log.
+fn open_kv(
+    dir: &Path,
+    log: &Log,
+    cfg: &IndexConfig,
+    report: &mut OpenReport,
+) -> Result<KvIndex, IndexError> {
+    create_dir(dir)?;
+    let doubt = match KvIndex::open(dir, cfg.kv_cache_bytes, false) {
+        Ok(kv) => match kv_disagrees(&kv, log) {
+            Ok(None) => return Ok(kv),
+            Ok(Some(why)) => why,
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!("Rebuilding the key index from the log: {doubt}.");
+    report.rebuilt.push(format!("key index: {doubt}"));
+    remove_dir(dir)?;
+    create_dir(dir)?;
+    Ok(KvIndex::open(dir, cfg.kv_cache_bytes, false)?)
+}
+
+fn kv_disagrees(kv: &KvIndex, log: &Log) -> Result<Option<String>, IndexError> {
+    let Some(seq) = kv.indexed_seq()? else {
+        return Ok(None);
+    };
+    if seq > log.last_seq() {
+        return Ok(Some(format!(
+            "it has indexed up to seq {seq}, the log ends at seq {}",
+            log.last_seq()
+        )));
+    }
+    if seq < log.first_seq() {
+        return Ok(None);
+    }
+    let Some(ev) = log.get(seq)? else {
+        return Ok(None);
+    };
+    match kv.seq_of_id(&ev.event.id)? {
+        Some(s) if s == seq => Ok(None),
+        other => Ok(Some(format!(
+            "it maps event {} to {:?}, the log has it at seq {seq}",
+            ev.event.id, other
+        ))),
+    }
+}
+
+fn open_text(dir: &Path, log: &Log, report: &mut OpenReport) -> Result<TextIndex, IndexError> {
+    create_dir(dir)?;
+    let doubt = match TextIndex::open(dir) {
+        Ok(t) => match t.committed_seq() {
+            Some(seq) if seq > log.last_seq() => format!(
+                "it has indexed up to seq {seq}, the log ends at seq {}",
+                log.last_seq()
+            ),
+            _ => return Ok(t),
+        },
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!("Rebuilding the full-text index from the log: {doubt}.");
+    report.rebuilt.push(format!("full-text index: {doubt}"));
+    remove_dir(dir)?;
+    create_dir(dir)?;
+    Ok(TextIndex::open(dir)?)
+}
+
+impl Indexes {
+    /// Opens (creating or rebuilding as needed) the indexes of `data_dir` and
+    /// starts the indexer thread, which catches up with `log` and follows it.
+    pub fn open(data_dir: &Path, log: Arc<Log>, cfg: IndexConfig) -> Result<Indexes, IndexError> {
+        let (kv_dir, text_dir) = index_dirs(data_dir);
+        let mut report = OpenReport::default();
+        let kv = Arc::new(open_kv(&kv_dir, &log, &cfg, &mut report)?);
+        let text = Arc::new(open_text(&text_dir, &log, &mut report)?);
+        let kv_seq = kv.indexed_seq()?.unwrap_or(0);
+        let text_seq = text.committed_seq().unwrap_or(0);
+        let start = kv_seq.min(text_seq);
+        report.behind_by = log.last_seq().saturating_sub(start);
+        if report.behind_by > 0 {
+            tracing::info!(
+                "The indexes are {} events behind the log; catching up.",
+                report.behind_by
+            );
+        }
+        let progress = Arc::new(Progress::default());
+        progress.committed.store(start, Ordering::Release);
+        let writer = text.writer()?;
+        let mut indexer = Indexer {
+            log,
+            kv: kv.clone(),
+            text_writer: writer,
+            kv_seq,
+            text_seq,
+            progress: progress.clone(),
+            cfg,
+            segments_recorded: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("stele-indexer".into())
+            .spawn(move || indexer.run())
+            .map_err(|source| IndexError::Io {
+                op: "start the indexer thread for",
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        Ok(Indexes {
+            kv,
+            text,
+            progress,
+            thread: Some(thread),
+            report,
+        })
+    }
+
+    /// Deletes both indexes of `data_dir` (the log is untouched).
+    pub fn delete(data_dir: &Path) -> Result<(), IndexError> {
+        remove_dir(&data_dir.join("index"))
+    }
+
+    /// What opening did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// Seq up to which queries see the log.
+    pub fn indexed_seq(&self) -> u64 {
+        self.progress.committed.load(Ordering::Acquire)
+    }
+
+    /// The indexer's failure, if it stopped on one.
+    pub fn failure(&self) -> Option<String> {
+        self.progress
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until queries see every event up to `seq`; false on timeout or
+    /// if the indexer failed.
+    pub fn wait_indexed(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.progress.lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.indexed_seq() >= seq {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || self.failure().is_some() {
+                return false;
+            }
+            guard = self
+                .progress
+                .cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops the indexer after a final checkpoint.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.progress.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Indexes {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The indexer thread's state.
+struct Indexer {
+    log: Arc<Log>,
+    kv: Arc<KvIndex>,
+    text_writer: text::TextWriter,
+    /// Last seq applied to sled.
+    kv_seq: u64,
+    /// Last seq added to tantivy.
+    text_seq: u64,
+    progress: Arc<Progress>,
+    cfg: IndexConfig,
+    /// Segments already recorded in the key index.
+    segments_recorded: usize,
+}
+
+impl Indexer {
+    fn run(&mut self) {
+        if let Err(e) = self.follow() {
+            tracing::error!("The indexer stopped: {e}. Queries see the log up to seq {}; restart Stele to rebuild.", self.progress.committed.load(Ordering::Acquire));
+            *self
+                .progress
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            let _g = self.progress.lock.lock();
+            self.progress.cv.notify_all();
+        }
+    }
+
+    fn follow(&mut self) -> Result<(), IndexError> {
+        let mut last_commit = Instant::now();
+        let mut dirty = false;
+        loop {
+            let stop = self.progress.stop.load(Ordering::Acquire);
+            let pos = self.kv_seq.min(self.text_seq);
+            let last = self.log.last_seq();
+            if pos < last {
+                let to = last.min(pos + INDEX_BATCH_EVENTS as u64);
+                let events: Vec<StoredEvent> = self
+                    .log
+                    .range(pos + 1..=to, Direction::Forward)
+                    .collect::<Result<_, _>>()?;
+                self.index(&events)?;
+                dirty = true;
+            }
+            let caught_up = self.kv_seq.min(self.text_seq) >= self.log.last_seq();
+            if dirty && (stop || last_commit.elapsed() >= self.cfg.commit_interval) {
+                self.checkpoint()?;
+                last_commit = Instant::now();
+                dirty = false;
+            }
+            if stop {
+                return Ok(());
+            }
+            if caught_up {
+                let wait = if dirty {
+                    self.cfg
+                        .commit_interval
+                        .saturating_sub(last_commit.elapsed())
+                } else {
+                    Duration::from_millis(200)
+                };
+                let seen = self.kv_seq.min(self.text_seq);
+                self.log
+                    .wait_durable_after(seen, wait.min(Duration::from_millis(200)));
+            }
+        }
+    }
+
+    fn index(&mut self, events: &[StoredEvent]) -> Result<(), IndexError> {
+        let kv_from = events.partition_point(|e| e.seq <= self.kv_seq);
+        if kv_from < events.len() {
+            self.kv.apply(&events[kv_from..])?;
+        }
+        for ev in events.iter().filter(|e| e.seq > self.text_seq) {
+            self.text_writer.add(ev)?;
+        }
+        if let Some(last) = events.last() {
+            self.kv_seq = self.kv_seq.max(last.seq);
+            self.text_seq = self.text_seq.max(last.seq);
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), IndexError> {
+        let seq = self.kv_seq.min(self.text_seq);
+        let segments = self.log.segments();
+        for s in segments.iter().skip(self.segments_recorded) {
+            self.kv.record_segment(s.first_seq, s.id)?;
+        }
+        self.segments_recorded = segments.len();
+        self.text_writer.commit(self.text_seq)?;
+        self.kv.flush()?;
+        self.progress.committed.store(seq, Ordering::Release);
+        let _g = self.progress.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.progress.cv.notify_all();
+        Ok(())
+    }
+}

@@ -1,0 +1,1803 @@
+//! The full-text, filter and statistics index (tantivy).
+//!
+//! A derived view of the segment log: it stores no event documents at all (no `STORED`
+//! field), only what is needed to find seqs, order them and count them. Queries return
+//! seqs; callers fetch the events from the log. The index can be deleted at any time and
+//! rebuilt from the log; [`TextIndex::committed_seq`] (the commit payload) says how far it
+//! got.
+//!
+//! # Schema
+//!
+//! | field | tantivy options | used for |
+//! |-------|-----------------|----------|
+//! | `seq` | u64 `FAST` (not indexed) | index sort key, ordering, cursors, `delete_from` |
+//! | `time` | i64 `FAST` (not indexed) | `since`/`until`, histogram, last 24 h (event time in µs) |
+//! | `action`, `category`, `entity_type`, `severity`, `status`, `source`, `user_id` | raw string, docs only, `FAST` | filters, `field:value` queries, statistics |
+//! | `tenant`, `entity_id`, `session_id`, `correlation_id`, `ip`, `actor` | raw string, docs only | filters, `field:value` queries |
+//! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text` | default tokenizer, positions | full text (the query parser's default fields) |
+//! | `metadata` | JSON, default tokenizer, positions | `metadata.reason:card` |
+//!
+//! No field has fieldnorms: results are ordered by seq, never scored.
+//!
+//! The index is **sorted by `seq`, descending** (`IndexSettings::sort_by_field`): in every
+//! segment, doc ids run from the newest event to the oldest, and merges keep that order
+//! (segments hold disjoint seq ranges, so tantivy merges them by stacking). Listing the
+//! newest matches therefore walks each segment's matches from its first doc and stops
+//! after `limit` of them; a cursor is a binary search on the `seq` column. Oldest-first
+//! listing reads windows that grow backwards from the end of each segment.
+//!
+//! Free text: bare words search `description`, `entity_name`, `user_agent`, `changes`
+//! (each change as `field old new`, values as JSON text) and `metadata_text` (the canonical
+//! JSON text of `metadata`: keys and values). tantivy's JSON field only matches bare words
+//! at its root path, so the separate `metadata_text` field is what makes a bare word find
+//! metadata values; the `metadata` JSON field serves path queries. Words are ANDed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tantivy::collector::{Collector, Count, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EnableScoring, Query, QueryParser, QueryParserError, RangeQuery,
+    TermQuery, Weight,
+};
+use tantivy::schema::{
+    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing,
+    TextOptions,
+};
+use tantivy::{
+    DocId, DocSet, Index, IndexReader, IndexSettings, IndexSortByField, IndexWriter, ReloadPolicy,
+    Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term, TERMINATED,
+};
+
+use crate::event::{Severity, Source, Status, StoredEvent};
+
+// ---------------------------------------------------------------------------------------
+// Errors, filters, public types
+// ---------------------------------------------------------------------------------------
+
+/// What can go wrong in the full-text index.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    /// The index directory could not be opened (unreadable, or a different schema); the
+    /// caller deletes it and rebuilds from the log.
+    #[error("the full-text index in {path} could not be opened: {detail}")]
+    Open {
+        /// The index directory.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The full-text query could not be parsed; the message says what to fix.
+    #[error("invalid full-text query: {0}")]
+    BadQuery(String),
+    /// Any other tantivy failure.
+    #[error("full-text index failure: {0}")]
+    Tantivy(String),
+}
+
+/// Filters shared by listing, search and stats. All present filters must match (AND).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Exact tenant.
+    pub tenant: Option<String>,
+    /// Exact action.
+    pub action: Option<String>,
+    /// Exact category.
+    pub category: Option<String>,
+    /// Exact source.
+    pub source: Option<Source>,
+    /// Exact status.
+    pub status: Option<Status>,
+    /// Exact severity.
+    pub severity: Option<Severity>,
+    /// Severity at least this (by `Severity`'s order); events without a severity never match.
+    pub min_severity: Option<Severity>,
+    /// Exact entity type.
+    pub entity_type: Option<String>,
+    /// Exact entity id.
+    pub entity_id: Option<String>,
+    /// Exact user id.
+    pub user_id: Option<String>,
+    /// Exact session id.
+    pub session_id: Option<String>,
+    /// Exact correlation id.
+    pub correlation_id: Option<String>,
+    /// Exact IP address (in its stored, normalised text form).
+    pub ip: Option<String>,
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// Event time (unix µs, see [`event_time`]) at or after this.
+    pub since: Option<i64>,
+    /// Event time (unix µs) strictly before this.
+    pub until: Option<i64>,
+    /// A full-text query in tantivy query syntax (words are ANDed). An empty or blank
+    /// string is no text filter.
+    pub text: Option<String>,
+}
+
+/// Event time used for since/until and histograms: `event.timestamp.unwrap_or(received_at)`.
+pub fn event_time(ev: &StoredEvent) -> i64 {
+    ev.event.timestamp.unwrap_or(ev.received_at)
+}
+
+/// Result order, by seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest (highest seq) first.
+    Desc,
+    /// Oldest (lowest seq) first.
+    Asc,
+}
+
+/// Statistics of the documents matching a filter.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Stats {
+    /// Matching documents.
+    pub total: u64,
+    /// Matching documents with `event_time >= now - 24h`.
+    pub last_24h: u64,
+    /// Counts per action (count desc, then value asc).
+    pub by_action: Vec<(String, u64)>,
+    /// Counts per category (events without one are not counted).
+    pub by_category: Vec<(String, u64)>,
+    /// Counts per entity type.
+    pub by_entity_type: Vec<(String, u64)>,
+    /// Counts per severity (lower-case names).
+    pub by_severity: Vec<(String, u64)>,
+    /// Counts per status (lower-case names).
+    pub by_status: Vec<(String, u64)>,
+    /// Counts per source (lower-case names).
+    pub by_source: Vec<(String, u64)>,
+    /// `(bucket start in unix µs, count)`, ascending, non-empty buckets only.
+    pub histogram: Vec<(i64, u64)>,
+    /// The `top` user ids by count.
+    pub top_users: Vec<(String, u64)>,
+    /// Exact number of distinct user ids among the matches.
+    pub active_users: u64,
+    /// Matches with status `failure` / total (0.0 when total is 0).
+    pub error_rate: f64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Schema
+// ---------------------------------------------------------------------------------------
+
+const F_SEQ: &str = "seq";
+const F_TIME: &str = "time";
+
+/// Raw (untokenized) fields that also have a fast (columnar) copy, for statistics.
+/// The order is the order of [`StatsFields`].
+const STAT_FIELDS: [&str; 7] = [
+    "action",
+    "category",
+    "entity_type",
+    "severity",
+    "status",
+    "source",
+    "user_id",
+];
+const STAT_ACTION: usize = 0;
+const STAT_CATEGORY: usize = 1;
+const STAT_ENTITY_TYPE: usize = 2;
+const STAT_SEVERITY: usize = 3;
+const STAT_STATUS: usize = 4;
+const STAT_SOURCE: usize = 5;
+const STAT_USER: usize = 6;
+
+/// The payload format of a commit: this prefix then the decimal seq.
+const PAYLOAD_PREFIX: &str = "stele-text-v1 last_seq=";
+
+/// Memory budget of the (single) indexing thread.
+const WRITER_MEMORY_BYTES: usize = 50_000_000;
+
+/// Appended to query parser errors.
+const QUERY_HINT: &str = "quote phrases, escape special characters such as ':' with '\\'";
+
+/// Field handles of the schema.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    seq: Field,
+    time: Field,
+    action: Field,
+    actor: Field,
+    tenant: Field,
+    category: Field,
+    source: Field,
+    status: Field,
+    severity: Field,
+    entity_type: Field,
+    entity_id: Field,
+    user_id: Field,
+    session_id: Field,
+    correlation_id: Field,
+    ip: Field,
+    description: Field,
+    entity_name: Field,
+    user_agent: Field,
+    changes: Field,
+    metadata_text: Field,
+    metadata: Field,
+}
+
+fn exp(flag: &str) -> bool {
+    std::env::var("STELE_EXP").is_ok_and(|v| v.split(',').any(|f| f == flag))
+}
+
+fn build_schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let raw_indexing = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
+    let raw = TextOptions::default().set_indexing_options(raw_indexing);
+    let raw_fast = raw.clone().set_fast("raw");
+    let text_indexing = TextFieldIndexing::default()
+        .set_tokenizer("default")
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+        .set_fieldnorms(false);
+    let text = TextOptions::default().set_indexing_options(text_indexing.clone());
+    let text_nopos = TextOptions::default().set_indexing_options(
+        text_indexing
+            .clone()
+            .set_index_option(IndexRecordOption::Basic),
+    );
+    let raw_fast = if exp("nofast") { raw.clone() } else { raw_fast };
+    let json = JsonObjectOptions::default().set_indexing_options(text_indexing);
+
+    let seq = b.add_u64_field(F_SEQ, NumericOptions::default().set_fast());
+    let time = b.add_i64_field(F_TIME, NumericOptions::default().set_fast());
+    let action = b.add_text_field("action", raw_fast.clone());
+    let category = b.add_text_field("category", raw_fast.clone());
+    let entity_type = b.add_text_field("entity_type", raw_fast.clone());
+    let severity = b.add_text_field("severity", raw_fast.clone());
+    let status = b.add_text_field("status", raw_fast.clone());
+    let source = b.add_text_field("source", raw_fast.clone());
+    let user_id = b.add_text_field("user_id", raw_fast);
+    let tenant = b.add_text_field("tenant", raw.clone());
+    let actor = b.add_text_field("actor", raw.clone());
+    let fast_only = TextOptions::default().set_fast("raw");
+    let (entity_id, session_id, correlation_id, ip) = if exp("hcfast") {
+        (
+            b.add_text_field("entity_id", fast_only.clone()),
+            b.add_text_field("session_id", fast_only.clone()),
+            b.add_text_field("correlation_id", fast_only.clone()),
+            b.add_text_field("ip", fast_only),
+        )
+    } else if exp("hash") {
+        let o = NumericOptions::default().set_indexed();
+        (
+            b.add_u64_field("entity_id", o.clone()),
+            b.add_u64_field("session_id", o.clone()),
+            b.add_u64_field("correlation_id", o.clone()),
+            b.add_u64_field("ip", o),
+        )
+    } else {
+        (
+            b.add_text_field("entity_id", raw.clone()),
+            b.add_text_field("session_id", raw.clone()),
+            b.add_text_field("correlation_id", raw.clone()),
+            b.add_text_field("ip", raw),
+        )
+    };
+    let description = b.add_text_field("description", text.clone());
+    let text = if exp("nopos") { text_nopos } else { text };
+    let entity_name = b.add_text_field("entity_name", text.clone());
+    let user_agent = b.add_text_field("user_agent", text.clone());
+    let changes = b.add_text_field("changes", text.clone());
+    let metadata_text = b.add_text_field("metadata_text", text);
+    let metadata = b.add_json_field("metadata", json);
+    let fields = Fields {
+        seq,
+        time,
+        action,
+        actor,
+        tenant,
+        category,
+        source,
+        status,
+        severity,
+        entity_type,
+        entity_id,
+        user_id,
+        session_id,
+        correlation_id,
+        ip,
+        description,
+        entity_name,
+        user_agent,
+        changes,
+        metadata_text,
+        metadata,
+    };
+    (b.build(), fields)
+}
+
+fn index_settings() -> IndexSettings {
+    IndexSettings {
+        sort_by_field: (!exp("nosort")).then(|| IndexSortByField {
+            field: F_SEQ.to_owned(),
+            order: tantivy::Order::Desc,
+        }),
+        // Documents are empty in the doc store: no thread needed to compress them.
+        docstore_compress_dedicated_thread: false,
+        ..IndexSettings::default()
+    }
+}
+
+fn tantivy_err(err: impl fmt::Display) -> TextError {
+    TextError::Tantivy(err.to_string())
+}
+
+fn bad_query(err: &QueryParserError) -> TextError {
+    let hint = match err {
+        QueryParserError::FieldDoesNotExist(_) | QueryParserError::FieldNotIndexed(_) => {
+            "searchable fields are description, entity_name, user_agent, changes, metadata \
+             (metadata.<key>), metadata_text, action, actor, tenant, category, source, status, \
+             severity, entity_type, entity_id, user_id, session_id, correlation_id and ip; \
+             a literal ':' must be escaped as '\\:'"
+                .to_owned()
+        }
+        QueryParserError::FieldDoesNotHavePositionsIndexed(_) => {
+            "phrases (several words in quotes, or words joined by punctuation) can only be \
+             searched in fields that keep positions; "
+                .to_owned()
+                + QUERY_HINT
+        }
+        QueryParserError::AllButQueryForbidden => {
+            "add at least one word that must match next to the excluded ones".to_owned()
+        }
+        _ => QUERY_HINT.to_owned(),
+    };
+    TextError::BadQuery(format!("{err}; {hint}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// TextIndex
+// ---------------------------------------------------------------------------------------
+
+/// State shared by the read handle and the writer.
+struct Shared {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    parser: QueryParser,
+    /// Seq in the payload of the last commit.
+    committed: Mutex<Option<u64>>,
+}
+
+/// The shared, read-side handle (Send + Sync, cheap to share in an Arc).
+pub struct TextIndex {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for TextIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TextIndex")
+            .field("num_docs", &self.num_docs())
+            .field("committed_seq", &self.committed_seq())
+            .finish()
+    }
+}
+
+fn parse_payload(payload: &str) -> Option<u64> {
+    payload.strip_prefix(PAYLOAD_PREFIX)?.parse().ok()
+}
+
+impl TextIndex {
+    /// Opens or creates the index in `dir`. If the directory holds an index with a
+    /// different schema or settings (or is unreadable), returns [`TextError::Open`]: the
+    /// caller deletes the directory and rebuilds from the log.
+    pub fn open(dir: &Path) -> Result<TextIndex, TextError> {
+        let open_err = |detail: String| TextError::Open {
+            path: dir.to_path_buf(),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(format!("creating it: {e}")))?;
+        let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.to_string()))?;
+        let (schema, fields) = build_schema();
+        let index = Index::builder()
+            .schema(schema)
+            .settings(index_settings())
+            .open_or_create(directory)
+            .map_err(|e| open_err(e.to_string()))?;
+        if index.settings().sort_by_field != index_settings().sort_by_field {
+            return Err(open_err(format!(
+                "the index is sorted by {:?}, expected {:?}",
+                index.settings().sort_by_field,
+                index_settings().sort_by_field
+            )));
+        }
+        let metas = index.load_metas().map_err(|e| open_err(e.to_string()))?;
+        let committed = match metas.payload.as_deref() {
+            None => None,
+            Some(p) => Some(
+                parse_payload(p)
+                    .ok_or_else(|| open_err(format!("unexpected commit payload {p:?}")))?,
+            ),
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| open_err(e.to_string()))?;
+        let mut parser = QueryParser::for_index(
+            &index,
+            vec![
+                fields.description,
+                fields.entity_name,
+                fields.user_agent,
+                fields.changes,
+                fields.metadata_text,
+            ],
+        );
+        parser.set_conjunction_by_default();
+        Ok(TextIndex {
+            shared: Arc::new(Shared {
+                index,
+                reader,
+                fields,
+                parser,
+                committed: Mutex::new(committed),
+            }),
+        })
+    }
+
+    /// Seq stored in the payload of the last commit (None if never committed).
+    pub fn committed_seq(&self) -> Option<u64> {
+        *self
+            .shared
+            .committed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The writer; only one may exist at a time (tantivy's directory lock enforces it,
+    /// also across processes). One indexing thread, one merge thread, 50 MB.
+    pub fn writer(&self) -> Result<TextWriter, TextError> {
+        let options = tantivy::indexer::IndexWriterOptions::builder()
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .memory_budget_per_thread(WRITER_MEMORY_BYTES)
+            .build();
+        let writer = self
+            .shared
+            .index
+            .writer_with_options(options)
+            .map_err(tantivy_err)?;
+        Ok(TextWriter {
+            writer,
+            shared: Arc::clone(&self.shared),
+            scratch: String::new(),
+        })
+    }
+
+    /// Up to `limit` seqs matching `filter` in `order`; with `after = Some(s)`: only seqs
+    /// `< s` (Desc) or `> s` (Asc).
+    pub fn search(
+        &self,
+        filter: &Filter,
+        order: Order,
+        limit: usize,
+        after: Option<u64>,
+    ) -> Result<Vec<u64>, TextError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(query) = self.build_query(filter)? else {
+            return Ok(Vec::new());
+        };
+        let searcher = self.shared.reader.searcher();
+        let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let weight = query
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .map_err(tantivy_err)?;
+        let segments = SegmentSeqs::of(&searcher)?;
+        match order {
+            Order::Desc => search_desc(&segments, weight.as_ref(), limit, after),
+            Order::Asc => search_asc(&segments, weight.as_ref(), limit, after),
+        }
+    }
+
+    /// Number of matching documents.
+    pub fn count(&self, filter: &Filter) -> Result<u64, TextError> {
+        let Some(query) = self.build_query(filter)? else {
+            return Ok(0);
+        };
+        let searcher = self.shared.reader.searcher();
+        let n = searcher.search(&query, &Count).map_err(tantivy_err)?;
+        Ok(n as u64)
+    }
+
+    /// Statistics of the matching documents (see [`Stats`]). `now` is unix µs (for
+    /// `last_24h`), `bucket_micros` the histogram bucket width (values below 1 are taken
+    /// as 1), `top` how many entries `top_users` keeps.
+    pub fn stats(
+        &self,
+        filter: &Filter,
+        now: i64,
+        bucket_micros: i64,
+        top: usize,
+    ) -> Result<Stats, TextError> {
+        let Some(query) = self.build_query(filter)? else {
+            return Ok(Stats::default());
+        };
+        let (lo, hi) = time_bounds(filter).unwrap_or((i64::MIN, i64::MAX));
+        let collector = StatsCollector {
+            day_ago: now.saturating_sub(86_400_000_000),
+            bucket: bucket_micros.max(1),
+            time_lo: lo,
+            time_hi: hi,
+        };
+        let searcher = self.shared.reader.searcher();
+        let merged = searcher.search(&query, &collector).map_err(tantivy_err)?;
+        Ok(merged.into_stats(top))
+    }
+
+    /// Every seq in the index, ascending (O(n); for `stele check`).
+    pub fn all_seqs(&self) -> Result<Vec<u64>, TextError> {
+        let searcher = self.shared.reader.searcher();
+        let mut out = Vec::with_capacity(usize::try_from(searcher.num_docs()).unwrap_or(0));
+        for reader in searcher.segment_readers() {
+            let col = reader.fast_fields().u64(F_SEQ).map_err(tantivy_err)?;
+            for doc in reader.doc_ids_alive() {
+                if let Some(seq) = col.first(doc) {
+                    out.push(seq);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Number of documents visible to searches.
+    pub fn num_docs(&self) -> u64 {
+        self.shared.reader.searcher().num_docs()
+    }
+
+    /// The query for `filter`, or `None` if it cannot match anything.
+    fn build_query(&self, filter: &Filter) -> Result<Option<Box<dyn Query>>, TextError> {
+        let f = &self.shared.fields;
+        let mut must: Vec<Box<dyn Query>> = Vec::new();
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let raw: [(Field, Option<&str>); 13] = [
+            (f.tenant, filter.tenant.as_deref()),
+            (f.action, filter.action.as_deref()),
+            (f.category, filter.category.as_deref()),
+            (f.source, filter.source.map(Source::as_str)),
+            (f.status, filter.status.map(Status::as_str)),
+            (f.severity, filter.severity.map(Severity::as_str)),
+            (f.entity_type, filter.entity_type.as_deref()),
+            (f.entity_id, filter.entity_id.as_deref()),
+            (f.user_id, filter.user_id.as_deref()),
+            (f.session_id, filter.session_id.as_deref()),
+            (f.correlation_id, filter.correlation_id.as_deref()),
+            (f.ip, filter.ip.as_deref()),
+            (f.actor, filter.actor.as_deref()),
+        ];
+        for (field, value) in raw {
+            if let Some(value) = value {
+                must.push(term(field, value));
+            }
+        }
+        if let Some(min) = filter.min_severity {
+            let at_least: Vec<Box<dyn Query>> = Severity::ALL
+                .iter()
+                .filter(|s| **s >= min)
+                .map(|s| term(f.severity, s.as_str()))
+                .collect();
+            must.push(Box::new(BooleanQuery::union(at_least)));
+        }
+        if filter.since.is_some() || filter.until.is_some() {
+            let Some((lo, hi)) = time_bounds(filter) else {
+                return Ok(None);
+            };
+            must.push(Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_i64(f.time, lo)),
+                Bound::Included(Term::from_field_i64(f.time, hi)),
+            )));
+        }
+        if let Some(text) = filter.text.as_deref() {
+            if !text.trim().is_empty() {
+                let q = self
+                    .shared
+                    .parser
+                    .parse_query(text)
+                    .map_err(|e| bad_query(&e))?;
+                must.push(q);
+            }
+        }
+        Ok(Some(match must.len() {
+            0 => Box::new(AllQuery),
+            1 => must.pop().unwrap_or_else(|| Box::new(AllQuery)),
+            _ => Box::new(BooleanQuery::intersection(must)),
+        }))
+    }
+}
+
+/// The inclusive event-time range of `filter`, or `None` if it is empty.
+fn time_bounds(filter: &Filter) -> Option<(i64, i64)> {
+    let lo = filter.since.unwrap_or(i64::MIN);
+    let hi = match filter.until {
+        None => i64::MAX,
+        Some(until) => until.checked_sub(1)?,
+    };
+    (lo <= hi).then_some((lo, hi))
+}
+
+// ---------------------------------------------------------------------------------------
+// Ordered search over seq-sorted segments
+// ---------------------------------------------------------------------------------------
+
+/// A segment with its `seq` column. Doc ids run in *descending* seq order (the index sort).
+struct SegmentSeqs<'a> {
+    reader: &'a SegmentReader,
+    seqs: Column<u64>,
+    /// Bounds of every seq in the segment (deleted docs included).
+    min: u64,
+    max: u64,
+}
+
+impl<'a> SegmentSeqs<'a> {
+    fn of(searcher: &'a Searcher) -> Result<Vec<SegmentSeqs<'a>>, TextError> {
+        let mut out = Vec::with_capacity(searcher.segment_readers().len());
+        for reader in searcher.segment_readers() {
+            if reader.num_docs() == 0 {
+                continue;
+            }
+            let seqs = reader.fast_fields().u64(F_SEQ).map_err(tantivy_err)?;
+            out.push(SegmentSeqs {
+                reader,
+                min: seqs.min_value(),
+                max: seqs.max_value(),
+                seqs,
+            });
+        }
+        Ok(out)
+    }
+
+    fn max_doc(&self) -> DocId {
+        self.reader.max_doc()
+    }
+
+    fn seq(&self, doc: DocId) -> u64 {
+        self.seqs.first(doc).unwrap_or(0)
+    }
+
+    fn alive(&self, doc: DocId) -> bool {
+        self.reader
+            .alive_bitset()
+            .is_none_or(|alive| alive.is_alive(doc))
+    }
+
+    /// The first doc whose seq is not `pred` (docs in `[0, result)` all satisfy `pred`),
+    /// for a predicate that holds on a prefix (seq descends with the doc id).
+    fn partition_point(&self, pred: impl Fn(u64) -> bool) -> DocId {
+        let (mut lo, mut hi) = (0, self.max_doc());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.seq(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// Newest first: in each segment, walk the matches from the first doc at or after the
+/// cursor and stop after `limit` live ones (they are the segment's newest).
+fn search_desc(
+    segments: &[SegmentSeqs<'_>],
+    weight: &dyn Weight,
+    limit: usize,
+    after: Option<u64>,
+) -> Result<Vec<u64>, TextError> {
+    let mut order: Vec<&SegmentSeqs<'_>> = segments.iter().collect();
+    order.sort_by_key(|s| std::cmp::Reverse(s.max));
+    let mut best: Vec<u64> = Vec::new();
+    // Once `best` holds `limit` seqs: the smallest of them; nothing at or below can enter.
+    let mut floor: Option<u64> = None;
+    for seg in order {
+        if floor.is_some_and(|t| seg.max <= t) {
+            break; // the remaining segments are older still
+        }
+        if after.is_some_and(|s| seg.min >= s) {
+            continue;
+        }
+        let start = match after {
+            Some(s) => seg.partition_point(|seq| seq >= s),
+            None => 0,
+        };
+        if start >= seg.max_doc() {
+            continue;
+        }
+        let mut scorer = weight.scorer(seg.reader, 1.0).map_err(tantivy_err)?;
+        let mut doc = scorer.doc();
+        if doc < start {
+            doc = scorer.seek(start);
+        }
+        let mut taken = 0;
+        while doc != TERMINATED {
+            let seq = seg.seq(doc);
+            if floor.is_some_and(|t| seq <= t) {
+                break;
+            }
+            if seg.alive(doc) {
+                best.push(seq);
+                taken += 1;
+                if taken == limit {
+                    break;
+                }
+            }
+            doc = scorer.advance();
+        }
+        if best.len() >= limit {
+            best.sort_unstable_by(|a, b| b.cmp(a));
+            best.truncate(limit);
+            floor = best.last().copied();
+        }
+    }
+    best.sort_unstable_by(|a, b| b.cmp(a));
+    best.truncate(limit);
+    Ok(best)
+}
+
+/// Oldest first: the oldest docs are at the end of each segment, so read windows of doc
+/// ids backwards from the end (or from the cursor), growing 4× each time, until `limit`
+/// live matches are found. Each window needs a fresh scorer (scorers only move forward).
+fn search_asc(
+    segments: &[SegmentSeqs<'_>],
+    weight: &dyn Weight,
+    limit: usize,
+    after: Option<u64>,
+) -> Result<Vec<u64>, TextError> {
+    let mut order: Vec<&SegmentSeqs<'_>> = segments.iter().collect();
+    order.sort_by_key(|s| s.min);
+    let mut best: Vec<u64> = Vec::new();
+    // Once `best` holds `limit` seqs: the largest of them; nothing at or above can enter.
+    let mut ceiling: Option<u64> = None;
+    let mut window_seqs: Vec<u64> = Vec::new();
+    for seg in order {
+        if ceiling.is_some_and(|t| seg.min >= t) {
+            break;
+        }
+        if after.is_some_and(|s| seg.max <= s) {
+            continue;
+        }
+        let mut end = match after {
+            Some(s) => seg.partition_point(|seq| seq > s),
+            None => seg.max_doc(),
+        };
+        let mut scorer = Some(weight.scorer(seg.reader, 1.0).map_err(tantivy_err)?);
+        // Size the first window so that it probably holds `limit` matches.
+        let hint = scorer
+            .as_ref()
+            .map_or(1, |s| u64::from(s.size_hint()).max(1));
+        let wanted = (limit as u64)
+            .saturating_mul(u64::from(seg.max_doc()))
+            .saturating_mul(2)
+            / hint;
+        let mut window = u32::try_from(wanted.clamp(64, u64::from(u32::MAX))).unwrap_or(u32::MAX);
+        let mut found = 0;
+        while end > 0 && found < limit {
+            let start = end.saturating_sub(window);
+            let mut s = match scorer.take() {
+                Some(s) => s,
+                None => weight.scorer(seg.reader, 1.0).map_err(tantivy_err)?,
+            };
+            let mut doc = s.doc();
+            if doc < start {
+                doc = s.seek(start);
+            }
+            window_seqs.clear();
+            while doc < end {
+                if seg.alive(doc) {
+                    window_seqs.push(seg.seq(doc));
+                }
+                doc = s.advance();
+            }
+            // Window seqs descend; the segment's oldest come last.
+            for &seq in window_seqs.iter().rev() {
+                if found == limit || ceiling.is_some_and(|t| seq >= t) {
+                    break;
+                }
+                best.push(seq);
+                found += 1;
+            }
+            end = start;
+            if end > 0 && ceiling.is_some_and(|t| seg.seq(end - 1) >= t) {
+                break;
+            }
+            window = window.saturating_mul(4);
+        }
+        if best.len() >= limit {
+            best.sort_unstable();
+            best.truncate(limit);
+            ceiling = best.last().copied();
+        }
+    }
+    best.sort_unstable();
+    best.truncate(limit);
+    Ok(best)
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics collector
+// ---------------------------------------------------------------------------------------
+
+/// Reads the fast columns of the matching documents: per-segment counts indexed by term
+/// ordinal, resolved to strings once per segment when merging.
+struct StatsCollector {
+    day_ago: i64,
+    bucket: i64,
+    /// Inclusive bounds on the time of every match (from the filter).
+    time_lo: i64,
+    time_hi: i64,
+}
+
+/// One string column of one segment and the match count per term ordinal.
+struct OrdCounts {
+    column: Option<(StrColumn, Column<u64>)>,
+    counts: Vec<u64>,
+}
+
+enum Histogram {
+    /// Counts of buckets `first_bucket ..`, indexed from 0.
+    Dense {
+        first_bucket: i64,
+        counts: Vec<u64>,
+    },
+    Sparse(HashMap<i64, u64>),
+}
+
+/// Dense histograms are used when they need at most this many buckets.
+const DENSE_BUCKETS_MAX: i128 = 1 << 20;
+
+struct StatsSegment {
+    fields: Vec<OrdCounts>,
+    time: Column<i64>,
+    day_ago: i64,
+    bucket: i64,
+    histogram: Histogram,
+    total: u64,
+    last_24h: u64,
+    ords: Vec<Option<u64>>,
+    times: Vec<Option<i64>>,
+}
+
+/// The statistics of one segment, strings not yet resolved.
+struct SegmentStatsFruit {
+    fields: Vec<OrdCounts>,
+    histogram: Histogram,
+    total: u64,
+    last_24h: u64,
+}
+
+/// Statistics merged over all segments.
+#[derive(Default)]
+struct MergedStats {
+    fields: Vec<HashMap<String, u64>>,
+    histogram: HashMap<i64, u64>,
+    total: u64,
+    last_24h: u64,
+}
+
+impl Collector for StatsCollector {
+    type Fruit = MergedStats;
+    type Child = StatsSegment;
+
+    fn for_segment(
+        &self,
+        _segment_local_id: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<StatsSegment> {
+        let ff = segment.fast_fields();
+        let mut fields = Vec::with_capacity(STAT_FIELDS.len());
+        for name in STAT_FIELDS {
+            let column = ff.str(name)?;
+            let counts = vec![0; column.as_ref().map_or(0, |c| c.num_terms())];
+            fields.push(OrdCounts {
+                column: column.map(|c| {
+                    let ords = c.ords().clone();
+                    (c, ords)
+                }),
+                counts,
+            });
+        }
+        let time = ff.i64(F_TIME)?;
+        let lo = time.min_value().max(self.time_lo);
+        let hi = time.max_value().min(self.time_hi);
+        let first_bucket = lo.div_euclid(self.bucket);
+        let span = i128::from(hi.div_euclid(self.bucket)) - i128::from(first_bucket) + 1;
+        let histogram = if (1..=DENSE_BUCKETS_MAX).contains(&span) {
+            Histogram::Dense {
+                first_bucket,
+                counts: vec![0; usize::try_from(span).unwrap_or(0)],
+            }
+        } else {
+            Histogram::Sparse(HashMap::new())
+        };
+        Ok(StatsSegment {
+            fields,
+            time,
+            day_ago: self.day_ago,
+            bucket: self.bucket,
+            histogram,
+            total: 0,
+            last_24h: 0,
+            ords: Vec::new(),
+            times: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<SegmentStatsFruit>) -> tantivy::Result<MergedStats> {
+        let mut merged = MergedStats {
+            fields: vec![HashMap::new(); STAT_FIELDS.len()],
+            ..MergedStats::default()
+        };
+        let mut used: Vec<u64> = Vec::new();
+        for fruit in fruits {
+            merged.total += fruit.total;
+            merged.last_24h += fruit.last_24h;
+            match fruit.histogram {
+                Histogram::Dense {
+                    first_bucket,
+                    counts,
+                } => {
+                    for (i, n) in counts.into_iter().enumerate() {
+                        if n > 0 {
+                            let start = (first_bucket + i as i64).saturating_mul(self.bucket);
+                            *merged.histogram.entry(start).or_insert(0) += n;
+                        }
+                    }
+                }
+                Histogram::Sparse(map) => {
+                    for (b, n) in map {
+                        *merged
+                            .histogram
+                            .entry(b.saturating_mul(self.bucket))
+                            .or_insert(0) += n;
+                    }
+                }
+            }
+            for (field, into) in fruit.fields.into_iter().zip(merged.fields.iter_mut()) {
+                let Some((column, _)) = field.column else {
+                    continue;
+                };
+                used.clear();
+                used.extend(
+                    field
+                        .counts
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(ord, _)| ord as u64),
+                );
+                let mut i = 0;
+                let mut bad_utf8 = false;
+                column
+                    .dictionary()
+                    .sorted_ords_to_term_cb(&used, |bytes| {
+                        let n = field.counts[used[i] as usize];
+                        i += 1;
+                        match std::str::from_utf8(bytes) {
+                            Ok(s) => match into.get_mut(s) {
+                                Some(count) => *count += n,
+                                None => {
+                                    into.insert(s.to_owned(), n);
+                                }
+                            },
+                            Err(_) => bad_utf8 = true,
+                        }
+                    })
+                    .map_err(tantivy::TantivyError::from)?;
+                if bad_utf8 || i != used.len() {
+                    return Err(tantivy::TantivyError::InternalError(
+                        "a fast string column has a term that is missing or not UTF-8".to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(merged)
+    }
+}
+
+impl StatsSegment {
+    fn count_time(&mut self, t: i64) {
+        if t >= self.day_ago {
+            self.last_24h += 1;
+        }
+        let b = t.div_euclid(self.bucket);
+        match &mut self.histogram {
+            Histogram::Dense {
+                first_bucket,
+                counts,
+            } => {
+                let i = b.wrapping_sub(*first_bucket) as u64 as usize;
+                match counts.get_mut(i) {
+                    Some(n) => *n += 1,
+                    // Not possible when the filter's time bounds hold; stay correct anyway.
+                    None => {
+                        let mut map: HashMap<i64, u64> = counts
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, n)| **n > 0)
+                            .map(|(i, n)| (*first_bucket + i as i64, *n))
+                            .collect();
+                        map.insert(b, 1);
+                        self.histogram = Histogram::Sparse(map);
+                    }
+                }
+            }
+            Histogram::Sparse(map) => *map.entry(b).or_insert(0) += 1,
+        }
+    }
+}
+
+impl SegmentCollector for StatsSegment {
+    type Fruit = SegmentStatsFruit;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.collect_block(&[doc]);
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        self.total += docs.len() as u64;
+        self.ords.clear();
+        self.ords.resize(docs.len(), None);
+        for field in &mut self.fields {
+            let Some((_, ords)) = &field.column else {
+                continue;
+            };
+            self.ords.fill(None);
+            ords.first_vals(docs, &mut self.ords);
+            for ord in self.ords.iter().flatten() {
+                if let Some(n) = field.counts.get_mut(*ord as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        let mut times = std::mem::take(&mut self.times);
+        times.clear();
+        times.resize(docs.len(), None);
+        self.time.first_vals(docs, &mut times);
+        for t in times.iter().flatten() {
+            self.count_time(*t);
+        }
+        self.times = times;
+    }
+
+    fn harvest(self) -> SegmentStatsFruit {
+        SegmentStatsFruit {
+            fields: self.fields,
+            histogram: self.histogram,
+            total: self.total,
+            last_24h: self.last_24h,
+        }
+    }
+}
+
+/// `(value, count)` sorted by count descending, then value ascending.
+fn ranked(map: HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = map.into_iter().collect();
+    v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+impl MergedStats {
+    fn into_stats(mut self, top: usize) -> Stats {
+        let mut take = |i: usize| ranked(std::mem::take(&mut self.fields[i]));
+        let by_action = take(STAT_ACTION);
+        let by_category = take(STAT_CATEGORY);
+        let by_entity_type = take(STAT_ENTITY_TYPE);
+        let by_severity = take(STAT_SEVERITY);
+        let by_status = take(STAT_STATUS);
+        let by_source = take(STAT_SOURCE);
+        let mut top_users = take(STAT_USER);
+        let active_users = top_users.len() as u64;
+        top_users.truncate(top);
+        let failures = by_status
+            .iter()
+            .find(|(s, _)| s == Status::Failure.as_str())
+            .map_or(0, |(_, n)| *n);
+        let mut histogram: Vec<(i64, u64)> = self.histogram.into_iter().collect();
+        histogram.sort_unstable();
+        Stats {
+            total: self.total,
+            last_24h: self.last_24h,
+            by_action,
+            by_category,
+            by_entity_type,
+            by_severity,
+            by_status,
+            by_source,
+            histogram,
+            top_users,
+            active_users,
+            error_rate: if self.total == 0 {
+                0.0
+            } else {
+                failures as f64 / self.total as f64
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writer
+// ---------------------------------------------------------------------------------------
+
+/// The index writer, owned by the indexer thread.
+pub struct TextWriter {
+    writer: IndexWriter<TantivyDocument>,
+    shared: Arc<Shared>,
+    scratch: String,
+}
+
+impl fmt::Debug for TextWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TextWriter").finish_non_exhaustive()
+    }
+}
+
+impl TextWriter {
+    /// Adds one event (may block when tantivy's indexing queue is full: call it on the
+    /// indexer's own thread, never on an async runtime thread).
+    pub fn add(&mut self, ev: &StoredEvent) -> Result<(), TextError> {
+        let f = &self.shared.fields;
+        let e = &ev.event;
+        let mut doc = TantivyDocument::new();
+        doc.add_u64(f.seq, ev.seq);
+        doc.add_i64(f.time, event_time(ev));
+        doc.add_text(f.action, &e.action);
+        let raw: [(Field, Option<&str>); 12] = [
+            (f.actor, e.actor.as_deref()),
+            (f.tenant, e.tenant.as_deref()),
+            (f.category, e.category.as_deref()),
+            (f.source, e.source.map(Source::as_str)),
+            (f.status, e.status.map(Status::as_str)),
+            (f.severity, e.severity.map(Severity::as_str)),
+            (f.entity_type, e.entity_type.as_deref()),
+            (f.entity_id, e.entity_id.as_deref()),
+            (f.user_id, e.user_id.as_deref()),
+            (f.session_id, e.session_id.as_deref()),
+            (f.correlation_id, e.correlation_id.as_deref()),
+            (f.ip, e.ip.as_deref()),
+        ];
+        let nohc = exp("nohc");
+        for (field, value) in raw {
+            if nohc && [f.session_id, f.correlation_id, f.ip, f.entity_id, f.actor].contains(&field)
+            {
+                continue;
+            }
+            if let Some(value) = value {
+                if exp("hash")
+                    && [f.session_id, f.correlation_id, f.ip, f.entity_id].contains(&field)
+                {
+                    let mut h: u64 = 0xcbf29ce484222325;
+                    for b in value.bytes() {
+                        h ^= b as u64;
+                        h = h.wrapping_mul(0x100000001b3);
+                    }
+                    doc.add_u64(field, h);
+                    continue;
+                }
+                doc.add_text(field, value);
+            }
+        }
+        if exp("nodesc") {
+            return self
+                .writer
+                .add_document(doc)
+                .map(|_| ())
+                .map_err(tantivy_err);
+        }
+        let text: [(Field, Option<&str>); 3] = [
+            (f.description, e.description.as_deref()),
+            (f.entity_name, e.entity_name.as_deref()),
+            (f.user_agent, e.user_agent.as_deref()),
+        ];
+        for (field, value) in text {
+            if let Some(value) = value {
+                doc.add_text(field, value);
+            }
+        }
+        for change in &e.changes {
+            let s = &mut self.scratch;
+            s.clear();
+            s.push_str(&change.field);
+            s.push(' ');
+            s.push_str(change.old.as_deref().unwrap_or(""));
+            s.push(' ');
+            s.push_str(change.new.as_deref().unwrap_or(""));
+            doc.add_text(f.changes, s.as_str());
+        }
+        if let Some(metadata) = e.metadata.as_deref() {
+            if !exp("nomdtext") {
+                doc.add_text(f.metadata_text, metadata);
+            }
+            // Stored metadata is canonical JSON of an object; anything else is only
+            // searchable as text.
+            if exp("nojson") {
+            } else if let Ok(value @ serde_json::Value::Object(_)) =
+                serde_json::from_str::<serde_json::Value>(metadata)
+            {
+                doc.add_field_value(f.metadata, &value);
+            }
+        }
+        self.writer.add_document(doc).map_err(tantivy_err)?;
+        Ok(())
+    }
+
+    /// Commits everything added (and deleted) with `last_seq` in the commit payload, then
+    /// reloads the reader so that searches see it.
+    pub fn commit(&mut self, last_seq: u64) -> Result<(), TextError> {
+        let mut prepared = self.writer.prepare_commit().map_err(tantivy_err)?;
+        prepared.set_payload(&format!("{PAYLOAD_PREFIX}{last_seq}"));
+        prepared.commit().map_err(tantivy_err)?;
+        *self
+            .shared
+            .committed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(last_seq);
+        self.shared.reader.reload().map_err(tantivy_err)?;
+        Ok(())
+    }
+
+    /// Deletes every document with seq >= `from` (the index is ahead of the log after a
+    /// crash). Takes effect at the next commit; documents added after this call are kept.
+    pub fn delete_from(&mut self, from: u64) -> Result<(), TextError> {
+        let query = RangeQuery::new(
+            Bound::Included(Term::from_field_u64(self.shared.fields.seq, from)),
+            Bound::Unbounded,
+        );
+        self.writer
+            .delete_query(Box::new(query))
+            .map_err(tantivy_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::testkit::{EventGen, DEFAULT_BASE_TIME};
+
+    const DAY: i64 = 86_400_000_000;
+
+    /// `n` generated events with seqs `first_seq..`; received_at moves 0.7 s per event,
+    /// and every 97th event is backfilled (event time ten days before the base).
+    fn events(seed: u64, first_seq: u64, n: usize) -> Vec<StoredEvent> {
+        let mut gen = EventGen::new(seed);
+        (0..n as u64)
+            .map(|i| {
+                let seq = first_seq + i;
+                let mut event = gen.next_event();
+                if seq % 97 == 0 {
+                    event.timestamp = Some(DEFAULT_BASE_TIME - 10 * DAY + seq as i64);
+                }
+                StoredEvent {
+                    seq,
+                    received_at: DEFAULT_BASE_TIME + seq as i64 * 700_000,
+                    event,
+                }
+            })
+            .collect()
+    }
+
+    fn index_all(w: &mut TextWriter, evs: &[StoredEvent], commit_every: usize) {
+        for chunk in evs.chunks(commit_every) {
+            for ev in chunk {
+                w.add(ev).unwrap();
+            }
+            w.commit(chunk.last().unwrap().seq).unwrap();
+        }
+    }
+
+    /// The values the full-text fields index, one string per field value.
+    fn text_values(ev: &Event) -> Vec<String> {
+        let mut out: Vec<String> = [&ev.description, &ev.entity_name, &ev.user_agent]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for c in &ev.changes {
+            out.push(format!(
+                "{} {} {}",
+                c.field,
+                c.old.as_deref().unwrap_or(""),
+                c.new.as_deref().unwrap_or("")
+            ));
+        }
+        out.extend(ev.metadata.clone());
+        out
+    }
+
+    /// tantivy's default tokenizer: split on non-alphanumeric characters, drop tokens of
+    /// 40 bytes or more (keeping their position), lowercase. `(position, token)`.
+    fn tokenize(text: &str) -> Vec<(usize, String)> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|t| !t.is_empty())
+            .enumerate()
+            .filter(|(_, t)| t.len() < 40)
+            .map(|(i, t)| (i, t.to_lowercase()))
+            .collect()
+    }
+
+    fn has_word(ev: &Event, word: &str) -> bool {
+        text_values(ev)
+            .iter()
+            .any(|v| tokenize(v).iter().any(|(_, t)| t == word))
+    }
+
+    fn has_phrase(ev: &Event, a: &str, b: &str) -> bool {
+        text_values(ev).iter().any(|v| {
+            let toks = tokenize(v);
+            toks.iter()
+                .any(|(i, t)| t == a && toks.iter().any(|(j, u)| *j == i + 1 && u == b))
+        })
+    }
+
+    fn brute_match(ev: &StoredEvent, f: &Filter) -> bool {
+        let e = &ev.event;
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        let t = event_time(ev);
+        eq(&f.tenant, &e.tenant)
+            && f.action.as_ref().is_none_or(|a| *a == e.action)
+            && eq(&f.category, &e.category)
+            && f.source.is_none_or(|s| e.source == Some(s))
+            && f.status.is_none_or(|s| e.status == Some(s))
+            && f.severity.is_none_or(|s| e.severity == Some(s))
+            && f.min_severity
+                .is_none_or(|m| e.severity.is_some_and(|s| s >= m))
+            && eq(&f.entity_type, &e.entity_type)
+            && eq(&f.entity_id, &e.entity_id)
+            && eq(&f.user_id, &e.user_id)
+            && eq(&f.session_id, &e.session_id)
+            && eq(&f.correlation_id, &e.correlation_id)
+            && eq(&f.ip, &e.ip)
+            && eq(&f.actor, &e.actor)
+            && f.since.is_none_or(|s| t >= s)
+            && f.until.is_none_or(|u| t < u)
+            && f.text.as_ref().is_none_or(|q| {
+                q.split_whitespace()
+                    .filter(|w| *w != "AND")
+                    .all(|w| has_word(e, w))
+            })
+    }
+
+    fn brute_stats(evs: &[&StoredEvent], now: i64, bucket: i64, top: usize) -> Stats {
+        let mut fields: Vec<HashMap<String, u64>> = vec![HashMap::new(); 7];
+        let mut histogram: HashMap<i64, u64> = HashMap::new();
+        let mut last_24h = 0;
+        for ev in evs {
+            let e = &ev.event;
+            let values = [
+                Some(e.action.clone()),
+                e.category.clone(),
+                e.entity_type.clone(),
+                e.severity.map(|s| s.as_str().to_owned()),
+                e.status.map(|s| s.as_str().to_owned()),
+                e.source.map(|s| s.as_str().to_owned()),
+                e.user_id.clone(),
+            ];
+            for (map, v) in fields.iter_mut().zip(values) {
+                if let Some(v) = v {
+                    *map.entry(v).or_insert(0) += 1;
+                }
+            }
+            let t = event_time(ev);
+            *histogram.entry(t.div_euclid(bucket) * bucket).or_insert(0) += 1;
+            if t >= now - DAY {
+                last_24h += 1;
+            }
+        }
+        let total = evs.len() as u64;
+        let failures = evs
+            .iter()
+            .filter(|e| e.event.status == Some(Status::Failure))
+            .count() as u64;
+        let mut it = fields.into_iter().map(ranked);
+        let mut next = || it.next().unwrap();
+        let (by_action, by_category, by_entity_type) = (next(), next(), next());
+        let (by_severity, by_status, by_source) = (next(), next(), next());
+        let mut top_users = next();
+        let active_users = top_users.len() as u64;
+        top_users.truncate(top);
+        let mut histogram: Vec<(i64, u64)> = histogram.into_iter().collect();
+        histogram.sort_unstable();
+        Stats {
+            total,
+            last_24h,
+            by_action,
+            by_category,
+            by_entity_type,
+            by_severity,
+            by_status,
+            by_source,
+            histogram,
+            top_users,
+            active_users,
+            error_rate: if total == 0 {
+                0.0
+            } else {
+                failures as f64 / total as f64
+            },
+        }
+    }
+
+    struct Rng(EventGen);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0.next_u64() % n.max(1)
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.below(100) < percent
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    /// A word of `ev`'s text that the brute force handles exactly.
+    fn random_word(rng: &mut Rng, ev: &Event) -> Option<String> {
+        let words: Vec<String> = text_values(ev)
+            .iter()
+            .take(if rng.chance(70) { 1 } else { usize::MAX })
+            .flat_map(|v| tokenize(v))
+            .map(|(_, t)| t)
+            .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .filter(|t| !["and", "or", "not", "in", "to"].contains(&t.as_str()))
+            .collect();
+        (!words.is_empty()).then(|| rng.pick(&words).clone())
+    }
+
+    fn random_filter(rng: &mut Rng, evs: &[StoredEvent]) -> Filter {
+        let ev = &rng.pick(evs).event;
+        let mut f = Filter::default();
+        macro_rules! maybe {
+            ($field:ident, $pct:expr) => {
+                if rng.chance($pct) {
+                    f.$field = ev.$field.clone();
+                }
+            };
+        }
+        maybe!(tenant, 25);
+        maybe!(category, 20);
+        maybe!(source, 15);
+        maybe!(status, 20);
+        maybe!(severity, 8);
+        maybe!(entity_type, 20);
+        maybe!(entity_id, 4);
+        maybe!(user_id, 10);
+        maybe!(session_id, 3);
+        maybe!(correlation_id, 3);
+        maybe!(ip, 3);
+        maybe!(actor, 5);
+        if rng.chance(30) {
+            f.action = Some(ev.action.clone());
+        }
+        if rng.chance(3) {
+            f.tenant = Some("no-such-tenant".to_owned());
+        }
+        if rng.chance(20) {
+            f.min_severity = Some(*rng.pick(Severity::ALL));
+        }
+        let lo = DEFAULT_BASE_TIME - 11 * DAY;
+        let span = (evs.len() as u64 + 20) * 1_500_000 + 11 * DAY as u64;
+        if rng.chance(30) {
+            f.since = Some(lo + rng.below(span) as i64);
+        }
+        if rng.chance(30) {
+            f.until = Some(lo + rng.below(span) as i64);
+        }
+        if rng.chance(40) {
+            let mut words: Vec<String> = Vec::new();
+            for _ in 0..1 + rng.below(2) {
+                let source = &rng.pick(evs).event;
+                let source = if rng.chance(60) { ev } else { source };
+                words.extend(random_word(rng, source));
+            }
+            if !words.is_empty() {
+                let sep = if rng.chance(50) { " " } else { " AND " };
+                f.text = Some(words.join(sep));
+            }
+        }
+        f
+    }
+
+    fn check_filter(ix: &TextIndex, evs: &[StoredEvent], f: &Filter, rng: &mut Rng) {
+        let matching: Vec<&StoredEvent> = evs.iter().filter(|e| brute_match(e, f)).collect();
+        let asc: Vec<u64> = matching.iter().map(|e| e.seq).collect();
+        assert_eq!(ix.count(f).unwrap(), asc.len() as u64, "count {f:?}");
+        for order in [Order::Desc, Order::Asc] {
+            let expected: Vec<u64> = match order {
+                Order::Asc => asc.clone(),
+                Order::Desc => asc.iter().rev().copied().collect(),
+            };
+            let limit = 1 + rng.below(50) as usize;
+            // A random cursor.
+            let after = (!evs.is_empty() && rng.chance(30)).then(|| rng.pick(evs).seq);
+            let want: Vec<u64> = expected
+                .iter()
+                .copied()
+                .filter(|s| match (after, order) {
+                    (None, _) => true,
+                    (Some(a), Order::Desc) => *s < a,
+                    (Some(a), Order::Asc) => *s > a,
+                })
+                .collect();
+            let got = ix.search(f, order, limit, after).unwrap();
+            assert_eq!(
+                got,
+                want[..limit.min(want.len())],
+                "{order:?} {limit} {after:?} {f:?}"
+            );
+            // Walk the cursor to the end.
+            let mut walked: Vec<u64> = Vec::new();
+            let mut cursor = None;
+            let page = if expected.len() > 400 { 50 } else { limit };
+            for _ in 0..expected.len() / page + 2 {
+                let got = ix.search(f, order, page, cursor).unwrap();
+                assert!(got.len() <= page);
+                if got.is_empty() {
+                    break;
+                }
+                cursor = got.last().copied();
+                walked.extend(got);
+            }
+            assert_eq!(walked, expected, "walk {order:?} {page} {f:?}");
+        }
+        let now = DEFAULT_BASE_TIME + rng.below(3_000_000_000) as i64;
+        let bucket = *rng.pick(&[60_000_000, 3_600_000_000, DAY]);
+        let top = 1 + rng.below(10) as usize;
+        let stats = ix.stats(f, now, bucket, top).unwrap();
+        assert_eq!(
+            stats,
+            brute_stats(&matching, now, bucket, top),
+            "stats {f:?}"
+        );
+    }
+
+    #[test]
+    fn search_count_and_stats_match_brute_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = TextIndex::open(dir.path()).unwrap();
+        assert_eq!(ix.committed_seq(), None);
+        let mut evs = events(1, 1, 2_000);
+        let mut w = ix.writer().unwrap();
+        // Many small commits: several segments, and merges in the background.
+        index_all(&mut w, &evs, 150);
+        assert_eq!(ix.num_docs(), 2_000);
+        // The index got ahead of the log: drop the tail and index other events there,
+        // so that deleted documents share seqs with live ones.
+        w.delete_from(1_901).unwrap();
+        let replacement = events(2, 1_901, 100);
+        for ev in &replacement {
+            w.add(ev).unwrap();
+        }
+        w.commit(2_000).unwrap();
+        evs.truncate(1_900);
+        evs.extend(replacement);
+        assert_eq!(ix.num_docs(), 2_000);
+        assert_eq!(ix.all_seqs().unwrap(), (1..=2_000).collect::<Vec<u64>>());
+
+        let mut rng = Rng(EventGen::new(99));
+        check_filter(&ix, &evs, &Filter::default(), &mut rng);
+        for _ in 0..200 {
+            let f = random_filter(&mut rng, &evs);
+            check_filter(&ix, &evs, &f, &mut rng);
+        }
+        // Raw fields and metadata paths in the query syntax.
+        let by_query = |q: &str| -> Vec<u64> {
+            let f = Filter {
+                text: Some(q.to_owned()),
+                ..Filter::default()
+            };
+            let mut v = ix.search(&f, Order::Asc, 5_000, None).unwrap();
+            v.sort_unstable();
+            v
+        };
+        let login_failed: Vec<u64> = evs
+            .iter()
+            .filter(|e| e.event.action == "login_failed")
+            .map(|e| e.seq)
+            .collect();
+        assert!(!login_failed.is_empty());
+        assert_eq!(by_query("action:login_failed"), login_failed);
+        let reason: Vec<u64> = evs
+            .iter()
+            .filter(|e| {
+                e.event
+                    .metadata
+                    .as_deref()
+                    .is_some_and(|m| m.contains(r#""reason":"bad_password""#))
+            })
+            .map(|e| e.seq)
+            .collect();
+        assert!(!reason.is_empty());
+        assert_eq!(by_query("metadata.reason:bad_password"), reason);
+        assert_eq!(by_query("metadata.reason:\"bad_password\""), reason);
+        // A bare word finds metadata values too.
+        let bare: Vec<u64> = evs
+            .iter()
+            .filter(|e| has_word(&e.event, "bad") && has_word(&e.event, "password"))
+            .filter(|e| has_phrase(&e.event, "bad", "password"))
+            .map(|e| e.seq)
+            .collect();
+        assert!(reason.iter().all(|s| bare.contains(s)));
+        assert_eq!(by_query("bad_password"), bare);
+        // Phrases.
+        let mut phrases = 0;
+        for ev in evs.iter().step_by(37) {
+            let Some(d) = ev.event.description.as_deref() else {
+                continue;
+            };
+            let toks = tokenize(d);
+            let Some(pair) = toks.windows(2).find(|p| {
+                p[1].0 == p[0].0 + 1
+                    && p.iter()
+                        .all(|(_, t)| t.bytes().all(|b| b.is_ascii_alphanumeric()))
+            }) else {
+                continue;
+            };
+            let (a, b) = (&pair[0].1, &pair[1].1);
+            let want: Vec<u64> = evs
+                .iter()
+                .filter(|e| has_phrase(&e.event, a, b))
+                .map(|e| e.seq)
+                .collect();
+            assert!(want.contains(&ev.seq));
+            assert_eq!(by_query(&format!("\"{a} {b}\"")), want, "{a} {b}");
+            phrases += 1;
+        }
+        assert!(phrases > 20);
+    }
+
+    #[test]
+    fn committed_seq_survives_reopen_and_delete_from_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let evs = events(3, 1, 300);
+        {
+            let ix = TextIndex::open(dir.path()).unwrap();
+            assert_eq!(ix.committed_seq(), None);
+            let mut w = ix.writer().unwrap();
+            // Only one writer at a time.
+            assert!(matches!(ix.writer(), Err(TextError::Tantivy(_))));
+            index_all(&mut w, &evs, 100);
+            assert_eq!(ix.committed_seq(), Some(300));
+            // Not visible before the commit.
+            w.delete_from(251).unwrap();
+            assert_eq!(ix.num_docs(), 300);
+            w.commit(250).unwrap();
+            assert_eq!(ix.committed_seq(), Some(250));
+            assert_eq!(ix.num_docs(), 250);
+            assert_eq!(ix.all_seqs().unwrap(), (1..=250).collect::<Vec<u64>>());
+            let all = Filter::default();
+            assert_eq!(
+                ix.search(&all, Order::Desc, 3, None).unwrap(),
+                [250, 249, 248]
+            );
+            assert_eq!(
+                ix.search(&all, Order::Asc, 2, Some(248)).unwrap(),
+                [249, 250]
+            );
+            assert_eq!(ix.count(&all).unwrap(), 250);
+        }
+        let ix = TextIndex::open(dir.path()).unwrap();
+        assert_eq!(ix.committed_seq(), Some(250));
+        assert_eq!(ix.num_docs(), 250);
+        assert_eq!(
+            ix.search(&Filter::default(), Order::Desc, 1, None).unwrap(),
+            [250]
+        );
+        // Reopened, the writer works again.
+        let mut w = ix.writer().unwrap();
+        w.add(&evs[250]).unwrap();
+        w.commit(251).unwrap();
+        assert_eq!(ix.num_docs(), 251);
+        assert_eq!(
+            ix.search(&Filter::default(), Order::Desc, 1, None).unwrap(),
+            [251]
+        );
+    }
+
+    #[test]
+    fn bad_queries_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = TextIndex::open(dir.path()).unwrap();
+        let mut w = ix.writer().unwrap();
+        index_all(&mut w, &events(4, 1, 20), 20);
+        for q in [
+            "nosuchfield:x",
+            "description:(",
+            "\"unclosed",
+            "-onlyexcluded",
+        ] {
+            let f = Filter {
+                text: Some(q.to_owned()),
+                ..Filter::default()
+            };
+            match ix.search(&f, Order::Desc, 10, None) {
+                Err(TextError::BadQuery(msg)) => assert!(msg.contains(';'), "{msg}"),
+                other => panic!("{q}: {other:?}"),
+            }
+            assert!(matches!(ix.count(&f), Err(TextError::BadQuery(_))));
+        }
+        // Blank text is no text filter; an empty time range matches nothing.
+        let blank = Filter {
+            text: Some("  ".to_owned()),
+            ..Filter::default()
+        };
+        assert_eq!(ix.count(&blank).unwrap(), 20);
+        let empty = Filter {
+            since: Some(5),
+            until: Some(5),
+            ..Filter::default()
+        };
+        assert_eq!(ix.count(&empty).unwrap(), 0);
+        assert_eq!(
+            ix.search(&empty, Order::Asc, 5, None).unwrap(),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            ix.stats(&empty, 0, 60_000_000, 3).unwrap(),
+            Stats::default()
+        );
+        assert_eq!(
+            ix.search(&blank, Order::Asc, 0, None).unwrap(),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn unreadable_or_foreign_directories_fail_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meta.json"), b"\x00garbage{").unwrap();
+        assert!(matches!(
+            TextIndex::open(dir.path()),
+            Err(TextError::Open { .. })
+        ));
+
+        // An index with another schema.
+        let other = tempfile::tempdir().unwrap();
+        let mut b = Schema::builder();
+        b.add_text_field("title", tantivy::schema::TEXT);
+        Index::create_in_dir(other.path(), b.build()).unwrap();
+        let err = TextIndex::open(other.path()).unwrap_err();
+        assert!(matches!(err, TextError::Open { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .contains(&other.path().display().to_string()));
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<TextIndex>();
+        send::<TextWriter>();
+    }
+}

@@ -1,0 +1,514 @@
+//! The query engine against a brute-force scan of the log: every query kind,
+//! random filters, both orders, cursor walks; then the same answers after
+//! deleting the indexes, and after killing a reindex half-way.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use stele::clock::ManualClock;
+use stele::event::{Severity, StoredEvent};
+use stele::index::text::{event_time, Filter, Order, Stats};
+use stele::index::{IndexConfig, Indexes};
+use stele::log::{Log, LogConfig};
+use stele::query::{Engine, Interval, Query, QueryError};
+use stele::testkit::EventGen;
+
+const DAY: i64 = 86_400_000_000;
+const N: usize = 3000;
+
+struct World {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    all: Vec<StoredEvent>,
+    clock: Arc<ManualClock>,
+}
+
+fn config() -> IndexConfig {
+    IndexConfig {
+        commit_interval: Duration::from_millis(50),
+        ..IndexConfig::default()
+    }
+}
+
+fn build(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Vec<StoredEvent> {
+    let log = open(dir, clock, 256 * 1024);
+    let mut gen = EventGen::new(77).with_base_time(BEFORE_MIDNIGHT - 20 * DAY);
+    let mut left = N;
+    while left > 0 {
+        let n = left.min(37);
+        log.append(&events(&mut gen, n, 450)).unwrap();
+        left -= n;
+        clock.advance(DAY / 100);
+    }
+    log.iter().map(|e| e.unwrap()).collect()
+}
+
+fn engine(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Engine {
+    let log = Arc::new(Log::open(dir, LogConfig::default(), clock.clone()).unwrap());
+    let idx = Arc::new(Indexes::open(dir, log.clone(), config()).unwrap());
+    assert!(
+        idx.wait_indexed(log.last_seq(), Duration::from_secs(60)),
+        "{:?}",
+        idx.failure()
+    );
+    let key = stele::query::cursor_key(dir).unwrap();
+    Engine::new(log, idx, clock.clone(), key)
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 20 * DAY));
+        let all = build(dir.path(), &clock);
+        let engine = engine(dir.path(), &clock);
+        World {
+            _dir: dir,
+            engine,
+            all,
+            clock,
+        }
+    })
+}
+
+/// Lowercase alphanumeric tokens, as tantivy's default tokenizer makes them.
+fn tokens(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty() && t.len() <= 40)
+        .map(|t| t.to_lowercase())
+}
+
+fn text_of(e: &StoredEvent) -> HashSet<String> {
+    let ev = &e.event;
+    let mut out = HashSet::new();
+    for s in [
+        &ev.description,
+        &ev.entity_name,
+        &ev.user_agent,
+        &ev.metadata,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.extend(tokens(s));
+    }
+    for c in &ev.changes {
+        out.extend(tokens(&c.field));
+        for v in [&c.old, &c.new].into_iter().flatten() {
+            out.extend(tokens(v));
+        }
+    }
+    out
+}
+
+fn matches(f: &Filter, e: &StoredEvent) -> bool {
+    let ev = &e.event;
+    let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+    eq(&f.tenant, &ev.tenant)
+        && f.action.as_ref().is_none_or(|a| *a == ev.action)
+        && eq(&f.category, &ev.category)
+        && f.source.is_none_or(|s| Some(s) == ev.source)
+        && f.status.is_none_or(|s| Some(s) == ev.status)
+        && f.severity.is_none_or(|s| Some(s) == ev.severity)
+        && f.min_severity
+            .is_none_or(|m| ev.severity.is_some_and(|s| s >= m))
+        && eq(&f.entity_type, &ev.entity_type)
+        && eq(&f.entity_id, &ev.entity_id)
+        && eq(&f.user_id, &ev.user_id)
+        && eq(&f.session_id, &ev.session_id)
+        && eq(&f.correlation_id, &ev.correlation_id)
+        && eq(&f.ip, &ev.ip)
+        && eq(&f.actor, &ev.actor)
+        && f.since.is_none_or(|s| event_time(e) >= s)
+        && f.until.is_none_or(|u| event_time(e) < u)
+        && f.text.as_ref().is_none_or(|q| {
+            let have = text_of(e);
+            q.split(" AND ").all(|w| have.contains(&w.to_lowercase()))
+        })
+}
+
+/// A random filter built from the values of a random event, so it matches
+/// something most of the time.
+fn filter_strategy() -> impl Strategy<Value = (Filter, Order, usize)> {
+    (
+        0..N,
+        proptest::bits::u32::masked(0x3FFF),
+        0..N,
+        any::<bool>(),
+        1usize..40,
+        0usize..6,
+    )
+        .prop_map(|(i, mask, j, asc, limit, word)| {
+            let w = world();
+            let e = &w.all[i].event;
+            let mut f = Filter::default();
+            let bit = |b: u32| mask & (1 << b) != 0;
+            if bit(0) {
+                f.tenant = e.tenant.clone();
+            }
+            if bit(1) {
+                f.action = Some(e.action.clone());
+            }
+            if bit(2) {
+                f.category = e.category.clone();
+            }
+            if bit(3) {
+                f.status = e.status;
+            }
+            if bit(4) && bit(5) {
+                f.severity = e.severity;
+            } else if bit(4) {
+                f.min_severity = Some(Severity::Warning);
+            }
+            if bit(6) {
+                f.entity_type = e.entity_type.clone();
+            }
+            if bit(7) && bit(6) {
+                f.entity_id = e.entity_id.clone();
+            }
+            if bit(8) {
+                f.user_id = e.user_id.clone();
+            }
+            if bit(9) {
+                f.source = e.source;
+            }
+            if bit(10) {
+                let t = event_time(&w.all[j]);
+                f.since = Some(t.min(event_time(&w.all[i])));
+                f.until = Some(t.max(event_time(&w.all[i])) + 1);
+            }
+            if bit(11) {
+                // A word of the event's description: rare or very common.
+                let words: Vec<String> = e
+                    .description
+                    .as_deref()
+                    .map(|d| {
+                        tokens(d)
+                            .filter(|t| t.chars().all(|c| c.is_ascii_alphanumeric()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !words.is_empty() {
+                    f.text = Some(words[word % words.len()].clone());
+                }
+            }
+            if bit(12) {
+                f.ip = e.ip.clone();
+            }
+            if bit(13) {
+                f.session_id = e.session_id.clone();
+            }
+            (f, if asc { Order::Asc } else { Order::Desc }, limit)
+        })
+}
+
+fn brute(f: &Filter, order: Order) -> Vec<u64> {
+    let mut v: Vec<u64> = world()
+        .all
+        .iter()
+        .filter(|e| matches(f, e))
+        .map(|e| e.seq)
+        .collect();
+    if order == Order::Desc {
+        v.reverse();
+    }
+    v
+}
+
+fn brute_stats(f: &Filter, now: i64, bucket: i64) -> Stats {
+    let hits: Vec<&StoredEvent> = world().all.iter().filter(|e| matches(f, e)).collect();
+    fn count<'a>(it: impl Iterator<Item = &'a str>) -> Vec<(String, u64)> {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for k in it {
+            *m.entry(k.to_string()).or_default() += 1;
+        }
+        let mut v: Vec<(String, u64)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+    let mut hist: BTreeMap<i64, u64> = BTreeMap::new();
+    for e in &hits {
+        *hist
+            .entry(event_time(e).div_euclid(bucket) * bucket)
+            .or_default() += 1;
+    }
+    let users = count(hits.iter().filter_map(|e| e.event.user_id.as_deref()));
+    let failures = hits
+        .iter()
+        .filter(|e| e.event.status == Some(stele::event::Status::Failure))
+        .count();
+    Stats {
+        total: hits.len() as u64,
+        last_24h: hits.iter().filter(|e| event_time(e) >= now - DAY).count() as u64,
+        by_action: count(hits.iter().map(|e| e.event.action.as_str())),
+        by_category: count(hits.iter().filter_map(|e| e.event.category.as_deref())),
+        by_entity_type: count(hits.iter().filter_map(|e| e.event.entity_type.as_deref())),
+        by_severity: count(
+            hits.iter()
+                .filter_map(|e| e.event.severity.map(|s| s.as_str())),
+        ),
+        by_status: count(
+            hits.iter()
+                .filter_map(|e| e.event.status.map(|s| s.as_str())),
+        ),
+        by_source: count(
+            hits.iter()
+                .filter_map(|e| e.event.source.map(|s| s.as_str())),
+        ),
+        histogram: hist.into_iter().collect(),
+        active_users: users.len() as u64,
+        top_users: users.into_iter().take(stele::query::TOP_USERS).collect(),
+        error_rate: if hits.is_empty() {
+            0.0
+        } else {
+            failures as f64 / hits.len() as f64
+        },
+    }
+}
+
+/// Walks every page of a listing and returns the seqs.
+fn walk(engine: &Engine, f: &Filter, order: Order, limit: usize) -> Vec<u64> {
+    let mut q = Query {
+        filter: f.clone(),
+        order,
+        limit,
+        ..Query::default()
+    };
+    let mut out = Vec::new();
+    for _ in 0..N + 2 {
+        let page = engine.list(&q).unwrap();
+        assert!(page.events.len() <= limit);
+        out.extend(page.events.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return out,
+        }
+    }
+    panic!("the cursor walk did not end");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn listings_and_cursor_walks_equal_a_scan((f, order, limit) in filter_strategy()) {
+        let w = world();
+        let want = brute(&f, order);
+        prop_assert_eq!(walk(&w.engine, &f, order, limit), want.clone());
+        prop_assert_eq!(w.engine.count(&f).unwrap(), want.len() as u64);
+    }
+
+    #[test]
+    fn statistics_equal_a_scan((f, _o, _l) in filter_strategy(), interval in 0usize..3) {
+        let w = world();
+        let interval = [Interval::Minute, Interval::Hour, Interval::Day][interval];
+        let q = Query { filter: f.clone(), interval, ..Query::default() };
+        let got = w.engine.stats(&q).unwrap();
+        let want = brute_stats(&f, w.clock.now_micros(), interval.micros());
+        prop_assert_eq!(got, want);
+    }
+}
+
+use stele::clock::Clock;
+
+#[test]
+fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
+    let w = world();
+    for e in w.all.iter().step_by(7) {
+        let got = w.engine.get_by_id(&e.event.id).unwrap().unwrap();
+        assert_eq!(&got, e);
+    }
+    assert!(w.engine.get_by_id("no-such-id").unwrap().is_none());
+    for e in w.all.iter().step_by(97) {
+        let ev = &e.event;
+        if let (Some(t), Some(id)) = (&ev.entity_type, &ev.entity_id) {
+            let want: Vec<u64> = w
+                .all
+                .iter()
+                .filter(|x| {
+                    x.event.entity_type.as_ref() == Some(t)
+                        && x.event.entity_id.as_ref() == Some(id)
+                })
+                .map(|x| x.seq)
+                .collect();
+            let mut got = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = w
+                    .engine
+                    .entity_history(t, id, 3, cursor.as_deref())
+                    .unwrap();
+                got.extend(page.events.iter().map(|x| x.seq));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "history of {t}/{id}");
+        }
+        if let Some(u) = &ev.user_id {
+            let want: Vec<u64> = w
+                .all
+                .iter()
+                .rev()
+                .filter(|x| x.event.user_id.as_ref() == Some(u))
+                .map(|x| x.seq)
+                .take(50)
+                .collect();
+            let page = w.engine.user_timeline(u, 50, None).unwrap();
+            let got: Vec<u64> = page.events.iter().map(|x| x.seq).collect();
+            assert_eq!(got, want, "timeline of {u}");
+        }
+    }
+}
+
+#[test]
+fn bad_queries_are_typed_errors_that_say_what_to_fix() {
+    let w = world();
+    let now = w.clock.now_micros();
+    let p = |pairs: &[(&str, &str)]| {
+        let v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Query::parse(&v, now)
+    };
+    let msg = |r: Result<Query, QueryError>| r.unwrap_err().to_string();
+    assert!(msg(p(&[("limit", "0")])).contains("1 to 1000"));
+    assert!(msg(p(&[("limit", "1001")])).contains("1 to 1000"));
+    assert!(
+        msg(p(&[("severity", "loud")])).contains("debug, info, notice, warning, error, critical")
+    );
+    assert!(msg(p(&[("colour", "red")])).contains("unknown parameter"));
+    assert!(msg(p(&[
+        ("since", "2026-11-02T00:00:00Z"),
+        ("until", "2026-11-01T00:00:00Z")
+    ]))
+    .contains("before"));
+    assert!(msg(p(&[("since", "yesterday")])).contains("RFC 3339"));
+    assert!(msg(p(&[("hours", "2"), ("since", "2026-11-01T00:00:00Z")])).contains("either"));
+    assert!(msg(p(&[("ip", "300.1.1.1")])).contains("IPv4"));
+    // Bad full-text syntax.
+    let q = p(&[("q", "description:(unclosed")]).unwrap();
+    assert!(matches!(w.engine.list(&q), Err(QueryError::BadText(_))));
+    // Cursors: tampered, foreign to the query, garbage.
+    let q = p(&[("limit", "5")]).unwrap();
+    let c = w.engine.list(&q).unwrap().next_cursor.unwrap();
+    let mut t = c.clone().into_bytes();
+    let i = t.len() / 2;
+    t[i] = if t[i] == b'A' { b'B' } else { b'A' };
+    let tampered = Query {
+        cursor: Some(String::from_utf8(t).unwrap()),
+        ..q.clone()
+    };
+    assert!(matches!(
+        w.engine.list(&tampered),
+        Err(QueryError::BadCursor(_))
+    ));
+    let other = Query {
+        cursor: Some(c.clone()),
+        order: Order::Asc,
+        ..q.clone()
+    };
+    let e = w.engine.list(&other).unwrap_err().to_string();
+    assert!(e.contains("different query"), "{e}");
+    let garbage = Query {
+        cursor: Some("!!".into()),
+        ..q
+    };
+    assert!(matches!(
+        w.engine.list(&garbage),
+        Err(QueryError::BadCursor(_))
+    ));
+}
+
+#[test]
+fn deleted_indexes_are_rebuilt_with_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 20 * DAY));
+    let mut gen = EventGen::new(5);
+    {
+        let log = open(dir.path(), &clock, 64 * 1024);
+        for _ in 0..20 {
+            log.append(&events(&mut gen, 25, 400)).unwrap();
+        }
+    }
+    let queries = [
+        Filter::default(),
+        Filter {
+            min_severity: Some(Severity::Warning),
+            ..Filter::default()
+        },
+        Filter {
+            text: Some("error".into()),
+            ..Filter::default()
+        },
+    ];
+    let answers = |e: &Engine| -> Vec<Vec<u64>> {
+        queries
+            .iter()
+            .map(|f| walk(e, f, Order::Desc, 33))
+            .collect()
+    };
+    let first = {
+        let e = engine(dir.path(), &clock);
+        answers(&e)
+    };
+    for victim in ["index/kv", "index/text", "index"] {
+        std::fs::remove_dir_all(dir.path().join(victim)).unwrap();
+        let e = engine(dir.path(), &clock);
+        assert_eq!(answers(&e), first, "after deleting {victim}");
+        assert_eq!(
+            e.indexes().open_report().behind_by,
+            500,
+            "after deleting {victim}"
+        );
+    }
+    // Garbage in the index directory: rebuilt, same answers.
+    std::fs::remove_dir_all(dir.path().join("index/text")).unwrap();
+    std::fs::create_dir_all(dir.path().join("index/text")).unwrap();
+    std::fs::write(dir.path().join("index/text/meta.json"), b"{not json").unwrap();
+    let e = engine(dir.path(), &clock);
+    assert_eq!(answers(&e), first);
+    assert!(!e.indexes().open_report().rebuilt.is_empty());
+}
+
+#[test]
+fn killing_a_reindex_half_way_leaves_indexes_that_check_clean_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 2 * DAY));
+    let mut gen = EventGen::new(6);
+    {
+        let log = open(dir.path(), &clock, 1 << 20);
+        for _ in 0..60 {
+            log.append(&events(&mut gen, 250, 400)).unwrap();
+        }
+    }
+    for round in 0..3 {
+        let mut child = stele()
+            .args(["reindex", "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300 + 400 * round));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let out = stele()
+            .args(["check", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

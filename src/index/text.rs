@@ -10,27 +10,40 @@
 //!
 //! | field | tantivy options | used for |
 //! |-------|-----------------|----------|
-//! | `seq` | u64 `FAST` (not indexed) | index sort key, ordering, cursors, `delete_from` |
-//! | `time` | i64 `FAST` (not indexed) | `since`/`until`, histogram, last 24 h (event time in µs) |
-//! | `action`, `category`, `entity_type`, `severity`, `status`, `source`, `user_id` | raw string, docs only, `FAST` | filters, `field:value` queries, statistics |
-//! | `tenant`, `entity_id`, `session_id`, `correlation_id`, `ip`, `actor` | raw string, docs only | filters, `field:value` queries |
-//! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text` | default tokenizer, positions | full text (the query parser's default fields) |
+//! | `seq` | u64 fast column (not indexed) | index sort key, ordering, cursors, `delete_from` |
+//! | `time` | i64 fast column (not indexed) | `since`/`until`, histogram, last 24 h (event time, µs) |
+//! | `action`, `actor`, `tenant`, `category`, `source`, `status`, `severity`, `entity_type`, `entity_id`, `user_id` | raw string, doc ids only | filters, `field:value` in queries |
+//! | `session_id`, `correlation_id`, `ip` | raw string fast column only | filters (an equality scan of the column) |
+//! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text` | default tokenizer, positions | full text: the query parser's default fields |
 //! | `metadata` | JSON, default tokenizer, positions | `metadata.reason:card` |
+//! | `_action`, `_category`, `_entity_type`, `_user_id` | raw string fast columns, `"\0"` when absent | statistics |
+//! | `codes` | u64 fast column: severity, status, source (3 bits each) | statistics |
 //!
-//! No field has fieldnorms: results are ordered by seq, never scored.
+//! Nothing is stored and no field has fieldnorms (results are ordered by seq, never
+//! scored). `session_id`, `correlation_id` and `ip` have close to one distinct value per
+//! event: as terms they made indexing about 30% slower and the index larger; as columns
+//! they cost a scan of one column per query that filters on them (under 1 ms per million
+//! events). They cannot be used inside the query text.
+//!
+//! # Order
 //!
 //! The index is **sorted by `seq`, descending** (`IndexSettings::sort_by_field`): in every
 //! segment, doc ids run from the newest event to the oldest, and merges keep that order
 //! (segments hold disjoint seq ranges, so tantivy merges them by stacking). Listing the
 //! newest matches therefore walks each segment's matches from its first doc and stops
 //! after `limit` of them; a cursor is a binary search on the `seq` column. Oldest-first
-//! listing reads windows that grow backwards from the end of each segment.
+//! listing reads windows of doc ids that grow backwards from the end of each segment.
+//! Nothing ever collects all matches to sort them.
 //!
-//! Free text: bare words search `description`, `entity_name`, `user_agent`, `changes`
-//! (each change as `field old new`, values as JSON text) and `metadata_text` (the canonical
-//! JSON text of `metadata`: keys and values). tantivy's JSON field only matches bare words
-//! at its root path, so the separate `metadata_text` field is what makes a bare word find
-//! metadata values; the `metadata` JSON field serves path queries. Words are ANDed.
+//! # Full text
+//!
+//! Bare words search `description`, `entity_name`, `user_agent`, `changes` (each change
+//! as `field old new`, values as their JSON text) and `metadata_text` (the canonical JSON
+//! text of `metadata`: keys and values); words are ANDed. tantivy's JSON field matches
+//! bare words only at its root path, so `metadata_text` is what makes a bare word find
+//! metadata values, and the `metadata` JSON field serves path queries. Every text field
+//! keeps positions, so phrases (and words that the tokenizer splits, such as
+//! `bad_password` or an e-mail address) match in all of them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -169,25 +182,18 @@ pub struct Stats {
 
 const F_SEQ: &str = "seq";
 const F_TIME: &str = "time";
+const F_CODES: &str = "codes";
 
-/// Raw (untokenized) fields that also have a fast (columnar) copy, for statistics.
-/// The order is the order of [`StatsFields`].
-const STAT_FIELDS: [&str; 7] = [
-    "action",
-    "category",
-    "entity_type",
-    "severity",
-    "status",
-    "source",
-    "user_id",
-];
+/// Fast-only string columns for statistics, one value per document (`MISSING` when the
+/// event has none, so that the columns are dense and cheap to read).
+const STAT_COLUMNS: [&str; 4] = ["_action", "_category", "_entity_type", "_user_id"];
 const STAT_ACTION: usize = 0;
 const STAT_CATEGORY: usize = 1;
 const STAT_ENTITY_TYPE: usize = 2;
-const STAT_SEVERITY: usize = 3;
-const STAT_STATUS: usize = 4;
-const STAT_SOURCE: usize = 5;
-const STAT_USER: usize = 6;
+const STAT_USER: usize = 3;
+
+/// The value of a statistics column for an absent field. Identifiers cannot contain NUL.
+const MISSING: &str = "\0";
 
 /// The payload format of a commit: this prefix then the decimal seq.
 const PAYLOAD_PREFIX: &str = "stele-text-v1 last_seq=";
@@ -203,6 +209,7 @@ const QUERY_HINT: &str = "quote phrases, escape special characters such as ':' w
 struct Fields {
     seq: Field,
     time: Field,
+    codes: Field,
     action: Field,
     actor: Field,
     tenant: Field,
@@ -222,10 +229,8 @@ struct Fields {
     changes: Field,
     metadata_text: Field,
     metadata: Field,
-}
-
-fn exp(flag: &str) -> bool {
-    std::env::var("STELE_EXP").is_ok_and(|v| v.split(',').any(|f| f == flag))
+    /// The fast-only statistics columns, in [`STAT_COLUMNS`] order.
+    stat_columns: [Field; 4],
 }
 
 fn build_schema() -> (Schema, Fields) {
@@ -235,65 +240,44 @@ fn build_schema() -> (Schema, Fields) {
         .set_index_option(IndexRecordOption::Basic)
         .set_fieldnorms(false);
     let raw = TextOptions::default().set_indexing_options(raw_indexing);
-    let raw_fast = raw.clone().set_fast("raw");
+    let fast_only = TextOptions::default().set_fast("raw");
     let text_indexing = TextFieldIndexing::default()
         .set_tokenizer("default")
         .set_index_option(IndexRecordOption::WithFreqsAndPositions)
         .set_fieldnorms(false);
     let text = TextOptions::default().set_indexing_options(text_indexing.clone());
-    let text_nopos = TextOptions::default().set_indexing_options(
-        text_indexing
-            .clone()
-            .set_index_option(IndexRecordOption::Basic),
-    );
-    let raw_fast = if exp("nofast") { raw.clone() } else { raw_fast };
     let json = JsonObjectOptions::default().set_indexing_options(text_indexing);
+    let fast_num = NumericOptions::default().set_fast();
 
-    let seq = b.add_u64_field(F_SEQ, NumericOptions::default().set_fast());
-    let time = b.add_i64_field(F_TIME, NumericOptions::default().set_fast());
-    let action = b.add_text_field("action", raw_fast.clone());
-    let category = b.add_text_field("category", raw_fast.clone());
-    let entity_type = b.add_text_field("entity_type", raw_fast.clone());
-    let severity = b.add_text_field("severity", raw_fast.clone());
-    let status = b.add_text_field("status", raw_fast.clone());
-    let source = b.add_text_field("source", raw_fast.clone());
-    let user_id = b.add_text_field("user_id", raw_fast);
+    let seq = b.add_u64_field(F_SEQ, fast_num.clone());
+    let time = b.add_i64_field(F_TIME, fast_num.clone());
+    let codes = b.add_u64_field(F_CODES, fast_num);
+    let action = b.add_text_field("action", raw.clone());
+    let category = b.add_text_field("category", raw.clone());
+    let entity_type = b.add_text_field("entity_type", raw.clone());
+    let severity = b.add_text_field("severity", raw.clone());
+    let status = b.add_text_field("status", raw.clone());
+    let source = b.add_text_field("source", raw.clone());
+    let user_id = b.add_text_field("user_id", raw.clone());
     let tenant = b.add_text_field("tenant", raw.clone());
     let actor = b.add_text_field("actor", raw.clone());
-    let fast_only = TextOptions::default().set_fast("raw");
-    let (entity_id, session_id, correlation_id, ip) = if exp("hcfast") {
-        (
-            b.add_text_field("entity_id", fast_only.clone()),
-            b.add_text_field("session_id", fast_only.clone()),
-            b.add_text_field("correlation_id", fast_only.clone()),
-            b.add_text_field("ip", fast_only),
-        )
-    } else if exp("hash") {
-        let o = NumericOptions::default().set_indexed();
-        (
-            b.add_u64_field("entity_id", o.clone()),
-            b.add_u64_field("session_id", o.clone()),
-            b.add_u64_field("correlation_id", o.clone()),
-            b.add_u64_field("ip", o),
-        )
-    } else {
-        (
-            b.add_text_field("entity_id", raw.clone()),
-            b.add_text_field("session_id", raw.clone()),
-            b.add_text_field("correlation_id", raw.clone()),
-            b.add_text_field("ip", raw),
-        )
-    };
+    let entity_id = b.add_text_field("entity_id", raw);
+    // Nearly one distinct value per event: an inverted index costs more to build than
+    // everything else together, so these are columns, filtered by scanning.
+    let session_id = b.add_text_field("session_id", fast_only.clone());
+    let correlation_id = b.add_text_field("correlation_id", fast_only.clone());
+    let ip = b.add_text_field("ip", fast_only.clone());
     let description = b.add_text_field("description", text.clone());
-    let text = if exp("nopos") { text_nopos } else { text };
     let entity_name = b.add_text_field("entity_name", text.clone());
     let user_agent = b.add_text_field("user_agent", text.clone());
     let changes = b.add_text_field("changes", text.clone());
     let metadata_text = b.add_text_field("metadata_text", text);
     let metadata = b.add_json_field("metadata", json);
+    let stat_columns = STAT_COLUMNS.map(|name| b.add_text_field(name, fast_only.clone()));
     let fields = Fields {
         seq,
         time,
+        codes,
         action,
         actor,
         tenant,
@@ -313,13 +297,28 @@ fn build_schema() -> (Schema, Fields) {
         changes,
         metadata_text,
         metadata,
+        stat_columns,
     };
     (b.build(), fields)
 }
 
+/// 1-based position of `value` in `all`, 0 for none.
+fn enum_code<T: PartialEq + Copy>(all: &[T], value: Option<T>) -> u64 {
+    value
+        .and_then(|v| all.iter().position(|x| *x == v))
+        .map_or(0, |i| i as u64 + 1)
+}
+
+/// The `codes` column: severity, status and source codes, 3 bits each.
+fn pack_codes(sev: Option<Severity>, status: Option<Status>, source: Option<Source>) -> u64 {
+    enum_code(Severity::ALL, sev)
+        | enum_code(Status::ALL, status) << 3
+        | enum_code(Source::ALL, source) << 6
+}
+
 fn index_settings() -> IndexSettings {
     IndexSettings {
-        sort_by_field: (!exp("nosort")).then(|| IndexSortByField {
+        sort_by_field: Some(IndexSortByField {
             field: F_SEQ.to_owned(),
             order: tantivy::Order::Desc,
         }),
@@ -336,17 +335,11 @@ fn tantivy_err(err: impl fmt::Display) -> TextError {
 fn bad_query(err: &QueryParserError) -> TextError {
     let hint = match err {
         QueryParserError::FieldDoesNotExist(_) | QueryParserError::FieldNotIndexed(_) => {
-            "searchable fields are description, entity_name, user_agent, changes, metadata \
-             (metadata.<key>), metadata_text, action, actor, tenant, category, source, status, \
-             severity, entity_type, entity_id, user_id, session_id, correlation_id and ip; \
-             a literal ':' must be escaped as '\\:'"
+            "fields usable in a query are description, entity_name, user_agent, changes, \
+             metadata.<key>, metadata_text, action, actor, tenant, category, source, status, \
+             severity, entity_type, entity_id and user_id (session_id, correlation_id, ip and \
+             time ranges are filters, not query text); a literal ':' must be escaped as '\\:'"
                 .to_owned()
-        }
-        QueryParserError::FieldDoesNotHavePositionsIndexed(_) => {
-            "phrases (several words in quotes, or words joined by punctuation) can only be \
-             searched in fields that keep positions; "
-                .to_owned()
-                + QUERY_HINT
         }
         QueryParserError::AllButQueryForbidden => {
             "add at least one word that must match next to the excluded ones".to_owned()
@@ -572,7 +565,7 @@ impl TextIndex {
                 IndexRecordOption::Basic,
             ))
         };
-        let raw: [(Field, Option<&str>); 13] = [
+        let raw: [(Field, Option<&str>); 10] = [
             (f.tenant, filter.tenant.as_deref()),
             (f.action, filter.action.as_deref()),
             (f.category, filter.category.as_deref()),
@@ -582,14 +575,26 @@ impl TextIndex {
             (f.entity_type, filter.entity_type.as_deref()),
             (f.entity_id, filter.entity_id.as_deref()),
             (f.user_id, filter.user_id.as_deref()),
-            (f.session_id, filter.session_id.as_deref()),
-            (f.correlation_id, filter.correlation_id.as_deref()),
-            (f.ip, filter.ip.as_deref()),
             (f.actor, filter.actor.as_deref()),
         ];
         for (field, value) in raw {
             if let Some(value) = value {
                 must.push(term(field, value));
+            }
+        }
+        // Column-only fields: an equality range on the fast column.
+        let columns: [(Field, Option<&str>); 3] = [
+            (f.session_id, filter.session_id.as_deref()),
+            (f.correlation_id, filter.correlation_id.as_deref()),
+            (f.ip, filter.ip.as_deref()),
+        ];
+        for (field, value) in columns {
+            if let Some(value) = value {
+                let term = Term::from_field_text(field, value);
+                must.push(Box::new(RangeQuery::new(
+                    Bound::Included(term.clone()),
+                    Bound::Included(term),
+                )));
             }
         }
         if let Some(min) = filter.min_severity {
@@ -839,8 +844,9 @@ fn search_asc(
 // Statistics collector
 // ---------------------------------------------------------------------------------------
 
-/// Reads the fast columns of the matching documents: per-segment counts indexed by term
-/// ordinal, resolved to strings once per segment when merging.
+/// Reads the fast columns of the matching documents in one pass: per-segment counts
+/// indexed by term ordinal (strings) or code (enums), resolved to strings once per
+/// segment when merging.
 struct StatsCollector {
     day_ago: i64,
     bucket: i64,
@@ -851,7 +857,8 @@ struct StatsCollector {
 
 /// One string column of one segment and the match count per term ordinal.
 struct OrdCounts {
-    column: Option<(StrColumn, Column<u64>)>,
+    column: StrColumn,
+    ords: Column<u64>,
     counts: Vec<u64>,
 }
 
@@ -867,8 +874,15 @@ enum Histogram {
 /// Dense histograms are used when they need at most this many buckets.
 const DENSE_BUCKETS_MAX: i128 = 1 << 20;
 
+/// Doc ids are read in blocks of at most this many.
+const BLOCK: usize = tantivy::COLLECT_BLOCK_BUFFER_LEN;
+
 struct StatsSegment {
-    fields: Vec<OrdCounts>,
+    /// `None` for a column that no document of the segment has.
+    columns: Vec<Option<OrdCounts>>,
+    codes: Column<u64>,
+    /// Counts per `codes` value (512 possible values).
+    code_counts: Vec<u64>,
     time: Column<i64>,
     day_ago: i64,
     bucket: i64,
@@ -881,16 +895,19 @@ struct StatsSegment {
 
 /// The statistics of one segment, strings not yet resolved.
 struct SegmentStatsFruit {
-    fields: Vec<OrdCounts>,
+    columns: Vec<Option<OrdCounts>>,
+    code_counts: Vec<u64>,
     histogram: Histogram,
     total: u64,
     last_24h: u64,
 }
 
 /// Statistics merged over all segments.
-#[derive(Default)]
 struct MergedStats {
-    fields: Vec<HashMap<String, u64>>,
+    /// Per statistics column: count per value.
+    columns: Vec<HashMap<String, u64>>,
+    /// Per `codes` value.
+    code_counts: Vec<u64>,
     histogram: HashMap<i64, u64>,
     total: u64,
     last_24h: u64,
@@ -906,17 +923,13 @@ impl Collector for StatsCollector {
         segment: &SegmentReader,
     ) -> tantivy::Result<StatsSegment> {
         let ff = segment.fast_fields();
-        let mut fields = Vec::with_capacity(STAT_FIELDS.len());
-        for name in STAT_FIELDS {
-            let column = ff.str(name)?;
-            let counts = vec![0; column.as_ref().map_or(0, |c| c.num_terms())];
-            fields.push(OrdCounts {
-                column: column.map(|c| {
-                    let ords = c.ords().clone();
-                    (c, ords)
-                }),
-                counts,
-            });
+        let mut columns = Vec::with_capacity(STAT_COLUMNS.len());
+        for name in STAT_COLUMNS {
+            columns.push(ff.str(name)?.map(|column| OrdCounts {
+                ords: column.ords().clone(),
+                counts: vec![0; column.num_terms()],
+                column,
+            }));
         }
         let time = ff.i64(F_TIME)?;
         let lo = time.min_value().max(self.time_lo);
@@ -932,15 +945,17 @@ impl Collector for StatsCollector {
             Histogram::Sparse(HashMap::new())
         };
         Ok(StatsSegment {
-            fields,
+            columns,
+            codes: ff.u64(F_CODES)?,
+            code_counts: vec![0; 512],
             time,
             day_ago: self.day_ago,
             bucket: self.bucket,
             histogram,
             total: 0,
             last_24h: 0,
-            ords: Vec::new(),
-            times: Vec::new(),
+            ords: vec![None; BLOCK],
+            times: vec![None; BLOCK],
         })
     }
 
@@ -950,13 +965,19 @@ impl Collector for StatsCollector {
 
     fn merge_fruits(&self, fruits: Vec<SegmentStatsFruit>) -> tantivy::Result<MergedStats> {
         let mut merged = MergedStats {
-            fields: vec![HashMap::new(); STAT_FIELDS.len()],
-            ..MergedStats::default()
+            columns: vec![HashMap::new(); STAT_COLUMNS.len()],
+            code_counts: vec![0; 512],
+            histogram: HashMap::new(),
+            total: 0,
+            last_24h: 0,
         };
         let mut used: Vec<u64> = Vec::new();
         for fruit in fruits {
             merged.total += fruit.total;
             merged.last_24h += fruit.last_24h;
+            for (into, n) in merged.code_counts.iter_mut().zip(&fruit.code_counts) {
+                *into += n;
+            }
             match fruit.histogram {
                 Histogram::Dense {
                     first_bucket,
@@ -978,14 +999,13 @@ impl Collector for StatsCollector {
                     }
                 }
             }
-            for (field, into) in fruit.fields.into_iter().zip(merged.fields.iter_mut()) {
-                let Some((column, _)) = field.column else {
+            for (column, into) in fruit.columns.into_iter().zip(merged.columns.iter_mut()) {
+                let Some(OrdCounts { column, counts, .. }) = column else {
                     continue;
                 };
                 used.clear();
                 used.extend(
-                    field
-                        .counts
+                    counts
                         .iter()
                         .enumerate()
                         .filter(|(_, n)| **n > 0)
@@ -996,9 +1016,10 @@ impl Collector for StatsCollector {
                 column
                     .dictionary()
                     .sorted_ords_to_term_cb(&used, |bytes| {
-                        let n = field.counts[used[i] as usize];
+                        let n = counts[used[i] as usize];
                         i += 1;
                         match std::str::from_utf8(bytes) {
+                            Ok(MISSING) => {}
                             Ok(s) => match into.get_mut(s) {
                                 Some(count) => *count += n,
                                 None => {
@@ -1050,44 +1071,54 @@ impl StatsSegment {
             Histogram::Sparse(map) => *map.entry(b).or_insert(0) += 1,
         }
     }
+
+    fn collect_chunk(&mut self, docs: &[DocId]) {
+        let n = docs.len();
+        self.total += n as u64;
+        let ords = &mut self.ords[..n];
+        for column in self.columns.iter_mut().flatten() {
+            ords.fill(None);
+            column.ords.first_vals(docs, ords);
+            for ord in ords.iter().flatten() {
+                if let Some(count) = column.counts.get_mut(*ord as usize) {
+                    *count += 1;
+                }
+            }
+        }
+        ords.fill(None);
+        self.codes.first_vals(docs, ords);
+        for code in ords.iter().flatten() {
+            if let Some(count) = self.code_counts.get_mut(*code as usize) {
+                *count += 1;
+            }
+        }
+        let mut times = std::mem::take(&mut self.times);
+        times[..n].fill(None);
+        self.time.first_vals(docs, &mut times[..n]);
+        for t in times[..n].iter().flatten() {
+            self.count_time(*t);
+        }
+        self.times = times;
+    }
 }
 
 impl SegmentCollector for StatsSegment {
     type Fruit = SegmentStatsFruit;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
-        self.collect_block(&[doc]);
+        self.collect_chunk(&[doc]);
     }
 
     fn collect_block(&mut self, docs: &[DocId]) {
-        self.total += docs.len() as u64;
-        self.ords.clear();
-        self.ords.resize(docs.len(), None);
-        for field in &mut self.fields {
-            let Some((_, ords)) = &field.column else {
-                continue;
-            };
-            self.ords.fill(None);
-            ords.first_vals(docs, &mut self.ords);
-            for ord in self.ords.iter().flatten() {
-                if let Some(n) = field.counts.get_mut(*ord as usize) {
-                    *n += 1;
-                }
-            }
+        for chunk in docs.chunks(BLOCK) {
+            self.collect_chunk(chunk);
         }
-        let mut times = std::mem::take(&mut self.times);
-        times.clear();
-        times.resize(docs.len(), None);
-        self.time.first_vals(docs, &mut times);
-        for t in times.iter().flatten() {
-            self.count_time(*t);
-        }
-        self.times = times;
     }
 
     fn harvest(self) -> SegmentStatsFruit {
         SegmentStatsFruit {
-            fields: self.fields,
+            columns: self.columns,
+            code_counts: self.code_counts,
             histogram: self.histogram,
             total: self.total,
             last_24h: self.last_24h,
@@ -1102,18 +1133,41 @@ fn ranked(map: HashMap<String, u64>) -> Vec<(String, u64)> {
     v
 }
 
+/// Counts per enum value from the counts per `codes` value (`shift`: the enum's bits).
+fn ranked_codes<T: Copy>(
+    code_counts: &[u64],
+    shift: u32,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Vec<(String, u64)> {
+    let mut per = vec![0u64; all.len() + 1];
+    for (code, n) in code_counts.iter().enumerate() {
+        let c = (code >> shift) & 7;
+        if let Some(slot) = per.get_mut(c) {
+            *slot += n;
+        }
+    }
+    let map: HashMap<String, u64> = all
+        .iter()
+        .zip(&per[1..])
+        .filter(|(_, n)| **n > 0)
+        .map(|(v, n)| (name(*v).to_owned(), *n))
+        .collect();
+    ranked(map)
+}
+
 impl MergedStats {
     fn into_stats(mut self, top: usize) -> Stats {
-        let mut take = |i: usize| ranked(std::mem::take(&mut self.fields[i]));
+        let mut take = |i: usize| ranked(std::mem::take(&mut self.columns[i]));
         let by_action = take(STAT_ACTION);
         let by_category = take(STAT_CATEGORY);
         let by_entity_type = take(STAT_ENTITY_TYPE);
-        let by_severity = take(STAT_SEVERITY);
-        let by_status = take(STAT_STATUS);
-        let by_source = take(STAT_SOURCE);
         let mut top_users = take(STAT_USER);
         let active_users = top_users.len() as u64;
         top_users.truncate(top);
+        let by_severity = ranked_codes(&self.code_counts, 0, Severity::ALL, Severity::as_str);
+        let by_status = ranked_codes(&self.code_counts, 3, Status::ALL, Status::as_str);
+        let by_source = ranked_codes(&self.code_counts, 6, Source::ALL, Source::as_str);
         let failures = by_status
             .iter()
             .find(|(s, _)| s == Status::Failure.as_str())
@@ -1167,6 +1221,7 @@ impl TextWriter {
         let mut doc = TantivyDocument::new();
         doc.add_u64(f.seq, ev.seq);
         doc.add_i64(f.time, event_time(ev));
+        doc.add_u64(f.codes, pack_codes(e.severity, e.status, e.source));
         doc.add_text(f.action, &e.action);
         let raw: [(Field, Option<&str>); 12] = [
             (f.actor, e.actor.as_deref()),
@@ -1182,33 +1237,19 @@ impl TextWriter {
             (f.correlation_id, e.correlation_id.as_deref()),
             (f.ip, e.ip.as_deref()),
         ];
-        let nohc = exp("nohc");
         for (field, value) in raw {
-            if nohc && [f.session_id, f.correlation_id, f.ip, f.entity_id, f.actor].contains(&field)
-            {
-                continue;
-            }
             if let Some(value) = value {
-                if exp("hash")
-                    && [f.session_id, f.correlation_id, f.ip, f.entity_id].contains(&field)
-                {
-                    let mut h: u64 = 0xcbf29ce484222325;
-                    for b in value.bytes() {
-                        h ^= b as u64;
-                        h = h.wrapping_mul(0x100000001b3);
-                    }
-                    doc.add_u64(field, h);
-                    continue;
-                }
                 doc.add_text(field, value);
             }
         }
-        if exp("nodesc") {
-            return self
-                .writer
-                .add_document(doc)
-                .map(|_| ())
-                .map_err(tantivy_err);
+        let stats: [Option<&str>; 4] = [
+            Some(&e.action),
+            e.category.as_deref(),
+            e.entity_type.as_deref(),
+            e.user_id.as_deref(),
+        ];
+        for (field, value) in f.stat_columns.into_iter().zip(stats) {
+            doc.add_text(field, value.unwrap_or(MISSING));
         }
         let text: [(Field, Option<&str>); 3] = [
             (f.description, e.description.as_deref()),
@@ -1231,13 +1272,10 @@ impl TextWriter {
             doc.add_text(f.changes, s.as_str());
         }
         if let Some(metadata) = e.metadata.as_deref() {
-            if !exp("nomdtext") {
-                doc.add_text(f.metadata_text, metadata);
-            }
+            doc.add_text(f.metadata_text, metadata);
             // Stored metadata is canonical JSON of an object; anything else is only
             // searchable as text.
-            if exp("nojson") {
-            } else if let Ok(value @ serde_json::Value::Object(_)) =
+            if let Ok(value @ serde_json::Value::Object(_)) =
                 serde_json::from_str::<serde_json::Value>(metadata)
             {
                 doc.add_field_value(f.metadata, &value);
@@ -1253,13 +1291,15 @@ impl TextWriter {
         let mut prepared = self.writer.prepare_commit().map_err(tantivy_err)?;
         prepared.set_payload(&format!("{PAYLOAD_PREFIX}{last_seq}"));
         prepared.commit().map_err(tantivy_err)?;
+        // Reload before publishing the seq, so that whoever sees the new committed seq
+        // also finds its documents.
+        let reloaded = self.shared.reader.reload();
         *self
             .shared
             .committed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(last_seq);
-        self.shared.reader.reload().map_err(tantivy_err)?;
-        Ok(())
+        reloaded.map_err(tantivy_err)
     }
 
     /// Deletes every document with seq >= `from` (the index is ahead of the log after a
@@ -1475,7 +1515,8 @@ mod tests {
     }
 
     fn random_filter(rng: &mut Rng, evs: &[StoredEvent]) -> Filter {
-        let ev = &rng.pick(evs).event;
+        let stored = rng.pick(evs);
+        let ev = &stored.event;
         let mut f = Filter::default();
         macro_rules! maybe {
             ($field:ident, $pct:expr) => {
@@ -1507,11 +1548,26 @@ mod tests {
         }
         let lo = DEFAULT_BASE_TIME - 11 * DAY;
         let span = (evs.len() as u64 + 20) * 1_500_000 + 11 * DAY as u64;
+        // A time anywhere, or at (or next to) an event's time to test the boundaries.
+        let time = |rng: &mut Rng| {
+            if rng.chance(40) {
+                event_time(stored) + rng.below(3) as i64 - 1
+            } else if rng.chance(50) {
+                event_time(rng.pick(evs)) + rng.below(3) as i64 - 1
+            } else {
+                lo + rng.below(span) as i64
+            }
+        };
         if rng.chance(30) {
-            f.since = Some(lo + rng.below(span) as i64);
+            f.since = Some(time(rng));
         }
         if rng.chance(30) {
-            f.until = Some(lo + rng.below(span) as i64);
+            f.until = Some(time(rng));
+        }
+        if let (Some(since), Some(until)) = (f.since, f.until) {
+            if since > until && rng.chance(80) {
+                (f.since, f.until) = (Some(until), Some(since));
+            }
         }
         if rng.chance(40) {
             let mut words: Vec<String> = Vec::new();
@@ -1570,7 +1626,8 @@ mod tests {
             }
             assert_eq!(walked, expected, "walk {order:?} {page} {f:?}");
         }
-        let now = DEFAULT_BASE_TIME + rng.below(3_000_000_000) as i64;
+        // `now - 24h` at (or next to) an event's time.
+        let now = event_time(rng.pick(evs)) + DAY + rng.below(3) as i64 - 1;
         let bucket = *rng.pick(&[60_000_000, 3_600_000_000, DAY]);
         let top = 1 + rng.below(10) as usize;
         let stats = ix.stats(f, now, bucket, top).unwrap();
@@ -1588,7 +1645,9 @@ mod tests {
         assert_eq!(ix.committed_seq(), None);
         let mut evs = events(1, 1, 2_000);
         let mut w = ix.writer().unwrap();
-        // Many small commits: several segments, and merges in the background.
+        // Many small commits: many segments, merged below on purpose.
+        w.writer
+            .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         index_all(&mut w, &evs, 150);
         assert_eq!(ix.num_docs(), 2_000);
         // The index got ahead of the log: drop the tail and index other events there,
@@ -1604,11 +1663,31 @@ mod tests {
         assert_eq!(ix.num_docs(), 2_000);
         assert_eq!(ix.all_seqs().unwrap(), (1..=2_000).collect::<Vec<u64>>());
 
+        let segments = |ix: &TextIndex| ix.shared.reader.searcher().segment_readers().len();
+        assert!(segments(&ix) > 10);
+
         let mut rng = Rng(EventGen::new(99));
         check_filter(&ix, &evs, &Filter::default(), &mut rng);
-        for _ in 0..200 {
-            let f = random_filter(&mut rng, &evs);
-            check_filter(&ix, &evs, &f, &mut rng);
+        for round in 0..2 {
+            for _ in 0..100 {
+                let f = random_filter(&mut rng, &evs);
+                check_filter(&ix, &evs, &f, &mut rng);
+            }
+            if round == 1 {
+                break;
+            }
+            // Merge everything (purging the deleted documents) and check again: merged
+            // segments must stay sorted by seq, descending.
+            let ids = ix.shared.index.searchable_segment_ids().unwrap();
+            w.writer.merge(&ids).wait().unwrap();
+            w.commit(2_000).unwrap();
+            assert_eq!(segments(&ix), 1);
+            let searcher = ix.shared.reader.searcher();
+            let reader = &searcher.segment_readers()[0];
+            assert_eq!(reader.max_doc(), 2_000);
+            let col = reader.fast_fields().u64(F_SEQ).unwrap();
+            let seqs: Vec<u64> = (0..reader.max_doc()).filter_map(|d| col.first(d)).collect();
+            assert_eq!(seqs, (1..=2_000).rev().collect::<Vec<u64>>());
         }
         // Raw fields and metadata paths in the query syntax.
         let by_query = |q: &str| -> Vec<u64> {

@@ -10,7 +10,8 @@
 //! meta         "format"                                             u32 BE (= FORMAT_VERSION)
 //!              "indexed_seq"                                        u64 BE
 //!              "pending"                                            u64 BE (an apply or truncate in flight)
-//! ids          id (raw UTF-8 bytes; the whole key)                  seq u64 BE
+//! ids          0x01 ++ 16-byte UUID (canonical UUID ids), or        seq u64 BE
+//!              0x00 ++ id as UTF-8 (any other id)
 //! time         (event_time as u64 ^ 1<<63) u64 BE ++ seq u64 BE     empty
 //! entity       str(entity_type) ++ str(entity_id) ++ seq u64 BE    empty
 //! user         str(user_id) ++ seq u64 BE                           empty
@@ -50,7 +51,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 /// The version of the key layout above, stored under `meta/"format"`.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
@@ -128,6 +129,38 @@ impl std::fmt::Debug for KvIndex {
 // ---------------------------------------------------------------------------------------
 // Key encoding
 // ---------------------------------------------------------------------------------------
+
+/// The `ids` key of an event id: a canonical (lower-case, hyphenated) UUID
+/// — what Stele generates — as `0x01 ++ its 16 bytes`, anything else as
+/// `0x00 ++ UTF-8`. Halves the bytes of the one key every event has.
+pub fn id_key(id: &str) -> Vec<u8> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(u) if u.hyphenated().to_string() == id => {
+            let mut k = Vec::with_capacity(17);
+            k.push(1);
+            k.extend_from_slice(u.as_bytes());
+            k
+        }
+        _ => {
+            let mut k = Vec::with_capacity(1 + id.len());
+            k.push(0);
+            k.extend_from_slice(id.as_bytes());
+            k
+        }
+    }
+}
+
+/// Inverse of [`id_key`].
+fn id_of_key(k: &[u8]) -> Result<String, KvError> {
+    let damaged = || KvError::Damaged(format!("id key {} does not decode", hex::encode(k)));
+    match k.split_first() {
+        Some((1, b)) => uuid::Uuid::from_slice(b)
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| damaged()),
+        Some((0, b)) => String::from_utf8(b.to_vec()).map_err(|_| damaged()),
+        _ => Err(damaged()),
+    }
+}
 
 /// Appends `s` as unsigned-LEB128 length ++ bytes.
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -501,12 +534,13 @@ impl KvIndex {
             if !seen.insert(id) {
                 continue; // a lower seq of this run already has it
             }
-            if let Some(v) = self.ids.get(id)? {
+            let key = id_key(id);
+            if let Some(v) = self.ids.get(&key)? {
                 if be_u64(&v, "ids value")? <= ev.seq {
                     continue;
                 }
             }
-            ids.push((id.as_bytes().to_vec(), Some(ev.seq.to_be_bytes().to_vec())));
+            ids.push((key, Some(ev.seq.to_be_bytes().to_vec())));
         }
         Self::write(&self.ids, ids)?;
 
@@ -556,7 +590,7 @@ impl KvIndex {
 
     /// The seq of the event with this id.
     pub fn seq_of_id(&self, id: &str) -> Result<Option<u64>, KvError> {
-        match self.ids.get(id)? {
+        match self.ids.get(id_key(id))? {
             Some(v) => Ok(Some(be_u64(&v, "ids value")?)),
             None => Ok(None),
         }
@@ -716,10 +750,10 @@ impl KvIndex {
     fn remove_events(&self, from: u64, events: &[&StoredEvent]) -> Result<(), KvError> {
         let mut ids = Vec::new();
         for ev in events {
-            let id = ev.event.id.as_str();
-            if let Some(v) = self.ids.get(id)? {
+            let key = id_key(&ev.event.id);
+            if let Some(v) = self.ids.get(&key)? {
                 if be_u64(&v, "ids value")? >= from {
-                    ids.push((id.as_bytes().to_vec(), None));
+                    ids.push((key, None));
                 }
             }
         }
@@ -763,9 +797,7 @@ impl KvIndex {
         let mut out = Vec::with_capacity(self.ids.len());
         for entry in self.ids.iter() {
             let (k, v) = entry?;
-            let id = String::from_utf8(k.to_vec()).map_err(|_| {
-                KvError::Damaged(format!("id key {} is not UTF-8", hex::encode(&k)))
-            })?;
+            let id = id_of_key(&k)?;
             out.push((id, be_u64(&v, "ids value")?));
         }
         out.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
@@ -1316,12 +1348,12 @@ mod tests {
         {
             let kv = open(dir.path());
             kv.apply(&gen_events(6, 10)).unwrap();
-            kv.meta.insert(META_FORMAT, &2u32.to_be_bytes()).unwrap();
+            kv.meta.insert(META_FORMAT, &1u32.to_be_bytes()).unwrap();
             kv.flush().unwrap();
         }
         let err = KvIndex::open(dir.path(), 1 << 20, true).unwrap_err();
         assert!(matches!(err, KvError::Open { .. }), "{err}");
-        assert!(err.to_string().contains("format version 2"), "{err}");
+        assert!(err.to_string().contains("format version 1"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         {
@@ -1337,11 +1369,31 @@ mod tests {
     }
 
     #[test]
+    fn uuid_ids_take_16_bytes_and_other_ids_round_trip() {
+        let u = "019b76da-aa55-7c3e-8f00-123456789abc";
+        assert_eq!(id_key(u).len(), 17);
+        assert_eq!(id_of_key(&id_key(u)).unwrap(), u);
+        // Not canonical (upper case), so kept as text: it must come back as posted.
+        let upper = "019B76DA-AA55-7C3E-8F00-123456789ABC";
+        assert_eq!(id_key(upper)[0], 0);
+        for id in [
+            upper,
+            "evt-1",
+            "",
+            "r1-e7",
+            "019b76da-aa55-7c3e-8f00-123456789abcd",
+        ] {
+            assert_eq!(id_of_key(&id_key(id)).unwrap(), id);
+        }
+        assert_ne!(id_key(u), id_key(upper));
+    }
+
+    #[test]
     fn damaged_keys_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let kv = open(dir.path());
         kv.apply(&gen_events(7, 5)).unwrap();
-        kv.ids.insert("bad", &[1u8, 2]).unwrap();
+        kv.ids.insert(id_key("bad"), &[1u8, 2]).unwrap();
         assert!(matches!(kv.seq_of_id("bad"), Err(KvError::Damaged(_))));
         assert!(matches!(kv.all_id_seqs(), Err(KvError::Damaged(_))));
         let mut k = Vec::new();
@@ -1352,125 +1404,5 @@ mod tests {
             kv.list(&Key::User("u"), true, None, 10),
             Err(KvError::Damaged(_))
         ));
-    }
-
-    #[test]
-    fn bytes_per_event_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = KvIndex::open(dir.path(), 64 * 1024 * 1024, true).unwrap();
-        let events = gen_events(8, 3_000);
-        apply_chunked(&kv, &events, 2_048);
-        kv.flush().unwrap();
-        let bytes = kv.size_on_disk().unwrap();
-        eprintln!(
-            "kv size on disk: {bytes} bytes for {} events = {:.1} bytes/event",
-            events.len(),
-            bytes as f64 / events.len() as f64
-        );
-    }
-
-    /// `cargo test --release --lib index::kv::tests::scale -- --ignored --nocapture`
-    #[test]
-    #[ignore = "benchmark: a million events"]
-    fn scale() {
-        use std::sync::Arc;
-        use std::time::Instant;
-        let n: u64 = std::env::var("KV_SCALE_EVENTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000);
-        let dir = tempfile::tempdir().unwrap();
-        let kv = Arc::new(KvIndex::open(dir.path(), 64 * 1024 * 1024, true).unwrap());
-        let events = gen_events(9, n);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        // A concurrent reader measuring get-by-id latency during ingestion.
-        let reader = {
-            let kv = kv.clone();
-            let stop = stop.clone();
-            let ids: Vec<String> = events
-                .iter()
-                .step_by(97)
-                .map(|e| e.event.id.clone())
-                .collect();
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let _ = kv.seq_of_id(&ids[i % ids.len()]).unwrap();
-                    lat.push(t.elapsed());
-                    i += 1;
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                }
-                lat
-            })
-        };
-        let t = Instant::now();
-        let mut last_flush = Instant::now();
-        for c in events.chunks(2_048) {
-            kv.apply(c).unwrap();
-            if last_flush.elapsed().as_secs() >= 1 {
-                kv.flush().unwrap();
-                last_flush = Instant::now();
-            }
-        }
-        kv.flush().unwrap();
-        let took = t.elapsed();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut lat = reader.join().unwrap();
-        lat.sort();
-        let pct =
-            |v: &[std::time::Duration], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
-        eprintln!(
-            "ingest {n} events in {took:?} = {:.0} events/s; get during ingest p50 {:?} p99 {:?} max {:?}",
-            n as f64 / took.as_secs_f64(),
-            pct(&lat, 0.5),
-            pct(&lat, 0.99),
-            lat.last().unwrap()
-        );
-        let bytes = kv.size_on_disk().unwrap();
-        eprintln!(
-            "size on disk {bytes} = {:.1} bytes/event",
-            bytes as f64 / n as f64
-        );
-
-        // Idle read latencies.
-        let mut rng = EventGen::new(1);
-        let mut get = Vec::new();
-        let mut hist = Vec::new();
-        let mut time = Vec::new();
-        for _ in 0..20_000 {
-            let e = &events[(rng.next_u64() % n) as usize];
-            let t = Instant::now();
-            assert_eq!(kv.seq_of_id(&e.event.id).unwrap(), Some(e.seq));
-            get.push(t.elapsed());
-            if let Some(key) = event_keys(e).next() {
-                let asc = rng.next_u64() % 2 == 0;
-                let t = Instant::now();
-                let r = kv.list(&key, asc, None, 100).unwrap();
-                hist.push(t.elapsed());
-                assert!(!r.is_empty());
-            }
-            let t0 = event_time(e);
-            let t = Instant::now();
-            kv.time_range(t0, t0 + 3_600_000_000, None, 100).unwrap();
-            time.push(t.elapsed());
-        }
-        for (name, v) in [
-            ("get", &mut get),
-            ("list 100", &mut hist),
-            ("time 100", &mut time),
-        ] {
-            v.sort();
-            eprintln!(
-                "{name}: p50 {:?} p95 {:?} p99 {:?}",
-                pct(v, 0.5),
-                pct(v, 0.95),
-                pct(v, 0.99)
-            );
-        }
-        let t = Instant::now();
-        kv.truncate_from(n - 1_000, &[]).unwrap();
-        eprintln!("full-scan truncate: {:?}", t.elapsed());
     }
 }

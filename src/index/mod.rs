@@ -35,7 +35,7 @@ pub const COMMIT_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 /// Default sled cache (not an RSS limit: sled's own accounting).
 pub const KV_CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Events read from the log per indexing step.
-pub const INDEX_BATCH_EVENTS: usize = 2048;
+pub const INDEX_BATCH_EVENTS: usize = 4096;
 
 /// Index settings.
 #[derive(Debug, Clone)]
@@ -387,12 +387,23 @@ impl Indexer {
 
     fn index(&mut self, events: &[StoredEvent]) -> Result<(), IndexError> {
         let kv_from = events.partition_point(|e| e.seq <= self.kv_seq);
-        if kv_from < events.len() {
-            self.kv.apply(&events[kv_from..])?;
-        }
-        for ev in events.iter().filter(|e| e.seq > self.text_seq) {
-            self.text_writer.add(ev)?;
-        }
+        let text_from = events.partition_point(|e| e.seq <= self.text_seq);
+        let kv = &self.kv;
+        let text_writer = &mut self.text_writer;
+        // sled and tantivy on two threads: the two cores index in parallel.
+        std::thread::scope(|scope| -> Result<(), IndexError> {
+            let keys = scope.spawn(|| kv.apply(&events[kv_from..]));
+            let mut text_result = Ok(());
+            for ev in &events[text_from..] {
+                if let Err(e) = text_writer.add(ev) {
+                    text_result = Err(e);
+                    break;
+                }
+            }
+            keys.join()
+                .unwrap_or_else(|_| Err(kv::KvError::Sled("the key index panicked".into())))?;
+            Ok(text_result?)
+        })?;
         if let Some(last) = events.last() {
             self.kv_seq = self.kv_seq.max(last.seq);
             self.text_seq = self.text_seq.max(last.seq);

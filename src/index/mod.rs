@@ -346,51 +346,38 @@ impl Indexer {
     }
 
     fn follow(&mut self) -> Result<(), IndexError> {
-        // When the oldest event not yet checkpointed was read, and how long
-        // the last checkpoint took: a checkpoint starts early enough that it
-        // ends about one commit interval after that event arrived.
-        let mut first_dirty: Option<Instant> = None;
-        let mut commit_cost = Duration::ZERO;
+        let mut last_commit = Instant::now();
+        let mut dirty = false;
         loop {
             let stop = self.progress.stop.load(Ordering::Acquire);
             let pos = self.kv_seq.min(self.text_seq);
             let last = self.log.last_seq();
             if pos < last {
-                first_dirty.get_or_insert_with(Instant::now);
                 let to = last.min(pos + INDEX_BATCH_EVENTS as u64);
                 let events: Vec<StoredEvent> = self
                     .log
                     .range(pos + 1..=to, Direction::Forward)
                     .collect::<Result<_, _>>()?;
                 self.index(&events)?;
+                dirty = true;
             }
             let caught_up = self.kv_seq.min(self.text_seq) >= self.log.last_seq();
-            let due = first_dirty.map(|t| {
-                self.cfg
-                    .commit_interval
-                    .saturating_sub(commit_cost)
-                    .saturating_sub(t.elapsed())
-            });
-            if let Some(left) = due {
-                if stop || left.is_zero() {
-                    let started = Instant::now();
-                    self.checkpoint()?;
-                    commit_cost = started.elapsed().min(self.cfg.commit_interval / 2);
-                    first_dirty = None;
-                }
+            if dirty && (stop || last_commit.elapsed() >= self.cfg.commit_interval) {
+                self.checkpoint()?;
+                last_commit = Instant::now();
+                dirty = false;
             }
             if stop {
                 return Ok(());
             }
             if caught_up {
-                let wait = first_dirty
-                    .map(|t| {
-                        self.cfg
-                            .commit_interval
-                            .saturating_sub(commit_cost)
-                            .saturating_sub(t.elapsed())
-                    })
-                    .unwrap_or(Duration::from_millis(200));
+                let wait = if dirty {
+                    self.cfg
+                        .commit_interval
+                        .saturating_sub(last_commit.elapsed())
+                } else {
+                    Duration::from_millis(200)
+                };
                 let seen = self.kv_seq.min(self.text_seq);
                 self.log
                     .wait_durable_after(seen, wait.min(Duration::from_millis(200)));

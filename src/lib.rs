@@ -5,6 +5,7 @@
 //! - [`log`]: the segment log, the durable source of truth.
 //! - [`index`]: the sled and tantivy indexes and the indexer that follows the log.
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
+//! - [`server`]: `stele serve`, the HTTP/JSON API.
 //! - [`verify`]: offline verification of segment files.
 //! - [`clock`]: the time seam.
 //! - [`testkit`]: deterministic realistic events for tests and benches.
@@ -14,5 +15,6 @@ pub mod event;
 pub mod index;
 pub mod log;
 pub mod query;
+pub mod server;
 pub mod testkit;
 pub mod verify;

@@ -19,6 +19,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: the HTTP/JSON API on 127.0.0.1:7070 by default, data in
+    /// $STATE_DIRECTORY (under systemd) or ./data. No configuration needed.
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, default_value = stele::server::LISTEN_DEFAULT)]
+        listen: std::net::SocketAddr,
+        /// The data directory (default: $STATE_DIRECTORY, else ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Check segment files offline: every CRC, the hash chain, seq continuity,
     /// headers and footers. Exit 0 when intact, 1 when damaged, 2 when a path
     /// cannot be read.
@@ -89,6 +99,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve { listen, data_dir } => serve(listen, data_dir),
         Command::Verify { paths, quiet } => return verify(paths, quiet),
         Command::Append {
             data_dir,
@@ -400,4 +411,21 @@ fn check_inner(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     );
     idx.close();
     Ok(problems)
+}
+
+fn serve(listen: std::net::SocketAddr, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let data_dir = data_dir
+        .or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .map(|v| PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or("data")))
+        })
+        .unwrap_or_else(|| PathBuf::from("data"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stele-http")
+        .build()?;
+    rt.block_on(stele::server::serve(stele::server::ServeConfig {
+        listen,
+        data_dir,
+    }))
 }

@@ -1,0 +1,403 @@
+//! `stele serve`: the HTTP/JSON API on hyper 1 + tokio.
+//!
+//! Owns the routes, request limits and the problem+json error shape. This is
+//! the first slice of the API (issue 4): health, ingest, get by id and the
+//! filtered listing; the rest of the routes build on the same pieces.
+//!
+//! Invariants:
+//! 1. An ingest request is all-or-nothing: every event is validated before
+//!    any is appended, and 201 is sent only after the log made them durable.
+//! 2. Every error is `application/problem+json` with a stable `type`.
+//! 3. Blocking work (log reads, index queries) runs on the blocking pool,
+//!    never on the async workers.
+
+use crate::clock::{Clock, SystemClock};
+use crate::event::{self, Event, FieldError};
+use crate::index::{IndexConfig, Indexes};
+use crate::log::{Log, LogConfig};
+use crate::query::{Engine, Query, QueryError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Largest request body accepted.
+pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most events in one ingest request.
+pub const EVENTS_PER_REQUEST_MAX: usize = 10_000;
+/// Default listen address: loopback only.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
+
+/// What `stele serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+struct App {
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, body: &Value) -> Resp {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
+
+/// A problem+json response (RFC 9457) with a stable `type`.
+fn problem(status: StatusCode, kind: &str, title: &str, detail: String, extra: Value) -> Resp {
+    let mut body = json!({
+        "type": format!("https://stele.dev/problems/{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/problem+json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
+
+fn query_problem(e: QueryError) -> Resp {
+    match &e {
+        QueryError::BadParam { param, .. } => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+            "Invalid query parameter",
+            e.to_string(),
+            json!({ "field": param }),
+        ),
+        QueryError::BadCursor(_) => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-cursor",
+            "Invalid cursor",
+            e.to_string(),
+            json!({ "field": "cursor" }),
+        ),
+        QueryError::BadText(_) => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid full-text query",
+            e.to_string(),
+            json!({ "field": "q" }),
+        ),
+        QueryError::Index(_) | QueryError::Log(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage-failure",
+            "Storage failure",
+            e.to_string(),
+            json!({}),
+        ),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let data_dir = cfg.data_dir.clone();
+    let clock2 = clock.clone();
+    let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
+        std::fs::create_dir_all(&data_dir)?;
+        let log = Arc::new(
+            Log::open(&data_dir, LogConfig::default(), clock2.clone()).map_err(|e| {
+                anyhow::anyhow!("cannot open the log in {}: {e}", data_dir.display())
+            })?,
+        );
+        let indexes = Arc::new(Indexes::open(
+            &data_dir,
+            log.clone(),
+            IndexConfig::default(),
+        )?);
+        let key = crate::query::cursor_key(&data_dir)?;
+        Ok(Engine::new(log, indexes, clock2, key))
+    })
+    .await??;
+    let app = Arc::new(App { engine, clock });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        "Listening on {addr} with data in {}.",
+        cfg.data_dir.display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("Could not accept a connection: {e}.");
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let svc = hyper::service::service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, std::convert::Infallible>(route(app, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .header_read_timeout(std::time::Duration::from_secs(10))
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .serve_connection(io, svc)
+                        .await;
+                });
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    tracing::info!("Shutting down.");
+    Ok(())
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::POST, ["v1", "events"]) => ingest(app, req).await,
+        (&Method::GET, ["v1", "events"]) => list(app, req).await,
+        (&Method::GET, ["v1", "events", id]) => {
+            let id = percent_decode(id, false);
+            let app2 = app.clone();
+            let found = tokio::task::spawn_blocking(move || app2.engine.get_by_id(&id)).await;
+            match found {
+                Ok(Ok(Some(ev))) => json_response(StatusCode::OK, &json!(ev)),
+                Ok(Ok(None)) => problem(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    "No such event",
+                    "no event has this id".into(),
+                    json!({}),
+                ),
+                Ok(Err(e)) => query_problem(e),
+                Err(e) => internal(e.to_string()),
+            }
+        }
+        (_, ["healthz"]) | (_, ["v1", "events"]) | (_, ["v1", "events", _]) => problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{} is not allowed on {path}", req.method()),
+            json!({}),
+        ),
+        _ => problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such route",
+            format!("{path} is not a Stele route"),
+            json!({}),
+        ),
+    }
+}
+
+fn internal(detail: String) -> Resp {
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        detail,
+        json!({}),
+    )
+}
+
+/// Decodes `%XX` escapes (and `+` as a space in query strings).
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if plus_is_space && b[i] == b'+' {
+            b' '
+        } else {
+            b[i]
+        });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
+}
+
+async fn list(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let pairs = query_pairs(&req);
+    let now = app.clock.now_micros();
+    let q = match Query::parse(&pairs, now) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    match tokio::task::spawn_blocking(move || app.engine.list(&q)).await {
+        Ok(Ok(page)) => json_response(StatusCode::OK, &json!(page)),
+        Ok(Err(e)) => query_problem(e),
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+/// Splits a request body into JSON values: one object, an array, or NDJSON.
+fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, String> {
+    if ndjson {
+        let mut out = Vec::new();
+        for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            out.push(
+                serde_json::from_slice(line)
+                    .map_err(|e| format!("line {} is not JSON: {e}", n + 1))?,
+            );
+        }
+        return Ok(out);
+    }
+    match serde_json::from_slice::<Value>(body).map_err(|e| format!("the body is not JSON: {e}"))? {
+        Value::Array(items) => Ok(items),
+        other => Ok(vec![other]),
+    }
+}
+
+async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let ndjson = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    let body = match Limited::new(req.into_body(), BODY_BYTES_MAX)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("the body could not be read within {BODY_BYTES_MAX} bytes: {e}"),
+                json!({ "limit": BODY_BYTES_MAX }),
+            )
+        }
+    };
+    let values = match split_body(&body, ndjson) {
+        Ok(v) => v,
+        Err(detail) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-json",
+                "Invalid JSON",
+                detail,
+                json!({}),
+            )
+        }
+    };
+    if values.is_empty() || values.len() > EVENTS_PER_REQUEST_MAX {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-batch-size",
+            "Invalid number of events",
+            format!(
+                "a request carries 1 to {EVENTS_PER_REQUEST_MAX} events, this one {}",
+                values.len()
+            ),
+            json!({ "limit": EVENTS_PER_REQUEST_MAX }),
+        );
+    }
+    let mut events: Vec<Event> = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match event::parse_event(v, event::new_event_id) {
+            Ok(ev) => events.push(ev),
+            Err(errs) => errors.extend(errs.into_iter().map(|e: FieldError| {
+                json!({"index": i, "field": e.field, "kind": e.kind.as_str(), "message": e.message})
+            })),
+        }
+    }
+    if !errors.is_empty() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-events",
+            "Invalid events",
+            format!(
+                "{} problems in {} events; nothing was stored",
+                errors.len(),
+                values.len()
+            ),
+            json!({ "errors": errors }),
+        );
+    }
+    let log = app.engine.log().clone();
+    match log.append_async(&events).await {
+        Ok(ack) => {
+            let items: Vec<Value> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| json!({"id": e.id, "seq": ack.first_seq + i as u64}))
+                .collect();
+            json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "events": items,
+                    "receipt": {
+                        "segment": ack.segment.file_name(),
+                        "last_seq": ack.last_seq(),
+                        "hash": crate::log::format::hash_hex(&ack.last_hash),
+                        "received_at": event::format_micros(ack.received_at),
+                    }
+                }),
+            )
+        }
+        Err(e) if e.is_disk_full() => problem(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk-full",
+            "Disk full",
+            format!("{e}; nothing was stored"),
+            json!({}),
+        ),
+        Err(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log-unavailable",
+            "The log cannot accept events",
+            e.to_string(),
+            json!({}),
+        ),
+    }
+}

@@ -1,0 +1,191 @@
+//! `stele serve` as users meet it: the real binary on 127.0.0.1:0 with a
+//! temporary data directory, spoken to over HTTP.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(dir: &std::path::Path) -> Daemon {
+        let mut child = stele()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start stele serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("stele serve did not say where it listens");
+        Daemon { child, addr }
+    }
+
+    /// One HTTP/1.1 request; returns (status, content type, body).
+    fn call(&self, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String, Value) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let ctype = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        (
+            status,
+            ctype,
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
+    fn get(&self, path: &str) -> (u16, String, Value) {
+        self.call("GET", path, "application/json", b"")
+    }
+
+    fn post(&self, body: &Value) -> (u16, String, Value) {
+        self.call(
+            "POST",
+            "/v1/events",
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ingest_read_back_and_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    assert_eq!(d.get("/healthz").0, 200);
+
+    // One object, an array, and NDJSON.
+    let (st, _, one) = d.post(&json!({"id": "evt-1", "action": "login", "actor": "alice",
+        "tenant": "acme", "description": "password reset requested"}));
+    assert_eq!(st, 201, "{one}");
+    assert_eq!(one["events"][0], json!({"id": "evt-1", "seq": 1}));
+    assert_eq!(one["receipt"]["last_seq"], 1);
+    assert_eq!(one["receipt"]["hash"].as_str().unwrap().len(), 64);
+    let (st, _, arr) = d.post(&json!([
+        {"action": "update", "actor": "bob", "entity_type": "order", "entity_id": "55",
+         "changes": [{"field": "status", "old": "pending", "new": "paid"}]},
+        {"action": "delete", "source": "system", "severity": "warning"}
+    ]));
+    assert_eq!(st, 201, "{arr}");
+    assert_eq!(arr["events"][1]["seq"], 3);
+    let nd = b"{\"action\":\"export\",\"actor\":\"carol\"}\n\n{\"action\":\"view\",\"actor\":\"dave\"}\n";
+    let (st, _, v) = d.call("POST", "/v1/events", "application/x-ndjson", nd);
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 2);
+
+    // All-or-nothing: one bad event rejects the request, each problem listed.
+    let (st, ctype, p) = d.post(&json!([
+        {"action": "ok", "actor": "x"},
+        {"action": "x", "actor": "y", "severity": "loud", "risk_score": 101},
+        {"actor": "z"}
+    ]));
+    assert_eq!(st, 400);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(p["type"], "https://stele.dev/problems/invalid-events");
+    let errs = p["errors"].as_array().unwrap();
+    assert_eq!(errs.len(), 3, "{p}");
+    assert!(errs
+        .iter()
+        .any(|e| e["index"] == 1 && e["field"] == "severity"));
+    assert!(errs
+        .iter()
+        .any(|e| e["index"] == 1 && e["field"] == "risk_score"));
+    assert!(errs
+        .iter()
+        .any(|e| e["index"] == 2 && e["field"] == "action"));
+    let (st, _, p) = d.call("POST", "/v1/events", "application/json", b"{not json");
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (400, Some("https://stele.dev/problems/invalid-json"))
+    );
+
+    // Read back once indexed (the indexes commit every second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (st, _, v) = d.get("/v1/events?limit=10");
+        assert_eq!(st, 200, "{v}");
+        if v["events"].as_array().unwrap().len() == 5 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let seqs: Vec<u64> = listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![5, 4, 3, 2, 1]);
+    assert_eq!(listed["next_cursor"], Value::Null);
+    let (st, _, ev) = d.get("/v1/events/evt-1");
+    assert_eq!(st, 200);
+    assert_eq!(ev["actor"], "alice");
+    assert_eq!(ev["seq"], 1);
+    assert!(ev["received_at"].as_str().unwrap().ends_with('Z'));
+    let (st, _, v) = d.get("/v1/events?q=password%20reset&tenant=acme");
+    assert_eq!(st, 200);
+    assert_eq!(v["events"][0]["id"], "evt-1");
+    assert_eq!(d.get("/v1/events/nope").0, 404);
+    let (st, ctype, p) = d.get("/v1/events?limit=5000");
+    assert_eq!((st, ctype.as_str()), (400, "application/problem+json"));
+    assert_eq!(p["field"], "limit");
+    assert_eq!(d.get("/v2/nothing").0, 404);
+    assert_eq!(
+        d.call("DELETE", "/v1/events", "application/json", b"").0,
+        405
+    );
+
+    // SIGKILL and restart: every acknowledged event is still there.
+    drop(d);
+    let d = Daemon::start(tmp.path());
+    let (st, _, ev) = d.get("/v1/events/evt-1");
+    assert_eq!((st, ev["seq"].as_u64()), (200, Some(1)));
+    let (st, _, v) = d.post(&json!({"action": "login", "actor": "erin"}));
+    assert_eq!((st, v["events"][0]["seq"].as_u64()), (201, Some(6)));
+    drop(d);
+    let (code, out) = verify(&[tmp.path()]);
+    assert_eq!(code, 0, "{out}");
+}

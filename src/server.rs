@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +45,128 @@ pub struct ServeConfig {
 struct App {
     engine: Engine,
     clock: Arc<dyn Clock>,
+    /// Client ids appended (or being appended) and not yet visible in the key
+    /// index, with a digest of their content: what makes retries idempotent
+    /// before the indexer catches up, and two concurrent posts of one id
+    /// safe.
+    recent: std::sync::Mutex<HashMap<String, Recent>>,
+}
+
+/// An id reserved by an ingest request.
+#[derive(Clone, Copy)]
+struct Recent {
+    /// `None` while its request is in flight.
+    seq: Option<u64>,
+    /// SHA-256 of the event's canonical encoding.
+    digest: [u8; 32],
+}
+
+/// Entries kept in `recent` before pruning those the key index has.
+const RECENT_PRUNE_AT: usize = 100_000;
+
+fn digest(ev: &Event) -> [u8; 32] {
+    use sha2::Digest;
+    let mut buf = Vec::new();
+    event::encode_event(ev, &mut buf);
+    sha2::Sha256::digest(&buf).into()
+}
+
+/// What to do with an ingest request whose events carry client ids.
+enum Idempotency {
+    /// None of the ids is known: append (the ids are now reserved).
+    New(Vec<(String, [u8; 32])>),
+    /// Every event was stored before with the same content: their seqs.
+    Replay(Vec<u64>),
+    /// Conflict: a sentence saying which id and why.
+    Conflict(String),
+}
+
+impl App {
+    /// Looks every client id up (recent reservations, then the key index
+    /// and the log) and reserves the new ones, all under one lock.
+    fn reserve(&self, events: &[Event], client_id: &[bool]) -> Result<Idempotency, QueryError> {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= RECENT_PRUNE_AT {
+            let indexed = self.engine.indexes().indexed_seq();
+            recent.retain(|_, r| r.seq.is_none_or(|s| s > indexed));
+        }
+        let mut known = Vec::new();
+        let mut fresh = Vec::new();
+        let mut in_request = std::collections::HashSet::new();
+        for (ev, &client) in events.iter().zip(client_id) {
+            if !client {
+                continue;
+            }
+            let d = digest(ev);
+            if !in_request.insert(ev.id.as_str()) {
+                return Ok(Idempotency::Conflict(format!(
+                    "id {:?} appears twice in this request",
+                    ev.id
+                )));
+            }
+            let stored = match recent.get(&ev.id) {
+                Some(r) => Some((r.seq, r.digest)),
+                None => match self.engine.get_by_id(&ev.id)? {
+                    Some(old) => Some((Some(old.seq), digest(&old.event))),
+                    None => None,
+                },
+            };
+            match stored {
+                None => fresh.push((ev.id.clone(), d)),
+                Some((_, od)) if od != d => {
+                    return Ok(Idempotency::Conflict(format!(
+                        "id {:?} is already stored with different content",
+                        ev.id
+                    )))
+                }
+                Some((None, _)) => {
+                    return Ok(Idempotency::Conflict(format!(
+                        "a request with id {:?} is still being stored; retry",
+                        ev.id
+                    )))
+                }
+                Some((Some(seq), _)) => known.push(seq),
+            }
+        }
+        if !known.is_empty() {
+            if known.len() == events.len() {
+                return Ok(Idempotency::Replay(known));
+            }
+            return Ok(Idempotency::Conflict(
+                "the request mixes events already stored with new ones; send the new ones alone"
+                    .into(),
+            ));
+        }
+        for (id, d) in &fresh {
+            recent.insert(
+                id.clone(),
+                Recent {
+                    seq: None,
+                    digest: *d,
+                },
+            );
+        }
+        Ok(Idempotency::New(fresh))
+    }
+
+    /// Records the seqs of reserved ids, or releases them after a failure.
+    fn settle(&self, reserved: &[(String, [u8; 32])], events: &[Event], first_seq: Option<u64>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        match first_seq {
+            Some(first) => {
+                for (i, ev) in events.iter().enumerate() {
+                    if let Some(r) = recent.get_mut(&ev.id) {
+                        r.seq = Some(first + i as u64);
+                    }
+                }
+            }
+            None => {
+                for (id, _) in reserved {
+                    recent.remove(id);
+                }
+            }
+        }
+    }
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -128,7 +251,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Ok(Engine::new(log, indexes, clock2, key))
     })
     .await??;
-    let app = Arc::new(App { engine, clock });
+    let app = Arc::new(App {
+        engine,
+        clock,
+        recent: std::sync::Mutex::new(HashMap::new()),
+    });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
@@ -342,10 +469,14 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
         );
     }
     let mut events: Vec<Event> = Vec::with_capacity(values.len());
+    let mut client_id: Vec<bool> = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
     for (i, v) in values.iter().enumerate() {
         match event::parse_event(v, event::new_event_id) {
-            Ok(ev) => events.push(ev),
+            Ok(ev) => {
+                client_id.push(v.get("id").is_some_and(|id| !id.is_null()));
+                events.push(ev);
+            }
             Err(errs) => errors.extend(errs.into_iter().map(|e: FieldError| {
                 json!({"index": i, "field": e.field, "kind": e.kind.as_str(), "message": e.message})
             })),
@@ -364,8 +495,45 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
             json!({ "errors": errors }),
         );
     }
+    let app2 = app.clone();
+    let (events, reserved) = match tokio::task::spawn_blocking(move || {
+        let r = app2.reserve(&events, &client_id);
+        (events, r)
+    })
+    .await
+    {
+        Ok((events, Ok(Idempotency::New(reserved)))) => (events, reserved),
+        Ok((events, Ok(Idempotency::Replay(seqs)))) => {
+            let items: Vec<Value> = events
+                .iter()
+                .zip(&seqs)
+                .map(|(e, s)| json!({"id": e.id, "seq": s}))
+                .collect();
+            return json_response(
+                StatusCode::OK,
+                &json!({ "events": items, "replayed": true }),
+            );
+        }
+        Ok((_, Ok(Idempotency::Conflict(detail)))) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "id-conflict",
+                "Event id conflict",
+                detail,
+                json!({ "field": "id" }),
+            )
+        }
+        Ok((_, Err(e))) => return query_problem(e),
+        Err(e) => return internal(e.to_string()),
+    };
     let log = app.engine.log().clone();
-    match log.append_async(&events).await {
+    let appended = log.append_async(&events).await;
+    app.settle(
+        &reserved,
+        &events,
+        appended.as_ref().ok().map(|a| a.first_seq),
+    );
+    match appended {
         Ok(ack) => {
             let items: Vec<Value> = events
                 .iter()

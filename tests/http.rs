@@ -104,6 +104,25 @@ fn ingest_read_back_and_survive_a_restart() {
     assert_eq!(one["events"][0], json!({"id": "evt-1", "seq": 1}));
     assert_eq!(one["receipt"]["last_seq"], 1);
     assert_eq!(one["receipt"]["hash"].as_str().unwrap().len(), 64);
+    // Retrying with the same id and content is safe (before and after the
+    // indexes caught up); the same id with other content is a conflict.
+    let first = json!({"id": "evt-1", "action": "login", "actor": "alice",
+        "tenant": "acme", "description": "password reset requested"});
+    let (st, _, again) = d.post(&first);
+    assert_eq!(
+        (st, &again["events"][0]["seq"]),
+        (200, &json!(1)),
+        "{again}"
+    );
+    let (st, _, p) = d.post(&json!({"id": "evt-1", "action": "logout", "actor": "alice"}));
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (409, Some("https://stele.dev/problems/id-conflict"))
+    );
+    let (st, _, p) = d.post(&json!([first, {"id": "evt-new", "action": "x", "actor": "y"}]));
+    assert_eq!(st, 409, "{p}");
+    let (st, _, p) = d.post(&json!([{"id": "d", "action": "x", "actor": "y"}, {"id": "d", "action": "x", "actor": "y"}]));
+    assert_eq!(st, 409, "{p}");
     let (st, _, arr) = d.post(&json!([
         {"action": "update", "actor": "bob", "entity_type": "order", "entity_id": "55",
          "changes": [{"field": "status", "old": "pending", "new": "paid"}]},
@@ -183,6 +202,13 @@ fn ingest_read_back_and_survive_a_restart() {
     let d = Daemon::start(tmp.path());
     let (st, _, ev) = d.get("/v1/events/evt-1");
     assert_eq!((st, ev["seq"].as_u64()), (200, Some(1)));
+    // After a restart the key index answers the retry.
+    let (st, _, again) = d.post(&first);
+    assert_eq!(
+        (st, &again["events"][0]["seq"]),
+        (200, &json!(1)),
+        "{again}"
+    );
     let (st, _, v) = d.post(&json!({"action": "login", "actor": "erin"}));
     assert_eq!((st, v["events"][0]["seq"].as_u64()), (201, Some(6)));
     drop(d);

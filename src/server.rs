@@ -303,7 +303,24 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::POST, ["v1", "events"]) => ingest(app, req).await,
-        (&Method::GET, ["v1", "events"]) => list(app, req).await,
+        (&Method::GET, ["v1", "events"]) => list(app, req, false).await,
+        (&Method::GET, ["v1", "search"]) => list(app, req, true).await,
+        (&Method::GET, ["v1", "stats"]) => stats(app, req).await,
+        (&Method::GET, ["v1", "entities", ty, id, "history"]) => {
+            let (ty, id) = (percent_decode(ty, false), percent_decode(id, false));
+            keyed(app, &req, move |app, limit, cursor| {
+                app.engine
+                    .entity_history(&ty, &id, limit, cursor.as_deref())
+            })
+            .await
+        }
+        (&Method::GET, ["v1", "users", id, "events"]) => {
+            let id = percent_decode(id, false);
+            keyed(app, &req, move |app, limit, cursor| {
+                app.engine.user_timeline(&id, limit, cursor.as_deref())
+            })
+            .await
+        }
         (&Method::GET, ["v1", "events", id]) => {
             let id = percent_decode(id, false);
             let app2 = app.clone();
@@ -321,7 +338,11 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
                 Err(e) => internal(e.to_string()),
             }
         }
-        (_, ["healthz"]) | (_, ["v1", "events"]) | (_, ["v1", "events", _]) => problem(
+        (_, ["healthz"])
+        | (_, ["v1", "events" | "search" | "stats"])
+        | (_, ["v1", "events", _])
+        | (_, ["v1", "entities", _, _, "history"])
+        | (_, ["v1", "users", _, "events"]) => problem(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
             "Method not allowed",
@@ -387,13 +408,19 @@ fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn list(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn list(app: Arc<App>, req: Request<Incoming>, text_required: bool) -> Resp {
     let pairs = query_pairs(&req);
     let now = app.clock.now_micros();
     let q = match Query::parse(&pairs, now) {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
+    if text_required && q.filter.text.is_none() {
+        return query_problem(QueryError::BadParam {
+            param: "q".into(),
+            message: "is required on /v1/search (tantivy syntax: words, AND/OR/NOT, \"phrases\", field:value)".into(),
+        });
+    }
     match tokio::task::spawn_blocking(move || app.engine.list(&q)).await {
         Ok(Ok(page)) => json_response(StatusCode::OK, &json!(page)),
         Ok(Err(e)) => query_problem(e),
@@ -567,5 +594,96 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
             e.to_string(),
             json!({}),
         ),
+    }
+}
+
+/// History and timeline routes: only `limit` and `cursor`.
+async fn keyed(
+    app: Arc<App>,
+    req: &Request<Incoming>,
+    run: impl FnOnce(&App, usize, Option<String>) -> Result<crate::query::Page, QueryError>
+        + Send
+        + 'static,
+) -> Resp {
+    let mut limit = crate::query::LIMIT_DEFAULT;
+    let mut cursor = None;
+    for (k, v) in query_pairs(req) {
+        match k.as_str() {
+            "limit" => match v.parse() {
+                Ok(l) if (1..=crate::query::LIMIT_MAX).contains(&l) => limit = l,
+                _ => {
+                    return query_problem(QueryError::BadParam {
+                        param: k,
+                        message: format!(
+                            "must be a whole number from 1 to {}",
+                            crate::query::LIMIT_MAX
+                        ),
+                    })
+                }
+            },
+            "cursor" => cursor = Some(v),
+            _ => {
+                return query_problem(QueryError::BadParam {
+                    message: "unknown parameter; this route takes `limit` and `cursor`".into(),
+                    param: k,
+                })
+            }
+        }
+    }
+    match tokio::task::spawn_blocking(move || run(&app, limit, cursor)).await {
+        Ok(Ok(page)) => json_response(StatusCode::OK, &json!(page)),
+        Ok(Err(e)) => query_problem(e),
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+async fn stats(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let pairs = query_pairs(&req);
+    let q = match Query::parse(&pairs, app.clock.now_micros()) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    if q.cursor.is_some() || pairs.iter().any(|(k, _)| k == "limit" || k == "order") {
+        return query_problem(QueryError::BadParam {
+            param: "limit".into(),
+            message: "statistics take filters and `interval`, not `limit`, `order` or `cursor`"
+                .into(),
+        });
+    }
+    let interval = q.interval;
+    match tokio::task::spawn_blocking(move || app.engine.stats(&q)).await {
+        Ok(Ok(st)) => {
+            let counts = |v: &[(String, u64)], key: &str| -> Value {
+                v.iter()
+                    .map(|(k, n)| json!({ key: k, "count": n }))
+                    .collect()
+            };
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "total": st.total,
+                    "last_24h": st.last_24h,
+                    "by_action": counts(&st.by_action, "action"),
+                    "by_category": counts(&st.by_category, "category"),
+                    "by_entity_type": counts(&st.by_entity_type, "entity_type"),
+                    "by_severity": counts(&st.by_severity, "severity"),
+                    "by_status": counts(&st.by_status, "status"),
+                    "by_source": counts(&st.by_source, "source"),
+                    "interval": match interval {
+                        crate::query::Interval::Minute => "minute",
+                        crate::query::Interval::Hour => "hour",
+                        crate::query::Interval::Day => "day",
+                    },
+                    "histogram": st.histogram.iter()
+                        .map(|(t, n)| json!({"start": event::format_micros(*t), "count": n}))
+                        .collect::<Vec<_>>(),
+                    "top_users": counts(&st.top_users, "user_id"),
+                    "active_users": st.active_users,
+                    "error_rate": st.error_rate,
+                }),
+            )
+        }
+        Ok(Err(e)) => query_problem(e),
+        Err(e) => internal(e.to_string()),
     }
 }

@@ -215,3 +215,88 @@ fn ingest_read_back_and_survive_a_restart() {
     let (code, out) = verify(&[tmp.path()]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn search_history_timeline_and_stats_routes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        batch.push(json!({
+            "action": if i % 3 == 0 { "delete" } else { "update" },
+            "actor": format!("u-{}", i % 4), "user_id": format!("u-{}", i % 4),
+            "tenant": "acme", "entity_type": "order", "entity_id": format!("{}", i % 5),
+            "status": if i % 10 == 0 { "failure" } else { "success" },
+            "timestamp": format!("2026-11-2{}T10:{:02}:00Z", i % 3, i),
+            "changes": [{"field": "total", "old": i, "new": i + 1}],
+            "description": if i == 7 { "password reset by support" } else { "routine change" }
+        }));
+    }
+    let (st, _, v) = d.post(&Value::Array(batch));
+    assert_eq!(st, 201, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.get("/v1/events?limit=100").2["events"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 30
+    {
+        assert!(Instant::now() < deadline, "not indexed in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (st, _, v) = d.get("/v1/search?q=%22password%20reset%22");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    assert_eq!(v["events"][0]["seq"], 8);
+    let (st, _, p) = d.get("/v1/search?tenant=acme");
+    assert_eq!((st, p["field"].as_str()), (400, Some("q")));
+
+    // Entity history: oldest first, with changes, walked with cursors.
+    let mut seqs = Vec::new();
+    let mut path = "/v1/entities/order/2/history?limit=2".to_string();
+    loop {
+        let (st, _, v) = d.get(&path);
+        assert_eq!(st, 200, "{v}");
+        for e in v["events"].as_array().unwrap() {
+            assert_eq!(e["changes"][0]["field"], "total");
+            seqs.push(e["seq"].as_u64().unwrap());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/entities/order/2/history?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seqs, vec![3, 8, 13, 18, 23, 28]);
+    let (st, _, v) = d.get("/v1/users/u-1/events?limit=3");
+    assert_eq!(st, 200);
+    let got: Vec<u64> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, vec![30, 26, 22]);
+    assert_eq!(d.get("/v1/users/u-1/events?tenant=x").0, 400);
+
+    let (st, _, s) = d.get("/v1/stats?tenant=acme&interval=day");
+    assert_eq!(st, 200, "{s}");
+    assert_eq!(s["total"], 30);
+    assert_eq!(
+        s["by_action"],
+        json!([{"action": "update", "count": 20}, {"action": "delete", "count": 10}])
+    );
+    assert_eq!(s["by_status"][0], json!({"status": "success", "count": 27}));
+    assert_eq!(s["active_users"], 4);
+    assert_eq!(s["error_rate"], 0.1);
+    let days: Vec<&str> = s["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(days.len(), 3, "{s}");
+    assert!(days[0].starts_with("2026-11-20T00:00:00"), "{days:?}");
+    assert_eq!(d.get("/v1/stats?interval=week").0, 400);
+    assert_eq!(d.get("/v1/stats?limit=3").0, 400);
+}

@@ -169,13 +169,18 @@ impl App {
     }
 }
 
-type Resp = Response<Full<Bytes>>;
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+type Resp = Response<Body>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
 
 fn json_response(status: StatusCode, body: &Value) -> Resp {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(full(body.to_string()))
         .expect("valid response")
 }
 
@@ -193,7 +198,7 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: String, extra: V
     Response::builder()
         .status(status)
         .header("content-type", "application/problem+json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(full(body.to_string()))
         .expect("valid response")
 }
 
@@ -306,6 +311,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["v1", "events"]) => list(app, req, false).await,
         (&Method::GET, ["v1", "search"]) => list(app, req, true).await,
         (&Method::GET, ["v1", "stats"]) => stats(app, req).await,
+        (&Method::GET, ["v1", "export"]) => export(app, req).await,
         (&Method::GET, ["v1", "entities", ty, id, "history"]) => {
             let (ty, id) = (percent_decode(ty, false), percent_decode(id, false));
             keyed(app, &req, move |app, limit, cursor| {
@@ -339,7 +345,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
             }
         }
         (_, ["healthz"])
-        | (_, ["v1", "events" | "search" | "stats"])
+        | (_, ["v1", "events" | "search" | "stats" | "export"])
         | (_, ["v1", "events", _])
         | (_, ["v1", "entities", _, _, "history"])
         | (_, ["v1", "users", _, "events"]) => problem(
@@ -686,4 +692,179 @@ async fn stats(app: Arc<App>, req: Request<Incoming>) -> Resp {
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
     }
+}
+
+/// Pages fetched per export step; the channel holds at most a few chunks, so
+/// an export runs in bounded memory however many events it covers.
+const EXPORT_PAGE: usize = 1000;
+const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// CSV columns, in order.
+const CSV_COLUMNS: &[&str] = &[
+    "seq",
+    "received_at",
+    "id",
+    "timestamp",
+    "action",
+    "actor",
+    "tenant",
+    "category",
+    "source",
+    "status",
+    "severity",
+    "entity_type",
+    "entity_id",
+    "entity_name",
+    "user_id",
+    "user_name",
+    "session_id",
+    "correlation_id",
+    "ip",
+    "user_agent",
+    "risk_score",
+    "duration_ms",
+    "description",
+    "changes",
+    "metadata",
+];
+
+/// One RFC 4180 field: quoted when it holds a comma, quote, CR or LF.
+fn csv_field(out: &mut String, v: &str) {
+    if v.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&v.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(v);
+    }
+}
+
+fn csv_row(ev: &crate::event::StoredEvent) -> String {
+    let j = json!(ev);
+    let mut row = String::with_capacity(512);
+    for (i, col) in CSV_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            row.push(',');
+        }
+        let cell = match j.get(*col) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        csv_field(&mut row, &cell);
+    }
+    row.push_str("\r\n");
+    row
+}
+
+/// A response body fed by a channel of chunks (chunked encoding).
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let mut pairs = query_pairs(&req);
+    let mut csv = false;
+    if let Some(i) = pairs.iter().position(|(k, _)| k == "format") {
+        let (_, f) = pairs.remove(i);
+        csv = match f.as_str() {
+            "csv" => true,
+            "ndjson" => false,
+            _ => {
+                return query_problem(QueryError::BadParam {
+                    param: "format".into(),
+                    message: "must be csv or ndjson".into(),
+                })
+            }
+        };
+    }
+    if pairs.iter().any(|(k, _)| k == "limit" || k == "cursor") {
+        return query_problem(QueryError::BadParam {
+            param: "limit".into(),
+            message: "an export covers every matching event: give filters, not `limit` or `cursor`"
+                .into(),
+        });
+    }
+    let explicit_order = pairs.iter().any(|(k, _)| k == "order");
+    let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    if !explicit_order {
+        q.order = crate::index::text::Order::Asc; // chronological unless asked
+    }
+    q.limit = EXPORT_PAGE;
+    // Check the query before promising a 200.
+    let (app2, filter) = (app.clone(), q.filter.clone());
+    match tokio::task::spawn_blocking(move || app2.engine.count(&filter)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return query_problem(e),
+        Err(e) => return internal(e.to_string()),
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(EXPORT_CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        if csv {
+            let mut header = CSV_COLUMNS.join(",");
+            header.push_str("\r\n");
+            if tx.blocking_send(Bytes::from(header)).is_err() {
+                return;
+            }
+        }
+        loop {
+            let page = match app.engine.list(&q) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Headers are gone: end the body early; the client sees
+                    // a truncated chunked response, not a silent success.
+                    tracing::error!("An export stopped: {e}.");
+                    return;
+                }
+            };
+            let mut chunk = String::with_capacity(page.events.len() * 600);
+            for ev in &page.events {
+                if csv {
+                    chunk.push_str(&csv_row(ev));
+                } else {
+                    chunk.push_str(&json!(ev).to_string());
+                    chunk.push('\n');
+                }
+            }
+            if !chunk.is_empty() && tx.blocking_send(Bytes::from(chunk)).is_err() {
+                return; // the client went away
+            }
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => return,
+            }
+        }
+    });
+    let (ctype, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "ndjson")
+    };
+    let name = format!(
+        "stele-export-{}.{ext}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", ctype)
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{name}\""),
+        )
+        .body(ChannelBody(rx).boxed())
+        .expect("valid response")
 }

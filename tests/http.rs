@@ -70,6 +70,38 @@ impl Daemon {
         )
     }
 
+    /// GET returning the raw headers and the (de-chunked) body text.
+    fn get_raw(&self, path: &str) -> (String, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let (head, mut body) = text.split_once("\r\n\r\n").unwrap();
+        if !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return (head.to_string(), body.to_string());
+        }
+        let mut out = String::new();
+        loop {
+            let (size, rest) = body.split_once("\r\n").unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.push_str(&rest[..n]);
+            body = &rest[n + 2..];
+        }
+        (head.to_string(), out)
+    }
+
     fn get(&self, path: &str) -> (u16, String, Value) {
         self.call("GET", path, "application/json", b"")
     }
@@ -299,4 +331,67 @@ fn search_history_timeline_and_stats_routes() {
     assert!(days[0].starts_with("2026-11-20T00:00:00"), "{days:?}");
     assert_eq!(d.get("/v1/stats?interval=week").0, 400);
     assert_eq!(d.get("/v1/stats?limit=3").0, 400);
+}
+
+#[test]
+fn export_streams_every_match_as_ndjson_or_rfc4180_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    let mut batch = Vec::new();
+    for i in 0..2500 {
+        batch.push(json!({"action": "update", "actor": format!("a{i}"), "tenant": if i % 2 == 0 { "acme" } else { "globex" },
+            "description": "quote \" comma , and\nnewline", "metadata": {"k": i}}));
+    }
+    for chunk in batch.chunks(1000) {
+        assert_eq!(d.post(&Value::Array(chunk.to_vec())).0, 201);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.get("/v1/events?limit=1&order=desc").2["events"][0]["seq"] != 2500 {
+        assert!(Instant::now() < deadline, "not indexed in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (head, body) = d.get_raw("/v1/export?format=ndjson&tenant=acme");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-disposition: attachment; filename=\"stele-export-"),
+        "{head}"
+    );
+    let seqs: Vec<u64> = body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=2500).step_by(2).collect::<Vec<_>>(),
+        "chronological, every match once"
+    );
+
+    let (head, body) = d.get_raw("/v1/export?format=csv&tenant=globex");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/csv"),
+        "{head}"
+    );
+    let mut lines = body.split("\r\n");
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("seq,received_at,id,timestamp,action,actor,"));
+    assert!(
+        body.contains(",\"quote \"\" comma , and\nnewline\","),
+        "RFC 4180 quoting"
+    );
+    assert!(
+        body.contains(",\"{\"\"k\"\":1}\""),
+        "metadata as a JSON cell"
+    );
+    // 1250 records: a header, 1250 rows each ending in CRLF (the embedded
+    // newline is a bare LF inside quotes).
+    assert_eq!(body.matches("\r\n").count(), 1251);
+    assert_eq!(d.get("/v1/export?format=xml").0, 400);
+    assert_eq!(d.get("/v1/export?limit=5").0, 400);
 }

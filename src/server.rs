@@ -50,7 +50,12 @@ struct App {
     /// before the indexer catches up, and two concurrent posts of one id
     /// safe.
     recent: std::sync::Mutex<HashMap<String, Recent>>,
+    /// Requests and their total duration (µs), by route and status.
+    requests: std::sync::Mutex<HashMap<(&'static str, u16), (u64, u64)>>,
 }
+
+/// `/readyz` answers 503 while the indexes trail the log by more than this.
+pub const READY_LAG_EVENTS_MAX: u64 = 100_000;
 
 /// An id reserved by an ingest request.
 #[derive(Clone, Copy)]
@@ -260,6 +265,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         engine,
         clock,
         recent: std::sync::Mutex::new(HashMap::new()),
+        requests: std::sync::Mutex::new(HashMap::new()),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -303,10 +309,170 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 }
 
 async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let started = std::time::Instant::now();
+    let name = route_name(req.method(), req.uri().path());
+    let resp = dispatch(app.clone(), req).await;
+    let micros = started.elapsed().as_micros() as u64;
+    let mut r = app.requests.lock().unwrap_or_else(|p| p.into_inner());
+    let e = r.entry((name, resp.status().as_u16())).or_default();
+    e.0 += 1;
+    e.1 += micros;
+    resp
+}
+
+/// A bounded set of names for metrics (never the raw path).
+fn route_name(method: &Method, path: &str) -> &'static str {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segs.as_slice()) {
+        (&Method::POST, ["v1", "events"]) => "ingest",
+        (_, ["v1", "events"]) => "list",
+        (_, ["v1", "events", _]) => "get",
+        (_, ["v1", "search"]) => "search",
+        (_, ["v1", "stats"]) => "stats",
+        (_, ["v1", "export"]) => "export",
+        (_, ["v1", "entities", _, _, "history"]) => "history",
+        (_, ["v1", "users", _, "events"]) => "timeline",
+        (_, ["healthz"]) => "healthz",
+        (_, ["readyz"]) => "readyz",
+        (_, ["metrics"]) => "metrics",
+        _ => "other",
+    }
+}
+
+fn readyz(app: &App) -> Resp {
+    let log = app.engine.log();
+    let idx = app.engine.indexes();
+    let (last, indexed) = (log.last_seq(), idx.indexed_seq());
+    let state = json!({"log_last_seq": last, "indexed_seq": indexed, "lag_events": last.saturating_sub(indexed)});
+    let why = if let Some(e) = log.poisoned() {
+        Some(format!("the log refuses appends: {e}"))
+    } else if let Some(f) = idx.failure() {
+        Some(format!("the indexer stopped: {f}"))
+    } else if last.saturating_sub(indexed) > READY_LAG_EVENTS_MAX {
+        Some(format!(
+            "the indexes trail the log by more than {READY_LAG_EVENTS_MAX} events"
+        ))
+    } else {
+        None
+    };
+    match why {
+        None => json_response(StatusCode::OK, &json!({"ready": true, "state": state})),
+        Some(detail) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            detail,
+            json!({"state": state}),
+        ),
+    }
+}
+
+fn metrics(app: &App) -> Resp {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let log = app.engine.log();
+    let m = log.metrics();
+    let idx = app.engine.indexes();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "stele_events_appended_total",
+        "counter",
+        "Events made durable.",
+        m.appended.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_log_bytes_total",
+        "counter",
+        "Bytes made durable.",
+        m.bytes.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_fsyncs_total",
+        "counter",
+        "Group commits (write + fdatasync).",
+        m.fsyncs.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_fsync_seconds_total",
+        "counter",
+        "Time spent in group-commit writes and fdatasync.",
+        format!("{:.6}", m.fsync_micros.load(Relaxed) as f64 / 1e6),
+    );
+    metric(
+        "stele_write_errors_total",
+        "counter",
+        "Writes rolled back after an error.",
+        m.write_errors.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_log_last_seq",
+        "gauge",
+        "Seq of the last durable event.",
+        log.last_seq().to_string(),
+    );
+    metric(
+        "stele_index_seq",
+        "gauge",
+        "Seq up to which queries see the log.",
+        idx.indexed_seq().to_string(),
+    );
+    metric(
+        "stele_index_lag_events",
+        "gauge",
+        "Events durable but not yet searchable.",
+        log.last_seq().saturating_sub(idx.indexed_seq()).to_string(),
+    );
+    metric(
+        "stele_log_poisoned",
+        "gauge",
+        "1 after a failed fsync (restart needed).",
+        u8::from(log.poisoned().is_some()).to_string(),
+    );
+    let _ = writeln!(out, "# HELP stele_http_requests_total HTTP requests by route and status.\n# TYPE stele_http_requests_total counter");
+    let reqs = app
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut keys: Vec<_> = reqs.keys().copied().collect();
+    keys.sort();
+    for k in &keys {
+        let _ = writeln!(
+            out,
+            "stele_http_requests_total{{route=\"{}\",status=\"{}\"}} {}",
+            k.0, k.1, reqs[k].0
+        );
+    }
+    let _ = writeln!(out, "# HELP stele_http_request_seconds_total Time spent answering, by route and status.\n# TYPE stele_http_request_seconds_total counter");
+    for k in &keys {
+        let _ = writeln!(
+            out,
+            "stele_http_request_seconds_total{{route=\"{}\",status=\"{}\"}} {:.6}",
+            k.0,
+            k.1,
+            reqs[k].1 as f64 / 1e6
+        );
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(full(out))
+        .expect("valid response")
+}
+
+async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, ["readyz"]) => readyz(&app),
+        (&Method::GET, ["metrics"]) => metrics(&app),
         (&Method::POST, ["v1", "events"]) => ingest(app, req).await,
         (&Method::GET, ["v1", "events"]) => list(app, req, false).await,
         (&Method::GET, ["v1", "search"]) => list(app, req, true).await,
@@ -344,7 +510,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
                 Err(e) => internal(e.to_string()),
             }
         }
-        (_, ["healthz"])
+        (_, ["healthz" | "readyz" | "metrics"])
         | (_, ["v1", "events" | "search" | "stats" | "export"])
         | (_, ["v1", "events", _])
         | (_, ["v1", "entities", _, _, "history"])

@@ -229,6 +229,17 @@ fn ingest_read_back_and_survive_a_restart() {
         405
     );
 
+    // Readiness and metrics.
+    let (st, _, r) = d.get("/readyz");
+    assert_eq!((st, &r["ready"]), (200, &json!(true)), "{r}");
+    assert_eq!(r["state"]["log_last_seq"], 5);
+    let (head, text) = d.get_raw("/metrics");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(text.contains("\nstele_events_appended_total 5\n"), "{text}");
+    assert!(text.contains("stele_log_last_seq 5"), "{text}");
+    assert!(text.contains("stele_http_requests_total{route=\"ingest\",status=\"201\"} 3"), "{text}");
+    assert!(text.contains("stele_http_requests_total{route=\"ingest\",status=\"409\"} 3"), "{text}");
+
     // SIGKILL and restart: every acknowledged event is still there.
     drop(d);
     let d = Daemon::start(tmp.path());

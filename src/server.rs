@@ -51,8 +51,11 @@ struct App {
     /// safe.
     recent: std::sync::Mutex<HashMap<String, Recent>>,
     /// Requests and their total duration (µs), by route and status.
-    requests: std::sync::Mutex<HashMap<(&'static str, u16), (u64, u64)>>,
+    requests: std::sync::Mutex<RequestCounts>,
 }
+
+/// (route, status) → (requests, total µs).
+type RequestCounts = HashMap<(&'static str, u16), (u64, u64)>;
 
 /// `/readyz` answers 503 while the indexes trail the log by more than this.
 pub const READY_LAG_EVENTS_MAX: u64 = 100_000;

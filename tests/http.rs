@@ -237,8 +237,14 @@ fn ingest_read_back_and_survive_a_restart() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(text.contains("\nstele_events_appended_total 5\n"), "{text}");
     assert!(text.contains("stele_log_last_seq 5"), "{text}");
-    assert!(text.contains("stele_http_requests_total{route=\"ingest\",status=\"201\"} 3"), "{text}");
-    assert!(text.contains("stele_http_requests_total{route=\"ingest\",status=\"409\"} 3"), "{text}");
+    assert!(
+        text.contains("stele_http_requests_total{route=\"ingest\",status=\"201\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stele_http_requests_total{route=\"ingest\",status=\"409\"} 3"),
+        "{text}"
+    );
 
     // SIGKILL and restart: every acknowledged event is still there.
     drop(d);

@@ -333,6 +333,7 @@ fn route_name(method: &Method, path: &str) -> &'static str {
         (_, ["v1", "search"]) => "search",
         (_, ["v1", "stats"]) => "stats",
         (_, ["v1", "export"]) => "export",
+        (_, ["v1", "stream"]) => "stream",
         (_, ["v1", "entities", _, _, "history"]) => "history",
         (_, ["v1", "users", _, "events"]) => "timeline",
         (_, ["healthz"]) => "healthz",
@@ -481,6 +482,7 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["v1", "search"]) => list(app, req, true).await,
         (&Method::GET, ["v1", "stats"]) => stats(app, req).await,
         (&Method::GET, ["v1", "export"]) => export(app, req).await,
+        (&Method::GET, ["v1", "stream"]) => stream(app, req),
         (&Method::GET, ["v1", "entities", ty, id, "history"]) => {
             let (ty, id) = (percent_decode(ty, false), percent_decode(id, false));
             keyed(app, &req, move |app, limit, cursor| {
@@ -514,7 +516,7 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
             }
         }
         (_, ["healthz" | "readyz" | "metrics"])
-        | (_, ["v1", "events" | "search" | "stats" | "export"])
+        | (_, ["v1", "events" | "search" | "stats" | "export" | "stream"])
         | (_, ["v1", "events", _])
         | (_, ["v1", "entities", _, _, "history"])
         | (_, ["v1", "users", _, "events"]) => problem(
@@ -1034,6 +1036,145 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
             "content-disposition",
             format!("attachment; filename=\"{name}\""),
         )
+        .body(ChannelBody(rx).boxed())
+        .expect("valid response")
+}
+
+/// Seconds between SSE heartbeat comments on an idle stream.
+pub const STREAM_HEARTBEAT_SECS: u64 = 15;
+/// Events read from the log per step of a stream.
+const STREAM_READ_EVENTS: u64 = 512;
+
+/// The structured filters of a stream, evaluated on each event.
+fn stream_matches(f: &crate::index::text::Filter, e: &crate::event::StoredEvent) -> bool {
+    let ev = &e.event;
+    let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+    let t = crate::index::text::event_time(e);
+    eq(&f.tenant, &ev.tenant)
+        && f.action.as_ref().is_none_or(|a| *a == ev.action)
+        && eq(&f.category, &ev.category)
+        && f.source.is_none_or(|s| Some(s) == ev.source)
+        && f.status.is_none_or(|s| Some(s) == ev.status)
+        && f.severity.is_none_or(|s| Some(s) == ev.severity)
+        && f.min_severity
+            .is_none_or(|m| ev.severity.is_some_and(|s| s >= m))
+        && eq(&f.entity_type, &ev.entity_type)
+        && eq(&f.entity_id, &ev.entity_id)
+        && eq(&f.user_id, &ev.user_id)
+        && eq(&f.session_id, &ev.session_id)
+        && eq(&f.correlation_id, &ev.correlation_id)
+        && eq(&f.ip, &ev.ip)
+        && eq(&f.actor, &ev.actor)
+        && f.since.is_none_or(|s| t >= s)
+        && f.until.is_none_or(|u| t < u)
+}
+
+/// `GET /v1/stream`: Server-Sent Events. Every stream reads from the log by
+/// seq (there is no live buffer to overflow): a slow consumer simply falls
+/// behind and continues from the log, and a reconnect with `Last-Event-ID`
+/// (or `from_seq`) resumes right after the last event it saw.
+fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let mut pairs = query_pairs(&req);
+    let mut from: Option<u64> = None;
+    if let Some(i) = pairs.iter().position(|(k, _)| k == "from_seq") {
+        let (_, v) = pairs.remove(i);
+        match v.parse::<u64>() {
+            Ok(s) => from = Some(s),
+            Err(_) => {
+                return query_problem(QueryError::BadParam {
+                    param: "from_seq".into(),
+                    message: "must be a seq (a whole number)".into(),
+                })
+            }
+        }
+    }
+    if let Some(v) = req.headers().get("last-event-id") {
+        match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(s) => from = Some(s + 1),
+            None => {
+                return query_problem(QueryError::BadParam {
+                    param: "Last-Event-ID".into(),
+                    message: "must be the id (seq) of an event this stream sent".into(),
+                })
+            }
+        }
+    }
+    if let Some((k, _)) = pairs
+        .iter()
+        .find(|(k, _)| matches!(k.as_str(), "q" | "limit" | "cursor" | "order" | "interval"))
+    {
+        return query_problem(QueryError::BadParam {
+            param: k.clone(),
+            message: "a stream takes the structured filters and from_seq; full text, limit, cursor and order do not apply".into(),
+        });
+    }
+    let q = match Query::parse(&pairs, app.clock.now_micros()) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    let log = app.engine.log().clone();
+    let mut next = from
+        .unwrap_or_else(|| log.last_seq() + 1)
+        .max(log.first_seq());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let mut durable = log.subscribe();
+        let _ = tx.send(Bytes::from_static(b": stele stream\n\n")).await;
+        loop {
+            let last = log.last_seq();
+            if next <= last {
+                let to = last.min(next + STREAM_READ_EVENTS - 1);
+                let (log2, filter) = (log.clone(), q.filter.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut out = String::new();
+                    for ev in log2.range(next..=to, crate::log::Direction::Forward) {
+                        let ev = ev?;
+                        if stream_matches(&filter, &ev) {
+                            out.push_str(&format!(
+                                "id: {}\nevent: audit\ndata: {}\n\n",
+                                ev.seq,
+                                json!(ev)
+                            ));
+                        }
+                    }
+                    Ok::<_, crate::log::Error>(out)
+                })
+                .await;
+                match read {
+                    Ok(Ok(chunk)) => {
+                        if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+                            return; // the client went away
+                        }
+                        next = to + 1;
+                    }
+                    Ok(Err(e)) => {
+                        let msg = format!(
+                            "event: error\ndata: {}\n\n",
+                            json!({"detail": e.to_string()})
+                        );
+                        let _ = tx.send(Bytes::from(msg)).await;
+                        return;
+                    }
+                    Err(_) => return,
+                }
+                continue;
+            }
+            let beat = tokio::time::sleep(std::time::Duration::from_secs(STREAM_HEARTBEAT_SECS));
+            tokio::select! {
+                changed = durable.changed() => if changed.is_err() { return },
+                _ = beat => {
+                    if tx.send(Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-store")
         .body(ChannelBody(rx).boxed())
         .expect("valid response")
 }

@@ -412,3 +412,78 @@ fn export_streams_every_match_as_ndjson_or_rfc4180_csv() {
     assert_eq!(d.get("/v1/export?format=xml").0, 400);
     assert_eq!(d.get("/v1/export?limit=5").0, 400);
 }
+
+/// Reads SSE `id:` lines from a raw stream until `want` ids were seen.
+fn read_ids(s: &mut TcpStream, want: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let mut buf = String::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} events arrived",
+            ids.len()
+        );
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the stream closed");
+        buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        while let Some(i) = buf.find('\n') {
+            let line: String = buf.drain(..=i).collect();
+            if let Some(id) = line.trim_end().strip_prefix("id: ") {
+                ids.push(id.parse().unwrap());
+            }
+        }
+    }
+    ids
+}
+
+fn open_stream(addr: &str, path: &str, last_event_id: Option<u64>) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let extra = last_event_id
+        .map(|i| format!("Last-Event-ID: {i}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{extra}\r\n"
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn the_live_stream_resumes_with_no_gap_and_no_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    let post = |n: usize, tenant: &str| {
+        let evs: Vec<Value> = (0..n)
+            .map(|i| json!({"action": "view", "actor": format!("a{i}"), "tenant": tenant}))
+            .collect();
+        assert_eq!(d.post(&Value::Array(evs)).0, 201);
+    };
+    post(5, "acme"); // before the stream: not sent to a live-only subscriber
+    let mut a = open_stream(&d.addr, "/v1/stream?tenant=acme", None);
+    std::thread::sleep(Duration::from_millis(200));
+    post(4, "globex");
+    post(6, "acme");
+    let first = read_ids(&mut a, 6);
+    assert_eq!(first, (10..=15).collect::<Vec<_>>());
+    drop(a); // disconnect; events keep arriving
+    post(3, "acme");
+    post(2, "globex");
+    post(3, "acme");
+    let mut b = open_stream(
+        &d.addr,
+        "/v1/stream?tenant=acme",
+        Some(*first.last().unwrap()),
+    );
+    let resumed = read_ids(&mut b, 6);
+    assert_eq!(resumed, vec![16, 17, 18, 21, 22, 23]);
+    // from_seq replays from the log, including what came before any stream.
+    let mut c = open_stream(&d.addr, "/v1/stream?tenant=acme&from_seq=1", None);
+    let all = read_ids(&mut c, 17);
+    let want: Vec<u64> = (1..=5).chain(10..=18).chain(21..=23).collect();
+    assert_eq!(all, want);
+    assert_eq!(d.get("/v1/stream?q=x").0, 400);
+}

@@ -1002,6 +1002,11 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
                     return;
                 }
             };
+            if let (Some(a), Some(b)) = (page.events.first(), page.events.last()) {
+                // The page's events were read one by one: give their pages
+                // back so a long export keeps a bounded resident set.
+                let _ = app.engine.log().release(a.seq.min(b.seq), a.seq.max(b.seq));
+            }
             let mut chunk = String::with_capacity(page.events.len() * 600);
             for ev in &page.events {
                 if csv {

@@ -517,6 +517,30 @@ impl Log {
         }
     }
 
+    /// Gives back the memory-map pages holding seqs `lo..=hi` (see
+    /// `segment::release_pages`): for callers that read many events by seq,
+    /// such as exports, so a long read keeps a bounded resident set.
+    pub fn release(&self, lo: u64, hi: u64) -> Result<()> {
+        let views: Vec<Arc<SegmentView>> = self.shared.segments().clone();
+        for v in views {
+            let count = v.count();
+            let (first, end) = (v.first_seq(), v.first_seq() + count);
+            if count == 0 || hi < first || lo >= end {
+                continue;
+            }
+            let snap = v.snapshot()?;
+            let Some(map) = &snap.map else { continue };
+            let from = v.offset_of(&snap, lo.max(first))?;
+            let to = if hi + 1 >= end {
+                snap.records_end
+            } else {
+                v.offset_of(&snap, hi + 1)?
+            };
+            segment::release_pages(map, from, to);
+        }
+        Ok(())
+    }
+
     /// Every durable event, oldest first.
     pub fn iter(&self) -> LogIter {
         self.range(.., Direction::Forward)
@@ -592,6 +616,29 @@ struct Cursor {
     offset: u64,
     /// Backward: offsets of the block's records up to the next to yield.
     back: Vec<u64>,
+    /// Forward: pages before this offset were given back.
+    released: u64,
+}
+
+/// A forward scan gives the pages behind it back every this many bytes.
+const RELEASE_BEHIND_BYTES: u64 = 8 * 1024 * 1024;
+
+impl Cursor {
+    fn release(&mut self, upto: u64) {
+        if let Some(map) = &self.snap.map {
+            segment::release_pages(map, self.released, upto);
+            self.released = upto / 4096 * 4096;
+        }
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        // Only scans: a point read keeps its (likely hot) pages.
+        if self.offset.saturating_sub(self.released) >= 1024 * 1024 {
+            self.release(self.offset);
+        }
+    }
 }
 
 /// An iterator over a seq range of the log; yields an error (and then stops)
@@ -633,6 +680,7 @@ impl LogIter {
         Ok(Cursor {
             view,
             snap,
+            released: offset,
             offset,
             back,
         })
@@ -651,6 +699,9 @@ impl LogIter {
                 let c = self.cur.as_mut().expect("positioned");
                 let (ev, next) = c.view.read_at(&c.snap, c.offset, seq)?;
                 c.offset = next;
+                if c.offset - c.released >= RELEASE_BEHIND_BYTES {
+                    c.release(c.offset);
+                }
                 self.lo += 1;
                 Ok(Some(ev))
             }

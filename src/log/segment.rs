@@ -411,6 +411,12 @@ impl SegmentView {
         }
         let snap = self.snapshot()?;
         let sparse = self.build_sparse(&snap)?;
+        // Building touched a page per record length: give them back, so a
+        // point read in a sealed segment does not leave the whole file
+        // mapped into this process (page cache keeps the data).
+        if let Some(map) = &snap.map {
+            release_pages(map, 0, snap.records_end);
+        }
         let off = sparse.get(block as usize).copied();
         self.write_state().sparse.get_or_insert(sparse);
         off.ok_or_else(|| {
@@ -429,7 +435,16 @@ impl SegmentView {
         let end = snap.records_end as usize;
         let mut sparse = Vec::with_capacity((snap.count / SPARSE_EVERY + 1) as usize);
         let mut off = HEADER_BYTES;
+        let mut released = 0usize;
         for i in 0..snap.count {
+            if off - released >= 8 << 20 {
+                // Walking touches a page per record: give them back as we go,
+                // so building never holds the whole segment resident.
+                if let Some(map) = &snap.map {
+                    release_pages(map, released as u64, off as u64);
+                }
+                released = off / 4096 * 4096;
+            }
             if off + 4 > end {
                 return Err(self.corrupt(
                     off as u64,
@@ -525,6 +540,27 @@ impl SegmentView {
             s += 1;
         }
         Ok(off)
+    }
+}
+
+/// Drops the pages of `[from, to)` of a read-only shared file map from this
+/// process (`MADV_DONTNEED`); the next access faults them back in from the
+/// page cache. Keeps long scans and index builds from holding the whole log
+/// as resident memory.
+pub(crate) fn release_pages(map: &Mmap, from: u64, to: u64) {
+    const PAGE: u64 = 4096;
+    let start = from / PAGE * PAGE;
+    let end = to.min(map.len() as u64) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: the map is a read-only, shared file mapping: DONTNEED only
+        // drops page-table entries, and later reads see the same file bytes.
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start as usize,
+                (end - start) as usize,
+            )
+        };
     }
 }
 

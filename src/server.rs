@@ -30,6 +30,9 @@ use std::sync::Arc;
 pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most events in one ingest request.
 pub const EVENTS_PER_REQUEST_MAX: usize = 10_000;
+/// Most connections served at once; further clients wait in the listen
+/// backlog until one closes.
+pub const CONNECTIONS_MAX: usize = 4096;
 /// Default listen address: loopback only.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
 
@@ -279,7 +282,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         cfg.data_dir.display()
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p?,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
@@ -291,6 +300,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                 };
                 let app = app.clone();
                 tokio::spawn(async move {
+                    let _permit = permit; // held for the connection's life
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let svc = hyper::service::service_fn(move |req| {
                         let app = app.clone();

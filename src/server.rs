@@ -880,34 +880,13 @@ async fn stats(app: Arc<App>, req: Request<Incoming>) -> Resp {
 const EXPORT_PAGE: usize = 1000;
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// CSV columns, in order.
-const CSV_COLUMNS: &[&str] = &[
-    "seq",
-    "received_at",
-    "id",
-    "timestamp",
-    "action",
-    "actor",
-    "tenant",
-    "category",
-    "source",
-    "status",
-    "severity",
-    "entity_type",
-    "entity_id",
-    "entity_name",
-    "user_id",
-    "user_name",
-    "session_id",
-    "correlation_id",
-    "ip",
-    "user_agent",
-    "risk_score",
-    "duration_ms",
-    "description",
-    "changes",
-    "metadata",
-];
+/// CSV columns, in order: the stored fields, then every posted field in
+/// on-disk order (`event::FIELD_NAMES`).
+fn csv_columns() -> impl Iterator<Item = &'static str> {
+    ["seq", "received_at"]
+        .into_iter()
+        .chain(event::FIELD_NAMES.iter().copied())
+}
 
 /// One RFC 4180 field: quoted when it holds a comma, quote, CR or LF.
 fn csv_field(out: &mut String, v: &str) {
@@ -923,11 +902,11 @@ fn csv_field(out: &mut String, v: &str) {
 fn csv_row(ev: &crate::event::StoredEvent) -> String {
     let j = json!(ev);
     let mut row = String::with_capacity(512);
-    for (i, col) in CSV_COLUMNS.iter().enumerate() {
+    for (i, col) in csv_columns().enumerate() {
         if i > 0 {
             row.push(',');
         }
-        let cell = match j.get(*col) {
+        let cell = match j.get(col) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
@@ -996,7 +975,7 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(EXPORT_CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         if csv {
-            let mut header = CSV_COLUMNS.join(",");
+            let mut header = csv_columns().collect::<Vec<_>>().join(",");
             header.push_str("\r\n");
             if tx.blocking_send(Bytes::from(header)).is_err() {
                 return;
@@ -1060,30 +1039,6 @@ pub const STREAM_HEARTBEAT_SECS: u64 = 15;
 /// Events read from the log per step of a stream.
 const STREAM_READ_EVENTS: u64 = 512;
 
-/// The structured filters of a stream, evaluated on each event.
-fn stream_matches(f: &crate::index::text::Filter, e: &crate::event::StoredEvent) -> bool {
-    let ev = &e.event;
-    let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
-    let t = crate::index::text::event_time(e);
-    eq(&f.tenant, &ev.tenant)
-        && f.action.as_ref().is_none_or(|a| *a == ev.action)
-        && eq(&f.category, &ev.category)
-        && f.source.is_none_or(|s| Some(s) == ev.source)
-        && f.status.is_none_or(|s| Some(s) == ev.status)
-        && f.severity.is_none_or(|s| Some(s) == ev.severity)
-        && f.min_severity
-            .is_none_or(|m| ev.severity.is_some_and(|s| s >= m))
-        && eq(&f.entity_type, &ev.entity_type)
-        && eq(&f.entity_id, &ev.entity_id)
-        && eq(&f.user_id, &ev.user_id)
-        && eq(&f.session_id, &ev.session_id)
-        && eq(&f.correlation_id, &ev.correlation_id)
-        && eq(&f.ip, &ev.ip)
-        && eq(&f.actor, &ev.actor)
-        && f.since.is_none_or(|s| t >= s)
-        && f.until.is_none_or(|u| t < u)
-}
-
 /// `GET /v1/stream`: Server-Sent Events. Every stream reads from the log by
 /// seq (there is no live buffer to overflow): a slow consumer simply falls
 /// behind and continues from the log, and a reconnect with `Last-Event-ID`
@@ -1144,7 +1099,7 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
                     let mut out = String::new();
                     for ev in log2.range(next..=to, crate::log::Direction::Forward) {
                         let ev = ev?;
-                        if stream_matches(&filter, &ev) {
+                        if filter.matches_fields(&ev) {
                             out.push_str(&format!(
                                 "id: {}\nevent: audit\ndata: {}\n\n",
                                 ev.seq,

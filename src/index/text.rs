@@ -133,6 +133,35 @@ pub struct Filter {
     pub text: Option<String>,
 }
 
+impl Filter {
+    /// Whether a stored event matches every filter except the full-text
+    /// `text` (evaluated here in memory, for the live stream; listings and
+    /// searches go through the index).
+    pub fn matches_fields(&self, e: &StoredEvent) -> bool {
+        let ev = &e.event;
+        let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+        let t = event_time(e);
+        eq(&self.tenant, &ev.tenant)
+            && self.action.as_ref().is_none_or(|a| *a == ev.action)
+            && eq(&self.category, &ev.category)
+            && self.source.is_none_or(|s| Some(s) == ev.source)
+            && self.status.is_none_or(|s| Some(s) == ev.status)
+            && self.severity.is_none_or(|s| Some(s) == ev.severity)
+            && self
+                .min_severity
+                .is_none_or(|m| ev.severity.is_some_and(|s| s >= m))
+            && eq(&self.entity_type, &ev.entity_type)
+            && eq(&self.entity_id, &ev.entity_id)
+            && eq(&self.user_id, &ev.user_id)
+            && eq(&self.session_id, &ev.session_id)
+            && eq(&self.correlation_id, &ev.correlation_id)
+            && eq(&self.ip, &ev.ip)
+            && eq(&self.actor, &ev.actor)
+            && self.since.is_none_or(|s| t >= s)
+            && self.until.is_none_or(|u| t < u)
+    }
+}
+
 /// Event time used for since/until and histograms: `event.timestamp.unwrap_or(received_at)`.
 pub fn event_time(ev: &StoredEvent) -> i64 {
     ev.event.timestamp.unwrap_or(ev.received_at)

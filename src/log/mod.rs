@@ -576,10 +576,22 @@ fn lock_data_dir(data_dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("open", &path, e))?;
-    // SAFETY: flock on a valid, owned file descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
+    // A lock can outlive its owner by a moment: a process forked (to run a
+    // child) while the previous owner held it keeps a copy of the
+    // descriptor until its exec closes it. So wait up to LOCK_WAIT before
+    // calling the directory taken.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a valid, owned file descriptor.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
         let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        }
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
             return Err(Error::io(
                 "lock (another Stele process is using this data directory)",
@@ -589,8 +601,10 @@ fn lock_data_dir(data_dir: &Path) -> Result<File> {
         }
         return Err(Error::io("lock", &path, e));
     }
-    Ok(f)
 }
+
+/// How long opening waits for `DATA_DIR/LOCK` before reporting it taken.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `received_at` of the newest event, so it never goes backwards across a
 /// restart even if the clock does.

@@ -4,6 +4,7 @@
 //! - [`event`]: the event model, its validation and its encoding.
 //! - [`log`]: the segment log, the durable source of truth.
 //! - [`index`]: the sled and tantivy indexes and the indexer that follows the log.
+//! - [`metrics`]: latency histograms in the Prometheus text format.
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
 //! - [`server`]: `stele serve`, the HTTP/JSON API.
 //! - [`verify`]: offline verification of segment files.
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod event;
 pub mod index;
 pub mod log;
+pub mod metrics;
 pub mod query;
 pub mod server;
 pub mod testkit;

@@ -28,6 +28,8 @@ enum Command {
         /// The data directory (default: $STATE_DIRECTORY, else ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        limits: stele::server::Limits,
     },
     /// Check segment files offline: every CRC, the hash chain, seq continuity,
     /// headers and footers. Exit 0 when intact, 1 when damaged, 2 when a path
@@ -99,7 +101,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { listen, data_dir } => serve(listen, data_dir),
+        Command::Serve {
+            listen,
+            data_dir,
+            limits,
+        } => serve(listen, data_dir, limits),
         Command::Verify { paths, quiet } => return verify(paths, quiet),
         Command::Append {
             data_dir,
@@ -413,7 +419,11 @@ fn check_inner(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
-fn serve(listen: std::net::SocketAddr, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn serve(
+    listen: std::net::SocketAddr,
+    data_dir: Option<PathBuf>,
+    limits: stele::server::Limits,
+) -> anyhow::Result<()> {
     let data_dir = data_dir
         .or_else(|| {
             std::env::var_os("STATE_DIRECTORY")
@@ -427,5 +437,6 @@ fn serve(listen: std::net::SocketAddr, data_dir: Option<PathBuf>) -> anyhow::Res
     rt.block_on(stele::server::serve(stele::server::ServeConfig {
         listen,
         data_dir,
+        limits,
     }))
 }

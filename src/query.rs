@@ -476,6 +476,22 @@ impl Engine {
         self.page(seqs, query.limit, fp)
     }
 
+    /// Up to `limit` seqs after `after` matching `filter` (full text
+    /// included), oldest first: how a stream with `q` follows the text
+    /// index. Commits add seqs in order, so repeating the call with the last
+    /// seq seen never skips one.
+    pub fn matching_after(
+        &self,
+        filter: &Filter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, QueryError> {
+        Ok(self
+            .indexes
+            .text
+            .search(filter, crate::index::text::Order::Asc, limit, after)?)
+    }
+
     /// Number of events matching the filter (with `q`: the full-text hits).
     pub fn count(&self, filter: &Filter) -> Result<u64, QueryError> {
         Ok(self.indexes.text.count(filter)?)

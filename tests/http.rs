@@ -3,125 +3,12 @@
 
 mod common;
 
+use common::daemon::Daemon;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Daemon {
-    fn start(dir: &std::path::Path) -> Daemon {
-        let mut child = stele()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start stele serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("Listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("stele serve did not say where it listens");
-        Daemon { child, addr }
-    }
-
-    /// One HTTP/1.1 request; returns (status, content type, body).
-    fn call(&self, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String, Value) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        s.write_all(body).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let ctype = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-type: ")
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        (
-            status,
-            ctype,
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
-    }
-
-    /// GET returning the raw headers and the (de-chunked) body text.
-    fn get_raw(&self, path: &str) -> (String, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let (head, mut body) = text.split_once("\r\n\r\n").unwrap();
-        if !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            return (head.to_string(), body.to_string());
-        }
-        let mut out = String::new();
-        loop {
-            let (size, rest) = body.split_once("\r\n").unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&rest[..n]);
-            body = &rest[n + 2..];
-        }
-        (head.to_string(), out)
-    }
-
-    fn get(&self, path: &str) -> (u16, String, Value) {
-        self.call("GET", path, "application/json", b"")
-    }
-
-    fn post(&self, body: &Value) -> (u16, String, Value) {
-        self.call(
-            "POST",
-            "/v1/events",
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn ingest_read_back_and_survive_a_restart() {
@@ -485,5 +372,292 @@ fn the_live_stream_resumes_with_no_gap_and_no_duplicate() {
     let all = read_ids(&mut c, 17);
     let want: Vec<u64> = (1..=5).chain(10..=18).chain(21..=23).collect();
     assert_eq!(all, want);
-    assert_eq!(d.get("/v1/stream?q=x").0, 400);
+    assert_eq!(d.get("/v1/stream?limit=5").0, 400);
+    assert_eq!(d.get("/v1/stream?from_seq=minus-one").0, 400);
+
+    // Full text: the stream follows the text index, replayed and live.
+    let (st, _, r) = d.post(&json!([
+        {"action": "rotate", "actor": "ops", "description": "rotated the vault credentials"},
+        {"action": "view", "actor": "ops", "description": "viewed the dashboard"},
+    ]));
+    assert_eq!(st, 201, "{r}");
+    let rotated = r["events"][0]["seq"].as_u64().unwrap();
+    let mut t = open_stream(&d.addr, "/v1/stream?q=credentials&from_seq=1", None);
+    assert_eq!(read_ids(&mut t, 1), vec![rotated]);
+    let (_, _, r) = d.post(&json!([
+        {"action": "view", "actor": "ops", "description": "nothing to see"},
+        {"action": "rotate", "actor": "sec", "description": "credentials expired", "tenant": "acme"},
+    ]));
+    let live = r["events"][1]["seq"].as_u64().unwrap();
+    assert_eq!(read_ids(&mut t, 1), vec![live]);
+    // Structured filters still apply to a full-text stream.
+    let mut u = open_stream(
+        &d.addr,
+        "/v1/stream?q=credentials&tenant=acme&from_seq=1",
+        None,
+    );
+    assert_eq!(read_ids(&mut u, 1), vec![live]);
+}
+
+/// Reads a raw HTTP response head (and whatever body arrived) from `s`
+/// until the server closes the connection or `within` passes.
+fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, bool) {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return (String::from_utf8_lossy(&raw).into_owned(), true),
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (String::from_utf8_lossy(&raw).into_owned(), true),
+        }
+        if Instant::now() > deadline {
+            return (String::from_utf8_lossy(&raw).into_owned(), false);
+        }
+    }
+}
+
+fn problem_type(v: &Value) -> &str {
+    v["type"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("https://stele.dev/problems/")
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_ends_streams_and_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(tmp.path());
+    let batch: Vec<Value> = (0..500)
+        .map(|i| json!({"action": "view", "actor": format!("a{i}")}))
+        .collect();
+    assert_eq!(d.post(&Value::Array(batch)).0, 201);
+    let mut stream = open_stream(&d.addr, "/v1/stream?from_seq=1", None);
+    assert_eq!(read_ids(&mut stream, 500).len(), 500);
+    // An ingest request in flight: head and half its body sent.
+    let body = json!({"id": "in-flight-1", "action": "login", "actor": "late"}).to_string();
+    let mut inflight = TcpStream::connect(&d.addr).unwrap();
+    write!(
+        inflight,
+        "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = d.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are refused once the listener is gone...
+    let refused = TcpStream::connect(&d.addr);
+    assert!(refused.is_err(), "still accepting after SIGTERM");
+    // ...but the request in flight completes and is acknowledged.
+    inflight.write_all(&body.as_bytes()[10..]).unwrap();
+    let (resp, _) = read_until_closed(&mut inflight, Duration::from_secs(5));
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    // The stream ends instead of holding the shutdown up.
+    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+    assert!(closed, "the stream was not closed at shutdown");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no exit within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "{}", d.log_text());
+    let log = d.log_text();
+    assert!(log.contains("Received SIGTERM"), "{log}");
+    assert!(
+        log.contains("durable up to seq 501 and the indexes are checkpointed"),
+        "{log}"
+    );
+    drop(d);
+    let d = Daemon::start(tmp.path());
+    let (st, _, ev) = d.get("/v1/events/in-flight-1");
+    assert_eq!(st, 200, "{ev}");
+    assert_eq!(ev["seq"], 501);
+    assert_eq!(common::verify(&[tmp.path()]).0, 0);
+}
+
+#[test]
+fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(
+        tmp.path(),
+        &[
+            "--url-bytes-max",
+            "1024",
+            "--header-bytes-max",
+            "2048",
+            "--header-read-timeout-secs",
+            "1",
+            "--request-timeout-secs",
+            "1",
+            "--streams-max",
+            "1",
+            "--events-per-request-max",
+            "10",
+            "--body-bytes-max",
+            "100000",
+        ],
+    );
+    // A request target over url_bytes_max: 414.
+    let (st, ct, p) = d.get(&format!("/v1/events?tenant={}", "x".repeat(1100)));
+    assert_eq!((st, ct.as_str()), (414, "application/problem+json"), "{p}");
+    assert_eq!(problem_type(&p), "uri-too-long");
+    assert_eq!(p["limit"], 1024);
+    // Headers over header_bytes_max: 431 with a problem body.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "y".repeat(3000)
+    )
+    .unwrap();
+    let (resp, _) = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    assert!(resp.contains("headers-too-large"), "{resp}");
+    // A head larger than the read buffer: hyper's own 431 or a closed
+    // connection, never a hang.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    let _ = write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Huge: {}\r\n\r\n",
+        "z".repeat(200_000)
+    );
+    let (resp, closed) = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(closed, "connection left open");
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 431"),
+        "{resp}"
+    );
+    // A client that never finishes its head is disconnected.
+    let mut slow = TcpStream::connect(&d.addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(6));
+    assert!(closed, "a slow head was not timed out");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A body that stalls: 503 request-timeout after request_timeout_secs.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"action\""
+    )
+    .unwrap();
+    let (resp, _) = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(resp.contains("request-timeout"), "{resp}");
+    // events_per_request_max and body_bytes_max as configured.
+    let many: Vec<Value> = (0..11)
+        .map(|_| json!({"action": "a", "actor": "b"}))
+        .collect();
+    let (st, _, p) = d.post(&Value::Array(many));
+    assert_eq!(st, 400, "{p}");
+    assert_eq!(problem_type(&p), "invalid-batch-size");
+    assert_eq!(p["limit"], 10);
+    let big = json!({"action": "a", "actor": "b", "description": "d".repeat(100_001)});
+    let (st, _, p) = d.post(&big);
+    assert_eq!(st, 413, "{p}");
+    assert_eq!(p["limit"], 100_000);
+    // streams_max: the second stream waits for the first to close.
+    let mut first = open_stream(&d.addr, "/v1/stream", None);
+    let mut buf = [0u8; 64];
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(first.read(&mut buf).unwrap() > 0);
+    let (st, _, p) = d.get("/v1/stream");
+    assert_eq!(st, 503, "{p}");
+    assert_eq!(problem_type(&p), "too-many-streams");
+    let (_, metrics) = d.get_raw("/metrics");
+    assert!(metrics.contains("\nstele_streams_open 1\n"), "{metrics}");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // The stream task notices the closed connection when it next
+        // writes (at most one heartbeat) or when the body is polled.
+        let mut s = open_stream(&d.addr, "/v1/stream", None);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 12];
+        if s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream was never released"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // After all of it the daemon is healthy and ingests.
+    assert_eq!(d.get("/healthz").0, 200);
+    assert_eq!(d.post(&json!({"action": "a", "actor": "b"})).0, 201);
+}
+
+#[test]
+fn an_unusable_limit_is_refused_at_startup_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stele()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--streams-max",
+            "0",
+            "--data-dir",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("streams_max must be at least 1"), "{err}");
+}
+
+#[test]
+fn metrics_expose_latency_histograms_and_gauges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    for _ in 0..3 {
+        assert_eq!(d.post(&json!({"action": "a", "actor": "b"})).0, 201);
+    }
+    assert_eq!(d.get("/v1/events?limit=1").0, 200);
+    let (_, m) = d.get_raw("/metrics");
+    for want in [
+        "# TYPE stele_http_request_duration_seconds histogram",
+        "stele_http_request_duration_seconds_bucket{route=\"ingest\",le=\"+Inf\"} 3\n",
+        "stele_http_request_duration_seconds_count{route=\"list\"} 1\n",
+        "stele_ingest_append_seconds_count 3\n",
+        "stele_ingest_events_total 3\n",
+        "# TYPE stele_fsync_seconds histogram",
+        "stele_streams_open 0\n",
+        "stele_exports_open 0\n",
+        "stele_index_lag_events",
+    ] {
+        assert!(m.contains(want), "missing {want:?} in\n{m}");
+    }
+    let fsyncs = m
+        .lines()
+        .find_map(|l| l.strip_prefix("stele_fsync_seconds_count "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        (1..=3).contains(&fsyncs),
+        "{fsyncs} group commits for 3 posts"
+    );
 }

@@ -172,6 +172,8 @@ pub struct LogMetrics {
     pub fsyncs: AtomicU64,
     /// Total time spent writing and syncing groups (µs).
     pub fsync_micros: AtomicU64,
+    /// Distribution of group-commit (write + fdatasync) durations.
+    pub fsync_seconds: crate::metrics::Histogram,
     /// Writes that failed and were rolled back.
     pub write_errors: AtomicU64,
 }

@@ -342,8 +342,10 @@ impl Writer {
         a.view.publish(a.len, a.count, &self.new_sparse);
         let m = &self.shared.metrics;
         m.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let took = started.elapsed();
         m.fsync_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        m.fsync_seconds.observe(took);
         m.appended.fetch_add(added, Ordering::Relaxed);
         m.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         self.shared.publish_durable(self.chain.next_seq - 1);

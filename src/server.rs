@@ -402,6 +402,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             log.clone(),
             IndexConfig::default(),
         )?);
+        catch_up(&log, &indexes)?;
         let key = crate::query::cursor_key(&data_dir)?;
         Ok(Engine::new(log, indexes, clock2, key))
     })
@@ -448,7 +449,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        // Small writes (stream events, short answers) go out
+                        // at once instead of waiting for the peer's ACK.
+                        let _ = s.0.set_nodelay(true);
+                        s
+                    }
                     Err(e) => {
                         tracing::warn!("Could not accept a connection: {e}.");
                         // Out of file descriptors and the like: let it pass.
@@ -519,6 +525,35 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             "Stopped: the log is durable up to seq {last}; the indexes were still in use and \
              are checkpointed at least up to seq {seq}: the next start catches them up."
         ),
+    }
+    Ok(())
+}
+
+/// Waits until the indexes hold every event the log held at open, so that
+/// no request sees an acknowledged event missing (a 404 by id, a retry
+/// stored twice because the key index has not seen its id yet).
+fn catch_up(log: &Log, indexes: &Indexes) -> anyhow::Result<()> {
+    let target = log.last_seq();
+    let started = std::time::Instant::now();
+    let mut said = started;
+    while !indexes.wait_indexed(target, Duration::from_secs(1)) {
+        if let Some(f) = indexes.failure() {
+            anyhow::bail!("the indexer stopped while catching up with the log: {f}");
+        }
+        if said.elapsed() >= Duration::from_secs(5) {
+            said = std::time::Instant::now();
+            tracing::info!(
+                "Catching the indexes up with the log: seq {} of {target} after {} s.",
+                indexes.indexed_seq(),
+                started.elapsed().as_secs()
+            );
+        }
+    }
+    if started.elapsed() >= Duration::from_secs(1) {
+        tracing::info!(
+            "The indexes caught up with the log (seq {target}) in {:.1} s.",
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -845,16 +880,23 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
             .await
         }
         (&Method::GET, ["v1", "events", id]) => {
+            if let Some((k, _)) = query_pairs(&req).first() {
+                return query_problem(QueryError::BadParam {
+                    param: k.clone(),
+                    message: "this route takes no parameters".into(),
+                });
+            }
             let id = percent_decode(id, false);
             let app2 = app.clone();
-            let found = tokio::task::spawn_blocking(move || app2.engine.get_by_id(&id)).await;
+            let id2 = id.clone();
+            let found = tokio::task::spawn_blocking(move || app2.engine.get_by_id(&id2)).await;
             match found {
                 Ok(Ok(Some(ev))) => json_response(StatusCode::OK, &json!(ev)),
                 Ok(Ok(None)) => problem(
                     StatusCode::NOT_FOUND,
                     "not-found",
                     "No such event",
-                    "no event has this id".into(),
+                    format!("no stored event has the id {id:?}"),
                     json!({}),
                 ),
                 Ok(Err(e)) => query_problem(e),
@@ -865,13 +907,23 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
         | (_, ["v1", "events" | "search" | "stats" | "export" | "stream"])
         | (_, ["v1", "events", _])
         | (_, ["v1", "entities", _, _, "history"])
-        | (_, ["v1", "users", _, "events"]) => problem(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            "Method not allowed",
-            format!("{} is not allowed on {path}", req.method()),
-            json!({}),
-        ),
+        | (_, ["v1", "users", _, "events"]) => {
+            let allow = if segments.as_slice() == ["v1", "events"] {
+                "GET, POST"
+            } else {
+                "GET"
+            };
+            let mut r = problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("{} is not allowed on {path}: use {allow}", req.method()),
+                json!({}),
+            );
+            r.headers_mut()
+                .insert("allow", hyper::header::HeaderValue::from_static(allow));
+            r
+        }
         _ => problem(
             StatusCode::NOT_FOUND,
             "not-found",
@@ -933,12 +985,20 @@ fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
 
 async fn list(app: Arc<App>, req: Request<Incoming>, text_required: bool) -> Resp {
     let pairs = query_pairs(&req);
+    if let Some(r) = reject_params(
+        &pairs,
+        &["interval"],
+        "`interval` applies to /v1/stats only",
+    ) {
+        return r;
+    }
     let now = app.clock.now_micros();
     let q = match Query::parse(&pairs, now) {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
-    if text_required && q.filter.text.is_none() {
+    let blank = q.filter.text.as_deref().is_none_or(|t| t.trim().is_empty());
+    if text_required && blank {
         return query_problem(QueryError::BadParam {
             param: "q".into(),
             message: "is required on /v1/search (tantivy syntax: words, AND/OR/NOT, \"phrases\", field:value)".into(),
@@ -972,15 +1032,18 @@ fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
             out.push(serde_json::from_slice(line).map_err(|e| JsonError {
                 detail: format!("line {} is not JSON: {e}", n + 1),
                 line: n + 1,
-                column: e.column(),
+                column: e.column().max(1),
             })?);
         }
         return Ok(out);
     }
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Vec::new()); // no events: the batch-size check says so
+    }
     match serde_json::from_slice::<Value>(body).map_err(|e| JsonError {
         detail: format!("the body is not JSON: {e}"),
-        line: e.line(),
-        column: e.column(),
+        line: e.line().max(1),
+        column: e.column().max(1),
     })? {
         Value::Array(items) => Ok(items),
         other => Ok(vec![other]),
@@ -1021,12 +1084,26 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
                 "unsupported-media-type",
                 "Unsupported media type",
                 format!("events are posted as {INGEST_TYPES}, not {what}"),
-                json!({ "accepted": ["application/json", "application/x-ndjson"] }),
+                json!({ "accepted": ["application/json", "application/x-ndjson", "application/ndjson"] }),
             )
         }
     };
     let body_max = app.limits.body_bytes_max;
     let events_max = app.limits.events_per_request_max;
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > body_max as u64) {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            format!("the body is {n} bytes, more than body_bytes_max ({body_max})"),
+            json!({ "limit": body_max }),
+        );
+    }
     let body = match Limited::new(req.into_body(), body_max).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -1143,6 +1220,7 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
                 StatusCode::CREATED,
                 &json!({
                     "events": items,
+                    "replayed": false,
                     "receipt": {
                         "segment": ack.segment.file_name(),
                         "last_seq": ack.last_seq(),
@@ -1169,6 +1247,19 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
     }
 }
 
+/// 400 naming the first of `names` present in `pairs`.
+fn reject_params(pairs: &[(String, String)], names: &[&str], why: &str) -> Option<Resp> {
+    pairs
+        .iter()
+        .find(|(k, _)| names.contains(&k.as_str()))
+        .map(|(k, _)| {
+            query_problem(QueryError::BadParam {
+                param: k.clone(),
+                message: why.into(),
+            })
+        })
+}
+
 /// History and timeline routes: only `limit` and `cursor`.
 async fn keyed(
     app: Arc<App>,
@@ -1179,7 +1270,16 @@ async fn keyed(
 ) -> Resp {
     let mut limit = crate::query::LIMIT_DEFAULT;
     let mut cursor = None;
-    for (k, v) in query_pairs(req) {
+    let pairs = query_pairs(req);
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(p, _)| p == k) {
+            return query_problem(QueryError::BadParam {
+                param: k.clone(),
+                message: "given more than once".into(),
+            });
+        }
+    }
+    for (k, v) in pairs {
         match k.as_str() {
             "limit" => match v.parse() {
                 Ok(l) if (1..=crate::query::LIMIT_MAX).contains(&l) => limit = l,
@@ -1215,12 +1315,12 @@ async fn stats(app: Arc<App>, req: Request<Incoming>) -> Resp {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
-    if q.cursor.is_some() || pairs.iter().any(|(k, _)| k == "limit" || k == "order") {
-        return query_problem(QueryError::BadParam {
-            param: "limit".into(),
-            message: "statistics take filters and `interval`, not `limit`, `order` or `cursor`"
-                .into(),
-        });
+    if let Some(r) = reject_params(
+        &pairs,
+        &["limit", "order", "cursor"],
+        "statistics take filters and `interval`, not `limit`, `order` or `cursor`",
+    ) {
+        return r;
     }
     let interval = q.interval;
     match tokio::task::spawn_blocking(move || app.engine.stats(&q)).await {
@@ -1338,12 +1438,12 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
             }
         };
     }
-    if pairs.iter().any(|(k, _)| k == "limit" || k == "cursor") {
-        return query_problem(QueryError::BadParam {
-            param: "limit".into(),
-            message: "an export covers every matching event: give filters, not `limit` or `cursor`"
-                .into(),
-        });
+    if let Some(r) = reject_params(
+        &pairs,
+        &["limit", "cursor", "interval"],
+        "an export covers every matching event: give filters, not `limit`, `cursor` or `interval`",
+    ) {
+        return r;
     }
     let explicit_order = pairs.iter().any(|(k, _)| k == "order");
     let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
@@ -1513,23 +1613,21 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
             }
         }
     }
-    if let Some((k, _)) = pairs
-        .iter()
-        .find(|(k, _)| matches!(k.as_str(), "limit" | "cursor" | "order" | "interval"))
-    {
-        return query_problem(QueryError::BadParam {
-            param: k.clone(),
-            message:
-                "a stream takes the filters, q and from_seq; limit, cursor and order do not apply"
-                    .into(),
-        });
+    if let Some(r) = reject_params(
+        &pairs,
+        &["limit", "cursor", "order", "interval"],
+        "a stream takes the filters, q and from_seq; limit, cursor, order and interval do not apply",
+    ) {
+        return r;
     }
     let q = match Query::parse(&pairs, app.clock.now_micros()) {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
-    let open = app.streams_open.load(Ordering::Relaxed);
+    let open = app.streams_open.fetch_add(1, Ordering::Relaxed);
+    let slot = StreamSlot(app.clone());
     if open >= app.limits.streams_max as u64 {
+        drop(slot);
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "too-many-streams",
@@ -1538,12 +1636,18 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
             json!({ "limit": app.limits.streams_max }),
         );
     }
+    if q.filter.text.is_some() {
+        // A malformed full-text query is a 400 now, not an error event later.
+        if let Err(e) = app.engine.matching_after(&q.filter, Some(u64::MAX), 1) {
+            return query_problem(e);
+        }
+    }
     let log = app.engine.log().clone();
     let next = from
         .unwrap_or_else(|| log.last_seq() + 1)
         .max(log.first_seq());
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(run_stream(app, q, next, tx));
+    tokio::spawn(run_stream(slot, q, next, tx));
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/event-stream")
@@ -1552,15 +1656,24 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
         .expect("valid response")
 }
 
+/// One of `streams_max`, counted from the moment the stream is accepted.
+struct StreamSlot(Arc<App>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Feeds one stream from seq `next` on until the client leaves or the
 /// daemon stops.
 async fn run_stream(
-    app: Arc<App>,
+    slot: StreamSlot,
     q: Query,
     mut next: u64,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, BodyError>>,
 ) {
-    let _open = Open::new(&app.streams_open);
+    let app = slot.0.clone();
     let log = app.engine.log().clone();
     let text = q.filter.text.is_some();
     let mut durable = log.subscribe();
@@ -1592,8 +1705,11 @@ async fn run_stream(
                 }
                 Ok(Err(e)) => {
                     let msg = format!("event: error\ndata: {}\n\n", json!({"detail": e}));
+                    // The client learns why; the body then ends (a stream has
+                    // no complete state to fake) and it may resume later
+                    // with Last-Event-ID.
+                    tracing::error!("A stream stopped: {e}.");
                     let _ = tx.send(Ok(Bytes::from(msg))).await;
-                    let _ = tx.send(Err(BodyError::from(e))).await;
                     return;
                 }
                 Err(_) => return,

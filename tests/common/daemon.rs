@@ -91,7 +91,7 @@ impl Daemon {
         .unwrap();
         s.write_all(body).unwrap();
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
+        read_all(&mut s, &mut raw);
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
         let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -120,7 +120,7 @@ impl Daemon {
         )
         .unwrap();
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
+        read_all(&mut s, &mut raw);
         let text = String::from_utf8(raw).unwrap();
         let (head, mut body) = text.split_once("\r\n\r\n").unwrap();
         if !head
@@ -160,5 +160,27 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads until the server closes the connection; panics after 60 s in all
+/// (a per-read timeout alone never fires on a stream that sends heartbeats).
+fn read_all(s: &mut TcpStream, raw: &mut Vec<u8>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("reading the response: {e}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no complete response within 60 s (a stream answered where a reply was expected?)"
+        );
     }
 }

@@ -8,9 +8,11 @@
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
 //! - [`server`]: `stele serve`, the HTTP/JSON API.
 //! - [`verify`]: offline verification of segment files.
+//! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
 //! - [`clock`]: the time seam.
 //! - [`testkit`]: deterministic realistic events for tests and benches.
 
+pub mod backup;
 pub mod clock;
 pub mod event;
 pub mod index;

@@ -80,6 +80,20 @@ enum Command {
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Copy the log into DEST while the daemon runs: every sealed segment
+    /// (skipped when DEST already has it byte for byte), the valid prefix of
+    /// the active one, and cursor.key; then verify the copy. Restore by
+    /// copying DEST into an empty data directory.
+    Backup {
+        /// Where to copy (created if needed; a previous backup is updated).
+        dest: PathBuf,
+        /// The data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Do not run `stele verify` on the copy afterwards.
+        #[arg(long)]
+        skip_verify: bool,
+    },
     /// Print stored events as NDJSON.
     Cat {
         /// The data directory.
@@ -128,6 +142,11 @@ fn main() -> ExitCode {
         } => cat(data_dir, from, reverse, limit),
         Command::Reindex { data_dir } => reindex(data_dir),
         Command::Check { data_dir } => return check(data_dir),
+        Command::Backup {
+            dest,
+            data_dir,
+            skip_verify,
+        } => return backup(&data_dir, &dest, skip_verify),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -445,4 +464,50 @@ fn serve(
         data_dir,
         limits,
     }))
+}
+
+fn backup(data_dir: &std::path::Path, dest: &std::path::Path, skip_verify: bool) -> ExitCode {
+    use stele::backup::Copied;
+    let started = std::time::Instant::now();
+    let report = match stele::backup::backup(data_dir, dest) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stele backup: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for e in &report.entries {
+        let what = match &e.copied {
+            Copied::Sealed => "sealed, copied".to_string(),
+            Copied::Unchanged => "sealed, already in the backup".to_string(),
+            Copied::ActivePrefix { count } => format!("active, first {count} records copied"),
+        };
+        println!("{}  {} bytes  sha256 {}  {what}", e.name, e.bytes, e.sha256);
+    }
+    println!(
+        "backed up {} segments to {} ({} bytes written) in {:.2} s",
+        report.entries.len(),
+        dest.display(),
+        report.bytes_written(),
+        started.elapsed().as_secs_f64()
+    );
+    if skip_verify {
+        return ExitCode::SUCCESS;
+    }
+    match stele::verify::verify_paths(&[dest.to_path_buf()]) {
+        Ok(r) if r.intact() => {
+            println!("the copy verifies: {} events", r.events());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            for f in r.findings.iter().filter(|f| f.fatal) {
+                eprintln!("stele backup: the copy does not verify: {}: {}", f.path.display(), f.what);
+            }
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("stele backup: cannot verify the copy: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

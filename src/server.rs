@@ -163,15 +163,17 @@ struct App {
     streams_open: AtomicU64,
     exports_open: AtomicU64,
     connections: Arc<tokio::sync::Semaphore>,
+    /// SHA-256 of sealed segments (they never change), by file name.
+    sealed_sha256: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// (route, status) → (requests, total µs).
 type RequestCounts = HashMap<(&'static str, u16), (u64, u64)>;
 
 /// Every route name used in metrics (see [`route_name`]).
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 14] = [
     "ingest", "list", "get", "search", "stats", "export", "stream", "history", "timeline",
-    "healthz", "readyz", "metrics", "other",
+    "segments", "healthz", "readyz", "metrics", "other",
 ];
 
 /// Decrements a gauge when dropped.
@@ -426,6 +428,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         streams_open: AtomicU64::new(0),
         exports_open: AtomicU64::new(0),
         connections: connections.clone(),
+        sealed_sha256: std::sync::Mutex::new(HashMap::new()),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -663,6 +666,7 @@ fn route_name(method: &Method, path: &str) -> &'static str {
         (_, ["v1", "stats"]) => "stats",
         (_, ["v1", "export"]) => "export",
         (_, ["v1", "stream"]) => "stream",
+        (_, ["v1", "segments"]) => "segments",
         (_, ["v1", "entities", _, _, "history"]) => "history",
         (_, ["v1", "users", _, "events"]) => "timeline",
         (_, ["healthz"]) => "healthz",
@@ -864,6 +868,7 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["v1", "stats"]) => stats(app, req).await,
         (&Method::GET, ["v1", "export"]) => export(app, req).await,
         (&Method::GET, ["v1", "stream"]) => stream(app, req),
+        (&Method::GET, ["v1", "segments"]) => list_segments(app, &req).await,
         (&Method::GET, ["v1", "entities", ty, id, "history"]) => {
             let (ty, id) = (percent_decode(ty, false), percent_decode(id, false));
             keyed(app, &req, move |app, limit, cursor| {
@@ -904,7 +909,7 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
             }
         }
         (_, ["healthz" | "readyz" | "metrics"])
-        | (_, ["v1", "events" | "search" | "stats" | "export" | "stream"])
+        | (_, ["v1", "events" | "search" | "stats" | "export" | "stream" | "segments"])
         | (_, ["v1", "events", _])
         | (_, ["v1", "entities", _, _, "history"])
         | (_, ["v1", "users", _, "events"]) => {
@@ -1244,6 +1249,56 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
             e.to_string(),
             json!({}),
         ),
+    }
+}
+
+/// `GET /v1/segments`: every segment with its state, size, seq range and,
+/// for sealed ones, the SHA-256 a backup copy must have.
+async fn list_segments(app: Arc<App>, req: &Request<Incoming>) -> Resp {
+    if let Some((k, _)) = query_pairs(req).first() {
+        return query_problem(QueryError::BadParam {
+            param: k.clone(),
+            message: "this route takes no parameters".into(),
+        });
+    }
+    let listed = tokio::task::spawn_blocking(move || -> Result<Value, String> {
+        let infos = app.engine.log().segments();
+        let mut out = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let name = info.id.file_name();
+            let sha = if info.sealed {
+                let cached = app
+                    .sealed_sha256
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&name)
+                    .cloned();
+                match cached {
+                    Some(h) => Some(h),
+                    None => {
+                        let bytes = std::fs::read(&info.path)
+                            .map_err(|e| format!("cannot read {}: {e}", info.path.display()))?;
+                        let h = crate::backup::sha256_hex(&bytes);
+                        app.sealed_sha256
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(name.clone(), h.clone());
+                        Some(h)
+                    }
+                }
+            } else {
+                None
+            };
+            out.push(crate::backup::describe(info, sha));
+        }
+        let total: u64 = infos.iter().map(|i| i.bytes).sum();
+        Ok(json!({"segments": out, "bytes": total}))
+    })
+    .await;
+    match listed {
+        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e.to_string()),
     }
 }
 

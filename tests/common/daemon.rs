@@ -81,7 +81,20 @@ impl Daemon {
 
     /// One HTTP/1.1 request; returns (status, content type, body).
     pub fn call(&self, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String, Value) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
+        call_at(&self.addr, method, path, ctype, body)
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (for threads that have no `Daemon`).
+pub fn call_at(
+    addr: &str,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: &[u8],
+) -> (u16, String, Value) {
+    {
+        let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         write!(
             s,
@@ -109,7 +122,9 @@ impl Daemon {
             serde_json::from_str(body).unwrap_or(Value::Null),
         )
     }
+}
 
+impl Daemon {
     /// GET returning the raw headers and the (de-chunked) body text.
     pub fn get_raw(&self, path: &str) -> (String, String) {
         let mut s = TcpStream::connect(&self.addr).unwrap();

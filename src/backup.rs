@@ -130,6 +130,9 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
         });
     }
     std::fs::create_dir_all(&dst_segments).map_err(io("create", &dst_segments))?;
+    // Digests first: one written while we copy segments then names only
+    // segments that are already sealed and in the listing below.
+    copy_digests(data_dir, dest)?;
     let files = segment_files(&src_segments)?;
     let mut report = Report::default();
     for (i, (id, path)) in files.iter().enumerate() {
@@ -223,6 +226,34 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
         what: e.to_string(),
     })?;
     Ok(report)
+}
+
+/// Copies `DATA_DIR/digests/` (signed daily digests, small, never changed
+/// once written) into `DEST/digests/`, skipping files already there.
+fn copy_digests(data_dir: &Path, dest: &Path) -> Result<(), BackupError> {
+    let src = data_dir.join(crate::digest::DIGESTS_DIR);
+    let Ok(entries) = std::fs::read_dir(&src) else {
+        return Ok(()); // digests are off for this log
+    };
+    let dst = dest.join(crate::digest::DIGESTS_DIR);
+    std::fs::create_dir_all(&dst).map_err(io("create", &dst))?;
+    for e in entries {
+        let e = e.map_err(io("list", &src))?;
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".tmp") {
+            continue;
+        }
+        let bytes = std::fs::read(e.path()).map_err(io("read", &e.path()))?;
+        let target = dst.join(&name);
+        if std::fs::read(&target).is_ok_and(|have| have == bytes) {
+            continue;
+        }
+        write_atomically(&target, &bytes, true)?;
+    }
+    crate::log::fsync_dir(&dst).map_err(|e| BackupError::Refused {
+        path: dst.clone(),
+        what: e.to_string(),
+    })
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

@@ -5,20 +5,28 @@
 //! - [`log`]: the segment log, the durable source of truth.
 //! - [`index`]: the sled and tantivy indexes and the indexer that follows the log.
 //! - [`metrics`]: latency histograms in the Prometheus text format.
+//! - [`retention`]: TTL per day partition, legal holds, dropping the oldest days.
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
+//! - [`config`]: the configuration file, `STELE_*` overrides and flags, validated.
 //! - [`server`]: `stele serve`, the HTTP/JSON API.
+//! - [`notify`]: systemd notifications (readiness, status, watchdog) for `stele serve`.
 //! - [`verify`]: offline verification of segment files.
 //! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
+//! - [`digest`]: signed daily digests (keys, the digester, their verification).
 //! - [`clock`]: the time seam.
 //! - [`testkit`]: deterministic realistic events for tests and benches.
 
 pub mod backup;
 pub mod clock;
+pub mod config;
+pub mod digest;
 pub mod event;
 pub mod index;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod query;
+pub mod retention;
 pub mod server;
 pub mod testkit;
 pub mod verify;

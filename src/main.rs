@@ -27,15 +27,26 @@ struct Cli {
 enum Command {
     /// Run the daemon: the HTTP/JSON API on 127.0.0.1:7070 by default, data in
     /// $STATE_DIRECTORY (under systemd) or ./data. No configuration needed.
+    /// Settings, lowest precedence first: embedded defaults, the --config
+    /// file, STELE_* variables, flags.
     Serve {
-        /// Address and port to listen on.
-        #[arg(long, default_value = stele::server::LISTEN_DEFAULT)]
-        listen: std::net::SocketAddr,
-        /// The data directory (default: $STATE_DIRECTORY, else ./data).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        /// The configuration file (TOML; see config/stele.toml). Default:
+        /// $STELE_CONFIG, else none (embedded defaults).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
         #[command(flatten)]
-        limits: stele::server::Limits,
+        flags: stele::config::Flags,
+    },
+    /// Check a configuration file (with the STELE_* variables set now)
+    /// without starting: prints "PATH: valid" and exits 0, or prints what is
+    /// wrong and exits 1; exit 2 when the file cannot be read.
+    CheckConfig {
+        /// The configuration file.
+        path: PathBuf,
+        /// Print the effective configuration (every key) as TOML on stdout;
+        /// "PATH: valid" then goes to stderr.
+        #[arg(long)]
+        print: bool,
     },
     /// Check segment files offline: every CRC, the hash chain, seq continuity,
     /// headers and footers. Exit 0 when intact, 1 when damaged, 2 when a path
@@ -47,6 +58,25 @@ enum Command {
         /// Print only problems.
         #[arg(long, short)]
         quiet: bool,
+        /// Check the signed daily digests with this Ed25519 public key (64 hex
+        /// digits, or a file holding them); repeat it for rotated keys. Without
+        /// it, digests are checked only structurally.
+        #[arg(long = "public-key", value_name = "HEX_OR_FILE")]
+        public_key: Vec<String>,
+    },
+    /// Make a key. `--signing`: the Ed25519 key that signs the daily digests
+    /// (`stele serve` reads it from $STELE_SIGNING_KEY_FILE,
+    /// $CREDENTIALS_DIRECTORY/signing.key or DATA_DIR/signing.key).
+    Keygen {
+        /// Make the digest signing key.
+        #[arg(long, required = true)]
+        signing: bool,
+        /// Where to write the private key (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the public key (hex) here, for auditors.
+        #[arg(long)]
+        public_out: Option<PathBuf>,
     },
     /// Append events read as NDJSON from stdin; prints one JSON line per
     /// durable batch with the ids and seqs it acknowledges.
@@ -121,12 +151,18 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve {
-            listen,
-            data_dir,
-            limits,
-        } => serve(listen, data_dir, limits),
-        Command::Verify { paths, quiet } => return verify(paths, quiet),
+        Command::Serve { config, flags } => serve(config.as_deref(), &flags),
+        Command::CheckConfig { path, print } => return check_config(&path, print),
+        Command::Verify {
+            paths,
+            quiet,
+            public_key,
+        } => return verify(paths, quiet, &public_key),
+        Command::Keygen {
+            signing: _,
+            out,
+            public_out,
+        } => keygen(&out, public_out.as_deref()),
         Command::Append {
             data_dir,
             batch,
@@ -157,13 +193,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn verify(paths: Vec<PathBuf>, quiet: bool) -> ExitCode {
+fn verify(paths: Vec<PathBuf>, quiet: bool, public_keys: &[String]) -> ExitCode {
     let paths = if paths.is_empty() {
         vec![PathBuf::from("data")]
     } else {
         paths
     };
-    let report = match stele::verify::verify_paths(&paths) {
+    let mut opts = stele::verify::Options::default();
+    for k in public_keys {
+        match stele::digest::parse_public_key(k) {
+            Ok(key) => opts.public_keys.push(key),
+            Err(e) => {
+                eprintln!("stele verify: --public-key: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let report = match stele::verify::verify_paths_with(&paths, &opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("stele verify: cannot read {}: {e}", display_paths(&paths));
@@ -187,6 +233,26 @@ fn verify(paths: Vec<PathBuf>, quiet: bool) -> ExitCode {
     for f in &report.findings {
         let _ = writeln!(out, "{}{f}", if f.fatal { "DAMAGED: " } else { "note: " });
     }
+    for c in report.digests.iter().filter(|_| !quiet) {
+        let _ = match c.days {
+            None => writeln!(
+                out,
+                "digests: none in {} (daily digests are off for this log)",
+                c.dir.display()
+            ),
+            Some((first, last)) => writeln!(
+                out,
+                "digests: {} signed days {first}..={last}, up to seq {}; {}",
+                c.digests,
+                c.last_seq.unwrap_or(0),
+                if c.keys_given {
+                    "signatures checked with the given public key"
+                } else {
+                    "signatures NOT checked against a trusted key (pass --public-key)"
+                }
+            ),
+        };
+    }
     let bad = report.findings.iter().filter(|f| f.fatal).count();
     if bad == 0 {
         let _ = writeln!(
@@ -200,6 +266,23 @@ fn verify(paths: Vec<PathBuf>, quiet: bool) -> ExitCode {
         let _ = writeln!(out, "damaged: {bad} problems found");
         ExitCode::from(1)
     }
+}
+
+fn keygen(out: &std::path::Path, public_out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let public = stele::digest::generate_signing_key(out, public_out)?;
+    let hex = stele::digest::public_key_hex(&public);
+    println!("wrote a new digest signing key to {}", out.display());
+    println!("public key: {hex}");
+    if let Some(p) = public_out {
+        println!("wrote the public key to {}", p.display());
+    }
+    println!(
+        "stele serve signs daily digests with the key in $STELE_SIGNING_KEY_FILE, \
+         $CREDENTIALS_DIRECTORY/signing.key (systemd LoadCredential=) or DATA_DIR/signing.key \
+         (restart it to take a new key). Keep the private key out of backups; give auditors \
+         the public key: stele verify --public-key {hex} BACKUP_DIR"
+    );
+    Ok(())
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -444,26 +527,71 @@ fn check_inner(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
-fn serve(
-    listen: std::net::SocketAddr,
-    data_dir: Option<PathBuf>,
-    limits: stele::server::Limits,
-) -> anyhow::Result<()> {
-    let data_dir = data_dir
-        .or_else(|| {
-            std::env::var_os("STATE_DIRECTORY")
-                .map(|v| PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or("data")))
-        })
-        .unwrap_or_else(|| PathBuf::from("data"));
+/// The process environment, as `Config::load` reads it.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyhow::Result<()> {
+    use stele::config::Config;
+    let path = stele::config::config_path(config, process_env);
+    let mut cfg = Config::load(path.as_deref(), process_env)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    cfg.apply_flags(flags);
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let overrides: Vec<String> = cfg
+        .env_overrides()
+        .iter()
+        .map(|(key, var)| format!("{key} from {var}"))
+        .collect();
+    match &path {
+        Some(p) => tracing::info!("Configuration: {}.", p.display()),
+        None => tracing::info!("Configuration: no file, embedded defaults."),
+    }
+    if !overrides.is_empty() {
+        tracing::info!("Environment overrides: {}.", overrides.join(", "));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stele-http")
         .build()?;
     rt.block_on(stele::server::serve(stele::server::ServeConfig {
-        listen,
-        data_dir,
-        limits,
+        listen: cfg.listen,
+        log: cfg.log_config(),
+        index: cfg.index_config(),
+        data_dir: cfg.data_dir,
+        limits: cfg.limits,
+        retention: cfg.retention,
     }))
+}
+
+fn check_config(path: &std::path::Path, print: bool) -> ExitCode {
+    let cfg = match stele::config::Config::load(Some(path), process_env) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("stele check-config: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    for (key, var) in cfg.env_overrides() {
+        eprintln!("note: {key} is set by the environment ({var})");
+    }
+    if !print {
+        println!("{}: valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    match cfg.to_toml() {
+        Ok(text) => {
+            eprintln!("{}: valid", path.display());
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stele check-config: cannot print the configuration: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn backup(data_dir: &std::path::Path, dest: &std::path::Path, skip_verify: bool) -> ExitCode {
@@ -501,7 +629,11 @@ fn backup(data_dir: &std::path::Path, dest: &std::path::Path, skip_verify: bool)
         }
         Ok(r) => {
             for f in r.findings.iter().filter(|f| f.fatal) {
-                eprintln!("stele backup: the copy does not verify: {}: {}", f.path.display(), f.what);
+                eprintln!(
+                    "stele backup: the copy does not verify: {}: {}",
+                    f.path.display(),
+                    f.what
+                );
             }
             ExitCode::from(1)
         }

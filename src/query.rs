@@ -56,6 +56,14 @@ pub enum QueryError {
     /// An index failed.
     #[error("index failure: {0}")]
     Index(String),
+    /// The query points into events retention dropped.
+    #[error("{what} points before seq {first_seq}, the oldest event kept: retention dropped the events it needs")]
+    Gone {
+        /// What points there (a cursor, a stream position).
+        what: String,
+        /// The oldest seq still in the log.
+        first_seq: u64,
+    },
     /// Reading the log failed (damaged data is reported, never skipped).
     #[error(transparent)]
     Log(#[from] crate::log::Error),
@@ -469,6 +477,21 @@ impl Engine {
             Some(c) => Some(self.decode_cursor(c, fp)?),
             None => None,
         };
+        if let Some(a) = after {
+            // A cursor continues right after `a`: the next seq it needs
+            // (a - 1 newest-first, a + 1 oldest-first) must still exist.
+            let first = self.log.first_seq();
+            let needs = match query.order {
+                crate::index::text::Order::Desc => a.saturating_sub(1),
+                crate::index::text::Order::Asc => a + 1,
+            };
+            if needs < first && !(query.order == crate::index::text::Order::Desc && a <= 1) {
+                return Err(QueryError::Gone {
+                    what: "the cursor".into(),
+                    first_seq: first,
+                });
+            }
+        }
         let seqs = self
             .indexes
             .text

@@ -75,6 +75,10 @@ pub struct Limits {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = Limits::DEFAULT.shutdown_grace_secs)]
     pub shutdown_grace_secs: u64,
+    /// Bytes that must stay free on the data directory's filesystem: below
+    /// it ingest answers 507 (reads keep working) until space is back.
+    #[arg(long, default_value_t = Limits::DEFAULT.disk_reserve_bytes)]
+    pub disk_reserve_bytes: u64,
 }
 
 impl Limits {
@@ -89,6 +93,7 @@ impl Limits {
         connections_max: 4096,
         streams_max: 1024,
         shutdown_grace_secs: 5,
+        disk_reserve_bytes: 256 * 1024 * 1024,
     };
 
     /// Checks every limit is usable; the error names the limit.
@@ -139,6 +144,12 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Request limits.
     pub limits: Limits,
+    /// TTLs and legal holds.
+    pub retention: crate::retention::RetentionConfig,
+    /// The segment log's settings (`[log]` of the configuration).
+    pub log: LogConfig,
+    /// The indexes' settings (`[index]` of the configuration).
+    pub index: IndexConfig,
 }
 
 struct App {
@@ -149,6 +160,8 @@ struct App {
     /// before the indexer catches up, and two concurrent posts of one id
     /// safe.
     recent: std::sync::Mutex<HashMap<String, Recent>>,
+    /// `recent`'s size that triggers the next prune.
+    recent_prune_at: AtomicU64,
     /// Requests and their total duration (µs), by route and status.
     requests: std::sync::Mutex<RequestCounts>,
     /// Request latency by route (head to response head).
@@ -165,15 +178,38 @@ struct App {
     connections: Arc<tokio::sync::Semaphore>,
     /// SHA-256 of sealed segments (they never change), by file name.
     sealed_sha256: std::sync::Mutex<HashMap<String, String>>,
+    data_dir: PathBuf,
+    retention: crate::retention::RetentionConfig,
+    /// Legal holds set over HTTP (persisted in DATA_DIR/holds.json).
+    /// Retention runs only from its one task, so runs never overlap.
+    holds: std::sync::Mutex<Vec<crate::retention::Hold>>,
+    /// Tenants present in sealed segments (they never change), by file name.
+    segment_tenants: std::sync::Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    retention_dropped_days: AtomicU64,
+    retention_dropped_events: AtomicU64,
 }
 
 /// (route, status) → (requests, total µs).
 type RequestCounts = HashMap<(&'static str, u16), (u64, u64)>;
 
 /// Every route name used in metrics (see [`route_name`]).
-const ROUTES: [&str; 14] = [
-    "ingest", "list", "get", "search", "stats", "export", "stream", "history", "timeline",
-    "segments", "healthz", "readyz", "metrics", "other",
+const ROUTES: [&str; 16] = [
+    "ingest",
+    "list",
+    "get",
+    "search",
+    "stats",
+    "export",
+    "stream",
+    "history",
+    "timeline",
+    "segments",
+    "retention",
+    "holds",
+    "healthz",
+    "readyz",
+    "metrics",
+    "other",
 ];
 
 /// Decrements a gauge when dropped.
@@ -229,9 +265,15 @@ impl App {
     /// and the log) and reserves the new ones, all under one lock.
     fn reserve(&self, events: &[Event], client_id: &[bool]) -> Result<Idempotency, QueryError> {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() >= RECENT_PRUNE_AT {
+        // Prune when the map doubled since the last prune (at least
+        // RECENT_PRUNE_AT), so a lagging indexer never makes every request
+        // walk the whole map.
+        let prune_at = self.recent_prune_at.load(Ordering::Relaxed) as usize;
+        if recent.len() >= prune_at.max(RECENT_PRUNE_AT) {
             let indexed = self.engine.indexes().indexed_seq();
             recent.retain(|_, r| r.seq.is_none_or(|s| s > indexed));
+            self.recent_prune_at
+                .store(recent.len() as u64 * 2, Ordering::Relaxed);
         }
         let mut known = Vec::new();
         let mut fresh = Vec::new();
@@ -297,10 +339,17 @@ impl App {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match first_seq {
             Some(first) => {
+                // Every id, generated ones too (digest unknown: a later post
+                // of a generated id is a conflict, never a replay), so a
+                // get by id right after the 201 finds it.
                 for (i, ev) in events.iter().enumerate() {
-                    if let Some(r) = recent.get_mut(&ev.id) {
-                        r.seq = Some(first + i as u64);
-                    }
+                    recent
+                        .entry(ev.id.clone())
+                        .or_insert(Recent {
+                            seq: None,
+                            digest: [0; 32],
+                        })
+                        .seq = Some(first + i as u64);
                 }
             }
             None => {
@@ -370,6 +419,13 @@ fn query_problem(e: QueryError) -> Resp {
             e.to_string(),
             json!({ "field": "q" }),
         ),
+        QueryError::Gone { first_seq, .. } => problem(
+            StatusCode::GONE,
+            "gone",
+            "Dropped by retention",
+            e.to_string(),
+            json!({ "first_seq": first_seq }),
+        ),
         QueryError::Index(_) | QueryError::Log(_) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage-failure",
@@ -391,34 +447,56 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     watch_signals(stop_tx)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let data_dir = cfg.data_dir.clone();
+    let (log_config, index_config) = (cfg.log.clone(), cfg.index.clone());
     let clock2 = clock.clone();
+    // systemd: STATUS= during recovery and catch-up, and more start time
+    // while the indexes advance (a long rebuild must not hit
+    // TimeoutStartSec=). A weak handle: shutdown waits for the last strong one.
+    let opened: Arc<std::sync::OnceLock<(std::sync::Weak<Indexes>, u64)>> = Arc::default();
+    let opened2 = opened.clone();
+    let startup = crate::notify::Startup::begin(move || {
+        let (indexes, target) = opened2.get()?;
+        Some((indexes.upgrade()?.indexed_seq(), *target))
+    });
     let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
         std::fs::create_dir_all(&data_dir)?;
         let log = Arc::new(
-            Log::open(&data_dir, LogConfig::default(), clock2.clone()).map_err(|e| {
+            Log::open(&data_dir, log_config, clock2.clone()).map_err(|e| {
                 anyhow::anyhow!("cannot open the log in {}: {e}", data_dir.display())
             })?,
         );
-        let indexes = Arc::new(Indexes::open(
-            &data_dir,
-            log.clone(),
-            IndexConfig::default(),
-        )?);
+        let indexes = Arc::new(Indexes::open(&data_dir, log.clone(), index_config)?);
+        let _ = opened.set((Arc::downgrade(&indexes), log.last_seq()));
         catch_up(&log, &indexes)?;
         let key = crate::query::cursor_key(&data_dir)?;
         Ok(Engine::new(log, indexes, clock2, key))
     })
     .await??;
+    drop(startup);
     if *stop_rx.borrow() {
+        crate::notify::stopping("Stopping: a signal arrived during recovery.");
         tracing::info!("Stopped before serving: a signal arrived during recovery.");
         return Ok(());
     }
+    // Signed daily digests: a thread reading sealed segments only.
+    let digester = crate::digest::Digester::start(
+        cfg.data_dir.clone(),
+        engine.log().clone(),
+        clock.clone(),
+        crate::digest::load_signing_key(&cfg.data_dir)?,
+        crate::digest::PERIOD_DEFAULT,
+    );
     let limits = cfg.limits.clone();
+    cfg.retention
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid retention setting: {e}"))?;
+    let holds = crate::retention::load_holds(&cfg.data_dir)?;
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
     let app = Arc::new(App {
         engine,
         clock,
         recent: std::sync::Mutex::new(HashMap::new()),
+        recent_prune_at: AtomicU64::new(0),
         requests: std::sync::Mutex::new(HashMap::new()),
         latency: ROUTES.iter().map(|r| (*r, Histogram::default())).collect(),
         append_seconds: Histogram::default(),
@@ -429,7 +507,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         exports_open: AtomicU64::new(0),
         connections: connections.clone(),
         sealed_sha256: std::sync::Mutex::new(HashMap::new()),
+        data_dir: cfg.data_dir.clone(),
+        retention: cfg.retention.clone(),
+        holds: std::sync::Mutex::new(holds),
+        segment_tenants: std::sync::Mutex::new(HashMap::new()),
+        retention_dropped_days: AtomicU64::new(0),
+        retention_dropped_events: AtomicU64::new(0),
     });
+    spawn_retention(app.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
@@ -438,6 +523,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         "Listening on {addr} with data in {}.",
         cfg.data_dir.display()
     );
+    // systemd: ready only now (recovered, caught up, bound); the watchdog is
+    // pinged from this loop (see crate::notify).
+    let serving = format!("Serving on {addr} with data in {}.", cfg.data_dir.display());
+    let mut watchdog = crate::notify::Watchdog::new(serving.clone());
+    crate::notify::ready(&serving);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
@@ -447,6 +537,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     loop {
         let permit = tokio::select! {
             p = connections.clone().acquire_owned() => p?,
+            _ = watchdog.tick() => {
+                watchdog.beat(app.engine.log(), app.engine.indexes());
+                continue;
+            }
             _ = stop.changed() => break,
         };
         tokio::select! {
@@ -476,11 +570,19 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                     let _ = conn.await;
                 });
             }
+            _ = watchdog.tick() => {
+                watchdog.beat(app.engine.log(), app.engine.indexes());
+            }
             _ = stop.changed() => break,
         }
     }
     drop(listener);
     let grace = Duration::from_secs(limits.shutdown_grace_secs);
+    crate::notify::stopping(&format!(
+        "Stopping: in-flight requests have {} s to finish, then the indexes are \
+         checkpointed and the log closed.",
+        grace.as_secs()
+    ));
     tracing::info!(
         "Shutting down: no new connections; in-flight requests have {} s to finish.",
         grace.as_secs()
@@ -491,6 +593,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     {
         tracing::warn!("Some requests did not finish within the grace period; closing them.");
     }
+    tokio::task::spawn_blocking(move || digester.stop()).await?; // it holds a log handle
     let log = app.engine.log().clone();
     let indexes = app.engine.indexes().clone();
     drop(app);
@@ -667,6 +770,8 @@ fn route_name(method: &Method, path: &str) -> &'static str {
         (_, ["v1", "export"]) => "export",
         (_, ["v1", "stream"]) => "stream",
         (_, ["v1", "segments"]) => "segments",
+        (_, ["v1", "retention"]) => "retention",
+        (_, ["v1", "holds"]) | (_, ["v1", "holds", _]) => "holds",
         (_, ["v1", "entities", _, _, "history"]) => "history",
         (_, ["v1", "users", _, "events"]) => "timeline",
         (_, ["healthz"]) => "healthz",
@@ -795,6 +900,54 @@ fn metrics(app: &App) -> Resp {
         "HTTP connections open.",
         (app.limits.connections_max - app.connections.available_permits()).to_string(),
     );
+    metric(
+        "stele_log_first_seq",
+        "gauge",
+        "Seq of the oldest event kept (retention drops before it).",
+        log.first_seq().to_string(),
+    );
+    metric(
+        "stele_retention_dropped_days_total",
+        "counter",
+        "Day partitions dropped by retention since start.",
+        app.retention_dropped_days.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_retention_dropped_events_total",
+        "counter",
+        "Events dropped by retention since start.",
+        app.retention_dropped_events.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_legal_holds",
+        "gauge",
+        "Legal holds in force (configuration and HTTP).",
+        all_holds(app).len().to_string(),
+    );
+    if let Some(free) = disk_free_bytes(&app.data_dir) {
+        metric(
+            "stele_disk_free_bytes",
+            "gauge",
+            "Bytes available to Stele on the data directory's filesystem.",
+            free.to_string(),
+        );
+    }
+    let segs = log.segments();
+    let (sealed, active): (Vec<_>, Vec<_>) = segs.iter().partition(|s| s.sealed);
+    let _ = writeln!(
+        out,
+        "# HELP stele_segments Segment files by state.\n# TYPE stele_segments gauge\n\
+         stele_segments{{state=\"sealed\"}} {}\nstele_segments{{state=\"active\"}} {}",
+        sealed.len(),
+        active.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_segment_bytes Durable segment bytes by state.\n# TYPE stele_segment_bytes gauge\n\
+         stele_segment_bytes{{state=\"sealed\"}} {}\nstele_segment_bytes{{state=\"active\"}} {}",
+        sealed.iter().map(|s| s.bytes).sum::<u64>(),
+        active.iter().map(|s| s.bytes).sum::<u64>()
+    );
     family(
         &mut out,
         "stele_fsync_seconds",
@@ -869,6 +1022,16 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
         (&Method::GET, ["v1", "export"]) => export(app, req).await,
         (&Method::GET, ["v1", "stream"]) => stream(app, req),
         (&Method::GET, ["v1", "segments"]) => list_segments(app, &req).await,
+        (&Method::GET, ["v1", "retention"]) => retention_plan(app).await,
+        (&Method::GET, ["v1", "holds"]) => {
+            let holds = all_holds(&app);
+            json_response(StatusCode::OK, &json!({ "holds": holds }))
+        }
+        (&Method::POST, ["v1", "holds"]) => add_hold(app, req).await,
+        (&Method::DELETE, ["v1", "holds", name]) => {
+            let name = percent_decode(name, false);
+            remove_hold(app, name).await
+        }
         (&Method::GET, ["v1", "entities", ty, id, "history"]) => {
             let (ty, id) = (percent_decode(ty, false), percent_decode(id, false));
             keyed(app, &req, move |app, limit, cursor| {
@@ -894,7 +1057,23 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
             let id = percent_decode(id, false);
             let app2 = app.clone();
             let id2 = id.clone();
-            let found = tokio::task::spawn_blocking(move || app2.engine.get_by_id(&id2)).await;
+            let found = tokio::task::spawn_blocking(move || {
+                // Read your writes: an event acknowledged moments ago may not
+                // be in the key index yet, but it is in `recent`.
+                let recent = app2
+                    .recent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id2)
+                    .and_then(|r| r.seq);
+                if let Some(seq) = recent {
+                    if let Some(ev) = app2.engine.log().get(seq)? {
+                        return Ok(Some(ev));
+                    }
+                }
+                app2.engine.get_by_id(&id2)
+            })
+            .await;
             match found {
                 Ok(Ok(Some(ev))) => json_response(StatusCode::OK, &json!(ev)),
                 Ok(Ok(None)) => problem(
@@ -909,14 +1088,19 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
             }
         }
         (_, ["healthz" | "readyz" | "metrics"])
-        | (_, ["v1", "events" | "search" | "stats" | "export" | "stream" | "segments"])
+        | (
+            _,
+            ["v1", "events" | "search" | "stats" | "export" | "stream" | "segments" | "retention"
+            | "holds"],
+        )
+        | (_, ["v1", "holds", _])
         | (_, ["v1", "events", _])
         | (_, ["v1", "entities", _, _, "history"])
         | (_, ["v1", "users", _, "events"]) => {
-            let allow = if segments.as_slice() == ["v1", "events"] {
-                "GET, POST"
-            } else {
-                "GET"
+            let allow = match segments.as_slice() {
+                ["v1", "events"] | ["v1", "holds"] => "GET, POST",
+                ["v1", "holds", _] => "DELETE",
+                _ => "GET",
             };
             let mut r = problem(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -1203,6 +1387,24 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
         Ok((_, Err(e))) => return query_problem(e),
         Err(e) => return internal(e.to_string()),
     };
+    if let Some(free) = disk_free_bytes(&app.data_dir) {
+        let reserve = app.limits.disk_reserve_bytes;
+        let need = reserve.saturating_add(body.len() as u64 * 2);
+        if free < need {
+            app.settle(&reserved, &events, None);
+            return problem(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk-full",
+                "Disk full",
+                format!(
+                    "the data directory's filesystem has {free} bytes free, and {reserve} \
+                     (disk_reserve_bytes) must stay free; nothing was stored: retry once space \
+                     is freed"
+                ),
+                json!({ "reserve": reserve, "free": free }),
+            );
+        }
+    }
     let log = app.engine.log().clone();
     let started = std::time::Instant::now();
     let appended = log.append_async(&events).await;
@@ -1249,6 +1451,227 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
             e.to_string(),
             json!({}),
         ),
+    }
+}
+
+/// Bytes available to unprivileged writers on `dir`'s filesystem.
+fn disk_free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Runs retention at start and every `interval_secs`.
+fn spawn_retention(app: Arc<App>) {
+    let mut stopping = app.stopping.clone();
+    tokio::spawn(async move {
+        loop {
+            let app2 = app.clone();
+            match tokio::task::spawn_blocking(move || run_retention(&app2)).await {
+                Ok(Err(e)) => tracing::error!("Retention failed: {e}."),
+                Err(e) => tracing::error!("Retention failed: {e}."),
+                Ok(Ok(_)) => {}
+            }
+            let wait = Duration::from_secs(app.retention.interval_secs);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    });
+}
+
+/// Every hold: the configuration's, then those set over HTTP.
+fn all_holds(app: &App) -> Vec<crate::retention::Hold> {
+    let api = app.holds.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    app.retention.holds.iter().cloned().chain(api).collect()
+}
+
+fn today(app: &App) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp_micros(app.clock.now_micros())
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// The retention plan for now (nothing is dropped).
+fn plan_retention(app: &App) -> Result<Vec<crate::retention::DayPlan>, String> {
+    let segs: Vec<crate::retention::Seg> = app
+        .engine
+        .log()
+        .segments()
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let holds = all_holds(app);
+    let mut plan = crate::retention::plan(&segs, today(app), &app.retention, &holds, |s| {
+        let name = s.id.file_name();
+        if let Some(t) = app
+            .segment_tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+        {
+            return Ok(t.clone());
+        }
+        let t = crate::retention::tenants_in(&s.path)?;
+        app.segment_tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, t.clone());
+        Ok(t)
+    })?;
+    crate::retention::keep_unsigned(&mut plan, crate::digest::digested_through(&app.data_dir));
+    Ok(plan)
+}
+
+/// One retention run: plan, drop the expired prefix, record it.
+fn run_retention(app: &App) -> Result<Vec<crate::retention::DayPlan>, String> {
+    if !app.retention.enabled() {
+        return Ok(Vec::new());
+    }
+    let plan = plan_retention(app)?;
+    let now = event::format_micros(app.clock.now_micros());
+    let done = crate::retention::apply(
+        &app.data_dir,
+        app.engine.log(),
+        app.engine.indexes(),
+        &plan,
+        &now,
+    )?;
+    app.retention_dropped_days
+        .fetch_add(done.len() as u64, Ordering::Relaxed);
+    app.retention_dropped_events
+        .fetch_add(done.iter().map(|d| d.events).sum(), Ordering::Relaxed);
+    Ok(done)
+}
+
+/// `GET /v1/retention`: what retention would drop now, and why.
+async fn retention_plan(app: Arc<App>) -> Resp {
+    let app2 = app.clone();
+    match tokio::task::spawn_blocking(move || plan_retention(&app2)).await {
+        Ok(Ok(days)) => json_response(
+            StatusCode::OK,
+            &json!({
+                "today": today(&app).to_string(),
+                "first_seq": app.engine.log().first_seq(),
+                "config": app.retention,
+                "holds": all_holds(&app),
+                "days": days,
+            }),
+        ),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+/// `POST /v1/holds`: a new legal hold (JSON), persisted before the 201.
+async fn add_hold(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("a hold is at most 65536 bytes: {e}"),
+                json!({ "limit": 65536 }),
+            )
+        }
+    };
+    let hold: crate::retention::Hold = match serde_json::from_slice(&body) {
+        Ok(h) => h,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-hold",
+                "Invalid legal hold",
+                format!(
+                    "a hold is {{\"name\", \"tenant\"?, \"from\"?, \"until\"?, \"reason\"?}}: {e}"
+                ),
+                json!({}),
+            )
+        }
+    };
+    if let Err(e) = hold.validate() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-hold",
+            "Invalid legal hold",
+            e,
+            json!({}),
+        );
+    }
+    let app2 = app.clone();
+    let saved = tokio::task::spawn_blocking(move || {
+        if all_holds(&app2).iter().any(|h| h.name == hold.name) {
+            return Ok(None);
+        }
+        let mut holds = app2.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = holds.clone();
+        next.push(hold.clone());
+        crate::retention::save_holds(&app2.data_dir, &next)?;
+        *holds = next;
+        tracing::info!("Legal hold {:?} set: {:?}.", hold.name, hold);
+        Ok::<_, std::io::Error>(Some(hold))
+    })
+    .await;
+    match saved {
+        Ok(Ok(Some(h))) => json_response(StatusCode::CREATED, &json!(h)),
+        Ok(Ok(None)) => problem(
+            StatusCode::CONFLICT,
+            "hold-exists",
+            "Legal hold exists",
+            "a hold with this name exists; remove it first to change it".into(),
+            json!({ "field": "name" }),
+        ),
+        Ok(Err(e)) => internal(format!("cannot save the hold: {e}")),
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+/// `DELETE /v1/holds/{name}`: lifts a hold set over HTTP.
+async fn remove_hold(app: Arc<App>, name: String) -> Resp {
+    if app.retention.holds.iter().any(|h| h.name == name) {
+        return problem(
+            StatusCode::CONFLICT,
+            "hold-in-config",
+            "Legal hold set in the configuration",
+            format!("hold {name:?} comes from the configuration file: remove it there"),
+            json!({}),
+        );
+    }
+    let app2 = app.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        let mut holds = app2.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let next: Vec<_> = holds.iter().filter(|h| h.name != name).cloned().collect();
+        if next.len() == holds.len() {
+            return Ok(false);
+        }
+        crate::retention::save_holds(&app2.data_dir, &next)?;
+        *holds = next;
+        tracing::info!("Legal hold {name:?} lifted.");
+        Ok::<_, std::io::Error>(true)
+    })
+    .await;
+    match removed {
+        Ok(Ok(true)) => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(full(Bytes::new()))
+            .expect("valid response"),
+        Ok(Ok(false)) => problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such hold",
+            "no hold set over HTTP has this name".into(),
+            json!({}),
+        ),
+        Ok(Err(e)) => internal(format!("cannot save the holds: {e}")),
+        Err(e) => internal(e.to_string()),
     }
 }
 
@@ -1698,6 +2121,12 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
         }
     }
     let log = app.engine.log().clone();
+    if let Some(f) = from.filter(|&f| f < log.first_seq() && f > 1) {
+        return query_problem(QueryError::Gone {
+            what: format!("the stream position (seq {f})"),
+            first_seq: log.first_seq(),
+        });
+    }
     let next = from
         .unwrap_or_else(|| log.last_seq() + 1)
         .max(log.first_seq());

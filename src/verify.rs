@@ -10,6 +10,10 @@
 //! Directories are checked as one log (a missing middle segment breaks the
 //! seq range and the chain, and is reported). Files named one by one are each
 //! checked alone, since they need not be neighbours.
+//!
+//! A data directory's signed daily digests (`DATA_DIR/digests/`) are checked
+//! too, by [`crate::digest::verify_chain`]: with the auditor's public keys
+//! when given ([`Options`]), else only structurally.
 
 use crate::log::format::{hash_hex, Header, SegmentId};
 use crate::log::segment::{scan, Depth, ProblemKind};
@@ -59,6 +63,11 @@ pub struct SegmentSummary {
     pub sealed: bool,
     /// Chain hash of its last good record.
     pub last_hash: String,
+    /// Size of the file.
+    pub bytes: u64,
+    /// SHA-256 of the whole file, when sealed and its data directory has
+    /// digests.
+    pub sha256: Option<String>,
 }
 
 /// The outcome of a verification.
@@ -68,6 +77,16 @@ pub struct Report {
     pub segments: Vec<SegmentSummary>,
     /// Problems and notes.
     pub findings: Vec<Finding>,
+    /// The digest chain of each data directory checked.
+    pub digests: Vec<crate::digest::ChainSummary>,
+}
+
+/// What to check beyond the segments.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Public keys the digests must be signed with (`--public-key`); empty:
+    /// signatures are checked only against the keys the digests name.
+    pub public_keys: Vec<crate::digest::VerifyingKey>,
 }
 
 impl Report {
@@ -97,18 +116,37 @@ impl Report {
 /// (missing, unreadable) are returned as `Err`; everything about content is
 /// in the report.
 pub fn verify_paths(paths: &[PathBuf]) -> std::io::Result<Report> {
+    verify_paths_with(paths, &Options::default())
+}
+
+/// [`verify_paths`], with the digests of data directories checked against
+/// `opts.public_keys`.
+pub fn verify_paths_with(paths: &[PathBuf], opts: &Options) -> std::io::Result<Report> {
     let mut report = Report::default();
     for p in paths {
         let meta = std::fs::metadata(p)?;
+        if meta.is_dir() && p.join("segments").is_dir() {
+            let from = report.segments.len();
+            let hash = p.join(crate::digest::DIGESTS_DIR).is_dir();
+            verify_segments_dir(&p.join("segments"), hash, &mut report)?;
+            let segments = report.segments[from..].to_vec();
+            crate::digest::verify_chain(p, &segments, &opts.public_keys, &mut report);
+            continue;
+        }
+        if !opts.public_keys.is_empty() {
+            report.problem(
+                p,
+                None,
+                None,
+                "a public key was given, but digests are checked only for data directories \
+                 (holding segments/ and digests/)"
+                    .into(),
+            );
+        }
         if meta.is_dir() {
-            let seg_dir = if p.join("segments").is_dir() {
-                p.join("segments")
-            } else {
-                p.clone()
-            };
-            verify_dir(&seg_dir, &mut report)?;
+            verify_dir(p, &mut report)?;
         } else {
-            verify_file(p, None, true, &mut report)?;
+            verify_file(p, None, true, false, &mut report)?;
         }
     }
     Ok(report)
@@ -116,6 +154,11 @@ pub fn verify_paths(paths: &[PathBuf]) -> std::io::Result<Report> {
 
 /// Verifies a segments directory as one log.
 pub fn verify_dir(dir: &Path, report: &mut Report) -> std::io::Result<()> {
+    verify_segments_dir(dir, false, report)
+}
+
+/// [`verify_dir`], also hashing each file (SHA-256) when `hash`.
+fn verify_segments_dir(dir: &Path, hash: bool, report: &mut Report) -> std::io::Result<()> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -144,7 +187,7 @@ pub fn verify_dir(dir: &Path, report: &mut Report) -> std::io::Result<()> {
     let n = files.len();
     for (i, (_, path)) in files.iter().enumerate() {
         let last = i + 1 == n;
-        prev = verify_file(path, prev, last, report)?;
+        prev = verify_file(path, prev, last, hash, report)?;
         if !last
             && report
                 .segments
@@ -168,6 +211,7 @@ fn verify_file(
     path: &Path,
     prev: Option<(u64, [u8; 32])>,
     last: bool,
+    hash: bool,
     report: &mut Report,
 ) -> std::io::Result<Option<(u64, [u8; 32])>> {
     let bytes = std::fs::read(path)?;
@@ -247,6 +291,8 @@ fn verify_file(
         count: s.count,
         sealed: s.footer.is_some(),
         last_hash: hash_hex(&s.last_hash),
+        bytes: bytes.len() as u64,
+        sha256: (hash && s.footer.is_some()).then(|| crate::backup::sha256_hex(&bytes)),
     });
     Ok(Some((header.first_seq + s.count, s.last_hash)))
 }

@@ -737,3 +737,52 @@ fn export_by_log_scan_and_by_index_agree_on_every_filter() {
     }
     assert!(broad >= 5, "only {broad} filters exercised the log scan");
 }
+
+fn free_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and out-pointer.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// A filesystem nearly full (free space below the configured reserve):
+/// ingest answers 507 and stores nothing, reads keep working, and ingest
+/// resumes on its own once space is freed.
+#[test]
+fn below_the_disk_reserve_ingest_is_507_reads_work_and_it_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Take 256 MiB, then reserve 128 MiB more than what is left: full.
+    let filler = tmp.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0xA5u8; 1 << 20];
+        for _ in 0..256 {
+            f.write_all(&block).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let reserve = free_bytes(&data) + (128 << 20);
+    let d = Daemon::start_with(&data, &["--disk-reserve-bytes", &reserve.to_string()]);
+    let (st, ct, p) = d.post(&json!({"id": "while-full", "action": "a", "actor": "b"}));
+    assert_eq!((st, ct.as_str()), (507, "application/problem+json"), "{p}");
+    assert_eq!(problem_type(&p), "disk-full");
+    assert_eq!(p["reserve"], reserve);
+    assert!(
+        p["detail"].as_str().unwrap().contains("nothing was stored"),
+        "{p}"
+    );
+    assert_eq!(d.get("/v1/events/while-full").0, 404);
+    assert_eq!(d.get("/v1/events").0, 200);
+    assert_eq!(d.get("/healthz").0, 200);
+    let (_, m) = d.get_raw("/metrics");
+    assert!(m.contains("stele_disk_free_bytes "), "{m}");
+    // Space comes back: the same request (same id) now succeeds.
+    std::fs::remove_file(&filler).unwrap();
+    let (st, _, r) = d.post(&json!({"id": "while-full", "action": "a", "actor": "b"}));
+    assert_eq!(st, 201, "{r}");
+    assert_eq!(d.get("/v1/events/while-full").2["seq"], 1);
+}

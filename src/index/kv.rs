@@ -767,12 +767,75 @@ impl KvIndex {
         Ok(())
     }
 
+    /// One step of removing the keys of seqs below `below` (retention
+    /// dropped them from the log): scans the ids from `resume` on, removes at
+    /// most `max` of them in one batch, and returns whether the scan reached
+    /// the end — then also the seq-keyed trees and the segment entries that
+    /// start below `below`. Steps keep the indexer responsive: readers never
+    /// need these keys gone (a dropped seq is absent from the log).
+    pub fn remove_below_step(
+        &self,
+        below: u64,
+        resume: &mut Option<Vec<u8>>,
+        max: usize,
+    ) -> Result<bool, KvError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        let iter = match resume.take() {
+            Some(k) => self
+                .ids
+                .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
+            None => self.ids.iter(),
+        };
+        let mut last = None;
+        for entry in iter {
+            let (k, v) = entry?;
+            if be_u64(&v, "ids value")? < below {
+                batch.remove(k.clone());
+                n += 1;
+            }
+            last = Some(k);
+            if n >= max {
+                break;
+            }
+        }
+        self.ids.apply_batch(batch)?;
+        if n >= max {
+            *resume = last.map(|k| k.to_vec());
+            return Ok(false);
+        }
+        let mut seq_keyed = vec![("time", &self.time)];
+        seq_keyed.extend(FAMILY_TREES.into_iter().zip(self.family_trees()));
+        for (name, tree) in seq_keyed {
+            let mut stale = Vec::new();
+            for entry in tree.iter() {
+                let (k, _) = entry?;
+                if trailing_seq(&k, name)? < below {
+                    stale.push((k.to_vec(), None));
+                }
+            }
+            Self::write(tree, stale)?;
+        }
+        let stale: Vec<_> = self
+            .segments
+            .range(..below.to_be_bytes())
+            .map(|e| e.map(|(k, _)| (k.to_vec(), None)))
+            .collect::<Result<_, _>>()?;
+        Self::write(&self.segments, stale)?;
+        Ok(true)
+    }
+
     /// Removes every key with a seq `>= from`, scanning every tree.
     fn remove_by_scan(&self, from: u64) -> Result<(), KvError> {
+        self.remove_matching(|seq| seq >= from)
+    }
+
+    /// Removes every key whose seq matches, scanning every tree.
+    fn remove_matching(&self, doomed: impl Fn(u64) -> bool) -> Result<(), KvError> {
         let mut ids = Vec::new();
         for entry in self.ids.iter() {
             let (k, v) = entry?;
-            if be_u64(&v, "ids value")? >= from {
+            if doomed(be_u64(&v, "ids value")?) {
                 ids.push((k.to_vec(), None));
             }
         }
@@ -783,7 +846,7 @@ impl KvIndex {
             let mut stale = Vec::new();
             for entry in tree.iter() {
                 let (k, _) = entry?;
-                if trailing_seq(&k, name)? >= from {
+                if doomed(trailing_seq(&k, name)?) {
                     stale.push((k.to_vec(), None));
                 }
             }

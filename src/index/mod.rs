@@ -97,6 +97,12 @@ struct Progress {
     cv: Condvar,
     stop: AtomicBool,
     failed: Mutex<Option<String>>,
+    /// Retention asks: remove every entry of seqs below this.
+    drop_below: AtomicU64,
+    /// Seqs below this are removed from both committed indexes.
+    dropped_below: AtomicU64,
+    /// Key-index entries of dropped seqs are still being removed.
+    kv_cleaning: AtomicBool,
 }
 
 /// Both indexes and the thread that keeps them up with the log.
@@ -223,6 +229,12 @@ impl Indexes {
         }
         let progress = Arc::new(Progress::default());
         progress.committed.store(start, Ordering::Release);
+        // Entries of seqs retention removed from the log (a crash may have
+        // come between the files' removal and the indexes' commit) go first.
+        progress
+            .drop_below
+            .store(log.first_seq(), Ordering::Release);
+        progress.dropped_below.store(1, Ordering::Release);
         let writer = text.writer()?;
         let mut indexer = Indexer {
             log,
@@ -232,7 +244,9 @@ impl Indexes {
             text_seq,
             progress: progress.clone(),
             cfg,
-            segments_recorded: 0,
+            last_recorded_segment: None,
+            dropped_below: 1,
+            kv_cleanup: None,
         };
         let thread = std::thread::Builder::new()
             .name("stele-indexer".into())
@@ -297,6 +311,38 @@ impl Indexes {
         }
     }
 
+    /// Asks the indexer to remove every entry of seqs below `below` (the log
+    /// dropped them); [`Indexes::dropped_below`] says when it is committed.
+    pub fn drop_below(&self, below: u64) {
+        self.progress.drop_below.fetch_max(below, Ordering::AcqRel);
+        let _g = self.progress.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.progress.cv.notify_all();
+    }
+
+    /// Seqs below this are gone from both committed indexes.
+    pub fn dropped_below(&self) -> u64 {
+        self.progress.dropped_below.load(Ordering::Acquire)
+    }
+
+    /// Whether the key index is still removing entries of dropped seqs
+    /// (answers already exclude them).
+    pub fn cleanup_pending(&self) -> bool {
+        self.progress.kv_cleaning.load(Ordering::Acquire)
+            || self.progress.drop_below.load(Ordering::Acquire) > self.dropped_below()
+    }
+
+    /// Waits until the indexes committed the removal of seqs below `below`.
+    pub fn wait_dropped(&self, below: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.dropped_below() < below {
+            if Instant::now() >= deadline || self.failure().is_some() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Stops the indexer after a final checkpoint.
     pub fn close(mut self) {
         self.shutdown();
@@ -327,9 +373,17 @@ struct Indexer {
     text_seq: u64,
     progress: Arc<Progress>,
     cfg: IndexConfig,
-    /// Segments already recorded in the key index.
-    segments_recorded: usize,
+    /// The newest segment start recorded in the key index.
+    last_recorded_segment: Option<u64>,
+    /// Seqs below this are removed from the full-text index (not yet
+    /// committed when above `progress.dropped_below`).
+    dropped_below: u64,
+    /// Key-index entries still to remove: (below, scan position, since).
+    kv_cleanup: Option<(u64, Option<Vec<u8>>, Instant)>,
 }
+
+/// Key-index entries removed per indexer turn during retention cleanup.
+const KV_CLEANUP_STEP: usize = 20_000;
 
 impl Indexer {
     fn run(&mut self) {
@@ -350,6 +404,28 @@ impl Indexer {
         let mut dirty = false;
         loop {
             let stop = self.progress.stop.load(Ordering::Acquire);
+            let below = self.progress.drop_below.load(Ordering::Acquire);
+            if below > self.dropped_below {
+                // Answers first: full text, filters and statistics forget
+                // the seqs at the next commit.
+                self.text_writer.delete_below(below)?;
+                self.dropped_below = below;
+                self.kv_cleanup = Some((below, None, Instant::now()));
+                self.progress.kv_cleaning.store(true, Ordering::Release);
+                dirty = true;
+            }
+            if let Some((below, resume, started)) = &mut self.kv_cleanup {
+                // Then the key index, a bounded step per turn of the loop.
+                if self.kv.remove_below_step(*below, resume, KV_CLEANUP_STEP)? {
+                    tracing::info!(
+                        "Removed the index entries of seqs below {below} (retention) in {:.2} s.",
+                        started.elapsed().as_secs_f64()
+                    );
+                    self.kv_cleanup = None;
+                    self.progress.kv_cleaning.store(false, Ordering::Release);
+                }
+                dirty = true;
+            }
             let pos = self.kv_seq.min(self.text_seq);
             let last = self.log.last_seq();
             if pos < last {
@@ -370,7 +446,7 @@ impl Indexer {
             if stop {
                 return Ok(());
             }
-            if caught_up {
+            if caught_up && self.kv_cleanup.is_none() {
                 let wait = if dirty {
                     self.cfg
                         .commit_interval
@@ -413,14 +489,18 @@ impl Indexer {
 
     fn checkpoint(&mut self) -> Result<(), IndexError> {
         let seq = self.kv_seq.min(self.text_seq);
-        let segments = self.log.segments();
-        for s in segments.iter().skip(self.segments_recorded) {
-            self.kv.record_segment(s.first_seq, s.id)?;
+        for s in self.log.segments() {
+            if self.last_recorded_segment.is_none_or(|r| s.first_seq > r) {
+                self.kv.record_segment(s.first_seq, s.id)?;
+                self.last_recorded_segment = Some(s.first_seq);
+            }
         }
-        self.segments_recorded = segments.len();
         self.text_writer.commit(self.text_seq)?;
         self.kv.flush()?;
         self.progress.committed.store(seq, Ordering::Release);
+        self.progress
+            .dropped_below
+            .store(self.dropped_below, Ordering::Release);
         let _g = self.progress.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.progress.cv.notify_all();
         Ok(())

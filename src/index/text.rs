@@ -1333,6 +1333,19 @@ impl TextWriter {
 
     /// Deletes every document with seq >= `from` (the index is ahead of the log after a
     /// crash). Takes effect at the next commit; documents added after this call are kept.
+    /// Deletes every document with a seq below `below` (retention), at the
+    /// next commit.
+    pub fn delete_below(&mut self, below: u64) -> Result<(), TextError> {
+        let query = RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(Term::from_field_u64(self.shared.fields.seq, below)),
+        );
+        self.writer
+            .delete_query(Box::new(query))
+            .map_err(tantivy_err)?;
+        Ok(())
+    }
+
     pub fn delete_from(&mut self, from: u64) -> Result<(), TextError> {
         let query = RangeQuery::new(
             Bound::Included(Term::from_field_u64(self.shared.fields.seq, from)),

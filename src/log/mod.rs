@@ -486,6 +486,47 @@ impl Log {
             .collect()
     }
 
+    /// Retention: removes the oldest sealed segments up to and including
+    /// `last` (never the active segment), first from what readers see, then
+    /// from disk (followed by a directory fsync). Readers holding a dropped
+    /// segment keep their mapping until they let go. Returns what was
+    /// dropped, oldest first.
+    pub fn drop_through(&self, last: SegmentId) -> Result<Vec<SegmentInfo>> {
+        let dropped: Vec<Arc<SegmentView>> = {
+            let mut segs = self
+                .shared
+                .segments
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            // The last segment is the active one (or becomes it at the next
+            // append): it stays, and only sealed ones go.
+            let n = segs
+                .iter()
+                .take(segs.len().saturating_sub(1))
+                .take_while(|s| s.id <= last && s.footer().is_some())
+                .count();
+            segs.drain(..n).collect()
+        };
+        let mut out = Vec::with_capacity(dropped.len());
+        for v in &dropped {
+            out.push(SegmentInfo {
+                id: v.id,
+                path: v.path.clone(),
+                first_seq: v.first_seq(),
+                count: v.count(),
+                bytes: v.durable_bytes(),
+                sealed: true,
+            });
+            std::fs::remove_file(&v.path).map_err(|e| Error::io("remove", &v.path, e))?;
+        }
+        if let Some(v) = dropped.first() {
+            if let Some(dir) = v.path.parent() {
+                fsync_dir(dir)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// The event with `seq`, or `None` if it is not (or no longer) in the log.
     pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
         if seq == 0 || seq > self.last_seq() {
@@ -674,7 +715,14 @@ impl LogIter {
             path: PathBuf::new(),
             offset: 0,
             seq: Some(seq),
-            detail: "no segment holds this durable seq".into(),
+            detail: if seq < self.shared.first_seq() {
+                format!(
+                    "retention dropped this seq (the log now starts at seq {})",
+                    self.shared.first_seq()
+                )
+            } else {
+                "no segment holds this durable seq".into()
+            },
         })?;
         let snap = view.snapshot()?;
         let (offset, back) = match self.dir {

@@ -48,6 +48,23 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Say, day by day, what retention drops and why (`--dry-run`, also while
+    /// the daemon runs), or drop it now with the daemon stopped.
+    Retention {
+        /// Only print the plan; drop nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The configuration file (its `[retention]` and `data_dir`);
+        /// default: $STELE_CONFIG, else embedded defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The data directory (overrides the configuration).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check segment files offline: every CRC, the hash chain, seq continuity,
     /// headers and footers. Exit 0 when intact, 1 when damaged, 2 when a path
     /// cannot be read.
@@ -153,6 +170,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, flags } => serve(config.as_deref(), &flags),
         Command::CheckConfig { path, print } => return check_config(&path, print),
+        Command::Retention {
+            dry_run,
+            config,
+            data_dir,
+            json,
+        } => return retention(config.as_deref(), data_dir, dry_run, json),
         Command::Verify {
             paths,
             quiet,
@@ -556,7 +579,18 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
         .enable_all()
         .thread_name("stele-http")
         .build()?;
+    // SIGHUP: the same file, environment and flags, read again.
+    let reload: stele::server::Reloader = {
+        let (path, flags) = (path.clone(), flags.clone());
+        std::sync::Arc::new(move || {
+            let mut cfg = Config::load(path.as_deref(), process_env).map_err(|e| e.to_string())?;
+            cfg.apply_flags(&flags);
+            cfg.validate().map_err(|e| e.to_string())?;
+            Ok((cfg.limits, cfg.retention))
+        })
+    };
     rt.block_on(stele::server::serve(stele::server::ServeConfig {
+        reload: Some(reload),
         listen: cfg.listen,
         log: cfg.log_config(),
         index: cfg.index_config(),
@@ -640,6 +674,117 @@ fn backup(data_dir: &std::path::Path, dest: &std::path::Path, skip_verify: bool)
         Err(e) => {
             eprintln!("stele backup: cannot verify the copy: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn retention(
+    config: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+    dry_run: bool,
+    json: bool,
+) -> ExitCode {
+    use stele::retention;
+    let path = stele::config::config_path(config, process_env);
+    let cfg = match stele::config::Config::load(path.as_deref(), process_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stele retention: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let data_dir = data_dir.unwrap_or(cfg.data_dir.clone());
+    let holds: Vec<retention::Hold> = match retention::load_holds(&data_dir) {
+        Ok(api) => cfg.retention.holds.iter().cloned().chain(api).collect(),
+        Err(e) => {
+            eprintln!("stele retention: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    let planned = retention::segments_on_disk(&data_dir).and_then(|segs| {
+        let mut p = retention::plan(&segs, today, &cfg.retention, &holds, |s| {
+            retention::tenants_in(&s.path)
+        })?;
+        retention::keep_unsigned(&mut p, stele::digest::digested_through(&data_dir));
+        Ok(p)
+    });
+    let plan = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("stele retention: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "today": today.to_string(), "days": plan })
+        );
+    } else {
+        for d in &plan {
+            println!(
+                "{}  {:>5}  {} events (seqs {}..={}) in {} segments: {}",
+                d.day,
+                if d.drop { "DROP" } else { "keep" },
+                d.events,
+                d.first_seq,
+                d.last_seq,
+                d.segments.len(),
+                d.reason
+            );
+        }
+    }
+    let doomed = plan.iter().filter(|d| d.drop).count();
+    if dry_run || doomed == 0 {
+        if !json {
+            println!(
+                "{doomed} of {} days would be dropped{}",
+                plan.len(),
+                if dry_run { " (dry run)" } else { "" }
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    // Dropping needs the log to ourselves: the daemon does it on its own.
+    let log = match Log::open(&data_dir, cfg.log_config(), Arc::new(SystemClock)) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            eprintln!(
+                "stele retention: {e}\n(while `stele serve` runs it applies retention itself every \
+                 retention.interval_secs; use --dry-run or GET /v1/retention to see the plan)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let result = Indexes::open(&data_dir, log.clone(), cfg.index_config())
+        .map_err(|e| e.to_string())
+        .and_then(|idx| {
+            let now = stele::event::format_micros(chrono::Utc::now().timestamp_micros());
+            let done = retention::apply(&data_dir, &log, &idx, &plan, &now)?;
+            let first = log.first_seq();
+            if !idx.wait_dropped(first, std::time::Duration::from_secs(600)) {
+                return Err("the indexes did not forget the dropped days in time".into());
+            }
+            while idx.cleanup_pending() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            idx.close();
+            Ok(done)
+        });
+    match result {
+        Ok(done) => {
+            println!(
+                "dropped {} days ({} events); the log now starts at seq {}",
+                done.len(),
+                done.iter().map(|d| d.events).sum::<u64>(),
+                log.first_seq()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("stele retention: {e}");
+            ExitCode::from(1)
         }
     }
 }

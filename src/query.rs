@@ -492,10 +492,20 @@ impl Engine {
                 });
             }
         }
-        let seqs = self
-            .indexes
-            .text
-            .search(&query.filter, query.order, query.limit + 1, after)?;
+        // Until the indexes commit a retention drop (≤ one commit interval)
+        // they still hold the dropped seqs: skip them, so pages stay full.
+        let first = self.log.first_seq();
+        let after = match query.order {
+            crate::index::text::Order::Asc if first > 1 => {
+                Some(after.map_or(first - 1, |a| a.max(first - 1)))
+            }
+            _ => after,
+        };
+        let mut seqs =
+            self.indexes
+                .text
+                .search(&query.filter, query.order, query.limit + 1, after)?;
+        seqs.retain(|&s| s >= first);
         self.page(seqs, query.limit, fp)
     }
 

@@ -41,7 +41,7 @@ pub const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
 
 /// The limits of `stele serve`. Every one has a default fit for one host;
 /// each can be changed on the command line.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest request body accepted (bytes); larger bodies get 413.
@@ -136,7 +136,7 @@ impl Default for Limits {
 }
 
 /// What `stele serve` needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -150,7 +150,13 @@ pub struct ServeConfig {
     pub log: LogConfig,
     /// The indexes' settings (`[index]` of the configuration).
     pub index: IndexConfig,
+    /// Re-reads the reloadable settings (on SIGHUP): limits and retention.
+    pub reload: Option<Reloader>,
 }
+
+/// Produces fresh reloadable settings, or says why it cannot.
+pub type Reloader =
+    Arc<dyn Fn() -> Result<(Limits, crate::retention::RetentionConfig), String> + Send + Sync>;
 
 struct App {
     engine: Engine,
@@ -170,7 +176,8 @@ struct App {
     append_seconds: Histogram,
     /// Events accepted over HTTP.
     ingested: AtomicU64,
-    limits: Limits,
+    /// Reloadable on SIGHUP; read through [`App::limits`].
+    limits: std::sync::RwLock<Limits>,
     /// Becomes true on SIGTERM/SIGINT: streams end, exports stop.
     stopping: tokio::sync::watch::Receiver<bool>,
     streams_open: AtomicU64,
@@ -179,7 +186,8 @@ struct App {
     /// SHA-256 of sealed segments (they never change), by file name.
     sealed_sha256: std::sync::Mutex<HashMap<String, String>>,
     data_dir: PathBuf,
-    retention: crate::retention::RetentionConfig,
+    /// Reloadable on SIGHUP; read through [`App::retention`].
+    retention: std::sync::RwLock<crate::retention::RetentionConfig>,
     /// Legal holds set over HTTP (persisted in DATA_DIR/holds.json).
     /// Retention runs only from its one task, so runs never overlap.
     holds: std::sync::Mutex<Vec<crate::retention::Hold>>,
@@ -261,6 +269,19 @@ enum Idempotency {
 }
 
 impl App {
+    /// The limits in force (SIGHUP may change them).
+    fn limits(&self) -> Limits {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The retention settings in force (SIGHUP may change them).
+    fn retention(&self) -> crate::retention::RetentionConfig {
+        self.retention
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Looks every client id up (recent reservations, then the key index
     /// and the log) and reserves the new ones, all under one lock.
     fn reserve(&self, events: &[Event], client_id: &[bool]) -> Result<Idempotency, QueryError> {
@@ -444,7 +465,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid limit: {e}"))?;
     // Signals first: a SIGTERM during recovery must not kill us mid-open.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    watch_signals(stop_tx)?;
+    let (hup_tx, hup_rx) = tokio::sync::mpsc::unbounded_channel();
+    watch_signals(stop_tx, hup_tx)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let data_dir = cfg.data_dir.clone();
     let (log_config, index_config) = (cfg.log.clone(), cfg.index.clone());
@@ -486,7 +508,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         crate::digest::load_signing_key(&cfg.data_dir)?,
         crate::digest::PERIOD_DEFAULT,
     );
-    let limits = cfg.limits.clone();
+    let limits = cfg.limits;
     cfg.retention
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid retention setting: {e}"))?;
@@ -501,14 +523,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         latency: ROUTES.iter().map(|r| (*r, Histogram::default())).collect(),
         append_seconds: Histogram::default(),
         ingested: AtomicU64::new(0),
-        limits: limits.clone(),
+        limits: std::sync::RwLock::new(limits),
         stopping: stop_rx.clone(),
         streams_open: AtomicU64::new(0),
         exports_open: AtomicU64::new(0),
         connections: connections.clone(),
         sealed_sha256: std::sync::Mutex::new(HashMap::new()),
         data_dir: cfg.data_dir.clone(),
-        retention: cfg.retention.clone(),
+        retention: std::sync::RwLock::new(cfg.retention.clone()),
         holds: std::sync::Mutex::new(holds),
         segment_tenants: std::sync::Mutex::new(HashMap::new()),
         retention_dropped_days: AtomicU64::new(0),
@@ -528,11 +550,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let serving = format!("Serving on {addr} with data in {}.", cfg.data_dir.display());
     let mut watchdog = crate::notify::Watchdog::new(serving.clone());
     crate::notify::ready(&serving);
+    spawn_reloader(app.clone(), cfg.reload.clone(), hup_rx, serving.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
-        .max_buf_size(limits.read_buffer_bytes())
-        .timer(hyper_util::rt::TokioTimer::new());
+    // Built per connection, from the limits in force (SIGHUP may change them).
+    let http_for = |l: &Limits| {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.header_read_timeout(Duration::from_secs(l.header_read_timeout_secs))
+            .max_buf_size(l.read_buffer_bytes())
+            .timer(hyper_util::rt::TokioTimer::new());
+        http
+    };
     let mut stop = stop_rx.clone();
     loop {
         let permit = tokio::select! {
@@ -559,6 +586,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                         continue;
                     }
                 };
+                let http = http_for(&app.limits());
                 let app = app.clone();
                 let svc = hyper::service::service_fn(move |req| {
                     let app = app.clone();
@@ -577,7 +605,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     }
     drop(listener);
-    let grace = Duration::from_secs(limits.shutdown_grace_secs);
+    let grace = Duration::from_secs(app.limits().shutdown_grace_secs);
     crate::notify::stopping(&format!(
         "Stopping: in-flight requests have {} s to finish, then the indexes are \
          checkpointed and the log closed.",
@@ -667,14 +695,22 @@ fn catch_up(log: &Log, indexes: &Indexes) -> anyhow::Result<()> {
 /// SIGTERM or SIGINT sets `stop`; a second one exits at once (every
 /// acknowledged event is already durable, so only in-flight answers are
 /// lost).
-fn watch_signals(stop: tokio::sync::watch::Sender<bool>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+fn watch_signals(
+    stop: tokio::sync::watch::Sender<bool>,
+    hup: tokio::sync::mpsc::UnboundedSender<()>,
+) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("stele-signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    tracing::info!("Received SIGHUP; reloading the configuration.");
+                    let _ = hup.send(());
+                    continue;
+                }
                 seen += 1;
                 let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
                 if seen == 1 {
@@ -692,10 +728,10 @@ fn watch_signals(stop: tokio::sync::watch::Sender<bool>) -> anyhow::Result<()> {
 async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
     let started = std::time::Instant::now();
     let name = route_name(req.method(), req.uri().path());
-    let resp = match check_head(&app.limits, &req) {
+    let resp = match check_head(&app.limits(), &req) {
         Some(r) => r,
         None => {
-            let timeout = Duration::from_secs(app.limits.request_timeout_secs);
+            let timeout = Duration::from_secs(app.limits().request_timeout_secs);
             match tokio::time::timeout(timeout, dispatch(app.clone(), req)).await {
                 Ok(r) => r,
                 Err(_) => problem(
@@ -898,7 +934,7 @@ fn metrics(app: &App) -> Resp {
         "stele_connections_open",
         "gauge",
         "HTTP connections open.",
-        (app.limits.connections_max - app.connections.available_permits()).to_string(),
+        (app.limits().connections_max - app.connections.available_permits()).to_string(),
     );
     metric(
         "stele_log_first_seq",
@@ -1277,8 +1313,8 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
             )
         }
     };
-    let body_max = app.limits.body_bytes_max;
-    let events_max = app.limits.events_per_request_max;
+    let body_max = app.limits().body_bytes_max;
+    let events_max = app.limits().events_per_request_max;
     let declared = req
         .headers()
         .get("content-length")
@@ -1388,7 +1424,7 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
         Err(e) => return internal(e.to_string()),
     };
     if let Some(free) = disk_free_bytes(&app.data_dir) {
-        let reserve = app.limits.disk_reserve_bytes;
+        let reserve = app.limits().disk_reserve_bytes;
         let need = reserve.saturating_add(body.len() as u64 * 2);
         if free < need {
             app.settle(&reserved, &events, None);
@@ -1466,6 +1502,59 @@ fn disk_free_bytes(dir: &std::path::Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Applies SIGHUP reloads: limits and retention (TTLs, holds, interval).
+/// The listen address, data directory, log and index settings and
+/// `connections_max` need a restart; a reload that fails to load keeps the
+/// settings in force.
+fn spawn_reloader(
+    app: Arc<App>,
+    reload: Option<Reloader>,
+    mut hup: tokio::sync::mpsc::UnboundedReceiver<()>,
+    serving: String,
+) {
+    let mut stopping = app.stopping.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => if got.is_none() { return },
+                // Holds the App: let it go at shutdown.
+                _ = stopping.changed() => return,
+            }
+            crate::notify::reloading("Reloading the configuration.");
+            let Some(reload) = reload.clone() else {
+                tracing::info!("Nothing to reload: stele serve runs on flags and defaults.");
+                crate::notify::ready(&serving);
+                continue;
+            };
+            match tokio::task::spawn_blocking(move || reload()).await {
+                Ok(Ok((limits, retention))) => {
+                    let old = app.limits();
+                    if limits.connections_max != old.connections_max {
+                        tracing::warn!(
+                            "connections_max changes only at restart ({} stays in force).",
+                            old.connections_max
+                        );
+                    }
+                    let limits = Limits {
+                        connections_max: old.connections_max,
+                        ..limits
+                    };
+                    *app.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+                    *app.retention.write().unwrap_or_else(|p| p.into_inner()) = retention;
+                    tracing::info!(
+                        "Reloaded: limits and retention settings are now in force ({limits:?})."
+                    );
+                }
+                Ok(Err(e)) => tracing::error!(
+                    "Could not reload the configuration, keeping the current settings: {e}."
+                ),
+                Err(e) => tracing::error!("Could not reload the configuration: {e}."),
+            }
+            crate::notify::ready(&serving);
+        }
+    });
+}
+
 /// Runs retention at start and every `interval_secs`.
 fn spawn_retention(app: Arc<App>) {
     let mut stopping = app.stopping.clone();
@@ -1477,7 +1566,7 @@ fn spawn_retention(app: Arc<App>) {
                 Err(e) => tracing::error!("Retention failed: {e}."),
                 Ok(Ok(_)) => {}
             }
-            let wait = Duration::from_secs(app.retention.interval_secs);
+            let wait = Duration::from_secs(app.retention().interval_secs);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopping.changed() => return,
@@ -1489,7 +1578,7 @@ fn spawn_retention(app: Arc<App>) {
 /// Every hold: the configuration's, then those set over HTTP.
 fn all_holds(app: &App) -> Vec<crate::retention::Hold> {
     let api = app.holds.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    app.retention.holds.iter().cloned().chain(api).collect()
+    app.retention().holds.iter().cloned().chain(api).collect()
 }
 
 fn today(app: &App) -> chrono::NaiveDate {
@@ -1508,7 +1597,7 @@ fn plan_retention(app: &App) -> Result<Vec<crate::retention::DayPlan>, String> {
         .map(Into::into)
         .collect();
     let holds = all_holds(app);
-    let mut plan = crate::retention::plan(&segs, today(app), &app.retention, &holds, |s| {
+    let mut plan = crate::retention::plan(&segs, today(app), &app.retention(), &holds, |s| {
         let name = s.id.file_name();
         if let Some(t) = app
             .segment_tenants
@@ -1531,7 +1620,7 @@ fn plan_retention(app: &App) -> Result<Vec<crate::retention::DayPlan>, String> {
 
 /// One retention run: plan, drop the expired prefix, record it.
 fn run_retention(app: &App) -> Result<Vec<crate::retention::DayPlan>, String> {
-    if !app.retention.enabled() {
+    if !app.retention().enabled() {
         return Ok(Vec::new());
     }
     let plan = plan_retention(app)?;
@@ -1559,7 +1648,7 @@ async fn retention_plan(app: Arc<App>) -> Resp {
             &json!({
                 "today": today(&app).to_string(),
                 "first_seq": app.engine.log().first_seq(),
-                "config": app.retention,
+                "config": app.retention(),
                 "holds": all_holds(&app),
                 "days": days,
             }),
@@ -1636,7 +1725,7 @@ async fn add_hold(app: Arc<App>, req: Request<Incoming>) -> Resp {
 
 /// `DELETE /v1/holds/{name}`: lifts a hold set over HTTP.
 async fn remove_hold(app: Arc<App>, name: String) -> Resp {
-    if app.retention.holds.iter().any(|h| h.name == name) {
+    if app.retention().holds.iter().any(|h| h.name == name) {
         return problem(
             StatusCode::CONFLICT,
             "hold-in-config",
@@ -2104,14 +2193,14 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
     };
     let open = app.streams_open.fetch_add(1, Ordering::Relaxed);
     let slot = StreamSlot(app.clone());
-    if open >= app.limits.streams_max as u64 {
+    if open >= app.limits().streams_max as u64 {
         drop(slot);
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "too-many-streams",
             "Too many streams",
             format!("{open} streams are open, the most allowed (streams_max); retry later"),
-            json!({ "limit": app.limits.streams_max }),
+            json!({ "limit": app.limits().streams_max }),
         );
     }
     if q.filter.text.is_some() {

@@ -786,3 +786,52 @@ fn below_the_disk_reserve_ingest_is_507_reads_work_and_it_resumes() {
     assert_eq!(st, 201, "{r}");
     assert_eq!(d.get("/v1/events/while-full").2["seq"], 1);
 }
+
+/// SIGHUP re-reads the configuration: new limits apply without dropping
+/// connections; a broken file keeps the settings in force.
+#[test]
+fn sighup_reloads_limits_and_keeps_them_when_the_file_is_broken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("stele.toml");
+    std::fs::write(&conf, "[limits]\nurl_bytes_max = 1024\n").unwrap();
+    let d = Daemon::start_with(
+        &tmp.path().join("data"),
+        &["--config", conf.to_str().unwrap()],
+    );
+    let long = format!("/healthz?pad={}", "x".repeat(1100));
+    assert_eq!(d.get(&long).0, 414);
+    // An open stream must survive the reload.
+    let mut stream = open_stream(&d.addr, "/v1/stream", None);
+    let hup = |d: &Daemon| {
+        let pid = d.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    std::fs::write(&conf, "[limits]\nurl_bytes_max = 4096\n").unwrap();
+    hup(&d);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.get(&long).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the new limit never applied: {}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A broken file: logged, the daemon keeps serving with the last limits.
+    std::fs::write(&conf, "[limits]\nurl_bytes_max = \"lots\"\n").unwrap();
+    hup(&d);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log_text().contains("keeping the current settings") {
+        assert!(Instant::now() < deadline, "{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(d.log_text().contains("url_bytes_max"), "{}", d.log_text());
+    assert_eq!(d.get(&long).0, 200);
+    assert_eq!(d.post(&json!({"action": "a", "actor": "b"})).0, 201);
+    // The stream opened before both reloads still delivers.
+    assert_eq!(read_ids(&mut stream, 1), vec![1]);
+}

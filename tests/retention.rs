@@ -167,3 +167,174 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     assert_eq!(ids.len(), 900);
     assert_eq!(ids.first(), Some(&601));
 }
+
+#[test]
+fn stele_retention_dry_run_explains_and_the_real_run_drops_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Three days in 2020: long past any 30-day TTL; the last one is active.
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 3, 1)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    let clock = Arc::new(ManualClock::new(start));
+    {
+        let log = open(&dir, &clock, 64 * 1024);
+        let mut gen = EventGen::new(2);
+        for day in 0..3 {
+            clock.set(start + day * DAY);
+            log.append(&events(&mut gen, 50, 300)).unwrap();
+        }
+    }
+    let conf = tmp.path().join("stele.toml");
+    std::fs::write(&conf, "[retention]\ndays = 30\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = stele()
+            .arg("retention")
+            .args(args)
+            .args(["--config", conf.to_str().unwrap(), "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let files = segment_files(&dir).len();
+    let (code, out, err) = run(&["--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("2020-03-01   DROP  50 events (seqs 1..=50)"),
+        "{out}"
+    );
+    assert!(out.contains("2020-03-02   DROP"), "{out}");
+    assert!(
+        out.contains("2020-03-03   keep") && out.contains("active segment"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 of 3 days would be dropped (dry run)"),
+        "{out}"
+    );
+    assert_eq!(segment_files(&dir).len(), files, "a dry run dropped files");
+    // While a process holds the log, the real run refuses and says why.
+    {
+        let _held = open(&dir, &clock, 64 * 1024);
+        let (code, _, err) = run(&[]);
+        assert_eq!(code, 2);
+        assert!(err.contains("use --dry-run or GET /v1/retention"), "{err}");
+    }
+    let (code, out, err) = run(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("dropped 2 days (100 events); the log now starts at seq 101"),
+        "{out}"
+    );
+    assert_eq!(verify(&[&dir]).0, 0);
+    let (_, out, _) = run(&["--dry-run"]);
+    assert!(out.contains("0 of 1 days would be dropped"), "{out}");
+    let record = std::fs::read_to_string(dir.join("retention.log")).unwrap();
+    assert_eq!(record.lines().count(), 2, "{record}");
+}
+
+/// The daemon's side: the plan over HTTP, legal holds set and lifted over
+/// HTTP, retention on its timer, and 410 for positions into dropped data.
+#[test]
+fn the_daemon_applies_retention_on_its_timer_honours_holds_and_answers_410() {
+    use common::daemon::Daemon;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 3, 1)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    let clock = Arc::new(ManualClock::new(start));
+    {
+        let log = open(&dir, &clock, 64 * 1024);
+        let mut gen = EventGen::new(3);
+        for day in 0..3 {
+            clock.set(start + day * DAY);
+            log.append(&events(&mut gen, 50, 300)).unwrap();
+        }
+    }
+    let conf = tmp.path().join("stele.toml");
+    std::fs::write(&conf, "[retention]\ndays = 30\ninterval_secs = 1\n").unwrap();
+    // A hold set before retention could run: nothing is dropped.
+    std::fs::write(
+        dir.join("holds.json"),
+        r#"[{"name": "case-1", "from": "2020-03-01", "until": "2020-03-01", "reason": "audit"}]"#,
+    )
+    .unwrap();
+    let d = Daemon::start_with(&dir, &["--config", conf.to_str().unwrap()]);
+    let (st, _, page) = d.get("/v1/events?order=asc&limit=10");
+    assert_eq!(st, 200, "{page}");
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (st, _, plan) = d.get("/v1/retention");
+    assert_eq!(st, 200, "{plan}");
+    assert_eq!(plan["days"][0]["drop"], false, "{plan}");
+    assert!(
+        plan["days"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("case-1"),
+        "{plan}"
+    );
+    assert_eq!(plan["first_seq"], 1);
+    // Holds over HTTP: add, conflict, list, lift.
+    let hold = serde_json::json!({"name": "case-2", "tenant": "acme", "reason": "subpoena"});
+    let (st, _, r) = d.call(
+        "POST",
+        "/v1/holds",
+        "application/json",
+        hold.to_string().as_bytes(),
+    );
+    assert_eq!(st, 201, "{r}");
+    let (st, _, _) = d.call(
+        "POST",
+        "/v1/holds",
+        "application/json",
+        hold.to_string().as_bytes(),
+    );
+    assert_eq!(st, 409);
+    assert_eq!(d.get("/v1/holds").2["holds"].as_array().unwrap().len(), 2);
+    assert_eq!(d.call("DELETE", "/v1/holds/case-2", "", b"").0, 204);
+    assert_eq!(d.call("DELETE", "/v1/holds/case-2", "", b"").0, 404);
+    assert_eq!(d.call("DELETE", "/v1/holds/case-1", "", b"").0, 204);
+    assert!(
+        !dir.join("holds.json").exists() || {
+            let h = std::fs::read_to_string(dir.join("holds.json")).unwrap();
+            h.trim() == "[]"
+        }
+    );
+    // With the hold lifted, the timer drops the two old days.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while d.get("/v1/retention").2["first_seq"] != 101 {
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, metrics) = d.get_raw("/metrics");
+    assert!(
+        metrics.contains("stele_retention_dropped_days_total 2\n"),
+        "{metrics}"
+    );
+    // Positions into dropped data: 410 with the oldest seq kept.
+    let (st, ct, p) = d.get(&format!("/v1/events?order=asc&limit=10&cursor={cursor}"));
+    assert_eq!((st, ct.as_str()), (410, "application/problem+json"), "{p}");
+    assert_eq!(p["first_seq"], 101);
+    let (st, _, p) = d.get("/v1/stream?from_seq=5");
+    assert_eq!(st, 410, "{p}");
+    // The rest answers as usual.
+    let (st, _, page) = d.get("/v1/events?order=asc&limit=5");
+    assert_eq!(st, 200);
+    assert_eq!(page["events"][0]["seq"], 101);
+    drop(d);
+    assert_eq!(verify(&[&dir]).0, 0);
+}

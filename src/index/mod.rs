@@ -426,14 +426,23 @@ impl Indexer {
                 }
                 dirty = true;
             }
+            // Seqs retention dropped need no indexing.
+            let floor = self.log.first_seq().saturating_sub(1);
+            self.kv_seq = self.kv_seq.max(floor);
+            self.text_seq = self.text_seq.max(floor);
             let pos = self.kv_seq.min(self.text_seq);
             let last = self.log.last_seq();
             if pos < last {
                 let to = last.min(pos + INDEX_BATCH_EVENTS as u64);
-                let events: Vec<StoredEvent> = self
-                    .log
-                    .range(pos + 1..=to, Direction::Forward)
-                    .collect::<Result<_, _>>()?;
+                let read: Result<Vec<StoredEvent>, _> =
+                    self.log.range(pos + 1..=to, Direction::Forward).collect();
+                let events = match read {
+                    Ok(events) => events,
+                    // Retention dropped part of the range while we read it:
+                    // start again from the new first seq.
+                    Err(_) if self.log.first_seq() > pos + 1 => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 self.index(&events)?;
                 dirty = true;
             }

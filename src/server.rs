@@ -195,6 +195,8 @@ struct App {
     segment_tenants: std::sync::Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     retention_dropped_days: AtomicU64,
     retention_dropped_events: AtomicU64,
+    /// The digester's counters (signed digests, failed runs).
+    digests: Arc<crate::digest::DigestStats>,
 }
 
 /// (route, status) → (requests, total µs).
@@ -533,6 +535,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         retention: std::sync::RwLock::new(cfg.retention.clone()),
         holds: std::sync::Mutex::new(holds),
         segment_tenants: std::sync::Mutex::new(HashMap::new()),
+        digests: digester.stats(),
         retention_dropped_days: AtomicU64::new(0),
         retention_dropped_events: AtomicU64::new(0),
     });
@@ -953,6 +956,31 @@ fn metrics(app: &App) -> Resp {
         "counter",
         "Events dropped by retention since start.",
         app.retention_dropped_events.load(Relaxed).to_string(),
+    );
+    let rec = log.recovery_report();
+    metric(
+        "stele_recovery_torn_bytes_truncated",
+        "gauge",
+        "Bytes of torn tail the last start truncated from the active segment.",
+        rec.torn_bytes_truncated.to_string(),
+    );
+    metric(
+        "stele_recovery_quarantined_files",
+        "gauge",
+        "Files the last start moved to quarantine/ (salvage mode).",
+        rec.quarantined.len().to_string(),
+    );
+    metric(
+        "stele_digests_signed_total",
+        "counter",
+        "Signed daily digests written since start.",
+        app.digests.written.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_digest_failures_total",
+        "counter",
+        "Digester runs that failed since start (see the log).",
+        app.digests.failures.load(Relaxed).to_string(),
     );
     metric(
         "stele_legal_holds",

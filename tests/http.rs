@@ -648,6 +648,12 @@ fn metrics_expose_latency_histograms_and_gauges() {
         "stele_streams_open 0\n",
         "stele_exports_open 0\n",
         "stele_index_lag_events",
+        "stele_segments{state=\"active\"} 1\n",
+        "stele_log_first_seq 1\n",
+        "stele_recovery_torn_bytes_truncated 0\n",
+        "stele_digests_signed_total 0\n",
+        "stele_legal_holds 0\n",
+        "stele_retention_dropped_days_total 0\n",
     ] {
         assert!(m.contains(want), "missing {want:?} in\n{m}");
     }

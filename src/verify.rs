@@ -15,7 +15,7 @@
 //! too, by [`crate::digest::verify_chain`]: with the auditor's public keys
 //! when given ([`Options`]), else only structurally.
 
-use crate::log::format::{hash_hex, Header, SegmentId};
+use crate::log::format::{hash_hex, Header, SegmentId, HEADER_BYTES};
 use crate::log::segment::{scan, Depth, ProblemKind};
 use crate::log::TORN_WINDOW_BYTES;
 use std::fmt;
@@ -183,11 +183,50 @@ fn verify_segments_dir(dir: &Path, hash: bool, report: &mut Report) -> std::io::
             fatal: false,
         });
     }
-    let mut prev: Option<(u64, [u8; 32])> = None;
+    // Segments are checked in parallel (each on its own); the links between
+    // them (seq continuity, previous hash) are checked after, in order.
     let n = files.len();
+    type Checked = std::io::Result<(Option<(u64, [u8; 32])>, Report)>;
+    let results: Vec<std::sync::Mutex<Option<Checked>>> =
+        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, 4)
+        .min(n.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((_, path)) = files.get(i) else {
+                    return;
+                };
+                let mut own = Report::default();
+                let r = verify_file(path, None, i + 1 == n, hash, &mut own).map(|e| (e, own));
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    let mut prev: Option<(u64, [u8; 32])> = None;
     for (i, (_, path)) in files.iter().enumerate() {
         let last = i + 1 == n;
-        prev = verify_file(path, prev, last, hash, report)?;
+        let checked = results[i]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("every segment was checked");
+        let (end, own) = checked?;
+        if let Some(p) = prev {
+            let mut head = [0u8; HEADER_BYTES];
+            let read = std::fs::File::open(path)
+                .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0));
+            if let (Ok(()), Ok(header)) = (read, Header::decode(&head)) {
+                check_link(path, &header, p, report);
+            }
+        }
+        report.segments.extend(own.segments);
+        report.findings.extend(own.findings);
+        prev = end;
         if !last
             && report
                 .segments
@@ -203,6 +242,38 @@ fn verify_segments_dir(dir: &Path, hash: bool, report: &mut Report) -> std::io::
         }
     }
     Ok(())
+}
+
+/// The link between a segment and the one before it: seq continuity and
+/// the previous hash in its header.
+fn check_link(path: &Path, header: &Header, prev: (u64, [u8; 32]), report: &mut Report) {
+    let (next_seq, hash) = prev;
+    if header.first_seq != next_seq {
+        report.problem(
+            path,
+            Some(0),
+            Some(next_seq),
+            format!(
+                "the segment starts at seq {} but the previous one ends before seq {next_seq}: \
+                     {}",
+                header.first_seq,
+                if header.first_seq > next_seq {
+                    "events are missing (a segment was removed?)"
+                } else {
+                    "seqs overlap"
+                }
+            ),
+        );
+    } else if header.prev_hash != hash {
+        report.problem(
+            path,
+            Some(0),
+            Some(next_seq),
+            "the header's previous hash is not the previous segment's final hash \
+                 (the chain is broken between segments)"
+                .into(),
+        );
+    }
 }
 
 /// Verifies one segment file. `prev` is the (next seq, final hash) of the
@@ -234,33 +305,8 @@ fn verify_file(
             ),
         );
     }
-    if let Some((next_seq, hash)) = prev {
-        if header.first_seq != next_seq {
-            report.problem(
-                path,
-                Some(0),
-                Some(next_seq),
-                format!(
-                    "the segment starts at seq {} but the previous one ends before seq {next_seq}: \
-                     {}",
-                    header.first_seq,
-                    if header.first_seq > next_seq {
-                        "events are missing (a segment was removed?)"
-                    } else {
-                        "seqs overlap"
-                    }
-                ),
-            );
-        } else if header.prev_hash != hash {
-            report.problem(
-                path,
-                Some(0),
-                Some(next_seq),
-                "the header's previous hash is not the previous segment's final hash \
-                 (the chain is broken between segments)"
-                    .into(),
-            );
-        }
+    if let Some(p) = prev {
+        check_link(path, &header, p, report);
     }
     let s = scan(
         &bytes,

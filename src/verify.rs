@@ -285,8 +285,22 @@ fn verify_file(
     hash: bool,
     report: &mut Report,
 ) -> std::io::Result<Option<(u64, [u8; 32])>> {
-    let bytes = std::fs::read(path)?;
-    let header = match Header::decode(&bytes) {
+    // Mapped, not read into memory: several segments are checked at once
+    // and each may be 512 MiB. Stele only appends to segments after
+    // recovery, so a mapping never loses pages under us (truncating a file
+    // while verify runs is outside the contract, as for the daemon's
+    // readers).
+    let file = std::fs::File::open(path)?;
+    let map;
+    let bytes: &[u8] = if file.metadata()?.len() == 0 {
+        &[]
+    } else {
+        // SAFETY: read-only mapping of a file nobody truncates while we
+        // hold it (see above).
+        map = unsafe { memmap2::Mmap::map(&file)? };
+        &map
+    };
+    let header = match Header::decode(bytes) {
         Ok(h) => h,
         Err(e) => {
             report.problem(path, Some(0), None, format!("bad header: {e}"));
@@ -309,7 +323,7 @@ fn verify_file(
         check_link(path, &header, p, report);
     }
     let s = scan(
-        &bytes,
+        bytes,
         &header,
         Depth::Full,
         if last { TORN_WINDOW_BYTES } else { 0 },
@@ -338,7 +352,7 @@ fn verify_file(
         sealed: s.footer.is_some(),
         last_hash: hash_hex(&s.last_hash),
         bytes: bytes.len() as u64,
-        sha256: (hash && s.footer.is_some()).then(|| crate::backup::sha256_hex(&bytes)),
+        sha256: (hash && s.footer.is_some()).then(|| crate::backup::sha256_hex(bytes)),
     });
     Ok(Some((header.first_seq + s.count, s.last_hash)))
 }

@@ -222,19 +222,28 @@ const ROUTES: [&str; 16] = [
     "other",
 ];
 
-/// Decrements a gauge when dropped.
-struct Open<'a>(&'a AtomicU64);
+/// One unit of an open-things gauge (streams, exports), given back when
+/// dropped; owns its `App` so it can travel into spawned tasks.
+struct Held {
+    app: Arc<App>,
+    gauge: fn(&App) -> &AtomicU64,
+}
 
-impl<'a> Open<'a> {
-    fn new(gauge: &'a AtomicU64) -> Open<'a> {
-        gauge.fetch_add(1, Ordering::Relaxed);
-        Open(gauge)
+impl Held {
+    /// Counts one more; returns the guard and how many were open before.
+    fn take(app: &Arc<App>, gauge: fn(&App) -> &AtomicU64) -> (Held, u64) {
+        let before = gauge(app).fetch_add(1, Ordering::Relaxed);
+        let held = Held {
+            app: app.clone(),
+            gauge,
+        };
+        (held, before)
     }
 }
 
-impl Drop for Open<'_> {
+impl Drop for Held {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        (self.gauge)(&self.app).fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -1660,6 +1669,17 @@ fn run_retention(app: &App) -> Result<Vec<crate::retention::DayPlan>, String> {
         &plan,
         &now,
     )?;
+    // The per-segment caches forget the files that are gone.
+    for name in done.iter().flat_map(|d| &d.segments) {
+        app.sealed_sha256
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        app.segment_tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
     app.retention_dropped_days
         .fetch_add(done.len() as u64, Ordering::Relaxed);
     app.retention_dropped_events
@@ -2071,7 +2091,7 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
         && matching.saturating_mul(EXPORT_SCAN_RATIO) >= log_span;
     let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
-        let _open = Open::new(&app.exports_open);
+        let (_open, _) = Held::take(&app, |a| &a.exports_open);
         let fail = |why: String| {
             tracing::error!("An export stopped before its end: {why}.");
             let _ = tx.blocking_send(Err(BodyError::from(why)));
@@ -2219,8 +2239,8 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
-    let open = app.streams_open.fetch_add(1, Ordering::Relaxed);
-    let slot = StreamSlot(app.clone());
+    // The slot is taken before the 200, so streams_max cannot be overrun.
+    let (slot, open) = Held::take(&app, |a| &a.streams_open);
     if open >= app.limits().streams_max as u64 {
         drop(slot);
         return problem(
@@ -2257,24 +2277,15 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
         .expect("valid response")
 }
 
-/// One of `streams_max`, counted from the moment the stream is accepted.
-struct StreamSlot(Arc<App>);
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.0.streams_open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Feeds one stream from seq `next` on until the client leaves or the
 /// daemon stops.
 async fn run_stream(
-    slot: StreamSlot,
+    slot: Held,
     q: Query,
     mut next: u64,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, BodyError>>,
 ) {
-    let app = slot.0.clone();
+    let app = slot.app.clone();
     let log = app.engine.log().clone();
     let text = q.filter.text.is_some();
     let mut durable = log.subscribe();

@@ -4,14 +4,11 @@
 
 mod common;
 
-use common::daemon::call_at;
+use common::daemon::{call_at, Daemon};
 use common::stele;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 /// Every variable the configuration reads: cleared so that the caller's
 /// environment cannot change what a test sees.
@@ -170,73 +167,35 @@ fn check_config_exits_2_when_the_file_cannot_be_read() {
     assert!(err.contains("nope.toml"), "{err}");
 }
 
-/// `stele serve` started with the given arguments and environment.
-struct Serve {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
+/// `stele serve` started with the given arguments and environment (and
+/// none of the caller's `STELE_*` variables).
+struct Serve(Daemon);
 
 impl Serve {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let mut child = clean()
-            .arg("serve")
-            .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start stele serve");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Recorded before the address is announced, so a caller
-                // that got the address also sees this line in the log.
-                let addr = line
-                    .split("Listening on ")
-                    .nth(1)
-                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
-                log2.lock().unwrap().push(line);
-                if let Some(addr) = addr {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "stele serve did not listen: {}",
-                    log.lock().unwrap().join("\n")
-                )
-            });
-        Serve { child, addr, log }
+        let mut cmd = clean();
+        cmd.arg("serve").args(args).envs(env.iter().copied());
+        Serve(Daemon::spawn(cmd))
+    }
+
+    fn log(&self) -> String {
+        self.0.log_text()
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
-        let (st, _, v) = call_at(&self.addr, "GET", path, "application/json", b"");
+        let (st, _, v) = call_at(&self.0.addr, "GET", path, "application/json", b"");
         (st, v)
     }
 
     fn post(&self, body: &Value) -> (u16, Value) {
         let (st, _, v) = call_at(
-            &self.addr,
+            &self.0.addr,
             "POST",
             "/v1/events",
             "application/json",
             body.to_string().as_bytes(),
         );
         (st, v)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -255,7 +214,7 @@ fn serve_applies_the_configuration_file() {
         ),
     );
     let d = Serve::start(&["--config", f.to_str().unwrap()], &[]);
-    let log = d.log.lock().unwrap().join("\n");
+    let log = d.log();
     assert!(
         log.contains(&format!("Configuration: {}.", f.display())),
         "{log}"
@@ -308,7 +267,7 @@ fn environment_and_flags_override_the_file() {
             ("STELE_LIMITS_BODY_BYTES_MAX", "200"),
         ],
     );
-    let log = d.log.lock().unwrap().join("\n");
+    let log = d.log();
     assert!(log.contains("Environment overrides: "), "{log}");
     assert!(log.contains("listen from STELE_LISTEN"), "{log}");
     assert!(data.join("segments").is_dir(), "{log}");

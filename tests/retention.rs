@@ -168,12 +168,9 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     assert_eq!(ids.first(), Some(&601));
 }
 
-#[test]
-fn stele_retention_dry_run_explains_and_the_real_run_drops_offline() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    // Three days in 2020: long past any 30-day TTL; the last one is active.
+/// Three days of 50 events from 2020-03-01 (long past any 30-day TTL; the
+/// last one holds the active segment); returns the clock left on day 3.
+fn three_days_in_2020(dir: &std::path::Path, seed: u64) -> Arc<ManualClock> {
     let start = chrono::NaiveDate::from_ymd_opt(2020, 3, 1)
         .unwrap()
         .and_hms_opt(12, 0, 0)
@@ -181,14 +178,21 @@ fn stele_retention_dry_run_explains_and_the_real_run_drops_offline() {
         .and_utc()
         .timestamp_micros();
     let clock = Arc::new(ManualClock::new(start));
-    {
-        let log = open(&dir, &clock, 64 * 1024);
-        let mut gen = EventGen::new(2);
-        for day in 0..3 {
-            clock.set(start + day * DAY);
-            log.append(&events(&mut gen, 50, 300)).unwrap();
-        }
+    let log = open(dir, &clock, 64 * 1024);
+    let mut gen = EventGen::new(seed);
+    for day in 0..3 {
+        clock.set(start + day * DAY);
+        log.append(&events(&mut gen, 50, 300)).unwrap();
     }
+    clock
+}
+
+#[test]
+fn stele_retention_dry_run_explains_and_the_real_run_drops_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = three_days_in_2020(&dir, 2);
     let conf = tmp.path().join("stele.toml");
     std::fs::write(&conf, "[retention]\ndays = 30\n").unwrap();
     let run = |args: &[&str]| {
@@ -250,21 +254,7 @@ fn the_daemon_applies_retention_on_its_timer_honours_holds_and_answers_410() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
-    let start = chrono::NaiveDate::from_ymd_opt(2020, 3, 1)
-        .unwrap()
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_micros();
-    let clock = Arc::new(ManualClock::new(start));
-    {
-        let log = open(&dir, &clock, 64 * 1024);
-        let mut gen = EventGen::new(3);
-        for day in 0..3 {
-            clock.set(start + day * DAY);
-            log.append(&events(&mut gen, 50, 300)).unwrap();
-        }
-    }
+    three_days_in_2020(&dir, 3);
     let conf = tmp.path().join("stele.toml");
     std::fs::write(&conf, "[retention]\ndays = 30\ninterval_secs = 1\n").unwrap();
     // A hold set before retention could run: nothing is dropped.

@@ -23,10 +23,17 @@ impl Daemon {
 
     /// Starts `stele serve` with extra arguments (limits, …).
     pub fn start_with(dir: &std::path::Path, args: &[&str]) -> Daemon {
-        let mut child = stele()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = stele();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
-            .args(args)
+            .args(args);
+        Daemon::spawn(cmd)
+    }
+
+    /// Runs `cmd` (a prepared `stele serve`) with its stderr captured, and
+    /// waits until it says where it listens.
+    pub fn spawn(mut cmd: std::process::Command) -> Daemon {
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -51,7 +58,12 @@ impl Daemon {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("stele serve did not say where it listens");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "stele serve did not listen: {}",
+                    lines.lock().unwrap().join("\n")
+                )
+            });
         Daemon {
             child,
             addr,

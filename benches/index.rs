@@ -213,14 +213,14 @@ fn main() {
     let mut t = Timer::new("entity history (first 100)");
     for e in &sample {
         if let (Some(ty), Some(id)) = (&e.event.entity_type, &e.event.entity_id) {
-            t.time(|| engine.entity_history(ty, id, 100, None).unwrap());
+            t.time(|| engine.entity_history(None, ty, id, 100, None).unwrap());
         }
     }
     t.report();
     let mut t = Timer::new("user timeline (newest 100)");
     for e in &sample {
         if let Some(u) = &e.event.user_id {
-            t.time(|| engine.user_timeline(u, 100, None).unwrap());
+            t.time(|| engine.user_timeline(None, u, 100, None).unwrap());
         }
     }
     t.report();

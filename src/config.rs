@@ -85,6 +85,11 @@ pub struct Config {
     pub index: IndexSection,
     /// `[retention]`: TTLs and legal holds.
     pub retention: RetentionConfig,
+    /// `[auth]`: API keys, roles, tenant scopes, rate limits.
+    pub auth: crate::auth::AuthConfig,
+    /// `[tls]`: serve HTTPS with this certificate and key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
     /// Where each value that is not a default came from.
     #[serde(skip)]
     origins: Origins,
@@ -101,6 +106,8 @@ impl Default for Config {
             log: LogSection::default(),
             index: IndexSection::default(),
             retention: RetentionConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
+            tls: None,
             origins: Origins::default(),
         }
     }
@@ -585,6 +592,12 @@ impl Config {
         self.retention
             .validate()
             .map_err(|e| self.invalid("retention", e))?;
+        self.auth
+            .validate()
+            .map_err(|(key, message)| self.invalid(&key, message))?;
+        self.auth
+            .check_listen(self.listen)
+            .map_err(|e| self.invalid("listen", e))?;
         Ok(())
     }
 
@@ -666,6 +679,13 @@ impl PartialEq for Origins {
 impl Origins {
     /// The origin of `key`, of a key under it, or of the table holding it.
     fn of(&self, key: &str) -> Option<&str> {
+        // `auth.keys[2].id` came from wherever `auth.keys` did.
+        let unindexed: String = key
+            .split('.')
+            .map(|part| part.split('[').next().unwrap_or(part))
+            .collect::<Vec<_>>()
+            .join(".");
+        let key = unindexed.as_str();
         if let Some(o) = self.0.get(key) {
             return Some(o);
         }
@@ -964,6 +984,10 @@ mod tests {
             until: chrono::NaiveDate::from_ymd_opt(2026, 1, 2),
             reason: "r".into(),
         });
+        c.tls = Some(crate::tls::TlsConfig {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        });
         let table: toml::Table = toml::from_str(&c.to_toml().unwrap()).unwrap();
         let mut keys = Vec::new();
         collect_leaves(&table, &mut Vec::new(), &mut keys);
@@ -1019,9 +1043,55 @@ mod tests {
             from = 2026-01-01
             until = "2026-02-01"
             reason = "court order"
+            [auth]
+            metrics = "admin"
+            streams_per_key_max = 3
+            [auth.roles.read]
+            rate_per_sec = 7
+            burst = 9
+            [[auth.keys]]
+            id = "app-1"
+            hash = "sha256:0b9c2625dc21ef05f6ad4ddf47c5f203837aa32c3c8f1b3c4a8e1b7b6d6c1e57"
+            roles = ["ingest", "read"]
+            tenants = ["acme"]
+            rate_per_sec = 5
+            burst = 6
+            streams_max = 2
+            [tls]
+            cert = "/etc/stele/cert.pem"
+            key = "/etc/stele/key.pem"
             "#,
         )
         .unwrap();
+        assert_eq!(c.auth.metrics, crate::auth::MetricsAccess::Admin);
+        assert_eq!(c.auth.streams_per_key_max, 3);
+        assert_eq!(
+            (c.auth.roles.read.rate_per_sec, c.auth.roles.read.burst),
+            (7, 9)
+        );
+        assert_eq!(
+            c.auth.roles.ingest,
+            crate::auth::AuthConfig::default().roles.ingest
+        );
+        let k = &c.auth.keys[0];
+        assert_eq!(
+            (
+                k.id.as_str(),
+                k.tenants.clone(),
+                k.rate_per_sec,
+                k.burst,
+                k.streams_max
+            ),
+            ("app-1", vec!["acme".to_string()], Some(5), Some(6), Some(2))
+        );
+        assert_eq!(
+            k.roles,
+            [crate::auth::Role::Ingest, crate::auth::Role::Read]
+        );
+        assert_eq!(
+            c.tls.as_ref().map(|t| t.key.clone()),
+            Some(PathBuf::from("/etc/stele/key.pem"))
+        );
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/srv/stele"));
         assert_eq!(

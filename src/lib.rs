@@ -1,6 +1,9 @@
 //! Stele: an audit-log daemon.
 //!
 //! Module map (see ARCHITECTURE.md for the invariants each one keeps):
+//! - [`auth`]: API keys, roles, tenant scopes and rate limits.
+//! - [`access`]: `audit_access` events: the audit log audits its readers.
+//! - [`tls`]: optional HTTPS (rustls), certificates reloaded on SIGHUP.
 //! - [`event`]: the event model, its validation and its encoding.
 //! - [`log`]: the segment log, the durable source of truth.
 //! - [`index`]: the sled and tantivy indexes and the indexer that follows the log.
@@ -16,6 +19,8 @@
 //! - [`clock`]: the time seam.
 //! - [`testkit`]: deterministic realistic events for tests and benches.
 
+pub mod access;
+pub mod auth;
 pub mod backup;
 pub mod clock;
 pub mod config;
@@ -29,4 +34,5 @@ pub mod query;
 pub mod retention;
 pub mod server;
 pub mod testkit;
+pub mod tls;
 pub mod verify;

@@ -81,18 +81,38 @@ enum Command {
         #[arg(long = "public-key", value_name = "HEX_OR_FILE")]
         public_key: Vec<String>,
     },
-    /// Make a key. `--signing`: the Ed25519 key that signs the daily digests
-    /// (`stele serve` reads it from $STELE_SIGNING_KEY_FILE,
+    /// Make a key. By default an API key: prints the key once (Stele keeps
+    /// only its hash) and the `[[auth.keys]]` lines to add to the
+    /// configuration. `--signing`: the Ed25519 key that signs the daily
+    /// digests (`stele serve` reads it from $STELE_SIGNING_KEY_FILE,
     /// $CREDENTIALS_DIRECTORY/signing.key or DATA_DIR/signing.key).
     Keygen {
-        /// Make the digest signing key.
-        #[arg(long, required = true)]
+        /// Make the digest signing key instead of an API key.
+        #[arg(long, requires = "out", conflicts_with_all = ["id", "role", "tenant", "rate_per_sec"])]
         signing: bool,
-        /// Where to write the private key (mode 0600; never overwritten).
+        /// The API key's id (what audit events and logs show).
+        #[arg(long, required_unless_present = "signing")]
+        id: Option<String>,
+        /// A role of the API key: ingest, read, export or admin (repeatable).
+        #[arg(
+            long = "role",
+            value_name = "ROLE",
+            required_unless_present = "signing"
+        )]
+        role: Vec<String>,
+        /// A tenant the API key may write and read (repeatable; default: all).
+        #[arg(long = "tenant", value_name = "TENANT")]
+        tenant: Vec<String>,
+        /// The API key's own rate limit (requests a second; default: its
+        /// roles' limits).
         #[arg(long)]
-        out: PathBuf,
-        /// Also write the public key (hex) here, for auditors.
-        #[arg(long)]
+        rate_per_sec: Option<u32>,
+        /// Signing key: where to write the private key (mode 0600; never
+        /// overwritten).
+        #[arg(long, requires = "signing")]
+        out: Option<PathBuf>,
+        /// Signing key: also write the public key (hex) here, for auditors.
+        #[arg(long, requires = "signing")]
         public_out: Option<PathBuf>,
     },
     /// Append events read as NDJSON from stdin; prints one JSON line per
@@ -182,10 +202,18 @@ fn main() -> ExitCode {
             public_key,
         } => return verify(paths, quiet, &public_key),
         Command::Keygen {
-            signing: _,
-            out,
+            signing: true,
+            out: Some(out),
             public_out,
+            ..
         } => keygen(&out, public_out.as_deref()),
+        Command::Keygen {
+            id,
+            role,
+            tenant,
+            rate_per_sec,
+            ..
+        } => return api_keygen(id.unwrap_or_default(), &role, tenant, rate_per_sec),
         Command::Append {
             data_dir,
             batch,
@@ -306,6 +334,87 @@ fn keygen(out: &std::path::Path, public_out: Option<&std::path::Path>) -> anyhow
          the public key: stele verify --public-key {hex} BACKUP_DIR"
     );
     Ok(())
+}
+
+/// `stele keygen --id … --role …`: a new API key, printed once.
+fn api_keygen(
+    id: String,
+    roles: &[String],
+    tenants: Vec<String>,
+    rate_per_sec: Option<u32>,
+) -> ExitCode {
+    use stele::auth::{AuthConfig, KeyConfig, Role};
+    let mut parsed = Vec::new();
+    for r in roles {
+        match Role::ALL.iter().find(|x| x.as_str() == r) {
+            Some(x) => parsed.push(*x),
+            None => {
+                eprintln!(
+                    "stele keygen: unknown role {r:?}: roles are ingest, read, export and admin"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let token = match stele::auth::generate_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("stele keygen: cannot read random bytes from /dev/urandom: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let key = KeyConfig {
+        id,
+        hash: stele::auth::hash_line(&token),
+        roles: parsed,
+        tenants: if tenants.is_empty() {
+            vec!["*".into()]
+        } else {
+            tenants
+        },
+        rate_per_sec,
+        burst: None,
+        streams_max: None,
+    };
+    // The same checks `stele serve` makes.
+    let check = AuthConfig {
+        keys: vec![key.clone()],
+        ..AuthConfig::default()
+    };
+    if let Err((_, e)) = check.validate() {
+        eprintln!("stele keygen: {}", e.replace("auth.keys[0]", "the key"));
+        return ExitCode::from(2);
+    }
+    #[derive(serde::Serialize)]
+    struct Snippet {
+        auth: SnippetAuth,
+    }
+    #[derive(serde::Serialize)]
+    struct SnippetAuth {
+        keys: Vec<KeyConfig>,
+    }
+    let snippet = match toml::to_string(&Snippet {
+        auth: SnippetAuth { keys: vec![key] },
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stele keygen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "API key (shown only now: Stele stores only its hash; give it to the client, who sends \
+         `Authorization: Bearer <key>`):"
+    );
+    println!("{token}");
+    println!();
+    println!(
+        "Add these lines to the configuration file, then reload (systemctl reload stele, or \
+         SIGHUP):"
+    );
+    println!();
+    print!("{snippet}");
+    ExitCode::SUCCESS
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -586,7 +695,12 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
             let mut cfg = Config::load(path.as_deref(), process_env).map_err(|e| e.to_string())?;
             cfg.apply_flags(&flags);
             cfg.validate().map_err(|e| e.to_string())?;
-            Ok((cfg.limits, cfg.retention))
+            Ok(stele::server::Reloaded {
+                limits: cfg.limits,
+                retention: cfg.retention,
+                auth: cfg.auth,
+                tls: cfg.tls,
+            })
         })
     };
     rt.block_on(stele::server::serve(stele::server::ServeConfig {
@@ -597,6 +711,8 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
         data_dir: cfg.data_dir,
         limits: cfg.limits,
         retention: cfg.retention,
+        auth: cfg.auth,
+        tls: cfg.tls,
     }))
 }
 
@@ -610,6 +726,13 @@ fn check_config(path: &std::path::Path, print: bool) -> ExitCode {
     };
     for (key, var) in cfg.env_overrides() {
         eprintln!("note: {key} is set by the environment ({var})");
+    }
+    // The certificate and key must load as `stele serve` loads them.
+    if let Some(tls) = &cfg.tls {
+        if let Err(e) = stele::tls::load(tls) {
+            eprintln!("stele check-config: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
     }
     if !print {
         println!("{}: valid", path.display());

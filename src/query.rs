@@ -563,9 +563,11 @@ impl Engine {
         self.page(seqs, limit, fp)
     }
 
-    /// Every event about one entity, oldest first, with its changes.
+    /// Every event about one entity, oldest first, with its changes
+    /// (`tenants`: a key's scope, `None` for all).
     pub fn entity_history(
         &self,
+        tenants: Option<&[String]>,
         entity_type: &str,
         entity_id: &str,
         limit: usize,
@@ -574,6 +576,7 @@ impl Engine {
         let filter = Filter {
             entity_type: Some(entity_type.into()),
             entity_id: Some(entity_id.into()),
+            tenants: tenants.map(<[String]>::to_vec),
             ..Filter::default()
         };
         self.keyed(
@@ -585,15 +588,18 @@ impl Engine {
         )
     }
 
-    /// What one user did, newest first.
+    /// What one user did, newest first (`tenants`: a key's scope, `None`
+    /// for all).
     pub fn user_timeline(
         &self,
+        tenants: Option<&[String]>,
         user_id: &str,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, QueryError> {
         let filter = Filter {
             user_id: Some(user_id.into()),
+            tenants: tenants.map(<[String]>::to_vec),
             ..Filter::default()
         };
         self.keyed(Route::User(user_id), filter, Order::Desc, limit, cursor)

@@ -17,7 +17,14 @@
 //! 5. SIGTERM/SIGINT: stop accepting, let in-flight requests finish (at most
 //!    `shutdown_grace_secs`), end streams, then close the indexes (final
 //!    checkpoint) and the log (every queued append answered) before exit.
+//! 6. With API keys configured, a request reaches its handler only after
+//!    authentication (401), its key's rate limit (429) and the route's role
+//!    (403), in that order; handlers apply the key's tenant scope to every
+//!    read and write (see `crate::auth`), and reads are recorded in the log
+//!    itself (see `crate::access`).
 
+use crate::access::{Access, Auditor, Phase};
+use crate::auth::{AuthConfig, AuthError, Key, Keyring, Role, Scope};
 use crate::clock::{Clock, SystemClock};
 use crate::event::{self, Event, FieldError};
 use crate::index::{IndexConfig, Indexes};
@@ -150,13 +157,30 @@ pub struct ServeConfig {
     pub log: LogConfig,
     /// The indexes' settings (`[index]` of the configuration).
     pub index: IndexConfig,
-    /// Re-reads the reloadable settings (on SIGHUP): limits and retention.
+    /// `[auth]`: API keys (none: no authentication, loopback only).
+    pub auth: AuthConfig,
+    /// `[tls]`: serve HTTPS.
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys
+    /// and the TLS certificate.
     pub reload: Option<Reloader>,
 }
 
+/// What a SIGHUP re-reads.
+pub struct Reloaded {
+    /// `[limits]` (except `connections_max`).
+    pub limits: Limits,
+    /// `[retention]`.
+    pub retention: crate::retention::RetentionConfig,
+    /// `[auth]`.
+    pub auth: AuthConfig,
+    /// `[tls]`: the certificate and key are read again (switching TLS on or
+    /// off needs a restart).
+    pub tls: Option<crate::tls::TlsConfig>,
+}
+
 /// Produces fresh reloadable settings, or says why it cannot.
-pub type Reloader =
-    Arc<dyn Fn() -> Result<(Limits, crate::retention::RetentionConfig), String> + Send + Sync>;
+pub type Reloader = Arc<dyn Fn() -> Result<Reloaded, String> + Send + Sync>;
 
 struct App {
     engine: Engine,
@@ -197,7 +221,97 @@ struct App {
     retention_dropped_events: AtomicU64,
     /// The digester's counters (signed digests, failed runs).
     digests: Arc<crate::digest::DigestStats>,
+    /// The API keys in force (reloaded on SIGHUP); empty: no authentication.
+    keys: std::sync::RwLock<Arc<Keyring>>,
+    /// The address served (keys cannot all be removed from a non-loopback
+    /// one by a reload).
+    listen: SocketAddr,
+    /// The certificate in force, when serving TLS.
+    tls: Option<Arc<crate::tls::CertResolver>>,
+    /// Writes the `audit_access` events.
+    auditor: Auditor,
+    /// 401s by reason (`AuthError` order).
+    auth_failures: [AtomicU64; 5],
+    /// 403s (a key without the route's role, or writing another tenant).
+    forbidden: AtomicU64,
+    /// 429s (rate limits and per-key stream limits).
+    rate_limited: AtomicU64,
 }
+
+/// Who is asking: the key (when keys are configured and the route needs
+/// one) and, for audited routes, what to record.
+#[derive(Clone, Default)]
+struct Caller {
+    key: Option<Arc<Key>>,
+    access: Option<Arc<Access>>,
+}
+
+impl Caller {
+    /// The tenants the caller sees.
+    fn scope(&self) -> Scope {
+        self.key.as_ref().map_or(Scope::All, |k| k.scope.clone())
+    }
+
+    /// Narrows a filter to the caller's tenants.
+    fn restrict(&self, filter: &mut crate::index::text::Filter) {
+        if let Some(k) = &self.key {
+            filter.tenants = k.scope.tenants().map(<[String]>::to_vec);
+        }
+    }
+}
+
+/// The `end` audit record of an export or a stream, written when dropped
+/// (however the body ends).
+struct EndRecord {
+    app: Arc<App>,
+    access: Option<Arc<Access>>,
+    /// Events sent so far.
+    sent: u64,
+    /// Whether every matching event was sent (exports).
+    complete: bool,
+}
+
+impl EndRecord {
+    fn new(app: &Arc<App>, access: Option<Arc<Access>>) -> EndRecord {
+        EndRecord {
+            app: app.clone(),
+            access,
+            sent: 0,
+            complete: false,
+        }
+    }
+}
+
+impl Drop for EndRecord {
+    fn drop(&mut self) {
+        let Some(a) = &self.access else { return };
+        let mut extra = serde_json::Map::new();
+        if a.route == "export" {
+            extra.insert("complete".into(), Value::Bool(self.complete));
+        }
+        if let Some(ev) = a.event(Phase::End, 200, Some(self.sent), extra) {
+            self.app.auditor.record_detached(ev);
+        }
+    }
+}
+
+/// Events a response carries, for its audit record (a response extension).
+#[derive(Clone, Copy)]
+struct ResultCount(u64);
+
+fn counted(mut resp: Resp, n: usize) -> Resp {
+    resp.extensions_mut().insert(ResultCount(n as u64));
+    resp
+}
+
+/// The reasons of [`AuthError`], in `App::auth_failures` order.
+const AUTH_FAILURES: [AuthError; 5] = [
+    AuthError::Missing,
+    AuthError::NotBearer,
+    AuthError::Oversized,
+    AuthError::Malformed,
+    AuthError::Unknown,
+];
 
 /// (route, status) → (requests, total µs).
 type RequestCounts = HashMap<(&'static str, u16), (u64, u64)>;
@@ -283,6 +397,11 @@ impl App {
     /// The limits in force (SIGHUP may change them).
     fn limits(&self) -> Limits {
         *self.limits.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keys in force (SIGHUP may change them).
+    fn keyring(&self) -> Arc<Keyring> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The retention settings in force (SIGHUP may change them).
@@ -474,6 +593,22 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     cfg.limits
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid limit: {e}"))?;
+    cfg.auth
+        .validate()
+        .map_err(|(_, e)| anyhow::anyhow!("invalid configuration: {e}"))?;
+    cfg.auth
+        .check_listen(cfg.listen)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = match &cfg.tls {
+        Some(t) => Some(crate::tls::CertResolver::new(t).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let acceptor = match &tls {
+        Some(r) => Some(tokio_rustls::TlsAcceptor::from(
+            r.server_config().map_err(|e| anyhow::anyhow!("{e}"))?,
+        )),
+        None => None,
+    };
     // Signals first: a SIGTERM during recovery must not kill us mid-open.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (hup_tx, hup_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -525,6 +660,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid retention setting: {e}"))?;
     let holds = crate::retention::load_holds(&cfg.data_dir)?;
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
+    let engine_log = engine.log().clone();
     let app = Arc::new(App {
         engine,
         clock,
@@ -547,16 +683,39 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         digests: digester.stats(),
         retention_dropped_days: AtomicU64::new(0),
         retention_dropped_events: AtomicU64::new(0),
+        keys: std::sync::RwLock::new(Arc::new(Keyring::new(&cfg.auth, None))),
+        listen: cfg.listen,
+        tls,
+        auditor: Auditor::start(engine_log),
+        auth_failures: Default::default(),
+        forbidden: AtomicU64::new(0),
+        rate_limited: AtomicU64::new(0),
     });
     spawn_retention(app.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!(
-        "Listening on {addr} with data in {}.",
+        "Listening on {addr} ({scheme}) with data in {}.",
         cfg.data_dir.display()
     );
+    let keys = app.keyring().len();
+    if keys == 0 {
+        tracing::warn!(
+            "No API keys configured: serving only on loopback ({addr}), without \
+             authentication. Add [[auth.keys]] (see `stele keygen`) to serve other hosts."
+        );
+    } else {
+        tracing::info!("Authentication on: {keys} API keys configured.");
+        if acceptor.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                "API keys travel in clear text on {addr}: configure [tls] or put a \
+                 TLS-terminating proxy in front."
+            );
+        }
+    }
     // systemd: ready only now (recovered, caught up, bound); the watchdog is
     // pinged from this loop (see crate::notify).
     let serving = format!("Serving on {addr} with data in {}.", cfg.data_dir.display());
@@ -584,7 +743,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         };
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => {
                         // Small writes (stream events, short answers) go out
                         // at once instead of waiting for the peer's ACK.
@@ -598,16 +757,35 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                let http = http_for(&app.limits());
+                let limits = app.limits();
+                let http = http_for(&limits);
                 let app = app.clone();
+                let ip = peer.ip();
                 let svc = hyper::service::service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(route(app, req).await) }
+                    async move { Ok::<_, std::convert::Infallible>(route(app, req, ip).await) }
                 });
-                let conn = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc));
+                let watcher = graceful.watcher();
+                let acceptor = acceptor.clone();
+                let handshake = Duration::from_secs(limits.header_read_timeout_secs);
                 tokio::spawn(async move {
                     let _permit = permit; // held for the connection's life
-                    let _ = conn.await;
+                    match acceptor {
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = watcher.watch(http.serve_connection(io, svc)).await;
+                        }
+                        // The handshake has the head's time limit: a client
+                        // that never finishes it is dropped.
+                        Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let io = hyper_util::rt::TokioIo::new(tls);
+                                let _ = watcher.watch(http.serve_connection(io, svc)).await;
+                            }
+                            Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}."),
+                            Err(_) => tracing::debug!("TLS handshake with {peer} timed out."),
+                        },
+                    }
                 });
             }
             _ = watchdog.tick() => {
@@ -737,28 +915,37 @@ fn watch_signals(
     Ok(())
 }
 
-async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn route(app: Arc<App>, req: Request<Incoming>, ip: std::net::IpAddr) -> Resp {
     let started = std::time::Instant::now();
     let name = route_name(req.method(), req.uri().path());
     let resp = match check_head(&app.limits(), &req) {
         Some(r) => r,
-        None => {
-            let timeout = Duration::from_secs(app.limits().request_timeout_secs);
-            match tokio::time::timeout(timeout, dispatch(app.clone(), req)).await {
-                Ok(r) => r,
-                Err(_) => problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "request-timeout",
-                    "Request timed out",
-                    format!(
-                        "the request took longer than {} s (request_timeout_secs); an ingest \
-                         that timed out may still be stored: retry it with the same event ids",
-                        timeout.as_secs()
-                    ),
-                    json!({ "limit": timeout.as_secs() }),
-                ),
+        None => match authorize(&app, &req, name, ip) {
+            Err(r) => *r,
+            Ok(caller) => {
+                let timeout = Duration::from_secs(app.limits().request_timeout_secs);
+                let access = caller.access.clone();
+                let resp =
+                    match tokio::time::timeout(timeout, dispatch(app.clone(), req, caller)).await {
+                        Ok(r) => r,
+                        Err(_) => problem(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "request-timeout",
+                            "Request timed out",
+                            format!(
+                            "the request took longer than {} s (request_timeout_secs); an ingest \
+                             that timed out may still be stored: retry it with the same event ids",
+                            timeout.as_secs()
+                        ),
+                            json!({ "limit": timeout.as_secs() }),
+                        ),
+                    };
+                match access {
+                    Some(a) => audit_response(&app, &a, resp).await,
+                    None => resp,
+                }
             }
-        }
+        },
     };
     let took = started.elapsed();
     if let Some(h) = app.latency.get(name) {
@@ -769,6 +956,139 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Resp {
     e.0 += 1;
     e.1 += took.as_micros() as u64;
     resp
+}
+
+/// The role a route needs when keys are configured (`None`: public).
+fn required_role(keys: &Keyring, name: &str) -> Option<Role> {
+    match name {
+        "ingest" => Some(Role::Ingest),
+        "list" | "get" | "search" | "stats" | "stream" | "history" | "timeline" => Some(Role::Read),
+        "export" => Some(Role::Export),
+        "segments" | "retention" | "holds" => Some(Role::Admin),
+        "metrics" if keys.metrics == crate::auth::MetricsAccess::Admin => Some(Role::Admin),
+        _ => None,
+    }
+}
+
+/// Authentication (401), the key's rate limit (429), the route's role
+/// (403), in that order; the caller on success.
+fn authorize(
+    app: &Arc<App>,
+    req: &Request<Incoming>,
+    name: &'static str,
+    ip: std::net::IpAddr,
+) -> Result<Caller, Box<Resp>> {
+    let keys = app.keyring();
+    let role = match required_role(&keys, name) {
+        Some(r) if keys.enabled() => r,
+        _ => return Ok(Caller::default()),
+    };
+    let header = req.headers().get(hyper::header::AUTHORIZATION);
+    let key = match keys.authenticate(header.map(|h| h.as_bytes())) {
+        Ok(k) => k,
+        Err(e) => {
+            let i = AUTH_FAILURES.iter().position(|x| *x == e).unwrap_or(0);
+            app.auth_failures[i].fetch_add(1, Ordering::Relaxed);
+            let mut r = problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                e.detail(),
+                json!({}),
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer realm=\"stele\""),
+            );
+            return Err(Box::new(r));
+        }
+    };
+    if let Err(limited) = key.check_rate(role) {
+        app.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let secs = limited.retry_after_secs();
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Rate limit exceeded",
+            format!(
+                "key {:?} is over its rate limit of {} requests a second for {} requests: retry \
+                 in {secs} s",
+                key.id,
+                limited.rate_per_sec,
+                role.as_str()
+            ),
+            json!({ "retry_after": secs, "limit": limited.rate_per_sec }),
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, secs.into());
+        return Err(Box::new(r));
+    }
+    let access = Arc::new(Access {
+        key: key.clone(),
+        route: name,
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        params: query_pairs(req),
+        ip,
+    });
+    if !key.has(role) {
+        app.forbidden.fetch_add(1, Ordering::Relaxed);
+        // Refused reads are recorded too (the rate limit bounds them).
+        if let Some(ev) = access.event(Phase::Request, 403, None, Default::default()) {
+            app.auditor.record_detached(ev);
+        }
+        return Err(Box::new(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            format!(
+                "key {:?} has the roles {} and this route needs the {} role",
+                key.id,
+                key.roles().join(", "),
+                role.as_str()
+            ),
+            json!({ "role": role.as_str() }),
+        )));
+    }
+    Ok(Caller {
+        key: Some(key),
+        // Ingest is not audited: the events posted are their own record.
+        access: (role != Role::Ingest).then_some(access),
+    })
+}
+
+/// Records an audited request after its answer (queued). A 200 export or
+/// stream recorded its start itself (see [`record_start`]).
+async fn audit_response(app: &Arc<App>, access: &Access, mut resp: Resp) -> Resp {
+    let status = resp.status().as_u16();
+    if matches!(access.route, "export" | "stream") && status == 200 {
+        return resp;
+    }
+    let count = resp.extensions_mut().remove::<ResultCount>().map(|c| c.0);
+    if let Some(ev) = access.event(Phase::Request, status, count, Default::default()) {
+        app.auditor.record(ev).await;
+    }
+    resp
+}
+
+/// Records the start of an export or a stream durably, before anything of
+/// its body is produced; the refusal when that fails (no unrecorded read).
+async fn record_start(app: &Arc<App>, caller: &Caller) -> Option<Resp> {
+    let a = caller.access.as_ref()?;
+    let ev = a.event(Phase::Start, 200, None, Default::default())?;
+    match app.auditor.record_durable(ev).await {
+        Ok(()) => None,
+        Err(e) => Some(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log-unavailable",
+            "The log cannot accept events",
+            format!(
+                "this {} cannot be recorded in the audit trail: {e}",
+                a.route
+            ),
+            json!({}),
+        )),
+    }
 }
 
 /// 414 or 431 for a request head over the limits.
@@ -997,12 +1317,55 @@ fn metrics(app: &App) -> Resp {
         "Legal holds in force (configuration and HTTP).",
         all_holds(app).len().to_string(),
     );
+    metric(
+        "stele_api_keys",
+        "gauge",
+        "API keys configured (0: no authentication, loopback only).",
+        app.keyring().len().to_string(),
+    );
+    metric(
+        "stele_auth_forbidden_total",
+        "counter",
+        "Requests refused with 403 (role missing, or another tenant's events).",
+        app.forbidden.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_rate_limited_total",
+        "counter",
+        "Requests refused with 429 (a key's rate limit or stream limit).",
+        app.rate_limited.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_audit_events_total",
+        "counter",
+        "audit_access events recorded since start.",
+        app.auditor.stats.recorded.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_audit_failures_total",
+        "counter",
+        "audit_access events that could not be recorded (see the log).",
+        app.auditor.stats.failed.load(Relaxed).to_string(),
+    );
     if let Some(free) = disk_free_bytes(&app.data_dir) {
         metric(
             "stele_disk_free_bytes",
             "gauge",
             "Bytes available to Stele on the data directory's filesystem.",
             free.to_string(),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP stele_auth_failures_total Requests refused with 401, by reason.\n\
+         # TYPE stele_auth_failures_total counter"
+    );
+    for (e, n) in AUTH_FAILURES.iter().zip(&app.auth_failures) {
+        let _ = writeln!(
+            out,
+            "stele_auth_failures_total{{reason=\"{}\"}} {}",
+            e.reason(),
+            n.load(Relaxed)
         );
     }
     let segs = log.segments();
@@ -1081,24 +1444,27 @@ fn metrics(app: &App) -> Resp {
         .expect("valid response")
 }
 
-async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn dispatch(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, ["readyz"]) => readyz(&app),
         (&Method::GET, ["metrics"]) => metrics(&app),
-        (&Method::POST, ["v1", "events"]) => ingest(app, req).await,
-        (&Method::GET, ["v1", "events"]) => list(app, req, false).await,
-        (&Method::GET, ["v1", "search"]) => list(app, req, true).await,
-        (&Method::GET, ["v1", "stats"]) => stats(app, req).await,
-        (&Method::GET, ["v1", "export"]) => export(app, req).await,
-        (&Method::GET, ["v1", "stream"]) => stream(app, req),
+        (&Method::POST, ["v1", "events"]) => ingest(app, req, &caller).await,
+        (&Method::GET, ["v1", "events"]) => list(app, req, false, &caller).await,
+        (&Method::GET, ["v1", "search"]) => list(app, req, true, &caller).await,
+        (&Method::GET, ["v1", "stats"]) => stats(app, req, &caller).await,
+        (&Method::GET, ["v1", "export"]) => export(app, req, caller).await,
+        (&Method::GET, ["v1", "stream"]) => stream(app, req, caller).await,
         (&Method::GET, ["v1", "segments"]) => list_segments(app, &req).await,
         (&Method::GET, ["v1", "retention"]) => retention_plan(app).await,
         (&Method::GET, ["v1", "holds"]) => {
             let holds = all_holds(&app);
-            json_response(StatusCode::OK, &json!({ "holds": holds }))
+            counted(
+                json_response(StatusCode::OK, &json!({ "holds": holds })),
+                holds.len(),
+            )
         }
         (&Method::POST, ["v1", "holds"]) => add_hold(app, req).await,
         (&Method::DELETE, ["v1", "holds", name]) => {
@@ -1107,16 +1473,19 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
         }
         (&Method::GET, ["v1", "entities", ty, id, "history"]) => {
             let (ty, id) = (percent_decode(ty, false), percent_decode(id, false));
+            let scope = caller.scope();
             keyed(app, &req, move |app, limit, cursor| {
                 app.engine
-                    .entity_history(&ty, &id, limit, cursor.as_deref())
+                    .entity_history(scope.tenants(), &ty, &id, limit, cursor.as_deref())
             })
             .await
         }
         (&Method::GET, ["v1", "users", id, "events"]) => {
             let id = percent_decode(id, false);
+            let scope = caller.scope();
             keyed(app, &req, move |app, limit, cursor| {
-                app.engine.user_timeline(&id, limit, cursor.as_deref())
+                app.engine
+                    .user_timeline(scope.tenants(), &id, limit, cursor.as_deref())
             })
             .await
         }
@@ -1147,14 +1516,21 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>) -> Resp {
                 app2.engine.get_by_id(&id2)
             })
             .await;
+            // Another tenant's event is as absent as one never stored.
+            let scope = caller.scope();
             match found {
-                Ok(Ok(Some(ev))) => json_response(StatusCode::OK, &json!(ev)),
-                Ok(Ok(None)) => problem(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    "No such event",
-                    format!("no stored event has the id {id:?}"),
-                    json!({}),
+                Ok(Ok(Some(ev))) if scope.allows(ev.event.tenant.as_deref()) => {
+                    counted(json_response(StatusCode::OK, &json!(ev)), 1)
+                }
+                Ok(Ok(_)) => counted(
+                    problem(
+                        StatusCode::NOT_FOUND,
+                        "not-found",
+                        "No such event",
+                        format!("no stored event has the id {id:?}"),
+                        json!({}),
+                    ),
+                    0,
                 ),
                 Ok(Err(e)) => query_problem(e),
                 Err(e) => internal(e.to_string()),
@@ -1245,7 +1621,7 @@ fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn list(app: Arc<App>, req: Request<Incoming>, text_required: bool) -> Resp {
+async fn list(app: Arc<App>, req: Request<Incoming>, text_required: bool, caller: &Caller) -> Resp {
     let pairs = query_pairs(&req);
     if let Some(r) = reject_params(
         &pairs,
@@ -1255,10 +1631,11 @@ async fn list(app: Arc<App>, req: Request<Incoming>, text_required: bool) -> Res
         return r;
     }
     let now = app.clock.now_micros();
-    let q = match Query::parse(&pairs, now) {
+    let mut q = match Query::parse(&pairs, now) {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
+    caller.restrict(&mut q.filter);
     let blank = q.filter.text.as_deref().is_none_or(|t| t.trim().is_empty());
     if text_required && blank {
         return query_problem(QueryError::BadParam {
@@ -1267,7 +1644,10 @@ async fn list(app: Arc<App>, req: Request<Incoming>, text_required: bool) -> Res
         });
     }
     match tokio::task::spawn_blocking(move || app.engine.list(&q)).await {
-        Ok(Ok(page)) => json_response(StatusCode::OK, &json!(page)),
+        Ok(Ok(page)) => counted(
+            json_response(StatusCode::OK, &json!(page)),
+            page.events.len(),
+        ),
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
     }
@@ -1337,7 +1717,7 @@ fn ingest_media_type(req: &Request<Incoming>) -> Result<bool, String> {
     }
 }
 
-async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn ingest(app: Arc<App>, req: Request<Incoming>, caller: &Caller) -> Resp {
     let ndjson = match ingest_media_type(&req) {
         Ok(n) => n,
         Err(what) => {
@@ -1428,6 +1808,12 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
             ),
             json!({ "errors": errors }),
         );
+    }
+    if let Some(r) = scope_events(&caller.scope(), &mut events) {
+        if r.status() == StatusCode::FORBIDDEN {
+            app.forbidden.fetch_add(1, Ordering::Relaxed);
+        }
+        return r;
     }
     let app2 = app.clone();
     let (events, reserved) = match tokio::task::spawn_blocking(move || {
@@ -1527,6 +1913,52 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>) -> Resp {
     }
 }
 
+/// A tenant-scoped key writes only its tenants: an event without a tenant
+/// gets the key's (when it has one), one of another tenant refuses the
+/// whole request (the refusal).
+fn scope_events(scope: &Scope, events: &mut [Event]) -> Option<Resp> {
+    let Scope::Tenants(tenants) = scope else {
+        return None;
+    };
+    for (i, ev) in events.iter_mut().enumerate() {
+        match &ev.tenant {
+            None if tenants.len() == 1 => ev.tenant = Some(tenants[0].clone()),
+            None => {
+                return Some(problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-events",
+                    "Invalid events",
+                    "1 problem; nothing was stored".into(),
+                    json!({ "errors": [{
+                        "index": i,
+                        "field": "tenant",
+                        "kind": "missing",
+                        "message": format!(
+                            "this key writes to several tenants ({}): name one in `tenant`",
+                            tenants.join(", ")
+                        ),
+                    }] }),
+                ))
+            }
+            Some(t) if !tenants.contains(t) => {
+                return Some(problem(
+                    StatusCode::FORBIDDEN,
+                    "tenant-forbidden",
+                    "Tenant not allowed",
+                    format!(
+                        "event {i} names a tenant this key may not write (it writes {}); \
+                         nothing was stored",
+                        tenants.join(", ")
+                    ),
+                    json!({ "field": "tenant", "index": i }),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
 /// Bytes available to unprivileged writers on `dir`'s filesystem.
 fn disk_free_bytes(dir: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -1564,9 +1996,16 @@ fn spawn_reloader(
                 continue;
             };
             match tokio::task::spawn_blocking(move || reload()).await {
-                Ok(Ok((limits, retention))) => {
+                Ok(Ok(fresh)) => {
+                    if let Err(e) = fresh.auth.check_listen(app.listen) {
+                        tracing::error!(
+                            "Could not reload the configuration, keeping the current settings: {e}."
+                        );
+                        crate::notify::ready(&serving);
+                        continue;
+                    }
                     let old = app.limits();
-                    if limits.connections_max != old.connections_max {
+                    if fresh.limits.connections_max != old.connections_max {
                         tracing::warn!(
                             "connections_max changes only at restart ({} stays in force).",
                             old.connections_max
@@ -1574,12 +2013,32 @@ fn spawn_reloader(
                     }
                     let limits = Limits {
                         connections_max: old.connections_max,
-                        ..limits
+                        ..fresh.limits
                     };
                     *app.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
-                    *app.retention.write().unwrap_or_else(|p| p.into_inner()) = retention;
+                    *app.retention.write().unwrap_or_else(|p| p.into_inner()) = fresh.retention;
+                    let keys = {
+                        let mut current = app.keys.write().unwrap_or_else(|p| p.into_inner());
+                        *current = Arc::new(Keyring::new(&fresh.auth, Some(&current)));
+                        current.len()
+                    };
+                    let tls = match (&app.tls, &fresh.tls) {
+                        (Some(resolver), Some(paths)) => match resolver.reload(paths) {
+                            Ok(()) => "the TLS certificate was read again",
+                            Err(e) => {
+                                tracing::error!("Keeping the TLS certificate in force: {e}.");
+                                "the TLS certificate in force was kept"
+                            }
+                        },
+                        (None, None) => "no TLS",
+                        _ => {
+                            tracing::warn!("Switching TLS on or off needs a restart.");
+                            "TLS unchanged until a restart"
+                        }
+                    };
                     tracing::info!(
-                        "Reloaded: limits and retention settings are now in force ({limits:?})."
+                        "Reloaded: limits, retention settings and {keys} API keys are now in \
+                         force; {tls} ({limits:?})."
                     );
                 }
                 Ok(Err(e)) => tracing::error!(
@@ -1856,7 +2315,10 @@ async fn list_segments(app: Arc<App>, req: &Request<Incoming>) -> Resp {
     })
     .await;
     match listed {
-        Ok(Ok(v)) => json_response(StatusCode::OK, &v),
+        Ok(Ok(v)) => {
+            let n = v["segments"].as_array().map_or(0, Vec::len);
+            counted(json_response(StatusCode::OK, &v), n)
+        }
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e.to_string()),
     }
@@ -1918,18 +2380,22 @@ async fn keyed(
         }
     }
     match tokio::task::spawn_blocking(move || run(&app, limit, cursor)).await {
-        Ok(Ok(page)) => json_response(StatusCode::OK, &json!(page)),
+        Ok(Ok(page)) => counted(
+            json_response(StatusCode::OK, &json!(page)),
+            page.events.len(),
+        ),
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
     }
 }
 
-async fn stats(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn stats(app: Arc<App>, req: Request<Incoming>, caller: &Caller) -> Resp {
     let pairs = query_pairs(&req);
-    let q = match Query::parse(&pairs, app.clock.now_micros()) {
+    let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
+    caller.restrict(&mut q.filter);
     if let Some(r) = reject_params(
         &pairs,
         &["limit", "order", "cursor"],
@@ -1940,12 +2406,13 @@ async fn stats(app: Arc<App>, req: Request<Incoming>) -> Resp {
     let interval = q.interval;
     match tokio::task::spawn_blocking(move || app.engine.stats(&q)).await {
         Ok(Ok(st)) => {
+            let total = st.total as usize;
             let counts = |v: &[(String, u64)], key: &str| -> Value {
                 v.iter()
                     .map(|(k, n)| json!({ key: k, "count": n }))
                     .collect()
             };
-            json_response(
+            let resp = json_response(
                 StatusCode::OK,
                 &json!({
                     "total": st.total,
@@ -1968,7 +2435,8 @@ async fn stats(app: Arc<App>, req: Request<Incoming>) -> Resp {
                     "active_users": st.active_users,
                     "error_rate": st.error_rate,
                 }),
-            )
+            );
+            counted(resp, total)
         }
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
@@ -2037,7 +2505,7 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
     let mut pairs = query_pairs(&req);
     let mut csv = false;
     if let Some(i) = pairs.iter().position(|(k, _)| k == "format") {
@@ -2065,6 +2533,7 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
         Ok(q) => q,
         Err(e) => return query_problem(e),
     };
+    caller.restrict(&mut q.filter);
     if !explicit_order {
         q.order = crate::index::text::Order::Asc; // chronological unless asked
     }
@@ -2089,9 +2558,13 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
     let scan = q.filter.text.is_none()
         && q.order == crate::index::text::Order::Asc
         && matching.saturating_mul(EXPORT_SCAN_RATIO) >= log_span;
+    if let Some(refused) = record_start(&app, &caller).await {
+        return refused;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         let (_open, _) = Held::take(&app, |a| &a.exports_open);
+        let mut end = EndRecord::new(&app, caller.access);
         let fail = |why: String| {
             tracing::error!("An export stopped before its end: {why}.");
             let _ = tx.blocking_send(Err(BodyError::from(why)));
@@ -2125,6 +2598,7 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
                 }
                 render(&ev, &mut chunk);
                 in_chunk += 1;
+                end.sent += 1;
                 if in_chunk == EXPORT_PAGE {
                     if *app.stopping.borrow() {
                         return fail("the daemon is shutting down".into());
@@ -2137,9 +2611,7 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
                     in_chunk = 0;
                 }
             }
-            if !chunk.is_empty() {
-                let _ = tx.blocking_send(Ok(Bytes::from(chunk)));
-            }
+            end.complete = chunk.is_empty() || tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
             return;
         }
         loop {
@@ -2162,9 +2634,13 @@ async fn export(app: Arc<App>, req: Request<Incoming>) -> Resp {
             if !chunk.is_empty() && tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
                 return; // the client went away
             }
+            end.sent += page.events.len() as u64;
             match page.next_cursor {
                 Some(c) => q.cursor = Some(c),
-                None => return,
+                None => {
+                    end.complete = true;
+                    return;
+                }
             }
         }
     });
@@ -2202,7 +2678,7 @@ const STREAM_TEXT_POLL: Duration = Duration::from_millis(100);
 /// (or `from_seq`) resumes right after the last event it saw. With `q`, the
 /// stream follows the full-text index instead (events arrive once
 /// searchable, within the index commit interval), in the same seq order.
-fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn stream(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
     let mut pairs = query_pairs(&req);
     let mut from: Option<u64> = None;
     if let Some(i) = pairs.iter().position(|(k, _)| k == "from_seq") {
@@ -2235,9 +2711,29 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
     ) {
         return r;
     }
-    let q = match Query::parse(&pairs, app.clock.now_micros()) {
+    let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
         Ok(q) => q,
         Err(e) => return query_problem(e),
+    };
+    caller.restrict(&mut q.filter);
+    let key_slot = match &caller.key {
+        Some(k) => match k.open_stream() {
+            Some(s) => Some(s),
+            None => {
+                app.rate_limited.fetch_add(1, Ordering::Relaxed);
+                return problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-key-streams",
+                    "Too many streams for this key",
+                    format!(
+                        "key {:?} has {} streams open, its most (streams_max); close one first",
+                        k.id, k.streams_max
+                    ),
+                    json!({ "limit": k.streams_max }),
+                );
+            }
+        },
+        None => None,
     };
     // The slot is taken before the 200, so streams_max cannot be overrun.
     let (slot, open) = Held::take(&app, |a| &a.streams_open);
@@ -2267,8 +2763,12 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
     let next = from
         .unwrap_or_else(|| log.last_seq() + 1)
         .max(log.first_seq());
+    if let Some(refused) = record_start(&app, &caller).await {
+        return refused;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(run_stream(slot, q, next, tx));
+    let end = EndRecord::new(&app, caller.access);
+    tokio::spawn(run_stream((slot, key_slot), end, q, next, tx));
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/event-stream")
@@ -2280,12 +2780,13 @@ fn stream(app: Arc<App>, req: Request<Incoming>) -> Resp {
 /// Feeds one stream from seq `next` on until the client leaves or the
 /// daemon stops.
 async fn run_stream(
-    slot: Held,
+    slots: (Held, Option<crate::auth::StreamSlot>),
+    mut end: EndRecord,
     q: Query,
     mut next: u64,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, BodyError>>,
 ) {
-    let app = slot.app.clone();
+    let app = slots.0.app.clone();
     let log = app.engine.log().clone();
     let text = q.filter.text.is_some();
     let mut durable = log.subscribe();
@@ -2309,10 +2810,11 @@ async fn run_stream(
             })
             .await;
             match read {
-                Ok(Ok(chunk)) => {
+                Ok(Ok((chunk, n))) => {
                     if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                         return; // the client went away
                     }
+                    end.sent += n;
                     next = to + 1;
                 }
                 Ok(Err(e)) => {
@@ -2355,11 +2857,13 @@ fn read_stream_step(
     text: bool,
     from: u64,
     to: u64,
-) -> Result<String, String> {
+) -> Result<(String, u64), String> {
     use std::fmt::Write as _;
     let mut out = String::new();
+    let mut sent = 0;
     let mut emit = |ev: &crate::event::StoredEvent| {
         let _ = write!(out, "id: {}\nevent: audit\ndata: {}\n\n", ev.seq, json!(ev));
+        sent += 1;
     };
     let log = app.engine.log();
     if text {
@@ -2382,7 +2886,7 @@ fn read_stream_step(
             }
         }
     }
-    Ok(out)
+    Ok((out, sent))
 }
 
 #[cfg(test)]

@@ -66,8 +66,11 @@ fn check_config_accepts_the_sample_file() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, format!("{}: valid\n", sample().display()));
     // --print: the effective configuration, every key, as TOML on stdout.
-    let (code, out, err) =
-        check_config(&sample(), &["--print"], &[("STELE_LISTEN", "0.0.0.0:7171")]);
+    let (code, out, err) = check_config(
+        &sample(),
+        &["--print"],
+        &[("STELE_LISTEN", "127.0.0.2:7171")],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(&format!("{}: valid", sample().display())),
@@ -78,7 +81,7 @@ fn check_config_accepts_the_sample_file() {
         "{err}"
     );
     let printed: toml::Table = toml::from_str(&out).expect("--print writes TOML");
-    assert_eq!(printed["listen"].as_str(), Some("0.0.0.0:7171"));
+    assert_eq!(printed["listen"].as_str(), Some("127.0.0.2:7171"));
     assert_eq!(printed["data_dir"].as_str(), Some("data"));
     assert_eq!(printed["limits"]["streams_max"].as_integer(), Some(1024));
     assert_eq!(

@@ -340,7 +340,7 @@ fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
             loop {
                 let page = w
                     .engine
-                    .entity_history(t, id, 3, cursor.as_deref())
+                    .entity_history(None, t, id, 3, cursor.as_deref())
                     .unwrap();
                 got.extend(page.events.iter().map(|x| x.seq));
                 match page.next_cursor {
@@ -359,7 +359,7 @@ fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
                 .map(|x| x.seq)
                 .take(50)
                 .collect();
-            let page = w.engine.user_timeline(u, 50, None).unwrap();
+            let page = w.engine.user_timeline(None, u, 50, None).unwrap();
             let got: Vec<u64> = page.events.iter().map(|x| x.seq).collect();
             assert_eq!(got, want, "timeline of {u}");
         }

@@ -98,6 +98,9 @@ pub enum TextError {
 pub struct Filter {
     /// Exact tenant.
     pub tenant: Option<String>,
+    /// The tenant is one of these (an API key's scope); an empty list
+    /// matches nothing, events without a tenant never match.
+    pub tenants: Option<Vec<String>>,
     /// Exact action.
     pub action: Option<String>,
     /// Exact category.
@@ -142,6 +145,11 @@ impl Filter {
         let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
         let t = event_time(e);
         eq(&self.tenant, &ev.tenant)
+            && self.tenants.as_ref().is_none_or(|ts| {
+                ev.tenant
+                    .as_ref()
+                    .is_some_and(|t| ts.iter().any(|x| x == t))
+            })
             && self.action.as_ref().is_none_or(|a| *a == ev.action)
             && eq(&self.category, &ev.category)
             && self.source.is_none_or(|s| Some(s) == ev.source)
@@ -610,6 +618,14 @@ impl TextIndex {
             if let Some(value) = value {
                 must.push(term(field, value));
             }
+        }
+        if let Some(tenants) = &filter.tenants {
+            if tenants.is_empty() {
+                return Ok(None);
+            }
+            must.push(Box::new(BooleanQuery::union(
+                tenants.iter().map(|t| term(f.tenant, t)).collect(),
+            )));
         }
         // Column-only fields: an equality range on the fast column.
         let columns: [(Field, Option<&str>); 3] = [
@@ -1446,6 +1462,9 @@ mod tests {
         };
         let t = event_time(ev);
         eq(&f.tenant, &e.tenant)
+            && f.tenants
+                .as_ref()
+                .is_none_or(|ts| e.tenant.as_ref().is_some_and(|t| ts.contains(t)))
             && f.action.as_ref().is_none_or(|a| *a == e.action)
             && eq(&f.category, &e.category)
             && f.source.is_none_or(|s| e.source == Some(s))
@@ -1579,6 +1598,14 @@ mod tests {
         maybe!(correlation_id, 3);
         maybe!(ip, 3);
         maybe!(actor, 5);
+        if rng.chance(15) {
+            // A key's scope: this event's tenant and maybe another's.
+            let mut ts: Vec<String> = ev.tenant.iter().cloned().collect();
+            if rng.chance(50) {
+                ts.extend(rng.pick(evs).event.tenant.clone());
+            }
+            f.tenants = Some(ts);
+        }
         if rng.chance(30) {
             f.action = Some(ev.action.clone());
         }

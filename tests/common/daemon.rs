@@ -217,3 +217,23 @@ fn read_all(s: &mut TcpStream, raw: &mut Vec<u8>) {
         );
     }
 }
+
+/// Reads a whole response until the server closes the connection (the same
+/// deadline as [`call_at`]); for callers that write their own request.
+pub fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    read_all(s, &mut raw);
+    raw
+}
+
+impl Daemon {
+    /// Sends SIGHUP (reload the configuration).
+    pub fn hup(&self) {
+        let pid = self.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill -HUP {pid} failed");
+    }
+}

@@ -180,6 +180,16 @@ struct Opts {
     /// Echo the self-started daemon's log to stderr.
     #[arg(long)]
     daemon_log: bool,
+    /// Run the self-started daemon with access control: one API key holding every role
+    /// (all tenants, a rate limit of 1,000,000 requests/s so the bucket is checked but
+    /// never refuses), sent with every request; reads are then recorded as
+    /// `audit_access` events. Compare with a run without it for the cost of
+    /// authentication, rate limiting and the audit trail.
+    #[arg(long, conflicts_with = "addr")]
+    auth: bool,
+    /// With --addr: the API key to send (`Authorization: Bearer KEY`).
+    #[arg(long, value_name = "KEY", requires = "addr")]
+    token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -283,8 +293,8 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
         None => Some(Daemon::start(o)?),
     };
     let ctx = match (&daemon, &o.addr) {
-        (Some(d), _) => Ctx::new(d.addr, Some(d.child.clone())),
-        (None, Some(a)) => Ctx::new(loopback_addr(a)?, None),
+        (Some(d), _) => Ctx::new(d.addr, Some(d.child.clone()), d.token.clone()),
+        (None, Some(a)) => Ctx::new(loopback_addr(a)?, None, o.token.clone()),
         (None, None) => unreachable!("a daemon is started when no --addr is given"),
     };
     eprintln!(
@@ -354,6 +364,8 @@ fn loopback_addr(a: &str) -> Result<SocketAddr> {
 
 /// A self-started `stele serve`.
 struct Daemon {
+    /// The API key of a `--auth` daemon.
+    token: Option<String>,
     child: Arc<Mutex<Child>>,
     addr: SocketAddr,
     notes: Arc<Mutex<DaemonNotes>>,
@@ -392,9 +404,28 @@ impl Daemon {
                     o.data_parent.display()
                 )
             })?;
-        let mut child = Command::new(&o.stele)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+        let mut cmd = Command::new(&o.stele);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path());
+        let token = if o.auth {
+            let token = stele::auth::generate_token().context("cannot make an API key")?;
+            let config = dir.path().join("loadgen-auth.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[[auth.keys]]\nid = \"loadgen\"\nhash = \"{}\"\n\
+                     roles = [\"ingest\", \"read\", \"export\", \"admin\"]\ntenants = [\"*\"]\n\
+                     rate_per_sec = 1000000\nburst = 1000000\nstreams_max = 1024\n",
+                    stele::auth::hash_line(&token)
+                ),
+            )
+            .with_context(|| format!("cannot write {}", config.display()))?;
+            cmd.arg("--config").arg(config);
+            Some(token)
+        } else {
+            None
+        };
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -441,6 +472,7 @@ impl Daemon {
         let daemon = |addr| Daemon {
             child: child.clone(),
             addr,
+            token: token.clone(),
             notes: notes.clone(),
             _dir: dir,
         };
@@ -529,6 +561,8 @@ fn strip_ansi(s: &str) -> String {
 struct Ctx {
     addr: SocketAddr,
     host: String,
+    /// `Bearer <key>` when the daemon needs one.
+    authorization: Option<String>,
     child: Option<Arc<Mutex<Child>>>,
     abort: Arc<AbortFlag>,
 }
@@ -540,10 +574,11 @@ struct AbortFlag {
 }
 
 impl Ctx {
-    fn new(addr: SocketAddr, child: Option<Arc<Mutex<Child>>>) -> Ctx {
+    fn new(addr: SocketAddr, child: Option<Arc<Mutex<Child>>>, token: Option<String>) -> Ctx {
         Ctx {
             addr,
             host: addr.to_string(),
+            authorization: token.map(|t| format!("Bearer {t}")),
             child,
             abort: Arc::default(),
         }
@@ -620,6 +655,9 @@ fn request(
         .method(method)
         .uri(path)
         .header("host", &ctx.host);
+    if let Some(a) = &ctx.authorization {
+        b = b.header("authorization", a);
+    }
     if let Some(ct) = ctype {
         b = b.header("content-type", ct);
     }
@@ -1910,11 +1948,15 @@ async fn sse_reader(
     let mut out = SseOut::default();
     let opened = async {
         let mut sender = connect(ctx.addr).await?;
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::GET)
             .uri("/v1/stream")
             .header("host", &ctx.host)
-            .header("accept", "text/event-stream")
+            .header("accept", "text/event-stream");
+        if let Some(a) = &ctx.authorization {
+            req = req.header("authorization", a);
+        }
+        let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))

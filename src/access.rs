@@ -7,9 +7,9 @@
 //! 2. Exports and streams are recorded durably (`phase = "start"`) before
 //!    their first byte leaves, and again when they end (`phase = "end"`,
 //!    with the number of events sent). Other requests are recorded after
-//!    their answer (`phase = "request"`), batched by one task: a crash can
-//!    lose the records of the last few milliseconds of queries, never of an
-//!    export or a stream.
+//!    their answer (`phase = "request"`), batched by one task that commits
+//!    at most every [`FLUSH_DELAY`]: a crash can lose the records of the
+//!    queries of that last moment, never of an export or a stream.
 //! 3. Audit events carry no tenant: only keys scoped to all tenants see them.
 
 use crate::auth::Key;
@@ -26,6 +26,9 @@ pub const CATEGORY: &str = "audit_access";
 const QUEUE: usize = 4096;
 /// Records appended per group commit.
 const BATCH: usize = 1000;
+/// Longest wait for more records before a group commit: the window of
+/// query records a crash can lose.
+pub const FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 /// Longest parameter value copied into a record (longer ones are cut).
 const PARAM_BYTES_MAX: usize = 1024;
 
@@ -57,6 +60,16 @@ impl Auditor {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
+                // Let the records of the reads that follow gather for a
+                // moment: one group commit per FLUSH_DELAY at most, instead
+                // of one per read (each read would otherwise cost an fsync).
+                let deadline = tokio::time::Instant::now() + FLUSH_DELAY;
+                while batch.len() < BATCH {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(ev)) => batch.push(ev),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
                 // Failures are counted and logged by `append`.
                 let _ = append(&log2, &stats2, &batch).await;
                 batch.clear();

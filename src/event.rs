@@ -1392,6 +1392,24 @@ mod tests {
         }
     }
 
+    /// Found by the `event_json` fuzz target: an integer beyond u64 in
+    /// metadata is kept as a float, and serde_json's default (fast,
+    /// not always correctly rounded) float parser gave 18446747007145395615
+    /// a different value than a re-parse of its own output, so an event's
+    /// JSON view did not validate back to the same event. `float_roundtrip`
+    /// makes canonical metadata a fixed point.
+    #[test]
+    fn fuzz_metadata_integers_beyond_u64_round_trip_through_the_json_view() {
+        let v: Value = serde_json::from_str(
+            r#"{"id": "e", "action": "a", "actor": "b", "metadata":
+                {"n": 18446747007145395615, "m": 18446747007439551615, "f": 0.30000000000000004}}"#,
+        )
+        .unwrap();
+        let ev = ok(v);
+        let view = serde_json::to_value(&ev).unwrap();
+        assert_eq!(ok(view), ev);
+    }
+
     fn errs(v: Value) -> Vec<FieldError> {
         match parse_event(&v, || "generated".to_owned()) {
             Ok(ev) => panic!("expected errors, got {ev:?}"),

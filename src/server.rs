@@ -1023,18 +1023,22 @@ fn authorize(
             .insert(hyper::header::RETRY_AFTER, secs.into());
         return Err(Box::new(r));
     }
-    let access = Arc::new(Access {
-        key: key.clone(),
-        route: name,
-        method: req.method().to_string(),
-        path: req.uri().path().to_string(),
-        params: query_pairs(req),
-        ip,
-    });
+    // Built only for what is recorded (refusals and audited routes), not
+    // on the ingest path.
+    let access = || {
+        Arc::new(Access {
+            key: key.clone(),
+            route: name,
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            params: query_pairs(req),
+            ip,
+        })
+    };
     if !key.has(role) {
         app.forbidden.fetch_add(1, Ordering::Relaxed);
         // Refused reads are recorded too (the rate limit bounds them).
-        if let Some(ev) = access.event(Phase::Request, 403, None, Default::default()) {
+        if let Some(ev) = access().event(Phase::Request, 403, None, Default::default()) {
             app.auditor.record_detached(ev);
         }
         return Err(Box::new(problem(
@@ -1050,10 +1054,11 @@ fn authorize(
             json!({ "role": role.as_str() }),
         )));
     }
+    // Ingest is not audited: the events posted are their own record.
+    let access = (role != Role::Ingest).then(access);
     Ok(Caller {
         key: Some(key),
-        // Ingest is not audited: the events posted are their own record.
-        access: (role != Role::Ingest).then_some(access),
+        access,
     })
 }
 

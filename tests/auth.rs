@@ -6,7 +6,7 @@
 mod common;
 
 use common::daemon::{read_response, Daemon};
-use common::stele;
+use common::stele_clean_env;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -76,27 +76,6 @@ fn write_file(path: &Path, text: &str) -> PathBuf {
 /// `stele serve --config CONF` on 127.0.0.1:0 with DIR/data as data dir.
 fn start(dir: &Path, conf: &Path) -> Daemon {
     Daemon::start_with(&dir.join("data"), &["--config", conf.to_str().unwrap()])
-}
-
-/// The variables the configuration reads, cleared for the commands whose
-/// outcome a test asserts.
-const CONFIG_VARS: &[&str] = &[
-    "STELE_CONFIG",
-    "STELE_LISTEN",
-    "STELE_DATA_DIR",
-    "STELE_LOG_SEGMENT_BYTES_MAX",
-    "STELE_LIMITS_BODY_BYTES_MAX",
-    "STELE_LIMITS_CONNECTIONS_MAX",
-    "STELE_LIMITS_REQUEST_TIMEOUT_SECS",
-    "STATE_DIRECTORY",
-];
-
-fn clean_stele() -> std::process::Command {
-    let mut c = stele();
-    for v in CONFIG_VARS {
-        c.env_remove(v);
-    }
-    c
 }
 
 // ---------------------------------------------------------------------------
@@ -1385,7 +1364,7 @@ fn without_keys_only_loopback() {
     // No keys, all interfaces (IPv4 or IPv6): refused at startup, naming
     // the fix.
     for listen in ["0.0.0.0:0", "[::]:0"] {
-        let mut cmd = clean_stele();
+        let mut cmd = stele_clean_env();
         cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(tmp.path().join("refused"));
         let (status, err) = run_to_exit(cmd, 30);
@@ -1401,7 +1380,11 @@ fn without_keys_only_loopback() {
     let data = tmp.path().join("cc-data");
     let check = |name: &str, text: &str| -> (i32, String) {
         let f = write_file(&tmp.path().join(name), text);
-        let out = clean_stele().arg("check-config").arg(&f).output().unwrap();
+        let out = stele_clean_env()
+            .arg("check-config")
+            .arg(&f)
+            .output()
+            .unwrap();
         (
             out.status.code().unwrap_or(-1),
             format!(
@@ -1431,7 +1414,7 @@ fn without_keys_only_loopback() {
             key_toml("ops", &token("ops"), &["read"], &["*"], "")
         ),
     );
-    let mut cmd = clean_stele();
+    let mut cmd = stele_clean_env();
     cmd.args(["serve", "--listen", "0.0.0.0:0", "--config"])
         .arg(&conf)
         .arg("--data-dir")
@@ -1448,7 +1431,11 @@ fn check_config_rejects_bad_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let check = |name: &str, text: &str| -> (i32, String) {
         let f = write_file(&tmp.path().join(name), text);
-        let out = clean_stele().arg("check-config").arg(&f).output().unwrap();
+        let out = stele_clean_env()
+            .arg("check-config")
+            .arg(&f)
+            .output()
+            .unwrap();
         (
             out.status.code().unwrap_or(-1),
             format!(
@@ -1737,7 +1724,7 @@ fn keys_reload_on_sighup() {
 
 /// Runs `stele keygen ARGS`; returns (stdout, stderr).
 fn keygen(args: &[&str]) -> (String, String) {
-    let out = clean_stele().arg("keygen").args(args).output().unwrap();
+    let out = stele_clean_env().arg("keygen").args(args).output().unwrap();
     let (o, e) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

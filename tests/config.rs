@@ -5,31 +5,10 @@
 mod common;
 
 use common::daemon::{call_at, Daemon};
-use common::stele;
+use common::stele_clean_env;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// Every variable the configuration reads: cleared so that the caller's
-/// environment cannot change what a test sees.
-const CONFIG_VARS: &[&str] = &[
-    "STELE_CONFIG",
-    "STELE_LISTEN",
-    "STELE_DATA_DIR",
-    "STELE_LOG_SEGMENT_BYTES_MAX",
-    "STELE_LIMITS_BODY_BYTES_MAX",
-    "STELE_LIMITS_CONNECTIONS_MAX",
-    "STELE_LIMITS_REQUEST_TIMEOUT_SECS",
-    "STATE_DIRECTORY",
-];
-
-fn clean() -> Command {
-    let mut c = stele();
-    for v in CONFIG_VARS {
-        c.env_remove(v);
-    }
-    c
-}
+use std::process::Output;
 
 fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/stele.toml")
@@ -40,7 +19,7 @@ fn check_config(path: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, Stri
         status,
         stdout,
         stderr,
-    } = clean()
+    } = stele_clean_env()
         .arg("check-config")
         .arg(path)
         .args(extra)
@@ -176,7 +155,7 @@ struct Serve(Daemon);
 
 impl Serve {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let mut cmd = clean();
+        let mut cmd = stele_clean_env();
         cmd.arg("serve").args(args).envs(env.iter().copied());
         Serve(Daemon::spawn(cmd))
     }
@@ -288,7 +267,7 @@ fn environment_and_flags_override_the_file() {
 fn serve_refuses_a_bad_configuration_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let f = write(tmp.path(), "stele.toml", "[limits]\nstreams_max = 0\n");
-    let out = clean()
+    let out = stele_clean_env()
         .args(["serve", "--config"])
         .arg(&f)
         .output()
@@ -302,7 +281,7 @@ fn serve_refuses_a_bad_configuration_by_name() {
     );
     assert!(!err.contains("Listening on"), "{err}");
     // A file that does not exist stops the start too (no silent defaults).
-    let out = clean()
+    let out = stele_clean_env()
         .args(["serve", "--config"])
         .arg(tmp.path().join("missing.toml"))
         .output()

@@ -19,6 +19,28 @@ pub fn stele() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stele"))
 }
 
+/// Every variable the configuration reads: cleared so that the caller's
+/// environment cannot change what a test sees.
+pub const CONFIG_VARS: &[&str] = &[
+    "STELE_CONFIG",
+    "STELE_LISTEN",
+    "STELE_DATA_DIR",
+    "STELE_LOG_SEGMENT_BYTES_MAX",
+    "STELE_LIMITS_BODY_BYTES_MAX",
+    "STELE_LIMITS_CONNECTIONS_MAX",
+    "STELE_LIMITS_REQUEST_TIMEOUT_SECS",
+    "STATE_DIRECTORY",
+];
+
+/// [`stele`] without any configuration variable of the caller's environment.
+pub fn stele_clean_env() -> Command {
+    let mut c = stele();
+    for v in CONFIG_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
 /// A log in `dir` with a manual clock and the given segment size cap.
 pub fn open(dir: &Path, clock: &Arc<ManualClock>, segment_bytes_max: u64) -> Log {
     Log::open(

@@ -22,6 +22,7 @@ use crate::index::Indexes;
 use crate::log::Log;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -345,7 +346,73 @@ pub struct Engine {
     log: Arc<Log>,
     indexes: Arc<Indexes>,
     clock: Arc<dyn Clock>,
+    cursors: CursorCodec,
+}
+
+/// Encodes and authenticates cursors: version byte 1, the query's 8-byte
+/// fingerprint, the last seq of the page (big endian), then the first 16
+/// bytes of SHA-256(key ‖ those 17 bytes); base64url without padding (44
+/// characters).
+#[derive(Clone)]
+pub struct CursorCodec {
     key: [u8; 32],
+}
+
+impl fmt::Debug for CursorCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CursorCodec { key: <secret> }")
+    }
+}
+
+impl CursorCodec {
+    /// A codec whose cursors are authenticated with `key`.
+    pub fn new(key: [u8; 32]) -> CursorCodec {
+        CursorCodec { key }
+    }
+
+    fn mac(&self, payload: &[u8]) -> [u8; 16] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(payload);
+        h.finalize()[..16].try_into().expect("16 bytes")
+    }
+
+    /// The cursor continuing the query with fingerprint `fp` after `seq`.
+    pub fn encode(&self, fp: [u8; 8], seq: u64) -> String {
+        let mut b = Vec::with_capacity(33);
+        b.push(1u8);
+        b.extend_from_slice(&fp);
+        b.extend_from_slice(&seq.to_be_bytes());
+        let mac = self.mac(&b);
+        b.extend_from_slice(&mac);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// The seq a cursor continues after, if this codec made it for the
+    /// query with fingerprint `fp`.
+    pub fn decode(&self, cursor: &str, fp: [u8; 8]) -> Result<u64, QueryError> {
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| QueryError::BadCursor("not a cursor returned by Stele".into()))?;
+        if b.len() != 33 || b[0] != 1 {
+            return Err(QueryError::BadCursor(
+                "not a cursor returned by Stele".into(),
+            ));
+        }
+        if self.mac(&b[..17]) != b[17..33] {
+            return Err(QueryError::BadCursor(
+                "it was altered, or comes from another Stele installation".into(),
+            ));
+        }
+        if b[1..9] != fp {
+            return Err(QueryError::BadCursor(
+                "it belongs to a different query: repeat the query that returned it, with the \
+                 same filters and order"
+                    .into(),
+            ));
+        }
+        Ok(u64::from_be_bytes(b[9..17].try_into().expect("8 bytes")))
+    }
 }
 
 /// Loads the cursor key of a data directory, creating it on first use.
@@ -384,7 +451,7 @@ impl Engine {
             log,
             indexes,
             clock,
-            key,
+            cursors: CursorCodec::new(key),
         }
     }
 
@@ -404,47 +471,6 @@ impl Engine {
         h.finalize()[..8].try_into().expect("8 bytes")
     }
 
-    fn mac(&self, payload: &[u8]) -> [u8; 16] {
-        let mut h = Sha256::new();
-        h.update(self.key);
-        h.update(payload);
-        h.finalize()[..16].try_into().expect("16 bytes")
-    }
-
-    fn encode_cursor(&self, fp: [u8; 8], seq: u64) -> String {
-        let mut b = Vec::with_capacity(33);
-        b.push(1u8);
-        b.extend_from_slice(&fp);
-        b.extend_from_slice(&seq.to_be_bytes());
-        let mac = self.mac(&b);
-        b.extend_from_slice(&mac);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-    }
-
-    fn decode_cursor(&self, cursor: &str, fp: [u8; 8]) -> Result<u64, QueryError> {
-        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(cursor)
-            .map_err(|_| QueryError::BadCursor("not a cursor returned by Stele".into()))?;
-        if b.len() != 33 || b[0] != 1 {
-            return Err(QueryError::BadCursor(
-                "not a cursor returned by Stele".into(),
-            ));
-        }
-        if self.mac(&b[..17]) != b[17..33] {
-            return Err(QueryError::BadCursor(
-                "it was altered, or comes from another Stele installation".into(),
-            ));
-        }
-        if b[1..9] != fp {
-            return Err(QueryError::BadCursor(
-                "it belongs to a different query: repeat the query that returned it, with the \
-                 same filters and order"
-                    .into(),
-            ));
-        }
-        Ok(u64::from_be_bytes(b[9..17].try_into().expect("8 bytes")))
-    }
-
     fn fetch(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, QueryError> {
         let mut out = Vec::with_capacity(seqs.len());
         for &seq in seqs {
@@ -461,7 +487,7 @@ impl Engine {
         let seqs = &seqs[..seqs.len().min(limit)];
         let events = self.fetch(seqs)?;
         let next_cursor = match (more, seqs.last()) {
-            (true, Some(&last)) => Some(self.encode_cursor(fp, last)),
+            (true, Some(&last)) => Some(self.cursors.encode(fp, last)),
             _ => None,
         };
         Ok(Page {
@@ -474,7 +500,7 @@ impl Engine {
     pub fn list(&self, query: &Query) -> Result<Page, QueryError> {
         let fp = self.fingerprint(Route::List, &query.filter, query.order);
         let after = match &query.cursor {
-            Some(c) => Some(self.decode_cursor(c, fp)?),
+            Some(c) => Some(self.cursors.decode(c, fp)?),
             None => None,
         };
         if let Some(a) = after {
@@ -554,7 +580,7 @@ impl Engine {
         }
         let fp = self.fingerprint(route, &filter, order);
         let after = match cursor {
-            Some(c) => Some(self.decode_cursor(c, fp)?),
+            Some(c) => Some(self.cursors.decode(c, fp)?),
             None => None,
         };
         // Served by the full-text index, where these fields are raw terms

@@ -1661,14 +1661,19 @@ async fn list(app: Arc<App>, req: Request<Incoming>, text_required: bool, caller
 /// Why a body is not JSON: a sentence, and where (`line`, `column`, both
 /// 1-based; for NDJSON the line of the body).
 #[derive(Debug, PartialEq)]
-struct JsonError {
-    detail: String,
-    line: usize,
-    column: usize,
+pub struct JsonError {
+    /// What is wrong, in a sentence.
+    pub detail: String,
+    /// 1-based line of the body.
+    pub line: usize,
+    /// 1-based column in that line.
+    pub column: usize,
 }
 
-/// Splits a request body into JSON values: one object, an array, or NDJSON.
-fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
+/// Splits a request body into JSON values: one object, an array, or NDJSON
+/// (one value per non-blank line, `\r\n` allowed). Public for the fuzz
+/// target.
+pub fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
     if ndjson {
         let mut out = Vec::new();
         for (n, line) in body.split(|&b| b == b'\n').enumerate() {

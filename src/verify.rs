@@ -300,11 +300,36 @@ fn verify_file(
         map = unsafe { memmap2::Mmap::map(&file)? };
         &map
     };
+    Ok(check_segment(path, bytes, prev, last, hash, report))
+}
+
+/// Verifies the bytes of one segment file (named `path` in findings): what
+/// `stele verify FILE` does after reading it. `last` allows a torn tail and
+/// a missing footer (the active segment). Returns the (next seq, final hash)
+/// the segment ends at, or `None` when its header is unreadable. Public for
+/// the fuzz target, which drives it with files that differ from valid ones.
+pub fn verify_segment_bytes(
+    path: &Path,
+    bytes: &[u8],
+    last: bool,
+    report: &mut Report,
+) -> Option<(u64, [u8; 32])> {
+    check_segment(path, bytes, None, last, false, report)
+}
+
+fn check_segment(
+    path: &Path,
+    bytes: &[u8],
+    prev: Option<(u64, [u8; 32])>,
+    last: bool,
+    hash: bool,
+    report: &mut Report,
+) -> Option<(u64, [u8; 32])> {
     let header = match Header::decode(bytes) {
         Ok(h) => h,
         Err(e) => {
             report.problem(path, Some(0), None, format!("bad header: {e}"));
-            return Ok(None);
+            return None;
         }
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -354,5 +379,5 @@ fn verify_file(
         bytes: bytes.len() as u64,
         sha256: (hash && s.footer.is_some()).then(|| crate::backup::sha256_hex(bytes)),
     });
-    Ok(Some((header.first_seq + s.count, s.last_hash)))
+    Some((header.first_seq + s.count, s.last_hash))
 }

@@ -1,0 +1,6 @@
+//! `stele verify` over mutations of valid segment files (see stele::fuzzing::verify).
+//! The property lives in the library so `tests/fuzz_corpus.rs` replays this
+//! target's corpus on the stable toolchain.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| stele::fuzzing::verify(data));

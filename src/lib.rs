@@ -17,6 +17,7 @@
 //! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
 //! - [`digest`]: signed daily digests (keys, the digester, their verification).
 //! - [`clock`]: the time seam.
+//! - [`fault`]: failpoints on the log's I/O paths (test builds only).
 //! - [`fuzzing`]: the properties the fuzz targets check (replayed by the tests).
 //! - [`testkit`]: deterministic realistic events for tests and benches.
 
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod event;
+pub mod fault;
 pub mod fuzzing;
 pub mod index;
 pub mod log;

@@ -435,23 +435,29 @@ pub fn apply(
     now: &str,
 ) -> Result<Vec<DayPlan>, String> {
     let doomed: Vec<&DayPlan> = plan.iter().take_while(|p| p.drop).collect();
-    let Some(last_day) = doomed.last() else {
+    if doomed.is_empty() {
         return Ok(Vec::new());
-    };
-    let last_seg = last_day
-        .segments
-        .last()
-        .and_then(|n| SegmentId::parse_file_name(n))
-        .ok_or("a planned day has no segment")?;
-    let dropped = log.drop_through(last_seg).map_err(|e| e.to_string())?;
-    let dropped_names: BTreeSet<String> = dropped.iter().map(|s| s.id.file_name()).collect();
-    indexes.drop_below(log.first_seq());
+    }
+    // What `drop_through` may remove: the sealed segments from the oldest
+    // on, never the newest one (the active segment, or the next one to be).
+    let segs = log.segments();
+    let removable: BTreeSet<String> = segs
+        .iter()
+        .take(segs.len().saturating_sub(1))
+        .take_while(|s| s.sealed)
+        .map(|s| s.id.file_name())
+        .collect();
     let mut record = String::new();
     let mut done = Vec::new();
+    let mut through = None;
     for p in doomed {
-        if !p.segments.iter().all(|s| dropped_names.contains(s)) {
-            break; // the log kept it (it became the active segment?)
+        if !p.segments.iter().all(|s| removable.contains(s)) {
+            break; // its newest segment is the active one: it stays
         }
+        through = p
+            .segments
+            .last()
+            .and_then(|n| SegmentId::parse_file_name(n));
         record.push_str(
             &serde_json::json!({
                 "dropped_at": now,
@@ -465,16 +471,14 @@ pub fn apply(
             .to_string(),
         );
         record.push('\n');
-        tracing::info!(
-            "Retention dropped day {} ({} events, seqs {}..={}): {}.",
-            p.day,
-            p.events,
-            p.first_seq,
-            p.last_seq,
-            p.reason
-        );
         done.push(p.clone());
     }
+    let Some(through) = through else {
+        return Ok(Vec::new());
+    };
+    // The record is durable before the first file goes: a crash in between
+    // may leave a day recorded twice (the run after the restart records
+    // what was left of it), never a dropped day unrecorded.
     let path = data_dir.join("retention.log");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -484,6 +488,18 @@ pub fn apply(
     f.write_all(record.as_bytes())
         .and_then(|_| f.sync_data())
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    log.drop_through(through).map_err(|e| e.to_string())?;
+    indexes.drop_below(log.first_seq());
+    for p in &done {
+        tracing::info!(
+            "Retention dropped day {} ({} events, seqs {}..={}): {}.",
+            p.day,
+            p.events,
+            p.first_seq,
+            p.last_seq,
+            p.reason
+        );
+    }
     Ok(done)
 }
 

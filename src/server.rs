@@ -577,6 +577,21 @@ fn query_problem(e: QueryError) -> Resp {
             e.to_string(),
             json!({ "first_seq": first_seq }),
         ),
+        QueryError::Log(crate::log::Error::Io { path, source, .. }) => {
+            // Name the segment (not the host's path) for the operator.
+            let segment = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage-failure",
+                "Storage failure",
+                format!(
+                    "could not read segment {} ({source}): the answer would be incomplete; \
+                     see /readyz and the daemon's log",
+                    segment.as_deref().unwrap_or("?")
+                ),
+                json!({ "segment": segment }),
+            )
+        }
         QueryError::Index(_) | QueryError::Log(_) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage-failure",
@@ -1154,11 +1169,44 @@ fn route_name(method: &Method, path: &str) -> &'static str {
     }
 }
 
+/// Liveness: 503 once the log refuses appends after a failed fsync, since
+/// only a restart (recovery) brings it back; a supervisor may act on it.
+fn healthz(app: &App) -> Resp {
+    match app.engine.log().poisoned() {
+        None => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Some(e) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy",
+            "Unhealthy",
+            format!("{e}"),
+            json!({"status": "unhealthy"}),
+        ),
+    }
+}
+
+/// Segments whose reads failed: `[{segment, failed_reads, error}]`.
+fn unreadable_segments(app: &App) -> Vec<Value> {
+    app.engine
+        .log()
+        .read_failures()
+        .into_iter()
+        .map(|(segment, n, error)| json!({"segment": segment, "failed_reads": n, "error": error}))
+        .collect()
+}
+
 fn readyz(app: &App) -> Resp {
     let log = app.engine.log();
     let idx = app.engine.indexes();
     let (last, indexed) = (log.last_seq(), idx.indexed_seq());
-    let state = json!({"log_last_seq": last, "indexed_seq": indexed, "lag_events": last.saturating_sub(indexed)});
+    let unreadable = unreadable_segments(app);
+    // Unreadable segments make the daemon degraded, not unready: it still
+    // takes events and answers every query that does not need them.
+    let state = json!({
+        "log_last_seq": last,
+        "indexed_seq": indexed,
+        "lag_events": last.saturating_sub(indexed),
+        "unreadable_segments": unreadable,
+    });
     let why = if let Some(e) = log.poisoned() {
         Some(format!("the log refuses appends: {e}"))
     } else if let Some(f) = idx.failure() {
@@ -1171,7 +1219,10 @@ fn readyz(app: &App) -> Resp {
         None
     };
     match why {
-        None => json_response(StatusCode::OK, &json!({"ready": true, "state": state})),
+        None => json_response(
+            StatusCode::OK,
+            &json!({"ready": true, "degraded": !unreadable.is_empty(), "state": state}),
+        ),
         Some(detail) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
@@ -1248,6 +1299,13 @@ fn metrics(app: &App) -> Resp {
         "gauge",
         "1 after a failed fsync (restart needed).",
         u8::from(log.poisoned().is_some()).to_string(),
+    );
+    let failures = log.read_failures();
+    metric(
+        "stele_segments_unreadable",
+        "gauge",
+        "Segments whose reads failed with an I/O error (see stele_segment_read_errors_total).",
+        failures.len().to_string(),
     );
     metric(
         "stele_ingest_events_total",
@@ -1373,6 +1431,17 @@ fn metrics(app: &App) -> Resp {
             n.load(Relaxed)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP stele_segment_read_errors_total Reads of a segment that failed with an I/O error.\n\
+         # TYPE stele_segment_read_errors_total counter"
+    );
+    for (segment, n, _) in &failures {
+        let _ = writeln!(
+            out,
+            "stele_segment_read_errors_total{{segment=\"{segment}\"}} {n}"
+        );
+    }
     let segs = log.segments();
     let (sealed, active): (Vec<_>, Vec<_>) = segs.iter().partition(|s| s.sealed);
     let _ = writeln!(
@@ -1453,7 +1522,7 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, ["healthz"]) => healthz(&app),
         (&Method::GET, ["readyz"]) => readyz(&app),
         (&Method::GET, ["metrics"]) => metrics(&app),
         (&Method::POST, ["v1", "events"]) => ingest(app, req, &caller).await,

@@ -250,7 +250,8 @@ impl Shared {
 /// fsyncs a directory, so that file creations, renames and removals in it
 /// survive a crash.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    crate::fault::check(crate::fault::DIR_FSYNC, dir)
+        .and_then(|_| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
@@ -470,6 +471,19 @@ impl Log {
         &self.shared.metrics
     }
 
+    /// The segments whose reads failed with an I/O error (not corruption):
+    /// file name, failed reads, last error; oldest first.
+    pub fn read_failures(&self) -> Vec<(String, u64, String)> {
+        self.shared
+            .segments()
+            .iter()
+            .filter_map(|s| {
+                let (n, e) = s.read_failures()?;
+                Some((s.id.file_name(), n, e))
+            })
+            .collect()
+    }
+
     /// Every segment, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
         self.shared
@@ -518,6 +532,7 @@ impl Log {
                 sealed: true,
             });
             std::fs::remove_file(&v.path).map_err(|e| Error::io("remove", &v.path, e))?;
+            crate::fault::crash(crate::fault::DROPPED, &v.path);
         }
         if let Some(v) = dropped.first() {
             if let Some(dir) = v.path.parent() {

@@ -32,6 +32,7 @@ use super::segment::{SegmentView, SPARSE_EVERY};
 use super::{fsync_dir, Appended, LogConfig, Shared};
 use crate::clock::Clock;
 use crate::event;
+use crate::fault;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
@@ -317,7 +318,9 @@ impl Writer {
         };
         let started = std::time::Instant::now();
         self.prealloc.claim(a.len + self.buf.len() as u64);
-        if let Err(e) = a.file.write_all_at(&self.buf, a.len) {
+        let written = fault::check(fault::WRITE, &a.view.path)
+            .and_then(|_| a.file.write_all_at(&self.buf, a.len));
+        if let Err(e) = written {
             let err = Error::io("write", &a.view.path, e);
             // Take back whatever part of the write reached the file, so the
             // next write starts at a record boundary.
@@ -333,7 +336,9 @@ impl Writer {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(err);
         }
-        if let Err(e) = a.file.sync_data() {
+        if let Err(e) =
+            fault::check(fault::FDATASYNC, &a.view.path).and_then(|_| a.file.sync_data())
+        {
             let err = Error::io("fdatasync", &a.view.path, e);
             return Err(self.poison("fdatasync", err.to_string()));
         }
@@ -424,9 +429,10 @@ impl Writer {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        if let Err(e) = file.sync_data() {
+        if let Err(e) = fault::check(fault::FDATASYNC, &path).and_then(|_| file.sync_data()) {
             return Err(self.poison("fdatasync", Error::io("fdatasync", &path, e).to_string()));
         }
+        fault::crash(fault::CREATED, &path);
         if let Err(e) = fsync_dir(&self.dir) {
             return Err(self.poison("fsync", e.to_string()));
         }
@@ -488,7 +494,7 @@ impl Writer {
                 .set_file(Some(a.file.clone()), a.len, self.cfg.segment_bytes_max);
             return Err(err);
         }
-        if let Err(e) = a.file.sync_data() {
+        if let Err(e) = fault::check(fault::FDATASYNC, &path).and_then(|_| a.file.sync_data()) {
             return Err(self.poison("fdatasync", Error::io("fdatasync", &path, e).to_string()));
         }
         let readonly = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
@@ -513,6 +519,7 @@ impl Writer {
         );
         debug_assert_eq!(a.len + FOOTER_BYTES as u64, a.view.durable_bytes());
         self.active = None;
+        fault::crash(fault::SEALED, &path);
         Ok(())
     }
 }

@@ -585,6 +585,110 @@ fn deeper_than(v: &Value, max: usize) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
+// Strict JSON input
+// ---------------------------------------------------------------------------------------
+
+/// Parses posted JSON text into a `Value`, refusing an object that names a key twice
+/// (at any depth): the error names the key and serde_json adds its line and column.
+///
+/// `serde_json::from_slice::<Value>` keeps the last of repeated keys silently, so
+/// `{"actor": "alice", "actor": "mallory"}` would be stored as mallory's event; and it
+/// gives one private key (`$serde_json::private::RawValue`) a meaning, replacing
+/// `{"$serde_json::private::RawValue": "[1]"}` by `[1]`: that key is refused here, since
+/// a stored value holding it would be shown transformed. Numbers, strings and the
+/// nesting limit are serde_json's own.
+///
+/// # Errors
+///
+/// serde_json's error for text that is not JSON, `duplicate key "..."`, or the reserved
+/// key.
+pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
+    serde_json::from_slice::<StrictValue>(bytes).map(|v| v.0)
+}
+
+/// The one object key serde_json's `Value` gives a meaning to (with its `raw_value`
+/// feature, which Stele uses): a `Value` holding it would be shown as something else.
+const RESERVED_KEY: &str = "$serde_json::private::RawValue";
+
+/// A `Value` deserialized by [`StrictVisitor`].
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+/// serde_json's `Value` visitor, without its special keys and with repeated keys refused.
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|v: StrictValue| v.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        use serde::de::Error as _;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == RESERVED_KEY {
+                return Err(A::Error::custom(format_args!(
+                    "the key \"{RESERVED_KEY}\" is reserved (serde_json, the JSON library \
+                     Stele uses, reads it as an embedded JSON text)"
+                )));
+            }
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(seen) => {
+                    return Err(A::Error::custom(format_args!(
+                        "duplicate key {} (each key may appear once per object)",
+                        Value::String(preview(seen.key()))
+                    )));
+                }
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(map.next_value::<StrictValue>()?.0);
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // JSON view
 // ---------------------------------------------------------------------------------------
 
@@ -2183,6 +2287,48 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
         }
         assert_eq!(e.to_string(), "changes[2].field: m");
+    }
+
+    #[test]
+    fn parse_json_refuses_repeated_keys_and_the_reserved_key() {
+        for (text, key) in [
+            (
+                r#"{"action": "a", "actor": "alice", "actor": "mallory"}"#,
+                "actor",
+            ),
+            (r#"{"action": "a", "metadata": {"k": 1, "k": 1}}"#, "k"),
+            (r#"[{"m": [{"x": 1}, {"y": 2, "y": 3}]}]"#, "y"),
+            (r#"{"a\u0000": 1, "a\u0000": 2}"#, "a\u{0}"),
+        ] {
+            let err = parse_json(text.as_bytes()).unwrap_err().to_string();
+            let want = format!("duplicate key {}", json!(key));
+            assert!(err.starts_with(&want), "{text}: {err}");
+            assert!(err.contains(" at line 1 column "), "{text}: {err}");
+        }
+        let text = r#"{"x": {"$serde_json::private::RawValue": "[1,2]"}}"#;
+        let err = parse_json(text.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"the key "$serde_json::private::RawValue" is reserved"#),
+            "{err}"
+        );
+        let text = r#"{"x": {"$serde_json::private::RawValuE": "[1]"}, "n": [1, -2, 2.5, -0, 1e-400, null, true, "s"]}"#;
+        let v = parse_json(text.as_bytes()).unwrap();
+        assert_eq!(v["x"], json!({"$serde_json::private::RawValuE": "[1]"}));
+        assert_eq!(v["n"], json!([1, -2, 2.5, -0.0, 0.0, null, true, "s"]));
+        // Everything else as serde_json reads it.
+        for text in [
+            "1e400",
+            "[1,]",
+            "\"\\ud800\"",
+            "{\"a\":1}x",
+            &"[".repeat(200),
+        ] {
+            assert_eq!(
+                parse_json(text.as_bytes()).unwrap_err().to_string(),
+                serde_json::from_str::<Value>(text).unwrap_err().to_string(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

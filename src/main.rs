@@ -490,7 +490,7 @@ fn append_worker(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let value: serde_json::Value = serde_json::from_str(&line)
+                let value = event::parse_json(line.as_bytes())
                     .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", n + 1))?;
                 let ev = event::parse_event(&value, || uuid::Uuid::now_v7().to_string()).map_err(
                     |errs| {

@@ -203,11 +203,12 @@ fn original_chain(valid: &[u8]) -> Vec<[u8; 32]> {
     out
 }
 
-/// Event JSON validation over arbitrary bytes: never panics; an accepted
+/// Event JSON parsing and validation over arbitrary bytes: never panics; an accepted
 /// event's JSON view validates again to the same event, and its on-disk
 /// encoding decodes to it.
 pub fn event_json(data: &[u8]) {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+    // The strict parser ingest uses (a repeated key is refused).
+    let Ok(value) = crate::event::parse_json(data) else {
         return;
     };
     let Ok(ev) = parse_event(&value, || "fuzz-id".to_string()) else {

@@ -660,6 +660,16 @@ impl TextIndex {
             )));
         }
         if let Some(text) = filter.text.as_deref() {
+            // tantivy spells JSON paths with the bytes 0 and 1: a control
+            // character in a `metadata.<key>` field name trips an assertion
+            // in its parser (found by the text_query fuzz target), and none
+            // can match indexed text anyway.
+            if let Some(c) = text.chars().find(|c| c.is_control() && !c.is_whitespace()) {
+                return Err(TextError::BadQuery(format!(
+                    "the query holds the control character U+{:04X}; remove it",
+                    u32::from(c)
+                )));
+            }
             if !text.trim().is_empty() {
                 let q = self
                     .shared
@@ -1870,6 +1880,38 @@ mod tests {
             ix.search(&Filter::default(), Order::Desc, 1, None).unwrap(),
             [251]
         );
+    }
+
+    /// Found by the `text_query` fuzz target: a NUL inside a `metadata.<key>`
+    /// field name (`metadata.re151.100.2\0 2g:eu`) made tantivy's query parser
+    /// fail an assertion (a panic) instead of refusing the query.
+    #[test]
+    fn fuzz_control_characters_in_a_json_field_path_are_a_bad_query_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = TextIndex::open(dir.path()).unwrap();
+        let mut w = ix.writer().unwrap();
+        index_all(&mut w, &events(4, 1, 20), 20);
+        for q in [
+            "metadata.re151.100.2\u{0}2g:eu",
+            "metadata.a\u{1}b:x",
+            "description:\u{7f}x",
+            "plain \u{0} text",
+        ] {
+            let f = Filter {
+                text: Some(q.to_owned()),
+                ..Filter::default()
+            };
+            match ix.search(&f, Order::Desc, 10, None) {
+                Err(TextError::BadQuery(msg)) => assert!(msg.contains("U+"), "{msg}"),
+                other => panic!("{q:?}: {other:?}"),
+            }
+        }
+        // Tabs and line breaks are whitespace, not refused.
+        let f = Filter {
+            text: Some("login\tfailed\n".to_owned()),
+            ..Filter::default()
+        };
+        assert!(ix.search(&f, Order::Desc, 10, None).is_ok());
     }
 
     #[test]

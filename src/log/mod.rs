@@ -690,10 +690,16 @@ struct Cursor {
     back: Vec<u64>,
     /// Forward: pages before this offset were given back.
     released: u64,
+    /// Forward: records yielded (more than one: a scan).
+    yielded: u64,
 }
 
 /// A forward scan gives the pages behind it back every this many bytes.
 const RELEASE_BEHIND_BYTES: u64 = 8 * 1024 * 1024;
+/// A page fault on a file map may map more than its page (the kernel's
+/// fault-around window, a whole large folio: up to a PMD, 2 MiB): a scan
+/// gives back this much on both sides of what it read.
+const MAP_AROUND_BYTES: u64 = 2 * 1024 * 1024;
 
 impl Cursor {
     fn release(&mut self, upto: u64) {
@@ -706,9 +712,14 @@ impl Cursor {
 
 impl Drop for Cursor {
     fn drop(&mut self) {
-        // Only scans: a point read keeps its (likely hot) pages.
-        if self.offset.saturating_sub(self.released) >= 1024 * 1024 {
-            self.release(self.offset);
+        // Only scans: a point read keeps its (likely hot) pages. A scan is
+        // told by the records it read, not by the bytes: one that read less
+        // than a megabyte here (a small segment, a stream's step) kept its
+        // pages, and a scan over many such pieces the whole log. Around what
+        // it read too: the faults may have mapped pages on both sides.
+        if self.yielded > 1 || self.offset.saturating_sub(self.released) >= 1024 * 1024 {
+            self.released = self.released.saturating_sub(MAP_AROUND_BYTES);
+            self.release((self.offset + MAP_AROUND_BYTES).min(self.snap.records_end));
         }
     }
 }
@@ -762,6 +773,7 @@ impl LogIter {
             released: offset,
             offset,
             back,
+            yielded: 0,
         })
     }
 
@@ -778,6 +790,7 @@ impl LogIter {
                 let c = self.cur.as_mut().expect("positioned");
                 let (ev, next) = c.view.read_at(&c.snap, c.offset, seq)?;
                 c.offset = next;
+                c.yielded += 1;
                 if c.offset - c.released >= RELEASE_BEHIND_BYTES {
                     c.release(c.offset);
                 }

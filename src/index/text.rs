@@ -369,14 +369,32 @@ fn tantivy_err(err: impl fmt::Display) -> TextError {
     TextError::Tantivy(err.to_string())
 }
 
+/// The fields a full-text query may name.
+const FIELDS_HINT: &str = "fields usable in a query are description, entity_name, user_agent, \
+     changes, metadata.<key>, metadata_text, action, actor, tenant, category, source, status, \
+     severity, entity_type, entity_id and user_id (session_id, correlation_id, ip and time \
+     ranges are filters, not query text); a literal ':' must be escaped as '\\:'";
+
+/// A failure running a parsed query: a field the parser let through
+/// (`R:*`, an "exists" query on an unknown field) is the query's fault.
+fn query_failed(err: tantivy::TantivyError) -> TextError {
+    match err {
+        tantivy::TantivyError::FieldNotFound(field) => TextError::BadQuery(format!(
+            "the query names the field {field:?}, which does not exist; {FIELDS_HINT}"
+        )),
+        // `metadata_text:*`: "exists" needs a fast field.
+        tantivy::TantivyError::SchemaError(why) => TextError::BadQuery(format!(
+            "the query cannot run on these fields ({why}); `field:*` is not supported here, \
+             {QUERY_HINT}"
+        )),
+        other => tantivy_err(other),
+    }
+}
+
 fn bad_query(err: &QueryParserError) -> TextError {
     let hint = match err {
         QueryParserError::FieldDoesNotExist(_) | QueryParserError::FieldNotIndexed(_) => {
-            "fields usable in a query are description, entity_name, user_agent, changes, \
-             metadata.<key>, metadata_text, action, actor, tenant, category, source, status, \
-             severity, entity_type, entity_id and user_id (session_id, correlation_id, ip and \
-             time ranges are filters, not query text); a literal ':' must be escaped as '\\:'"
-                .to_owned()
+            FIELDS_HINT.to_owned()
         }
         QueryParserError::AllButQueryForbidden => {
             "add at least one word that must match next to the excluded ones".to_owned()
@@ -528,7 +546,7 @@ impl TextIndex {
         }
         let weight = query
             .weight(EnableScoring::disabled_from_searcher(&searcher))
-            .map_err(tantivy_err)?;
+            .map_err(query_failed)?;
         let segments = SegmentSeqs::of(&searcher)?;
         match order {
             Order::Desc => search_desc(&segments, weight.as_ref(), limit, after),
@@ -542,7 +560,7 @@ impl TextIndex {
             return Ok(0);
         };
         let searcher = self.shared.reader.searcher();
-        let n = searcher.search(&query, &Count).map_err(tantivy_err)?;
+        let n = searcher.search(&query, &Count).map_err(query_failed)?;
         Ok(n as u64)
     }
 
@@ -567,7 +585,7 @@ impl TextIndex {
             time_hi: hi,
         };
         let searcher = self.shared.reader.searcher();
-        let merged = searcher.search(&query, &collector).map_err(tantivy_err)?;
+        let merged = searcher.search(&query, &collector).map_err(query_failed)?;
         Ok(merged.into_stats(top))
     }
 
@@ -785,7 +803,7 @@ fn search_desc(
         if start >= seg.max_doc() {
             continue;
         }
-        let mut scorer = weight.scorer(seg.reader, 1.0).map_err(tantivy_err)?;
+        let mut scorer = weight.scorer(seg.reader, 1.0).map_err(query_failed)?;
         let mut doc = scorer.doc();
         if doc < start {
             doc = scorer.seek(start);
@@ -842,7 +860,7 @@ fn search_asc(
             Some(s) => seg.partition_point(|seq| seq > s),
             None => seg.max_doc(),
         };
-        let mut scorer = Some(weight.scorer(seg.reader, 1.0).map_err(tantivy_err)?);
+        let mut scorer = Some(weight.scorer(seg.reader, 1.0).map_err(query_failed)?);
         // Size the first window so that it probably holds `limit` matches.
         let hint = scorer
             .as_ref()
@@ -857,7 +875,7 @@ fn search_asc(
             let start = end.saturating_sub(window);
             let mut s = match scorer.take() {
                 Some(s) => s,
-                None => weight.scorer(seg.reader, 1.0).map_err(tantivy_err)?,
+                None => weight.scorer(seg.reader, 1.0).map_err(query_failed)?,
             };
             let mut doc = s.doc();
             if doc < start {
@@ -1912,6 +1930,33 @@ mod tests {
             ..Filter::default()
         };
         assert!(ix.search(&f, Order::Desc, 10, None).is_ok());
+    }
+
+    /// Found by the `text_query` fuzz target: an "exists" query on an unknown
+    /// field (`R:*`) or on one without a fast column passes tantivy's parser and
+    /// failed when run, answered as a 500 storage failure.
+    #[test]
+    fn fuzz_exists_queries_on_unknown_or_unindexed_fields_are_bad_queries_not_500() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = TextIndex::open(dir.path()).unwrap();
+        let mut w = ix.writer().unwrap();
+        index_all(&mut w, &events(4, 1, 20), 20);
+        for q in [
+            "R:*",
+            "nosuch:*",
+            "metadata_text:* AND R:*",
+            "description:*",
+        ] {
+            let f = Filter {
+                text: Some(q.to_owned()),
+                ..Filter::default()
+            };
+            match ix.search(&f, Order::Desc, 10, None) {
+                Err(TextError::BadQuery(msg)) => assert!(msg.contains(';'), "{msg}"),
+                other => panic!("{q:?}: {other:?}"),
+            }
+            assert!(matches!(ix.count(&f), Err(TextError::BadQuery(_))), "{q}");
+        }
     }
 
     #[test]

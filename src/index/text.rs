@@ -391,6 +391,24 @@ fn query_failed(err: tantivy::TantivyError) -> TextError {
     }
 }
 
+/// Runs a read-only query, turning a panic inside tantivy into a refused
+/// query. The `text_query` fuzz target found queries that tantivy 0.27 parses
+/// and then panics on while running (an excluded phrase with a slop:
+/// `+131+ -21!1+~ 0` fails an assertion in its phrase scorer). Searchers are
+/// immutable snapshots, so nothing shared is left half-changed.
+fn guarded<T>(run: impl FnOnce() -> Result<T, TextError>) -> Result<T, TextError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(TextError::BadQuery(format!(
+            "the full-text engine failed on this query ({why}); simplify it: {QUERY_HINT}"
+        )))
+    })
+}
+
 fn bad_query(err: &QueryParserError) -> TextError {
     let hint = match err {
         QueryParserError::FieldDoesNotExist(_) | QueryParserError::FieldNotIndexed(_) => {
@@ -533,6 +551,16 @@ impl TextIndex {
         limit: usize,
         after: Option<u64>,
     ) -> Result<Vec<u64>, TextError> {
+        guarded(|| self.search_inner(filter, order, limit, after))
+    }
+
+    fn search_inner(
+        &self,
+        filter: &Filter,
+        order: Order,
+        limit: usize,
+        after: Option<u64>,
+    ) -> Result<Vec<u64>, TextError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -556,6 +584,10 @@ impl TextIndex {
 
     /// Number of matching documents.
     pub fn count(&self, filter: &Filter) -> Result<u64, TextError> {
+        guarded(|| self.count_inner(filter))
+    }
+
+    fn count_inner(&self, filter: &Filter) -> Result<u64, TextError> {
         let Some(query) = self.build_query(filter)? else {
             return Ok(0);
         };
@@ -568,6 +600,16 @@ impl TextIndex {
     /// `last_24h`), `bucket_micros` the histogram bucket width (values below 1 are taken
     /// as 1), `top` how many entries `top_users` keeps.
     pub fn stats(
+        &self,
+        filter: &Filter,
+        now: i64,
+        bucket_micros: i64,
+        top: usize,
+    ) -> Result<Stats, TextError> {
+        guarded(|| self.stats_inner(filter, now, bucket_micros, top))
+    }
+
+    fn stats_inner(
         &self,
         filter: &Filter,
         now: i64,
@@ -1956,6 +1998,30 @@ mod tests {
                 other => panic!("{q:?}: {other:?}"),
             }
             assert!(matches!(ix.count(&f), Err(TextError::BadQuery(_))), "{q}");
+        }
+    }
+
+    /// Found by the `text_query` fuzz target: tantivy 0.27 panics in its
+    /// phrase scorer on this query; it is refused instead of failing the
+    /// request with a 500.
+    #[test]
+    fn fuzz_queries_tantivy_panics_on_are_bad_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = TextIndex::open(dir.path()).unwrap();
+        let mut w = ix.writer().unwrap();
+        index_all(&mut w, &events(4, 1, 20), 20);
+        let f = Filter {
+            text: Some(" \n+131+\n-21!1+~\n0".to_owned()),
+            ..Filter::default()
+        };
+        for r in [
+            ix.search(&f, Order::Desc, 10, None).map(|_| ()),
+            ix.count(&f).map(|_| ()),
+        ] {
+            match r {
+                Ok(()) | Err(TextError::BadQuery(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
         }
     }
 

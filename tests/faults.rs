@@ -173,6 +173,24 @@ fn wait_crashed(mut d: Daemon) -> String {
     }
 }
 
+/// Restarts on `data` (nothing armed): every acknowledged event is there,
+/// `n` more are acknowledged, and the log verifies once the daemon is gone.
+fn restart_and_check(
+    data: &Path,
+    fp: &Path,
+    env: &[(&str, &str)],
+    gen: &mut EventGen,
+    acked: &mut Vec<Acked>,
+    n: usize,
+) {
+    let d = start(data, fp, env);
+    assert_intact(&d, acked);
+    acked.extend(post_ok(&d, gen, n));
+    assert_intact(&d, acked);
+    drop(d);
+    assert_verifies(data);
+}
+
 #[test]
 fn a_failed_fdatasync_stops_acknowledging_until_restart_and_loses_nothing_acknowledged() {
     let (data, fp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -342,12 +360,7 @@ fn crash_creating_a_segment(entry_lost: bool) {
     if entry_lost {
         std::fs::remove_file(&newest).unwrap();
     }
-    let d = start(data.path(), fp.path(), &env);
-    assert_intact(&d, &acked);
-    acked.extend(post_ok(&d, &mut gen, 10));
-    assert_intact(&d, &acked);
-    drop(d);
-    assert_verifies(data.path());
+    restart_and_check(data.path(), fp.path(), &env, &mut gen, &mut acked, 10);
 }
 
 #[test]
@@ -383,12 +396,7 @@ fn a_failed_directory_fsync_after_creating_a_segment_stops_ingest_and_loses_noth
     assert_eq!(try_post(&d.addr, &mut gen, 1).unwrap().0, 503);
     assert_eq!(d.get("/healthz").0, 503);
     drop(d);
-    let d = start(data.path(), fp.path(), &env);
-    assert_intact(&d, &acked);
-    acked.extend(post_ok(&d, &mut gen, 10));
-    assert_intact(&d, &acked);
-    drop(d);
-    assert_verifies(data.path());
+    restart_and_check(data.path(), fp.path(), &env, &mut gen, &mut acked, 10);
 }
 
 #[test]
@@ -405,12 +413,7 @@ fn a_crash_during_rotation_after_sealing_loses_nothing() {
     // The newest file is sealed (read-only); no active segment exists.
     let newest = newest_segment(data.path());
     assert!(std::fs::metadata(&newest).unwrap().permissions().readonly());
-    let d = start(data.path(), fp.path(), &env);
-    assert_intact(&d, &acked);
-    acked.extend(post_ok(&d, &mut gen, 10));
-    assert_intact(&d, &acked);
-    drop(d);
-    assert_verifies(data.path());
+    restart_and_check(data.path(), fp.path(), &env, &mut gen, &mut acked, 10);
 }
 
 const DAY: i64 = 86_400_000_000;

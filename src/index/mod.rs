@@ -17,6 +17,7 @@
 //! 3. After a crash, an index may be behind the log (catch-up) but never holds
 //!    an event the log lacks after open (truncated, or rebuilt).
 
+mod exclude;
 pub mod kv;
 pub mod text;
 

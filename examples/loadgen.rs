@@ -103,12 +103,14 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use stele::event::Event;
 use stele::testkit::EventGen;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+mod common;
+use common::{base_time, connect, enc, find, lock, request, strip_ansi};
 
 /// Set on Ctrl-C: the running scenario aborts (its daemon is stopped and its data
 /// directory removed) and no further scenario starts.
@@ -117,8 +119,6 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Longest wait for one answer before the connection is dropped and the request counted
 /// as a transport error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for a TCP connection to the daemon.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Consecutive transport failures on one client after which the daemon counts as gone.
 const FAILURES_FATAL: u32 = 3;
 /// How long a "searchable within" probe keeps polling before giving up.
@@ -129,7 +129,6 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 const STREAM_DRAIN: Duration = Duration::from_secs(5);
 /// Longest wait for the indexes to catch up (index lag 0).
 const INDEX_WAIT: Duration = Duration::from_secs(600);
-const DAY_MICROS: i64 = 86_400_000_000;
 const NDJSON: &str = "application/x-ndjson";
 const JSON: &str = "application/json";
 
@@ -531,28 +530,6 @@ impl Drop for Daemon {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Removes ANSI escape sequences (colours in the daemon's log).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------
 // Shared run state, connections
 
@@ -629,45 +606,6 @@ async fn watchdog(ctx: Ctx) {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connecting to {addr} timed out"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake with {addr} failed: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-fn request(
-    ctx: &Ctx,
-    method: Method,
-    path: &str,
-    ctype: Option<&str>,
-    body: Bytes,
-) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", &ctx.host);
-    if let Some(a) = &ctx.authorization {
-        b = b.header("authorization", a);
-    }
-    if let Some(ct) = ctype {
-        b = b.header("content-type", ct);
-    }
-    if !body.is_empty() {
-        b = b.header("content-length", body.len());
-    }
-    b.body(Full::new(body))
-        .expect("method, path and headers are valid")
-}
-
 /// One answer: status, body, latency (request sent → body complete), when it completed.
 struct Answer {
     status: StatusCode,
@@ -707,7 +645,15 @@ impl Client {
             self.sender = None;
             return Err(format!("the connection closed: {e}"));
         }
-        let req = request(&self.ctx, method, path, ctype, body);
+        let ctx = &self.ctx;
+        let req = request(
+            &ctx.host,
+            ctx.authorization.as_deref(),
+            method,
+            path,
+            ctype,
+            body,
+        );
         let started = Instant::now();
         let exchange = async {
             let resp = sender.send_request(req).await?;
@@ -851,19 +797,6 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Percent-encodes a query or path value.
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// Checks the daemon answers at all.
 async fn healthy(ctx: &Ctx) -> Result<()> {
     let mut c = Client::new(ctx);
@@ -927,16 +860,6 @@ async fn wait_indexed(ctx: &Ctx, limit: Duration) -> Result<Instant> {
 
 // ---------------------------------------------------------------------------------
 // Event generation
-
-/// Event times start 29 days before today (UTC midnight): inside `hours=720`, and the
-/// same for every run on one day.
-fn base_time() -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    (now / DAY_MICROS - 29) * DAY_MICROS
-}
 
 fn next_event(g: &mut EventGen, bytes: usize) -> Event {
     if bytes == 0 {
@@ -2023,10 +1946,6 @@ async fn sse_reader(
             }
         }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// One SSE event block: `id:` (the seq) and `data:` (the JSON event); `:` comments.

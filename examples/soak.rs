@@ -127,7 +127,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use bytes::Bytes;
@@ -135,11 +135,13 @@ use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use stele::event::Event;
 use stele::testkit::EventGen;
 use tokio::sync::watch;
+
+mod common;
+use common::{base_time, connect, enc, find, lock, now_micros, request, strip_ansi, DAY_MICROS};
 
 /// The bound on the daemon's resident set size (VmRSS, MiB) over the whole run, for
 /// the default 30-minute run. Measured (module documentation, "The RSS bound"): peaks
@@ -151,8 +153,6 @@ const MINUTES_MIN: u64 = 1;
 const MINUTES_MAX: u64 = 24 * 60;
 /// Longest wait for one answer before the request counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for a TCP connection to the daemon.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for `Listening on` after a (re)start: recovery and index catch-up.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest wait for the daemon to exit after SIGTERM.
@@ -177,7 +177,6 @@ const RECENT_KEPT: usize = 10_000;
 const DISK_BYTES_PER_EVENT: u64 = 1000;
 /// `[limits] disk_reserve_bytes` of the daemon (its default): ingest answers 507 below it.
 const DAEMON_DISK_RESERVE: u64 = 256 << 20;
-const DAY_MICROS: i64 = 86_400_000_000;
 const NDJSON: &str = "application/x-ndjson";
 const JSON: &str = "application/json";
 
@@ -319,17 +318,6 @@ fn check_opts(o: &Opts) -> Result<()> {
         bail!("--segment-bytes must be at least 4096 (the daemon's minimum)");
     }
     Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------
@@ -629,24 +617,6 @@ fn stop_daemon(d: &mut Daemon) -> Result<Option<i32>> {
     }
 }
 
-/// Removes ANSI escape sequences (colours in the daemon's log).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// (VmRSS, RssAnon) of `pid` in KiB.
 fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -791,42 +761,6 @@ struct Client {
     conn: Option<(SocketAddr, SendRequest<Full<Bytes>>)>,
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connecting to {addr} timed out"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake with {addr} failed: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-fn request(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    ctype: Option<&str>,
-    body: Bytes,
-) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    if let Some(ct) = ctype {
-        b = b.header("content-type", ct);
-    }
-    if !body.is_empty() {
-        b = b.header("content-length", body.len());
-    }
-    b.body(Full::new(body))
-        .expect("method, path and headers are valid")
-}
-
 /// Waits until a daemon is listening (or the run stops: `None`).
 async fn current_addr(
     run: &Run,
@@ -876,7 +810,7 @@ impl Client {
             self.conn = None;
             return Err(CallError::Transport(format!("the connection closed: {e}")));
         }
-        let req = request(addr, method, path, ctype, body);
+        let req = request(&addr.to_string(), None, method, path, ctype, body);
         let exchange = async {
             let resp = sender.send_request(req).await?;
             let status = resp.status();
@@ -930,26 +864,8 @@ fn snippet(b: &[u8]) -> String {
     String::from_utf8_lossy(b).chars().take(300).collect()
 }
 
-/// Percent-encodes a query or path value.
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------
 // Seeding past days
-
-/// Event times start 29 days before today (UTC midnight), as in loadgen.
-fn base_time() -> i64 {
-    (now_micros() / DAY_MICROS - 29) * DAY_MICROS
-}
 
 /// Writes `--seed-days` past UTC days (today − days − 1 … today − 2, all past a 1-day
 /// TTL) through the library's log with a manual clock, seals the last one, and holds
@@ -1417,10 +1333,6 @@ async fn get_seeded(run: &Run, client: &mut Client, rng: &mut EventGen) {
 
 // ---------------------------------------------------------------------------------
 // Streams
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
 
 /// One SSE event block: `(id, seq in data)`; `None` for comments only.
 fn sse_block(block: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
@@ -2126,7 +2038,8 @@ async fn export_check(run: &Arc<Run>, fin: &mut Final) -> Result<()> {
     let started = Instant::now();
     let mut sender = connect(addr).await.map_err(|e| anyhow!(e))?;
     let req = request(
-        addr,
+        &addr.to_string(),
+        None,
         Method::GET,
         "/v1/export?format=ndjson",
         None,

@@ -809,6 +809,23 @@ fn bad_query_parameters_on_every_read_route() {
     ] {
         bad_param(&d, &format!("/v1/stream?{q}"), &[], p, field, says);
     }
+    // A malformed full-text query is refused before the stream starts.
+    bad_param(
+        &d,
+        "/v1/stream?q=title:(",
+        &[],
+        "invalid-query",
+        "q",
+        "Syntax Error",
+    );
+    bad_param(
+        &d,
+        "/v1/stream?q=metadata.region:%3Cu",
+        &[],
+        "invalid-query",
+        "q",
+        "not supported",
+    );
     bad_param(
         &d,
         "/v1/stream",

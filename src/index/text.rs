@@ -579,13 +579,15 @@ impl TextIndex {
             return Ok(Vec::new());
         };
         let searcher = self.shared.reader.searcher();
+        // Built before looking at the index's size: a query that cannot run
+        // (a range over metadata, `R:*`) is refused on an empty index too.
+        let weight = query
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .map_err(query_failed)?;
         let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let weight = query
-            .weight(EnableScoring::disabled_from_searcher(&searcher))
-            .map_err(query_failed)?;
         let segments = SegmentSeqs::of(&searcher)?;
         match order {
             Order::Desc => search_desc(&segments, weight.as_ref(), limit, after),
@@ -1992,6 +1994,8 @@ mod tests {
     fn fuzz_queries_that_fail_only_when_run_are_bad_queries_not_500() {
         let dir = tempfile::tempdir().unwrap();
         let ix = TextIndex::open(dir.path()).unwrap();
+        let empty_dir = tempfile::tempdir().unwrap();
+        let empty = TextIndex::open(empty_dir.path()).unwrap();
         let mut w = ix.writer().unwrap();
         index_all(&mut w, &events(4, 1, 20), 20);
         for q in [
@@ -2012,6 +2016,14 @@ mod tests {
                 other => panic!("{q:?}: {other:?}"),
             }
             assert!(matches!(ix.count(&f), Err(TextError::BadQuery(_))), "{q}");
+            // Also before the first event (a stream checks its q then).
+            assert!(
+                matches!(
+                    empty.search(&f, Order::Desc, 1, None),
+                    Err(TextError::BadQuery(_))
+                ),
+                "{q} on an empty index"
+            );
         }
     }
 

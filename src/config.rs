@@ -188,6 +188,11 @@ pub struct Flags {
     /// [key: limits.request_timeout_secs; default: 30].
     #[arg(long, value_name = "SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Seconds a response may wait for a client that reads nothing before
+    /// its connection is closed [key: limits.write_stall_timeout_secs;
+    /// default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub write_stall_timeout_secs: Option<u64>,
     /// Most connections served at once [key: limits.connections_max;
     /// default: 4096].
     #[arg(long, value_name = "N")]
@@ -472,6 +477,8 @@ impl Config {
                 self.limits.header_read_timeout_secs, flags.header_read_timeout_secs;
             "--request-timeout-secs", "limits.request_timeout_secs",
                 self.limits.request_timeout_secs, flags.request_timeout_secs;
+            "--write-stall-timeout-secs", "limits.write_stall_timeout_secs",
+                self.limits.write_stall_timeout_secs, flags.write_stall_timeout_secs;
             "--connections-max", "limits.connections_max",
                 self.limits.connections_max, flags.connections_max;
             "--streams-max", "limits.streams_max",
@@ -496,7 +503,7 @@ impl Config {
         }
         let l = &self.limits;
         let batch = BATCH_EVENTS_MAX_DEFAULT as u64;
-        let ranges: [(&str, u64, u64, u64, &str); 11] = [
+        let ranges: [(&str, u64, u64, u64, &str); 12] = [
             (
                 "limits.body_bytes_max",
                 l.body_bytes_max as u64,
@@ -535,6 +542,13 @@ impl Config {
             (
                 "limits.request_timeout_secs",
                 l.request_timeout_secs,
+                1,
+                SECS_MAX,
+                " seconds",
+            ),
+            (
+                "limits.write_stall_timeout_secs",
+                l.write_stall_timeout_secs,
                 1,
                 SECS_MAX,
                 " seconds",
@@ -865,13 +879,14 @@ fn backticked(s: &str) -> Vec<String> {
 /// `[limits]` as TOML: `server::Limits` is Deserialize only.
 fn serialize_limits<S: serde::Serializer>(l: &Limits, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
-    let mut t = s.serialize_struct("Limits", 10)?;
+    let mut t = s.serialize_struct("Limits", 11)?;
     t.serialize_field("body_bytes_max", &(l.body_bytes_max as u64))?;
     t.serialize_field("events_per_request_max", &(l.events_per_request_max as u64))?;
     t.serialize_field("url_bytes_max", &(l.url_bytes_max as u64))?;
     t.serialize_field("header_bytes_max", &(l.header_bytes_max as u64))?;
     t.serialize_field("header_read_timeout_secs", &l.header_read_timeout_secs)?;
     t.serialize_field("request_timeout_secs", &l.request_timeout_secs)?;
+    t.serialize_field("write_stall_timeout_secs", &l.write_stall_timeout_secs)?;
     t.serialize_field("connections_max", &(l.connections_max as u64))?;
     t.serialize_field("streams_max", &(l.streams_max as u64))?;
     t.serialize_field("shutdown_grace_secs", &l.shutdown_grace_secs)?;
@@ -1024,6 +1039,7 @@ mod tests {
             header_bytes_max = 2048
             header_read_timeout_secs = 2
             request_timeout_secs = 3
+            write_stall_timeout_secs = 11
             connections_max = 4
             streams_max = 5
             shutdown_grace_secs = 0
@@ -1103,6 +1119,7 @@ mod tests {
                 header_bytes_max: 2048,
                 header_read_timeout_secs: 2,
                 request_timeout_secs: 3,
+                write_stall_timeout_secs: 11,
                 connections_max: 4,
                 streams_max: 5,
                 shutdown_grace_secs: 0,
@@ -1297,6 +1314,7 @@ mod tests {
             ("[limits]\nheader_bytes_max = 2000000", "limits.header_bytes_max", "must be at most 1048576"),
             ("[limits]\nheader_read_timeout_secs = 0", "limits.header_read_timeout_secs", "must be at least 1, got 0 (allowed: 1 to 3600 seconds)"),
             ("[limits]\nrequest_timeout_secs = 3601", "limits.request_timeout_secs", "must be at most 3600"),
+            ("[limits]\nwrite_stall_timeout_secs = 0", "limits.write_stall_timeout_secs", "must be at least 1, got 0 (allowed: 1 to 3600 seconds)"),
             ("[limits]\nconnections_max = 0", "limits.connections_max", "connections_max must be at least 1"),
             ("[limits]\nstreams_max = 0", "limits.streams_max", "limits.streams_max must be at least 1, got 0"),
             ("[limits]\nshutdown_grace_secs = 100000", "limits.shutdown_grace_secs", "must be at most 3600"),
@@ -1468,6 +1486,7 @@ mod tests {
             header_bytes_max: Some(4),
             header_read_timeout_secs: Some(5),
             request_timeout_secs: Some(6),
+            write_stall_timeout_secs: Some(11),
             connections_max: Some(7),
             streams_max: Some(8),
             shutdown_grace_secs: Some(9),
@@ -1484,6 +1503,7 @@ mod tests {
                 header_bytes_max: 4,
                 header_read_timeout_secs: 5,
                 request_timeout_secs: 6,
+                write_stall_timeout_secs: 11,
                 connections_max: 7,
                 streams_max: 8,
                 shutdown_grace_secs: 9,

@@ -37,6 +37,7 @@ pub mod notify;
 pub mod query;
 pub mod retention;
 pub mod server;
+pub mod stall;
 pub mod testkit;
 pub mod tls;
 pub mod verify;

@@ -72,6 +72,11 @@ pub struct Limits {
     /// Streamed bodies (exports, streams) are not bounded by it.
     #[arg(long, default_value_t = Limits::DEFAULT.request_timeout_secs)]
     pub request_timeout_secs: u64,
+    /// Seconds a response may wait for a client that takes no bytes at all
+    /// (it stopped reading) before its connection is closed: frees the
+    /// stream slot and buffers of SSE clients and exports nobody reads.
+    #[arg(long, default_value_t = Limits::DEFAULT.write_stall_timeout_secs)]
+    pub write_stall_timeout_secs: u64,
     /// Most connections served at once; further clients wait in the listen
     /// backlog until one closes.
     #[arg(long, default_value_t = Limits::DEFAULT.connections_max)]
@@ -97,6 +102,7 @@ impl Limits {
         header_bytes_max: 16 * 1024,
         header_read_timeout_secs: 10,
         request_timeout_secs: 30,
+        write_stall_timeout_secs: 60,
         connections_max: 4096,
         streams_max: 1024,
         shutdown_grace_secs: 5,
@@ -112,6 +118,7 @@ impl Limits {
             ("header_bytes_max", self.header_bytes_max as u64),
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("request_timeout_secs", self.request_timeout_secs),
+            ("write_stall_timeout_secs", self.write_stall_timeout_secs),
             ("connections_max", self.connections_max as u64),
             ("streams_max", self.streams_max as u64),
         ];
@@ -236,6 +243,9 @@ struct App {
     forbidden: AtomicU64,
     /// 429s (rate limits and per-key stream limits).
     rate_limited: AtomicU64,
+    /// Connections closed because the client read nothing for
+    /// `write_stall_timeout_secs` (see [`crate::stall`]).
+    write_stalls: Arc<AtomicU64>,
 }
 
 /// Who is asking: the key (when keys are configured and the route needs
@@ -705,6 +715,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         auth_failures: Default::default(),
         forbidden: AtomicU64::new(0),
         rate_limited: AtomicU64::new(0),
+        write_stalls: Arc::default(),
     });
     spawn_retention(app.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -774,6 +785,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                 };
                 let limits = app.limits();
                 let http = http_for(&limits);
+                let stream = crate::stall::WriteStall::new(
+                    stream,
+                    Duration::from_secs(limits.write_stall_timeout_secs),
+                    app.write_stalls.clone(),
+                );
                 let app = app.clone();
                 let ip = peer.ip();
                 let svc = hyper::service::service_fn(move |req| {
@@ -1330,6 +1346,12 @@ fn metrics(app: &App) -> Resp {
         "gauge",
         "HTTP connections open.",
         (app.limits().connections_max - app.connections.available_permits()).to_string(),
+    );
+    metric(
+        "stele_connections_write_stalled_total",
+        "counter",
+        "Connections closed because the client read nothing for write_stall_timeout_secs.",
+        app.write_stalls.load(Relaxed).to_string(),
     );
     metric(
         "stele_log_first_seq",

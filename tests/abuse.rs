@@ -1708,7 +1708,9 @@ fn streams_that_are_never_read_cost_bounded_memory_and_catch_up_without_gaps() {
     const BATCHES: usize = 20;
     const PER_BATCH: usize = 1000;
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start(tmp.path());
+    // Stalled for the whole test: longer than the ingest takes (the next
+    // test shows what the limit does).
+    let mut d = Daemon::start_with(tmp.path(), &["--write-stall-timeout-secs", "600"]);
     let acked = seed(&d, "sse", 10);
     let pid = d.child.id();
     let idle = memory_kib(pid);
@@ -1722,15 +1724,14 @@ fn streams_that_are_never_read_cost_bounded_memory_and_catch_up_without_gaps() {
             s
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, m) = d.get_raw("/metrics");
-        if m.contains(&format!("\nstele_streams_open {STALLED}\n")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the streams did not open");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_metric(
+            &d,
+            &format!("stele_streams_open {STALLED}"),
+            Duration::from_secs(20)
+        ),
+        "the streams did not open"
+    );
 
     // 20,000 events of about 1 KB, while the streams are not read; other
     // clients are served meanwhile.
@@ -1824,5 +1825,116 @@ fn streams_that_are_never_read_cost_bounded_memory_and_catch_up_without_gaps() {
     assert_healthy(&mut d);
     let mut acked = acked;
     acked.push(assert_ingests(&d, "sse-after"));
+    assert_intact(&d, &acked);
+}
+
+/// Waits until `/metrics` has the line `line`.
+fn wait_metric(d: &Daemon, line: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, m) = d.get_raw("/metrics");
+        if m.contains(&format!("\n{line}\n")) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Posts `batches` NDJSON batches of 1,000 events of about 1 KB.
+fn ingest_bulk(d: &Daemon, tag: &str, batches: usize) -> u64 {
+    let mut last = 0;
+    for b in 0..batches {
+        let mut body = Vec::new();
+        for i in 0..1000 {
+            let ev = json!({"id": format!("{tag}-{b}-{i}"), "action": "bulk", "actor": "loader",
+                            "description": "d".repeat(1000)});
+            body.extend_from_slice(ev.to_string().as_bytes());
+            body.push(b'\n');
+        }
+        let (st, _, r) = post_bytes(d, "application/x-ndjson", &body);
+        assert_eq!(st, 201, "batch {b}: {r}");
+        last = r["events"][999]["seq"].as_u64().unwrap();
+    }
+    last
+}
+
+#[test]
+fn a_stream_nobody_reads_is_closed_after_write_stall_timeout_and_gives_back_its_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_with(
+        tmp.path(),
+        &["--streams-max", "1", "--write-stall-timeout-secs", "2"],
+    );
+    let acked = seed(&d, "stall", 10);
+    let addr: SocketAddrV4 = d.addr.parse().unwrap();
+    let mut stalled = connect_raw(addr, Some(4096), false);
+    stalled
+        .write_all(b"GET /v1/stream?from_seq=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(
+        wait_metric(&d, "stele_streams_open 1", Duration::from_secs(20)),
+        "the stream did not open"
+    );
+    // Its slot is taken: the next stream is refused.
+    let r = get_with(&d.addr, "/v1/stream", &[])
+        .reply()
+        .expect("an answer");
+    problem(&r, 503, "too-many-streams");
+
+    // 10 MB of events: far more than the socket buffers, hyper's buffer and
+    // the stream's chunks in flight hold, so writes to the client stop.
+    let last = ingest_bulk(&d, "stall-bulk", 10);
+    let started = Instant::now();
+    assert!(
+        wait_metric(
+            &d,
+            "stele_connections_write_stalled_total 1",
+            Duration::from_secs(30)
+        ),
+        "the stalled stream was not closed"
+    );
+    let closed_after = started.elapsed();
+    assert!(
+        wait_metric(&d, "stele_streams_open 0", Duration::from_secs(5)),
+        "the stream slot was not given back"
+    );
+    // The client sees a cut stream: what was buffered, then the end.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = stalled.read_to_end(&mut got); // EOF or a reset
+    let text = String::from_utf8_lossy(&got);
+    let seen = text.lines().filter(|l| l.starts_with("id: ")).count() as u64;
+    assert!(
+        seen < last,
+        "the stream was not cut ({seen} of {last} events)"
+    );
+    eprintln!(
+        "write stall: closed {closed_after:?} after the ingest ended; the client had \
+         {seen} of {last} events buffered"
+    );
+
+    // The slot serves a new stream, which starts where the old one was cut.
+    let mut fresh = TcpStream::connect(&d.addr).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    fresh
+        .write_all(b"GET /v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    fresh.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(fresh);
+
+    // A slow client that keeps reading is never cut (tests in src/stall.rs);
+    // a normal one is served; everything acknowledged is intact.
+    assert_healthy(&mut d);
+    let mut acked = acked;
+    acked.push(assert_ingests(&d, "stall-after"));
     assert_intact(&d, &acked);
 }

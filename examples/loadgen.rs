@@ -110,7 +110,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 mod common;
-use common::{base_time, connect, enc, find, lock, request, strip_ansi};
+use common::{base_time, connect, enc, exchange, find, lock, request, strip_ansi};
 
 /// Set on Ctrl-C: the running scenario aborts (its daemon is stopped and its data
 /// directory removed) and no further scenario starts.
@@ -655,12 +655,7 @@ impl Client {
             body,
         );
         let started = Instant::now();
-        let exchange = async {
-            let resp = sender.send_request(req).await?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
-        };
+        let exchange = exchange(sender, req);
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(Ok((status, body))) => {
                 let at = Instant::now();

@@ -141,7 +141,9 @@ use stele::testkit::EventGen;
 use tokio::sync::watch;
 
 mod common;
-use common::{base_time, connect, enc, find, lock, now_micros, request, strip_ansi, DAY_MICROS};
+use common::{
+    base_time, connect, enc, exchange, find, lock, now_micros, request, strip_ansi, DAY_MICROS,
+};
 
 /// The bound on the daemon's resident set size (VmRSS, MiB) over the whole run, for
 /// the default 30-minute run. Measured (module documentation, "The RSS bound"): peaks
@@ -811,12 +813,7 @@ impl Client {
             return Err(CallError::Transport(format!("the connection closed: {e}")));
         }
         let req = request(&addr.to_string(), None, method, path, ctype, body);
-        let exchange = async {
-            let resp = sender.send_request(req).await?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
-        };
+        let exchange = exchange(sender, req);
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {

@@ -44,11 +44,6 @@ impl<S> WriteStall<S> {
         }
     }
 
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Passes a finished write through, or keeps waiting, or gives up once
     /// nothing went out for the limit.
     fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
 /// How long opening a connection may take.
@@ -81,6 +81,17 @@ pub fn request(
     }
     b.body(Full::new(body))
         .expect("method, path and headers are valid")
+}
+
+/// Sends `req` and reads the whole answer: its status and body.
+pub async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), hyper::Error> {
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
 }
 
 /// Percent-encodes a query or path value.

@@ -47,7 +47,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 ];
 
 /// The sections of the file (for error messages).
-const SECTIONS: &[&str] = &["limits", "log", "index", "retention"];
+const SECTIONS: &[&str] = &["limits", "log", "index", "retention", "seal"];
 
 /// Largest `limits.body_bytes_max`: a request body is held in memory.
 pub const BODY_BYTES_MAX_MAX: u64 = 1 << 30;
@@ -83,6 +83,8 @@ pub struct Config {
     pub log: LogSection,
     /// `[index]`: the indexes.
     pub index: IndexSection,
+    /// `[seal]`: checkpoints, the witness, scrubbing.
+    pub seal: SealSection,
     /// `[retention]`: TTLs and legal holds.
     pub retention: RetentionConfig,
     /// `[auth]`: API keys, roles, tenant scopes, rate limits.
@@ -105,6 +107,7 @@ impl Default for Config {
             limits: Limits::DEFAULT,
             log: LogSection::default(),
             index: IndexSection::default(),
+            seal: SealSection::default(),
             retention: RetentionConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             tls: None,
@@ -150,6 +153,35 @@ impl Default for IndexSection {
     fn default() -> Self {
         IndexSection {
             commit_interval_ms: COMMIT_INTERVAL_DEFAULT.as_millis() as u64,
+        }
+    }
+}
+
+/// `[seal]`: what keeps the history tamper-evident against someone who can
+/// write the disk (src/seal/). Checkpoints need a signing key, as digests do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SealSection {
+    /// How often the chain head is signed while events arrive (ms).
+    pub checkpoint_interval_ms: u64,
+    /// A directory (on another filesystem or machine) that receives every
+    /// checkpoint, appended and fsynced. None: no witness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness_dir: Option<PathBuf>,
+    /// Hours between whole passes of the scrubber over the sealed segments
+    /// (one pass always runs after start).
+    pub scrub_interval_hours: u64,
+    /// Bytes a second the scrubber reads at most.
+    pub scrub_bytes_per_sec: u64,
+}
+
+impl Default for SealSection {
+    fn default() -> Self {
+        SealSection {
+            checkpoint_interval_ms: crate::seal::checkpoint::INTERVAL_DEFAULT.as_millis() as u64,
+            witness_dir: None,
+            scrub_interval_hours: crate::seal::scrub::INTERVAL_HOURS_DEFAULT,
+            scrub_bytes_per_sec: crate::seal::scrub::BYTES_PER_SEC_DEFAULT,
         }
     }
 }
@@ -599,6 +631,51 @@ impl Config {
             COMMIT_INTERVAL_MS_MAX,
             " milliseconds",
         )?;
+        let seal = [
+            (
+                "seal.checkpoint_interval_ms",
+                self.seal.checkpoint_interval_ms,
+                10,
+                60_000,
+                " milliseconds",
+            ),
+            (
+                "seal.scrub_interval_hours",
+                self.seal.scrub_interval_hours,
+                1,
+                8_760,
+                " hours",
+            ),
+            (
+                "seal.scrub_bytes_per_sec",
+                self.seal.scrub_bytes_per_sec,
+                1 << 20,
+                1 << 40,
+                " bytes a second",
+            ),
+        ];
+        for (key, got, min, max, unit) in seal {
+            self.range(key, got, min, max, unit)?;
+        }
+        if let Some(w) = &self.seal.witness_dir {
+            if w.as_os_str().is_empty() {
+                return Err(self.invalid(
+                    "seal.witness_dir",
+                    "seal.witness_dir must be a directory path, got an empty string".into(),
+                ));
+            }
+            let inside = w.starts_with(&self.data_dir) || self.data_dir.starts_with(w);
+            if inside {
+                return Err(self.invalid(
+                    "seal.witness_dir",
+                    format!(
+                        "seal.witness_dir ({}) must not be inside the data directory or contain \
+                         it: a witness is there to survive whoever can write the data directory",
+                        w.display()
+                    ),
+                ));
+            }
+        }
         // The server's own check, should it ever be stricter:
         self.limits
             .validate()
@@ -666,6 +743,16 @@ impl Config {
             segment_bytes_max: self.log.segment_bytes_max,
             recovery: self.log.recovery,
             ..LogConfig::default()
+        }
+    }
+
+    /// `[seal]` for the seal's threads.
+    pub fn seal_config(&self) -> crate::seal::SealConfig {
+        crate::seal::SealConfig {
+            checkpoint_interval: Duration::from_millis(self.seal.checkpoint_interval_ms),
+            witness_dir: self.seal.witness_dir.clone(),
+            scrub_interval: Duration::from_secs(self.seal.scrub_interval_hours * 3600),
+            scrub_bytes_per_sec: self.seal.scrub_bytes_per_sec,
         }
     }
 
@@ -1175,7 +1262,7 @@ mod tests {
             (
                 "colour = 1",
                 "colour",
-                "listen, data_dir, [limits], [log], [index], [retention]",
+                "listen, data_dir, [limits], [log], [index], [seal], [retention]",
             ),
             (
                 "[limits]\nstreamz_max = 1",

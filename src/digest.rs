@@ -41,10 +41,12 @@
 use crate::backup::sha256_hex;
 use crate::clock::Clock;
 use crate::log::format::{hash_hex, Day, Header, SegmentId};
-use crate::log::segment::{scan, Depth};
-use crate::log::{Log, SegmentInfo};
+use crate::log::{Log, SegmentInfo, WitnessedSegment};
+use crate::seal::checkpoint::Checkpoint;
+use crate::seal::inherited::{verify_inherited, Inherited};
+use crate::seal::SealStatus;
 use crate::verify::{Finding, Report, SegmentSummary};
-pub use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+pub use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -477,9 +479,10 @@ struct Head {
     sha256: String,
     signature: String,
     last_seq: u64,
+    final_hash: crate::log::format::Hash,
 }
 
-fn read_head(dir: &Path) -> Result<Option<Head>, DigestError> {
+fn read_head(dir: &Path, key: Option<&VerifyingKey>) -> Result<Option<Head>, DigestError> {
     let Some(day) = digested_through(dir.parent().unwrap_or(dir)) else {
         return Ok(None);
     };
@@ -511,12 +514,44 @@ fn read_head(dir: &Path) -> Result<Option<Head>, DigestError> {
             sig_path.display()
         )));
     }
+    if let Some(key) = key {
+        let mut sig = [0u8; 64];
+        let _ = hex::decode_to_slice(&signature, &mut sig);
+        if key.verify(&bytes, &Signature::from_bytes(&sig)).is_err() {
+            return Err(refuse(
+                "its signature does not verify with the signing key (it was forged or \
+                 signed by another key)"
+                    .into(),
+            ));
+        }
+    }
+    let final_hash = doc
+        .segments
+        .last()
+        .map(|s| s.final_hash.clone())
+        .unwrap_or_else(|| doc.prev_hash.clone());
+    let mut final_bytes = [0u8; 32];
+    let _ = hex::decode_to_slice(&final_hash, &mut final_bytes);
     Ok(Some(Head {
         day,
         sha256: sha256_hex(&bytes),
         signature,
         last_seq: doc.last_seq,
+        final_hash: final_bytes,
     }))
+}
+
+/// Where the signed chain ends: the newest digest's last seq and final
+/// chain hash, its signature checked with `key`; `None` without digests.
+///
+/// # Errors
+/// The newest digest cannot be read, is not canonical, or its signature
+/// does not verify.
+pub fn anchor(
+    data_dir: &Path,
+    key: &VerifyingKey,
+) -> Result<Option<(u64, crate::log::format::Hash)>, DigestError> {
+    Ok(read_head(&data_dir.join(DIGESTS_DIR), Some(key))?.map(|h| (h.last_seq, h.final_hash)))
 }
 
 /// Start of the UTC day after `day`, in unix microseconds.
@@ -544,55 +579,85 @@ fn closed_days(segs: &[SegmentInfo], now_micros: i64) -> Vec<(Day, Vec<&SegmentI
         .collect()
 }
 
-/// Re-checks a sealed segment completely and describes it; its first
-/// record's previous chain hash comes along.
-fn describe_segment(info: &SegmentInfo) -> Result<(SegmentEntry, String), DigestError> {
-    let path = &info.path;
-    let file = std::fs::File::open(path).map_err(io("open", path))?;
-    // SAFETY: a sealed segment is read-only (0444) and never written again
-    // by Stele; changing it from outside is outside the contract (as for the
-    // log's own maps, ARCHITECTURE.md "Reading" 3).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io("map", path))?;
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let bytes = &map[..];
-    let header = Header::decode(bytes).map_err(|e| invalid(path, format!("bad header: {e}")))?;
-    let s = scan(bytes, &header, Depth::Full, 0);
-    if let Some(p) = &s.problem {
-        return Err(invalid(
-            path,
-            format!(
-                "damaged at offset {} (seq {}): {}; not signing it (run `stele verify`)",
-                p.offset, p.seq, p.detail
-            ),
-        ));
+/// A segment as a digest lists it, from what the writer witnessed.
+pub fn entry_of(w: &WitnessedSegment) -> SegmentEntry {
+    SegmentEntry {
+        name: w.id.file_name(),
+        bytes: w.bytes,
+        sha256: hash_hex(&w.sha256),
+        first_seq: w.first_seq,
+        last_seq: w.first_seq + w.count - 1,
+        count: w.count,
+        final_hash: hash_hex(&w.final_hash),
     }
-    let Some(footer) = s.footer else {
-        return Err(invalid(path, "not sealed: only sealed segments are signed"));
+}
+
+/// The last seq of the newest digest in `DATA_DIR/digests/`, if one parses.
+pub fn newest_digest_last_seq(data_dir: &Path) -> Option<u64> {
+    let day = digested_through(data_dir)?;
+    let bytes = std::fs::read(data_dir.join(DIGESTS_DIR).join(digest_file_name(day))).ok()?;
+    DailyDigest::decode(&bytes).ok().map(|d| d.last_seq)
+}
+
+/// The segment entries of every digest whose signature verifies with
+/// `key` (the scrubber's references).
+pub fn load_signed_entries(data_dir: &Path, key: &VerifyingKey) -> Vec<SegmentEntry> {
+    let dir = data_dir.join(DIGESTS_DIR);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
     };
-    if header.id != info.id || bytes.len() as u64 != info.bytes {
-        return Err(invalid(
-            path,
-            format!(
-                "holds segment {} in {} bytes, the log knows segment {} in {} bytes",
-                header.id,
-                bytes.len(),
-                info.id,
-                info.bytes
-            ),
-        ));
+    let mut out = Vec::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((day, Kind::Json)) = parse_file_name(&name) else {
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(sig) = std::fs::read_to_string(dir.join(signature_file_name(day))) else {
+            continue;
+        };
+        let mut sig_bytes = [0u8; 64];
+        if hex::decode_to_slice(sig.trim(), &mut sig_bytes).is_err()
+            || key
+                .verify(&bytes, &Signature::from_bytes(&sig_bytes))
+                .is_err()
+        {
+            continue;
+        }
+        if let Ok(doc) = DailyDigest::decode(&bytes) {
+            out.extend(doc.segments);
+        }
     }
-    Ok((
-        SegmentEntry {
-            name: info.id.file_name(),
-            bytes: bytes.len() as u64,
-            sha256: sha256_hex(bytes),
-            first_seq: footer.first_seq,
-            last_seq: footer.last_seq,
-            count: footer.count,
-            final_hash: hash_hex(&footer.final_hash),
-        },
-        hash_hex(&header.prev_hash),
-    ))
+    out
+}
+
+/// The `prev_hash` of a segment's header, in hex.
+fn header_prev_hash(path: &Path) -> Result<String, DigestError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(io("open", path))?;
+    let mut h = [0u8; crate::log::format::HEADER_BYTES];
+    f.read_exact_at(&mut h, 0).map_err(io("read", path))?;
+    Header::decode(&h)
+        .map(|h| hash_hex(&h.prev_hash))
+        .map_err(|e| invalid(path, format!("bad header: {e}")))
+}
+
+/// Why a closed day after the head cannot be signed: a segment of it that
+/// this process neither witnessed being written nor verified.
+fn unwitnessed(id: SegmentId, through: u64, w: Option<&WitnessedSegment>) -> String {
+    match w {
+        Some(w) => format!(
+            "segment {id} holds records up to seq {} written by an earlier process and not \
+             verified against its signed checkpoint (verified through seq {through})",
+            w.inherited_through.unwrap_or_default()
+        ),
+        None => format!(
+            "segment {id} was sealed by an earlier process and does not verify against a \
+             checkpoint signed by it (verified through seq {through})"
+        ),
+    }
 }
 
 /// Writes `bytes` as the read-only file `dir/name` through a temporary file,
@@ -616,35 +681,89 @@ fn write_read_only(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Dige
     Ok(target)
 }
 
-/// Signs every closed day after the newest digest (all closed days when
-/// there is none), oldest first; returns the `.digest.json` files written
-/// (none when everything is signed already). `now_micros` decides which days
-/// are closed. Safe to run while the log is being written: it reads sealed
-/// segments only.
+/// Signs every closed day after the newest digest that this process
+/// witnessed (see [`write_witnessed_digests`]), with nothing inherited
+/// verified; returns the `.digest.json` files written.
 pub fn write_due_digests(
     data_dir: &Path,
     log: &Log,
     key: &SigningKey,
     now_micros: i64,
 ) -> Result<Vec<PathBuf>, DigestError> {
+    let through = newest_digest_last_seq(data_dir).unwrap_or(0);
+    write_witnessed_digests(data_dir, log, key, now_micros, &Inherited::none(through))
+        .map(|r| r.written)
+}
+
+/// What one run of the digester did.
+#[derive(Debug, Default)]
+pub struct DigestRun {
+    /// The `.digest.json` files written.
+    pub written: Vec<PathBuf>,
+    /// Closed days after the head that could not be signed: `(day, why)`.
+    pub unsigned: Vec<(String, String)>,
+}
+
+/// Signs every closed day after the newest digest, oldest first, from what
+/// this process witnessed: segments its writer sealed (their SHA-256 fed
+/// with the bytes it wrote), and inherited ones `inherited` verified against
+/// the earlier process's signed checkpoint. The chain stops at the first
+/// closed day holding anything else; that day and the ones after it are
+/// returned as unsigned (invariant 3). Never reads a file to decide what to
+/// sign. `now_micros` decides which days are closed.
+pub fn write_witnessed_digests(
+    data_dir: &Path,
+    log: &Log,
+    key: &SigningKey,
+    now_micros: i64,
+    inherited: &Inherited,
+) -> Result<DigestRun, DigestError> {
     let dir = data_dir.join(DIGESTS_DIR);
     if !dir.is_dir() {
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         crate::log::fsync_dir(data_dir).map_err(|e| invalid(data_dir, e.to_string()))?;
     }
-    let mut head = read_head(&dir)?;
+    let mut head = read_head(&dir, Some(&key.verifying_key()))?;
     let segs = log.segments();
-    let mut written = Vec::new();
+    let witnessed = log.witnessed();
+    let through = inherited.verified_through;
+    let mut run = DigestRun::default();
     for (day, parts) in closed_days(&segs, now_micros) {
         if head.as_ref().is_some_and(|h| day <= h.day) {
             continue;
         }
+        if let Some((_, why)) = run.unsigned.first() {
+            run.unsigned.push((day.to_string(), why.clone()));
+            continue;
+        }
         let mut segments = Vec::with_capacity(parts.len());
         let mut prev_hash = None;
+        let mut missing = None;
         for p in parts {
-            let (entry, prev) = describe_segment(p)?;
-            prev_hash.get_or_insert(prev);
+            let w = witnessed.iter().rev().find(|w| w.id == p.id);
+            let entry = match w {
+                Some(w) if w.inherited_through.is_none_or(|t| t <= through) => {
+                    prev_hash.get_or_insert(hash_hex(&w.prev_hash));
+                    entry_of(w)
+                }
+                _ => match inherited.entries.get(&p.id) {
+                    Some(e) if e.last_seq <= through => {
+                        if prev_hash.is_none() {
+                            prev_hash = Some(header_prev_hash(&p.path)?);
+                        }
+                        e.clone()
+                    }
+                    _ => {
+                        missing = Some(unwitnessed(p.id, through, w));
+                        break;
+                    }
+                },
+            };
             segments.push(entry);
+        }
+        if let Some(why) = missing {
+            run.unsigned.push((day.to_string(), why));
+            continue;
         }
         let digest = DailyDigest {
             version: DIGEST_VERSION,
@@ -688,15 +807,19 @@ pub fn write_due_digests(
             digest.first_seq,
             digest.last_seq
         );
+        let mut final_hash = [0u8; 32];
+        let last = &digest.segments[digest.segments.len() - 1].final_hash;
+        let _ = hex::decode_to_slice(last, &mut final_hash);
         head = Some(Head {
             day,
             sha256: sha256_hex(&bytes),
             signature,
             last_seq: digest.last_seq,
+            final_hash,
         });
-        written.push(path);
+        run.written.push(path);
     }
-    Ok(written)
+    Ok(run)
 }
 
 /// Counters of the digester thread (for `/metrics`).
@@ -706,6 +829,8 @@ pub struct DigestStats {
     pub written: AtomicU64,
     /// Runs that failed (the error is logged once until it changes).
     pub failures: AtomicU64,
+    /// Closed days after the newest digest that cannot be signed.
+    pub unsigned: AtomicU64,
 }
 
 /// The digester thread of `stele serve`: signs due days at start, every
@@ -719,16 +844,24 @@ pub struct Digester {
 impl Digester {
     /// Starts the thread; without a key, logs once that digests are off and
     /// starts nothing.
+    /// `prior` is the newest checkpoint the earlier process signed (checked
+    /// with `key`): the first run verifies the inherited records against it
+    /// (see [`verify_inherited`]) and records the outcome in `status`.
     pub fn start(
         data_dir: PathBuf,
         log: Arc<Log>,
         clock: Arc<dyn Clock>,
         key: Option<SigningKey>,
         period: Duration,
+        prior: Option<Checkpoint>,
+        status: Arc<SealStatus>,
     ) -> Digester {
         let stats = Arc::new(DigestStats::default());
         let Some(key) = key else {
-            tracing::info!("Daily digests are off: no signing key (stele keygen --signing).");
+            tracing::info!(
+                "Daily digests and checkpoints are off: no signing key (stele keygen --signing)."
+            );
+            let _ = (prior, status);
             return Digester {
                 stop: None,
                 thread: None,
@@ -741,12 +874,42 @@ impl Digester {
             .name("stele-digester".into())
             .spawn(move || {
                 let mut said: Option<String> = None;
+                let public = key.verifying_key();
+                let anchor = match anchor(&data_dir, &public) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::error!("{e}.");
+                        None
+                    }
+                };
+                let inherited = verify_inherited(&log, anchor, prior.as_ref());
+                status.set_signed_entries(load_signed_entries(&data_dir, &public));
+                status.set_inherited(inherited.clone());
+                let mut unsigned_said = Vec::new();
                 loop {
-                    match write_due_digests(&data_dir, &log, &key, clock.now_micros()) {
-                        Ok(paths) => {
+                    let now = clock.now_micros();
+                    match write_witnessed_digests(&data_dir, &log, &key, now, &inherited) {
+                        Ok(run) => {
                             counters
                                 .written
-                                .fetch_add(paths.len() as u64, Ordering::Relaxed);
+                                .fetch_add(run.written.len() as u64, Ordering::Relaxed);
+                            if !run.written.is_empty() {
+                                status.set_signed_entries(load_signed_entries(&data_dir, &public));
+                            }
+                            if run.unsigned != unsigned_said {
+                                for (day, why) in &run.unsigned {
+                                    tracing::error!(
+                                        "Day {day} is closed but not signed: {why}. An operator \
+                                         must resolve it (`stele sign-days`, docs in README \
+                                         \"Unsigned days\")."
+                                    );
+                                }
+                                unsigned_said = run.unsigned.clone();
+                            }
+                            counters
+                                .unsigned
+                                .store(run.unsigned.len() as u64, Ordering::Relaxed);
+                            status.set_unsigned(run.unsigned);
                             said = None;
                         }
                         Err(e) => {

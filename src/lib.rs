@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod notify;
 pub mod query;
 pub mod retention;
+pub mod seal;
 pub mod server;
 pub mod stall;
 pub mod testkit;

@@ -80,6 +80,12 @@ enum Command {
         /// it, digests are checked only structurally.
         #[arg(long = "public-key", value_name = "HEX_OR_FILE")]
         public_key: Vec<String>,
+        /// A checkpoint saved off the box (a witness's `.checkpoints` file,
+        /// a saved `GET /v1/checkpoint` answer, a copy of checkpoint.json):
+        /// the log must hold its seq with exactly its chain hash. Repeatable;
+        /// every line of each file is checked.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
     },
     /// Make a key. By default an API key: prints the key once (Stele keeps
     /// only its hash) and the `[[auth.keys]]` lines to add to the
@@ -200,7 +206,8 @@ fn main() -> ExitCode {
             paths,
             quiet,
             public_key,
-        } => return verify(paths, quiet, &public_key),
+            checkpoint,
+        } => return verify(paths, quiet, &public_key, &checkpoint),
         Command::Keygen {
             signing: true,
             out: Some(out),
@@ -244,7 +251,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn verify(paths: Vec<PathBuf>, quiet: bool, public_keys: &[String]) -> ExitCode {
+fn verify(
+    paths: Vec<PathBuf>,
+    quiet: bool,
+    public_keys: &[String],
+    checkpoints: &[PathBuf],
+) -> ExitCode {
     let paths = if paths.is_empty() {
         vec![PathBuf::from("data")]
     } else {
@@ -256,6 +268,17 @@ fn verify(paths: Vec<PathBuf>, quiet: bool, public_keys: &[String]) -> ExitCode 
             Ok(key) => opts.public_keys.push(key),
             Err(e) => {
                 eprintln!("stele verify: --public-key: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    for f in checkpoints {
+        match stele::seal::checkpoint::read_file(f) {
+            Ok(cps) => opts
+                .checkpoints
+                .extend(cps.into_iter().map(|cp| (f.clone(), cp))),
+            Err(e) => {
+                eprintln!("stele verify: --checkpoint: {e}");
                 return ExitCode::from(2);
             }
         }
@@ -303,6 +326,23 @@ fn verify(paths: Vec<PathBuf>, quiet: bool, public_keys: &[String]) -> ExitCode 
                 }
             ),
         };
+    }
+    match report.checkpoints.as_slice() {
+        _ if quiet => {}
+        [] => {}
+        few @ ([_] | [_, _] | [_, _, _]) => {
+            for c in few {
+                let _ = writeln!(out, "{c}");
+            }
+        }
+        many => {
+            let _ = writeln!(
+                out,
+                "checkpoints: {} match the log; the last: {}",
+                many.len(),
+                many[many.len() - 1]
+            );
+        }
     }
     let bad = report.findings.iter().filter(|f| f.fatal).count();
     if bad == 0 {
@@ -426,6 +466,7 @@ fn display_paths(paths: &[PathBuf]) -> String {
 }
 
 fn open_log(data_dir: &std::path::Path, cfg: LogConfig) -> anyhow::Result<Log> {
+    let cfg = stele::seal::with_evidence(cfg, data_dir, None);
     Log::open(data_dir, cfg, Arc::new(SystemClock))
         .map_err(|e| anyhow::anyhow!("cannot open the log in {}: {e}", data_dir.display()))
 }
@@ -708,6 +749,7 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
         listen: cfg.listen,
         log: cfg.log_config(),
         index: cfg.index_config(),
+        seal: cfg.seal_config(),
         data_dir: cfg.data_dir,
         limits: cfg.limits,
         retention: cfg.retention,
@@ -870,7 +912,9 @@ fn retention(
         return ExitCode::SUCCESS;
     }
     // Dropping needs the log to ourselves: the daemon does it on its own.
-    let log = match Log::open(&data_dir, cfg.log_config(), Arc::new(SystemClock)) {
+    let log_cfg =
+        stele::seal::with_evidence(cfg.log_config(), &data_dir, cfg.seal.witness_dir.as_deref());
+    let log = match Log::open(&data_dir, log_cfg, Arc::new(SystemClock)) {
         Ok(l) => Arc::new(l),
         Err(e) => {
             eprintln!(

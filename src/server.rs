@@ -164,6 +164,8 @@ pub struct ServeConfig {
     pub log: LogConfig,
     /// The indexes' settings (`[index]` of the configuration).
     pub index: IndexConfig,
+    /// `[seal]`: checkpoints, the witness, scrubbing.
+    pub seal: crate::seal::SealConfig,
     /// `[auth]`: API keys (none: no authentication, loopback only).
     pub auth: AuthConfig,
     /// `[tls]`: serve HTTPS.
@@ -228,6 +230,10 @@ struct App {
     retention_dropped_events: AtomicU64,
     /// The digester's counters (signed digests, failed runs).
     digests: Arc<crate::digest::DigestStats>,
+    /// What the seal knows (damaged segments, unsigned days, scrubbing).
+    seal_status: Arc<crate::seal::SealStatus>,
+    /// The checkpointer's counters and newest checkpoint (none without a key).
+    checkpoints: Option<Arc<crate::seal::checkpoint::CheckpointStats>>,
     /// The API keys in force (reloaded on SIGHUP); empty: no authentication.
     keys: std::sync::RwLock<Arc<Keyring>>,
     /// The address served (keys cannot all be removed from a non-loopback
@@ -327,7 +333,7 @@ const AUTH_FAILURES: [AuthError; 5] = [
 type RequestCounts = HashMap<(&'static str, u16), (u64, u64)>;
 
 /// Every route name used in metrics (see [`route_name`]).
-const ROUTES: [&str; 16] = [
+const ROUTES: [&str; 17] = [
     "ingest",
     "list",
     "get",
@@ -338,6 +344,7 @@ const ROUTES: [&str; 16] = [
     "history",
     "timeline",
     "segments",
+    "checkpoint",
     "retention",
     "holds",
     "healthz",
@@ -640,7 +647,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     watch_signals(stop_tx, hup_tx)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let data_dir = cfg.data_dir.clone();
-    let (log_config, index_config) = (cfg.log.clone(), cfg.index.clone());
+    let log_config = crate::seal::with_evidence(
+        cfg.log.clone(),
+        &cfg.data_dir,
+        cfg.seal.witness_dir.as_deref(),
+    );
+    let index_config = cfg.index.clone();
     let clock2 = clock.clone();
     // systemd: STATUS= during recovery and catch-up, and more start time
     // while the indexes advance (a long rebuild must not hit
@@ -671,13 +683,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tracing::info!("Stopped before serving: a signal arrived during recovery.");
         return Ok(());
     }
-    // Signed daily digests: a thread reading sealed segments only.
-    let digester = crate::digest::Digester::start(
-        cfg.data_dir.clone(),
+    // The seal: checkpoints, the start-up verification, digests, scrubbing.
+    let seal = crate::seal::Seal::start(
+        &cfg.data_dir,
         engine.log().clone(),
         clock.clone(),
         crate::digest::load_signing_key(&cfg.data_dir)?,
-        crate::digest::PERIOD_DEFAULT,
+        &cfg.seal,
     );
     let limits = cfg.limits;
     cfg.retention
@@ -705,7 +717,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         retention: std::sync::RwLock::new(cfg.retention.clone()),
         holds: std::sync::Mutex::new(holds),
         segment_tenants: std::sync::Mutex::new(HashMap::new()),
-        digests: digester.stats(),
+        digests: seal.digest_stats(),
+        seal_status: seal.status(),
+        checkpoints: seal.checkpoint_stats(),
         retention_dropped_days: AtomicU64::new(0),
         retention_dropped_events: AtomicU64::new(0),
         keys: std::sync::RwLock::new(Arc::new(Keyring::new(&cfg.auth, None))),
@@ -842,7 +856,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     {
         tracing::warn!("Some requests did not finish within the grace period; closing them.");
     }
-    tokio::task::spawn_blocking(move || digester.stop()).await?; // it holds a log handle
+    tokio::task::spawn_blocking(move || seal.stop()).await?; // it holds a log handle
     let log = app.engine.log().clone();
     let indexes = app.engine.indexes().clone();
     drop(app);
@@ -993,7 +1007,9 @@ async fn route(app: Arc<App>, req: Request<Incoming>, ip: std::net::IpAddr) -> R
 fn required_role(keys: &Keyring, name: &str) -> Option<Role> {
     match name {
         "ingest" => Some(Role::Ingest),
-        "list" | "get" | "search" | "stats" | "stream" | "history" | "timeline" => Some(Role::Read),
+        "list" | "get" | "search" | "stats" | "stream" | "history" | "timeline" | "checkpoint" => {
+            Some(Role::Read)
+        }
         "export" => Some(Role::Export),
         "segments" | "retention" | "holds" => Some(Role::Admin),
         "metrics" if keys.metrics == crate::auth::MetricsAccess::Admin => Some(Role::Admin),
@@ -1174,6 +1190,7 @@ fn route_name(method: &Method, path: &str) -> &'static str {
         (_, ["v1", "export"]) => "export",
         (_, ["v1", "stream"]) => "stream",
         (_, ["v1", "segments"]) => "segments",
+        (_, ["v1", "checkpoint"]) => "checkpoint",
         (_, ["v1", "retention"]) => "retention",
         (_, ["v1", "holds"]) | (_, ["v1", "holds", _]) => "holds",
         (_, ["v1", "entities", _, _, "history"]) => "history",
@@ -1210,18 +1227,93 @@ fn unreadable_segments(app: &App) -> Vec<Value> {
         .collect()
 }
 
+/// `GET /v1/checkpoint`: the newest signed checkpoint, as the exact line
+/// `DATA_DIR/checkpoint.json` and the witnesses hold (save it off the box;
+/// `stele verify --checkpoint FILE` checks a copy of the data against it).
+fn checkpoint(app: &App) -> Resp {
+    let latest = app.checkpoints.as_ref().and_then(|c| c.latest());
+    match latest {
+        Some(cp) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .header("cache-control", "no-store")
+            .body(full(cp.encode()))
+            .unwrap_or_else(|e| internal(e.to_string())),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "no-checkpoint",
+            "No checkpoint yet",
+            if app.checkpoints.is_none() {
+                "checkpoints are off: there is no signing key (stele keygen --signing)".into()
+            } else {
+                "no checkpoint was signed yet: one follows within a checkpoint interval of the \
+                 first event"
+                    .to_string()
+            },
+            json!({}),
+        ),
+    }
+}
+
+/// The seal's state for `/readyz`: damaged segments, unsigned days,
+/// checkpoints that do not verify or cannot reach the witness.
+fn seal_state(app: &App) -> (Value, bool) {
+    let log = app.engine.log();
+    let status = &app.seal_status;
+    let damaged: Vec<Value> = log
+        .damaged_segments()
+        .into_iter()
+        .map(|(segment, why)| json!({"segment": segment, "why": why}))
+        .collect();
+    let unsigned: Vec<Value> = status
+        .unsigned()
+        .into_iter()
+        .map(|(day, why)| json!({"day": day, "why": why}))
+        .collect();
+    let checkpoint = app.checkpoints.as_ref().map(|c| {
+        json!({
+            "seq": c.latest().map(|cp| cp.seq),
+            "error": c.error(),
+        })
+    });
+    let checkpoint_error = app
+        .checkpoints
+        .as_ref()
+        .is_some_and(|c| c.error().is_some());
+    let problems = status.problems(log);
+    let degraded = !damaged.is_empty()
+        || !unsigned.is_empty()
+        || checkpoint_error
+        || status.forged()
+        || !status.checkpoint_problems().is_empty();
+    (
+        json!({
+            "damaged_segments": damaged,
+            "unsigned_days": unsigned,
+            "checkpoint": checkpoint,
+            "verified_through": status.verified_through(),
+            "scrub_passes": status.scrub.passes.load(std::sync::atomic::Ordering::Relaxed),
+            "problems": problems,
+        }),
+        degraded,
+    )
+}
+
 fn readyz(app: &App) -> Resp {
     let log = app.engine.log();
     let idx = app.engine.indexes();
     let (last, indexed) = (log.last_seq(), idx.indexed_seq());
     let unreadable = unreadable_segments(app);
-    // Unreadable segments make the daemon degraded, not unready: it still
-    // takes events and answers every query that does not need them.
+    let (seal, seal_degraded) = seal_state(app);
+    // Unreadable or damaged segments, unsigned days and a witness that does
+    // not answer make the daemon degraded, not unready: it still takes
+    // events and answers every query that does not need them.
     let state = json!({
         "log_last_seq": last,
         "indexed_seq": indexed,
         "lag_events": last.saturating_sub(indexed),
         "unreadable_segments": unreadable,
+        "seal": seal,
     });
     let why = if let Some(e) = log.poisoned() {
         Some(format!("the log refuses appends: {e}"))
@@ -1237,7 +1329,11 @@ fn readyz(app: &App) -> Resp {
     match why {
         None => json_response(
             StatusCode::OK,
-            &json!({"ready": true, "degraded": !unreadable.is_empty(), "state": state}),
+            &json!({
+                "ready": true,
+                "degraded": !unreadable.is_empty() || seal_degraded,
+                "state": state
+            }),
         ),
         Some(detail) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -1395,6 +1491,64 @@ fn metrics(app: &App) -> Resp {
         "counter",
         "Digester runs that failed since start (see the log).",
         app.digests.failures.load(Relaxed).to_string(),
+    );
+    let cp = app.checkpoints.as_deref();
+    let counter =
+        |f: fn(&crate::seal::checkpoint::CheckpointStats) -> u64| cp.map_or(0, f).to_string();
+    metric(
+        "stele_checkpoints_signed_total",
+        "counter",
+        "Checkpoints of the chain head signed and written since start.",
+        counter(|c| c.written.load(Relaxed)),
+    );
+    metric(
+        "stele_checkpoint_failures_total",
+        "counter",
+        "Checkpoints that could not be written to DATA_DIR/checkpoint.json.",
+        counter(|c| c.failures.load(Relaxed)),
+    );
+    metric(
+        "stele_checkpoint_witness_failures_total",
+        "counter",
+        "Checkpoints a witness did not take.",
+        counter(|c| c.witness_failures.load(Relaxed)),
+    );
+    metric(
+        "stele_checkpoint_seq",
+        "gauge",
+        "Seq of the newest signed checkpoint (0: none yet).",
+        cp.and_then(|c| c.latest()).map_or(0, |c| c.seq).to_string(),
+    );
+    metric(
+        "stele_digest_unsigned_days",
+        "gauge",
+        "Closed days after the newest digest that cannot be signed (see /readyz).",
+        app.digests.unsigned.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_segments_damaged",
+        "gauge",
+        "Segments found changed or damaged (scrub, start-up verification); reads of them fail.",
+        log.damaged_segments().len().to_string(),
+    );
+    let scrub = &app.seal_status.scrub;
+    metric(
+        "stele_scrub_passes_total",
+        "counter",
+        "Whole scrub passes over the sealed segments since start.",
+        scrub.passes.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_scrub_bytes_total",
+        "counter",
+        "Bytes the scrubber read since start.",
+        scrub.bytes.load(Relaxed).to_string(),
+    );
+    metric(
+        "stele_scrub_running",
+        "gauge",
+        "1 while a scrub pass runs.",
+        u8::from(crate::seal::scrub_running(&app.seal_status)).to_string(),
     );
     metric(
         "stele_legal_holds",
@@ -1554,6 +1708,7 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp
         (&Method::GET, ["v1", "export"]) => export(app, req, caller).await,
         (&Method::GET, ["v1", "stream"]) => stream(app, req, caller).await,
         (&Method::GET, ["v1", "segments"]) => list_segments(app, &req).await,
+        (&Method::GET, ["v1", "checkpoint"]) => checkpoint(&app),
         (&Method::GET, ["v1", "retention"]) => retention_plan(app).await,
         (&Method::GET, ["v1", "holds"]) => {
             let holds = all_holds(&app);
@@ -1635,8 +1790,8 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp
         (_, ["healthz" | "readyz" | "metrics"])
         | (
             _,
-            ["v1", "events" | "search" | "stats" | "export" | "stream" | "segments" | "retention"
-            | "holds"],
+            ["v1", "events" | "search" | "stats" | "export" | "stream" | "segments" | "checkpoint"
+            | "retention" | "holds"],
         )
         | (_, ["v1", "holds", _])
         | (_, ["v1", "events", _])

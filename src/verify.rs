@@ -79,6 +79,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// The digest chain of each data directory checked.
     pub digests: Vec<crate::digest::ChainSummary>,
+    /// Each checkpoint the log matched, in a sentence.
+    pub checkpoints: Vec<String>,
 }
 
 /// What to check beyond the segments.
@@ -87,6 +89,9 @@ pub struct Options {
     /// Public keys the digests must be signed with (`--public-key`); empty:
     /// signatures are checked only against the keys the digests name.
     pub public_keys: Vec<crate::digest::VerifyingKey>,
+    /// Checkpoints saved off the box (`--checkpoint FILE`): the log must
+    /// hold each one's seq with exactly its chain hash.
+    pub checkpoints: Vec<(PathBuf, crate::seal::checkpoint::Checkpoint)>,
 }
 
 impl Report {
@@ -128,10 +133,27 @@ pub fn verify_paths_with(paths: &[PathBuf], opts: &Options) -> std::io::Result<R
         if meta.is_dir() && p.join("segments").is_dir() {
             let from = report.segments.len();
             let hash = p.join(crate::digest::DIGESTS_DIR).is_dir();
-            verify_segments_dir(&p.join("segments"), hash, &mut report)?;
+            let (acked, evidence) = crate::seal::acknowledged_through(p, None);
+            let acked = Acked {
+                seq: acked,
+                evidence,
+            };
+            verify_segments_dir(&p.join("segments"), hash, &acked, &mut report)?;
             let segments = report.segments[from..].to_vec();
+            check_acked(&p.join("segments"), &segments, &acked, &mut report);
             crate::digest::verify_chain(p, &segments, &opts.public_keys, &mut report);
+            crate::seal::verify::check_checkpoints(p, &segments, opts, &mut report);
             continue;
+        }
+        if !opts.checkpoints.is_empty() {
+            report.problem(
+                p,
+                None,
+                None,
+                "a checkpoint was given, but checkpoints are checked only for data directories \
+                 (holding segments/)"
+                    .into(),
+            );
         }
         if !opts.public_keys.is_empty() {
             report.problem(
@@ -146,19 +168,56 @@ pub fn verify_paths_with(paths: &[PathBuf], opts: &Options) -> std::io::Result<R
         if meta.is_dir() {
             verify_dir(p, &mut report)?;
         } else {
-            verify_file(p, None, true, false, &mut report)?;
+            verify_file(p, None, true, false, &Acked::default(), &mut report)?;
         }
     }
     Ok(report)
 }
 
-/// Verifies a segments directory as one log.
-pub fn verify_dir(dir: &Path, report: &mut Report) -> std::io::Result<()> {
-    verify_segments_dir(dir, false, report)
+/// What a data directory's own evidence says was acknowledged.
+#[derive(Debug, Clone, Default)]
+struct Acked {
+    /// The highest acknowledged seq (0: no evidence).
+    seq: u64,
+    /// Where that evidence is.
+    evidence: String,
 }
 
-/// [`verify_dir`], also hashing each file (SHA-256) when `hash`.
-fn verify_segments_dir(dir: &Path, hash: bool, report: &mut Report) -> std::io::Result<()> {
+/// A log that ends before what its evidence shows was acknowledged has lost
+/// acknowledged events (cut or deleted): never a crash.
+fn check_acked(dir: &Path, segments: &[SegmentSummary], acked: &Acked, report: &mut Report) {
+    let end = segments.last().map_or(0, |s| s.first_seq + s.count - 1);
+    if acked.seq > end {
+        let path = segments
+            .last()
+            .map_or(dir.to_path_buf(), |s| s.path.clone());
+        report.problem(
+            &path,
+            None,
+            Some(end + 1),
+            format!(
+                "the log ends at seq {end}, but {} shows seqs through {} were acknowledged: \
+                 acknowledged events were removed (the newest records or segments were cut or \
+                 deleted)",
+                acked.evidence, acked.seq
+            ),
+        );
+    }
+}
+
+/// Verifies a segments directory as one log.
+pub fn verify_dir(dir: &Path, report: &mut Report) -> std::io::Result<()> {
+    verify_segments_dir(dir, false, &Acked::default(), report)
+}
+
+/// [`verify_dir`], also hashing each file (SHA-256) when `hash`. A torn
+/// tail at or below `acked.seq` is damage, not a torn write.
+fn verify_segments_dir(
+    dir: &Path,
+    hash: bool,
+    acked: &Acked,
+    report: &mut Report,
+) -> std::io::Result<()> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -202,7 +261,8 @@ fn verify_segments_dir(dir: &Path, hash: bool, report: &mut Report) -> std::io::
                     return;
                 };
                 let mut own = Report::default();
-                let r = verify_file(path, None, i + 1 == n, hash, &mut own).map(|e| (e, own));
+                let r =
+                    verify_file(path, None, i + 1 == n, hash, acked, &mut own).map(|e| (e, own));
                 *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
         }
@@ -283,6 +343,7 @@ fn verify_file(
     prev: Option<(u64, [u8; 32])>,
     last: bool,
     hash: bool,
+    acked: &Acked,
     report: &mut Report,
 ) -> std::io::Result<Option<(u64, [u8; 32])>> {
     // Mapped, not read into memory: several segments are checked at once
@@ -300,7 +361,7 @@ fn verify_file(
         map = unsafe { memmap2::Mmap::map(&file)? };
         &map
     };
-    Ok(check_segment(path, bytes, prev, last, hash, report))
+    Ok(check_segment(path, bytes, prev, last, hash, acked, report))
 }
 
 /// Verifies the bytes of one segment file (named `path` in findings): what
@@ -314,7 +375,7 @@ pub fn verify_segment_bytes(
     last: bool,
     report: &mut Report,
 ) -> Option<(u64, [u8; 32])> {
-    check_segment(path, bytes, None, last, false, report)
+    check_segment(path, bytes, None, last, false, &Acked::default(), report)
 }
 
 fn check_segment(
@@ -323,6 +384,7 @@ fn check_segment(
     prev: Option<(u64, [u8; 32])>,
     last: bool,
     hash: bool,
+    acked: &Acked,
     report: &mut Report,
 ) -> Option<(u64, [u8; 32])> {
     let header = match Header::decode(bytes) {
@@ -355,13 +417,23 @@ fn check_segment(
     );
     if let Some(p) = &s.problem {
         match p.kind {
+            ProblemKind::TornTail if last && p.seq <= acked.seq => report.problem(
+                path,
+                Some(p.offset),
+                Some(p.seq),
+                format!(
+                    "{}: damage inside the acknowledged range ({} shows seqs through {} were \
+                     acknowledged), not a torn write",
+                    p.detail, acked.evidence, acked.seq
+                ),
+            ),
             ProblemKind::TornTail if last => report.findings.push(Finding {
                 path: path.to_path_buf(),
                 offset: Some(p.offset),
                 seq: Some(p.seq),
                 what: format!(
-                    "torn tail of {} bytes ({}); recovery truncates it, no acknowledged event \
-                     is in it",
+                    "torn tail of {} bytes ({}); recovery truncates it: it is beyond every \
+                     acknowledged seq the data directory's evidence shows",
                     bytes.len() as u64 - p.offset,
                     p.detail
                 ),

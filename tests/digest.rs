@@ -11,6 +11,7 @@ use stele::clock::{Clock, ManualClock};
 use stele::digest::{write_due_digests, DailyDigest, SigningKey, CLOSE_GRACE_MICROS};
 use stele::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
 use stele::log::Log;
+use stele::seal::checkpoint::Checkpoint;
 use stele::testkit::EventGen;
 
 const DAY: i64 = 86_400_000_000;
@@ -54,6 +55,27 @@ fn signed(days: i64) -> tempfile::TempDir {
     assert_eq!(written.len() as i64, days - 1);
     drop(log);
     tmp
+}
+
+/// [`signed`], and the log's head signed as a checkpoint (what `stele
+/// serve`'s checkpointer leaves behind when it stops).
+fn signed_with_checkpoint(days: i64) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let (clock, log) = build(tmp.path(), days);
+    write_due_digests(tmp.path(), &log, &key(), clock.now_micros()).unwrap();
+    let cp = Checkpoint::sign(&key(), log.head(), clock.now_micros());
+    stele::seal::checkpoint::write_local(tmp.path(), &cp).unwrap();
+    drop(log);
+    tmp
+}
+
+/// The start-up verification of a reopened log against the newest
+/// checkpoint in its data directory.
+fn inherited_check(dir: &Path, log: &Log) -> stele::seal::inherited::Inherited {
+    let (cp, problems) = stele::seal::trusted_checkpoint(dir, None, &key().verifying_key());
+    assert!(problems.is_empty(), "{problems:?}");
+    let anchor = stele::digest::anchor(dir, &key().verifying_key()).unwrap();
+    stele::seal::inherited::verify_inherited(log, anchor, cp.as_ref())
 }
 
 fn digest_path(dir: &Path, day: &str) -> PathBuf {
@@ -622,7 +644,7 @@ fn a_digest_removed_from_the_chain_is_caught_and_a_missing_newest_one_is_a_note(
 
     // The newest closed day's digest may not be written yet (a copy made
     // just after midnight): a note, not damage.
-    let tmp = signed(4);
+    let tmp = signed_with_checkpoint(4);
     std::fs::remove_file(digest_path(tmp.path(), "2026-11-23")).unwrap();
     std::fs::remove_file(sig_path(tmp.path(), "2026-11-23")).unwrap();
     let (code, out) = verify_key(tmp.path(), Some(&k));
@@ -631,11 +653,25 @@ fn a_digest_removed_from_the_chain_is_caught_and_a_missing_newest_one_is_a_note(
         out.contains("note: ") && out.contains("day 2026-11-23 is over but has no digest yet"),
         "{out}"
     );
-    // And the daemon signs it again on its next run, continuing the chain.
+    // A later process never signs on faith a day it did not see written...
     let clock = Arc::new(ManualClock::new(NOON + 3 * DAY));
     let log = open(tmp.path(), &clock, 4096);
     let written = write_due_digests(tmp.path(), &log, &key(), clock.now_micros()).unwrap();
-    assert_eq!(written, [digest_path(tmp.path(), "2026-11-23")]);
+    assert!(written.is_empty(), "{written:?}");
+    // ...but once what it inherited verifies against the earlier process's
+    // last signed checkpoint, it continues the chain.
+    let inherited = inherited_check(tmp.path(), &log);
+    assert_eq!(inherited.problem, None);
+    let run = stele::digest::write_witnessed_digests(
+        tmp.path(),
+        &log,
+        &key(),
+        clock.now_micros(),
+        &inherited,
+    )
+    .unwrap();
+    assert_eq!(run.written, [digest_path(tmp.path(), "2026-11-23")]);
+    assert!(run.unsigned.is_empty(), "{:?}", run.unsigned);
     drop(log);
     let (code, out) = verify_key(tmp.path(), Some(&k));
     assert_eq!(code, 0, "{out}");
@@ -670,6 +706,8 @@ fn the_digester_thread_signs_a_closed_day_and_stops() {
         clock.clone(),
         Some(key()),
         std::time::Duration::from_millis(20),
+        None,
+        Arc::default(),
     );
     assert!(digester.running());
     let stats = digester.stats();
@@ -688,6 +726,8 @@ fn the_digester_thread_signs_a_closed_day_and_stops() {
         clock,
         None,
         std::time::Duration::from_millis(20),
+        None,
+        Arc::default(),
     );
     assert!(!off.running());
 }

@@ -516,3 +516,13 @@ impl Indexer {
         Ok(())
     }
 }
+
+/// The seq of the text index's last commit, read from tantivy's
+/// `meta.json` without opening the index (evidence for recovery of what was
+/// acknowledged: the indexes only ever hold durable events). `None` when
+/// there is no index or its meta does not parse.
+pub fn committed_seq(data_dir: &Path) -> Option<u64> {
+    let meta = std::fs::read(data_dir.join("index").join("text").join("meta.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&meta).ok()?;
+    v.get("payload")?.as_str()?.trim().parse().ok()
+}

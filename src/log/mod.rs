@@ -89,6 +89,12 @@ pub struct LogConfig {
     pub queue_requests_max: usize,
     /// What to do with damage found at open.
     pub recovery: RecoveryMode,
+    /// The highest seq that evidence kept outside the segments (a signed
+    /// checkpoint, the indexes, the digests) shows was acknowledged; 0 when
+    /// there is none. Recovery never treats a record at or below it as a
+    /// torn tail, and a log that ends before it was cut: damage, not a crash
+    /// (see `crate::seal::acknowledged_through`).
+    pub acked_through: u64,
 }
 
 impl Default for LogConfig {
@@ -99,6 +105,7 @@ impl Default for LogConfig {
             batch_events_max: BATCH_EVENTS_MAX_DEFAULT,
             queue_requests_max: QUEUE_REQUESTS_MAX_DEFAULT,
             recovery: RecoveryMode::Strict,
+            acked_through: 0,
         }
     }
 }
@@ -161,6 +168,42 @@ impl Appended {
     }
 }
 
+/// The chain head the writer produced: the last durable seq and its chain
+/// hash. Published only after the fdatasync that made it durable, so
+/// whatever signs it signs what this process witnessed being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Seq of the last durable record (`first_seq - 1` when none).
+    pub seq: u64,
+    /// Its chain hash (the anchor's `prev_hash` when none).
+    pub hash: Hash,
+}
+
+/// A segment this process sealed, described from what its writer wrote and
+/// hashed while appending, never from re-reading the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessedSegment {
+    /// Day and part.
+    pub id: SegmentId,
+    /// Size of the sealed file.
+    pub bytes: u64,
+    /// SHA-256 of the whole file, header to footer.
+    pub sha256: Hash,
+    /// The header's `first_seq`.
+    pub first_seq: u64,
+    /// Records in it.
+    pub count: u64,
+    /// The header's `prev_hash`.
+    pub prev_hash: Hash,
+    /// The footer's `final_hash`.
+    pub final_hash: Hash,
+    /// The segment was inherited from an earlier process (the active segment
+    /// at open): its records up to this seq were read back from the disk and
+    /// count as witnessed only once they verify against that process's last
+    /// signed checkpoint. `None` when this process created the segment.
+    pub inherited_through: Option<u64>,
+}
+
 /// Counters kept by the writer.
 #[derive(Debug, Default)]
 pub struct LogMetrics {
@@ -205,6 +248,10 @@ pub(crate) struct Shared {
     durable_cv: (Mutex<()>, std::sync::Condvar),
     poisoned: Mutex<Option<Error>>,
     pub(crate) metrics: LogMetrics,
+    /// The chain head, published with the durable seq.
+    head: Mutex<ChainHead>,
+    /// Segments sealed by this process's writer, oldest first.
+    witnessed: Mutex<Vec<WitnessedSegment>>,
 }
 
 impl Shared {
@@ -219,11 +266,19 @@ impl Shared {
             .push(view);
     }
 
-    pub(crate) fn publish_durable(&self, seq: u64) {
+    pub(crate) fn publish_durable(&self, seq: u64, hash: Hash) {
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = ChainHead { seq, hash };
         self.durable.store(seq, Ordering::Release);
         self.durable_tx.send_replace(seq);
         let _guard = self.durable_cv.0.lock().unwrap_or_else(|p| p.into_inner());
         self.durable_cv.1.notify_all();
+    }
+
+    pub(crate) fn push_witnessed(&self, w: WitnessedSegment) {
+        self.witnessed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(w);
     }
 
     pub(crate) fn set_poisoned(&self, e: &Error) {
@@ -265,6 +320,8 @@ pub struct Log {
     cfg: LogConfig,
     data_dir: PathBuf,
     report: RecoveryReport,
+    /// The chain head recovery found, before this process appended.
+    opened_head: ChainHead,
     _lock: File,
 }
 
@@ -294,7 +351,7 @@ impl Log {
         let seg_dir = data_dir.join("segments");
         std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io("create", &seg_dir, e))?;
         let lock = lock_data_dir(data_dir)?;
-        let rec = recovery::recover(data_dir, &seg_dir, cfg.recovery)?;
+        let rec = recovery::recover(data_dir, &seg_dir, cfg.recovery, cfg.acked_through)?;
         let last_received_at = last_received_at(&rec.views)?;
         let (durable_tx, _) = watch::channel(rec.next_seq - 1);
         let shared = Arc::new(Shared {
@@ -304,6 +361,11 @@ impl Log {
             durable_cv: (Mutex::new(()), std::sync::Condvar::new()),
             poisoned: Mutex::new(None),
             metrics: LogMetrics::default(),
+            head: Mutex::new(ChainHead {
+                seq: rec.next_seq - 1,
+                hash: rec.last_hash,
+            }),
+            witnessed: Mutex::new(Vec::new()),
         });
         let writer = Writer::new(
             shared.clone(),
@@ -337,8 +399,52 @@ impl Log {
             cfg,
             data_dir: data_dir.to_path_buf(),
             report: rec.report,
+            opened_head: ChainHead {
+                seq: rec.next_seq - 1,
+                hash: rec.last_hash,
+            },
             _lock: lock,
         })
+    }
+
+    /// The chain head as the writer last made it durable.
+    pub fn head(&self) -> ChainHead {
+        *self.shared.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The chain head as recovery found it at open, before this process
+    /// appended anything: where the inherited records end.
+    pub fn opened_head(&self) -> ChainHead {
+        self.opened_head
+    }
+
+    /// The segments this process's writer sealed, oldest first.
+    pub fn witnessed(&self) -> Vec<WitnessedSegment> {
+        self.shared
+            .witnessed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Marks segment `id` damaged (found by a scrub or the start-up
+    /// verification): every read of it fails from now on with `detail`.
+    /// Returns true the first time.
+    pub fn mark_damaged(&self, id: SegmentId, detail: String) -> bool {
+        let segs = self.shared.segments();
+        match segs.iter().find(|s| s.id == id) {
+            Some(v) => v.mark_damaged(detail),
+            None => false,
+        }
+    }
+
+    /// The segments marked damaged, with why: `(file name, detail)`.
+    pub fn damaged_segments(&self) -> Vec<(String, String)> {
+        self.shared
+            .segments()
+            .iter()
+            .filter_map(|s| s.damaged().map(|d| (s.id.file_name(), d)))
+            .collect()
     }
 
     /// What recovery found and did.

@@ -90,7 +90,12 @@ fn corrupt(path: &Path, offset: u64, seq: Option<u64>, detail: String) -> Error 
     }
 }
 
-pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, mode: RecoveryMode) -> Result<Recovered> {
+pub(crate) fn recover(
+    data_dir: &Path,
+    seg_dir: &Path,
+    mode: RecoveryMode,
+    acked_through: u64,
+) -> Result<Recovered> {
     let ids = list_segments(seg_dir)?;
     let mut out = Recovered {
         views: Vec::new(),
@@ -239,7 +244,10 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, mode: RecoveryMode) -> Re
             out.report.padding_bytes_released += s.padding;
         } else if let Some(p) = s.problem.as_ref().filter(|_| last) {
             let err = corrupt(&path, p.offset, Some(p.seq), p.detail.clone());
-            if p.kind == ProblemKind::TornTail {
+            // A tail is torn only beyond everything known to be acknowledged:
+            // a bad record at or below `acked_through` is damage.
+            let acked = p.seq <= acked_through;
+            if p.kind == ProblemKind::TornTail && !acked {
                 let torn = len - s.padding - s.records_end;
                 truncate(&path, s.records_end)?;
                 out.report.padding_bytes_released += s.padding;
@@ -264,7 +272,7 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, mode: RecoveryMode) -> Re
                                  a full report; to continue after the damage, start with \
                                  --recovery salvage (the damaged bytes are moved to \
                                  DATA_DIR/quarantine, not deleted)",
-                                p.detail
+                                acked_note(p.detail.clone(), acked.then_some(acked_through))
                             ),
                         ))
                     }
@@ -301,7 +309,38 @@ pub(crate) fn recover(data_dir: &Path, seg_dir: &Path, mode: RecoveryMode) -> Re
         }
     }
     out.report.segments = out.views.len();
+    let last = out.next_seq - 1;
+    if last < acked_through {
+        // Whole records (or segments) after the end of the log were
+        // acknowledged: they were cut or deleted, which no crash does.
+        let (path, offset) = match out.views.last() {
+            Some(v) => (v.path.clone(), v.durable_bytes()),
+            None => (seg_dir.to_path_buf(), 0),
+        };
+        let detail = format!(
+            "the log ends at seq {last}, but durable evidence (a signed checkpoint, the indexes \
+             or the digests) shows seqs through {acked_through} were acknowledged: acknowledged \
+             events were removed. Run `stele verify`; restore the missing segments from a \
+             backup, or start with --recovery salvage to accept the loss (the seqs after {last} \
+             are then given out again)"
+        );
+        accept(
+            corrupt(&path, offset, Some(last + 1), detail),
+            &mut out.report,
+        )?;
+    }
     Ok(out)
+}
+
+/// A damage description, saying when the damaged seq was acknowledged.
+fn acked_note(detail: String, acked_through: Option<u64>) -> String {
+    match acked_through {
+        Some(a) => format!(
+            "{detail} (an acknowledged record: durable evidence shows seqs through {a} were \
+             acknowledged, so this is not the torn end of a write)"
+        ),
+        None => detail,
+    }
 }
 
 /// The footer of a segment that is sealed and whose footer agrees with its

@@ -268,6 +268,10 @@ pub struct SegmentView {
     /// Reads of this file that failed (I/O errors, not corruption), and the
     /// last error's text: `/readyz` and `/metrics` name the file.
     read_failures: std::sync::Mutex<Option<(u64, String)>>,
+    /// Set when a check found the file's bytes different from what was
+    /// witnessed or signed (scrub, start-up verification): every read of it
+    /// fails from then on, so a forged event is never served as genuine.
+    damaged: std::sync::Mutex<Option<String>>,
 }
 
 /// A consistent look at a view: a map covering every durable record.
@@ -305,7 +309,27 @@ impl SegmentView {
                 footer,
             }),
             read_failures: std::sync::Mutex::new(None),
+            damaged: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Why this segment is known to be damaged, if it is.
+    pub fn damaged(&self) -> Option<String> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Marks the segment damaged: reads of it fail from now on with
+    /// `detail`. Returns false if it was marked already.
+    pub fn mark_damaged(&self, detail: String) -> bool {
+        let mut d = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_some() {
+            return false;
+        }
+        *d = Some(detail);
+        true
     }
 
     /// How many reads of this file failed with an I/O error, and the last
@@ -510,6 +534,9 @@ impl SegmentView {
         // would return (docs/FORMAT.md, "Reading").
         if let Err(e) = crate::fault::check(crate::fault::READ, &self.path) {
             return Err(self.read_failed("read", e));
+        }
+        if let Some(why) = self.damaged() {
+            return Err(self.corrupt(offset, Some(seq), why));
         }
         let bytes: &[u8] = snap.map.as_deref().map_or(&[], |m| &m[..]);
         let end = snap.records_end as usize;

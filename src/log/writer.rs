@@ -29,10 +29,11 @@ use super::format::{
 };
 use super::prealloc::Prealloc;
 use super::segment::{SegmentView, SPARSE_EVERY};
-use super::{fsync_dir, Appended, LogConfig, Shared};
+use super::{fsync_dir, Appended, LogConfig, Shared, WitnessedSegment};
 use crate::clock::Clock;
 use crate::event;
 use crate::fault;
+use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
@@ -66,6 +67,12 @@ struct Active {
     len: u64,
     /// Durable records.
     count: u64,
+    /// SHA-256 of the durable bytes, fed with exactly what this writer wrote
+    /// (for an inherited segment, first with the prefix read back at open).
+    sha: Sha256,
+    /// For a segment inherited from an earlier process: the last seq it held
+    /// at open (see [`WitnessedSegment::inherited_through`]).
+    inherited_through: Option<u64>,
 }
 
 /// Chain state, saved at the start of a group so a failed write can roll back.
@@ -123,11 +130,14 @@ impl Writer {
             prealloc
                 .0
                 .set_file(Some(file.clone()), len, cfg.segment_bytes_max);
+            let sha = hash_prefix(&view.path, len);
             Active {
+                inherited_through: Some(view.header.first_seq + count - 1),
                 view,
                 file,
                 len,
                 count,
+                sha,
             }
         });
         let chain = Chain {
@@ -344,6 +354,7 @@ impl Writer {
         }
         a.len += self.buf.len() as u64;
         a.count += added;
+        a.sha.update(&self.buf);
         a.view.publish(a.len, a.count, &self.new_sparse);
         let m = &self.shared.metrics;
         m.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +364,8 @@ impl Writer {
         m.fsync_seconds.observe(took);
         m.appended.fetch_add(added, Ordering::Relaxed);
         m.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
-        self.shared.publish_durable(self.chain.next_seq - 1);
+        self.shared
+            .publish_durable(self.chain.next_seq - 1, self.chain.last_hash);
         Ok(())
     }
 
@@ -420,8 +432,9 @@ impl Writer {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
+        let header_bytes = header.encode();
         let written = file
-            .write_all_at(&header.encode(), 0)
+            .write_all_at(&header_bytes, 0)
             .map_err(|e| Error::io("write", &path, e));
         if let Err(e) = written {
             // Nothing was acknowledged in this file; a partial header would
@@ -452,11 +465,15 @@ impl Writer {
             HEADER_BYTES as u64,
             self.cfg.segment_bytes_max,
         );
+        let mut sha = Sha256::new();
+        sha.update(header_bytes);
         self.active = Some(Active {
             view,
             file,
             len: HEADER_BYTES as u64,
             count: 0,
+            sha,
+            inherited_through: None,
         });
         tracing::info!(
             "Opened segment {id} for new events from seq {}.",
@@ -479,13 +496,14 @@ impl Writer {
             sealed_at: self.clock.now_micros(),
         };
         let path = a.view.path.clone();
+        let footer_bytes = footer.encode();
         // Stop zero-filling and drop the padding first: nothing may follow
         // the footer, even after a crash between the two.
         self.prealloc.set_file(None, 0, 0);
         if let Err(e) = a.file.set_len(a.len) {
             return Err(Error::io("truncate the zero-filled space of", &path, e));
         }
-        if let Err(e) = a.file.write_all_at(&footer.encode(), a.len) {
+        if let Err(e) = a.file.write_all_at(&footer_bytes, a.len) {
             let err = Error::io("write footer to", &path, e);
             if a.file.set_len(a.len).is_err() {
                 return Err(self.poison("write", err.to_string()));
@@ -510,6 +528,18 @@ impl Writer {
             return Err(self.poison("fsync", e.to_string()));
         }
         a.view.seal(footer.clone());
+        let mut sha = a.sha.clone();
+        sha.update(footer_bytes);
+        self.shared.push_witnessed(WitnessedSegment {
+            id: a.view.id,
+            bytes: a.len + FOOTER_BYTES as u64,
+            sha256: sha.finalize().into(),
+            first_seq: footer.first_seq,
+            count: footer.count,
+            prev_hash: a.view.header.prev_hash,
+            final_hash: footer.final_hash,
+            inherited_through: a.inherited_through,
+        });
         tracing::info!(
             "Sealed segment {} with {} events (seqs {}..={}).",
             a.view.id,
@@ -522,4 +552,31 @@ impl Writer {
         fault::crash(fault::SEALED, &path);
         Ok(())
     }
+}
+
+/// SHA-256 of the first `len` bytes of an inherited segment, read back at
+/// open. A file that cannot be read leaves a hash that will not match, so
+/// the segment is never signed as witnessed (the digester re-checks it).
+fn hash_prefix(path: &std::path::Path, len: u64) -> Sha256 {
+    let mut sha = Sha256::new();
+    let read = (|| -> std::io::Result<()> {
+        let f = File::open(path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        while off < len {
+            let n = (len - off).min(buf.len() as u64) as usize;
+            f.read_exact_at(&mut buf[..n], off)?;
+            sha.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok(())
+    })();
+    if let Err(e) = read {
+        tracing::error!(
+            "Could not read back {} to hash it: {e}; its digest will not be signed.",
+            path.display()
+        );
+        sha.update(b"unreadable");
+    }
+    sha
 }

@@ -1,0 +1,336 @@
+//! The seal: what keeps the history tamper-evident against someone who can
+//! write the data directory but does not hold the signing key.
+//!
+//! | piece | module | signs or checks |
+//! |---|---|---|
+//! | checkpoints | [`checkpoint`] | the chain head, every interval while events arrive, from the writer's memory; sent to the witnesses too |
+//! | inherited data | [`inherited`] | at start: what an earlier process wrote after the digests, against its last signed checkpoint |
+//! | daily digests | `crate::digest` | closed days, from what the writer witnessed or [`inherited`] verified, never from files alone |
+//! | scrubbing | [`scrub`] | every sealed segment, in the background, against its digest or witnessed hash |
+//! | acknowledged evidence | [`acknowledged_through`] | how far recovery must find the log intact |
+//!
+//! Owns [`SealStatus`] (what `/readyz` and `/metrics` report) and [`Seal`],
+//! the threads `stele serve` runs. Never writes a segment.
+
+pub mod checkpoint;
+pub mod inherited;
+pub mod scrub;
+pub mod verify;
+
+use crate::digest::SegmentEntry;
+use crate::log::format::SegmentId;
+use crate::log::Log;
+use checkpoint::{Checkpoint, Checkpointer, DirWitness, Witness};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use inherited::Inherited;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// `[seal]` as the threads use it.
+#[derive(Debug, Clone)]
+pub struct SealConfig {
+    /// Interval between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// The witness directory, if any.
+    pub witness_dir: Option<PathBuf>,
+    /// Interval between scrub passes.
+    pub scrub_interval: Duration,
+    /// Scrub read rate, bytes a second.
+    pub scrub_bytes_per_sec: u64,
+}
+
+/// The highest seq that durable evidence outside the segments shows was
+/// acknowledged, and where that evidence is: the newest checkpoint (local or
+/// witness; an unsigned or foreign one counts too, since it can only make
+/// recovery stricter), the newest digest, the text index's last commit.
+pub fn acknowledged_through(data_dir: &Path, witness_dir: Option<&Path>) -> (u64, String) {
+    let mut best = (0u64, String::from("none"));
+    let mut consider = |seq: u64, what: String| {
+        if seq > best.0 {
+            best = (seq, what);
+        }
+    };
+    if let Some(Ok(cp)) = checkpoint::read_local(data_dir) {
+        consider(
+            cp.seq,
+            format!("the checkpoint in {}", checkpoint::CHECKPOINT_FILE),
+        );
+    }
+    if let Some(w) = witness_dir {
+        let w = DirWitness::new(w.to_path_buf());
+        if let Ok(Some(cp)) = w.latest() {
+            consider(cp.seq, format!("the {}", w.describe()));
+        }
+    }
+    if let Some(last) = crate::digest::newest_digest_last_seq(data_dir) {
+        consider(last, "the newest daily digest".into());
+    }
+    if let Some(seq) = crate::index::committed_seq(data_dir) {
+        consider(seq, "the text index's last commit".into());
+    }
+    best
+}
+
+/// `cfg` with [`LogConfig::acked_through`](crate::log::LogConfig) set from
+/// [`acknowledged_through`], saying so in the log when there is evidence.
+pub fn with_evidence(
+    mut cfg: crate::log::LogConfig,
+    data_dir: &Path,
+    witness_dir: Option<&Path>,
+) -> crate::log::LogConfig {
+    let (seq, from) = acknowledged_through(data_dir, witness_dir);
+    if seq > 0 {
+        tracing::info!("Acknowledged through seq {seq} (evidence: {from}).");
+    }
+    cfg.acked_through = seq;
+    cfg
+}
+
+/// The newest checkpoint that `key` signed, from `DATA_DIR/checkpoint.json`
+/// and the witness; what is wrong with the others, in sentences.
+pub fn trusted_checkpoint(
+    data_dir: &Path,
+    witness_dir: Option<&Path>,
+    key: &VerifyingKey,
+) -> (Option<Checkpoint>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    match checkpoint::read_local(data_dir) {
+        Some(Ok(cp)) => found.push((cp, checkpoint::CHECKPOINT_FILE.to_string())),
+        Some(Err(e)) => problems.push(e),
+        None => {}
+    }
+    if let Some(w) = witness_dir {
+        let w = DirWitness::new(w.to_path_buf());
+        match w.latest() {
+            Ok(Some(cp)) => found.push((cp, w.describe())),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    let mut best: Option<Checkpoint> = None;
+    for (cp, from) in found {
+        match cp.verify(std::slice::from_ref(key)) {
+            Ok(()) => {
+                if best.as_ref().is_none_or(|b| cp.seq > b.seq) {
+                    best = Some(cp);
+                }
+            }
+            Err(e) => problems.push(format!("{from}: {e}")),
+        }
+    }
+    (best, problems)
+}
+
+/// What the seal knows now, for `/readyz`, `/metrics` and the scrubber.
+#[derive(Debug, Default)]
+pub struct SealStatus {
+    /// The scrubber's counters.
+    pub scrub: scrub::ScrubStats,
+    inherited: Mutex<Option<Inherited>>,
+    /// Closed days that are not signed and cannot be: `(day, why)`.
+    unsigned: Mutex<Vec<(String, String)>>,
+    /// Checkpoints found at start that do not verify, in sentences.
+    checkpoint_problems: Mutex<Vec<String>>,
+    /// Segment entries of digests signed with the trusted key.
+    signed: Mutex<Vec<SegmentEntry>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SealStatus {
+    /// Records the outcome of the start-up verification.
+    pub fn set_inherited(&self, i: Inherited) {
+        if let Some(p) = &i.problem {
+            tracing::warn!("Start-up verification: {p}.");
+        }
+        *lock(&self.inherited) = Some(i);
+    }
+
+    /// Whether the start-up verification has run.
+    pub fn started_check_done(&self) -> bool {
+        lock(&self.inherited).is_some()
+    }
+
+    /// Seqs verified through (by digest or checkpoint).
+    pub fn verified_through(&self) -> u64 {
+        lock(&self.inherited)
+            .as_ref()
+            .map_or(0, |i| i.verified_through)
+    }
+
+    /// What the start-up verification could not verify, if anything.
+    pub fn inherited_problem(&self) -> Option<String> {
+        lock(&self.inherited)
+            .as_ref()
+            .and_then(|i| i.problem.clone())
+    }
+
+    /// Whether the start-up verification found the log contradicting a
+    /// signed checkpoint.
+    pub fn forged(&self) -> bool {
+        lock(&self.inherited).as_ref().is_some_and(|i| i.forged)
+    }
+
+    /// The inherited segments verified at start.
+    pub fn inherited_entries(&self) -> BTreeMap<SegmentId, SegmentEntry> {
+        lock(&self.inherited)
+            .as_ref()
+            .map(|i| i.entries.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sets the closed days that could not be signed.
+    pub fn set_unsigned(&self, days: Vec<(String, String)>) {
+        *lock(&self.unsigned) = days;
+    }
+
+    /// Closed days that are not signed: `(day, why)`.
+    pub fn unsigned(&self) -> Vec<(String, String)> {
+        lock(&self.unsigned).clone()
+    }
+
+    /// Records checkpoints that did not verify at start.
+    pub fn set_checkpoint_problems(&self, p: Vec<String>) {
+        for e in &p {
+            tracing::error!("A checkpoint does not verify with the signing key: {e}.");
+        }
+        *lock(&self.checkpoint_problems) = p;
+    }
+
+    /// Checkpoints that did not verify at start.
+    pub fn checkpoint_problems(&self) -> Vec<String> {
+        lock(&self.checkpoint_problems).clone()
+    }
+
+    /// Sets the entries of the trusted digests.
+    pub fn set_signed_entries(&self, e: Vec<SegmentEntry>) {
+        *lock(&self.signed) = e;
+    }
+
+    /// The entries of the digests signed with the trusted key.
+    pub fn signed_entries(&self) -> Vec<SegmentEntry> {
+        lock(&self.signed).clone()
+    }
+
+    /// Sentences for `/readyz`'s degraded state; empty when all is well.
+    pub fn problems(&self, log: &Log) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, why) in log.damaged_segments() {
+            out.push(format!("segment {name} is damaged: {why}"));
+        }
+        for (day, why) in self.unsigned() {
+            out.push(format!("day {day} is not signed: {why}"));
+        }
+        out.extend(self.checkpoint_problems());
+        if let Some(p) = self.inherited_problem() {
+            out.push(p);
+        }
+        out
+    }
+}
+
+/// The seal's threads in `stele serve`: the checkpointer, the digester
+/// (which runs the start-up verification first) and the scrubber.
+pub struct Seal {
+    checkpointer: Option<Checkpointer>,
+    digester: crate::digest::Digester,
+    scrubber: scrub::Scrubber,
+    status: Arc<SealStatus>,
+}
+
+impl Seal {
+    /// Starts the threads. Without a signing key there are no checkpoints
+    /// and no digests; the scrubber still checks what this process seals
+    /// and the structure of the rest.
+    pub fn start(
+        data_dir: &Path,
+        log: Arc<Log>,
+        clock: Arc<dyn crate::clock::Clock>,
+        key: Option<SigningKey>,
+        cfg: &SealConfig,
+    ) -> Seal {
+        let status = Arc::new(SealStatus::default());
+        let mut checkpointer = None;
+        let prior = match &key {
+            Some(k) => {
+                let (cp, problems) =
+                    trusted_checkpoint(data_dir, cfg.witness_dir.as_deref(), &k.verifying_key());
+                status.set_checkpoint_problems(problems);
+                let witnesses: Vec<Box<dyn Witness>> = cfg
+                    .witness_dir
+                    .iter()
+                    .map(|d| Box::new(DirWitness::new(d.clone())) as Box<dyn Witness>)
+                    .collect();
+                checkpointer = Some(Checkpointer::start(
+                    data_dir.to_path_buf(),
+                    log.clone(),
+                    clock.clone(),
+                    k.clone(),
+                    witnesses,
+                    cfg.checkpoint_interval,
+                ));
+                cp
+            }
+            None => {
+                status.set_inherited(Inherited::none(0));
+                None
+            }
+        };
+        let digester = crate::digest::Digester::start(
+            data_dir.to_path_buf(),
+            log.clone(),
+            clock,
+            key,
+            crate::digest::PERIOD_DEFAULT,
+            prior,
+            status.clone(),
+        );
+        let scrubber = scrub::Scrubber::start(
+            log,
+            status.clone(),
+            cfg.scrub_interval,
+            cfg.scrub_bytes_per_sec,
+        );
+        Seal {
+            checkpointer,
+            digester,
+            scrubber,
+            status,
+        }
+    }
+
+    /// What the seal knows now.
+    pub fn status(&self) -> Arc<SealStatus> {
+        self.status.clone()
+    }
+
+    /// The digester's counters.
+    pub fn digest_stats(&self) -> Arc<crate::digest::DigestStats> {
+        self.digester.stats()
+    }
+
+    /// The checkpointer's counters (none without a key).
+    pub fn checkpoint_stats(&self) -> Option<Arc<checkpoint::CheckpointStats>> {
+        self.checkpointer.as_ref().map(|c| c.stats())
+    }
+
+    /// Stops every thread; the checkpointer signs the head a last time.
+    pub fn stop(self) {
+        self.scrubber.stop();
+        self.digester.stop();
+        if let Some(c) = self.checkpointer {
+            c.stop();
+        }
+    }
+}
+
+/// Whether a scrub pass is running (for `/metrics`).
+pub fn scrub_running(status: &SealStatus) -> bool {
+    status.scrub.running.load(Ordering::Relaxed)
+}

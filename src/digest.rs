@@ -57,7 +57,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The `version` this build writes and reads.
-pub const DIGEST_VERSION: u32 = 1;
+pub const DIGEST_VERSION: u32 = 2;
+/// The oldest `version` this build reads (1: no `vouched` key).
+pub const DIGEST_VERSION_OLDEST: u32 = 1;
 /// The directory under `DATA_DIR` holding the digests.
 pub const DIGESTS_DIR: &str = "digests";
 /// How long after a day's end its sealed segments count as final without a
@@ -168,6 +170,11 @@ pub struct DailyDigest {
     pub public_key: String,
     /// When the digest was signed, RFC 3339 UTC with microseconds.
     pub created_at: String,
+    /// Present only when the day was signed on an operator's word (`stele
+    /// sign-days --vouch-through`), not from what a running Stele witnessed:
+    /// says so, with the seqs concerned. Version 2 and later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vouched: Option<String>,
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -219,11 +226,15 @@ impl DailyDigest {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.version != DIGEST_VERSION {
+        if !(DIGEST_VERSION_OLDEST..=DIGEST_VERSION).contains(&self.version) {
             return Err(format!(
-                "version {} is not supported (this build reads {DIGEST_VERSION})",
+                "version {} is not supported (this build reads {DIGEST_VERSION_OLDEST} to \
+                 {DIGEST_VERSION})",
                 self.version
             ));
+        }
+        if self.version < 2 && self.vouched.is_some() {
+            return Err("a version 1 digest has no `vouched` key".into());
         }
         let day = self
             .parsed_day()
@@ -739,6 +750,7 @@ pub fn write_witnessed_digests(
         let mut segments = Vec::with_capacity(parts.len());
         let mut prev_hash = None;
         let mut missing = None;
+        let mut from_inherited = false;
         for p in parts {
             let w = witnessed.iter().rev().find(|w| w.id == p.id);
             let entry = match w {
@@ -751,6 +763,7 @@ pub fn write_witnessed_digests(
                         if prev_hash.is_none() {
                             prev_hash = Some(header_prev_hash(&p.path)?);
                         }
+                        from_inherited = true;
                         e.clone()
                     }
                     _ => {
@@ -781,6 +794,7 @@ pub fn write_witnessed_digests(
             created_at: chrono::DateTime::from_timestamp_micros(now_micros)
                 .unwrap_or_default()
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            vouched: inherited.vouched.clone().filter(|_| from_inherited),
         };
         if let Some(h) = head.as_ref().filter(|h| h.last_seq + 1 != digest.first_seq) {
             // Salvage recovery, or a day dropped before it was signed: the
@@ -910,11 +924,13 @@ impl Digester {
                                 .unsigned
                                 .store(run.unsigned.len() as u64, Ordering::Relaxed);
                             status.set_unsigned(run.unsigned);
+                            status.set_digest_error(None);
                             said = None;
                         }
                         Err(e) => {
                             counters.failures.fetch_add(1, Ordering::Relaxed);
                             let msg = e.to_string();
+                            status.set_digest_error(Some(msg.clone()));
                             if said.as_deref() != Some(msg.as_str()) {
                                 tracing::error!("Could not sign the daily digests: {msg}.");
                                 said = Some(msg);
@@ -1085,6 +1101,14 @@ pub fn verify_chain(
                 true,
             );
             continue;
+        }
+        if let Some(v) = &doc.vouched {
+            finding(
+                report,
+                path,
+                format!("day {day} was signed on an operator's word, not witnessed: {v}"),
+                false,
+            );
         }
         let signature = check_signature(day, path, &bytes, &doc, sigs.get(&day), keys, report);
         signers.insert(doc.public_key.clone());
@@ -1550,6 +1574,7 @@ mod tests {
             previous_digest: None,
             public_key: public_key_hex(&key.verifying_key()),
             created_at: "2026-11-24T00:01:01.000000Z".into(),
+            vouched: None,
         }
     }
 

@@ -146,6 +146,33 @@ enum Command {
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Sign the closed days that no running Stele witnessed (`/readyz` lists
+    /// them as unsigned: digests deleted, data written before the key
+    /// existed, the records a crashed process wrote after its last
+    /// checkpoint). The days are checked first: against checkpoints saved off
+    /// the box (--checkpoint), or on your word after you checked them
+    /// yourself (--vouch-through DAY; every digest so signed says so). Run it
+    /// with the daemon stopped.
+    SignDays {
+        /// The data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Checkpoints signed by the signing key (a witness's files, a saved
+        /// GET /v1/checkpoint): the newest one the log holds must match it.
+        #[arg(
+            long = "checkpoint",
+            value_name = "FILE",
+            required_unless_present_any = ["vouch_through", "vouch_head"]
+        )]
+        checkpoint: Vec<PathBuf>,
+        /// Sign every closed day up to this UTC day on your word.
+        #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "checkpoint")]
+        vouch_through: Option<String>,
+        /// Vouch for everything up to the log's head: sign every closed day
+        /// and write a checkpoint of the head, so checkpoints resume.
+        #[arg(long, conflicts_with_all = ["checkpoint", "vouch_through"])]
+        vouch_head: bool,
+    },
     /// Compare the indexes with the log (after catching up): every seq exactly
     /// once, no extra documents, every id at its seq. Exit 1 on any difference.
     Check {
@@ -236,6 +263,12 @@ fn main() -> ExitCode {
         } => cat(data_dir, from, reverse, limit),
         Command::Reindex { data_dir } => reindex(data_dir),
         Command::Check { data_dir } => return check(data_dir),
+        Command::SignDays {
+            data_dir,
+            checkpoint,
+            vouch_through,
+            vouch_head,
+        } => return sign_days(&data_dir, &checkpoint, vouch_through.as_deref(), vouch_head),
         Command::Backup {
             dest,
             data_dir,
@@ -594,6 +627,78 @@ fn catch_up(data_dir: &std::path::Path, log: &Arc<Log>) -> anyhow::Result<Indexe
         }
     }
     Ok(idx)
+}
+
+fn sign_days(
+    data_dir: &std::path::Path,
+    files: &[PathBuf],
+    through: Option<&str>,
+    head: bool,
+) -> ExitCode {
+    let how = match through {
+        _ if head => stele::seal::Vouch::Head,
+        Some(day) => match stele::digest::parse_day(day) {
+            Some(d) => stele::seal::Vouch::Operator { through: d },
+            None => {
+                eprintln!("stele sign-days: --vouch-through {day:?} is not a YYYY-MM-DD day");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            let mut all = Vec::new();
+            for f in files {
+                match stele::seal::checkpoint::read_file(f) {
+                    Ok(cps) => all.extend(cps),
+                    Err(e) => {
+                        eprintln!("stele sign-days: --checkpoint: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            stele::seal::Vouch::Checkpoints(all)
+        }
+    };
+    let key = match stele::digest::load_signing_key(data_dir) {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            eprintln!(
+                "stele sign-days: no signing key ($STELE_SIGNING_KEY_FILE, \
+                 $CREDENTIALS_DIRECTORY/signing.key or DATA_DIR/signing.key)"
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("stele sign-days: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = match open_log(data_dir, LogConfig::default()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("stele sign-days: {e:#} (stop the daemon first)");
+            return ExitCode::from(2);
+        }
+    };
+    let now = chrono::Utc::now().timestamp_micros();
+    match stele::seal::sign_days(data_dir, &log, &key, now, how) {
+        Ok(run) => {
+            for p in &run.written {
+                println!("signed {}", p.display());
+            }
+            for (day, why) in &run.unsigned {
+                println!("still unsigned: {day}: {why}");
+            }
+            if run.unsigned.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("stele sign-days: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn reindex(data_dir: PathBuf) -> anyhow::Result<()> {

@@ -609,6 +609,24 @@ fn query_problem(e: QueryError) -> Resp {
                 json!({ "segment": segment }),
             )
         }
+        QueryError::Log(crate::log::Error::Corruption {
+            path, seq, detail, ..
+        }) => {
+            // A damaged or changed segment: its events are never served as
+            // genuine. Name the segment (not the host's path).
+            let segment = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "segment-damaged",
+                "Damaged segment",
+                format!(
+                    "segment {} is damaged ({detail}): its events are not served; see /readyz \
+                     and run `stele verify`",
+                    segment.as_deref().unwrap_or("?")
+                ),
+                json!({ "segment": segment, "seq": seq }),
+            )
+        }
         QueryError::Index(_) | QueryError::Log(_) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage-failure",
@@ -1285,6 +1303,7 @@ fn seal_state(app: &App) -> (Value, bool) {
         || !unsigned.is_empty()
         || checkpoint_error
         || status.forged()
+        || status.digest_error().is_some()
         || !status.checkpoint_problems().is_empty();
     (
         json!({
@@ -1292,6 +1311,8 @@ fn seal_state(app: &App) -> (Value, bool) {
             "unsigned_days": unsigned,
             "checkpoint": checkpoint,
             "verified_through": status.verified_through(),
+            "startup_check_done": status.started_check_done(),
+            "digester_runs": status.digester_runs.load(std::sync::atomic::Ordering::Relaxed),
             "scrub_passes": status.scrub.passes.load(std::sync::atomic::Ordering::Relaxed),
             "problems": problems,
         }),

@@ -1808,6 +1808,18 @@ fn undocumented_methods(c: &mut Checker, world: &World, ops: &[Op]) {
 
 fn start(spec: &Spec) -> (tempfile::TempDir, Daemon, World) {
     let tmp = tempfile::tempdir().unwrap();
+    // A signing key, so checkpoints (GET /v1/checkpoint) and digests run.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp.path().join("signing.key"))
+            .unwrap();
+        writeln!(f, "{}", "2a".repeat(32)).unwrap();
+    }
     let d = Daemon::start(tmp.path());
     // The spec's own request example first, then fixtures, then generated
     // events (around now, so `hours` and `last_24h` see them).
@@ -1824,6 +1836,12 @@ fn start(spec: &Spec) -> (tempfile::TempDir, Daemon, World) {
     post_ok(&d.addr, &Value::Array(generated.clone()));
     posted.extend(generated);
     wait_indexed(&d.addr, posted.len());
+    // The checkpointer signs the head within its interval (1 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.get("/v1/checkpoint").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint signed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     (tmp, d, World { posted })
 }
 

@@ -3,6 +3,8 @@
 //! every future version must keep reading.
 
 mod common;
+#[path = "tamper/seal.rs"]
+mod seal;
 
 use common::*;
 use std::path::{Path, PathBuf};

@@ -269,8 +269,8 @@ pub(crate) fn recover(
                             Some(p.seq),
                             format!(
                                 "{}; this is damage, not a torn write. Run `stele verify` for \
-                                 a full report; to continue after the damage, start with \
-                                 --recovery salvage (the damaged bytes are moved to \
+                                 a full report; to continue after the damage, set \
+                                 recovery = \"salvage\" under [log] (the damaged bytes are moved to \
                                  DATA_DIR/quarantine, not deleted)",
                                 acked_note(p.detail.clone(), acked.then_some(acked_through))
                             ),
@@ -321,7 +321,7 @@ pub(crate) fn recover(
             "the log ends at seq {last}, but durable evidence (a signed checkpoint, the indexes \
              or the digests) shows seqs through {acked_through} were acknowledged: acknowledged \
              events were removed. Run `stele verify`; restore the missing segments from a \
-             backup, or start with --recovery salvage to accept the loss (the seqs after {last} \
+             backup, or set recovery = \"salvage\" under [log] to accept the loss (the seqs after {last} \
              are then given out again)"
         );
         accept(

@@ -416,6 +416,7 @@ impl Checkpointer {
         key: SigningKey,
         witnesses: Vec<Box<dyn Witness>>,
         interval: Duration,
+        status: Arc<super::SealStatus>,
     ) -> Checkpointer {
         let stats = Arc::new(CheckpointStats::default());
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -424,11 +425,30 @@ impl Checkpointer {
             .name("stele-checkpointer".into())
             .spawn(move || {
                 let mut last = 0;
+                let opened = log.opened_head().seq;
+                let mut paused_said = false;
                 loop {
                     let stopping = !matches!(
                         rx.recv_timeout(interval),
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                     );
+                    if !status.may_checkpoint(opened) {
+                        if status.started_check_done() && !paused_said {
+                            let why = format!(
+                                "checkpoints are paused: the records this process inherited \
+                                 (through seq {opened}) are not verified, and a checkpoint of a \
+                                 later head would vouch for them (see /readyz; resolve with \
+                                 `stele sign-days`)"
+                            );
+                            tracing::error!("{why}.");
+                            *counters.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                            paused_said = true;
+                        }
+                        if stopping {
+                            break;
+                        }
+                        continue;
+                    }
                     let now = clock.now_micros();
                     if let Some(cp) =
                         checkpoint_once(&data_dir, &log, &key, &witnesses, now, last, &counters)

@@ -33,6 +33,12 @@ pub struct Inherited {
     /// True when the chain contradicts the signed checkpoint: records were
     /// changed while no process watched (the segments are marked damaged).
     pub forged: bool,
+    /// Something worth saying that is not a problem (the crash window).
+    pub note: Option<String>,
+    /// Set when the checkpoint is an operator's word (`stele sign-days
+    /// --vouch-through`) rather than one a running Stele signed: digests
+    /// signed from these entries say so.
+    pub vouched: Option<String>,
 }
 
 impl Inherited {
@@ -69,17 +75,21 @@ pub fn verify_inherited(
         }
         return out;
     };
-    if cp.seq <= anchor_seq {
-        return out;
-    }
+    // Where the signed evidence ends: the checkpoint, or the digests when
+    // they reach further.
+    let target = cp.seq.max(anchor_seq);
     let mut running: Option<Hash> = anchor.map(|a| a.1);
     let mut walked: Vec<SegmentId> = Vec::new();
     let mut pending: Vec<(SegmentId, SegmentEntry)> = Vec::new();
+    // Walk every inherited record: up to the checkpoint they must match it,
+    // after it (a crashed process's last interval) the chain must hold.
+    let opened = log.opened_head().seq;
+    let mut walked_to = anchor_seq;
     for info in segs
         .iter()
         .filter(|s| s.first_seq + s.count > anchor_seq + 1 || s.count == 0)
     {
-        if info.first_seq > cp.seq {
+        if info.first_seq > opened.max(target) {
             break;
         }
         if info.first_seq <= anchor_seq && info.count > 0 {
@@ -142,7 +152,7 @@ pub fn verify_inherited(
                         return out;
                     }
                     prev = computed;
-                    if seq == cp.seq {
+                    if seq == cp.seq && cp.seq > anchor_seq {
                         if computed != cp.chain_hash {
                             let why = format!(
                                 "the log does not match the checkpoint signed at {} for seq {}: \
@@ -175,6 +185,7 @@ pub fn verify_inherited(
             }
         }
         running = Some(prev);
+        walked_to = seq - 1;
         if sealed {
             pending.push((
                 info.id,
@@ -189,11 +200,11 @@ pub fn verify_inherited(
                 },
             ));
         }
-        if seq > cp.seq {
+        if seq > opened.max(target) {
             break;
         }
     }
-    if out.verified_through < cp.seq {
+    if out.verified_through < target {
         out.problem = Some(format!(
             "the signed checkpoint covers seq {}, but the log ends at seq {}: acknowledged \
              events are missing",
@@ -202,26 +213,25 @@ pub fn verify_inherited(
         ));
         return out;
     }
+    if opened > target && walked_to >= opened {
+        // The earlier process stopped without a final checkpoint (killed,
+        // power lost): what it acknowledged in its last checkpoint interval
+        // follows the verified chain and is accepted (the crash window,
+        // README "Security").
+        out.note = Some(format!(
+            "seqs {} to {opened} were written by the earlier process after its last signed \
+             checkpoint (it stopped without a final one, e.g. killed): they follow the verified \
+             chain and are accepted, checked by CRC and chain only",
+            target + 1
+        ));
+        out.verified_through = opened;
+    }
     for (id, e) in pending {
         if e.last_seq <= out.verified_through {
             out.entries.insert(id, e);
         }
     }
-    if log.head().seq > cp.seq && inherited_after(log, cp.seq) {
-        out.problem = Some(format!(
-            "records after seq {} were written by an earlier process after its last signed \
-             checkpoint (it stopped without a final one, e.g. killed): they are checked by CRC \
-             and chain only",
-            cp.seq
-        ));
-    }
     out
-}
-
-/// Whether seqs after `seq` were there when this process opened the log
-/// (rather than written by it).
-fn inherited_after(log: &Log, seq: u64) -> bool {
-    log.recovery_report().events > 0 && log.opened_head().seq > seq
 }
 
 /// Maps a segment file read-only. Sealed segments never change and the

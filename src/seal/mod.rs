@@ -125,6 +125,130 @@ pub fn trusted_checkpoint(
     (best, problems)
 }
 
+/// How `stele sign-days` vouches for what no running Stele witnessed.
+#[derive(Debug, Clone)]
+pub enum Vouch {
+    /// Checkpoints signed with the key (saved off the box): the newest one
+    /// inside the log must match the chain.
+    Checkpoints(Vec<Checkpoint>),
+    /// The operator's word, for every closed day through `through`: the
+    /// chain is still checked from the signed anchor, and each digest so
+    /// signed says it was vouched for.
+    Operator {
+        /// The last day to sign.
+        through: crate::log::format::Day,
+    },
+    /// The operator's word for everything up to the log's head: every closed
+    /// day is signed (vouched), and a checkpoint of the head is written to
+    /// `DATA_DIR/checkpoint.json`, so the next start verifies the open day
+    /// against it and checkpoints resume.
+    Head,
+}
+
+/// `stele sign-days`: checks what follows the newest digest against `how`
+/// and signs the closed days that then verify.
+///
+/// # Errors
+/// A sentence: no usable checkpoint, the chain contradicts it, the day is
+/// not closed and sealed, a digest cannot be written.
+pub fn sign_days(
+    data_dir: &Path,
+    log: &Log,
+    key: &SigningKey,
+    now_micros: i64,
+    how: Vouch,
+) -> Result<crate::digest::DigestRun, String> {
+    let public = key.verifying_key();
+    let anchor = crate::digest::anchor(data_dir, &public).map_err(|e| e.to_string())?;
+    let head = log.head().seq;
+    let inherited = match how {
+        Vouch::Checkpoints(cps) => {
+            let cp = cps
+                .into_iter()
+                .filter(|cp| cp.seq <= head && cp.verify(std::slice::from_ref(&public)).is_ok())
+                .max_by_key(|cp| cp.seq)
+                .ok_or(
+                    "no given checkpoint is signed by the signing key and within the log \
+                     (the log ends at seq {head})",
+                )?;
+            inherited::verify_inherited(log, anchor, Some(&cp))
+        }
+        Vouch::Head => {
+            let h = log.head();
+            if h.seq == 0 {
+                return Err("the log is empty: nothing to vouch for".into());
+            }
+            let cp = Checkpoint::sign(key, h, now_micros);
+            let segs = log.segments();
+            let from = anchor.map_or(segs.first().map_or(1, |s| s.first_seq), |a| a.0 + 1);
+            let mut i = inherited::verify_inherited(log, anchor, Some(&cp));
+            if i.forged || i.verified_through < h.seq {
+                return Err(i
+                    .problem
+                    .unwrap_or_else(|| "the chain does not hold".into()));
+            }
+            i.vouched = Some(format!(
+                "seqs {from} to {} were not witnessed by a running Stele; an operator vouched \
+                 for them with `stele sign-days --vouch-head` at {}",
+                h.seq,
+                crate::event::format_micros(now_micros)
+            ));
+            let run = crate::digest::write_witnessed_digests(data_dir, log, key, now_micros, &i)
+                .map_err(|e| e.to_string())?;
+            checkpoint::write_local(data_dir, &cp)?;
+            return Ok(run);
+        }
+        Vouch::Operator { through } => {
+            let segs = log.segments();
+            let last = segs
+                .iter()
+                .rfind(|s| s.id.day == through)
+                .ok_or(format!("the log has no segment of {through}"))?;
+            if !last.sealed || segs.iter().all(|s| s.id.day <= through) {
+                return Err(format!(
+                    "{through} is not closed yet (a later day must have begun): only closed \
+                     days are signed"
+                ));
+            }
+            let footer = read_footer(&last.path)?;
+            let cp = Checkpoint::sign(
+                key,
+                crate::log::ChainHead {
+                    seq: footer.last_seq,
+                    hash: footer.final_hash,
+                },
+                now_micros,
+            );
+            let from = anchor.map_or(segs.first().map_or(1, |s| s.first_seq), |a| a.0 + 1);
+            let mut i = inherited::verify_inherited(log, anchor, Some(&cp));
+            i.vouched = Some(format!(
+                "seqs {from} to {} were not witnessed by a running Stele; an operator vouched \
+                 for them with `stele sign-days --vouch-through {through}` at {}",
+                footer.last_seq,
+                crate::event::format_micros(now_micros)
+            ));
+            i
+        }
+    };
+    if inherited.forged || inherited.verified_through <= anchor.map_or(0, |a| a.0) {
+        return Err(inherited
+            .problem
+            .unwrap_or_else(|| "nothing after the newest digest could be verified".into()));
+    }
+    crate::digest::write_witnessed_digests(data_dir, log, key, now_micros, &inherited)
+        .map_err(|e| e.to_string())
+}
+
+fn read_footer(path: &Path) -> Result<crate::log::format::Footer, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let tail = bytes
+        .len()
+        .checked_sub(crate::log::format::FOOTER_BYTES)
+        .ok_or(format!("{} is too short to be sealed", path.display()))?;
+    crate::log::format::Footer::decode(&bytes[tail..])
+        .map_err(|e| format!("{}: bad footer: {e}", path.display()))
+}
+
 /// What the seal knows now, for `/readyz`, `/metrics` and the scrubber.
 #[derive(Debug, Default)]
 pub struct SealStatus {
@@ -137,6 +261,10 @@ pub struct SealStatus {
     checkpoint_problems: Mutex<Vec<String>>,
     /// Segment entries of digests signed with the trusted key.
     signed: Mutex<Vec<SegmentEntry>>,
+    /// Why the digester's last run failed, if it did.
+    digest_error: Mutex<Option<String>>,
+    /// Digester runs finished (successful or not).
+    pub digester_runs: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,9 +275,22 @@ impl SealStatus {
     /// Records the outcome of the start-up verification.
     pub fn set_inherited(&self, i: Inherited) {
         if let Some(p) = &i.problem {
-            tracing::warn!("Start-up verification: {p}.");
+            tracing::error!("Start-up verification: {p}.");
+        }
+        if let Some(n) = &i.note {
+            tracing::warn!("Start-up verification: {n}.");
         }
         *lock(&self.inherited) = Some(i);
+    }
+
+    /// Whether the checkpointer may sign: the start-up verification ran and
+    /// verified every record this process inherited (`opened`: the head at
+    /// open). Signing a head chained on unverified records would vouch for
+    /// them.
+    pub fn may_checkpoint(&self, opened: u64) -> bool {
+        lock(&self.inherited)
+            .as_ref()
+            .is_some_and(|i| !i.forged && i.verified_through >= opened)
     }
 
     /// Whether the start-up verification has run.
@@ -208,6 +349,17 @@ impl SealStatus {
         lock(&self.checkpoint_problems).clone()
     }
 
+    /// Records the outcome of a digester run (`None`: it worked).
+    pub fn set_digest_error(&self, e: Option<String>) {
+        *lock(&self.digest_error) = e;
+        self.digester_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the digester's last run failed, if it did.
+    pub fn digest_error(&self) -> Option<String> {
+        lock(&self.digest_error).clone()
+    }
+
     /// Sets the entries of the trusted digests.
     pub fn set_signed_entries(&self, e: Vec<SegmentEntry>) {
         *lock(&self.signed) = e;
@@ -228,6 +380,9 @@ impl SealStatus {
             out.push(format!("day {day} is not signed: {why}"));
         }
         out.extend(self.checkpoint_problems());
+        if let Some(e) = self.digest_error() {
+            out.push(format!("the daily digests cannot be signed: {e}"));
+        }
         if let Some(p) = self.inherited_problem() {
             out.push(p);
         }
@@ -274,6 +429,7 @@ impl Seal {
                     k.clone(),
                     witnesses,
                     cfg.checkpoint_interval,
+                    status.clone(),
                 ));
                 cp
             }

@@ -110,8 +110,8 @@ pub fn check_checkpoints(
                 &path,
                 Some(cp.seq),
                 format!(
-                    "the checkpoint signed at {signed} covers seq {}, but the log ends at seq \\
-                     {end}: acknowledged events were removed (records cut, or whole segments and \\
+                    "the checkpoint signed at {signed} covers seq {}, but the log ends at seq \
+                     {end}: acknowledged events were removed (records cut, or whole segments and \
                      days deleted)",
                     cp.seq
                 ),
@@ -125,7 +125,7 @@ pub fn check_checkpoints(
                 &path,
                 Some(cp.seq),
                 format!(
-                    "the checkpoint signed at {signed} covers seq {}, before the oldest segment \\
+                    "the checkpoint signed at {signed} covers seq {}, before the oldest segment \
                      kept (seq {first}): retention dropped what it covers, nothing to compare",
                     cp.seq
                 ),
@@ -148,8 +148,8 @@ pub fn check_checkpoints(
                 &path,
                 Some(cp.seq),
                 format!(
-                    "the log does not match the checkpoint signed at {signed}: the chain hash \\
-                     of seq {} is {}, the checkpoint says {}: records up to seq {} were \\
+                    "the log does not match the checkpoint signed at {signed}: the chain hash \
+                     of seq {} is {}, the checkpoint says {}: records up to seq {} were \
                      changed, inserted, removed or reordered",
                     cp.seq,
                     got.map_or("unreadable".into(), |h| hash_hex(&h)),

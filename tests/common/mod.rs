@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod forge;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,9 +15,14 @@ use stele::testkit::EventGen;
 /// 2026-11-23T23:59:00Z in unix microseconds: one minute before a UTC midnight.
 pub const BEFORE_MIDNIGHT: i64 = 1_795_478_340_000_000;
 
-/// The `stele` binary built for this test run.
+/// The `stele` binary built for this test run, or the one `$STELE_TEST_BIN`
+/// names (to run a suite against another build, e.g. to see a new test fail
+/// on the code before a fix).
 pub fn stele() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_stele"))
+    match std::env::var_os("STELE_TEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_stele")),
+    }
 }
 
 /// Every variable the configuration reads: cleared so that the caller's

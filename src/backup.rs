@@ -117,9 +117,10 @@ pub fn segment_files(segments_dir: &Path) -> Result<Vec<(SegmentId, PathBuf)>, B
     Ok(out)
 }
 
-/// Copies the log of `data_dir` into `dest` (created if needed): every sealed
-/// segment, the valid prefix of the active one, and `cursor.key` (so cursors
-/// handed out before stay valid after a restore).
+/// Copies the log of `data_dir` into `dest` (created if needed): the signed
+/// digests and the newest checkpoint, every sealed segment, the valid prefix
+/// of the active one, and `cursor.key` (so cursors handed out before stay
+/// valid after a restore).
 pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
     let src_segments = data_dir.join("segments");
     let dst_segments = dest.join("segments");
@@ -131,8 +132,18 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
     }
     std::fs::create_dir_all(&dst_segments).map_err(io("create", &dst_segments))?;
     // Digests first: one written while we copy segments then names only
-    // segments that are already sealed and in the listing below.
+    // segments that are already sealed and in the listing below. The newest
+    // checkpoint too, for the same reason: it covers only records durable
+    // before we copy them, so a restore verifies against it.
     copy_digests(data_dir, dest)?;
+    let checkpoint = data_dir.join(crate::seal::checkpoint::CHECKPOINT_FILE);
+    if let Ok(bytes) = std::fs::read(&checkpoint) {
+        write_atomically(
+            &dest.join(crate::seal::checkpoint::CHECKPOINT_FILE),
+            &bytes,
+            false,
+        )?;
+    }
     let files = segment_files(&src_segments)?;
     let mut report = Report::default();
     for (i, (id, path)) in files.iter().enumerate() {

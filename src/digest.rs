@@ -22,14 +22,18 @@
 //!    writer seals a finished day within about a second, traffic or not; the
 //!    grace covers a size-cap rotation caught between sealing one part and
 //!    creating the next). Never for the open day.
-//! 2. The digester reads only sealed segments, whose bytes never change, and
-//!    re-checks each one completely (every CRC, payload and chain hash) before
-//!    signing it: damage is never signed. It runs beside the writer safely.
+//! 2. Only what was witnessed is signed: a segment's entry comes from what
+//!    this process's writer hashed while writing it (`Log::witnessed`), or
+//!    from the start-up verification that matched an earlier process's
+//!    segments against its last signed checkpoint
+//!    ([`crate::seal::inherited`]), or from an operator's word (`stele
+//!    sign-days`, recorded in the digest's `vouched` key). Never from
+//!    re-reading files that could have been edited while no Stele ran.
 //! 3. The chain only grows at its head: days after the newest digest are
 //!    signed in day order; a day at or before the head is never (re)signed, so
-//!    a removed digest stays a hole `stele verify` reports, not something the
-//!    daemon papers over. With no digest yet, every closed day is signed
-//!    (backfill), so turning digests on later leaves no unsigned past.
+//!    a removed digest stays a hole `stele verify` reports. The first closed
+//!    day that cannot be signed stops the chain there; it and the days after
+//!    it are reported as unsigned (`DigestRun::unsigned`, `/readyz`).
 //! 4. Each file is written through a temporary file, fsync, rename and a
 //!    directory fsync, read-only (0444); the signature first, the digest last:
 //!    a day counts as signed once its `.digest.json` exists, and that file

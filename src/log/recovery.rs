@@ -270,8 +270,9 @@ pub(crate) fn recover(
                             format!(
                                 "{}; this is damage, not a torn write. Run `stele verify` for \
                                  a full report; to continue after the damage, set \
-                                 recovery = \"salvage\" under [log] (the damaged bytes are moved to \
-                                 DATA_DIR/quarantine, not deleted)",
+                                 recovery = \"salvage\" under [log] (`stele append`: \
+                                 --recovery salvage); the damaged bytes are moved to \
+                                 DATA_DIR/quarantine, not deleted",
                                 acked_note(p.detail.clone(), acked.then_some(acked_through))
                             ),
                         ))

@@ -115,7 +115,7 @@ impl Auditor {
 }
 
 async fn append(log: &Log, stats: &AuditStats, events: &[Event]) -> Result<(), String> {
-    match log.append_async(events).await {
+    match log.append_async(events, &event::Provenance::stele()).await {
         Ok(_) => {
             stats
                 .recorded

@@ -507,7 +507,7 @@ fn append_worker(
         if events.is_empty() {
             return Ok(());
         }
-        let ack = log.append(&events)?;
+        let ack = log.append(&events, &event::Provenance::cli())?;
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let ack_line = serde_json::json!({
             "first_seq": ack.first_seq,

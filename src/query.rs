@@ -157,6 +157,7 @@ pub const PARAMS: &[&str] = &[
     "correlation_id",
     "ip",
     "actor",
+    "ingested_by",
     "since",
     "until",
     "hours",
@@ -211,6 +212,7 @@ impl Query {
                 "session_id" => f.session_id = text(event::SHORT_FIELD_BYTES_MAX)?,
                 "correlation_id" => f.correlation_id = text(event::SHORT_FIELD_BYTES_MAX)?,
                 "actor" => f.actor = text(event::SHORT_FIELD_BYTES_MAX)?,
+                "ingested_by" => f.ingested_by = text(event::INGESTED_BY_BYTES_MAX)?,
                 "ip" => {
                     let ip: std::net::IpAddr = v
                         .parse()

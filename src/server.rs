@@ -26,7 +26,7 @@
 use crate::access::{Access, Auditor, Phase};
 use crate::auth::{AuthConfig, AuthError, Key, Keyring, Role, Scope};
 use crate::clock::{Clock, SystemClock};
-use crate::event::{self, Event, FieldError};
+use crate::event::{self, Event, FieldError, Provenance};
 use crate::index::{IndexConfig, Indexes};
 use crate::log::{Log, LogConfig};
 use crate::metrics::{family, Histogram};
@@ -254,6 +254,8 @@ struct App {
 struct Caller {
     key: Option<Arc<Key>>,
     access: Option<Arc<Access>>,
+    /// The peer address of the connection (stamped on ingested events).
+    addr: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -953,7 +955,8 @@ async fn route(app: Arc<App>, req: Request<Incoming>, ip: std::net::IpAddr) -> R
         Some(r) => r,
         None => match authorize(&app, &req, name, ip) {
             Err(r) => *r,
-            Ok(caller) => {
+            Ok(mut caller) => {
+                caller.addr = Some(ip);
                 let timeout = Duration::from_secs(app.limits().request_timeout_secs);
                 let access = caller.access.clone();
                 let resp =
@@ -1090,6 +1093,7 @@ fn authorize(
     Ok(Caller {
         key: Some(key),
         access,
+        addr: Some(ip),
     })
 }
 
@@ -2001,9 +2005,18 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>, caller: &Caller) -> Resp 
             );
         }
     }
+    // Provenance is the server's, never the client's (parse_event refuses
+    // `ingested_by` and `client_addr` in the posted JSON).
+    let by = Provenance {
+        ingested_by: caller
+            .key
+            .as_ref()
+            .map_or_else(|| event::INGESTED_BY_LOOPBACK.to_owned(), |k| k.id.clone()),
+        client_addr: caller.addr.map(|a| a.to_canonical().to_string()),
+    };
     let log = app.engine.log().clone();
     let started = std::time::Instant::now();
-    let appended = log.append_async(&events).await;
+    let appended = log.append_async(&events, &by).await;
     app.append_seconds.observe(started.elapsed());
     app.settle(
         &reserved,
@@ -2597,12 +2610,15 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// sequentially instead of through the index.
 const EXPORT_SCAN_RATIO: u64 = 8;
 
-/// CSV columns, in order: the stored fields, then every posted field in
-/// on-disk order (`event::FIELD_NAMES`).
+/// CSV columns, in order: the stored fields, every posted field in on-disk
+/// order (`event::FIELD_NAMES`), then the provenance (last, so the columns
+/// before it kept their places when format version 2 added it).
 fn csv_columns() -> impl Iterator<Item = &'static str> {
-    ["seq", "received_at"]
-        .into_iter()
-        .chain(event::FIELD_NAMES.iter().copied())
+    event::STORED_FIELD_NAMES
+        .iter()
+        .chain(event::FIELD_NAMES)
+        .chain(event::PROVENANCE_FIELD_NAMES)
+        .copied()
 }
 
 /// One RFC 4180 field: quoted when it holds a comma, quote, CR or LF.

@@ -37,7 +37,7 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
         clock.set(start + 2 * 60_000_000 + day * DAY);
         let evs = events(&mut gen, 300, 400);
         ids_by_day.push(evs.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
-        log.append(&evs).unwrap();
+        log.append(&evs, &stele::event::Provenance::cli()).unwrap();
     }
     let indexes = Arc::new(Indexes::open(dir, log.clone(), IndexConfig::default()).unwrap());
     assert!(indexes.wait_indexed(1500, Duration::from_secs(60)));
@@ -182,7 +182,8 @@ fn three_days_in_2020(dir: &std::path::Path, seed: u64) -> Arc<ManualClock> {
     let mut gen = EventGen::new(seed);
     for day in 0..3 {
         clock.set(start + day * DAY);
-        log.append(&events(&mut gen, 50, 300)).unwrap();
+        log.append(&events(&mut gen, 50, 300), &stele::event::Provenance::cli())
+            .unwrap();
     }
     clock
 }

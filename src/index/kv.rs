@@ -895,6 +895,7 @@ mod tests {
                 seq,
                 received_at: BASE_RECEIVED + seq as i64 * 1_000,
                 event: gen.next_event(),
+                provenance: None,
             })
             .collect()
     }
@@ -1305,6 +1306,7 @@ mod tests {
                             session_id: (seq % 3 == 0).then(|| pick(3)),
                             ..Event::default()
                         },
+                        provenance: None,
                     });
                 }
             }
@@ -1321,6 +1323,7 @@ mod tests {
                 user_id: Some("u-1".into()),
                 ..Event::default()
             },
+            provenance: None,
         });
         let dir = tempfile::tempdir().unwrap();
         let kv = open(dir.path());

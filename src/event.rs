@@ -984,6 +984,8 @@ pub enum FieldErrorKind {
     UnknownField,
     /// The posted event is not a JSON object.
     NotAnObject,
+    /// The value is reserved for the events Stele writes itself (see [`is_reserved_kind`]).
+    Reserved,
 }
 
 impl FieldErrorKind {
@@ -999,6 +1001,7 @@ impl FieldErrorKind {
             FieldErrorKind::TooDeep => "too_deep",
             FieldErrorKind::UnknownField => "unknown_field",
             FieldErrorKind::NotAnObject => "not_an_object",
+            FieldErrorKind::Reserved => "reserved",
         }
     }
 }
@@ -1158,6 +1161,22 @@ impl Checker {
             }
         }
         Some(s.clone())
+    }
+
+    /// Refuses a category or action reserved for Stele's own events.
+    fn reserved(&mut self, field: &str, value: Option<&str>) {
+        if let Some(v) = value.filter(|v| is_reserved_kind(v)) {
+            self.push(
+                field,
+                FieldErrorKind::Reserved,
+                format!(
+                    "{field} \"{}\" is reserved for the events Stele writes itself \
+                     (\"{AUDIT_ACCESS_CATEGORY}\" and anything starting with \
+                     \"{RESERVED_KIND_PREFIX}\", in any letter case); use another {field}",
+                    preview(v)
+                ),
+            );
+        }
     }
 
     /// An optional string field of the top-level object.
@@ -1426,7 +1445,28 @@ impl Checker {
     }
 }
 
-/// Validates a posted event and converts it to an [`Event`].
+/// The category of the events Stele writes about reads of the log (`crate::access`).
+pub const AUDIT_ACCESS_CATEGORY: &str = "audit_access";
+/// Categories and actions starting with this prefix are reserved for the findings Stele
+/// writes itself (detections, alerts), now and in later versions.
+pub const RESERVED_KIND_PREFIX: &str = "stele.";
+
+/// Whether a category or action is reserved for the events Stele writes itself:
+/// `audit_access`, or anything starting with `stele.` (both compared ASCII
+/// case-insensitively, so a look-alike cannot pass for Stele's own either). Clients
+/// cannot post these ([`parse_event`] refuses them); Stele writes them through
+/// [`parse_stele_event`].
+///
+/// The actions of `audit_access` events are route names (`list`, `get`, `search`, …):
+/// ordinary words clients use for their own events, so they are not reserved; the
+/// category is what marks Stele's records.
+pub fn is_reserved_kind(s: &str) -> bool {
+    s.eq_ignore_ascii_case(AUDIT_ACCESS_CATEGORY)
+        || s.get(..RESERVED_KIND_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_KIND_PREFIX))
+}
+
+/// Validates an event a client posted and converts it to an [`Event`].
 ///
 /// Collects every problem, one [`FieldError`] per bad field, instead of stopping at the
 /// first. `new_id` is called (once) only if the event is valid and has no `id`. JSON
@@ -1445,10 +1485,30 @@ impl Checker {
 /// # Errors
 ///
 /// Every problem found, in field order (unknown keys and the actor/user_id/source rule
-/// last). The whole-event size check runs only once every field is valid.
+/// last). The whole-event size check runs only once every field is valid. A `category`
+/// or `action` reserved for Stele's own events ([`is_reserved_kind`]) is an error of kind
+/// [`FieldErrorKind::Reserved`].
 pub fn parse_event(
     v: &serde_json::Value,
     new_id: impl FnOnce() -> String,
+) -> Result<Event, Vec<FieldError>> {
+    parse(v, new_id, true)
+}
+
+/// Validates an event Stele writes itself (e.g. an `audit_access` record): the same
+/// rules as [`parse_event`], except that reserved categories and actions are allowed.
+/// Never call it on what a client sent.
+pub fn parse_stele_event(
+    v: &serde_json::Value,
+    new_id: impl FnOnce() -> String,
+) -> Result<Event, Vec<FieldError>> {
+    parse(v, new_id, false)
+}
+
+fn parse(
+    v: &serde_json::Value,
+    new_id: impl FnOnce() -> String,
+    client: bool,
 ) -> Result<Event, Vec<FieldError>> {
     let Value::Object(obj) = v else {
         return Err(vec![FieldError::new(
@@ -1513,12 +1573,18 @@ pub fn parse_event(
             None
         }
     };
+    if client {
+        c.reserved("action", action.as_deref());
+    }
     let short = |c: &mut Checker, field: &str| {
         c.opt_string(obj, field, SHORT_FIELD_BYTES_MAX, Chars::Ident)
     };
     let actor = short(&mut c, "actor");
     let tenant = short(&mut c, "tenant");
     let category = short(&mut c, "category");
+    if client {
+        c.reserved("category", category.as_deref());
+    }
     let source = present(obj, "source")
         .and_then(|v| c.enumeration("source", v, Source::NAMES, Source::parse));
     let status = present(obj, "status")
@@ -1972,6 +2038,40 @@ mod tests {
             let _ = decode_stored(&junk, 1);
             let _ = decode_stored(&junk, 2);
         }
+    }
+
+    #[test]
+    fn reserved_kinds_are_refused_from_clients_and_allowed_for_stele() {
+        for (field, value) in [
+            ("category", "audit_access"),
+            ("category", "Audit_Access"),
+            ("category", "stele.finding"),
+            ("action", "stele.alert"),
+            ("action", "STELE.x"),
+            ("action", "audit_access"),
+        ] {
+            let v = with(field, json!(value));
+            let e = one_err(v.clone(), field, FieldErrorKind::Reserved);
+            assert!(e.message.contains("reserved"), "{e}");
+            assert_eq!(e.kind.as_str(), "reserved");
+            let ev = parse_stele_event(&v, no_id).unwrap();
+            assert!(ev.action == value || ev.category.as_deref() == Some(value));
+        }
+        // Generic words (the actions of audit_access records) and look-alikes
+        // that are not the reserved names stay the clients'.
+        for (field, value) in [
+            ("action", "search"),
+            ("action", "get"),
+            ("category", "audit"),
+            ("category", "audit_access_log"),
+            ("category", "stele"),
+            ("category", "my.stele.x"),
+            ("category", "ştele.x"),
+        ] {
+            ok(with(field, json!(value)));
+        }
+        assert!(is_reserved_kind("stele."));
+        assert!(!is_reserved_kind("stel"));
     }
 
     #[test]

@@ -971,3 +971,73 @@ fn provenance_is_stamped_by_the_server_and_cannot_be_posted() {
     assert_eq!(all[0]["ingested_by"], "cli");
     assert!(all[0].get("client_addr").is_none(), "{}", all[0]);
 }
+
+/// A client cannot post the categories and actions Stele writes itself
+/// (forged `audit_access` records, `stele.*` findings), over HTTP or with
+/// `stele append`; the generic actions Stele's records use stay the
+/// clients'.
+#[test]
+fn reserved_kinds_are_refused_over_http_and_in_stele_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(tmp.path());
+    let (st, _, p) = d.post(&json!([
+        {"action": "search", "actor": "k", "category": "billing"},
+        {"action": "search", "actor": "k", "category": "audit_access", "source": "integration"},
+        {"action": "get", "actor": "k", "category": "AUDIT_Access"},
+        {"action": "stele.alert", "source": "system"},
+        {"action": "create", "actor": "k", "category": "stele.findings"}
+    ]));
+    assert_eq!(st, 400, "{p}");
+    assert_eq!(p["type"], "https://stele.dev/problems/invalid-events");
+    assert_eq!(
+        event_problems(&p),
+        vec![
+            (1, "category".into(), "reserved".into()),
+            (2, "category".into(), "reserved".into()),
+            (3, "action".into(), "reserved".into()),
+            (4, "category".into(), "reserved".into())
+        ],
+        "{p}"
+    );
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("reserved for the events Stele writes itself"),
+        "{p}"
+    );
+    // Generic actions Stele's audit records also use stay the clients'.
+    let (st, _, p) = d.post(&json!({"id": "p-1", "action": "search", "actor": "k",
+        "category": "billing"}));
+    assert_eq!(st, 201, "{p}");
+    // Nothing of the refused request was stored.
+    let (_, _, m) = d.get("/v1/segments");
+    let stored: u64 = m["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stored, 1, "{m}");
+    drop(d);
+
+    let data = tmp.path().join("cli");
+    for forged in [
+        r#"{"action":"search","actor":"k","category":"audit_access"}"#,
+        r#"{"action":"stele.alert","source":"system"}"#,
+    ] {
+        let out = stele_append(&data, forged);
+        assert!(!out.status.success(), "{forged} was appended");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("reserved"), "{err}");
+    }
+    let out = stele()
+        .args(["cat", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

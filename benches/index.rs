@@ -147,7 +147,11 @@ fn main() {
 
     let mut t = Timer::new("get by id");
     for e in sample.iter().cycle().take(2000) {
-        let got = t.time(|| engine.get_by_id(&e.event.id).unwrap());
+        let got = t.time(|| {
+            engine
+                .get_by_id(&e.event.id, e.event.tenant.as_deref())
+                .unwrap()
+        });
         assert!(got.is_some());
     }
     t.report();

@@ -33,7 +33,8 @@ fn ingest_read_back_and_survive_a_restart() {
         (200, &json!(1)),
         "{again}"
     );
-    let (st, _, p) = d.post(&json!({"id": "evt-1", "action": "logout", "actor": "alice"}));
+    let (st, _, p) = d.post(&json!({"id": "evt-1", "action": "logout", "actor": "alice",
+        "tenant": "acme"}));
     assert_eq!(
         (st, p["type"].as_str()),
         (409, Some("https://stele.dev/problems/id-conflict"))

@@ -320,10 +320,14 @@ use stele::clock::Clock;
 fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
     let w = world();
     for e in w.all.iter().step_by(7) {
-        let got = w.engine.get_by_id(&e.event.id).unwrap().unwrap();
+        let got = w
+            .engine
+            .get_by_id(&e.event.id, e.event.tenant.as_deref())
+            .unwrap()
+            .unwrap();
         assert_eq!(&got, e);
     }
-    assert!(w.engine.get_by_id("no-such-id").unwrap().is_none());
+    assert!(w.engine.get_by_id("no-such-id", None).unwrap().is_none());
     for e in w.all.iter().step_by(97) {
         let ev = &e.event;
         if let (Some(t), Some(id)) = (&ev.entity_type, &ev.entity_id) {

@@ -1030,7 +1030,9 @@ fn watch_signals(
 async fn route(app: Arc<App>, req: Request<Incoming>, ip: std::net::IpAddr) -> Resp {
     let started = std::time::Instant::now();
     let name = route_name(req.method(), req.uri().path());
-    let resp = match check_head(&app.limits(), &req) {
+    // Before anything can record the request (an audit event, a refusal).
+    let refused = check_head(&app.limits(), &req).or_else(|| check_credentials(&req));
+    let resp = match refused {
         Some(r) => r,
         None => match authorize(&app, &req, name, ip) {
             Err(r) => *r,
@@ -1240,6 +1242,65 @@ fn check_head(limits: &Limits, req: &Request<Incoming>) -> Option<Resp> {
                 limits.header_bytes_max
             ),
             json!({ "limit": limits.header_bytes_max }),
+        ));
+    }
+    None
+}
+
+/// Query parameter names that carry credentials, refused wherever they
+/// appear (compared ASCII case-insensitively, with `-` read as `_`). None is
+/// a Stele parameter.
+const CREDENTIAL_PARAMS: [&str; 11] = [
+    "access_token",
+    "auth_token",
+    "token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "authorization",
+];
+
+/// 400 for a credential in the query string (it would be stored in the
+/// audit trail with the parameters, and logged by proxies) and for a request
+/// with more than one `Authorization` header (which one counts would be a
+/// guess). Checked before anything records the request; the problem never
+/// repeats the value.
+fn check_credentials(req: &Request<Incoming>) -> Option<Resp> {
+    for (name, _) in query_pairs(req) {
+        let canonical = name.trim().to_ascii_lowercase().replace('-', "_");
+        if let Some(p) = CREDENTIAL_PARAMS.iter().find(|p| **p == canonical) {
+            return Some(problem(
+                StatusCode::BAD_REQUEST,
+                "credentials-in-url",
+                "Credentials in the URL",
+                format!(
+                    "the query string carries a credential (parameter {p:?}); nothing was \
+                     recorded: send the API key in the Authorization header (Bearer) instead, \
+                     and treat this one as exposed"
+                ),
+                json!({ "field": p }),
+            ));
+        }
+    }
+    let authorizations = req
+        .headers()
+        .get_all(hyper::header::AUTHORIZATION)
+        .iter()
+        .count();
+    if authorizations > 1 {
+        return Some(problem(
+            StatusCode::BAD_REQUEST,
+            "duplicate-authorization",
+            "More than one Authorization header",
+            format!(
+                "the request has {authorizations} Authorization headers; send exactly one \
+                 (Bearer <key>)"
+            ),
+            json!({ "field": "authorization" }),
         ));
     }
     None

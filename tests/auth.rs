@@ -2503,3 +2503,125 @@ fn ids_are_per_tenant_no_probe_no_squat_and_ambiguous_lookups_are_409() {
     assert_eq!(recs["ingested_by"], "stele", "{recs}");
     assert!(recs.get("client_addr").is_none(), "{recs}");
 }
+
+/// A credential in the query string is refused before anything records the
+/// request (no audit event, no log line holds it), on every path and with or
+/// without a valid key; so is a request with two `Authorization` headers.
+#[test]
+fn credentials_in_the_url_and_double_authorization_are_refused_and_never_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut conf = format!("[auth]\n{UNLIMITED_ROLES}");
+    conf += &key_toml(
+        "reader",
+        &token("reader"),
+        &["read", "export", "ingest"],
+        &["*"],
+        "",
+    );
+    let conf = write_file(&tmp.path().join("stele.toml"), &conf);
+    let d = start(tmp.path(), &conf);
+    let a = d.addr.clone();
+    let reader = token("reader");
+    let secret = token("leaked");
+    let cases = [
+        format!("/v1/events?access_token={secret}"),
+        format!("/v1/events?limit=5&ACCESS_TOKEN={secret}"),
+        format!("/v1/search?q=x&access%5Ftoken={secret}"),
+        format!("/v1/events/evt-1?token={secret}"),
+        format!("/v1/export?api-key={secret}"),
+        format!("/v1/stats?apikey={secret}"),
+        format!("/v1/users/u/events?Key={secret}"),
+        format!("/v1/segments?password={secret}"),
+        format!("/healthz?secret={secret}"),
+        format!("/no/such/route?authorization=Bearer+{secret}"),
+    ];
+    for path in &cases {
+        for key in [Some(reader.as_str()), None] {
+            let r = get(&a, path, key);
+            assert_eq!(
+                (r.status, r.kind()),
+                (400, "credentials-in-url".into()),
+                "{path}: {}",
+                r.brief()
+            );
+            assert!(!r.body.contains(&secret[6..]), "{path}: {}", r.brief());
+        }
+    }
+    let r = send_json(
+        &a,
+        "POST",
+        &format!("/v1/events?token={secret}"),
+        Some(&reader),
+        &json!({"action": "x", "actor": "y"}),
+    );
+    assert_eq!(
+        (r.status, r.kind()),
+        (400, "credentials-in-url".into()),
+        "{}",
+        r.brief()
+    );
+
+    // Two Authorization headers: refused, whichever comes first.
+    let good = format!("Bearer {reader}");
+    let other = format!("Bearer {}", token("other"));
+    for pair in [[&good, &other], [&other, &good], [&good, &good]] {
+        let r = request(
+            &a,
+            "GET",
+            "/v1/events?limit=1",
+            &[
+                ("Authorization", pair[0].as_str()),
+                ("Authorization", pair[1].as_str()),
+            ],
+            b"",
+        );
+        assert_eq!(
+            (r.status, r.kind()),
+            (400, "duplicate-authorization".into()),
+            "{}",
+            r.brief()
+        );
+    }
+
+    // An ordinary audited read after them: once its record is in, the
+    // refused ones would be too (one writer, in order).
+    assert_eq!(
+        get(&a, "/v1/users/after-marker/events", Some(&reader)).status,
+        200
+    );
+    poll(20, "the marker's audit record", || {
+        let r = get(
+            &a,
+            "/v1/events?category=audit_access&limit=100",
+            Some(&reader),
+        );
+        r.events()
+            .iter()
+            .any(|e| e["metadata"]["path"] == "/v1/users/after-marker/events")
+            .then_some(())
+    });
+    // (An export stops at the indexer's checkpoint: wait until it has the marker.)
+    let r = poll(20, "the marker in the export", || {
+        let r = get(&a, "/v1/export", Some(&reader));
+        (r.status == 200 && r.body.contains("after-marker")).then_some(r)
+    });
+    let audited: Vec<Value> = r
+        .body
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(audited.iter().all(|e| e["category"] == "audit_access"));
+    assert!(
+        !r.body.contains(&secret[6..]),
+        "a credential was stored: {}",
+        r.body
+    );
+    assert!(
+        !audited.iter().any(|e| e["metadata"]["http_status"] == 400),
+        "a refused request was recorded: {audited:?}"
+    );
+    assert!(
+        !d.log_text().contains(&secret[6..]),
+        "a credential was logged"
+    );
+}

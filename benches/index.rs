@@ -98,7 +98,7 @@ fn main() {
         while left > 0 {
             let k = left.min(1000);
             let evs: Vec<_> = (0..k).map(|_| gen.sized(500)).collect();
-            log.append(&evs).unwrap();
+            log.append(&evs, &stele::event::Provenance::cli()).unwrap();
             left -= k;
         }
         println!(
@@ -147,7 +147,11 @@ fn main() {
 
     let mut t = Timer::new("get by id");
     for e in sample.iter().cycle().take(2000) {
-        let got = t.time(|| engine.get_by_id(&e.event.id).unwrap());
+        let got = t.time(|| {
+            engine
+                .get_by_id(&e.event.id, e.event.tenant.as_deref())
+                .unwrap()
+        });
         assert!(got.is_some());
     }
     t.report();
@@ -290,7 +294,7 @@ fn main() {
     };
     let started = Instant::now();
     for (i, b) in batches.iter().enumerate() {
-        log.append(b).unwrap();
+        log.append(b, &stele::event::Provenance::cli()).unwrap();
         let due = started + Duration::from_millis(10 * (i as u64 + 1));
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);

@@ -45,7 +45,10 @@ fn append_batch(c: &mut Criterion) {
         let batch = events(n, n as u64);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}_events_per_fsync"), |b| {
-            b.iter(|| log.append(&batch).unwrap())
+            b.iter(|| {
+                log.append(&batch, &stele::event::Provenance::cli())
+                    .unwrap()
+            })
         });
     }
     g.finish();
@@ -124,7 +127,12 @@ fn append_concurrent(c: &mut Criterion) {
                         tasks.push(tokio::spawn(async move {
                             for i in 0..PER_TASK {
                                 let ev = &pool[t * PER_TASK + i];
-                                log.append_async(std::slice::from_ref(ev)).await.unwrap();
+                                log.append_async(
+                                    std::slice::from_ref(ev),
+                                    &stele::event::Provenance::cli(),
+                                )
+                                .await
+                                .unwrap();
                             }
                         }));
                     }
@@ -148,7 +156,8 @@ fn read_sequential(c: &mut Criterion) {
     let evs = events(4096, 7);
     for chunk in 0..N / 256 {
         let start = (chunk * 256) % (4096 - 256);
-        log.append(&evs[start..start + 256]).unwrap();
+        log.append(&evs[start..start + 256], &stele::event::Provenance::cli())
+            .unwrap();
     }
     let n = log.last_seq();
     g.throughput(Throughput::Elements(n));
@@ -205,7 +214,8 @@ fn recovery(c: &mut Criterion) {
         let mut i = 0;
         while log.segments().first().map_or(0, |s| s.bytes) < target {
             let start = (i * 256) % (4096 - 256);
-            log.append(&evs[start..start + 256]).unwrap();
+            log.append(&evs[start..start + 256], &stele::event::Provenance::cli())
+                .unwrap();
             i += 1;
         }
     }

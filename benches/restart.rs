@@ -92,8 +92,11 @@ fn main() {
             let mut left = n;
             while left > 0 {
                 let k = left.min(1000);
-                log.append(&(0..k).map(|_| gen.sized(500)).collect::<Vec<_>>())
-                    .unwrap();
+                log.append(
+                    &(0..k).map(|_| gen.sized(500)).collect::<Vec<_>>(),
+                    &stele::event::Provenance::cli(),
+                )
+                .unwrap();
                 left -= k;
             }
         }

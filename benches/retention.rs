@@ -78,8 +78,11 @@ fn main() {
     ));
     let log = Arc::new(Log::open(&dir, LogConfig::default(), clock.clone()).unwrap());
     let mut gen = EventGen::new(3).with_base_time(clock.now_micros());
-    log.append(&(0..1000).map(|_| gen.sized(500)).collect::<Vec<_>>())
-        .unwrap(); // opens the next day's segment, sealing the old day
+    log.append(
+        &(0..1000).map(|_| gen.sized(500)).collect::<Vec<_>>(),
+        &stele::event::Provenance::cli(),
+    )
+    .unwrap(); // opens the next day's segment, sealing the old day
     let indexes = Arc::new(Indexes::open(&dir, log.clone(), IndexConfig::default()).unwrap());
     assert!(indexes.wait_indexed(log.last_seq(), Duration::from_secs(600)));
     let held = log
@@ -110,7 +113,7 @@ fn main() {
             let started = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let evs: Vec<_> = (0..1000).map(|_| gen.sized(500)).collect();
-                log.append(&evs).unwrap();
+                log.append(&evs, &stele::event::Provenance::cli()).unwrap();
                 let done = ingested.fetch_add(1000, Ordering::Relaxed) + 1000;
                 let due = Duration::from_secs_f64(done as f64 / rate as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {

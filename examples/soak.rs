@@ -896,7 +896,9 @@ fn seed_days(o: &Opts, data: &Path, prefix: &str, next_n: &AtomicU64) -> Result<
                 ev.id = format!("{prefix}{}", next_n.fetch_add(1, Ordering::Relaxed));
                 evs.push(ev);
             }
-            let a = log.append(&evs).context("cannot append seeded events")?;
+            let a = log
+                .append(&evs, &stele::event::Provenance::cli())
+                .context("cannot append seeded events")?;
             first_seq.get_or_insert(a.first_seq);
             last_seq = a.last_seq();
             left -= k;

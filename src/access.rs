@@ -11,6 +11,8 @@
 //!    at most every [`FLUSH_DELAY`]: a crash can lose the records of the
 //!    queries of that last moment, never of an export or a stream.
 //! 3. Audit events carry no tenant: only keys scoped to all tenants see them.
+//! 4. They are stored with `ingested_by = "stele"`, under a category clients
+//!    cannot post (`audit_access`), so none can be forged over the API.
 
 use crate::auth::Key;
 use crate::event::{self, Event};
@@ -20,8 +22,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The category of audit events.
-pub const CATEGORY: &str = "audit_access";
+/// The category of audit events (reserved: clients cannot post it, see
+/// [`event::is_reserved_kind`]).
+pub const CATEGORY: &str = event::AUDIT_ACCESS_CATEGORY;
 /// Records queued before requests wait for the writer.
 const QUEUE: usize = 4096;
 /// Records appended per group commit.
@@ -115,7 +118,7 @@ impl Auditor {
 }
 
 async fn append(log: &Log, stats: &AuditStats, events: &[Event]) -> Result<(), String> {
-    match log.append_async(events).await {
+    match log.append_async(events, &event::Provenance::stele()).await {
         Ok(_) => {
             stats
                 .recorded
@@ -215,7 +218,7 @@ impl Access {
             ),
             "metadata": metadata,
         });
-        match event::parse_event(&v, event::new_event_id) {
+        match event::parse_stele_event(&v, event::new_event_id) {
             Ok(ev) => Some(ev),
             Err(errs) => {
                 // Cannot happen with the cuts above; never fail a read for it.

@@ -303,6 +303,18 @@ impl AuthConfig {
                     ),
                 );
             }
+            if let Some(r) = crate::event::INGESTED_BY_RESERVED
+                .iter()
+                .find(|r| r.eq_ignore_ascii_case(&key.id))
+            {
+                return err(
+                    &format!("{at}.id"),
+                    format!(
+                        "{name}: {r:?} is what events not posted with a key are stamped with \
+                         (ingested_by), so no key may have it as its id; choose another"
+                    ),
+                );
+            }
             if !ids.insert(key.id.as_str()) {
                 return err(
                     &format!("{at}.id"),
@@ -844,6 +856,12 @@ mod tests {
             ..AuthConfig::default()
         };
         assert_eq!(cfg.validate().unwrap_err().0, "auth.keys[1].id");
+        // The names events are stamped with when no key posted them.
+        for id in ["cli", "loopback", "stele", "Stele"] {
+            let (k, m) = bad(key(id, &t, &[Role::Ingest], &["*"]));
+            assert_eq!(k, "auth.keys[0].id");
+            assert!(m.contains("ingested_by"), "{m}");
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! * **Posted JSON** (what a client sends): validated by [`parse_event`], which checks
 //!   every field against the named limits in this module and reports *all* problems at
 //!   once as [`FieldError`]s, one per bad field.
-//! * **Stored binary** ([`Event`], [`StoredEvent`]): bincode 2 with the standard
-//!   configuration (varint integers, little-endian), field order as declared. The
-//!   segment writer frames these bytes; see [`encode_stored_prefix`], [`encode_event`]
-//!   and [`decode_stored`]. Reordering, adding or removing a field changes the on-disk
-//!   format.
+//! * **Stored binary** ([`Event`], [`StoredEvent`], [`Provenance`]): bincode 2 with the
+//!   standard configuration (varint integers, little-endian), field order as declared.
+//!   The segment writer frames these bytes; see [`encode_stored_prefix`],
+//!   [`encode_event`], [`encode_provenance`] and [`decode_stored`] (which takes the
+//!   segment's format version: version 1 records carry no provenance). Reordering,
+//!   adding or removing a field changes the on-disk format.
 //! * **JSON view** (what queries return): the `Serialize` impls of [`Event`] and
 //!   [`StoredEvent`] produce the posted field names, RFC 3339 UTC timestamps with
 //!   microseconds, and `metadata` / change values as real JSON again.
@@ -89,6 +90,14 @@ pub const FIELD_NAMES: &[&str] = &[
     "changes",
     "metadata",
 ];
+
+/// The fields of a stored event that the server sets (a client posting one is refused).
+pub const STORED_FIELD_NAMES: &[&str] = &["seq", "received_at"];
+
+/// The provenance fields of a stored event ([`Provenance`]): stamped by the server from
+/// the connection and the API key, refused when posted. Events stored in format
+/// version 1 do not have them.
+pub const PROVENANCE_FIELD_NAMES: &[&str] = &["ingested_by", "client_addr"];
 
 /// The field names allowed inside one entry of `changes`.
 pub const CHANGE_FIELD_NAMES: &[&str] = &["field", "old", "new"];
@@ -317,8 +326,13 @@ pub struct Event {
     pub metadata: Option<String>,
 }
 
-/// An [`Event`] as stored in the log: with its global sequence number and ingest time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+/// An [`Event`] as stored in the log: with its global sequence number, ingest time and
+/// (from format version 2 on) its provenance.
+///
+/// On disk (see `docs/FORMAT.md`) a record's payload is the bincode encoding of the tuple
+/// `(seq, received_at, event)` in format version 1 and `(seq, received_at, event,
+/// provenance)` in format version 2; [`decode_stored`] takes the segment's version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredEvent {
     /// Global, gap-free, monotonically increasing sequence number.
     pub seq: u64,
@@ -326,6 +340,89 @@ pub struct StoredEvent {
     pub received_at: i64,
     /// The event itself.
     pub event: Event,
+    /// Who handed the event to Stele; `None` for events stored in format version 1,
+    /// which did not record it.
+    pub provenance: Option<Provenance>,
+}
+
+/// `ingested_by` of events posted over HTTP to a daemon serving without API keys
+/// (which it only does on a loopback address).
+pub const INGESTED_BY_LOOPBACK: &str = "loopback";
+/// `ingested_by` of events appended with `stele append`.
+pub const INGESTED_BY_CLI: &str = "cli";
+/// `ingested_by` of the events Stele writes itself (e.g. `audit_access`).
+pub const INGESTED_BY_STELE: &str = "stele";
+/// The `ingested_by` values that are not API key ids: no key may be configured with
+/// one of these ids (compared ASCII case-insensitively), so a value always names one
+/// kind of writer.
+pub const INGESTED_BY_RESERVED: &[&str] =
+    &[INGESTED_BY_LOOPBACK, INGESTED_BY_CLI, INGESTED_BY_STELE];
+/// Maximum length of `ingested_by`, in bytes (the longest API key id).
+pub const INGESTED_BY_BYTES_MAX: usize = crate::auth::KEY_ID_BYTES_MAX;
+/// Maximum length of `client_addr`, in bytes (an IPv6 address takes at most 39).
+pub const CLIENT_ADDR_BYTES_MAX: usize = 64;
+
+/// Who handed an event to Stele: stamped by the server (or `stele append`) on every
+/// event it stores, never taken from the posted JSON. Stored after the [`Event`] in
+/// format version 2.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, bincode::Encode, bincode::Decode)]
+pub struct Provenance {
+    /// The id of the API key that posted the event; [`INGESTED_BY_LOOPBACK`] when the
+    /// daemon serves without keys, [`INGESTED_BY_CLI`] for `stele append`,
+    /// [`INGESTED_BY_STELE`] for Stele's own events.
+    pub ingested_by: String,
+    /// The IP address of the connection that posted it, in Rust's canonical text form
+    /// (an IPv4-mapped IPv6 address as IPv4); `None` when no connection did (`cli`,
+    /// `stele`).
+    pub client_addr: Option<String>,
+}
+
+impl Provenance {
+    /// An event posted with the API key `key_id` from `addr`.
+    pub fn key(key_id: &str, addr: IpAddr) -> Provenance {
+        Provenance {
+            ingested_by: key_id.to_owned(),
+            client_addr: Some(addr.to_canonical().to_string()),
+        }
+    }
+
+    /// An event posted from `addr` to a daemon serving without API keys.
+    pub fn loopback(addr: IpAddr) -> Provenance {
+        Provenance::key(INGESTED_BY_LOOPBACK, addr)
+    }
+
+    /// An event appended with `stele append`.
+    pub fn cli() -> Provenance {
+        Provenance {
+            ingested_by: INGESTED_BY_CLI.to_owned(),
+            client_addr: None,
+        }
+    }
+
+    /// An event Stele writes itself.
+    pub fn stele() -> Provenance {
+        Provenance {
+            ingested_by: INGESTED_BY_STELE.to_owned(),
+            client_addr: None,
+        }
+    }
+
+    /// Whether both fields are within their limits (and `ingested_by` is not empty).
+    pub fn check(&self) -> Result<(), String> {
+        if self.ingested_by.is_empty() || self.ingested_by.len() > INGESTED_BY_BYTES_MAX {
+            return Err(format!(
+                "ingested_by must be 1 to {INGESTED_BY_BYTES_MAX} bytes, got {}",
+                self.ingested_by.len()
+            ));
+        }
+        match &self.client_addr {
+            Some(a) if a.len() > CLIENT_ADDR_BYTES_MAX => Err(format!(
+                "client_addr must be at most {CLIENT_ADDR_BYTES_MAX} bytes, got {}",
+                a.len()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A fresh event id: a UUID v7 (time-ordered) in hyphenated lower-case form.
@@ -366,9 +463,16 @@ pub fn encode_event(ev: &Event, out: &mut Vec<u8>) {
     encode_append(ev, out);
 }
 
+/// Appends the bincode encoding of `by` to `out`: what follows the event in a format
+/// version 2 record.
+pub fn encode_provenance(by: &Provenance, out: &mut Vec<u8>) {
+    encode_append(by, out);
+}
+
 /// Appends the bincode encoding of the two leading fields of a [`StoredEvent`] (`seq`,
-/// `received_at`) to `out`. Followed by [`encode_event`], the result is byte for byte the
-/// encoding of the whole `StoredEvent`.
+/// `received_at`) to `out`. Followed by [`encode_event`] and [`encode_provenance`], the
+/// result is byte for byte a format version 2 record payload (without the provenance, a
+/// version 1 payload).
 pub fn encode_stored_prefix(seq: u64, received_at: i64, out: &mut Vec<u8>) {
     encode_append(&(seq, received_at), out);
 }
@@ -387,11 +491,16 @@ pub fn encoded_len(ev: &Event) -> usize {
 /// it is about to allocate: string bytes (at most the encoded size), plus, while
 /// `changes` is being decoded, `size_of::<Change>()` for every entry not yet decoded.
 /// So the limit is the largest encoded event, plus room for the largest `changes`
-/// vector, plus slack for the `seq`/`received_at` prefix.
-const DECODE_LIMIT_BYTES: usize =
-    EVENT_BYTES_MAX + CHANGES_COUNT_MAX * std::mem::size_of::<Change>() + 64;
+/// vector, plus the largest provenance, plus slack for the `seq`/`received_at` prefix.
+const DECODE_LIMIT_BYTES: usize = EVENT_BYTES_MAX
+    + CHANGES_COUNT_MAX * std::mem::size_of::<Change>()
+    + INGESTED_BY_BYTES_MAX
+    + CLIENT_ADDR_BYTES_MAX
+    + 64;
 
-/// Decodes a [`StoredEvent`] from exactly `bytes`.
+/// Decodes a [`StoredEvent`] from exactly `bytes`, a record payload of a segment of
+/// format `version`: version 1 payloads are `(seq, received_at, event)` (the result has
+/// no provenance), version 2 payloads `(seq, received_at, event, provenance)`.
 ///
 /// Uses [`bincode_config`] with an allocation limit a little above [`EVENT_BYTES_MAX`]
 /// (enough for any valid event), so corrupt length prefixes cannot trigger huge
@@ -399,12 +508,43 @@ const DECODE_LIMIT_BYTES: usize =
 ///
 /// # Errors
 ///
-/// A message if the bytes are not a valid encoding (truncated, bad UTF-8, unknown enum
-/// discriminant, over the limit) or if bytes are left over after the event.
-pub fn decode_stored(bytes: &[u8]) -> Result<StoredEvent, String> {
+/// A message if the bytes are not a valid encoding of that version (truncated, bad
+/// UTF-8, unknown enum discriminant, over the limit), if bytes are left over after it,
+/// or if the version is not one this build reads.
+pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> {
     let config = bincode_config().with_limit::<{ DECODE_LIMIT_BYTES }>();
-    let (stored, used) = bincode::decode_from_slice::<StoredEvent, _>(bytes, config)
-        .map_err(|err| format!("cannot decode stored event: {err}"))?;
+    let failed = |err: bincode::error::DecodeError| format!("cannot decode stored event: {err}");
+    let (stored, used) = match version {
+        1 => {
+            let ((seq, received_at, event), used) =
+                bincode::decode_from_slice::<(u64, i64, Event), _>(bytes, config)
+                    .map_err(failed)?;
+            let stored = StoredEvent {
+                seq,
+                received_at,
+                event,
+                provenance: None,
+            };
+            (stored, used)
+        }
+        2 => {
+            let ((seq, received_at, event, by), used) =
+                bincode::decode_from_slice::<(u64, i64, Event, Provenance), _>(bytes, config)
+                    .map_err(failed)?;
+            let stored = StoredEvent {
+                seq,
+                received_at,
+                event,
+                provenance: Some(by),
+            };
+            (stored, used)
+        }
+        other => {
+            return Err(format!(
+                "cannot decode stored event: format version {other} is not one this build reads"
+            ))
+        }
+    };
     if used != bytes.len() {
         return Err(format!(
             "cannot decode stored event: {} trailing bytes after {used} bytes of event",
@@ -795,13 +935,24 @@ impl Serialize for Event {
 }
 
 /// The JSON view of a stored event: `id`, `seq`, `received_at` (RFC 3339 UTC with
-/// microseconds), then the fields of the [`Event`] view.
+/// microseconds), `ingested_by` and `client_addr` (each omitted when absent: both for
+/// events stored in format version 1, `client_addr` for `cli` and `stele` events), then
+/// the fields of the [`Event`] view.
 impl Serialize for StoredEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(3 + self.event.view_len()))?;
+        let by = self.provenance.as_ref();
+        let addr = by.and_then(|b| b.client_addr.as_deref());
+        let len = 3 + usize::from(by.is_some()) + usize::from(addr.is_some());
+        let mut map = serializer.serialize_map(Some(len + self.event.view_len()))?;
         map.serialize_entry("id", &self.event.id)?;
         map.serialize_entry("seq", &self.seq)?;
         map.serialize_entry("received_at", &format_micros(self.received_at))?;
+        if let Some(by) = by {
+            map.serialize_entry("ingested_by", &by.ingested_by)?;
+        }
+        if let Some(addr) = addr {
+            map.serialize_entry("client_addr", addr)?;
+        }
         self.event.serialize_body(&mut map)?;
         map.end()
     }
@@ -833,6 +984,8 @@ pub enum FieldErrorKind {
     UnknownField,
     /// The posted event is not a JSON object.
     NotAnObject,
+    /// The value is reserved for the events Stele writes itself (see [`is_reserved_kind`]).
+    Reserved,
 }
 
 impl FieldErrorKind {
@@ -848,6 +1001,7 @@ impl FieldErrorKind {
             FieldErrorKind::TooDeep => "too_deep",
             FieldErrorKind::UnknownField => "unknown_field",
             FieldErrorKind::NotAnObject => "not_an_object",
+            FieldErrorKind::Reserved => "reserved",
         }
     }
 }
@@ -1007,6 +1161,22 @@ impl Checker {
             }
         }
         Some(s.clone())
+    }
+
+    /// Refuses a category or action reserved for Stele's own events.
+    fn reserved(&mut self, field: &str, value: Option<&str>) {
+        if let Some(v) = value.filter(|v| is_reserved_kind(v)) {
+            self.push(
+                field,
+                FieldErrorKind::Reserved,
+                format!(
+                    "{field} \"{}\" is reserved for the events Stele writes itself \
+                     (\"{AUDIT_ACCESS_CATEGORY}\" and anything starting with \
+                     \"{RESERVED_KIND_PREFIX}\", in any letter case); use another {field}",
+                    preview(v)
+                ),
+            );
+        }
     }
 
     /// An optional string field of the top-level object.
@@ -1275,7 +1445,28 @@ impl Checker {
     }
 }
 
-/// Validates a posted event and converts it to an [`Event`].
+/// The category of the events Stele writes about reads of the log (`crate::access`).
+pub const AUDIT_ACCESS_CATEGORY: &str = "audit_access";
+/// Categories and actions starting with this prefix are reserved for the findings Stele
+/// writes itself (detections, alerts), now and in later versions.
+pub const RESERVED_KIND_PREFIX: &str = "stele.";
+
+/// Whether a category or action is reserved for the events Stele writes itself:
+/// `audit_access`, or anything starting with `stele.` (both compared ASCII
+/// case-insensitively, so a look-alike cannot pass for Stele's own either). Clients
+/// cannot post these ([`parse_event`] refuses them); Stele writes them through
+/// [`parse_stele_event`].
+///
+/// The actions of `audit_access` events are route names (`list`, `get`, `search`, …):
+/// ordinary words clients use for their own events, so they are not reserved; the
+/// category is what marks Stele's records.
+pub fn is_reserved_kind(s: &str) -> bool {
+    s.eq_ignore_ascii_case(AUDIT_ACCESS_CATEGORY)
+        || s.get(..RESERVED_KIND_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_KIND_PREFIX))
+}
+
+/// Validates an event a client posted and converts it to an [`Event`].
 ///
 /// Collects every problem, one [`FieldError`] per bad field, instead of stopping at the
 /// first. `new_id` is called (once) only if the event is valid and has no `id`. JSON
@@ -1294,10 +1485,30 @@ impl Checker {
 /// # Errors
 ///
 /// Every problem found, in field order (unknown keys and the actor/user_id/source rule
-/// last). The whole-event size check runs only once every field is valid.
+/// last). The whole-event size check runs only once every field is valid. A `category`
+/// or `action` reserved for Stele's own events ([`is_reserved_kind`]) is an error of kind
+/// [`FieldErrorKind::Reserved`].
 pub fn parse_event(
     v: &serde_json::Value,
     new_id: impl FnOnce() -> String,
+) -> Result<Event, Vec<FieldError>> {
+    parse(v, new_id, true)
+}
+
+/// Validates an event Stele writes itself (e.g. an `audit_access` record): the same
+/// rules as [`parse_event`], except that reserved categories and actions are allowed.
+/// Never call it on what a client sent.
+pub fn parse_stele_event(
+    v: &serde_json::Value,
+    new_id: impl FnOnce() -> String,
+) -> Result<Event, Vec<FieldError>> {
+    parse(v, new_id, false)
+}
+
+fn parse(
+    v: &serde_json::Value,
+    new_id: impl FnOnce() -> String,
+    client: bool,
 ) -> Result<Event, Vec<FieldError>> {
     let Value::Object(obj) = v else {
         return Err(vec![FieldError::new(
@@ -1362,12 +1573,18 @@ pub fn parse_event(
             None
         }
     };
+    if client {
+        c.reserved("action", action.as_deref());
+    }
     let short = |c: &mut Checker, field: &str| {
         c.opt_string(obj, field, SHORT_FIELD_BYTES_MAX, Chars::Ident)
     };
     let actor = short(&mut c, "actor");
     let tenant = short(&mut c, "tenant");
     let category = short(&mut c, "category");
+    if client {
+        c.reserved("category", category.as_deref());
+    }
     let source = present(obj, "source")
         .and_then(|v| c.enumeration("source", v, Source::NAMES, Source::parse));
     let status = present(obj, "status")
@@ -1411,7 +1628,7 @@ pub fn parse_event(
         }
         let shown = preview(key);
         let message = match key.as_str() {
-            "seq" | "received_at" => {
+            k if STORED_FIELD_NAMES.contains(&k) || PROVENANCE_FIELD_NAMES.contains(&k) => {
                 format!("{key} is assigned by the server and cannot be posted")
             }
             _ => format!(
@@ -1596,10 +1813,11 @@ mod tests {
         let mut bytes = Vec::new();
         encode_stored_prefix(7, received_at, &mut bytes);
         encode_event(&ev, &mut bytes);
-        let stored = decode_stored(&bytes).unwrap();
+        let stored = decode_stored(&bytes, 1).unwrap();
         assert_eq!(stored.seq, 7);
         assert_eq!(stored.received_at, received_at);
         assert_eq!(stored.event, ev);
+        assert_eq!(stored.provenance, None);
 
         let text = serde_json::to_string(&stored).unwrap();
         assert!(
@@ -1639,37 +1857,102 @@ mod tests {
     #[test]
     fn view_omits_absent_fields() {
         let ev = ok(minimal());
-        let stored = StoredEvent {
+        let mut stored = StoredEvent {
             seq: 1,
             received_at: 0,
             event: ev,
+            provenance: None,
         };
         assert_eq!(
             serde_json::to_string(&stored).unwrap(),
             r#"{"id":"e-1","seq":1,"received_at":"1970-01-01T00:00:00.000000Z","action":"login","actor":"alice"}"#
         );
+        stored.provenance = Some(Provenance::cli());
+        assert_eq!(
+            serde_json::to_string(&stored).unwrap(),
+            r#"{"id":"e-1","seq":1,"received_at":"1970-01-01T00:00:00.000000Z","ingested_by":"cli","action":"login","actor":"alice"}"#
+        );
+        stored.provenance = Some(Provenance::key(
+            "ingest-1",
+            "::ffff:203.0.113.7".parse().unwrap(),
+        ));
+        let view = serde_json::to_value(&stored).unwrap();
+        assert_eq!(view["ingested_by"], "ingest-1");
+        assert_eq!(
+            view["client_addr"], "203.0.113.7",
+            "IPv4-mapped shown as IPv4"
+        );
     }
 
     #[test]
-    fn stored_prefix_plus_event_equals_whole_encoding() {
+    fn stored_prefix_plus_event_plus_provenance_equals_the_tuple_encoding() {
+        let by = [
+            Provenance::cli(),
+            Provenance::stele(),
+            Provenance::loopback("::1".parse().unwrap()),
+            Provenance::key("k.1_-", "2001:db8::7".parse().unwrap()),
+        ];
         for ev in [ok(full()), ok(minimal()), Event::default()] {
-            for (seq, received_at) in [(0, 0), (1, -1), (u64::MAX, i64::MIN), (300, i64::MAX)] {
-                let stored = StoredEvent {
-                    seq,
-                    received_at,
-                    event: ev.clone(),
-                };
-                let whole = bincode::encode_to_vec(&stored, bincode_config()).unwrap();
+            for (i, (seq, received_at)) in [(0, 0), (1, -1), (u64::MAX, i64::MIN), (300, i64::MAX)]
+                .into_iter()
+                .enumerate()
+            {
+                let by = &by[i];
+                // Version 1: (seq, received_at, event).
+                let v1 = bincode::encode_to_vec((seq, received_at, &ev), bincode_config()).unwrap();
                 let mut parts = Vec::new();
                 encode_stored_prefix(seq, received_at, &mut parts);
                 let prefix_len = parts.len();
                 encode_event(&ev, &mut parts);
-                assert_eq!(parts, whole);
+                assert_eq!(parts, v1);
                 assert_eq!(parts.len() - prefix_len, encoded_len(&ev));
-                assert_eq!(decode_stored(&whole).unwrap(), stored);
-                assert_eq!(decode_stored_seq(&whole), Ok(seq));
+                let stored = StoredEvent {
+                    seq,
+                    received_at,
+                    event: ev.clone(),
+                    provenance: None,
+                };
+                assert_eq!(decode_stored(&v1, 1).unwrap(), stored);
+                assert_eq!(decode_stored_seq(&v1), Ok(seq));
+                // Version 2: (seq, received_at, event, provenance).
+                let v2 =
+                    bincode::encode_to_vec((seq, received_at, &ev, by), bincode_config()).unwrap();
+                encode_provenance(by, &mut parts);
+                assert_eq!(parts, v2);
+                let stored = StoredEvent {
+                    provenance: Some(by.clone()),
+                    ..stored
+                };
+                assert_eq!(decode_stored(&v2, 2).unwrap(), stored);
+                assert_eq!(decode_stored_seq(&v2), Ok(seq));
+                // Each version consumes its payload exactly: the other one's bytes
+                // never decode as it (a v1 payload is a v2 payload cut short, a v2
+                // payload a v1 one with trailing bytes).
+                assert!(decode_stored(&v1, 2).is_err());
+                assert!(decode_stored(&v2, 1).unwrap_err().contains("trailing"));
+                assert!(decode_stored(&v2, 3).unwrap_err().contains("version 3"));
             }
         }
+    }
+
+    #[test]
+    fn provenance_bytes_are_two_strings_after_the_event() {
+        // ingested_by: varint length ++ UTF-8; client_addr: Option tag ++ string.
+        let mut out = Vec::new();
+        encode_provenance(&Provenance::cli(), &mut out);
+        assert_eq!(out, b"\x03cli\x00");
+        out.clear();
+        encode_provenance(
+            &Provenance::key("k", "127.0.0.1".parse().unwrap()),
+            &mut out,
+        );
+        assert_eq!(out, b"\x01k\x01\x09127.0.0.1");
+        assert!(Provenance::cli().check().is_ok());
+        let long = Provenance {
+            ingested_by: "k".repeat(INGESTED_BY_BYTES_MAX + 1),
+            client_addr: None,
+        };
+        assert!(long.check().is_err());
     }
 
     /// A valid event whose in-memory claims while decoding exceed its encoded size:
@@ -1700,7 +1983,14 @@ mod tests {
         let mut bytes = Vec::new();
         encode_stored_prefix(u64::MAX, i64::MIN, &mut bytes);
         encode_event(&ev, &mut bytes);
-        match decode_stored(&bytes) {
+        encode_provenance(
+            &Provenance::key(
+                &"k".repeat(INGESTED_BY_BYTES_MAX),
+                "1111:2222:3333:4444:5555:6666:7777:8888".parse().unwrap(),
+            ),
+            &mut bytes,
+        );
+        match decode_stored(&bytes, 2) {
             Ok(stored) => assert!(stored.event == ev, "decoded event differs"),
             Err(err) => panic!("{err}"),
         }
@@ -1711,21 +2001,30 @@ mod tests {
         let mut bytes = Vec::new();
         encode_stored_prefix(1, 2, &mut bytes);
         encode_event(&ok(full()), &mut bytes);
+        let mut v2 = bytes.clone();
+        encode_provenance(&Provenance::cli(), &mut v2);
+        let mut longer = v2.clone();
+        longer.push(0);
+        assert!(decode_stored(&longer, 2).unwrap_err().contains("trailing"));
+        for cut in 0..v2.len() {
+            assert!(decode_stored(&v2[..cut], 2).is_err());
+        }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode_stored(&longer).unwrap_err().contains("trailing"));
+        assert!(decode_stored(&longer, 1).unwrap_err().contains("trailing"));
         assert_eq!(decode_stored_seq(&longer), Ok(1));
         assert!(decode_stored_seq(&[]).is_err());
         assert!(decode_stored_seq(&[253, 1]).is_err());
         for cut in 0..bytes.len() {
-            assert!(decode_stored(&bytes[..cut]).is_err());
+            assert!(decode_stored(&bytes[..cut], 1).is_err());
         }
         // A huge length prefix must fail on the limit, not allocate.
         let mut huge = Vec::new();
         encode_stored_prefix(1, 2, &mut huge);
         huge.push(253); // varint marker: a u64 follows
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode_stored(&huge).is_err());
+        assert!(decode_stored(&huge, 1).is_err());
+        assert!(decode_stored(&huge, 2).is_err());
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
         for len in 0..200 {
             let junk: Vec<u8> = (0..len)
@@ -1736,7 +2035,50 @@ mod tests {
                     x.to_le_bytes()[0]
                 })
                 .collect();
-            let _ = decode_stored(&junk);
+            let _ = decode_stored(&junk, 1);
+            let _ = decode_stored(&junk, 2);
+        }
+    }
+
+    #[test]
+    fn reserved_kinds_are_refused_from_clients_and_allowed_for_stele() {
+        for (field, value) in [
+            ("category", "audit_access"),
+            ("category", "Audit_Access"),
+            ("category", "stele.finding"),
+            ("action", "stele.alert"),
+            ("action", "STELE.x"),
+            ("action", "audit_access"),
+        ] {
+            let v = with(field, json!(value));
+            let e = one_err(v.clone(), field, FieldErrorKind::Reserved);
+            assert!(e.message.contains("reserved"), "{e}");
+            assert_eq!(e.kind.as_str(), "reserved");
+            let ev = parse_stele_event(&v, no_id).unwrap();
+            assert!(ev.action == value || ev.category.as_deref() == Some(value));
+        }
+        // Generic words (the actions of audit_access records) and look-alikes
+        // that are not the reserved names stay the clients'.
+        for (field, value) in [
+            ("action", "search"),
+            ("action", "get"),
+            ("category", "audit"),
+            ("category", "audit_access_log"),
+            ("category", "stele"),
+            ("category", "my.stele.x"),
+            ("category", "ştele.x"),
+        ] {
+            ok(with(field, json!(value)));
+        }
+        assert!(is_reserved_kind("stele."));
+        assert!(!is_reserved_kind("stel"));
+    }
+
+    #[test]
+    fn server_fields_are_refused_with_their_own_message() {
+        for key in ["seq", "received_at", "ingested_by", "client_addr"] {
+            let e = one_err(with(key, json!("x")), key, FieldErrorKind::UnknownField);
+            assert!(e.message.contains("assigned by the server"), "{e}");
         }
     }
 

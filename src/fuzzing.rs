@@ -17,7 +17,10 @@
 //! | `text_query`     | the full-text query parser, run against an index      |
 //! | `cursor`         | the cursor decoder (and its authentication)           |
 
-use crate::event::{decode_stored, encode_event, encode_stored_prefix, parse_event, StoredEvent};
+use crate::event::{
+    decode_stored, encode_event, encode_provenance, encode_stored_prefix, parse_event, Provenance,
+    StoredEvent,
+};
 use crate::index::text::{Filter, Order, TextError, TextIndex};
 use crate::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
 use crate::log::segment::{scan, Depth};
@@ -64,7 +67,11 @@ pub fn record_decoder(data: &[u8]) {
                 Ok(Frame::Record { payload: p, .. }) => assert_eq!(p, payload),
                 other => panic!("fresh record did not decode: {other:?}"),
             }
-            let _ = decode_stored(payload);
+            for version in crate::log::format::FORMAT_VERSION_OLDEST_SUPPORTED
+                ..=crate::log::format::FORMAT_VERSION
+            {
+                let _ = decode_stored(payload, version);
+            }
         }
         Ok(Frame::Footer(f)) => assert_eq!(&f.encode()[..], &data[..80]),
         Err(_) => {}
@@ -223,13 +230,16 @@ pub fn event_json(data: &[u8]) {
     let mut bytes = Vec::new();
     encode_stored_prefix(7, 1_700_000_000_000_000, &mut bytes);
     encode_event(&ev, &mut bytes);
-    let stored = decode_stored(&bytes).expect("an encoded event decodes");
+    let by = Provenance::key("fuzz-key", std::net::Ipv6Addr::LOCALHOST.into());
+    encode_provenance(&by, &mut bytes);
+    let stored = decode_stored(&bytes, 2).expect("an encoded event decodes");
     assert_eq!(
         stored,
         StoredEvent {
             seq: 7,
             received_at: 1_700_000_000_000_000,
-            event: ev
+            event: ev,
+            provenance: Some(by),
         }
     );
 }
@@ -308,6 +318,7 @@ fn text_index() -> &'static (TextIndex, Vec<u64>) {
                 seq,
                 received_at: 1_700_000_000_000_000 + seq as i64,
                 event: gen.next_event(),
+                provenance: Some(Provenance::cli()),
             };
             writer.add(&ev).expect("an event is indexed");
         }

@@ -581,7 +581,7 @@ fn append_worker(
         if events.is_empty() {
             return Ok(());
         }
-        let ack = log.append(&events)?;
+        let ack = log.append(&events, &event::Provenance::cli())?;
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let ack_line = serde_json::json!({
             "first_seq": ack.first_seq,
@@ -769,19 +769,28 @@ fn check_inner(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
             "full-text index: holds seq {s}, not in the log ({first}..={last})"
         ));
     }
-    // Every id at the first seq that carries it.
+    // Every (id, tenant) at the first seq that carries it (ids are per tenant).
     let mut want = std::collections::HashMap::new();
     for ev in log.iter() {
         let ev = ev?;
-        want.entry(ev.event.id).or_insert(ev.seq);
+        want.entry((ev.event.id, ev.event.tenant)).or_insert(ev.seq);
     }
-    let got = idx.kv.all_id_seqs()?;
+    let got: Vec<_> = idx
+        .kv
+        .all_id_seqs()?
+        .into_iter()
+        .map(|(tenant, id, seq)| ((id, tenant), seq))
+        .collect();
     let mut seen = std::collections::HashSet::new();
-    for (id, seq) in &got {
-        if !seen.insert(id.clone()) {
+    for (key, seq) in &got {
+        let id = match &key.1 {
+            Some(t) => format!("{} (tenant {t})", key.0),
+            None => key.0.clone(),
+        };
+        if !seen.insert(key.clone()) {
             problems.push(format!("key index: id {id} is mapped twice"));
         }
-        match want.get(id) {
+        match want.get(key) {
             Some(s) if s == seq => {}
             Some(s) => problems.push(format!(
                 "key index: id {id} maps to seq {seq}, the log has it at {s}"
@@ -789,9 +798,9 @@ fn check_inner(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
             None => problems.push(format!("key index: id {id} (seq {seq}) is not in the log")),
         }
     }
-    for (id, seq) in &want {
-        if !seen.contains(id) {
-            problems.push(format!("key index: id {id} (seq {seq}) is missing"));
+    for (key, seq) in &want {
+        if !seen.contains(key) {
+            problems.push(format!("key index: id {} (seq {seq}) is missing", key.0));
         }
     }
     problems.sort();

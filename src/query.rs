@@ -157,6 +157,7 @@ pub const PARAMS: &[&str] = &[
     "correlation_id",
     "ip",
     "actor",
+    "ingested_by",
     "since",
     "until",
     "hours",
@@ -211,6 +212,7 @@ impl Query {
                 "session_id" => f.session_id = text(event::SHORT_FIELD_BYTES_MAX)?,
                 "correlation_id" => f.correlation_id = text(event::SHORT_FIELD_BYTES_MAX)?,
                 "actor" => f.actor = text(event::SHORT_FIELD_BYTES_MAX)?,
+                "ingested_by" => f.ingested_by = text(event::INGESTED_BY_BYTES_MAX)?,
                 "ip" => {
                     let ip: std::net::IpAddr = v
                         .parse()
@@ -556,12 +558,42 @@ impl Engine {
         Ok(self.indexes.text.count(filter)?)
     }
 
-    /// The event with this id.
-    pub fn get_by_id(&self, id: &str) -> Result<Option<StoredEvent>, QueryError> {
-        match self.indexes.kv.seq_of_id(id)? {
-            Some(seq) => Ok(self.log.get(seq)?.filter(|e| e.event.id == id)),
+    /// The event with this id in `tenant` (`None`: among the events without a
+    /// tenant). Ids are unique per tenant, not across tenants.
+    pub fn get_by_id(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<StoredEvent>, QueryError> {
+        match self.indexes.kv.seq_of_id(id, tenant)? {
+            Some(seq) => self.get_checked(seq, id, tenant),
             None => Ok(None),
         }
+    }
+
+    /// The event at `seq`, if it is the one with `id` in `tenant` (an index
+    /// entry never answers for another event).
+    pub fn get_checked(
+        &self,
+        seq: u64,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<StoredEvent>, QueryError> {
+        Ok(self
+            .log
+            .get(seq)?
+            .filter(|e| e.event.id == id && e.event.tenant.as_deref() == tenant))
+    }
+
+    /// The tenants that hold an event with this id (`None`: the events
+    /// without a tenant) and its seq in each, at most `max` of them, from
+    /// the key index (one range scan).
+    pub fn tenants_of_id(
+        &self,
+        id: &str,
+        max: usize,
+    ) -> Result<Vec<(Option<String>, u64)>, QueryError> {
+        Ok(self.indexes.kv.tenants_of_id(id, max)?)
     }
 
     fn keyed(

@@ -259,7 +259,7 @@ pub fn tenants_in(path: &Path) -> Result<BTreeSet<String>, String> {
     while off < bytes.len() {
         match crate::log::format::decode_frame(&bytes[off..]) {
             Ok(crate::log::format::Frame::Record { payload, len, .. }) => {
-                let ev: StoredEvent = crate::event::decode_stored(payload)
+                let ev: StoredEvent = crate::event::decode_stored(payload, header.version)
                     .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;
                 out.insert(ev.event.tenant.clone().unwrap_or_default());
                 off += len;
@@ -267,7 +267,6 @@ pub fn tenants_in(path: &Path) -> Result<BTreeSet<String>, String> {
             _ => break, // footer or end
         }
     }
-    let _ = header;
     Ok(out)
 }
 

@@ -26,7 +26,7 @@
 use crate::access::{Access, Auditor, Phase};
 use crate::auth::{AuthConfig, AuthError, Key, Keyring, Role, Scope};
 use crate::clock::{Clock, SystemClock};
-use crate::event::{self, Event, FieldError};
+use crate::event::{self, Event, FieldError, Provenance, StoredEvent};
 use crate::index::{IndexConfig, Indexes};
 use crate::log::{Log, LogConfig};
 use crate::metrics::{family, Histogram};
@@ -36,7 +36,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,8 +197,9 @@ struct App {
     /// Client ids appended (or being appended) and not yet visible in the key
     /// index, with a digest of their content: what makes retries idempotent
     /// before the indexer catches up, and two concurrent posts of one id
-    /// safe.
-    recent: std::sync::Mutex<HashMap<String, Recent>>,
+    /// safe. Keyed by id then tenant (ids are per tenant), so the entries of
+    /// one id are a range.
+    recent: std::sync::Mutex<BTreeMap<RecentKey, Recent>>,
     /// `recent`'s size that triggers the next prune.
     recent_prune_at: AtomicU64,
     /// Requests and their total duration (µs), by route and status.
@@ -260,6 +261,8 @@ struct App {
 struct Caller {
     key: Option<Arc<Key>>,
     access: Option<Arc<Access>>,
+    /// The peer address of the connection (stamped on ingested events).
+    addr: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -390,6 +393,17 @@ struct Recent {
     digest: [u8; 32],
 }
 
+/// An event id and its tenant (`None`: no tenant): ids are unique per tenant.
+type RecentKey = (String, Option<String>);
+
+/// The `recent` key of an event.
+fn recent_key(ev: &Event) -> RecentKey {
+    (ev.id.clone(), ev.tenant.clone())
+}
+
+/// At most this many tenants are named in an `ambiguous-id` problem.
+const AMBIGUOUS_TENANTS_MAX: usize = 100;
+
 /// Entries kept in `recent` before pruning those the key index has.
 const RECENT_PRUNE_AT: usize = 100_000;
 
@@ -402,8 +416,9 @@ fn digest(ev: &Event) -> [u8; 32] {
 
 /// What to do with an ingest request whose events carry client ids.
 enum Idempotency {
-    /// None of the ids is known: append (the ids are now reserved).
-    New(Vec<(String, [u8; 32])>),
+    /// None of the ids is known in its tenant: append (the ids are now
+    /// reserved).
+    New(Vec<(RecentKey, [u8; 32])>),
     /// Every event was stored before with the same content: their seqs.
     Replay(Vec<u64>),
     /// Conflict: a sentence saying which id and why.
@@ -429,8 +444,10 @@ impl App {
             .clone()
     }
 
-    /// Looks every client id up (recent reservations, then the key index
-    /// and the log) and reserves the new ones, all under one lock.
+    /// Looks every client id up in its event's tenant (recent reservations,
+    /// then the key index and the log) and reserves the new ones, all under
+    /// one lock. Another tenant's ids are never looked at: a tenant can
+    /// neither learn that one exists nor reserve it.
     fn reserve(&self, events: &[Event], client_id: &[bool]) -> Result<Idempotency, QueryError> {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         // Prune when the map doubled since the last prune (at least
@@ -451,21 +468,22 @@ impl App {
                 continue;
             }
             let d = digest(ev);
-            if !in_request.insert(ev.id.as_str()) {
+            if !in_request.insert((ev.id.as_str(), ev.tenant.as_deref())) {
                 return Ok(Idempotency::Conflict(format!(
                     "id {:?} appears twice in this request",
                     ev.id
                 )));
             }
-            let stored = match recent.get(&ev.id) {
+            let key = recent_key(ev);
+            let stored = match recent.get(&key) {
                 Some(r) => Some((r.seq, r.digest)),
-                None => match self.engine.get_by_id(&ev.id)? {
+                None => match self.engine.get_by_id(&ev.id, ev.tenant.as_deref())? {
                     Some(old) => Some((Some(old.seq), digest(&old.event))),
                     None => None,
                 },
             };
             match stored {
-                None => fresh.push((ev.id.clone(), d)),
+                None => fresh.push((key, d)),
                 Some((_, od)) if od != d => {
                     return Ok(Idempotency::Conflict(format!(
                         "id {:?} is already stored with different content",
@@ -502,8 +520,71 @@ impl App {
         Ok(Idempotency::New(fresh))
     }
 
+    /// The events with `id` in the tenants `among` (`None`: every tenant,
+    /// and the events without one), at most [`AMBIGUOUS_TENANTS_MAX`] + 1,
+    /// in tenant order (no tenant first). Reads your writes: an event
+    /// acknowledged moments ago is found through `recent` before the key
+    /// index has it. O(log n) per tenant asked, or one range scan of the id.
+    fn find_by_id(
+        &self,
+        id: &str,
+        among: Option<&[Option<String>]>,
+    ) -> Result<Vec<StoredEvent>, QueryError> {
+        let max = AMBIGUOUS_TENANTS_MAX + 1;
+        let mut seqs: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            match among {
+                Some(tenants) => {
+                    for t in tenants {
+                        let r = recent.get(&(id.to_owned(), t.clone()));
+                        if let Some(seq) = r.and_then(|r| r.seq) {
+                            seqs.insert(t.clone(), seq);
+                        }
+                    }
+                }
+                None => {
+                    let from: RecentKey = (id.to_owned(), None);
+                    for ((_, t), r) in recent
+                        .range(from..)
+                        .take_while(|((i, _), _)| i == id)
+                        .take(max)
+                    {
+                        if let Some(seq) = r.seq {
+                            seqs.insert(t.clone(), seq);
+                        }
+                    }
+                }
+            }
+        }
+        match among {
+            Some(tenants) => {
+                for t in tenants {
+                    if seqs.contains_key(t) {
+                        continue;
+                    }
+                    if let Some(seq) = self.engine.indexes().kv.seq_of_id(id, t.as_deref())? {
+                        seqs.insert(t.clone(), seq);
+                    }
+                }
+            }
+            None => {
+                for (t, seq) in self.engine.tenants_of_id(id, max)? {
+                    seqs.entry(t).or_insert(seq);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (t, seq) in seqs.into_iter().take(max) {
+            if let Some(ev) = self.engine.get_checked(seq, id, t.as_deref())? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
     /// Records the seqs of reserved ids, or releases them after a failure.
-    fn settle(&self, reserved: &[(String, [u8; 32])], events: &[Event], first_seq: Option<u64>) {
+    fn settle(&self, reserved: &[(RecentKey, [u8; 32])], events: &[Event], first_seq: Option<u64>) {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match first_seq {
             Some(first) => {
@@ -512,7 +593,7 @@ impl App {
                 // get by id right after the 201 finds it.
                 for (i, ev) in events.iter().enumerate() {
                     recent
-                        .entry(ev.id.clone())
+                        .entry(recent_key(ev))
                         .or_insert(Recent {
                             seq: None,
                             digest: [0; 32],
@@ -719,7 +800,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let app = Arc::new(App {
         engine,
         clock,
-        recent: std::sync::Mutex::new(HashMap::new()),
+        recent: std::sync::Mutex::new(BTreeMap::new()),
         recent_prune_at: AtomicU64::new(0),
         requests: std::sync::Mutex::new(HashMap::new()),
         latency: ROUTES.iter().map(|r| (*r, Histogram::default())).collect(),
@@ -981,11 +1062,14 @@ fn watch_signals(
 async fn route(app: Arc<App>, req: Request<Incoming>, ip: std::net::IpAddr) -> Resp {
     let started = std::time::Instant::now();
     let name = route_name(req.method(), req.uri().path());
-    let resp = match check_head(&app.limits(), &req) {
+    // Before anything can record the request (an audit event, a refusal).
+    let refused = check_head(&app.limits(), &req).or_else(|| check_credentials(&req));
+    let resp = match refused {
         Some(r) => r,
         None => match authorize(&app, &req, name, ip) {
             Err(r) => *r,
-            Ok(caller) => {
+            Ok(mut caller) => {
+                caller.addr = Some(ip);
                 let timeout = Duration::from_secs(app.limits().request_timeout_secs);
                 let access = caller.access.clone();
                 let resp =
@@ -1124,6 +1208,7 @@ fn authorize(
     Ok(Caller {
         key: Some(key),
         access,
+        addr: Some(ip),
     })
 }
 
@@ -1191,6 +1276,65 @@ fn check_head(limits: &Limits, req: &Request<Incoming>) -> Option<Resp> {
                 limits.header_bytes_max
             ),
             json!({ "limit": limits.header_bytes_max }),
+        ));
+    }
+    None
+}
+
+/// Query parameter names that carry credentials, refused wherever they
+/// appear (compared ASCII case-insensitively, with `-` read as `_`). None is
+/// a Stele parameter.
+const CREDENTIAL_PARAMS: [&str; 11] = [
+    "access_token",
+    "auth_token",
+    "token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "authorization",
+];
+
+/// 400 for a credential in the query string (it would be stored in the
+/// audit trail with the parameters, and logged by proxies) and for a request
+/// with more than one `Authorization` header (which one counts would be a
+/// guess). Checked before anything records the request; the problem never
+/// repeats the value.
+fn check_credentials(req: &Request<Incoming>) -> Option<Resp> {
+    for (name, _) in query_pairs(req) {
+        let canonical = name.trim().to_ascii_lowercase().replace('-', "_");
+        if let Some(p) = CREDENTIAL_PARAMS.iter().find(|p| **p == canonical) {
+            return Some(problem(
+                StatusCode::BAD_REQUEST,
+                "credentials-in-url",
+                "Credentials in the URL",
+                format!(
+                    "the query string carries a credential (parameter {p:?}); nothing was \
+                     recorded: send the API key in the Authorization header (Bearer) instead, \
+                     and treat this one as exposed"
+                ),
+                json!({ "field": p }),
+            ));
+        }
+    }
+    let authorizations = req
+        .headers()
+        .get_all(hyper::header::AUTHORIZATION)
+        .iter()
+        .count();
+    if authorizations > 1 {
+        return Some(problem(
+            StatusCode::BAD_REQUEST,
+            "duplicate-authorization",
+            "More than one Authorization header",
+            format!(
+                "the request has {authorizations} Authorization headers; send exactly one \
+                 (Bearer <key>)"
+            ),
+            json!({ "field": "authorization" }),
         ));
     }
     None
@@ -1762,51 +1906,7 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp
             .await
         }
         (&Method::GET, ["v1", "events", id]) => {
-            if let Some((k, _)) = query_pairs(&req).first() {
-                return query_problem(QueryError::BadParam {
-                    param: k.clone(),
-                    message: "this route takes no parameters".into(),
-                });
-            }
-            let id = percent_decode(id, false);
-            let app2 = app.clone();
-            let id2 = id.clone();
-            let found = tokio::task::spawn_blocking(move || {
-                // Read your writes: an event acknowledged moments ago may not
-                // be in the key index yet, but it is in `recent`.
-                let recent = app2
-                    .recent
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&id2)
-                    .and_then(|r| r.seq);
-                if let Some(seq) = recent {
-                    if let Some(ev) = app2.engine.log().get(seq)? {
-                        return Ok(Some(ev));
-                    }
-                }
-                app2.engine.get_by_id(&id2)
-            })
-            .await;
-            // Another tenant's event is as absent as one never stored.
-            let scope = caller.scope();
-            match found {
-                Ok(Ok(Some(ev))) if scope.allows(ev.event.tenant.as_deref()) => {
-                    counted(json_response(StatusCode::OK, &json!(ev)), 1)
-                }
-                Ok(Ok(_)) => counted(
-                    problem(
-                        StatusCode::NOT_FOUND,
-                        "not-found",
-                        "No such event",
-                        format!("no stored event has the id {id:?}"),
-                        json!({}),
-                    ),
-                    0,
-                ),
-                Ok(Err(e)) => query_problem(e),
-                Err(e) => internal(e.to_string()),
-            }
+            get_event(app, &req, percent_decode(id, false), &caller).await
         }
         (_, ["healthz" | "readyz" | "metrics"])
         | (
@@ -1841,6 +1941,97 @@ async fn dispatch(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp
             format!("{path} is not a Stele route"),
             json!({}),
         ),
+    }
+}
+
+/// `GET /v1/events/{id}[?tenant=T]`. Ids are unique per tenant (events
+/// without a tenant are a namespace of their own), so an id may name several
+/// events. `tenant` picks one (empty: the one without a tenant); without it,
+/// the key's tenants are searched (every tenant for an all-tenant key): one
+/// match is the answer, several are a 409 `ambiguous-id` naming the tenants.
+/// Another tenant's event is as absent as one never stored (404): a scoped
+/// key learns nothing about ids outside its tenants.
+async fn get_event(app: Arc<App>, req: &Request<Incoming>, id: String, caller: &Caller) -> Resp {
+    let mut tenant: Option<Option<String>> = None;
+    for (k, v) in query_pairs(req) {
+        if k != "tenant" {
+            return query_problem(QueryError::BadParam {
+                param: k,
+                message: "this route takes only `tenant`".into(),
+            });
+        }
+        if tenant.is_some() {
+            return query_problem(QueryError::BadParam {
+                param: k,
+                message: "may be given once".into(),
+            });
+        }
+        tenant = Some((!v.is_empty()).then_some(v));
+    }
+    let scope = caller.scope();
+    let among: Option<Vec<Option<String>>> = match (&tenant, &scope) {
+        (Some(t), _) => Some(
+            scope
+                .allows(t.as_deref())
+                .then(|| t.clone())
+                .into_iter()
+                .collect(),
+        ),
+        (None, Scope::All) => None,
+        (None, Scope::Tenants(ts)) => Some(ts.iter().cloned().map(Some).collect()),
+    };
+    let app2 = app.clone();
+    let id2 = id.clone();
+    let found = tokio::task::spawn_blocking(move || app2.find_by_id(&id2, among.as_deref())).await;
+    let found = match found {
+        Ok(Ok(evs)) => evs
+            .into_iter()
+            .filter(|ev| scope.allows(ev.event.tenant.as_deref()))
+            .collect::<Vec<_>>(),
+        Ok(Err(e)) => return query_problem(e),
+        Err(e) => return internal(e.to_string()),
+    };
+    match found.as_slice() {
+        [ev] => counted(json_response(StatusCode::OK, &json!(ev)), 1),
+        [] => counted(
+            problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such event",
+                match &tenant {
+                    Some(Some(t)) => format!("no stored event has the id {id:?} in tenant {t:?}"),
+                    Some(None) => format!("no stored event without a tenant has the id {id:?}"),
+                    None => format!("no stored event has the id {id:?}"),
+                },
+                json!({}),
+            ),
+            0,
+        ),
+        several => {
+            let shown = several.len().min(AMBIGUOUS_TENANTS_MAX);
+            let tenants: Vec<Option<&str>> = several[..shown]
+                .iter()
+                .map(|ev| ev.event.tenant.as_deref())
+                .collect();
+            let more = if several.len() > shown {
+                format!(" (the first {shown} are listed)")
+            } else {
+                String::new()
+            };
+            counted(
+                problem(
+                    StatusCode::CONFLICT,
+                    "ambiguous-id",
+                    "Ambiguous event id",
+                    format!(
+                        "events of several tenants have the id {id:?}{more}: name one with \
+                         ?tenant= (an empty value selects the event without a tenant)"
+                    ),
+                    json!({ "field": "tenant", "tenants": tenants }),
+                ),
+                0,
+            )
+        }
     }
 }
 
@@ -2177,9 +2368,18 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>, caller: &Caller) -> Resp 
             );
         }
     }
+    // Provenance is the server's, never the client's (parse_event refuses
+    // `ingested_by` and `client_addr` in the posted JSON).
+    let by = Provenance {
+        ingested_by: caller
+            .key
+            .as_ref()
+            .map_or_else(|| event::INGESTED_BY_LOOPBACK.to_owned(), |k| k.id.clone()),
+        client_addr: caller.addr.map(|a| a.to_canonical().to_string()),
+    };
     let log = app.engine.log().clone();
     let started = std::time::Instant::now();
-    let appended = log.append_async(&events).await;
+    let appended = log.append_async(&events, &by).await;
     app.append_seconds.observe(started.elapsed());
     app.settle(
         &reserved,
@@ -2773,12 +2973,15 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// sequentially instead of through the index.
 const EXPORT_SCAN_RATIO: u64 = 8;
 
-/// CSV columns, in order: the stored fields, then every posted field in
-/// on-disk order (`event::FIELD_NAMES`).
+/// CSV columns, in order: the stored fields, every posted field in on-disk
+/// order (`event::FIELD_NAMES`), then the provenance (last, so the columns
+/// before it kept their places when format version 2 added it).
 fn csv_columns() -> impl Iterator<Item = &'static str> {
-    ["seq", "received_at"]
-        .into_iter()
-        .chain(event::FIELD_NAMES.iter().copied())
+    event::STORED_FIELD_NAMES
+        .iter()
+        .chain(event::FIELD_NAMES)
+        .chain(event::PROVENANCE_FIELD_NAMES)
+        .copied()
 }
 
 /// One RFC 4180 field: quoted when it holds a comma, quote, CR or LF.

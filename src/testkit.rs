@@ -877,7 +877,7 @@ mod tests {
             let mut bytes = Vec::new();
             encode_stored_prefix(i, DEFAULT_BASE_TIME, &mut bytes);
             encode_event(&ev, &mut bytes);
-            let stored = decode_stored(&bytes).unwrap();
+            let stored = decode_stored(&bytes, 1).unwrap();
             assert_eq!(stored.event, ev);
             assert_eq!(stored.seq, i);
 

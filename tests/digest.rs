@@ -41,7 +41,8 @@ fn build(dir: &Path, days: i64) -> (Arc<ManualClock>, Log) {
     for d in 0..days {
         clock.set(NOON + d * DAY);
         for _ in 0..4 {
-            log.append(&events(&mut gen, 3, 400)).unwrap();
+            log.append(&events(&mut gen, 3, 400), &stele::event::Provenance::cli())
+                .unwrap();
         }
     }
     (clock, log)
@@ -249,7 +250,8 @@ fn a_quiet_day_is_signed_a_minute_after_midnight_and_the_open_day_never() {
     // The next day's events go to an open day, never signed while open.
     clock.set(MIDNIGHT + 3_600_000_000);
     let mut gen = EventGen::new(9);
-    log.append(&events(&mut gen, 3, 400)).unwrap();
+    log.append(&events(&mut gen, 3, 400), &stele::event::Provenance::cli())
+        .unwrap();
     assert_eq!(sign(MIDNIGHT + DAY - 1), 0);
     assert!(!digest_path(dir, "2026-11-22").exists());
     let d = DailyDigest::decode(&std::fs::read(digest_path(dir, "2026-11-21")).unwrap()).unwrap();
@@ -466,12 +468,15 @@ fn rewrite_and_rechain(dir: &Path, first: &Path) {
                 Frame::Record { payload, len, .. } => {
                     let mut payload = payload.to_vec();
                     if i == 0 && n == 1 {
-                        let mut ev = stele::event::decode_stored(&payload).unwrap();
+                        let mut ev = stele::event::decode_stored(&payload, header.version).unwrap();
                         // Same length: the file keeps its size.
                         ev.event.action = "x".repeat(ev.event.action.len());
                         payload.clear();
                         stele::event::encode_stored_prefix(ev.seq, ev.received_at, &mut payload);
                         stele::event::encode_event(&ev.event, &mut payload);
+                        if let Some(by) = &ev.provenance {
+                            stele::event::encode_provenance(by, &mut payload);
+                        }
                     }
                     hash = encode_record(&mut out, &hash, &[&payload]);
                     off += len;

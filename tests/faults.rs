@@ -435,12 +435,12 @@ fn a_crash_during_retention_keeps_every_live_event_and_records_every_dropped_day
             for _ in 0..4 {
                 let evs = events(&mut gen, 50, 400);
                 old_ids.extend(evs.iter().map(|e| e.id.clone()));
-                log.append(&evs).unwrap();
+                log.append(&evs, &stele::event::Provenance::cli()).unwrap();
             }
         }
         clock.set(now);
         let evs = events(&mut gen, 50, 400);
-        let ack = log.append(&evs).unwrap();
+        let ack = log.append(&evs, &stele::event::Provenance::cli()).unwrap();
         for (i, e) in evs.iter().enumerate() {
             kept.push(Acked {
                 id: e.id.clone(),

@@ -915,7 +915,7 @@ fn parameters_that_do_not_apply_are_rejected_by_name() {
         &[],
         p,
         "limit",
-        "takes no parameters",
+        "takes only `tenant`",
     );
     bad_param(&d, "/v1/search?q=%20%20", &[], p, "q", "is required");
 }

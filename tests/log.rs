@@ -19,11 +19,15 @@ fn rotates_at_utc_midnight_and_seals_the_old_day() {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT));
     let mut gen = EventGen::new(1);
     let log = open(tmp.path(), &clock, 1 << 20);
-    let a = log.append(&events(&mut gen, 3, 500)).unwrap();
+    let a = log
+        .append(&events(&mut gen, 3, 500), &stele::event::Provenance::cli())
+        .unwrap();
     assert_eq!((a.first_seq, a.count), (1, 3));
     assert_eq!(a.segment.file_name(), "2026-11-23.0.seg");
     clock.advance(60_000_000); // 2026-11-24T00:00:00Z exactly
-    let b = log.append(&events(&mut gen, 2, 500)).unwrap();
+    let b = log
+        .append(&events(&mut gen, 2, 500), &stele::event::Provenance::cli())
+        .unwrap();
     assert_eq!(b.first_seq, 4);
     assert_eq!(b.segment.file_name(), "2026-11-24.0.seg");
     let segs = log.segments();
@@ -49,7 +53,9 @@ fn rotates_at_utc_midnight_and_seals_the_old_day() {
     let segs = log.segments();
     assert_eq!(segs.len(), 2);
     assert!(segs[1].sealed);
-    let c = log.append(&events(&mut gen, 1, 500)).unwrap();
+    let c = log
+        .append(&events(&mut gen, 1, 500), &stele::event::Provenance::cli())
+        .unwrap();
     assert_eq!(c.segment.file_name(), "2026-11-25.0.seg");
     assert_eq!(c.first_seq, 6);
     drop(log);
@@ -64,15 +70,21 @@ fn received_at_never_goes_backwards_even_when_the_clock_does() {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT + 120_000_000));
     let mut gen = EventGen::new(2);
     let log = open(tmp.path(), &clock, 1 << 20);
-    let a = log.append(&events(&mut gen, 1, 300)).unwrap();
+    let a = log
+        .append(&events(&mut gen, 1, 300), &stele::event::Provenance::cli())
+        .unwrap();
     clock.set(BEFORE_MIDNIGHT); // the clock steps back across midnight
-    let b = log.append(&events(&mut gen, 1, 300)).unwrap();
+    let b = log
+        .append(&events(&mut gen, 1, 300), &stele::event::Provenance::cli())
+        .unwrap();
     assert!(b.received_at >= a.received_at);
     assert_eq!(a.segment, b.segment, "no segment for a day already over");
     drop(log);
     // Also across a restart.
     let log = open(tmp.path(), &clock, 1 << 20);
-    let c = log.append(&events(&mut gen, 1, 300)).unwrap();
+    let c = log
+        .append(&events(&mut gen, 1, 300), &stele::event::Provenance::cli())
+        .unwrap();
     assert!(c.received_at >= b.received_at);
     assert_eq!(c.segment, b.segment);
 }
@@ -86,7 +98,8 @@ fn rotates_at_the_size_cap_and_reads_across_segments_both_ways() {
     let mut all = Vec::new();
     for _ in 0..30 {
         let batch = events(&mut gen, 3, 500);
-        log.append(&batch).unwrap();
+        log.append(&batch, &stele::event::Provenance::cli())
+            .unwrap();
         all.extend(batch);
     }
     let segs = log.segments();
@@ -125,10 +138,15 @@ fn a_request_larger_than_a_segment_gets_a_segment_of_its_own() {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - DAY_MICROS));
     let mut gen = EventGen::new(4);
     let log = open(tmp.path(), &clock, 4096);
-    log.append(&events(&mut gen, 1, 500)).unwrap();
-    let big = log.append(&events(&mut gen, 20, 500)).unwrap();
+    log.append(&events(&mut gen, 1, 500), &stele::event::Provenance::cli())
+        .unwrap();
+    let big = log
+        .append(&events(&mut gen, 20, 500), &stele::event::Provenance::cli())
+        .unwrap();
     assert_eq!(big.segment.part, 1);
-    let next = log.append(&events(&mut gen, 1, 500)).unwrap();
+    let next = log
+        .append(&events(&mut gen, 1, 500), &stele::event::Provenance::cli())
+        .unwrap();
     assert_eq!(next.segment.part, 2);
     assert_eq!(log.iter().count(), 22);
 }
@@ -156,9 +174,11 @@ fn limits_are_enforced_before_anything_is_written() {
     )
     .unwrap();
     let mut gen = EventGen::new(5);
-    let err = log.append(&events(&mut gen, 5, 200)).unwrap_err();
+    let err = log
+        .append(&events(&mut gen, 5, 200), &stele::event::Provenance::cli())
+        .unwrap_err();
     assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
-    assert!(log.append(&[]).is_err());
+    assert!(log.append(&[], &stele::event::Provenance::cli()).is_err());
     assert_eq!(log.last_seq(), 0);
     assert!(log.segments().is_empty());
     let bad = Log::open(
@@ -181,7 +201,8 @@ fn small_log(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, Vec<u64>) 
     let log = open(dir, &clock, 1 << 20);
     let mut ends = vec![HEADER_BYTES as u64];
     for _ in 0..n {
-        log.append(&[gen.sized(150)]).unwrap();
+        log.append(&[gen.sized(150)], &stele::event::Provenance::cli())
+            .unwrap();
         ends.push(log.segments()[0].bytes);
     }
     drop(log);
@@ -211,7 +232,9 @@ fn a_torn_tail_at_every_byte_offset_is_truncated_to_the_last_whole_record() {
             "cut at {cut}"
         );
         // The log carries on from the last whole record.
-        let a = log.append(&[gen.sized(150)]).unwrap();
+        let a = log
+            .append(&[gen.sized(150)], &stele::event::Provenance::cli())
+            .unwrap();
         assert_eq!(a.first_seq, whole + 1);
         assert_eq!(log.iter().count() as u64, whole + 1);
         drop(log);
@@ -290,7 +313,12 @@ fn zero_padding_is_released_a_garbage_tail_is_torn_but_damage_before_a_valid_rec
     assert_eq!(q.len(), 1);
     assert_eq!(std::fs::read(&q[0]).unwrap(), &bytes[ends[2] as usize..]);
     let mut gen = EventGen::new(8);
-    assert_eq!(log.append(&[gen.sized(150)]).unwrap().first_seq, 3);
+    assert_eq!(
+        log.append(&[gen.sized(150)], &stele::event::Provenance::cli())
+            .unwrap()
+            .first_seq,
+        3
+    );
 }
 
 #[test]
@@ -301,7 +329,8 @@ fn foreign_files_and_broken_links_between_segments_are_refused_with_the_file_nam
     {
         let log = open(tmp.path(), &clock, 4096);
         for _ in 0..12 {
-            log.append(&events(&mut gen, 2, 500)).unwrap();
+            log.append(&events(&mut gen, 2, 500), &stele::event::Provenance::cli())
+                .unwrap();
         }
     }
     let files = segment_files(tmp.path());
@@ -366,7 +395,10 @@ async fn concurrent_async_appenders_share_fsyncs_and_get_gap_free_seqs() {
             let mut seqs = Vec::new();
             for _ in 0..20 {
                 let ev = gen.sized(300);
-                let a = log.append_async(std::slice::from_ref(&ev)).await.unwrap();
+                let a = log
+                    .append_async(std::slice::from_ref(&ev), &stele::event::Provenance::cli())
+                    .await
+                    .unwrap();
                 seqs.push((a.first_seq, ev.id));
             }
             seqs
@@ -430,7 +462,7 @@ proptest! {
             match op {
                 Op::Append(n) => {
                     let evs = events(&mut gen, n, 400);
-                    let a = l.append(&evs).unwrap();
+                    let a = l.append(&evs, &stele::event::Provenance::cli()).unwrap();
                     prop_assert_eq!(a.first_seq, model.len() as u64 + 1);
                     model.extend(evs);
                     clock.advance(1_000);

@@ -37,7 +37,11 @@ fn scans_over_small_segments_leave_no_log_resident() {
     let log = open(tmp.path(), &clock, 256 * 1024);
     let mut gen = EventGen::new(5);
     for _ in 0..64 {
-        log.append(&events(&mut gen, 1000, 500)).unwrap();
+        log.append(
+            &events(&mut gen, 1000, 500),
+            &stele::event::Provenance::cli(),
+        )
+        .unwrap();
     }
     let files = segment_files(tmp.path());
     assert!(files.len() >= 60, "{} segments", files.len());

@@ -1682,10 +1682,11 @@ fn drive_errors(c: &mut Checker, ops: &[Op]) {
             );
         }
     }
-    // 409: a stored id with other content; an id twice in one request.
+    // 409: a stored id with other content (in the same tenant: ids are per
+    // tenant); an id twice in one request.
     c.expect_problem(
         &ingest,
-        json_post(r#"{"id": "fx-pw-1", "action": "other", "actor": "mallory"}"#),
+        json_post(r#"{"id": "fx-pw-1", "action": "other", "actor": "mallory", "tenant": "acme"}"#),
         409,
         "id-conflict",
         Some("id"),

@@ -40,7 +40,8 @@ fn build(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Vec<StoredEvent> {
     let mut left = N;
     while left > 0 {
         let n = left.min(37);
-        log.append(&events(&mut gen, n, 450)).unwrap();
+        log.append(&events(&mut gen, n, 450), &stele::event::Provenance::cli())
+            .unwrap();
         left -= n;
         clock.advance(DAY / 100);
     }
@@ -319,10 +320,14 @@ use stele::clock::Clock;
 fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
     let w = world();
     for e in w.all.iter().step_by(7) {
-        let got = w.engine.get_by_id(&e.event.id).unwrap().unwrap();
+        let got = w
+            .engine
+            .get_by_id(&e.event.id, e.event.tenant.as_deref())
+            .unwrap()
+            .unwrap();
         assert_eq!(&got, e);
     }
-    assert!(w.engine.get_by_id("no-such-id").unwrap().is_none());
+    assert!(w.engine.get_by_id("no-such-id", None).unwrap().is_none());
     for e in w.all.iter().step_by(97) {
         let ev = &e.event;
         if let (Some(t), Some(id)) = (&ev.entity_type, &ev.entity_id) {
@@ -434,7 +439,8 @@ fn deleted_indexes_are_rebuilt_with_the_same_answers() {
     {
         let log = open(dir.path(), &clock, 64 * 1024);
         for _ in 0..20 {
-            log.append(&events(&mut gen, 25, 400)).unwrap();
+            log.append(&events(&mut gen, 25, 400), &stele::event::Provenance::cli())
+                .unwrap();
         }
     }
     let queries = [
@@ -485,7 +491,11 @@ fn killing_a_reindex_half_way_leaves_indexes_that_check_clean_after_restart() {
     {
         let log = open(dir.path(), &clock, 1 << 20);
         for _ in 0..60 {
-            log.append(&events(&mut gen, 250, 400)).unwrap();
+            log.append(
+                &events(&mut gen, 250, 400),
+                &stele::event::Provenance::cli(),
+            )
+            .unwrap();
         }
     }
     for round in 0..3 {
@@ -519,7 +529,11 @@ fn cursors_stay_exact_while_events_arrive_and_segments_rotate() {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 2 * DAY));
     let mut gen = EventGen::new(8);
     let log = Arc::new(open(dir.path(), &clock, 16 * 1024));
-    log.append(&events(&mut gen, 120, 400)).unwrap();
+    log.append(
+        &events(&mut gen, 120, 400),
+        &stele::event::Provenance::cli(),
+    )
+    .unwrap();
     let idx = Arc::new(Indexes::open(dir.path(), log.clone(), config()).unwrap());
     assert!(idx.wait_indexed(120, Duration::from_secs(30)));
     let key = stele::query::cursor_key(dir.path()).unwrap();
@@ -538,7 +552,8 @@ fn cursors_stay_exact_while_events_arrive_and_segments_rotate() {
             // New events (and new segments, 16 KiB each) between the first
             // pages.
             if seen.len() < 50 {
-                log.append(&events(&mut gen, 9, 400)).unwrap();
+                log.append(&events(&mut gen, 9, 400), &stele::event::Provenance::cli())
+                    .unwrap();
                 clock.advance(DAY / 10);
                 assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(30)));
             }

@@ -36,8 +36,12 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     for day in 0..5 {
         clock.set(start + 2 * 60_000_000 + day * DAY);
         let evs = events(&mut gen, 300, 400);
-        ids_by_day.push(evs.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
-        log.append(&evs).unwrap();
+        ids_by_day.push(
+            evs.iter()
+                .map(|e| (e.id.clone(), e.tenant.clone()))
+                .collect::<Vec<_>>(),
+        );
+        log.append(&evs, &stele::event::Provenance::cli()).unwrap();
     }
     let indexes = Arc::new(Indexes::open(dir, log.clone(), IndexConfig::default()).unwrap());
     assert!(indexes.wait_indexed(1500, Duration::from_secs(60)));
@@ -121,10 +125,14 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     assert_eq!(first.events[0].seq, 601);
     let everything = stele::index::text::Filter::default();
     assert_eq!(engine.count(&everything).unwrap(), 900);
-    for id in ids_by_day[0].iter().chain(&ids_by_day[1]).step_by(37) {
-        assert!(engine.get_by_id(id).unwrap().is_none(), "{id} survived");
+    for (id, t) in ids_by_day[0].iter().chain(&ids_by_day[1]).step_by(37) {
+        assert!(
+            engine.get_by_id(id, t.as_deref()).unwrap().is_none(),
+            "{id} survived"
+        );
     }
-    assert!(engine.get_by_id(&ids_by_day[2][0]).unwrap().is_some());
+    let (id, t) = &ids_by_day[2][0];
+    assert!(engine.get_by_id(id, t.as_deref()).unwrap().is_some());
     // A cursor into the dropped days answers Gone with the oldest seq.
     let mut q = newest_first.clone();
     q.cursor = Some(old_cursor);
@@ -157,7 +165,7 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
             .all_id_seqs()
             .unwrap()
             .into_iter()
-            .map(|(_, s)| s)
+            .map(|(_, _, s)| s)
             .collect();
         if ids.len() == 900 || std::time::Instant::now() > deadline {
             break ids;
@@ -182,7 +190,8 @@ fn three_days_in_2020(dir: &std::path::Path, seed: u64) -> Arc<ManualClock> {
     let mut gen = EventGen::new(seed);
     for day in 0..3 {
         clock.set(start + day * DAY);
-        log.append(&events(&mut gen, 50, 300)).unwrap();
+        log.append(&events(&mut gen, 50, 300), &stele::event::Provenance::cli())
+            .unwrap();
     }
     clock
 }

@@ -10,6 +10,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stele::clock::ManualClock;
+use stele::event::Provenance;
 use stele::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
 use stele::log::{Direction, Log, LogConfig};
 use stele::testkit::EventGen;
@@ -24,7 +25,8 @@ fn pristine() -> tempfile::TempDir {
     let log = open(tmp.path(), &clock, 1 << 20);
     for _ in 0..4 {
         for _ in 0..4 {
-            log.append(&events(&mut gen, 2, 400)).unwrap();
+            log.append(&events(&mut gen, 2, 400), &stele::event::Provenance::cli())
+                .unwrap();
         }
         clock.advance(DAY_MICROS);
     }
@@ -133,7 +135,8 @@ fn a_payload_change_with_crc_and_every_later_chain_recomputed_is_caught_by_the_n
         let mut payload = bytes[s + 8..e - 32].to_vec();
         if i == 2 {
             let n = payload.len();
-            payload[n - 5] ^= 0x01;
+            // In the event's text, before the provenance (`cli`: 5 bytes).
+            payload[n - 10] ^= 0x01;
         }
         prev = encode_record(&mut out, &prev, &[&payload]);
     }
@@ -215,18 +218,25 @@ fn verify_reports_unreadable_paths_with_exit_code_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/stele-data"));
 }
 
-// ---- The committed sample data directory -----------------------------------
+// ---- The committed sample data directories ---------------------------------
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1");
+/// Format version 1 (no provenance), written by the build that wrote that
+/// version with [`write_sample`] as it was then (the same calls, without the
+/// provenance argument): every later version must keep reading it.
+const SAMPLE_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1");
+/// Format version 2, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it).
+const SAMPLE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2");
 
-/// Writes the sample: 3 UTC days, tiny segments, deterministic content.
+/// Writes the sample: 3 UTC days, tiny segments, deterministic content, every
+/// event appended as `stele append` would (provenance `cli`).
 fn write_sample(dir: &Path) {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 2 * DAY_MICROS));
     let mut gen = EventGen::new(2026).with_base_time(BEFORE_MIDNIGHT - 2 * DAY_MICROS);
     let log = open(dir, &clock, 8192);
     for day in 0..3 {
         for i in 0..10 {
-            log.append(&events(&mut gen, 1 + (i % 3), 450)).unwrap();
+            log.append(&events(&mut gen, 1 + (i % 3), 450), &Provenance::cli())
+                .unwrap();
             clock.advance(1_000_000);
         }
         if day < 2 {
@@ -237,13 +247,62 @@ fn write_sample(dir: &Path) {
     let _ = std::fs::remove_file(dir.join("LOCK"));
 }
 
+/// The format version in each segment file's header.
+fn versions(dir: &Path) -> Vec<u16> {
+    segment_files(dir)
+        .iter()
+        .map(|f| Header::decode(&std::fs::read(f).unwrap()).unwrap().version)
+        .collect()
+}
+
+/// Opens a copy of `sample` (opening may append) with the clock at `now` and
+/// checks the sample's 57 events read back in both directions, each with
+/// `provenance`. Returns the copy and the open log.
+fn open_copy_and_read_back(
+    sample: &Path,
+    now: i64,
+    provenance: Option<Provenance>,
+) -> (tempfile::TempDir, Arc<ManualClock>, Log) {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(sample, tmp.path());
+    let clock = Arc::new(ManualClock::new(now));
+    let log = Log::open(tmp.path(), LogConfig::default(), clock.clone()).unwrap();
+    let all: Vec<_> = log.iter().map(|e| e.unwrap()).collect();
+    assert_eq!(all.len(), 57);
+    let mut gen = EventGen::new(2026).with_base_time(BEFORE_MIDNIGHT - 2 * DAY_MICROS);
+    for (i, ev) in all.iter().enumerate() {
+        assert_eq!(ev.seq, i as u64 + 1);
+        assert_eq!(ev.event, gen.sized(450), "seq {}", ev.seq);
+        assert_eq!(ev.provenance, provenance, "seq {}", ev.seq);
+    }
+    let back: Vec<u64> = log
+        .range(.., Direction::Backward)
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(back, (1..=57).rev().collect::<Vec<_>>());
+    (tmp, clock, log)
+}
+
 #[test]
 fn the_committed_sample_opens_verifies_and_reads_back() {
-    let sample = Path::new(SAMPLE);
+    let sample = Path::new(SAMPLE_V1);
+    assert!(versions(sample).iter().all(|&v| v == 1));
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+    // Version 1 records carry no provenance: they read back without one.
+    let (tmp, _clock, log) = open_copy_and_read_back(sample, BEFORE_MIDNIGHT + DAY_MICROS, None);
+    drop(log);
+    assert!(segment_files(tmp.path()).len() >= 6);
+}
+
+#[test]
+fn the_committed_v2_sample_is_what_this_version_writes_and_reads_back() {
+    let sample = Path::new(SAMPLE_V2);
     if std::env::var_os("STELE_WRITE_SAMPLE").is_some() {
         let _ = std::fs::remove_dir_all(sample);
         write_sample(sample);
     }
+    assert!(versions(sample).iter().all(|&v| v == 2));
     let (code, out) = verify(&[sample]);
     assert_eq!(code, 0, "{out}");
 
@@ -263,22 +322,63 @@ fn the_committed_sample_opens_verifies_and_reads_back() {
         );
     }
 
-    // Open a copy (opening may append) and read everything back.
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(sample, tmp.path());
-    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT + DAY_MICROS));
-    let log = Log::open(tmp.path(), LogConfig::default(), clock).unwrap();
-    let all: Vec<_> = log.iter().map(|e| e.unwrap()).collect();
-    assert_eq!(all.len(), 57);
-    let mut gen = EventGen::new(2026).with_base_time(BEFORE_MIDNIGHT - 2 * DAY_MICROS);
-    for (i, ev) in all.iter().enumerate() {
-        assert_eq!(ev.seq, i as u64 + 1);
-        assert_eq!(ev.event, gen.sized(450), "seq {}", ev.seq);
-    }
-    let back: Vec<u64> = log
-        .range(.., Direction::Backward)
-        .map(|e| e.unwrap().seq)
-        .collect();
-    assert_eq!(back, (1..=57).rev().collect::<Vec<_>>());
+    let (tmp, _clock, log) = open_copy_and_read_back(
+        sample,
+        BEFORE_MIDNIGHT + DAY_MICROS,
+        Some(Provenance::cli()),
+    );
+    drop(log);
     assert!(segment_files(tmp.path()).len() >= 6);
+}
+
+/// Upgrading: the v1 sample's active segment is still open on its day. The
+/// first append seals it and goes to a new version 2 segment of the same day
+/// (next part): no version 2 record is ever written into a version 1 file.
+#[test]
+fn a_v1_active_segment_is_sealed_and_continued_in_a_v2_segment_at_the_first_append() {
+    let sample = Path::new(SAMPLE_V1);
+    // The sample's last events arrived at 23:59:29 on its third day; still that day.
+    let (tmp, clock, log) = open_copy_and_read_back(sample, BEFORE_MIDNIGHT + 40_000_000, None);
+    assert_eq!(versions(tmp.path()), vec![1; 6]);
+    let active = segment_files(tmp.path()).pop().unwrap();
+    let mut gen = EventGen::new(77);
+    let added = events(&mut gen, 3, 450);
+    let ack = log.append(&added, &Provenance::cli()).unwrap();
+    assert_eq!(ack.first_seq, 58);
+    assert_eq!(ack.segment.to_string(), "2026-11-23.2.seg");
+    clock.advance(1_000_000);
+    let by = Provenance::key("ingest-1", "192.0.2.1".parse().unwrap());
+    let more = events(&mut gen, 1, 450);
+    log.append(&more, &by).unwrap();
+    let files = segment_files(tmp.path());
+    assert_eq!(files.len(), 7);
+    assert_eq!(versions(tmp.path()), vec![1, 1, 1, 1, 1, 1, 2]);
+    // The old active segment got its footer and nothing else.
+    let bytes = std::fs::read(&active).unwrap();
+    let footer = stele::log::format::Footer::decode(&bytes[bytes.len() - 80..]).unwrap();
+    assert_eq!(footer.last_seq, 57);
+    let check = |log: &Log| {
+        let all: Vec<_> = log.iter().map(|e| e.unwrap()).collect();
+        assert_eq!(all.len(), 61);
+        assert!(all[..57].iter().all(|e| e.provenance.is_none()));
+        for (e, want) in all[57..60].iter().zip(&added) {
+            assert_eq!(&e.event, want);
+            assert_eq!(e.provenance, Some(Provenance::cli()));
+        }
+        assert_eq!(all[60].event, more[0]);
+        assert_eq!(all[60].provenance, Some(by.clone()));
+        let back: Vec<u64> = log
+            .range(.., Direction::Backward)
+            .map(|e| e.unwrap().seq)
+            .collect();
+        assert_eq!(back, (1..=61).rev().collect::<Vec<_>>());
+    };
+    check(&log);
+    drop(log);
+    let (code, out) = verify(&[tmp.path()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("intact: 7 segments, 61 events"), "{out}");
+    // And a restart reads the mixed directory back.
+    let log = Log::open(tmp.path(), LogConfig::default(), clock).unwrap();
+    check(&log);
 }

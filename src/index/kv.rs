@@ -10,8 +10,7 @@
 //! meta         "format"                                             u32 BE (= FORMAT_VERSION)
 //!              "indexed_seq"                                        u64 BE
 //!              "pending"                                            u64 BE (an apply or truncate in flight)
-//! ids          0x01 ++ 16-byte UUID (canonical UUID ids), or        seq u64 BE
-//!              0x00 ++ id as UTF-8 (any other id)
+//! ids          idk(id) ++ tenantk(tenant)                           seq u64 BE
 //! time         (event_time as u64 ^ 1<<63) u64 BE ++ seq u64 BE     empty
 //! entity       str(entity_type) ++ str(entity_id) ++ seq u64 BE    empty
 //! user         str(user_id) ++ seq u64 BE                           empty
@@ -20,6 +19,8 @@
 //! session      str(session_id) ++ seq u64 BE                        empty
 //! segments     first_seq u64 BE                                     segment file name (UTF-8)
 //!
+//! idk(id)    = 0x01 ++ 16-byte UUID (canonical UUID ids), or 0x00 ++ str(id) (any other id)
+//! tenantk(t) = 0x00 (no tenant), or 0x01 ++ t as UTF-8
 //! str(s)     = len(s) as unsigned LEB128 (1 byte below 128, 2 bytes below 16384) ++ bytes
 //! event_time = event.timestamp, or received_at when the event has none (unix µs)
 //! ```
@@ -31,8 +32,11 @@
 //! 2. After [`KvIndex::open`] returns, no key refers to a seq above `indexed_seq`: an
 //!    apply or truncate interrupted by a crash left a `pending` mark, and open removes
 //!    what it may have written before anything else reads the index.
-//! 3. An id maps to the lowest seq it was applied with; ids are meant to be unique (the
-//!    API layer enforces idempotency before appending).
+//! 3. Ids are per tenant (events without a tenant are a namespace of their own): an
+//!    `(id, tenant)` pair maps to the lowest seq it was applied with; pairs are meant to
+//!    be unique (the API layer enforces idempotency before appending). `idk(id)` is
+//!    self-delimiting, so the keys of one id, one per tenant that has it, are the range
+//!    under that prefix ([`KvIndex::tenants_of_id`]).
 //! 4. One writer: [`KvIndex::apply`] and [`KvIndex::truncate_from`] are called by one
 //!    thread (the indexer) at a time; readers may run concurrently.
 //!
@@ -50,8 +54,10 @@ use std::collections::HashSet;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-/// The version of the key layout above, stored under `meta/"format"`.
-pub const FORMAT_VERSION: u32 = 2;
+/// The version of the key layout above, stored under `meta/"format"`. Version 3 made
+/// ids per tenant (version 2 keyed `ids` by the id alone); an index of another version
+/// does not open, and the caller rebuilds it from the log.
+pub const FORMAT_VERSION: u32 = 3;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
@@ -130,36 +136,83 @@ impl std::fmt::Debug for KvIndex {
 // Key encoding
 // ---------------------------------------------------------------------------------------
 
-/// The `ids` key of an event id: a canonical (lower-case, hyphenated) UUID
-/// — what Stele generates — as `0x01 ++ its 16 bytes`, anything else as
-/// `0x00 ++ UTF-8`. Halves the bytes of the one key every event has.
-pub fn id_key(id: &str) -> Vec<u8> {
+/// The self-delimiting start of the `ids` keys of an event id, `idk(id)`: a canonical
+/// (lower-case, hyphenated) UUID — what Stele generates — as `0x01 ++ its 16 bytes`,
+/// anything else as `0x00 ++ str(id)`. Halves the bytes of the one key every event has.
+fn id_prefix(id: &str) -> Vec<u8> {
     match uuid::Uuid::try_parse(id) {
         Ok(u) if u.hyphenated().to_string() == id => {
-            let mut k = Vec::with_capacity(17);
+            let mut k = Vec::with_capacity(17 + 1);
             k.push(1);
             k.extend_from_slice(u.as_bytes());
             k
         }
         _ => {
-            let mut k = Vec::with_capacity(1 + id.len());
+            let mut k = Vec::with_capacity(3 + id.len() + 1);
             k.push(0);
-            k.extend_from_slice(id.as_bytes());
+            put_str(&mut k, id);
             k
         }
     }
 }
 
-/// Inverse of [`id_key`].
-fn id_of_key(k: &[u8]) -> Result<String, KvError> {
-    let damaged = || KvError::Damaged(format!("id key {} does not decode", hex::encode(k)));
-    match k.split_first() {
-        Some((1, b)) => uuid::Uuid::from_slice(b)
-            .map(|u| u.hyphenated().to_string())
-            .map_err(|_| damaged()),
-        Some((0, b)) => String::from_utf8(b.to_vec()).map_err(|_| damaged()),
-        _ => Err(damaged()),
+/// Appends `tenantk(tenant)`: `0x00` for no tenant, `0x01 ++ UTF-8` for one.
+fn put_tenant(out: &mut Vec<u8>, tenant: Option<&str>) {
+    match tenant {
+        None => out.push(0),
+        Some(t) => {
+            out.push(1);
+            out.extend_from_slice(t.as_bytes());
+        }
     }
+}
+
+/// The `ids` key of the event with `id` in `tenant`: `idk(id) ++ tenantk(tenant)`.
+pub fn id_key(id: &str, tenant: Option<&str>) -> Vec<u8> {
+    let mut k = id_prefix(id);
+    k.reserve(1 + tenant.map_or(0, str::len));
+    put_tenant(&mut k, tenant);
+    k
+}
+
+/// Inverse of [`id_key`]: the id and the tenant.
+fn id_of_key(k: &[u8]) -> Result<(String, Option<String>), KvError> {
+    let damaged = || KvError::Damaged(format!("id key {} does not decode", hex::encode(k)));
+    let (id, rest) = match k.split_first() {
+        Some((1, b)) if b.len() >= 16 => {
+            let u = uuid::Uuid::from_slice(&b[..16]).map_err(|_| damaged())?;
+            (u.hyphenated().to_string(), &b[16..])
+        }
+        Some((0, b)) => {
+            let (len, used) = get_len(b).ok_or_else(damaged)?;
+            let end = used
+                .checked_add(len)
+                .filter(|&e| e <= b.len())
+                .ok_or_else(damaged)?;
+            let id = String::from_utf8(b[used..end].to_vec()).map_err(|_| damaged())?;
+            (id, &b[end..])
+        }
+        _ => return Err(damaged()),
+    };
+    let tenant = match rest.split_first() {
+        Some((0, [])) => None,
+        Some((1, t)) => Some(String::from_utf8(t.to_vec()).map_err(|_| damaged())?),
+        _ => return Err(damaged()),
+    };
+    Ok((id, tenant))
+}
+
+/// Reads an unsigned-LEB128 length written by [`put_str`]: the length and the bytes
+/// it took.
+fn get_len(b: &[u8]) -> Option<(usize, usize)> {
+    let mut len = 0usize;
+    for (i, &x) in b.iter().enumerate().take(5) {
+        len |= usize::from(x & 0x7f) << (7 * i);
+        if x & 0x80 == 0 {
+            return Some((len, i + 1));
+        }
+    }
+    None
 }
 
 /// Appends `s` as unsigned-LEB128 length ++ bytes.
@@ -528,13 +581,13 @@ impl KvIndex {
         self.meta.insert(META_PENDING, &pending.to_be_bytes())?;
 
         let mut ids = Vec::with_capacity(events.len());
-        let mut seen: HashSet<&str> = HashSet::with_capacity(events.len());
+        let mut seen: HashSet<(&str, Option<&str>)> = HashSet::with_capacity(events.len());
         for ev in events {
-            let id = ev.event.id.as_str();
-            if !seen.insert(id) {
+            let (id, tenant) = (ev.event.id.as_str(), ev.event.tenant.as_deref());
+            if !seen.insert((id, tenant)) {
                 continue; // a lower seq of this run already has it
             }
-            let key = id_key(id);
+            let key = id_key(id, tenant);
             if let Some(v) = self.ids.get(&key)? {
                 if be_u64(&v, "ids value")? <= ev.seq {
                     continue;
@@ -588,12 +641,30 @@ impl KvIndex {
         }
     }
 
-    /// The seq of the event with this id.
-    pub fn seq_of_id(&self, id: &str) -> Result<Option<u64>, KvError> {
-        match self.ids.get(id_key(id))? {
+    /// The seq of the event with this id in `tenant` (`None`: among the events
+    /// without a tenant).
+    pub fn seq_of_id(&self, id: &str, tenant: Option<&str>) -> Result<Option<u64>, KvError> {
+        match self.ids.get(id_key(id, tenant))? {
             Some(v) => Ok(Some(be_u64(&v, "ids value")?)),
             None => Ok(None),
         }
+    }
+
+    /// The tenants that hold an event with this id (`None`: the events without a
+    /// tenant), each with its seq, in key order (`None` first, then tenants by their
+    /// bytes); at most `max` of them. One range scan under the id's prefix.
+    pub fn tenants_of_id(
+        &self,
+        id: &str,
+        max: usize,
+    ) -> Result<Vec<(Option<String>, u64)>, KvError> {
+        let mut out = Vec::new();
+        for entry in self.ids.scan_prefix(id_prefix(id)).take(max) {
+            let (k, v) = entry?;
+            let (_, tenant) = id_of_key(&k)?;
+            out.push((tenant, be_u64(&v, "ids value")?));
+        }
+        Ok(out)
     }
 
     /// The seqs under `key`, ascending when `asc` else descending, strictly after `after`
@@ -750,7 +821,7 @@ impl KvIndex {
     fn remove_events(&self, from: u64, events: &[&StoredEvent]) -> Result<(), KvError> {
         let mut ids = Vec::new();
         for ev in events {
-            let key = id_key(&ev.event.id);
+            let key = id_key(&ev.event.id, ev.event.tenant.as_deref());
             if let Some(v) = self.ids.get(&key)? {
                 if be_u64(&v, "ids value")? >= from {
                     ids.push((key, None));
@@ -855,15 +926,19 @@ impl KvIndex {
         Ok(())
     }
 
-    /// Every `(id, seq)` pair, in ascending seq order (for `stele check`).
-    pub fn all_id_seqs(&self) -> Result<Vec<(String, u64)>, KvError> {
+    /// Every `(tenant, id, seq)` entry, in ascending seq order (for `stele check`).
+    pub fn all_id_seqs(&self) -> Result<Vec<(Option<String>, String, u64)>, KvError> {
         let mut out = Vec::with_capacity(self.ids.len());
         for entry in self.ids.iter() {
             let (k, v) = entry?;
-            let id = id_of_key(&k)?;
-            out.push((id, be_u64(&v, "ids value")?));
+            let (id, tenant) = id_of_key(&k)?;
+            out.push((tenant, id, be_u64(&v, "ids value")?));
         }
-        out.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        out.sort_unstable_by(|a, b| {
+            a.2.cmp(&b.2)
+                .then_with(|| a.1.cmp(&b.1))
+                .then_with(|| a.0.cmp(&b.0))
+        });
         Ok(out)
     }
 
@@ -895,6 +970,7 @@ mod tests {
                 seq,
                 received_at: BASE_RECEIVED + seq as i64 * 1_000,
                 event: gen.next_event(),
+                provenance: None,
             })
             .collect()
     }
@@ -1095,14 +1171,18 @@ mod tests {
         kv.apply(&[]).unwrap();
         for e in &events {
             assert_eq!(
-                kv.seq_of_id(&e.event.id).unwrap(),
+                kv.seq_of_id(&e.event.id, e.event.tenant.as_deref())
+                    .unwrap(),
                 Some(e.seq),
                 "{}",
                 e.event.id
             );
         }
-        assert_eq!(kv.seq_of_id("no-such-id").unwrap(), None);
-        let ids: Vec<(String, u64)> = events.iter().map(|e| (e.event.id.clone(), e.seq)).collect();
+        assert_eq!(kv.seq_of_id("no-such-id", None).unwrap(), None);
+        let ids: Vec<(Option<String>, String, u64)> = events
+            .iter()
+            .map(|e| (e.event.tenant.clone(), e.event.id.clone(), e.seq))
+            .collect();
         assert_eq!(kv.all_id_seqs().unwrap(), ids);
         check_queries(&kv, &events, 7, 1_500);
 
@@ -1236,25 +1316,74 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kv = open(dir.path());
         let mut events = gen_events(4, 12);
-        events[9].event.id = events[4].event.id.clone(); // seq 10 repeats seq 5's id
-        events[11].event.id = events[10].event.id.clone(); // same run
+        for (to, from) in [(9, 4), (11, 10)] {
+            // seq 10 repeats seq 5's id, seq 12 seq 11's (same run), in the same tenant.
+            events[to].event.id = events[from].event.id.clone();
+            events[to].event.tenant = events[from].event.tenant.clone();
+        }
         let dup = events[4].event.id.clone();
+        let t = events[4].event.tenant.clone();
+        let t = t.as_deref();
         kv.apply(&events[..7]).unwrap();
         kv.apply(&events[7..]).unwrap();
-        assert_eq!(kv.seq_of_id(&dup).unwrap(), Some(5));
-        assert_eq!(kv.seq_of_id(&events[10].event.id).unwrap(), Some(11));
+        assert_eq!(kv.seq_of_id(&dup, t).unwrap(), Some(5));
+        let t10 = events[10].event.tenant.as_deref();
+        assert_eq!(kv.seq_of_id(&events[10].event.id, t10).unwrap(), Some(11));
         kv.apply(&events[9..10]).unwrap();
-        assert_eq!(kv.seq_of_id(&dup).unwrap(), Some(5));
+        assert_eq!(kv.seq_of_id(&dup, t).unwrap(), Some(5));
         let all = kv.all_id_seqs().unwrap();
         assert_eq!(all.len(), 10);
-        assert!(all.windows(2).all(|w| w[0].1 < w[1].1));
+        assert!(all.windows(2).all(|w| w[0].2 < w[1].2));
 
         // Removing seq 10 keeps the id (it belongs to seq 5); removing 5 drops it.
         kv.truncate_from(8, &events[7..]).unwrap();
-        assert_eq!(kv.seq_of_id(&dup).unwrap(), Some(5));
+        assert_eq!(kv.seq_of_id(&dup, t).unwrap(), Some(5));
         kv.truncate_from(3, &events[2..7]).unwrap();
-        assert_eq!(kv.seq_of_id(&dup).unwrap(), None);
+        assert_eq!(kv.seq_of_id(&dup, t).unwrap(), None);
         assert_eq!(kv.indexed_seq().unwrap(), Some(2));
+    }
+
+    #[test]
+    fn ids_are_per_tenant_and_listed_by_one_range_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = open(dir.path());
+        let mut events = gen_events(5, 6);
+        // One id in four namespaces: no tenant, "acme", "globex", "acme2"
+        // (a tenant whose name extends another's).
+        let tenants = [None, Some("acme"), Some("globex"), Some("acme2")];
+        for (ev, t) in events.iter_mut().zip(tenants) {
+            ev.event.id = "order-55".into();
+            ev.event.tenant = t.map(str::to_string);
+        }
+        events[4].event.id = "order-5".into(); // a prefix of the id, as text
+        events[4].event.tenant = Some("acme".into());
+        kv.apply(&events).unwrap();
+        for (i, t) in tenants.iter().enumerate() {
+            assert_eq!(kv.seq_of_id("order-55", *t).unwrap(), Some(i as u64 + 1));
+        }
+        assert_eq!(kv.seq_of_id("order-55", Some("initech")).unwrap(), None);
+        assert_eq!(kv.seq_of_id("order-5", Some("acme")).unwrap(), Some(5));
+        assert_eq!(kv.seq_of_id("order-5", None).unwrap(), None);
+        let listed = kv.tenants_of_id("order-55", 10).unwrap();
+        assert_eq!(
+            listed,
+            vec![
+                (None, 1),
+                (Some("acme".to_string()), 2),
+                (Some("acme2".to_string()), 4),
+                (Some("globex".to_string()), 3),
+            ]
+        );
+        assert_eq!(kv.tenants_of_id("order-55", 2).unwrap().len(), 2);
+        assert_eq!(
+            kv.tenants_of_id("order-5", 10).unwrap(),
+            vec![(Some("acme".to_string()), 5)]
+        );
+        assert!(kv.tenants_of_id("order", 10).unwrap().is_empty());
+        // Removing one tenant's event leaves the others'.
+        kv.truncate_from(4, &events[3..]).unwrap();
+        assert_eq!(kv.tenants_of_id("order-55", 10).unwrap().len(), 3);
+        assert_eq!(kv.seq_of_id("order-55", Some("acme2")).unwrap(), None);
     }
 
     #[test]
@@ -1305,6 +1434,7 @@ mod tests {
                             session_id: (seq % 3 == 0).then(|| pick(3)),
                             ..Event::default()
                         },
+                        provenance: None,
                     });
                 }
             }
@@ -1321,12 +1451,17 @@ mod tests {
                 user_id: Some("u-1".into()),
                 ..Event::default()
             },
+            provenance: None,
         });
         let dir = tempfile::tempdir().unwrap();
         let kv = open(dir.path());
         apply_chunked(&kv, &events, 97);
         for e in &events {
-            assert_eq!(kv.seq_of_id(&e.event.id).unwrap(), Some(e.seq));
+            assert_eq!(
+                kv.seq_of_id(&e.event.id, e.event.tenant.as_deref())
+                    .unwrap(),
+                Some(e.seq)
+            );
         }
         // Every combination of names, including the ones no event has.
         for a in &names {
@@ -1370,7 +1505,8 @@ mod tests {
         {
             let kv = reopen(dir.path(), false).unwrap();
             kv.apply(&events).unwrap();
-            assert_eq!(kv.seq_of_id(&events[7].event.id).unwrap(), Some(8));
+            let e = &events[7].event;
+            assert_eq!(kv.seq_of_id(&e.id, e.tenant.as_deref()).unwrap(), Some(8));
             assert!(kv.list(&Key::Tenant("acme"), true, None, 10).is_err());
             assert!(kv.time.is_empty() && kv.user.is_empty() && kv.entity.is_empty());
             kv.flush().unwrap();
@@ -1453,21 +1589,41 @@ mod tests {
     #[test]
     fn uuid_ids_take_16_bytes_and_other_ids_round_trip() {
         let u = "019b76da-aa55-7c3e-8f00-123456789abc";
-        assert_eq!(id_key(u).len(), 17);
-        assert_eq!(id_of_key(&id_key(u)).unwrap(), u);
+        assert_eq!(id_key(u, None).len(), 18);
+        assert_eq!(id_of_key(&id_key(u, None)).unwrap(), (u.to_string(), None));
         // Not canonical (upper case), so kept as text: it must come back as posted.
         let upper = "019B76DA-AA55-7C3E-8F00-123456789ABC";
-        assert_eq!(id_key(upper)[0], 0);
+        assert_eq!(id_key(upper, None)[0], 0);
+        let long = "x".repeat(300);
         for id in [
+            u,
             upper,
             "evt-1",
             "",
             "r1-e7",
             "019b76da-aa55-7c3e-8f00-123456789abcd",
+            &long,
         ] {
-            assert_eq!(id_of_key(&id_key(id)).unwrap(), id);
+            for tenant in [
+                None,
+                Some(""),
+                Some("acme"),
+                Some("a\u{0}b\u{1}"),
+                Some("é"),
+            ] {
+                let k = id_key(id, tenant);
+                let back = id_of_key(&k).unwrap();
+                assert_eq!(back, (id.to_string(), tenant.map(str::to_string)));
+                // The id's prefix starts every key of the id, whatever the tenant.
+                assert!(k.starts_with(&id_prefix(id)));
+            }
         }
-        assert_ne!(id_key(u), id_key(upper));
+        assert_ne!(id_key(u, None), id_key(upper, None));
+        // Self-delimiting: one id's keys are never under another id's prefix.
+        for (a, b) in [("evt-1", "evt-10"), ("ab", "a")] {
+            assert!(!id_key(a, Some("x")).starts_with(&id_prefix(b)), "{a} {b}");
+            assert!(!id_key(b, None).starts_with(&id_prefix(a)), "{a} {b}");
+        }
     }
 
     #[test]
@@ -1475,8 +1631,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kv = open(dir.path());
         kv.apply(&gen_events(7, 5)).unwrap();
-        kv.ids.insert(id_key("bad"), &[1u8, 2]).unwrap();
-        assert!(matches!(kv.seq_of_id("bad"), Err(KvError::Damaged(_))));
+        kv.ids.insert(id_key("bad", None), &[1u8, 2]).unwrap();
+        assert!(matches!(
+            kv.seq_of_id("bad", None),
+            Err(KvError::Damaged(_))
+        ));
+        assert!(matches!(
+            kv.tenants_of_id("bad", 10),
+            Err(KvError::Damaged(_))
+        ));
         assert!(matches!(kv.all_id_seqs(), Err(KvError::Damaged(_))));
         let mut k = Vec::new();
         put_str(&mut k, "u");

@@ -182,7 +182,7 @@ fn kv_disagrees(kv: &KvIndex, log: &Log) -> Result<Option<String>, IndexError> {
     let Some(ev) = log.get(seq)? else {
         return Ok(None);
     };
-    match kv.seq_of_id(&ev.event.id)? {
+    match kv.seq_of_id(&ev.event.id, ev.event.tenant.as_deref())? {
         Some(s) if s == seq => Ok(None),
         other => Ok(Some(format!(
             "it maps event {} to {:?}, the log has it at seq {seq}",

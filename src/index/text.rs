@@ -12,7 +12,7 @@
 //! |-------|-----------------|----------|
 //! | `seq` | u64 fast column (not indexed) | index sort key, ordering, cursors, `delete_from` |
 //! | `time` | i64 fast column (not indexed) | `since`/`until`, histogram, last 24 h (event time, µs) |
-//! | `action`, `actor`, `tenant`, `category`, `source`, `status`, `severity`, `entity_type`, `entity_id`, `user_id` | raw string, doc ids only | filters, `field:value` in queries |
+//! | `action`, `actor`, `tenant`, `category`, `source`, `status`, `severity`, `entity_type`, `entity_id`, `user_id`, `ingested_by` | raw string, doc ids only | filters, `field:value` in queries |
 //! | `session_id`, `correlation_id`, `ip` | raw string fast column only | filters (an equality scan of the column) |
 //! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text` | default tokenizer, positions | full text: the query parser's default fields |
 //! | `metadata` | JSON, default tokenizer, positions | `metadata.reason:card` |
@@ -127,6 +127,9 @@ pub struct Filter {
     pub ip: Option<String>,
     /// Exact actor.
     pub actor: Option<String>,
+    /// Exact `ingested_by` (the provenance's API key id, `loopback`, `cli` or
+    /// `stele`); events stored in format version 1 have none and never match.
+    pub ingested_by: Option<String>,
     /// Event time (unix µs, see [`event_time`]) at or after this.
     pub since: Option<i64>,
     /// Event time (unix µs) strictly before this.
@@ -165,6 +168,10 @@ impl Filter {
             && eq(&self.correlation_id, &ev.correlation_id)
             && eq(&self.ip, &ev.ip)
             && eq(&self.actor, &ev.actor)
+            && self
+                .ingested_by
+                .as_ref()
+                .is_none_or(|b| e.provenance.as_ref().is_some_and(|p| p.ingested_by == *b))
             && self.since.is_none_or(|s| t >= s)
             && self.until.is_none_or(|u| t < u)
     }
@@ -257,6 +264,7 @@ struct Fields {
     entity_type: Field,
     entity_id: Field,
     user_id: Field,
+    ingested_by: Field,
     session_id: Field,
     correlation_id: Field,
     ip: Field,
@@ -298,7 +306,9 @@ fn build_schema() -> (Schema, Fields) {
     let user_id = b.add_text_field("user_id", raw.clone());
     let tenant = b.add_text_field("tenant", raw.clone());
     let actor = b.add_text_field("actor", raw.clone());
-    let entity_id = b.add_text_field("entity_id", raw);
+    let entity_id = b.add_text_field("entity_id", raw.clone());
+    // One value per API key: few distinct terms, cheap as a term filter.
+    let ingested_by = b.add_text_field("ingested_by", raw);
     // Nearly one distinct value per event: an inverted index costs more to build than
     // everything else together, so these are columns, filtered by scanning.
     let session_id = b.add_text_field("session_id", fast_only.clone());
@@ -325,6 +335,7 @@ fn build_schema() -> (Schema, Fields) {
         entity_type,
         entity_id,
         user_id,
+        ingested_by,
         session_id,
         correlation_id,
         ip,
@@ -372,7 +383,7 @@ fn tantivy_err(err: impl fmt::Display) -> TextError {
 /// The fields a full-text query may name.
 const FIELDS_HINT: &str = "fields usable in a query are description, entity_name, user_agent, \
      changes, metadata.<key>, metadata_text, action, actor, tenant, category, source, status, \
-     severity, entity_type, entity_id and user_id (session_id, correlation_id, ip and time \
+     severity, entity_type, entity_id, user_id and ingested_by (session_id, correlation_id, ip and time \
      ranges are filters, not query text); a literal ':' must be escaped as '\\:'";
 
 /// A failure running a parsed query: a field the parser let through
@@ -675,7 +686,7 @@ impl TextIndex {
                 IndexRecordOption::Basic,
             ))
         };
-        let raw: [(Field, Option<&str>); 10] = [
+        let raw: [(Field, Option<&str>); 11] = [
             (f.tenant, filter.tenant.as_deref()),
             (f.action, filter.action.as_deref()),
             (f.category, filter.category.as_deref()),
@@ -686,6 +697,7 @@ impl TextIndex {
             (f.entity_id, filter.entity_id.as_deref()),
             (f.user_id, filter.user_id.as_deref()),
             (f.actor, filter.actor.as_deref()),
+            (f.ingested_by, filter.ingested_by.as_deref()),
         ];
         for (field, value) in raw {
             if let Some(value) = value {
@@ -1369,7 +1381,7 @@ impl TextWriter {
         doc.add_i64(f.time, event_time(ev));
         doc.add_u64(f.codes, pack_codes(e.severity, e.status, e.source));
         doc.add_text(f.action, &e.action);
-        let raw: [(Field, Option<&str>); 12] = [
+        let raw: [(Field, Option<&str>); 13] = [
             (f.actor, e.actor.as_deref()),
             (f.tenant, e.tenant.as_deref()),
             (f.category, e.category.as_deref()),
@@ -1382,6 +1394,10 @@ impl TextWriter {
             (f.session_id, e.session_id.as_deref()),
             (f.correlation_id, e.correlation_id.as_deref()),
             (f.ip, e.ip.as_deref()),
+            (
+                f.ingested_by,
+                ev.provenance.as_ref().map(|p| p.ingested_by.as_str()),
+            ),
         ];
         for (field, value) in raw {
             if let Some(value) = value {
@@ -1484,7 +1500,8 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     /// `n` generated events with seqs `first_seq..`; received_at moves 0.7 s per event,
-    /// and every 97th event is backfilled (event time ten days before the base).
+    /// and every 97th event is backfilled (event time ten days before the base). Every
+    /// 5th has no provenance (format version 1), the others one of three writers.
     fn events(seed: u64, first_seq: u64, n: usize) -> Vec<StoredEvent> {
         let mut gen = EventGen::new(seed);
         (0..n as u64)
@@ -1498,6 +1515,10 @@ mod tests {
                     seq,
                     received_at: DEFAULT_BASE_TIME + seq as i64 * 700_000,
                     event,
+                    provenance: (seq % 5 != 0).then(|| crate::event::Provenance {
+                        ingested_by: ["ingest-a", "ingest-b", "cli"][(seq % 3) as usize].into(),
+                        client_addr: None,
+                    }),
                 }
             })
             .collect()
@@ -1580,6 +1601,10 @@ mod tests {
             && eq(&f.correlation_id, &e.correlation_id)
             && eq(&f.ip, &e.ip)
             && eq(&f.actor, &e.actor)
+            && eq(
+                &f.ingested_by,
+                &ev.provenance.as_ref().map(|p| p.ingested_by.clone()),
+            )
             && f.since.is_none_or(|s| t >= s)
             && f.until.is_none_or(|u| t < u)
             && f.text.as_ref().is_none_or(|q| {
@@ -1712,6 +1737,9 @@ mod tests {
         }
         if rng.chance(3) {
             f.tenant = Some("no-such-tenant".to_owned());
+        }
+        if rng.chance(8) {
+            f.ingested_by = stored.provenance.as_ref().map(|p| p.ingested_by.clone());
         }
         if rng.chance(20) {
             f.min_severity = Some(*rng.pick(Severity::ALL));

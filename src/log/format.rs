@@ -10,7 +10,9 @@
 //!         | part u32 | first_seq u64 | prev_hash{32} | created_at i64 (unix µs)
 //!         | reserved{56} (zero) | crc32 u32 (of bytes 0..124)
 //! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX) | crc32 u32 (of len ++ payload ++ chain)
-//!         | payload{len} (bincode 2 standard config of StoredEvent) | chain{32}
+//!         | payload{len} (bincode 2 standard config of StoredEvent: version 1
+//!           (seq, received_at, Event), version 2 (seq, received_at, Event, Provenance))
+//!         | chain{32}
 //! chain   = SHA-256(previous chain ++ payload)
 //! footer  = 0xFFFF_FFFF u32 | "STELEEND"{8} | count u64 | first_seq u64 | last_seq u64
 //!         | final_hash{32} | sealed_at i64 (unix µs) | crc32 u32 (of bytes 0..76)
@@ -27,8 +29,9 @@ use std::fmt;
 
 /// First eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
-/// The format version this build writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes. Version 2 added the record payload's
+/// provenance (`event::Provenance`); frames, header and footer are unchanged.
+pub const FORMAT_VERSION: u16 = 2;
 /// The oldest format version this build still reads (see `tests/data/`).
 pub const FORMAT_VERSION_OLDEST_SUPPORTED: u16 = 1;
 /// Size of the segment header.
@@ -234,7 +237,7 @@ impl Header {
         if b[68..124].iter().any(|&x| x != 0) {
             return Err(FrameError::BadField(
                 "reserved bytes",
-                "must be zero in format version 1".into(),
+                "must be zero in format versions 1 and 2".into(),
             ));
         }
         let day_raw = u32_at(b, 12);

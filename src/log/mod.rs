@@ -24,7 +24,7 @@ pub use error::{Error, Result};
 pub use recovery::{list_segments, RecoveryReport};
 
 use crate::clock::Clock;
-use crate::event::{self, Event, StoredEvent};
+use crate::event::{self, Event, Provenance, StoredEvent};
 use format::{Hash, SegmentId};
 use segment::{SegmentView, Snapshot, SPARSE_EVERY};
 use std::fs::File;
@@ -457,7 +457,7 @@ impl Log {
         &self.data_dir
     }
 
-    fn prepare(&self, events: &[Event]) -> Result<Batch> {
+    fn prepare(&self, events: &[Event], by: &Provenance) -> Result<Batch> {
         if events.is_empty() || events.len() > self.cfg.batch_events_max {
             return Err(Error::LimitExceeded {
                 what: "events per append",
@@ -465,7 +465,18 @@ impl Log {
                 max: self.cfg.batch_events_max as u64,
             });
         }
-        let mut bodies = Vec::with_capacity(events.len() * 512);
+        if by.check().is_err() {
+            // Set by Stele, never by a client: a bug if it ever fires.
+            return Err(Error::LimitExceeded {
+                what: "provenance bytes (ingested_by 1 to 64, client_addr up to 64)",
+                got: (by.ingested_by.len() + by.client_addr.as_ref().map_or(0, String::len)) as u64,
+                max: (event::INGESTED_BY_BYTES_MAX + event::CLIENT_ADDR_BYTES_MAX) as u64,
+            });
+        }
+        // Every event of a request has the same provenance: encode it once.
+        let mut provenance = Vec::with_capacity(80);
+        event::encode_provenance(by, &mut provenance);
+        let mut bodies = Vec::with_capacity(events.len() * (512 + provenance.len()));
         let mut ends = Vec::with_capacity(events.len());
         for ev in events {
             let start = bodies.len();
@@ -478,6 +489,7 @@ impl Log {
                     max: event::EVENT_BYTES_MAX as u64,
                 });
             }
+            bodies.extend_from_slice(&provenance);
             ends.push(bodies.len() as u32);
         }
         // One request always fits in one write, so a torn write never spans
@@ -497,10 +509,11 @@ impl Log {
         self.tx.as_ref().ok_or(Error::Closed)
     }
 
-    /// Appends `events` and returns once they are durable. Blocks the calling
-    /// thread: do not call from an async task (use [`Log::append_async`]).
-    pub fn append(&self, events: &[Event]) -> Result<Appended> {
-        let batch = self.prepare(events)?;
+    /// Appends `events`, each stamped with the provenance `by`, and returns
+    /// once they are durable. Blocks the calling thread: do not call from an
+    /// async task (use [`Log::append_async`]).
+    pub fn append(&self, events: &[Event], by: &Provenance) -> Result<Appended> {
+        let batch = self.prepare(events, by)?;
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send(Request::Append(batch, reply))
@@ -508,9 +521,10 @@ impl Log {
         rx.blocking_recv().map_err(|_| Error::Closed)?
     }
 
-    /// Appends `events` and resolves once they are durable.
-    pub async fn append_async(&self, events: &[Event]) -> Result<Appended> {
-        let batch = self.prepare(events)?;
+    /// Appends `events`, each stamped with the provenance `by`, and resolves
+    /// once they are durable.
+    pub async fn append_async(&self, events: &[Event], by: &Provenance) -> Result<Appended> {
+        let batch = self.prepare(events, by)?;
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send_async(Request::Append(batch, reply))

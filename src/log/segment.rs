@@ -117,7 +117,7 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                 chain,
                 len,
             }) => {
-                if let Err(detail) = check_payload(payload, seq, depth) {
+                if let Err(detail) = check_payload(payload, header.version, seq, depth) {
                     out.problem = Some(corrupt(off, seq, detail));
                     return out;
                 }
@@ -202,11 +202,17 @@ fn describe_frame_error(e: &FrameError, rest: u64) -> String {
 }
 
 /// Checks the seq at the head of a payload (and, at `Full` depth, that the
-/// whole payload decodes as a stored event with that seq).
-fn check_payload(payload: &[u8], seq: u64, depth: Depth) -> std::result::Result<(), String> {
+/// whole payload decodes as a stored event of the segment's format `version`
+/// with that seq).
+fn check_payload(
+    payload: &[u8],
+    version: u16,
+    seq: u64,
+    depth: Depth,
+) -> std::result::Result<(), String> {
     let found = match depth {
         Depth::Frames => event::decode_stored_seq(payload)?,
-        Depth::Full => event::decode_stored(payload)?.seq,
+        Depth::Full => event::decode_stored(payload, version)?.seq,
     };
     if found == seq {
         Ok(())
@@ -546,7 +552,7 @@ impl SegmentView {
         }
         match decode_frame(&bytes[off..end]) {
             Ok(Frame::Record { payload, len, .. }) => {
-                let ev = event::decode_stored(payload)
+                let ev = event::decode_stored(payload, self.header.version)
                     .map_err(|e| self.corrupt(offset, Some(seq), format!("payload: {e}")))?;
                 if ev.seq != seq {
                     return Err(self.corrupt(
@@ -648,6 +654,7 @@ mod tests {
             let mut payload = Vec::new();
             event::encode_stored_prefix(seq, 1, &mut payload);
             event::encode_event(&gen.next_event(), &mut payload);
+            event::encode_provenance(&event::Provenance::cli(), &mut payload);
             hash = encode_record(&mut bytes, &hash, &[&payload]);
             ends.push(bytes.len());
         }

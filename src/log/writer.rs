@@ -236,7 +236,10 @@ impl Writer {
             None => false,
             Some(a) => {
                 let used = a.len + self.buf.len() as u64;
+                // An older format's active segment (after an upgrade) is
+                // sealed, never appended to in this build's format.
                 a.view.id.day == day
+                    && a.view.header.version == FORMAT_VERSION
                     && (used + framed + FOOTER_BYTES as u64 <= self.cfg.segment_bytes_max
                         || (a.count == 0 && self.waiters.is_empty()))
             }

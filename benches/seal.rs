@@ -56,7 +56,8 @@ fn filled(dir: &std::path::Path) -> Log {
         < BYTES
     {
         let batch: Vec<_> = (0..512).map(|_| gen.sized(500)).collect();
-        log.append(&batch).unwrap();
+        log.append(&batch, &stele::event::Provenance::cli())
+            .unwrap();
     }
     log
 }

@@ -94,7 +94,7 @@ fn fixture_signed_with(signer: &SigningKey) -> Fixture {
         for _ in 0..4 {
             let evs = events(&mut gen, 3, 400);
             ids.extend(evs.iter().map(|e| e.id.clone()));
-            log.append(&evs).unwrap();
+            log.append(&evs, &stele::event::Provenance::cli()).unwrap();
         }
     }
     let written = write_due_digests(&dir, &log, signer, clock.now_micros()).unwrap();
@@ -127,7 +127,10 @@ fn fixture_signed_with(signer: &SigningKey) -> Fixture {
 
 /// A same-length forgery of an event's action.
 fn forge_action(p: &mut Vec<u8>) {
-    let a = stele::event::decode_stored(p).unwrap().event.action;
+    let a = stele::event::decode_stored(p, stele::log::format::FORMAT_VERSION)
+        .unwrap()
+        .event
+        .action;
     bincode_string_replace(p, &a, &"x".repeat(a.len()));
 }
 

@@ -283,6 +283,12 @@ fn stored_as_posted(d: &Daemon, id: &str, seq: u64) -> Value {
     let obj = v.as_object_mut().unwrap();
     obj.remove("seq");
     assert!(obj.remove("received_at").is_some(), "{id}");
+    assert_eq!(
+        obj.remove("ingested_by"),
+        Some(Value::from("loopback")),
+        "{id}"
+    );
+    assert!(obj.remove("client_addr").is_some(), "{id}");
     v
 }
 
@@ -1565,8 +1571,9 @@ fn numbers_beyond_i64_and_f64_get_clear_answers_and_read_back_as_stored() {
     // The view is a fixed point: posting it again is a replay of the same seq.
     let mut again = view.clone();
     let obj = again.as_object_mut().unwrap();
-    obj.remove("seq");
-    obj.remove("received_at");
+    for server_stamped in ["seq", "received_at", "ingested_by", "client_addr"] {
+        obj.remove(server_stamped);
+    }
     let (st, _, r) = d.post(&again);
     assert_eq!(
         (st, &r),

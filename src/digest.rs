@@ -854,8 +854,7 @@ pub struct DigestStats {
 /// The digester thread of `stele serve`: signs due days at start, every
 /// period, and right after each day closes.
 pub struct Digester {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    worker: crate::seal::worker::Worker,
     stats: Arc<DigestStats>,
 }
 
@@ -881,97 +880,83 @@ impl Digester {
             );
             let _ = (prior, status);
             return Digester {
-                stop: None,
-                thread: None,
+                worker: crate::seal::worker::Worker::idle(),
                 stats,
             };
         };
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
         let counters = stats.clone();
-        let spawned = std::thread::Builder::new()
-            .name("stele-digester".into())
-            .spawn(move || {
-                let mut said: Option<String> = None;
-                let public = key.verifying_key();
-                let anchor = match anchor(&data_dir, &public) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::error!("{e}.");
-                        None
-                    }
-                };
-                let inherited = verify_inherited(&log, anchor, prior.as_ref());
-                status.set_signed_entries(load_signed_entries(&data_dir, &public));
-                status.set_inherited(inherited.clone());
-                let mut unsigned_said = Vec::new();
-                loop {
-                    let now = clock.now_micros();
-                    match write_witnessed_digests(&data_dir, &log, &key, now, &inherited) {
-                        Ok(run) => {
-                            counters
-                                .written
-                                .fetch_add(run.written.len() as u64, Ordering::Relaxed);
-                            if !run.written.is_empty() {
-                                status.set_signed_entries(load_signed_entries(&data_dir, &public));
-                            }
-                            if run.unsigned != unsigned_said {
-                                for (day, why) in &run.unsigned {
-                                    tracing::error!(
-                                        "Day {day} is closed but not signed: {why}. An operator \
+        let spawned = crate::seal::worker::Worker::spawn("stele-digester", move |rx| {
+            let mut said: Option<String> = None;
+            let public = key.verifying_key();
+            let anchor = match anchor(&data_dir, &public) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!("{e}.");
+                    None
+                }
+            };
+            let inherited = verify_inherited(&log, anchor, prior.as_ref());
+            status.set_signed_entries(load_signed_entries(&data_dir, &public));
+            status.set_inherited(inherited.clone());
+            let mut unsigned_said = Vec::new();
+            loop {
+                let now = clock.now_micros();
+                match write_witnessed_digests(&data_dir, &log, &key, now, &inherited) {
+                    Ok(run) => {
+                        counters
+                            .written
+                            .fetch_add(run.written.len() as u64, Ordering::Relaxed);
+                        if !run.written.is_empty() {
+                            status.set_signed_entries(load_signed_entries(&data_dir, &public));
+                        }
+                        if run.unsigned != unsigned_said {
+                            for (day, why) in &run.unsigned {
+                                tracing::error!(
+                                    "Day {day} is closed but not signed: {why}. An operator \
                                          must resolve it (`stele sign-days`, docs in README \
                                          \"Unsigned days\")."
-                                    );
-                                }
-                                unsigned_said = run.unsigned.clone();
+                                );
                             }
-                            counters
-                                .unsigned
-                                .store(run.unsigned.len() as u64, Ordering::Relaxed);
-                            status.set_unsigned(run.unsigned);
-                            status.set_digest_error(None);
-                            said = None;
+                            unsigned_said = run.unsigned.clone();
                         }
-                        Err(e) => {
-                            counters.failures.fetch_add(1, Ordering::Relaxed);
-                            let msg = e.to_string();
-                            status.set_digest_error(Some(msg.clone()));
-                            if said.as_deref() != Some(msg.as_str()) {
-                                tracing::error!("Could not sign the daily digests: {msg}.");
-                                said = Some(msg);
-                            }
-                        }
+                        counters
+                            .unsigned
+                            .store(run.unsigned.len() as u64, Ordering::Relaxed);
+                        status.set_unsigned(run.unsigned);
+                        status.set_digest_error(None);
+                        said = None;
                     }
-                    let now = clock.now_micros();
-                    let next_close = end_of(Day::from_micros(now))
-                        .saturating_add(CLOSE_GRACE_MICROS + 1_000_000);
-                    let until_close =
-                        Duration::from_micros(next_close.saturating_sub(now).max(0) as u64);
-                    match rx.recv_timeout(period.min(until_close)) {
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                        _ => break,
+                    Err(e) => {
+                        counters.failures.fetch_add(1, Ordering::Relaxed);
+                        let msg = e.to_string();
+                        status.set_digest_error(Some(msg.clone()));
+                        if said.as_deref() != Some(msg.as_str()) {
+                            tracing::error!("Could not sign the daily digests: {msg}.");
+                            said = Some(msg);
+                        }
                     }
                 }
-            });
-        match spawned {
-            Ok(t) => Digester {
-                stop: Some(tx),
-                thread: Some(t),
-                stats,
-            },
-            Err(e) => {
-                tracing::error!("Could not start the digester thread: {e}; no digests.");
-                Digester {
-                    stop: None,
-                    thread: None,
-                    stats,
+                let now = clock.now_micros();
+                let next_close =
+                    end_of(Day::from_micros(now)).saturating_add(CLOSE_GRACE_MICROS + 1_000_000);
+                let until_close =
+                    Duration::from_micros(next_close.saturating_sub(now).max(0) as u64);
+                match rx.recv_timeout(period.min(until_close)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
                 }
             }
-        }
+        });
+        let worker = spawned.unwrap_or_else(|e| {
+            tracing::error!("Could not start the digester thread: {e}; no digests.");
+            crate::seal::worker::Worker::idle()
+        });
+        Digester { worker, stats }
     }
 
     /// Whether the thread runs (a key was given).
     pub fn running(&self) -> bool {
-        self.thread.is_some()
+        self.worker.running()
     }
 
     /// The thread's counters.
@@ -980,21 +965,8 @@ impl Digester {
     }
 
     /// Stops the thread after the digest it is writing, if any.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Digester {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        self.worker.stop();
     }
 }
 

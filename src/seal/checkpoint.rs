@@ -402,8 +402,7 @@ fn checkpoint_once(
 /// The checkpointer thread of `stele serve`: signs the chain head every
 /// interval while it moves, and once more when stopped.
 pub struct Checkpointer {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    worker: super::worker::Worker,
     stats: Arc<CheckpointStats>,
 }
 
@@ -419,64 +418,51 @@ impl Checkpointer {
         status: Arc<super::SealStatus>,
     ) -> Checkpointer {
         let stats = Arc::new(CheckpointStats::default());
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
         let counters = stats.clone();
-        let spawned = std::thread::Builder::new()
-            .name("stele-checkpointer".into())
-            .spawn(move || {
-                let mut last = 0;
-                let opened = log.opened_head().seq;
-                let mut paused_said = false;
-                loop {
-                    let stopping = !matches!(
-                        rx.recv_timeout(interval),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                    );
-                    if !status.may_checkpoint(opened) {
-                        if status.started_check_done() && !paused_said {
-                            let why = format!(
-                                "checkpoints are paused: the records this process inherited \
+        let spawned = super::worker::Worker::spawn("stele-checkpointer", move |rx| {
+            let mut last = 0;
+            let opened = log.opened_head().seq;
+            let mut paused_said = false;
+            loop {
+                let stopping = !matches!(
+                    rx.recv_timeout(interval),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                );
+                if !status.may_checkpoint(opened) {
+                    if status.started_check_done() && !paused_said {
+                        let why = format!(
+                            "checkpoints are paused: the records this process inherited \
                                  (through seq {opened}) are not verified, and a checkpoint of a \
                                  later head would vouch for them (see /readyz; resolve with \
                                  `stele sign-days`)"
-                            );
-                            tracing::error!("{why}.");
-                            *counters.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-                            paused_said = true;
-                        }
-                        if stopping {
-                            break;
-                        }
-                        continue;
-                    }
-                    let now = clock.now_micros();
-                    if let Some(cp) =
-                        checkpoint_once(&data_dir, &log, &key, &witnesses, now, last, &counters)
-                    {
-                        last = cp.seq;
+                        );
+                        tracing::error!("{why}.");
+                        *counters.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                        paused_said = true;
                     }
                     if stopping {
                         break;
                     }
+                    continue;
                 }
-            });
-        match spawned {
-            Ok(t) => Checkpointer {
-                stop: Some(tx),
-                thread: Some(t),
-                stats,
-            },
-            Err(e) => {
-                tracing::error!("Could not start the checkpointer thread: {e}; no checkpoints.");
-                *stats.error.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(format!("the checkpointer thread did not start: {e}"));
-                Checkpointer {
-                    stop: None,
-                    thread: None,
-                    stats,
+                let now = clock.now_micros();
+                if let Some(cp) =
+                    checkpoint_once(&data_dir, &log, &key, &witnesses, now, last, &counters)
+                {
+                    last = cp.seq;
+                }
+                if stopping {
+                    break;
                 }
             }
-        }
+        });
+        let worker = spawned.unwrap_or_else(|e| {
+            tracing::error!("Could not start the checkpointer thread: {e}; no checkpoints.");
+            *stats.error.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("the checkpointer thread did not start: {e}"));
+            super::worker::Worker::idle()
+        });
+        Checkpointer { worker, stats }
     }
 
     /// The thread's counters and newest checkpoint.
@@ -485,21 +471,8 @@ impl Checkpointer {
     }
 
     /// Signs a last checkpoint of the head and stops the thread.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        self.worker.stop();
     }
 }
 

@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod inherited;
 pub mod scrub;
 pub mod verify;
+pub mod worker;
 
 use crate::digest::SegmentEntry;
 use crate::log::format::SegmentId;

@@ -955,7 +955,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     {
         tracing::warn!("Some requests did not finish within the grace period; closing them.");
     }
-    tokio::task::spawn_blocking(move || seal.stop()).await?; // it holds a log handle
+    // The scrubber and the digester stop now (they hold log handles); the
+    // checkpointer last, after the final appends, so its checkpoint covers
+    // everything this process wrote.
+    let checkpointer = tokio::task::spawn_blocking(move || seal.stop_but_checkpointer()).await?;
     let log = app.engine.log().clone();
     let indexes = app.engine.indexes().clone();
     drop(app);
@@ -977,7 +980,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             }
             Err(i) => Some(i.indexed_seq()),
         };
-        last_handle(&|| Arc::strong_count(&log));
+        // The checkpointer holds one handle of its own.
+        let own = usize::from(checkpointer.is_some());
+        last_handle(&|| Arc::strong_count(&log).saturating_sub(own));
+        if let Some(c) = checkpointer {
+            c.stop();
+        }
         let last = log.last_seq();
         if let Ok(l) = Arc::try_unwrap(log) {
             l.close();

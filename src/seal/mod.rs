@@ -479,11 +479,19 @@ impl Seal {
 
     /// Stops every thread; the checkpointer signs the head a last time.
     pub fn stop(self) {
-        self.scrubber.stop();
-        self.digester.stop();
-        if let Some(c) = self.checkpointer {
+        if let Some(c) = self.stop_but_checkpointer() {
             c.stop();
         }
+    }
+
+    /// Stops the scrubber and the digester, and hands back the checkpointer
+    /// (if any): a clean shutdown stops it last, once every append (audit
+    /// records of the last requests included) is durable, so its final
+    /// checkpoint covers the whole log.
+    pub fn stop_but_checkpointer(self) -> Option<Checkpointer> {
+        self.scrubber.stop();
+        self.digester.stop();
+        self.checkpointer
     }
 }
 

@@ -286,6 +286,13 @@ fn an_ordinary_restart_across_midnight_verifies_what_it_inherited_and_signs_it()
     let ready = settled(&d);
     assert_eq!(ready["degraded"], false, "{ready}");
     assert_eq!(ready["state"]["seal"]["verified_through"], 53, "{ready}");
+    // A clean stop signs a final checkpoint: nothing was left for the crash
+    // window.
+    assert!(
+        !d.log_text().contains("after its last signed checkpoint"),
+        "{}",
+        d.log_text()
+    );
     assert!(d.terminate(Duration::from_secs(30)).success());
 }
 

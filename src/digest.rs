@@ -847,8 +847,6 @@ pub struct DigestStats {
     pub written: AtomicU64,
     /// Runs that failed (the error is logged once until it changes).
     pub failures: AtomicU64,
-    /// Closed days after the newest digest that cannot be signed.
-    pub unsigned: AtomicU64,
 }
 
 /// The digester thread of `stele serve`: signs due days at start, every
@@ -919,9 +917,6 @@ impl Digester {
                             }
                             unsigned_said = run.unsigned.clone();
                         }
-                        counters
-                            .unsigned
-                            .store(run.unsigned.len() as u64, Ordering::Relaxed);
                         status.set_unsigned(run.unsigned);
                         status.set_digest_error(None);
                         said = None;

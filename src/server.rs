@@ -1696,7 +1696,7 @@ fn metrics(app: &App) -> Resp {
         "stele_digest_unsigned_days",
         "gauge",
         "Closed days after the newest digest that cannot be signed (see /readyz).",
-        app.digests.unsigned.load(Relaxed).to_string(),
+        app.seal_status.unsigned().len().to_string(),
     );
     metric(
         "stele_segments_damaged",
@@ -1721,7 +1721,7 @@ fn metrics(app: &App) -> Resp {
         "stele_scrub_running",
         "gauge",
         "1 while a scrub pass runs.",
-        u8::from(crate::seal::scrub_running(&app.seal_status)).to_string(),
+        u8::from(scrub.running.load(Relaxed)).to_string(),
     );
     metric(
         "stele_legal_holds",

@@ -494,8 +494,3 @@ impl Seal {
         self.checkpointer
     }
 }
-
-/// Whether a scrub pass is running (for `/metrics`).
-pub fn scrub_running(status: &SealStatus) -> bool {
-    status.scrub.running.load(Ordering::Relaxed)
-}

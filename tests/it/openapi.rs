@@ -28,9 +28,7 @@
 //! `dispatch` and `route_name`) so that a route added to the server without
 //! being added to the spec fails the build.
 
-mod common;
-
-use common::daemon::Daemon;
+use crate::support::daemon::Daemon;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -2827,7 +2825,7 @@ type RoutePattern = (Option<String>, Vec<Option<String>>);
 fn fn_body<'s>(src: &'s str, signature: &str) -> &'s str {
     let start = src
         .find(signature)
-        .unwrap_or_else(|| panic!("src/server.rs has no `{signature}`; update tests/openapi.rs"));
+        .unwrap_or_else(|| panic!("src/server.rs has no `{signature}`; update tests/it/openapi.rs"));
     let rest = &src[start..];
     let end = rest.find("\n}\n").unwrap_or(rest.len());
     &rest[..end]
@@ -2922,7 +2920,7 @@ fn routes_in_server_rs_are_documented() {
             .collect();
     if served.len() < 10 {
         failures.push(format!(
-            "found only {} routes in `dispatch` of src/server.rs; the parser in tests/openapi.rs needs updating",
+            "found only {} routes in `dispatch` of src/server.rs; the parser in tests/it/openapi.rs needs updating",
             served.len()
         ));
     }
@@ -2947,7 +2945,7 @@ fn routes_in_server_rs_are_documented() {
     let named = route_patterns(fn_body(&src, "fn route_name("));
     if named.len() < 10 {
         failures.push(format!(
-            "found only {} arms in `route_name` of src/server.rs; the parser in tests/openapi.rs needs updating",
+            "found only {} arms in `route_name` of src/server.rs; the parser in tests/it/openapi.rs needs updating",
             named.len()
         ));
     }

@@ -5,12 +5,10 @@
 //! or 201 if it was not stored, never stored twice.
 //!
 //! The kill instants come from a seeded RNG: the seed is printed, and
-//! `STELE_CRASH_SEED=N cargo test --test http_crash` repeats a run.
+//! `STELE_CRASH_SEED=N cargo test --test it http_crash::` repeats a run.
 
-mod common;
-
-use common::daemon::Daemon;
-use common::*;
+use crate::support::daemon::Daemon;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

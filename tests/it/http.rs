@@ -1,10 +1,8 @@
 //! `stele serve` as users meet it: the real binary on 127.0.0.1:0 with a
 //! temporary data directory, spoken to over HTTP.
 
-mod common;
-
-use common::daemon::Daemon;
-use common::*;
+use crate::support::daemon::Daemon;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -491,7 +489,7 @@ fn sigterm_finishes_in_flight_requests_ends_streams_and_exits_zero() {
     let (st, _, ev) = d.get("/v1/events/in-flight-1");
     assert_eq!(st, 200, "{ev}");
     assert_eq!(ev["seq"], 501);
-    assert_eq!(common::verify(&[tmp.path()]).0, 0);
+    assert_eq!(crate::support::verify(&[tmp.path()]).0, 0);
 }
 
 #[test]

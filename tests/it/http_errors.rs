@@ -3,9 +3,7 @@
 //! problem's `type`, `title`, `status`, `detail` and its extra member; the
 //! idempotent-retry contract; and a 100,000-event export.
 
-mod common;
-
-use common::daemon::Daemon;
+use crate::support::daemon::Daemon;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};

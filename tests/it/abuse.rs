@@ -13,9 +13,7 @@
 //! The memory bounds are for this debug build, measured on the 2-core
 //! development VM (see each constant).
 
-mod common;
-
-use common::daemon::Daemon;
+use crate::support::daemon::Daemon;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddrV4, TcpStream};
@@ -1022,7 +1020,7 @@ Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
         let mut s = TcpStream::connect(&d.addr).unwrap();
         let _ = s.write_all(bytes);
     }
-    // (A stalled chunked body is cut by request_timeout_secs: tests/http.rs.)
+    // (A stalled chunked body is cut by request_timeout_secs: tests/it/http.rs.)
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(log_last_seq(&d), before, "a malformed body stored events");
     let (st, _, v) = d.get("/v1/events/chunked-1");

@@ -3,10 +3,8 @@
 //! reloading keys and certificates on SIGHUP, `stele keygen`, and the
 //! self-audit trail of who read what.
 
-mod common;
-
-use common::daemon::{read_response, Daemon};
-use common::stele_clean_env;
+use crate::support::daemon::{read_response, Daemon};
+use crate::support::stele_clean_env;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -3,7 +3,8 @@
 //! reloading keys and certificates on SIGHUP, `stele keygen`, and the
 //! self-audit trail of who read what.
 
-use crate::support::daemon::{read_response, Daemon};
+use crate::support::daemon::Daemon;
+use crate::support::http::{dechunk, parse_reply, read_response, request_bytes};
 use crate::support::stele_clean_env;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -127,68 +128,26 @@ impl Resp {
     }
 }
 
-/// Decodes a complete chunked body.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(i) = body.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = String::from_utf8_lossy(&body[..i]);
-        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap_or(0);
-        if n == 0 {
-            return out;
-        }
-        let rest = &body[i + 2..];
-        let n = n.min(rest.len());
-        out.extend_from_slice(&rest[..n]);
-        body = rest.get(n + 2..).unwrap_or(&[]);
-    }
-}
-
+/// The answer read to the end of the connection, as this file looks at it.
 fn parse_response(raw: &[u8]) -> Resp {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP response: {}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head}"));
-    let headers: Vec<String> = lines.map(str::to_string).collect();
-    let body = &raw[end + 4..];
-    let chunked = headers.iter().any(|h| {
-        let h = h.to_ascii_lowercase();
-        h.starts_with("transfer-encoding:") && h.contains("chunked")
+    let r = parse_reply(raw).unwrap_or_else(|| {
+        panic!(
+            "not a whole HTTP response: {}",
+            String::from_utf8_lossy(raw)
+        )
     });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
     Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        status: r.status,
+        headers: r.head.split("\r\n").skip(1).map(str::to_string).collect(),
+        body: r.text(),
     }
 }
 
 /// One HTTP/1.1 request with extra headers, `Connection: close`.
 fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() || method != "GET" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(&request_bytes(method, path, headers, body))
+        .unwrap();
     parse_response(&read_response(&mut s))
 }
 
@@ -333,7 +292,7 @@ fn open_sse(addr: &str, path: &str, headers: &[(&str, String)]) -> Sse {
                 Ok(n) => body.extend_from_slice(&chunk[..n]),
                 Err(e) if is_timeout(&e) => {
                     let decoded = if chunked {
-                        dechunk(&body)
+                        dechunk(&body).map(|(b, _)| b).unwrap_or_default()
                     } else {
                         body.clone()
                     };
@@ -344,7 +303,11 @@ fn open_sse(addr: &str, path: &str, headers: &[(&str, String)]) -> Sse {
                 Err(_) => break,
             }
         }
-        let body = if chunked { dechunk(&body) } else { body };
+        let body = if chunked {
+            dechunk(&body).map(|(b, _)| b).unwrap_or_default()
+        } else {
+            body
+        };
         sse.body = String::from_utf8_lossy(&body).into_owned();
     }
     sse

@@ -2823,9 +2823,9 @@ type RoutePattern = (Option<String>, Vec<Option<String>>);
 
 /// The body of `fn name` in `src` (up to the closing brace at column 0).
 fn fn_body<'s>(src: &'s str, signature: &str) -> &'s str {
-    let start = src
-        .find(signature)
-        .unwrap_or_else(|| panic!("src/server.rs has no `{signature}`; update tests/it/openapi.rs"));
+    let start = src.find(signature).unwrap_or_else(|| {
+        panic!("src/server.rs has no `{signature}`; update tests/it/openapi.rs")
+    });
     let rest = &src[start..];
     let end = rest.find("\n}\n").unwrap_or(rest.len());
     &rest[..end]

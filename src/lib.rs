@@ -10,13 +10,16 @@
 //! - [`metrics`]: latency histograms in the Prometheus text format.
 //! - [`retention`]: TTL per day partition, legal holds, dropping the oldest days.
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
-//! - [`config`]: the configuration file, `STELE_*` overrides and flags, validated.
+//! - [`config`]: the configuration file, `STELE_*` overrides and flags, validated (and the
+//!   serve limits).
+//! - [`ingest`]: idempotent ingest (client ids reserved, then settled).
 //! - [`server`]: `stele serve`, the HTTP/JSON API.
 //! - [`notify`]: systemd notifications (readiness, status, watchdog) for `stele serve`.
 //! - [`verify`]: offline verification of segment files.
 //! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
 //! - [`digest`]: signed daily digests (keys, the digester, their verification).
 //! - [`clock`]: the time seam.
+//! - [`sync`]: locks that survive a panic elsewhere.
 //! - [`fault`]: failpoints on the log's I/O paths (test builds only).
 //! - [`fuzzing`]: the properties the fuzz targets check (replayed by the tests).
 //! - [`testkit`]: deterministic realistic events for tests and benches.
@@ -31,6 +34,7 @@ pub mod event;
 pub mod fault;
 pub mod fuzzing;
 pub mod index;
+pub mod ingest;
 pub mod log;
 pub mod metrics;
 pub mod notify;
@@ -39,6 +43,7 @@ pub mod retention;
 pub mod seal;
 pub mod server;
 pub mod stall;
+pub mod sync;
 pub mod testkit;
 pub mod tls;
 pub mod verify;

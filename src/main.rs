@@ -844,13 +844,13 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
         .thread_name("stele-http")
         .build()?;
     // SIGHUP: the same file, environment and flags, read again.
-    let reload: stele::server::Reloader = {
+    let reload: stele::config::Reloader = {
         let (path, flags) = (path.clone(), flags.clone());
         std::sync::Arc::new(move || {
             let mut cfg = Config::load(path.as_deref(), process_env).map_err(|e| e.to_string())?;
             cfg.apply_flags(&flags);
             cfg.validate().map_err(|e| e.to_string())?;
-            Ok(stele::server::Reloaded {
+            Ok(stele::config::Reloaded {
                 limits: cfg.limits,
                 retention: cfg.retention,
                 auth: cfg.auth,
@@ -858,7 +858,7 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
             })
         })
     };
-    rt.block_on(stele::server::serve(stele::server::ServeConfig {
+    rt.block_on(stele::server::serve(stele::config::ServeConfig {
         reload: Some(reload),
         listen: cfg.listen,
         log: cfg.log_config(),

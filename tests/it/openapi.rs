@@ -24,9 +24,9 @@
 //!   `x-stele-sse-events`). Failures are collected and reported together,
 //!   each naming the operation, the request and what failed.
 //!
-//! `routes_in_server_rs_are_documented` reads `src/server.rs` (the arms of
-//! `dispatch` and `route_name`) so that a route added to the server without
-//! being added to the spec fails the build.
+//! `routes_in_the_route_table_are_documented` iterates the server's route
+//! table (`stele::server::ROUTES`) so that a route added to the server
+//! without being added to the spec fails the build.
 
 use crate::support::daemon::Daemon;
 use serde_json::{json, Value};
@@ -38,7 +38,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const SPEC_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
-const SERVER_RS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/server.rs");
 /// Methods an OpenAPI path item may hold, as spec keys.
 const SPEC_METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -2706,69 +2705,7 @@ fn the_spec_is_well_formed() {
     );
 }
 
-/// A route pattern read from Rust source: the method (`None` for `_`) and
-/// the path segments (`None` for a binding or `_`).
-type RoutePattern = (Option<String>, Vec<Option<String>>);
-
-/// The body of `fn name` in `src` (up to the closing brace at column 0).
-fn fn_body<'s>(src: &'s str, signature: &str) -> &'s str {
-    let start = src.find(signature).unwrap_or_else(|| {
-        panic!("src/server.rs has no `{signature}`; update tests/it/openapi.rs")
-    });
-    let rest = &src[start..];
-    let end = rest.find("\n}\n").unwrap_or(rest.len());
-    &rest[..end]
-}
-
-/// Every `(&Method::X, [..])` or `(_, [..])` pattern in `body`.
-fn route_patterns(body: &str) -> Vec<(RoutePattern, String)> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    while let Some(i) = rest.find('(') {
-        rest = &rest[i + 1..];
-        let method = if let Some(r) = rest.strip_prefix("&Method::") {
-            let end = r.find(',').unwrap_or(0);
-            let m = r[..end].trim().to_string();
-            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                continue;
-            }
-            Some((Some(m), &r[end + 1..]))
-        } else {
-            rest.strip_prefix("_,").map(|r| (None, r))
-        };
-        let Some((method, r)) = method else { continue };
-        let r = r.trim_start();
-        let Some(r) = r.strip_prefix('[') else {
-            continue;
-        };
-        let Some(close) = r.find(']') else { continue };
-        let segs: Vec<Option<String>> = r[..close]
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.strip_prefix('"')
-                    .and_then(|s| s.strip_suffix('"'))
-                    .map(str::to_string)
-            })
-            .collect();
-        // Alternatives (`"a" | "b"`) are not routes of their own.
-        if r[..close].contains('|') {
-            continue;
-        }
-        let after = &r[close + 1..];
-        let name = after
-            .split_once("=>")
-            .map(|(_, n)| n.trim_start())
-            .and_then(|n| n.strip_prefix('"'))
-            .and_then(|n| n.split('"').next())
-            .unwrap_or("")
-            .to_string();
-        out.push(((method, segs), name));
-    }
-    out
-}
-
+/// The route table's paths as segments (`None` for a `{parameter}`).
 fn spec_shape(path: &str) -> Vec<Option<String>> {
     path.trim_matches('/')
         .split('/')
@@ -2782,70 +2719,42 @@ fn spec_shape(path: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-fn show(p: &RoutePattern) -> String {
-    let segs: Vec<String> =
-        p.1.iter()
-            .map(|s| s.clone().unwrap_or_else(|| "{…}".into()))
-            .collect();
-    format!("{} /{}", p.0.as_deref().unwrap_or("*"), segs.join("/"))
-}
-
+/// The route table and the spec list the same operations, and every
+/// metrics name of the table belongs to a documented operation: a route
+/// added to the server without being added to the spec fails the build.
 #[test]
-fn routes_in_server_rs_are_documented() {
+fn routes_in_the_route_table_are_documented() {
     let spec = Spec::load();
-    let src = std::fs::read_to_string(SERVER_RS).expect("read src/server.rs");
     let documented: BTreeSet<(String, Vec<Option<String>>)> = spec
         .operations()
         .iter()
         .map(|o| (o.method.clone(), spec_shape(&o.path)))
         .collect();
+    let served: BTreeSet<(String, Vec<Option<String>>)> = stele::server::ROUTES
+        .iter()
+        .map(|r| (r.method.as_str().to_string(), spec_shape(r.path)))
+        .collect();
     let mut failures = Vec::new();
-
-    // `dispatch`: every (method, path) it serves.
-    let served: BTreeSet<(String, Vec<Option<String>>)> =
-        route_patterns(fn_body(&src, "async fn dispatch("))
-            .into_iter()
-            .filter_map(|((m, segs), _)| m.map(|m| (m, segs)))
-            .collect();
-    if served.len() < 10 {
-        failures.push(format!(
-            "found only {} routes in `dispatch` of src/server.rs; the parser in tests/it/openapi.rs needs updating",
-            served.len()
-        ));
+    if served.len() != stele::server::ROUTES.len() {
+        failures.push("the route table lists one (method, path) twice".to_string());
     }
-    for (m, segs) in &served {
-        if !documented.contains(&(m.clone(), segs.clone())) {
+    for r in &stele::server::ROUTES {
+        if !documented.contains(&(r.method.as_str().to_string(), spec_shape(r.path))) {
             failures.push(format!(
-                "`dispatch` serves {} but docs/openapi.yaml does not document it",
-                show(&(Some(m.clone()), segs.clone()))
+                "the route table serves {} {} ({:?}) but docs/openapi.yaml does not document it",
+                r.method, r.path, r.name
             ));
         }
     }
     for (m, segs) in &documented {
         if !served.contains(&(m.clone(), segs.clone())) {
+            let segs: Vec<String> = segs
+                .iter()
+                .map(|s| s.clone().unwrap_or_else(|| "{…}".into()))
+                .collect();
             failures.push(format!(
-                "docs/openapi.yaml documents {} but `dispatch` does not serve it",
-                show(&(Some(m.clone()), segs.clone()))
-            ));
-        }
-    }
-
-    // `route_name`: every metrics route name has a documented operation.
-    let named = route_patterns(fn_body(&src, "fn route_name("));
-    if named.len() < 10 {
-        failures.push(format!(
-            "found only {} arms in `route_name` of src/server.rs; the parser in tests/it/openapi.rs needs updating",
-            named.len()
-        ));
-    }
-    for ((m, segs), name) in &named {
-        let hit = documented
-            .iter()
-            .any(|(dm, dsegs)| dsegs == segs && m.as_ref().is_none_or(|m| m == dm));
-        if !hit {
-            failures.push(format!(
-                "`route_name` names {} {name:?} but docs/openapi.yaml documents no such operation",
-                show(&(m.clone(), segs.clone()))
+                "docs/openapi.yaml documents {m} /{} but the route table does not serve it",
+                segs.join("/")
             ));
         }
     }

@@ -21,12 +21,17 @@ use crate::log::{
     SEGMENT_BYTES_MAX_MIN,
 };
 use crate::retention::RetentionConfig;
-use crate::server::Limits;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod limits;
+mod serve;
+
+pub use limits::Limits;
+pub use serve::{Reloaded, Reloader, ServeConfig, LISTEN_DEFAULT};
 
 /// The environment variable naming the configuration file when
 /// `--config` is not given.
@@ -100,7 +105,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: crate::server::LISTEN_DEFAULT
+            listen: LISTEN_DEFAULT
                 .parse()
                 .expect("the default listen address parses"),
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
@@ -963,7 +968,7 @@ fn backticked(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// `[limits]` as TOML: `server::Limits` is Deserialize only.
+/// `[limits]` as TOML: `Limits` is Deserialize only.
 fn serialize_limits<S: serde::Serializer>(l: &Limits, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
     let mut t = s.serialize_struct("Limits", 11)?;
@@ -1040,12 +1045,12 @@ mod tests {
         (e.key().map(str::to_string), e.to_string())
     }
 
-    const SAMPLE: &str = include_str!("../config/stele.toml");
+    const SAMPLE: &str = include_str!("../../config/stele.toml");
 
     #[test]
     fn defaults_are_todays_embedded_defaults() {
         let c = Config::default();
-        assert_eq!(c.listen.to_string(), crate::server::LISTEN_DEFAULT);
+        assert_eq!(c.listen.to_string(), LISTEN_DEFAULT);
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!(c.limits, Limits::DEFAULT);
         let (log, want) = (c.log_config(), LogConfig::default());

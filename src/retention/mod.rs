@@ -19,6 +19,8 @@
 //! 6. Every drop is recorded in `DATA_DIR/retention.log` (NDJSON): day,
 //!    segments, seq range, final chain hash, reason.
 
+pub mod runner;
+
 use crate::event::StoredEvent;
 use crate::log::format::{Day, Header, SegmentId};
 use crate::log::segment::{scan, Depth};

@@ -1,0 +1,254 @@
+//! Idempotent ingest: client-chosen event ids make a retried request safe.
+//!
+//! Owns the ids appended (or being appended) that the key index may not
+//! have yet: a request reserves its ids before appending and settles them
+//! after (their seqs, or their release on failure). Knows nothing of HTTP;
+//! the server maps [`Idempotency`] to its answers.
+//!
+//! Invariants:
+//! 1. Ids are unique per tenant (events without a tenant are a namespace of
+//!    their own); another tenant's ids are never looked at, so a tenant can
+//!    neither learn that one exists nor reserve it.
+//! 2. Two requests posting one id at once: one appends, the other is told
+//!    to retry (never two appends).
+//! 3. A retry with the same content is a replay (the first seqs, nothing
+//!    appended); the same id with other content is a conflict.
+//! 4. Reads your writes: an event acknowledged moments ago is found by id
+//!    before the key index has it.
+//! 5. The map is bounded by pruning what the key index has caught up with,
+//!    whenever it doubled since the last prune (at least
+//!    [`RECENT_PRUNE_AT`] entries).
+
+use crate::event::{self, Event, StoredEvent};
+use crate::query::{Engine, QueryError};
+use crate::sync::Recover;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// An id reserved by an ingest request.
+#[derive(Clone, Copy)]
+struct Recent {
+    /// `None` while its request is in flight.
+    seq: Option<u64>,
+    /// SHA-256 of the event's canonical encoding.
+    digest: [u8; 32],
+}
+
+/// An event id and its tenant (`None`: no tenant): ids are unique per tenant.
+pub type RecentKey = (String, Option<String>);
+
+/// The `recent` key of an event.
+fn recent_key(ev: &Event) -> RecentKey {
+    (ev.id.clone(), ev.tenant.clone())
+}
+
+/// At most this many tenants are named in an `ambiguous-id` problem.
+pub const AMBIGUOUS_TENANTS_MAX: usize = 100;
+
+/// Entries kept in `recent` before pruning those the key index has.
+pub const RECENT_PRUNE_AT: usize = 100_000;
+
+fn digest(ev: &Event) -> [u8; 32] {
+    use sha2::Digest;
+    let mut buf = Vec::new();
+    event::encode_event(ev, &mut buf);
+    sha2::Sha256::digest(&buf).into()
+}
+
+/// What to do with an ingest request whose events carry client ids.
+pub enum Idempotency {
+    /// None of the ids is known in its tenant: append (the ids are now
+    /// reserved).
+    New(Reserved),
+    /// Every event was stored before with the same content: their seqs.
+    Replay(Vec<u64>),
+    /// Conflict: a sentence saying which id and why.
+    Conflict(String),
+}
+
+/// Ids reserved by one request, to settle once its append is answered.
+pub struct Reserved(Vec<(RecentKey, [u8; 32])>);
+
+/// The ids recently appended or being appended (see the module doc).
+#[derive(Default)]
+pub struct RecentIds {
+    /// By id then tenant (ids are per tenant), so the entries of one id are
+    /// a range; with a digest of their content.
+    recent: Mutex<BTreeMap<RecentKey, Recent>>,
+    /// `recent`'s size that triggers the next prune.
+    prune_at: AtomicU64,
+}
+
+impl RecentIds {
+    /// Looks every client id up in its event's tenant (recent reservations,
+    /// then the key index and the log) and reserves the new ones, all under
+    /// one lock. Another tenant's ids are never looked at: a tenant can
+    /// neither learn that one exists nor reserve it.
+    pub fn reserve(
+        &self,
+        engine: &Engine,
+        events: &[Event],
+        client_id: &[bool],
+    ) -> Result<Idempotency, QueryError> {
+        let mut recent = self.recent.exclusive();
+        // Prune when the map doubled since the last prune (at least
+        // RECENT_PRUNE_AT), so a lagging indexer never makes every request
+        // walk the whole map.
+        let prune_at = self.prune_at.load(Ordering::Relaxed) as usize;
+        if recent.len() >= prune_at.max(RECENT_PRUNE_AT) {
+            let indexed = engine.indexes().indexed_seq();
+            recent.retain(|_, r| r.seq.is_none_or(|s| s > indexed));
+            self.prune_at
+                .store(recent.len() as u64 * 2, Ordering::Relaxed);
+        }
+        let mut known = Vec::new();
+        let mut fresh = Vec::new();
+        let mut in_request = std::collections::HashSet::new();
+        for (ev, &client) in events.iter().zip(client_id) {
+            if !client {
+                continue;
+            }
+            let d = digest(ev);
+            if !in_request.insert((ev.id.as_str(), ev.tenant.as_deref())) {
+                return Ok(Idempotency::Conflict(format!(
+                    "id {:?} appears twice in this request",
+                    ev.id
+                )));
+            }
+            let key = recent_key(ev);
+            let stored = match recent.get(&key) {
+                Some(r) => Some((r.seq, r.digest)),
+                None => match engine.get_by_id(&ev.id, ev.tenant.as_deref())? {
+                    Some(old) => Some((Some(old.seq), digest(&old.event))),
+                    None => None,
+                },
+            };
+            match stored {
+                None => fresh.push((key, d)),
+                Some((_, od)) if od != d => {
+                    return Ok(Idempotency::Conflict(format!(
+                        "id {:?} is already stored with different content",
+                        ev.id
+                    )))
+                }
+                Some((None, _)) => {
+                    return Ok(Idempotency::Conflict(format!(
+                        "a request with id {:?} is still being stored; retry",
+                        ev.id
+                    )))
+                }
+                Some((Some(seq), _)) => known.push(seq),
+            }
+        }
+        if !known.is_empty() {
+            if known.len() == events.len() {
+                return Ok(Idempotency::Replay(known));
+            }
+            return Ok(Idempotency::Conflict(
+                "the request mixes events already stored with new ones; send the new ones alone"
+                    .into(),
+            ));
+        }
+        for (id, d) in &fresh {
+            recent.insert(
+                id.clone(),
+                Recent {
+                    seq: None,
+                    digest: *d,
+                },
+            );
+        }
+        Ok(Idempotency::New(Reserved(fresh)))
+    }
+
+    /// The events with `id` in the tenants `among` (`None`: every tenant,
+    /// and the events without one), at most [`AMBIGUOUS_TENANTS_MAX`] + 1,
+    /// in tenant order (no tenant first). Reads your writes: an event
+    /// acknowledged moments ago is found through `recent` before the key
+    /// index has it. O(log n) per tenant asked, or one range scan of the id.
+    pub fn find_by_id(
+        &self,
+        engine: &Engine,
+        id: &str,
+        among: Option<&[Option<String>]>,
+    ) -> Result<Vec<StoredEvent>, QueryError> {
+        let max = AMBIGUOUS_TENANTS_MAX + 1;
+        let mut seqs: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        {
+            let recent = self.recent.exclusive();
+            match among {
+                Some(tenants) => {
+                    for t in tenants {
+                        let r = recent.get(&(id.to_owned(), t.clone()));
+                        if let Some(seq) = r.and_then(|r| r.seq) {
+                            seqs.insert(t.clone(), seq);
+                        }
+                    }
+                }
+                None => {
+                    let from: RecentKey = (id.to_owned(), None);
+                    for ((_, t), r) in recent
+                        .range(from..)
+                        .take_while(|((i, _), _)| i == id)
+                        .take(max)
+                    {
+                        if let Some(seq) = r.seq {
+                            seqs.insert(t.clone(), seq);
+                        }
+                    }
+                }
+            }
+        }
+        match among {
+            Some(tenants) => {
+                for t in tenants {
+                    if seqs.contains_key(t) {
+                        continue;
+                    }
+                    if let Some(seq) = engine.indexes().kv.seq_of_id(id, t.as_deref())? {
+                        seqs.insert(t.clone(), seq);
+                    }
+                }
+            }
+            None => {
+                for (t, seq) in engine.tenants_of_id(id, max)? {
+                    seqs.entry(t).or_insert(seq);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (t, seq) in seqs.into_iter().take(max) {
+            if let Some(ev) = engine.get_checked(seq, id, t.as_deref())? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the seqs of reserved ids, or releases them after a failure.
+    pub fn settle(&self, reserved: &Reserved, events: &[Event], first_seq: Option<u64>) {
+        let mut recent = self.recent.exclusive();
+        match first_seq {
+            Some(first) => {
+                // Every id, generated ones too (digest unknown: a later post
+                // of a generated id is a conflict, never a replay), so a
+                // get by id right after the 201 finds it.
+                for (i, ev) in events.iter().enumerate() {
+                    recent
+                        .entry(recent_key(ev))
+                        .or_insert(Recent {
+                            seq: None,
+                            digest: [0; 32],
+                        })
+                        .seq = Some(first + i as u64);
+                }
+            }
+            None => {
+                for (id, _) in &reserved.0 {
+                    recent.remove(id);
+                }
+            }
+        }
+    }
+}

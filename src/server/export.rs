@@ -1,0 +1,224 @@
+//! `GET /v1/export`: every matching event as NDJSON or CSV, streamed in
+//! bounded memory.
+
+use super::gate::record_start;
+use super::params::{query_pairs, reject_params};
+use super::problem::{internal, query_problem};
+use super::{App, BodyError, Caller, ChannelBody, EndRecord, Held, Resp};
+use crate::event;
+use crate::query::{Query, QueryError};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Pages fetched per export step; the channel holds at most a few chunks, so
+/// an export runs in bounded memory however many events it covers.
+const EXPORT_PAGE: usize = 1000;
+
+const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// An export matching at least 1/this of the log is read from the log
+/// sequentially instead of through the index.
+const EXPORT_SCAN_RATIO: u64 = 8;
+
+/// CSV columns, in order: the stored fields, every posted field in on-disk
+/// order (`event::FIELD_NAMES`), then the provenance (last, so the columns
+/// before it kept their places when format version 2 added it).
+fn csv_columns() -> impl Iterator<Item = &'static str> {
+    event::STORED_FIELD_NAMES
+        .iter()
+        .chain(event::FIELD_NAMES)
+        .chain(event::PROVENANCE_FIELD_NAMES)
+        .copied()
+}
+
+/// One RFC 4180 field: quoted when it holds a comma, quote, CR or LF.
+fn csv_field(out: &mut String, v: &str) {
+    if v.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&v.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(v);
+    }
+}
+
+fn csv_row(ev: &crate::event::StoredEvent) -> String {
+    let j = json!(ev);
+    let mut row = String::with_capacity(512);
+    for (i, col) in csv_columns().enumerate() {
+        if i > 0 {
+            row.push(',');
+        }
+        let cell = match j.get(col) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        csv_field(&mut row, &cell);
+    }
+    row.push_str("\r\n");
+    row
+}
+
+pub(super) async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
+    let mut pairs = query_pairs(&req);
+    let mut csv = false;
+    if let Some(i) = pairs.iter().position(|(k, _)| k == "format") {
+        let (_, f) = pairs.remove(i);
+        csv = match f.as_str() {
+            "csv" => true,
+            "ndjson" => false,
+            _ => {
+                return query_problem(QueryError::BadParam {
+                    param: "format".into(),
+                    message: "must be csv or ndjson".into(),
+                })
+            }
+        };
+    }
+    if let Some(r) = reject_params(
+        &pairs,
+        &["limit", "cursor", "interval"],
+        "an export covers every matching event: give filters, not `limit`, `cursor` or `interval`",
+    ) {
+        return r;
+    }
+    let explicit_order = pairs.iter().any(|(k, _)| k == "order");
+    let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    caller.restrict(&mut q.filter);
+    if !explicit_order {
+        q.order = crate::index::text::Order::Asc; // chronological unless asked
+    }
+    q.limit = EXPORT_PAGE;
+    // Check the query before promising a 200, and see how broad it is.
+    let (app2, filter) = (app.clone(), q.filter.clone());
+    let (matching, upto) = match tokio::task::spawn_blocking(move || {
+        let upto = app2.engine.indexes().indexed_seq();
+        app2.engine.count(&filter).map(|n| (n, upto))
+    })
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return query_problem(e),
+        Err(e) => return internal(e.to_string()),
+    };
+    // A broad export (without full text, oldest first) reads the log
+    // sequentially and filters in memory: faster than fetching every event
+    // by seq, and it touches no index pages, so its resident set stays a few
+    // pages of the log.
+    let log_span = upto.saturating_sub(app.engine.log().first_seq()) + 1;
+    let scan = q.filter.text.is_none()
+        && q.order == crate::index::text::Order::Asc
+        && matching.saturating_mul(EXPORT_SCAN_RATIO) >= log_span;
+    if let Some(refused) = record_start(&app, &caller).await {
+        return refused;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let (_open, _) = Held::take(&app, |a| &a.stats.exports_open);
+        let mut end = EndRecord::new(&app, caller.access);
+        let fail = |why: String| {
+            tracing::error!("An export stopped before its end: {why}.");
+            let _ = tx.blocking_send(Err(BodyError::from(why)));
+        };
+        if csv {
+            let mut header = csv_columns().collect::<Vec<_>>().join(",");
+            header.push_str("\r\n");
+            if tx.blocking_send(Ok(Bytes::from(header))).is_err() {
+                return;
+            }
+        }
+        let render = |ev: &crate::event::StoredEvent, chunk: &mut String| {
+            if csv {
+                chunk.push_str(&csv_row(ev));
+            } else {
+                chunk.push_str(&json!(ev).to_string());
+                chunk.push('\n');
+            }
+        };
+        if scan {
+            let log = app.engine.log();
+            let mut chunk = String::with_capacity(EXPORT_PAGE * 600);
+            let mut in_chunk = 0;
+            for ev in log.range(..=upto, crate::log::Direction::Forward) {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => return fail(e.to_string()),
+                };
+                if !q.filter.matches_fields(&ev) {
+                    continue;
+                }
+                render(&ev, &mut chunk);
+                in_chunk += 1;
+                end.sent += 1;
+                if in_chunk == EXPORT_PAGE {
+                    if app.stopping() {
+                        return fail("the daemon is shutting down".into());
+                    }
+                    let full =
+                        std::mem::replace(&mut chunk, String::with_capacity(EXPORT_PAGE * 600));
+                    if tx.blocking_send(Ok(Bytes::from(full))).is_err() {
+                        return; // the client went away
+                    }
+                    in_chunk = 0;
+                }
+            }
+            end.complete = chunk.is_empty() || tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
+            return;
+        }
+        loop {
+            if app.stopping() {
+                return fail("the daemon is shutting down".into());
+            }
+            let page = match app.engine.list(&q) {
+                Ok(p) => p,
+                Err(e) => return fail(e.to_string()),
+            };
+            if let (Some(a), Some(b)) = (page.events.first(), page.events.last()) {
+                // The page's events were read one by one: give their pages
+                // back so a long export keeps a bounded resident set.
+                let _ = app.engine.log().release(a.seq.min(b.seq), a.seq.max(b.seq));
+            }
+            let mut chunk = String::with_capacity(page.events.len() * 600);
+            for ev in &page.events {
+                render(ev, &mut chunk);
+            }
+            if !chunk.is_empty() && tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return; // the client went away
+            }
+            end.sent += page.events.len() as u64;
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => {
+                    end.complete = true;
+                    return;
+                }
+            }
+        }
+    });
+    let (ctype, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "ndjson")
+    };
+    let name = format!(
+        "stele-export-{}.{ext}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", ctype)
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{name}\""),
+        )
+        .body(ChannelBody(rx).boxed())
+        .expect("valid response")
+}

@@ -1,0 +1,121 @@
+//! `/healthz` and `/readyz`: liveness, readiness and the degraded states
+//! an operator acts on.
+
+use super::problem::{problem, Kind};
+use super::{json_response, App, Resp};
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+/// `/readyz` answers 503 while the indexes trail the log by more than this.
+pub const READY_LAG_EVENTS_MAX: u64 = 100_000;
+
+/// Liveness: 503 once the log refuses appends after a failed fsync, since
+/// only a restart (recovery) brings it back; a supervisor may act on it.
+pub(super) fn healthz(app: &App) -> Resp {
+    match app.engine.log().poisoned() {
+        None => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Some(e) => problem(
+            Kind::Unhealthy,
+            format!("{e}"),
+            json!({"status": "unhealthy"}),
+        ),
+    }
+}
+
+/// Segments whose reads failed: `[{segment, failed_reads, error}]`.
+fn unreadable_segments(app: &App) -> Vec<Value> {
+    app.engine
+        .log()
+        .read_failures()
+        .into_iter()
+        .map(|(segment, n, error)| json!({"segment": segment, "failed_reads": n, "error": error}))
+        .collect()
+}
+
+/// The seal's state for `/readyz`: damaged segments, unsigned days,
+/// checkpoints that do not verify or cannot reach the witness.
+fn seal_state(app: &App) -> (Value, bool) {
+    let log = app.engine.log();
+    let status = &app.seal.status;
+    let damaged: Vec<Value> = log
+        .damaged_segments()
+        .into_iter()
+        .map(|(segment, why)| json!({"segment": segment, "why": why}))
+        .collect();
+    let unsigned: Vec<Value> = status
+        .unsigned()
+        .into_iter()
+        .map(|(day, why)| json!({"day": day, "why": why}))
+        .collect();
+    let checkpoint = app.seal.checkpoints.as_ref().map(|c| {
+        json!({
+            "seq": c.latest().map(|cp| cp.seq),
+            "error": c.error(),
+        })
+    });
+    let checkpoint_error = app
+        .seal
+        .checkpoints
+        .as_ref()
+        .is_some_and(|c| c.error().is_some());
+    let problems = status.problems(log);
+    let degraded = !damaged.is_empty()
+        || !unsigned.is_empty()
+        || checkpoint_error
+        || status.forged()
+        || status.digest_error().is_some()
+        || !status.checkpoint_problems().is_empty();
+    (
+        json!({
+            "damaged_segments": damaged,
+            "unsigned_days": unsigned,
+            "checkpoint": checkpoint,
+            "verified_through": status.verified_through(),
+            "startup_check_done": status.started_check_done(),
+            "digester_runs": status.digester_runs.load(std::sync::atomic::Ordering::Relaxed),
+            "scrub_passes": status.scrub.passes.load(std::sync::atomic::Ordering::Relaxed),
+            "problems": problems,
+        }),
+        degraded,
+    )
+}
+
+pub(super) fn readyz(app: &App) -> Resp {
+    let log = app.engine.log();
+    let idx = app.engine.indexes();
+    let (last, indexed) = (log.last_seq(), idx.indexed_seq());
+    let unreadable = unreadable_segments(app);
+    let (seal, seal_degraded) = seal_state(app);
+    // Unreadable or damaged segments, unsigned days and a witness that does
+    // not answer make the daemon degraded, not unready: it still takes
+    // events and answers every query that does not need them.
+    let state = json!({
+        "log_last_seq": last,
+        "indexed_seq": indexed,
+        "lag_events": last.saturating_sub(indexed),
+        "unreadable_segments": unreadable,
+        "seal": seal,
+    });
+    let why = if let Some(e) = log.poisoned() {
+        Some(format!("the log refuses appends: {e}"))
+    } else if let Some(f) = idx.failure() {
+        Some(format!("the indexer stopped: {f}"))
+    } else if last.saturating_sub(indexed) > READY_LAG_EVENTS_MAX {
+        Some(format!(
+            "the indexes trail the log by more than {READY_LAG_EVENTS_MAX} events"
+        ))
+    } else {
+        None
+    };
+    match why {
+        None => json_response(
+            StatusCode::OK,
+            &json!({
+                "ready": true,
+                "degraded": !unreadable.is_empty() || seal_degraded,
+                "state": state
+            }),
+        ),
+        Some(detail) => problem(Kind::NotReady, detail, json!({"state": state})),
+    }
+}

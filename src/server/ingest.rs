@@ -1,0 +1,366 @@
+//! `POST /v1/events`: reading, validating and appending a batch.
+
+use super::problem::{internal, problem, query_problem, Kind};
+use super::{json_response, App, Caller, Resp};
+use crate::auth::Scope;
+use crate::event::{self, Event, FieldError, Provenance};
+use crate::ingest::Idempotency;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Why a body is not JSON: a sentence, and where (`line`, `column`, both
+/// 1-based; for NDJSON the line of the body).
+#[derive(Debug, PartialEq)]
+pub struct JsonError {
+    /// What is wrong, in a sentence.
+    pub detail: String,
+    /// 1-based line of the body.
+    pub line: usize,
+    /// 1-based column in that line.
+    pub column: usize,
+}
+
+/// Splits a request body into JSON values: one object, an array, or NDJSON
+/// (one value per non-blank line, `\r\n` allowed). Public for the fuzz
+/// target.
+pub fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
+    if ndjson {
+        let mut out = Vec::new();
+        for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            out.push(event::parse_json(line).map_err(|e| JsonError {
+                detail: format!("line {} is not JSON: {e}", n + 1),
+                line: n + 1,
+                column: e.column().max(1),
+            })?);
+        }
+        return Ok(out);
+    }
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Vec::new()); // no events: the batch-size check says so
+    }
+    match event::parse_json(body).map_err(|e| JsonError {
+        detail: format!("the body is not JSON: {e}"),
+        line: e.line().max(1),
+        column: e.column().max(1),
+    })? {
+        Value::Array(items) => Ok(items),
+        other => Ok(vec![other]),
+    }
+}
+
+/// Why a request body could not be read whole.
+pub(super) enum BodyReadError {
+    /// More than the limit.
+    TooLarge,
+    /// Malformed framing (a bad chunk size, a missing CRLF, bad trailers) or a
+    /// connection closed before the end: the cause, in words.
+    Unreadable(String),
+}
+
+/// Reads a whole body of at most `max` bytes.
+pub(super) async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, BodyReadError> {
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyReadError::TooLarge),
+        Err(e) => {
+            let mut why = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                why.push_str(": ");
+                why.push_str(&c.to_string());
+                cause = c.source();
+            }
+            Err(BodyReadError::Unreadable(why))
+        }
+    }
+}
+
+/// The media types `POST /v1/events` reads.
+const INGEST_TYPES: &str = "application/json or application/x-ndjson";
+
+/// Whether the body is NDJSON; `Err` for a type we do not read. A missing
+/// type is read as JSON.
+fn ingest_media_type(req: &Request<Incoming>) -> Result<bool, String> {
+    let Some(v) = req.headers().get("content-type") else {
+        return Ok(false);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| "an unreadable Content-Type".to_string())?;
+    let essence = v
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(false),
+        "application/x-ndjson" | "application/ndjson" => Ok(true),
+        _ => Err(format!("Content-Type {v:?}")),
+    }
+}
+
+pub(super) async fn ingest(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
+    let ndjson = match ingest_media_type(&req) {
+        Ok(n) => n,
+        Err(what) => {
+            return problem(
+                Kind::UnsupportedMediaType,
+                format!("events are posted as {INGEST_TYPES}, not {what}"),
+                json!({ "accepted": ["application/json", "application/x-ndjson", "application/ndjson"] }),
+            )
+        }
+    };
+    let body_max = app.limits().body_bytes_max;
+    let events_max = app.limits().events_per_request_max;
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > body_max as u64) {
+        return problem(
+            Kind::BodyTooLarge,
+            format!("the body is {n} bytes, more than body_bytes_max ({body_max})"),
+            json!({ "limit": body_max }),
+        );
+    }
+    let body = match read_body(req, body_max).await {
+        Ok(b) => b,
+        Err(BodyReadError::TooLarge) => {
+            return problem(
+                Kind::BodyTooLarge,
+                format!("the body is more than body_bytes_max ({body_max}) bytes"),
+                json!({ "limit": body_max }),
+            )
+        }
+        Err(BodyReadError::Unreadable(why)) => {
+            return problem(
+                Kind::InvalidBody,
+                format!("the body could not be read: {why}; nothing was stored"),
+                json!({}),
+            )
+        }
+    };
+    let values = match split_body(&body, ndjson) {
+        Ok(v) => v,
+        Err(e) => {
+            return problem(
+                Kind::InvalidJson,
+                e.detail,
+                json!({ "line": e.line, "column": e.column }),
+            )
+        }
+    };
+    if values.is_empty() || values.len() > events_max {
+        return problem(
+            Kind::InvalidBatchSize,
+            format!(
+                "a request carries 1 to {events_max} events (events_per_request_max), this one {}",
+                values.len()
+            ),
+            json!({ "limit": events_max }),
+        );
+    }
+    let mut events: Vec<Event> = Vec::with_capacity(values.len());
+    let mut client_id: Vec<bool> = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match event::parse_event(v, event::new_event_id) {
+            Ok(ev) => {
+                client_id.push(v.get("id").is_some_and(|id| !id.is_null()));
+                events.push(ev);
+            }
+            Err(errs) => errors.extend(errs.into_iter().map(|e: FieldError| {
+                json!({"index": i, "field": e.field, "kind": e.kind.as_str(), "message": e.message})
+            })),
+        }
+    }
+    if !errors.is_empty() {
+        return problem(
+            Kind::InvalidEvents,
+            format!(
+                "{} problems in {} events; nothing was stored",
+                errors.len(),
+                values.len()
+            ),
+            json!({ "errors": errors }),
+        );
+    }
+    if let Some(r) = scope_events(&caller.scope(), &mut events) {
+        if r.status() == StatusCode::FORBIDDEN {
+            app.stats.forbidden.fetch_add(1, Ordering::Relaxed);
+        }
+        return r;
+    }
+    let app2 = app.clone();
+    let (events, reserved) = match tokio::task::spawn_blocking(move || {
+        let r = app2.ids.reserve(&app2.engine, &events, &client_id);
+        (events, r)
+    })
+    .await
+    {
+        Ok((events, Ok(Idempotency::New(reserved)))) => (events, reserved),
+        Ok((events, Ok(Idempotency::Replay(seqs)))) => {
+            let items: Vec<Value> = events
+                .iter()
+                .zip(&seqs)
+                .map(|(e, s)| json!({"id": e.id, "seq": s}))
+                .collect();
+            return json_response(
+                StatusCode::OK,
+                &json!({ "events": items, "replayed": true }),
+            );
+        }
+        Ok((_, Ok(Idempotency::Conflict(detail)))) => {
+            return problem(Kind::IdConflict, detail, json!({ "field": "id" }))
+        }
+        Ok((_, Err(e))) => return query_problem(e),
+        Err(e) => return internal(e.to_string()),
+    };
+    if let Some(free) = disk_free_bytes(&app.data_dir) {
+        let reserve = app.limits().disk_reserve_bytes;
+        let need = reserve.saturating_add(body.len() as u64 * 2);
+        if free < need {
+            app.ids.settle(&reserved, &events, None);
+            return problem(
+                Kind::DiskFull,
+                format!(
+                    "the data directory's filesystem has {free} bytes free, and {reserve} \
+                     (disk_reserve_bytes) must stay free; nothing was stored: retry once space \
+                     is freed"
+                ),
+                json!({ "reserve": reserve, "free": free }),
+            );
+        }
+    }
+    // Provenance is the server's, never the client's (parse_event refuses
+    // `ingested_by` and `client_addr` in the posted JSON).
+    let by = Provenance {
+        ingested_by: caller
+            .key
+            .as_ref()
+            .map_or_else(|| event::INGESTED_BY_LOOPBACK.to_owned(), |k| k.id.clone()),
+        client_addr: caller.addr.map(|a| a.to_canonical().to_string()),
+    };
+    let log = app.engine.log().clone();
+    let started = std::time::Instant::now();
+    let appended = log.append_async(&events, &by).await;
+    app.stats.append_seconds.observe(started.elapsed());
+    app.ids.settle(
+        &reserved,
+        &events,
+        appended.as_ref().ok().map(|a| a.first_seq),
+    );
+    match appended {
+        Ok(ack) => {
+            app.stats
+                .ingested
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            let items: Vec<Value> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| json!({"id": e.id, "seq": ack.first_seq + i as u64}))
+                .collect();
+            json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "events": items,
+                    "replayed": false,
+                    "receipt": {
+                        "segment": ack.segment.file_name(),
+                        "last_seq": ack.last_seq(),
+                        "hash": crate::log::format::hash_hex(&ack.last_hash),
+                        "received_at": event::format_micros(ack.received_at),
+                    }
+                }),
+            )
+        }
+        Err(e) if e.is_disk_full() => problem(
+            Kind::DiskFull,
+            format!("{e}; nothing was stored"),
+            json!({}),
+        ),
+        Err(e) => problem(Kind::LogUnavailable, e.to_string(), json!({})),
+    }
+}
+
+/// A tenant-scoped key writes only its tenants: an event without a tenant
+/// gets the key's (when it has one), one of another tenant refuses the
+/// whole request (the refusal).
+fn scope_events(scope: &Scope, events: &mut [Event]) -> Option<Resp> {
+    let Scope::Tenants(tenants) = scope else {
+        return None;
+    };
+    for (i, ev) in events.iter_mut().enumerate() {
+        match &ev.tenant {
+            None if tenants.len() == 1 => ev.tenant = Some(tenants[0].clone()),
+            None => {
+                return Some(problem(
+                    Kind::InvalidEvents,
+                    "1 problem; nothing was stored".into(),
+                    json!({ "errors": [{
+                        "index": i,
+                        "field": "tenant",
+                        "kind": "missing",
+                        "message": format!(
+                            "this key writes to several tenants ({}): name one in `tenant`",
+                            tenants.join(", ")
+                        ),
+                    }] }),
+                ))
+            }
+            Some(t) if !tenants.contains(t) => {
+                return Some(problem(
+                    Kind::TenantForbidden,
+                    format!(
+                        "event {i} names a tenant this key may not write (it writes {}); \
+                         nothing was stored",
+                        tenants.join(", ")
+                    ),
+                    json!({ "field": "tenant", "index": i }),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// Bytes available to unprivileged writers on `dir`'s filesystem.
+pub(super) fn disk_free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_say_line_and_column() {
+        let e = split_body(b"{\n  \"a\": 1,\n  oops\n}", false).unwrap_err();
+        assert_eq!((e.line, e.column), (3, 3), "{e:?}");
+        let e = split_body(b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\": }\n", true).unwrap_err();
+        assert_eq!(e.line, 4, "{e:?}");
+        assert!(e.detail.starts_with("line 4 is not JSON"), "{e:?}");
+        assert_eq!(split_body(b"[{}, {}]", false).unwrap().len(), 2);
+        assert_eq!(split_body(b"{}", false).unwrap().len(), 1);
+        assert_eq!(split_body(b"\n{}\n \n{}\n", true).unwrap().len(), 2);
+    }
+}

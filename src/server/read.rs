@@ -1,0 +1,285 @@
+//! The read routes: lists, search, one event by id, statistics, entity
+//! history and user timelines.
+
+use super::params::{query_pairs, reject_params};
+use super::problem::{internal, problem, query_problem, Kind};
+use super::{counted, json_response, App, Caller, Resp};
+use crate::auth::Scope;
+use crate::event;
+use crate::ingest::AMBIGUOUS_TENANTS_MAX;
+use crate::query::{Query, QueryError};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub(super) async fn list(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    text_required: bool,
+    caller: Caller,
+) -> Resp {
+    let pairs = query_pairs(&req);
+    if let Some(r) = reject_params(
+        &pairs,
+        &["interval"],
+        "`interval` applies to /v1/stats only",
+    ) {
+        return r;
+    }
+    let now = app.clock.now_micros();
+    let mut q = match Query::parse(&pairs, now) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    caller.restrict(&mut q.filter);
+    let blank = q.filter.text.as_deref().is_none_or(|t| t.trim().is_empty());
+    if text_required && blank {
+        return query_problem(QueryError::BadParam {
+            param: "q".into(),
+            message: "is required on /v1/search (tantivy syntax: words, AND/OR/NOT, \"phrases\", field:value)".into(),
+        });
+    }
+    match tokio::task::spawn_blocking(move || app.engine.list(&q)).await {
+        Ok(Ok(page)) => counted(
+            json_response(StatusCode::OK, &json!(page)),
+            page.events.len(),
+        ),
+        Ok(Err(e)) => query_problem(e),
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+/// `GET /v1/events/{id}[?tenant=T]`. Ids are unique per tenant (events
+/// without a tenant are a namespace of their own), so an id may name several
+/// events. `tenant` picks one (empty: the one without a tenant); without it,
+/// the key's tenants are searched (every tenant for an all-tenant key): one
+/// match is the answer, several are a 409 `ambiguous-id` naming the tenants.
+/// Another tenant's event is as absent as one never stored (404): a scoped
+/// key learns nothing about ids outside its tenants.
+pub(super) async fn get_event(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    params: Vec<String>,
+    caller: Caller,
+) -> Resp {
+    let id = params.concat();
+    let mut tenant: Option<Option<String>> = None;
+    for (k, v) in query_pairs(&req) {
+        if k != "tenant" {
+            return query_problem(QueryError::BadParam {
+                param: k,
+                message: "this route takes only `tenant`".into(),
+            });
+        }
+        if tenant.is_some() {
+            return query_problem(QueryError::BadParam {
+                param: k,
+                message: "may be given once".into(),
+            });
+        }
+        tenant = Some((!v.is_empty()).then_some(v));
+    }
+    let scope = caller.scope();
+    let among: Option<Vec<Option<String>>> = match (&tenant, &scope) {
+        (Some(t), _) => Some(
+            scope
+                .allows(t.as_deref())
+                .then(|| t.clone())
+                .into_iter()
+                .collect(),
+        ),
+        (None, Scope::All) => None,
+        (None, Scope::Tenants(ts)) => Some(ts.iter().cloned().map(Some).collect()),
+    };
+    let app2 = app.clone();
+    let id2 = id.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        app2.ids.find_by_id(&app2.engine, &id2, among.as_deref())
+    })
+    .await;
+    let found = match found {
+        Ok(Ok(evs)) => evs
+            .into_iter()
+            .filter(|ev| scope.allows(ev.event.tenant.as_deref()))
+            .collect::<Vec<_>>(),
+        Ok(Err(e)) => return query_problem(e),
+        Err(e) => return internal(e.to_string()),
+    };
+    match found.as_slice() {
+        [ev] => counted(json_response(StatusCode::OK, &json!(ev)), 1),
+        [] => counted(
+            problem(
+                Kind::NoSuchEvent,
+                match &tenant {
+                    Some(Some(t)) => format!("no stored event has the id {id:?} in tenant {t:?}"),
+                    Some(None) => format!("no stored event without a tenant has the id {id:?}"),
+                    None => format!("no stored event has the id {id:?}"),
+                },
+                json!({}),
+            ),
+            0,
+        ),
+        several => {
+            let shown = several.len().min(AMBIGUOUS_TENANTS_MAX);
+            let tenants: Vec<Option<&str>> = several[..shown]
+                .iter()
+                .map(|ev| ev.event.tenant.as_deref())
+                .collect();
+            let more = if several.len() > shown {
+                format!(" (the first {shown} are listed)")
+            } else {
+                String::new()
+            };
+            counted(
+                problem(
+                    Kind::AmbiguousId,
+                    format!(
+                        "events of several tenants have the id {id:?}{more}: name one with \
+                         ?tenant= (an empty value selects the event without a tenant)"
+                    ),
+                    json!({ "field": "tenant", "tenants": tenants }),
+                ),
+                0,
+            )
+        }
+    }
+}
+
+/// `GET /v1/entities/{type}/{id}/history`.
+pub(super) async fn history(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    caller: Caller,
+    params: Vec<String>,
+) -> Resp {
+    let [ty, id]: [String; 2] = params.try_into().unwrap_or_default();
+    let scope = caller.scope();
+    keyed(app, &req, move |app, limit, cursor| {
+        app.engine
+            .entity_history(scope.tenants(), &ty, &id, limit, cursor.as_deref())
+    })
+    .await
+}
+
+/// `GET /v1/users/{id}/events`.
+pub(super) async fn timeline(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    caller: Caller,
+    params: Vec<String>,
+) -> Resp {
+    let id = params.concat();
+    let scope = caller.scope();
+    keyed(app, &req, move |app, limit, cursor| {
+        app.engine
+            .user_timeline(scope.tenants(), &id, limit, cursor.as_deref())
+    })
+    .await
+}
+
+/// History and timeline routes: only `limit` and `cursor`.
+async fn keyed(
+    app: Arc<App>,
+    req: &Request<Incoming>,
+    run: impl FnOnce(&App, usize, Option<String>) -> Result<crate::query::Page, QueryError>
+        + Send
+        + 'static,
+) -> Resp {
+    let mut limit = crate::query::LIMIT_DEFAULT;
+    let mut cursor = None;
+    let pairs = query_pairs(req);
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(p, _)| p == k) {
+            return query_problem(QueryError::BadParam {
+                param: k.clone(),
+                message: "given more than once".into(),
+            });
+        }
+    }
+    for (k, v) in pairs {
+        match k.as_str() {
+            "limit" => match v.parse() {
+                Ok(l) if (1..=crate::query::LIMIT_MAX).contains(&l) => limit = l,
+                _ => {
+                    return query_problem(QueryError::BadParam {
+                        param: k,
+                        message: format!(
+                            "must be a whole number from 1 to {}",
+                            crate::query::LIMIT_MAX
+                        ),
+                    })
+                }
+            },
+            "cursor" => cursor = Some(v),
+            _ => {
+                return query_problem(QueryError::BadParam {
+                    message: "unknown parameter; this route takes `limit` and `cursor`".into(),
+                    param: k,
+                })
+            }
+        }
+    }
+    match tokio::task::spawn_blocking(move || run(&app, limit, cursor)).await {
+        Ok(Ok(page)) => counted(
+            json_response(StatusCode::OK, &json!(page)),
+            page.events.len(),
+        ),
+        Ok(Err(e)) => query_problem(e),
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+pub(super) async fn stats(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
+    let pairs = query_pairs(&req);
+    let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    caller.restrict(&mut q.filter);
+    if let Some(r) = reject_params(
+        &pairs,
+        &["limit", "order", "cursor"],
+        "statistics take filters and `interval`, not `limit`, `order` or `cursor`",
+    ) {
+        return r;
+    }
+    let interval = q.interval;
+    match tokio::task::spawn_blocking(move || app.engine.stats(&q)).await {
+        Ok(Ok(st)) => {
+            let total = st.total as usize;
+            let counts = |v: &[(String, u64)], key: &str| -> Value {
+                v.iter()
+                    .map(|(k, n)| json!({ key: k, "count": n }))
+                    .collect()
+            };
+            let resp = json_response(
+                StatusCode::OK,
+                &json!({
+                    "total": st.total,
+                    "last_24h": st.last_24h,
+                    "by_action": counts(&st.by_action, "action"),
+                    "by_category": counts(&st.by_category, "category"),
+                    "by_entity_type": counts(&st.by_entity_type, "entity_type"),
+                    "by_severity": counts(&st.by_severity, "severity"),
+                    "by_status": counts(&st.by_status, "status"),
+                    "by_source": counts(&st.by_source, "source"),
+                    "interval": match interval {
+                        crate::query::Interval::Minute => "minute",
+                        crate::query::Interval::Hour => "hour",
+                        crate::query::Interval::Day => "day",
+                    },
+                    "histogram": st.histogram.iter()
+                        .map(|(t, n)| json!({"start": event::format_micros(*t), "count": n}))
+                        .collect::<Vec<_>>(),
+                    "top_users": counts(&st.top_users, "user_id"),
+                    "active_users": st.active_users,
+                    "error_rate": st.error_rate,
+                }),
+            );
+            counted(resp, total)
+        }
+        Ok(Err(e)) => query_problem(e),
+        Err(e) => internal(e.to_string()),
+    }
+}

@@ -57,10 +57,17 @@ impl Auditor {
     /// Starts the writer task (on the current tokio runtime). It ends when
     /// the auditor is dropped, after appending what was queued.
     pub fn start(log: Arc<Log>) -> Auditor {
+        Auditor::start_guarded(log, ())
+    }
+
+    /// [`Auditor::start`], the writer task holding `guard` until it ends
+    /// (whoever waits for the last log handle waits for its last appends).
+    pub fn start_guarded(log: Arc<Log>, guard: impl Send + 'static) -> Auditor {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(QUEUE);
         let stats = Arc::new(AuditStats::default());
         let (log2, stats2) = (log.clone(), stats.clone());
         tokio::spawn(async move {
+            let _guard = guard;
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 // Let the records of the reads that follow gather for a

@@ -13,7 +13,8 @@
 //! - [`config`]: the configuration file, `STELE_*` overrides and flags, validated (and the
 //!   serve limits).
 //! - [`ingest`]: idempotent ingest (client ids reserved, then settled).
-//! - [`server`]: `stele serve`, the HTTP/JSON API.
+//! - [`daemon`]: `stele serve` as a process: signals, systemd, TLS setup, start-up.
+//! - [`server`]: the HTTP/JSON API: `serve(listener, state, shutdown)`.
 //! - [`notify`]: systemd notifications (readiness, status, watchdog) for `stele serve`.
 //! - [`verify`]: offline verification of segment files.
 //! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod backup;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod digest;
 pub mod event;
 pub mod fault;

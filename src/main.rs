@@ -858,7 +858,7 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
             })
         })
     };
-    rt.block_on(stele::server::serve(stele::config::ServeConfig {
+    rt.block_on(stele::daemon::run(stele::config::ServeConfig {
         reload: Some(reload),
         listen: cfg.listen,
         log: cfg.log_config(),

@@ -47,20 +47,20 @@ pub mod problem;
 mod read;
 mod reload;
 pub mod routes;
+mod state;
 mod stream;
 
 pub use crate::config::{Limits, Reloaded, Reloader, ServeConfig, LISTEN_DEFAULT};
 pub use health::READY_LAG_EVENTS_MAX;
 pub use ingest::{split_body, JsonError};
 pub use routes::{Route, ROUTES};
+pub use state::{open_engine, Handle, State};
 pub use stream::STREAM_HEARTBEAT_SECS;
 
 use crate::access::{Access, Auditor, Phase};
 use crate::auth::{Key, Keyring, Scope};
-use crate::clock::{Clock, SystemClock};
-use crate::index::Indexes;
+use crate::clock::Clock;
 use crate::ingest::RecentIds;
-use crate::log::Log;
 use crate::metrics::Histogram;
 use crate::query::Engine;
 use crate::retention::runner::Retainer;
@@ -158,6 +158,8 @@ struct Lifecycle {
     stopping: tokio::sync::watch::Receiver<bool>,
     /// One permit per open connection (`connections_max`).
     connections: Arc<tokio::sync::Semaphore>,
+    /// Dropped with the `App`: closing waits for it (see [`state`]).
+    _done: tokio::sync::mpsc::Sender<()>,
 }
 
 /// The seal's reports, for `/readyz` and `/metrics`.
@@ -316,152 +318,26 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT, then shuts down gracefully
-/// (invariant 5).
-pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    cfg.limits
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid limit: {e}"))?;
-    cfg.auth
-        .validate()
-        .map_err(|(_, e)| anyhow::anyhow!("invalid configuration: {e}"))?;
-    cfg.auth
-        .check_listen(cfg.listen)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tls = match &cfg.tls {
-        Some(t) => Some(crate::tls::CertResolver::new(t).map_err(|e| anyhow::anyhow!("{e}"))?),
-        None => None,
-    };
-    let acceptor = match &tls {
+/// Serves `listener` with `state` until `shutdown` completes, then shuts
+/// down gracefully (invariant 5): stops accepting, ends streams and exports,
+/// gives in-flight requests `shutdown_grace_secs`, then closes the state
+/// (final checkpoint of the indexes, the log's last answers). Signals,
+/// systemd and TLS setup are the caller's ([`crate::daemon`]).
+///
+/// # Errors
+/// The connection semaphore closed, or closing the state failed.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: State,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let app = state.app.clone();
+    let acceptor = match &app.settings.tls {
         Some(r) => Some(tokio_rustls::TlsAcceptor::from(
             r.server_config().map_err(|e| anyhow::anyhow!("{e}"))?,
         )),
         None => None,
     };
-    // Signals first: a SIGTERM during recovery must not kill us mid-open.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (hup_tx, hup_rx) = tokio::sync::mpsc::unbounded_channel();
-    reload::watch_signals(stop_tx, hup_tx)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let data_dir = cfg.data_dir.clone();
-    let log_config = crate::seal::with_evidence(
-        cfg.log.clone(),
-        &cfg.data_dir,
-        cfg.seal.witness_dir.as_deref(),
-    );
-    let index_config = cfg.index.clone();
-    let clock2 = clock.clone();
-    // systemd: STATUS= during recovery and catch-up, and more start time
-    // while the indexes advance (a long rebuild must not hit
-    // TimeoutStartSec=). A weak handle: shutdown waits for the last strong one.
-    let opened: Arc<std::sync::OnceLock<(std::sync::Weak<Indexes>, u64)>> = Arc::default();
-    let opened2 = opened.clone();
-    let startup = crate::notify::Startup::begin(move || {
-        let (indexes, target) = opened2.get()?;
-        Some((indexes.upgrade()?.indexed_seq(), *target))
-    });
-    let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
-        std::fs::create_dir_all(&data_dir)?;
-        let log = Arc::new(
-            Log::open(&data_dir, log_config, clock2.clone()).map_err(|e| {
-                anyhow::anyhow!("cannot open the log in {}: {e}", data_dir.display())
-            })?,
-        );
-        let indexes = Arc::new(Indexes::open(&data_dir, log.clone(), index_config)?);
-        let _ = opened.set((Arc::downgrade(&indexes), log.last_seq()));
-        catch_up(&log, &indexes)?;
-        let key = crate::query::cursor_key(&data_dir)?;
-        Ok(Engine::new(log, indexes, clock2, key))
-    })
-    .await??;
-    drop(startup);
-    if *stop_rx.borrow() {
-        crate::notify::stopping("Stopping: a signal arrived during recovery.");
-        tracing::info!("Stopped before serving: a signal arrived during recovery.");
-        return Ok(());
-    }
-    // The seal: checkpoints, the start-up verification, digests, scrubbing.
-    let seal = crate::seal::Seal::start(
-        &cfg.data_dir,
-        engine.log().clone(),
-        clock.clone(),
-        crate::digest::load_signing_key(&cfg.data_dir)?,
-        &cfg.seal,
-    );
-    let limits = cfg.limits;
-    let sealed_sha256: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();
-    let forget = sealed_sha256.clone();
-    let retainer = crate::retention::runner::Retainer::open(
-        cfg.data_dir.clone(),
-        engine.log().clone(),
-        engine.indexes().clone(),
-        clock.clone(),
-        cfg.retention.clone(),
-        Box::new(move |names| {
-            let mut sha = forget.exclusive();
-            for name in names {
-                sha.remove(name);
-            }
-        }),
-    )?;
-    let retention_runner = retainer.start()?;
-    let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
-    let engine_log = engine.log().clone();
-    let app = Arc::new(App {
-        engine,
-        clock,
-        data_dir: cfg.data_dir.clone(),
-        settings: Settings {
-            limits: std::sync::RwLock::new(limits),
-            keys: std::sync::RwLock::new(Arc::new(Keyring::new(&cfg.auth, None))),
-            listen: cfg.listen,
-            tls,
-        },
-        ids: RecentIds::default(),
-        stats: Stats::new(),
-        lifecycle: Lifecycle {
-            stopping: stop_rx.clone(),
-            connections: connections.clone(),
-        },
-        sealed_sha256,
-        retainer,
-        seal: SealView {
-            digests: seal.digest_stats(),
-            status: seal.status(),
-            checkpoints: seal.checkpoint_stats(),
-        },
-        auditor: Auditor::start(engine_log),
-    });
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    let scheme = if acceptor.is_some() { "https" } else { "http" };
-    tracing::info!(
-        "Listening on {addr} ({scheme}) with data in {}.",
-        cfg.data_dir.display()
-    );
-    let keys = app.keyring().len();
-    if keys == 0 {
-        tracing::warn!(
-            "No API keys configured: serving only on loopback ({addr}), without \
-             authentication. Add [[auth.keys]] (see `stele keygen`) to serve other hosts."
-        );
-    } else {
-        tracing::info!("Authentication on: {keys} API keys configured.");
-        if acceptor.is_none() && !addr.ip().is_loopback() {
-            tracing::warn!(
-                "API keys travel in clear text on {addr}: configure [tls] or put a \
-                 TLS-terminating proxy in front."
-            );
-        }
-    }
-    // systemd: ready only now (recovered, caught up, bound); the watchdog is
-    // pinged from this loop (see crate::notify).
-    let serving = format!("Serving on {addr} with data in {}.", cfg.data_dir.display());
-    let mut watchdog = crate::notify::Watchdog::new(serving.clone());
-    crate::notify::ready(&serving);
-    reload::spawn_reloader(app.clone(), cfg.reload.clone(), hup_rx, serving.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Built per connection, from the limits in force (SIGHUP may change them).
     let http_for = |l: &Limits| {
@@ -471,170 +347,82 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             .timer(hyper_util::rt::TokioTimer::new());
         http
     };
-    let mut stop = stop_rx.clone();
+    let connections = app.lifecycle.connections.clone();
+    tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             p = connections.clone().acquire_owned() => p?,
-            _ = watchdog.tick() => {
-                watchdog.beat(app.engine.log(), app.engine.indexes());
-                continue;
-            }
-            _ = stop.changed() => break,
+            () = &mut shutdown => break,
         };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(s) => {
-                        // Small writes (stream events, short answers) go out
-                        // at once instead of waiting for the peer's ACK.
-                        let _ = s.0.set_nodelay(true);
-                        s
-                    }
-                    Err(e) => {
-                        tracing::warn!("Could not accept a connection: {e}.");
-                        // Out of file descriptors and the like: let it pass.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                let limits = app.limits();
-                let http = http_for(&limits);
-                let stream = crate::stall::WriteStall::new(
-                    stream,
-                    Duration::from_secs(limits.write_stall_timeout_secs),
-                    app.stats.write_stalls.clone(),
-                );
-                let app = app.clone();
-                let ip = peer.ip();
-                let svc = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(gate::handle(app, req, ip).await) }
-                });
-                let watcher = graceful.watcher();
-                let acceptor = acceptor.clone();
-                let handshake = Duration::from_secs(limits.header_read_timeout_secs);
-                tokio::spawn(async move {
-                    let _permit = permit; // held for the connection's life
-                    match acceptor {
-                        None => {
-                            let io = hyper_util::rt::TokioIo::new(stream);
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => {
+                    // Small writes (stream events, short answers) go out
+                    // at once instead of waiting for the peer's ACK.
+                    let _ = s.0.set_nodelay(true);
+                    s
+                }
+                Err(e) => {
+                    tracing::warn!("Could not accept a connection: {e}.");
+                    // Out of file descriptors and the like: let it pass.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let limits = app.limits();
+        let http = http_for(&limits);
+        let stream = crate::stall::WriteStall::new(
+            stream,
+            Duration::from_secs(limits.write_stall_timeout_secs),
+            app.stats.write_stalls.clone(),
+        );
+        let app = app.clone();
+        let ip = peer.ip();
+        let svc = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(gate::handle(app, req, ip).await) }
+        });
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        let handshake = Duration::from_secs(limits.header_read_timeout_secs);
+        tokio::spawn(async move {
+            let _permit = permit; // held for the connection's life
+            match acceptor {
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = watcher.watch(http.serve_connection(io, svc)).await;
+                }
+                // The handshake has the head's time limit: a client that
+                // never finishes it is dropped.
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let io = hyper_util::rt::TokioIo::new(tls);
                             let _ = watcher.watch(http.serve_connection(io, svc)).await;
                         }
-                        // The handshake has the head's time limit: a client
-                        // that never finishes it is dropped.
-                        Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                let io = hyper_util::rt::TokioIo::new(tls);
-                                let _ = watcher.watch(http.serve_connection(io, svc)).await;
-                            }
-                            Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}."),
-                            Err(_) => tracing::debug!("TLS handshake with {peer} timed out."),
-                        },
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}."),
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out."),
                     }
-                });
+                }
             }
-            _ = watchdog.tick() => {
-                watchdog.beat(app.engine.log(), app.engine.indexes());
-            }
-            _ = stop.changed() => break,
-        }
+        });
     }
     drop(listener);
+    // Streams end and exports stop from here on.
+    let _ = state.stop.send(true);
     let grace = Duration::from_secs(app.limits().shutdown_grace_secs);
-    crate::notify::stopping(&format!(
-        "Stopping: in-flight requests have {} s to finish, then the indexes are \
-         checkpointed and the log closed.",
-        grace.as_secs()
-    ));
     tracing::info!(
         "Shutting down: no new connections; in-flight requests have {} s to finish.",
         grace.as_secs()
     );
+    drop(app);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("Some requests did not finish within the grace period; closing them.");
     }
-    // The scrubber and the digester stop now (they hold log handles); the
-    // checkpointer last, after the final appends, so its checkpoint covers
-    // everything this process wrote.
-    let checkpointer = tokio::task::spawn_blocking(move || {
-        retention_runner.stop();
-        seal.stop_but_checkpointer()
-    })
-    .await?;
-    let log = app.engine.log().clone();
-    let indexes = app.engine.indexes().clone();
-    drop(app);
-    // The indexer's final checkpoint and the writer's last answers need the
-    // last handles; give cut connections and ending streams a moment to
-    // drop theirs.
-    let last_handle = |count: &dyn Fn() -> usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while count() > 1 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
-    let (last, indexed) = tokio::task::spawn_blocking(move || {
-        last_handle(&|| Arc::strong_count(&indexes));
-        let indexed = match Arc::try_unwrap(indexes) {
-            Ok(i) => {
-                i.close();
-                None
-            }
-            Err(i) => Some(i.indexed_seq()),
-        };
-        // The checkpointer holds one handle of its own.
-        let own = usize::from(checkpointer.is_some());
-        last_handle(&|| Arc::strong_count(&log).saturating_sub(own));
-        if let Some(c) = checkpointer {
-            c.stop();
-        }
-        let last = log.last_seq();
-        if let Ok(l) = Arc::try_unwrap(log) {
-            l.close();
-        }
-        (last, indexed)
-    })
-    .await?;
-    match indexed {
-        None => tracing::info!(
-            "Stopped: the log is durable up to seq {last} and the indexes are checkpointed."
-        ),
-        Some(seq) => tracing::warn!(
-            "Stopped: the log is durable up to seq {last}; the indexes were still in use and \
-             are checkpointed at least up to seq {seq}: the next start catches them up."
-        ),
-    }
-    Ok(())
-}
-
-/// Waits until the indexes hold every event the log held at open, so that
-/// no request sees an acknowledged event missing (a 404 by id, a retry
-/// stored twice because the key index has not seen its id yet).
-fn catch_up(log: &Log, indexes: &Indexes) -> anyhow::Result<()> {
-    let target = log.last_seq();
-    let started = std::time::Instant::now();
-    let mut said = started;
-    while !indexes.wait_indexed(target, Duration::from_secs(1)) {
-        if let Some(f) = indexes.failure() {
-            anyhow::bail!("the indexer stopped while catching up with the log: {f}");
-        }
-        if said.elapsed() >= Duration::from_secs(5) {
-            said = std::time::Instant::now();
-            tracing::info!(
-                "Catching the indexes up with the log: seq {} of {target} after {} s.",
-                indexes.indexed_seq(),
-                started.elapsed().as_secs()
-            );
-        }
-    }
-    if started.elapsed() >= Duration::from_secs(1) {
-        tracing::info!(
-            "The indexes caught up with the log (seq {target}) in {:.1} s.",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
+    state.close().await
 }

@@ -858,18 +858,7 @@ fn serve(config: Option<&std::path::Path>, flags: &stele::config::Flags) -> anyh
             })
         })
     };
-    rt.block_on(stele::daemon::run(stele::config::ServeConfig {
-        reload: Some(reload),
-        listen: cfg.listen,
-        log: cfg.log_config(),
-        index: cfg.index_config(),
-        seal: cfg.seal_config(),
-        data_dir: cfg.data_dir,
-        limits: cfg.limits,
-        retention: cfg.retention,
-        auth: cfg.auth,
-        tls: cfg.tls,
-    }))
+    rt.block_on(stele::daemon::run(cfg.serve_config(Some(reload))))
 }
 
 fn check_config(path: &std::path::Path, print: bool) -> ExitCode {

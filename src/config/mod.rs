@@ -768,6 +768,23 @@ impl Config {
             ..IndexConfig::default()
         }
     }
+
+    /// What `stele serve` starts with (the daemon, or a test serving
+    /// in-process); `reload` re-reads the settings on SIGHUP.
+    pub fn serve_config(self, reload: Option<Reloader>) -> ServeConfig {
+        ServeConfig {
+            reload,
+            listen: self.listen,
+            log: self.log_config(),
+            index: self.index_config(),
+            seal: self.seal_config(),
+            data_dir: self.data_dir,
+            limits: self.limits,
+            retention: self.retention,
+            auth: self.auth,
+            tls: self.tls,
+        }
+    }
 }
 
 /// Key path → where its value came from (a file's path, a variable, a

@@ -1,10 +1,11 @@
-//! Every error answer of the HTTP API, checked over raw HTTP/1.1 against the
-//! real `stele serve`: status, `Content-Type: application/problem+json`, the
+//! Every error answer of the HTTP API, checked over raw HTTP/1.1 against
+//! the server run in-process (`support::inproc`, the same `serve` the daemon
+//! runs): status, `Content-Type: application/problem+json`, the
 //! problem's `type`, `title`, `status`, `detail` and its extra member; the
 //! idempotent-retry contract; and a 100,000-event export.
 
-use crate::support::daemon::Daemon;
 use crate::support::http::{send, Body, Reply};
+use crate::support::inproc::Server;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -17,11 +18,11 @@ const EVENTS_MAX: usize = 10_000;
 // Requests (through the shared raw client, support::http)
 // ---------------------------------------------------------------------------
 
-fn get(d: &Daemon, target: &str) -> Reply {
+fn get(d: &Server, target: &str) -> Reply {
     send(&d.addr, "GET", target, &[], Body::None)
 }
 
-fn post(d: &Daemon, ctype: &str, body: &[u8]) -> Reply {
+fn post(d: &Server, ctype: &str, body: &[u8]) -> Reply {
     send(
         &d.addr,
         "POST",
@@ -31,7 +32,7 @@ fn post(d: &Daemon, ctype: &str, body: &[u8]) -> Reply {
     )
 }
 
-fn post_json(d: &Daemon, v: &Value) -> Reply {
+fn post_json(d: &Server, v: &Value) -> Reply {
     post(d, "application/json", v.to_string().as_bytes())
 }
 
@@ -69,18 +70,18 @@ fn detail(p: &Value) -> &str {
 }
 
 /// `state` of `/readyz` (present whether ready or not).
-fn ready_state(d: &Daemon) -> Value {
+fn ready_state(d: &Server) -> Value {
     let r = get(d, "/readyz");
     assert!(matches!(r.status, 200 | 503), "{}", r.text());
     r.json()["state"].clone()
 }
 
-fn log_last_seq(d: &Daemon) -> u64 {
+fn log_last_seq(d: &Server) -> u64 {
     ready_state(d)["log_last_seq"].as_u64().unwrap()
 }
 
 /// Polls `/readyz` until queries see the log up to `seq`.
-fn wait_indexed(d: &Daemon, seq: u64, within: Duration) {
+fn wait_indexed(d: &Server, seq: u64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let st = ready_state(d);
@@ -115,7 +116,7 @@ fn ok_event(id: &str) -> Value {
 #[test]
 fn invalid_json_reports_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     // (body, line, column, what serde says)
     let cases: &[(&[u8], u64, u64, &str)] = &[
         (
@@ -163,7 +164,7 @@ fn invalid_json_reports_line_and_column() {
 #[test]
 fn invalid_ndjson_names_the_bad_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let good = r#"{"action":"a","actor":"b"}"#;
     // Line 3 of 5 is bad.
     let body = format!("{good}\n{good}\n{{\"action\": nope}}\n{good}\n{good}\n");
@@ -243,7 +244,7 @@ fn bad_batch() -> Vec<Value> {
 #[test]
 fn invalid_events_are_all_listed_and_nothing_is_stored() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let want: Vec<(u64, &str, &str)> = vec![
         (1, "severity", "invalid_value"),
         (1, "risk_score", "out_of_range"),
@@ -319,7 +320,7 @@ fn invalid_events_are_all_listed_and_nothing_is_stored() {
 #[test]
 fn empty_bodies_and_batches() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     // An empty or blank body, an empty array, or NDJSON with no event: a
     // batch of 0, whatever the media type.
     for (ctype, body) in [
@@ -345,7 +346,7 @@ fn empty_bodies_and_batches() {
 #[test]
 fn more_than_10000_events_is_an_invalid_batch_size() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let one = json!({"action": "view", "actor": "a"});
     let over = vec![one.clone(); EVENTS_MAX + 1];
     for (how, r) in [
@@ -371,7 +372,7 @@ fn more_than_10000_events_is_an_invalid_batch_size() {
 #[test]
 fn bodies_over_16_mib_get_413_and_the_daemon_carries_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     // A valid array padded with spaces to exactly the limit is accepted...
     let mut body = json!([ok_event("at-limit")]).to_string().into_bytes();
     body.resize(BODY_BYTES_MAX, b' ');
@@ -406,7 +407,7 @@ fn bodies_over_16_mib_get_413_and_the_daemon_carries_on() {
 #[test]
 fn ingest_rejects_unsupported_media_types_with_415() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let body = ok_event("typed").to_string();
     for ctype in [
         "text/plain",
@@ -458,7 +459,7 @@ fn ingest_rejects_unsupported_media_types_with_415() {
 #[test]
 fn unknown_routes_are_404_and_wrong_methods_405() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     for target in [
         "/v2/nothing",
         "/v1/event",
@@ -523,7 +524,7 @@ fn title_of(kind: &str) -> &'static str {
 
 /// Asserts a 400 naming `field`, with `detail` containing `says`.
 fn bad_param(
-    d: &Daemon,
+    d: &Server,
     target: &str,
     headers: &[(&str, &str)],
     kind: &str,
@@ -543,7 +544,7 @@ fn bad_param(
 #[test]
 fn bad_query_parameters_on_every_read_route() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let p = "invalid-parameter";
     let c = "invalid-cursor";
     // Listing and search take every parameter of Query::parse.
@@ -697,7 +698,7 @@ fn bad_query_parameters_on_every_read_route() {
 #[test]
 fn cursors_from_another_query_or_altered_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let batch: Vec<Value> = (0..3)
         .map(|i| {
             json!({"action": "update", "actor": "a", "user_id": "u-1",
@@ -751,7 +752,7 @@ fn cursors_from_another_query_or_altered_are_rejected() {
 #[test]
 fn parameters_that_do_not_apply_are_rejected_by_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let p = "invalid-parameter";
     let stats = "not `limit`, `order` or `cursor`";
     bad_param(&d, "/v1/stats?order=asc", &[], p, "order", stats);
@@ -781,7 +782,7 @@ fn parameters_that_do_not_apply_are_rejected_by_name() {
 #[test]
 fn unknown_event_id_is_404() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let r = post_json(&d, &ok_event("known"));
     assert_eq!(r.status, 201);
     wait_indexed(&d, 1, Duration::from_secs(30));
@@ -822,7 +823,7 @@ fn assert_replay(r: &Reply, want: &[(&str, u64)], how: &str) {
 #[test]
 fn idempotent_retries_and_id_conflicts() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let a = json!({"id": "idem-a", "action": "login", "actor": "alice", "tenant": "acme",
                    "timestamp": "2026-11-23T10:00:00Z", "metadata": {"x": 1, "y": [1, 2]},
                    "changes": [{"field": "status", "old": "pending", "new": "paid"}]});
@@ -1109,7 +1110,7 @@ fn assert_export_headers(r: &Reply, ctype: &str, ext: &str) {
 #[test]
 fn export_of_100000_events_as_ndjson_and_csv() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let started = Instant::now();
     let mut seq_of_id = std::collections::HashMap::new();
     for batch in 0..EXPORT_EVENTS / 1000 {

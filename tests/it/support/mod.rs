@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod forge;
 pub mod http;
+pub mod inproc;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

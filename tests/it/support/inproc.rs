@@ -1,0 +1,108 @@
+//! `stele::server::serve` run inside the test process: no binary to spawn,
+//! no process to wait for. For the suites where the process is not the
+//! point (routes, problems, auth, the OpenAPI contract); crash, failpoint,
+//! systemd and RSS tests keep a real process (`support::daemon`).
+//!
+//! Each server has its own tokio runtime on its own thread; dropping the
+//! `Server` stops it and waits until the state is closed (final index
+//! checkpoint, log closed), so a test may reopen the data directory.
+
+use serde_json::Value;
+use std::path::Path;
+use std::thread::JoinHandle;
+use stele::config::{Config, ServeConfig};
+
+use super::daemon::call_at;
+
+pub struct Server {
+    pub addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `dir` with the embedded defaults (as `stele serve
+    /// --data-dir DIR --listen 127.0.0.1:0` with no configuration).
+    pub fn start(dir: &Path) -> Server {
+        let mut cfg = Config::default();
+        cfg.data_dir = dir.to_path_buf();
+        Server::start_with(cfg.serve_config(None))
+    }
+
+    /// Serves with `cfg` on an ephemeral loopback port.
+    pub fn start_with(cfg: ServeConfig) -> Server {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("stele-inproc".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                rt.block_on(async move {
+                    let opened = async {
+                        let state = stele::server::State::open(&cfg).await?;
+                        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                        anyhow::Ok((state, listener))
+                    };
+                    let (state, listener) = match opened.await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = addr_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let addr = listener.local_addr().expect("bound").to_string();
+                    let _ = addr_tx.send(Ok(addr));
+                    let shutdown = async {
+                        let _ = stopped.await;
+                    };
+                    stele::server::serve(listener, state, shutdown)
+                        .await
+                        .expect("a clean shutdown");
+                });
+            })
+            .expect("spawn the server thread");
+        let addr = addr_rx
+            .recv()
+            .expect("the server thread answers")
+            .unwrap_or_else(|e| panic!("the server did not start: {e}"));
+        Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// One HTTP/1.1 request; returns (status, content type, body).
+    pub fn call(&self, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String, Value) {
+        call_at(&self.addr, method, path, ctype, body)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String, Value) {
+        self.call("GET", path, "application/json", b"")
+    }
+
+    pub fn post(&self, body: &Value) -> (u16, String, Value) {
+        self.call(
+            "POST",
+            "/v1/events",
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            // A panic in the server thread fails the test that owns it.
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("the in-process server panicked");
+            }
+        }
+    }
+}

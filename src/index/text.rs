@@ -10,7 +10,7 @@
 //!
 //! | field | tantivy options | used for |
 //! |-------|-----------------|----------|
-//! | `seq` | u64 fast column (not indexed) | index sort key, ordering, cursors, `delete_from` |
+//! | `seq` | u64 fast column (not indexed) | index sort key, ordering, cursors, `delete_below` |
 //! | `time` | i64 fast column (not indexed) | `since`/`until`, histogram, last 24 h (event time, µs) |
 //! | `action`, `actor`, `tenant`, `category`, `source`, `status`, `severity`, `entity_type`, `entity_id`, `user_id`, `ingested_by` | raw string, doc ids only | filters, `field:value` in queries |
 //! | `session_id`, `correlation_id`, `ip` | raw string fast column only | filters (an equality scan of the column) |
@@ -1464,25 +1464,12 @@ impl TextWriter {
         reloaded.map_err(tantivy_err)
     }
 
-    /// Deletes every document with seq >= `from` (the index is ahead of the log after a
-    /// crash). Takes effect at the next commit; documents added after this call are kept.
     /// Deletes every document with a seq below `below` (retention), at the
     /// next commit.
     pub fn delete_below(&mut self, below: u64) -> Result<(), TextError> {
         let query = RangeQuery::new(
             Bound::Unbounded,
             Bound::Excluded(Term::from_field_u64(self.shared.fields.seq, below)),
-        );
-        self.writer
-            .delete_query(Box::new(query))
-            .map_err(tantivy_err)?;
-        Ok(())
-    }
-
-    pub fn delete_from(&mut self, from: u64) -> Result<(), TextError> {
-        let query = RangeQuery::new(
-            Bound::Included(Term::from_field_u64(self.shared.fields.seq, from)),
-            Bound::Unbounded,
         );
         self.writer
             .delete_query(Box::new(query))
@@ -1498,6 +1485,16 @@ mod tests {
     use crate::testkit::{EventGen, DEFAULT_BASE_TIME};
 
     const DAY: i64 = 86_400_000_000;
+
+    /// Deletes every document with seq >= `from` at the next commit (as if the
+    /// index had got ahead of the log), straight through tantivy's writer.
+    fn delete_from(w: &mut TextWriter, from: u64) {
+        let query = RangeQuery::new(
+            Bound::Included(Term::from_field_u64(w.shared.fields.seq, from)),
+            Bound::Unbounded,
+        );
+        w.writer.delete_query(Box::new(query)).unwrap();
+    }
 
     /// `n` generated events with seqs `first_seq..`; received_at moves 0.7 s per event,
     /// and every 97th event is backfilled (event time ten days before the base). Every
@@ -1850,7 +1847,7 @@ mod tests {
         assert_eq!(ix.num_docs(), 2_000);
         // The index got ahead of the log: drop the tail and index other events there,
         // so that deleted documents share seqs with live ones.
-        w.delete_from(1_901).unwrap();
+        delete_from(&mut w, 1_901);
         let replacement = events(2, 1_901, 100);
         for ev in &replacement {
             w.add(ev).unwrap();
@@ -1954,7 +1951,7 @@ mod tests {
     }
 
     #[test]
-    fn committed_seq_survives_reopen_and_delete_from_removes() {
+    fn committed_seq_survives_reopen_and_deletes_apply_at_commit() {
         let dir = tempfile::tempdir().unwrap();
         let evs = events(3, 1, 300);
         {
@@ -1966,7 +1963,7 @@ mod tests {
             index_all(&mut w, &evs, 100);
             assert_eq!(ix.committed_seq(), Some(300));
             // Not visible before the commit.
-            w.delete_from(251).unwrap();
+            delete_from(&mut w, 251);
             assert_eq!(ix.num_docs(), 300);
             w.commit(250).unwrap();
             assert_eq!(ix.committed_seq(), Some(250));

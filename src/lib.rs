@@ -18,8 +18,10 @@
 //! - [`digest`]: signed daily digests (keys, the digester, their verification).
 //! - [`clock`]: the time seam.
 //! - [`fault`]: failpoints on the log's I/O paths (test builds only).
-//! - [`fuzzing`]: the properties the fuzz targets check (replayed by the tests).
-//! - [`testkit`]: deterministic realistic events for tests and benches.
+//! - `fuzzing`: the properties the fuzz targets check (replayed by the tests); feature
+//!   `testkit` only.
+//! - `testkit`: deterministic realistic events for tests and benches; feature `testkit`
+//!   only (tests, benches, examples and the fuzz crate turn it on, release builds never).
 
 pub mod access;
 pub mod auth;
@@ -29,6 +31,7 @@ pub mod config;
 pub mod digest;
 pub mod event;
 pub mod fault;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fuzzing;
 pub mod index;
 pub mod log;
@@ -39,6 +42,7 @@ pub mod retention;
 pub mod seal;
 pub mod server;
 pub mod stall;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tls;
 pub mod verify;

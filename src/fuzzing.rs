@@ -21,10 +21,11 @@ use crate::event::{
     decode_stored, encode_event, encode_provenance, encode_stored_prefix, parse_event, Provenance,
     StoredEvent,
 };
-use crate::index::text::{Filter, Order, TextError, TextIndex};
+use crate::index::text::{TextError, TextIndex};
 use crate::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
 use crate::log::segment::{scan, Depth};
 use crate::query::{CursorCodec, Query, QueryError, LIMIT_MAX, QUERY_TEXT_BYTES_MAX};
+use crate::query::{Filter, Order};
 use std::path::Path;
 use std::sync::OnceLock;
 

@@ -22,8 +22,10 @@
 //! - [`clock`]: the time seam.
 //! - [`sync`]: locks that survive a panic elsewhere.
 //! - [`fault`]: failpoints on the log's I/O paths (test builds only).
-//! - [`fuzzing`]: the properties the fuzz targets check (replayed by the tests).
-//! - [`testkit`]: deterministic realistic events for tests and benches.
+//! - `fuzzing`: the properties the fuzz targets check (replayed by the tests); feature
+//!   `testkit` only.
+//! - `testkit`: deterministic realistic events for tests and benches; feature `testkit`
+//!   only (tests, benches, examples and the fuzz crate turn it on, release builds never).
 
 pub mod access;
 pub mod auth;
@@ -34,6 +36,7 @@ pub mod daemon;
 pub mod digest;
 pub mod event;
 pub mod fault;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fuzzing;
 pub mod index;
 pub mod ingest;
@@ -46,6 +49,7 @@ pub mod seal;
 pub mod server;
 pub mod stall;
 pub mod sync;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tls;
 pub mod verify;

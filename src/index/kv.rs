@@ -11,33 +11,29 @@
 //!              "indexed_seq"                                        u64 BE
 //!              "pending"                                            u64 BE (an apply or truncate in flight)
 //! ids          idk(id) ++ tenantk(tenant)                           seq u64 BE
-//! time         (event_time as u64 ^ 1<<63) u64 BE ++ seq u64 BE     empty
-//! entity       str(entity_type) ++ str(entity_id) ++ seq u64 BE    empty
-//! user         str(user_id) ++ seq u64 BE                           empty
-//! tenant       str(tenant) ++ seq u64 BE                            empty
-//! correlation  str(correlation_id) ++ seq u64 BE                    empty
-//! session      str(session_id) ++ seq u64 BE                        empty
-//! segments     first_seq u64 BE                                     segment file name (UTF-8)
 //!
 //! idk(id)    = 0x01 ++ 16-byte UUID (canonical UUID ids), or 0x00 ++ str(id) (any other id)
 //! tenantk(t) = 0x00 (no tenant), or 0x01 ++ t as UTF-8
 //! str(s)     = len(s) as unsigned LEB128 (1 byte below 128, 2 bytes below 16384) ++ bytes
-//! event_time = event.timestamp, or received_at when the event has none (unix µs)
 //! ```
 //!
+//! Only ids live here. Ordered listings (by entity, user, tenant, correlation, session,
+//! time) are served by the full-text index, which holds the same fields as raw terms
+//! sorted by seq. ADR: sled 0.34 measured at 1,000,000 events: ids alone cost
+//! ~150–220 bytes/event at 148–207k events/s; ordered key families for those listings
+//! cost 1,658 bytes/event (3× the segment bytes) at 13k events/s, so they were dropped
+//! (format version 4).
+//!
 //! Invariants:
-//! 1. Every key under one [`Key`] is `prefix ++ seq`, where the prefix is self-delimiting
-//!    (length-prefixed strings), so two different keys never share a prefix ("u-1" vs
-//!    "u-10", "ab"+"c" vs "a"+"bc") and the seqs under one key come out in order.
-//! 2. After [`KvIndex::open`] returns, no key refers to a seq above `indexed_seq`: an
+//! 1. After [`KvIndex::open`] returns, no key refers to a seq above `indexed_seq`: an
 //!    apply or truncate interrupted by a crash left a `pending` mark, and open removes
 //!    what it may have written before anything else reads the index.
-//! 3. Ids are per tenant (events without a tenant are a namespace of their own): an
+//! 2. Ids are per tenant (events without a tenant are a namespace of their own): an
 //!    `(id, tenant)` pair maps to the lowest seq it was applied with; pairs are meant to
 //!    be unique (the API layer enforces idempotency before appending). `idk(id)` is
 //!    self-delimiting, so the keys of one id, one per tenant that has it, are the range
 //!    under that prefix ([`KvIndex::tenants_of_id`]).
-//! 4. One writer: [`KvIndex::apply`] and [`KvIndex::truncate_from`] are called by one
+//! 3. One writer: [`KvIndex::apply`] and [`KvIndex::truncate_from`] are called by one
 //!    thread (the indexer) at a time; readers may run concurrently.
 //!
 //! Writes are single sled inserts and removes, never `Batch`es or transactions: sled 0.34
@@ -45,24 +41,23 @@
 //! stalls every reader of every tree, and once any batch has run, every later operation
 //! takes that lock's read side. Measured on 300,000 events: get-by-id p99 during ingest
 //! 13.7 ms with 256-key batches, 82 µs with single inserts, which were also faster.
-//! Atomicity comes from the `pending` mark instead (invariant 2). Nothing is fsynced per
+//! Atomicity comes from the `pending` mark instead (invariant 1). Nothing is fsynced per
 //! apply: durability comes from the log, and [`KvIndex::flush`] is called at checkpoints.
 
 use crate::event::StoredEvent;
-use crate::log::format::SegmentId;
 use std::collections::HashSet;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 /// The version of the key layout above, stored under `meta/"format"`. Version 3 made
-/// ids per tenant (version 2 keyed `ids` by the id alone); an index of another version
-/// does not open, and the caller rebuilds it from the log.
-pub const FORMAT_VERSION: u32 = 3;
+/// ids per tenant (version 2 keyed `ids` by the id alone); version 4 dropped the ordered
+/// key families (`time`, `entity`, `user`, `tenant`, `correlation`, `session`), never
+/// written in production, and the write-only `segments` tree. An index of another
+/// version does not open, and the caller rebuilds it from the log.
+pub const FORMAT_VERSION: u32 = 4;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
 const META_PENDING: &[u8] = b"pending";
-const META_FAMILIES: &[u8] = b"families";
 
 /// Why the key index failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,41 +84,11 @@ impl From<sled::Error> for KvError {
     }
 }
 
-/// Which ordered key family to list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key<'a> {
-    /// Events about one entity.
-    Entity {
-        /// The entity's type, e.g. `invoice`.
-        entity_type: &'a str,
-        /// The entity's id.
-        entity_id: &'a str,
-    },
-    /// Events of one user (`user_id`).
-    User(&'a str),
-    /// Events of one tenant.
-    Tenant(&'a str),
-    /// Events sharing one `correlation_id`.
-    Correlation(&'a str),
-    /// Events of one `session_id`.
-    Session(&'a str),
-}
-
 /// The sled-backed key index. `Send + Sync`; share it in an `Arc`.
 pub struct KvIndex {
     db: sled::Db,
     meta: sled::Tree,
     ids: sled::Tree,
-    time: sled::Tree,
-    entity: sled::Tree,
-    user: sled::Tree,
-    tenant: sled::Tree,
-    correlation: sled::Tree,
-    session: sled::Tree,
-    segments: sled::Tree,
-    /// Whether the ordered key families (`time`, `entity`, `user`, `tenant`,
-    /// `correlation`, `session`) are kept. See [`KvIndex::open`].
-    families: bool,
 }
 
 impl std::fmt::Debug for KvIndex {
@@ -226,25 +191,6 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// The order-preserving unsigned form of an event time.
-fn time_bits(t: i64) -> u64 {
-    (t as u64) ^ (1 << 63)
-}
-
-fn time_key(t: i64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&time_bits(t).to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn with_seq(prefix: &[u8], seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 8);
-    k.extend_from_slice(prefix);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
 fn be_u64(bytes: &[u8], what: &str) -> Result<u64, KvError> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| {
         KvError::Damaged(format!(
@@ -255,85 +201,6 @@ fn be_u64(bytes: &[u8], what: &str) -> Result<u64, KvError> {
     })?;
     Ok(u64::from_be_bytes(arr))
 }
-
-/// The seq at the end of a `prefix ++ seq` key.
-fn trailing_seq(key: &[u8], tree: &str) -> Result<u64, KvError> {
-    if key.len() < 8 {
-        return Err(KvError::Damaged(format!(
-            "a key in tree \"{tree}\" is {} bytes long, shorter than a seq",
-            key.len()
-        )));
-    }
-    be_u64(&key[key.len() - 8..], tree)
-}
-
-/// The event time the `time` tree orders by.
-fn event_time(ev: &StoredEvent) -> i64 {
-    ev.event.timestamp.unwrap_or(ev.received_at)
-}
-
-/// The `(tree, prefix)` of a keyed family.
-fn family_prefix<'t>(index: &'t KvIndex, key: &Key<'_>) -> (&'t sled::Tree, Vec<u8>) {
-    let mut p = Vec::with_capacity(64);
-    let tree = match key {
-        Key::Entity {
-            entity_type,
-            entity_id,
-        } => {
-            put_str(&mut p, entity_type);
-            put_str(&mut p, entity_id);
-            &index.entity
-        }
-        Key::User(s) => {
-            put_str(&mut p, s);
-            &index.user
-        }
-        Key::Tenant(s) => {
-            put_str(&mut p, s);
-            &index.tenant
-        }
-        Key::Correlation(s) => {
-            put_str(&mut p, s);
-            &index.correlation
-        }
-        Key::Session(s) => {
-            put_str(&mut p, s);
-            &index.session
-        }
-    };
-    (tree, p)
-}
-
-/// The keyed families an event belongs to, as `Key`s.
-fn event_keys(ev: &StoredEvent) -> impl Iterator<Item = Key<'_>> {
-    let e = &ev.event;
-    let entity = match (&e.entity_type, &e.entity_id) {
-        (Some(t), Some(i)) => Some(Key::Entity {
-            entity_type: t,
-            entity_id: i,
-        }),
-        _ => None,
-    };
-    entity
-        .into_iter()
-        .chain(e.user_id.as_deref().map(Key::User))
-        .chain(e.tenant.as_deref().map(Key::Tenant))
-        .chain(e.correlation_id.as_deref().map(Key::Correlation))
-        .chain(e.session_id.as_deref().map(Key::Session))
-}
-
-/// The position of a family's tree in [`KvIndex::family_trees`].
-fn family_slot(key: &Key<'_>) -> usize {
-    match key {
-        Key::Entity { .. } => 0,
-        Key::User(_) => 1,
-        Key::Tenant(_) => 2,
-        Key::Correlation(_) => 3,
-        Key::Session(_) => 4,
-    }
-}
-
-const FAMILY_TREES: [&str; 5] = ["entity", "user", "tenant", "correlation", "session"];
 
 /// Keys to write to one tree, each with its value (`None`: remove the key).
 type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -351,16 +218,7 @@ impl KvIndex {
     /// trying), when the format version is not [`FORMAT_VERSION`], or when a non-empty
     /// index has no version. If an apply or truncate was interrupted by a crash, removes
     /// every key above `indexed_seq` first (a full scan, after unclean shutdowns only).
-    ///
-    /// `families` chooses whether the ordered key families are kept. Measured
-    /// with sled 0.34 at 1,000,000 events: ids alone cost ~150–220 bytes/event
-    /// and ingest at 148–207k events/s; with every family, 1,658 bytes/event
-    /// (3× the segment bytes) at 13k events/s. Stele therefore runs with
-    /// `families = false` and serves those listings from the full-text index,
-    /// which holds the same fields as raw terms sorted by seq. The choice is
-    /// stored in `meta/"families"`; opening with the other choice is an
-    /// [`KvError::Open`] (the caller rebuilds).
-    pub fn open(dir: &Path, cache_capacity: u64, families: bool) -> Result<KvIndex, KvError> {
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<KvIndex, KvError> {
         let open_err = |detail: String| KvError::Open {
             path: dir.to_path_buf(),
             detail,
@@ -378,15 +236,7 @@ impl KvIndex {
             let index = KvIndex {
                 meta: t("meta")?,
                 ids: t("ids")?,
-                time: t("time")?,
-                entity: t("entity")?,
-                user: t("user")?,
-                tenant: t("tenant")?,
-                correlation: t("correlation")?,
-                session: t("session")?,
-                segments: t("segments")?,
                 db,
-                families,
             };
             Ok::<_, sled::Error>(index)
         }));
@@ -419,8 +269,17 @@ impl KvIndex {
                 }
             }
             None => {
-                let trees = index.all_trees();
-                if trees.iter().any(|(_, t)| !t.is_empty()) {
+                // Any tree but `meta` (a version 3 index also had the family trees).
+                let names = index.db.tree_names();
+                let mut holds_keys = false;
+                for name in names.iter().filter(|n| n.as_ref() != b"meta") {
+                    let tree = index
+                        .db
+                        .open_tree(name)
+                        .map_err(|e| open_err(e.to_string()))?;
+                    holds_keys |= !tree.is_empty();
+                }
+                if holds_keys {
                     return Err(open_err("it holds keys but no format version".into()));
                 }
                 index
@@ -431,26 +290,6 @@ impl KvIndex {
             }
         }
 
-        let flag = [u8::from(families)];
-        match index
-            .meta
-            .get(META_FAMILIES)
-            .map_err(|e| open_err(e.to_string()))?
-        {
-            Some(v) if v.as_ref() == flag => {}
-            Some(v) => {
-                return Err(open_err(format!(
-                    "it was built {} the ordered key families (marker {v:?})",
-                    if families { "without" } else { "with" }
-                )))
-            }
-            None => {
-                index
-                    .meta
-                    .insert(META_FAMILIES, &flag)
-                    .map_err(|e| open_err(e.to_string()))?;
-            }
-        }
         index
             .finish_interrupted()
             .map_err(|e| open_err(e.to_string()))?;
@@ -476,29 +315,6 @@ impl KvIndex {
         Ok(())
     }
 
-    fn all_trees(&self) -> [(&'static str, &sled::Tree); 8] {
-        [
-            ("ids", &self.ids),
-            ("time", &self.time),
-            ("entity", &self.entity),
-            ("user", &self.user),
-            ("tenant", &self.tenant),
-            ("correlation", &self.correlation),
-            ("session", &self.session),
-            ("segments", &self.segments),
-        ]
-    }
-
-    fn family_trees(&self) -> [&sled::Tree; 5] {
-        [
-            &self.entity,
-            &self.user,
-            &self.tenant,
-            &self.correlation,
-            &self.session,
-        ]
-    }
-
     fn get_meta(&self, key: &[u8]) -> Result<Option<u64>, KvError> {
         match self.meta.get(key)? {
             Some(v) => Ok(Some(be_u64(&v, "meta value")?)),
@@ -516,36 +332,6 @@ impl KvIndex {
             };
         }
         Ok(())
-    }
-
-    /// Sets (`Some(empty value)`) or removes (`None`) the keyed-family keys of `events`,
-    /// one tree after the other.
-    fn write_families<'e>(
-        &self,
-        events: impl Iterator<Item = &'e StoredEvent>,
-        value: Option<Vec<u8>>,
-    ) -> Result<(), KvError> {
-        let mut families: [Writes; 5] = Default::default();
-        for ev in events {
-            for key in event_keys(ev) {
-                let (_, prefix) = family_prefix(self, &key);
-                families[family_slot(&key)].push((with_seq(&prefix, ev.seq), value.clone()));
-            }
-        }
-        for (tree, writes) in self.family_trees().into_iter().zip(families) {
-            Self::write(tree, writes)?;
-        }
-        Ok(())
-    }
-
-    fn require_families(&self) -> Result<(), KvError> {
-        if self.families {
-            Ok(())
-        } else {
-            Err(KvError::Sled(
-                "this key index was opened without its ordered key families".into(),
-            ))
-        }
     }
 
     /// The last seq whose keys were all applied; `None` if nothing was.
@@ -597,48 +383,12 @@ impl KvIndex {
         }
         Self::write(&self.ids, ids)?;
 
-        if self.families {
-            let time = events
-                .iter()
-                .map(|ev| (time_key(event_time(ev), ev.seq).to_vec(), Some(Vec::new())))
-                .collect();
-            Self::write(&self.time, time)?;
-            self.write_families(events.iter(), Some(Vec::new()))?;
-        }
-
         let indexed = indexed.map_or(hi, |s| s.max(hi));
         self.meta.insert(META_INDEXED_SEQ, &indexed.to_be_bytes())?;
         if pending <= indexed {
             self.meta.remove(META_PENDING)?;
         }
         Ok(())
-    }
-
-    /// Records that segment `id` starts at `first_seq` (overwriting any earlier entry for
-    /// that seq).
-    pub fn record_segment(&self, first_seq: u64, id: SegmentId) -> Result<(), KvError> {
-        self.segments
-            .insert(first_seq.to_be_bytes(), id.file_name().as_bytes())?;
-        Ok(())
-    }
-
-    /// The segment holding `seq`: the recorded segment with the greatest
-    /// `first_seq <= seq`.
-    pub fn segment_of(&self, seq: u64) -> Result<Option<SegmentId>, KvError> {
-        let Some(entry) = self.segments.range(..=seq.to_be_bytes()).next_back() else {
-            return Ok(None);
-        };
-        let (k, v) = entry?;
-        be_u64(&k, "segments key")?;
-        let name = std::str::from_utf8(&v).ok();
-        match name.and_then(SegmentId::parse_file_name) {
-            Some(id) => Ok(Some(id)),
-            None => Err(KvError::Damaged(format!(
-                "segment entry {} names no segment file: {:?}",
-                hex::encode(&k),
-                String::from_utf8_lossy(&v)
-            ))),
-        }
     }
 
     /// The seq of the event with this id in `tenant` (`None`: among the events
@@ -667,99 +417,8 @@ impl KvIndex {
         Ok(out)
     }
 
-    /// The seqs under `key`, ascending when `asc` else descending, strictly after `after`
-    /// in that direction (a cursor), at most `limit`.
-    pub fn list(
-        &self,
-        key: &Key<'_>,
-        asc: bool,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<u64>, KvError> {
-        self.require_families()?;
-        let (tree, prefix) = family_prefix(self, key);
-        let (lo, hi) = if asc {
-            match after {
-                Some(u64::MAX) => return Ok(Vec::new()),
-                Some(a) => (a + 1, u64::MAX),
-                None => (0, u64::MAX),
-            }
-        } else {
-            match after {
-                Some(0) => return Ok(Vec::new()),
-                Some(a) => (0, a - 1),
-                None => (0, u64::MAX),
-            }
-        };
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let range = tree.range(with_seq(&prefix, lo)..=with_seq(&prefix, hi));
-        let want = prefix.len() + 8;
-        let decode = |entry: sled::Result<(sled::IVec, sled::IVec)>| -> Result<u64, KvError> {
-            let (k, _) = entry?;
-            if k.len() != want {
-                return Err(KvError::Damaged(format!(
-                    "key {} under {key:?} is {} bytes, expected {want}",
-                    hex::encode(&k),
-                    k.len()
-                )));
-            }
-            trailing_seq(&k, FAMILY_TREES[family_slot(key)])
-        };
-        if asc {
-            range.take(limit).map(decode).collect()
-        } else {
-            range.rev().take(limit).map(decode).collect()
-        }
-    }
-
-    /// The `(event time, seq)` pairs with event time in `[since, until)`, ascending by
-    /// `(time, seq)`, strictly after the pair `after`, at most `limit`.
-    pub fn time_range(
-        &self,
-        since: i64,
-        until: i64,
-        after: Option<(i64, u64)>,
-        limit: usize,
-    ) -> Result<Vec<(i64, u64)>, KvError> {
-        self.require_families()?;
-        if since >= until || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let since_key = time_key(since, 0);
-        let until_key = time_key(until, 0);
-        let lo = match after {
-            Some((t, s)) if time_key(t, s) >= since_key => {
-                let k = time_key(t, s);
-                if k >= until_key {
-                    return Ok(Vec::new());
-                }
-                Bound::Excluded(k)
-            }
-            _ => Bound::Included(since_key),
-        };
-        self.time
-            .range((lo, Bound::Excluded(until_key)))
-            .take(limit)
-            .map(|entry| {
-                let (k, _) = entry?;
-                if k.len() != 16 {
-                    return Err(KvError::Damaged(format!(
-                        "time key {} is {} bytes, expected 16",
-                        hex::encode(&k),
-                        k.len()
-                    )));
-                }
-                let t = (be_u64(&k[..8], "time key")? ^ (1 << 63)) as i64;
-                Ok((t, be_u64(&k[8..], "time key")?))
-            })
-            .collect()
-    }
-
     /// Removes every key of the events with seq `>= from` (the index ran ahead of the
-    /// log), and the segment entries starting at `from` or later (the caller records the
-    /// surviving segments again). `indexed_seq` becomes `min(indexed_seq, from - 1)`, or
+    /// log). `indexed_seq` becomes `min(indexed_seq, from - 1)`, or
     /// disappears when `from <= 1`.
     ///
     /// `events_to_remove` are the events being removed, if the caller still has them:
@@ -806,13 +465,6 @@ impl KvIndex {
         } else {
             self.remove_by_scan(from)?;
         }
-
-        let stale: Vec<_> = self
-            .segments
-            .range(from.to_be_bytes()..)
-            .map(|e| e.map(|(k, _)| (k.to_vec(), None)))
-            .collect::<Result<_, _>>()?;
-        Self::write(&self.segments, stale)?;
         self.meta.remove(META_PENDING)?;
         Ok(())
     }
@@ -829,20 +481,13 @@ impl KvIndex {
             }
         }
         Self::write(&self.ids, ids)?;
-        let time = events
-            .iter()
-            .map(|ev| (time_key(event_time(ev), ev.seq).to_vec(), None))
-            .collect();
-        Self::write(&self.time, time)?;
-        self.write_families(events.iter().copied(), None)?;
         Ok(())
     }
 
     /// One step of removing the keys of seqs below `below` (retention
     /// dropped them from the log): scans the ids from `resume` on, removes at
     /// most `max` of them in one batch, and returns whether the scan reached
-    /// the end — then also the seq-keyed trees and the segment entries that
-    /// start below `below`. Steps keep the indexer responsive: readers never
+    /// the end. Steps keep the indexer responsive: readers never
     /// need these keys gone (a dropped seq is absent from the log).
     pub fn remove_below_step(
         &self,
@@ -875,24 +520,6 @@ impl KvIndex {
             *resume = last.map(|k| k.to_vec());
             return Ok(false);
         }
-        let mut seq_keyed = vec![("time", &self.time)];
-        seq_keyed.extend(FAMILY_TREES.into_iter().zip(self.family_trees()));
-        for (name, tree) in seq_keyed {
-            let mut stale = Vec::new();
-            for entry in tree.iter() {
-                let (k, _) = entry?;
-                if trailing_seq(&k, name)? < below {
-                    stale.push((k.to_vec(), None));
-                }
-            }
-            Self::write(tree, stale)?;
-        }
-        let stale: Vec<_> = self
-            .segments
-            .range(..below.to_be_bytes())
-            .map(|e| e.map(|(k, _)| (k.to_vec(), None)))
-            .collect::<Result<_, _>>()?;
-        Self::write(&self.segments, stale)?;
         Ok(true)
     }
 
@@ -901,7 +528,7 @@ impl KvIndex {
         self.remove_matching(|seq| seq >= from)
     }
 
-    /// Removes every key whose seq matches, scanning every tree.
+    /// Removes every id whose seq matches, scanning the ids.
     fn remove_matching(&self, doomed: impl Fn(u64) -> bool) -> Result<(), KvError> {
         let mut ids = Vec::new();
         for entry in self.ids.iter() {
@@ -911,18 +538,6 @@ impl KvIndex {
             }
         }
         Self::write(&self.ids, ids)?;
-        let mut seq_keyed = vec![("time", &self.time)];
-        seq_keyed.extend(FAMILY_TREES.into_iter().zip(self.family_trees()));
-        for (name, tree) in seq_keyed {
-            let mut stale = Vec::new();
-            for entry in tree.iter() {
-                let (k, _) = entry?;
-                if doomed(trailing_seq(&k, name)?) {
-                    stale.push((k.to_vec(), None));
-                }
-            }
-            Self::write(tree, stale)?;
-        }
         Ok(())
     }
 
@@ -946,11 +561,6 @@ impl KvIndex {
     pub fn flush(&self) -> Result<(), KvError> {
         self.db.flush()?;
         Ok(())
-    }
-
-    /// Bytes sled occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64, KvError> {
-        Ok(self.db.size_on_disk()?)
     }
 }
 
@@ -977,24 +587,24 @@ mod tests {
 
     /// Opens with a small cache, waiting out the directory lock that sled
     /// releases from background threads after a database is dropped.
-    fn reopen(dir: &Path, families: bool) -> Result<KvIndex, KvError> {
-        reopen_with(dir, 1 << 20, families)
+    fn reopen(dir: &Path) -> Result<KvIndex, KvError> {
+        reopen_with(dir, 1 << 20)
     }
 
-    fn reopen_with(dir: &Path, cache: u64, families: bool) -> Result<KvIndex, KvError> {
+    fn reopen_with(dir: &Path, cache: u64) -> Result<KvIndex, KvError> {
         for _ in 0..100 {
-            match KvIndex::open(dir, cache, families) {
+            match KvIndex::open(dir, cache) {
                 Err(e) if e.to_string().contains("lock") => {
                     std::thread::sleep(std::time::Duration::from_millis(20))
                 }
                 other => return other,
             }
         }
-        KvIndex::open(dir, cache, families)
+        KvIndex::open(dir, cache)
     }
 
     fn open(dir: &Path) -> KvIndex {
-        reopen_with(dir, 8 * 1024 * 1024, true).unwrap()
+        reopen_with(dir, 8 * 1024 * 1024).unwrap()
     }
 
     fn apply_chunked(kv: &KvIndex, events: &[StoredEvent], chunk: usize) {
@@ -1003,158 +613,21 @@ mod tests {
         }
     }
 
-    /// Every key and value of every tree but `meta` and `segments`.
-    type Dump = Vec<(&'static str, Vec<(Vec<u8>, Vec<u8>)>)>;
+    /// Every key and value of the `ids` tree.
+    type Dump = Vec<(Vec<u8>, Vec<u8>)>;
 
     fn dump(kv: &KvIndex) -> Dump {
-        kv.all_trees()
-            .into_iter()
-            .filter(|(name, _)| *name != "segments")
-            .map(|(name, t)| {
-                let kvs = t
-                    .iter()
-                    .map(|e| {
-                        let (k, v) = e.unwrap();
-                        (k.to_vec(), v.to_vec())
-                    })
-                    .collect();
-                (name, kvs)
+        kv.ids
+            .iter()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (k.to_vec(), v.to_vec())
             })
             .collect()
     }
 
-    fn brute_list(
-        events: &[StoredEvent],
-        key: &Key<'_>,
-        asc: bool,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Vec<u64> {
-        let mut seqs: Vec<u64> = events
-            .iter()
-            .filter(|e| event_keys(e).any(|k| &k == key))
-            .map(|e| e.seq)
-            .filter(|&s| match after {
-                None => true,
-                Some(a) if asc => s > a,
-                Some(a) => s < a,
-            })
-            .collect();
-        if !asc {
-            seqs.reverse();
-        }
-        seqs.truncate(limit);
-        seqs
-    }
-
-    fn brute_time(
-        events: &[StoredEvent],
-        since: i64,
-        until: i64,
-        after: Option<(i64, u64)>,
-        limit: usize,
-    ) -> Vec<(i64, u64)> {
-        let mut pairs: Vec<(i64, u64)> = events
-            .iter()
-            .map(|e| (event_time(e), e.seq))
-            .filter(|&(t, _)| since <= t && t < until)
-            .filter(|&p| after.is_none_or(|a| p > a))
-            .collect();
-        pairs.sort_unstable();
-        pairs.truncate(limit);
-        pairs
-    }
-
-    /// Every key of every event, plus keys no event has.
-    fn keys_of(events: &[StoredEvent]) -> Vec<Key<'_>> {
-        let mut keys: Vec<Key<'_>> = events.iter().flat_map(event_keys).collect();
-        keys.sort_by_key(|k| format!("{k:?}"));
-        keys.dedup();
-        keys.extend([
-            Key::User("nobody"),
-            Key::User(""),
-            Key::Tenant("no-such-tenant"),
-            Key::Entity {
-                entity_type: "invoice",
-                entity_id: "",
-            },
-            Key::Session("s"),
-            Key::Correlation("c"),
-        ]);
-        keys
-    }
-
-    /// Compares `list` and `time_range` with brute force over `events`.
-    fn check_queries(kv: &KvIndex, events: &[StoredEvent], seed: u64, rounds: usize) {
-        let mut rng = EventGen::new(seed);
-        let keys = keys_of(events);
-        let max_seq = events.last().map_or(0, |e| e.seq);
-        for i in 0..rounds {
-            let key = &keys[(rng.next_u64() % keys.len() as u64) as usize];
-            let asc = rng.next_u64() % 2 == 0;
-            let after = match rng.next_u64() % 4 {
-                0 => None,
-                1 => Some(rng.next_u64() % (max_seq + 2)),
-                2 => Some(if asc { 0 } else { u64::MAX }),
-                _ => {
-                    // A real cursor: a seq under the key.
-                    let all = brute_list(events, key, true, None, usize::MAX);
-                    all.get((rng.next_u64() % (all.len() as u64 + 1)) as usize)
-                        .copied()
-                }
-            };
-            let limit = match rng.next_u64() % 3 {
-                0 => 0,
-                1 => 1 + (rng.next_u64() % 5) as usize,
-                _ => 1 + (rng.next_u64() % 200) as usize,
-            };
-            let got = kv.list(key, asc, after, limit).unwrap();
-            let want = brute_list(events, key, asc, after, limit);
-            assert_eq!(
-                got, want,
-                "round {i}: {key:?} asc={asc} after={after:?} limit={limit}"
-            );
-        }
-
-        let mut times: Vec<i64> = events.iter().map(event_time).collect();
-        times.sort_unstable();
-        let (lo, hi) = (times[0] - 10, times[times.len() - 1] + 10);
-        for i in 0..rounds {
-            let pick = |r: u64| lo + (r % (hi - lo) as u64) as i64;
-            let mut since = pick(rng.next_u64());
-            let mut until = pick(rng.next_u64());
-            if rng.next_u64() % 4 == 0 {
-                // Exactly on event times (inclusive since, exclusive until).
-                since = times[(rng.next_u64() % times.len() as u64) as usize];
-                until = times[(rng.next_u64() % times.len() as u64) as usize];
-            }
-            if since > until && rng.next_u64() % 8 != 0 {
-                std::mem::swap(&mut since, &mut until);
-            }
-            let after = match rng.next_u64() % 3 {
-                0 => None,
-                1 => {
-                    let e = &events[(rng.next_u64() % events.len() as u64) as usize];
-                    Some((event_time(e), e.seq))
-                }
-                _ => Some((pick(rng.next_u64()), rng.next_u64() % (max_seq + 1))),
-            };
-            let limit = (rng.next_u64() % 300) as usize;
-            let got = kv.time_range(since, until, after, limit).unwrap();
-            let want = brute_time(events, since, until, after, limit);
-            assert_eq!(
-                got, want,
-                "round {i}: [{since}, {until}) after={after:?} limit={limit}"
-            );
-        }
-        assert_eq!(
-            kv.time_range(i64::MIN, i64::MAX, None, usize::MAX).unwrap(),
-            brute_time(events, i64::MIN, i64::MAX, None, usize::MAX)
-        );
-    }
-
     #[test]
-    fn apply_and_query_match_brute_force() {
+    fn apply_and_lookups_match_brute_force() {
         let dir = tempfile::tempdir().unwrap();
         let events = gen_events(1, 3_000);
         let kv = open(dir.path());
@@ -1184,7 +657,6 @@ mod tests {
             .map(|e| (e.event.tenant.clone(), e.event.id.clone(), e.seq))
             .collect();
         assert_eq!(kv.all_id_seqs().unwrap(), ids);
-        check_queries(&kv, &events, 7, 1_500);
 
         // Re-applying is harmless.
         kv.apply(&events[1_000..1_500]).unwrap();
@@ -1200,41 +672,6 @@ mod tests {
         let kv = open(dir.path());
         assert_eq!(kv.indexed_seq().unwrap(), Some(3_000));
         assert_eq!(dump(&kv), before);
-        check_queries(&kv, &events, 8, 300);
-    }
-
-    #[test]
-    fn segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = open(dir.path());
-        let seg = |name: &str| SegmentId::parse_file_name(name).unwrap();
-        assert_eq!(kv.segment_of(1).unwrap(), None);
-        kv.record_segment(1, seg("2026-11-23.0.seg")).unwrap();
-        kv.record_segment(500, seg("2026-11-23.1.seg")).unwrap();
-        kv.record_segment(1_200, seg("2026-11-24.0.seg")).unwrap();
-        kv.record_segment(1_200, seg("2026-11-24.0.seg")).unwrap(); // idempotent
-        assert_eq!(kv.segment_of(0).unwrap(), None);
-        assert_eq!(kv.segment_of(1).unwrap(), Some(seg("2026-11-23.0.seg")));
-        assert_eq!(kv.segment_of(499).unwrap(), Some(seg("2026-11-23.0.seg")));
-        assert_eq!(kv.segment_of(500).unwrap(), Some(seg("2026-11-23.1.seg")));
-        assert_eq!(kv.segment_of(1_199).unwrap(), Some(seg("2026-11-23.1.seg")));
-        assert_eq!(kv.segment_of(1_200).unwrap(), Some(seg("2026-11-24.0.seg")));
-        assert_eq!(
-            kv.segment_of(u64::MAX).unwrap(),
-            Some(seg("2026-11-24.0.seg"))
-        );
-
-        // Truncation drops the segments that start at or after `from`.
-        kv.truncate_from(1_200, &[]).unwrap();
-        assert_eq!(kv.segment_of(5_000).unwrap(), Some(seg("2026-11-23.1.seg")));
-        kv.record_segment(1_200, seg("2026-11-24.0.seg")).unwrap();
-        assert_eq!(kv.segment_of(5_000).unwrap(), Some(seg("2026-11-24.0.seg")));
-
-        // A damaged entry is reported, not trusted.
-        kv.segments
-            .insert(3_000u64.to_be_bytes(), b"nonsense")
-            .unwrap();
-        assert!(matches!(kv.segment_of(3_001), Err(KvError::Damaged(_))));
     }
 
     #[test]
@@ -1251,7 +688,6 @@ mod tests {
         kv.truncate_from(2_001, &events[2_000..]).unwrap();
         assert_eq!(kv.indexed_seq().unwrap(), Some(2_000));
         assert_eq!(dump(&kv), dump(&reference));
-        check_queries(&kv, &events[..2_000], 3, 300);
 
         // By full scan; also with an incomplete list of events (falls back to the scan).
         for removed in [&[][..], &events[2_100..]] {
@@ -1271,7 +707,6 @@ mod tests {
         assert_eq!(kv.indexed_seq().unwrap(), Some(1_500));
         apply_chunked(&kv, &events[1_500..], 250);
         assert_eq!(dump(&kv), dump(&full));
-        check_queries(&kv, &events, 4, 300);
 
         // Truncating beyond what is indexed changes nothing and never raises indexed_seq.
         kv.truncate_from(5_000, &[]).unwrap();
@@ -1281,9 +716,7 @@ mod tests {
         // From 1 (or 0): empty.
         kv.truncate_from(0, &events).unwrap();
         assert_eq!(kv.indexed_seq().unwrap(), None);
-        assert!(dump(&kv)
-            .iter()
-            .all(|(name, kvs)| *name == "meta" || kvs.is_empty()));
+        assert!(dump(&kv).is_empty());
         assert!(kv.all_id_seqs().unwrap().is_empty());
     }
 
@@ -1463,58 +896,6 @@ mod tests {
                 Some(e.seq)
             );
         }
-        // Every combination of names, including the ones no event has.
-        for a in &names {
-            for key in [
-                Key::User(a),
-                Key::Tenant(a),
-                Key::Correlation(a),
-                Key::Session(a),
-            ] {
-                for asc in [true, false] {
-                    assert_eq!(
-                        kv.list(&key, asc, None, usize::MAX).unwrap(),
-                        brute_list(&events, &key, asc, None, usize::MAX),
-                        "{key:?}"
-                    );
-                }
-            }
-            for b in &names {
-                let key = Key::Entity {
-                    entity_type: a,
-                    entity_id: b,
-                };
-                assert_eq!(
-                    kv.list(&key, true, None, usize::MAX).unwrap(),
-                    brute_list(&events, &key, true, None, usize::MAX),
-                    "{key:?}"
-                );
-            }
-        }
-        assert_eq!(
-            kv.list(&Key::User("u-1"), true, None, usize::MAX).unwrap(),
-            brute_list(&events, &Key::User("u-1"), true, None, usize::MAX)
-        );
-        check_queries(&kv, &events, 5, 500);
-    }
-
-    #[test]
-    fn the_families_choice_is_kept_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let events = gen_events(3, 50);
-        {
-            let kv = reopen(dir.path(), false).unwrap();
-            kv.apply(&events).unwrap();
-            let e = &events[7].event;
-            assert_eq!(kv.seq_of_id(&e.id, e.tenant.as_deref()).unwrap(), Some(8));
-            assert!(kv.list(&Key::Tenant("acme"), true, None, 10).is_err());
-            assert!(kv.time.is_empty() && kv.user.is_empty() && kv.entity.is_empty());
-            kv.flush().unwrap();
-        }
-        let err = reopen(dir.path(), true).unwrap_err();
-        assert!(matches!(err, KvError::Open { .. }), "{err}");
-        assert!(err.to_string().contains("families"), "{err}");
-        assert!(reopen(dir.path(), false).is_ok());
     }
 
     #[test]
@@ -1524,7 +905,7 @@ mod tests {
         let junk: Vec<u8> = (0..200_000).map(|_| gen.next_u64() as u8).collect();
         std::fs::write(dir.path().join("db"), &junk).unwrap();
         std::fs::write(dir.path().join("conf"), &junk[..100]).unwrap();
-        let err = reopen(dir.path(), true).unwrap_err();
+        let err = reopen(dir.path()).unwrap_err();
         eprintln!("{err}");
         assert!(matches!(err, KvError::Open { .. }), "{err}");
         assert!(
@@ -1542,7 +923,7 @@ mod tests {
         }
         let db_len = std::fs::metadata(dir.path().join("db")).unwrap().len() as usize;
         std::fs::write(dir.path().join("db"), &junk[..db_len.min(junk.len())]).unwrap();
-        match reopen(dir.path(), true) {
+        match reopen(dir.path()) {
             Err(err) => assert!(matches!(err, KvError::Open { .. }), "{err}"),
             Ok(kv) => {
                 eprintln!("junk data file opened as an empty index");
@@ -1555,7 +936,7 @@ mod tests {
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").unwrap();
         assert!(matches!(
-            KvIndex::open(&file, 1 << 20, true),
+            KvIndex::open(&file, 1 << 20),
             Err(KvError::Open { .. })
         ));
     }
@@ -1569,9 +950,21 @@ mod tests {
             kv.meta.insert(META_FORMAT, &1u32.to_be_bytes()).unwrap();
             kv.flush().unwrap();
         }
-        let err = reopen(dir.path(), true).unwrap_err();
+        let err = reopen(dir.path()).unwrap_err();
         assert!(matches!(err, KvError::Open { .. }), "{err}");
         assert!(err.to_string().contains("format version 1"), "{err}");
+
+        // Version 3, with its ordered key families: refused too (the caller rebuilds).
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let kv = open(dir.path());
+            kv.apply(&gen_events(6, 10)).unwrap();
+            kv.meta.insert(META_FORMAT, &3u32.to_be_bytes()).unwrap();
+            kv.db.open_tree("user").unwrap().insert(b"k", b"").unwrap();
+            kv.flush().unwrap();
+        }
+        let err = reopen(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("format version 3"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         {
@@ -1580,10 +973,7 @@ mod tests {
             kv.meta.remove(META_FORMAT).unwrap();
             kv.flush().unwrap();
         }
-        assert!(matches!(
-            reopen(dir.path(), true),
-            Err(KvError::Open { .. })
-        ));
+        assert!(matches!(reopen(dir.path()), Err(KvError::Open { .. })));
     }
 
     #[test]
@@ -1641,13 +1031,5 @@ mod tests {
             Err(KvError::Damaged(_))
         ));
         assert!(matches!(kv.all_id_seqs(), Err(KvError::Damaged(_))));
-        let mut k = Vec::new();
-        put_str(&mut k, "u");
-        k.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 9]); // one byte too many
-        kv.user.insert(&k, &[]).unwrap();
-        assert!(matches!(
-            kv.list(&Key::User("u"), true, None, 10),
-            Err(KvError::Damaged(_))
-        ));
     }
 }

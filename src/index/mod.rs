@@ -151,7 +151,7 @@ fn open_kv(
     report: &mut OpenReport,
 ) -> Result<KvIndex, IndexError> {
     create_dir(dir)?;
-    let doubt = match KvIndex::open(dir, cfg.kv_cache_bytes, false) {
+    let doubt = match KvIndex::open(dir, cfg.kv_cache_bytes) {
         Ok(kv) => match kv_disagrees(&kv, log) {
             Ok(None) => return Ok(kv),
             Ok(Some(why)) => why,
@@ -163,7 +163,7 @@ fn open_kv(
     report.rebuilt.push(format!("key index: {doubt}"));
     remove_dir(dir)?;
     create_dir(dir)?;
-    Ok(KvIndex::open(dir, cfg.kv_cache_bytes, false)?)
+    Ok(KvIndex::open(dir, cfg.kv_cache_bytes)?)
 }
 
 fn kv_disagrees(kv: &KvIndex, log: &Log) -> Result<Option<String>, IndexError> {
@@ -245,7 +245,6 @@ impl Indexes {
             text_seq,
             progress: progress.clone(),
             cfg,
-            last_recorded_segment: None,
             dropped_below: 1,
             kv_cleanup: None,
         };
@@ -374,8 +373,6 @@ struct Indexer {
     text_seq: u64,
     progress: Arc<Progress>,
     cfg: IndexConfig,
-    /// The newest segment start recorded in the key index.
-    last_recorded_segment: Option<u64>,
     /// Seqs below this are removed from the full-text index (not yet
     /// committed when above `progress.dropped_below`).
     dropped_below: u64,
@@ -499,12 +496,6 @@ impl Indexer {
 
     fn checkpoint(&mut self) -> Result<(), IndexError> {
         let seq = self.kv_seq.min(self.text_seq);
-        for s in self.log.segments() {
-            if self.last_recorded_segment.is_none_or(|r| s.first_seq > r) {
-                self.kv.record_segment(s.first_seq, s.id)?;
-                self.last_recorded_segment = Some(s.first_seq);
-            }
-        }
         self.text_writer.commit(self.text_seq)?;
         self.kv.flush()?;
         self.progress.committed.store(seq, Ordering::Release);
@@ -525,4 +516,75 @@ pub fn committed_seq(data_dir: &Path) -> Option<u64> {
     let meta = std::fs::read(data_dir.join("index").join("text").join("meta.json")).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&meta).ok()?;
     v.get("payload")?.as_str()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::Provenance;
+    use crate::log::LogConfig;
+    use crate::testkit::EventGen;
+
+    /// Opens the indexes, waiting out the directory lock sled releases from
+    /// background threads after the previous handle is dropped.
+    fn open_indexes(dir: &Path, log: &Arc<Log>) -> Indexes {
+        for _ in 0..100 {
+            match Indexes::open(dir, log.clone(), IndexConfig::default()) {
+                Err(e) if e.to_string().contains("lock") => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => return other.unwrap(),
+            }
+        }
+        Indexes::open(dir, log.clone(), IndexConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn a_key_index_of_an_older_format_version_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_790_000_000_000_000));
+        let log = Arc::new(Log::open(dir.path(), LogConfig::default(), clock).unwrap());
+        let mut gen = EventGen::new(3);
+        let events: Vec<_> = (0..40).map(|_| gen.next_event()).collect();
+        log.append(&events, &Provenance::cli()).unwrap();
+        {
+            let idx = open_indexes(dir.path(), &log);
+            assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(30)));
+            assert!(idx.open_report().rebuilt.is_empty());
+            idx.close();
+        }
+        // Turn it into a version 3 index, with one of the ordered key families
+        // version 3 had.
+        let kv_dir = dir.path().join("index").join("kv");
+        {
+            let mut db = None;
+            for _ in 0..100 {
+                match sled::open(&kv_dir) {
+                    Ok(d) => {
+                        db = Some(d);
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            let db = db.expect("sled opens");
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert("format", &3u32.to_be_bytes()).unwrap();
+            db.open_tree("user").unwrap().insert(b"u", b"").unwrap();
+            db.flush().unwrap();
+        }
+        let idx = open_indexes(dir.path(), &log);
+        let rebuilt = &idx.open_report().rebuilt;
+        assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+        assert!(rebuilt[0].contains("format version 3"), "{rebuilt:?}");
+        assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(30)));
+        let first = &events[0];
+        assert_eq!(
+            idx.kv
+                .seq_of_id(&first.id, first.tenant.as_deref())
+                .unwrap(),
+            Some(1)
+        );
+    }
 }

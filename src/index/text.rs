@@ -10,7 +10,7 @@
 //!
 //! | field | tantivy options | used for |
 //! |-------|-----------------|----------|
-//! | `seq` | u64 fast column (not indexed) | index sort key, ordering, cursors, `delete_from` |
+//! | `seq` | u64 fast column (not indexed) | index sort key, ordering, cursors, `delete_below` |
 //! | `time` | i64 fast column (not indexed) | `since`/`until`, histogram, last 24 h (event time, µs) |
 //! | `action`, `actor`, `tenant`, `category`, `source`, `status`, `severity`, `entity_type`, `entity_id`, `user_id`, `ingested_by` | raw string, doc ids only | filters, `field:value` in queries |
 //! | `session_id`, `correlation_id`, `ip` | raw string fast column only | filters (an equality scan of the column) |
@@ -67,7 +67,10 @@ use tantivy::{
     Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term, TERMINATED,
 };
 
-use crate::event::{Severity, Source, Status, StoredEvent};
+use crate::event::{self, FieldValue, Indexed, Severity, Source, Stat, Status, StoredEvent};
+// The query model lives in `crate::query`; re-exported here for the callers that
+// still name it by its old path.
+pub use crate::query::{event_time, Filter, Order};
 
 // ---------------------------------------------------------------------------------------
 // Errors, filters, public types
@@ -91,104 +94,6 @@ pub enum TextError {
     /// Any other tantivy failure.
     #[error("full-text index failure: {0}")]
     Tantivy(String),
-}
-
-/// Filters shared by listing, search and stats. All present filters must match (AND).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Filter {
-    /// Exact tenant.
-    pub tenant: Option<String>,
-    /// The tenant is one of these (an API key's scope); an empty list
-    /// matches nothing, events without a tenant never match.
-    pub tenants: Option<Vec<String>>,
-    /// Exact action.
-    pub action: Option<String>,
-    /// Exact category.
-    pub category: Option<String>,
-    /// Exact source.
-    pub source: Option<Source>,
-    /// Exact status.
-    pub status: Option<Status>,
-    /// Exact severity.
-    pub severity: Option<Severity>,
-    /// Severity at least this (by `Severity`'s order); events without a severity never match.
-    pub min_severity: Option<Severity>,
-    /// Exact entity type.
-    pub entity_type: Option<String>,
-    /// Exact entity id.
-    pub entity_id: Option<String>,
-    /// Exact user id.
-    pub user_id: Option<String>,
-    /// Exact session id.
-    pub session_id: Option<String>,
-    /// Exact correlation id.
-    pub correlation_id: Option<String>,
-    /// Exact IP address (in its stored, normalised text form).
-    pub ip: Option<String>,
-    /// Exact actor.
-    pub actor: Option<String>,
-    /// Exact `ingested_by` (the provenance's API key id, `loopback`, `cli` or
-    /// `stele`); events stored in format version 1 have none and never match.
-    pub ingested_by: Option<String>,
-    /// Event time (unix µs, see [`event_time`]) at or after this.
-    pub since: Option<i64>,
-    /// Event time (unix µs) strictly before this.
-    pub until: Option<i64>,
-    /// A full-text query in tantivy query syntax (words are ANDed). An empty or blank
-    /// string is no text filter.
-    pub text: Option<String>,
-}
-
-impl Filter {
-    /// Whether a stored event matches every filter except the full-text
-    /// `text` (evaluated here in memory, for the live stream; listings and
-    /// searches go through the index).
-    pub fn matches_fields(&self, e: &StoredEvent) -> bool {
-        let ev = &e.event;
-        let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
-        let t = event_time(e);
-        eq(&self.tenant, &ev.tenant)
-            && self.tenants.as_ref().is_none_or(|ts| {
-                ev.tenant
-                    .as_ref()
-                    .is_some_and(|t| ts.iter().any(|x| x == t))
-            })
-            && self.action.as_ref().is_none_or(|a| *a == ev.action)
-            && eq(&self.category, &ev.category)
-            && self.source.is_none_or(|s| Some(s) == ev.source)
-            && self.status.is_none_or(|s| Some(s) == ev.status)
-            && self.severity.is_none_or(|s| Some(s) == ev.severity)
-            && self
-                .min_severity
-                .is_none_or(|m| ev.severity.is_some_and(|s| s >= m))
-            && eq(&self.entity_type, &ev.entity_type)
-            && eq(&self.entity_id, &ev.entity_id)
-            && eq(&self.user_id, &ev.user_id)
-            && eq(&self.session_id, &ev.session_id)
-            && eq(&self.correlation_id, &ev.correlation_id)
-            && eq(&self.ip, &ev.ip)
-            && eq(&self.actor, &ev.actor)
-            && self
-                .ingested_by
-                .as_ref()
-                .is_none_or(|b| e.provenance.as_ref().is_some_and(|p| p.ingested_by == *b))
-            && self.since.is_none_or(|s| t >= s)
-            && self.until.is_none_or(|u| t < u)
-    }
-}
-
-/// Event time used for since/until and histograms: `event.timestamp.unwrap_or(received_at)`.
-pub fn event_time(ev: &StoredEvent) -> i64 {
-    ev.event.timestamp.unwrap_or(ev.received_at)
-}
-
-/// Result order, by seq.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Newest (highest seq) first.
-    Desc,
-    /// Oldest (lowest seq) first.
-    Asc,
 }
 
 /// Statistics of the documents matching a filter.
@@ -248,36 +153,53 @@ const WRITER_MEMORY_BYTES: usize = 50_000_000;
 /// Appended to query parser errors.
 const QUERY_HINT: &str = "quote phrases, escape special characters such as ':' with '\\'";
 
-/// Field handles of the schema.
+/// The full-text index's text of the metadata (see the module documentation).
+const F_METADATA_TEXT: &str = "metadata_text";
+
+/// Field handles of the schema, resolved once when the index opens.
 #[derive(Debug, Clone, Copy)]
 struct Fields {
     seq: Field,
     time: Field,
     codes: Field,
-    action: Field,
-    actor: Field,
     tenant: Field,
-    category: Field,
-    source: Field,
-    status: Field,
     severity: Field,
-    entity_type: Field,
-    entity_id: Field,
-    user_id: Field,
-    ingested_by: Field,
-    session_id: Field,
-    correlation_id: Field,
-    ip: Field,
-    description: Field,
-    entity_name: Field,
-    user_agent: Field,
-    changes: Field,
     metadata_text: Field,
-    metadata: Field,
+    /// The handle of each row of the field table (`event::FIELDS`) that the index
+    /// holds, in table order; `None` for rows it does not.
+    rows: [Option<Field>; event::FIELDS.len()],
     /// The fast-only statistics columns, in [`STAT_COLUMNS`] order.
     stat_columns: [Field; 4],
+    /// The field table row each statistics column counts.
+    stat_rows: [usize; 4],
 }
 
+impl Fields {
+    /// The handle of the table row `name` (which the index holds).
+    fn row(rows: &[Option<Field>], name: &str) -> Field {
+        event::FIELDS
+            .iter()
+            .position(|spec| spec.name == name)
+            .and_then(|i| rows[i])
+            .unwrap_or_else(|| panic!("the field table has no indexed row {name:?}"))
+    }
+
+    /// The fields the query parser searches for bare words.
+    fn default_text_fields(&self) -> Vec<Field> {
+        let mut out: Vec<Field> = event::FIELDS
+            .iter()
+            .zip(self.rows)
+            .filter(|(spec, _)| spec.indexed == Indexed::FullText)
+            .filter_map(|(_, handle)| handle)
+            .collect();
+        out.push(self.metadata_text);
+        out
+    }
+}
+
+/// The tantivy schema, derived from the field table (`event::FIELDS`): each row as its
+/// `indexed` says, plus the derived columns (`time`, `codes`, `metadata_text` and the
+/// statistics columns).
 fn build_schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let raw_indexing = TextFieldIndexing::default()
@@ -294,58 +216,43 @@ fn build_schema() -> (Schema, Fields) {
     let json = JsonObjectOptions::default().set_indexing_options(text_indexing);
     let fast_num = NumericOptions::default().set_fast();
 
-    let seq = b.add_u64_field(F_SEQ, fast_num.clone());
     let time = b.add_i64_field(F_TIME, fast_num.clone());
-    let codes = b.add_u64_field(F_CODES, fast_num);
-    let action = b.add_text_field("action", raw.clone());
-    let category = b.add_text_field("category", raw.clone());
-    let entity_type = b.add_text_field("entity_type", raw.clone());
-    let severity = b.add_text_field("severity", raw.clone());
-    let status = b.add_text_field("status", raw.clone());
-    let source = b.add_text_field("source", raw.clone());
-    let user_id = b.add_text_field("user_id", raw.clone());
-    let tenant = b.add_text_field("tenant", raw.clone());
-    let actor = b.add_text_field("actor", raw.clone());
-    let entity_id = b.add_text_field("entity_id", raw.clone());
-    // One value per API key: few distinct terms, cheap as a term filter.
-    let ingested_by = b.add_text_field("ingested_by", raw);
-    // Nearly one distinct value per event: an inverted index costs more to build than
-    // everything else together, so these are columns, filtered by scanning.
-    let session_id = b.add_text_field("session_id", fast_only.clone());
-    let correlation_id = b.add_text_field("correlation_id", fast_only.clone());
-    let ip = b.add_text_field("ip", fast_only.clone());
-    let description = b.add_text_field("description", text.clone());
-    let entity_name = b.add_text_field("entity_name", text.clone());
-    let user_agent = b.add_text_field("user_agent", text.clone());
-    let changes = b.add_text_field("changes", text.clone());
-    let metadata_text = b.add_text_field("metadata_text", text);
-    let metadata = b.add_json_field("metadata", json);
+    let codes = b.add_u64_field(F_CODES, fast_num.clone());
+    let metadata_text = b.add_text_field(F_METADATA_TEXT, text.clone());
+    let mut rows = [None; event::FIELDS.len()];
+    for (slot, spec) in rows.iter_mut().zip(event::FIELDS) {
+        *slot = match spec.indexed {
+            Indexed::No => None,
+            Indexed::U64Column => Some(b.add_u64_field(spec.name, fast_num.clone())),
+            // One value per API key, or few distinct values: cheap as terms.
+            Indexed::Term => Some(b.add_text_field(spec.name, raw.clone())),
+            // Nearly one distinct value per event: an inverted index costs more to
+            // build than everything else together, so these are columns, filtered by
+            // scanning.
+            Indexed::Column => Some(b.add_text_field(spec.name, fast_only.clone())),
+            Indexed::FullText => Some(b.add_text_field(spec.name, text.clone())),
+            Indexed::Json => Some(b.add_json_field(spec.name, json.clone())),
+        };
+    }
     let stat_columns = STAT_COLUMNS.map(|name| b.add_text_field(name, fast_only.clone()));
+    let stat_rows = STAT_COLUMNS.map(|column| {
+        event::FIELDS
+            .iter()
+            .position(|spec| {
+                spec.stat == Stat::Column && column.strip_prefix('_') == Some(spec.name)
+            })
+            .unwrap_or_else(|| panic!("no statistics row for the column {column:?}"))
+    });
     let fields = Fields {
-        seq,
+        seq: Fields::row(&rows, F_SEQ),
         time,
         codes,
-        action,
-        actor,
-        tenant,
-        category,
-        source,
-        status,
-        severity,
-        entity_type,
-        entity_id,
-        user_id,
-        ingested_by,
-        session_id,
-        correlation_id,
-        ip,
-        description,
-        entity_name,
-        user_agent,
-        changes,
+        tenant: Fields::row(&rows, "tenant"),
+        severity: Fields::row(&rows, "severity"),
         metadata_text,
-        metadata,
+        rows,
         stat_columns,
+        stat_rows,
     };
     (b.build(), fields)
 }
@@ -380,18 +287,44 @@ fn tantivy_err(err: impl fmt::Display) -> TextError {
     TextError::Tantivy(err.to_string())
 }
 
-/// The fields a full-text query may name.
-const FIELDS_HINT: &str = "fields usable in a query are description, entity_name, user_agent, \
-     changes, metadata.<key>, metadata_text, action, actor, tenant, category, source, status, \
-     severity, entity_type, entity_id, user_id and ingested_by (session_id, correlation_id, ip and time \
-     ranges are filters, not query text); a literal ':' must be escaped as '\\:'";
+/// The fields a full-text query may name (derived from the field table, once).
+fn fields_hint() -> &'static str {
+    static HINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HINT.get_or_init(|| {
+        let rows = |which: Indexed| -> Vec<&str> {
+            event::FIELDS
+                .iter()
+                .filter(|spec| spec.indexed == which)
+                .map(|spec| spec.name)
+                .collect()
+        };
+        let mut named = rows(Indexed::FullText);
+        for spec in event::FIELDS.iter().filter(|s| s.indexed == Indexed::Json) {
+            named.push(if spec.name == "metadata" {
+                "metadata.<key>"
+            } else {
+                spec.name
+            });
+        }
+        named.push(F_METADATA_TEXT);
+        named.extend(rows(Indexed::Term));
+        let last = named.pop().unwrap_or_default();
+        format!(
+            "fields usable in a query are {} and {last} ({} and time ranges are filters, not \
+             query text); a literal ':' must be escaped as '\\:'",
+            named.join(", "),
+            rows(Indexed::Column).join(", "),
+        )
+    })
+}
 
 /// A failure running a parsed query: a field the parser let through
 /// (`R:*`, an "exists" query on an unknown field) is the query's fault.
 fn query_failed(err: tantivy::TantivyError) -> TextError {
     match err {
         tantivy::TantivyError::FieldNotFound(field) => TextError::BadQuery(format!(
-            "the query names the field {field:?}, which does not exist; {FIELDS_HINT}"
+            "the query names the field {field:?}, which does not exist; {}",
+            fields_hint()
         )),
         // `metadata_text:*`: "exists" needs a fast field.
         tantivy::TantivyError::SchemaError(why) => TextError::BadQuery(format!(
@@ -434,7 +367,7 @@ fn guarded<T>(run: impl FnOnce() -> Result<T, TextError>) -> Result<T, TextError
 fn bad_query(err: &QueryParserError) -> TextError {
     let hint = match err {
         QueryParserError::FieldDoesNotExist(_) | QueryParserError::FieldNotIndexed(_) => {
-            FIELDS_HINT.to_owned()
+            fields_hint().to_owned()
         }
         QueryParserError::AllButQueryForbidden => {
             "add at least one word that must match next to the excluded ones".to_owned()
@@ -513,16 +446,7 @@ impl TextIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| open_err(e.to_string()))?;
-        let mut parser = QueryParser::for_index(
-            &index,
-            vec![
-                fields.description,
-                fields.entity_name,
-                fields.user_agent,
-                fields.changes,
-                fields.metadata_text,
-            ],
-        );
+        let mut parser = QueryParser::for_index(&index, fields.default_text_fields());
         parser.set_conjunction_by_default();
         Ok(TextIndex {
             shared: Arc::new(Shared {
@@ -686,22 +610,23 @@ impl TextIndex {
                 IndexRecordOption::Basic,
             ))
         };
-        let raw: [(Field, Option<&str>); 11] = [
-            (f.tenant, filter.tenant.as_deref()),
-            (f.action, filter.action.as_deref()),
-            (f.category, filter.category.as_deref()),
-            (f.source, filter.source.map(Source::as_str)),
-            (f.status, filter.status.map(Status::as_str)),
-            (f.severity, filter.severity.map(Severity::as_str)),
-            (f.entity_type, filter.entity_type.as_deref()),
-            (f.entity_id, filter.entity_id.as_deref()),
-            (f.user_id, filter.user_id.as_deref()),
-            (f.actor, filter.actor.as_deref()),
-            (f.ingested_by, filter.ingested_by.as_deref()),
-        ];
-        for (field, value) in raw {
-            if let Some(value) = value {
-                must.push(term(field, value));
+        // The exact-match filters of the field table: a term, or an equality range
+        // on the fast column of a column-only field.
+        for (spec, handle) in event::FIELDS.iter().zip(f.rows) {
+            let (Some(param), Some(handle)) = (spec.filter, handle) else {
+                continue;
+            };
+            let Some(value) = filter.eq_value(param) else {
+                continue;
+            };
+            if spec.indexed == Indexed::Column {
+                let term = Term::from_field_text(handle, value);
+                must.push(Box::new(RangeQuery::new(
+                    Bound::Included(term.clone()),
+                    Bound::Included(term),
+                )));
+            } else {
+                must.push(term(handle, value));
             }
         }
         if let Some(tenants) = &filter.tenants {
@@ -711,21 +636,6 @@ impl TextIndex {
             must.push(Box::new(BooleanQuery::union(
                 tenants.iter().map(|t| term(f.tenant, t)).collect(),
             )));
-        }
-        // Column-only fields: an equality range on the fast column.
-        let columns: [(Field, Option<&str>); 3] = [
-            (f.session_id, filter.session_id.as_deref()),
-            (f.correlation_id, filter.correlation_id.as_deref()),
-            (f.ip, filter.ip.as_deref()),
-        ];
-        for (field, value) in columns {
-            if let Some(value) = value {
-                let term = Term::from_field_text(field, value);
-                must.push(Box::new(RangeQuery::new(
-                    Bound::Included(term.clone()),
-                    Bound::Included(term),
-                )));
-            }
         }
         if let Some(min) = filter.min_severity {
             let at_least: Vec<Box<dyn Query>> = Severity::ALL
@@ -1377,71 +1287,46 @@ impl TextWriter {
         let f = &self.shared.fields;
         let e = &ev.event;
         let mut doc = TantivyDocument::new();
-        doc.add_u64(f.seq, ev.seq);
         doc.add_i64(f.time, event_time(ev));
         doc.add_u64(f.codes, pack_codes(e.severity, e.status, e.source));
-        doc.add_text(f.action, &e.action);
-        let raw: [(Field, Option<&str>); 13] = [
-            (f.actor, e.actor.as_deref()),
-            (f.tenant, e.tenant.as_deref()),
-            (f.category, e.category.as_deref()),
-            (f.source, e.source.map(Source::as_str)),
-            (f.status, e.status.map(Status::as_str)),
-            (f.severity, e.severity.map(Severity::as_str)),
-            (f.entity_type, e.entity_type.as_deref()),
-            (f.entity_id, e.entity_id.as_deref()),
-            (f.user_id, e.user_id.as_deref()),
-            (f.session_id, e.session_id.as_deref()),
-            (f.correlation_id, e.correlation_id.as_deref()),
-            (f.ip, e.ip.as_deref()),
-            (
-                f.ingested_by,
-                ev.provenance.as_ref().map(|p| p.ingested_by.as_str()),
-            ),
-        ];
-        for (field, value) in raw {
-            if let Some(value) = value {
-                doc.add_text(field, value);
+        for (spec, handle) in event::FIELDS.iter().zip(f.rows) {
+            let Some(handle) = handle else { continue };
+            match (spec.get)(ev) {
+                FieldValue::Absent => {}
+                FieldValue::Str(s) => doc.add_text(handle, s),
+                FieldValue::U64(v) => doc.add_u64(handle, v),
+                FieldValue::Time(t) => doc.add_i64(handle, t),
+                FieldValue::Changes(changes) => {
+                    // Each change as `field old new`, values as their JSON text.
+                    for change in changes {
+                        let s = &mut self.scratch;
+                        s.clear();
+                        s.push_str(&change.field);
+                        s.push(' ');
+                        s.push_str(change.old.as_deref().unwrap_or(""));
+                        s.push(' ');
+                        s.push_str(change.new.as_deref().unwrap_or(""));
+                        doc.add_text(handle, s.as_str());
+                    }
+                }
+                FieldValue::Json(text) => {
+                    doc.add_text(f.metadata_text, text);
+                    // Stored metadata is canonical JSON of an object; anything else is
+                    // only searchable as text.
+                    if let Ok(value @ serde_json::Value::Object(_)) =
+                        serde_json::from_str::<serde_json::Value>(text)
+                    {
+                        doc.add_field_value(handle, &value);
+                    }
+                }
             }
         }
-        let stats: [Option<&str>; 4] = [
-            Some(&e.action),
-            e.category.as_deref(),
-            e.entity_type.as_deref(),
-            e.user_id.as_deref(),
-        ];
-        for (field, value) in f.stat_columns.into_iter().zip(stats) {
-            doc.add_text(field, value.unwrap_or(MISSING));
-        }
-        let text: [(Field, Option<&str>); 3] = [
-            (f.description, e.description.as_deref()),
-            (f.entity_name, e.entity_name.as_deref()),
-            (f.user_agent, e.user_agent.as_deref()),
-        ];
-        for (field, value) in text {
-            if let Some(value) = value {
-                doc.add_text(field, value);
-            }
-        }
-        for change in &e.changes {
-            let s = &mut self.scratch;
-            s.clear();
-            s.push_str(&change.field);
-            s.push(' ');
-            s.push_str(change.old.as_deref().unwrap_or(""));
-            s.push(' ');
-            s.push_str(change.new.as_deref().unwrap_or(""));
-            doc.add_text(f.changes, s.as_str());
-        }
-        if let Some(metadata) = e.metadata.as_deref() {
-            doc.add_text(f.metadata_text, metadata);
-            // Stored metadata is canonical JSON of an object; anything else is only
-            // searchable as text.
-            if let Ok(value @ serde_json::Value::Object(_)) =
-                serde_json::from_str::<serde_json::Value>(metadata)
-            {
-                doc.add_field_value(f.metadata, &value);
-            }
+        for (field, row) in f.stat_columns.into_iter().zip(f.stat_rows) {
+            let value = match (event::FIELDS[row].get)(ev) {
+                FieldValue::Str(s) => s,
+                _ => MISSING,
+            };
+            doc.add_text(field, value);
         }
         self.writer.add_document(doc).map_err(tantivy_err)?;
         Ok(())
@@ -1464,25 +1349,12 @@ impl TextWriter {
         reloaded.map_err(tantivy_err)
     }
 
-    /// Deletes every document with seq >= `from` (the index is ahead of the log after a
-    /// crash). Takes effect at the next commit; documents added after this call are kept.
     /// Deletes every document with a seq below `below` (retention), at the
     /// next commit.
     pub fn delete_below(&mut self, below: u64) -> Result<(), TextError> {
         let query = RangeQuery::new(
             Bound::Unbounded,
             Bound::Excluded(Term::from_field_u64(self.shared.fields.seq, below)),
-        );
-        self.writer
-            .delete_query(Box::new(query))
-            .map_err(tantivy_err)?;
-        Ok(())
-    }
-
-    pub fn delete_from(&mut self, from: u64) -> Result<(), TextError> {
-        let query = RangeQuery::new(
-            Bound::Included(Term::from_field_u64(self.shared.fields.seq, from)),
-            Bound::Unbounded,
         );
         self.writer
             .delete_query(Box::new(query))
@@ -1498,6 +1370,16 @@ mod tests {
     use crate::testkit::{EventGen, DEFAULT_BASE_TIME};
 
     const DAY: i64 = 86_400_000_000;
+
+    /// Deletes every document with seq >= `from` at the next commit (as if the
+    /// index had got ahead of the log), straight through tantivy's writer.
+    fn delete_from(w: &mut TextWriter, from: u64) {
+        let query = RangeQuery::new(
+            Bound::Included(Term::from_field_u64(w.shared.fields.seq, from)),
+            Bound::Unbounded,
+        );
+        w.writer.delete_query(Box::new(query)).unwrap();
+    }
 
     /// `n` generated events with seqs `first_seq..`; received_at moves 0.7 s per event,
     /// and every 97th event is backfilled (event time ten days before the base). Every
@@ -1850,7 +1732,7 @@ mod tests {
         assert_eq!(ix.num_docs(), 2_000);
         // The index got ahead of the log: drop the tail and index other events there,
         // so that deleted documents share seqs with live ones.
-        w.delete_from(1_901).unwrap();
+        delete_from(&mut w, 1_901);
         let replacement = events(2, 1_901, 100);
         for ev in &replacement {
             w.add(ev).unwrap();
@@ -1954,7 +1836,7 @@ mod tests {
     }
 
     #[test]
-    fn committed_seq_survives_reopen_and_delete_from_removes() {
+    fn committed_seq_survives_reopen_and_deletes_apply_at_commit() {
         let dir = tempfile::tempdir().unwrap();
         let evs = events(3, 1, 300);
         {
@@ -1966,7 +1848,7 @@ mod tests {
             index_all(&mut w, &evs, 100);
             assert_eq!(ix.committed_seq(), Some(300));
             // Not visible before the commit.
-            w.delete_from(251).unwrap();
+            delete_from(&mut w, 251);
             assert_eq!(ix.num_docs(), 300);
             w.commit(250).unwrap();
             assert_eq!(ix.committed_seq(), Some(250));
@@ -2226,6 +2108,78 @@ mod tests {
         assert!(err
             .to_string()
             .contains(&other.path().display().to_string()));
+    }
+
+    /// The field table, the schema and the query parameters agree: a row cannot be
+    /// half-wired.
+    #[test]
+    fn the_schema_and_the_filters_follow_the_field_table() {
+        use tantivy::schema::FieldType;
+        let (schema, fields) = build_schema();
+        for (spec, handle) in event::FIELDS.iter().zip(fields.rows) {
+            let entry = schema
+                .get_field(spec.name)
+                .ok()
+                .map(|f| schema.get_field_entry(f));
+            match spec.indexed {
+                Indexed::No => assert!(entry.is_none() && handle.is_none(), "{}", spec.name),
+                indexed => {
+                    let entry = entry.unwrap_or_else(|| panic!("{} not in the schema", spec.name));
+                    assert_eq!(Some(schema.get_field(spec.name).unwrap()), handle);
+                    let ok = match (indexed, entry.field_type()) {
+                        (Indexed::U64Column, FieldType::U64(o)) => o.is_fast(),
+                        (Indexed::Term, FieldType::Str(o)) => {
+                            o.get_indexing_options()
+                                .is_some_and(|i| i.tokenizer() == "raw")
+                                && !o.is_fast()
+                        }
+                        (Indexed::Column, FieldType::Str(o)) => {
+                            o.get_indexing_options().is_none() && o.is_fast()
+                        }
+                        (Indexed::FullText, FieldType::Str(o)) => o
+                            .get_indexing_options()
+                            .is_some_and(|i| i.tokenizer() == "default"),
+                        (Indexed::Json, FieldType::JsonObject(_)) => true,
+                        _ => false,
+                    };
+                    assert!(
+                        ok,
+                        "{}: {indexed:?} but {:?}",
+                        spec.name,
+                        entry.field_type()
+                    );
+                }
+            }
+            if let Some(param) = spec.filter {
+                assert!(
+                    matches!(spec.indexed, Indexed::Term | Indexed::Column),
+                    "the filter {param} needs a term or a column"
+                );
+                assert!(crate::query::PARAMS.contains(&param), "{param}");
+            }
+        }
+        // Statistics: the string columns and the packed codes.
+        let stat_rows: Vec<String> = event::FIELDS
+            .iter()
+            .filter(|s| s.stat == Stat::Column)
+            .map(|s| format!("_{}", s.name))
+            .collect();
+        assert_eq!(stat_rows, STAT_COLUMNS);
+        let coded: Vec<&str> = event::FIELDS
+            .iter()
+            .filter(|s| s.stat == Stat::Code)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(coded, ["source", "status", "severity"]);
+        // The hint names every field a query may name, and the column-only ones.
+        for spec in event::FIELDS {
+            match spec.indexed {
+                Indexed::Term | Indexed::FullText | Indexed::Column => {
+                    assert!(fields_hint().contains(spec.name), "{}", spec.name)
+                }
+                _ => {}
+            }
+        }
     }
 
     #[test]

@@ -494,7 +494,9 @@ impl Log {
         }
         // One request always fits in one write, so a torn write never spans
         // more than the torn window.
-        let framed = bodies.len() + events.len() * (format::RECORD_OVERHEAD_BYTES + 20);
+        let framed = bodies.len()
+            + events.len()
+                * (format::RECORD_OVERHEAD_BYTES + crate::event::STORED_PREFIX_BYTES_MAX);
         if framed > self.cfg.write_bytes_max {
             return Err(Error::LimitExceeded {
                 what: "bytes per append",

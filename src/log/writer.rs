@@ -229,7 +229,8 @@ impl Writer {
             return;
         }
         let n = batch.ends.len() as u64;
-        let framed = batch.bodies.len() as u64 + n * (RECORD_OVERHEAD_BYTES as u64 + 20);
+        let framed = batch.bodies.len() as u64
+            + n * (RECORD_OVERHEAD_BYTES + crate::event::STORED_PREFIX_BYTES_MAX) as u64;
         let received_at = self.now();
         let day = Day::from_micros(received_at);
         let fits = match &self.active {
@@ -269,7 +270,7 @@ impl Writer {
             self.group_start = self.chain;
         }
         let first_seq = self.chain.next_seq;
-        let mut prefix = Vec::with_capacity(20);
+        let mut prefix = Vec::with_capacity(crate::event::STORED_PREFIX_BYTES_MAX);
         let mut start = 0usize;
         for (i, &end) in batch.ends.iter().enumerate() {
             let index = count + i as u64;

@@ -1,0 +1,206 @@
+//! JSON text in and out: the strict parser for posted JSON (repeated and reserved keys
+//! refused) and the canonical JSON text in which free-form values are stored.
+
+use std::fmt;
+use std::io;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::*;
+
+/// Serializes a `Value` with object keys in sorted (byte) order, whatever map type
+/// serde_json was built with.
+struct Canonical<'a>(&'a Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Canonical(value))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Canonical(item))?;
+                }
+                out.end()
+            }
+            scalar => scalar.serialize(serializer),
+        }
+    }
+}
+
+/// An `io::Write` that refuses to grow beyond `limit` bytes.
+struct LimitedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl io::Write for LimitedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > self.limit {
+            return Err(io::Error::other("size limit exceeded"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Canonical JSON text of `v`, or `None` if it would be longer than `limit` bytes
+/// (serialization stops as soon as the limit is passed).
+pub(super) fn canonical_json_limited(v: &Value, limit: usize) -> Option<String> {
+    let mut writer = LimitedWriter {
+        buf: Vec::new(),
+        limit,
+    };
+    serde_json::to_writer(&mut writer, &Canonical(v)).ok()?;
+    String::from_utf8(writer.buf).ok()
+}
+
+/// The canonical JSON text of `v`: compact (no whitespace), object keys sorted by byte
+/// order, numbers and string escapes as serde_json writes them. This is the form in
+/// which `metadata` and change values are stored; parsing it and serializing it again
+/// gives the same text.
+pub fn canonical_json(v: &Value) -> String {
+    // Serializing a `Value` into memory cannot fail without a limit.
+    canonical_json_limited(v, usize::MAX).unwrap_or_default()
+}
+
+/// Whether `v` nests objects/arrays deeper than `max` levels (a top-level object or
+/// array is level 1; scalars are level 0). Iterative, and stops at the first violation.
+pub(super) fn deeper_than(v: &Value, max: usize) -> bool {
+    fn is_container(v: &&Value) -> bool {
+        matches!(v, Value::Object(_) | Value::Array(_))
+    }
+    let mut stack: Vec<(&Value, usize)> = Vec::new();
+    if is_container(&v) {
+        stack.push((v, 1));
+    }
+    while let Some((value, depth)) = stack.pop() {
+        if depth > max {
+            return true;
+        }
+        match value {
+            Value::Object(map) => {
+                stack.extend(map.values().filter(is_container).map(|c| (c, depth + 1)));
+            }
+            Value::Array(items) => {
+                stack.extend(items.iter().filter(is_container).map(|c| (c, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Parses posted JSON text into a `Value`, refusing an object that names a key twice
+/// (at any depth): the error names the key and serde_json adds its line and column.
+///
+/// `serde_json::from_slice::<Value>` keeps the last of repeated keys silently, so
+/// `{"actor": "alice", "actor": "mallory"}` would be stored as mallory's event; and it
+/// gives one private key (`$serde_json::private::RawValue`) a meaning, replacing
+/// `{"$serde_json::private::RawValue": "[1]"}` by `[1]`: that key is refused here, since
+/// a stored value holding it would be shown transformed. Numbers, strings and the
+/// nesting limit are serde_json's own.
+///
+/// # Errors
+///
+/// serde_json's error for text that is not JSON, `duplicate key "..."`, or the reserved
+/// key.
+pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
+    serde_json::from_slice::<StrictValue>(bytes).map(|v| v.0)
+}
+
+/// The one object key serde_json's `Value` gives a meaning to (with its `raw_value`
+/// feature, which Stele uses): a `Value` holding it would be shown as something else.
+const RESERVED_KEY: &str = "$serde_json::private::RawValue";
+
+/// A `Value` deserialized by [`StrictVisitor`].
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+/// serde_json's `Value` visitor, without its special keys and with repeated keys refused.
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|v: StrictValue| v.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        use serde::de::Error as _;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == RESERVED_KEY {
+                return Err(A::Error::custom(format_args!(
+                    "the key \"{RESERVED_KEY}\" is reserved (serde_json, the JSON library \
+                     Stele uses, reads it as an embedded JSON text)"
+                )));
+            }
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(seen) => {
+                    return Err(A::Error::custom(format_args!(
+                        "duplicate key {} (each key may appear once per object)",
+                        Value::String(preview(seen.key()))
+                    )));
+                }
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(map.next_value::<StrictValue>()?.0);
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}

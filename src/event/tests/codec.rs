@@ -1,0 +1,170 @@
+use super::*;
+use serde_json::{json, Value};
+
+#[test]
+fn the_stored_prefix_never_exceeds_its_bound() {
+    for (seq, received_at) in [(0, 0), (u64::MAX, i64::MIN), (u64::MAX, i64::MAX), (1, -1)] {
+        let mut out = Vec::new();
+        encode_stored_prefix(seq, received_at, &mut out);
+        assert!(
+            out.len() <= STORED_PREFIX_BYTES_MAX,
+            "{seq} {received_at}: {}",
+            out.len()
+        );
+    }
+}
+
+#[test]
+fn stored_prefix_plus_event_plus_provenance_equals_the_tuple_encoding() {
+    let by = [
+        Provenance::cli(),
+        Provenance::stele(),
+        Provenance::loopback("::1".parse().unwrap()),
+        Provenance::key("k.1_-", "2001:db8::7".parse().unwrap()),
+    ];
+    for ev in [ok(full()), ok(minimal()), Event::default()] {
+        for (i, (seq, received_at)) in [(0, 0), (1, -1), (u64::MAX, i64::MIN), (300, i64::MAX)]
+            .into_iter()
+            .enumerate()
+        {
+            let by = &by[i];
+            // Version 1: (seq, received_at, event).
+            let v1 = bincode::encode_to_vec((seq, received_at, &ev), bincode_config()).unwrap();
+            let mut parts = Vec::new();
+            encode_stored_prefix(seq, received_at, &mut parts);
+            let prefix_len = parts.len();
+            encode_event(&ev, &mut parts);
+            assert_eq!(parts, v1);
+            assert_eq!(parts.len() - prefix_len, encoded_len(&ev));
+            let stored = StoredEvent {
+                seq,
+                received_at,
+                event: ev.clone(),
+                provenance: None,
+            };
+            assert_eq!(decode_stored(&v1, 1).unwrap(), stored);
+            assert_eq!(decode_stored_seq(&v1), Ok(seq));
+            // Version 2: (seq, received_at, event, provenance).
+            let v2 = bincode::encode_to_vec((seq, received_at, &ev, by), bincode_config()).unwrap();
+            encode_provenance(by, &mut parts);
+            assert_eq!(parts, v2);
+            let stored = StoredEvent {
+                provenance: Some(by.clone()),
+                ..stored
+            };
+            assert_eq!(decode_stored(&v2, 2).unwrap(), stored);
+            assert_eq!(decode_stored_seq(&v2), Ok(seq));
+            // Each version consumes its payload exactly: the other one's bytes
+            // never decode as it (a v1 payload is a v2 payload cut short, a v2
+            // payload a v1 one with trailing bytes).
+            assert!(decode_stored(&v1, 2).is_err());
+            assert!(decode_stored(&v2, 1).unwrap_err().contains("trailing"));
+            assert!(decode_stored(&v2, 3).unwrap_err().contains("version 3"));
+        }
+    }
+}
+
+#[test]
+fn provenance_bytes_are_two_strings_after_the_event() {
+    // ingested_by: varint length ++ UTF-8; client_addr: Option tag ++ string.
+    let mut out = Vec::new();
+    encode_provenance(&Provenance::cli(), &mut out);
+    assert_eq!(out, b"\x03cli\x00");
+    out.clear();
+    encode_provenance(
+        &Provenance::key("k", "127.0.0.1".parse().unwrap()),
+        &mut out,
+    );
+    assert_eq!(out, b"\x01k\x01\x09127.0.0.1");
+    assert!(Provenance::cli().check().is_ok());
+    let long = Provenance {
+        ingested_by: "k".repeat(INGESTED_BY_BYTES_MAX + 1),
+        client_addr: None,
+    };
+    assert!(long.check().is_err());
+}
+
+/// A valid event whose in-memory claims while decoding exceed its encoded size:
+/// nearly `EVENT_BYTES_MAX` of text before many tiny changes.
+#[test]
+fn largest_valid_events_decode() {
+    let big = "v".repeat(CHANGE_VALUE_BYTES_MAX - 2);
+    let mut changes: Vec<Value> = (0..5)
+        .map(|i| json!({"field": format!("f{i}"), "old": big, "new": big}))
+        .collect();
+    changes.extend((5..CHANGES_COUNT_MAX).map(|_| json!({"field": "a"})));
+    let mut v = with("changes", json!(changes));
+    v["description"] = json!("d".repeat(DESCRIPTION_BYTES_MAX));
+    v["entity_name"] = json!("n".repeat(ENTITY_NAME_BYTES_MAX));
+    v["user_agent"] = json!("u".repeat(USER_AGENT_BYTES_MAX));
+    let mut ev = ok(v.clone());
+    // Grow the largest change value until the event is just under the limit.
+    let room = EVENT_BYTES_MAX - encoded_len(&ev);
+    let grown = "v".repeat(CHANGE_VALUE_BYTES_MAX - 2 - 16 + room.min(16));
+    v["changes"][4]["new"] = json!(grown);
+    v["metadata"] = json!({ "k": "m".repeat(EVENT_BYTES_MAX - encoded_len(&ev) - 48) });
+    ev = ok(v);
+    let len = encoded_len(&ev);
+    assert!(
+        len > EVENT_BYTES_MAX - 64 && len <= EVENT_BYTES_MAX,
+        "{len}"
+    );
+    let mut bytes = Vec::new();
+    encode_stored_prefix(u64::MAX, i64::MIN, &mut bytes);
+    encode_event(&ev, &mut bytes);
+    encode_provenance(
+        &Provenance::key(
+            &"k".repeat(INGESTED_BY_BYTES_MAX),
+            "1111:2222:3333:4444:5555:6666:7777:8888".parse().unwrap(),
+        ),
+        &mut bytes,
+    );
+    match decode_stored(&bytes, 2) {
+        Ok(stored) => assert!(stored.event == ev, "decoded event differs"),
+        Err(err) => panic!("{err}"),
+    }
+}
+
+#[test]
+fn decode_stored_rejects_trailing_truncated_and_garbage() {
+    let mut bytes = Vec::new();
+    encode_stored_prefix(1, 2, &mut bytes);
+    encode_event(&ok(full()), &mut bytes);
+    let mut v2 = bytes.clone();
+    encode_provenance(&Provenance::cli(), &mut v2);
+    let mut longer = v2.clone();
+    longer.push(0);
+    assert!(decode_stored(&longer, 2).unwrap_err().contains("trailing"));
+    for cut in 0..v2.len() {
+        assert!(decode_stored(&v2[..cut], 2).is_err());
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(decode_stored(&longer, 1).unwrap_err().contains("trailing"));
+    assert_eq!(decode_stored_seq(&longer), Ok(1));
+    assert!(decode_stored_seq(&[]).is_err());
+    assert!(decode_stored_seq(&[253, 1]).is_err());
+    for cut in 0..bytes.len() {
+        assert!(decode_stored(&bytes[..cut], 1).is_err());
+    }
+    // A huge length prefix must fail on the limit, not allocate.
+    let mut huge = Vec::new();
+    encode_stored_prefix(1, 2, &mut huge);
+    huge.push(253); // varint marker: a u64 follows
+    huge.extend_from_slice(&u64::MAX.to_le_bytes());
+    assert!(decode_stored(&huge, 1).is_err());
+    assert!(decode_stored(&huge, 2).is_err());
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for len in 0..200 {
+        let junk: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect();
+        let _ = decode_stored(&junk, 1);
+        let _ = decode_stored(&junk, 2);
+    }
+}

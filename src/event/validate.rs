@@ -1,0 +1,742 @@
+//! Validation of a posted event: every field against its limit and rules, every
+//! problem reported at once as a typed [`FieldError`]. Produces an [`Event`]; never
+//! stores, encodes or shows one.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::*;
+
+/// The kind of problem with one posted field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldErrorKind {
+    /// A required field is absent or null.
+    Missing,
+    /// The JSON type is wrong (e.g. a number where a string is expected).
+    WrongType,
+    /// A string is longer than its limit.
+    TooLong,
+    /// The value has the right type but is not acceptable (bad enum name, bad IP, …).
+    InvalidValue,
+    /// A number or time is outside its range.
+    OutOfRange,
+    /// A JSON value, list or the whole event is bigger than its limit.
+    TooLarge,
+    /// A JSON value nests too deeply.
+    TooDeep,
+    /// The key is not part of the event model.
+    UnknownField,
+    /// The posted event is not a JSON object.
+    NotAnObject,
+    /// The value is reserved for the events Stele writes itself (see [`is_reserved_kind`]).
+    Reserved,
+}
+
+impl FieldErrorKind {
+    /// The snake_case name, as serialized.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FieldErrorKind::Missing => "missing",
+            FieldErrorKind::WrongType => "wrong_type",
+            FieldErrorKind::TooLong => "too_long",
+            FieldErrorKind::InvalidValue => "invalid_value",
+            FieldErrorKind::OutOfRange => "out_of_range",
+            FieldErrorKind::TooLarge => "too_large",
+            FieldErrorKind::TooDeep => "too_deep",
+            FieldErrorKind::UnknownField => "unknown_field",
+            FieldErrorKind::NotAnObject => "not_an_object",
+            FieldErrorKind::Reserved => "reserved",
+        }
+    }
+}
+
+impl fmt::Display for FieldErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem with one posted field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The path of the field: `"severity"`, `"changes[2].field"`, `"metadata"`; `""` for
+    /// the event as a whole.
+    pub field: String,
+    /// The kind of problem.
+    pub kind: FieldErrorKind,
+    /// A sentence for humans naming the limit or the allowed values.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A new error.
+    pub fn new(field: impl Into<String>, kind: FieldErrorKind, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// At most this many bytes of a rejected value (or unknown key) are echoed in errors.
+pub(super) const PREVIEW_BYTES: usize = 64;
+
+/// `s` cut to at most [`PREVIEW_BYTES`] bytes on a char boundary, with `…` if cut.
+pub(super) fn preview(s: &str) -> String {
+    if s.len() <= PREVIEW_BYTES {
+        return s.to_owned();
+    }
+    let mut end = PREVIEW_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The JSON type name of `v`, for messages.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The value under `key`, treating JSON `null` as absent.
+fn present<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+/// The character rules of a string field.
+#[derive(Clone, Copy)]
+enum Chars {
+    /// Identifiers: non-empty; no NUL or other ASCII control characters except tab, line
+    /// feed and carriage return.
+    Ident,
+    /// Free text: may be empty; no NUL.
+    Text,
+}
+
+/// Whether `c` is forbidden in an identifier field.
+fn forbidden_in_ident(c: char) -> bool {
+    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// Collects errors for one event (or part of it).
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn push(&mut self, field: impl Into<String>, kind: FieldErrorKind, message: String) {
+        self.errors.push(FieldError::new(field, kind, message));
+    }
+
+    /// A string field with a byte limit and character rules.
+    fn string(&mut self, field: &str, v: &Value, max: usize, chars: Chars) -> Option<String> {
+        let Value::String(s) = v else {
+            self.push(
+                field,
+                FieldErrorKind::WrongType,
+                format!("{field} must be a string, got {}", type_name(v)),
+            );
+            return None;
+        };
+        if s.len() > max {
+            self.push(
+                field,
+                FieldErrorKind::TooLong,
+                format!(
+                    "{field} is {} bytes long; the limit is {max} bytes of UTF-8",
+                    s.len()
+                ),
+            );
+            return None;
+        }
+        match chars {
+            Chars::Ident => {
+                if s.is_empty() {
+                    self.push(
+                        field,
+                        FieldErrorKind::InvalidValue,
+                        format!("{field} must not be an empty string"),
+                    );
+                    return None;
+                }
+                if let Some((at, c)) = s.char_indices().find(|&(_, c)| forbidden_in_ident(c)) {
+                    self.push(
+                        field,
+                        FieldErrorKind::InvalidValue,
+                        format!(
+                            "{field} contains the control character U+{:04X} at byte {at}; \
+                             control characters other than tab, line feed and carriage \
+                             return are not allowed",
+                            u32::from(c)
+                        ),
+                    );
+                    return None;
+                }
+            }
+            Chars::Text => {
+                if let Some(at) = s.find('\0') {
+                    self.push(
+                        field,
+                        FieldErrorKind::InvalidValue,
+                        format!("{field} contains a NUL character (U+0000) at byte {at}, which is not allowed"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(s.clone())
+    }
+
+    /// Refuses a category or action reserved for Stele's own events.
+    fn reserved(&mut self, field: &str, value: Option<&str>) {
+        if let Some(v) = value.filter(|v| is_reserved_kind(v)) {
+            self.push(
+                field,
+                FieldErrorKind::Reserved,
+                format!(
+                    "{field} \"{}\" is reserved for the events Stele writes itself \
+                     (\"{AUDIT_ACCESS_CATEGORY}\" and anything starting with \
+                     \"{RESERVED_KIND_PREFIX}\", in any letter case); use another {field}",
+                    preview(v)
+                ),
+            );
+        }
+    }
+
+    /// An optional string field of the top-level object.
+    fn opt_string(
+        &mut self,
+        obj: &Map<String, Value>,
+        field: &str,
+        max: usize,
+        chars: Chars,
+    ) -> Option<String> {
+        present(obj, field).and_then(|v| self.string(field, v, max, chars))
+    }
+
+    /// The `id` field: non-empty printable ASCII without whitespace.
+    fn id(&mut self, v: &Value) -> Option<String> {
+        let Value::String(s) = v else {
+            self.push(
+                "id",
+                FieldErrorKind::WrongType,
+                format!("id must be a string, got {}", type_name(v)),
+            );
+            return None;
+        };
+        if s.len() > ID_BYTES_MAX {
+            self.push(
+                "id",
+                FieldErrorKind::TooLong,
+                format!(
+                    "id is {} bytes long; the limit is {ID_BYTES_MAX} bytes",
+                    s.len()
+                ),
+            );
+            return None;
+        }
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            self.push(
+                "id",
+                FieldErrorKind::InvalidValue,
+                format!(
+                    "id \"{}\" is invalid: it must be 1 to {ID_BYTES_MAX} printable ASCII \
+                     characters without spaces (omit it to have one generated)",
+                    preview(s)
+                ),
+            );
+            return None;
+        }
+        Some(s.clone())
+    }
+
+    /// An enum field.
+    fn enumeration<E>(
+        &mut self,
+        field: &str,
+        v: &Value,
+        names: &[&str],
+        parse: fn(&str) -> Option<E>,
+    ) -> Option<E> {
+        let allowed = names.join(", ");
+        let Value::String(s) = v else {
+            self.push(
+                field,
+                FieldErrorKind::WrongType,
+                format!(
+                    "{field} must be a string, one of: {allowed}; got {}",
+                    type_name(v)
+                ),
+            );
+            return None;
+        };
+        let parsed = parse(s);
+        if parsed.is_none() {
+            self.push(
+                field,
+                FieldErrorKind::InvalidValue,
+                format!(
+                    "{field} \"{}\" is not allowed; allowed values are: {allowed}",
+                    preview(s)
+                ),
+            );
+        }
+        parsed
+    }
+
+    /// A non-negative integer field with an upper bound. Integral floats (`5.0`, `1e2`)
+    /// are accepted.
+    fn unsigned(&mut self, field: &str, v: &Value, max: u64) -> Option<u64> {
+        let expect = format!("{field} must be an integer from 0 to {max}");
+        let Value::Number(n) = v else {
+            self.push(
+                field,
+                FieldErrorKind::WrongType,
+                format!("{expect}, got {}", type_name(v)),
+            );
+            return None;
+        };
+        let out_of_range = |this: &mut Self| {
+            this.push(
+                field,
+                FieldErrorKind::OutOfRange,
+                format!("{expect}, got {n}"),
+            );
+            None
+        };
+        if let Some(u) = n.as_u64() {
+            return if u <= max {
+                Some(u)
+            } else {
+                out_of_range(self)
+            };
+        }
+        if n.is_i64() {
+            // Only negative integers reach here.
+            return out_of_range(self);
+        }
+        match n.as_f64() {
+            Some(f) if f.is_finite() && f.fract() == 0.0 => {
+                // `max as f64 + 1.0` is exact for small bounds and rounds to 2^64 for
+                // u64::MAX, so `f` below it always converts without saturating.
+                #[allow(clippy::cast_precision_loss)]
+                let limit = max as f64 + 1.0;
+                if f < 0.0 || f >= limit {
+                    out_of_range(self)
+                } else {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    Some(f as u64)
+                }
+            }
+            _ => {
+                self.push(
+                    field,
+                    FieldErrorKind::WrongType,
+                    format!("{expect}, got the non-integer {n}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A JSON value stored as canonical text, with a depth and a size limit.
+    fn json_value(&mut self, field: &str, v: &Value, max_bytes: usize) -> Option<String> {
+        if deeper_than(v, METADATA_DEPTH_MAX) {
+            self.push(
+                field,
+                FieldErrorKind::TooDeep,
+                format!(
+                    "{field} nests objects and arrays more than {METADATA_DEPTH_MAX} levels deep \
+                     (the outermost object or array is level 1)"
+                ),
+            );
+            return None;
+        }
+        let text = canonical_json_limited(v, max_bytes);
+        if text.is_none() {
+            self.push(
+                field,
+                FieldErrorKind::TooLarge,
+                format!(
+                    "{field} is larger than {max_bytes} bytes when serialized as compact JSON; \
+                     the limit is {max_bytes} bytes"
+                ),
+            );
+        }
+        text
+    }
+
+    /// `metadata`: a JSON object.
+    fn metadata(&mut self, v: &Value) -> Option<String> {
+        if !v.is_object() {
+            self.push(
+                "metadata",
+                FieldErrorKind::WrongType,
+                format!(
+                    "metadata must be a JSON object (put custom data under keys), got {}",
+                    type_name(v)
+                ),
+            );
+            return None;
+        }
+        self.json_value("metadata", v, METADATA_BYTES_MAX)
+    }
+
+    /// `changes`: an array of `{field, old, new}` objects.
+    fn changes(&mut self, v: &Value) -> Vec<Change> {
+        let Value::Array(items) = v else {
+            self.push(
+                "changes",
+                FieldErrorKind::WrongType,
+                format!(
+                    "changes must be an array of {{\"field\", \"old\", \"new\"}} objects, got {}",
+                    type_name(v)
+                ),
+            );
+            return Vec::new();
+        };
+        if items.len() > CHANGES_COUNT_MAX {
+            self.push(
+                "changes",
+                FieldErrorKind::TooLarge,
+                format!(
+                    "changes has {} entries; the limit is {CHANGES_COUNT_MAX}",
+                    items.len()
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if let Some(change) = self.change(i, item) {
+                out.push(change);
+            }
+        }
+        out
+    }
+
+    /// One entry of `changes`.
+    fn change(&mut self, i: usize, v: &Value) -> Option<Change> {
+        let path = format!("changes[{i}]");
+        let Value::Object(obj) = v else {
+            self.push(
+                path.clone(),
+                FieldErrorKind::WrongType,
+                format!(
+                    "{path} must be an object with a \"field\" string and optional \"old\" and \
+                     \"new\" values, got {}",
+                    type_name(v)
+                ),
+            );
+            return None;
+        };
+        let before = self.errors.len();
+        let field_path = format!("{path}.field");
+        let field = match present(obj, "field") {
+            Some(f) => self.string(&field_path, f, SHORT_FIELD_BYTES_MAX, Chars::Ident),
+            None => {
+                self.push(
+                    field_path.clone(),
+                    FieldErrorKind::Missing,
+                    format!("{field_path} is required: the name of the changed field (a non-empty string of at most {SHORT_FIELD_BYTES_MAX} bytes)"),
+                );
+                None
+            }
+        };
+        let value = |this: &mut Self, key: &str| {
+            present(obj, key)
+                .and_then(|v| this.json_value(&format!("{path}.{key}"), v, CHANGE_VALUE_BYTES_MAX))
+        };
+        let old = value(self, "old");
+        let new = value(self, "new");
+        for key in obj.keys() {
+            if !CHANGE_FIELD_NAMES.contains(&key.as_str()) {
+                let shown = preview(key);
+                self.push(
+                    format!("{path}.{shown}"),
+                    FieldErrorKind::UnknownField,
+                    format!(
+                        "unknown field \"{shown}\" in {path}; a change has only \"field\", \
+                         \"old\" and \"new\""
+                    ),
+                );
+            }
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        field.map(|field| Change { field, old, new })
+    }
+}
+
+/// The category of the events Stele writes about reads of the log (`crate::access`).
+pub const AUDIT_ACCESS_CATEGORY: &str = "audit_access";
+/// Categories and actions starting with this prefix are reserved for the findings Stele
+/// writes itself (detections, alerts), now and in later versions.
+pub const RESERVED_KIND_PREFIX: &str = "stele.";
+
+/// Whether a category or action is reserved for the events Stele writes itself:
+/// `audit_access`, or anything starting with `stele.` (both compared ASCII
+/// case-insensitively, so a look-alike cannot pass for Stele's own either). Clients
+/// cannot post these ([`parse_event`] refuses them); Stele writes them through
+/// [`parse_stele_event`].
+///
+/// The actions of `audit_access` events are route names (`list`, `get`, `search`, …):
+/// ordinary words clients use for their own events, so they are not reserved; the
+/// category is what marks Stele's records.
+pub fn is_reserved_kind(s: &str) -> bool {
+    s.eq_ignore_ascii_case(AUDIT_ACCESS_CATEGORY)
+        || s.get(..RESERVED_KIND_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_KIND_PREFIX))
+}
+
+/// Validates an event a client posted and converts it to an [`Event`].
+///
+/// Collects every problem, one [`FieldError`] per bad field, instead of stopping at the
+/// first. `new_id` is called (once) only if the event is valid and has no `id`. JSON
+/// `null` for an optional field is the same as leaving it out. Never panics.
+///
+/// Rules, in short: the event is an object; `action` is a required non-empty string;
+/// at least one of `actor`, `user_id`, `source` is present; every key is a known field
+/// (custom data goes under `metadata`); strings are within their byte limits (see the
+/// `*_MAX` constants) and free of NUL — identifier fields also of other ASCII control
+/// characters except tab, LF and CR, and must not be empty; enums use their lower-case
+/// names; `timestamp` is an RFC 3339 string; `risk_score` is an integer 0–100;
+/// `duration_ms` a non-negative integer; `ip` an IPv4 or IPv6 address (stored in
+/// canonical form); `metadata` an object; `changes` an array of `{field, old, new}`;
+/// and the encoded event fits in [`EVENT_BYTES_MAX`] bytes.
+///
+/// # Errors
+///
+/// Every problem found, in field order (unknown keys and the actor/user_id/source rule
+/// last). The whole-event size check runs only once every field is valid. A `category`
+/// or `action` reserved for Stele's own events ([`is_reserved_kind`]) is an error of kind
+/// [`FieldErrorKind::Reserved`].
+pub fn parse_event(
+    v: &serde_json::Value,
+    new_id: impl FnOnce() -> String,
+) -> Result<Event, Vec<FieldError>> {
+    parse(v, new_id, true)
+}
+
+/// Validates an event Stele writes itself (e.g. an `audit_access` record): the same
+/// rules as [`parse_event`], except that reserved categories and actions are allowed.
+/// Never call it on what a client sent.
+pub fn parse_stele_event(
+    v: &serde_json::Value,
+    new_id: impl FnOnce() -> String,
+) -> Result<Event, Vec<FieldError>> {
+    parse(v, new_id, false)
+}
+
+fn parse(
+    v: &serde_json::Value,
+    new_id: impl FnOnce() -> String,
+    client: bool,
+) -> Result<Event, Vec<FieldError>> {
+    let Value::Object(obj) = v else {
+        return Err(vec![FieldError::new(
+            "",
+            FieldErrorKind::NotAnObject,
+            format!("an event must be a JSON object, got {}", type_name(v)),
+        )]);
+    };
+    let mut c = Checker { errors: Vec::new() };
+
+    let id = present(obj, "id").and_then(|v| c.id(v));
+    let timestamp = present(obj, "timestamp").and_then(|v| match v {
+        Value::String(s) => match parse_timestamp_checked(s) {
+            Ok(us) => Some(us),
+            Err(TimestampError::Invalid(why)) => {
+                c.push(
+                    "timestamp",
+                    FieldErrorKind::InvalidValue,
+                    format!(
+                        "timestamp \"{}\" is not an RFC 3339 timestamp such as \
+                         2026-11-23T10:00:00Z or 2026-11-23T11:00:00.123456+01:00 ({why})",
+                        preview(s)
+                    ),
+                );
+                None
+            }
+            Err(TimestampError::OutOfRange) => {
+                c.push(
+                    "timestamp",
+                    FieldErrorKind::OutOfRange,
+                    format!(
+                        "timestamp \"{}\" is outside the supported range {TIMESTAMP_RANGE_TEXT}",
+                        preview(s)
+                    ),
+                );
+                None
+            }
+        },
+        other => {
+            c.push(
+                "timestamp",
+                FieldErrorKind::WrongType,
+                format!(
+                    "timestamp must be an RFC 3339 string such as 2026-11-23T10:00:00Z, got {}",
+                    type_name(other)
+                ),
+            );
+            None
+        }
+    });
+    let action = match present(obj, "action") {
+        Some(v) => c.string("action", v, SHORT_FIELD_BYTES_MAX, Chars::Ident),
+        None => {
+            c.push(
+                "action",
+                FieldErrorKind::Missing,
+                format!(
+                    "action is required: a non-empty string of at most {SHORT_FIELD_BYTES_MAX} \
+                     bytes such as \"create\", \"update\" or \"login\""
+                ),
+            );
+            None
+        }
+    };
+    if client {
+        c.reserved("action", action.as_deref());
+    }
+    let short = |c: &mut Checker, field: &str| {
+        c.opt_string(obj, field, SHORT_FIELD_BYTES_MAX, Chars::Ident)
+    };
+    let actor = short(&mut c, "actor");
+    let tenant = short(&mut c, "tenant");
+    let category = short(&mut c, "category");
+    if client {
+        c.reserved("category", category.as_deref());
+    }
+    let source = present(obj, "source")
+        .and_then(|v| c.enumeration("source", v, Source::NAMES, Source::parse));
+    let status = present(obj, "status")
+        .and_then(|v| c.enumeration("status", v, Status::NAMES, Status::parse));
+    let severity = present(obj, "severity")
+        .and_then(|v| c.enumeration("severity", v, Severity::NAMES, Severity::parse));
+    let entity_type = short(&mut c, "entity_type");
+    let entity_id = short(&mut c, "entity_id");
+    let entity_name = c.opt_string(obj, "entity_name", ENTITY_NAME_BYTES_MAX, Chars::Text);
+    let user_id = short(&mut c, "user_id");
+    let user_name = short(&mut c, "user_name");
+    let session_id = short(&mut c, "session_id");
+    let correlation_id = short(&mut c, "correlation_id");
+    let ip = short(&mut c, "ip").and_then(|s| match s.parse::<IpAddr>() {
+        Ok(addr) => Some(addr.to_string()),
+        Err(_) => {
+            c.push(
+                "ip",
+                FieldErrorKind::InvalidValue,
+                format!(
+                    "ip \"{}\" is not an IPv4 or IPv6 address such as 203.0.113.7 or 2001:db8::1",
+                    preview(&s)
+                ),
+            );
+            None
+        }
+    });
+    let user_agent = c.opt_string(obj, "user_agent", USER_AGENT_BYTES_MAX, Chars::Text);
+    let risk_score = present(obj, "risk_score")
+        .and_then(|v| c.unsigned("risk_score", v, 100))
+        .and_then(|n| u8::try_from(n).ok());
+    let duration_ms =
+        present(obj, "duration_ms").and_then(|v| c.unsigned("duration_ms", v, u64::MAX));
+    let description = c.opt_string(obj, "description", DESCRIPTION_BYTES_MAX, Chars::Text);
+    let changes = present(obj, "changes").map_or_else(Vec::new, |v| c.changes(v));
+    let metadata = present(obj, "metadata").and_then(|v| c.metadata(v));
+
+    for key in obj.keys() {
+        if FIELD_NAMES.contains(&key.as_str()) {
+            continue;
+        }
+        let shown = preview(key);
+        let message = match key.as_str() {
+            k if STORED_FIELD_NAMES.contains(&k) || PROVENANCE_FIELD_NAMES.contains(&k) => {
+                format!("{key} is assigned by the server and cannot be posted")
+            }
+            _ => format!(
+                "unknown field \"{shown}\"; put custom data under \"metadata\" (a JSON object)"
+            ),
+        };
+        c.push(shown, FieldErrorKind::UnknownField, message);
+    }
+
+    if ["actor", "user_id", "source"]
+        .iter()
+        .all(|key| present(obj, key).is_none())
+    {
+        c.push(
+            "actor",
+            FieldErrorKind::Missing,
+            "one of actor, user_id or source is required to say who or what performed the action"
+                .to_owned(),
+        );
+    }
+
+    let action = match action {
+        Some(action) if c.errors.is_empty() => action,
+        _ => return Err(c.errors),
+    };
+    let event = Event {
+        id: id.unwrap_or_else(new_id),
+        timestamp,
+        action,
+        actor,
+        tenant,
+        category,
+        source,
+        status,
+        severity,
+        entity_type,
+        entity_id,
+        entity_name,
+        user_id,
+        user_name,
+        session_id,
+        correlation_id,
+        ip,
+        user_agent,
+        risk_score,
+        duration_ms,
+        description,
+        changes,
+        metadata,
+    };
+    let len = encoded_len(&event);
+    if len > EVENT_BYTES_MAX {
+        return Err(vec![FieldError::new(
+            "",
+            FieldErrorKind::TooLarge,
+            format!(
+                "the event is {len} bytes when encoded; the limit is {EVENT_BYTES_MAX} bytes \
+                 (shorten description, metadata or changes)"
+            ),
+        )]);
+    }
+    Ok(event)
+}

@@ -1,0 +1,140 @@
+//! Cursors: where the previous page stopped, bound to its query by a fingerprint
+//! and authenticated with a per-data-directory key.
+
+use super::{Filter, Order, QueryError};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::Path;
+
+/// Which listing a cursor belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Route<'a> {
+    /// A filtered listing or search.
+    List,
+    /// The history of one entity: type and id.
+    Entity(&'a str, &'a str),
+    /// The timeline of one user.
+    User(&'a str),
+}
+
+/// Tags the fingerprint input, so that another encoding can never collide with it.
+const FINGERPRINT_DOMAIN: &[u8] = b"stele cursor fingerprint v2\0";
+
+/// The 8-byte fingerprint binding a cursor to its query: the first 8 bytes of
+/// SHA-256 over [`FINGERPRINT_DOMAIN`], the route (`list`, `entity` with type and id,
+/// or `user` with the user id; each string as u32 big-endian length ++ UTF-8), the
+/// filter ([`Filter::fingerprint_into`]) and the order (`desc` / `asc`, length-prefixed).
+pub(super) fn fingerprint(route: Route<'_>, filter: &Filter, order: Order) -> [u8; 8] {
+    fn str_(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut b = Vec::with_capacity(256);
+    b.extend_from_slice(FINGERPRINT_DOMAIN);
+    match route {
+        Route::List => str_(&mut b, "list"),
+        Route::Entity(t, i) => {
+            str_(&mut b, "entity");
+            str_(&mut b, t);
+            str_(&mut b, i);
+        }
+        Route::User(u) => {
+            str_(&mut b, "user");
+            str_(&mut b, u);
+        }
+    }
+    filter.fingerprint_into(&mut b);
+    str_(&mut b, order.as_str());
+    Sha256::digest(&b)[..8].try_into().expect("8 bytes")
+}
+
+/// Encodes and authenticates cursors: version byte 1, the query's 8-byte
+/// fingerprint, the last seq of the page (big endian), then the first 16
+/// bytes of SHA-256(key ‖ those 17 bytes); base64url without padding (44
+/// characters).
+#[derive(Clone)]
+pub struct CursorCodec {
+    key: [u8; 32],
+}
+
+impl fmt::Debug for CursorCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CursorCodec { key: <secret> }")
+    }
+}
+
+impl CursorCodec {
+    /// A codec whose cursors are authenticated with `key`.
+    pub fn new(key: [u8; 32]) -> CursorCodec {
+        CursorCodec { key }
+    }
+
+    fn mac(&self, payload: &[u8]) -> [u8; 16] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(payload);
+        h.finalize()[..16].try_into().expect("16 bytes")
+    }
+
+    /// The cursor continuing the query with fingerprint `fp` after `seq`.
+    pub fn encode(&self, fp: [u8; 8], seq: u64) -> String {
+        let mut b = Vec::with_capacity(33);
+        b.push(1u8);
+        b.extend_from_slice(&fp);
+        b.extend_from_slice(&seq.to_be_bytes());
+        let mac = self.mac(&b);
+        b.extend_from_slice(&mac);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    /// The seq a cursor continues after, if this codec made it for the
+    /// query with fingerprint `fp`.
+    pub fn decode(&self, cursor: &str, fp: [u8; 8]) -> Result<u64, QueryError> {
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| QueryError::BadCursor("not a cursor returned by Stele".into()))?;
+        if b.len() != 33 || b[0] != 1 {
+            return Err(QueryError::BadCursor(
+                "not a cursor returned by Stele".into(),
+            ));
+        }
+        if self.mac(&b[..17]) != b[17..33] {
+            return Err(QueryError::BadCursor(
+                "it was altered, or comes from another Stele installation".into(),
+            ));
+        }
+        if b[1..9] != fp {
+            return Err(QueryError::BadCursor(
+                "it belongs to a different query: repeat the query that returned it, with the \
+                 same filters and order"
+                    .into(),
+            ));
+        }
+        Ok(u64::from_be_bytes(b[9..17].try_into().expect("8 bytes")))
+    }
+}
+
+/// Loads the cursor key of a data directory, creating it on first use.
+pub fn cursor_key(data_dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = data_dir.join("cursor.key");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes.try_into().expect("32 bytes")),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "{} must hold exactly 32 bytes; delete it to make a new one (open cursors become invalid)",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            use std::io::Read;
+            std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+            let tmp = data_dir.join("cursor.key.tmp");
+            std::fs::write(&tmp, key)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            crate::log::fsync_dir(data_dir).map_err(std::io::Error::other)?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,250 @@
+//! The engine: answers listings, searches, lookups and statistics from the
+//! indexes (which return seqs) and the log (which has the events).
+
+use super::cursor::Route;
+use super::{bad, CursorCodec, Filter, Order, Query, QueryError, LIMIT_MAX, TOP_USERS};
+use crate::clock::Clock;
+use crate::event::StoredEvent;
+use crate::index::text::Stats;
+use crate::index::Indexes;
+use crate::log::Log;
+use std::sync::Arc;
+
+/// One page of events.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Page {
+    /// The events, in the page's order.
+    pub events: Vec<StoredEvent>,
+    /// Continues the listing; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Answers queries from the indexes and the log.
+pub struct Engine {
+    log: Arc<Log>,
+    indexes: Arc<Indexes>,
+    clock: Arc<dyn Clock>,
+    cursors: CursorCodec,
+}
+
+impl Engine {
+    /// An engine over `log` and its `indexes`; `key` authenticates cursors.
+    pub fn new(
+        log: Arc<Log>,
+        indexes: Arc<Indexes>,
+        clock: Arc<dyn Clock>,
+        key: [u8; 32],
+    ) -> Engine {
+        Engine {
+            log,
+            indexes,
+            clock,
+            cursors: CursorCodec::new(key),
+        }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// The indexes.
+    pub fn indexes(&self) -> &Arc<Indexes> {
+        &self.indexes
+    }
+
+    fn fetch(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, QueryError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if let Some(ev) = self.log.get(seq)? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    fn page(&self, seqs: Vec<u64>, limit: usize, fp: [u8; 8]) -> Result<Page, QueryError> {
+        // One more than asked tells whether there is a next page.
+        let more = seqs.len() > limit;
+        let seqs = &seqs[..seqs.len().min(limit)];
+        let events = self.fetch(seqs)?;
+        let next_cursor = match (more, seqs.last()) {
+            (true, Some(&last)) => Some(self.cursors.encode(fp, last)),
+            _ => None,
+        };
+        Ok(Page {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// A filtered listing (with `q`, a full-text search), in `query.order`.
+    pub fn list(&self, query: &Query) -> Result<Page, QueryError> {
+        let fp = super::cursor::fingerprint(Route::List, &query.filter, query.order);
+        let after = match &query.cursor {
+            Some(c) => Some(self.cursors.decode(c, fp)?),
+            None => None,
+        };
+        if let Some(a) = after {
+            // A cursor continues right after `a`: the next seq it needs
+            // (a - 1 newest-first, a + 1 oldest-first) must still exist.
+            let first = self.log.first_seq();
+            let needs = match query.order {
+                Order::Desc => a.saturating_sub(1),
+                Order::Asc => a + 1,
+            };
+            if needs < first && !(query.order == Order::Desc && a <= 1) {
+                return Err(QueryError::Gone {
+                    what: "the cursor".into(),
+                    first_seq: first,
+                });
+            }
+        }
+        // Until the indexes commit a retention drop (≤ one commit interval)
+        // they still hold the dropped seqs: skip them, so pages stay full.
+        let first = self.log.first_seq();
+        let after = match query.order {
+            Order::Asc if first > 1 => Some(after.map_or(first - 1, |a| a.max(first - 1))),
+            _ => after,
+        };
+        let mut seqs =
+            self.indexes
+                .text
+                .search(&query.filter, query.order, query.limit + 1, after)?;
+        seqs.retain(|&s| s >= first);
+        self.page(seqs, query.limit, fp)
+    }
+
+    /// Up to `limit` seqs after `after` matching `filter` (full text
+    /// included), oldest first: how a stream with `q` follows the text
+    /// index. Commits add seqs in order, so repeating the call with the last
+    /// seq seen never skips one.
+    pub fn matching_after(
+        &self,
+        filter: &Filter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, QueryError> {
+        Ok(self.indexes.text.search(filter, Order::Asc, limit, after)?)
+    }
+
+    /// Number of events matching the filter (with `q`: the full-text hits).
+    pub fn count(&self, filter: &Filter) -> Result<u64, QueryError> {
+        Ok(self.indexes.text.count(filter)?)
+    }
+
+    /// The event with this id in `tenant` (`None`: among the events without a
+    /// tenant). Ids are unique per tenant, not across tenants.
+    pub fn get_by_id(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<StoredEvent>, QueryError> {
+        match self.indexes.kv.seq_of_id(id, tenant)? {
+            Some(seq) => self.get_checked(seq, id, tenant),
+            None => Ok(None),
+        }
+    }
+
+    /// The event at `seq`, if it is the one with `id` in `tenant` (an index
+    /// entry never answers for another event).
+    pub fn get_checked(
+        &self,
+        seq: u64,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<StoredEvent>, QueryError> {
+        Ok(self
+            .log
+            .get(seq)?
+            .filter(|e| e.event.id == id && e.event.tenant.as_deref() == tenant))
+    }
+
+    /// The tenants that hold an event with this id (`None`: the events
+    /// without a tenant) and its seq in each, at most `max` of them, from
+    /// the key index (one range scan).
+    pub fn tenants_of_id(
+        &self,
+        id: &str,
+        max: usize,
+    ) -> Result<Vec<(Option<String>, u64)>, QueryError> {
+        Ok(self.indexes.kv.tenants_of_id(id, max)?)
+    }
+
+    fn keyed(
+        &self,
+        route: Route<'_>,
+        filter: Filter,
+        order: Order,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, QueryError> {
+        if !(1..=LIMIT_MAX).contains(&limit) {
+            return Err(bad(
+                "limit",
+                format!("must be a whole number from 1 to {LIMIT_MAX}"),
+            ));
+        }
+        let fp = super::cursor::fingerprint(route, &filter, order);
+        let after = match cursor {
+            Some(c) => Some(self.cursors.decode(c, fp)?),
+            None => None,
+        };
+        // Served by the full-text index, where these fields are raw terms
+        // sorted by seq (see `index::kv::KvIndex::open` for why not sled).
+        let seqs = self.indexes.text.search(&filter, order, limit + 1, after)?;
+        self.page(seqs, limit, fp)
+    }
+
+    /// Every event about one entity, oldest first, with its changes
+    /// (`tenants`: a key's scope, `None` for all).
+    pub fn entity_history(
+        &self,
+        tenants: Option<&[String]>,
+        entity_type: &str,
+        entity_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, QueryError> {
+        let filter = Filter {
+            entity_type: Some(entity_type.into()),
+            entity_id: Some(entity_id.into()),
+            tenants: tenants.map(<[String]>::to_vec),
+            ..Filter::default()
+        };
+        self.keyed(
+            Route::Entity(entity_type, entity_id),
+            filter,
+            Order::Asc,
+            limit,
+            cursor,
+        )
+    }
+
+    /// What one user did, newest first (`tenants`: a key's scope, `None`
+    /// for all).
+    pub fn user_timeline(
+        &self,
+        tenants: Option<&[String]>,
+        user_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, QueryError> {
+        let filter = Filter {
+            user_id: Some(user_id.into()),
+            tenants: tenants.map(<[String]>::to_vec),
+            ..Filter::default()
+        };
+        self.keyed(Route::User(user_id), filter, Order::Desc, limit, cursor)
+    }
+
+    /// Statistics of the events matching the filter.
+    pub fn stats(&self, query: &Query) -> Result<Stats, QueryError> {
+        Ok(self.indexes.text.stats(
+            &query.filter,
+            self.clock.now_micros(),
+            query.interval.micros(),
+            TOP_USERS,
+        )?)
+    }
+}

@@ -1,0 +1,253 @@
+//! What the events must match (`Filter`) and in which order they come (`Order`).
+//!
+//! The query model, independent of any index: the full-text index (`index::text`)
+//! turns a filter into a tantivy query, the live stream evaluates it in memory
+//! ([`Filter::matches_fields`]), and a cursor is bound to it by
+//! [`Filter::fingerprint_into`]. The exact-match filters follow the field table
+//! (`event::FIELDS`): every row with a filter parameter has a slot here
+//! ([`Filter::eq_value`], [`Filter::eq_slot`]), which the tests check.
+
+use crate::event::{self, FieldValue, Severity, Source, Status, StoredEvent};
+
+/// Filters shared by listing, search and stats. All present filters must match (AND).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Exact tenant.
+    pub tenant: Option<String>,
+    /// The tenant is one of these (an API key's scope); an empty list
+    /// matches nothing, events without a tenant never match.
+    pub tenants: Option<Vec<String>>,
+    /// Exact action.
+    pub action: Option<String>,
+    /// Exact category.
+    pub category: Option<String>,
+    /// Exact source.
+    pub source: Option<Source>,
+    /// Exact status.
+    pub status: Option<Status>,
+    /// Exact severity.
+    pub severity: Option<Severity>,
+    /// Severity at least this (by `Severity`'s order); events without a severity never match.
+    pub min_severity: Option<Severity>,
+    /// Exact entity type.
+    pub entity_type: Option<String>,
+    /// Exact entity id.
+    pub entity_id: Option<String>,
+    /// Exact user id.
+    pub user_id: Option<String>,
+    /// Exact session id.
+    pub session_id: Option<String>,
+    /// Exact correlation id.
+    pub correlation_id: Option<String>,
+    /// Exact IP address (in its stored, normalised text form).
+    pub ip: Option<String>,
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// Exact `ingested_by` (the provenance's API key id, `loopback`, `cli` or
+    /// `stele`); events stored in format version 1 have none and never match.
+    pub ingested_by: Option<String>,
+    /// Event time (unix µs, see [`event_time`]) at or after this.
+    pub since: Option<i64>,
+    /// Event time (unix µs) strictly before this.
+    pub until: Option<i64>,
+    /// A full-text query in tantivy query syntax (words are ANDed). An empty or blank
+    /// string is no text filter.
+    pub text: Option<String>,
+}
+
+/// The slot of one exact-match filter, typed as the field is.
+#[derive(Debug)]
+pub enum EqSlot<'a> {
+    /// An identifier (or IP address) compared as text.
+    Text(&'a mut Option<String>),
+    /// A source.
+    Source(&'a mut Option<Source>),
+    /// A status.
+    Status(&'a mut Option<Status>),
+    /// A severity.
+    Severity(&'a mut Option<Severity>),
+}
+
+impl Filter {
+    /// The value the exact-match filter of parameter `param` (a field table row's
+    /// `filter`) wants, as the field's text; `None` when not set (or `param` is not an
+    /// exact-match parameter).
+    pub fn eq_value(&self, param: &str) -> Option<&str> {
+        match param {
+            "action" => self.action.as_deref(),
+            "actor" => self.actor.as_deref(),
+            "tenant" => self.tenant.as_deref(),
+            "category" => self.category.as_deref(),
+            "source" => self.source.map(Source::as_str),
+            "status" => self.status.map(Status::as_str),
+            "severity" => self.severity.map(Severity::as_str),
+            "entity_type" => self.entity_type.as_deref(),
+            "entity_id" => self.entity_id.as_deref(),
+            "user_id" => self.user_id.as_deref(),
+            "session_id" => self.session_id.as_deref(),
+            "correlation_id" => self.correlation_id.as_deref(),
+            "ip" => self.ip.as_deref(),
+            "ingested_by" => self.ingested_by.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The slot of the exact-match filter of parameter `param`, to set it.
+    pub fn eq_slot(&mut self, param: &str) -> Option<EqSlot<'_>> {
+        Some(match param {
+            "action" => EqSlot::Text(&mut self.action),
+            "actor" => EqSlot::Text(&mut self.actor),
+            "tenant" => EqSlot::Text(&mut self.tenant),
+            "category" => EqSlot::Text(&mut self.category),
+            "source" => EqSlot::Source(&mut self.source),
+            "status" => EqSlot::Status(&mut self.status),
+            "severity" => EqSlot::Severity(&mut self.severity),
+            "entity_type" => EqSlot::Text(&mut self.entity_type),
+            "entity_id" => EqSlot::Text(&mut self.entity_id),
+            "user_id" => EqSlot::Text(&mut self.user_id),
+            "session_id" => EqSlot::Text(&mut self.session_id),
+            "correlation_id" => EqSlot::Text(&mut self.correlation_id),
+            "ip" => EqSlot::Text(&mut self.ip),
+            "ingested_by" => EqSlot::Text(&mut self.ingested_by),
+            _ => return None,
+        })
+    }
+
+    /// Whether a stored event matches every filter except the full-text
+    /// `text` (evaluated here in memory, for the live stream; listings and
+    /// searches go through the index).
+    pub fn matches_fields(&self, e: &StoredEvent) -> bool {
+        for spec in event::FIELDS {
+            let Some(param) = spec.filter else { continue };
+            if let Some(want) = self.eq_value(param) {
+                if (spec.get)(e) != FieldValue::Str(want) {
+                    return false;
+                }
+            }
+        }
+        let t = event_time(e);
+        self.tenants.as_ref().is_none_or(|ts| {
+            e.event
+                .tenant
+                .as_ref()
+                .is_some_and(|t| ts.iter().any(|x| x == t))
+        }) && self
+            .min_severity
+            .is_none_or(|m| e.event.severity.is_some_and(|s| s >= m))
+            && self.since.is_none_or(|s| t >= s)
+            && self.until.is_none_or(|u| t < u)
+    }
+
+    /// Appends the filter's fingerprint encoding to `out`: the input a cursor's
+    /// fingerprint hashes, so that a cursor only continues the query it came from.
+    ///
+    /// Every field of the filter, in declaration order, as its name, then `0x00` when
+    /// absent or `0x01` and its value: a string (enums by their wire name) as its
+    /// length (u32 big endian) and UTF-8 bytes, a time as i64 big endian, a tenant list
+    /// as its length (u32 big endian) and each tenant as a string. Names and lengths
+    /// make it unambiguous; it never depends on `Debug` output.
+    pub fn fingerprint_into(&self, out: &mut Vec<u8>) {
+        // Destructured so that a new field does not compile until it is encoded.
+        let Filter {
+            tenant,
+            tenants,
+            action,
+            category,
+            source,
+            status,
+            severity,
+            min_severity,
+            entity_type,
+            entity_id,
+            user_id,
+            session_id,
+            correlation_id,
+            ip,
+            actor,
+            ingested_by,
+            since,
+            until,
+            text,
+        } = self;
+        fn str_(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+            str_(out, name);
+            match value {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    str_(out, v);
+                }
+            }
+        }
+        fn time(out: &mut Vec<u8>, name: &str, value: Option<i64>) {
+            str_(out, name);
+            match value {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        field(out, "tenant", tenant.as_deref());
+        str_(out, "tenants");
+        match tenants {
+            None => out.push(0),
+            Some(ts) => {
+                out.push(1);
+                out.extend_from_slice(&(ts.len() as u32).to_be_bytes());
+                for t in ts {
+                    str_(out, t);
+                }
+            }
+        }
+        field(out, "action", action.as_deref());
+        field(out, "category", category.as_deref());
+        field(out, "source", source.map(Source::as_str));
+        field(out, "status", status.map(Status::as_str));
+        field(out, "severity", severity.map(Severity::as_str));
+        field(out, "min_severity", min_severity.map(Severity::as_str));
+        field(out, "entity_type", entity_type.as_deref());
+        field(out, "entity_id", entity_id.as_deref());
+        field(out, "user_id", user_id.as_deref());
+        field(out, "session_id", session_id.as_deref());
+        field(out, "correlation_id", correlation_id.as_deref());
+        field(out, "ip", ip.as_deref());
+        field(out, "actor", actor.as_deref());
+        field(out, "ingested_by", ingested_by.as_deref());
+        time(out, "since", *since);
+        time(out, "until", *until);
+        field(out, "text", text.as_deref());
+    }
+}
+
+/// Event time used for since/until and histograms: `event.timestamp.unwrap_or(received_at)`.
+pub fn event_time(ev: &StoredEvent) -> i64 {
+    ev.event.timestamp.unwrap_or(ev.received_at)
+}
+
+/// Result order, by seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest (highest seq) first.
+    Desc,
+    /// Oldest (lowest seq) first.
+    Asc,
+}
+
+impl Order {
+    /// `desc` or `asc`, as the `order` parameter spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Desc => "desc",
+            Order::Asc => "asc",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! The query engine: what users ask, answered from the indexes and the log.
+//!
+//! Owns the query model ([`Query`], parsed from `key=value` parameters with a
+//! typed error per bad parameter), the opaque cursor, and the routing of each
+//! question to the right index: filtered listings, full text and statistics to
+//! tantivy; get by id, entity history and user timeline to sled. Events always
+//! come from the log (the indexes return seqs).
+//!
+//! Invariants:
+//! 1. A cursor continues exactly after the last event of the page it came
+//!    with (by seq, in the page's order), so pages never repeat or skip an
+//!    event while new events arrive or segments rotate.
+//! 2. A cursor is bound to its query (a fingerprint of the route, filters and
+//!    order) and authenticated with a per-data-directory key: a tampered
+//!    cursor, or one from another query, is an error, never a wrong page.
+//!
+//! Modules: `filter` (what the events must match, and the result order), `params`
+//! (the parameters of a listing, search or statistics), `cursor` (the opaque,
+//! authenticated continuation), `engine` (answers from the indexes and the log).
+
+mod cursor;
+mod engine;
+mod filter;
+mod params;
+
+pub use cursor::{cursor_key, CursorCodec};
+pub use engine::{Engine, Page};
+pub use filter::{event_time, EqSlot, Filter, Order};
+pub use params::{Interval, Query, PARAMS};
+
+use crate::index::kv::KvError;
+use crate::index::text::TextError;
+
+/// Largest page.
+pub const LIMIT_MAX: usize = 1000;
+/// Page size when none is asked for.
+pub const LIMIT_DEFAULT: usize = 100;
+/// Longest full-text query accepted.
+pub const QUERY_TEXT_BYTES_MAX: usize = 4096;
+/// Longest cursor accepted (they are 44 characters).
+pub const CURSOR_BYTES_MAX: usize = 128;
+/// Most entries in `top_users`.
+pub const TOP_USERS: usize = 10;
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter is malformed or out of range.
+    #[error("invalid parameter `{param}`: {message}")]
+    BadParam {
+        /// The parameter name.
+        param: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// The cursor was altered, is malformed, or belongs to another query.
+    #[error("invalid cursor: {0}")]
+    BadCursor(String),
+    /// The full-text query does not parse.
+    #[error("invalid full-text query `q`: {0}")]
+    BadText(String),
+    /// An index failed.
+    #[error("index failure: {0}")]
+    Index(String),
+    /// The query points into events retention dropped.
+    #[error("{what} points before seq {first_seq}, the oldest event kept: retention dropped the events it needs")]
+    Gone {
+        /// What points there (a cursor, a stream position).
+        what: String,
+        /// The oldest seq still in the log.
+        first_seq: u64,
+    },
+    /// Reading the log failed (damaged data is reported, never skipped).
+    #[error(transparent)]
+    Log(#[from] crate::log::Error),
+}
+
+impl From<TextError> for QueryError {
+    fn from(e: TextError) -> Self {
+        match e {
+            TextError::BadQuery(m) => QueryError::BadText(m),
+            other => QueryError::Index(other.to_string()),
+        }
+    }
+}
+
+impl From<KvError> for QueryError {
+    fn from(e: KvError) -> Self {
+        QueryError::Index(e.to_string())
+    }
+}
+
+fn bad(param: &str, message: impl Into<String>) -> QueryError {
+    QueryError::BadParam {
+        param: param.into(),
+        message: message.into(),
+    }
+}

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stele::clock::SystemClock;
 use stele::event::{Severity, StoredEvent};
-use stele::index::text::{Filter, Order};
 use stele::index::{IndexConfig, Indexes};
 use stele::log::{Log, LogConfig};
 use stele::query::{Engine, Interval, Query};
+use stele::query::{Filter, Order};
 use stele::testkit::EventGen;
 
 const DAY: i64 = 86_400_000_000;

@@ -1,0 +1,194 @@
+//! The tantivy schema, derived from the field table (`event::FIELDS`), and the
+//! handles of its fields, resolved once when the index opens.
+
+use super::*;
+
+pub(super) const F_SEQ: &str = "seq";
+pub(super) const F_TIME: &str = "time";
+pub(super) const F_CODES: &str = "codes";
+
+/// Fast-only string columns for statistics, one value per document (`MISSING` when the
+/// event has none, so that the columns are dense and cheap to read).
+pub(super) const STAT_COLUMNS: [&str; 4] = ["_action", "_category", "_entity_type", "_user_id"];
+pub(super) const STAT_ACTION: usize = 0;
+pub(super) const STAT_CATEGORY: usize = 1;
+pub(super) const STAT_ENTITY_TYPE: usize = 2;
+pub(super) const STAT_USER: usize = 3;
+
+/// The value of a statistics column for an absent field. Identifiers cannot contain NUL.
+pub(super) const MISSING: &str = "\0";
+
+/// The payload format of a commit: this prefix then the decimal seq.
+pub(super) const PAYLOAD_PREFIX: &str = "stele-text-v1 last_seq=";
+
+/// Memory budget of the (single) indexing thread.
+pub(super) const WRITER_MEMORY_BYTES: usize = 50_000_000;
+
+/// Appended to query parser errors.
+pub(super) const QUERY_HINT: &str =
+    "quote phrases, escape special characters such as ':' with '\\'";
+
+/// The full-text index's text of the metadata (see the module documentation).
+pub(super) const F_METADATA_TEXT: &str = "metadata_text";
+
+/// Field handles of the schema, resolved once when the index opens.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fields {
+    pub(super) seq: Field,
+    pub(super) time: Field,
+    pub(super) codes: Field,
+    pub(super) tenant: Field,
+    pub(super) severity: Field,
+    pub(super) metadata_text: Field,
+    /// The handle of each row of the field table (`event::FIELDS`) that the index
+    /// holds, in table order; `None` for rows it does not.
+    pub(super) rows: [Option<Field>; event::FIELDS.len()],
+    /// The fast-only statistics columns, in [`STAT_COLUMNS`] order.
+    pub(super) stat_columns: [Field; 4],
+    /// The field table row each statistics column counts.
+    pub(super) stat_rows: [usize; 4],
+}
+
+impl Fields {
+    /// The handle of the table row `name` (which the index holds).
+    pub(super) fn row(rows: &[Option<Field>], name: &str) -> Field {
+        event::FIELDS
+            .iter()
+            .position(|spec| spec.name == name)
+            .and_then(|i| rows[i])
+            .unwrap_or_else(|| panic!("the field table has no indexed row {name:?}"))
+    }
+
+    /// The fields the query parser searches for bare words.
+    pub(super) fn default_text_fields(&self) -> Vec<Field> {
+        let mut out: Vec<Field> = event::FIELDS
+            .iter()
+            .zip(self.rows)
+            .filter(|(spec, _)| spec.indexed == Indexed::FullText)
+            .filter_map(|(_, handle)| handle)
+            .collect();
+        out.push(self.metadata_text);
+        out
+    }
+}
+
+/// The tantivy schema, derived from the field table (`event::FIELDS`): each row as its
+/// `indexed` says, plus the derived columns (`time`, `codes`, `metadata_text` and the
+/// statistics columns).
+pub(super) fn build_schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let raw_indexing = TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
+    let raw = TextOptions::default().set_indexing_options(raw_indexing);
+    let fast_only = TextOptions::default().set_fast("raw");
+    let text_indexing = TextFieldIndexing::default()
+        .set_tokenizer("default")
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+        .set_fieldnorms(false);
+    let text = TextOptions::default().set_indexing_options(text_indexing.clone());
+    let json = JsonObjectOptions::default().set_indexing_options(text_indexing);
+    let fast_num = NumericOptions::default().set_fast();
+
+    let time = b.add_i64_field(F_TIME, fast_num.clone());
+    let codes = b.add_u64_field(F_CODES, fast_num.clone());
+    let metadata_text = b.add_text_field(F_METADATA_TEXT, text.clone());
+    let mut rows = [None; event::FIELDS.len()];
+    for (slot, spec) in rows.iter_mut().zip(event::FIELDS) {
+        *slot = match spec.indexed {
+            Indexed::No => None,
+            Indexed::U64Column => Some(b.add_u64_field(spec.name, fast_num.clone())),
+            // One value per API key, or few distinct values: cheap as terms.
+            Indexed::Term => Some(b.add_text_field(spec.name, raw.clone())),
+            // Nearly one distinct value per event: an inverted index costs more to
+            // build than everything else together, so these are columns, filtered by
+            // scanning.
+            Indexed::Column => Some(b.add_text_field(spec.name, fast_only.clone())),
+            Indexed::FullText => Some(b.add_text_field(spec.name, text.clone())),
+            Indexed::Json => Some(b.add_json_field(spec.name, json.clone())),
+        };
+    }
+    let stat_columns = STAT_COLUMNS.map(|name| b.add_text_field(name, fast_only.clone()));
+    let stat_rows = STAT_COLUMNS.map(|column| {
+        event::FIELDS
+            .iter()
+            .position(|spec| {
+                spec.stat == Stat::Column && column.strip_prefix('_') == Some(spec.name)
+            })
+            .unwrap_or_else(|| panic!("no statistics row for the column {column:?}"))
+    });
+    let fields = Fields {
+        seq: Fields::row(&rows, F_SEQ),
+        time,
+        codes,
+        tenant: Fields::row(&rows, "tenant"),
+        severity: Fields::row(&rows, "severity"),
+        metadata_text,
+        rows,
+        stat_columns,
+        stat_rows,
+    };
+    (b.build(), fields)
+}
+
+/// 1-based position of `value` in `all`, 0 for none.
+pub(super) fn enum_code<T: PartialEq + Copy>(all: &[T], value: Option<T>) -> u64 {
+    value
+        .and_then(|v| all.iter().position(|x| *x == v))
+        .map_or(0, |i| i as u64 + 1)
+}
+
+/// The `codes` column: severity, status and source codes, 3 bits each.
+pub(super) fn pack_codes(
+    sev: Option<Severity>,
+    status: Option<Status>,
+    source: Option<Source>,
+) -> u64 {
+    enum_code(Severity::ALL, sev)
+        | enum_code(Status::ALL, status) << 3
+        | enum_code(Source::ALL, source) << 6
+}
+
+pub(super) fn index_settings() -> IndexSettings {
+    IndexSettings {
+        sort_by_field: Some(IndexSortByField {
+            field: F_SEQ.to_owned(),
+            order: tantivy::Order::Desc,
+        }),
+        // Documents are empty in the doc store: no thread needed to compress them.
+        docstore_compress_dedicated_thread: false,
+        ..IndexSettings::default()
+    }
+}
+
+/// The fields a full-text query may name (derived from the field table, once).
+pub(super) fn fields_hint() -> &'static str {
+    static HINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HINT.get_or_init(|| {
+        let rows = |which: Indexed| -> Vec<&str> {
+            event::FIELDS
+                .iter()
+                .filter(|spec| spec.indexed == which)
+                .map(|spec| spec.name)
+                .collect()
+        };
+        let mut named = rows(Indexed::FullText);
+        for spec in event::FIELDS.iter().filter(|s| s.indexed == Indexed::Json) {
+            named.push(if spec.name == "metadata" {
+                "metadata.<key>"
+            } else {
+                spec.name
+            });
+        }
+        named.push(F_METADATA_TEXT);
+        named.extend(rows(Indexed::Term));
+        let last = named.pop().unwrap_or_default();
+        format!(
+            "fields usable in a query are {} and {last} ({} and time ranges are filters, not \
+             query text); a literal ':' must be escaped as '\\:'",
+            named.join(", "),
+            rows(Indexed::Column).join(", "),
+        )
+    })
+}

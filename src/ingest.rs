@@ -252,3 +252,117 @@ impl RecentIds {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::index::{IndexConfig, Indexes};
+    use crate::log::{Log, LogConfig};
+    use std::sync::Arc;
+
+    fn engine(dir: &std::path::Path) -> Engine {
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
+        let log = Arc::new(Log::open(dir, LogConfig::default(), clock.clone()).unwrap());
+        let idx = Arc::new(Indexes::open(dir, log.clone(), IndexConfig::default()).unwrap());
+        Engine::new(log, idx, clock, [7; 32])
+    }
+
+    fn ev(id: &str, tenant: Option<&str>, action: &str) -> Event {
+        let mut v = serde_json::json!({"id": id, "action": action, "actor": "a"});
+        if let Some(t) = tenant {
+            v["tenant"] = t.into();
+        }
+        event::parse_event(&v, || unreachable!("the id is given")).unwrap()
+    }
+
+    /// Reserves, appends and settles like the server does.
+    fn store(ids: &RecentIds, engine: &Engine, events: &[Event]) -> Idempotency {
+        let client = vec![true; events.len()];
+        let outcome = ids.reserve(engine, events, &client).unwrap();
+        if let Idempotency::New(reserved) = &outcome {
+            let ack = engine
+                .log()
+                .append(events, &event::Provenance::cli())
+                .unwrap();
+            ids.settle(reserved, events, Some(ack.first_seq));
+        }
+        outcome
+    }
+
+    fn conflict(i: Idempotency) -> String {
+        match i {
+            Idempotency::Conflict(why) => why,
+            _ => panic!("expected a conflict"),
+        }
+    }
+
+    #[test]
+    fn a_retry_replays_and_other_content_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, ids) = (engine(dir.path()), RecentIds::default());
+        let batch = [ev("a", None, "x"), ev("b", None, "x")];
+        assert!(matches!(store(&ids, &engine, &batch), Idempotency::New(_)));
+        match store(&ids, &engine, &batch) {
+            Idempotency::Replay(seqs) => assert_eq!(seqs, [1, 2]),
+            _ => panic!("expected a replay"),
+        }
+        let why = conflict(store(&ids, &engine, &[ev("a", None, "y")]));
+        assert!(why.contains("different content"), "{why}");
+        let why = conflict(store(
+            &ids,
+            &engine,
+            &[ev("a", None, "x"), ev("c", None, "x")],
+        ));
+        assert!(why.contains("mixes events already stored"), "{why}");
+        assert_eq!(engine.log().last_seq(), 2, "nothing appended twice");
+    }
+
+    #[test]
+    fn an_id_in_flight_or_twice_in_a_request_conflicts_and_release_frees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, ids) = (engine(dir.path()), RecentIds::default());
+        let one = [ev("a", None, "x")];
+        let Idempotency::New(reserved) = ids.reserve(&engine, &one, &[true]).unwrap() else {
+            panic!("new");
+        };
+        let why = conflict(ids.reserve(&engine, &one, &[true]).unwrap());
+        assert!(why.contains("still being stored"), "{why}");
+        ids.settle(&reserved, &one, None);
+        assert!(matches!(
+            ids.reserve(&engine, &one, &[true]).unwrap(),
+            Idempotency::New(_)
+        ));
+        let twice = [ev("b", None, "x"), ev("b", None, "x")];
+        let why = conflict(ids.reserve(&engine, &twice, &[true, true]).unwrap());
+        assert!(why.contains("appears twice"), "{why}");
+        // Generated ids (client_id false) are never looked up.
+        assert!(matches!(
+            ids.reserve(&engine, &twice, &[false, false]).unwrap(),
+            Idempotency::New(_)
+        ));
+    }
+
+    #[test]
+    fn ids_are_per_tenant_and_read_back_before_the_index_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, ids) = (engine(dir.path()), RecentIds::default());
+        assert!(matches!(
+            store(&ids, &engine, &[ev("a", Some("t1"), "x")]),
+            Idempotency::New(_)
+        ));
+        assert!(matches!(
+            store(&ids, &engine, &[ev("a", Some("t2"), "y")]),
+            Idempotency::New(_)
+        ));
+        let t1 = ids
+            .find_by_id(&engine, "a", Some(&[Some("t1".into())]))
+            .unwrap();
+        assert_eq!(t1.len(), 1);
+        assert_eq!(t1[0].event.tenant.as_deref(), Some("t1"));
+        let all = ids.find_by_id(&engine, "a", None).unwrap();
+        let tenants: Vec<_> = all.iter().map(|e| e.event.tenant.clone()).collect();
+        assert_eq!(tenants, [Some("t1".into()), Some("t2".into())]);
+        assert!(ids.find_by_id(&engine, "nope", None).unwrap().is_empty());
+    }
+}

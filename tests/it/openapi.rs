@@ -1,4 +1,5 @@
-//! `docs/openapi.yaml` checked against the real `stele serve`.
+//! `docs/openapi.yaml` checked against the server run in-process
+//! (`support::inproc`: the same `serve` as `stele serve`).
 //!
 //! How it works:
 //!
@@ -28,7 +29,7 @@
 //! table (`stele::server::ROUTES`) so that a route added to the server
 //! without being added to the spec fails the build.
 
-use crate::support::daemon::Daemon;
+use crate::support::inproc::Server;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1693,7 +1694,7 @@ fn undocumented_methods(c: &mut Checker, world: &World, ops: &[Op]) {
     }
 }
 
-fn start(spec: &Spec) -> (tempfile::TempDir, Daemon, World) {
+fn start(spec: &Spec) -> (tempfile::TempDir, Server, World) {
     let tmp = tempfile::tempdir().unwrap();
     // A signing key, so checkpoints (GET /v1/checkpoint) and digests run.
     {
@@ -1707,7 +1708,7 @@ fn start(spec: &Spec) -> (tempfile::TempDir, Daemon, World) {
             .unwrap();
         writeln!(f, "{}", "2a".repeat(32)).unwrap();
     }
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     // The spec's own request example first, then fixtures, then generated
     // events (around now, so `hours` and `last_24h` see them).
     let example = spec
@@ -1821,7 +1822,7 @@ fn every_operation_answers_as_documented() {
 fn wrong_methods_name_the_allowed_ones() {
     let spec = Spec::load();
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start(tmp.path());
+    let d = Server::start(tmp.path());
     let mut c = Checker {
         spec: &spec,
         addr: d.addr.clone(),
@@ -1873,22 +1874,17 @@ fn wrong_methods_name_the_allowed_ones() {
 fn limits_answer_as_documented() {
     let spec = Spec::load();
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::start_with(
+    let d = Server::start_with_limits(
         tmp.path(),
-        &[
-            "--url-bytes-max",
-            "1024",
-            "--header-bytes-max",
-            "2048",
-            "--request-timeout-secs",
-            "1",
-            "--streams-max",
-            "1",
-            "--events-per-request-max",
-            "10",
-            "--body-bytes-max",
-            "100000",
-        ],
+        stele::config::Limits {
+            url_bytes_max: 1024,
+            header_bytes_max: 2048,
+            request_timeout_secs: 1,
+            streams_max: 1,
+            events_per_request_max: 10,
+            body_bytes_max: 100_000,
+            ..stele::config::Limits::DEFAULT
+        },
     );
     let ops = spec.operations();
     let op = |label: &str| {
@@ -2271,10 +2267,7 @@ fn access_control_answers_as_documented() {
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("stele.toml");
     std::fs::write(&conf, keys.config()).unwrap();
-    let d = Daemon::start_with(
-        &tmp.path().join("data"),
-        &["--config", conf.to_str().unwrap()],
-    );
+    let d = Server::start_with_file(&tmp.path().join("data"), &conf);
     let mut c = Checker {
         spec: &spec,
         addr: d.addr.clone(),

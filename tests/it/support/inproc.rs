@@ -29,6 +29,24 @@ impl Server {
         Server::start_with(cfg.serve_config(None))
     }
 
+    /// Serves `dir` with the defaults and these limits (as `stele serve`
+    /// with limit flags).
+    pub fn start_with_limits(dir: &Path, limits: stele::config::Limits) -> Server {
+        let mut cfg = Config::default();
+        cfg.data_dir = dir.to_path_buf();
+        cfg.limits = limits;
+        Server::start_with(cfg.serve_config(None))
+    }
+
+    /// Serves `dir` with the configuration file `conf` (as `stele serve
+    /// --config CONF --data-dir DIR`, no `STELE_*` variable).
+    pub fn start_with_file(dir: &Path, conf: &Path) -> Server {
+        let mut cfg = Config::load(Some(conf), |_| None).expect("a valid configuration");
+        cfg.data_dir = dir.to_path_buf();
+        cfg.validate().expect("a valid configuration");
+        Server::start_with(cfg.serve_config(None))
+    }
+
     /// Serves with `cfg` on an ephemeral loopback port.
     pub fn start_with(cfg: ServeConfig) -> Server {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

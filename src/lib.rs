@@ -13,9 +13,10 @@
 //! - [`config`]: the configuration file, `STELE_*` overrides and flags, validated.
 //! - [`server`]: `stele serve`, the HTTP/JSON API.
 //! - [`notify`]: systemd notifications (readiness, status, watchdog) for `stele serve`.
-//! - [`verify`]: offline verification of segment files.
+//! - [`verify`]: `stele verify`: segment files, the digest chain and checkpoints, offline.
 //! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
-//! - [`digest`]: signed daily digests (keys, the digester, their verification).
+//! - [`seal`]: checkpoints, signed daily digests ([`digest`] is `seal::digest`), scrubbing.
+//! - [`datadir`]: the data directory's paths, the durable-write helper, random bytes.
 //! - [`clock`]: the time seam.
 //! - [`fault`]: failpoints on the log's I/O paths (test builds only).
 //! - [`fuzzing`]: the properties the fuzz targets check (replayed by the tests).
@@ -26,7 +27,9 @@ pub mod auth;
 pub mod backup;
 pub mod clock;
 pub mod config;
-pub mod digest;
+pub mod datadir;
+/// Signed daily digests, a part of the seal (`seal::digest`), at their old path.
+pub use seal::digest;
 pub mod event;
 pub mod fault;
 pub mod fuzzing;

@@ -1759,7 +1759,7 @@ fn metrics(app: &App) -> Resp {
         "audit_access events that could not be recorded (see the log).",
         app.auditor.stats.failed.load(Relaxed).to_string(),
     );
-    if let Some(free) = disk_free_bytes(&app.data_dir) {
+    if let Some(free) = crate::datadir::free_bytes(&app.data_dir) {
         metric(
             "stele_disk_free_bytes",
             "gauge",
@@ -2358,7 +2358,7 @@ async fn ingest(app: Arc<App>, req: Request<Incoming>, caller: &Caller) -> Resp 
         Ok((_, Err(e))) => return query_problem(e),
         Err(e) => return internal(e.to_string()),
     };
-    if let Some(free) = disk_free_bytes(&app.data_dir) {
+    if let Some(free) = crate::datadir::free_bytes(&app.data_dir) {
         let reserve = app.limits().disk_reserve_bytes;
         let need = reserve.saturating_add(body.len() as u64 * 2);
         if free < need {
@@ -2478,18 +2478,6 @@ fn scope_events(scope: &Scope, events: &mut [Event]) -> Option<Resp> {
         }
     }
     None
-}
-
-/// Bytes available to unprivileged writers on `dir`'s filesystem.
-fn disk_free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// Applies SIGHUP reloads: limits and retention (TTLs, holds, interval).
@@ -2827,7 +2815,7 @@ async fn list_segments(app: Arc<App>, req: &Request<Incoming>) -> Resp {
                     None => {
                         let bytes = std::fs::read(&info.path)
                             .map_err(|e| format!("cannot read {}: {e}", info.path.display()))?;
-                        let h = crate::backup::sha256_hex(&bytes);
+                        let h = crate::datadir::sha256_hex(&bytes);
                         app.sealed_sha256
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())

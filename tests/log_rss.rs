@@ -9,13 +9,14 @@
 //! gave its pages back on drop only after reading a megabyte, and the pages
 //! the kernel maps around a fault (large folios) were never given back.
 
-mod common;
+#[path = "it/support/mod.rs"]
+mod support;
 
-use common::*;
 use std::sync::Arc;
 use stele::clock::ManualClock;
 use stele::log::Direction;
 use stele::testkit::EventGen;
+use support::*;
 
 /// File-backed resident memory of this process (KiB).
 fn rss_file_kib() -> u64 {

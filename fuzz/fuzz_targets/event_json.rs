@@ -1,5 +1,5 @@
 //! Event JSON validation and its encodings (see stele::fuzzing::event_json).
-//! The property lives in the library so `tests/fuzz_corpus.rs` replays this
+//! The property lives in the library so `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus on the stable toolchain.
 #![no_main]
 

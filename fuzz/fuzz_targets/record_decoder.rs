@@ -1,5 +1,5 @@
 //! The record frame decoder over arbitrary bytes (see stele::fuzzing::record_decoder).
-//! The property lives in the library so `tests/fuzz_corpus.rs` replays this
+//! The property lives in the library so `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus on the stable toolchain.
 #![no_main]
 

@@ -1,5 +1,5 @@
 //! The recovery scanner over a whole arbitrary segment file (see stele::fuzzing::segment_scan).
-//! The property lives in the library so `tests/fuzz_corpus.rs` replays this
+//! The property lives in the library so `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus on the stable toolchain.
 #![no_main]
 

@@ -1,5 +1,5 @@
 //! The full-text query parser, run against a small index (see stele::fuzzing::text_query).
-//! The property lives in the library so `tests/fuzz_corpus.rs` replays this
+//! The property lives in the library so `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus on the stable toolchain.
 #![no_main]
 

@@ -1,5 +1,5 @@
 //! `stele verify` over mutations of valid segment files (see stele::fuzzing::verify).
-//! The property lives in the library so `tests/fuzz_corpus.rs` replays this
+//! The property lives in the library so `tests/it/fuzz_corpus.rs` replays this
 //! target's corpus on the stable toolchain.
 #![no_main]
 

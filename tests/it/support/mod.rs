@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod forge;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,10 +2,8 @@
 //! (exit 0, 1, 2 and its messages) and `stele serve --config` /
 //! `STELE_CONFIG` actually applying the file, the environment and the flags.
 
-mod common;
-
-use common::daemon::{call_at, Daemon};
-use common::stele_clean_env;
+use crate::support::daemon::{call_at, Daemon};
+use crate::support::stele_clean_env;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;

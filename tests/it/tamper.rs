@@ -2,11 +2,9 @@
 //! byte offset and the seq; and the committed sample data directory that
 //! every future version must keep reading.
 
-mod common;
-#[path = "tamper/seal.rs"]
 mod seal;
 
-use common::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stele::clock::ManualClock;

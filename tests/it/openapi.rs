@@ -28,9 +28,7 @@
 //! `dispatch` and `route_name`) so that a route added to the server without
 //! being added to the spec fails the build.
 
-mod common;
-
-use common::daemon::Daemon;
+use crate::support::daemon::Daemon;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1426,6 +1424,33 @@ impl Checker<'_> {
     }
 }
 
+/// The problems of the read routes, one row a case: the spec's route, the
+/// request target, the status, the problem kind and the parameter it names.
+#[rustfmt::skip]
+const READ_PROBLEMS: &[(&str, &str, u16, &str, Option<&str>)] = &[
+    ("/v1/events", "/v1/events?limit=0", 400, "invalid-parameter", Some("limit")),
+    ("/v1/events", "/v1/events?limit=1001", 400, "invalid-parameter", Some("limit")),
+    ("/v1/events", "/v1/events?tenant=", 400, "invalid-parameter", Some("tenant")),
+    ("/v1/events", "/v1/events?tenant=a&tenant=b", 400, "invalid-parameter", Some("tenant")),
+    ("/v1/events", "/v1/events?severity=loud", 400, "invalid-parameter", Some("severity")),
+    ("/v1/events", "/v1/events?ip=999.1.1.1", 400, "invalid-parameter", Some("ip")),
+    ("/v1/events", "/v1/events?since=yesterday", 400, "invalid-parameter", Some("since")),
+    ("/v1/events", "/v1/events?hours=0", 400, "invalid-parameter", Some("hours")),
+    ("/v1/events", "/v1/events?hours=1&since=2026-01-01T00:00:00Z", 400, "invalid-parameter", Some("hours")),
+    ("/v1/events", "/v1/events?cursor=abc", 400, "invalid-cursor", Some("cursor")),
+    ("/v1/events", "/v1/events?q=nosuchfield%3Ax", 400, "invalid-query", Some("q")),
+    ("/v1/events", "/v1/events?severity=debug&min_severity=error", 400, "invalid-parameter", Some("severity")),
+    ("/v1/events", "/v1/events?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", 400, "invalid-parameter", Some("since")),
+    // The export checks its query before answering 200.
+    ("/v1/export", "/v1/export?q=nosuchfield%3Ax", 400, "invalid-query", Some("q")),
+    ("/v1/search", "/v1/search?tenant=acme", 400, "invalid-parameter", Some("q")),
+    ("/v1/stats", "/v1/stats?interval=week", 400, "invalid-parameter", Some("interval")),
+    ("/v1/export", "/v1/export?format=xml", 400, "invalid-parameter", Some("format")),
+    ("/v1/users/{id}/events", "/v1/users/u-42/events?limit=x", 400, "invalid-parameter", Some("limit")),
+    ("/v1/stream", "/v1/stream?from_seq=-1", 400, "invalid-parameter", Some("from_seq")),
+    ("/v1/events/{id}", "/v1/events/no-such-event", 404, "not-found", None),
+];
+
 /// Requests that must produce each documented error, checked against the
 /// operation's documentation.
 fn drive_errors(c: &mut Checker, ops: &[Op]) {
@@ -1436,167 +1461,29 @@ fn drive_errors(c: &mut Checker, ops: &[Op]) {
             .clone()
     };
     let ingest = find("POST", "/v1/events");
-    let list = find("GET", "/v1/events");
-    let get = find("GET", "/v1/events/{id}");
     let stream = find("GET", "/v1/stream");
 
     let json_post = |body: &str| {
         Req::new("POST", "/v1/events").body(Some("application/json"), body.as_bytes().to_vec())
     };
 
-    // 400s of the query routes.
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?limit=0"),
-        400,
-        "invalid-parameter",
-        Some("limit"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?limit=1001"),
-        400,
-        "invalid-parameter",
-        Some("limit"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?tenant="),
-        400,
-        "invalid-parameter",
-        Some("tenant"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?tenant=a&tenant=b"),
-        400,
-        "invalid-parameter",
-        Some("tenant"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?severity=loud"),
-        400,
-        "invalid-parameter",
-        Some("severity"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?ip=999.1.1.1"),
-        400,
-        "invalid-parameter",
-        Some("ip"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?since=yesterday"),
-        400,
-        "invalid-parameter",
-        Some("since"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?hours=0"),
-        400,
-        "invalid-parameter",
-        Some("hours"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?hours=1&since=2026-01-01T00:00:00Z"),
-        400,
-        "invalid-parameter",
-        Some("hours"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?cursor=abc"),
-        400,
-        "invalid-cursor",
-        Some("cursor"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?q=nosuchfield%3Ax"),
-        400,
-        "invalid-query",
-        Some("q"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new("GET", "/v1/events?severity=debug&min_severity=error"),
-        400,
-        "invalid-parameter",
-        Some("severity"),
-    );
-    c.expect_problem(
-        &list,
-        Req::new(
-            "GET",
-            "/v1/events?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
-        ),
-        400,
-        "invalid-parameter",
-        Some("since"),
-    );
-    // The export checks its query before answering 200.
-    c.expect_problem(
-        &find("GET", "/v1/export"),
-        Req::new("GET", "/v1/export?q=nosuchfield%3Ax"),
-        400,
-        "invalid-query",
-        Some("q"),
-    );
-    c.expect_problem(
-        &find("GET", "/v1/search"),
-        Req::new("GET", "/v1/search?tenant=acme"),
-        400,
-        "invalid-parameter",
-        Some("q"),
-    );
-    c.expect_problem(
-        &find("GET", "/v1/stats"),
-        Req::new("GET", "/v1/stats?interval=week"),
-        400,
-        "invalid-parameter",
-        Some("interval"),
-    );
-    c.expect_problem(
-        &find("GET", "/v1/export"),
-        Req::new("GET", "/v1/export?format=xml"),
-        400,
-        "invalid-parameter",
-        Some("format"),
-    );
-    c.expect_problem(
-        &find("GET", "/v1/users/{id}/events"),
-        Req::new("GET", "/v1/users/u-42/events?limit=x"),
-        400,
-        "invalid-parameter",
-        Some("limit"),
-    );
-    c.expect_problem(
-        &stream,
-        Req::new("GET", "/v1/stream?from_seq=-1"),
-        400,
-        "invalid-parameter",
-        Some("from_seq"),
-    );
+    // The problems of the read routes (400s of the queries, 404 of an id).
+    for &(route, target, status, kind, param) in READ_PROBLEMS {
+        c.expect_problem(
+            &find("GET", route),
+            Req::new("GET", target),
+            status,
+            kind,
+            param,
+        );
+    }
+    // A Last-Event-ID that is not a seq.
     c.expect_problem(
         &stream,
         Req::new("GET", "/v1/stream").header("Last-Event-ID", "abc"),
         400,
         "invalid-parameter",
         Some("Last-Event-ID"),
-    );
-
-    // 404: an unknown id.
-    c.expect_problem(
-        &get,
-        Req::new("GET", "/v1/events/no-such-event"),
-        404,
-        "not-found",
-        None,
     );
 
     // Ingest errors.
@@ -2825,9 +2712,9 @@ type RoutePattern = (Option<String>, Vec<Option<String>>);
 
 /// The body of `fn name` in `src` (up to the closing brace at column 0).
 fn fn_body<'s>(src: &'s str, signature: &str) -> &'s str {
-    let start = src
-        .find(signature)
-        .unwrap_or_else(|| panic!("src/server.rs has no `{signature}`; update tests/openapi.rs"));
+    let start = src.find(signature).unwrap_or_else(|| {
+        panic!("src/server.rs has no `{signature}`; update tests/it/openapi.rs")
+    });
     let rest = &src[start..];
     let end = rest.find("\n}\n").unwrap_or(rest.len());
     &rest[..end]
@@ -2922,7 +2809,7 @@ fn routes_in_server_rs_are_documented() {
             .collect();
     if served.len() < 10 {
         failures.push(format!(
-            "found only {} routes in `dispatch` of src/server.rs; the parser in tests/openapi.rs needs updating",
+            "found only {} routes in `dispatch` of src/server.rs; the parser in tests/it/openapi.rs needs updating",
             served.len()
         ));
     }
@@ -2947,7 +2834,7 @@ fn routes_in_server_rs_are_documented() {
     let named = route_patterns(fn_body(&src, "fn route_name("));
     if named.len() < 10 {
         failures.push(format!(
-            "found only {} arms in `route_name` of src/server.rs; the parser in tests/openapi.rs needs updating",
+            "found only {} arms in `route_name` of src/server.rs; the parser in tests/it/openapi.rs needs updating",
             named.len()
         ));
     }

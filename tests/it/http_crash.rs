@@ -5,15 +5,13 @@
 //! or 201 if it was not stored, never stored twice.
 //!
 //! The kill instants come from a seeded RNG: the seed is printed, and
-//! `STELE_CRASH_SEED=N cargo test --test http_crash` repeats a run.
+//! `STELE_CRASH_SEED=N cargo test --test it http_crash::` repeats a run.
 
-mod common;
-
-use common::daemon::Daemon;
-use common::*;
+use crate::support::daemon::Daemon;
+use crate::support::http::{exchange, Reply};
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -30,94 +28,8 @@ const KILL_WINDOW_MS: u64 = 1200;
 // Raw HTTP/1.1 over std::net, without panics: a dead daemon is an outcome.
 // ---------------------------------------------------------------------------
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// A response read off a connection: status, head, body.
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn io_err(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, what.to_string())
-}
-
-/// Writes one request and reads exactly one response (Content-Length or
-/// chunked); an `Err` when the connection breaks before it is complete.
-fn exchange(s: &mut TcpStream, request: &[u8]) -> std::io::Result<Reply> {
-    s.write_all(request)?;
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 64 * 1024];
-    loop {
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let status: u16 = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| io_err("a malformed status line"))?;
-            let rest = &buf[end + 4..];
-            if header(&head, "transfer-encoding").is_some_and(|v| v == "chunked") {
-                if let Some(body) = dechunk(rest) {
-                    return Ok(Reply { status, head, body });
-                }
-            } else {
-                let n: usize = header(&head, "content-length")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| io_err("a response without Content-Length"))?;
-                if rest.len() >= n {
-                    let body = rest[..n].to_vec();
-                    return Ok(Reply { status, head, body });
-                }
-            }
-        }
-        let k = s.read(&mut tmp)?;
-        if k == 0 {
-            return Err(io_err("the connection closed before a whole response"));
-        }
-        buf.extend_from_slice(&tmp[..k]);
-    }
-}
-
-/// The body of a complete chunked message; `None` while incomplete.
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = find(rest, b"\r\n")?;
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&rest[..eol]).ok()?.trim(), 16).ok()?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        if rest.len() < size + 2 {
-            return None;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-fn request_bytes(method: &str, path: &str, ctype: &str, body: &[u8], close: bool) -> Vec<u8> {
+/// A request with a body of `ctype`, kept alive unless `close`.
+fn request_with(method: &str, path: &str, ctype: &str, body: &[u8], close: bool) -> Vec<u8> {
     let mut r = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n",
         body.len(),
@@ -133,7 +45,7 @@ fn request_bytes(method: &str, path: &str, ctype: &str, body: &[u8], close: bool
 fn call(addr: &str, method: &str, path: &str, ctype: &str, body: &[u8]) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    exchange(&mut s, &request_bytes(method, path, ctype, body, true))
+    exchange(&mut s, &request_with(method, path, ctype, body, true))
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
@@ -166,7 +78,7 @@ enum Outcome {
 
 /// The ids and seqs of a 201 or a replay, checked against what was sent.
 fn acked_seqs(sent: &Sent, r: &Reply) -> Result<Vec<u64>, String> {
-    let v = r.json();
+    let v = r.json_or_null();
     let items = v["events"]
         .as_array()
         .ok_or_else(|| format!("no events list: {}", r.text()))?;
@@ -241,11 +153,11 @@ fn client(
                 }
             },
         };
-        let req = request_bytes("POST", "/v1/events", sent.ctype, &sent.body, false);
+        let req = request_with("POST", "/v1/events", sent.ctype, &sent.body, false);
         match exchange(&mut s, &req) {
             Ok(r) if r.status == 201 => match acked_seqs(&sent, &r) {
                 Ok(seqs) => {
-                    if header(&r.head, "connection")
+                    if r.header("connection")
                         .is_none_or(|v| !v.eq_ignore_ascii_case("close"))
                     {
                         conn = Some(s);
@@ -279,7 +191,7 @@ fn client(
 fn ready_state(addr: &str) -> Value {
     let r = get(addr, "/readyz");
     assert!(matches!(r.status, 200 | 503), "/readyz: {}", r.text());
-    r.json()["state"].clone()
+    r.json_or_null()["state"].clone()
 }
 
 /// Polls `/readyz` until queries see the whole log; returns its last seq.
@@ -322,7 +234,7 @@ fn page_all(addr: &str) -> Vec<(u64, String)> {
     loop {
         let r = get(addr, &path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
-        let v = r.json();
+        let v = r.json_or_null();
         for e in v["events"].as_array().unwrap() {
             out.push((
                 e["seq"].as_u64().unwrap(),
@@ -419,7 +331,7 @@ fn kill(mut d: Daemon) {
 /// names the same ids.
 fn retry(addr: &str, sent: &Sent) -> Result<(Vec<u64>, bool), String> {
     let r = call(addr, "POST", "/v1/events", sent.ctype, &sent.body);
-    let replayed = r.json()["replayed"] == json!(true);
+    let replayed = r.json_or_null()["replayed"] == json!(true);
     match (r.status, replayed, acked_seqs(sent, &r)) {
         (201, false, Ok(seqs)) => Ok((seqs, false)),
         (200, true, Ok(seqs)) => Ok((seqs, true)),
@@ -602,7 +514,7 @@ fn acknowledged_http_events_survive_sigkill_exactly_once() {
         }
         for (id, seq) in &probe {
             let r = get(&d.addr, &format!("/v1/events/{id}"));
-            let v = r.json();
+            let v = r.json_or_null();
             if r.status == 200 && v["id"] == json!(id) {
                 if v["seq"] != json!(seq) {
                     found.push(format!(
@@ -748,7 +660,7 @@ fn a_retry_right_after_a_restart_is_a_replay() {
     let answer = retry(&d.addr, &sent);
     let state = ready_state(&d.addr);
     let mut wrong = Vec::new();
-    if (lookup.status, lookup.json()["seq"].as_u64()) != (200, Some(BATCHES * 1000)) {
+    if (lookup.status, lookup.json_or_null()["seq"].as_u64()) != (200, Some(BATCHES * 1000)) {
         wrong.push(format!(
             "GET /v1/events/{last_id} (acknowledged at seq {}) answered {} {}",
             BATCHES * 1000,

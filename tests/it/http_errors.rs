@@ -3,13 +3,10 @@
 //! problem's `type`, `title`, `status`, `detail` and its extra member; the
 //! idempotent-retry contract; and a 100,000-event export.
 
-mod common;
-
-use common::daemon::Daemon;
+use crate::support::daemon::Daemon;
+use crate::support::http::{send, Body, Reply};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const PROBLEMS: &str = "https://stele.dev/problems/";
@@ -17,147 +14,8 @@ const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 const EVENTS_MAX: usize = 10_000;
 
 // ---------------------------------------------------------------------------
-// A small raw HTTP/1.1 client (one request per connection).
+// Requests (through the shared raw client, support::http)
 // ---------------------------------------------------------------------------
-
-/// How a request body is sent.
-enum Body<'a> {
-    None,
-    /// With `Content-Length`.
-    Sized(&'a [u8]),
-    /// With `Transfer-Encoding: chunked`, in chunks of 64 KiB.
-    Chunked(&'a [u8]),
-}
-
-/// A whole response.
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-    /// Data chunks received, when the body was chunked.
-    chunks: usize,
-}
-
-impl Reply {
-    /// The first header called `name` (case-insensitive).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not a JSON body ({e}): {}\n{}",
-                self.head,
-                self.text().chars().take(2000).collect::<String>()
-            )
-        })
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Parses a complete response; `None` if `raw` is cut short.
-fn parse_reply(raw: &[u8]) -> Option<Reply> {
-    let end = find(raw, b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    let mut reply = Reply {
-        status,
-        head,
-        body: Vec::new(),
-        chunks: 0,
-    };
-    let rest = &raw[end + 4..];
-    let chunked = reply
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        let mut at = 0;
-        loop {
-            let eol = at + find(&rest[at..], b"\r\n")?;
-            let size_text = std::str::from_utf8(&rest[at..eol]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            at = eol + 2;
-            if size == 0 {
-                return Some(reply);
-            }
-            if rest.len() < at + size + 2 {
-                return None;
-            }
-            reply.body.extend_from_slice(&rest[at..at + size]);
-            reply.chunks += 1;
-            at += size + 2;
-        }
-    }
-    match reply.header("content-length") {
-        Some(n) => {
-            let n: usize = n.parse().ok()?;
-            if rest.len() < n {
-                return None;
-            }
-            reply.body = rest[..n].to_vec();
-        }
-        None => reply.body = rest.to_vec(),
-    }
-    Some(reply)
-}
-
-/// One request on a fresh connection. The body is written from another
-/// thread, so a server that answers before reading it all (413) is heard.
-fn send(addr: &str, method: &str, target: &str, headers: &[(&str, &str)], body: Body) -> Reply {
-    let mut s = TcpStream::connect(addr).expect("connect to the daemon");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    match body {
-        Body::None => {}
-        Body::Sized(b) => head.push_str(&format!("Content-Length: {}\r\n", b.len())),
-        Body::Chunked(_) => head.push_str("Transfer-Encoding: chunked\r\n"),
-    }
-    head.push_str("\r\n");
-    let mut w = s.try_clone().unwrap();
-    let mut raw = Vec::new();
-    let read = std::thread::scope(|scope| {
-        scope.spawn(move || -> std::io::Result<()> {
-            w.write_all(head.as_bytes())?;
-            match body {
-                Body::None => {}
-                Body::Sized(b) => w.write_all(b)?,
-                Body::Chunked(b) => {
-                    for c in b.chunks(64 * 1024) {
-                        w.write_all(format!("{:x}\r\n", c.len()).as_bytes())?;
-                        w.write_all(c)?;
-                        w.write_all(b"\r\n")?;
-                    }
-                    w.write_all(b"0\r\n\r\n")?;
-                }
-            }
-            w.flush()
-        });
-        // A reset after the whole answer arrived still counts as an answer.
-        s.read_to_end(&mut raw)
-    });
-    match parse_reply(&raw) {
-        Some(r) => r,
-        None => panic!(
-            "{method} {target}: no complete response ({read:?}); got {} bytes: {}",
-            raw.len(),
-            String::from_utf8_lossy(&raw[..raw.len().min(500)])
-        ),
-    }
-}
 
 fn get(d: &Daemon, target: &str) -> Reply {
     send(&d.addr, "GET", target, &[], Body::None)

@@ -13,9 +13,8 @@
 //! The memory bounds are for this debug build, measured on the 2-core
 //! development VM (see each constant).
 
-mod common;
-
-use common::daemon::Daemon;
+use crate::support::daemon::Daemon;
+use crate::support::http::{parse_reply, read_until_closed, request_bytes, Reply};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddrV4, TcpStream};
@@ -27,50 +26,6 @@ const PROBLEMS: &str = "https://stele.dev/problems/";
 // ---------------------------------------------------------------------------
 // Raw HTTP/1.1
 // ---------------------------------------------------------------------------
-
-/// A whole response.
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.split("\r\n").skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Parses a response with a `Content-Length` body (every answer of this file
-/// but the streams); `None` if `raw` is not a complete one.
-fn parse_reply(raw: &[u8]) -> Option<Reply> {
-    let end = find(raw, b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let mut reply = Reply {
-        status,
-        head,
-        body: Vec::new(),
-    };
-    let n: usize = reply.header("content-length")?.parse().ok()?;
-    let rest = &raw[end + 4..];
-    if rest.len() < n {
-        return None;
-    }
-    reply.body = rest[..n].to_vec();
-    Some(reply)
-}
 
 /// What a raw exchange got: the bytes read, and whether the server closed
 /// (or reset) the connection before `within` ran out.
@@ -108,44 +63,6 @@ fn exchange(addr: &str, bytes: &[u8], half_close: bool, within: Duration) -> Exc
         closed,
         took: started.elapsed(),
     }
-}
-
-/// Reads until EOF or a reset (true) or until `deadline` (false).
-fn read_until_closed(s: &mut TcpStream, raw: &mut Vec<u8>, deadline: Instant) -> bool {
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        s.set_read_timeout(Some(left.min(Duration::from_millis(200))))
-            .unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true, // reset: closed too
-        }
-    }
-}
-
-/// A complete request with `Connection: close`.
-fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "POST" {
-        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    out.push_str("\r\n");
-    let mut out = out.into_bytes();
-    out.extend_from_slice(body);
-    out
 }
 
 /// Asserts a problem+json answer and returns its body.
@@ -596,7 +513,7 @@ fn slow_header_clients_are_cut_after_header_read_timeout_while_others_are_served
 /// Header lines as Stele counts them (name + value + 4 per line), for a
 /// request made by [`request`] plus `extra`.
 fn counted_header_bytes(extra: &[(&str, String)]) -> usize {
-    let base = ("host".len() + 1 + 4) + ("connection".len() + "close".len() + 4);
+    let base = ("host".len() + "test".len() + 4) + ("connection".len() + "close".len() + 4);
     base + extra
         .iter()
         .map(|(k, v)| k.len() + v.len() + 4)
@@ -607,7 +524,7 @@ fn get_with(addr: &str, target: &str, headers: &[(&str, String)]) -> Exchange {
     let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     exchange(
         addr,
-        &request("GET", target, &h, b""),
+        &request_bytes("GET", target, &h, b""),
         false,
         Duration::from_secs(10),
     )
@@ -657,7 +574,7 @@ fn oversized_urls_get_414_and_oversized_heads_431_one_line_or_many() {
     let body = json!({"action": "a", "actor": "b"}).to_string();
     let x = exchange(
         &addr,
-        &request(
+        &request_bytes(
             "POST",
             &format!("/v1/events?{}", "q".repeat(9000)),
             &[("Content-Type", "application/json")],
@@ -710,7 +627,7 @@ fn oversized_urls_get_414_and_oversized_heads_431_one_line_or_many() {
     // The same on an ingest: nothing stored.
     let x = exchange(
         &addr,
-        &request(
+        &request_bytes(
             "POST",
             "/v1/events",
             &[
@@ -1022,7 +939,7 @@ Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
         let mut s = TcpStream::connect(&d.addr).unwrap();
         let _ = s.write_all(bytes);
     }
-    // (A stalled chunked body is cut by request_timeout_secs: tests/http.rs.)
+    // (A stalled chunked body is cut by request_timeout_secs: tests/it/http.rs.)
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(log_last_seq(&d), before, "a malformed body stored events");
     let (st, _, v) = d.get("/v1/events/chunked-1");

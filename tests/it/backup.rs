@@ -3,10 +3,8 @@
 //! the data directory, copy the backup in, start Stele and get the same
 //! answers.
 
-mod common;
-
-use common::daemon::{call_at, Daemon};
-use common::*;
+use crate::support::daemon::{call_at, Daemon};
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;

@@ -3,9 +3,7 @@
 //! log, both indexes and the answers, what remains verifies, and a cursor
 //! into dropped data is a clear `Gone`.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -259,7 +257,7 @@ fn stele_retention_dry_run_explains_and_the_real_run_drops_offline() {
 /// HTTP, retention on its timer, and 410 for positions into dropped data.
 #[test]
 fn the_daemon_applies_retention_on_its_timer_honours_holds_and_answers_410() {
-    use common::daemon::Daemon;
+    use crate::support::daemon::Daemon;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,9 +1,7 @@
 //! The segment log through its library API: rotation, reading, recovery of
 //! torn tails, refusal of damage, and a model test against a `Vec`.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use proptest::prelude::*;
 use std::sync::Arc;
 use stele::clock::ManualClock;

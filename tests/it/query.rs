@@ -2,9 +2,7 @@
 //! random filters, both orders, cursor walks; then the same answers after
 //! deleting the indexes, and after killing a reindex half-way.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};

@@ -1,10 +1,9 @@
 //! `stele serve` as users meet it: the real binary on 127.0.0.1:0 with a
 //! temporary data directory, spoken to over HTTP.
 
-mod common;
-
-use common::daemon::Daemon;
-use common::*;
+use crate::support::daemon::Daemon;
+use crate::support::http;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -402,32 +401,11 @@ fn the_live_stream_resumes_with_no_gap_and_no_duplicate() {
 
 /// Reads a raw HTTP response head (and whatever body arrived) from `s`
 /// until the server closes the connection or `within` passes.
+/// Reads until the server closes (or `within` runs out): the text, closed.
 fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, bool) {
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + within;
     let mut raw = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => return (String::from_utf8_lossy(&raw).into_owned(), true),
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => return (String::from_utf8_lossy(&raw).into_owned(), true),
-        }
-        if Instant::now() > deadline {
-            return (String::from_utf8_lossy(&raw).into_owned(), false);
-        }
-    }
-}
-
-fn problem_type(v: &Value) -> &str {
-    v["type"]
-        .as_str()
-        .unwrap_or("")
-        .trim_start_matches("https://stele.dev/problems/")
+    let closed = http::read_until_closed(s, &mut raw, Instant::now() + within);
+    (String::from_utf8_lossy(&raw).into_owned(), closed)
 }
 
 #[test]
@@ -491,7 +469,7 @@ fn sigterm_finishes_in_flight_requests_ends_streams_and_exits_zero() {
     let (st, _, ev) = d.get("/v1/events/in-flight-1");
     assert_eq!(st, 200, "{ev}");
     assert_eq!(ev["seq"], 501);
-    assert_eq!(common::verify(&[tmp.path()]).0, 0);
+    assert_eq!(crate::support::verify(&[tmp.path()]).0, 0);
 }
 
 #[test]
@@ -519,7 +497,7 @@ fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
     // A request target over url_bytes_max: 414.
     let (st, ct, p) = d.get(&format!("/v1/events?tenant={}", "x".repeat(1100)));
     assert_eq!((st, ct.as_str()), (414, "application/problem+json"), "{p}");
-    assert_eq!(problem_type(&p), "uri-too-long");
+    assert_eq!(http::problem_kind(&p), "uri-too-long");
     assert_eq!(p["limit"], 1024);
     // Headers over header_bytes_max: 431 with a problem body.
     let mut s = TcpStream::connect(&d.addr).unwrap();
@@ -570,7 +548,7 @@ fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
         .collect();
     let (st, _, p) = d.post(&Value::Array(many));
     assert_eq!(st, 400, "{p}");
-    assert_eq!(problem_type(&p), "invalid-batch-size");
+    assert_eq!(http::problem_kind(&p), "invalid-batch-size");
     assert_eq!(p["limit"], 10);
     let big = json!({"action": "a", "actor": "b", "description": "d".repeat(100_001)});
     let (st, _, p) = d.post(&big);
@@ -585,7 +563,7 @@ fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
     assert!(first.read(&mut buf).unwrap() > 0);
     let (st, _, p) = d.get("/v1/stream");
     assert_eq!(st, 503, "{p}");
-    assert_eq!(problem_type(&p), "too-many-streams");
+    assert_eq!(http::problem_kind(&p), "too-many-streams");
     let (_, metrics) = d.get_raw("/metrics");
     assert!(metrics.contains("\nstele_streams_open 1\n"), "{metrics}");
     drop(first);
@@ -777,7 +755,7 @@ fn below_the_disk_reserve_ingest_is_507_reads_work_and_it_resumes() {
     let d = Daemon::start_with(&data, &["--disk-reserve-bytes", &reserve.to_string()]);
     let (st, ct, p) = d.post(&json!({"id": "while-full", "action": "a", "actor": "b"}));
     assert_eq!((st, ct.as_str()), (507, "application/problem+json"), "{p}");
-    assert_eq!(problem_type(&p), "disk-full");
+    assert_eq!(http::problem_kind(&p), "disk-full");
     assert_eq!(p["reserve"], reserve);
     assert!(
         p["detail"].as_str().unwrap().contains("nothing was stored"),

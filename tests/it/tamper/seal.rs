@@ -10,9 +10,9 @@
 //! "today", so it also seals and signs 2026-11-24: a restart across
 //! midnight.
 
-use super::common::daemon::Daemon;
-use super::common::forge::*;
-use super::common::*;
+use crate::support::daemon::Daemon;
+use crate::support::forge::*;
+use crate::support::*;
 use serde_json::Value;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};

@@ -1,12 +1,13 @@
 //! `stele serve` run as a child process, and a small HTTP/1.1 client for it.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::http::{parse_reply, read_response, request_bytes, send, Body};
 use super::stele;
 
 pub struct Daemon {
@@ -103,7 +104,8 @@ impl Daemon {
     }
 }
 
-/// One HTTP/1.1 request to `addr` (for threads that have no `Daemon`).
+/// One HTTP/1.1 request to `addr` (for threads that have no `Daemon`);
+/// returns (status, content type, JSON body or `Null`).
 pub fn call_at(
     addr: &str,
     method: &str,
@@ -111,68 +113,19 @@ pub fn call_at(
     ctype: &str,
     body: &[u8],
 ) -> (u16, String, Value) {
-    {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        s.write_all(body).unwrap();
-        let mut raw = Vec::new();
-        read_all(&mut s, &mut raw);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let ctype = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-type: ")
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        (
-            status,
-            ctype,
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
-    }
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = request_bytes(method, path, &[("Content-Type", ctype)], body);
+    s.write_all(&req).unwrap();
+    let r = parse_reply(&read_response(&mut s)).expect("an HTTP response");
+    let ctype = r.header("content-type").unwrap_or_default().to_string();
+    (r.status, ctype, r.json_or_null())
 }
 
 impl Daemon {
-    /// GET returning the raw headers and the (de-chunked) body text.
+    /// GET returning the raw head and the (de-chunked) body text.
     pub fn get_raw(&self, path: &str) -> (String, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        read_all(&mut s, &mut raw);
-        let text = String::from_utf8(raw).unwrap();
-        let (head, mut body) = text.split_once("\r\n\r\n").unwrap();
-        if !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            return (head.to_string(), body.to_string());
-        }
-        let mut out = String::new();
-        loop {
-            let (size, rest) = body.split_once("\r\n").unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&rest[..n]);
-            body = &rest[n + 2..];
-        }
-        (head.to_string(), out)
+        let r = send(&self.addr, "GET", path, &[], Body::None);
+        (r.head.clone(), String::from_utf8(r.body).unwrap())
     }
 
     pub fn get(&self, path: &str) -> (u16, String, Value) {
@@ -194,36 +147,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Reads until the server closes the connection; panics after 60 s in all
-/// (a per-read timeout alone never fires on a stream that sends heartbeats).
-fn read_all(s: &mut TcpStream, raw: &mut Vec<u8>) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("reading the response: {e}"),
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no complete response within 60 s (a stream answered where a reply was expected?)"
-        );
-    }
-}
-
-/// Reads a whole response until the server closes the connection (the same
-/// deadline as [`call_at`]); for callers that write their own request.
-pub fn read_response(s: &mut TcpStream) -> Vec<u8> {
-    let mut raw = Vec::new();
-    read_all(s, &mut raw);
-    raw
 }
 
 impl Daemon {

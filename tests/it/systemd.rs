@@ -6,9 +6,9 @@
 //!
 //! systemd's tools are required, not optional: `.ci/run` installs them.
 
+use crate::support::http::{send, Body};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -202,18 +202,8 @@ fn sysusers_file_makes_the_stele_user() {
 
 /// One HTTP/1.1 GET; (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    let r = send(addr, "GET", path, &[], Body::None);
+    (r.status, r.text())
 }
 
 /// Appends `n` events with ids `sd-1` … `sd-n` offline (no indexes yet).

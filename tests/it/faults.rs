@@ -5,10 +5,8 @@
 //! the daemon answered while the fault lasted and what survived it: every
 //! acknowledged event, once, at its seq, and a log `stele verify` accepts.
 
-mod common;
-
-use common::daemon::Daemon;
-use common::*;
+use crate::support::daemon::Daemon;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,9 +3,7 @@
 //! after each, every acknowledged event must be present exactly once, at the
 //! seq it was acknowledged with, and the directory must verify.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;

@@ -2,9 +2,7 @@
 //! `stele keygen --signing`; and `stele verify --public-key` catching every
 //! way of removing, truncating, rewriting or forging a day.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stele::clock::{Clock, ManualClock};

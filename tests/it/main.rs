@@ -1,0 +1,30 @@
+//! The integration tests: one test binary, a module per area.
+//!
+//! One binary instead of one per file: every test binary statically links the
+//! whole `stele` library (tantivy, sled, hyper, rustls, ...), and cargo runs
+//! test binaries one after another. Filter with `cargo test --test it <module>::`.
+//!
+//! `support` is the shared part: the `stele` binary launcher and daemon
+//! handle (`support::daemon`), the raw HTTP/1.1 client, and the attacker's
+//! toolkit of the tamper tests (`support::forge`). The one test that measures
+//! its own process (`tests/log_rss.rs`) is a binary of its own.
+
+mod support;
+
+mod abuse;
+mod auth;
+mod backup;
+mod config;
+mod crash;
+mod digest;
+mod faults;
+mod fuzz_corpus;
+mod http;
+mod http_crash;
+mod http_errors;
+mod log;
+mod openapi;
+mod query;
+mod retention;
+mod systemd;
+mod tamper;

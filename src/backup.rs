@@ -288,3 +288,32 @@ pub fn describe(info: &crate::log::SegmentInfo, sha256: Option<String>) -> serde
         "sha256": sha256,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one `.tmp` rule: the log's lister refuses a `.tmp` in
+    /// `segments/` (the log never makes one there), and a backup clears its
+    /// own leftovers from DEST before listing it.
+    #[test]
+    fn a_tmp_file_is_refused_in_segments_but_a_backups_own_leftovers_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = dir.path().join("segments");
+        std::fs::create_dir(&segments).unwrap();
+        std::fs::write(segments.join("2026-11-23.0.seg"), b"x").unwrap();
+        let leftover = segments.join("2026-11-23.1.seg.tmp");
+        std::fs::write(&leftover, b"half a copy").unwrap();
+        let err = segment_files(&segments).unwrap_err();
+        assert!(
+            matches!(&err, BackupError::Refused { path, .. } if *path == leftover),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not a segment file"), "{err}");
+        remove_stale_tmp(&segments).unwrap();
+        assert!(!leftover.exists());
+        let listed = segment_files(&segments).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0.file_name(), "2026-11-23.0.seg");
+    }
+}

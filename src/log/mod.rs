@@ -350,20 +350,25 @@ impl Log {
         let seg_dir = dir.segments();
         std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io("create", &seg_dir, e))?;
         let lock = dir.lock()?;
-        let rec = recovery::recover(data_dir, &seg_dir, cfg.recovery, cfg.acked_through)?;
+        let mut rec = recovery::recover(data_dir, &seg_dir, cfg.recovery, cfg.acked_through)?;
         let last_received_at = last_received_at(&rec.views)?;
-        let (durable_tx, _) = watch::channel(rec.next_seq - 1);
+        let opened_head = ChainHead {
+            seq: rec.next_seq - 1,
+            hash: rec.last_hash,
+        };
+        // Readers get the views and the log keeps the report; the writer
+        // takes the rest of what recovery found.
+        let views = std::mem::take(&mut rec.views);
+        let report = std::mem::take(&mut rec.report);
+        let (durable_tx, _) = watch::channel(opened_head.seq);
         let shared = Arc::new(Shared {
-            segments: RwLock::new(rec.views),
-            durable: AtomicU64::new(rec.next_seq - 1),
+            segments: RwLock::new(views),
+            durable: AtomicU64::new(opened_head.seq),
             durable_tx,
             durable_cv: (Mutex::new(()), std::sync::Condvar::new()),
             poisoned: Mutex::new(None),
             metrics: LogMetrics::default(),
-            head: Mutex::new(ChainHead {
-                seq: rec.next_seq - 1,
-                hash: rec.last_hash,
-            }),
+            head: Mutex::new(opened_head),
             witnessed: Mutex::new(Vec::new()),
         });
         let writer = Writer::new(
@@ -371,10 +376,7 @@ impl Log {
             cfg.clone(),
             clock,
             seg_dir,
-            rec.active,
-            rec.newest,
-            rec.next_seq,
-            rec.last_hash,
+            rec,
             last_received_at,
             prealloc::Prealloc::start()
                 .map_err(|e| Error::io("start the zero-filling thread for", data_dir, e))?,
@@ -387,9 +389,9 @@ impl Log {
         tracing::info!(
             "Opened the log in {}: {} segments, {} events, next seq {}.",
             data_dir.display(),
-            rec.report.segments,
-            rec.report.events,
-            rec.next_seq
+            report.segments,
+            report.events,
+            opened_head.seq + 1
         );
         Ok(Log {
             shared,
@@ -397,11 +399,8 @@ impl Log {
             thread: Some(thread),
             cfg,
             data_dir: data_dir.to_path_buf(),
-            report: rec.report,
-            opened_head: ChainHead {
-                seq: rec.next_seq - 1,
-                hash: rec.last_hash,
-            },
+            report,
+            opened_head,
             _lock: lock,
         })
     }

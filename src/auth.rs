@@ -245,9 +245,7 @@ pub fn hash_line(token: &str) -> String {
 /// A new random token (32 bytes from the OS).
 pub fn generate_token() -> std::io::Result<String> {
     use base64::Engine as _;
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let bytes = crate::datadir::random_bytes::<32>().map_err(|e| e.source)?;
     Ok(format!(
         "{TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -12,12 +12,10 @@
 //! Restoring is copying DEST into an empty data directory: Stele rebuilds
 //! its indexes at start.
 
-use crate::log::format::{Header, SegmentId, HEADER_BYTES};
-use crate::log::segment::{scan, Depth};
+use crate::datadir::{write_durably, DataDir};
+use crate::log::format::{SegmentId, HEADER_BYTES};
+use crate::log::segment::{Depth, SegmentFile};
 use crate::log::TORN_WINDOW_BYTES;
-use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// What a backup did with one segment.
@@ -85,36 +83,52 @@ pub enum BackupError {
     },
 }
 
+impl From<crate::datadir::IoError> for BackupError {
+    fn from(e: crate::datadir::IoError) -> BackupError {
+        BackupError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
     let path = path.to_path_buf();
     move |source| BackupError::Io { op, path, source }
 }
 
-/// SHA-256 of `bytes`, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// SHA-256 of `bytes`, lower-case hex (kept here for the callers of its
+/// old path).
+pub use crate::datadir::sha256_hex;
+
+/// The segment files of `segments_dir`, oldest first, through the log's one
+/// lister ([`crate::log::list_segments`]): anything else there, a `.tmp`
+/// file included, is refused, as the log refuses to open with it.
+fn segment_files(segments_dir: &Path) -> Result<Vec<(SegmentId, PathBuf)>, BackupError> {
+    crate::log::list_segments(segments_dir).map_err(|e| match e {
+        crate::log::Error::ForeignFile { path, why } => BackupError::Refused {
+            path,
+            what: format!("not a segment file ({why}): move it out of segments/ first"),
+        },
+        e => BackupError::Refused {
+            path: segments_dir.to_path_buf(),
+            what: e.to_string(),
+        },
+    })
 }
 
-/// The segment files of `segments_dir`, oldest first; anything else there is
-/// an error (the log refuses to open with it too).
-pub fn segment_files(segments_dir: &Path) -> Result<Vec<(SegmentId, PathBuf)>, BackupError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(segments_dir).map_err(io("list", segments_dir))? {
-        let entry = entry.map_err(io("list", segments_dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        match SegmentId::parse_file_name(&name) {
-            Some(id) => out.push((id, entry.path())),
-            None if name.ends_with(".tmp") => {} // a writer's or a backup's temporary file
-            None => {
-                return Err(BackupError::Refused {
-                    path: entry.path(),
-                    what: "not a segment file: move it out of segments/ first".into(),
-                })
-            }
+/// Removes the temporary files an interrupted backup left in
+/// `DEST/segments/` ([`crate::datadir::write_durably`]'s, never a finished
+/// copy), so that the destination lists only segments.
+fn remove_stale_tmp(dst_segments: &Path) -> Result<(), BackupError> {
+    for e in std::fs::read_dir(dst_segments).map_err(io("list", dst_segments))? {
+        let path = e.map_err(io("list", dst_segments))?.path();
+        if path.to_string_lossy().ends_with(crate::datadir::TMP_SUFFIX) {
+            std::fs::remove_file(&path).map_err(io("remove", &path))?;
         }
     }
-    out.sort();
-    Ok(out)
+    Ok(())
 }
 
 /// Copies the log of `data_dir` into `dest` (created if needed): the signed
@@ -122,8 +136,9 @@ pub fn segment_files(segments_dir: &Path) -> Result<Vec<(SegmentId, PathBuf)>, B
 /// of the active one, and `cursor.key` (so cursors handed out before stay
 /// valid after a restore).
 pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
-    let src_segments = data_dir.join("segments");
-    let dst_segments = dest.join("segments");
+    let (src, dst) = (DataDir::new(data_dir), DataDir::new(dest));
+    let src_segments = src.segments();
+    let dst_segments = dst.segments();
     if same_dir(data_dir, dest) {
         return Err(BackupError::Refused {
             path: dest.to_path_buf(),
@@ -131,39 +146,33 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
         });
     }
     std::fs::create_dir_all(&dst_segments).map_err(io("create", &dst_segments))?;
+    remove_stale_tmp(&dst_segments)?;
     // Digests first: one written while we copy segments then names only
     // segments that are already sealed and in the listing below. The newest
     // checkpoint too, for the same reason: it covers only records durable
     // before we copy them, so a restore verifies against it.
     copy_digests(data_dir, dest)?;
-    let checkpoint = data_dir.join(crate::seal::checkpoint::CHECKPOINT_FILE);
-    if let Ok(bytes) = std::fs::read(&checkpoint) {
-        write_atomically(
-            &dest.join(crate::seal::checkpoint::CHECKPOINT_FILE),
-            &bytes,
-            false,
-        )?;
+    if let Ok(bytes) = std::fs::read(src.checkpoint()) {
+        write_durably(&dst.checkpoint(), &bytes, 0o644)?;
     }
     let files = segment_files(&src_segments)?;
     let mut report = Report::default();
     for (i, (id, path)) in files.iter().enumerate() {
         let last = i + 1 == files.len();
-        // Read once: what we copy is exactly what we checked.
-        let bytes = std::fs::read(path).map_err(io("read", path))?;
-        let header = Header::decode(&bytes).map_err(|e| BackupError::Refused {
-            path: path.clone(),
-            what: format!("bad header ({e}); run `stele verify`"),
-        })?;
-        let s = scan(
-            &bytes,
-            &header,
-            Depth::Frames,
-            if last { TORN_WINDOW_BYTES } else { 0 },
-        );
+        // Read once, not mapped: what we copy is exactly what we checked.
+        let file = SegmentFile::read(path).map_err(io("read", path))?;
+        let window = if last { TORN_WINDOW_BYTES } else { 0 };
+        let (_, s) = file
+            .scan(Depth::Frames, window)
+            .map_err(|e| BackupError::Refused {
+                path: path.clone(),
+                what: format!("bad header ({e}); run `stele verify`"),
+            })?;
+        let bytes = file.bytes();
         let name = id.file_name();
         let target = dst_segments.join(&name);
         let (keep, copied) = if s.footer.is_some() {
-            (&bytes[..], Copied::Sealed)
+            (bytes, Copied::Sealed)
         } else if last {
             let end = (s.records_end as usize).max(HEADER_BYTES);
             (&bytes[..end], Copied::ActivePrefix { count: s.count })
@@ -196,7 +205,13 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
         let copied = if unchanged {
             Copied::Unchanged
         } else {
-            write_atomically(&target, keep, copied == Copied::Sealed)?;
+            // Sealed copies are read-only like the originals.
+            let mode = if copied == Copied::Sealed {
+                0o444
+            } else {
+                0o644
+            };
+            write_durably(&target, keep, mode)?;
             copied
         };
         report.entries.push(Entry {
@@ -221,37 +236,25 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
             }
         }
     }
-    crate::log::fsync_dir(&dst_segments).map_err(|e| BackupError::Refused {
-        path: dst_segments.clone(),
-        what: e.to_string(),
-    })?;
-    let key = data_dir.join("cursor.key");
-    if let Ok(k) = std::fs::read(&key) {
-        let target = dest.join("cursor.key");
-        write_atomically(&target, &k, false)?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
-            .map_err(io("chmod", &target))?;
+    if let Ok(k) = std::fs::read(src.cursor_key()) {
+        write_durably(&dst.cursor_key(), &k, 0o600)?;
     }
-    crate::log::fsync_dir(dest).map_err(|e| BackupError::Refused {
-        path: dest.to_path_buf(),
-        what: e.to_string(),
-    })?;
     Ok(report)
 }
 
 /// Copies `DATA_DIR/digests/` (signed daily digests, small, never changed
 /// once written) into `DEST/digests/`, skipping files already there.
 fn copy_digests(data_dir: &Path, dest: &Path) -> Result<(), BackupError> {
-    let src = data_dir.join(crate::digest::DIGESTS_DIR);
+    let src = DataDir::new(data_dir).digests();
     let Ok(entries) = std::fs::read_dir(&src) else {
         return Ok(()); // digests are off for this log
     };
-    let dst = dest.join(crate::digest::DIGESTS_DIR);
+    let dst = DataDir::new(dest).digests();
     std::fs::create_dir_all(&dst).map_err(io("create", &dst))?;
     for e in entries {
         let e = e.map_err(io("list", &src))?;
         let name = e.file_name();
-        if name.to_string_lossy().ends_with(".tmp") {
+        if name.to_string_lossy().ends_with(crate::datadir::TMP_SUFFIX) {
             continue;
         }
         let bytes = std::fs::read(e.path()).map_err(io("read", &e.path()))?;
@@ -259,12 +262,9 @@ fn copy_digests(data_dir: &Path, dest: &Path) -> Result<(), BackupError> {
         if std::fs::read(&target).is_ok_and(|have| have == bytes) {
             continue;
         }
-        write_atomically(&target, &bytes, true)?;
+        write_durably(&target, &bytes, 0o444)?;
     }
-    crate::log::fsync_dir(&dst).map_err(|e| BackupError::Refused {
-        path: dst.clone(),
-        what: e.to_string(),
-    })
+    Ok(())
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -272,28 +272,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// Writes `bytes` to `target` through a fsynced temporary file and a rename;
-/// sealed copies are made read-only like the originals.
-fn write_atomically(target: &Path, bytes: &[u8], read_only: bool) -> Result<(), BackupError> {
-    let tmp = target.with_extension("seg.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-    }
-    if read_only {
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
-            .map_err(io("chmod", &tmp))?;
-    }
-    if target.exists() {
-        // An older copy (a previous active prefix) may be read-only.
-        let _ = std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o644));
-    }
-    std::fs::rename(&tmp, target).map_err(io("rename", target))?;
-    Ok(())
 }
 
 /// A segment as `GET /v1/segments` lists it.
@@ -309,4 +287,33 @@ pub fn describe(info: &crate::log::SegmentInfo, sha256: Option<String>) -> serde
         "count": info.count,
         "sha256": sha256,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one `.tmp` rule: the log's lister refuses a `.tmp` in
+    /// `segments/` (the log never makes one there), and a backup clears its
+    /// own leftovers from DEST before listing it.
+    #[test]
+    fn a_tmp_file_is_refused_in_segments_but_a_backups_own_leftovers_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = dir.path().join("segments");
+        std::fs::create_dir(&segments).unwrap();
+        std::fs::write(segments.join("2026-11-23.0.seg"), b"x").unwrap();
+        let leftover = segments.join("2026-11-23.1.seg.tmp");
+        std::fs::write(&leftover, b"half a copy").unwrap();
+        let err = segment_files(&segments).unwrap_err();
+        assert!(
+            matches!(&err, BackupError::Refused { path, .. } if *path == leftover),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not a segment file"), "{err}");
+        remove_stale_tmp(&segments).unwrap();
+        assert!(!leftover.exists());
+        let listed = segment_files(&segments).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0.file_name(), "2026-11-23.0.seg");
+    }
 }

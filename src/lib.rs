@@ -16,9 +16,10 @@
 //! - [`daemon`]: `stele serve` as a process: signals, systemd, TLS setup, start-up.
 //! - [`server`]: the HTTP/JSON API: `serve(listener, state, shutdown)`.
 //! - [`notify`]: systemd notifications (readiness, status, watchdog) for `stele serve`.
-//! - [`verify`]: offline verification of segment files.
+//! - [`verify`]: `stele verify`: segment files, the digest chain and checkpoints, offline.
 //! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
-//! - [`digest`]: signed daily digests (keys, the digester, their verification).
+//! - [`seal`]: checkpoints, signed daily digests ([`digest`] is `seal::digest`), scrubbing.
+//! - [`datadir`]: the data directory's paths, the durable-write helper, random bytes.
 //! - [`clock`]: the time seam.
 //! - [`sync`]: locks that survive a panic elsewhere.
 //! - [`fault`]: failpoints on the log's I/O paths (test builds only).
@@ -33,7 +34,9 @@ pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod digest;
+pub mod datadir;
+/// Signed daily digests, a part of the seal (`seal::digest`), at their old path.
+pub use seal::digest;
 pub mod event;
 pub mod fault;
 #[cfg(any(test, feature = "testkit"))]

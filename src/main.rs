@@ -739,79 +739,16 @@ fn check(data_dir: PathBuf) -> ExitCode {
 fn check_inner(data_dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let log = Arc::new(open_log(data_dir, LogConfig::default())?);
     let idx = catch_up(data_dir, &log)?;
-    let mut problems = Vec::new();
     for r in &idx.open_report().rebuilt {
         println!("note: rebuilt at open: {r}");
     }
-    // Every seq of the log exactly once in the text index, nothing else.
-    let seqs = idx.text.all_seqs()?;
-    let (first, last) = (log.first_seq(), log.last_seq());
-    let mut expect = first;
-    for s in &seqs {
-        if *s < expect {
-            problems.push(format!(
-                "full-text index: seq {s} is indexed twice or out of order"
-            ));
-        } else {
-            if *s > expect {
-                problems.push(format!("full-text index: seqs {expect}..{s} are missing"));
-            }
-            expect = s + 1;
-        }
-    }
-    if expect <= last {
-        problems.push(format!(
-            "full-text index: seqs {expect}..={last} are missing"
-        ));
-    }
-    if let Some(s) = seqs.iter().find(|&&s| s > last || s < first) {
-        problems.push(format!(
-            "full-text index: holds seq {s}, not in the log ({first}..={last})"
-        ));
-    }
-    // Every (id, tenant) at the first seq that carries it (ids are per tenant).
-    let mut want = std::collections::HashMap::new();
-    for ev in log.iter() {
-        let ev = ev?;
-        want.entry((ev.event.id, ev.event.tenant)).or_insert(ev.seq);
-    }
-    let got: Vec<_> = idx
-        .kv
-        .all_id_seqs()?
-        .into_iter()
-        .map(|(tenant, id, seq)| ((id, tenant), seq))
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    for (key, seq) in &got {
-        let id = match &key.1 {
-            Some(t) => format!("{} (tenant {t})", key.0),
-            None => key.0.clone(),
-        };
-        if !seen.insert(key.clone()) {
-            problems.push(format!("key index: id {id} is mapped twice"));
-        }
-        match want.get(key) {
-            Some(s) if s == seq => {}
-            Some(s) => problems.push(format!(
-                "key index: id {id} maps to seq {seq}, the log has it at {s}"
-            )),
-            None => problems.push(format!("key index: id {id} (seq {seq}) is not in the log")),
-        }
-    }
-    for (key, seq) in &want {
-        if !seen.contains(key) {
-            problems.push(format!("key index: id {} (seq {seq}) is missing", key.0));
-        }
-    }
-    problems.sort();
+    let report = idx.check(&log)?;
     println!(
         "checked {} events: full-text {} documents, key index {} ids",
-        want.len(),
-        seqs.len(),
-        got.len()
+        report.events, report.text_documents, report.key_ids
     );
     idx.close();
-    Ok(problems)
+    Ok(report.problems)
 }
 
 /// The process environment, as `Config::load` reads it.

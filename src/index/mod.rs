@@ -17,6 +17,7 @@
 //! 3. After a crash, an index may be behind the log (catch-up) but never holds
 //!    an event the log lacks after open (truncated, or rebuilt).
 
+pub mod check;
 mod exclude;
 pub mod kv;
 pub mod text;
@@ -118,8 +119,8 @@ pub struct Indexes {
 }
 
 fn index_dirs(data_dir: &Path) -> (PathBuf, PathBuf) {
-    let base = data_dir.join("index");
-    (base.join("kv"), base.join("text"))
+    let dir = crate::datadir::DataDir::new(data_dir);
+    (dir.index_kv(), dir.index_text())
 }
 
 fn remove_dir(path: &Path) -> Result<(), IndexError> {
@@ -267,7 +268,7 @@ impl Indexes {
 
     /// Deletes both indexes of `data_dir` (the log is untouched).
     pub fn delete(data_dir: &Path) -> Result<(), IndexError> {
-        remove_dir(&data_dir.join("index"))
+        remove_dir(&crate::datadir::DataDir::new(data_dir).index())
     }
 
     /// What opening did.
@@ -438,7 +439,7 @@ impl Indexer {
                     Ok(events) => events,
                     // Retention dropped part of the range while we read it:
                     // start again from the new first seq.
-                    Err(_) if self.log.first_seq() > pos + 1 => continue,
+                    Err(crate::log::Error::Dropped { .. }) => continue,
                     Err(e) => return Err(e.into()),
                 };
                 self.index(&events)?;
@@ -513,7 +514,8 @@ impl Indexer {
 /// acknowledged: the indexes only ever hold durable events). `None` when
 /// there is no index or its meta does not parse.
 pub fn committed_seq(data_dir: &Path) -> Option<u64> {
-    let meta = std::fs::read(data_dir.join("index").join("text").join("meta.json")).ok()?;
+    let text = crate::datadir::DataDir::new(data_dir).index_text();
+    let meta = std::fs::read(text.join("meta.json")).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&meta).ok()?;
     v.get("payload")?.as_str()?.trim().parse().ok()
 }

@@ -62,12 +62,23 @@ pub enum Error {
         /// The limit.
         max: u64,
     },
-    /// An event could not be encoded (should not happen for validated events).
-    #[error("could not encode event: {0}")]
-    Encode(String),
+    /// A read of a seq that retention dropped (the log now starts later).
+    #[error("seq {seq} was dropped by retention (the log now starts at seq {first_seq})")]
+    Dropped {
+        /// The seq asked for.
+        seq: u64,
+        /// The oldest seq the log still holds.
+        first_seq: u64,
+    },
     /// The writer has shut down.
     #[error("the log is closed")]
     Closed,
+}
+
+impl From<crate::datadir::IoError> for Error {
+    fn from(e: crate::datadir::IoError) -> Error {
+        Error::io(e.op, e.path, e.source)
+    }
 }
 
 impl Error {

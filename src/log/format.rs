@@ -40,6 +40,9 @@ pub const HEADER_BYTES: usize = 128;
 pub const HASH_BYTES: usize = 32;
 /// Bytes a record frame adds around its payload: length, CRC and chain hash.
 pub const RECORD_OVERHEAD_BYTES: usize = 4 + 4 + HASH_BYTES;
+/// The smallest record frame: the overhead and a one-byte payload (a zero
+/// length is never a record: it is the padding after the last one).
+pub const RECORD_FRAME_BYTES_MIN: usize = RECORD_OVERHEAD_BYTES + 1;
 /// Largest payload a record may carry. Larger than any valid event
 /// (`event::EVENT_BYTES_MAX`) so the event limit is the one clients meet; the
 /// decoder uses it to reject a corrupt length before reading past it.

@@ -11,22 +11,31 @@
 //! - [`segment`]: a segment seen by readers, and the frame scanner.
 //! - `recovery`: what opening a directory checks and may repair.
 //! - `writer`: the writer thread (group commit, rotation, sealing).
+//! - `prealloc`: the thread zero-filling the active segment ahead of the
+//!   writer, so its `fdatasync`s stay data-only (the zero padding of
+//!   docs/FORMAT.md, bounded by [`segment::padding_bytes_max`]).
+//! - `iter`: [`LogIter`], reading a seq range forward or backward.
 //! - [`error`]: the error type.
+//!
+//! The paths (`segments/`, `LOCK`, `quarantine/`) come from
+//! [`crate::datadir::DataDir`], and so does the lock itself.
 
 pub mod error;
 pub mod format;
+mod iter;
 mod prealloc;
 mod recovery;
 pub mod segment;
 mod writer;
 
 pub use error::{Error, Result};
+pub use iter::{Direction, LogIter};
 pub use recovery::{list_segments, RecoveryReport};
 
 use crate::clock::Clock;
 use crate::event::{self, Event, Provenance, StoredEvent};
 use format::{Hash, SegmentId};
-use segment::{SegmentView, Snapshot, SPARSE_EVERY};
+use segment::SegmentView;
 use std::fs::File;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
@@ -304,11 +313,9 @@ impl Shared {
 
 /// fsyncs a directory, so that file creations, renames and removals in it
 /// survive a crash.
+/// (The log's error type around [`crate::datadir::fsync_dir`].)
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    crate::fault::check(crate::fault::DIR_FSYNC, dir)
-        .and_then(|_| File::open(dir))
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+    Ok(crate::datadir::fsync_dir(dir)?)
 }
 
 /// The open log. Dropping it stops the writer after the requests already
@@ -334,37 +341,34 @@ impl std::fmt::Debug for Log {
     }
 }
 
-/// Direction of iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Oldest first.
-    Forward,
-    /// Newest first.
-    Backward,
-}
-
 impl Log {
     /// Opens (creating if needed) the log in `data_dir`, runs recovery and
     /// starts the writer thread.
     pub fn open(data_dir: &Path, cfg: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
         cfg.validate()?;
-        let seg_dir = data_dir.join("segments");
+        let dir = crate::datadir::DataDir::new(data_dir);
+        let seg_dir = dir.segments();
         std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io("create", &seg_dir, e))?;
-        let lock = lock_data_dir(data_dir)?;
-        let rec = recovery::recover(data_dir, &seg_dir, cfg.recovery, cfg.acked_through)?;
+        let lock = dir.lock()?;
+        let mut rec = recovery::recover(data_dir, &seg_dir, cfg.recovery, cfg.acked_through)?;
         let last_received_at = last_received_at(&rec.views)?;
-        let (durable_tx, _) = watch::channel(rec.next_seq - 1);
+        let opened_head = ChainHead {
+            seq: rec.next_seq - 1,
+            hash: rec.last_hash,
+        };
+        // Readers get the views and the log keeps the report; the writer
+        // takes the rest of what recovery found.
+        let views = std::mem::take(&mut rec.views);
+        let report = std::mem::take(&mut rec.report);
+        let (durable_tx, _) = watch::channel(opened_head.seq);
         let shared = Arc::new(Shared {
-            segments: RwLock::new(rec.views),
-            durable: AtomicU64::new(rec.next_seq - 1),
+            segments: RwLock::new(views),
+            durable: AtomicU64::new(opened_head.seq),
             durable_tx,
             durable_cv: (Mutex::new(()), std::sync::Condvar::new()),
             poisoned: Mutex::new(None),
             metrics: LogMetrics::default(),
-            head: Mutex::new(ChainHead {
-                seq: rec.next_seq - 1,
-                hash: rec.last_hash,
-            }),
+            head: Mutex::new(opened_head),
             witnessed: Mutex::new(Vec::new()),
         });
         let writer = Writer::new(
@@ -372,10 +376,7 @@ impl Log {
             cfg.clone(),
             clock,
             seg_dir,
-            rec.active,
-            rec.newest,
-            rec.next_seq,
-            rec.last_hash,
+            rec,
             last_received_at,
             prealloc::Prealloc::start()
                 .map_err(|e| Error::io("start the zero-filling thread for", data_dir, e))?,
@@ -388,9 +389,9 @@ impl Log {
         tracing::info!(
             "Opened the log in {}: {} segments, {} events, next seq {}.",
             data_dir.display(),
-            rec.report.segments,
-            rec.report.events,
-            rec.next_seq
+            report.segments,
+            report.events,
+            opened_head.seq + 1
         );
         Ok(Log {
             shared,
@@ -398,11 +399,8 @@ impl Log {
             thread: Some(thread),
             cfg,
             data_dir: data_dir.to_path_buf(),
-            report: rec.report,
-            opened_head: ChainHead {
-                seq: rec.next_seq - 1,
-                hash: rec.last_hash,
-            },
+            report,
+            opened_head,
             _lock: lock,
         })
     }
@@ -687,14 +685,7 @@ impl Log {
             Bound::Unbounded => u64::MAX,
         }
         .min(self.last_seq());
-        LogIter {
-            shared: self.shared.clone(),
-            lo,
-            hi,
-            dir,
-            cur: None,
-            done: lo > hi,
-        }
+        LogIter::new(self.shared.clone(), lo, hi, dir)
     }
 
     /// Gives back the memory-map pages holding seqs `lo..=hi` (see
@@ -745,47 +736,6 @@ impl Drop for Log {
     }
 }
 
-/// Takes an exclusive `flock` on `DATA_DIR/LOCK`, so two processes never
-/// write one log.
-fn lock_data_dir(data_dir: &Path) -> Result<File> {
-    use std::os::unix::io::AsRawFd;
-    let path = data_dir.join("LOCK");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("open", &path, e))?;
-    // A lock can outlive its owner by a moment: a process forked (to run a
-    // child) while the previous owner held it keeps a copy of the
-    // descriptor until its exec closes it. So wait up to LOCK_WAIT before
-    // calling the directory taken.
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        // SAFETY: flock on a valid, owned file descriptor.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(f);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            continue;
-        }
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(Error::io(
-                "lock (another Stele process is using this data directory)",
-                &path,
-                e,
-            ));
-        }
-        return Err(Error::io("lock", &path, e));
-    }
-}
-
-/// How long opening waits for `DATA_DIR/LOCK` before reporting it taken.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// `received_at` of the newest event, so it never goes backwards across a
 /// restart even if the clock does.
 fn last_received_at(views: &[Arc<SegmentView>]) -> Result<i64> {
@@ -800,158 +750,4 @@ fn last_received_at(views: &[Arc<SegmentView>]) -> Result<i64> {
         return Ok(v.read_at(&snap, off, seq)?.0.received_at);
     }
     Ok(i64::MIN)
-}
-
-/// Position of an iterator inside one segment.
-struct Cursor {
-    view: Arc<SegmentView>,
-    snap: Snapshot,
-    /// Forward: offset of the record `next` (the next to yield).
-    offset: u64,
-    /// Backward: offsets of the block's records up to the next to yield.
-    back: Vec<u64>,
-    /// Forward: pages before this offset were given back.
-    released: u64,
-    /// Forward: records yielded (more than one: a scan).
-    yielded: u64,
-}
-
-/// A forward scan gives the pages behind it back every this many bytes.
-const RELEASE_BEHIND_BYTES: u64 = 8 * 1024 * 1024;
-/// A page fault on a file map may map more than its page (the kernel's
-/// fault-around window, a whole large folio: up to a PMD, 2 MiB): a scan
-/// gives back this much on both sides of what it read.
-const MAP_AROUND_BYTES: u64 = 2 * 1024 * 1024;
-
-impl Cursor {
-    fn release(&mut self, upto: u64) {
-        if let Some(map) = &self.snap.map {
-            segment::release_pages(map, self.released, upto);
-            self.released = upto / 4096 * 4096;
-        }
-    }
-}
-
-impl Drop for Cursor {
-    fn drop(&mut self) {
-        // Only scans: a point read keeps its (likely hot) pages. A scan is
-        // told by the records it read, not by the bytes: one that read less
-        // than a megabyte here (a small segment, a stream's step) kept its
-        // pages, and a scan over many such pieces the whole log. Around what
-        // it read too: the faults may have mapped pages on both sides.
-        if self.yielded > 1 || self.offset.saturating_sub(self.released) >= 1024 * 1024 {
-            self.released = self.released.saturating_sub(MAP_AROUND_BYTES);
-            self.release((self.offset + MAP_AROUND_BYTES).min(self.snap.records_end));
-        }
-    }
-}
-
-/// An iterator over a seq range of the log; yields an error (and then stops)
-/// on damaged data instead of skipping it.
-pub struct LogIter {
-    shared: Arc<Shared>,
-    lo: u64,
-    hi: u64,
-    dir: Direction,
-    cur: Option<Cursor>,
-    done: bool,
-}
-
-impl LogIter {
-    fn position(&mut self, seq: u64) -> Result<Cursor> {
-        let view = self.shared.find(seq).ok_or_else(|| Error::Corruption {
-            path: PathBuf::new(),
-            offset: 0,
-            seq: Some(seq),
-            detail: if seq < self.shared.first_seq() {
-                format!(
-                    "retention dropped this seq (the log now starts at seq {})",
-                    self.shared.first_seq()
-                )
-            } else {
-                "no segment holds this durable seq".into()
-            },
-        })?;
-        let snap = view.snapshot()?;
-        let (offset, back) = match self.dir {
-            Direction::Forward => (view.offset_of(&snap, seq)?, Vec::new()),
-            Direction::Backward => {
-                let index = seq - view.first_seq();
-                let block_first = view.first_seq() + index / SPARSE_EVERY * SPARSE_EVERY;
-                let mut off = view.block_offset(index / SPARSE_EVERY)?;
-                let mut back = Vec::with_capacity(SPARSE_EVERY as usize);
-                for s in block_first..=seq {
-                    back.push(off);
-                    if s < seq {
-                        off = view.skip_at(&snap, off, s)?;
-                    }
-                }
-                (0, back)
-            }
-        };
-        Ok(Cursor {
-            view,
-            snap,
-            released: offset,
-            offset,
-            back,
-            yielded: 0,
-        })
-    }
-
-    fn step(&mut self) -> Result<Option<StoredEvent>> {
-        match self.dir {
-            Direction::Forward => {
-                let seq = self.lo;
-                let fits = self.cur.as_ref().is_some_and(|c| {
-                    seq < c.view.first_seq() + c.snap.count && c.offset < c.snap.records_end
-                });
-                if !fits {
-                    self.cur = Some(self.position(seq)?);
-                }
-                let c = self.cur.as_mut().expect("positioned");
-                let (ev, next) = c.view.read_at(&c.snap, c.offset, seq)?;
-                c.offset = next;
-                c.yielded += 1;
-                if c.offset - c.released >= RELEASE_BEHIND_BYTES {
-                    c.release(c.offset);
-                }
-                self.lo += 1;
-                Ok(Some(ev))
-            }
-            Direction::Backward => {
-                let seq = self.hi;
-                if self.cur.as_ref().is_none_or(|c| c.back.is_empty()) {
-                    self.cur = Some(self.position(seq)?);
-                }
-                let c = self.cur.as_mut().expect("positioned");
-                let off = c.back.pop().expect("non-empty block");
-                let (ev, _) = c.view.read_at(&c.snap, off, seq)?;
-                self.hi -= 1;
-                Ok(Some(ev))
-            }
-        }
-    }
-}
-
-impl Iterator for LogIter {
-    type Item = Result<StoredEvent>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.lo > self.hi {
-            return None;
-        }
-        match self.step() {
-            Ok(ev) => {
-                if self.dir == Direction::Backward && self.hi < self.lo {
-                    self.done = true;
-                }
-                ev.map(Ok)
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
-    }
 }

@@ -15,6 +15,9 @@
 //! the zeroer only starts at or after the writer's announced end.
 //! Zeros after the last record are padding to recovery and verify (see
 //! `segment::scan`), released on a clean close and when a segment is sealed.
+//! Their amount is bounded: at most [`ZEROED_PAST_WRITER_BYTES_MAX`] past the
+//! end of the writer's last write, which scan enforces (docs/FORMAT.md,
+//! "Zero padding").
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -25,6 +28,12 @@ use std::thread::JoinHandle;
 pub const PREALLOC_CHUNK_BYTES: u64 = 32 * 1024 * 1024;
 /// The zeroer keeps at least this much zero-filled space ahead of the writer.
 pub const PREALLOC_AHEAD_BYTES: u64 = 64 * 1024 * 1024;
+/// The most zero-filled bytes the zeroer ever leaves past the end of the
+/// writer's last write: a fill starts only below `writer_end +
+/// PREALLOC_AHEAD_BYTES` and is at most one chunk long (96 MiB). Recovery
+/// and verify accept no more zero padding than this plus the torn window
+/// (`segment::scan`).
+pub const ZEROED_PAST_WRITER_BYTES_MAX: u64 = PREALLOC_AHEAD_BYTES + PREALLOC_CHUNK_BYTES;
 
 #[derive(Default)]
 struct State {
@@ -130,6 +139,7 @@ impl Prealloc {
                 s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
+            debug_assert!(end <= s.writer_end + ZEROED_PAST_WRITER_BYTES_MAX);
             let file = s.file.clone().expect("checked");
             let generation = s.generation;
             s.busy = Some(start);

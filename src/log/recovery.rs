@@ -17,11 +17,13 @@
 //!    `stele verify`. The last segment is scanned frame by frame.
 
 use super::error::{Error, Result};
-use super::format::{Footer, Hash, Header, SegmentId, FOOTER_BYTES, GENESIS_HASH, HEADER_BYTES};
-use super::segment::{scan, Depth, ProblemKind, SegmentView};
+use super::format::{
+    Footer, Hash, Header, SegmentId, FOOTER_BYTES, GENESIS_HASH, HEADER_BYTES,
+    RECORD_FRAME_BYTES_MIN,
+};
+use super::segment::{scan, Depth, ProblemKind, SegmentFile, SegmentView};
 use super::{fsync_dir, RecoveryMode, TORN_WINDOW_BYTES};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -146,8 +148,8 @@ pub(crate) fn recover(
         }
         // SAFETY: nothing else writes the segment files while we hold the
         // data directory lock; the map is dropped before any truncation.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mmap", &path, e))?;
-        let header = match Header::decode(&map) {
+        let map = SegmentFile::open(&path).map_err(|e| Error::io("mmap", &path, e))?;
+        let header = match map.header() {
             Ok(h) => h,
             Err(e) => {
                 accept(
@@ -196,7 +198,7 @@ pub(crate) fn recover(
             )?;
         }
         if !last {
-            if let Some(f) = sealed_footer(&map, &header) {
+            if let Some(f) = sealed_footer(map.bytes(), &header) {
                 out.next_seq = f.last_seq + 1;
                 out.last_hash = f.final_hash;
                 out.report.events += f.count;
@@ -213,7 +215,7 @@ pub(crate) fn recover(
                 continue;
             }
         }
-        let s = scan(&map, &header, Depth::Frames, TORN_WINDOW_BYTES);
+        let s = scan(map.bytes(), &header, Depth::Frames, TORN_WINDOW_BYTES);
         drop(map);
         let mut records_end = s.records_end;
         if !last && (s.problem.is_some() || s.footer.is_none()) {
@@ -354,10 +356,10 @@ fn sealed_footer(map: &[u8], header: &Header) -> Option<Footer> {
     if f.first_seq != header.first_seq || (f.count == 0 && f.final_hash != header.prev_hash) {
         return None;
     }
-    // The smallest record frame is 41 bytes: a footer claiming more records
-    // than fit cannot be right.
+    // A footer claiming more records than fit cannot be right.
     let room = (map.len() - HEADER_BYTES - FOOTER_BYTES) as u64;
-    (f.count <= room / 41 && (f.count > 0 || room == 0)).then_some(f)
+    let fit = room / RECORD_FRAME_BYTES_MIN as u64;
+    (f.count <= fit && (f.count > 0 || room == 0)).then_some(f)
 }
 
 fn truncate(path: &Path, len: u64) -> Result<()> {
@@ -370,7 +372,7 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
 }
 
 fn quarantine_dir(data_dir: &Path) -> Result<PathBuf> {
-    let q = data_dir.join("quarantine");
+    let q = crate::datadir::DataDir::new(data_dir).quarantine();
     std::fs::create_dir_all(&q).map_err(|e| Error::io("create", &q, e))?;
     Ok(q)
 }
@@ -384,11 +386,7 @@ fn save_tail(data_dir: &Path, path: &Path, from: u64) -> Result<PathBuf> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dest = q.join(format!("{name}.from-byte-{from}"));
-    let mut f = File::create(&dest).map_err(|e| Error::io("create", &dest, e))?;
-    f.write_all(&bytes[from as usize..])
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io("write", &dest, e))?;
-    fsync_dir(&q)?;
+    crate::datadir::write_durably(&dest, &bytes[from as usize..], 0o644)?;
     tracing::warn!(
         "Moved {} damaged bytes of {} to {}.",
         bytes.len() as u64 - from,

@@ -5,9 +5,12 @@
 //! records are durable, and a sparse offset index (the offset of every
 //! [`SPARSE_EVERY`]-th record) so that a read by seq touches at most
 //! `SPARSE_EVERY` frames. Also owns [`scan`], the one function that walks a
-//! segment's frames and says where and why it stops; recovery, `stele verify`
-//! and the fuzz targets all use it, so they can never disagree about what a
-//! valid segment is.
+//! segment's frames and says where and why it stops, and [`SegmentFile`], the
+//! one way to open a whole segment file and scan it; recovery, `stele
+//! verify`, `stele backup`, retention's dry run, the seal's checks and the
+//! fuzz targets all use them, so they can never disagree about what a valid
+//! segment is. The memory maps of segment files are made here and nowhere
+//! else.
 //!
 //! Invariants:
 //! 1. A view never maps or reads past its durable length: bytes the writer has
@@ -21,6 +24,7 @@ use super::format::{
     chain_hash, decode_frame, Footer, Frame, FrameError, Hash, Header, SegmentId, FOOTER_BYTES,
     HEADER_BYTES, RECORD_OVERHEAD_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
+use super::prealloc::ZEROED_PAST_WRITER_BYTES_MAX;
 use crate::event::{self, StoredEvent};
 use memmap2::Mmap;
 use std::fs::File;
@@ -170,6 +174,20 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                     .rposition(|&b| b != 0)
                     .map_or(off, |i| off + i + 1);
                 out.padding = (bytes.len() - end) as u64;
+                let padding_max = padding_bytes_max(torn_window);
+                if out.padding > padding_max {
+                    out.problem = Some(corrupt(
+                        off,
+                        seq,
+                        format!(
+                            "{} zero bytes end the file, more than the writer can leave after \
+                             its last record ({padding_max}: the torn window and the zero-filling \
+                             ahead of the writer)",
+                            out.padding
+                        ),
+                    ));
+                    return out;
+                }
                 if end == off {
                     return out;
                 }
@@ -190,6 +208,15 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
         }
     }
     out
+}
+
+/// The most zero padding [`scan`] accepts after the last record (or after a
+/// torn tail): what the zero-filling can leave past the end of the writer's
+/// last write ([`ZEROED_PAST_WRITER_BYTES_MAX`], 96 MiB), plus that write
+/// itself if it was cut short before its bytes landed (`torn_window`). With
+/// the log's torn window that is 160 MiB; more is damage.
+pub fn padding_bytes_max(torn_window: u64) -> u64 {
+    torn_window.saturating_add(ZEROED_PAST_WRITER_BYTES_MAX)
 }
 
 fn describe_frame_error(e: &FrameError, rest: u64) -> String {
@@ -258,6 +285,117 @@ struct ViewState {
     sparse: Option<Vec<u64>>,
     /// Set once sealed.
     footer: Option<Footer>,
+}
+
+/// A segment file opened for checking or copying, whole: the one way
+/// recovery, `stele verify`, `stele backup`, retention's dry run and the
+/// seal's checks open a segment and walk it. Its bytes are a read-only
+/// memory map (several segments of up to 512 MiB are checked at once), never
+/// copied.
+///
+/// ```text
+/// SegmentFile::open(path)?            map the file (an empty file has no map)
+/// SegmentFile::read(path)?            or read it, when a live daemon may truncate it
+///     .header()                       decode and check the header
+///     .scan(depth, torn_window)       header + scan of the frames
+/// ```
+#[derive(Debug)]
+pub struct SegmentFile {
+    path: PathBuf,
+    bytes: Bytes,
+}
+
+#[derive(Debug)]
+enum Bytes {
+    /// An empty file (a zero-length map is an error).
+    Empty,
+    Map(Mmap),
+    Read(Vec<u8>),
+}
+
+impl SegmentFile {
+    /// Maps `path` read-only.
+    ///
+    /// # Errors
+    /// Opening, stat or mapping the file.
+    pub fn open(path: &Path) -> std::io::Result<SegmentFile> {
+        let file = File::open(path)?;
+        let bytes = if file.metadata()?.len() == 0 {
+            Bytes::Empty
+        } else {
+            // SAFETY: a read-only mapping. Sealed segments never change and
+            // the active one only grows while Stele runs (recovery holds the
+            // data directory lock and drops its map before any truncation);
+            // a change from outside is what the checks detect, read as
+            // different bytes (ARCHITECTURE.md, "Reading").
+            let map = unsafe { Mmap::map(&file) }?;
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::Sequential);
+            Bytes::Map(map)
+        };
+        Ok(SegmentFile {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    /// Reads `path` into memory instead of mapping it: for a data directory
+    /// a running daemon writes, whose active segment may lose its zero
+    /// padding (truncated when sealed) while we look, which a map would
+    /// turn into SIGBUS. What is checked is then exactly what is kept.
+    ///
+    /// # Errors
+    /// Reading the file.
+    pub fn read(path: &Path) -> std::io::Result<SegmentFile> {
+        Ok(SegmentFile {
+            path: path.to_path_buf(),
+            bytes: Bytes::Read(std::fs::read(path)?),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Empty => &[],
+            Bytes::Map(m) => m,
+            Bytes::Read(v) => v,
+        }
+    }
+
+    /// The file's header, decoded and checked.
+    ///
+    /// # Errors
+    /// A short or invalid header.
+    pub fn header(&self) -> std::result::Result<Header, FrameError> {
+        Header::decode(self.bytes())
+    }
+
+    /// The header and a [`scan`] of the frames after it.
+    ///
+    /// # Errors
+    /// A short or invalid header (nothing is scanned).
+    pub fn scan(
+        &self,
+        depth: Depth,
+        torn_window: u64,
+    ) -> std::result::Result<(Header, Scan), FrameError> {
+        let header = self.header()?;
+        let s = scan(self.bytes(), &header, depth, torn_window);
+        Ok((header, s))
+    }
+}
+
+impl std::ops::Deref for SegmentFile {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.bytes()
+    }
 }
 
 /// A segment as readers see it.
@@ -627,93 +765,4 @@ pub(crate) fn release_pages(map: &Mmap, from: u64, to: u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::format::{encode_record, Day, FORMAT_VERSION, GENESIS_HASH};
-
-    fn header() -> Header {
-        Header {
-            version: FORMAT_VERSION,
-            id: SegmentId {
-                day: Day::from_u32(20261123).unwrap(),
-                part: 0,
-            },
-            first_seq: 1,
-            prev_hash: GENESIS_HASH,
-            created_at: 0,
-        }
-    }
-
-    fn segment(n: u64) -> (Vec<u8>, Vec<usize>) {
-        let h = header();
-        let mut bytes = h.encode().to_vec();
-        let mut hash = h.prev_hash;
-        let mut ends = vec![bytes.len()];
-        let mut gen = crate::testkit::EventGen::new(7);
-        for seq in 1..=n {
-            let mut payload = Vec::new();
-            event::encode_stored_prefix(seq, 1, &mut payload);
-            event::encode_event(&gen.next_event(), &mut payload);
-            event::encode_provenance(&event::Provenance::cli(), &mut payload);
-            hash = encode_record(&mut bytes, &hash, &[&payload]);
-            ends.push(bytes.len());
-        }
-        (bytes, ends)
-    }
-
-    #[test]
-    fn clean_segment_scans_to_the_end() {
-        let (bytes, ends) = segment(40);
-        let s = scan(&bytes, &header(), Depth::Full, 1 << 20);
-        assert_eq!(s.problem, None);
-        assert_eq!(s.count, 40);
-        assert_eq!(s.records_end as usize, *ends.last().unwrap());
-        assert_eq!(s.sparse, vec![ends[0] as u64, ends[32] as u64]);
-    }
-
-    #[test]
-    fn every_truncation_is_a_torn_tail_at_the_last_whole_record() {
-        let (bytes, ends) = segment(5);
-        for cut in HEADER_BYTES..bytes.len() {
-            let s = scan(&bytes[..cut], &header(), Depth::Frames, 1 << 20);
-            let whole = ends.iter().rev().find(|&&e| e <= cut).copied().unwrap();
-            assert_eq!(s.records_end as usize, whole, "cut {cut}");
-            if cut == whole {
-                assert_eq!(s.problem, None);
-            } else {
-                assert_eq!(s.problem.unwrap().kind, ProblemKind::TornTail, "cut {cut}");
-            }
-        }
-    }
-
-    #[test]
-    fn damage_before_a_valid_record_is_corruption_not_a_torn_tail() {
-        let (mut bytes, ends) = segment(5);
-        bytes[ends[2] + 10] ^= 0x40;
-        let s = scan(&bytes, &header(), Depth::Frames, 1 << 20);
-        let p = s.problem.unwrap();
-        assert_eq!(p.kind, ProblemKind::Corrupt);
-        assert_eq!(p.offset as usize, ends[2]);
-        assert_eq!(p.seq, 3);
-        // Zero padding after the records is neither.
-        let (mut padded, ends) = segment(5);
-        padded.extend_from_slice(&[0u8; 5000]);
-        let s = scan(&padded, &header(), Depth::Full, 1 << 20);
-        assert_eq!((s.problem, s.padding, s.count), (None, 5000, 5));
-        assert_eq!(s.records_end as usize, ends[5]);
-        // A torn record before the padding is a torn tail of its own length.
-        let mut torn = padded[..ends[5]].to_vec();
-        torn.extend_from_slice(&[0x11; 30]);
-        torn.extend_from_slice(&[0u8; 300]);
-        let s = scan(&torn, &header(), Depth::Frames, 1 << 20);
-        assert_eq!(s.problem.unwrap().kind, ProblemKind::TornTail);
-        assert_eq!(s.padding, 300);
-        // The same damage in the last record is indistinguishable from a torn write.
-        let (mut bytes, ends) = segment(5);
-        bytes[ends[4] + 10] ^= 0x40;
-        let p = scan(&bytes, &header(), Depth::Frames, 1 << 20)
-            .problem
-            .unwrap();
-        assert_eq!(p.kind, ProblemKind::TornTail);
-    }
-}
+mod tests;

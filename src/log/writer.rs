@@ -28,6 +28,7 @@ use super::format::{
     HEADER_BYTES, RECORD_OVERHEAD_BYTES,
 };
 use super::prealloc::Prealloc;
+use super::recovery::Recovered;
 use super::segment::{SegmentView, SPARSE_EVERY};
 use super::{fsync_dir, Appended, LogConfig, Shared, WitnessedSegment};
 use crate::clock::Clock;
@@ -110,19 +111,26 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    #[allow(clippy::too_many_arguments)]
+    /// The writer of the segments in `dir`, continuing where recovery left
+    /// the log (`rec`: the active segment, the newest segment id, the next
+    /// seq and the chain hash; its views and report were taken by
+    /// `Log::open` for the readers and the log).
     pub(crate) fn new(
         shared: Arc<Shared>,
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
         dir: PathBuf,
-        active: Option<(Arc<SegmentView>, File)>,
-        newest: Option<SegmentId>,
-        next_seq: u64,
-        last_hash: Hash,
+        rec: Recovered,
         last_received_at: i64,
         prealloc: (Arc<Prealloc>, std::thread::JoinHandle<()>),
     ) -> Writer {
+        let Recovered {
+            active,
+            newest,
+            next_seq,
+            last_hash,
+            ..
+        } = rec;
         let active = active.map(|(view, file)| {
             let len = view.durable_bytes();
             let count = view.count();

@@ -117,7 +117,7 @@ impl CursorCodec {
 
 /// Loads the cursor key of a data directory, creating it on first use.
 pub fn cursor_key(data_dir: &Path) -> std::io::Result<[u8; 32]> {
-    let path = data_dir.join("cursor.key");
+    let path = crate::datadir::DataDir::new(data_dir).cursor_key();
     match std::fs::read(&path) {
         Ok(bytes) if bytes.len() == 32 => Ok(bytes.try_into().expect("32 bytes")),
         Ok(_) => Err(std::io::Error::other(format!(
@@ -125,14 +125,9 @@ pub fn cursor_key(data_dir: &Path) -> std::io::Result<[u8; 32]> {
             path.display()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            use std::io::Read;
-            std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
-            let tmp = data_dir.join("cursor.key.tmp");
-            std::fs::write(&tmp, key)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            crate::log::fsync_dir(data_dir).map_err(std::io::Error::other)?;
+            let as_io = |e: crate::datadir::IoError| std::io::Error::new(e.source.kind(), e.to_string());
+            let key = crate::datadir::random_bytes::<32>().map_err(as_io)?;
+            crate::datadir::write_durably(&path, &key, 0o644).map_err(as_io)?;
             Ok(key)
         }
         Err(e) => Err(e),

@@ -23,7 +23,7 @@ pub mod runner;
 
 use crate::event::StoredEvent;
 use crate::log::format::{Day, Header, SegmentId};
-use crate::log::segment::{scan, Depth};
+use crate::log::segment::Depth;
 use crate::log::Log;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -145,11 +145,12 @@ impl Hold {
 
 /// Holds set over HTTP, kept in `DATA_DIR/holds.json`.
 pub fn load_holds(data_dir: &Path) -> std::io::Result<Vec<Hold>> {
-    match std::fs::read(data_dir.join("holds.json")) {
+    let path = crate::datadir::DataDir::new(data_dir).holds();
+    match std::fs::read(&path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", data_dir.join("holds.json").display()),
+                format!("{}: {e}", path.display()),
             )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -159,15 +160,10 @@ pub fn load_holds(data_dir: &Path) -> std::io::Result<Vec<Hold>> {
 
 /// Writes the HTTP-set holds atomically (temp file, fsync, rename, fsync dir).
 pub fn save_holds(data_dir: &Path, holds: &[Hold]) -> std::io::Result<()> {
-    let path = data_dir.join("holds.json");
-    let tmp = data_dir.join("holds.json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(holds).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(data_dir)?.sync_all()
+    let path = crate::datadir::DataDir::new(data_dir).holds();
+    let bytes = serde_json::to_vec_pretty(holds).map_err(std::io::Error::other)?;
+    crate::datadir::write_durably(&path, &bytes, 0o644)
+        .map_err(|e| std::io::Error::new(e.source.kind(), e.to_string()))
 }
 
 /// What retention decides for one day.
@@ -223,23 +219,20 @@ impl From<crate::log::SegmentInfo> for Seg {
 /// The segments of a data directory read from disk, without the daemon
 /// (for `stele retention --dry-run`).
 pub fn segments_on_disk(data_dir: &Path) -> Result<Vec<Seg>, String> {
-    let files =
-        crate::backup::segment_files(&data_dir.join("segments")).map_err(|e| e.to_string())?;
+    let segments = crate::datadir::DataDir::new(data_dir).segments();
+    let files = crate::log::list_segments(&segments).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for (i, (id, path)) in files.iter().enumerate() {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let header = Header::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         let last = i + 1 == files.len();
-        let s = scan(
-            &bytes,
-            &header,
-            Depth::Frames,
-            if last {
-                crate::log::TORN_WINDOW_BYTES
-            } else {
-                0
-            },
-        );
+        let window = if last {
+            crate::log::TORN_WINDOW_BYTES
+        } else {
+            0
+        };
+        let (header, s) = crate::log::segment::SegmentFile::read(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .scan(Depth::Frames, window)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         out.push(Seg {
             id: *id,
             path: path.clone(),
@@ -480,7 +473,7 @@ pub fn apply(
     // The record is durable before the first file goes: a crash in between
     // may leave a day recorded twice (the run after the restart records
     // what was left of it), never a dropped day unrecorded.
-    let path = data_dir.join("retention.log");
+    let path = crate::datadir::DataDir::new(data_dir).retention_log();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

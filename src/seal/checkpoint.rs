@@ -28,6 +28,7 @@
 //! 3. A reader accepts only the canonical bytes (parse, re-encode, compare)
 //!    and, to trust one, a signature by a key it was given.
 
+use crate::datadir::DataDir;
 use crate::log::format::{hash_hex, Hash};
 use crate::log::{ChainHead, Log};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -43,7 +44,7 @@ use std::time::Duration;
 /// The `version` this build writes and reads.
 pub const CHECKPOINT_VERSION: u32 = 1;
 /// The newest checkpoint, under `DATA_DIR`.
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+pub use crate::datadir::CHECKPOINT_FILE;
 /// Default interval between checkpoints while events arrive.
 pub const INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 /// Domain separation of the signed message.
@@ -209,7 +210,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Checkpoint>, String> {
 
 /// The newest checkpoint in `DATA_DIR/checkpoint.json`, if the file exists.
 pub fn read_local(data_dir: &Path) -> Option<Result<Checkpoint, String>> {
-    let path = data_dir.join(CHECKPOINT_FILE);
+    let path = DataDir::new(data_dir).checkpoint();
     if !path.exists() {
         return None;
     }
@@ -222,21 +223,9 @@ pub fn read_local(data_dir: &Path) -> Option<Result<Checkpoint, String>> {
 /// # Errors
 /// Any I/O error, with the file.
 pub fn write_local(data_dir: &Path, cp: &Checkpoint) -> Result<(), String> {
-    let target = data_dir.join(CHECKPOINT_FILE);
-    let tmp = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-    let done = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(cp.encode().as_bytes())?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &target)
-    })();
-    done.map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-    crate::log::fsync_dir(data_dir).map_err(|e| e.to_string())
+    let target = DataDir::new(data_dir).checkpoint();
+    crate::datadir::write_durably(&target, cp.encode().as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))
 }
 
 /// Somewhere every checkpoint is also sent, off the data directory: a

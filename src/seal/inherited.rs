@@ -14,9 +14,10 @@
 //! damage marks on the log's views.
 
 use super::checkpoint::Checkpoint;
-use crate::digest::SegmentEntry;
 use crate::log::format::{chain_hash, decode_frame, hash_hex, Frame, Hash, Header, SegmentId};
+use crate::log::segment::SegmentFile;
 use crate::log::Log;
+use crate::seal::digest::SegmentEntry;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -96,7 +97,7 @@ pub fn verify_inherited(
             continue;
         }
         let fail = |what: String| format!("{}: {what}", info.id.file_name());
-        let map = match map_file(&info.path) {
+        let map = match SegmentFile::open(&info.path) {
             Ok(m) if m.len() as u64 >= info.bytes => m,
             Ok(m) => {
                 let why = fail(format!(
@@ -232,18 +233,6 @@ pub fn verify_inherited(
         }
     }
     out
-}
-
-/// Maps a segment file read-only. Sealed segments never change and the
-/// active one only grows, so the bytes below its durable length are stable.
-pub(crate) fn map_file(path: &std::path::Path) -> std::io::Result<memmap2::Mmap> {
-    let f = std::fs::File::open(path)?;
-    // SAFETY: segment files are append-only while Stele runs (ARCHITECTURE
-    // "Reading" 4); a change from outside is what this module detects, and
-    // is read as different bytes, not undefined behaviour in our code.
-    let map = unsafe { memmap2::Mmap::map(&f) }?;
-    let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(map)
 }
 
 fn damage(log: &Log, ids: &[SegmentId], why: String, out: &mut Inherited) {

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | checkpoints | [`checkpoint`] | the chain head, every interval while events arrive, from the writer's memory; sent to the witnesses too |
 //! | inherited data | [`inherited`] | at start: what an earlier process wrote after the digests, against its last signed checkpoint |
-//! | daily digests | `crate::digest` | closed days, from what the writer witnessed or [`inherited`] verified, never from files alone |
+//! | daily digests | [`digest`] | closed days, from what the writer witnessed or [`inherited`] verified, never from files alone |
 //! | scrubbing | [`scrub`] | every sealed segment, in the background, against its digest or witnessed hash |
 //! | acknowledged evidence | [`acknowledged_through`] | how far recovery must find the log intact |
 //!
@@ -13,14 +13,14 @@
 //! the threads `stele serve` runs. Never writes a segment.
 
 pub mod checkpoint;
+pub mod digest;
 pub mod inherited;
 pub mod scrub;
-pub mod verify;
 pub mod worker;
 
-use crate::digest::SegmentEntry;
 use crate::log::format::SegmentId;
 use crate::log::Log;
+use crate::seal::digest::SegmentEntry;
 use checkpoint::{Checkpoint, Checkpointer, DirWitness, Witness};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use inherited::Inherited;
@@ -66,7 +66,7 @@ pub fn acknowledged_through(data_dir: &Path, witness_dir: Option<&Path>) -> (u64
             consider(cp.seq, format!("the {}", w.describe()));
         }
     }
-    if let Some(last) = crate::digest::newest_digest_last_seq(data_dir) {
+    if let Some(last) = crate::seal::digest::newest_digest_last_seq(data_dir) {
         consider(last, "the newest daily digest".into());
     }
     if let Some(seq) = crate::index::committed_seq(data_dir) {
@@ -158,9 +158,9 @@ pub fn sign_days(
     key: &SigningKey,
     now_micros: i64,
     how: Vouch,
-) -> Result<crate::digest::DigestRun, String> {
+) -> Result<crate::seal::digest::DigestRun, String> {
     let public = key.verifying_key();
-    let anchor = crate::digest::anchor(data_dir, &public).map_err(|e| e.to_string())?;
+    let anchor = crate::seal::digest::anchor(data_dir, &public).map_err(|e| e.to_string())?;
     let head = log.head().seq;
     let inherited = match how {
         Vouch::Checkpoints(cps) => {
@@ -194,8 +194,9 @@ pub fn sign_days(
                 h.seq,
                 crate::event::format_micros(now_micros)
             ));
-            let run = crate::digest::write_witnessed_digests(data_dir, log, key, now_micros, &i)
-                .map_err(|e| e.to_string())?;
+            let run =
+                crate::seal::digest::write_witnessed_digests(data_dir, log, key, now_micros, &i)
+                    .map_err(|e| e.to_string())?;
             checkpoint::write_local(data_dir, &cp)?;
             return Ok(run);
         }
@@ -236,7 +237,7 @@ pub fn sign_days(
             .problem
             .unwrap_or_else(|| "nothing after the newest digest could be verified".into()));
     }
-    crate::digest::write_witnessed_digests(data_dir, log, key, now_micros, &inherited)
+    crate::seal::digest::write_witnessed_digests(data_dir, log, key, now_micros, &inherited)
         .map_err(|e| e.to_string())
 }
 
@@ -395,7 +396,7 @@ impl SealStatus {
 /// (which runs the start-up verification first) and the scrubber.
 pub struct Seal {
     checkpointer: Option<Checkpointer>,
-    digester: crate::digest::Digester,
+    digester: crate::seal::digest::Digester,
     scrubber: scrub::Scrubber,
     status: Arc<SealStatus>,
 }
@@ -439,12 +440,12 @@ impl Seal {
                 None
             }
         };
-        let digester = crate::digest::Digester::start(
+        let digester = crate::seal::digest::Digester::start(
             data_dir.to_path_buf(),
             log.clone(),
             clock,
             key,
-            crate::digest::PERIOD_DEFAULT,
+            crate::seal::digest::PERIOD_DEFAULT,
             prior,
             status.clone(),
         );
@@ -468,7 +469,7 @@ impl Seal {
     }
 
     /// The digester's counters.
-    pub fn digest_stats(&self) -> Arc<crate::digest::DigestStats> {
+    pub fn digest_stats(&self) -> Arc<crate::seal::digest::DigestStats> {
         self.digester.stats()
     }
 

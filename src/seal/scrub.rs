@@ -18,9 +18,9 @@
 //! 3. Never writes a segment; only marks views damaged.
 
 use super::SealStatus;
-use crate::digest::SegmentEntry;
 use crate::log::segment::{scan, Depth};
 use crate::log::{Log, SegmentInfo};
+use crate::seal::digest::SegmentEntry;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,7 +86,7 @@ fn check(
     stats: &ScrubStats,
     stop: &AtomicBool,
 ) -> Option<String> {
-    let map = match super::inherited::map_file(&info.path) {
+    let map = match crate::log::segment::SegmentFile::open(&info.path) {
         Ok(m) => m,
         Err(e) => return Some(format!("cannot be read: {e}")),
     };
@@ -148,7 +148,7 @@ fn references(log: &Log, status: &SealStatus) -> BTreeMap<String, Reference> {
     let through = status.verified_through();
     for w in log.witnessed() {
         if w.inherited_through.is_none_or(|t| t <= through) {
-            let e = crate::digest::entry_of(&w);
+            let e = crate::seal::digest::entry_of(&w);
             refs.insert(
                 e.name.clone(),
                 Reference::Hash(e, "the writer that sealed it"),

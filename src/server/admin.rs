@@ -69,7 +69,7 @@ pub(super) async fn list_segments(app: Arc<App>, req: Request<Incoming>) -> Resp
                     None => {
                         let bytes = std::fs::read(&info.path)
                             .map_err(|e| format!("cannot read {}: {e}", info.path.display()))?;
-                        let h = crate::backup::sha256_hex(&bytes);
+                        let h = crate::datadir::sha256_hex(&bytes);
                         app.sealed_sha256
                             .exclusive()
                             .insert(name.clone(), h.clone());

@@ -227,7 +227,7 @@ pub(super) async fn ingest(app: Arc<App>, req: Request<Incoming>, caller: Caller
         Ok((_, Err(e))) => return query_problem(e),
         Err(e) => return internal(e.to_string()),
     };
-    if let Some(free) = disk_free_bytes(&app.data_dir) {
+    if let Some(free) = crate::datadir::free_bytes(&app.data_dir) {
         let reserve = app.limits().disk_reserve_bytes;
         let need = reserve.saturating_add(body.len() as u64 * 2);
         if free < need {
@@ -336,17 +336,6 @@ fn scope_events(scope: &Scope, events: &mut [Event]) -> Option<Resp> {
     None
 }
 
-/// Bytes available to unprivileged writers on `dir`'s filesystem.
-pub(super) fn disk_free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
-}
 
 #[cfg(test)]
 mod tests {

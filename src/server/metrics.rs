@@ -1,7 +1,6 @@
 //! `/metrics`: the Prometheus text exposition.
 
 use super::gate::AUTH_FAILURES;
-use super::ingest::disk_free_bytes;
 use super::{full, App, Resp};
 use crate::metrics::family;
 use crate::sync::Recover;
@@ -252,7 +251,7 @@ pub(super) fn metrics(app: &App) -> Resp {
         "audit_access events that could not be recorded (see the log).",
         app.auditor.stats.failed.load(Relaxed).to_string(),
     );
-    if let Some(free) = disk_free_bytes(&app.data_dir) {
+    if let Some(free) = crate::datadir::free_bytes(&app.data_dir) {
         metric(
             "stele_disk_free_bytes",
             "gauge",

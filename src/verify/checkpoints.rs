@@ -10,9 +10,9 @@
 //! A checkpoint kept only in the data directory can be replaced by an older
 //! genuine one; one saved elsewhere cannot.
 
-use super::checkpoint::{read_local, Checkpoint, CHECKPOINT_FILE};
+use super::{Finding, Options, Report, SegmentSummary};
 use crate::log::format::{decode_frame, hash_hex, Frame, Header, HEADER_BYTES};
-use crate::verify::{Finding, Options, Report, SegmentSummary};
+use crate::seal::checkpoint::{read_local, Checkpoint};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -30,7 +30,7 @@ fn finding(report: &mut Report, path: &Path, seq: Option<u64>, what: String, fat
 /// (whose records `verify` has already checked), in one walk.
 fn chains_at(path: &Path, seqs: &BTreeSet<u64>) -> HashMap<u64, [u8; 32]> {
     let mut out = HashMap::new();
-    let Ok(map) = super::inherited::map_file(path) else {
+    let Ok(map) = crate::log::segment::SegmentFile::open(path) else {
         return out;
     };
     let Ok(header) = Header::decode(&map) else {
@@ -63,7 +63,7 @@ pub fn check_checkpoints(
     report: &mut Report,
 ) {
     let mut all: Vec<(PathBuf, Checkpoint)> = opts.checkpoints.clone();
-    let local = data_dir.join(CHECKPOINT_FILE);
+    let local = crate::datadir::DataDir::new(data_dir).checkpoint();
     match read_local(data_dir) {
         Some(Ok(cp)) => all.push((local, cp)),
         Some(Err(e)) => finding(report, &local, None, e, true),

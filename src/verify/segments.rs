@@ -1,191 +1,30 @@
-//! `stele verify`: the offline check of segment files.
-//!
-//! Owns the answer to "is this log intact?", for a live data directory, a
-//! backup copy, or single files. It reads files only (never writes) and checks
-//! everything the format promises: every header, every record's length and
-//! CRC, every payload's full decode, seq continuity, the hash chain inside and
-//! across segments, every footer, that only the last segment is unsealed, and
-//! that the segments directory holds nothing else.
-//!
-//! Directories are checked as one log (a missing middle segment breaks the
-//! seq range and the chain, and is reported). Files named one by one are each
-//! checked alone, since they need not be neighbours.
-//!
-//! A data directory's signed daily digests (`DATA_DIR/digests/`) are checked
-//! too, by [`crate::digest::verify_chain`]: with the auditor's public keys
-//! when given ([`Options`]), else only structurally.
+//! The segment half of `stele verify`: every segment file's frames, payloads
+//! and chain, the links between neighbours, and that a log reaches the seq
+//! its evidence shows was acknowledged.
 
+use super::{Finding, Report, SegmentSummary};
 use crate::log::format::{hash_hex, Header, SegmentId, HEADER_BYTES};
-use crate::log::segment::{scan, Depth, ProblemKind};
+use crate::log::segment::{scan, Depth, ProblemKind, SegmentFile};
 use crate::log::TORN_WINDOW_BYTES;
-use std::fmt;
-use std::path::{Path, PathBuf};
-
-/// One thing wrong (or worth saying) about a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// The file (or directory) concerned.
-    pub path: PathBuf,
-    /// Byte offset in the file, when the finding is about bytes.
-    pub offset: Option<u64>,
-    /// The seq expected there, when known.
-    pub seq: Option<u64>,
-    /// What is wrong, in a sentence.
-    pub what: String,
-    /// False for notes that do not make the log damaged (a torn tail that
-    /// recovery will truncate).
-    pub fatal: bool,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        if let Some(o) = self.offset {
-            write!(f, ": offset {o}")?;
-        }
-        if let Some(s) = self.seq {
-            write!(f, " (seq {s})")?;
-        }
-        write!(f, ": {}", self.what)
-    }
-}
-
-/// What one segment file holds, when it could be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentSummary {
-    /// The file.
-    pub path: PathBuf,
-    /// Its header.
-    pub first_seq: u64,
-    /// Good records.
-    pub count: u64,
-    /// Whether a valid footer ends it.
-    pub sealed: bool,
-    /// Chain hash of its last good record.
-    pub last_hash: String,
-    /// Size of the file.
-    pub bytes: u64,
-    /// SHA-256 of the whole file, when sealed and its data directory has
-    /// digests.
-    pub sha256: Option<String>,
-}
-
-/// The outcome of a verification.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// Every segment read, in the order checked.
-    pub segments: Vec<SegmentSummary>,
-    /// Problems and notes.
-    pub findings: Vec<Finding>,
-    /// The digest chain of each data directory checked.
-    pub digests: Vec<crate::digest::ChainSummary>,
-    /// Each checkpoint the log matched, in a sentence.
-    pub checkpoints: Vec<String>,
-}
-
-/// What to check beyond the segments.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Public keys the digests must be signed with (`--public-key`); empty:
-    /// signatures are checked only against the keys the digests name.
-    pub public_keys: Vec<crate::digest::VerifyingKey>,
-    /// Checkpoints saved off the box (`--checkpoint FILE`): the log must
-    /// hold each one's seq with exactly its chain hash.
-    pub checkpoints: Vec<(PathBuf, crate::seal::checkpoint::Checkpoint)>,
-}
-
-impl Report {
-    /// True when no fatal finding was made.
-    pub fn intact(&self) -> bool {
-        !self.findings.iter().any(|f| f.fatal)
-    }
-
-    /// Total good records.
-    pub fn events(&self) -> u64 {
-        self.segments.iter().map(|s| s.count).sum()
-    }
-
-    fn problem(&mut self, path: &Path, offset: Option<u64>, seq: Option<u64>, what: String) {
-        self.findings.push(Finding {
-            path: path.to_path_buf(),
-            offset,
-            seq,
-            what,
-            fatal: true,
-        });
-    }
-}
-
-/// Verifies each path: a data directory (holding `segments/`), a segments
-/// directory, or a segment file. Only I/O errors on the paths themselves
-/// (missing, unreadable) are returned as `Err`; everything about content is
-/// in the report.
-pub fn verify_paths(paths: &[PathBuf]) -> std::io::Result<Report> {
-    verify_paths_with(paths, &Options::default())
-}
-
-/// [`verify_paths`], with the digests of data directories checked against
-/// `opts.public_keys`.
-pub fn verify_paths_with(paths: &[PathBuf], opts: &Options) -> std::io::Result<Report> {
-    let mut report = Report::default();
-    for p in paths {
-        let meta = std::fs::metadata(p)?;
-        if meta.is_dir() && p.join("segments").is_dir() {
-            let from = report.segments.len();
-            let hash = p.join(crate::digest::DIGESTS_DIR).is_dir();
-            let (acked, evidence) = crate::seal::acknowledged_through(p, None);
-            let acked = Acked {
-                seq: acked,
-                evidence,
-            };
-            verify_segments_dir(&p.join("segments"), hash, &acked, &mut report)?;
-            let segments = report.segments[from..].to_vec();
-            check_acked(&p.join("segments"), &segments, &acked, &mut report);
-            crate::digest::verify_chain(p, &segments, &opts.public_keys, &mut report);
-            crate::seal::verify::check_checkpoints(p, &segments, opts, &mut report);
-            continue;
-        }
-        if !opts.checkpoints.is_empty() {
-            report.problem(
-                p,
-                None,
-                None,
-                "a checkpoint was given, but checkpoints are checked only for data directories \
-                 (holding segments/)"
-                    .into(),
-            );
-        }
-        if !opts.public_keys.is_empty() {
-            report.problem(
-                p,
-                None,
-                None,
-                "a public key was given, but digests are checked only for data directories \
-                 (holding segments/ and digests/)"
-                    .into(),
-            );
-        }
-        if meta.is_dir() {
-            verify_dir(p, &mut report)?;
-        } else {
-            verify_file(p, None, true, false, &Acked::default(), &mut report)?;
-        }
-    }
-    Ok(report)
-}
+use std::path::Path;
 
 /// What a data directory's own evidence says was acknowledged.
 #[derive(Debug, Clone, Default)]
-struct Acked {
+pub(super) struct Acked {
     /// The highest acknowledged seq (0: no evidence).
-    seq: u64,
+    pub(super) seq: u64,
     /// Where that evidence is.
-    evidence: String,
+    pub(super) evidence: String,
 }
 
 /// A log that ends before what its evidence shows was acknowledged has lost
 /// acknowledged events (cut or deleted): never a crash.
-fn check_acked(dir: &Path, segments: &[SegmentSummary], acked: &Acked, report: &mut Report) {
+pub(super) fn check_acked(
+    dir: &Path,
+    segments: &[SegmentSummary],
+    acked: &Acked,
+    report: &mut Report,
+) {
     let end = segments.last().map_or(0, |s| s.first_seq + s.count - 1);
     if acked.seq > end {
         let path = segments
@@ -212,7 +51,7 @@ pub fn verify_dir(dir: &Path, report: &mut Report) -> std::io::Result<()> {
 
 /// [`verify_dir`], also hashing each file (SHA-256) when `hash`. A torn
 /// tail at or below `acked.seq` is damage, not a torn write.
-fn verify_segments_dir(
+pub(super) fn verify_segments_dir(
     dir: &Path,
     hash: bool,
     acked: &Acked,
@@ -338,7 +177,7 @@ fn check_link(path: &Path, header: &Header, prev: (u64, [u8; 32]), report: &mut 
 
 /// Verifies one segment file. `prev` is the (next seq, final hash) of the
 /// segment before it, when checking a directory. Returns this segment's.
-fn verify_file(
+pub(super) fn verify_file(
     path: &Path,
     prev: Option<(u64, [u8; 32])>,
     last: bool,
@@ -351,17 +190,16 @@ fn verify_file(
     // recovery, so a mapping never loses pages under us (truncating a file
     // while verify runs is outside the contract, as for the daemon's
     // readers).
-    let file = std::fs::File::open(path)?;
-    let map;
-    let bytes: &[u8] = if file.metadata()?.len() == 0 {
-        &[]
-    } else {
-        // SAFETY: read-only mapping of a file nobody truncates while we
-        // hold it (see above).
-        map = unsafe { memmap2::Mmap::map(&file)? };
-        &map
-    };
-    Ok(check_segment(path, bytes, prev, last, hash, acked, report))
+    let file = SegmentFile::open(path)?;
+    Ok(check_segment(
+        path,
+        file.bytes(),
+        prev,
+        last,
+        hash,
+        acked,
+        report,
+    ))
 }
 
 /// Verifies the bytes of one segment file (named `path` in findings): what
@@ -449,7 +287,7 @@ fn check_segment(
         sealed: s.footer.is_some(),
         last_hash: hash_hex(&s.last_hash),
         bytes: bytes.len() as u64,
-        sha256: (hash && s.footer.is_some()).then(|| crate::backup::sha256_hex(bytes)),
+        sha256: (hash && s.footer.is_some()).then(|| crate::datadir::sha256_hex(bytes)),
     });
     Some((header.first_seq + s.count, s.last_hash))
 }

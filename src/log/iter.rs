@@ -1,0 +1,227 @@
+//! Reading the log: [`LogIter`], a forward or backward walk over a seq
+//! range, one segment at a time through its memory map.
+//!
+//! Owns the position inside a segment ([`Cursor`]) and giving a scan's pages
+//! back to the kernel behind it; never writes. Damaged data ends the walk
+//! with an error, never a skip; a seq retention dropped while the walk ran is
+//! [`Error::Dropped`].
+
+use super::error::{Error, Result};
+use super::segment::{self, SegmentView, Snapshot, SPARSE_EVERY};
+use super::Shared;
+use crate::event::StoredEvent;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Direction of iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first.
+    Backward,
+}
+
+/// Position of an iterator inside one segment.
+struct Cursor {
+    view: Arc<SegmentView>,
+    snap: Snapshot,
+    /// Forward: offset of the record `next` (the next to yield).
+    offset: u64,
+    /// Backward: offsets of the block's records up to the next to yield.
+    back: Vec<u64>,
+    /// Forward: pages before this offset were given back.
+    released: u64,
+    /// Forward: records yielded (more than one: a scan).
+    yielded: u64,
+}
+
+/// A forward scan gives the pages behind it back every this many bytes.
+const RELEASE_BEHIND_BYTES: u64 = 8 * 1024 * 1024;
+/// A page fault on a file map may map more than its page (the kernel's
+/// fault-around window, a whole large folio: up to a PMD, 2 MiB): a scan
+/// gives back this much on both sides of what it read.
+const MAP_AROUND_BYTES: u64 = 2 * 1024 * 1024;
+
+impl Cursor {
+    fn release(&mut self, upto: u64) {
+        if let Some(map) = &self.snap.map {
+            segment::release_pages(map, self.released, upto);
+            self.released = upto / 4096 * 4096;
+        }
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        // Only scans: a point read keeps its (likely hot) pages. A scan is
+        // told by the records it read, not by the bytes: one that read less
+        // than a megabyte here (a small segment, a stream's step) kept its
+        // pages, and a scan over many such pieces the whole log. Around what
+        // it read too: the faults may have mapped pages on both sides.
+        if self.yielded > 1 || self.offset.saturating_sub(self.released) >= 1024 * 1024 {
+            self.released = self.released.saturating_sub(MAP_AROUND_BYTES);
+            self.release((self.offset + MAP_AROUND_BYTES).min(self.snap.records_end));
+        }
+    }
+}
+
+/// An iterator over a seq range of the log; yields an error (and then stops)
+/// on damaged data instead of skipping it.
+pub struct LogIter {
+    shared: Arc<Shared>,
+    lo: u64,
+    hi: u64,
+    dir: Direction,
+    cur: Option<Cursor>,
+    done: bool,
+}
+
+impl LogIter {
+    pub(super) fn new(shared: Arc<Shared>, lo: u64, hi: u64, dir: Direction) -> LogIter {
+        LogIter {
+            shared,
+            lo,
+            hi,
+            dir,
+            cur: None,
+            done: lo > hi,
+        }
+    }
+
+    fn position(&mut self, seq: u64) -> Result<Cursor> {
+        let view = self.shared.find(seq).ok_or_else(|| {
+            let first_seq = self.shared.first_seq();
+            if seq < first_seq {
+                Error::Dropped { seq, first_seq }
+            } else {
+                Error::Corruption {
+                    path: PathBuf::new(),
+                    offset: 0,
+                    seq: Some(seq),
+                    detail: "no segment holds this durable seq".into(),
+                }
+            }
+        })?;
+        let snap = view.snapshot()?;
+        let (offset, back) = match self.dir {
+            Direction::Forward => (view.offset_of(&snap, seq)?, Vec::new()),
+            Direction::Backward => {
+                let index = seq - view.first_seq();
+                let block_first = view.first_seq() + index / SPARSE_EVERY * SPARSE_EVERY;
+                let mut off = view.block_offset(index / SPARSE_EVERY)?;
+                let mut back = Vec::with_capacity(SPARSE_EVERY as usize);
+                for s in block_first..=seq {
+                    back.push(off);
+                    if s < seq {
+                        off = view.skip_at(&snap, off, s)?;
+                    }
+                }
+                (0, back)
+            }
+        };
+        Ok(Cursor {
+            view,
+            snap,
+            released: offset,
+            offset,
+            back,
+            yielded: 0,
+        })
+    }
+
+    fn step(&mut self) -> Result<Option<StoredEvent>> {
+        match self.dir {
+            Direction::Forward => {
+                let seq = self.lo;
+                let fits = self.cur.as_ref().is_some_and(|c| {
+                    seq < c.view.first_seq() + c.snap.count && c.offset < c.snap.records_end
+                });
+                if !fits {
+                    self.cur = Some(self.position(seq)?);
+                }
+                let c = self.cur.as_mut().expect("positioned");
+                let (ev, next) = c.view.read_at(&c.snap, c.offset, seq)?;
+                c.offset = next;
+                c.yielded += 1;
+                if c.offset - c.released >= RELEASE_BEHIND_BYTES {
+                    c.release(c.offset);
+                }
+                self.lo += 1;
+                Ok(Some(ev))
+            }
+            Direction::Backward => {
+                let seq = self.hi;
+                if self.cur.as_ref().is_none_or(|c| c.back.is_empty()) {
+                    self.cur = Some(self.position(seq)?);
+                }
+                let c = self.cur.as_mut().expect("positioned");
+                let off = c.back.pop().expect("non-empty block");
+                let (ev, _) = c.view.read_at(&c.snap, off, seq)?;
+                self.hi -= 1;
+                Ok(Some(ev))
+            }
+        }
+    }
+}
+
+impl Iterator for LogIter {
+    type Item = Result<StoredEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.lo > self.hi {
+            return None;
+        }
+        match self.step() {
+            Ok(ev) => {
+                if self.dir == Direction::Backward && self.hi < self.lo {
+                    self.done = true;
+                }
+                ev.map(Ok)
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::Provenance;
+    use crate::log::{Log, LogConfig};
+    use crate::testkit::EventGen;
+
+    #[test]
+    fn a_seq_retention_dropped_under_a_walk_is_a_typed_error_not_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(crate::testkit::DEFAULT_BASE_TIME));
+        let cfg = LogConfig {
+            segment_bytes_max: 4096,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), cfg, clock).unwrap();
+        let mut gen = EventGen::new(7);
+        for _ in 0..10 {
+            let batch: Vec<_> = (0..3).map(|_| gen.sized(500)).collect();
+            log.append(&batch, &Provenance::cli()).unwrap();
+        }
+        let mut walk = log.iter();
+        let first = log.segments()[0].clone();
+        log.drop_through(first.id).unwrap();
+        let err = walk.next().unwrap().unwrap_err();
+        let first_seq = log.first_seq();
+        assert!(first_seq > 1);
+        assert!(
+            matches!(err, Error::Dropped { seq: 1, first_seq: f } if f == first_seq),
+            "{err:?}"
+        );
+        assert!(!err.is_corruption());
+        assert!(walk.next().is_none(), "the walk stops after an error");
+        // A walk started after the drop begins at the new first seq.
+        assert_eq!(log.iter().next().unwrap().unwrap().seq, first_seq);
+    }
+}

@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use stele::clock::SystemClock;
-use stele::digest::SigningKey;
+use stele::seal::digest::SigningKey;
 use stele::log::{Log, LogConfig};
 use stele::seal::checkpoint::Checkpoint;
 use stele::seal::SealStatus;

@@ -13,7 +13,7 @@
 //!    `/healthz`, `/readyz` (and `/metrics` unless configured otherwise)
 //!    needs a key holding the route's [`Role`].
 //! 2. A key's [`Scope`] is applied to every read as a filter on the stored
-//!    `tenant` field (see `index::text::Filter::tenants`), so a scoped key
+//!    `tenant` field (see `query::Filter::tenants`), so a scoped key
 //!    cannot tell whether another tenant exists: it sees nothing of it.
 //! 3. Rate-limit state and open-stream counts survive a reload for every
 //!    key whose settings did not change.
@@ -35,8 +35,8 @@ pub const TOKEN_BODY_CHARS: usize = 43;
 /// Longest `Authorization` header value looked at; longer ones are refused
 /// without hashing.
 pub const AUTHORIZATION_BYTES_MAX: usize = 512;
-/// Longest key id.
-pub const KEY_ID_BYTES_MAX: usize = 64;
+/// Longest key id: what an event's `ingested_by` holds.
+pub const KEY_ID_BYTES_MAX: usize = crate::event::INGESTED_BY_BYTES_MAX;
 /// Most keys in a configuration (each request compares against all).
 pub const KEYS_MAX: usize = 10_000;
 /// Highest `rate_per_sec` and `burst`.

@@ -100,7 +100,7 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupErr
 
 /// SHA-256 of `bytes`, lower-case hex (kept here for the callers of its
 /// old path).
-pub use crate::datadir::sha256_hex;
+use crate::datadir::sha256_hex;
 
 /// The segment files of `segments_dir`, oldest first, through the log's one
 /// lister ([`crate::log::list_segments`]): anything else there, a `.tmp`

@@ -18,7 +18,7 @@
 //! - [`notify`]: systemd notifications (readiness, status, watchdog) for `stele serve`.
 //! - [`verify`]: `stele verify`: segment files, the digest chain and checkpoints, offline.
 //! - [`backup`]: `stele backup`, a consistent copy of the log while the daemon runs.
-//! - [`seal`]: checkpoints, signed daily digests ([`digest`] is `seal::digest`), scrubbing.
+//! - [`seal`]: checkpoints, signed daily digests (`seal::digest`), scrubbing.
 //! - [`datadir`]: the data directory's paths, the durable-write helper, random bytes.
 //! - [`clock`]: the time seam.
 //! - [`sync`]: locks that survive a panic elsewhere.
@@ -35,8 +35,6 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod datadir;
-/// Signed daily digests, a part of the seal (`seal::digest`), at their old path.
-pub use seal::digest;
 pub mod event;
 pub mod fault;
 #[cfg(any(test, feature = "testkit"))]

@@ -297,7 +297,7 @@ fn verify(
     };
     let mut opts = stele::verify::Options::default();
     for k in public_keys {
-        match stele::digest::parse_public_key(k) {
+        match stele::seal::digest::parse_public_key(k) {
             Ok(key) => opts.public_keys.push(key),
             Err(e) => {
                 eprintln!("stele verify: --public-key: {e}");
@@ -393,8 +393,8 @@ fn verify(
 }
 
 fn keygen(out: &std::path::Path, public_out: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let public = stele::digest::generate_signing_key(out, public_out)?;
-    let hex = stele::digest::public_key_hex(&public);
+    let public = stele::seal::digest::generate_signing_key(out, public_out)?;
+    let hex = stele::seal::digest::public_key_hex(&public);
     println!("wrote a new digest signing key to {}", out.display());
     println!("public key: {hex}");
     if let Some(p) = public_out {
@@ -637,7 +637,7 @@ fn sign_days(
 ) -> ExitCode {
     let how = match through {
         _ if head => stele::seal::Vouch::Head,
-        Some(day) => match stele::digest::parse_day(day) {
+        Some(day) => match stele::seal::digest::parse_day(day) {
             Some(d) => stele::seal::Vouch::Operator { through: d },
             None => {
                 eprintln!("stele sign-days: --vouch-through {day:?} is not a YYYY-MM-DD day");
@@ -658,7 +658,7 @@ fn sign_days(
             stele::seal::Vouch::Checkpoints(all)
         }
     };
-    let key = match stele::digest::load_signing_key(data_dir) {
+    let key = match stele::seal::digest::load_signing_key(data_dir) {
         Ok(Some(k)) => k,
         Ok(None) => {
             eprintln!(
@@ -911,7 +911,7 @@ fn retention(
         let mut p = retention::plan(&segs, today, &cfg.retention, &holds, |s| {
             retention::tenants_in(&s.path)
         })?;
-        retention::keep_unsigned(&mut p, stele::digest::digested_through(&data_dir));
+        retention::keep_unsigned(&mut p, stele::seal::digest::digested_through(&data_dir));
         Ok(p)
     });
     let plan = match planned {

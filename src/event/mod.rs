@@ -144,8 +144,10 @@ pub const INGESTED_BY_STELE: &str = "stele";
 /// kind of writer.
 pub const INGESTED_BY_RESERVED: &[&str] =
     &[INGESTED_BY_LOOPBACK, INGESTED_BY_CLI, INGESTED_BY_STELE];
-/// Maximum length of `ingested_by`, in bytes (the longest API key id).
-pub const INGESTED_BY_BYTES_MAX: usize = crate::auth::KEY_ID_BYTES_MAX;
+/// Maximum length of `ingested_by`, in bytes: the longest API key id
+/// (`auth::KEY_ID_BYTES_MAX` is this bound, so the event model does not
+/// depend on access control).
+pub const INGESTED_BY_BYTES_MAX: usize = 64;
 /// Maximum length of `client_addr`, in bytes (an IPv6 address takes at most 39).
 pub const CLIENT_ADDR_BYTES_MAX: usize = 64;
 

@@ -43,8 +43,6 @@ use std::time::Duration;
 
 /// The `version` this build writes and reads.
 pub const CHECKPOINT_VERSION: u32 = 1;
-/// The newest checkpoint, under `DATA_DIR`.
-pub use crate::datadir::CHECKPOINT_FILE;
 /// Default interval between checkpoints while events arrive.
 pub const INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 /// Domain separation of the signed message.

@@ -57,7 +57,7 @@ pub fn acknowledged_through(data_dir: &Path, witness_dir: Option<&Path>) -> (u64
     if let Some(Ok(cp)) = checkpoint::read_local(data_dir) {
         consider(
             cp.seq,
-            format!("the checkpoint in {}", checkpoint::CHECKPOINT_FILE),
+            format!("the checkpoint in {}", crate::datadir::CHECKPOINT_FILE),
         );
     }
     if let Some(w) = witness_dir {
@@ -100,7 +100,7 @@ pub fn trusted_checkpoint(
     let mut found = Vec::new();
     let mut problems = Vec::new();
     match checkpoint::read_local(data_dir) {
-        Some(Ok(cp)) => found.push((cp, checkpoint::CHECKPOINT_FILE.to_string())),
+        Some(Ok(cp)) => found.push((cp, crate::datadir::CHECKPOINT_FILE.to_string())),
         Some(Err(e)) => problems.push(e),
         None => {}
     }

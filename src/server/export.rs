@@ -94,7 +94,7 @@ pub(super) async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller
     };
     caller.restrict(&mut q.filter);
     if !explicit_order {
-        q.order = crate::index::text::Order::Asc; // chronological unless asked
+        q.order = crate::query::Order::Asc; // chronological unless asked
     }
     q.limit = EXPORT_PAGE;
     // Check the query before promising a 200, and see how broad it is.
@@ -115,7 +115,7 @@ pub(super) async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller
     // pages of the log.
     let log_span = upto.saturating_sub(app.engine.log().first_seq()) + 1;
     let scan = q.filter.text.is_none()
-        && q.order == crate::index::text::Order::Asc
+        && q.order == crate::query::Order::Asc
         && matching.saturating_mul(EXPORT_SCAN_RATIO) >= log_span;
     if let Some(refused) = record_start(&app, &caller).await {
         return refused;

@@ -165,7 +165,7 @@ struct Lifecycle {
 /// The seal's reports, for `/readyz` and `/metrics`.
 struct SealView {
     /// The digester's counters (signed digests, failed runs).
-    digests: Arc<crate::digest::DigestStats>,
+    digests: Arc<crate::seal::digest::DigestStats>,
     /// What the seal knows (damaged segments, unsigned days, scrubbing).
     status: Arc<crate::seal::SealStatus>,
     /// The checkpointer's counters and newest checkpoint (none without a key).
@@ -206,7 +206,7 @@ impl Caller {
     }
 
     /// Narrows a filter to the caller's tenants.
-    fn restrict(&self, filter: &mut crate::index::text::Filter) {
+    fn restrict(&self, filter: &mut crate::query::Filter) {
         if let Some(k) = &self.key {
             filter.tenants = k.scope.tenants().map(<[String]>::to_vec);
         }

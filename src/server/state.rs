@@ -102,7 +102,7 @@ impl State {
             &cfg.data_dir,
             engine.log().clone(),
             clock.clone(),
-            crate::digest::load_signing_key(&cfg.data_dir)?,
+            crate::seal::digest::load_signing_key(&cfg.data_dir)?,
             &cfg.seal,
         );
         let sealed_sha256: Arc<std::sync::Mutex<HashMap<String, String>>> = Arc::default();

@@ -224,7 +224,7 @@ async fn run_stream(
 /// reached [`STREAM_CHUNK_BYTES`].
 fn read_stream_step(
     app: &App,
-    filter: &crate::index::text::Filter,
+    filter: &crate::query::Filter,
     text: bool,
     from: u64,
     to: u64,

@@ -6,7 +6,7 @@ use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stele::clock::{Clock, ManualClock};
-use stele::digest::{write_due_digests, DailyDigest, SigningKey, CLOSE_GRACE_MICROS};
+use stele::seal::digest::{write_due_digests, DailyDigest, SigningKey, CLOSE_GRACE_MICROS};
 use stele::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
 use stele::log::Log;
 use stele::seal::checkpoint::Checkpoint;
@@ -27,7 +27,7 @@ fn other_key() -> SigningKey {
 }
 
 fn hex_of(key: &SigningKey) -> String {
-    stele::digest::public_key_hex(&key.verifying_key())
+    stele::seal::digest::public_key_hex(&key.verifying_key())
 }
 
 /// A log with `days` days of events from 2026-11-21, two segments a day
@@ -73,7 +73,7 @@ fn signed_with_checkpoint(days: i64) -> tempfile::TempDir {
 fn inherited_check(dir: &Path, log: &Log) -> stele::seal::inherited::Inherited {
     let (cp, problems) = stele::seal::trusted_checkpoint(dir, None, &key().verifying_key());
     assert!(problems.is_empty(), "{problems:?}");
-    let anchor = stele::digest::anchor(dir, &key().verifying_key()).unwrap();
+    let anchor = stele::seal::digest::anchor(dir, &key().verifying_key()).unwrap();
     stele::seal::inherited::verify_inherited(log, anchor, cp.as_ref())
 }
 
@@ -113,7 +113,7 @@ fn damaged_lines(out: &str) -> Vec<&str> {
 /// Rewrites `day`'s digest with `edit` applied, signed by `signer` (or
 /// keeping the old signature).
 fn forge(dir: &Path, day: &str, signer: Option<&SigningKey>, edit: impl FnOnce(&mut DailyDigest)) {
-    use stele::digest::Signer as _;
+    use stele::seal::digest::Signer as _;
     let path = digest_path(dir, day);
     let mut d = DailyDigest::decode(&std::fs::read(&path).unwrap()).unwrap();
     edit(&mut d);
@@ -180,7 +180,7 @@ fn three_days_make_two_chained_digests_that_verify_with_the_public_key() {
     let sig: [u8; 64] = hex::decode(sig1.trim()).unwrap().try_into().unwrap();
     key()
         .verifying_key()
-        .verify_strict(&bytes1, &stele::digest::Signature::from_bytes(&sig))
+        .verify_strict(&bytes1, &stele::seal::digest::Signature::from_bytes(&sig))
         .unwrap();
     use std::os::unix::fs::PermissionsExt;
     for p in [&written[0], &sig_path(dir, "2026-11-21")] {
@@ -310,7 +310,7 @@ fn keygen_makes_a_private_key_once_and_verify_takes_the_public_key_from_a_file()
         std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    let k = stele::digest::load_signing_key(&data).unwrap().unwrap();
+    let k = stele::seal::digest::load_signing_key(&data).unwrap().unwrap();
     assert_eq!(
         write_due_digests(&data, &log, &k, clock.now_micros())
             .unwrap()
@@ -665,7 +665,7 @@ fn a_digest_removed_from_the_chain_is_caught_and_a_missing_newest_one_is_a_note(
     // last signed checkpoint, it continues the chain.
     let inherited = inherited_check(tmp.path(), &log);
     assert_eq!(inherited.problem, None);
-    let run = stele::digest::write_witnessed_digests(
+    let run = stele::seal::digest::write_witnessed_digests(
         tmp.path(),
         &log,
         &key(),
@@ -703,7 +703,7 @@ fn the_digester_thread_signs_a_closed_day_and_stops() {
     let log = Arc::new(log);
     clock.set(MIDNIGHT + CLOSE_GRACE_MICROS + 1);
     log.rotate_if_day_over().unwrap();
-    let digester = stele::digest::Digester::start(
+    let digester = stele::seal::digest::Digester::start(
         tmp.path().to_path_buf(),
         log.clone(),
         clock.clone(),
@@ -723,7 +723,7 @@ fn the_digester_thread_signs_a_closed_day_and_stops() {
     assert_eq!(stats.written.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(Arc::strong_count(&log), 1, "the thread let go of the log");
     // No key: nothing runs.
-    let off = stele::digest::Digester::start(
+    let off = stele::seal::digest::Digester::start(
         tmp.path().to_path_buf(),
         log.clone(),
         clock,

@@ -121,7 +121,7 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     let all = Query::parse(&pairs(&[("limit", "1000"), ("order", "asc")]), now).unwrap();
     let first = engine.list(&all).unwrap();
     assert_eq!(first.events[0].seq, 601);
-    let everything = stele::index::text::Filter::default();
+    let everything = stele::query::Filter::default();
     assert_eq!(engine.count(&everything).unwrap(), 900);
     for (id, t) in ids_by_day[0].iter().chain(&ids_by_day[1]).step_by(37) {
         assert!(

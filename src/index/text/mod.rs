@@ -75,9 +75,7 @@ use tantivy::{
 };
 
 use crate::event::{self, FieldValue, Indexed, Severity, Source, Stat, Status, StoredEvent};
-// The query model lives in `crate::query`; re-exported here for the callers that
-// still name it by its old path.
-pub use crate::query::{event_time, Filter, Order};
+use crate::query::{event_time, Filter, Order};
 
 // ---------------------------------------------------------------------------------------
 // Errors, filters, public types

@@ -1,6 +1,7 @@
 //! Keys: the Ed25519 signing key (generating it, reading it with its mode
 //! checked, finding the one `stele serve` uses) and public keys in hex.
 
+use crate::datadir::SIGNING_KEY_FILE;
 use super::*;
 
 /// Lower-case hex of a public key.

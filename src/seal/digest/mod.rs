@@ -69,8 +69,6 @@ use std::time::Duration;
 pub const DIGEST_VERSION: u32 = 2;
 /// The oldest `version` this build reads (1: no `vouched` key).
 pub const DIGEST_VERSION_OLDEST: u32 = 1;
-/// The directory under `DATA_DIR` holding the digests.
-pub use crate::datadir::DIGESTS_DIR;
 /// How long after a day's end its sealed segments count as final without a
 /// segment of a later day (see invariant 1).
 pub const CLOSE_GRACE_MICROS: i64 = 60_000_000;
@@ -79,9 +77,6 @@ pub const CLOSE_GRACE_MICROS: i64 = 60_000_000;
 pub const PERIOD_DEFAULT: Duration = Duration::from_secs(60);
 /// The environment variable naming the signing key file.
 pub const SIGNING_KEY_ENV: &str = "STELE_SIGNING_KEY_FILE";
-/// The signing key's file name in `$CREDENTIALS_DIRECTORY` (systemd
-/// `LoadCredential=`) and in the data directory.
-pub use crate::datadir::SIGNING_KEY_FILE;
 
 /// Why writing digests or handling a key failed.
 #[derive(Debug, thiserror::Error)]

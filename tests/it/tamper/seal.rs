@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stele::clock::{Clock, ManualClock};
-use stele::digest::{write_due_digests, SigningKey};
+use stele::seal::digest::{write_due_digests, SigningKey};
 use stele::seal::checkpoint::{Checkpoint, DirWitness, Witness};
 use stele::testkit::EventGen;
 
@@ -32,7 +32,7 @@ fn key() -> SigningKey {
 }
 
 fn public_hex() -> String {
-    stele::digest::public_key_hex(&key().verifying_key())
+    stele::seal::digest::public_key_hex(&key().verifying_key())
 }
 
 struct Fixture {

@@ -35,33 +35,64 @@ fn csv_columns() -> impl Iterator<Item = &'static str> {
         .copied()
 }
 
-/// One RFC 4180 field: quoted when it holds a comma, quote, CR or LF.
-fn csv_field(out: &mut String, v: &str) {
-    if v.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&v.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(v);
+/// RFC 4180 rows through the `csv` crate: CRLF after each row, a field
+/// quoted only when it holds a comma, a quote, CR or LF (quotes doubled).
+struct CsvRows {
+    writer: csv::Writer<Shared>,
+    /// What `writer` wrote since the last row was taken.
+    buf: Shared,
+}
+
+/// A byte buffer the writer and [`CsvRows`] share (one thread).
+#[derive(Clone, Default)]
+struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-fn csv_row(ev: &crate::event::StoredEvent) -> String {
-    let j = json!(ev);
-    let mut row = String::with_capacity(512);
-    for (i, col) in csv_columns().enumerate() {
-        if i > 0 {
-            row.push(',');
-        }
-        let cell = match j.get(col) {
+impl CsvRows {
+    fn new() -> CsvRows {
+        let buf = Shared::default();
+        let writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(buf.clone());
+        CsvRows { writer, buf }
+    }
+
+    /// The header row: the column names.
+    fn header(&mut self, out: &mut String) {
+        self.write(csv_columns(), out);
+    }
+
+    /// One event: each column's value as JSON shows it (strings bare,
+    /// numbers and objects as JSON text, null and absent empty).
+    fn row(&mut self, ev: &crate::event::StoredEvent, out: &mut String) {
+        let j = json!(ev);
+        let cells = csv_columns().map(|col| match j.get(col) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
-        };
-        csv_field(&mut row, &cell);
+        });
+        self.write(cells, out);
     }
-    row.push_str("\r\n");
-    row
+
+    fn write<I: IntoIterator<Item = T>, T: AsRef<[u8]>>(&mut self, record: I, out: &mut String) {
+        // Into a Vec, with one column count for every row: cannot fail.
+        self.writer
+            .write_record(record)
+            .expect("a CSV row into memory");
+        self.writer.flush().expect("a CSV row into memory");
+        let mut buf = self.buf.0.borrow_mut();
+        out.push_str(std::str::from_utf8(&buf).expect("UTF-8 fields make a UTF-8 row"));
+        buf.clear();
+    }
 }
 
 pub(super) async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
@@ -128,16 +159,17 @@ pub(super) async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller
             tracing::error!("An export stopped before its end: {why}.");
             let _ = tx.blocking_send(Err(BodyError::from(why)));
         };
+        let mut rows = CsvRows::new();
         if csv {
-            let mut header = csv_columns().collect::<Vec<_>>().join(",");
-            header.push_str("\r\n");
+            let mut header = String::new();
+            rows.header(&mut header);
             if tx.blocking_send(Ok(Bytes::from(header))).is_err() {
                 return;
             }
         }
-        let render = |ev: &crate::event::StoredEvent, chunk: &mut String| {
+        let mut render = |ev: &crate::event::StoredEvent, chunk: &mut String| {
             if csv {
-                chunk.push_str(&csv_row(ev));
+                rows.row(ev, chunk);
             } else {
                 chunk.push_str(&json!(ev).to_string());
                 chunk.push('\n');
@@ -221,4 +253,37 @@ pub(super) async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller
         )
         .body(ChannelBody(rx).boxed())
         .expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_what_rfc_4180_needs() {
+        let mut rows = CsvRows::new();
+        let mut out = String::new();
+        rows.write(
+            [
+                "plain",
+                "",
+                "a,b",
+                "say \"hi\"",
+                "line\r\nbreak",
+                "é ü",
+                " sp ",
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "plain,,\"a,b\",\"say \"\"hi\"\"\",\"line\r\nbreak\",é ü, sp \r\n"
+        );
+        let mut header = String::new();
+        CsvRows::new().header(&mut header);
+        assert_eq!(
+            header,
+            format!("{}\r\n", csv_columns().collect::<Vec<_>>().join(","))
+        );
+    }
 }

@@ -21,9 +21,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use stele::clock::SystemClock;
-use stele::seal::digest::SigningKey;
 use stele::log::{Log, LogConfig};
 use stele::seal::checkpoint::Checkpoint;
+use stele::seal::digest::SigningKey;
 use stele::seal::SealStatus;
 use stele::testkit::EventGen;
 

@@ -176,7 +176,10 @@ impl Retainer {
             self.segment_tenants.exclusive().insert(name, t.clone());
             Ok(t)
         })?;
-        super::keep_unsigned(&mut plan, crate::seal::digest::digested_through(&self.data_dir));
+        super::keep_unsigned(
+            &mut plan,
+            crate::seal::digest::digested_through(&self.data_dir),
+        );
         Ok(plan)
     }
 

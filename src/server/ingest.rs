@@ -336,7 +336,6 @@ fn scope_events(scope: &Scope, events: &mut [Event]) -> Option<Resp> {
     None
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,9 +50,10 @@ pub mod routes;
 mod state;
 mod stream;
 
-pub use crate::config::{Limits, Reloaded, Reloader, ServeConfig, LISTEN_DEFAULT};
+use crate::config::{Limits, Reloaded};
 pub use health::READY_LAG_EVENTS_MAX;
-pub use ingest::{split_body, JsonError};
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) use ingest::split_body;
 pub use routes::{Route, ROUTES};
 pub use state::{open_engine, Handle, State};
 pub use stream::STREAM_HEARTBEAT_SECS;

@@ -97,7 +97,7 @@ fn backup_while_ingesting_then_wipe_restore_and_get_identical_answers() {
             assert_eq!(s["sealed"], true, "{s}");
             let bytes = std::fs::read(&path).unwrap();
             assert_eq!(s["bytes"], bytes.len(), "{s}");
-            assert_eq!(s["sha256"], stele::backup::sha256_hex(&bytes), "{s}");
+            assert_eq!(s["sha256"], stele::datadir::sha256_hex(&bytes), "{s}");
         } else {
             assert_eq!(s["sealed"], false, "{s}");
             assert!(s["sha256"].is_null(), "{s}");

@@ -6,10 +6,10 @@ use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stele::clock::{Clock, ManualClock};
-use stele::seal::digest::{write_due_digests, DailyDigest, SigningKey, CLOSE_GRACE_MICROS};
 use stele::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
 use stele::log::Log;
 use stele::seal::checkpoint::Checkpoint;
+use stele::seal::digest::{write_due_digests, DailyDigest, SigningKey, CLOSE_GRACE_MICROS};
 use stele::testkit::EventGen;
 
 const DAY: i64 = 86_400_000_000;
@@ -161,7 +161,7 @@ fn three_days_make_two_chained_digests_that_verify_with_the_public_key() {
     assert_eq!(d1.first_seq, 1);
     let prev = d2.previous_digest.as_ref().unwrap();
     assert_eq!(prev.day, "2026-11-21");
-    assert_eq!(prev.sha256, stele::backup::sha256_hex(&bytes1));
+    assert_eq!(prev.sha256, stele::datadir::sha256_hex(&bytes1));
     assert_eq!(prev.signature, sig1.trim());
     assert_eq!(d2.first_seq, d1.last_seq + 1);
     assert_eq!(d2.prev_hash, d1.segments.last().unwrap().final_hash);
@@ -174,7 +174,7 @@ fn three_days_make_two_chained_digests_that_verify_with_the_public_key() {
         let b = std::fs::read(f).unwrap();
         assert_eq!(e.name, f.file_name().unwrap().to_string_lossy());
         assert_eq!(e.bytes, b.len() as u64);
-        assert_eq!(e.sha256, stele::backup::sha256_hex(&b));
+        assert_eq!(e.sha256, stele::datadir::sha256_hex(&b));
     }
     // The signature is over the exact bytes, with the key.
     let sig: [u8; 64] = hex::decode(sig1.trim()).unwrap().try_into().unwrap();
@@ -310,7 +310,9 @@ fn keygen_makes_a_private_key_once_and_verify_takes_the_public_key_from_a_file()
         std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    let k = stele::seal::digest::load_signing_key(&data).unwrap().unwrap();
+    let k = stele::seal::digest::load_signing_key(&data)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         write_due_digests(&data, &log, &k, clock.now_micros())
             .unwrap()

@@ -10,9 +10,9 @@ use std::time::Duration;
 use stele::clock::ManualClock;
 use stele::event::{Severity, StoredEvent};
 use stele::index::text::Stats;
-use stele::query::{event_time, Filter, Order};
 use stele::index::{IndexConfig, Indexes};
 use stele::log::{Log, LogConfig};
+use stele::query::{event_time, Filter, Order};
 use stele::query::{Engine, Interval, Query, QueryError};
 use stele::testkit::EventGen;
 

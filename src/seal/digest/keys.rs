@@ -1,8 +1,8 @@
 //! Keys: the Ed25519 signing key (generating it, reading it with its mode
 //! checked, finding the one `stele serve` uses) and public keys in hex.
 
-use crate::datadir::SIGNING_KEY_FILE;
 use super::*;
+use crate::datadir::SIGNING_KEY_FILE;
 
 /// Lower-case hex of a public key.
 pub fn public_key_hex(key: &VerifyingKey) -> String {

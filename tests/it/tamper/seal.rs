@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stele::clock::{Clock, ManualClock};
-use stele::seal::digest::{write_due_digests, SigningKey};
 use stele::seal::checkpoint::{Checkpoint, DirWitness, Witness};
+use stele::seal::digest::{write_due_digests, SigningKey};
 use stele::testkit::EventGen;
 
 const DAY: i64 = 86_400_000_000;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// Pages fetched per export step; the channel holds at most a few chunks, so
@@ -23,17 +23,6 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// An export matching at least 1/this of the log is read from the log
 /// sequentially instead of through the index.
 const EXPORT_SCAN_RATIO: u64 = 8;
-
-/// CSV columns, in order: the stored fields, every posted field in on-disk
-/// order (`event::FIELD_NAMES`), then the provenance (last, so the columns
-/// before it kept their places when format version 2 added it).
-fn csv_columns() -> impl Iterator<Item = &'static str> {
-    event::STORED_FIELD_NAMES
-        .iter()
-        .chain(event::FIELD_NAMES)
-        .chain(event::PROVENANCE_FIELD_NAMES)
-        .copied()
-}
 
 /// RFC 4180 rows through the `csv` crate: CRLF after each row, a field
 /// quoted only when it holds a comma, a quote, CR or LF (quotes doubled).
@@ -66,21 +55,14 @@ impl CsvRows {
         CsvRows { writer, buf }
     }
 
-    /// The header row: the column names.
+    /// The header row: the columns of the field table (`event::CSV_COLUMNS`).
     fn header(&mut self, out: &mut String) {
-        self.write(csv_columns(), out);
+        self.write(event::CSV_COLUMNS, out);
     }
 
-    /// One event: each column's value as JSON shows it (strings bare,
-    /// numbers and objects as JSON text, null and absent empty).
+    /// One event: each column's value as JSON shows it (`event::csv_cells`).
     fn row(&mut self, ev: &crate::event::StoredEvent, out: &mut String) {
-        let j = json!(ev);
-        let cells = csv_columns().map(|col| match j.get(col) {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        });
-        self.write(cells, out);
+        self.write(event::csv_cells(ev), out);
     }
 
     fn write<I: IntoIterator<Item = T>, T: AsRef<[u8]>>(&mut self, record: I, out: &mut String) {
@@ -281,9 +263,6 @@ mod tests {
         );
         let mut header = String::new();
         CsvRows::new().header(&mut header);
-        assert_eq!(
-            header,
-            format!("{}\r\n", csv_columns().collect::<Vec<_>>().join(","))
-        );
+        assert_eq!(header, format!("{}\r\n", event::CSV_COLUMNS.join(",")));
     }
 }

@@ -585,7 +585,8 @@ fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
     }
     // After all of it the daemon is healthy and ingests.
     assert_eq!(d.get("/healthz").0, 200);
-    assert_eq!(d.post(&json!({"action": "a", "actor": "b"})).0, 201);
+    let (st, _, p) = d.post(&json!({"action": "a", "actor": "b"}));
+    assert_eq!(st, 201, "{p}");
 }
 
 #[test]

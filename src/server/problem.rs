@@ -344,6 +344,15 @@ pub(super) fn query_problem(e: QueryError) -> Resp {
                 json!({ "segment": segment, "seq": seq }),
             )
         }
+        QueryError::Log(crate::log::Error::Dropped { first_seq, .. }) => {
+            // Retention dropped an event between the index answering and
+            // the log being read: gone, like a cursor into dropped data.
+            problem(
+                Kind::Gone,
+                format!("{e}; run the query again"),
+                json!({ "first_seq": first_seq }),
+            )
+        }
         QueryError::Index(_) | QueryError::Log(_) => {
             problem(Kind::StorageFailure, e.to_string(), json!({}))
         }
@@ -393,5 +402,22 @@ mod tests {
                 "limit": 3,
             })
         );
+    }
+
+    /// A query that races retention (an event dropped between the index
+    /// answering and the log being read) is told the data is gone (410),
+    /// not that storage failed: nothing is wrong with the disk.
+    #[tokio::test]
+    async fn a_seq_dropped_under_a_query_is_gone_not_a_storage_failure() {
+        let e = QueryError::Log(crate::log::Error::Dropped {
+            seq: 7,
+            first_seq: 40,
+        });
+        let r = query_problem(e);
+        assert_eq!(r.status(), StatusCode::GONE);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], "https://stele.dev/problems/gone");
+        assert_eq!(v["first_seq"], 40);
     }
 }

@@ -4,12 +4,11 @@
 use super::ingest::{read_body, BodyReadError};
 use super::params::query_pairs;
 use super::problem::{internal, problem, query_problem, Kind};
-use super::{counted, full, json_response, App, Resp};
+use super::{counted, full, json_response, App, Req, Resp};
 use crate::query::QueryError;
 use crate::sync::Recover;
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -50,7 +49,7 @@ pub(super) fn list_holds(app: &App) -> Resp {
 
 /// `GET /v1/segments`: every segment with its state, size, seq range and,
 /// for sealed ones, the SHA-256 a backup copy must have.
-pub(super) async fn list_segments(app: Arc<App>, req: Request<Incoming>) -> Resp {
+pub(super) async fn list_segments(app: Arc<App>, req: Req) -> Resp {
     if let Some((k, _)) = query_pairs(&req).first() {
         return query_problem(QueryError::BadParam {
             param: k.clone(),
@@ -115,7 +114,7 @@ pub(super) async fn retention_plan(app: Arc<App>) -> Resp {
 }
 
 /// `POST /v1/holds`: a new legal hold (JSON), persisted before the 201.
-pub(super) async fn add_hold(app: Arc<App>, req: Request<Incoming>) -> Resp {
+pub(super) async fn add_hold(app: Arc<App>, req: Req) -> Resp {
     let body = match read_body(req, 64 * 1024).await {
         Ok(b) => b,
         Err(BodyReadError::TooLarge) => {

@@ -4,13 +4,12 @@
 use super::gate::record_start;
 use super::params::{query_pairs, reject_params};
 use super::problem::{internal, query_problem};
-use super::{App, BodyError, Caller, ChannelBody, EndRecord, Held, Resp};
+use super::{App, BodyError, Caller, ChannelBody, EndRecord, Held, Req, Resp};
 use crate::event;
 use crate::query::{Query, QueryError};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -77,7 +76,7 @@ impl CsvRows {
     }
 }
 
-pub(super) async fn export(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
+pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let mut pairs = query_pairs(&req);
     let mut csv = false;
     if let Some(i) = pairs.iter().position(|(k, _)| k == "format") {

@@ -11,13 +11,11 @@
 
 use super::params::query_pairs;
 use super::problem::{problem, Kind};
-use super::routes::{self, Guard};
-use super::{App, Caller, Limits, Resp, ResultCount};
+use super::routes::{self, Guard, Lookup};
+use super::{App, Caller, Limits, Received, Req, Resp, ResultCount};
 use crate::access::{Access, Phase};
 use crate::auth::{AuthError, Role};
 use crate::sync::Recover;
-use hyper::body::Incoming;
-use hyper::Request;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,17 +30,23 @@ pub(super) const AUTH_FAILURES: [AuthError; 5] = [
     AuthError::Unknown,
 ];
 
-/// Answers one request: the gate, the handler the route table names (within
-/// `request_timeout_secs`), the audit record, the metrics.
-pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>, ip: std::net::IpAddr) -> Resp {
+/// Answers one request the router looked up: the gate, the handler the
+/// route table names (within `request_timeout_secs`), the audit record, the
+/// metrics.
+pub(super) async fn handle(app: Arc<App>, req: Req, found: Lookup) -> Resp {
     let started = std::time::Instant::now();
-    let found = routes::find(req.method(), req.uri().path());
+    let received = req
+        .extensions()
+        .get::<Received>()
+        .cloned()
+        .expect("the accept loop marks every request");
+    let ip = received.ip;
     let name = found.name();
     // Before anything can record the request (an audit event, a refusal).
-    let refused = check_head(&app.limits(), &req).or_else(|| check_credentials(&req));
+    let refused = check_head(&app.limits(), &req, &received).or_else(|| check_credentials(&req));
     let resp = match refused {
         Some(r) => r,
-        None => match authorize(&app, &req, name, found.guard(), ip) {
+        None => match authorize(&app, &req, name, found.guard(), &received) {
             Err(r) => *r,
             Ok(mut caller) => {
                 caller.addr = Some(ip);
@@ -50,7 +54,7 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>, ip: std::net::
                 let access = caller.access.clone();
                 let resp = match tokio::time::timeout(
                     timeout,
-                    routes::dispatch(app.clone(), req, caller, found),
+                    routes::dispatch(app.clone(), req, caller, found, received.path()),
                 )
                 .await
                 {
@@ -87,11 +91,12 @@ pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>, ip: std::net::
 /// (403), in that order; the caller on success.
 fn authorize(
     app: &Arc<App>,
-    req: &Request<Incoming>,
+    req: &Req,
     name: &'static str,
     guard: Guard,
-    ip: std::net::IpAddr,
+    received: &Received,
 ) -> Result<Caller, Box<Resp>> {
+    let ip = received.ip;
     let keys = app.keyring();
     let role = match guard.role(&keys) {
         Some(r) if keys.enabled() => r,
@@ -136,7 +141,7 @@ fn authorize(
             key: key.clone(),
             route: name,
             method: req.method().to_string(),
-            path: req.uri().path().to_string(),
+            path: received.path().to_string(),
             params: query_pairs(req),
             ip,
         })
@@ -200,8 +205,11 @@ pub(super) async fn record_start(app: &Arc<App>, caller: &Caller) -> Option<Resp
 }
 
 /// 414 or 431 for a request head over the limits.
-fn check_head(limits: &Limits, req: &Request<Incoming>) -> Option<Resp> {
-    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+fn check_head(limits: &Limits, req: &Req, received: &Received) -> Option<Resp> {
+    let target = received
+        .uri
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
     if target > limits.url_bytes_max {
         return Some(problem(
             Kind::UriTooLong,
@@ -252,7 +260,7 @@ const CREDENTIAL_PARAMS: [&str; 11] = [
 /// with more than one `Authorization` header (which one counts would be a
 /// guess). Checked before anything records the request; the problem never
 /// repeats the value.
-fn check_credentials(req: &Request<Incoming>) -> Option<Resp> {
+fn check_credentials(req: &Req) -> Option<Resp> {
     for (name, _) in query_pairs(req) {
         let canonical = name.trim().to_ascii_lowercase().replace('-', "_");
         if let Some(p) = CREDENTIAL_PARAMS.iter().find(|p| **p == canonical) {

@@ -1,14 +1,13 @@
 //! `POST /v1/events`: reading, validating and appending a batch.
 
 use super::problem::{internal, problem, query_problem, Kind};
-use super::{json_response, App, Caller, Resp};
+use super::{json_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
 use crate::event::{self, Event, FieldError, Provenance};
 use crate::ingest::Idempotency;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -67,11 +66,16 @@ pub(super) enum BodyReadError {
 }
 
 /// Reads a whole body of at most `max` bytes.
-pub(super) async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, BodyReadError> {
+pub(super) async fn read_body(req: Req, max: usize) -> Result<Bytes, BodyReadError> {
     match Limited::new(req.into_body(), max).collect().await {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyReadError::TooLarge),
         Err(e) => {
+            // axum's error wraps hyper's; name hyper's once.
+            let e = match e.downcast::<axum::Error>() {
+                Ok(a) => a.into_inner(),
+                Err(e) => e,
+            };
             let mut why = e.to_string();
             let mut cause = e.source();
             while let Some(c) = cause {
@@ -89,7 +93,7 @@ const INGEST_TYPES: &str = "application/json or application/x-ndjson";
 
 /// Whether the body is NDJSON; `Err` for a type we do not read. A missing
 /// type is read as JSON.
-fn ingest_media_type(req: &Request<Incoming>) -> Result<bool, String> {
+fn ingest_media_type(req: &Req) -> Result<bool, String> {
     let Some(v) = req.headers().get("content-type") else {
         return Ok(false);
     };
@@ -109,7 +113,7 @@ fn ingest_media_type(req: &Request<Incoming>) -> Result<bool, String> {
     }
 }
 
-pub(super) async fn ingest(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
+pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let ndjson = match ingest_media_type(&req) {
         Ok(n) => n,
         Err(what) => {

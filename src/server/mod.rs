@@ -1,7 +1,11 @@
-//! `stele serve`: the HTTP/JSON API on hyper 1 + tokio.
+//! `stele serve`: the HTTP/JSON API on axum (hyper 1 + tokio underneath).
 //!
 //! Owns the daemon's shared state ([`App`]), the accept loop and graceful
-//! shutdown. The rest lives in one module a concern:
+//! shutdown. The accept loop is Stele's own (connection limit, the
+//! write-stall wrapper, TLS with certificate reload, per-connection head
+//! limits from the limits in force); each connection serves the tower stack
+//! built once: panics caught into problems, request tracing (debug level),
+//! trailing slashes trimmed, then the axum router of [`routes::ROUTES`]. The rest lives in one module a concern:
 //! - [`routes`]: the route table (method, path, name, role, handler), from
 //!   which routing, the role check, the metrics' names and 405s derive;
 //! - [`gate`]: what every request passes before its handler (head limits,
@@ -68,6 +72,7 @@ use crate::retention::runner::Retainer;
 use crate::sync::Recover;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -76,6 +81,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 /// The daemon's state, shared by every request.
 struct App {
@@ -283,6 +292,26 @@ impl Drop for Held {
     }
 }
 
+/// A request as the handlers see it (axum's body type).
+type Req = axum::extract::Request;
+
+/// What the accept loop knows of a request before routing, as a request
+/// extension: the peer's address and the target exactly as sent (routing
+/// sees it with trailing slashes trimmed; problems, limits and audit
+/// records use it as sent).
+#[derive(Clone)]
+struct Received {
+    ip: std::net::IpAddr,
+    uri: hyper::Uri,
+}
+
+impl Received {
+    /// The path as the client sent it.
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+}
+
 /// Why a streamed body was cut short.
 type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -319,6 +348,16 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// A handler panicked: 500 `internal` instead of a dropped connection (the
+/// panic itself is logged by the panic hook).
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Resp {
+    problem::Problem::new(
+        problem::Kind::Internal,
+        "the server failed while answering this request; it was logged",
+    )
+    .response()
+}
+
 /// Serves `listener` with `state` until `shutdown` completes, then shuts
 /// down gracefully (invariant 5): stops accepting, ends streams and exports,
 /// gives in-flight requests `shutdown_grace_secs`, then closes the state
@@ -349,6 +388,14 @@ pub async fn serve(
         http
     };
     let connections = app.lifecycle.connections.clone();
+    let service = tower::ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
+        .layer(NormalizePathLayer::trim_trailing_slash())
+        .service(routes::router(app.clone()));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -379,11 +426,15 @@ pub async fn serve(
             Duration::from_secs(limits.write_stall_timeout_secs),
             app.stats.write_stalls.clone(),
         );
-        let app = app.clone();
+        let service = service.clone();
         let ip = peer.ip();
-        let svc = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(gate::handle(app, req, ip).await) }
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let received = Received {
+                ip,
+                uri: req.uri().clone(),
+            };
+            req.extensions_mut().insert(received);
+            service.clone().oneshot(req)
         });
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
@@ -418,7 +469,8 @@ pub async fn serve(
         "Shutting down: no new connections; in-flight requests have {} s to finish.",
         grace.as_secs()
     );
-    drop(app);
+    // The router holds the state too; connections hold clones of it.
+    drop((app, service));
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

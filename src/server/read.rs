@@ -3,22 +3,16 @@
 
 use super::params::{query_pairs, reject_params};
 use super::problem::{internal, problem, query_problem, Kind};
-use super::{counted, json_response, App, Caller, Resp};
+use super::{counted, json_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
 use crate::event;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
 use crate::query::{Query, QueryError};
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub(super) async fn list(
-    app: Arc<App>,
-    req: Request<Incoming>,
-    text_required: bool,
-    caller: Caller,
-) -> Resp {
+pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: Caller) -> Resp {
     let pairs = query_pairs(&req);
     if let Some(r) = reject_params(
         &pairs,
@@ -59,7 +53,7 @@ pub(super) async fn list(
 /// key learns nothing about ids outside its tenants.
 pub(super) async fn get_event(
     app: Arc<App>,
-    req: Request<Incoming>,
+    req: Req,
     params: Vec<String>,
     caller: Caller,
 ) -> Resp {
@@ -147,15 +141,10 @@ pub(super) async fn get_event(
 }
 
 /// `GET /v1/entities/{type}/{id}/history`.
-pub(super) async fn history(
-    app: Arc<App>,
-    req: Request<Incoming>,
-    caller: Caller,
-    params: Vec<String>,
-) -> Resp {
+pub(super) async fn history(app: Arc<App>, req: Req, caller: Caller, params: Vec<String>) -> Resp {
     let [ty, id]: [String; 2] = params.try_into().unwrap_or_default();
     let scope = caller.scope();
-    keyed(app, &req, move |app, limit, cursor| {
+    keyed(app, query_pairs(&req), move |app, limit, cursor| {
         app.engine
             .entity_history(scope.tenants(), &ty, &id, limit, cursor.as_deref())
     })
@@ -163,15 +152,10 @@ pub(super) async fn history(
 }
 
 /// `GET /v1/users/{id}/events`.
-pub(super) async fn timeline(
-    app: Arc<App>,
-    req: Request<Incoming>,
-    caller: Caller,
-    params: Vec<String>,
-) -> Resp {
+pub(super) async fn timeline(app: Arc<App>, req: Req, caller: Caller, params: Vec<String>) -> Resp {
     let id = params.concat();
     let scope = caller.scope();
-    keyed(app, &req, move |app, limit, cursor| {
+    keyed(app, query_pairs(&req), move |app, limit, cursor| {
         app.engine
             .user_timeline(scope.tenants(), &id, limit, cursor.as_deref())
     })
@@ -181,14 +165,13 @@ pub(super) async fn timeline(
 /// History and timeline routes: only `limit` and `cursor`.
 async fn keyed(
     app: Arc<App>,
-    req: &Request<Incoming>,
+    pairs: Vec<(String, String)>,
     run: impl FnOnce(&App, usize, Option<String>) -> Result<crate::query::Page, QueryError>
         + Send
         + 'static,
 ) -> Resp {
     let mut limit = crate::query::LIMIT_DEFAULT;
     let mut cursor = None;
-    let pairs = query_pairs(req);
     for (i, (k, _)) in pairs.iter().enumerate() {
         if pairs[..i].iter().any(|(p, _)| p == k) {
             return query_problem(QueryError::BadParam {
@@ -230,7 +213,7 @@ async fn keyed(
     }
 }
 
-pub(super) async fn stats(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
+pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let pairs = query_pairs(&req);
     let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
         Ok(q) => q,

@@ -3,12 +3,11 @@
 use super::gate::record_start;
 use super::params::{query_pairs, reject_params};
 use super::problem::{problem, query_problem, Kind};
-use super::{App, BodyError, Caller, ChannelBody, EndRecord, Held, Resp};
+use super::{App, BodyError, Caller, ChannelBody, EndRecord, Held, Req, Resp};
 use crate::query::{Query, QueryError};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -48,7 +47,7 @@ const STREAM_TEXT_POLL: Duration = Duration::from_millis(100);
 /// (or `from_seq`) resumes right after the last event it saw. With `q`, the
 /// stream follows the full-text index instead (events arrive once
 /// searchable, within the index commit interval), in the same seq order.
-pub(super) async fn stream(app: Arc<App>, req: Request<Incoming>, caller: Caller) -> Resp {
+pub(super) async fn stream(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let mut pairs = query_pairs(&req);
     let mut from: Option<u64> = None;
     if let Some(i) = pairs.iter().position(|(k, _)| k == "from_seq") {

@@ -28,6 +28,10 @@
 //! - `testkit`: deterministic realistic events for tests and benches; feature `testkit`
 //!   only (tests, benches, examples and the fuzz crate turn it on, release builds never).
 
+// Module docs name the private modules and items they describe (the crate is
+// read by its maintainers with `cargo doc --document-private-items`).
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod access;
 pub mod auth;
 pub mod backup;

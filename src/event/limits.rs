@@ -23,7 +23,7 @@ pub const CHANGES_COUNT_MAX: usize = 256;
 /// Maximum size of each `changes[].old` / `changes[].new` value serialized as canonical
 /// (compact) JSON, in bytes.
 pub const CHANGE_VALUE_BYTES_MAX: usize = 16 * 1024;
-/// Maximum size of a whole bincode-encoded [`Event`], in bytes.
+/// Maximum size of a whole bincode-encoded [`Event`](super::Event), in bytes.
 pub const EVENT_BYTES_MAX: usize = 256 * 1024;
 /// Earliest accepted event time: `0000-01-01T00:00:00Z`, in unix microseconds.
 pub const TIMESTAMP_MIN_MICROS: i64 = -62_167_219_200_000_000;

@@ -7,7 +7,7 @@
 //! memory maps, never seeing a byte that is not yet durable.
 //!
 //! Module map:
-//! - [`format`]: the bytes (header, record frame, footer, chain hash); pure.
+//! - [`format`](mod@format): the bytes (header, record frame, footer, chain hash); pure.
 //! - [`segment`]: a segment seen by readers, and the frame scanner.
 //! - `recovery`: what opening a directory checks and may repair.
 //! - `writer`: the writer thread (group commit, rotation, sealing).

@@ -115,11 +115,20 @@ impl CursorCodec {
     }
 }
 
-/// Loads the cursor key of a data directory, creating it on first use.
+/// Loads the cursor key of a data directory, creating it on first use
+/// (readable by the daemon's user only: whoever holds it can forge cursors).
 pub fn cursor_key(data_dir: &Path) -> std::io::Result<[u8; 32]> {
     let path = crate::datadir::DataDir::new(data_dir).cursor_key();
     match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() == 32 => Ok(bytes.try_into().expect("32 bytes")),
+        Ok(bytes) if bytes.len() == 32 => {
+            // Keys made before 0600 was the rule are tightened.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(bytes.try_into().expect("32 bytes"))
+        }
         Ok(_) => Err(std::io::Error::other(format!(
             "{} must hold exactly 32 bytes; delete it to make a new one (open cursors become invalid)",
             path.display()
@@ -127,9 +136,30 @@ pub fn cursor_key(data_dir: &Path) -> std::io::Result<[u8; 32]> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let as_io = |e: crate::datadir::IoError| std::io::Error::new(e.source.kind(), e.to_string());
             let key = crate::datadir::random_bytes::<32>().map_err(as_io)?;
-            crate::datadir::write_durably(&path, &key, 0o644).map_err(as_io)?;
+            crate::datadir::write_durably(&path, &key, 0o600).map_err(as_io)?;
             Ok(key)
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_cursor_key_is_made_once_and_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = cursor_key(dir.path()).unwrap();
+        assert_eq!(cursor_key(dir.path()).unwrap(), key);
+        let path = crate::datadir::DataDir::new(dir.path()).cursor_key();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        // A key made world-readable (as before 0600) is tightened on load.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(cursor_key(dir.path()).unwrap(), key);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
     }
 }

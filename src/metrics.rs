@@ -1,9 +1,13 @@
-//! Lock-free latency histograms rendered in the Prometheus text format.
+//! Lock-free latency histograms, encoded by `prometheus-client`.
 //!
 //! Buckets are fixed (seconds, from 50 µs to 10 s) so every histogram of the
-//! daemon is comparable and recording is one atomic add per bucket hit.
+//! daemon is comparable and recording is one atomic add per bucket hit. A
+//! [`Histogram`] is a `prometheus-client` metric ([`EncodeMetric`]): the
+//! `/metrics` collector (`server::metrics`) hands it to the crate's encoder,
+//! which writes the `_bucket`, `_sum` and `_count` series.
 
-use std::fmt::Write as _;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -40,47 +44,56 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.count.load(Relaxed)
     }
-
-    /// Writes the `_bucket`, `_sum` and `_count` series of `name`, with
-    /// `labels` (already formatted, e.g. `route="list"`, or empty).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS_MICROS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1e6
-            );
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let braces = |s: &str| {
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("{{{s}}}")
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{name}_sum{} {:.6}",
-            braces(labels),
-            self.sum_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
-    }
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+impl EncodeMetric for Histogram {
+    /// The buckets (upper bound in seconds, non-cumulative count: the
+    /// encoder accumulates them), the sum in seconds and the count; `+Inf`
+    /// is the count (observations above 10 s are only there).
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = BUCKETS_MICROS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, n)| (*bound as f64 / 1e6, n.load(Relaxed)))
+            .collect();
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, self.count.load(Relaxed), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{prometheus_text, DescriptorEncoder};
+    use prometheus_client::registry::Registry;
+    use std::sync::Arc;
+
+    /// `h` as the exposition of a family `name` (with `route="a"` when
+    /// `labelled`).
+    fn render(h: Histogram, name: &'static str, labelled: bool) -> String {
+        #[derive(Debug)]
+        struct One(Histogram, &'static str, bool);
+        impl Collector for One {
+            fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+                let mut m = enc.encode_descriptor(self.1, "Help.", None, self.0.metric_type())?;
+                if self.2 {
+                    self.0.encode(m.encode_family(&[("route", "a")])?)
+                } else {
+                    self.0.encode(m)
+                }
+            }
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Arc::new(One(h, name, labelled))));
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &registry).unwrap();
+        out
+    }
 
     #[test]
     fn buckets_are_cumulative_and_inf_counts_everything() {
@@ -89,36 +102,26 @@ mod tests {
         h.observe_micros(50); // bounds are inclusive
         h.observe_micros(700); // le=0.001
         h.observe_micros(60_000_000); // only +Inf
-        let mut out = String::new();
-        h.render(&mut out, "x_seconds", "route=\"a\"");
-        assert!(
-            out.contains("x_seconds_bucket{route=\"a\",le=\"0.00005\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_seconds_bucket{route=\"a\",le=\"0.0005\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_seconds_bucket{route=\"a\",le=\"0.001\"} 3\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_seconds_bucket{route=\"a\",le=\"10\"} 3\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_seconds_bucket{route=\"a\",le=\"+Inf\"} 4\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_seconds_sum{route=\"a\"} 60.000790\n"),
-            "{out}"
-        );
-        assert!(out.contains("x_seconds_count{route=\"a\"} 4\n"), "{out}");
-        let mut bare = String::new();
-        Histogram::default().render(&mut bare, "y", "");
-        assert!(bare.contains("y_bucket{le=\"+Inf\"} 0\n"), "{bare}");
-        assert!(bare.contains("y_count 0\n"), "{bare}");
+        let out = render(h, "x_seconds", true);
+        assert!(out.starts_with(
+            "# HELP x_seconds Help.\n# TYPE x_seconds histogram\n\
+             x_seconds_bucket{route=\"a\",le=\"5e-05\"} 2\n\
+             x_seconds_bucket{route=\"a\",le=\"0.0001\"} 2\n"
+        ));
+        for line in [
+            "x_seconds_bucket{route=\"a\",le=\"0.0005\"} 2\n",
+            "x_seconds_bucket{route=\"a\",le=\"0.001\"} 3\n",
+            "x_seconds_bucket{route=\"a\",le=\"10\"} 3\n",
+            "x_seconds_bucket{route=\"a\",le=\"+Inf\"} 4\n",
+            "x_seconds_sum{route=\"a\"} 60.00079\n",
+            "x_seconds_count{route=\"a\"} 4\n",
+        ] {
+            assert!(out.contains(line), "{line:?} in\n{out}");
+        }
+        assert_eq!(out.lines().count(), 2 + BUCKETS_MICROS.len() + 3, "{out}");
+        let bare = render(Histogram::default(), "y", false);
+        assert!(bare.contains("\ny_bucket{le=\"+Inf\"} 0\n"), "{bare}");
+        assert!(bare.contains("\ny_sum 0.0\n"), "{bare}");
+        assert!(bare.ends_with("\ny_count 0\n"), "{bare}");
     }
 }

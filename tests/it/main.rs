@@ -23,6 +23,7 @@ mod http;
 mod http_crash;
 mod http_errors;
 mod log;
+mod metrics;
 mod openapi;
 mod query;
 mod retention;

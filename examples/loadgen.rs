@@ -12,7 +12,7 @@
 //! # Running
 //!
 //! ```sh
-//! cargo build --release --bin stele --example loadgen
+//! cargo build --release --bin stele && cargo build --release --example loadgen
 //! cargo run --release --example loadgen -- batch       # NDJSON batches of 1,000 events
 //! cargo run --release --example loadgen -- single      # 64 clients, 1 event per request
 //! cargo run --release --example loadgen -- query       # ingest 200,000, then a query mix

@@ -9,7 +9,7 @@
 //! # Running
 //!
 //! ```sh
-//! cargo build --release --bin stele --example soak
+//! cargo build --release --bin stele && cargo build --release --example soak
 //! cargo run --release --example soak                       # 30 minutes, kill -9 every ~3 min
 //! cargo run --release --example soak -- --minutes 2 --kill-every-secs 30   # a quick run
 //! cargo run --release --example soak -- --minutes 10 --json   # + one JSON object on stdout

@@ -4,7 +4,7 @@
 //! self-audit trail of who read what.
 
 use crate::support::daemon::Daemon;
-use crate::support::http::{dechunk, parse_reply, read_response, request_bytes};
+use crate::support::http::{is_timeout, parse_reply, read_response, request_bytes, Sse, SseEvent};
 use crate::support::stele_clean_env;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -211,207 +211,6 @@ fn via_loopback(addr: &str) -> String {
     format!("127.0.0.1:{port}")
 }
 
-// ---------------------------------------------------------------------------
-// Server-sent events
-// ---------------------------------------------------------------------------
-
-/// A `/v1/stream` connection: the head, then SSE events as they come.
-struct Sse {
-    s: TcpStream,
-    status: u16,
-    head: String,
-    chunked: bool,
-    /// Bytes received and not decoded yet (still chunk-framed).
-    raw: Vec<u8>,
-    /// Decoded body text not yet split into events.
-    text: String,
-    /// The body of a non-200 answer.
-    body: String,
-}
-
-/// One SSE event: its `id:` (when present) and `data:` as JSON.
-#[derive(Debug, Clone)]
-struct SseEvent {
-    id: Option<u64>,
-    data: Value,
-}
-
-fn open_sse(addr: &str, path: &str, headers: &[(&str, String)]) -> Sse {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\nConnection: close\r\n"
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let end = loop {
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        assert!(Instant::now() < deadline, "no response head for {path}");
-        match s.read(&mut chunk) {
-            Ok(0) => panic!("closed before a response head: {path}"),
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
-            Err(e) if is_timeout(&e) => {}
-            Err(e) => panic!("reading {path}: {e}"),
-        }
-    };
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let rest = raw[end + 4..].to_vec();
-    let mut sse = Sse {
-        s,
-        status,
-        head,
-        chunked,
-        raw: rest,
-        text: String::new(),
-        body: String::new(),
-    };
-    if status != 200 {
-        // An error answer has a short body: read it (until closed or 5 s).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut body = std::mem::take(&mut sse.raw);
-        while Instant::now() < deadline {
-            match sse.s.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-                Err(e) if is_timeout(&e) => {
-                    let decoded = if chunked {
-                        dechunk(&body).map(|(b, _)| b).unwrap_or_default()
-                    } else {
-                        body.clone()
-                    };
-                    if serde_json::from_slice::<Value>(&decoded).is_ok() {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let body = if chunked {
-            dechunk(&body).map(|(b, _)| b).unwrap_or_default()
-        } else {
-            body
-        };
-        sse.body = String::from_utf8_lossy(&body).into_owned();
-    }
-    sse
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
-}
-
-impl Sse {
-    fn kind(&self) -> String {
-        serde_json::from_str::<Value>(&self.body).unwrap_or(Value::Null)["type"]
-            .as_str()
-            .unwrap_or("")
-            .trim_start_matches("https://stele.dev/problems/")
-            .to_string()
-    }
-
-    /// Moves complete chunks from `raw` to `text`.
-    fn decode(&mut self) {
-        if !self.chunked {
-            self.text
-                .push_str(&String::from_utf8_lossy(&std::mem::take(&mut self.raw)));
-            return;
-        }
-        loop {
-            let Some(i) = self.raw.windows(2).position(|w| w == b"\r\n") else {
-                return;
-            };
-            let size = String::from_utf8_lossy(&self.raw[..i]).into_owned();
-            let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16)
-                .unwrap_or_else(|_| panic!("bad chunk size {size:?}"));
-            if self.raw.len() < i + 2 + n + 2 {
-                return;
-            }
-            let data = self.raw[i + 2..i + 2 + n].to_vec();
-            self.raw.drain(..i + 2 + n + 2);
-            self.text.push_str(&String::from_utf8_lossy(&data));
-        }
-    }
-
-    /// Complete SSE events received so far (comments skipped).
-    fn take_events(&mut self) -> Vec<SseEvent> {
-        self.decode();
-        let mut out = Vec::new();
-        while let Some(i) = self.text.find("\n\n") {
-            let block: String = self.text.drain(..i + 2).collect();
-            let (mut id, mut data) = (None, String::new());
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = v.trim().parse().ok();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                }
-            }
-            if !data.is_empty() {
-                out.push(SseEvent {
-                    id,
-                    data: serde_json::from_str(&data)
-                        .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {data}")),
-                });
-            }
-        }
-        out
-    }
-
-    /// Reads events until one satisfies `stop` (that one included); panics
-    /// after `secs` seconds or when the stream closes.
-    fn read_until(&mut self, secs: u64, mut stop: impl FnMut(&SseEvent) -> bool) -> Vec<SseEvent> {
-        assert_eq!(self.status, 200, "{}\n{}", self.head, self.body);
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            for ev in self.take_events() {
-                let done = stop(&ev);
-                got.push(ev);
-                if done {
-                    return got;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stream: the awaited event did not come within {secs} s; got {:?}",
-                got.iter().map(|e| e.id).collect::<Vec<_>>()
-            );
-            match self.s.read(&mut chunk) {
-                Ok(0) => panic!("the stream closed; got {got:?}"),
-                Ok(n) => self.raw.extend_from_slice(&chunk[..n]),
-                Err(e) if is_timeout(&e) => {}
-                Err(e) => panic!("reading the stream: {e}"),
-            }
-        }
-    }
-
-    /// Reads until the event with seq `seq` arrived.
-    fn read_to_seq(&mut self, seq: u64) -> Vec<SseEvent> {
-        self.read_until(30, |e| e.data["seq"].as_u64() == Some(seq))
-    }
-}
-
 fn bearer(token: &str) -> Vec<(&'static str, String)> {
     vec![("Authorization", format!("Bearer {token}"))]
 }
@@ -507,7 +306,7 @@ fn role_route_matrix() {
         for (name, tok, roles) in &callers {
             let (method, path, body, role) = routes(name).swap_remove(ri);
             let (status, kind, www, text) = if path == "/v1/stream" {
-                let s = open_sse(
+                let s = Sse::open(
                     &d.addr,
                     &path,
                     &tok.as_deref().map(bearer).unwrap_or_default(),
@@ -939,7 +738,7 @@ fn scoped_streams(
         s
     };
     let acme_seqs = seqs_of(posted, "acme");
-    let mut st = open_sse(a, "/v1/stream?from_seq=1", &bearer(rd_acme));
+    let mut st = Sse::open(a, "/v1/stream?from_seq=1", &bearer(rd_acme));
     let got = data_of(&st.read_to_seq(*acme_seqs.last().unwrap()));
     failures.extend(only_tenant(
         "acme: stream replay",
@@ -967,13 +766,13 @@ fn scoped_streams(
     failures.extend(only_tenant("acme: live stream", &got, "acme", 1));
     drop(st);
     // A full-text stream (it follows the text index: another code path).
-    let mut st = open_sse(a, "/v1/stream?q=live&from_seq=1", &bearer(rd_acme));
+    let mut st = Sse::open(a, "/v1/stream?q=live&from_seq=1", &bearer(rd_acme));
     let got = data_of(&st.read_to_seq(live_acme));
     failures.extend(only_tenant("acme: full-text stream", &got, "acme", 1));
     drop(st);
     // Resumed after the first acme event: only acme, from the next one on.
     let resume = |tok: &str, path: &str, after: u64| {
-        open_sse(
+        Sse::open(
             a,
             path,
             &[bearer(tok), vec![("Last-Event-ID", after.to_string())]].concat(),
@@ -981,10 +780,10 @@ fn scoped_streams(
     };
     let mut st = resume(rd_acme, "/v1/stream", acme_seqs[0]);
     let got = st.read_to_seq(live_acme);
-    if got.first().and_then(|e| e.id) != Some(acme_seqs[1]) {
+    if got.first().and_then(|e| e.seq_id()) != Some(acme_seqs[1]) {
         failures.push(format!(
             "acme: resumed stream starts at {:?}, want {}",
-            got.first().map(|e| e.id),
+            got.first().map(|e| e.seq_id()),
             acme_seqs[1]
         ));
     }
@@ -1014,19 +813,7 @@ fn scoped_streams(
         "globex",
         posted["globex"].len(),
     ));
-    let _ = filtered
-        .s
-        .set_read_timeout(Some(Duration::from_millis(100)));
-    let mut chunk = [0u8; 8192];
-    let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
-        match filtered.s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => filtered.raw.extend_from_slice(&chunk[..n]),
-            Err(_) => {}
-        }
-    }
-    let leaked = filtered.take_events();
+    let leaked = filtered.data_within(Duration::from_millis(500));
     if filtered.status != 200 || !leaked.is_empty() {
         failures.push(format!(
             "globex key streaming tenant=acme: want 200 and nothing, got {} {leaked:?}",
@@ -1038,7 +825,7 @@ fn scoped_streams(
 
 /// The `data` of SSE events.
 fn data_of(evs: &[SseEvent]) -> Vec<Value> {
-    evs.iter().map(|e| e.data.clone()).collect()
+    evs.iter().map(SseEvent::json).collect()
 }
 
 /// A complaint unless `evs` are exactly `want` events, all of `tenant`.
@@ -1192,9 +979,9 @@ fn rate_limits_answer_429_with_retry_after() {
 
     // Streams first: their release is noticed asynchronously.
     let streamer = token("streamer");
-    let first = open_sse(&a, "/v1/stream", &bearer(&streamer));
+    let first = Sse::open(&a, "/v1/stream", &bearer(&streamer));
     assert_eq!(first.status, 200, "{}", first.head);
-    let second = open_sse(&a, "/v1/stream", &bearer(&streamer));
+    let second = Sse::open(&a, "/v1/stream", &bearer(&streamer));
     assert_eq!(
         (second.status, second.kind().as_str()),
         (429, "too-many-key-streams"),
@@ -1204,8 +991,8 @@ fn rate_limits_answer_429_with_retry_after() {
     );
     // Another key is not held to streamer's limit; its own default is 2.
     let other = token("other");
-    let o1 = open_sse(&a, "/v1/stream", &bearer(&other));
-    let o2 = open_sse(&a, "/v1/stream", &bearer(&other));
+    let o1 = Sse::open(&a, "/v1/stream", &bearer(&other));
+    let o2 = Sse::open(&a, "/v1/stream", &bearer(&other));
     assert_eq!(
         (o1.status, o2.status),
         (200, 200),
@@ -1213,7 +1000,7 @@ fn rate_limits_answer_429_with_retry_after() {
         o1.head,
         o2.body
     );
-    let o3 = open_sse(&a, "/v1/stream", &bearer(&other));
+    let o3 = Sse::open(&a, "/v1/stream", &bearer(&other));
     assert_eq!(
         (o3.status, o3.kind().as_str()),
         (429, "too-many-key-streams"),
@@ -1267,7 +1054,7 @@ fn rate_limits_answer_429_with_retry_after() {
 
     // A closed stream gives its slot back.
     poll(40, "streamer's closed stream was never released", || {
-        let s = open_sse(&a, "/v1/stream", &bearer(&streamer));
+        let s = Sse::open(&a, "/v1/stream", &bearer(&streamer));
         match s.status {
             200 => Some(()),
             429 => None,
@@ -1888,8 +1675,8 @@ fn self_audit_records_who_looked_at_what() {
     wait_for_count(&a, "/v1/events?tenant=globex", &auditor, 2);
 
     // The stream first: its end record comes once the server notices.
-    let mut st = open_sse(&a, "/v1/stream?from_seq=1", &bearer(&looker));
-    let got = st.read_until(30, |e| e.data["id"] == "acme-2");
+    let mut st = Sse::open(&a, "/v1/stream?from_seq=1", &bearer(&looker));
+    let got = st.read_until(30, |e| e.json()["id"] == "acme-2");
     assert_eq!(got.len(), 3, "{got:?}");
     drop(st);
 

@@ -29,6 +29,7 @@
 //! table (`stele::server::ROUTES`) so that a route added to the server
 //! without being added to the spec fails the build.
 
+use crate::support::http::Sse;
 use crate::support::inproc::Server;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -333,6 +334,9 @@ impl Req {
     }
 }
 
+/// How long a stream may take to send its next block.
+const SSE_WAIT: Duration = Duration::from_secs(20);
+
 /// An open connection whose response head has been read.
 struct Conn {
     reader: BufReader<TcpStream>,
@@ -436,6 +440,16 @@ impl Conn {
         Ok(Some(buf))
     }
 
+    /// The rest of the response, read as SSE blocks.
+    fn into_sse(self) -> Sse {
+        let mut head = format!("HTTP/1.1 {}", self.status);
+        for (k, v) in &self.headers {
+            head.push_str(&format!("\r\n{k}: {v}"));
+        }
+        let rest = self.reader.buffer().to_vec();
+        Sse::over(self.reader.into_inner(), head, rest)
+    }
+
     fn finish(mut self) -> Result<Resp, String> {
         let mut body = Vec::new();
         if self.chunked() {
@@ -461,62 +475,6 @@ impl Conn {
 
 fn send(addr: &str, req: &Req) -> Result<Resp, String> {
     Conn::open(addr, req, Duration::from_secs(60))?.finish()
-}
-
-/// One Server-Sent Events block.
-#[derive(Debug, Default)]
-struct SseEvent {
-    id: Option<String>,
-    event: Option<String>,
-    data: Vec<String>,
-    comments: Vec<String>,
-}
-
-/// Reads SSE blocks from a chunked `text/event-stream` body.
-struct SseReader {
-    conn: Conn,
-    buf: String,
-}
-
-impl SseReader {
-    fn next(&mut self) -> Result<SseEvent, String> {
-        loop {
-            if let Some(i) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..i + 2).collect();
-                let mut ev = SseEvent::default();
-                for line in block.lines() {
-                    if let Some(c) = line.strip_prefix(':') {
-                        ev.comments.push(c.trim().to_string());
-                    } else if let Some((k, v)) = line.split_once(':') {
-                        let v = v.strip_prefix(' ').unwrap_or(v).to_string();
-                        match k {
-                            "id" => ev.id = Some(v),
-                            "event" => ev.event = Some(v),
-                            "data" => ev.data.push(v),
-                            _ => return Err(format!("unknown SSE field {k:?} in {block:?}")),
-                        }
-                    } else if !line.is_empty() {
-                        return Err(format!("not an SSE line: {line:?}"));
-                    }
-                }
-                return Ok(ev);
-            }
-            match self.conn.chunk()? {
-                Some(c) => self.buf.push_str(&String::from_utf8_lossy(&c)),
-                None => return Err("the stream ended".into()),
-            }
-        }
-    }
-
-    /// The next block that carries data (skipping comments).
-    fn next_data(&mut self) -> Result<SseEvent, String> {
-        loop {
-            let ev = self.next()?;
-            if !ev.data.is_empty() {
-                return Ok(ev);
-            }
-        }
-    }
 }
 
 fn pct(s: &str) -> String {
@@ -1024,11 +982,8 @@ impl Checker<'_> {
         if !conn.chunked() {
             return self.fail(&ctx, "the stream is not chunked");
         }
-        let mut r = SseReader {
-            conn,
-            buf: String::new(),
-        };
-        match r.next() {
+        let mut r = conn.into_sse();
+        match r.next(SSE_WAIT) {
             Ok(first) if first.data.is_empty() && !first.comments.is_empty() => {}
             Ok(first) => self.fail(
                 &ctx,
@@ -1039,7 +994,7 @@ impl Checker<'_> {
         let StreamWant::Data { min_id, exact_id } = want else {
             return;
         };
-        let ev = match r.next_data() {
+        let ev = match r.next_data(SSE_WAIT) {
             Ok(ev) => ev,
             Err(e) => return self.fail(&ctx, format!("no data event arrived: {e}")),
         };
@@ -1968,12 +1923,9 @@ fn limits_answer_as_documented() {
     let first = Req::new("GET", "/v1/stream");
     match Conn::open(&d.addr, &first, Duration::from_secs(20)) {
         Ok(conn) => {
-            let mut open = SseReader {
-                conn,
-                buf: String::new(),
-            };
+            let mut open = conn.into_sse();
             // The opening comment is sent once the stream counts as open.
-            if let Err(e) = open.next() {
+            if let Err(e) = open.next(SSE_WAIT) {
                 c.fail("GET /v1/stream (first stream)", e);
             }
             let v = c.expect_problem(
@@ -2463,11 +2415,8 @@ fn access_control_answers_as_documented() {
     let first = as_key(Req::new("GET", "/v1/stream"), &keys.one_stream);
     match Conn::open(&d.addr, &first, Duration::from_secs(20)) {
         Ok(conn) if conn.status == 200 => {
-            let mut open = SseReader {
-                conn,
-                buf: String::new(),
-            };
-            if let Err(e) = open.next() {
+            let mut open = conn.into_sse();
+            if let Err(e) = open.next(SSE_WAIT) {
                 c.fail("GET /v1/stream (first stream of the key)", e);
             }
             if let Some((_, v)) = c.expect_kind(&stream, &first, 429, "too-many-key-streams") {

@@ -271,3 +271,299 @@ pub fn exchange(s: &mut TcpStream, request: &[u8]) -> std::io::Result<Reply> {
         buf.extend_from_slice(&tmp[..k]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Server-sent events
+// ---------------------------------------------------------------------------
+
+/// One SSE block, its fields as sent.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    /// The `data:` lines.
+    pub data: Vec<String>,
+    /// The comment lines (`:` ...), trimmed.
+    pub comments: Vec<String>,
+}
+
+impl SseEvent {
+    /// The `id:` as a number (the seq of a Stele event).
+    pub fn seq_id(&self) -> Option<u64> {
+        self.id.as_deref()?.trim().parse().ok()
+    }
+
+    /// The data lines joined, as JSON; panics when they are not.
+    pub fn json(&self) -> Value {
+        let data = self.data.join("\n");
+        serde_json::from_str(&data).unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {data}"))
+    }
+}
+
+/// Parses one block (without its blank line): an `Err` names an unknown
+/// field or a line that is not SSE.
+fn parse_sse_block(block: &str) -> Result<SseEvent, String> {
+    let mut ev = SseEvent::default();
+    for line in block.lines() {
+        if let Some(c) = line.strip_prefix(':') {
+            ev.comments.push(c.trim().to_string());
+        } else if let Some((k, v)) = line.split_once(':') {
+            let v = v.strip_prefix(' ').unwrap_or(v).to_string();
+            match k {
+                "id" => ev.id = Some(v),
+                "event" => ev.event = Some(v),
+                "data" => ev.data.push(v),
+                _ => return Err(format!("unknown SSE field {k:?} in {block:?}")),
+            }
+        } else if !line.is_empty() {
+            return Err(format!("not an SSE line: {line:?}"));
+        }
+    }
+    Ok(ev)
+}
+
+/// A read that timed out (the socket has a read timeout).
+pub fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The one SSE reader of the tests: a `text/event-stream` response read
+/// as it comes, its head first, then block by block.
+pub struct Sse {
+    s: TcpStream,
+    pub status: u16,
+    /// The status line and the header lines, without the blank line.
+    pub head: String,
+    chunked: bool,
+    /// Bytes received and not decoded yet (still chunk-framed).
+    raw: Vec<u8>,
+    /// Decoded body text not yet split into blocks.
+    text: String,
+    /// The last chunk arrived.
+    ended: bool,
+    /// The body of a non-200 answer ([`Sse::open`]).
+    pub body: String,
+}
+
+impl Sse {
+    /// `GET path` with `Accept: text/event-stream` and `headers`; reads the
+    /// head (panics after 15 s) and, for a non-200 answer, its short body.
+    pub fn open(addr: &str, path: &str, headers: &[(&str, String)]) -> Sse {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut head = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\nConnection: close\r\n"
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        let end = loop {
+            if let Some(i) = find(&raw, b"\r\n\r\n") {
+                break i;
+            }
+            assert!(Instant::now() < deadline, "no response head for {path}");
+            match s.read(&mut chunk) {
+                Ok(0) => panic!("closed before a response head: {path}"),
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => panic!("reading {path}: {e}"),
+            }
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let mut sse = Sse::over(s, head, raw[end + 4..].to_vec());
+        if sse.status != 200 {
+            sse.read_error_body();
+        }
+        sse
+    }
+
+    /// A response whose head was read already: `rest` is what came after it.
+    pub fn over(s: TcpStream, head: String, rest: Vec<u8>) -> Sse {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not a response head: {head}"));
+        let chunked =
+            header(&head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        Sse {
+            s,
+            status,
+            head,
+            chunked,
+            raw: rest,
+            text: String::new(),
+            ended: false,
+            body: String::new(),
+        }
+    }
+
+    /// An error answer has a short body: read it (until closed or 5 s).
+    fn read_error_body(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut body = std::mem::take(&mut self.raw);
+        let decoded = |body: &Vec<u8>| {
+            if self.chunked {
+                dechunk(body).map(|(b, _)| b).unwrap_or_default()
+            } else {
+                body.clone()
+            }
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        while Instant::now() < deadline {
+            match self.s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => {
+                    if serde_json::from_slice::<Value>(&decoded(&body)).is_ok() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.body = String::from_utf8_lossy(&decoded(&body)).into_owned();
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.head, name)
+    }
+
+    /// The problem kind of a non-200 answer, or "".
+    pub fn kind(&self) -> String {
+        problem_kind(&serde_json::from_str(&self.body).unwrap_or(Value::Null)).to_string()
+    }
+
+    /// Moves complete chunks from `raw` to `text`.
+    fn decode(&mut self) -> Result<(), String> {
+        if !self.chunked {
+            self.text
+                .push_str(&String::from_utf8_lossy(&std::mem::take(&mut self.raw)));
+            return Ok(());
+        }
+        while !self.ended {
+            let Some(i) = find(&self.raw, b"\r\n") else {
+                return Ok(());
+            };
+            let size = String::from_utf8_lossy(&self.raw[..i]).into_owned();
+            let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| format!("bad chunk size line {size:?}"))?;
+            if self.raw.len() < i + 2 + n + 2 {
+                return Ok(());
+            }
+            let data = self.raw[i + 2..i + 2 + n].to_vec();
+            self.raw.drain(..i + 2 + n + 2);
+            self.ended = n == 0;
+            self.text.push_str(&String::from_utf8_lossy(&data));
+        }
+        Ok(())
+    }
+
+    /// The next block (comments included), reading for at most `within`;
+    /// an `Err` when the stream ends or breaks first, or is not SSE.
+    pub fn next(&mut self, within: Duration) -> Result<SseEvent, String> {
+        let deadline = Instant::now() + within;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            self.decode()?;
+            if let Some(i) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..i + 2).collect();
+                return parse_sse_block(&block);
+            }
+            if self.ended {
+                return Err("the stream ended".into());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no whole SSE block within {within:?}"));
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) => return Err("the stream closed".into()),
+                Ok(n) => self.raw.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(format!("reading the stream: {e}")),
+            }
+        }
+    }
+
+    /// The next block that carries data (skipping comments).
+    pub fn next_data(&mut self, within: Duration) -> Result<SseEvent, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let ev = self.next(deadline.saturating_duration_since(Instant::now()))?;
+            if !ev.data.is_empty() {
+                return Ok(ev);
+            }
+        }
+    }
+
+    /// The data events that arrive within `within` (reading until then or
+    /// until the stream closes); panics on what is not SSE.
+    pub fn data_within(&mut self, within: Duration) -> Vec<SseEvent> {
+        let deadline = Instant::now() + within;
+        let mut chunk = [0u8; 16 * 1024];
+        while Instant::now() < deadline {
+            match self.s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.raw.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => break,
+            }
+        }
+        self.decode().unwrap_or_else(|e| panic!("{e}"));
+        let mut got = Vec::new();
+        while let Some(i) = self.text.find("\n\n") {
+            let block: String = self.text.drain(..i + 2).collect();
+            let ev = parse_sse_block(&block).unwrap_or_else(|e| panic!("{e}"));
+            if !ev.data.is_empty() {
+                let _ = ev.json(); // every data event is JSON
+                got.push(ev);
+            }
+        }
+        got
+    }
+
+    /// Reads data events until one satisfies `stop` (that one included);
+    /// panics after `secs` seconds or when the stream closes.
+    pub fn read_until(
+        &mut self,
+        secs: u64,
+        mut stop: impl FnMut(&SseEvent) -> bool,
+    ) -> Vec<SseEvent> {
+        assert_eq!(self.status, 200, "{}\n{}", self.head, self.body);
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_data(left) {
+                Ok(ev) => {
+                    let _ = ev.json(); // every data event is JSON
+                    let done = stop(&ev);
+                    got.push(ev);
+                    if done {
+                        return got;
+                    }
+                }
+                Err(e) => panic!(
+                    "stream: the awaited event did not come within {secs} s ({e}); got {:?}",
+                    got.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Reads until the event with seq `seq` arrived.
+    pub fn read_to_seq(&mut self, seq: u64) -> Vec<SseEvent> {
+        self.read_until(30, |e| e.json()["seq"].as_u64() == Some(seq))
+    }
+}

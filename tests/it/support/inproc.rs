@@ -9,8 +9,10 @@
 
 use serde_json::Value;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
-use stele::config::{Config, ServeConfig};
+use stele::config::{Config, Reloaded, ServeConfig};
 
 use super::daemon::call_at;
 
@@ -18,6 +20,40 @@ pub struct Server {
     pub addr: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// What the daemon's SIGHUP task holds: reloads settings in place.
+    handle: stele::server::Handle,
+    /// Its threads' name (the server thread and its runtime's).
+    name: String,
+    /// How many panics [`PANICS`] held when this server started.
+    panics_before: usize,
+}
+
+/// Every panic of a Stele thread in this process (`stele-*`: the servers'
+/// runtimes, the log writers, the indexers, ...), in order, with the name of
+/// the thread: what a real daemon would print as "panicked" on its stderr.
+static PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Records the panics of Stele threads in [`PANICS`] (once per process; the
+/// previous hook still prints them).
+fn watch_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            if let Some(name) = thread.name().filter(|n| n.starts_with("stele-")) {
+                PANICS.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    name.to_string(),
+                    format!("thread '{name}' panicked: {info}"),
+                ));
+            }
+            previous(info);
+        }));
+    });
+}
+
+fn panics() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
+    PANICS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Server {
@@ -49,13 +85,19 @@ impl Server {
 
     /// Serves with `cfg` on an ephemeral loopback port.
     pub fn start_with(cfg: ServeConfig) -> Server {
+        static SERVERS: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("stele-inproc-{}", SERVERS.fetch_add(1, Ordering::Relaxed));
+        watch_panics();
+        let panics_before = panics().len();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread_name = name.clone();
         let thread = std::thread::Builder::new()
-            .name("stele-inproc".into())
+            .name(name.clone())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
+                    .thread_name(thread_name)
                     .enable_all()
                     .build()
                     .expect("a runtime");
@@ -73,7 +115,7 @@ impl Server {
                         }
                     };
                     let addr = listener.local_addr().expect("bound").to_string();
-                    let _ = addr_tx.send(Ok(addr));
+                    let _ = addr_tx.send(Ok((addr, state.handle())));
                     let shutdown = async {
                         let _ = stopped.await;
                     };
@@ -83,7 +125,7 @@ impl Server {
                 });
             })
             .expect("spawn the server thread");
-        let addr = addr_rx
+        let (addr, handle) = addr_rx
             .recv()
             .expect("the server thread answers")
             .unwrap_or_else(|e| panic!("the server did not start: {e}"));
@@ -91,7 +133,40 @@ impl Server {
             addr,
             stop: Some(stop),
             thread: Some(thread),
+            handle,
+            name,
+            panics_before,
         }
+    }
+
+    /// Reads the reloadable settings of `conf` again and puts them in force,
+    /// as the daemon does on SIGHUP (`stele::server::Handle::reload`, the
+    /// same entry point); panics when the file is not valid.
+    pub fn reload(&self, conf: &Path) {
+        let cfg = Config::load(Some(conf), |_| None).expect("a valid configuration");
+        cfg.validate().expect("a valid configuration");
+        self.handle.reload(Reloaded {
+            limits: cfg.limits,
+            retention: cfg.retention,
+            auth: cfg.auth,
+            tls: cfg.tls,
+        });
+    }
+
+    /// The server thread ended (it panicked, or `serve` returned).
+    pub fn exited(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The panics since this server started of its threads and of the Stele
+    /// threads of no in-process server (a log writer, an indexer, ...: which
+    /// server's, the name does not say).
+    pub fn panics(&self) -> Vec<String> {
+        panics()[self.panics_before..]
+            .iter()
+            .filter(|(t, _)| *t == self.name || !t.starts_with("stele-inproc-"))
+            .map(|(_, m)| m.clone())
+            .collect()
     }
 
     /// One HTTP/1.1 request; returns (status, content type, body).

@@ -6,6 +6,7 @@ pub mod forge;
 pub mod http;
 pub mod inproc;
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -108,4 +109,69 @@ pub fn verify(paths: &[&Path]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// A served `stele` as the HTTP tests see it: the real binary
+/// ([`daemon::Daemon`]) or in-process ([`inproc::Server`]), for helpers
+/// shared by tests of both kinds.
+pub trait Served {
+    fn addr(&self) -> &str;
+
+    /// One HTTP/1.1 request; returns (status, content type, body).
+    fn call(&self, method: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, String, Value) {
+        daemon::call_at(self.addr(), method, path, ctype, body)
+    }
+
+    fn get(&self, path: &str) -> (u16, String, Value) {
+        self.call("GET", path, "application/json", b"")
+    }
+
+    fn post(&self, body: &Value) -> (u16, String, Value) {
+        let body = body.to_string();
+        self.call("POST", "/v1/events", "application/json", body.as_bytes())
+    }
+
+    /// GET returning the raw head and the (de-chunked) body text.
+    fn get_raw(&self, path: &str) -> (String, String) {
+        let r = http::send(self.addr(), "GET", path, &[], http::Body::None);
+        (r.head.clone(), String::from_utf8(r.body).unwrap())
+    }
+
+    /// Why it is not running any more (`None` while it runs).
+    fn exit_report(&mut self) -> Option<String>;
+
+    /// What of it panicked, if anything did.
+    fn panic_report(&self) -> Option<String>;
+}
+
+impl Served for daemon::Daemon {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn exit_report(&mut self) -> Option<String> {
+        let status = self.child.try_wait().unwrap()?;
+        Some(format!("the daemon exited ({status}): {}", self.log_text()))
+    }
+
+    fn panic_report(&self) -> Option<String> {
+        let log = self.log_text();
+        log.contains("panicked").then_some(log)
+    }
+}
+
+impl Served for inproc::Server {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn exit_report(&mut self) -> Option<String> {
+        self.exited()
+            .then(|| format!("the server thread ended: {:?}", self.panics()))
+    }
+
+    fn panic_report(&self) -> Option<String> {
+        let panics = self.panics();
+        (!panics.is_empty()).then(|| panics.join("\n"))
+    }
 }

@@ -2,8 +2,11 @@
 //!
 //! Owns the ids appended (or being appended) that the key index may not
 //! have yet: a request reserves its ids before appending and settles them
-//! after (their seqs, or their release on failure). Knows nothing of HTTP;
-//! the server maps [`Idempotency`] to its answers.
+//! after (their seqs, or their release on failure). Knows nothing of HTTP
+//! or of the terminal: the server maps [`Idempotency`] (a request is all or
+//! nothing) to its answers, `stele append` maps [`EachIdempotency`] (the
+//! same rule event by event: its batches are only how it reads stdin) to its
+//! acknowledgement lines.
 //!
 //! Invariants:
 //! 1. Ids are unique per tenant (events without a tenant are a namespace of
@@ -12,7 +15,8 @@
 //! 2. Two requests posting one id at once: one appends, the other is told
 //!    to retry (never two appends).
 //! 3. A retry with the same content is a replay (the first seqs, nothing
-//!    appended); the same id with other content is a conflict.
+//!    appended); the same id with other content is a conflict. Both entry
+//!    points decide this with one lookup (`look_up`) and one digest.
 //! 4. Reads your writes: an event acknowledged moments ago is found by id
 //!    before the key index has it.
 //! 5. The map is bounded by pruning what the key index has caught up with,
@@ -70,6 +74,100 @@ pub enum Idempotency {
 /// Ids reserved by one request, to settle once its append is answered.
 pub struct Reserved(Vec<(RecentKey, [u8; 32])>);
 
+/// What `stele append` does with one event of a batch (see
+/// [`RecentIds::reserve_each`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Each {
+    /// Append it (its id, if the client chose it, is reserved).
+    New,
+    /// Stored before with the same content, at this seq: not appended.
+    Stored(u64),
+    /// The same id and content as the event at this index of the batch:
+    /// not appended (it gets that event's seq).
+    Earlier(usize),
+}
+
+/// What to do with a `stele append` batch (see [`RecentIds::reserve_each`]).
+pub enum EachIdempotency {
+    /// Append the events marked [`Each::New`] (their ids are now reserved).
+    New(Reserved, Vec<Each>),
+    /// The event at `index` has an id stored (or earlier in the batch) with
+    /// other content: nothing reserved.
+    Conflict {
+        /// Index in the batch.
+        index: usize,
+        /// Which id and why, in a sentence.
+        why: String,
+    },
+    /// The event at `index` has an id another request is storing right now:
+    /// nothing reserved; ask again once it settled.
+    InFlight {
+        /// Index in the batch.
+        index: usize,
+        /// Which id, in a sentence.
+        why: String,
+    },
+}
+
+/// What is known of a client id in its tenant, against an event's digest.
+enum Found {
+    /// Neither reserved nor stored.
+    Absent,
+    /// Stored with the same content, at this seq.
+    Stored(u64),
+    /// Reserved or stored with other content.
+    Different,
+    /// Reserved with the same content by a request still appending.
+    InFlight,
+}
+
+/// Looks `ev`'s id up in its tenant: recent reservations, then the key
+/// index and the log.
+fn look_up(
+    recent: &BTreeMap<RecentKey, Recent>,
+    engine: &Engine,
+    ev: &Event,
+    d: &[u8; 32],
+) -> Result<Found, QueryError> {
+    let stored = match recent.get(&recent_key(ev)) {
+        Some(r) => Some((r.seq, r.digest)),
+        None => engine
+            .get_by_id(&ev.id, ev.tenant.as_deref())?
+            .map(|old| (Some(old.seq), digest(&old.event))),
+    };
+    Ok(match stored {
+        None => Found::Absent,
+        Some((_, od)) if od != *d => Found::Different,
+        Some((None, _)) => Found::InFlight,
+        Some((Some(seq), _)) => Found::Stored(seq),
+    })
+}
+
+fn different(ev: &Event) -> String {
+    format!("id {:?} is already stored with different content", ev.id)
+}
+
+fn in_flight(ev: &Event) -> String {
+    format!("a request with id {:?} is still being stored; retry", ev.id)
+}
+
+/// Reserves the fresh ids (in flight until settled).
+fn reserve_fresh(
+    recent: &mut BTreeMap<RecentKey, Recent>,
+    fresh: Vec<(RecentKey, [u8; 32])>,
+) -> Reserved {
+    for (id, d) in &fresh {
+        recent.insert(
+            id.clone(),
+            Recent {
+                seq: None,
+                digest: *d,
+            },
+        );
+    }
+    Reserved(fresh)
+}
+
 /// The ids recently appended or being appended (see the module doc).
 #[derive(Default)]
 pub struct RecentIds {
@@ -92,16 +190,7 @@ impl RecentIds {
         client_id: &[bool],
     ) -> Result<Idempotency, QueryError> {
         let mut recent = self.recent.exclusive();
-        // Prune when the map doubled since the last prune (at least
-        // RECENT_PRUNE_AT), so a lagging indexer never makes every request
-        // walk the whole map.
-        let prune_at = self.prune_at.load(Ordering::Relaxed) as usize;
-        if recent.len() >= prune_at.max(RECENT_PRUNE_AT) {
-            let indexed = engine.indexes().indexed_seq();
-            recent.retain(|_, r| r.seq.is_none_or(|s| s > indexed));
-            self.prune_at
-                .store(recent.len() as u64 * 2, Ordering::Relaxed);
-        }
+        self.prune(&mut recent, engine);
         let mut known = Vec::new();
         let mut fresh = Vec::new();
         let mut in_request = std::collections::HashSet::new();
@@ -116,29 +205,11 @@ impl RecentIds {
                     ev.id
                 )));
             }
-            let key = recent_key(ev);
-            let stored = match recent.get(&key) {
-                Some(r) => Some((r.seq, r.digest)),
-                None => match engine.get_by_id(&ev.id, ev.tenant.as_deref())? {
-                    Some(old) => Some((Some(old.seq), digest(&old.event))),
-                    None => None,
-                },
-            };
-            match stored {
-                None => fresh.push((key, d)),
-                Some((_, od)) if od != d => {
-                    return Ok(Idempotency::Conflict(format!(
-                        "id {:?} is already stored with different content",
-                        ev.id
-                    )))
-                }
-                Some((None, _)) => {
-                    return Ok(Idempotency::Conflict(format!(
-                        "a request with id {:?} is still being stored; retry",
-                        ev.id
-                    )))
-                }
-                Some((Some(seq), _)) => known.push(seq),
+            match look_up(&recent, engine, ev, &d)? {
+                Found::Absent => fresh.push((recent_key(ev), d)),
+                Found::Stored(seq) => known.push(seq),
+                Found::Different => return Ok(Idempotency::Conflict(different(ev))),
+                Found::InFlight => return Ok(Idempotency::Conflict(in_flight(ev))),
             }
         }
         if !known.is_empty() {
@@ -150,16 +221,94 @@ impl RecentIds {
                     .into(),
             ));
         }
-        for (id, d) in &fresh {
-            recent.insert(
-                id.clone(),
-                Recent {
-                    seq: None,
-                    digest: *d,
-                },
-            );
+        Ok(Idempotency::New(reserve_fresh(&mut recent, fresh)))
+    }
+
+    /// [`RecentIds::reserve`]'s rule event by event, for `stele append`,
+    /// whose batches are an artefact of reading standard input: an event
+    /// stored before with the same content (or earlier in `events`) is a
+    /// duplicate, not appended again, and the others of the batch are still
+    /// appended. Nothing is reserved unless the answer is
+    /// [`EachIdempotency::New`]. O(events) lookups, under one lock.
+    pub fn reserve_each(
+        &self,
+        engine: &Engine,
+        events: &[Event],
+        client_id: &[bool],
+    ) -> Result<EachIdempotency, QueryError> {
+        let mut recent = self.recent.exclusive();
+        self.prune(&mut recent, engine);
+        let mut each = Vec::with_capacity(events.len());
+        let mut fresh = Vec::new();
+        let mut in_batch: std::collections::HashMap<RecentKey, (usize, [u8; 32])> =
+            std::collections::HashMap::new();
+        let mut waiting = None;
+        for (i, (ev, &client)) in events.iter().zip(client_id).enumerate() {
+            if !client {
+                each.push(Each::New);
+                continue;
+            }
+            let d = digest(ev);
+            let key = recent_key(ev);
+            if let Some(&(first, fd)) = in_batch.get(&key) {
+                if fd != d {
+                    return Ok(EachIdempotency::Conflict {
+                        index: i,
+                        why: format!(
+                            "id {:?} appears earlier in this input with different content",
+                            ev.id
+                        ),
+                    });
+                }
+                each.push(match each[first] {
+                    Each::Stored(seq) => Each::Stored(seq),
+                    _ => Each::Earlier(first),
+                });
+                continue;
+            }
+            in_batch.insert(key.clone(), (i, d));
+            match look_up(&recent, engine, ev, &d)? {
+                Found::Absent => {
+                    fresh.push((key, d));
+                    each.push(Each::New);
+                }
+                Found::Stored(seq) => each.push(Each::Stored(seq)),
+                Found::Different => {
+                    return Ok(EachIdempotency::Conflict {
+                        index: i,
+                        why: different(ev),
+                    })
+                }
+                Found::InFlight => {
+                    // Conflicts later in the batch still win over a wait.
+                    waiting.get_or_insert(i);
+                    each.push(Each::New);
+                }
+            }
         }
-        Ok(Idempotency::New(Reserved(fresh)))
+        if let Some(index) = waiting {
+            return Ok(EachIdempotency::InFlight {
+                index,
+                why: in_flight(&events[index]),
+            });
+        }
+        Ok(EachIdempotency::New(
+            reserve_fresh(&mut recent, fresh),
+            each,
+        ))
+    }
+
+    /// Prunes `recent` of what the key index has caught up with when it
+    /// doubled since the last prune (at least [`RECENT_PRUNE_AT`]), so a
+    /// lagging indexer never makes every request walk the whole map.
+    fn prune(&self, recent: &mut BTreeMap<RecentKey, Recent>, engine: &Engine) {
+        let prune_at = self.prune_at.load(Ordering::Relaxed) as usize;
+        if recent.len() >= prune_at.max(RECENT_PRUNE_AT) {
+            let indexed = engine.indexes().indexed_seq();
+            recent.retain(|_, r| r.seq.is_none_or(|s| s > indexed));
+            self.prune_at
+                .store(recent.len() as u64 * 2, Ordering::Relaxed);
+        }
     }
 
     /// The events with `id` in the tenants `among` (`None`: every tenant,
@@ -364,5 +513,125 @@ mod tests {
         let tenants: Vec<_> = all.iter().map(|e| e.event.tenant.clone()).collect();
         assert_eq!(tenants, [Some("t1".into()), Some("t2".into())]);
         assert!(ids.find_by_id(&engine, "nope", None).unwrap().is_empty());
+    }
+
+    /// Reserves event by event like `stele append`, appends the new ones
+    /// and settles them.
+    fn store_each(ids: &RecentIds, engine: &Engine, events: &[Event]) -> EachIdempotency {
+        let client = vec![true; events.len()];
+        let outcome = ids.reserve_each(engine, events, &client).unwrap();
+        if let EachIdempotency::New(reserved, each) = &outcome {
+            let fresh: Vec<Event> = events
+                .iter()
+                .zip(each)
+                .filter(|(_, e)| **e == Each::New)
+                .map(|(ev, _)| ev.clone())
+                .collect();
+            let ack = engine
+                .log()
+                .append(&fresh, &event::Provenance::cli())
+                .unwrap();
+            ids.settle(reserved, &fresh, Some(ack.first_seq));
+        }
+        outcome
+    }
+
+    fn each(i: EachIdempotency) -> Vec<Each> {
+        match i {
+            EachIdempotency::New(_, each) => each,
+            _ => panic!("expected new"),
+        }
+    }
+
+    #[test]
+    fn event_by_event_duplicates_are_skipped_and_other_content_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, ids) = (engine(dir.path()), RecentIds::default());
+        let got = each(store_each(
+            &ids,
+            &engine,
+            &[ev("a", None, "x"), ev("b", None, "x"), ev("a", None, "x")],
+        ));
+        assert_eq!(got, [Each::New, Each::New, Each::Earlier(0)]);
+        // Stored before (found through `recent`, then through the key index
+        // by a fresh map, as a second `stele append` run would).
+        let again = [
+            ev("c", None, "x"),
+            ev("a", None, "x"),
+            ev("a", Some("t"), "x"),
+        ];
+        assert_eq!(
+            each(ids.reserve_each(&engine, &again, &[true; 3]).unwrap()),
+            [Each::New, Each::Stored(1), Each::New]
+        );
+        assert!(engine
+            .indexes()
+            .wait_indexed(2, std::time::Duration::from_secs(30)));
+        let fresh = RecentIds::default();
+        assert_eq!(
+            each(store_each(&fresh, &engine, &again)),
+            [Each::New, Each::Stored(1), Each::New]
+        );
+        match fresh.reserve_each(
+            &engine,
+            &[ev("d", None, "x"), ev("b", None, "y")],
+            &[true; 2],
+        ) {
+            Ok(EachIdempotency::Conflict { index, why }) => {
+                assert_eq!(index, 1);
+                assert!(why.contains("different content"), "{why}");
+            }
+            _ => panic!("expected a conflict"),
+        }
+        match fresh.reserve_each(
+            &engine,
+            &[ev("e", None, "x"), ev("e", None, "y")],
+            &[true; 2],
+        ) {
+            Ok(EachIdempotency::Conflict { index, why }) => {
+                assert_eq!(index, 1);
+                assert!(why.contains("earlier in this input"), "{why}");
+            }
+            _ => panic!("expected a conflict"),
+        }
+        // Nothing reserved by a conflict: "d" and "e" are still new.
+        assert_eq!(
+            each(
+                fresh
+                    .reserve_each(
+                        &engine,
+                        &[ev("d", None, "x"), ev("e", None, "x")],
+                        &[true; 2]
+                    )
+                    .unwrap()
+            ),
+            [Each::New, Each::New]
+        );
+    }
+
+    #[test]
+    fn event_by_event_an_id_in_flight_reserves_nothing_until_it_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, ids) = (engine(dir.path()), RecentIds::default());
+        let one = [ev("a", None, "x")];
+        let EachIdempotency::New(reserved, _) = ids.reserve_each(&engine, &one, &[true]).unwrap()
+        else {
+            panic!("new");
+        };
+        let two = [ev("b", None, "x"), ev("a", None, "x")];
+        match ids.reserve_each(&engine, &two, &[true; 2]).unwrap() {
+            EachIdempotency::InFlight { index, .. } => assert_eq!(index, 1),
+            _ => panic!("expected in flight"),
+        }
+        let ack = engine
+            .log()
+            .append(&one, &event::Provenance::cli())
+            .unwrap();
+        ids.settle(&reserved, &one, Some(ack.first_seq));
+        assert_eq!(
+            each(ids.reserve_each(&engine, &two, &[true; 2]).unwrap()),
+            [Each::New, Each::Stored(1)],
+            "\"b\" was not left reserved by the wait"
+        );
     }
 }

@@ -127,7 +127,9 @@ enum Command {
         public_out: Option<PathBuf>,
     },
     /// Append events read as NDJSON from stdin; prints one JSON line per
-    /// durable batch with the ids and seqs it acknowledges.
+    /// durable batch with the ids and seqs it acknowledges, and the lines
+    /// whose id was already stored with the same content (not stored
+    /// again). An id stored with other content stops the run (exit 2).
     Append {
         /// The data directory.
         #[arg(long, default_value = "data")]

@@ -11,12 +11,7 @@ use stele::log::{Log, LogConfig};
 fn catch_up(data_dir: &std::path::Path, log: &Arc<Log>) -> anyhow::Result<Indexes> {
     let idx = Indexes::open(data_dir, log.clone(), IndexConfig::default())
         .map_err(|e| anyhow::anyhow!("cannot open the indexes in {}: {e}", data_dir.display()))?;
-    let target = log.last_seq();
-    while !idx.wait_indexed(target, std::time::Duration::from_secs(1)) {
-        if let Some(f) = idx.failure() {
-            anyhow::bail!("indexing failed: {f}");
-        }
-    }
+    idx.catch_up(log)?;
     Ok(idx)
 }
 

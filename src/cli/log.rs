@@ -1,13 +1,35 @@
 //! `stele append` and `stele cat`: events written to the log from standard
 //! input (one JSON object a line, an acknowledgement a batch) and read back
-//! as JSON lines. Never touches the indexes.
+//! as JSON lines.
+//!
+//! `stele append` keeps the server's idempotency rule ([`stele::ingest`],
+//! event by event): it opens the indexes and catches them up with the log
+//! ([`Indexes::catch_up`], as `stele serve` does at start-up), reserves each
+//! batch's client ids, appends the new events and settles them. An event
+//! whose id is stored (or earlier in the input) with the same content is a
+//! duplicate: not appended, listed in the batch's `duplicates`. The same id
+//! with other content stops the run (exit 2) naming the line; earlier
+//! batches stay stored. Both indexes (key and full text) are fed by the one
+//! indexer as the events are appended, and caught up before a successful
+//! exit, so the next run, and the next `stele serve`, find them; a killed
+//! run leaves them behind, and the next open catches them up.
+//! `stele cat` reads the log only.
 
 use super::open_log;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stele::clock::SystemClock;
 use stele::event::{self, Event};
-use stele::log::{Direction, Log, LogConfig, RecoveryMode};
+use stele::index::{IndexConfig, Indexes};
+use stele::ingest::{Each, EachIdempotency, RecentIds};
+use stele::log::{Direction, LogConfig, RecoveryMode};
+use stele::query::Engine;
+
+/// How long a batch waits before asking again about an id another thread
+/// of this process is still appending.
+const IN_FLIGHT_WAIT: Duration = Duration::from_millis(5);
 
 pub(crate) fn append(
     data_dir: PathBuf,
@@ -28,72 +50,158 @@ pub(crate) fn append(
     if let Some(s) = segment_bytes_max {
         cfg.segment_bytes_max = s;
     }
-    let log = open_log(&data_dir, cfg)?;
+    let engine = open_engine(&data_dir, cfg)?;
+    let ids = RecentIds::default();
     let input = Mutex::new((0usize, std::io::stdin()));
     let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..concurrency {
             scope.spawn(|| {
-                if let Err(e) = append_worker(&log, &input, batch) {
+                if let Err(e) = append_worker(&engine, &ids, &input, batch) {
                     failed.lock().expect("no panics").get_or_insert(e);
                 }
             });
         }
     });
-    match failed.into_inner().expect("no panics") {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = failed.into_inner().expect("no panics") {
+        return Err(e);
     }
+    // The key index holds every event appended when we exit (the next run
+    // would catch it up anyway; this keeps the wait out of its start).
+    engine.indexes().catch_up(engine.log())?;
+    Ok(())
+}
+
+/// The log (which takes the data directory's LOCK, so no `stele serve` runs
+/// on it) and the indexes, caught up with the log the way the daemon does at
+/// start-up, so that every id stored before is found.
+fn open_engine(data_dir: &Path, cfg: LogConfig) -> anyhow::Result<Engine> {
+    let log = Arc::new(open_log(data_dir, cfg)?);
+    let indexes = Indexes::open(data_dir, log.clone(), IndexConfig::default())
+        .map_err(|e| anyhow::anyhow!("cannot open the indexes in {}: {e}", data_dir.display()))?;
+    indexes.catch_up(&log)?;
+    // The key signs query cursors, which `stele append` never makes.
+    Ok(Engine::new(
+        log,
+        Arc::new(indexes),
+        Arc::new(SystemClock),
+        [0; 32],
+    ))
+}
+
+/// A batch read from standard input: the events, whether each id was the
+/// client's, and each one's line number (1-based).
+#[derive(Default)]
+struct Batch {
+    events: Vec<Event>,
+    client_id: Vec<bool>,
+    lines: Vec<usize>,
+}
+
+fn read_batch(input: &Mutex<(usize, std::io::Stdin)>, batch: usize) -> anyhow::Result<Batch> {
+    let mut out = Batch::default();
+    let mut line = String::new();
+    let mut guard = input
+        .lock()
+        .map_err(|_| anyhow::anyhow!("input lock poisoned"))?;
+    let (lines_read, stdin) = &mut *guard;
+    while out.events.len() < batch {
+        line.clear();
+        if stdin.read_line(&mut line)? == 0 {
+            break;
+        }
+        *lines_read += 1;
+        let n = *lines_read;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = event::parse_json(line.as_bytes())
+            .map_err(|e| anyhow::anyhow!("line {n}: not JSON: {e}"))?;
+        let ev = event::parse_event(&value, event::new_event_id).map_err(|errs| {
+            let msgs: Vec<String> = errs
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect();
+            anyhow::anyhow!("line {n}: invalid event: {}", msgs.join("; "))
+        })?;
+        out.client_id
+            .push(value.get("id").is_some_and(|id| !id.is_null()));
+        out.events.push(ev);
+        out.lines.push(n);
+    }
+    Ok(out)
 }
 
 fn append_worker(
-    log: &Log,
+    engine: &Engine,
+    ids: &RecentIds,
     input: &Mutex<(usize, std::io::Stdin)>,
     batch: usize,
 ) -> anyhow::Result<()> {
-    let mut line = String::new();
     loop {
-        let mut events: Vec<Event> = Vec::with_capacity(batch);
-        {
-            let mut guard = input
-                .lock()
-                .map_err(|_| anyhow::anyhow!("input lock poisoned"))?;
-            let (lines_read, stdin) = &mut *guard;
-            while events.len() < batch {
-                line.clear();
-                if stdin.read_line(&mut line)? == 0 {
-                    break;
-                }
-                *lines_read += 1;
-                let n = *lines_read - 1;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let value = event::parse_json(line.as_bytes())
-                    .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", n + 1))?;
-                let ev = event::parse_event(&value, || uuid::Uuid::now_v7().to_string()).map_err(
-                    |errs| {
-                        let msgs: Vec<String> = errs
-                            .iter()
-                            .map(|e| format!("{}: {}", e.field, e.message))
-                            .collect();
-                        anyhow::anyhow!("line {}: invalid event: {}", n + 1, msgs.join("; "))
-                    },
-                )?;
-                events.push(ev);
-            }
-        }
+        let Batch {
+            events,
+            client_id,
+            lines,
+        } = read_batch(input, batch)?;
         if events.is_empty() {
             return Ok(());
         }
-        let ack = log.append(&events, &event::Provenance::cli())?;
-        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let (reserved, each) = loop {
+            match ids.reserve_each(engine, &events, &client_id)? {
+                EachIdempotency::New(reserved, each) => break (reserved, each),
+                EachIdempotency::Conflict { index, why } => anyhow::bail!(
+                    "line {}: {why}; its batch (lines {} to {}) was not stored",
+                    lines[index],
+                    lines[0],
+                    lines[lines.len() - 1]
+                ),
+                // Another thread of this run is appending that id: its
+                // answer comes in milliseconds.
+                EachIdempotency::InFlight { .. } => std::thread::sleep(IN_FLIGHT_WAIT),
+            }
+        };
+        // The new events in input order, and each one's place among them.
+        let mut fresh = Vec::with_capacity(events.len());
+        let mut place = vec![0usize; events.len()];
+        for (i, ev) in events.iter().enumerate() {
+            if each[i] == Each::New {
+                place[i] = fresh.len();
+                fresh.push(ev.clone());
+            }
+        }
+        let ack = if fresh.is_empty() {
+            None
+        } else {
+            let appended = engine.log().append(&fresh, &event::Provenance::cli());
+            ids.settle(
+                &reserved,
+                &fresh,
+                appended.as_ref().ok().map(|a| a.first_seq),
+            );
+            Some(appended?)
+        };
+        let first_seq = ack.as_ref().map(|a| a.first_seq);
+        let duplicates: Vec<serde_json::Value> = each
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let seq = match *e {
+                    Each::New => return None,
+                    Each::Stored(seq) => seq,
+                    Each::Earlier(j) => first_seq? + place[j] as u64,
+                };
+                Some(serde_json::json!({"line": lines[i], "id": events[i].id, "seq": seq}))
+            })
+            .collect();
+        let appended_ids: Vec<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
         let ack_line = serde_json::json!({
-            "first_seq": ack.first_seq,
-            "count": ack.count,
-            "segment": ack.segment.file_name(),
-            "last_hash": stele::log::format::hash_hex(&ack.last_hash),
-            "ids": ids,
+            "first_seq": first_seq,
+            "count": fresh.len(),
+            "segment": ack.as_ref().map(|a| a.segment.file_name()),
+            "last_hash": ack.as_ref().map(|a| stele::log::format::hash_hex(&a.last_hash)),
+            "ids": appended_ids,
+            "duplicates": duplicates,
         });
         let mut out = std::io::stdout().lock();
         writeln!(out, "{ack_line}")?;

@@ -69,6 +69,10 @@ pub enum IndexError {
     /// Reading the log.
     #[error(transparent)]
     Log(#[from] crate::log::Error),
+    /// The indexer stopped (its failure) while a caller waited for it to
+    /// catch up with the log.
+    #[error("the indexer stopped while catching up with the log: {0}")]
+    Stopped(String),
     /// Creating or removing index directories.
     #[error("could not {op} {}: {source}", path.display())]
     Io {
@@ -310,6 +314,41 @@ impl Indexes {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+
+    /// Waits until the indexes hold every event the log holds now, so that
+    /// nothing acknowledged is missing from them (a get by id answering
+    /// 404, an id stored twice because the key index has not seen it yet).
+    /// What `stele serve` does at start-up and what `stele append`,
+    /// `reindex` and `check` do before they rely on the indexes; says how
+    /// far it got every 5 s.
+    ///
+    /// # Errors
+    /// [`IndexError::Stopped`]: the indexer failed.
+    pub fn catch_up(&self, log: &Log) -> Result<(), IndexError> {
+        let target = log.last_seq();
+        let started = Instant::now();
+        let mut said = started;
+        while !self.wait_indexed(target, Duration::from_secs(1)) {
+            if let Some(f) = self.failure() {
+                return Err(IndexError::Stopped(f));
+            }
+            if said.elapsed() >= Duration::from_secs(5) {
+                said = Instant::now();
+                tracing::info!(
+                    "Catching the indexes up with the log: seq {} of {target} after {} s.",
+                    self.indexed_seq(),
+                    started.elapsed().as_secs()
+                );
+            }
+        }
+        if started.elapsed() >= Duration::from_secs(1) {
+            tracing::info!(
+                "The indexes caught up with the log (seq {target}) in {:.1} s.",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
     }
 
     /// Asks the indexer to remove every entry of seqs below `below` (the log

@@ -64,7 +64,7 @@ pub fn open_engine(
     );
     let indexes = Arc::new(Indexes::open(data_dir, log.clone(), cfg.index.clone())?);
     opened(&indexes, log.last_seq());
-    catch_up(&log, &indexes)?;
+    indexes.catch_up(&log)?;
     let key = crate::query::cursor_key(data_dir)?;
     Ok(Engine::new(log, indexes, clock, key))
 }
@@ -248,32 +248,4 @@ impl Handle {
             super::reload::apply(&app, fresh);
         }
     }
-}
-/// Waits until the indexes hold every event the log held at open, so that
-/// no request sees an acknowledged event missing (a 404 by id, a retry
-/// stored twice because the key index has not seen its id yet).
-fn catch_up(log: &Log, indexes: &Indexes) -> anyhow::Result<()> {
-    let target = log.last_seq();
-    let started = std::time::Instant::now();
-    let mut said = started;
-    while !indexes.wait_indexed(target, Duration::from_secs(1)) {
-        if let Some(f) = indexes.failure() {
-            anyhow::bail!("the indexer stopped while catching up with the log: {f}");
-        }
-        if said.elapsed() >= Duration::from_secs(5) {
-            said = std::time::Instant::now();
-            tracing::info!(
-                "Catching the indexes up with the log: seq {} of {target} after {} s.",
-                indexes.indexed_seq(),
-                started.elapsed().as_secs()
-            );
-        }
-    }
-    if started.elapsed() >= Duration::from_secs(1) {
-        tracing::info!(
-            "The indexes caught up with the log (seq {target}) in {:.1} s.",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
 }

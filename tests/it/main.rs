@@ -12,6 +12,7 @@
 mod support;
 
 mod abuse;
+mod append;
 mod auth;
 mod backup;
 mod config;

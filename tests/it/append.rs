@@ -1,0 +1,164 @@
+//! `stele append`, the real binary: client ids are idempotent as over HTTP
+//! (`stele::ingest`): an event stored before, by an earlier run or earlier
+//! in the same input, is not stored again but listed in its batch's
+//! `duplicates`; the same id with other content stops the run naming the
+//! line.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::Path;
+
+/// Runs `stele append --data-dir DIR ARGS` with `input` on stdin: exit
+/// code, the acknowledgement lines, stderr.
+fn append(dir: &Path, args: &[&str], input: &[Value]) -> (i32, Vec<Value>, String) {
+    let mut child = stele()
+        .args(["append", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stele append");
+    let mut text = Vec::new();
+    for v in input {
+        serde_json::to_writer(&mut text, v).unwrap();
+        text.push(b'\n');
+    }
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let acks = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), acks, err)
+}
+
+/// The ids of the stored events, in seq order (`stele cat`).
+fn stored_ids(dir: &Path) -> Vec<String> {
+    let out = stele()
+        .args(["cat", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn ev(id: &str, action: &str) -> Value {
+    json!({"id": id, "action": action, "actor": "alice"})
+}
+
+#[test]
+fn a_second_run_with_the_same_ids_stores_nothing_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = [ev("a-1", "login"), ev("a-2", "logout")];
+    let (code, acks, err) = append(tmp.path(), &[], &input);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0]["ids"], json!(["a-1", "a-2"]), "{acks:?}");
+    assert_eq!(acks[0]["first_seq"], 1, "{acks:?}");
+
+    let (code, acks, err) = append(tmp.path(), &[], &input);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stored_ids(tmp.path()), ["a-1", "a-2"], "stored once");
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0]["count"], 0, "{acks:?}");
+    assert_eq!(acks[0]["ids"], json!([]), "{acks:?}");
+    assert_eq!(acks[0]["first_seq"], Value::Null, "{acks:?}");
+    assert_eq!(
+        acks[0]["duplicates"],
+        json!([{"line": 1, "id": "a-1", "seq": 1}, {"line": 2, "id": "a-2", "seq": 2}]),
+        "{acks:?}"
+    );
+
+    // New ids next to known ones: the new ones are stored, once.
+    let (code, acks, err) = append(tmp.path(), &[], &[ev("a-3", "login"), ev("a-1", "login")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(acks[0]["ids"], json!(["a-3"]), "{acks:?}");
+    assert_eq!(acks[0]["first_seq"], 3, "{acks:?}");
+    assert_eq!(
+        acks[0]["duplicates"],
+        json!([{"line": 2, "id": "a-1", "seq": 1}]),
+        "{acks:?}"
+    );
+    assert_eq!(stored_ids(tmp.path()), ["a-1", "a-2", "a-3"]);
+}
+
+#[test]
+fn an_id_repeated_within_one_input_is_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // In one batch, and across batches of several threads.
+    let input: Vec<Value> = (0..40).map(|i| ev(&format!("r-{}", i % 10), "x")).collect();
+    let (code, acks, err) = append(tmp.path(), &[], &input);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0]["count"], 10, "{acks:?}");
+    let dups = acks[0]["duplicates"].as_array().unwrap();
+    assert_eq!(dups.len(), 30, "{acks:?}");
+    assert_eq!(dups[0], json!({"line": 11, "id": "r-0", "seq": 1}));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, acks, err) = append(tmp.path(), &["--batch", "3", "--concurrency", "4"], &input);
+    assert_eq!(code, 0, "{err}");
+    let mut ids = stored_ids(tmp.path());
+    ids.sort();
+    let want: Vec<String> = (0..10).map(|i| format!("r-{i}")).collect();
+    assert_eq!(ids, want, "each id stored once");
+    let acked: usize = acks
+        .iter()
+        .map(|a| a["ids"].as_array().unwrap().len())
+        .sum();
+    let dups: usize = acks
+        .iter()
+        .map(|a| a["duplicates"].as_array().unwrap().len())
+        .sum();
+    assert_eq!((acked, dups), (10, 30), "{acks:?}");
+}
+
+#[test]
+fn a_conflicting_id_stops_the_run_naming_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, err) = append(tmp.path(), &[], &[ev("c-1", "login")]);
+    assert_eq!(code, 0, "{err}");
+
+    // Stored before with other content.
+    let (code, acks, err) = append(
+        tmp.path(),
+        &["--batch", "2"],
+        &[
+            ev("c-2", "x"),
+            ev("c-3", "x"),
+            ev("c-4", "x"),
+            ev("c-1", "logout"),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 4: id \"c-1\" is already stored with different content"),
+        "{err}"
+    );
+    assert!(err.contains("lines 3 to 4"), "{err}");
+    assert_eq!(acks.len(), 1, "the first batch is stored: {acks:?}");
+    assert_eq!(stored_ids(tmp.path()), ["c-1", "c-2", "c-3"]);
+
+    // Earlier in the same input with other content.
+    let (code, _, err) = append(tmp.path(), &[], &[ev("c-5", "x"), ev("c-5", "y")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 2: id \"c-5\" appears earlier in this input with different content"),
+        "{err}"
+    );
+    assert_eq!(stored_ids(tmp.path()), ["c-1", "c-2", "c-3"]);
+}

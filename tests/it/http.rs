@@ -797,6 +797,31 @@ fn json_export_is_the_ndjson_export_as_one_array() {
     assert_eq!(body, "[]");
 }
 
+/// Log lines written to a pipe or a file (journald, `2> log`) carry no ANSI
+/// colour codes, with or without `NO_COLOR`.
+#[test]
+fn the_log_has_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    for no_color in [None, Some("1")] {
+        let mut cmd = crate::support::stele();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(tmp.path())
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let mut d = Daemon::spawn(cmd);
+        assert_eq!(d.post(&json!({"action": "login", "actor": "a"})).0, 201);
+        assert_eq!(d.terminate(Duration::from_secs(10)).code(), Some(0));
+        let log = d.log_text();
+        assert!(log.contains("Listening on"), "{log}");
+        assert!(
+            !log.contains("\x1b["),
+            "NO_COLOR={no_color:?}: colour codes in a piped log: {log:?}"
+        );
+    }
+}
+
 fn free_bytes(dir: &std::path::Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();

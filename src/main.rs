@@ -146,6 +146,11 @@ enum Command {
         /// What to do with damage found at open: strict or salvage.
         #[arg(long, default_value = "strict")]
         recovery: RecoveryMode,
+        /// The configuration file whose `[ingest.field_map]` renames the
+        /// events' fields (as `stele serve` does). Default: $STELE_CONFIG,
+        /// else none (no mapping).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
     /// Delete and rebuild both indexes from the segments.
     Reindex {
@@ -273,7 +278,15 @@ fn main() -> ExitCode {
             concurrency,
             segment_bytes_max,
             recovery,
-        } => append(data_dir, batch, concurrency, segment_bytes_max, recovery),
+            config,
+        } => append(
+            data_dir,
+            batch,
+            concurrency,
+            segment_bytes_max,
+            recovery,
+            config.as_deref(),
+        ),
         Command::Cat {
             data_dir,
             from,

@@ -146,6 +146,11 @@ enum Command {
         /// What to do with damage found at open: strict or salvage.
         #[arg(long, default_value = "strict")]
         recovery: RecoveryMode,
+        /// The configuration file whose `[ingest.field_map]` renames the
+        /// events' fields (as `stele serve` does). Default: $STELE_CONFIG,
+        /// else none (no mapping).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
     /// Delete and rebuild both indexes from the segments.
     Reindex {
@@ -218,9 +223,21 @@ enum Command {
     },
 }
 
+/// Whether log lines carry ANSI colour: only on a terminal (never in a file,
+/// a pipe or journald), and not when `NO_COLOR` is set to anything non-empty
+/// (<https://no-color.org>).
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -261,7 +278,15 @@ fn main() -> ExitCode {
             concurrency,
             segment_bytes_max,
             recovery,
-        } => append(data_dir, batch, concurrency, segment_bytes_max, recovery),
+            config,
+        } => append(
+            data_dir,
+            batch,
+            concurrency,
+            segment_bytes_max,
+            recovery,
+            config.as_deref(),
+        ),
         Command::Cat {
             data_dir,
             from,
@@ -288,5 +313,19 @@ fn main() -> ExitCode {
             eprintln!("stele: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR is unset");
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
     }
 }

@@ -13,6 +13,8 @@
 //! indexer as the events are appended, and caught up before a successful
 //! exit, so the next run, and the next `stele serve`, find them; a killed
 //! run leaves them behind, and the next open catches them up.
+//! Events are renamed by the configuration's `[ingest.field_map]` (`--config`
+//! or `$STELE_CONFIG`) before validation, as over HTTP.
 //! `stele cat` reads the log only.
 
 use super::open_log;
@@ -37,8 +39,17 @@ pub(crate) fn append(
     concurrency: usize,
     segment_bytes_max: Option<u64>,
     recovery: RecoveryMode,
+    config: Option<&Path>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+    let field_map = match stele::config::config_path(config, super::process_env) {
+        Some(path) => stele::config::Config::load(Some(&path), super::process_env)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?
+            .ingest
+            .field_map()
+            .map_err(|(key, why)| anyhow::anyhow!("invalid configuration: {key}: {why}"))?,
+        None => event::FieldMap::default(),
+    };
     anyhow::ensure!(
         (1..=1024).contains(&concurrency),
         "--concurrency must be between 1 and 1024"
@@ -57,7 +68,7 @@ pub(crate) fn append(
     std::thread::scope(|scope| {
         for _ in 0..concurrency {
             scope.spawn(|| {
-                if let Err(e) = append_worker(&engine, &ids, &input, batch) {
+                if let Err(e) = append_worker(&engine, &ids, &input, batch, &field_map) {
                     failed.lock().expect("no panics").get_or_insert(e);
                 }
             });
@@ -98,7 +109,11 @@ struct Batch {
     lines: Vec<usize>,
 }
 
-fn read_batch(input: &Mutex<(usize, std::io::Stdin)>, batch: usize) -> anyhow::Result<Batch> {
+fn read_batch(
+    input: &Mutex<(usize, std::io::Stdin)>,
+    batch: usize,
+    field_map: &event::FieldMap,
+) -> anyhow::Result<Batch> {
     let mut out = Batch::default();
     let mut line = String::new();
     let mut guard = input
@@ -115,8 +130,12 @@ fn read_batch(input: &Mutex<(usize, std::io::Stdin)>, batch: usize) -> anyhow::R
         if line.trim().is_empty() {
             continue;
         }
-        let value = event::parse_json(line.as_bytes())
+        let mut value = event::parse_json(line.as_bytes())
             .map_err(|e| anyhow::anyhow!("line {n}: not JSON: {e}"))?;
+        field_map.apply(&mut value).map_err(|errs| {
+            let msgs: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+            anyhow::anyhow!("line {n}: invalid event: {}", msgs.join("; "))
+        })?;
         let ev = event::parse_event(&value, event::new_event_id).map_err(|errs| {
             let msgs: Vec<String> = errs
                 .iter()
@@ -137,13 +156,14 @@ fn append_worker(
     ids: &RecentIds,
     input: &Mutex<(usize, std::io::Stdin)>,
     batch: usize,
+    field_map: &event::FieldMap,
 ) -> anyhow::Result<()> {
     loop {
         let Batch {
             events,
             client_id,
             lines,
-        } = read_batch(input, batch)?;
+        } = read_batch(input, batch, field_map)?;
         if events.is_empty() {
             return Ok(());
         }

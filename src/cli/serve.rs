@@ -40,7 +40,9 @@ pub(crate) fn serve(
             let mut cfg = Config::load(path.as_deref(), process_env).map_err(|e| e.to_string())?;
             cfg.apply_flags(&flags);
             cfg.validate().map_err(|e| e.to_string())?;
+            let field_map = cfg.ingest.field_map().map_err(|(_, why)| why)?;
             Ok(stele::config::Reloaded {
+                field_map,
                 limits: cfg.limits,
                 retention: cfg.retention,
                 auth: cfg.auth,

@@ -89,6 +89,8 @@ pub struct Config {
     /// `[tls]`: serve HTTPS with this certificate and key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// `[ingest]`: how posted events are read.
+    pub ingest: IngestSection,
     /// Where each value that is not a default came from.
     #[serde(skip)]
     origins: Origins,
@@ -108,8 +110,31 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             tls: None,
+            ingest: IngestSection::default(),
             origins: Origins::default(),
         }
+    }
+}
+
+/// `[ingest]`: how posted events are read, over HTTP and by `stele append`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSection {
+    /// `[ingest.field_map]`: another system's field name → Stele's
+    /// (`event_type = "action"`), applied before validation; names only, not
+    /// values ([`crate::event::FieldMap`]).
+    pub field_map: BTreeMap<String, String>,
+}
+
+impl IngestSection {
+    /// The checked mapping.
+    ///
+    /// # Errors
+    ///
+    /// The key path of the first bad entry and why.
+    pub fn field_map(&self) -> Result<crate::event::FieldMap, (String, String)> {
+        crate::event::FieldMap::new(self.field_map.clone())
+            .map_err(|(from, why)| (format!("ingest.field_map.{from}"), why))
     }
 }
 
@@ -529,6 +554,9 @@ impl Config {
         self.auth
             .check_listen(self.listen)
             .map_err(|e| self.invalid("listen", e))?;
+        self.ingest
+            .field_map()
+            .map_err(|(key, why)| self.invalid(&key, format!("{key}: {why}")))?;
         Ok(())
     }
 
@@ -605,7 +633,9 @@ impl Config {
     }
 
     /// What `stele serve` starts with (the daemon, or a test serving
-    /// in-process); `reload` re-reads the settings on SIGHUP.
+    /// in-process); `reload` re-reads the settings on SIGHUP. Call it on a
+    /// validated configuration ([`Config::validate`]): it panics on an
+    /// invalid `ingest.field_map`.
     pub fn serve_config(self, reload: Option<Reloader>) -> ServeConfig {
         ServeConfig {
             reload,
@@ -618,6 +648,10 @@ impl Config {
             retention: self.retention,
             auth: self.auth,
             tls: self.tls,
+            field_map: self
+                .ingest
+                .field_map()
+                .expect("a validated configuration has a valid ingest.field_map"),
         }
     }
 }

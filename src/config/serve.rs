@@ -33,8 +33,10 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// `[tls]`: serve HTTPS.
     pub tls: Option<crate::tls::TlsConfig>,
-    /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys
-    /// and the TLS certificate.
+    /// `[ingest.field_map]`, checked (empty when none).
+    pub field_map: crate::event::FieldMap,
+    /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys,
+    /// the field map and the TLS certificate.
     pub reload: Option<Reloader>,
 }
 
@@ -49,6 +51,8 @@ pub struct Reloaded {
     /// `[tls]`: the certificate and key are read again (switching TLS on or
     /// off needs a restart).
     pub tls: Option<crate::tls::TlsConfig>,
+    /// `[ingest.field_map]`, checked.
+    pub field_map: crate::event::FieldMap,
 }
 
 /// Produces fresh reloadable settings, or says why it cannot.

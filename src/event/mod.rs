@@ -29,6 +29,7 @@ use std::net::IpAddr;
 
 mod codec;
 mod enums;
+mod field_map;
 mod fields;
 mod json;
 mod limits;
@@ -38,6 +39,7 @@ mod view;
 
 pub use codec::*;
 pub use enums::*;
+pub use field_map::FieldMap;
 pub use fields::*;
 pub use json::*;
 pub use limits::*;

@@ -34,6 +34,9 @@ pub enum FieldErrorKind {
     NotAnObject,
     /// The value is reserved for the events Stele writes itself (see [`is_reserved_kind`]).
     Reserved,
+    /// Two keys give one field different values (a name mapped by
+    /// `ingest.field_map` and the field's own name, see [`super::FieldMap`]).
+    Conflict,
 }
 
 impl FieldErrorKind {
@@ -50,6 +53,7 @@ impl FieldErrorKind {
             FieldErrorKind::UnknownField => "unknown_field",
             FieldErrorKind::NotAnObject => "not_an_object",
             FieldErrorKind::Reserved => "reserved",
+            FieldErrorKind::Conflict => "conflict",
         }
     }
 }

@@ -1,5 +1,7 @@
-//! `GET /v1/export`: every matching event as NDJSON or CSV, streamed in
-//! bounded memory.
+//! `GET /v1/export`: every matching event as NDJSON, CSV or one JSON array,
+//! streamed in bounded memory. A failed export ends the chunked body with an
+//! error (never with the closing `]` of a JSON array), so a client sees a
+//! truncated response, not a valid-looking one.
 
 use super::gate::record_start;
 use super::params::{query_pairs, reject_params};
@@ -22,6 +24,15 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// An export matching at least 1/this of the log is read from the log
 /// sequentially instead of through the index.
 const EXPORT_SCAN_RATIO: u64 = 8;
+
+/// What `format=` asks for: one event per line (the default), CSV with a
+/// header row, or one JSON array of the events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Ndjson,
+    Csv,
+    Json,
+}
 
 /// RFC 4180 rows through the `csv` crate: CRLF after each row, a field
 /// quoted only when it holds a comma, a quote, CR or LF (quotes doubled).
@@ -78,16 +89,17 @@ impl CsvRows {
 
 pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let mut pairs = query_pairs(&req);
-    let mut csv = false;
+    let mut format = Format::Ndjson;
     if let Some(i) = pairs.iter().position(|(k, _)| k == "format") {
         let (_, f) = pairs.remove(i);
-        csv = match f.as_str() {
-            "csv" => true,
-            "ndjson" => false,
+        format = match f.as_str() {
+            "csv" => Format::Csv,
+            "ndjson" => Format::Ndjson,
+            "json" => Format::Json,
             _ => {
                 return query_problem(QueryError::BadParam {
                     param: "format".into(),
-                    message: "must be csv or ndjson".into(),
+                    message: "must be csv, ndjson or json".into(),
                 })
             }
         };
@@ -141,19 +153,32 @@ pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             let _ = tx.blocking_send(Err(BodyError::from(why)));
         };
         let mut rows = CsvRows::new();
-        if csv {
-            let mut header = String::new();
-            rows.header(&mut header);
-            if tx.blocking_send(Ok(Bytes::from(header))).is_err() {
-                return;
+        let opening = match format {
+            Format::Csv => {
+                let mut header = String::new();
+                rows.header(&mut header);
+                header
             }
+            Format::Json => "[".to_string(),
+            Format::Ndjson => String::new(),
+        };
+        if !opening.is_empty() && tx.blocking_send(Ok(Bytes::from(opening))).is_err() {
+            return;
         }
-        let mut render = |ev: &crate::event::StoredEvent, chunk: &mut String| {
-            if csv {
-                rows.row(ev, chunk);
-            } else {
+        // What ends a complete export: only a JSON array has a closing mark.
+        let closing = if format == Format::Json { "]" } else { "" };
+        let mut first = true;
+        let mut render = |ev: &crate::event::StoredEvent, chunk: &mut String| match format {
+            Format::Csv => rows.row(ev, chunk),
+            Format::Ndjson => {
                 chunk.push_str(&json!(ev).to_string());
                 chunk.push('\n');
+            }
+            Format::Json => {
+                if !std::mem::take(&mut first) {
+                    chunk.push(',');
+                }
+                chunk.push_str(&json!(ev).to_string());
             }
         };
         if scan {
@@ -183,6 +208,7 @@ pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
                     in_chunk = 0;
                 }
             }
+            chunk.push_str(closing);
             end.complete = chunk.is_empty() || tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
             return;
         }
@@ -210,16 +236,19 @@ pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             match page.next_cursor {
                 Some(c) => q.cursor = Some(c),
                 None => {
-                    end.complete = true;
+                    end.complete = closing.is_empty()
+                        || tx
+                            .blocking_send(Ok(Bytes::from_static(closing.as_bytes())))
+                            .is_ok();
                     return;
                 }
             }
         }
     });
-    let (ctype, ext) = if csv {
-        ("text/csv; charset=utf-8", "csv")
-    } else {
-        ("application/x-ndjson", "ndjson")
+    let (ctype, ext) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+        Format::Json => ("application/json", "json"),
     };
     let name = format!(
         "stele-export-{}.{ext}",

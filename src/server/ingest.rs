@@ -155,7 +155,7 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             )
         }
     };
-    let values = match split_body(&body, ndjson) {
+    let mut values = match split_body(&body, ndjson) {
         Ok(v) => v,
         Err(e) => {
             return problem(
@@ -178,7 +178,15 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let mut events: Vec<Event> = Vec::with_capacity(values.len());
     let mut client_id: Vec<bool> = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
-    for (i, v) in values.iter().enumerate() {
+    let field_map = app.field_map();
+    for (i, v) in values.iter_mut().enumerate() {
+        // Another system's names become Stele's before validation.
+        if let Err(errs) = field_map.apply(v) {
+            errors.extend(errs.into_iter().map(|e: FieldError| {
+                json!({"index": i, "field": e.field, "kind": e.kind.as_str(), "message": e.message})
+            }));
+            continue;
+        }
         match event::parse_event(v, event::new_event_id) {
             Ok(ev) => {
                 client_id.push(v.get("id").is_some_and(|id| !id.is_null()));

@@ -123,6 +123,8 @@ struct Settings {
     listen: SocketAddr,
     /// The certificate in force, when serving TLS.
     tls: Option<Arc<crate::tls::CertResolver>>,
+    /// `[ingest.field_map]` in force (SIGHUP may change it).
+    field_map: RwLock<Arc<crate::event::FieldMap>>,
 }
 
 /// The server's own counters (the log's, the seal's and retention's are
@@ -186,6 +188,11 @@ impl App {
     /// The limits in force (SIGHUP may change them).
     fn limits(&self) -> Limits {
         *self.settings.limits.shared()
+    }
+
+    /// The field-name mapping in force (SIGHUP may change it).
+    fn field_map(&self) -> Arc<crate::event::FieldMap> {
+        self.settings.field_map.shared().clone()
     }
 
     /// The keys in force (SIGHUP may change them).

@@ -1,5 +1,6 @@
 //! SIGHUP: putting reloaded settings in force. Limits (except
-//! `connections_max`), retention, API keys and the TLS certificate change;
+//! `connections_max`), retention, API keys, the ingest field map and the TLS
+//! certificate change;
 //! the listen address, data directory, log and index settings need a
 //! restart. Reading the settings is the daemon's (`crate::daemon`).
 
@@ -28,6 +29,8 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
     };
     *app.settings.limits.exclusive() = limits;
     app.retainer.set_config(fresh.retention);
+    let mapped = fresh.field_map.entries().len();
+    *app.settings.field_map.exclusive() = Arc::new(fresh.field_map);
     let keys = {
         let mut current = app.settings.keys.exclusive();
         *current = Arc::new(Keyring::new(&fresh.auth, Some(&current)));
@@ -48,7 +51,7 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
         }
     };
     tracing::info!(
-        "Reloaded: limits, retention settings and {keys} API keys are now in \
-             force; {tls} ({limits:?})."
+        "Reloaded: limits, retention settings, {keys} API keys and {mapped} \
+             mapped field names are now in force; {tls} ({limits:?})."
     );
 }

@@ -133,6 +133,7 @@ impl State {
                 keys: std::sync::RwLock::new(Arc::new(Keyring::new(&cfg.auth, None))),
                 listen: cfg.listen,
                 tls,
+                field_map: std::sync::RwLock::new(Arc::new(cfg.field_map.clone())),
             },
             ids: RecentIds::default(),
             stats: Stats::new(),

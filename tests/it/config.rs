@@ -288,3 +288,120 @@ fn serve_refuses_a_bad_configuration_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read the configuration file"), "{err}");
 }
+
+/// `[ingest.field_map]`: seed-style events (seed 003's `event_type`/`level`/
+/// `ip_address`, seed 004's `subaccountId`/`userId`/`resourceId`) are stored
+/// and read back with Stele's names; both names with different values are a
+/// 400 naming both; an unmapped unknown name stays refused as unknown.
+#[test]
+fn a_field_map_stores_foreign_names_as_stele_fields() {
+    use crate::support::inproc::Server;
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = write(
+        tmp.path(),
+        "map.toml",
+        "[ingest.field_map]\nevent_type = \"action\"\nactivityType = \"action\"\n\
+         level = \"severity\"\nsubaccountId = \"tenant\"\nuserId = \"user_id\"\n\
+         resourceId = \"entity_id\"\nresourceName = \"entity_name\"\nip_address = \"ip\"\n",
+    );
+    let data = tmp.path().join("data");
+    let d = Server::start_with_file(&data, &conf);
+    let (st, _, r) = d.post(&json!([
+        {"event_type": "login", "level": "warning", "userId": "u-1", "ip_address": "10.0.0.1",
+         "timestamp": "2026-11-28T10:00:00Z"},
+        {"activityType": "agent_updated", "subaccountId": "acme", "userId": "u-2",
+         "resourceId": "agent-7", "resourceName": "Sales bot", "category": "agent",
+         "description": "Updated the prompt", "metadata": {"operationId": "op-1"}},
+    ]));
+    assert_eq!(st, 201, "{r}");
+    // Listings read the index, which follows the log.
+    let indexed = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, _, page) = d.get("/v1/events?order=asc");
+            if page["events"].as_array().map_or(0, Vec::len) >= n {
+                return page;
+            }
+            assert!(std::time::Instant::now() < deadline, "not indexed: {page}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let page = indexed(2);
+    let evs = page["events"].as_array().unwrap();
+    assert_eq!(evs.len(), 2, "{page}");
+    assert_eq!(evs[0]["action"], "login");
+    assert_eq!(evs[0]["severity"], "warning");
+    assert_eq!(evs[0]["user_id"], "u-1");
+    assert_eq!(evs[0]["ip"], "10.0.0.1");
+    assert_eq!(evs[1]["action"], "agent_updated");
+    assert_eq!(evs[1]["tenant"], "acme");
+    assert_eq!(evs[1]["entity_id"], "agent-7");
+    assert_eq!(evs[1]["entity_name"], "Sales bot");
+    for ev in evs {
+        for foreign in [
+            "event_type",
+            "level",
+            "userId",
+            "subaccountId",
+            "resourceId",
+        ] {
+            assert!(ev.get(foreign).is_none(), "{foreign} kept: {ev}");
+        }
+    }
+    // Filters take Stele's names.
+    let (_, _, page) = d.get("/v1/events?tenant=acme&entity_id=agent-7");
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+
+    // Both names, different values: refused, naming both; nothing stored.
+    let (st, _, p) = d.post(&json!([
+        {"action": "login", "actor": "a"},
+        {"action": "login", "event_type": "logout", "actor": "a"},
+    ]));
+    assert_eq!(st, 400, "{p}");
+    let errs = p["errors"].as_array().unwrap();
+    assert_eq!(errs.len(), 1, "{p}");
+    assert_eq!(errs[0]["index"], 1);
+    assert_eq!(errs[0]["field"], "action");
+    assert_eq!(errs[0]["kind"], "conflict");
+    let msg = errs[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("\"action\"") && msg.contains("\"event_type\""),
+        "{msg}"
+    );
+    // The same value under both names is one field.
+    let (st, _, r) = d.post(&json!({"action": "login", "event_type": "login", "actor": "a"}));
+    assert_eq!(st, 201, "{r}");
+    // An unknown name that is not mapped: refused as unknown, as without a map.
+    let (st, _, p) = d.post(&json!({"action": "login", "actor": "a", "operationId": "x"}));
+    assert_eq!(st, 400, "{p}");
+    assert_eq!(p["errors"][0]["kind"], "unknown_field", "{p}");
+    assert_eq!(indexed(3)["events"].as_array().unwrap().len(), 3);
+}
+
+/// A mapping to a name that is not a Stele field is refused by
+/// `check-config` (and so at start-up), naming the key and the allowed fields.
+#[test]
+fn check_config_refuses_a_field_map_to_an_unknown_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = write(
+        tmp.path(),
+        "bad.toml",
+        "[ingest.field_map]\nevent_type = \"action\"\nlevel = \"priority\"\n",
+    );
+    let (code, _, err) = check_config(&conf, &[], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ingest.field_map.level"), "{err}");
+    assert!(err.contains("\"priority\""), "{err}");
+    assert!(
+        err.contains("allowed: id, timestamp, action, actor, tenant"),
+        "{err}"
+    );
+    let conf = write(
+        tmp.path(),
+        "self.toml",
+        "[ingest.field_map]\nactor = \"user_id\"\n",
+    );
+    let (code, _, err) = check_config(&conf, &[], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is a field of a Stele event"), "{err}");
+}

@@ -747,6 +747,81 @@ fn export_by_log_scan_and_by_index_agree_on_every_filter() {
     assert!(broad >= 5, "only {broad} filters exercised the log scan");
 }
 
+/// `format=json` is one array holding exactly what the NDJSON export of the
+/// same filters holds (by the log scan and by the index), `[]` when nothing
+/// matches, with its own type and file name.
+#[test]
+fn json_export_is_the_ndjson_export_as_one_array() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Server::start(tmp.path());
+    let mut gen = stele::testkit::EventGen::new(7);
+    let events: Vec<Value> = (0..2500).map(|_| gen.json()).collect();
+    for chunk in events.chunks(1000) {
+        let (st, _, r) = d.post(&Value::Array(chunk.to_vec()));
+        assert_eq!(st, 201, "{r}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.get("/readyz").2["state"]["lag_events"] != 0
+        || d.get("/v1/events?limit=1&order=desc").2["events"][0]["seq"] != 2500
+    {
+        assert!(Instant::now() < deadline, "not indexed in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tenant = events[0]["tenant"].as_str().unwrap().to_string();
+    for f in [
+        String::new(),
+        "order=desc".to_string(),
+        format!("tenant={tenant}"),
+        "min_severity=warning&order=desc".to_string(),
+    ] {
+        let (head, body) = d.get_raw(&format!("/v1/export?format=json&{f}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{f}: {head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-type: application/json\r\n"),
+            "{head}"
+        );
+        assert!(lower.contains(".json\""), "{head}");
+        let array: Vec<Value> =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{f}: not a JSON array ({e})"));
+        let (_, nd) = d.get_raw(&format!("/v1/export?format=ndjson&{f}"));
+        let lines: Vec<Value> = nd
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!lines.is_empty(), "{f}: nothing exported");
+        assert_eq!(array, lines, "{f}: JSON and NDJSON exports differ");
+    }
+    let (head, body) = d.get_raw("/v1/export?format=json&tenant=nobody-at-all");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "[]");
+}
+
+/// Log lines written to a pipe or a file (journald, `2> log`) carry no ANSI
+/// colour codes, with or without `NO_COLOR`.
+#[test]
+fn the_log_has_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    for no_color in [None, Some("1")] {
+        let mut cmd = crate::support::stele();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(tmp.path())
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let mut d = Daemon::spawn(cmd);
+        assert_eq!(d.post(&json!({"action": "login", "actor": "a"})).0, 201);
+        assert_eq!(d.terminate(Duration::from_secs(10)).code(), Some(0));
+        let log = d.log_text();
+        assert!(log.contains("Listening on"), "{log}");
+        assert!(
+            !log.contains("\x1b["),
+            "NO_COLOR={no_color:?}: colour codes in a piped log: {log:?}"
+        );
+    }
+}
+
 fn free_bytes(dir: &std::path::Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();

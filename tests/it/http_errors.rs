@@ -668,8 +668,8 @@ fn bad_query_parameters_on_every_read_route() {
 
     // Export: format, and the listing filters without limit or cursor.
     for (q, field, says) in [
-        ("format=xml", "format", "must be csv or ndjson"),
-        ("format=", "format", "must be csv or ndjson"),
+        ("format=xml", "format", "must be csv, ndjson or json"),
+        ("format=", "format", "must be csv, ndjson or json"),
         (
             "format=csv&limit=5",
             "limit",

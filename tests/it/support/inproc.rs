@@ -148,6 +148,7 @@ impl Server {
         self.handle.reload(Reloaded {
             limits: cfg.limits,
             retention: cfg.retention,
+            field_map: cfg.ingest.field_map().expect("a valid field map"),
             auth: cfg.auth,
             tls: cfg.tls,
         });

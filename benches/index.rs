@@ -21,7 +21,7 @@ use stele::event::{Severity, StoredEvent};
 use stele::index::{IndexConfig, Indexes};
 use stele::log::{Log, LogConfig};
 use stele::query::{Engine, Interval, Query};
-use stele::query::{Filter, Order};
+use stele::query::{Filter, Order, Sort};
 use stele::testkit::EventGen;
 
 const DAY: i64 = 86_400_000_000;
@@ -156,18 +156,22 @@ fn main() {
     }
     t.report();
 
+    // Each listing by event time (the default) and by seq (arrival).
     let list = |name: &str, make: &dyn Fn(&StoredEvent) -> Filter| {
-        let mut t = Timer::new(name);
-        for e in &sample {
-            let q = Query {
-                filter: make(e),
-                order: Order::Desc,
-                limit: 100,
-                ..Query::default()
-            };
-            t.time(|| engine.list(&q).unwrap());
+        for sort in [Sort::Time, Sort::Seq] {
+            let mut t = Timer::new(&format!("{name}, by {}", sort.as_str()));
+            for e in &sample {
+                let q = Query {
+                    filter: make(e),
+                    sort,
+                    order: Order::Desc,
+                    limit: 100,
+                    ..Query::default()
+                };
+                t.time(|| engine.list(&q).unwrap());
+            }
+            t.report();
         }
-        t.report();
     };
     list("newest 100, tenant", &|e| Filter {
         tenant: e.event.tenant.clone(),
@@ -214,20 +218,27 @@ fn main() {
         ..Filter::default()
     });
 
-    let mut t = Timer::new("entity history (first 100)");
-    for e in &sample {
-        if let (Some(ty), Some(id)) = (&e.event.entity_type, &e.event.entity_id) {
-            t.time(|| engine.entity_history(None, ty, id, 100, None).unwrap());
+    for sort in [Sort::Time, Sort::Seq] {
+        let by = sort.as_str();
+        let mut t = Timer::new(&format!("entity history (first 100), by {by}"));
+        for e in &sample {
+            if let (Some(ty), Some(id)) = (&e.event.entity_type, &e.event.entity_id) {
+                t.time(|| {
+                    engine
+                        .entity_history(sort, None, ty, id, 100, None)
+                        .unwrap()
+                });
+            }
         }
-    }
-    t.report();
-    let mut t = Timer::new("user timeline (newest 100)");
-    for e in &sample {
-        if let Some(u) = &e.event.user_id {
-            t.time(|| engine.user_timeline(None, u, 100, None).unwrap());
+        t.report();
+        let mut t = Timer::new(&format!("user timeline (newest 100), by {by}"));
+        for e in &sample {
+            if let Some(u) = &e.event.user_id {
+                t.time(|| engine.user_timeline(sort, None, u, 100, None).unwrap());
+            }
         }
+        t.report();
     }
-    t.report();
 
     let mut t = Timer::new("stats, 30 days, hourly histogram");
     for e in sample.iter().take(40) {

@@ -360,7 +360,7 @@ pub fn text_query(data: &[u8]) {
 
 /// The cursor decoder over arbitrary strings: never panics; only a cursor
 /// the codec made decodes (to the seq it was made for, for the query it was
-/// made for), so any other string (an altered cursor, one of another query
+/// made for, with its time), so any other string (an altered cursor, one of another query
 /// or key) is refused. The input is a fingerprint, a seq and the string.
 pub fn cursor(data: &[u8]) {
     let codec = CursorCodec::new([7u8; 32]);
@@ -371,8 +371,13 @@ pub fn cursor(data: &[u8]) {
     let seq = data
         .get(8..16)
         .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
-    let made = codec.encode(fp, seq);
-    assert_eq!(codec.decode(&made, fp).ok(), Some(seq));
+    // The time is derived from the seq (any i64 is a valid time).
+    let at = crate::query::Position {
+        seq,
+        time: (seq as i64).rotate_left(17),
+    };
+    let made = codec.encode(fp, at);
+    assert_eq!(codec.decode(&made, fp).ok(), Some(at));
     let Ok(text) = std::str::from_utf8(data.get(16..).unwrap_or(&[])) else {
         return;
     };

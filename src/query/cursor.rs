@@ -1,7 +1,7 @@
 //! Cursors: where the previous page stopped, bound to its query by a fingerprint
 //! and authenticated with a per-data-directory key.
 
-use super::{Filter, Order, QueryError};
+use super::{Filter, Order, Position, QueryError, Sort};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -19,13 +19,14 @@ pub(super) enum Route<'a> {
 }
 
 /// Tags the fingerprint input, so that another encoding can never collide with it.
-const FINGERPRINT_DOMAIN: &[u8] = b"stele cursor fingerprint v2\0";
+const FINGERPRINT_DOMAIN: &[u8] = b"stele cursor fingerprint v3\0";
 
 /// The 8-byte fingerprint binding a cursor to its query: the first 8 bytes of
 /// SHA-256 over [`FINGERPRINT_DOMAIN`], the route (`list`, `entity` with type and id,
 /// or `user` with the user id; each string as u32 big-endian length ++ UTF-8), the
-/// filter ([`Filter::fingerprint_into`]) and the order (`desc` / `asc`, length-prefixed).
-pub(super) fn fingerprint(route: Route<'_>, filter: &Filter, order: Order) -> [u8; 8] {
+/// filter ([`Filter::fingerprint_into`]), the sort (`time` / `seq`) and the order
+/// (`desc` / `asc`), each length-prefixed.
+pub(super) fn fingerprint(route: Route<'_>, filter: &Filter, sort: Sort, order: Order) -> [u8; 8] {
     fn str_(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u32).to_be_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -45,14 +46,16 @@ pub(super) fn fingerprint(route: Route<'_>, filter: &Filter, order: Order) -> [u
         }
     }
     filter.fingerprint_into(&mut b);
+    str_(&mut b, sort.as_str());
     str_(&mut b, order.as_str());
     Sha256::digest(&b)[..8].try_into().expect("8 bytes")
 }
 
-/// Encodes and authenticates cursors: version byte 1, the query's 8-byte
-/// fingerprint, the last seq of the page (big endian), then the first 16
-/// bytes of SHA-256(key ‖ those 17 bytes); base64url without padding (44
-/// characters).
+/// Encodes and authenticates cursors: version byte 2, the query's 8-byte
+/// fingerprint, the position of the page's last event (seq u64 and time i64,
+/// big endian), then the first 16 bytes of SHA-256(key ‖ those 25 bytes);
+/// base64url without padding (55 characters). Version 1 cursors (seq only,
+/// before event-time order) are refused with a plain explanation.
 #[derive(Clone)]
 pub struct CursorCodec {
     key: [u8; 32],
@@ -77,29 +80,37 @@ impl CursorCodec {
         h.finalize()[..16].try_into().expect("16 bytes")
     }
 
-    /// The cursor continuing the query with fingerprint `fp` after `seq`.
-    pub fn encode(&self, fp: [u8; 8], seq: u64) -> String {
-        let mut b = Vec::with_capacity(33);
-        b.push(1u8);
+    /// The cursor continuing the query with fingerprint `fp` after `at`.
+    pub fn encode(&self, fp: [u8; 8], at: Position) -> String {
+        let mut b = Vec::with_capacity(PAYLOAD + 16);
+        b.push(VERSION);
         b.extend_from_slice(&fp);
-        b.extend_from_slice(&seq.to_be_bytes());
+        b.extend_from_slice(&at.seq.to_be_bytes());
+        b.extend_from_slice(&at.time.to_be_bytes());
         let mac = self.mac(&b);
         b.extend_from_slice(&mac);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
     }
 
-    /// The seq a cursor continues after, if this codec made it for the
+    /// The position a cursor continues after, if this codec made it for the
     /// query with fingerprint `fp`.
-    pub fn decode(&self, cursor: &str, fp: [u8; 8]) -> Result<u64, QueryError> {
+    pub fn decode(&self, cursor: &str, fp: [u8; 8]) -> Result<Position, QueryError> {
         let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(cursor)
             .map_err(|_| QueryError::BadCursor("not a cursor returned by Stele".into()))?;
-        if b.len() != 33 || b[0] != 1 {
+        if b.len() == 33 && b[0] == 1 {
+            return Err(QueryError::BadCursor(
+                "it comes from an older Stele, which listed in arrival order: start the listing \
+                 again (add sort=seq for arrival order)"
+                    .into(),
+            ));
+        }
+        if b.len() != PAYLOAD + 16 || b[0] != VERSION {
             return Err(QueryError::BadCursor(
                 "not a cursor returned by Stele".into(),
             ));
         }
-        if self.mac(&b[..17]) != b[17..33] {
+        if self.mac(&b[..PAYLOAD]) != b[PAYLOAD..] {
             return Err(QueryError::BadCursor(
                 "it was altered, or comes from another Stele installation".into(),
             ));
@@ -107,13 +118,21 @@ impl CursorCodec {
         if b[1..9] != fp {
             return Err(QueryError::BadCursor(
                 "it belongs to a different query: repeat the query that returned it, with the \
-                 same filters and order"
+                 same filters, sort and order"
                     .into(),
             ));
         }
-        Ok(u64::from_be_bytes(b[9..17].try_into().expect("8 bytes")))
+        Ok(Position {
+            seq: u64::from_be_bytes(b[9..17].try_into().expect("8 bytes")),
+            time: i64::from_be_bytes(b[17..25].try_into().expect("8 bytes")),
+        })
     }
 }
+
+/// The cursor format's version byte.
+const VERSION: u8 = 2;
+/// Version, fingerprint, seq, time: the authenticated bytes.
+const PAYLOAD: usize = 1 + 8 + 8 + 8;
 
 /// Loads the cursor key of a data directory, creating it on first use
 /// (readable by the daemon's user only: whoever holds it can forge cursors).

@@ -2,7 +2,9 @@
 //! indexes (which return seqs) and the log (which has the events).
 
 use super::cursor::Route;
-use super::{bad, CursorCodec, Filter, Order, Query, QueryError, LIMIT_MAX, TOP_USERS};
+use super::{
+    bad, CursorCodec, Filter, Order, Position, Query, QueryError, Sort, LIMIT_MAX, TOP_USERS,
+};
 use crate::clock::Clock;
 use crate::event::StoredEvent;
 use crate::index::text::Stats;
@@ -68,8 +70,8 @@ impl Engine {
         let more = seqs.len() > limit;
         let seqs = &seqs[..seqs.len().min(limit)];
         let events = self.fetch(seqs)?;
-        let next_cursor = match (more, seqs.last()) {
-            (true, Some(&last)) => Some(self.cursors.encode(fp, last)),
+        let next_cursor = match (more, events.last()) {
+            (true, Some(last)) => Some(self.cursors.encode(fp, Position::of(last))),
             _ => None,
         };
         Ok(Page {
@@ -78,40 +80,74 @@ impl Engine {
         })
     }
 
-    /// A filtered listing (with `q`, a full-text search), in `query.order`.
+    /// Up to `limit` seqs of `filter`'s matches after `after` in `sort` and
+    /// `order`, none dropped by retention.
+    fn ordered(
+        &self,
+        filter: &Filter,
+        sort: Sort,
+        order: Order,
+        limit: usize,
+        after: Option<Position>,
+    ) -> Result<Vec<u64>, QueryError> {
+        // Until the indexes commit a retention drop (≤ one commit interval)
+        // they still hold the dropped seqs: skip them, so pages stay full.
+        let first = self.log.first_seq();
+        match sort {
+            Sort::Time => Ok(self
+                .indexes
+                .text
+                .search_by_time(filter, order, limit, after, first)?
+                .into_iter()
+                .map(|p| p.seq)
+                .collect()),
+            Sort::Seq => {
+                let after = after.map(|p| p.seq);
+                let after = match order {
+                    Order::Asc if first > 1 => Some(after.map_or(first - 1, |a| a.max(first - 1))),
+                    _ => after,
+                };
+                let mut seqs = self.indexes.text.search(filter, order, limit, after)?;
+                seqs.retain(|&s| s >= first);
+                Ok(seqs)
+            }
+        }
+    }
+
+    /// A filtered listing (with `q`, a full-text search), in `query.sort`
+    /// and `query.order`.
     pub fn list(&self, query: &Query) -> Result<Page, QueryError> {
-        let fp = super::cursor::fingerprint(Route::List, &query.filter, query.order);
+        let fp = super::cursor::fingerprint(Route::List, &query.filter, query.sort, query.order);
         let after = match &query.cursor {
             Some(c) => Some(self.cursors.decode(c, fp)?),
             None => None,
         };
         if let Some(a) = after {
-            // A cursor continues right after `a`: the next seq it needs
-            // (a - 1 newest-first, a + 1 oldest-first) must still exist.
+            // In seq order a cursor continues right after `a`: the next seq it
+            // needs (a - 1 newest-first, a + 1 oldest-first) must still exist.
+            // In time order the cursor's own event must: once retention
+            // dropped it, events the walk had not reached may be gone too.
             let first = self.log.first_seq();
-            let needs = match query.order {
-                Order::Desc => a.saturating_sub(1),
-                Order::Asc => a + 1,
+            let needs = match (query.sort, query.order) {
+                (Sort::Time, _) => a.seq,
+                (Sort::Seq, Order::Desc) => a.seq.saturating_sub(1),
+                (Sort::Seq, Order::Asc) => a.seq + 1,
             };
-            if needs < first && !(query.order == Order::Desc && a <= 1) {
+            let at_the_end = query.sort == Sort::Seq && query.order == Order::Desc && a.seq <= 1;
+            if needs < first && !at_the_end {
                 return Err(QueryError::Gone {
                     what: "the cursor".into(),
                     first_seq: first,
                 });
             }
         }
-        // Until the indexes commit a retention drop (≤ one commit interval)
-        // they still hold the dropped seqs: skip them, so pages stay full.
-        let first = self.log.first_seq();
-        let after = match query.order {
-            Order::Asc if first > 1 => Some(after.map_or(first - 1, |a| a.max(first - 1))),
-            _ => after,
-        };
-        let mut seqs =
-            self.indexes
-                .text
-                .search(&query.filter, query.order, query.limit + 1, after)?;
-        seqs.retain(|&s| s >= first);
+        let seqs = self.ordered(
+            &query.filter,
+            query.sort,
+            query.order,
+            query.limit + 1,
+            after,
+        )?;
         self.page(seqs, query.limit, fp)
     }
 
@@ -175,7 +211,7 @@ impl Engine {
         &self,
         route: Route<'_>,
         filter: Filter,
-        order: Order,
+        (sort, order): (Sort, Order),
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, QueryError> {
@@ -185,21 +221,23 @@ impl Engine {
                 format!("must be a whole number from 1 to {LIMIT_MAX}"),
             ));
         }
-        let fp = super::cursor::fingerprint(route, &filter, order);
+        let fp = super::cursor::fingerprint(route, &filter, sort, order);
         let after = match cursor {
             Some(c) => Some(self.cursors.decode(c, fp)?),
             None => None,
         };
         // Served by the full-text index, where these fields are raw terms
-        // sorted by seq (see `index::kv::KvIndex::open` for why not sled).
-        let seqs = self.indexes.text.search(&filter, order, limit + 1, after)?;
+        // (see `index::kv::KvIndex::open` for why not sled).
+        let seqs = self.ordered(&filter, sort, order, limit + 1, after)?;
         self.page(seqs, limit, fp)
     }
 
-    /// Every event about one entity, oldest first, with its changes
-    /// (`tenants`: a key's scope, `None` for all).
+    /// Every event about one entity, oldest first (by event time unless
+    /// `sort` is [`Sort::Seq`]), with its changes (`tenants`: a key's scope,
+    /// `None` for all).
     pub fn entity_history(
         &self,
+        sort: Sort,
         tenants: Option<&[String]>,
         entity_type: &str,
         entity_id: &str,
@@ -215,16 +253,17 @@ impl Engine {
         self.keyed(
             Route::Entity(entity_type, entity_id),
             filter,
-            Order::Asc,
+            (sort, Order::Asc),
             limit,
             cursor,
         )
     }
 
-    /// What one user did, newest first (`tenants`: a key's scope, `None`
-    /// for all).
+    /// What one user did, newest first (by event time unless `sort` is
+    /// [`Sort::Seq`]; `tenants`: a key's scope, `None` for all).
     pub fn user_timeline(
         &self,
+        sort: Sort,
         tenants: Option<&[String]>,
         user_id: &str,
         limit: usize,
@@ -235,7 +274,13 @@ impl Engine {
             tenants: tenants.map(<[String]>::to_vec),
             ..Filter::default()
         };
-        self.keyed(Route::User(user_id), filter, Order::Desc, limit, cursor)
+        self.keyed(
+            Route::User(user_id),
+            filter,
+            (sort, Order::Desc),
+            limit,
+            cursor,
+        )
     }
 
     /// Statistics of the events matching the filter.

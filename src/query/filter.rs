@@ -230,13 +230,52 @@ pub fn event_time(ev: &StoredEvent) -> i64 {
     ev.event.timestamp.unwrap_or(ev.received_at)
 }
 
-/// Result order, by seq.
+/// Result direction along the [`Sort`] key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
-    /// Newest (highest seq) first.
+    /// Newest (greatest key) first.
     Desc,
-    /// Oldest (lowest seq) first.
+    /// Oldest (least key) first.
     Asc,
+}
+
+/// What a listing is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// When the event happened ([`event_time`]), ties by seq: the default.
+    Time,
+    /// When Stele stored it (seq, arrival order).
+    Seq,
+}
+
+impl Sort {
+    /// `time` or `seq`, as the `sort` parameter spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sort::Time => "time",
+            Sort::Seq => "seq",
+        }
+    }
+}
+
+/// A place in a listing: the event's time (unix µs, [`event_time`]) and
+/// seq. In time order the key is `(time, seq)`; in seq order, `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// [`event_time`] of the event.
+    pub time: i64,
+    /// Its seq.
+    pub seq: u64,
+}
+
+impl Position {
+    /// The position of a stored event.
+    pub fn of(ev: &StoredEvent) -> Position {
+        Position {
+            time: event_time(ev),
+            seq: ev.seq,
+        }
+    }
 }
 
 impl Order {

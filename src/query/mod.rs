@@ -8,8 +8,9 @@
 //!
 //! Invariants:
 //! 1. A cursor continues exactly after the last event of the page it came
-//!    with (by seq, in the page's order), so pages never repeat or skip an
-//!    event while new events arrive or segments rotate.
+//!    with (by its `(time, seq)` position in event-time order, by seq in
+//!    arrival order), so pages never repeat or skip an event while new
+//!    events, backfilled ones included, arrive or segments rotate.
 //! 2. A cursor is bound to its query (a fingerprint of the route, filters and
 //!    order) and authenticated with a per-data-directory key: a tampered
 //!    cursor, or one from another query, is an error, never a wrong page.
@@ -25,8 +26,8 @@ mod params;
 
 pub use cursor::{cursor_key, CursorCodec};
 pub use engine::{Engine, Page};
-pub use filter::{event_time, EqSlot, Filter, Order};
-pub use params::{Interval, Query, PARAMS};
+pub use filter::{event_time, EqSlot, Filter, Order, Position, Sort};
+pub use params::{parse_sort, Interval, Query, PARAMS};
 
 use crate::index::kv::KvError;
 use crate::index::text::TextError;

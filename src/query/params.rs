@@ -2,7 +2,7 @@
 //! `key=value` pairs with a typed error per bad parameter.
 
 use super::{
-    bad, EqSlot, Filter, Order, QueryError, CURSOR_BYTES_MAX, LIMIT_DEFAULT, LIMIT_MAX,
+    bad, EqSlot, Filter, Order, QueryError, Sort, CURSOR_BYTES_MAX, LIMIT_DEFAULT, LIMIT_MAX,
     QUERY_TEXT_BYTES_MAX,
 };
 use crate::event::{self, Severity, Source, Status};
@@ -34,6 +34,8 @@ impl Interval {
 pub struct Query {
     /// What the events must match.
     pub filter: Filter,
+    /// By event time (default) or by seq (arrival).
+    pub sort: Sort,
     /// Newest first (default) or oldest first.
     pub order: Order,
     /// Page size, 1..=LIMIT_MAX.
@@ -48,6 +50,7 @@ impl Default for Query {
     fn default() -> Self {
         Query {
             filter: Filter::default(),
+            sort: Sort::Time,
             order: Order::Desc,
             limit: LIMIT_DEFAULT,
             cursor: None,
@@ -57,12 +60,13 @@ impl Default for Query {
 }
 
 /// The parameters that are not an exact-match filter of the field table.
-const OTHER_PARAMS: [&str; 9] = [
+const OTHER_PARAMS: [&str; 10] = [
     "min_severity",
     "since",
     "until",
     "hours",
     "q",
+    "sort",
     "order",
     "limit",
     "cursor",
@@ -181,6 +185,7 @@ impl Query {
                     hours = Some(h);
                 }
                 "q" => f.text = text(QUERY_TEXT_BYTES_MAX)?,
+                "sort" => q.sort = parse_sort(v).map_err(|m| bad(name, m))?,
                 "order" => {
                     q.order = match v.as_str() {
                         "desc" => Order::Desc,
@@ -256,4 +261,15 @@ fn parse_time(name: &str, v: &str) -> Result<i64, QueryError> {
             format!("{e}; use RFC 3339, e.g. 2026-11-23T10:00:00Z"),
         )
     })
+}
+
+/// The `sort` parameter: `time` (when it happened) or `seq` (arrival).
+pub fn parse_sort(v: &str) -> Result<Sort, &'static str> {
+    match v {
+        "time" => Ok(Sort::Time),
+        "seq" => Ok(Sort::Seq),
+        _ => Err(
+            "must be \"time\" (when the event happened, the default) or \"seq\" (arrival order)",
+        ),
+    }
 }

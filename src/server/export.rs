@@ -118,7 +118,7 @@ pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     };
     caller.restrict(&mut q.filter);
     if !explicit_order {
-        q.order = crate::query::Order::Asc; // chronological unless asked
+        q.order = crate::query::Order::Asc; // oldest first unless asked
     }
     q.limit = EXPORT_PAGE;
     // Check the query before promising a 200, and see how broad it is.
@@ -133,12 +133,13 @@ pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         Ok(Err(e)) => return query_problem(e),
         Err(e) => return internal(e.to_string()),
     };
-    // A broad export (without full text, oldest first) reads the log
+    // A broad export in arrival order (without full text, oldest first) reads the log
     // sequentially and filters in memory: faster than fetching every event
     // by seq, and it touches no index pages, so its resident set stays a few
     // pages of the log.
     let log_span = upto.saturating_sub(app.engine.log().first_seq()) + 1;
     let scan = q.filter.text.is_none()
+        && q.sort == crate::query::Sort::Seq
         && q.order == crate::query::Order::Asc
         && matching.saturating_mul(EXPORT_SCAN_RATIO) >= log_span;
     if let Some(refused) = record_start(&app, &caller).await {

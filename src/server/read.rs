@@ -7,7 +7,7 @@ use super::{counted, json_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
 use crate::event;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
-use crate::query::{Query, QueryError};
+use crate::query::{Query, QueryError, Sort};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -144,9 +144,9 @@ pub(super) async fn get_event(
 pub(super) async fn history(app: Arc<App>, req: Req, caller: Caller, params: Vec<String>) -> Resp {
     let [ty, id]: [String; 2] = params.try_into().unwrap_or_default();
     let scope = caller.scope();
-    keyed(app, query_pairs(&req), move |app, limit, cursor| {
+    keyed(app, query_pairs(&req), move |app, sort, limit, cursor| {
         app.engine
-            .entity_history(scope.tenants(), &ty, &id, limit, cursor.as_deref())
+            .entity_history(sort, scope.tenants(), &ty, &id, limit, cursor.as_deref())
     })
     .await
 }
@@ -155,23 +155,24 @@ pub(super) async fn history(app: Arc<App>, req: Req, caller: Caller, params: Vec
 pub(super) async fn timeline(app: Arc<App>, req: Req, caller: Caller, params: Vec<String>) -> Resp {
     let id = params.concat();
     let scope = caller.scope();
-    keyed(app, query_pairs(&req), move |app, limit, cursor| {
+    keyed(app, query_pairs(&req), move |app, sort, limit, cursor| {
         app.engine
-            .user_timeline(scope.tenants(), &id, limit, cursor.as_deref())
+            .user_timeline(sort, scope.tenants(), &id, limit, cursor.as_deref())
     })
     .await
 }
 
-/// History and timeline routes: only `limit` and `cursor`.
+/// History and timeline routes: only `limit`, `cursor` and `sort`.
 async fn keyed(
     app: Arc<App>,
     pairs: Vec<(String, String)>,
-    run: impl FnOnce(&App, usize, Option<String>) -> Result<crate::query::Page, QueryError>
+    run: impl FnOnce(&App, Sort, usize, Option<String>) -> Result<crate::query::Page, QueryError>
         + Send
         + 'static,
 ) -> Resp {
     let mut limit = crate::query::LIMIT_DEFAULT;
     let mut cursor = None;
+    let mut sort = Sort::Time;
     for (i, (k, _)) in pairs.iter().enumerate() {
         if pairs[..i].iter().any(|(p, _)| p == k) {
             return query_problem(QueryError::BadParam {
@@ -195,15 +196,25 @@ async fn keyed(
                 }
             },
             "cursor" => cursor = Some(v),
+            "sort" => match crate::query::parse_sort(&v) {
+                Ok(s) => sort = s,
+                Err(m) => {
+                    return query_problem(QueryError::BadParam {
+                        param: k,
+                        message: m.into(),
+                    })
+                }
+            },
             _ => {
                 return query_problem(QueryError::BadParam {
-                    message: "unknown parameter; this route takes `limit` and `cursor`".into(),
+                    message: "unknown parameter; this route takes `limit`, `cursor` and `sort`"
+                        .into(),
                     param: k,
                 })
             }
         }
     }
-    match tokio::task::spawn_blocking(move || run(&app, limit, cursor)).await {
+    match tokio::task::spawn_blocking(move || run(&app, sort, limit, cursor)).await {
         Ok(Ok(page)) => counted(
             json_response(StatusCode::OK, &json!(page)),
             page.events.len(),
@@ -222,8 +233,8 @@ pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     caller.restrict(&mut q.filter);
     if let Some(r) = reject_params(
         &pairs,
-        &["limit", "order", "cursor"],
-        "statistics take filters and `interval`, not `limit`, `order` or `cursor`",
+        &["limit", "sort", "order", "cursor"],
+        "statistics take filters and `interval`, not `limit`, `sort`, `order` or `cursor`",
     ) {
         return r;
     }

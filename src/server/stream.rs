@@ -75,8 +75,9 @@ pub(super) async fn stream(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     }
     if let Some(r) = reject_params(
         &pairs,
-        &["limit", "cursor", "order", "interval"],
-        "a stream takes the filters, q and from_seq; limit, cursor, order and interval do not apply",
+        &["limit", "cursor", "sort", "order", "interval"],
+        "a stream takes the filters, q and from_seq (it is in seq order); limit, cursor, sort, \
+         order and interval do not apply",
     ) {
         return r;
     }

@@ -213,31 +213,40 @@ fn search_history_timeline_and_stats_routes() {
     let (st, _, p) = d.get("/v1/search?tenant=acme");
     assert_eq!((st, p["field"].as_str()), (400, Some("q")));
 
-    // Entity history: oldest first, with changes, walked with cursors.
-    let mut seqs = Vec::new();
-    let mut path = "/v1/entities/order/2/history?limit=2".to_string();
-    loop {
-        let (st, _, v) = d.get(&path);
-        assert_eq!(st, 200, "{v}");
-        for e in v["events"].as_array().unwrap() {
-            assert_eq!(e["changes"][0]["field"], "total");
-            seqs.push(e["seq"].as_u64().unwrap());
+    // Entity history: oldest first by event time (the timestamps run over
+    // three days out of arrival order), with changes, walked with cursors;
+    // `sort=seq` walks it in arrival order.
+    for (sort, want) in [
+        ("", vec![13, 28, 8, 23, 3, 18]),
+        ("&sort=seq", vec![3, 8, 13, 18, 23, 28]),
+    ] {
+        let mut seqs = Vec::new();
+        let mut path = format!("/v1/entities/order/2/history?limit=2{sort}");
+        loop {
+            let (st, _, v) = d.get(&path);
+            assert_eq!(st, 200, "{v}");
+            for e in v["events"].as_array().unwrap() {
+                assert_eq!(e["changes"][0]["field"], "total");
+                seqs.push(e["seq"].as_u64().unwrap());
+            }
+            match v["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/entities/order/2/history?limit=2{sort}&cursor={c}"),
+                None => break,
+            }
         }
-        match v["next_cursor"].as_str() {
-            Some(c) => path = format!("/v1/entities/order/2/history?limit=2&cursor={c}"),
-            None => break,
-        }
+        assert_eq!(seqs, want, "history{sort}");
     }
-    assert_eq!(seqs, vec![3, 8, 13, 18, 23, 28]);
-    let (st, _, v) = d.get("/v1/users/u-1/events?limit=3");
-    assert_eq!(st, 200);
-    let got: Vec<u64> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(got, vec![30, 26, 22]);
+    for (sort, want) in [("", vec![30, 18, 6]), ("&sort=seq", vec![30, 26, 22])] {
+        let (st, _, v) = d.get(&format!("/v1/users/u-1/events?limit=3{sort}"));
+        assert_eq!(st, 200);
+        let got: Vec<u64> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(got, want, "timeline{sort}");
+    }
     assert_eq!(d.get("/v1/users/u-1/events?tenant=x").0, 400);
 
     let (st, _, s) = d.get("/v1/stats?tenant=acme&interval=day");
@@ -277,7 +286,7 @@ fn export_streams_every_match_as_ndjson_or_rfc4180_csv() {
     let deadline = Instant::now() + Duration::from_secs(30);
     // Exports read up to the indexed seq, which may trail the listing.
     while d.get("/readyz").2["state"]["lag_events"] != 0
-        || d.get("/v1/events?limit=1&order=desc").2["events"][0]["seq"] != 2500
+        || d.get("/v1/events?limit=1&order=desc&sort=seq").2["events"][0]["seq"] != 2500
     {
         assert!(Instant::now() < deadline, "not indexed in time");
         std::thread::sleep(Duration::from_millis(100));
@@ -685,7 +694,7 @@ fn export_by_log_scan_and_by_index_agree_on_every_filter() {
     let deadline = Instant::now() + Duration::from_secs(30);
     // Both paths read up to the indexed seq: wait until it is the last.
     while d.get("/readyz").2["state"]["lag_events"] != 0
-        || d.get("/v1/events?limit=1&order=desc").2["events"][0]["seq"] != 3000
+        || d.get("/v1/events?limit=1&order=desc&sort=seq").2["events"][0]["seq"] != 3000
     {
         assert!(Instant::now() < deadline, "not indexed in time");
         std::thread::sleep(Duration::from_millis(100));
@@ -732,8 +741,8 @@ fn export_by_log_scan_and_by_index_agree_on_every_filter() {
     };
     let mut broad = 0;
     for f in &filters {
-        let asc = seqs(&format!("/v1/export?format=ndjson&{f}"));
-        let mut desc = seqs(&format!("/v1/export?format=ndjson&order=desc&{f}"));
+        let asc = seqs(&format!("/v1/export?format=ndjson&sort=seq&{f}"));
+        let mut desc = seqs(&format!("/v1/export?format=ndjson&sort=seq&order=desc&{f}"));
         desc.reverse();
         assert_eq!(asc, desc, "filter {f:?}: log scan and index disagree");
         assert!(
@@ -762,16 +771,19 @@ fn json_export_is_the_ndjson_export_as_one_array() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while d.get("/readyz").2["state"]["lag_events"] != 0
-        || d.get("/v1/events?limit=1&order=desc").2["events"][0]["seq"] != 2500
+        || d.get("/v1/events?limit=1&order=desc&sort=seq").2["events"][0]["seq"] != 2500
     {
         assert!(Instant::now() < deadline, "not indexed in time");
         std::thread::sleep(Duration::from_millis(100));
     }
     let tenant = events[0]["tenant"].as_str().unwrap().to_string();
+    // By event time (through the index) and by seq (broad ones by the log
+    // scan).
     for f in [
         String::new(),
+        "sort=seq".to_string(),
         "order=desc".to_string(),
-        format!("tenant={tenant}"),
+        format!("tenant={tenant}&sort=seq"),
         "min_severity=warning&order=desc".to_string(),
     ] {
         let (head, body) = d.get_raw(&format!("/v1/export?format=json&{f}"));

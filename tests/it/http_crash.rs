@@ -211,9 +211,9 @@ fn wait_fully_indexed(addr: &str, within: Duration) -> u64 {
     }
 }
 
-/// Every stored event as (seq, id), by an NDJSON export (oldest first).
+/// Every stored event as (seq, id), by an NDJSON export (in arrival order).
 fn export_all(addr: &str) -> Vec<(u64, String)> {
-    let r = get(addr, "/v1/export?format=ndjson");
+    let r = get(addr, "/v1/export?format=ndjson&sort=seq");
     assert_eq!(r.status, 200, "{}", r.text());
     r.text()
         .lines()
@@ -227,10 +227,10 @@ fn export_all(addr: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Every stored event as (seq, id), by paging `GET /v1/events?order=asc`.
+/// Every stored event as (seq, id), by paging `GET /v1/events?order=asc&sort=seq` (arrival order).
 fn page_all(addr: &str) -> Vec<(u64, String)> {
     let mut out = Vec::new();
-    let mut path = "/v1/events?order=asc&limit=1000".to_string();
+    let mut path = "/v1/events?order=asc&sort=seq&limit=1000".to_string();
     loop {
         let r = get(addr, &path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
@@ -242,7 +242,7 @@ fn page_all(addr: &str) -> Vec<(u64, String)> {
             ));
         }
         match v["next_cursor"].as_str() {
-            Some(c) => path = format!("/v1/events?order=asc&limit=1000&cursor={c}"),
+            Some(c) => path = format!("/v1/events?order=asc&sort=seq&limit=1000&cursor={c}"),
             None => return out,
         }
     }

@@ -658,7 +658,11 @@ fn bad_query_parameters_on_every_read_route() {
     for (q, field, says) in [
         ("interval=fortnight", "interval", "minute, hour or day"),
         ("interval=", "interval", "minute, hour or day"),
-        ("limit=5", "limit", "not `limit`, `order` or `cursor`"),
+        (
+            "limit=5",
+            "limit",
+            "not `limit`, `sort`, `order` or `cursor`",
+        ),
         ("min_severity=bogus", "min_severity", "\"bogus\""),
         ("since=not-a-date", "since", "use RFC 3339"),
         ("bogus=1", "bogus", "unknown parameter"),
@@ -689,8 +693,18 @@ fn bad_query_parameters_on_every_read_route() {
             ("limit=0", p, "limit", "from 1 to 1000"),
             ("limit=1001", p, "limit", "from 1 to 1000"),
             ("limit=x", p, "limit", "from 1 to 1000"),
-            ("tenant=acme", p, "tenant", "takes `limit` and `cursor`"),
-            ("order=asc", p, "order", "takes `limit` and `cursor`"),
+            (
+                "tenant=acme",
+                p,
+                "tenant",
+                "takes `limit`, `cursor` and `sort`",
+            ),
+            (
+                "order=asc",
+                p,
+                "order",
+                "takes `limit`, `cursor` and `sort`",
+            ),
             (
                 "cursor=garbage",
                 c,
@@ -801,10 +815,27 @@ fn parameters_that_do_not_apply_are_rejected_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Server::start(tmp.path());
     let p = "invalid-parameter";
-    let stats = "not `limit`, `order` or `cursor`";
+    let stats = "not `limit`, `sort`, `order` or `cursor`";
     bad_param(&d, "/v1/stats?order=asc", &[], p, "order", stats);
     bad_param(&d, "/v1/stats?cursor=abc", &[], p, "cursor", stats);
     bad_param(&d, "/v1/stats?limit=5", &[], p, "limit", stats);
+    bad_param(&d, "/v1/stats?sort=seq", &[], p, "sort", stats);
+    bad_param(
+        &d,
+        "/v1/stream?sort=time",
+        &[],
+        p,
+        "sort",
+        "it is in seq order",
+    );
+    for base in [
+        "/v1/events",
+        "/v1/entities/order/55/history",
+        "/v1/users/u-1/events",
+    ] {
+        let target = format!("{base}?sort=arrival");
+        bad_param(&d, &target, &[], p, "sort", "\"time\"");
+    }
     let export = "an export covers every matching event";
     bad_param(&d, "/v1/export?cursor=abc", &[], p, "cursor", export);
     bad_param(&d, "/v1/export?interval=day", &[], p, "interval", export);

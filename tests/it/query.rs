@@ -12,7 +12,7 @@ use stele::event::{Severity, StoredEvent};
 use stele::index::text::Stats;
 use stele::index::{IndexConfig, Indexes};
 use stele::log::{Log, LogConfig};
-use stele::query::{event_time, Filter, Order};
+use stele::query::{event_time, Filter, Order, Sort};
 use stele::query::{Engine, Interval, Query, QueryError};
 use stele::testkit::EventGen;
 
@@ -37,10 +37,22 @@ fn build(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Vec<StoredEvent> {
     let log = open(dir, clock, 256 * 1024);
     let mut gen = EventGen::new(77).with_base_time(BEFORE_MIDNIGHT - 20 * DAY);
     let mut left = N;
+    let mut batch = 0i64;
     while left > 0 {
         let n = left.min(37);
-        log.append(&events(&mut gen, n, 450), &stele::event::Provenance::cli())
-            .unwrap();
+        let mut evs = events(&mut gen, n, 450);
+        // Every third batch is backfilled: it happened 1 to 9 days before
+        // it arrives, so event time and arrival order disagree; a few
+        // events carry no timestamp (their time is when Stele received them).
+        batch += 1;
+        for (k, ev) in evs.iter_mut().enumerate() {
+            if batch % 3 == 0 {
+                ev.timestamp = ev.timestamp.map(|t| t - (batch % 9 + 1) * DAY + k as i64);
+            } else if k == 5 {
+                ev.timestamp = None;
+            }
+        }
+        log.append(&evs, &stele::event::Provenance::cli()).unwrap();
         left -= n;
         clock.advance(DAY / 100);
     }
@@ -133,16 +145,16 @@ fn matches(f: &Filter, e: &StoredEvent) -> bool {
 
 /// A random filter built from the values of a random event, so it matches
 /// something most of the time.
-fn filter_strategy() -> impl Strategy<Value = (Filter, Order, usize)> {
+fn filter_strategy() -> impl Strategy<Value = (Filter, (Sort, Order), usize)> {
     (
         0..N,
         proptest::bits::u32::masked(0x3FFF),
         0..N,
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         1usize..40,
         0usize..6,
     )
-        .prop_map(|(i, mask, j, asc, limit, word)| {
+        .prop_map(|(i, mask, j, (asc, by_seq), limit, word)| {
             let w = world();
             let e = &w.all[i].event;
             let mut f = Filter::default();
@@ -202,21 +214,31 @@ fn filter_strategy() -> impl Strategy<Value = (Filter, Order, usize)> {
             if bit(13) {
                 f.session_id = e.session_id.clone();
             }
-            (f, if asc { Order::Asc } else { Order::Desc }, limit)
+            let sort = if by_seq { Sort::Seq } else { Sort::Time };
+            (f, (sort, if asc { Order::Asc } else { Order::Desc }), limit)
         })
 }
 
-fn brute(f: &Filter, order: Order) -> Vec<u64> {
-    let mut v: Vec<u64> = world()
-        .all
-        .iter()
-        .filter(|e| matches(f, e))
-        .map(|e| e.seq)
+/// The seqs of the matches in `sort` and `order`, by sorting them all.
+fn brute_in<'a>(
+    events: impl Iterator<Item = &'a StoredEvent>,
+    (sort, order): (Sort, Order),
+) -> Vec<u64> {
+    let mut keys: Vec<(i64, u64)> = events
+        .map(|e| match sort {
+            Sort::Time => (event_time(e), e.seq),
+            Sort::Seq => (0, e.seq),
+        })
         .collect();
+    keys.sort_unstable();
     if order == Order::Desc {
-        v.reverse();
+        keys.reverse();
     }
-    v
+    keys.into_iter().map(|k| k.1).collect()
+}
+
+fn brute(f: &Filter, order: (Sort, Order)) -> Vec<u64> {
+    brute_in(world().all.iter().filter(|e| matches(f, e)), order)
 }
 
 fn brute_stats(f: &Filter, now: i64, bucket: i64) -> Stats {
@@ -271,9 +293,10 @@ fn brute_stats(f: &Filter, now: i64, bucket: i64) -> Stats {
 }
 
 /// Walks every page of a listing and returns the seqs.
-fn walk(engine: &Engine, f: &Filter, order: Order, limit: usize) -> Vec<u64> {
+fn walk(engine: &Engine, f: &Filter, (sort, order): (Sort, Order), limit: usize) -> Vec<u64> {
     let mut q = Query {
         filter: f.clone(),
+        sort,
         order,
         limit,
         ..Query::default()
@@ -330,42 +353,41 @@ fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
     for e in w.all.iter().step_by(97) {
         let ev = &e.event;
         if let (Some(t), Some(id)) = (&ev.entity_type, &ev.entity_id) {
-            let want: Vec<u64> = w
-                .all
-                .iter()
-                .filter(|x| {
-                    x.event.entity_type.as_ref() == Some(t)
-                        && x.event.entity_id.as_ref() == Some(id)
-                })
-                .map(|x| x.seq)
-                .collect();
-            let mut got = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = w
-                    .engine
-                    .entity_history(None, t, id, 3, cursor.as_deref())
-                    .unwrap();
-                got.extend(page.events.iter().map(|x| x.seq));
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
+            for sort in [Sort::Time, Sort::Seq] {
+                let want = brute_in(
+                    w.all.iter().filter(|x| {
+                        x.event.entity_type.as_ref() == Some(t)
+                            && x.event.entity_id.as_ref() == Some(id)
+                    }),
+                    (sort, Order::Asc),
+                );
+                let mut got = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = w
+                        .engine
+                        .entity_history(sort, None, t, id, 3, cursor.as_deref())
+                        .unwrap();
+                    got.extend(page.events.iter().map(|x| x.seq));
+                    match page.next_cursor {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
                 }
+                assert_eq!(got, want, "history of {t}/{id} by {sort:?}");
             }
-            assert_eq!(got, want, "history of {t}/{id}");
         }
         if let Some(u) = &ev.user_id {
-            let want: Vec<u64> = w
-                .all
-                .iter()
-                .rev()
-                .filter(|x| x.event.user_id.as_ref() == Some(u))
-                .map(|x| x.seq)
-                .take(50)
-                .collect();
-            let page = w.engine.user_timeline(None, u, 50, None).unwrap();
-            let got: Vec<u64> = page.events.iter().map(|x| x.seq).collect();
-            assert_eq!(got, want, "timeline of {u}");
+            for sort in [Sort::Time, Sort::Seq] {
+                let mut want = brute_in(
+                    w.all.iter().filter(|x| x.event.user_id.as_ref() == Some(u)),
+                    (sort, Order::Desc),
+                );
+                want.truncate(50);
+                let page = w.engine.user_timeline(sort, None, u, 50, None).unwrap();
+                let got: Vec<u64> = page.events.iter().map(|x| x.seq).collect();
+                assert_eq!(got, want, "timeline of {u} by {sort:?}");
+            }
         }
     }
 }
@@ -456,7 +478,7 @@ fn deleted_indexes_are_rebuilt_with_the_same_answers() {
     let answers = |e: &Engine| -> Vec<Vec<u64>> {
         queries
             .iter()
-            .map(|f| walk(e, f, Order::Desc, 33))
+            .map(|f| walk(e, f, (Sort::Time, Order::Desc), 33))
             .collect()
     };
     let first = {
@@ -522,6 +544,85 @@ fn killing_a_reindex_half_way_leaves_indexes_that_check_clean_after_restart() {
     }
 }
 
+/// Event-time order while events arrive between pages, half of them
+/// backfilled (days older than anything listed): every page continues
+/// strictly after the previous one, nothing repeats, and nothing that was
+/// there at the first page is skipped.
+#[test]
+fn time_ordered_cursors_stay_exact_while_backfilled_events_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 2 * DAY));
+    let mut gen = EventGen::new(9).with_base_time(BEFORE_MIDNIGHT - 10 * DAY);
+    let log = Arc::new(open(dir.path(), &clock, 16 * 1024));
+    let mut shift = 0;
+    let mut batch = |gen: &mut EventGen, n: usize| {
+        let mut evs = events(gen, n, 400);
+        shift += 1;
+        for ev in &mut evs {
+            // Alternately backfilled by up to 8 days and current.
+            if shift % 2 == 0 {
+                ev.timestamp = ev.timestamp.map(|t| t - (shift % 8 + 1) * DAY);
+            }
+        }
+        evs
+    };
+    for _ in 0..8 {
+        log.append(&batch(&mut gen, 15), &stele::event::Provenance::cli())
+            .unwrap();
+    }
+    let idx = Arc::new(Indexes::open(dir.path(), log.clone(), config()).unwrap());
+    assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(30)));
+    let key = stele::query::cursor_key(dir.path()).unwrap();
+    let engine = Engine::new(log.clone(), idx.clone(), clock.clone(), key);
+    for order in [Order::Desc, Order::Asc] {
+        let existing: HashSet<u64> = (1..=log.last_seq()).collect();
+        let mut q = Query {
+            order,
+            limit: 7,
+            ..Query::default()
+        };
+        assert_eq!(q.sort, Sort::Time, "event time is the default");
+        let mut seen: Vec<(i64, u64)> = Vec::new();
+        loop {
+            let page = engine.list(&q).unwrap();
+            seen.extend(page.events.iter().map(|e| (event_time(e), e.seq)));
+            if seen.len() < 60 {
+                log.append(&batch(&mut gen, 9), &stele::event::Provenance::cli())
+                    .unwrap();
+                assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(30)));
+            }
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+            assert!(seen.len() < 10_000, "the walk does not end");
+        }
+        for pair in seen.windows(2) {
+            match order {
+                Order::Desc => assert!(pair[0] > pair[1], "{order:?}: {pair:?}"),
+                Order::Asc => assert!(pair[0] < pair[1], "{order:?}: {pair:?}"),
+            }
+        }
+        let got: HashSet<u64> = seen.iter().map(|k| k.1).collect();
+        assert_eq!(got.len(), seen.len(), "an event was listed twice");
+        let missed: Vec<&u64> = existing.difference(&got).collect();
+        assert!(missed.is_empty(), "{order:?} skipped {missed:?}");
+        // And the walk saw the backfilled ones where they belong: the first
+        // page of a fresh listing is the greatest (or least) keys of all.
+        let all: Vec<StoredEvent> = log.iter().map(|e| e.unwrap()).collect();
+        let want = brute_in(all.iter(), (Sort::Time, order));
+        let first = engine
+            .list(&Query {
+                order,
+                limit: 20,
+                ..Query::default()
+            })
+            .unwrap();
+        let first: Vec<u64> = first.events.iter().map(|e| e.seq).collect();
+        assert_eq!(first, want[..20]);
+    }
+}
+
 #[test]
 fn cursors_stay_exact_while_events_arrive_and_segments_rotate() {
     let dir = tempfile::tempdir().unwrap();
@@ -540,6 +641,7 @@ fn cursors_stay_exact_while_events_arrive_and_segments_rotate() {
     for order in [Order::Desc, Order::Asc] {
         let before = log.last_seq();
         let mut q = Query {
+            sort: Sort::Seq,
             order,
             limit: 7,
             ..Query::default()

@@ -329,7 +329,7 @@ fn the_daemon_applies_retention_on_its_timer_honours_holds_and_answers_410() {
     let (st, _, p) = d.get("/v1/stream?from_seq=5");
     assert_eq!(st, 410, "{p}");
     // The rest answers as usual.
-    let (st, _, page) = d.get("/v1/events?order=asc&limit=5");
+    let (st, _, page) = d.get("/v1/events?order=asc&limit=5&sort=seq");
     assert_eq!(st, 200);
     assert_eq!(page["events"][0]["seq"], 101);
     drop(d);

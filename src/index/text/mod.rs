@@ -75,7 +75,7 @@ use tantivy::{
 };
 
 use crate::event::{self, FieldValue, Indexed, Severity, Source, Stat, Status, StoredEvent};
-use crate::query::{event_time, Filter, Order};
+use crate::query::{event_time, Filter, Order, Position};
 
 // ---------------------------------------------------------------------------------------
 // Errors, filters, public types
@@ -133,6 +133,7 @@ pub struct Stats {
 mod ordered;
 mod schema;
 mod stats;
+mod timed;
 mod writer;
 
 use ordered::*;
@@ -350,6 +351,33 @@ impl TextIndex {
             Order::Desc => search_desc(&segments, weight.as_ref(), limit, after),
             Order::Asc => search_asc(&segments, weight.as_ref(), limit, after),
         }
+    }
+
+    /// Up to `limit` positions of the documents matching `filter`, in
+    /// `order` of event time (ties by seq), strictly after `after`, none
+    /// below seq `first` (see `timed`).
+    pub fn search_by_time(
+        &self,
+        filter: &Filter,
+        order: Order,
+        limit: usize,
+        after: Option<Position>,
+        first: u64,
+    ) -> Result<Vec<Position>, TextError> {
+        guarded(|| {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let Some(query) = self.build_query(filter)? else {
+                return Ok(Vec::new());
+            };
+            let searcher = self.shared.reader.searcher();
+            let weight = query
+                .weight(EnableScoring::disabled_from_searcher(&searcher))
+                .map_err(query_failed)?;
+            let segments = SegmentSeqs::of(&searcher)?;
+            timed::search_by_time(&segments, weight.as_ref(), order, limit, after, first)
+        })
     }
 
     /// Number of matching documents.

@@ -176,7 +176,11 @@ fn authorize(
 /// stream recorded its start itself (see [`record_start`]).
 async fn audit_response(app: &Arc<App>, access: &Access, mut resp: Resp) -> Resp {
     let status = resp.status().as_u16();
-    if matches!(access.route, "export" | "stream") && status == 200 {
+    // A stream's or an export's records are its start and end.
+    if matches!(
+        (access.route, status),
+        ("export" | "stream", 200) | ("stream_ws", 101)
+    ) {
         return resp;
     }
     let count = resp.extensions_mut().remove::<ResultCount>().map(|c| c.0);

@@ -270,6 +270,7 @@ mod tests {
                 "stats",
                 "export",
                 "stream",
+                "stream_ws",
                 "segments",
                 "checkpoint",
                 "retention",
@@ -307,6 +308,7 @@ mod tests {
         assert_eq!(role(Method::GET, "/v1/export"), Some(Role::Export));
         assert_eq!(role(Method::DELETE, "/v1/holds/{name}"), Some(Role::Admin));
         assert_eq!(role(Method::GET, "/v1/checkpoint"), Some(Role::Read));
+        assert_eq!(role(Method::GET, "/v1/stream/ws"), Some(Role::Read));
         assert_eq!(role(Method::GET, "/healthz"), None);
         assert_eq!(Lookup::NotFound.guard().role(&keys), None);
     }

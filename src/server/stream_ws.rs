@@ -37,10 +37,13 @@ use std::time::Duration;
 /// but close and pong).
 const CLIENT_MESSAGE_BYTES: usize = 4096;
 
-/// What the socket may hold unsent beyond the chunks in flight: the
-/// frames of one chunk (64 KiB plus one event) with room to spare. A write
-/// past it fails and ends the connection rather than buffer more.
-const WRITE_BUFFER_MAX: usize = 1024 * 1024;
+/// The most the socket's write buffer may hold. Frames are fed one at a
+/// time and each waits until the buffer (128 KiB, axum's default) has been
+/// written out, so it holds at most that plus one frame; one frame is one
+/// event's JSON, and an event's worst-case JSON (every byte escaped) stays
+/// well below 8 stored-event maxima. A write past it fails and ends the
+/// connection rather than buffer more.
+const WRITE_BUFFER_MAX: usize = 128 * 1024 + 8 * crate::event::EVENT_BYTES_MAX;
 
 /// How long a close frame may take to go out.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -146,15 +149,32 @@ async fn pump(
     mut rx: tokio::sync::mpsc::Receiver<WsMsg>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let close = tokio::select! {
-        close = forward(&mut socket, &mut rx) => close,
-        () = async { let _ = stopping.wait_for(|s| *s).await; } => Some(stopped()),
+    let end = tokio::select! {
+        end = forward(&mut socket, &mut rx) => end,
+        () = async { let _ = stopping.wait_for(|s| *s).await; } => End::Close(stopped()),
     };
     drop(rx); // the stream ends now, not when the close frame is out
-    if let Some(frame) = close {
-        let send = socket.send(Message::Close(Some(frame)));
-        let _ = tokio::time::timeout(CLOSE_WAIT, send).await;
+    match end {
+        End::Close(frame) => {
+            let send = socket.send(Message::Close(Some(frame)));
+            let _ = tokio::time::timeout(CLOSE_WAIT, send).await;
+        }
+        // The socket queued its answer to the client's close frame.
+        End::Answer => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, socket.flush()).await;
+        }
+        End::Gone => {}
     }
+}
+
+/// How a socket ends.
+enum End {
+    /// The server closes with this frame.
+    Close(CloseFrame),
+    /// The client closed: answer its close frame.
+    Answer,
+    /// The connection failed or is gone: nothing to send.
+    Gone,
 }
 
 fn stopped() -> CloseFrame {
@@ -164,12 +184,8 @@ fn stopped() -> CloseFrame {
     }
 }
 
-/// The loop of [`pump`]; returns the close frame to send, if any (none when
-/// the client closed or the connection failed).
-async fn forward(
-    socket: &mut WebSocket,
-    rx: &mut tokio::sync::mpsc::Receiver<WsMsg>,
-) -> Option<CloseFrame> {
+/// The loop of [`pump`]; returns how the socket ends.
+async fn forward(socket: &mut WebSocket, rx: &mut tokio::sync::mpsc::Receiver<WsMsg>) -> End {
     enum Step {
         Out(Option<WsMsg>),
         In(Option<Result<Message, axum::Error>>),
@@ -183,12 +199,18 @@ async fn forward(
         match step {
             Step::Out(Some(WsMsg::Events(chunk))) => {
                 for frame in chunk.frames {
-                    socket.feed(Message::Text(frame.into())).await.ok()?;
+                    if socket.feed(Message::Text(frame.into())).await.is_err() {
+                        return End::Gone;
+                    }
                 }
-                socket.flush().await.ok()?;
+                if socket.flush().await.is_err() {
+                    return End::Gone;
+                }
             }
             Step::Out(Some(WsMsg::Ping)) => {
-                socket.send(Message::Ping(Bytes::new())).await.ok()?;
+                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return End::Gone;
+                }
             }
             Step::Out(Some(WsMsg::Failed(detail))) => {
                 // A close reason is at most 123 bytes.
@@ -196,15 +218,16 @@ async fn forward(
                 while reason.len() > 123 {
                     reason.pop();
                 }
-                return Some(CloseFrame {
+                return End::Close(CloseFrame {
                     code: CLOSE_FAILED,
                     reason: reason.into(),
                 });
             }
             // The stream ended without failing: the daemon is stopping (or
             // its log closed).
-            Step::Out(None) => return Some(stopped()),
-            Step::In(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) => return None,
+            Step::Out(None) => return End::Close(stopped()),
+            Step::In(Some(Ok(Message::Close(_)))) => return End::Answer,
+            Step::In(Some(Err(_)) | None) => return End::Gone,
             Step::In(Some(Ok(_))) => {} // pings are answered by the socket itself
         }
     }

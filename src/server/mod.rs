@@ -253,7 +253,8 @@ impl Drop for EndRecord {
         if a.route == "export" {
             extra.insert("complete".into(), Value::Bool(self.complete));
         }
-        if let Some(ev) = a.event(Phase::End, 200, Some(self.sent), extra) {
+        let status = gate::opened_status(a.route);
+        if let Some(ev) = a.event(Phase::End, status, Some(self.sent), extra) {
             self.app.auditor.record_detached(ev);
         }
     }

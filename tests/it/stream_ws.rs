@@ -402,6 +402,7 @@ fn websocket_needs_the_read_role_keeps_to_the_tenant_and_is_audited() {
             .iter()
             .map(|e| {
                 let m = &e["metadata"];
+                assert_eq!(m["http_status"], 101, "{e}");
                 (
                     m["phase"].as_str().unwrap_or("").to_string(),
                     m["result_count"].clone(),

@@ -77,6 +77,8 @@
 //!   201 arrival) and how many acknowledged events never arrived (waiting up to 5 s after
 //!   the last post). Events delivered before their 201 reached the poster count as 0 ms
 //!   and are reported. **Target: SSE delivery ≤ 50 ms p99 after acknowledgement.**
+//!   With `--ws` the client reads `GET /v1/stream/ws` instead (a WebSocket: one text
+//!   frame per event, the same JSON); run both to compare the transports.
 //! - `all`: `batch`, `single`, `query` and `stream` in sequence.
 //!
 //! Answers by status, non-2xx answers and transport errors are counted over the whole
@@ -186,6 +188,10 @@ struct Opts {
     /// authentication, rate limiting and the audit trail.
     #[arg(long, conflicts_with = "addr")]
     auth: bool,
+    /// In the stream scenario, read `GET /v1/stream/ws` (WebSocket, one text frame per
+    /// event) instead of the SSE stream: compare the two transports' delivery latency.
+    #[arg(long)]
+    ws: bool,
     /// With --addr: the API key to send (`Authorization: Bearer KEY`).
     #[arg(long, value_name = "KEY", requires = "addr")]
     token: Option<String>,
@@ -1943,6 +1949,81 @@ async fn sse_reader(
     }
 }
 
+/// Reads `GET /v1/stream/ws` on this (blocking) thread, recording when each seq
+/// arrived: each text frame is one event's JSON, with its `seq`. Like [`sse_reader`].
+fn ws_reader(
+    ctx: &Ctx,
+    arrivals: &Mutex<HashMap<u64, Instant>>,
+    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> SseOut {
+    use tungstenite::client::IntoClientRequest;
+    let mut out = SseOut::default();
+    let opened = (|| {
+        let tcp = std::net::TcpStream::connect(ctx.addr).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut req = format!("ws://{}/v1/stream/ws", ctx.host)
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
+        if let Some(a) = &ctx.authorization {
+            req.headers_mut()
+                .insert("authorization", a.parse().map_err(|_| "a bad key")?);
+        }
+        let (ws, _) =
+            tungstenite::client(req, tcp).map_err(|e| format!("GET /v1/stream/ws: {e}"))?;
+        // Short reads, so that `stop` is seen.
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(ws)
+    })();
+    let mut ws = match opened {
+        Ok(ws) => {
+            let _ = ready.send(Ok(()));
+            ws
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e.clone()));
+            out.ended = Some(e);
+            return out;
+        }
+    };
+    while !*stop.borrow() {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                let now = Instant::now();
+                let seq = serde_json::from_str::<Value>(t.as_str())
+                    .ok()
+                    .and_then(|v| v.get("seq").and_then(Value::as_u64));
+                match seq {
+                    Some(seq) => {
+                        out.events += 1;
+                        if lock(arrivals).insert(seq, now).is_some() {
+                            out.duplicates += 1;
+                        }
+                    }
+                    None => out.malformed += 1,
+                }
+            }
+            Ok(tungstenite::Message::Close(f)) => {
+                out.ended = Some(format!("the daemon closed the socket: {f:?}"));
+                return out;
+            }
+            Ok(_) => out.comments += 1,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => {
+                out.ended = Some(format!("the socket failed: {e}"));
+                return out;
+            }
+        }
+    }
+    out
+}
+
 /// One SSE event block: `id:` (the seq) and `data:` (the JSON event); `:` comments.
 fn sse_block(block: &[u8], at: Instant, arrivals: &Mutex<HashMap<u64, Instant>>, out: &mut SseOut) {
     let text = String::from_utf8_lossy(block);
@@ -2033,16 +2114,22 @@ async fn stream(ctx: &Ctx, o: &Opts) -> Result<Report> {
     let mut report = Report::new(
         "stream",
         format!(
-            "1 SSE client on /v1/stream, {} events/s posted one per request over {posters} connections, {:.1} s measured after {:.1} s warm-up",
+            "1 {} client, {} events/s posted one per request over {posters} connections, {:.1} s measured after {:.1} s warm-up",
+            if o.ws { "WebSocket (/v1/stream/ws)" } else { "SSE (/v1/stream)" },
             o.rate, o.duration, o.warmup
         ),
-        json!({"rate": o.rate, "posters": posters, "event_bytes": o.event_bytes,
+        json!({"rate": o.rate, "posters": posters, "event_bytes": o.event_bytes, "ws": o.ws,
                "duration_s": o.duration, "warmup_s": o.warmup, "seed": o.seed}),
     );
     let arrivals: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reader = tokio::spawn(sse_reader(ctx.clone(), arrivals.clone(), ready_tx, stop_rx));
+    let reader = if o.ws {
+        let (ctx, arrivals) = (ctx.clone(), arrivals.clone());
+        tokio::task::spawn_blocking(move || ws_reader(&ctx, &arrivals, ready_tx, &stop_rx))
+    } else {
+        tokio::spawn(sse_reader(ctx.clone(), arrivals.clone(), ready_tx, stop_rx))
+    };
     match ready_rx.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => bail!("cannot open the stream: {e}"),
@@ -2140,7 +2227,11 @@ async fn stream(ctx: &Ctx, o: &Opts) -> Result<Report> {
     );
     report.latency(
         "delivery_latency",
-        "SSE delivery after the 201",
+        if o.ws {
+            "WebSocket delivery after the 201"
+        } else {
+            "SSE delivery after the 201"
+        },
         &h,
         &[("p99", &p99_target)],
     );
@@ -2153,9 +2244,9 @@ async fn stream(ctx: &Ctx, o: &Opts) -> Result<Report> {
     );
     report.line("streamed before its 201 (counted 0 ms)", early);
     report.line(
-        "SSE events received",
+        "events received",
         format!(
-            "{} ({} malformed, {} duplicates, {} comments)",
+            "{} ({} malformed, {} duplicates, {} comments or pings)",
             sse.events, sse.malformed, sse.duplicates, sse.comments
         ),
     );

@@ -176,7 +176,11 @@ fn authorize(
 /// stream recorded its start itself (see [`record_start`]).
 async fn audit_response(app: &Arc<App>, access: &Access, mut resp: Resp) -> Resp {
     let status = resp.status().as_u16();
-    if matches!(access.route, "export" | "stream") && status == 200 {
+    // A stream's or an export's records are its start and end.
+    if matches!(
+        (access.route, status),
+        ("export" | "stream", 200) | ("stream_ws", 101)
+    ) {
         return resp;
     }
     let count = resp.extensions_mut().remove::<ResultCount>().map(|c| c.0);
@@ -186,11 +190,26 @@ async fn audit_response(app: &Arc<App>, access: &Access, mut resp: Resp) -> Resp
     resp
 }
 
+/// The status of an export or a stream that started: 101 for a WebSocket,
+/// else 200 (what its start and end records say).
+pub(super) fn opened_status(route: &str) -> u16 {
+    if route == "stream_ws" {
+        101
+    } else {
+        200
+    }
+}
+
 /// Records the start of an export or a stream durably, before anything of
 /// its body is produced; the refusal when that fails (no unrecorded read).
 pub(super) async fn record_start(app: &Arc<App>, caller: &Caller) -> Option<Resp> {
     let a = caller.access.as_ref()?;
-    let ev = a.event(Phase::Start, 200, None, Default::default())?;
+    let ev = a.event(
+        Phase::Start,
+        opened_status(a.route),
+        None,
+        Default::default(),
+    )?;
     match app.auditor.record_durable(ev).await {
         Ok(()) => None,
         Err(e) => Some(problem(

@@ -166,7 +166,7 @@ impl Collector for Scrape {
         gauge(
             enc,
             "stele_streams_open",
-            "Live streams (/v1/stream) open.",
+            "Live streams (/v1/stream, /v1/stream/ws) open.",
             app.stats.streams_open.load(Relaxed),
         )?;
         gauge(

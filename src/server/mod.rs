@@ -53,6 +53,7 @@ mod reload;
 pub mod routes;
 mod state;
 mod stream;
+mod stream_ws;
 
 use crate::config::{Limits, Reloaded};
 pub use health::READY_LAG_EVENTS_MAX;
@@ -259,7 +260,8 @@ impl Drop for EndRecord {
         if a.route == "export" {
             extra.insert("complete".into(), Value::Bool(self.complete));
         }
-        if let Some(ev) = a.event(Phase::End, 200, Some(self.sent), extra) {
+        let status = gate::opened_status(a.route);
+        if let Some(ev) = a.event(Phase::End, status, Some(self.sent), extra) {
             self.app.auditor.record_detached(ev);
         }
     }
@@ -365,6 +367,34 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Resp {
     .response()
 }
 
+/// Serves one connection until it ends, upgrades included; once the daemon
+/// stops, ends it gracefully (the response in flight finishes, then the
+/// connection closes), as hyper-util's `Watcher::watch` does for connections
+/// without upgrades (it has no impl for hyper's `UpgradeableConnection`).
+/// `_watcher` counts the connection until then for
+/// `GracefulShutdown::shutdown`. An upgraded connection (a WebSocket)
+/// leaves hyper here; its task watches `stopping` itself (`stream_ws`).
+async fn serve_connection<I, S, B>(
+    conn: hyper::server::conn::http1::Connection<I, S>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    _watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BodyError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BodyError>,
+{
+    let conn = conn.with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = async { let _ = stopping.wait_for(|s| *s).await; } => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
 /// Serves `listener` with `state` until `shutdown` completes, then shuts
 /// down gracefully (invariant 5): stops accepting, ends streams and exports,
 /// gives in-flight requests `shutdown_grace_secs`, then closes the state
@@ -444,6 +474,7 @@ pub async fn serve(
             service.clone().oneshot(req)
         });
         let watcher = graceful.watcher();
+        let stopping = app.lifecycle.stopping.clone();
         let acceptor = acceptor.clone();
         let handshake = Duration::from_secs(limits.header_read_timeout_secs);
         tokio::spawn(async move {
@@ -451,7 +482,7 @@ pub async fn serve(
             match acceptor {
                 None => {
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = watcher.watch(http.serve_connection(io, svc)).await;
+                    serve_connection(http.serve_connection(io, svc), stopping, watcher).await;
                 }
                 // The handshake has the head's time limit: a client that
                 // never finishes it is dropped.
@@ -459,7 +490,8 @@ pub async fn serve(
                     match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let io = hyper_util::rt::TokioIo::new(tls);
-                            let _ = watcher.watch(http.serve_connection(io, svc)).await;
+                            serve_connection(http.serve_connection(io, svc), stopping, watcher)
+                                .await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}."),
                         Err(_) => tracing::debug!("TLS handshake with {peer} timed out."),

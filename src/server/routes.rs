@@ -21,7 +21,7 @@
 //! table, so a route is one row.
 
 use super::problem::{query_problem, Kind, Problem};
-use super::{admin, export, gate, health, ingest, read, stream, App, Caller, Req, Resp};
+use super::{admin, export, gate, health, ingest, read, stream, stream_ws, App, Caller, Req, Resp};
 use crate::auth::{Keyring, MetricsAccess, Role};
 use crate::query::QueryError;
 use axum::extract::rejection::RawPathParamsRejection;
@@ -95,7 +95,7 @@ use Guard::{Metrics, Public, Role as Needs};
 
 /// Every route. Order matters only among routes of one path: the first is
 /// the name a 405 is counted under, and `Allow` lists them in this order.
-pub static ROUTES: [Route; 18] = [
+pub static ROUTES: [Route; 19] = [
     route!(GET "/healthz", "healthz", Public, |a, _, _, _| Box::pin(async move { health::healthz(&a) })),
     route!(GET "/readyz", "readyz", Public, |a, _, _, _| Box::pin(async move { health::readyz(&a) })),
     route!(GET "/metrics", "metrics", Metrics, |a, _, _, _| Box::pin(async move { super::metrics::metrics(&a) })),
@@ -106,6 +106,7 @@ pub static ROUTES: [Route; 18] = [
     route!(GET "/v1/stats", "stats", Needs(Role::Read), |a, r, c, _| Box::pin(read::stats(a, r, c))),
     route!(GET "/v1/export", "export", Needs(Role::Export), |a, r, c, _| Box::pin(export::export(a, r, c))),
     route!(GET "/v1/stream", "stream", Needs(Role::Read), |a, r, c, _| Box::pin(stream::stream(a, r, c))),
+    route!(GET "/v1/stream/ws", "stream_ws", Needs(Role::Read), |a, r, c, _| Box::pin(stream_ws::stream_ws(a, r, c))),
     route!(GET "/v1/segments", "segments", Needs(Role::Admin), |a, r, _, _| Box::pin(admin::list_segments(a, r))),
     route!(GET "/v1/checkpoint", "checkpoint", Needs(Role::Read), |a, _, _, _| Box::pin(async move { admin::checkpoint(&a) })),
     route!(GET "/v1/retention", "retention", Needs(Role::Admin), |a, _, _, _| Box::pin(admin::retention_plan(a))),
@@ -269,6 +270,7 @@ mod tests {
                 "stats",
                 "export",
                 "stream",
+                "stream_ws",
                 "segments",
                 "checkpoint",
                 "retention",
@@ -306,6 +308,7 @@ mod tests {
         assert_eq!(role(Method::GET, "/v1/export"), Some(Role::Export));
         assert_eq!(role(Method::DELETE, "/v1/holds/{name}"), Some(Role::Admin));
         assert_eq!(role(Method::GET, "/v1/checkpoint"), Some(Role::Read));
+        assert_eq!(role(Method::GET, "/v1/stream/ws"), Some(Role::Read));
         assert_eq!(role(Method::GET, "/healthz"), None);
         assert_eq!(Lookup::NotFound.guard().role(&keys), None);
     }

@@ -1,9 +1,13 @@
-//! `GET /v1/stream`: Server-Sent Events following the log.
+//! Live streams following the log: the core both transports share (checks,
+//! filters, resume by seq, reading in bounded chunks, heartbeats, stopping,
+//! the audit records) and `GET /v1/stream`, its Server-Sent Events
+//! transport. The WebSocket transport is [`super::stream_ws`].
 
 use super::gate::record_start;
 use super::params::{query_pairs, reject_params};
 use super::problem::{problem, query_problem, Kind};
 use super::{App, BodyError, Caller, ChannelBody, EndRecord, Held, Req, Resp};
+use crate::event::StoredEvent;
 use crate::query::{Query, QueryError};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -13,23 +17,24 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Seconds between SSE heartbeat comments on an idle stream.
+/// Seconds between heartbeats on an idle stream (SSE comments, WebSocket
+/// pings).
 pub const STREAM_HEARTBEAT_SECS: u64 = 15;
 
 /// Events read from the log (or matched in the text index) per step of a
 /// stream.
 const STREAM_READ_EVENTS: u64 = 512;
 
-/// A step of a stream ends once its SSE text reaches this many bytes (the
+/// A step of a stream ends once its framed text reaches this many bytes (the
 /// rest of its events are read by the next step), so that a chunk holds
 /// 64 KiB plus at most one event whatever the events' size.
 const STREAM_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Chunks a stream may have waiting for its connection. With hyper's write
+/// Chunks a stream may have waiting for its connection (either transport). With hyper's write
 /// buffer this bounds what a client that stops reading costs: a few chunks,
 /// not the events it falls behind by (the stream reads them from the log
 /// when the client reads again).
-const STREAM_CHUNKS_IN_FLIGHT: usize = 4;
+pub(super) const STREAM_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Stream steps reading the log at once, each on a blocking thread: the
 /// streams one append wakes take turns on a few threads instead of starting
@@ -41,6 +46,37 @@ static STREAM_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
 /// How often a full-text stream looks for newly searchable events.
 const STREAM_TEXT_POLL: Duration = Duration::from_millis(100);
 
+/// A stream that passed its checks: its slots held (the gauge and the
+/// key's), its start recorded, its filter and first seq decided. Both
+/// transports open a stream with [`open`] and feed it with [`run`].
+pub(super) struct Opened {
+    slots: (Held, Option<crate::auth::StreamSlot>),
+    end: EndRecord,
+    q: Query,
+    next: u64,
+}
+
+/// How a transport frames what [`run`] reads: the SSE text of
+/// `GET /v1/stream`, the WebSocket frames of `GET /v1/stream/ws`.
+pub(super) trait Framing: Send + 'static {
+    /// What travels on the channel to the connection.
+    type Msg: Send + 'static;
+    /// The framed events of one read step.
+    type Chunk: Default + Send + 'static;
+    /// Adds one event to `chunk`; returns the chunk's size in bytes.
+    fn push(chunk: &mut Self::Chunk, ev: &StoredEvent) -> usize;
+    /// Whether `chunk` holds no event.
+    fn is_empty(chunk: &Self::Chunk) -> bool;
+    /// The message carrying a chunk.
+    fn events(chunk: Self::Chunk) -> Self::Msg;
+    /// What is sent first, if anything.
+    fn opened() -> Option<Self::Msg>;
+    /// What is sent on an idle stream every [`STREAM_HEARTBEAT_SECS`].
+    fn heartbeat() -> Self::Msg;
+    /// The last message when reading the log failed.
+    fn failed(detail: &str) -> Self::Msg;
+}
+
 /// `GET /v1/stream`: Server-Sent Events. Every stream reads from the log by
 /// seq (there is no live buffer to overflow): a slow consumer simply falls
 /// behind and continues from the log, and a reconnect with `Last-Event-ID`
@@ -48,17 +84,79 @@ const STREAM_TEXT_POLL: Duration = Duration::from_millis(100);
 /// stream follows the full-text index instead (events arrive once
 /// searchable, within the index commit interval), in the same seq order.
 pub(super) async fn stream(app: Arc<App>, req: Req, caller: Caller) -> Resp {
-    let mut pairs = query_pairs(&req);
+    let opened = match open(&app, req, &caller).await {
+        Ok(o) => o,
+        Err(refused) => return *refused,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS_IN_FLIGHT);
+    tokio::spawn(run::<Sse>(opened, tx));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-store")
+        .body(ChannelBody(rx).boxed())
+        .expect("valid response")
+}
+
+/// SSE: `id:`/`event: audit`/`data:` per event, comments as heartbeats, an
+/// `error` event when reading fails.
+struct Sse;
+
+impl Framing for Sse {
+    type Msg = Result<Bytes, BodyError>;
+    type Chunk = String;
+    fn push(out: &mut String, ev: &StoredEvent) -> usize {
+        use std::fmt::Write as _;
+        let _ = write!(out, "id: {}\nevent: audit\ndata: {}\n\n", ev.seq, json!(ev));
+        out.len()
+    }
+    fn is_empty(chunk: &String) -> bool {
+        chunk.is_empty()
+    }
+    fn events(chunk: String) -> Self::Msg {
+        Ok(Bytes::from(chunk))
+    }
+    fn opened() -> Option<Self::Msg> {
+        Some(Ok(Bytes::from_static(b": stele stream\n\n")))
+    }
+    fn heartbeat() -> Self::Msg {
+        Ok(Bytes::from_static(b": heartbeat\n\n"))
+    }
+    fn failed(detail: &str) -> Self::Msg {
+        // The client learns why; the body then ends (a stream has no
+        // complete state to fake) and it may resume later with
+        // Last-Event-ID.
+        let msg = format!("event: error\ndata: {}\n\n", json!({ "detail": detail }));
+        Ok(Bytes::from(msg))
+    }
+}
+
+/// What a stream request asks for: its query and where it starts.
+pub(super) struct Asked {
+    q: Query,
+    from: Option<u64>,
+}
+
+/// The checks every stream passes before its first byte, whatever its
+/// transport: [`parse`], then [`admit`]. `Err` is the refusal to send.
+pub(super) async fn open(app: &Arc<App>, req: Req, caller: &Caller) -> Result<Opened, Box<Resp>> {
+    let asked = parse(app, &req)?;
+    admit(app, caller, asked).await
+}
+
+/// A stream's parameters: `from_seq`, `Last-Event-ID`, the filters and `q`.
+pub(super) fn parse(app: &App, req: &Req) -> Result<Asked, Box<Resp>> {
+    let mut pairs = query_pairs(req);
     let mut from: Option<u64> = None;
     if let Some(i) = pairs.iter().position(|(k, _)| k == "from_seq") {
         let (_, v) = pairs.remove(i);
         match v.parse::<u64>() {
             Ok(s) => from = Some(s),
             Err(_) => {
-                return query_problem(QueryError::BadParam {
+                return Err(Box::new(query_problem(QueryError::BadParam {
                     param: "from_seq".into(),
                     message: "must be a seq (a whole number)".into(),
-                })
+                })))
             }
         }
     }
@@ -66,10 +164,10 @@ pub(super) async fn stream(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
             Some(s) => from = Some(s.saturating_add(1)),
             None => {
-                return query_problem(QueryError::BadParam {
+                return Err(Box::new(query_problem(QueryError::BadParam {
                     param: "Last-Event-ID".into(),
                     message: "must be the id (seq) of an event this stream sent".into(),
-                })
+                })))
             }
         }
     }
@@ -79,88 +177,102 @@ pub(super) async fn stream(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         "a stream takes the filters, q and from_seq (it is in seq order); limit, cursor, sort, \
          order and interval do not apply",
     ) {
-        return r;
+        return Err(Box::new(r));
     }
-    let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
-        Ok(q) => q,
-        Err(e) => return query_problem(e),
-    };
+    match Query::parse(&pairs, app.clock.now_micros()) {
+        Ok(q) => Ok(Asked { q, from }),
+        Err(e) => Err(Box::new(query_problem(e))),
+    }
+}
+
+/// Admits a parsed stream: the caller's tenants, the key's and the
+/// daemon's stream limits, a valid full-text query, a resume point still
+/// in the log, and the durable start record.
+pub(super) async fn admit(
+    app: &Arc<App>,
+    caller: &Caller,
+    asked: Asked,
+) -> Result<Opened, Box<Resp>> {
+    let Asked { mut q, from } = asked;
     caller.restrict(&mut q.filter);
     let key_slot = match &caller.key {
         Some(k) => match k.open_stream() {
             Some(s) => Some(s),
             None => {
                 app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                return problem(
+                return Err(Box::new(problem(
                     Kind::TooManyKeyStreams,
                     format!(
                         "key {:?} has {} streams open, its most (streams_max); close one first",
                         k.id, k.streams_max
                     ),
                     json!({ "limit": k.streams_max }),
-                );
+                )));
             }
         },
         None => None,
     };
     // The slot is taken before the 200, so streams_max cannot be overrun.
-    let (slot, open) = Held::take(&app, |a| &a.stats.streams_open);
+    let (slot, open) = Held::take(app, |a| &a.stats.streams_open);
     if open >= app.limits().streams_max as u64 {
         drop(slot);
-        return problem(
+        return Err(Box::new(problem(
             Kind::TooManyStreams,
             format!("{open} streams are open, the most allowed (streams_max); retry later"),
             json!({ "limit": app.limits().streams_max }),
-        );
+        )));
     }
     if q.filter.text.is_some() {
         // A malformed full-text query is a 400 now, not an error event later.
         if let Err(e) = app.engine.matching_after(&q.filter, Some(u64::MAX), 1) {
-            return query_problem(e);
+            return Err(Box::new(query_problem(e)));
         }
     }
     let log = app.engine.log().clone();
     if let Some(f) = from.filter(|&f| f < log.first_seq() && f > 1) {
-        return query_problem(QueryError::Gone {
+        return Err(Box::new(query_problem(QueryError::Gone {
             what: format!("the stream position (seq {f})"),
             first_seq: log.first_seq(),
-        });
+        })));
     }
     let next = from
         .unwrap_or_else(|| log.last_seq() + 1)
         .max(log.first_seq());
-    if let Some(refused) = record_start(&app, &caller).await {
-        return refused;
+    if let Some(refused) = record_start(app, caller).await {
+        return Err(Box::new(refused));
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS_IN_FLIGHT);
-    let end = EndRecord::new(&app, caller.access);
-    tokio::spawn(run_stream((slot, key_slot), end, q, next, tx));
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-store")
-        .body(ChannelBody(rx).boxed())
-        .expect("valid response")
+    let end = EndRecord::new(app, caller.access.clone());
+    Ok(Opened {
+        slots: (slot, key_slot),
+        end,
+        q,
+        next,
+    })
 }
 
-/// Feeds one stream from seq `next` on until the client leaves or the
-/// daemon stops.
-async fn run_stream(
-    slots: (Held, Option<crate::auth::StreamSlot>),
-    mut end: EndRecord,
-    q: Query,
-    mut next: u64,
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, BodyError>>,
-) {
+/// Feeds one stream from its first seq on, framed by `F`, until the client
+/// leaves (`tx` closes) or the daemon stops (`tx` is dropped: the
+/// transport ends the connection). At most [`STREAM_CHUNKS_IN_FLIGHT`]
+/// chunks wait in `tx`; a client that falls behind is read for from the log
+/// again, never buffered for.
+pub(super) async fn run<F: Framing>(opened: Opened, tx: tokio::sync::mpsc::Sender<F::Msg>) {
+    let Opened {
+        slots,
+        mut end,
+        q,
+        mut next,
+    } = opened;
     let app = slots.0.app.clone();
     let log = app.engine.log().clone();
     let text = q.filter.text.is_some();
     let mut durable = log.subscribe();
     let mut stopping = app.lifecycle.stopping.clone();
-    let _ = tx.send(Ok(Bytes::from_static(b": stele stream\n\n"))).await;
+    if let Some(first) = F::opened() {
+        let _ = tx.send(first).await;
+    }
     loop {
         if *stopping.borrow() {
-            return; // the body ends cleanly: a stream has no end to reach
+            return; // a stream has no end to reach: it stops with the daemon
         }
         // What may be sent: durable events, and for full text, searchable ones.
         let last = if text {
@@ -174,25 +286,21 @@ async fn run_stream(
             let read = {
                 let _turn = STREAM_READS.acquire().await; // never closed
                 tokio::task::spawn_blocking(move || {
-                    read_stream_step(&app2, &filter, text, next, to)
+                    read_stream_step::<F>(&app2, &filter, text, next, to)
                 })
                 .await
             };
             match read {
                 Ok(Ok((chunk, n, done))) => {
-                    if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                    if !F::is_empty(&chunk) && tx.send(F::events(chunk)).await.is_err() {
                         return; // the client went away
                     }
                     end.sent += n;
                     next = done + 1;
                 }
                 Ok(Err(e)) => {
-                    let msg = format!("event: error\ndata: {}\n\n", json!({"detail": e}));
-                    // The client learns why; the body then ends (a stream has
-                    // no complete state to fake) and it may resume later
-                    // with Last-Event-ID.
                     tracing::error!("A stream stopped: {e}.");
-                    let _ = tx.send(Ok(Bytes::from(msg))).await;
+                    let _ = tx.send(F::failed(&e)).await;
                     return;
                 }
                 Err(_) => return,
@@ -209,7 +317,7 @@ async fn run_stream(
             changed = durable.changed() => if changed.is_err() { return },
             _ = poll => {}
             _ = beat => {
-                if tx.send(Ok(Bytes::from_static(b": heartbeat\n\n"))).await.is_err() {
+                if tx.send(F::heartbeat()).await.is_err() {
                     return;
                 }
             }
@@ -219,23 +327,21 @@ async fn run_stream(
     }
 }
 
-/// The SSE text of the events with seq in `from..=to` that match, the number
-/// of events in it, and the last seq it covers: `to`, or less once the text
+/// The framed events with seq in `from..=to` that match, the number of
+/// events in it, and the last seq it covers: `to`, or less once the chunk
 /// reached [`STREAM_CHUNK_BYTES`].
-fn read_stream_step(
+fn read_stream_step<F: Framing>(
     app: &App,
     filter: &crate::query::Filter,
     text: bool,
     from: u64,
     to: u64,
-) -> Result<(String, u64, u64), String> {
-    use std::fmt::Write as _;
-    let mut out = String::new();
+) -> Result<(F::Chunk, u64, u64), String> {
+    let mut out = F::Chunk::default();
     let mut sent = 0;
-    let mut emit = |ev: &crate::event::StoredEvent| {
-        let _ = write!(out, "id: {}\nevent: audit\ndata: {}\n\n", ev.seq, json!(ev));
+    let mut emit = |ev: &StoredEvent| {
         sent += 1;
-        out.len() >= STREAM_CHUNK_BYTES
+        F::push(&mut out, ev) >= STREAM_CHUNK_BYTES
     };
     let log = app.engine.log();
     if text {

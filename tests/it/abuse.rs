@@ -296,7 +296,7 @@ fn settled_sockets(pid: u32) -> usize {
 
 /// A connection started with `connect(2)` without waiting for it when
 /// `nonblocking`; `rcvbuf` sets `SO_RCVBUF` before connecting.
-fn connect_raw(addr: SocketAddrV4, rcvbuf: Option<i32>, nonblocking: bool) -> TcpStream {
+pub(crate) fn connect_raw(addr: SocketAddrV4, rcvbuf: Option<i32>, nonblocking: bool) -> TcpStream {
     let flags =
         libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain socket calls on a descriptor this function owns; the
@@ -1778,7 +1778,7 @@ fn streams_that_are_never_read_cost_bounded_memory_and_catch_up_without_gaps() {
 }
 
 /// Waits until `/metrics` has the line `line`.
-fn wait_metric(d: &impl Served, line: &str, within: Duration) -> bool {
+pub(crate) fn wait_metric(d: &impl Served, line: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
         let (_, m) = d.get_raw("/metrics");
@@ -1793,7 +1793,7 @@ fn wait_metric(d: &impl Served, line: &str, within: Duration) -> bool {
 }
 
 /// Posts `batches` NDJSON batches of 1,000 events of about 1 KB.
-fn ingest_bulk(d: &impl Served, tag: &str, batches: usize) -> u64 {
+pub(crate) fn ingest_bulk(d: &impl Served, tag: &str, batches: usize) -> u64 {
     let mut last = 0;
     for b in 0..batches {
         let mut body = Vec::new();

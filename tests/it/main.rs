@@ -28,5 +28,6 @@ mod metrics;
 mod openapi;
 mod query;
 mod retention;
+mod stream_ws;
 mod systemd;
 mod tamper;

@@ -348,10 +348,15 @@ impl Conn {
     fn open(addr: &str, req: &Req, read_timeout: Duration) -> Result<Conn, String> {
         let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
         s.set_read_timeout(Some(read_timeout)).unwrap();
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n",
-            req.method, req.target
-        );
+        let mut head = format!("{} {} HTTP/1.1\r\nHost: test\r\n", req.method, req.target);
+        // A WebSocket handshake says `Connection: Upgrade` instead.
+        if !req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        {
+            head.push_str("Connection: close\r\n");
+        }
         for (k, v) in &req.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -912,6 +917,21 @@ fn is_sse(spec: &Spec, op: &Op) -> bool {
         .is_some_and(|c| c.keys().any(|m| essence(m) == "text/event-stream"))
 }
 
+/// Whether the operation answers a WebSocket handshake (a documented 101).
+fn is_websocket(spec: &Spec, op: &Op) -> bool {
+    spec.doc
+        .pointer(&format!("{}/responses/101", op.pointer))
+        .is_some()
+}
+
+/// `req` as a WebSocket handshake (RFC 6455 section 4.1).
+fn handshake(req: Req) -> Req {
+    req.header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+}
+
 /// What a stream request must deliver beyond a valid head.
 enum StreamWant {
     /// Only the head and the opening comment.
@@ -923,6 +943,35 @@ enum StreamWant {
 impl Checker<'_> {
     /// Opens a stream request and checks its head, then (per `want`) its
     /// first data event against `x-stele-sse-events`.
+    /// A WebSocket handshake must be switched: 101 with `Upgrade:
+    /// websocket` (the frames are tested in `stream_ws`).
+    fn websocket(&mut self, op: &Op, req: &Req) {
+        let ctx = format!("{} ({})", op.label(), req.describe());
+        let conn = match Conn::open(&self.addr, req, Duration::from_secs(20)) {
+            Ok(c) => c,
+            Err(e) => return self.fail(&ctx, format!("no HTTP answer: {e}")),
+        };
+        if conn.status != 101 {
+            match conn.finish() {
+                Ok(resp) => {
+                    self.check(op, &ctx, &resp, &Expect::default());
+                    let text = preview(&resp.text());
+                    self.fail(&ctx, format!("expected 101, got {}: {text}", resp.status));
+                }
+                Err(e) => self.fail(&ctx, e),
+            }
+            return;
+        }
+        self.seen.insert((op.label(), 101));
+        self.checked += 1;
+        if !conn
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        {
+            self.fail(&ctx, "a 101 without `Upgrade: websocket`");
+        }
+    }
+
     fn stream(&mut self, op: &Op, req: &Req, want: StreamWant) {
         let ctx = format!("{} ({})", op.label(), req.describe());
         let conn = match Conn::open(&self.addr, req, Duration::from_secs(20)) {
@@ -1091,10 +1140,13 @@ fn walk_get(c: &mut Checker, world: &World, op: &Op, all_params: &BTreeMap<Strin
         }
     }
     let sse = is_sse(spec, op);
+    let ws = is_websocket(spec, op);
 
     // The representative request.
     let req = Req::new("GET", target(&path, &required));
-    if sse {
+    if ws {
+        c.websocket(op, &handshake(req));
+    } else if sse {
         c.stream(op, &req, StreamWant::Head);
     } else if let Some(resp) = c.call(op, &req) {
         let ctx = format!("{} ({})", op.label(), req.describe());
@@ -1154,7 +1206,9 @@ fn walk_get(c: &mut Checker, world: &World, op: &Op, all_params: &BTreeMap<Strin
         } else if p.location == "header" {
             req = req.header(&p.name, &value);
         }
-        if sse {
+        if ws {
+            c.websocket(op, &handshake(req));
+        } else if sse {
             let want = match (p.name.as_str(), value.parse::<u64>()) {
                 ("from_seq", Ok(n)) => StreamWant::Data {
                     min_id: n,
@@ -1702,6 +1756,7 @@ const MUST_SEE: &[(&str, &[u16])] = &[
     ("GET /v1/stats", &[200, 400]),
     ("GET /v1/export", &[200, 400]),
     ("GET /v1/stream", &[200, 400]),
+    ("GET /v1/stream/ws", &[101, 400]),
 ];
 
 #[test]
@@ -2608,7 +2663,8 @@ fn the_spec_is_well_formed() {
                 failures.push(format!("{} {code}: no description", op.label()));
             }
             let Some(content) = r["content"].as_object() else {
-                if code != "204" {
+                // 101: the connection is a WebSocket from then on.
+                if code != "204" && code != "101" {
                     failures.push(format!("{} {code}: no content", op.label()));
                 }
                 continue;

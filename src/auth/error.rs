@@ -38,11 +38,14 @@ pub enum AuthError {
     JwtIssuer,
     /// A claim is missing or unusable (what is wrong).
     JwtClaim(&'static str),
+    /// The configured key material could not be read (at a reload that
+    /// bypassed validation): every JWT is refused until it can.
+    JwtKeysUnavailable,
 }
 
 /// Every label value of `stele_auth_failures_total{reason}`, in the order
 /// of [`AuthError::reason_index`].
-pub const AUTH_FAILURE_REASONS: [&str; 14] = [
+pub const AUTH_FAILURE_REASONS: [&str; 15] = [
     "missing",
     "not_bearer",
     "oversized",
@@ -57,6 +60,7 @@ pub const AUTH_FAILURE_REASONS: [&str; 14] = [
     "jwt_audience",
     "jwt_issuer",
     "jwt_claims",
+    "jwt_keys_unavailable",
 ];
 
 impl AuthError {
@@ -82,6 +86,7 @@ impl AuthError {
             AuthError::JwtAudience => 11,
             AuthError::JwtIssuer => 12,
             AuthError::JwtClaim(_) => 13,
+            AuthError::JwtKeysUnavailable => 14,
         }
     }
 
@@ -132,6 +137,11 @@ impl AuthError {
                 "the JWT is from an issuer (iss) this server does not accept".into()
             }
             AuthError::JwtClaim(what) => format!("the JWT was refused: {what}"),
+            AuthError::JwtKeysUnavailable => {
+                "JWTs cannot be verified now: the server could not read its JWT keys (its log \
+                 says why); API keys still work"
+                    .into()
+            }
         }
     }
 }

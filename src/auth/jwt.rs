@@ -452,8 +452,8 @@ impl Verifier {
         let id = format!("{}{sub}", self.cfg.id_prefix);
         if !valid_id(&id) {
             return Err(AuthError::JwtClaim(
-                "the token's sub claim must be 1 to 64 letters, digits, '.', '_' or '-' (with \
-                 auth.jwt.id_prefix)",
+                "the token's sub claim (with auth.jwt.id_prefix) must be 1 to 64 letters, \
+                 digits, '.', '_' or '-', the form of a key id",
             ));
         }
         if crate::event::INGESTED_BY_RESERVED

@@ -178,7 +178,7 @@ impl Keyring {
         let verifier = state
             .verifier
             .as_ref()
-            .map_err(|_| AuthError::JwtSignature)?;
+            .map_err(|_| AuthError::JwtKeysUnavailable)?;
         let who = verifier.verify(token)?;
         let cfg = KeyConfig {
             id: who.id,

@@ -43,8 +43,8 @@ use std::time::Duration;
 pub const TOKEN_PREFIX: &str = "stele_";
 /// Characters after the prefix: 32 bytes in unpadded base64url.
 pub const TOKEN_BODY_CHARS: usize = 43;
-/// Longest `Authorization` header value looked at; longer ones are refused
-/// without hashing.
+/// Longest `Authorization` header value looked at for an API key; longer
+/// ones are refused without hashing (JWTs: [`jwt::JWT_BYTES_MAX`]).
 pub const AUTHORIZATION_BYTES_MAX: usize = 512;
 /// Longest key id: what an event's `ingested_by` holds.
 pub const KEY_ID_BYTES_MAX: usize = crate::event::INGESTED_BY_BYTES_MAX;

@@ -47,8 +47,13 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
             "TLS unchanged until a restart"
         }
     };
+    let jwt = if fresh.auth.jwt.is_some() {
+        "JWTs accepted (their keys read again)"
+    } else {
+        "no JWTs"
+    };
     tracing::info!(
         "Reloaded: limits, retention settings and {keys} API keys are now in \
-             force; {tls} ({limits:?})."
+             force; {jwt}; {tls} ({limits:?})."
     );
 }

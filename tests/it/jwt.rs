@@ -338,6 +338,19 @@ fn per_minute_limits_and_route_groups() {
         "{p}"
     );
     assert_eq!(r.header("retry-after"), Some(retry.to_string().as_str()));
+    // The bucket is the identity's (its sub), not the token's: a fresh token
+    // for the same sub is still over the limit.
+    let fresh = hs(
+        SECRET,
+        &claims(
+            "dash",
+            &["read"],
+            json!("*"),
+            json!({"iat": now() - 1, "jti": "2"}),
+        ),
+    );
+    assert_ne!(fresh, tok);
+    assert_eq!(get(&s, "/v1/events", &fresh).status, 429);
     // Stats has its own bucket.
     for _ in 0..2 {
         assert_eq!(get(&s, "/v1/stats", &tok).status, 200);

@@ -23,6 +23,7 @@ fn keyring(n: usize) -> (Keyring, String) {
             roles: vec![Role::Read, Role::Ingest],
             tenants: vec!["*".into()],
             rate_per_sec: Some(1_000_000),
+            rate: None,
             burst: Some(1_000_000),
             streams_max: None,
         });
@@ -49,14 +50,14 @@ fn bench(c: &mut Criterion) {
     let (ring, header) = keyring(1);
     let key = ring.authenticate(Some(header.as_bytes())).expect("the key");
     c.bench_function("rate-limit check (token bucket)", |b| {
-        b.iter(|| key.check_rate(black_box(Role::Read)).is_ok())
+        b.iter(|| key.check_rate(black_box(Role::Read), "list").is_ok())
     });
     c.bench_function("authenticate + rate limit, 1 key", |b| {
         b.iter(|| {
             let k = ring
                 .authenticate(Some(black_box(header.as_bytes())))
                 .expect("the key");
-            k.check_rate(Role::Read).is_ok()
+            k.check_rate(Role::Read, "list").is_ok()
         })
     });
 }

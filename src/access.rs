@@ -263,6 +263,7 @@ mod tests {
                 roles: vec![Role::Read],
                 tenants: vec!["acme".into()],
                 rate_per_sec: None,
+                rate: None,
                 burst: None,
                 streams_max: None,
             }],

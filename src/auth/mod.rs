@@ -1,5 +1,6 @@
-//! Access control: API keys with roles and tenant scopes, and their rate
-//! limits.
+//! Access control: API keys with roles and tenant scopes, JWT bearer
+//! tokens mapped to the same identities ([`jwt`]), and their rate limits
+//! ([`rate`]).
 //!
 //! A key is a bearer token `stele_` + 43 base64url characters (32 random
 //! bytes). Stele never stores a token: the configuration holds the SHA-256
@@ -16,31 +17,59 @@
 //!    `tenant` field (see `query::Filter::tenants`), so a scoped key
 //!    cannot tell whether another tenant exists: it sees nothing of it.
 //! 3. Rate-limit state and open-stream counts survive a reload for every
-//!    key whose settings did not change.
+//!    key whose settings did not change (and for every JWT identity).
+//! 4. A bearer token that parses as a JWT is only ever checked as a JWT;
+//!    anything else only as an API key.
+
+mod error;
+pub mod jwt;
+mod keyring;
+pub mod rate;
+
+pub use error::{AuthError, AUTH_FAILURE_REASONS};
+pub use keyring::Keyring;
+pub use rate::{Period, Rate, RateLimit, RATE_MAX};
 
 use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::DefaultDirectRateLimiter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::num::NonZeroU32;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 /// What every token starts with.
 pub const TOKEN_PREFIX: &str = "stele_";
 /// Characters after the prefix: 32 bytes in unpadded base64url.
 pub const TOKEN_BODY_CHARS: usize = 43;
-/// Longest `Authorization` header value looked at; longer ones are refused
-/// without hashing.
+/// Longest `Authorization` header value looked at for an API key; longer
+/// ones are refused without hashing (JWTs: [`jwt::JWT_BYTES_MAX`]).
 pub const AUTHORIZATION_BYTES_MAX: usize = 512;
 /// Longest key id: what an event's `ingested_by` holds.
 pub const KEY_ID_BYTES_MAX: usize = crate::event::INGESTED_BY_BYTES_MAX;
 /// Most keys in a configuration (each request compares against all).
 pub const KEYS_MAX: usize = 10_000;
-/// Highest `rate_per_sec` and `burst`.
-pub const RATE_MAX: u32 = 1_000_000;
+/// Most JWT identities whose rate-limit state is kept (beyond it, idle
+/// ones are forgotten).
+pub const JWT_IDENTITIES_MAX: usize = 100_000;
+/// The route groups `[auth.routes.<name>]` may limit on their own (the
+/// route names of the metrics).
+pub const ROUTE_GROUPS: [&str; 13] = [
+    "list",
+    "get",
+    "search",
+    "stats",
+    "history",
+    "timeline",
+    "stream",
+    "checkpoint",
+    "ingest",
+    "export",
+    "segments",
+    "retention",
+    "holds",
+];
 /// Highest `streams_max` / `streams_per_key_max`.
 pub const STREAMS_PER_KEY_MAX_MAX: u32 = 1_048_576;
 
@@ -87,48 +116,6 @@ pub enum MetricsAccess {
     Public,
     /// Keys with the `admin` role.
     Admin,
-}
-
-/// A token bucket: `rate_per_sec` tokens a second, at most `burst` saved.
-/// `rate_per_sec = 0` is no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimit {
-    /// Requests per second (0: unlimited).
-    pub rate_per_sec: u32,
-    /// Requests allowed at once after a quiet spell (0: same as the rate).
-    pub burst: u32,
-}
-
-impl RateLimit {
-    const fn new(rate_per_sec: u32, burst: u32) -> RateLimit {
-        RateLimit {
-            rate_per_sec,
-            burst,
-        }
-    }
-
-    fn quota(self) -> Option<Quota> {
-        let rate = NonZeroU32::new(self.rate_per_sec)?;
-        let burst = NonZeroU32::new(self.burst).unwrap_or(rate);
-        Some(Quota::per_second(rate).allow_burst(burst))
-    }
-
-    fn validate(self, key: &str) -> Result<(), String> {
-        for (name, v) in [("rate_per_sec", self.rate_per_sec), ("burst", self.burst)] {
-            if v > RATE_MAX {
-                return Err(format!(
-                    "{key}.{name} must be at most {RATE_MAX}, got {v} (0 means {})",
-                    if name == "burst" {
-                        "the same as rate_per_sec"
-                    } else {
-                        "unlimited"
-                    }
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// `[auth.roles]`: the default rate limit of each role, per key.
@@ -182,7 +169,10 @@ pub struct KeyConfig {
     /// Replaces the role limits for this key: one bucket for all its requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_sec: Option<u32>,
-    /// Burst of `rate_per_sec` (default: the rate).
+    /// The same as `"N/s"`, `"N/min"` or `"N/h"` (instead of `rate_per_sec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// Burst of the key's rate (default: the rate's count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// Concurrent streams (default `auth.streams_per_key_max`).
@@ -200,8 +190,15 @@ pub struct AuthConfig {
     pub streams_per_key_max: u32,
     /// Default rate limits by role.
     pub roles: RoleLimits,
-    /// The keys. None: no authentication, loopback only.
+    /// Rate limits of route groups (`[auth.routes.stats]`), in place of
+    /// the role's for requests of that route.
+    pub routes: BTreeMap<String, RateLimit>,
+    /// The keys. None (and no `[auth.jwt]`): no authentication, loopback
+    /// only.
     pub keys: Vec<KeyConfig>,
+    /// `[auth.jwt]`: JWT bearer tokens are accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<jwt::JwtConfig>,
 }
 
 /// Default of `auth.streams_per_key_max`.
@@ -213,12 +210,14 @@ impl Default for AuthConfig {
             metrics: MetricsAccess::Public,
             streams_per_key_max: STREAMS_PER_KEY_DEFAULT,
             roles: RoleLimits::default(),
+            routes: BTreeMap::new(),
             keys: Vec::new(),
+            jwt: None,
         }
     }
 }
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= KEY_ID_BYTES_MAX
         && id
@@ -280,6 +279,24 @@ impl AuthConfig {
             if let Err(m) = self.roles.of(role).validate(&k) {
                 return err(&k, m);
             }
+        }
+        for (name, limit) in &self.routes {
+            let k = format!("auth.routes.{name}");
+            if !ROUTE_GROUPS.contains(&name.as_str()) {
+                return err(
+                    &k,
+                    format!(
+                        "{k}: unknown route {name:?}: one of {}",
+                        ROUTE_GROUPS.join(", ")
+                    ),
+                );
+            }
+            if let Err(m) = limit.validate(&k) {
+                return err(&k, m);
+            }
+        }
+        if let Some(j) = &self.jwt {
+            jwt::Verifier::load(j)?;
         }
         if self.keys.len() > KEYS_MAX {
             return err(
@@ -395,15 +412,16 @@ impl AuthConfig {
             }
             let own = RateLimit {
                 rate_per_sec: key.rate_per_sec.unwrap_or(0),
+                rate: key.rate,
                 burst: key.burst.unwrap_or(0),
             };
             if let Err(m) = own.validate(&at) {
                 return err(&at, format!("{name}: {m}"));
             }
-            if key.burst.is_some() && key.rate_per_sec.is_none() {
+            if key.burst.is_some() && key.rate_per_sec.is_none() && key.rate.is_none() {
                 return err(
                     &format!("{at}.burst"),
-                    format!("{name}: burst needs rate_per_sec on the same key"),
+                    format!("{name}: burst needs rate (or rate_per_sec) on the same key"),
                 );
             }
             if let Some(s) = key.streams_max {
@@ -422,7 +440,7 @@ impl AuthConfig {
 
     /// Secure by default: without keys, only a loopback address.
     pub fn check_listen(&self, listen: std::net::SocketAddr) -> Result<(), String> {
-        if self.keys.is_empty() && !listen.ip().is_loopback() {
+        if self.keys.is_empty() && self.jwt.is_none() && !listen.ip().is_loopback() {
             return Err(format!(
                 "refusing to listen on {listen} without API keys: anyone who can reach it could \
                  read and write the audit log. Either listen on a loopback address (e.g. \
@@ -470,22 +488,36 @@ impl Scope {
     }
 }
 
-/// A configured key at run time.
+/// What a key's buckets were built from: reloads keep a key's state when
+/// this is unchanged.
+type BuiltFrom = (KeyConfig, RoleLimits, BTreeMap<String, RateLimit>, u32);
+
+/// A bucket and the rate it was built for (for messages).
+type Bucket = (DefaultDirectRateLimiter, Rate);
+
+fn bucket(limit: RateLimit) -> Option<Bucket> {
+    limit
+        .quota()
+        .map(|q| (DefaultDirectRateLimiter::direct(q), limit.rate()))
+}
+
+/// A configured key, or a JWT's identity, at run time.
 pub struct Key {
-    /// The configured id.
+    /// The configured id (a JWT's `id_prefix` + `sub`).
     pub id: String,
     roles: [bool; 4],
     /// The tenants it sees.
     pub scope: Scope,
-    /// The key's own bucket (`rate_per_sec` on the key), else one bucket per
-    /// role from `[auth.roles]`.
-    own: Option<DefaultDirectRateLimiter>,
-    by_role: [Option<DefaultDirectRateLimiter>; 4],
+    /// The key's own bucket (`rate`/`rate_per_sec` on the key), else one
+    /// bucket per route group of `[auth.routes]`, else per role from
+    /// `[auth.roles]`.
+    own: Option<Bucket>,
+    by_route: Vec<(String, Bucket)>,
+    by_role: [Option<Bucket>; 4],
     /// Concurrent streams allowed and open.
     pub streams_max: u32,
     streams_open: AtomicU32,
-    /// What it was built from (reloads keep unchanged keys' state).
-    built_from: (KeyConfig, RoleLimits, u32),
+    built_from: BuiltFrom,
 }
 
 impl std::fmt::Debug for Key {
@@ -502,8 +534,8 @@ impl std::fmt::Debug for Key {
 pub struct RateLimited {
     /// Time until one more request would be allowed.
     pub wait: Duration,
-    /// The bucket's rate (requests per second).
-    pub rate_per_sec: u32,
+    /// The bucket's rate.
+    pub rate: Rate,
 }
 
 impl RateLimited {
@@ -514,7 +546,12 @@ impl RateLimited {
 }
 
 impl Key {
-    fn build(cfg: &KeyConfig, roles: &RoleLimits, streams_default: u32) -> Key {
+    fn build(
+        cfg: &KeyConfig,
+        roles: &RoleLimits,
+        routes: &BTreeMap<String, RateLimit>,
+        streams_default: u32,
+    ) -> Key {
         let mut has = [false; 4];
         for r in &cfg.roles {
             has[r.index()] = true;
@@ -527,16 +564,27 @@ impl Key {
             t.dedup();
             Scope::Tenants(t.into())
         };
-        let own = cfg.rate_per_sec.and_then(|r| {
-            RateLimit::new(r, cfg.burst.unwrap_or(0))
-                .quota()
-                .map(DefaultDirectRateLimiter::direct)
+        let own_rate = cfg.rate.or(cfg.rate_per_sec.map(Rate::per_sec));
+        let own = own_rate.and_then(|r| {
+            bucket(RateLimit {
+                rate_per_sec: 0,
+                rate: Some(r),
+                burst: cfg.burst.unwrap_or(0),
+            })
         });
+        let by_route = if own_rate.is_some() {
+            Vec::new()
+        } else {
+            routes
+                .iter()
+                .filter_map(|(name, l)| bucket(*l).map(|b| (name.clone(), b)))
+                .collect()
+        };
         let by_role = Role::ALL.map(|r| {
-            if cfg.rate_per_sec.is_some() || !has[r.index()] {
+            if own_rate.is_some() || !has[r.index()] {
                 None
             } else {
-                roles.of(r).quota().map(DefaultDirectRateLimiter::direct)
+                bucket(roles.of(r))
             }
         });
         Key {
@@ -544,10 +592,11 @@ impl Key {
             roles: has,
             scope,
             own,
+            by_route,
             by_role,
             streams_max: cfg.streams_max.unwrap_or(streams_default),
             streams_open: AtomicU32::new(0),
-            built_from: (cfg.clone(), *roles, streams_default),
+            built_from: (cfg.clone(), *roles, routes.clone(), streams_default),
         }
     }
 
@@ -565,18 +614,22 @@ impl Key {
             .collect()
     }
 
-    /// Takes one token from the bucket that applies to a request of `role`.
-    pub fn check_rate(&self, role: Role) -> Result<(), RateLimited> {
-        let (limiter, rate) = match &self.own {
-            Some(l) => (l, self.built_from.0.rate_per_sec.unwrap_or(0)),
-            None => match &self.by_role[role.index()] {
-                Some(l) => (l, self.built_from.1.of(role).rate_per_sec),
-                None => return Ok(()),
-            },
+    /// Takes one token from the bucket that applies to a request of `role`
+    /// on the route named `route`.
+    pub fn check_rate(&self, role: Role, route: &str) -> Result<(), RateLimited> {
+        let found = self.own.as_ref().or_else(|| {
+            self.by_route
+                .iter()
+                .find(|(n, _)| n == route)
+                .map(|(_, b)| b)
+                .or(self.by_role[role.index()].as_ref())
+        });
+        let Some((limiter, rate)) = found else {
+            return Ok(());
         };
         limiter.check().map_err(|not_until| RateLimited {
             wait: not_until.wait_time_from(DefaultClock::default().now()),
-            rate_per_sec: rate,
+            rate: *rate,
         })
     }
 
@@ -598,156 +651,6 @@ pub struct StreamSlot(Arc<Key>);
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.0.streams_open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Why a request is not authenticated (401).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthError {
-    /// No `Authorization` header.
-    Missing,
-    /// Not `Bearer <token>`.
-    NotBearer,
-    /// Longer than [`AUTHORIZATION_BYTES_MAX`].
-    Oversized,
-    /// Not the shape of a Stele key.
-    Malformed,
-    /// Well formed, but no configured key has its hash.
-    Unknown,
-}
-
-impl AuthError {
-    /// A metrics label.
-    pub fn reason(self) -> &'static str {
-        match self {
-            AuthError::Missing => "missing",
-            AuthError::NotBearer => "not_bearer",
-            AuthError::Oversized => "oversized",
-            AuthError::Malformed => "malformed",
-            AuthError::Unknown => "unknown",
-        }
-    }
-
-    /// What the client is told (never the token).
-    pub fn detail(self) -> String {
-        match self {
-            AuthError::Missing => {
-                "this route needs an API key: send `Authorization: Bearer <key>`".into()
-            }
-            AuthError::NotBearer => {
-                "the Authorization header must be `Bearer <key>` (no other scheme is accepted)"
-                    .into()
-            }
-            AuthError::Oversized => format!(
-                "the Authorization header is longer than {AUTHORIZATION_BYTES_MAX} bytes: not a \
-                 Stele API key"
-            ),
-            AuthError::Malformed => format!(
-                "not a Stele API key: keys are `{TOKEN_PREFIX}` followed by {TOKEN_BODY_CHARS} \
-                 base64url characters (make one with `stele keygen`)"
-            ),
-            AuthError::Unknown => {
-                "the API key is not configured (revoked, or never added): ask an operator".into()
-            }
-        }
-    }
-}
-
-fn prefix(h: &[u8; 32]) -> u64 {
-    u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
-}
-
-/// The keys in force.
-#[derive(Debug, Default)]
-pub struct Keyring {
-    keys: Vec<Arc<Key>>,
-    hashes: Vec<[u8; 32]>,
-    /// Keys by the first 8 bytes of their hash: a lookup costs the same
-    /// with 1 or 10,000 keys.
-    by_prefix: std::collections::HashMap<u64, Vec<usize>>,
-    /// Who may read `/metrics`.
-    pub metrics: MetricsAccess,
-}
-
-impl Keyring {
-    /// Builds the keyring of a validated configuration, keeping the state
-    /// (buckets, open streams) of every key of `previous` whose settings
-    /// are unchanged.
-    pub fn new(cfg: &AuthConfig, previous: Option<&Keyring>) -> Keyring {
-        let mut keys = Vec::with_capacity(cfg.keys.len());
-        let mut hashes = Vec::with_capacity(cfg.keys.len());
-        for k in &cfg.keys {
-            let from = (k.clone(), cfg.roles, cfg.streams_per_key_max);
-            let reused = previous
-                .and_then(|p| p.keys.iter().find(|old| old.built_from == from))
-                .cloned();
-            keys.push(
-                reused.unwrap_or_else(|| {
-                    Arc::new(Key::build(k, &cfg.roles, cfg.streams_per_key_max))
-                }),
-            );
-            hashes.push(parse_hash(&k.hash).expect("validated configuration"));
-        }
-        let mut by_prefix: std::collections::HashMap<u64, Vec<usize>> = Default::default();
-        for (i, h) in hashes.iter().enumerate() {
-            by_prefix.entry(prefix(h)).or_default().push(i);
-        }
-        Keyring {
-            keys,
-            hashes,
-            by_prefix,
-            metrics: cfg.metrics,
-        }
-    }
-
-    /// Whether any key is configured (authentication on).
-    pub fn enabled(&self) -> bool {
-        !self.keys.is_empty()
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether there are no keys.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// The key an `Authorization` header value names.
-    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Arc<Key>, AuthError> {
-        let value = header.ok_or(AuthError::Missing)?;
-        if value.len() > AUTHORIZATION_BYTES_MAX {
-            return Err(AuthError::Oversized);
-        }
-        let value = std::str::from_utf8(value).map_err(|_| AuthError::Malformed)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::NotBearer)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::NotBearer);
-        }
-        let token = token.trim();
-        if !well_formed(token) {
-            return Err(AuthError::Malformed);
-        }
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // The hash map's timing depends only on 8 bytes of the presented
-        // key's SHA-256 (which say nothing of a configured key); the whole
-        // hash of each candidate is compared in constant time, without an
-        // early exit.
-        let mut found = u32::MAX;
-        for &i in self
-            .by_prefix
-            .get(&prefix(&presented))
-            .into_iter()
-            .flatten()
-        {
-            found.conditional_assign(&(i as u32), self.hashes[i].ct_eq(&presented));
-        }
-        self.keys
-            .get(found as usize)
-            .cloned()
-            .ok_or(AuthError::Unknown)
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) fn api_keygen(
             tenants
         },
         rate_per_sec,
+        rate: None,
         burst: None,
         streams_max: None,
     };

@@ -14,21 +14,12 @@ use super::problem::{problem, Kind};
 use super::routes::{self, Guard, Lookup};
 use super::{App, Caller, Limits, Received, Req, Resp, ResultCount};
 use crate::access::{Access, Phase};
-use crate::auth::{AuthError, Role};
+use crate::auth::Role;
 use crate::sync::Recover;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The reasons of [`AuthError`], in `App::auth_failures` order.
-pub(super) const AUTH_FAILURES: [AuthError; 5] = [
-    AuthError::Missing,
-    AuthError::NotBearer,
-    AuthError::Oversized,
-    AuthError::Malformed,
-    AuthError::Unknown,
-];
 
 /// Answers one request the router looked up: the gate, the handler the
 /// route table names (within `request_timeout_secs`), the audit record, the
@@ -106,8 +97,7 @@ fn authorize(
     let key = match keys.authenticate(header.map(|h| h.as_bytes())) {
         Ok(k) => k,
         Err(e) => {
-            let i = AUTH_FAILURES.iter().position(|x| *x == e).unwrap_or(0);
-            app.stats.auth_failures[i].fetch_add(1, Ordering::Relaxed);
+            app.stats.auth_failures[e.reason_index()].fetch_add(1, Ordering::Relaxed);
             let mut r = problem(Kind::Unauthorized, e.detail(), json!({}));
             r.headers_mut().insert(
                 hyper::header::WWW_AUTHENTICATE,
@@ -116,19 +106,19 @@ fn authorize(
             return Err(Box::new(r));
         }
     };
-    if let Err(limited) = key.check_rate(role) {
+    if let Err(limited) = key.check_rate(role, name) {
         app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
         let secs = limited.retry_after_secs();
         let mut r = problem(
             Kind::RateLimited,
             format!(
-                "key {:?} is over its rate limit of {} requests a second for {} requests: retry \
-                 in {secs} s",
+                "key {:?} is over its rate limit of {} for {} requests ({name}): retry in \
+                 {secs} s",
                 key.id,
-                limited.rate_per_sec,
+                limited.rate.in_words(),
                 role.as_str()
             ),
-            json!({ "retry_after": secs, "limit": limited.rate_per_sec }),
+            json!({ "retry_after": secs, "limit": limited.rate.count }),
         );
         r.headers_mut()
             .insert(hyper::header::RETRY_AFTER, secs.into());

@@ -8,8 +8,8 @@
 //! to the crate's Prometheus text encoder. Counter families are named
 //! without their `_total` suffix here; the encoder adds it.
 
-use super::gate::AUTH_FAILURES;
 use super::{full, App, Resp};
+use crate::auth::AUTH_FAILURE_REASONS;
 use crate::sync::Recover;
 use hyper::{Response, StatusCode};
 use prometheus_client::collector::Collector;
@@ -288,9 +288,8 @@ impl Collector for Scrape {
             None,
             MetricType::Counter,
         )?;
-        for (e, n) in AUTH_FAILURES.iter().zip(&app.stats.auth_failures) {
-            ConstCounter::new(n.load(Relaxed))
-                .encode(f.encode_family(&[("reason", e.reason())])?)?;
+        for (e, n) in AUTH_FAILURE_REASONS.iter().zip(&app.stats.auth_failures) {
+            ConstCounter::new(n.load(Relaxed)).encode(f.encode_family(&[("reason", *e)])?)?;
         }
         let mut f = enc.encode_descriptor(
             "stele_segment_read_errors",

@@ -142,8 +142,8 @@ struct Stats {
     ingested: AtomicU64,
     streams_open: AtomicU64,
     exports_open: AtomicU64,
-    /// 401s by reason (`gate::AUTH_FAILURES` order).
-    auth_failures: [AtomicU64; 5],
+    /// 401s by reason (`auth::AUTH_FAILURE_REASONS` order).
+    auth_failures: [AtomicU64; crate::auth::AUTH_FAILURE_REASONS.len()],
     /// 403s (a key without the route's role, or writing another tenant).
     forbidden: AtomicU64,
     /// 429s (rate limits and per-key stream limits).

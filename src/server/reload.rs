@@ -50,8 +50,13 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
             "TLS unchanged until a restart"
         }
     };
+    let jwt = if fresh.auth.jwt.is_some() {
+        "JWTs accepted (their keys read again)"
+    } else {
+        "no JWTs"
+    };
     tracing::info!(
         "Reloaded: limits, retention settings, {keys} API keys and {mapped} \
-             mapped field names are now in force; {tls} ({limits:?})."
+             mapped field names are now in force; {jwt}; {tls} ({limits:?})."
     );
 }

@@ -23,6 +23,7 @@ mod fuzz_corpus;
 mod http;
 mod http_crash;
 mod http_errors;
+mod jwt;
 mod log;
 mod metrics;
 mod openapi;

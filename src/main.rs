@@ -99,7 +99,7 @@ enum Command {
     /// $CREDENTIALS_DIRECTORY/signing.key or DATA_DIR/signing.key).
     Keygen {
         /// Make the digest signing key instead of an API key.
-        #[arg(long, requires = "out", conflicts_with_all = ["id", "role", "tenant", "rate_per_sec"])]
+        #[arg(long, requires = "out", conflicts_with_all = ["id", "role", "tenant", "rate_per_sec", "rate"])]
         signing: bool,
         /// The API key's id (what audit events and logs show).
         #[arg(long, required_unless_present = "signing")]
@@ -118,6 +118,10 @@ enum Command {
         /// roles' limits).
         #[arg(long)]
         rate_per_sec: Option<u32>,
+        /// The API key's own rate limit written N/s, N/min or N/h (e.g.
+        /// 200/min; instead of --rate-per-sec).
+        #[arg(long, conflicts_with = "rate_per_sec", value_parser = stele::auth::Rate::parse)]
+        rate: Option<stele::auth::Rate>,
         /// Signing key: where to write the private key (mode 0600; never
         /// overwritten).
         #[arg(long, requires = "signing")]
@@ -270,8 +274,9 @@ fn main() -> ExitCode {
             role,
             tenant,
             rate_per_sec,
+            rate,
             ..
-        } => return api_keygen(id.unwrap_or_default(), &role, tenant, rate_per_sec),
+        } => return api_keygen(id.unwrap_or_default(), &role, tenant, rate_per_sec, rate),
         Command::Append {
             data_dir,
             batch,

@@ -33,6 +33,7 @@ pub(crate) fn api_keygen(
     roles: &[String],
     tenants: Vec<String>,
     rate_per_sec: Option<u32>,
+    rate: Option<stele::auth::Rate>,
 ) -> ExitCode {
     use stele::auth::{AuthConfig, KeyConfig, Role};
     let mut parsed = Vec::new();
@@ -64,7 +65,7 @@ pub(crate) fn api_keygen(
             tenants
         },
         rate_per_sec,
-        rate: None,
+        rate,
         burst: None,
         streams_max: None,
     };

@@ -1587,6 +1587,36 @@ fn parse_keygen(out: &str) -> (String, String) {
     (tokens[0].to_string(), snippet)
 }
 
+/// `--rate 200/min` writes the rate as the configuration spells it (and the
+/// snippet passes the same checks `stele serve` makes); a malformed rate or
+/// one given twice is refused by name.
+#[test]
+fn keygen_takes_a_rate_per_minute() {
+    let (o, e) = keygen(&["--id", "dash", "--role", "read", "--rate", "200/min"]);
+    let (_, snippet) = parse_keygen(&format!("{o}\n{e}"));
+    assert!(snippet.contains("rate = \"200/min\""), "{snippet}");
+    assert!(!snippet.contains("rate_per_sec"), "{snippet}");
+    for (args, says) in [
+        (
+            vec!["--rate", "200 per minute"],
+            "must be written N/s, N/min or N/h",
+        ),
+        (
+            vec!["--rate", "5/min", "--rate-per-sec", "5"],
+            "cannot be used with",
+        ),
+    ] {
+        let out = stele_clean_env()
+            .args(["keygen", "--id", "x", "--role", "read"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn keygen_prints_a_working_key() {
     let (o, e) = keygen(&[

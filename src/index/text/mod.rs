@@ -81,6 +81,9 @@ use crate::query::{event_time, Filter, Order, Position};
 // Errors, filters, public types
 // ---------------------------------------------------------------------------------------
 
+/// A searcher and a query's weight on it.
+type Weighted = (Searcher, Box<dyn Weight>);
+
 /// What can go wrong in the full-text index.
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
@@ -333,15 +336,9 @@ impl TextIndex {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let Some(query) = self.build_query(filter)? else {
+        let Some((searcher, weight)) = self.weighted(filter)? else {
             return Ok(Vec::new());
         };
-        let searcher = self.shared.reader.searcher();
-        // Built before looking at the index's size: a query that cannot run
-        // (a range over metadata, `R:*`) is refused on an empty index too.
-        let weight = query
-            .weight(EnableScoring::disabled_from_searcher(&searcher))
-            .map_err(query_failed)?;
         let limit = limit.min(usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX));
         if limit == 0 {
             return Ok(Vec::new());
@@ -351,6 +348,21 @@ impl TextIndex {
             Order::Desc => search_desc(&segments, weight.as_ref(), limit, after),
             Order::Asc => search_asc(&segments, weight.as_ref(), limit, after),
         }
+    }
+
+    /// A searcher and the weight of `filter`'s query on it (`None`: the
+    /// filter matches nothing). The weight is built before anything looks
+    /// at the index's size, so a query that cannot run (a range over
+    /// metadata, `R:*`) is refused on an empty index too.
+    fn weighted(&self, filter: &Filter) -> Result<Option<Weighted>, TextError> {
+        let Some(query) = self.build_query(filter)? else {
+            return Ok(None);
+        };
+        let searcher = self.shared.reader.searcher();
+        let weight = query
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .map_err(query_failed)?;
+        Ok(Some((searcher, weight)))
     }
 
     /// Up to `limit` positions of the documents matching `filter`, in
@@ -368,13 +380,9 @@ impl TextIndex {
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            let Some(query) = self.build_query(filter)? else {
+            let Some((searcher, weight)) = self.weighted(filter)? else {
                 return Ok(Vec::new());
             };
-            let searcher = self.shared.reader.searcher();
-            let weight = query
-                .weight(EnableScoring::disabled_from_searcher(&searcher))
-                .map_err(query_failed)?;
             let segments = SegmentSeqs::of(&searcher)?;
             timed::search_by_time(&segments, weight.as_ref(), order, limit, after, first)
         })

@@ -129,10 +129,15 @@ pub struct Stats {
     pub top_users: Vec<(String, u64)>,
     /// Exact number of distinct user ids among the matches.
     pub active_users: u64,
-    /// Matches with status `failure` / total (0.0 when total is 0).
+    /// The same as `failure_rate` (its name before there were two rates).
     pub error_rate: f64,
+    /// Matches with status `failure` / total (0.0 when total is 0).
+    pub failure_rate: f64,
+    /// Matches with severity `error` or `critical` / total (0.0 when total is 0).
+    pub error_severity_rate: f64,
 }
 
+mod counts;
 mod ordered;
 mod schema;
 mod stats;
@@ -141,7 +146,9 @@ mod writer;
 
 use ordered::*;
 use schema::*;
-use stats::*;
+#[cfg(test)]
+use stats::ranked;
+pub use stats::{group_fields, GroupCounts, StatsAnswer, StatsRequest};
 pub use writer::TextWriter;
 
 fn tantivy_err(err: impl fmt::Display) -> TextError {
@@ -400,41 +407,6 @@ impl TextIndex {
         let searcher = self.shared.reader.searcher();
         let n = searcher.search(&query, &Count).map_err(query_failed)?;
         Ok(n as u64)
-    }
-
-    /// Statistics of the matching documents (see [`Stats`]). `now` is unix µs (for
-    /// `last_24h`), `bucket_micros` the histogram bucket width (values below 1 are taken
-    /// as 1), `top` how many entries `top_users` keeps.
-    pub fn stats(
-        &self,
-        filter: &Filter,
-        now: i64,
-        bucket_micros: i64,
-        top: usize,
-    ) -> Result<Stats, TextError> {
-        guarded(|| self.stats_inner(filter, now, bucket_micros, top))
-    }
-
-    fn stats_inner(
-        &self,
-        filter: &Filter,
-        now: i64,
-        bucket_micros: i64,
-        top: usize,
-    ) -> Result<Stats, TextError> {
-        let Some(query) = self.build_query(filter)? else {
-            return Ok(Stats::default());
-        };
-        let (lo, hi) = time_bounds(filter).unwrap_or((i64::MIN, i64::MAX));
-        let collector = StatsCollector {
-            day_ago: now.saturating_sub(86_400_000_000),
-            bucket: bucket_micros.max(1),
-            time_lo: lo,
-            time_hi: hi,
-        };
-        let searcher = self.shared.reader.searcher();
-        let merged = searcher.search(&query, &collector).map_err(query_failed)?;
-        Ok(merged.into_stats(top))
     }
 
     /// Every seq in the index, ascending (O(n); for `stele check`).

@@ -10,10 +10,6 @@ pub(super) const F_CODES: &str = "codes";
 /// Fast-only string columns for statistics, one value per document (`MISSING` when the
 /// event has none, so that the columns are dense and cheap to read).
 pub(super) const STAT_COLUMNS: [&str; 4] = ["_action", "_category", "_entity_type", "_user_id"];
-pub(super) const STAT_ACTION: usize = 0;
-pub(super) const STAT_CATEGORY: usize = 1;
-pub(super) const STAT_ENTITY_TYPE: usize = 2;
-pub(super) const STAT_USER: usize = 3;
 
 /// The value of a statistics column for an absent field. Identifiers cannot contain NUL.
 pub(super) const MISSING: &str = "\0";
@@ -139,15 +135,20 @@ pub(super) fn enum_code<T: PartialEq + Copy>(all: &[T], value: Option<T>) -> u64
         .map_or(0, |i| i as u64 + 1)
 }
 
+/// Where each enum's code sits in the `codes` column (3 bits each).
+pub(super) const SEVERITY_SHIFT: u32 = 0;
+pub(super) const STATUS_SHIFT: u32 = 3;
+pub(super) const SOURCE_SHIFT: u32 = 6;
+
 /// The `codes` column: severity, status and source codes, 3 bits each.
 pub(super) fn pack_codes(
     sev: Option<Severity>,
     status: Option<Status>,
     source: Option<Source>,
 ) -> u64 {
-    enum_code(Severity::ALL, sev)
-        | enum_code(Status::ALL, status) << 3
-        | enum_code(Source::ALL, source) << 6
+    enum_code(Severity::ALL, sev) << SEVERITY_SHIFT
+        | enum_code(Status::ALL, status) << STATUS_SHIFT
+        | enum_code(Source::ALL, source) << SOURCE_SHIFT
 }
 
 pub(super) fn index_settings() -> IndexSettings {
@@ -191,4 +192,49 @@ pub(super) fn fields_hint() -> &'static str {
             rows(Indexed::Column).join(", "),
         )
     })
+}
+
+/// Where statistics read a field's values, to count them by value (group by it, list
+/// its values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GroupSource {
+    /// A fast string column: the dense statistics column `_<name>` of a
+    /// [`Stat::Column`] row (`MISSING` when absent), or the column of an
+    /// [`Indexed::Column`] row itself (nothing when absent).
+    Column(&'static str),
+    /// The bits of the packed `codes` column (`shift`) of a [`Stat::Code`] row, and the
+    /// names of its codes 1, 2, … in order.
+    Code {
+        shift: u32,
+        names: &'static [&'static str],
+    },
+}
+
+/// Where statistics read the row `name`'s values, if they can (derived from the
+/// field table).
+pub(super) fn group_source(name: &str) -> Option<GroupSource> {
+    let spec = event::field(name)?;
+    match spec.stat {
+        Stat::Code => match name {
+            "severity" => Some(GroupSource::Code {
+                shift: SEVERITY_SHIFT,
+                names: Severity::NAMES,
+            }),
+            "status" => Some(GroupSource::Code {
+                shift: STATUS_SHIFT,
+                names: Status::NAMES,
+            }),
+            "source" => Some(GroupSource::Code {
+                shift: SOURCE_SHIFT,
+                names: Source::NAMES,
+            }),
+            _ => None,
+        },
+        Stat::Column => STAT_COLUMNS
+            .iter()
+            .find(|c| c.strip_prefix('_') == Some(name))
+            .map(|c| GroupSource::Column(c)),
+        Stat::No if spec.indexed == Indexed::Column => Some(GroupSource::Column(spec.name)),
+        Stat::No => None,
+    }
 }

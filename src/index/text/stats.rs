@@ -1,17 +1,223 @@
-//! The statistics collector: counts by dimension, histogram and distinct users of
-//! the matching documents, read from fast columns.
+//! The statistics collector: counts by value of the requested fields ("groups"),
+//! the histogram, the last 24 hours and the two rates of the matching documents,
+//! read from fast columns in one pass.
+//!
+//! Only what a question asks for is read: a group reads its one column (a string
+//! column, or the packed `codes` column for the enums), the histogram and the last
+//! 24 hours read `time`, the rates read `codes`. A question asking for nothing but the
+//! total reads no column at all. Facets (`GET /v1/fields/{name}/values`) are
+//! statistics with one group.
+//!
+//! Invariants:
+//! 1. Counts are exact: every live matching document is counted once per group, in
+//!    its value or in `missing` (`total = Σ values + missing` before truncation).
+//! 2. A group's values are ranked by count descending, then value ascending, and
+//!    cut at `top`; `distinct` counts every value, so a cut list says so.
 
 use super::*;
 
-/// Reads the fast columns of the matching documents in one pass: per-segment counts
-/// indexed by term ordinal (strings) or code (enums), resolved to strings once per
-/// segment when merging.
+/// What a statistics question computes; each part is read only when asked for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatsRequest {
+    /// The fields to count by value, each once ([`group_fields`] lists them).
+    pub groups: Vec<&'static str>,
+    /// Most values kept per group (the others are still counted in `distinct`).
+    pub top: usize,
+    /// `Some(now)` (unix µs): count the matches with an event time at or after
+    /// `now - 24 h`.
+    pub last_24h: Option<i64>,
+    /// `Some(width)` (µs, values below 1 taken as 1): the event-time histogram.
+    pub histogram: Option<i64>,
+    /// `failure_rate` and `error_severity_rate`.
+    pub rates: bool,
+}
+
+/// The counts of one field's values among the matches.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GroupCounts {
+    /// The field.
+    pub field: &'static str,
+    /// `(value, count)`: count descending, then value ascending, at most `top`.
+    pub values: Vec<(String, u64)>,
+    /// How many distinct values the matches have (more than `values.len()` when cut).
+    pub distinct: u64,
+    /// Matches without a value for the field.
+    pub missing: u64,
+    /// Whether `values` was cut at `top`.
+    pub truncated: bool,
+}
+
+/// The answer to a [`StatsRequest`]: what was not asked for is `None` (or empty).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsAnswer {
+    /// Matching documents.
+    pub total: u64,
+    /// Matches in the last 24 hours (when asked).
+    pub last_24h: Option<u64>,
+    /// `(bucket start in unix µs, count)`, ascending, non-empty buckets only.
+    pub histogram: Option<Vec<(i64, u64)>>,
+    /// One entry per requested group, in request order.
+    pub groups: Vec<GroupCounts>,
+    /// Matches with status `failure` / total (0.0 when total is 0).
+    pub failure_rate: Option<f64>,
+    /// Matches with severity `error` or `critical` / total (0.0 when total is 0).
+    pub error_severity_rate: Option<f64>,
+}
+
+/// The fields statistics can group by and facets can list, in field-table order.
+pub fn group_fields() -> impl Iterator<Item = &'static str> {
+    event::FIELDS
+        .iter()
+        .filter(|spec| group_source(spec.name).is_some())
+        .map(|spec| spec.name)
+}
+
+impl TextIndex {
+    /// Statistics of the documents matching `filter` (see [`StatsRequest`]); `first`:
+    /// documents below this seq (dropped by retention, not yet deleted from the index)
+    /// are not counted. A group that is not in [`group_fields`] is a
+    /// [`TextError::BadQuery`].
+    pub fn stats_of(
+        &self,
+        filter: &Filter,
+        request: &StatsRequest,
+        first: u64,
+    ) -> Result<StatsAnswer, TextError> {
+        guarded(|| self.stats_of_inner(filter, request, first))
+    }
+
+    fn stats_of_inner(
+        &self,
+        filter: &Filter,
+        request: &StatsRequest,
+        first: u64,
+    ) -> Result<StatsAnswer, TextError> {
+        let mut sources = Vec::with_capacity(request.groups.len());
+        for name in &request.groups {
+            sources.push(group_source(name).ok_or_else(|| {
+                TextError::BadQuery(format!("{name:?} is not a field statistics can group by"))
+            })?);
+        }
+        let Some(query) = self.build_query(filter)? else {
+            return Ok(answer(request, &sources, MergedStats::default()));
+        };
+        let (lo, hi) = time_bounds(filter).unwrap_or((i64::MIN, i64::MAX));
+        let columns: Vec<&'static str> = sources
+            .iter()
+            .filter_map(|s| match s {
+                GroupSource::Column(c) => Some(*c),
+                GroupSource::Code { .. } => None,
+            })
+            .collect();
+        let codes = request.rates
+            || sources
+                .iter()
+                .any(|s| matches!(s, GroupSource::Code { .. }));
+        let collector = StatsCollector {
+            columns,
+            codes,
+            day_ago: request
+                .last_24h
+                .map(|now| now.saturating_sub(86_400_000_000)),
+            bucket: request.histogram.map(|b| b.max(1)),
+            time_lo: lo,
+            time_hi: hi,
+            first,
+        };
+        let searcher = self.shared.reader.searcher();
+        let merged = searcher.search(&query, &collector).map_err(query_failed)?;
+        Ok(answer(request, &sources, merged))
+    }
+
+    /// Statistics of the matching documents, every part computed (the full
+    /// `GET /v1/stats` object). `now` is unix µs (for `last_24h`), `bucket_micros` the
+    /// histogram bucket width (values below 1 are taken as 1), `top` how many entries
+    /// `top_users` keeps (the other lists are complete).
+    pub fn stats(
+        &self,
+        filter: &Filter,
+        now: i64,
+        bucket_micros: i64,
+        top: usize,
+    ) -> Result<Stats, TextError> {
+        self.full_stats(filter, now, bucket_micros, (usize::MAX, top), 0)
+    }
+
+    /// [`TextIndex::stats`] with the documents below seq `first` left out, and
+    /// `(top of the by_* lists, top of top_users)`.
+    pub fn full_stats(
+        &self,
+        filter: &Filter,
+        now: i64,
+        bucket_micros: i64,
+        (top, top_users_max): (usize, usize),
+        first: u64,
+    ) -> Result<Stats, TextError> {
+        const GROUPS: [&str; 7] = [
+            "action",
+            "category",
+            "entity_type",
+            "severity",
+            "status",
+            "source",
+            "user_id",
+        ];
+        let request = StatsRequest {
+            groups: GROUPS.to_vec(),
+            top: usize::MAX,
+            last_24h: Some(now),
+            histogram: Some(bucket_micros),
+            rates: true,
+        };
+        let a = self.stats_of(filter, &request, first)?;
+        let mut groups = a.groups.into_iter().map(|g| g.values);
+        let mut next = |n: usize| {
+            let mut v = groups.next().unwrap_or_default();
+            v.truncate(n);
+            v
+        };
+        let (by_action, by_category, by_entity_type) = (next(top), next(top), next(top));
+        let (by_severity, by_status, by_source) = (next(top), next(top), next(top));
+        let mut top_users = next(usize::MAX);
+        let active_users = top_users.len() as u64;
+        top_users.truncate(top_users_max);
+        let failure_rate = a.failure_rate.unwrap_or(0.0);
+        Ok(Stats {
+            total: a.total,
+            last_24h: a.last_24h.unwrap_or(0),
+            by_action,
+            by_category,
+            by_entity_type,
+            by_severity,
+            by_status,
+            by_source,
+            histogram: a.histogram.unwrap_or_default(),
+            top_users,
+            active_users,
+            error_rate: failure_rate,
+            failure_rate,
+            error_severity_rate: a.error_severity_rate.unwrap_or(0.0),
+        })
+    }
+}
+
+/// Reads the requested fast columns of the matching documents in one pass: per-segment
+/// counts indexed by term ordinal (strings) or code (enums), resolved to strings once
+/// per segment when merging.
 pub(super) struct StatsCollector {
-    pub(super) day_ago: i64,
-    pub(super) bucket: i64,
+    /// The string columns to count, in request order.
+    pub(super) columns: Vec<&'static str>,
+    /// Whether the `codes` column is read (enum groups, rates).
+    pub(super) codes: bool,
+    /// `Some(now - 24 h)` when `last_24h` is asked for.
+    pub(super) day_ago: Option<i64>,
+    /// The histogram's bucket width, when asked for.
+    pub(super) bucket: Option<i64>,
     /// Inclusive bounds on the time of every match (from the filter).
     pub(super) time_lo: i64,
     pub(super) time_hi: i64,
+    /// Documents below this seq are not counted (dropped by retention).
+    pub(super) first: u64,
 }
 
 /// One string column of one segment and the match count per term ordinal.
@@ -36,18 +242,25 @@ pub(super) const DENSE_BUCKETS_MAX: i128 = 1 << 20;
 /// Doc ids are read in blocks of at most this many.
 pub(super) const BLOCK: usize = tantivy::COLLECT_BLOCK_BUFFER_LEN;
 
+/// Counts of the packed `codes` values (severity, status, source: 3 bits each).
+const CODES: usize = 512;
+
 pub(super) struct StatsSegment {
-    /// `None` for a column that no document of the segment has.
+    /// In [`StatsCollector::columns`] order; `None` for a column that no document of
+    /// the segment has.
     pub(super) columns: Vec<Option<OrdCounts>>,
-    pub(super) codes: Column<u64>,
-    /// Counts per `codes` value (512 possible values).
+    pub(super) codes: Option<Column<u64>>,
+    /// Counts per `codes` value (empty when `codes` is not read).
     pub(super) code_counts: Vec<u64>,
-    pub(super) time: Column<i64>,
-    pub(super) day_ago: i64,
+    /// Read when the histogram or `last_24h` is asked for.
+    pub(super) time: Option<Column<i64>>,
+    pub(super) day_ago: Option<i64>,
     pub(super) bucket: i64,
-    pub(super) histogram: Histogram,
+    pub(super) histogram: Option<Histogram>,
     pub(super) total: u64,
     pub(super) last_24h: u64,
+    /// Docs at or after this one are below the collector's `first` seq.
+    pub(super) end: DocId,
     pub(super) ords: Vec<Option<u64>>,
     pub(super) times: Vec<Option<i64>>,
 }
@@ -56,20 +269,59 @@ pub(super) struct StatsSegment {
 pub(super) struct SegmentStatsFruit {
     pub(super) columns: Vec<Option<OrdCounts>>,
     pub(super) code_counts: Vec<u64>,
-    pub(super) histogram: Histogram,
+    pub(super) histogram: Option<Histogram>,
     pub(super) total: u64,
     pub(super) last_24h: u64,
 }
 
 /// Statistics merged over all segments.
+#[derive(Default)]
 pub(super) struct MergedStats {
-    /// Per statistics column: count per value.
+    /// Per requested string column: count per value (absent values not included).
     pub(super) columns: Vec<HashMap<String, u64>>,
-    /// Per `codes` value.
+    /// Per `codes` value (empty when `codes` was not read).
     pub(super) code_counts: Vec<u64>,
     pub(super) histogram: HashMap<i64, u64>,
     pub(super) total: u64,
     pub(super) last_24h: u64,
+}
+
+impl StatsCollector {
+    /// The first doc of `segment` whose seq is below `first` (docs run in descending
+    /// seq order, so those are a suffix).
+    fn end(&self, segment: &SegmentReader) -> tantivy::Result<DocId> {
+        if self.first <= 1 {
+            return Ok(segment.max_doc());
+        }
+        let seqs = segment.fast_fields().u64(F_SEQ)?;
+        let seg = SegmentSeqs {
+            reader: segment,
+            min: seqs.min_value(),
+            max: seqs.max_value(),
+            seqs,
+        };
+        Ok(if seg.min >= self.first {
+            seg.max_doc()
+        } else {
+            seg.partition_point(|seq| seq >= self.first)
+        })
+    }
+
+    fn histogram(&self, time: &Column<i64>) -> Option<Histogram> {
+        let bucket = self.bucket?;
+        let lo = time.min_value().max(self.time_lo);
+        let hi = time.max_value().min(self.time_hi);
+        let first_bucket = lo.div_euclid(bucket);
+        let span = i128::from(hi.div_euclid(bucket)) - i128::from(first_bucket) + 1;
+        Some(if (1..=DENSE_BUCKETS_MAX).contains(&span) {
+            Histogram::Dense {
+                first_bucket,
+                counts: vec![0; usize::try_from(span).unwrap_or(0)],
+            }
+        } else {
+            Histogram::Sparse(HashMap::new())
+        })
+    }
 }
 
 impl Collector for StatsCollector {
@@ -82,37 +334,33 @@ impl Collector for StatsCollector {
         segment: &SegmentReader,
     ) -> tantivy::Result<StatsSegment> {
         let ff = segment.fast_fields();
-        let mut columns = Vec::with_capacity(STAT_COLUMNS.len());
-        for name in STAT_COLUMNS {
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for name in &self.columns {
             columns.push(ff.str(name)?.map(|column| OrdCounts {
                 ords: column.ords().clone(),
                 counts: vec![0; column.num_terms()],
                 column,
             }));
         }
-        let time = ff.i64(F_TIME)?;
-        let lo = time.min_value().max(self.time_lo);
-        let hi = time.max_value().min(self.time_hi);
-        let first_bucket = lo.div_euclid(self.bucket);
-        let span = i128::from(hi.div_euclid(self.bucket)) - i128::from(first_bucket) + 1;
-        let histogram = if (1..=DENSE_BUCKETS_MAX).contains(&span) {
-            Histogram::Dense {
-                first_bucket,
-                counts: vec![0; usize::try_from(span).unwrap_or(0)],
-            }
-        } else {
-            Histogram::Sparse(HashMap::new())
+        let time = match self.bucket.is_some() || self.day_ago.is_some() {
+            true => Some(ff.i64(F_TIME)?),
+            false => None,
+        };
+        let codes = match self.codes {
+            true => Some(ff.u64(F_CODES)?),
+            false => None,
         };
         Ok(StatsSegment {
             columns,
-            codes: ff.u64(F_CODES)?,
-            code_counts: vec![0; 512],
+            code_counts: vec![0; if codes.is_some() { CODES } else { 0 }],
+            codes,
+            histogram: time.as_ref().and_then(|t| self.histogram(t)),
             time,
             day_ago: self.day_ago,
-            bucket: self.bucket,
-            histogram,
+            bucket: self.bucket.unwrap_or(1),
             total: 0,
             last_24h: 0,
+            end: self.end(segment)?,
             ords: vec![None; BLOCK],
             times: vec![None; BLOCK],
         })
@@ -124,75 +372,22 @@ impl Collector for StatsCollector {
 
     fn merge_fruits(&self, fruits: Vec<SegmentStatsFruit>) -> tantivy::Result<MergedStats> {
         let mut merged = MergedStats {
-            columns: vec![HashMap::new(); STAT_COLUMNS.len()],
-            code_counts: vec![0; 512],
-            histogram: HashMap::new(),
-            total: 0,
-            last_24h: 0,
+            columns: vec![HashMap::new(); self.columns.len()],
+            code_counts: vec![0; if self.codes { CODES } else { 0 }],
+            ..MergedStats::default()
         };
-        let mut used: Vec<u64> = Vec::new();
         for fruit in fruits {
             merged.total += fruit.total;
             merged.last_24h += fruit.last_24h;
             for (into, n) in merged.code_counts.iter_mut().zip(&fruit.code_counts) {
                 *into += n;
             }
-            match fruit.histogram {
-                Histogram::Dense {
-                    first_bucket,
-                    counts,
-                } => {
-                    for (i, n) in counts.into_iter().enumerate() {
-                        if n > 0 {
-                            let start = (first_bucket + i as i64).saturating_mul(self.bucket);
-                            *merged.histogram.entry(start).or_insert(0) += n;
-                        }
-                    }
-                }
-                Histogram::Sparse(map) => {
-                    for (b, n) in map {
-                        *merged
-                            .histogram
-                            .entry(b.saturating_mul(self.bucket))
-                            .or_insert(0) += n;
-                    }
-                }
+            if let Some(histogram) = fruit.histogram {
+                merge_histogram(&mut merged.histogram, histogram, self.bucket.unwrap_or(1));
             }
             for (column, into) in fruit.columns.into_iter().zip(merged.columns.iter_mut()) {
-                let Some(OrdCounts { column, counts, .. }) = column else {
-                    continue;
-                };
-                used.clear();
-                used.extend(
-                    counts
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, n)| **n > 0)
-                        .map(|(ord, _)| ord as u64),
-                );
-                let mut i = 0;
-                let mut bad_utf8 = false;
-                column
-                    .dictionary()
-                    .sorted_ords_to_term_cb(&used, |bytes| {
-                        let n = counts[used[i] as usize];
-                        i += 1;
-                        match std::str::from_utf8(bytes) {
-                            Ok(MISSING) => {}
-                            Ok(s) => match into.get_mut(s) {
-                                Some(count) => *count += n,
-                                None => {
-                                    into.insert(s.to_owned(), n);
-                                }
-                            },
-                            Err(_) => bad_utf8 = true,
-                        }
-                    })
-                    .map_err(tantivy::TantivyError::from)?;
-                if bad_utf8 || i != used.len() {
-                    return Err(tantivy::TantivyError::InternalError(
-                        "a fast string column has a term that is missing or not UTF-8".to_owned(),
-                    ));
+                if let Some(column) = column {
+                    merge_column(into, column)?;
                 }
             }
         }
@@ -200,17 +395,76 @@ impl Collector for StatsCollector {
     }
 }
 
+fn merge_histogram(into: &mut HashMap<i64, u64>, histogram: Histogram, bucket: i64) {
+    match histogram {
+        Histogram::Dense {
+            first_bucket,
+            counts,
+        } => {
+            for (i, n) in counts.into_iter().enumerate() {
+                if n > 0 {
+                    let start = (first_bucket + i as i64).saturating_mul(bucket);
+                    *into.entry(start).or_insert(0) += n;
+                }
+            }
+        }
+        Histogram::Sparse(map) => {
+            for (b, n) in map {
+                *into.entry(b.saturating_mul(bucket)).or_insert(0) += n;
+            }
+        }
+    }
+}
+
+/// Adds one segment's counts per ordinal to `into`, by value (the values a segment's
+/// matches use are resolved in one sorted pass over its dictionary).
+fn merge_column(into: &mut HashMap<String, u64>, column: OrdCounts) -> tantivy::Result<()> {
+    let OrdCounts { column, counts, .. } = column;
+    let used: Vec<u64> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(ord, _)| ord as u64)
+        .collect();
+    let mut i = 0;
+    let mut bad_utf8 = false;
+    column
+        .dictionary()
+        .sorted_ords_to_term_cb(&used, |bytes| {
+            let n = counts[used[i] as usize];
+            i += 1;
+            match std::str::from_utf8(bytes) {
+                Ok(MISSING) => {}
+                Ok(s) => match into.get_mut(s) {
+                    Some(count) => *count += n,
+                    None => {
+                        into.insert(s.to_owned(), n);
+                    }
+                },
+                Err(_) => bad_utf8 = true,
+            }
+        })
+        .map_err(tantivy::TantivyError::from)?;
+    if bad_utf8 || i != used.len() {
+        return Err(tantivy::TantivyError::InternalError(
+            "a fast string column has a term that is missing or not UTF-8".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 impl StatsSegment {
     pub(super) fn count_time(&mut self, t: i64) {
-        if t >= self.day_ago {
+        if self.day_ago.is_some_and(|d| t >= d) {
             self.last_24h += 1;
         }
         let b = t.div_euclid(self.bucket);
         match &mut self.histogram {
-            Histogram::Dense {
+            None => {}
+            Some(Histogram::Dense {
                 first_bucket,
                 counts,
-            } => {
+            }) => {
                 let i = b.wrapping_sub(*first_bucket) as u64 as usize;
                 match counts.get_mut(i) {
                     Some(n) => *n += 1,
@@ -223,16 +477,21 @@ impl StatsSegment {
                             .map(|(i, n)| (*first_bucket + i as i64, *n))
                             .collect();
                         map.insert(b, 1);
-                        self.histogram = Histogram::Sparse(map);
+                        self.histogram = Some(Histogram::Sparse(map));
                     }
                 }
             }
-            Histogram::Sparse(map) => *map.entry(b).or_insert(0) += 1,
+            Some(Histogram::Sparse(map)) => *map.entry(b).or_insert(0) += 1,
         }
     }
 
     pub(super) fn collect_chunk(&mut self, docs: &[DocId]) {
+        // Doc ids ascend within a block: the ones below `first` are a suffix.
+        let docs = &docs[..docs.partition_point(|d| *d < self.end)];
         let n = docs.len();
+        if n == 0 {
+            return;
+        }
         self.total += n as u64;
         let ords = &mut self.ords[..n];
         for column in self.columns.iter_mut().flatten() {
@@ -244,20 +503,24 @@ impl StatsSegment {
                 }
             }
         }
-        ords.fill(None);
-        self.codes.first_vals(docs, ords);
-        for code in ords.iter().flatten() {
-            if let Some(count) = self.code_counts.get_mut(*code as usize) {
-                *count += 1;
+        if let Some(codes) = &self.codes {
+            ords.fill(None);
+            codes.first_vals(docs, ords);
+            for code in ords.iter().flatten() {
+                if let Some(count) = self.code_counts.get_mut(*code as usize) {
+                    *count += 1;
+                }
             }
         }
-        let mut times = std::mem::take(&mut self.times);
-        times[..n].fill(None);
-        self.time.first_vals(docs, &mut times[..n]);
-        for t in times[..n].iter().flatten() {
-            self.count_time(*t);
+        if let Some(time) = &self.time {
+            let mut times = std::mem::take(&mut self.times);
+            times[..n].fill(None);
+            time.first_vals(docs, &mut times[..n]);
+            for t in times[..n].iter().flatten() {
+                self.count_time(*t);
+            }
+            self.times = times;
         }
-        self.times = times;
     }
 }
 
@@ -292,64 +555,90 @@ pub(super) fn ranked(map: HashMap<String, u64>) -> Vec<(String, u64)> {
     v
 }
 
-/// Counts per enum value from the counts per `codes` value (`shift`: the enum's bits).
-pub(super) fn ranked_codes<T: Copy>(
-    code_counts: &[u64],
-    shift: u32,
-    all: &[T],
-    name: fn(T) -> &'static str,
-) -> Vec<(String, u64)> {
-    let mut per = vec![0u64; all.len() + 1];
+/// Counts per enum value (by name) from the counts per `codes` value.
+fn code_values(code_counts: &[u64], shift: u32, names: &[&str]) -> HashMap<String, u64> {
+    let mut per = vec![0u64; names.len() + 1];
     for (code, n) in code_counts.iter().enumerate() {
-        let c = (code >> shift) & 7;
-        if let Some(slot) = per.get_mut(c) {
+        if let Some(slot) = per.get_mut((code >> shift) & 7) {
             *slot += n;
         }
     }
-    let map: HashMap<String, u64> = all
+    names
         .iter()
         .zip(&per[1..])
         .filter(|(_, n)| **n > 0)
-        .map(|(v, n)| (name(*v).to_owned(), *n))
-        .collect();
-    ranked(map)
+        .map(|(v, n)| ((*v).to_owned(), *n))
+        .collect()
 }
 
-impl MergedStats {
-    pub(super) fn into_stats(mut self, top: usize) -> Stats {
-        let mut take = |i: usize| ranked(std::mem::take(&mut self.columns[i]));
-        let by_action = take(STAT_ACTION);
-        let by_category = take(STAT_CATEGORY);
-        let by_entity_type = take(STAT_ENTITY_TYPE);
-        let mut top_users = take(STAT_USER);
-        let active_users = top_users.len() as u64;
-        top_users.truncate(top);
-        let by_severity = ranked_codes(&self.code_counts, 0, Severity::ALL, Severity::as_str);
-        let by_status = ranked_codes(&self.code_counts, 3, Status::ALL, Status::as_str);
-        let by_source = ranked_codes(&self.code_counts, 6, Source::ALL, Source::as_str);
-        let failures = by_status
-            .iter()
-            .find(|(s, _)| s == Status::Failure.as_str())
-            .map_or(0, |(_, n)| *n);
-        let mut histogram: Vec<(i64, u64)> = self.histogram.into_iter().collect();
-        histogram.sort_unstable();
-        Stats {
-            total: self.total,
-            last_24h: self.last_24h,
-            by_action,
-            by_category,
-            by_entity_type,
-            by_severity,
-            by_status,
-            by_source,
-            histogram,
-            top_users,
-            active_users,
-            error_rate: if self.total == 0 {
-                0.0
-            } else {
-                failures as f64 / self.total as f64
-            },
+/// Matches whose `codes` value satisfies `pred`.
+fn codes_where(code_counts: &[u64], pred: impl Fn(u64) -> bool) -> u64 {
+    code_counts
+        .iter()
+        .enumerate()
+        .filter(|(code, _)| pred(*code as u64))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn share(n: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        n as f64 / total as f64
+    }
+}
+
+/// The answer to `request` from the merged counts (`sources`: its groups' sources).
+fn answer(request: &StatsRequest, sources: &[GroupSource], mut m: MergedStats) -> StatsAnswer {
+    let mut columns = m.columns.drain(..);
+    let groups = request
+        .groups
+        .iter()
+        .zip(sources)
+        .map(|(field, source)| {
+            let map = match source {
+                GroupSource::Column(_) => columns.next().unwrap_or_default(),
+                GroupSource::Code { shift, names } => code_values(&m.code_counts, *shift, names),
+            };
+            let counted: u64 = map.values().sum();
+            let mut values = ranked(map);
+            let distinct = values.len() as u64;
+            let truncated = values.len() > request.top;
+            values.truncate(request.top);
+            GroupCounts {
+                field,
+                values,
+                distinct,
+                missing: m.total.saturating_sub(counted),
+                truncated,
+            }
+        })
+        .collect();
+    let (failure_rate, error_severity_rate) = match request.rates && !m.code_counts.is_empty() {
+        true => {
+            let failure = enum_code(Status::ALL, Some(Status::Failure));
+            let severe =
+                [Severity::Error, Severity::Critical].map(|s| enum_code(Severity::ALL, Some(s)));
+            let failures = codes_where(&m.code_counts, |c| (c >> STATUS_SHIFT) & 7 == failure);
+            let errors = codes_where(&m.code_counts, |c| {
+                severe.contains(&((c >> SEVERITY_SHIFT) & 7))
+            });
+            (Some(share(failures, m.total)), Some(share(errors, m.total)))
         }
+        false => (request.rates.then_some(0.0), request.rates.then_some(0.0)),
+    };
+    let mut histogram: Option<Vec<(i64, u64)>> =
+        request.histogram.map(|_| m.histogram.drain().collect());
+    if let Some(h) = &mut histogram {
+        h.sort_unstable();
+    }
+    StatsAnswer {
+        total: m.total,
+        last_24h: request.last_24h.map(|_| m.last_24h),
+        histogram,
+        groups,
+        failure_rate,
+        error_severity_rate,
     }
 }

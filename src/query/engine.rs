@@ -3,11 +3,12 @@
 
 use super::cursor::Route;
 use super::{
-    bad, CursorCodec, Filter, Order, Position, Query, QueryError, Sort, LIMIT_MAX, TOP_USERS,
+    bad, CursorCodec, Filter, Order, Paging, Position, Query, QueryError, Sort, LIMIT_MAX,
+    TOP_USERS,
 };
 use crate::clock::Clock;
 use crate::event::StoredEvent;
-use crate::index::text::Stats;
+use crate::index::text::{Stats, StatsAnswer, StatsRequest};
 use crate::index::Indexes;
 use crate::log::Log;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub struct Page {
     pub events: Vec<StoredEvent>,
     /// Continues the listing; `None` at the end.
     pub next_cursor: Option<String>,
+    /// The number of matches of the whole listing, when asked for (`total=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// Answers queries from the indexes and the log.
@@ -77,6 +81,7 @@ impl Engine {
         Ok(Page {
             events,
             next_cursor,
+            total: None,
         })
     }
 
@@ -117,6 +122,37 @@ impl Engine {
     /// A filtered listing (with `q`, a full-text search), in `query.sort`
     /// and `query.order`.
     pub fn list(&self, query: &Query) -> Result<Page, QueryError> {
+        self.list_paged(query, &Paging::default())
+    }
+
+    /// A filtered listing starting `paging`'s offset (or page) into the
+    /// matches, or after the query's cursor; with the total when asked for.
+    /// An offset page's `next_cursor` continues after its last event, so a
+    /// page-number UI can switch to cursors at any page.
+    pub fn list_paged(&self, query: &Query, paging: &Paging) -> Result<Page, QueryError> {
+        let skip = paging.skip(query)?;
+        let mut page = if skip > 0 {
+            let fp =
+                super::cursor::fingerprint(Route::List, &query.filter, query.sort, query.order);
+            let mut seqs = self.ordered(
+                &query.filter,
+                query.sort,
+                query.order,
+                skip + query.limit + 1,
+                None,
+            )?;
+            seqs.drain(..skip.min(seqs.len()));
+            self.page(seqs, query.limit, fp)?
+        } else {
+            self.list_after_cursor(query)?
+        };
+        if paging.total {
+            page.total = Some(self.count(&query.filter)?);
+        }
+        Ok(page)
+    }
+
+    fn list_after_cursor(&self, query: &Query) -> Result<Page, QueryError> {
         let fp = super::cursor::fingerprint(Route::List, &query.filter, query.sort, query.order);
         let after = match &query.cursor {
             Some(c) => Some(self.cursors.decode(c, fp)?),
@@ -164,9 +200,11 @@ impl Engine {
         Ok(self.indexes.text.search(filter, Order::Asc, limit, after)?)
     }
 
-    /// Number of events matching the filter (with `q`: the full-text hits).
+    /// Number of events matching the filter (with `q`: the full-text hits),
+    /// without the ones retention dropped and the index still holds: what a
+    /// walk of the listing returns. Counts only, no statistics.
     pub fn count(&self, filter: &Filter) -> Result<u64, QueryError> {
-        Ok(self.indexes.text.count(filter)?)
+        Ok(self.indexes.text.count_from(filter, self.log.first_seq())?)
     }
 
     /// The event with this id in `tenant` (`None`: among the events without a
@@ -283,13 +321,39 @@ impl Engine {
         )
     }
 
-    /// Statistics of the events matching the filter.
+    /// Statistics of the events matching the filter: the full object, with
+    /// `top_users` cut at [`TOP_USERS`] and the other lists complete.
     pub fn stats(&self, query: &Query) -> Result<Stats, QueryError> {
-        Ok(self.indexes.text.stats(
+        self.full_stats(query, None)
+    }
+
+    /// The full statistics object; `top` cuts every list (`None`: `top_users`
+    /// at [`TOP_USERS`], the others complete).
+    pub fn full_stats(&self, query: &Query, top: Option<usize>) -> Result<Stats, QueryError> {
+        Ok(self.indexes.text.full_stats(
             &query.filter,
             self.clock.now_micros(),
             query.interval.micros(),
-            TOP_USERS,
+            (top.unwrap_or(usize::MAX), top.unwrap_or(TOP_USERS)),
+            self.log.first_seq(),
         )?)
+    }
+
+    /// Only the statistics `request` asks for (groups, histogram, last 24 h,
+    /// rates) of the events matching `filter`: a facet is one group.
+    pub fn stats_of(
+        &self,
+        filter: &Filter,
+        request: &StatsRequest,
+    ) -> Result<StatsAnswer, QueryError> {
+        Ok(self
+            .indexes
+            .text
+            .stats_of(filter, request, self.log.first_seq())?)
+    }
+
+    /// The clock's now (unix µs), which anchors `last_24h`.
+    pub fn now_micros(&self) -> i64 {
+        self.clock.now_micros()
     }
 }

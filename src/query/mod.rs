@@ -16,18 +16,25 @@
 //!    cursor, or one from another query, is an error, never a wrong page.
 //!
 //! Modules: `filter` (what the events must match, and the result order), `params`
-//! (the parameters of a listing, search or statistics), `cursor` (the opaque,
-//! authenticated continuation), `engine` (answers from the indexes and the log).
+//! (the parameters of a listing, search or statistics), `shape` (what an answer
+//! holds beyond the matches: `total`, `offset`/`page`, the statistics' groups and
+//! parts), `cursor` (the opaque, authenticated continuation), `engine` (answers
+//! from the indexes and the log).
 
 mod cursor;
 mod engine;
 mod filter;
 mod params;
+mod shape;
 
 pub use cursor::{cursor_key, CursorCodec};
 pub use engine::{Engine, Page};
 pub use filter::{event_time, EqSlot, Filter, Order, Position, Sort};
 pub use params::{parse_sort, Interval, Query, PARAMS};
+pub use shape::{
+    Paging, StatsParams, GROUPS_MAX, INCLUDE_PARTS, OFFSET_WINDOW_MAX, PAGING_PARAMS, STATS_PARAMS,
+    TOP_DEFAULT, TOP_MAX,
+};
 
 use crate::index::kv::KvError;
 use crate::index::text::TextError;

@@ -42,6 +42,7 @@
 
 mod admin;
 mod export;
+mod facets;
 mod gate;
 mod health;
 mod ingest;

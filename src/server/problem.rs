@@ -42,6 +42,7 @@ pub enum Kind {
     NoSuchRoute,
     NoSuchEvent,
     NoSuchHold,
+    NoSuchField,
     AmbiguousId,
     Internal,
     UnsupportedMediaType,
@@ -62,7 +63,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [Kind; 38] = [
+    pub const ALL: [Kind; 39] = [
         Kind::InvalidParameter,
         Kind::InvalidCursor,
         Kind::InvalidQuery,
@@ -85,6 +86,7 @@ impl Kind {
         Kind::NoSuchRoute,
         Kind::NoSuchEvent,
         Kind::NoSuchHold,
+        Kind::NoSuchField,
         Kind::AmbiguousId,
         Kind::Internal,
         Kind::UnsupportedMediaType,
@@ -165,6 +167,7 @@ impl Kind {
             Kind::NoSuchRoute => (S::NOT_FOUND, "not-found", "No such route"),
             Kind::NoSuchEvent => (S::NOT_FOUND, "not-found", "No such event"),
             Kind::NoSuchHold => (S::NOT_FOUND, "not-found", "No such hold"),
+            Kind::NoSuchField => (S::NOT_FOUND, "not-found", "No such field"),
             Kind::AmbiguousId => (S::CONFLICT, "ambiguous-id", "Ambiguous event id"),
             Kind::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Kind::UnsupportedMediaType => (

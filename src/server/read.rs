@@ -6,14 +6,17 @@ use super::problem::{internal, problem, query_problem, Kind};
 use super::{counted, json_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
 use crate::event;
+use crate::index::text::StatsAnswer;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
-use crate::query::{Query, QueryError, Sort};
+use crate::query::{Interval, Paging, Query, QueryError, Sort, StatsParams};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// `GET /v1/events` and `GET /v1/search`: a page after a cursor, or at an
+/// offset (`offset`, `page`), with the total when asked for (`total=true`).
 pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: Caller) -> Resp {
-    let pairs = query_pairs(&req);
+    let mut pairs = query_pairs(&req);
     if let Some(r) = reject_params(
         &pairs,
         &["interval"],
@@ -21,6 +24,10 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
     ) {
         return r;
     }
+    let paging = match Paging::take(&mut pairs) {
+        Ok(p) => p,
+        Err(e) => return query_problem(e),
+    };
     let now = app.clock.now_micros();
     let mut q = match Query::parse(&pairs, now) {
         Ok(q) => q,
@@ -34,7 +41,7 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
             message: "is required on /v1/search (tantivy syntax: words, AND/OR/NOT, \"phrases\", field:value)".into(),
         });
     }
-    match tokio::task::spawn_blocking(move || app.engine.list(&q)).await {
+    match tokio::task::spawn_blocking(move || app.engine.list_paged(&q, &paging)).await {
         Ok(Ok(page)) => counted(
             json_response(StatusCode::OK, &json!(page)),
             page.events.len(),
@@ -224,8 +231,15 @@ async fn keyed(
     }
 }
 
+/// `GET /v1/stats`: without `group_by` and `include`, the full statistics
+/// object (every part; `top` cuts every list); with them, only the parts
+/// asked for.
 pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
-    let pairs = query_pairs(&req);
+    let mut pairs = query_pairs(&req);
+    let parts = match StatsParams::take(&mut pairs) {
+        Ok(p) => p,
+        Err(e) => return query_problem(e),
+    };
     let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
         Ok(q) => q,
         Err(e) => return query_problem(e),
@@ -239,7 +253,31 @@ pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         return r;
     }
     let interval = q.interval;
-    match tokio::task::spawn_blocking(move || app.engine.stats(&q)).await {
+    if parts.picks_parts() {
+        let histogram = parts
+            .include
+            .as_ref()
+            .is_some_and(|i| i.contains(&"histogram"));
+        if !histogram && pairs.iter().any(|(k, _)| k == "interval") {
+            return query_problem(QueryError::BadParam {
+                param: "interval".into(),
+                message: "is the histogram's bucket: add `histogram` to `include`".into(),
+            });
+        }
+        let request = parts.request(app.clock.now_micros(), interval.micros());
+        return match tokio::task::spawn_blocking(move || app.engine.stats_of(&q.filter, &request))
+            .await
+        {
+            Ok(Ok(a)) => counted(
+                json_response(StatusCode::OK, &parts_json(&a, interval)),
+                a.total as usize,
+            ),
+            Ok(Err(e)) => query_problem(e),
+            Err(e) => internal(e.to_string()),
+        };
+    }
+    let top = parts.top;
+    match tokio::task::spawn_blocking(move || app.engine.full_stats(&q, top)).await {
         Ok(Ok(st)) => {
             let total = st.total as usize;
             let counts = |v: &[(String, u64)], key: &str| -> Value {
@@ -258,17 +296,13 @@ pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
                     "by_severity": counts(&st.by_severity, "severity"),
                     "by_status": counts(&st.by_status, "status"),
                     "by_source": counts(&st.by_source, "source"),
-                    "interval": match interval {
-                        crate::query::Interval::Minute => "minute",
-                        crate::query::Interval::Hour => "hour",
-                        crate::query::Interval::Day => "day",
-                    },
-                    "histogram": st.histogram.iter()
-                        .map(|(t, n)| json!({"start": event::format_micros(*t), "count": n}))
-                        .collect::<Vec<_>>(),
+                    "interval": interval_name(interval),
+                    "histogram": histogram_json(&st.histogram),
                     "top_users": counts(&st.top_users, "user_id"),
                     "active_users": st.active_users,
                     "error_rate": st.error_rate,
+                    "failure_rate": st.failure_rate,
+                    "error_severity_rate": st.error_severity_rate,
                 }),
             );
             counted(resp, total)
@@ -276,4 +310,39 @@ pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
     }
+}
+
+fn interval_name(interval: Interval) -> &'static str {
+    match interval {
+        Interval::Minute => "minute",
+        Interval::Hour => "hour",
+        Interval::Day => "day",
+    }
+}
+
+fn histogram_json(h: &[(i64, u64)]) -> Value {
+    h.iter()
+        .map(|(t, n)| json!({"start": event::format_micros(*t), "count": n}))
+        .collect()
+}
+
+/// The statistics asked for part by part: `total`, then `groups` and each
+/// part of `include`.
+fn parts_json(a: &StatsAnswer, interval: Interval) -> Value {
+    let mut body = json!({
+        "total": a.total,
+        "groups": a.groups.iter().map(super::facets::group_json).collect::<Vec<_>>(),
+    });
+    if let Some(n) = a.last_24h {
+        body["last_24h"] = json!(n);
+    }
+    if let Some(h) = &a.histogram {
+        body["interval"] = json!(interval_name(interval));
+        body["histogram"] = histogram_json(h);
+    }
+    if let (Some(f), Some(e)) = (a.failure_rate, a.error_severity_rate) {
+        body["failure_rate"] = json!(f);
+        body["error_severity_rate"] = json!(e);
+    }
+    body
 }

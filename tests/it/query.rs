@@ -16,6 +16,8 @@ use stele::query::{event_time, Filter, Order, Sort};
 use stele::query::{Engine, Interval, Query, QueryError};
 use stele::testkit::EventGen;
 
+mod counts;
+
 const DAY: i64 = 86_400_000_000;
 const N: usize = 3000;
 
@@ -263,6 +265,17 @@ fn brute_stats(f: &Filter, now: i64, bucket: i64) -> Stats {
         .iter()
         .filter(|e| e.event.status == Some(stele::event::Status::Failure))
         .count();
+    let errors = hits
+        .iter()
+        .filter(|e| e.event.severity >= Some(Severity::Error))
+        .count();
+    let share = |n: usize| {
+        if hits.is_empty() {
+            0.0
+        } else {
+            n as f64 / hits.len() as f64
+        }
+    };
     Stats {
         total: hits.len() as u64,
         last_24h: hits.iter().filter(|e| event_time(e) >= now - DAY).count() as u64,
@@ -284,11 +297,9 @@ fn brute_stats(f: &Filter, now: i64, bucket: i64) -> Stats {
         histogram: hist.into_iter().collect(),
         active_users: users.len() as u64,
         top_users: users.into_iter().take(stele::query::TOP_USERS).collect(),
-        error_rate: if hits.is_empty() {
-            0.0
-        } else {
-            failures as f64 / hits.len() as f64
-        },
+        error_rate: share(failures),
+        failure_rate: share(failures),
+        error_severity_rate: share(errors),
     }
 }
 

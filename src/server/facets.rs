@@ -40,7 +40,10 @@ pub(super) async fn count(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     };
     caller.restrict(&mut q.filter);
     match tokio::task::spawn_blocking(move || app.engine.count(&q.filter)).await {
-        Ok(Ok(n)) => counted(json_response(StatusCode::OK, &json!({ "count": n })), 0),
+        Ok(Ok(n)) => counted(
+            json_response(StatusCode::OK, &json!({ "count": n })),
+            n as usize,
+        ),
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
     }

@@ -18,6 +18,7 @@ mod backup;
 mod config;
 mod crash;
 mod digest;
+mod facets;
 mod faults;
 mod fuzz_corpus;
 mod http;

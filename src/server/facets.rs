@@ -146,7 +146,7 @@ pub(super) async fn values(app: Arc<App>, req: Req, caller: Caller, params: Vec<
         return problem(
             Kind::NoSuchField,
             format!("{name:?} is not a field; GET /v1/fields lists them"),
-            json!({ "field": "name" }),
+            json!({}),
         );
     };
     if !group_fields().any(|g| g == spec.name) {

@@ -11,16 +11,19 @@
 //! reused; delete it to start over. Reported: log build rate, full rebuild
 //! time (both indexes), index bytes / segment bytes, and p50/p95/p99 of get
 //! by id, filtered newest-100, entity history, user timeline, full text
-//! (rare and common terms, with and without filters) and 30-day statistics.
+//! (rare and common terms, with and without filters), 30-day statistics, and
+//! counts and facets: `/v1/count`, a page with `total`, offset pages, facets
+//! and statistics of two groups only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stele::clock::SystemClock;
 use stele::event::{Severity, StoredEvent};
+use stele::index::text::StatsRequest;
 use stele::index::{IndexConfig, Indexes};
 use stele::log::{Log, LogConfig};
-use stele::query::{Engine, Interval, Query};
+use stele::query::{Engine, Interval, Paging, Query};
 use stele::query::{Filter, Order, Sort};
 use stele::testkit::EventGen;
 
@@ -269,6 +272,8 @@ fn main() {
     }
     t.report();
 
+    counts_and_facets(&engine, &sample, now);
+
     // Lag under load, in a fresh data directory (the 1M one stays as built):
     // append at a steady 60,000 events/s for 10 s (batches of 600 every 10 ms)
     // and sample how far the indexes trail the log.
@@ -320,4 +325,93 @@ fn main() {
         started.elapsed().as_secs_f64(),
         worst.as_secs_f64()
     );
+}
+
+/// `/v1/count`, `total=true`, offset pages and facets (issue 17 item 3): the
+/// figures wanted at 1,000,000 events.
+fn counts_and_facets(engine: &Engine, sample: &[StoredEvent], now: i64) {
+    let month = || Filter {
+        since: Some(now - 30 * DAY),
+        ..Filter::default()
+    };
+    let tenant = |e: &StoredEvent| Filter {
+        tenant: e.event.tenant.clone(),
+        ..Filter::default()
+    };
+    let mut t = Timer::new("count, all events");
+    for _ in sample.iter().take(100) {
+        t.time(|| engine.count(&Filter::default()).unwrap());
+    }
+    t.report();
+    let mut t = Timer::new("count, 30 days");
+    for _ in sample.iter().take(100) {
+        t.time(|| engine.count(&month()).unwrap());
+    }
+    t.report();
+    let mut t = Timer::new("count, tenant + action");
+    for e in sample {
+        let f = Filter {
+            action: Some(e.event.action.clone()),
+            ..tenant(e)
+        };
+        t.time(|| engine.count(&f).unwrap());
+    }
+    t.report();
+    for sort in [Sort::Time, Sort::Seq] {
+        let by = sort.as_str();
+        let q = |e: &StoredEvent| Query {
+            filter: tenant(e),
+            sort,
+            limit: 100,
+            ..Query::default()
+        };
+        let mut t = Timer::new(&format!("newest 100 + total, tenant, by {by}"));
+        let total = Paging {
+            total: true,
+            ..Paging::default()
+        };
+        for e in sample {
+            t.time(|| engine.list_paged(&q(e), &total).unwrap());
+        }
+        t.report();
+        for offset in [1_000, 9_900] {
+            let mut t = Timer::new(&format!("offset {offset}, 100, tenant, by {by}"));
+            let at = Paging {
+                offset: Some(offset),
+                ..Paging::default()
+            };
+            for e in sample.iter().take(100) {
+                t.time(|| engine.list_paged(&q(e), &at).unwrap());
+            }
+            t.report();
+        }
+    }
+    let facet = |field: &'static str| StatsRequest {
+        groups: vec![field],
+        top: 100,
+        ..StatsRequest::default()
+    };
+    for field in ["severity", "action", "user_id"] {
+        let mut t = Timer::new(&format!("facet {field}, 30 days"));
+        for _ in sample.iter().take(40) {
+            t.time(|| engine.stats_of(&month(), &facet(field)).unwrap());
+        }
+        t.report();
+    }
+    let mut t = Timer::new("facet action, tenant");
+    for e in sample.iter().take(100) {
+        t.time(|| engine.stats_of(&tenant(e), &facet("action")).unwrap());
+    }
+    t.report();
+    let mut t = Timer::new("stats group_by action,status + rates, 30 d");
+    let two = StatsRequest {
+        groups: vec!["action", "status"],
+        top: 10,
+        rates: true,
+        ..StatsRequest::default()
+    };
+    for _ in sample.iter().take(40) {
+        t.time(|| engine.stats_of(&month(), &two).unwrap());
+    }
+    t.report();
 }

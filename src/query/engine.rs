@@ -19,6 +19,10 @@ pub struct Page {
     pub events: Vec<StoredEvent>,
     /// Continues the listing; `None` at the end.
     pub next_cursor: Option<String>,
+    /// Why an empty first page may be empty when the caller expected events
+    /// (a tenant that exists in another letter case); omitted when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
 }
 
 /// Answers queries from the indexes and the log.
@@ -77,6 +81,7 @@ impl Engine {
         Ok(Page {
             events,
             next_cursor,
+            hints: Vec::new(),
         })
     }
 
@@ -148,7 +153,35 @@ impl Engine {
             query.limit + 1,
             after,
         )?;
-        self.page(seqs, query.limit, fp)
+        let mut page = self.page(seqs, query.limit, fp)?;
+        if page.events.is_empty() && after.is_none() {
+            page.hints = self.hints(&query.filter)?;
+        }
+        Ok(page)
+    }
+
+    /// What may explain that `filter` matched nothing: keyword filters ignore
+    /// letter case, but a tenant is exact.
+    fn hints(&self, filter: &Filter) -> Result<Vec<String>, QueryError> {
+        let Some(tenant) = &filter.tenant else {
+            return Ok(Vec::new());
+        };
+        let mut like = self.indexes.text.tenants_like(tenant, 5)?;
+        // A key scoped to some tenants learns nothing about the others.
+        if let Some(scope) = &filter.tenants {
+            like.retain(|t| scope.contains(t));
+        }
+        if like.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![format!(
+            "no event has the tenant {tenant:?}; tenants are exact, letter case included, \
+             and events exist in {}",
+            like.iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )])
     }
 
     /// Up to `limit` seqs after `after` matching `filter` (full text

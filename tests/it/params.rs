@@ -90,6 +90,18 @@ fn forgiving_parameters_mean_exactly_what_they_say() {
     assert_eq!(all("action=user.delete"), want(&b, |i, _| i % 2 == 1));
     assert_eq!(all("tenant=Acme"), want(&b, |i, _| i % 5 == 0));
     assert_eq!(all("status=SUCCESS"), Vec::<u64>::new());
+    // A tenant that exists in another case says so on an empty first page.
+    let v = ok(&d, "/v1/events?tenant=ACME");
+    assert_eq!(seqs(&v), Vec::<u64>::new());
+    let hint = v["hints"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no hint: {v}"));
+    assert!(
+        hint.contains("\"ACME\"") && hint.contains("\"Acme\", \"acme\""),
+        "{hint}"
+    );
+    assert!(ok(&d, "/v1/events?tenant=nobody").get("hints").is_none());
+    assert!(ok(&d, "/v1/events?tenant=acme").get("hints").is_none());
 
     // user_name: a filter (any case), a field in q, and its words for plain words.
     let alice = want(&b, |i, _| i % 3 == 0);

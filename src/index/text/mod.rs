@@ -447,6 +447,29 @@ impl TextIndex {
         Ok(merged.into_stats(top))
     }
 
+    /// The tenants in the index that equal `tenant` when letter case is ignored but
+    /// are not `tenant` (at most `max`, sorted): what a tenant filter that matched
+    /// nothing probably meant. Reads the tenant term dictionary of every segment.
+    pub fn tenants_like(&self, tenant: &str, max: usize) -> Result<Vec<String>, TextError> {
+        let want = fold_case(tenant);
+        let mut out = std::collections::BTreeSet::new();
+        let searcher = self.shared.reader.searcher();
+        for reader in searcher.segment_readers() {
+            let inverted = reader
+                .inverted_index(self.shared.fields.tenant)
+                .map_err(tantivy_err)?;
+            let mut terms = inverted.terms().stream().map_err(tantivy_err)?;
+            while terms.advance() {
+                if let Ok(t) = std::str::from_utf8(terms.key()) {
+                    if t != tenant && fold_case(t) == want {
+                        out.insert(t.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().take(max).collect())
+    }
+
     /// Every seq in the index, ascending (O(n); for `stele check`).
     pub fn all_seqs(&self) -> Result<Vec<u64>, TextError> {
         let searcher = self.shared.reader.searcher();

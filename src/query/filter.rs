@@ -63,6 +63,36 @@ pub struct Filter {
     /// A full-text query in tantivy query syntax (words are ANDed). An empty or blank
     /// string is no text filter.
     pub text: Option<String>,
+    /// Whether the events Stele writes itself (`ingested_by = "stele"`: its
+    /// `audit_access` records) take part; see [`Filter::own_records`].
+    pub stele_records: OwnRecords,
+}
+
+/// What a query does with the events Stele writes itself (`ingested_by =
+/// "stele"`, such as the `audit_access` record of every read): they would
+/// crowd listings and make a dashboard's totals grow on each refresh, so
+/// reads leave them out unless asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OwnRecords {
+    /// Left out (listings, search, statistics, streams), unless the filter
+    /// names them (`ingested_by`, `category=audit_access`).
+    #[default]
+    Exclude,
+    /// Taken like any other event (exports, or `stele_records=include`).
+    Include,
+    /// Only them.
+    Only,
+}
+
+impl OwnRecords {
+    /// `exclude`, `include` or `only`, as the `stele_records` parameter spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnRecords::Exclude => "exclude",
+            OwnRecords::Include => "include",
+            OwnRecords::Only => "only",
+        }
+    }
 }
 
 /// The slot of one exact-match filter, typed as the field is.
@@ -136,6 +166,21 @@ impl Filter {
         }
     }
 
+    /// What this filter does with Stele's own events: as `stele_records` says,
+    /// except that a filter naming them explicitly (any `ingested_by`, or the
+    /// `audit_access` category) is never narrowed further by the default.
+    pub fn own_records(&self) -> OwnRecords {
+        let named = self.ingested_by.is_some()
+            || self
+                .category
+                .as_deref()
+                .is_some_and(|c| fold_case(c) == event::AUDIT_ACCESS_CATEGORY);
+        match self.stele_records {
+            OwnRecords::Exclude if named => OwnRecords::Include,
+            rule => rule,
+        }
+    }
+
     /// The range the filter of parameter `param` (an integer field's) wants.
     pub fn range_value(&self, param: &str) -> Option<NumRange> {
         match param {
@@ -194,6 +239,15 @@ impl Filter {
                 }
             }
         }
+        let own = e
+            .provenance
+            .as_ref()
+            .is_some_and(|p| p.ingested_by == event::INGESTED_BY_STELE);
+        match self.own_records() {
+            OwnRecords::Exclude if own => return false,
+            OwnRecords::Only if !own => return false,
+            _ => {}
+        }
         let t = event_time(e);
         self.tenants.as_ref().is_none_or(|ts| {
             e.event
@@ -241,6 +295,7 @@ impl Filter {
             since,
             until,
             text,
+            stele_records,
         } = self;
         fn str_(out: &mut Vec<u8>, s: &str) {
             out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -309,6 +364,7 @@ impl Filter {
         time(out, "since", *since);
         time(out, "until", *until);
         field(out, "text", text.as_deref());
+        field(out, "stele_records", Some(stele_records.as_str()));
     }
 }
 

@@ -26,7 +26,9 @@ mod params;
 
 pub use cursor::{cursor_key, CursorCodec};
 pub use engine::{Engine, Page};
-pub use filter::{event_time, fold_case, EqSlot, Filter, NumRange, Order, Position, Sort};
+pub use filter::{
+    event_time, fold_case, EqSlot, Filter, NumRange, Order, OwnRecords, Position, Sort,
+};
 pub use params::{parse_sort, Interval, Query, PARAMS};
 
 use crate::index::kv::KvError;

@@ -2,8 +2,8 @@
 //! `key=value` pairs with a typed error per bad parameter.
 
 use super::{
-    bad, EqSlot, Filter, NumRange, Order, QueryError, Sort, CURSOR_BYTES_MAX, LIMIT_DEFAULT,
-    LIMIT_MAX, QUERY_TEXT_BYTES_MAX,
+    bad, EqSlot, Filter, NumRange, Order, OwnRecords, QueryError, Sort, CURSOR_BYTES_MAX,
+    LIMIT_DEFAULT, LIMIT_MAX, QUERY_TEXT_BYTES_MAX,
 };
 use crate::event::{self, Severity, Source, Status};
 
@@ -60,8 +60,9 @@ impl Default for Query {
 }
 
 /// The parameters that are not an exact-match filter of the field table.
-const OTHER_PARAMS: [&str; 10] = [
+const OTHER_PARAMS: [&str; 11] = [
     "min_severity",
+    "stele_records",
     "since",
     "until",
     "hours",
@@ -178,6 +179,20 @@ impl Query {
                 "until" => f.until = Some(parse_time(name, v, now)?),
                 "hours" => hours = Some(parse_hours(v).ok_or_else(|| bad(name, HOURS_RULE))?),
                 "q" => f.text = text(QUERY_TEXT_BYTES_MAX)?,
+                "stele_records" => {
+                    f.stele_records = match v.to_ascii_lowercase().as_str() {
+                        "exclude" => OwnRecords::Exclude,
+                        "include" => OwnRecords::Include,
+                        "only" => OwnRecords::Only,
+                        _ => {
+                            return Err(bad(
+                                name,
+                                "must be exclude (the default of reads), include (the default \
+                                 of exports) or only",
+                            ))
+                        }
+                    }
+                }
                 "sort" => q.sort = parse_sort(v).map_err(|m| bad(name, m))?,
                 "order" => {
                     q.order = match v.as_str() {

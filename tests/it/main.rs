@@ -27,6 +27,7 @@ mod jwt;
 mod log;
 mod metrics;
 mod openapi;
+mod own_records;
 mod params;
 mod query;
 mod retention;

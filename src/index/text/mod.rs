@@ -67,7 +67,7 @@ use tantivy::collector::{Collector, Count, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EnableScoring, Query, QueryParser, QueryParserError, RangeQuery,
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, QueryParserError, RangeQuery,
     TermQuery, Weight,
 };
 use tantivy::schema::{
@@ -537,6 +537,13 @@ impl TextIndex {
                 tenants.iter().map(|t| term(f.tenant, t)).collect(),
             )));
         }
+        let stele = || term(f.ingested_by, event::INGESTED_BY_STELE);
+        let mut must_not: Option<Box<dyn Query>> = None;
+        match filter.own_records() {
+            crate::query::OwnRecords::Include => {}
+            crate::query::OwnRecords::Only => must.push(stele()),
+            crate::query::OwnRecords::Exclude => must_not = Some(stele()),
+        }
         if let Some(min) = filter.min_severity {
             let at_least: Vec<Box<dyn Query>> = Severity::ALL
                 .iter()
@@ -574,10 +581,17 @@ impl TextIndex {
                 must.push(super::exclude::tolerant_exclusions(q));
             }
         }
-        Ok(Some(match must.len() {
+        let positive: Box<dyn Query> = match must.len() {
             0 => Box::new(AllQuery),
             1 => must.pop().unwrap_or_else(|| Box::new(AllQuery)),
             _ => Box::new(BooleanQuery::intersection(must)),
+        };
+        Ok(Some(match must_not {
+            None => positive,
+            Some(not) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, positive),
+                (Occur::MustNot, not),
+            ])),
         }))
     }
 }

@@ -59,6 +59,7 @@ pub(super) struct Fields {
     pub(super) codes: Field,
     pub(super) tenant: Field,
     pub(super) severity: Field,
+    pub(super) ingested_by: Field,
     pub(super) metadata_text: Field,
     pub(super) names_text: Field,
     /// The handle of each row of the field table (`event::FIELDS`) that the index
@@ -155,6 +156,7 @@ pub(super) fn build_schema() -> (Schema, Fields) {
         codes,
         tenant: Fields::row(&rows, "tenant"),
         severity: Fields::row(&rows, "severity"),
+        ingested_by: Fields::row(&rows, "ingested_by"),
         metadata_text,
         names_text,
         rows,

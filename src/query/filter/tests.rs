@@ -89,6 +89,14 @@ fn one_field_each() -> Vec<Filter> {
             ..d()
         },
         Filter {
+            stele_records: OwnRecords::Include,
+            ..d()
+        },
+        Filter {
+            stele_records: OwnRecords::Only,
+            ..d()
+        },
+        Filter {
             risk_score: Some(NumRange { lo: 0, hi: 30 }),
             ..d()
         },
@@ -243,6 +251,9 @@ fn the_fingerprint_encoding_is_explicit_not_debug_output() {
     want.push(0);
     field(&mut want, "text");
     want.push(0);
+    field(&mut want, "stele_records");
+    want.push(1);
+    field(&mut want, "exclude");
     assert_eq!(encoding(&f), want);
     assert!(!String::from_utf8_lossy(&want).contains("Some"));
 }

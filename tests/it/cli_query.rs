@@ -398,10 +398,12 @@ fn follow_resumes_across_a_kill_9_restart_without_gap_or_duplicate() {
     cmd.args(["serve", "--listen", &d.addr, "--data-dir"])
         .arg(&data);
     let d2 = Daemon::spawn(cmd);
-    let mut want = Vec::new();
+    let (mut want, mut newest) = (Vec::new(), 0);
     for k in 0..4 {
         let evs = varied(4, 200 + 4 * k);
-        want.extend(matching(&post(&d2, &evs), &evs, "login"));
+        let seqs = post(&d2, &evs);
+        newest = *seqs.last().unwrap();
+        want.extend(matching(&seqs, &evs, "login"));
     }
     assert_eq!(
         next_seqs(&rx, want.len()),
@@ -414,6 +416,7 @@ fn follow_resumes_across_a_kill_9_restart_without_gap_or_duplicate() {
         "an extra line"
     );
     // Every login event the daemon holds after the first two printed, once.
+    wait_indexed(&d2, newest);
     let all: Vec<u64> = listing(&d2, "action=login&sort=seq&order=asc")
         .iter()
         .map(|e| e["seq"].as_u64().unwrap())

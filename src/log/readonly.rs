@@ -111,9 +111,7 @@ impl ReadOnly {
                 Ok(Some(v)) => v,
                 // Created a moment ago, header not yet written.
                 Ok(None) => break,
-                Err(Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     // Retention dropped it (and so everything before it)
                     // since the listing: the log now starts later.
                     views.clear();
@@ -130,7 +128,9 @@ impl ReadOnly {
             views.push(view);
         }
         let first = views.first().map_or(1, |v| v.first_seq());
-        let last_seq = views.last().map_or(first - 1, |v| v.first_seq() + v.count() - 1);
+        let last_seq = views
+            .last()
+            .map_or(first - 1, |v| v.first_seq() + v.count() - 1);
         let head = ChainHead {
             seq: last_seq,
             hash: tail.last_hash,
@@ -216,7 +216,14 @@ fn open_sealed(path: &Path) -> Result<Option<Opened>> {
         });
     };
     let hash = f.final_hash;
-    let view = SegmentView::new(path, header, len - FOOTER_BYTES as u64, f.count, None, Some(f))?;
+    let view = SegmentView::new(
+        path,
+        header,
+        len - FOOTER_BYTES as u64,
+        f.count,
+        None,
+        Some(f),
+    )?;
     Ok(Some((Arc::new(view), hash)))
 }
 
@@ -271,14 +278,7 @@ fn open_last(path: &Path) -> Result<Option<Opened>> {
             _ => {}
         }
         let footer = s.footer.clone().filter(|_| s.problem.is_none());
-        let view = SegmentView::new(
-            path,
-            header,
-            s.records_end,
-            s.count,
-            Some(s.sparse),
-            footer,
-        )?;
+        let view = SegmentView::new(path, header, s.records_end, s.count, Some(s.sparse), footer)?;
         return Ok(Some((Arc::new(view), s.last_hash)));
     }
 }

@@ -62,7 +62,10 @@ fn reads_what_a_running_writer_holds_without_its_lock_or_a_change() {
     let mut gen = EventGen::new(4);
     log.append(&[gen.next_event()], &Provenance::cli()).unwrap();
     assert_eq!(ro.iter().count() as u64 + 1, log.last_seq());
-    assert_eq!(ReadOnly::open(dir.path()).unwrap().last_seq(), log.last_seq());
+    assert_eq!(
+        ReadOnly::open(dir.path()).unwrap().last_seq(),
+        log.last_seq()
+    );
 }
 
 #[test]
@@ -97,7 +100,10 @@ fn an_unsealed_segment_before_the_last_is_corruption() {
     #[allow(clippy::permissions_set_readonly_false)]
     perm.set_readonly(false);
     std::fs::set_permissions(&first, perm).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&first).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap();
     f.set_len(len - 1).unwrap();
     let err = ReadOnly::open(dir.path()).unwrap_err();
     assert!(

@@ -15,6 +15,7 @@ mod abuse;
 mod append;
 mod auth;
 mod backup;
+mod cli_query;
 mod config;
 mod crash;
 mod digest;

@@ -226,18 +226,23 @@ fn main() {
         let mut t = Timer::new(&format!("entity history (first 100), by {by}"));
         for e in &sample {
             if let (Some(ty), Some(id)) = (&e.event.entity_type, &e.event.entity_id) {
-                t.time(|| {
-                    engine
-                        .entity_history(sort, None, ty, id, 100, None)
-                        .unwrap()
-                });
+                let q = Query {
+                    sort,
+                    order: Order::Asc,
+                    ..Query::default()
+                };
+                t.time(|| engine.entity_history(&q, ty, id).unwrap());
             }
         }
         t.report();
         let mut t = Timer::new(&format!("user timeline (newest 100), by {by}"));
         for e in &sample {
             if let Some(u) = &e.event.user_id {
-                t.time(|| engine.user_timeline(sort, None, u, 100, None).unwrap());
+                let q = Query {
+                    sort,
+                    ..Query::default()
+                };
+                t.time(|| engine.user_timeline(&q, u).unwrap());
             }
         }
         t.report();

@@ -210,7 +210,14 @@ enum Command {
         #[arg(long)]
         skip_verify: bool,
     },
-    /// Print stored events as NDJSON.
+    /// List events, journalctl-style: from a running daemon (--url or
+    /// $STELE_URL, key from --key or $STELE_API_KEY) or offline from a data
+    /// directory or a backup (--data-dir, also while the daemon runs), with
+    /// the listing's filters, as a table, JSON, NDJSON or CSV; -f follows new
+    /// events. Exit 0 done, 2 a bad request, 1 anything else.
+    Query(Box<cli::query::QueryArgs>),
+    /// Print stored events as NDJSON. Reads the log without its lock and
+    /// without repairing it, so it works while the daemon runs.
     Cat {
         /// The data directory.
         #[arg(long, default_value = "data")]
@@ -298,6 +305,7 @@ fn main() -> ExitCode {
             reverse,
             limit,
         } => cat(data_dir, from, reverse, limit),
+        Command::Query(args) => return cli::query::query(*args, cli::process_env),
         Command::Reindex { data_dir } => reindex(data_dir),
         Command::Check { data_dir } => return check(data_dir),
         Command::SignDays {

@@ -15,7 +15,9 @@
 //! run leaves them behind, and the next open catches them up.
 //! Events are renamed by the configuration's `[ingest.field_map]` (`--config`
 //! or `$STELE_CONFIG`) before validation, as over HTTP.
-//! `stele cat` reads the log only.
+//! `stele cat` reads the log only, through the read-only open
+//! ([`stele::log::ReadOnly`]): no LOCK and no repair, so it works while
+//! `stele serve` runs, and on a backup; a half-written tail is where it stops.
 
 use super::open_log;
 use std::io::Write;
@@ -235,7 +237,9 @@ pub(crate) fn cat(
     reverse: bool,
     limit: Option<usize>,
 ) -> anyhow::Result<()> {
-    let log = open_log(&data_dir, LogConfig::default())?;
+    // Read-only: no LOCK, nothing repaired, so it runs beside `stele serve`.
+    let log = stele::log::ReadOnly::open(&data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the log in {}: {e}", data_dir.display()))?;
     let iter = if reverse {
         log.range(..=from.unwrap_or(u64::MAX), Direction::Backward)
     } else {

@@ -14,6 +14,8 @@
 //! - `backup`: `stele backup`.
 //! - `retention`: `stele retention`.
 //! - `log`: `stele append` and `stele cat`, events in and out of the log.
+//! - `query`: `stele query`, the terminal client (a daemon over HTTP, or a
+//!   data directory read-only), `-f` following the live stream.
 //! - `keys`: `stele keygen` (signing keys and API keys) and `stele sign-days`.
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub(crate) mod backup;
 pub(crate) mod index;
 pub(crate) mod keys;
 pub(crate) mod log;
+pub(crate) mod query;
 pub(crate) mod retention;
 pub(crate) mod serve;
 pub(crate) mod verify;
@@ -35,6 +38,6 @@ fn open_log(data_dir: &std::path::Path, cfg: LogConfig) -> anyhow::Result<Log> {
 }
 
 /// The process environment, as `Config::load` reads it.
-fn process_env(name: &str) -> Option<String> {
+pub(crate) fn process_env(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }

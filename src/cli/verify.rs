@@ -1,10 +1,25 @@
 //! `stele verify`: segment files, the digest chain and checkpoints checked
 //! offline, and the report printed. Reads only; never opens the log for
-//! writing.
+//! writing and never takes `DATA_DIR/LOCK`, so it runs beside `stele serve`
+//! (nothing it does needs the lock: it repairs nothing).
+//!
+//! Beside a running daemon the active segment grows while it is checked: a
+//! write can land behind the check and in front of it at once, which looks
+//! like a bad frame followed by a valid one. So when a daemon holds a
+//! checked directory's LOCK and the check finds damage, it is run again (at
+//! most [`LIVE_CHECKS_MAX`] times, [`LIVE_RECHECK_DELAY`] apart): damage
+//! that is there stays and is reported; a write caught half-way does not.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// How many times a directory a daemon is writing is checked before its
+/// damage is reported.
+const LIVE_CHECKS_MAX: u32 = 3;
+/// The pause between those checks.
+const LIVE_RECHECK_DELAY: Duration = Duration::from_millis(200);
 
 pub(crate) fn verify(
     paths: Vec<PathBuf>,
@@ -38,12 +53,21 @@ pub(crate) fn verify(
             }
         }
     }
-    let report = match stele::verify::verify_paths_with(&paths, &opts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("stele verify: cannot read {}: {e}", display_paths(&paths));
-            return ExitCode::from(2);
+    let live = paths.iter().any(|p| daemon_writes(p));
+    let mut checks = 0;
+    let report = loop {
+        checks += 1;
+        let report = match stele::verify::verify_paths_with(&paths, &opts) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("stele verify: cannot read {}: {e}", display_paths(&paths));
+                return ExitCode::from(2);
+            }
+        };
+        if report.intact() || !live || checks >= LIVE_CHECKS_MAX {
+            break report;
         }
+        std::thread::sleep(LIVE_RECHECK_DELAY);
     };
     let mut out = std::io::stdout().lock();
     if !quiet {
@@ -120,4 +144,17 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether a process (a running `stele serve`) holds the LOCK of the data
+/// directory `path`: a shared lock is refused. Opens the file read-only and
+/// never creates it; the probe's lock goes with the descriptor.
+fn daemon_writes(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(path.join(stele::datadir::LOCK_FILE)) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }

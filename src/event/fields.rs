@@ -44,7 +44,7 @@ pub enum Kind {
     Text,
     /// One of a closed set of names ([`Source`], [`Status`], [`Severity`]).
     Enum,
-    /// A non-negative integer.
+    /// A non-negative integer (filtered by value or range).
     Integer,
     /// The list of changes.
     Changes,
@@ -59,16 +59,27 @@ pub enum Indexed {
     No,
     /// A u64 fast column (`seq`: the index's sort key).
     U64Column,
-    /// A raw term (doc ids only): filters and `field:value` in the query text.
-    Term,
-    /// A raw string fast column only: filtered by scanning the column (fields with
-    /// nearly one value per event, where terms cost more than everything else).
+    /// A keyword: one term per value, folded to lower case (doc ids only), so filters
+    /// and `field:value` in the query text ignore letter case.
+    Keyword,
+    /// A keyword compared exactly, case included (`tenant`: tenants are namespaces, and
+    /// an API key's scope names them exactly).
+    ExactKeyword,
+    /// A keyword (as [`Indexed::Keyword`]) whose words are also searched by bare words
+    /// (`user_name`: `user_name:jdoe` and a plain `Doe` both find it).
+    NamedKeyword,
+    /// A string fast column only, folded to lower case: filtered by scanning the
+    /// column (fields with nearly one value per event, where terms cost more than
+    /// everything else).
     Column,
     /// Words with positions: searched by bare words and phrases.
     FullText,
-    /// A JSON field for `metadata.<key>:value`, plus its canonical text as words in
-    /// `metadata_text` (bare words match at the JSON field's root only).
+    /// A JSON field for `metadata.<key>:value`, plus the text of its values as words in
+    /// `metadata_text` (bare words match values, never key names).
     Json,
+    /// A u64 indexed and fast: exact values and ranges, as filters (`risk_score=71..100`)
+    /// and in the query text (`risk_score:[71 TO 100]`, `duration_ms:>1000`).
+    Number,
 }
 
 /// How statistics count a field.
@@ -167,34 +178,34 @@ use Origin as O;
 /// The field table. See the module documentation.
 #[rustfmt::skip]
 pub const FIELDS: &[FieldSpec] = &[
-    //  name              origin         kind           indexed       filter stat        value
-    row("seq",            O::Stored,     K::Seq,        I::U64Column, false, Stat::No,     |e| FieldValue::U64(e.seq)),
-    row("received_at",    O::Stored,     K::Time,       I::No,        false, Stat::No,     |e| FieldValue::Time(e.received_at)),
-    row("id",             O::Posted,     K::Identifier, I::No,        false, Stat::No,     |e| FieldValue::Str(&e.event.id)),
-    row("timestamp",      O::Posted,     K::Time,       I::No,        false, Stat::No,     |e| e.event.timestamp.map_or(FieldValue::Absent, FieldValue::Time)),
-    row("action",         O::Posted,     K::Identifier, I::Term,      true,  Stat::Column, |e| FieldValue::Str(&e.event.action)),
-    row("actor",          O::Posted,     K::Identifier, I::Term,      true,  Stat::No,     |e| opt_str(&e.event.actor)),
-    row("tenant",         O::Posted,     K::Identifier, I::Term,      true,  Stat::No,     |e| opt_str(&e.event.tenant)),
-    row("category",       O::Posted,     K::Identifier, I::Term,      true,  Stat::Column, |e| opt_str(&e.event.category)),
-    row("source",         O::Posted,     K::Enum,       I::Term,      true,  Stat::Code,   |e| e.event.source.map_or(FieldValue::Absent, |v| FieldValue::Str(v.as_str()))),
-    row("status",         O::Posted,     K::Enum,       I::Term,      true,  Stat::Code,   |e| e.event.status.map_or(FieldValue::Absent, |v| FieldValue::Str(v.as_str()))),
-    row("severity",       O::Posted,     K::Enum,       I::Term,      true,  Stat::Code,   |e| e.event.severity.map_or(FieldValue::Absent, |v| FieldValue::Str(v.as_str()))),
-    row("entity_type",    O::Posted,     K::Identifier, I::Term,      true,  Stat::Column, |e| opt_str(&e.event.entity_type)),
-    row("entity_id",      O::Posted,     K::Identifier, I::Term,      true,  Stat::No,     |e| opt_str(&e.event.entity_id)),
-    row("entity_name",    O::Posted,     K::Text,       I::FullText,  false, Stat::No,     |e| opt_str(&e.event.entity_name)),
-    row("user_id",        O::Posted,     K::Identifier, I::Term,      true,  Stat::Column, |e| opt_str(&e.event.user_id)),
-    row("user_name",      O::Posted,     K::Identifier, I::No,        false, Stat::No,     |e| opt_str(&e.event.user_name)),
-    row("session_id",     O::Posted,     K::Identifier, I::Column,    true,  Stat::No,     |e| opt_str(&e.event.session_id)),
-    row("correlation_id", O::Posted,     K::Identifier, I::Column,    true,  Stat::No,     |e| opt_str(&e.event.correlation_id)),
-    row("ip",             O::Posted,     K::Ip,         I::Column,    true,  Stat::No,     |e| opt_str(&e.event.ip)),
-    row("user_agent",     O::Posted,     K::Text,       I::FullText,  false, Stat::No,     |e| opt_str(&e.event.user_agent)),
-    row("risk_score",     O::Posted,     K::Integer,    I::No,        false, Stat::No,     |e| e.event.risk_score.map_or(FieldValue::Absent, |v| FieldValue::U64(v.into()))),
-    row("duration_ms",    O::Posted,     K::Integer,    I::No,        false, Stat::No,     |e| e.event.duration_ms.map_or(FieldValue::Absent, FieldValue::U64)),
-    row("description",    O::Posted,     K::Text,       I::FullText,  false, Stat::No,     |e| opt_str(&e.event.description)),
-    row("changes",        O::Posted,     K::Changes,    I::FullText,  false, Stat::No,     |e| if e.event.changes.is_empty() { FieldValue::Absent } else { FieldValue::Changes(&e.event.changes) }),
-    row("metadata",       O::Posted,     K::Json,       I::Json,      false, Stat::No,     |e| e.event.metadata.as_deref().map_or(FieldValue::Absent, FieldValue::Json)),
-    row("ingested_by",    O::Provenance, K::Identifier, I::Term,      true,  Stat::No,     |e| e.provenance.as_ref().map_or(FieldValue::Absent, |p| FieldValue::Str(&p.ingested_by))),
-    row("client_addr",    O::Provenance, K::Ip,         I::No,        false, Stat::No,     |e| e.provenance.as_ref().and_then(|p| p.client_addr.as_deref()).map_or(FieldValue::Absent, FieldValue::Str)),
+    //  name              origin         kind           indexed           filter stat        value
+    row("seq",            O::Stored,     K::Seq,        I::U64Column,     false, Stat::No,     |e| FieldValue::U64(e.seq)),
+    row("received_at",    O::Stored,     K::Time,       I::No,            false, Stat::No,     |e| FieldValue::Time(e.received_at)),
+    row("id",             O::Posted,     K::Identifier, I::No,            false, Stat::No,     |e| FieldValue::Str(&e.event.id)),
+    row("timestamp",      O::Posted,     K::Time,       I::No,            false, Stat::No,     |e| e.event.timestamp.map_or(FieldValue::Absent, FieldValue::Time)),
+    row("action",         O::Posted,     K::Identifier, I::Keyword,       true,  Stat::Column, |e| FieldValue::Str(&e.event.action)),
+    row("actor",          O::Posted,     K::Identifier, I::Keyword,       true,  Stat::No,     |e| opt_str(&e.event.actor)),
+    row("tenant",         O::Posted,     K::Identifier, I::ExactKeyword,  true,  Stat::No,     |e| opt_str(&e.event.tenant)),
+    row("category",       O::Posted,     K::Identifier, I::Keyword,       true,  Stat::Column, |e| opt_str(&e.event.category)),
+    row("source",         O::Posted,     K::Enum,       I::Keyword,       true,  Stat::Code,   |e| e.event.source.map_or(FieldValue::Absent, |v| FieldValue::Str(v.as_str()))),
+    row("status",         O::Posted,     K::Enum,       I::Keyword,       true,  Stat::Code,   |e| e.event.status.map_or(FieldValue::Absent, |v| FieldValue::Str(v.as_str()))),
+    row("severity",       O::Posted,     K::Enum,       I::Keyword,       true,  Stat::Code,   |e| e.event.severity.map_or(FieldValue::Absent, |v| FieldValue::Str(v.as_str()))),
+    row("entity_type",    O::Posted,     K::Identifier, I::Keyword,       true,  Stat::Column, |e| opt_str(&e.event.entity_type)),
+    row("entity_id",      O::Posted,     K::Identifier, I::Keyword,       true,  Stat::No,     |e| opt_str(&e.event.entity_id)),
+    row("entity_name",    O::Posted,     K::Text,       I::FullText,      false, Stat::No,     |e| opt_str(&e.event.entity_name)),
+    row("user_id",        O::Posted,     K::Identifier, I::Keyword,       true,  Stat::Column, |e| opt_str(&e.event.user_id)),
+    row("user_name",      O::Posted,     K::Identifier, I::NamedKeyword,  true,  Stat::No,     |e| opt_str(&e.event.user_name)),
+    row("session_id",     O::Posted,     K::Identifier, I::Column,        true,  Stat::No,     |e| opt_str(&e.event.session_id)),
+    row("correlation_id", O::Posted,     K::Identifier, I::Column,        true,  Stat::No,     |e| opt_str(&e.event.correlation_id)),
+    row("ip",             O::Posted,     K::Ip,         I::Column,        true,  Stat::No,     |e| opt_str(&e.event.ip)),
+    row("user_agent",     O::Posted,     K::Text,       I::FullText,      false, Stat::No,     |e| opt_str(&e.event.user_agent)),
+    row("risk_score",     O::Posted,     K::Integer,    I::Number,        true,  Stat::No,     |e| e.event.risk_score.map_or(FieldValue::Absent, |v| FieldValue::U64(v.into()))),
+    row("duration_ms",    O::Posted,     K::Integer,    I::Number,        true,  Stat::No,     |e| e.event.duration_ms.map_or(FieldValue::Absent, FieldValue::U64)),
+    row("description",    O::Posted,     K::Text,       I::FullText,      false, Stat::No,     |e| opt_str(&e.event.description)),
+    row("changes",        O::Posted,     K::Changes,    I::FullText,      false, Stat::No,     |e| if e.event.changes.is_empty() { FieldValue::Absent } else { FieldValue::Changes(&e.event.changes) }),
+    row("metadata",       O::Posted,     K::Json,       I::Json,          false, Stat::No,     |e| e.event.metadata.as_deref().map_or(FieldValue::Absent, FieldValue::Json)),
+    row("ingested_by",    O::Provenance, K::Identifier, I::Keyword,       true,  Stat::No,     |e| e.provenance.as_ref().map_or(FieldValue::Absent, |p| FieldValue::Str(&p.ingested_by))),
+    row("client_addr",    O::Provenance, K::Ip,         I::No,            false, Stat::No,     |e| e.provenance.as_ref().and_then(|p| p.client_addr.as_deref()).map_or(FieldValue::Absent, FieldValue::Str)),
 ];
 
 /// The row named `name`.

@@ -15,6 +15,8 @@
 //!   writer, so its `fdatasync`s stay data-only (the zero padding of
 //!   docs/FORMAT.md, bounded by [`segment::padding_bytes_max`]).
 //! - `iter`: [`LogIter`], reading a seq range forward or backward.
+//! - `readonly`: [`ReadOnly`], the log of a data directory (or a backup)
+//!   read without its LOCK and without writing, beside a running daemon.
 //! - [`error`]: the error type.
 //!
 //! The paths (`segments/`, `LOCK`, `quarantine/`) come from
@@ -24,12 +26,14 @@ pub mod error;
 pub mod format;
 mod iter;
 mod prealloc;
+mod readonly;
 mod recovery;
 pub mod segment;
 mod writer;
 
 pub use error::{Error, Result};
 pub use iter::{Direction, LogIter};
+pub use readonly::ReadOnly;
 pub use recovery::{list_segments, RecoveryReport};
 
 use crate::clock::Clock;
@@ -264,6 +268,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The reading side of a log whose segments are `views` and whose last
+    /// durable record is `head`.
+    fn new(views: Vec<Arc<SegmentView>>, head: ChainHead) -> Shared {
+        let (durable_tx, _) = watch::channel(head.seq);
+        Shared {
+            segments: RwLock::new(views),
+            durable: AtomicU64::new(head.seq),
+            durable_tx,
+            durable_cv: (Mutex::new(()), std::sync::Condvar::new()),
+            poisoned: Mutex::new(None),
+            metrics: LogMetrics::default(),
+            head: Mutex::new(head),
+            witnessed: Mutex::new(Vec::new()),
+        }
+    }
+
     fn segments(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<SegmentView>>> {
         self.segments.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -308,6 +328,50 @@ impl Shared {
             Some(s) => s.first_seq(),
             None => self.durable.load(Ordering::Acquire) + 1,
         }
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// [`Log::range`] and [`ReadOnly::range`].
+    fn range(self: &Arc<Self>, range: impl RangeBounds<u64>, dir: Direction) -> LogIter {
+        let lo = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        }
+        .max(self.first_seq());
+        let hi = match range.end_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_sub(1),
+            Bound::Unbounded => u64::MAX,
+        }
+        .min(self.last_seq());
+        LogIter::new(self.clone(), lo, hi, dir)
+    }
+
+    /// [`Log::get`] and [`ReadOnly::get`].
+    fn get(self: &Arc<Self>, seq: u64) -> Result<Option<StoredEvent>> {
+        if seq == 0 || seq > self.last_seq() {
+            return Ok(None);
+        }
+        self.range(seq..=seq, Direction::Forward).next().transpose()
+    }
+
+    /// [`Log::segments`] and [`ReadOnly::segments`].
+    fn infos(&self) -> Vec<SegmentInfo> {
+        self.segments()
+            .iter()
+            .map(|s| SegmentInfo {
+                id: s.id,
+                path: s.path.clone(),
+                first_seq: s.first_seq(),
+                count: s.count(),
+                bytes: s.durable_bytes(),
+                sealed: s.footer().is_some(),
+            })
+            .collect()
     }
 }
 
@@ -360,17 +424,7 @@ impl Log {
         // takes the rest of what recovery found.
         let views = std::mem::take(&mut rec.views);
         let report = std::mem::take(&mut rec.report);
-        let (durable_tx, _) = watch::channel(opened_head.seq);
-        let shared = Arc::new(Shared {
-            segments: RwLock::new(views),
-            durable: AtomicU64::new(opened_head.seq),
-            durable_tx,
-            durable_cv: (Mutex::new(()), std::sync::Condvar::new()),
-            poisoned: Mutex::new(None),
-            metrics: LogMetrics::default(),
-            head: Mutex::new(opened_head),
-            witnessed: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(views, opened_head));
         let writer = Writer::new(
             shared.clone(),
             cfg.clone(),
@@ -606,18 +660,7 @@ impl Log {
 
     /// Every segment, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        self.shared
-            .segments()
-            .iter()
-            .map(|s| SegmentInfo {
-                id: s.id,
-                path: s.path.clone(),
-                first_seq: s.first_seq(),
-                count: s.count(),
-                bytes: s.durable_bytes(),
-                sealed: s.footer().is_some(),
-            })
-            .collect()
+        self.shared.infos()
     }
 
     /// Retention: removes the oldest sealed segments up to and including
@@ -664,28 +707,13 @@ impl Log {
 
     /// The event with `seq`, or `None` if it is not (or no longer) in the log.
     pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
-        if seq == 0 || seq > self.last_seq() {
-            return Ok(None);
-        }
-        self.range(seq..=seq, Direction::Forward).next().transpose()
+        self.shared.get(seq)
     }
 
     /// Iterates over the durable events whose seqs fall in `range`, in the
     /// given direction. Events appended after this call are not included.
     pub fn range(&self, range: impl RangeBounds<u64>, dir: Direction) -> LogIter {
-        let lo = match range.start_bound() {
-            Bound::Included(&s) => s,
-            Bound::Excluded(&s) => s.saturating_add(1),
-            Bound::Unbounded => 0,
-        }
-        .max(self.first_seq());
-        let hi = match range.end_bound() {
-            Bound::Included(&s) => s,
-            Bound::Excluded(&s) => s.saturating_sub(1),
-            Bound::Unbounded => u64::MAX,
-        }
-        .min(self.last_seq());
-        LogIter::new(self.shared.clone(), lo, hi, dir)
+        self.shared.range(range, dir)
     }
 
     /// Gives back the memory-map pages holding seqs `lo..=hi` (see

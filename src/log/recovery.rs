@@ -352,12 +352,22 @@ fn sealed_footer(map: &[u8], header: &Header) -> Option<Footer> {
     if map.len() < HEADER_BYTES + FOOTER_BYTES {
         return None;
     }
-    let f = Footer::decode(&map[map.len() - FOOTER_BYTES..]).ok()?;
+    footer_agreeing(map.len() as u64, &map[map.len() - FOOTER_BYTES..], header)
+}
+
+/// The footer decoded from `tail` (the last [`FOOTER_BYTES`] of a file of
+/// `len` bytes) when it is valid and agrees with `header`; `None`
+/// otherwise. Shared with the read-only open, which reads only those bytes.
+pub(super) fn footer_agreeing(len: u64, tail: &[u8], header: &Header) -> Option<Footer> {
+    if len < (HEADER_BYTES + FOOTER_BYTES) as u64 {
+        return None;
+    }
+    let f = Footer::decode(tail).ok()?;
     if f.first_seq != header.first_seq || (f.count == 0 && f.final_hash != header.prev_hash) {
         return None;
     }
     // A footer claiming more records than fit cannot be right.
-    let room = (map.len() - HEADER_BYTES - FOOTER_BYTES) as u64;
+    let room = len - (HEADER_BYTES + FOOTER_BYTES) as u64;
     let fit = room / RECORD_FRAME_BYTES_MIN as u64;
     (f.count <= fit && (f.count > 0 || room == 0)).then_some(f)
 }

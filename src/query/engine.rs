@@ -20,6 +20,10 @@ pub struct Page {
     pub events: Vec<StoredEvent>,
     /// Continues the listing; `None` at the end.
     pub next_cursor: Option<String>,
+    /// Why an empty first page may be empty when the caller expected events
+    /// (a tenant that exists in another letter case); omitted when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
     /// The number of matches of the whole listing, when asked for (`total=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
@@ -81,6 +85,7 @@ impl Engine {
         Ok(Page {
             events,
             next_cursor,
+            hints: Vec::new(),
             total: None,
         })
     }
@@ -184,7 +189,35 @@ impl Engine {
             query.limit + 1,
             after,
         )?;
-        self.page(seqs, query.limit, fp)
+        let mut page = self.page(seqs, query.limit, fp)?;
+        if page.events.is_empty() && after.is_none() {
+            page.hints = self.hints(&query.filter)?;
+        }
+        Ok(page)
+    }
+
+    /// What may explain that `filter` matched nothing: keyword filters ignore
+    /// letter case, but a tenant is exact.
+    fn hints(&self, filter: &Filter) -> Result<Vec<String>, QueryError> {
+        let Some(tenant) = &filter.tenant else {
+            return Ok(Vec::new());
+        };
+        let mut like = self.indexes.text.tenants_like(tenant, 5)?;
+        // A key scoped to some tenants learns nothing about the others.
+        if let Some(scope) = &filter.tenants {
+            like.retain(|t| scope.contains(t));
+        }
+        if like.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![format!(
+            "no event has the tenant {tenant:?}; tenants are exact, letter case included, \
+             and events exist in {}",
+            like.iter()
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )])
     }
 
     /// Up to `limit` seqs after `after` matching `filter` (full text
@@ -245,80 +278,48 @@ impl Engine {
         Ok(self.indexes.kv.tenants_of_id(id, max)?)
     }
 
-    fn keyed(
-        &self,
-        route: Route<'_>,
-        filter: Filter,
-        (sort, order): (Sort, Order),
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page, QueryError> {
-        if !(1..=LIMIT_MAX).contains(&limit) {
+    fn keyed(&self, route: Route<'_>, filter: Filter, query: &Query) -> Result<Page, QueryError> {
+        if !(1..=LIMIT_MAX).contains(&query.limit) {
             return Err(bad(
                 "limit",
                 format!("must be a whole number from 1 to {LIMIT_MAX}"),
             ));
         }
-        let fp = super::cursor::fingerprint(route, &filter, sort, order);
-        let after = match cursor {
+        let fp = super::cursor::fingerprint(route, &filter, query.sort, query.order);
+        let after = match &query.cursor {
             Some(c) => Some(self.cursors.decode(c, fp)?),
             None => None,
         };
-        // Served by the full-text index, where these fields are raw terms
-        // (see `index::kv::KvIndex::open` for why not sled).
-        let seqs = self.ordered(&filter, sort, order, limit + 1, after)?;
-        self.page(seqs, limit, fp)
+        let seqs = self.ordered(&filter, query.sort, query.order, query.limit + 1, after)?;
+        self.page(seqs, query.limit, fp)
     }
 
-    /// Every event about one entity, oldest first (by event time unless
-    /// `sort` is [`Sort::Seq`]), with its changes (`tenants`: a key's scope,
-    /// `None` for all).
+    /// The events about one entity that match `query` (its filters, sort,
+    /// order, limit and cursor; the routes default to oldest first), the
+    /// entity named by the path rather than by `entity_type`/`entity_id`
+    /// filters.
     pub fn entity_history(
         &self,
-        sort: Sort,
-        tenants: Option<&[String]>,
+        query: &Query,
         entity_type: &str,
         entity_id: &str,
-        limit: usize,
-        cursor: Option<&str>,
     ) -> Result<Page, QueryError> {
         let filter = Filter {
             entity_type: Some(entity_type.into()),
             entity_id: Some(entity_id.into()),
-            tenants: tenants.map(<[String]>::to_vec),
-            ..Filter::default()
+            ..query.filter.clone()
         };
-        self.keyed(
-            Route::Entity(entity_type, entity_id),
-            filter,
-            (sort, Order::Asc),
-            limit,
-            cursor,
-        )
+        self.keyed(Route::Entity(entity_type, entity_id), filter, query)
     }
 
-    /// What one user did, newest first (by event time unless `sort` is
-    /// [`Sort::Seq`]; `tenants`: a key's scope, `None` for all).
-    pub fn user_timeline(
-        &self,
-        sort: Sort,
-        tenants: Option<&[String]>,
-        user_id: &str,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page, QueryError> {
+    /// What one user did that matches `query` (the routes default to newest
+    /// first), the user named by the path rather than a `user_id` filter.
+    pub fn user_timeline(&self, query: &Query, user_id: &str) -> Result<Page, QueryError> {
         let filter = Filter {
             user_id: Some(user_id.into()),
-            tenants: tenants.map(<[String]>::to_vec),
-            ..Filter::default()
+            ..query.filter.clone()
         };
-        self.keyed(
-            Route::User(user_id),
-            filter,
-            (sort, Order::Desc),
-            limit,
-            cursor,
-        )
+        self.keyed(Route::User(user_id), filter, query)
     }
 
     /// Statistics of the events matching the filter: the full object, with

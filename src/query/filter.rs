@@ -10,6 +10,10 @@
 use crate::event::{self, FieldValue, Severity, Source, Status, StoredEvent};
 
 /// Filters shared by listing, search and stats. All present filters must match (AND).
+///
+/// Keyword values match ignoring letter case ([`fold_case`]), except `tenant` and
+/// `tenants`, which are exact: tenants are namespaces (ids are unique per tenant) and an
+/// API key's scope names them exactly.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     /// Exact tenant.
@@ -35,6 +39,8 @@ pub struct Filter {
     pub entity_id: Option<String>,
     /// Exact user id.
     pub user_id: Option<String>,
+    /// Exact user name.
+    pub user_name: Option<String>,
     /// Exact session id.
     pub session_id: Option<String>,
     /// Exact correlation id.
@@ -46,6 +52,10 @@ pub struct Filter {
     /// Exact `ingested_by` (the provenance's API key id, `loopback`, `cli` or
     /// `stele`); events stored in format version 1 have none and never match.
     pub ingested_by: Option<String>,
+    /// Risk score in this range.
+    pub risk_score: Option<NumRange>,
+    /// Duration (ms) in this range.
+    pub duration_ms: Option<NumRange>,
     /// Event time (unix µs, see [`event_time`]) at or after this.
     pub since: Option<i64>,
     /// Event time (unix µs) strictly before this.
@@ -53,6 +63,36 @@ pub struct Filter {
     /// A full-text query in tantivy query syntax (words are ANDed). An empty or blank
     /// string is no text filter.
     pub text: Option<String>,
+    /// Whether the events Stele writes itself (`ingested_by = "stele"`: its
+    /// `audit_access` records) take part; see [`Filter::own_records`].
+    pub stele_records: OwnRecords,
+}
+
+/// What a query does with the events Stele writes itself (`ingested_by =
+/// "stele"`, such as the `audit_access` record of every read): they would
+/// crowd listings and make a dashboard's totals grow on each refresh, so
+/// reads leave them out unless asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OwnRecords {
+    /// Left out (listings, search, statistics, streams), unless the filter
+    /// names them (`ingested_by`, `category=audit_access`).
+    #[default]
+    Exclude,
+    /// Taken like any other event (exports, or `stele_records=include`).
+    Include,
+    /// Only them.
+    Only,
+}
+
+impl OwnRecords {
+    /// `exclude`, `include` or `only`, as the `stele_records` parameter spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnRecords::Exclude => "exclude",
+            OwnRecords::Include => "include",
+            OwnRecords::Only => "only",
+        }
+    }
 }
 
 /// The slot of one exact-match filter, typed as the field is.
@@ -66,6 +106,39 @@ pub enum EqSlot<'a> {
     Status(&'a mut Option<Status>),
     /// A severity.
     Severity(&'a mut Option<Severity>),
+    /// An integer field's range.
+    Range(&'a mut Option<NumRange>),
+}
+
+/// An inclusive range of a non-negative integer field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumRange {
+    /// Smallest value that matches.
+    pub lo: u64,
+    /// Largest value that matches (`lo <= hi`).
+    pub hi: u64,
+}
+
+impl NumRange {
+    /// Whether `v` is in the range.
+    pub fn contains(self, v: u64) -> bool {
+        (self.lo..=self.hi).contains(&v)
+    }
+}
+
+/// A keyword value as the index holds it: letters in lower case (each character's
+/// Unicode lower case, as tantivy's `LowerCaser` does; ASCII-only text by the ASCII
+/// rule). Filters and the live stream compare folded values.
+pub fn fold_case(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii() {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(s)
+        }
+    } else {
+        std::borrow::Cow::Owned(s.chars().flat_map(char::to_lowercase).collect())
+    }
 }
 
 impl Filter {
@@ -84,10 +157,35 @@ impl Filter {
             "entity_type" => self.entity_type.as_deref(),
             "entity_id" => self.entity_id.as_deref(),
             "user_id" => self.user_id.as_deref(),
+            "user_name" => self.user_name.as_deref(),
             "session_id" => self.session_id.as_deref(),
             "correlation_id" => self.correlation_id.as_deref(),
             "ip" => self.ip.as_deref(),
             "ingested_by" => self.ingested_by.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// What this filter does with Stele's own events: as `stele_records` says,
+    /// except that a filter naming them explicitly (any `ingested_by`, or the
+    /// `audit_access` category) is never narrowed further by the default.
+    pub fn own_records(&self) -> OwnRecords {
+        let named = self.ingested_by.is_some()
+            || self
+                .category
+                .as_deref()
+                .is_some_and(|c| fold_case(c) == event::AUDIT_ACCESS_CATEGORY);
+        match self.stele_records {
+            OwnRecords::Exclude if named => OwnRecords::Include,
+            rule => rule,
+        }
+    }
+
+    /// The range the filter of parameter `param` (an integer field's) wants.
+    pub fn range_value(&self, param: &str) -> Option<NumRange> {
+        match param {
+            "risk_score" => self.risk_score,
+            "duration_ms" => self.duration_ms,
             _ => None,
         }
     }
@@ -105,6 +203,9 @@ impl Filter {
             "entity_type" => EqSlot::Text(&mut self.entity_type),
             "entity_id" => EqSlot::Text(&mut self.entity_id),
             "user_id" => EqSlot::Text(&mut self.user_id),
+            "user_name" => EqSlot::Text(&mut self.user_name),
+            "risk_score" => EqSlot::Range(&mut self.risk_score),
+            "duration_ms" => EqSlot::Range(&mut self.duration_ms),
             "session_id" => EqSlot::Text(&mut self.session_id),
             "correlation_id" => EqSlot::Text(&mut self.correlation_id),
             "ip" => EqSlot::Text(&mut self.ip),
@@ -120,10 +221,32 @@ impl Filter {
         for spec in event::FIELDS {
             let Some(param) = spec.filter else { continue };
             if let Some(want) = self.eq_value(param) {
-                if (spec.get)(e) != FieldValue::Str(want) {
+                let FieldValue::Str(have) = (spec.get)(e) else {
+                    return false;
+                };
+                let same = match spec.indexed {
+                    event::Indexed::ExactKeyword => have == want,
+                    _ => fold_case(have) == fold_case(want),
+                };
+                if !same {
                     return false;
                 }
             }
+            if let Some(range) = self.range_value(param) {
+                match (spec.get)(e) {
+                    FieldValue::U64(v) if range.contains(v) => {}
+                    _ => return false,
+                }
+            }
+        }
+        let own = e
+            .provenance
+            .as_ref()
+            .is_some_and(|p| p.ingested_by == event::INGESTED_BY_STELE);
+        match self.own_records() {
+            OwnRecords::Exclude if own => return false,
+            OwnRecords::Only if !own => return false,
+            _ => {}
         }
         let t = event_time(e);
         self.tenants.as_ref().is_none_or(|ts| {
@@ -143,7 +266,8 @@ impl Filter {
     ///
     /// Every field of the filter, in declaration order, as its name, then `0x00` when
     /// absent or `0x01` and its value: a string (enums by their wire name) as its
-    /// length (u32 big endian) and UTF-8 bytes, a time as i64 big endian, a tenant list
+    /// length (u32 big endian) and UTF-8 bytes, a time as i64 big endian, a range as its
+    /// two bounds (u64 big endian), a tenant list
     /// as its length (u32 big endian) and each tenant as a string. Names and lengths
     /// make it unambiguous; it never depends on `Debug` output.
     pub fn fingerprint_into(&self, out: &mut Vec<u8>) {
@@ -160,14 +284,18 @@ impl Filter {
             entity_type,
             entity_id,
             user_id,
+            user_name,
             session_id,
             correlation_id,
             ip,
             actor,
             ingested_by,
+            risk_score,
+            duration_ms,
             since,
             until,
             text,
+            stele_records,
         } = self;
         fn str_(out: &mut Vec<u8>, s: &str) {
             out.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -190,6 +318,17 @@ impl Filter {
                 Some(v) => {
                     out.push(1);
                     out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        fn range(out: &mut Vec<u8>, name: &str, value: Option<NumRange>) {
+            str_(out, name);
+            match value {
+                None => out.push(0),
+                Some(r) => {
+                    out.push(1);
+                    out.extend_from_slice(&r.lo.to_be_bytes());
+                    out.extend_from_slice(&r.hi.to_be_bytes());
                 }
             }
         }
@@ -216,12 +355,16 @@ impl Filter {
         field(out, "user_id", user_id.as_deref());
         field(out, "session_id", session_id.as_deref());
         field(out, "correlation_id", correlation_id.as_deref());
+        field(out, "user_name", user_name.as_deref());
         field(out, "ip", ip.as_deref());
         field(out, "actor", actor.as_deref());
         field(out, "ingested_by", ingested_by.as_deref());
+        range(out, "risk_score", *risk_score);
+        range(out, "duration_ms", *duration_ms);
         time(out, "since", *since);
         time(out, "until", *until);
         field(out, "text", text.as_deref());
+        field(out, "stele_records", Some(stele_records.as_str()));
     }
 }
 

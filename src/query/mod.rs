@@ -29,7 +29,9 @@ mod shape;
 
 pub use cursor::{cursor_key, CursorCodec};
 pub use engine::{Engine, Page};
-pub use filter::{event_time, EqSlot, Filter, Order, Position, Sort};
+pub use filter::{
+    event_time, fold_case, EqSlot, Filter, NumRange, Order, OwnRecords, Position, Sort,
+};
 pub use params::{parse_sort, Interval, Query, PARAMS};
 pub use shape::{
     Paging, StatsParams, GROUPS_MAX, INCLUDE_PARTS, OFFSET_WINDOW_MAX, PAGING_PARAMS, STATS_PARAMS,

@@ -2,8 +2,8 @@
 //! `key=value` pairs with a typed error per bad parameter.
 
 use super::{
-    bad, EqSlot, Filter, Order, QueryError, Sort, CURSOR_BYTES_MAX, LIMIT_DEFAULT, LIMIT_MAX,
-    QUERY_TEXT_BYTES_MAX,
+    bad, EqSlot, Filter, NumRange, Order, OwnRecords, QueryError, Sort, CURSOR_BYTES_MAX,
+    LIMIT_DEFAULT, LIMIT_MAX, QUERY_TEXT_BYTES_MAX,
 };
 use crate::event::{self, Severity, Source, Status};
 
@@ -60,8 +60,9 @@ impl Default for Query {
 }
 
 /// The parameters that are not an exact-match filter of the field table.
-const OTHER_PARAMS: [&str; 10] = [
+const OTHER_PARAMS: [&str; 11] = [
     "min_severity",
+    "stele_records",
     "since",
     "until",
     "hours",
@@ -109,10 +110,11 @@ pub const PARAMS: &[&str] = &param_names();
 
 impl Query {
     /// Parses query parameters (already percent-decoded). `now` (unix µs)
-    /// anchors `hours`. Every parameter may appear once.
+    /// anchors `hours` and relative times (`since=24h`). Every parameter may
+    /// appear once.
     pub fn parse(pairs: &[(String, String)], now: i64) -> Result<Query, QueryError> {
         let mut q = Query::default();
-        let mut hours: Option<i64> = None;
+        let mut hours: Option<i64> = None; // µs
         let mut seen: Vec<&str> = Vec::new();
         for (k, v) in pairs {
             let Some(&name) = PARAMS.iter().find(|p| **p == k.as_str()) else {
@@ -164,6 +166,7 @@ impl Query {
                     Some(EqSlot::Severity(slot)) => {
                         *slot = Some(parse_enum::<Severity>(name, v, Severity::NAMES)?)
                     }
+                    Some(EqSlot::Range(slot)) => *slot = Some(parse_range(name, v)?),
                     None => unreachable!("every filter row has a slot (checked by the tests)"),
                 }
                 continue;
@@ -172,19 +175,24 @@ impl Query {
                 "min_severity" => {
                     f.min_severity = Some(parse_enum::<Severity>(name, v, Severity::NAMES)?)
                 }
-                "since" => f.since = Some(parse_time(name, v)?),
-                "until" => f.until = Some(parse_time(name, v)?),
-                "hours" => {
-                    let h: i64 = v
-                        .parse()
-                        .ok()
-                        .filter(|h| (1..=24 * 366 * 10).contains(h))
-                        .ok_or_else(|| {
-                            bad(name, "must be a whole number of hours from 1 to 87840")
-                        })?;
-                    hours = Some(h);
-                }
+                "since" => f.since = Some(parse_time(name, v, now)?),
+                "until" => f.until = Some(parse_time(name, v, now)?),
+                "hours" => hours = Some(parse_hours(v).ok_or_else(|| bad(name, HOURS_RULE))?),
                 "q" => f.text = text(QUERY_TEXT_BYTES_MAX)?,
+                "stele_records" => {
+                    f.stele_records = match v.to_ascii_lowercase().as_str() {
+                        "exclude" => OwnRecords::Exclude,
+                        "include" => OwnRecords::Include,
+                        "only" => OwnRecords::Only,
+                        _ => {
+                            return Err(bad(
+                                name,
+                                "must be exclude (the default of reads), include (the default \
+                                 of exports) or only",
+                            ))
+                        }
+                    }
+                }
                 "sort" => q.sort = parse_sort(v).map_err(|m| bad(name, m))?,
                 "order" => {
                     q.order = match v.as_str() {
@@ -226,7 +234,7 @@ impl Query {
             if q.filter.since.is_some() {
                 return Err(bad("hours", "give either `hours` or `since`, not both"));
             }
-            q.filter.since = Some(now - h * 3_600_000_000);
+            q.filter.since = Some(now.saturating_sub(h));
         }
         if let (Some(s), Some(u)) = (q.filter.since, q.filter.until) {
             if s >= u {
@@ -245,22 +253,124 @@ impl Query {
     }
 }
 
+/// An enum value, ignoring ASCII case (`FAILURE` is `failure`).
 fn parse_enum<T: std::str::FromStr>(
     name: &str,
     v: &str,
     allowed: &[&str],
 ) -> Result<T, QueryError> {
-    v.parse()
+    v.to_ascii_lowercase()
+        .parse()
         .map_err(|_| bad(name, format!("{v:?} is not one of {}", allowed.join(", "))))
 }
 
-fn parse_time(name: &str, v: &str) -> Result<i64, QueryError> {
+/// The longest window `hours` and relative times reach back: ten years.
+pub const WINDOW_HOURS_MAX: u32 = 24 * 366 * 10;
+
+const HOURS_RULE: &str =
+    "must be a number of hours greater than 0 and at most 87840 (ten years), e.g. 24 or 0.5";
+
+const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
+
+/// `hours` as microseconds: a decimal number, fractions allowed (`0.25` is 15 minutes).
+fn parse_hours(v: &str) -> Option<i64> {
+    let h: f64 = v.parse().ok()?;
+    (h.is_finite() && h > 0.0 && h <= f64::from(WINDOW_HOURS_MAX))
+        .then(|| (h * MICROS_PER_HOUR).round() as i64)
+        .filter(|us| *us > 0)
+}
+
+/// A point in time for `since` and `until`: an RFC 3339 timestamp, a UTC date
+/// (`2026-11-28`, its midnight), or a time before `now` (`15m`, `24h`, `7d`, `2w`,
+/// `90s`; a whole number and a unit).
+pub fn parse_time(name: &str, v: &str, now: i64) -> Result<i64, QueryError> {
+    if let Some(ago) = relative_micros(v) {
+        return ago
+            .ok_or_else(|| bad(name, format!("{v:?} reaches back more than ten years")))
+            .map(|us| now.saturating_sub(us));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        if v.len() == 10 {
+            let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc();
+            return Ok(midnight.timestamp_micros());
+        }
+    }
     event::parse_timestamp(v).map_err(|e| {
         bad(
             name,
-            format!("{e}; use RFC 3339, e.g. 2026-11-23T10:00:00Z"),
+            format!(
+                "{e}; use RFC 3339 (2026-11-23T10:00:00Z), a UTC date (2026-11-23) or a time \
+                 ago (15m, 24h, 7d, 2w)"
+            ),
         )
     })
+}
+
+/// `Some(Some(µs))` for a relative time (`<digits><unit>`, unit one of s, m, h, d, w),
+/// `Some(None)` when it reaches back more than [`WINDOW_HOURS_MAX`], `None` when `v` is
+/// not one.
+fn relative_micros(v: &str) -> Option<Option<i64>> {
+    let unit = v.chars().last()?;
+    let digits = &v[..v.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds: i64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    };
+    let n: i64 = digits.parse().ok()?;
+    let us = n.checked_mul(seconds)?.checked_mul(1_000_000);
+    Some(us.filter(|us| *us <= i64::from(WINDOW_HOURS_MAX) * 3_600_000_000))
+}
+
+/// An integer filter: a value (`75`), an inclusive range (`71..100`, `71..`, `..30`),
+/// or, for `risk_score`, a level (`low` 0–30, `medium` 31–70, `high` 71–100).
+fn parse_range(name: &str, v: &str) -> Result<NumRange, QueryError> {
+    let levels = name == "risk_score";
+    if levels {
+        let level = match v.to_ascii_lowercase().as_str() {
+            "low" => Some((0, 30)),
+            "medium" => Some((31, 70)),
+            "high" => Some((71, 100)),
+            _ => None,
+        };
+        if let Some((lo, hi)) = level {
+            return Ok(NumRange { lo, hi });
+        }
+    }
+    let rule = if levels {
+        "must be a whole number (75), a range (71..100, 71.., ..30) or a level: low (0–30), \
+         medium (31–70), high (71–100)"
+    } else {
+        "must be a whole number (1500) or a range (1000..5000, 1000.., ..100)"
+    };
+    let num = |s: &str| -> Result<u64, QueryError> {
+        s.parse::<u64>()
+            .map_err(|_| bad(name, format!("{v:?} {rule}")))
+    };
+    let range = match v.split_once("..") {
+        None => {
+            let n = num(v)?;
+            NumRange { lo: n, hi: n }
+        }
+        Some(("", "")) => return Err(bad(name, format!("{v:?} {rule}"))),
+        Some((lo, hi)) => NumRange {
+            lo: if lo.is_empty() { 0 } else { num(lo)? },
+            hi: if hi.is_empty() { u64::MAX } else { num(hi)? },
+        },
+    };
+    if range.lo > range.hi {
+        return Err(bad(
+            name,
+            format!("{v:?} is an empty range: the lower bound is above the upper one"),
+        ));
+    }
+    Ok(range)
 }
 
 /// The `sort` parameter: `time` (when it happened) or `seq` (arrival).

@@ -120,6 +120,10 @@ pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     if !explicit_order {
         q.order = crate::query::Order::Asc; // oldest first unless asked
     }
+    if !pairs.iter().any(|(k, _)| k == "stele_records") {
+        // An export is the record: Stele's own events are in it unless left out.
+        q.filter.stele_records = crate::query::OwnRecords::Include;
+    }
     q.limit = EXPORT_PAGE;
     // Check the query before promising a 200, and see how broad it is.
     let (app2, filter) = (app.clone(), q.filter.clone());

@@ -8,7 +8,7 @@ use crate::auth::Scope;
 use crate::event;
 use crate::index::text::StatsAnswer;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
-use crate::query::{Interval, Paging, Query, QueryError, Sort, StatsParams};
+use crate::query::{Interval, Order, Paging, Query, QueryError, StatsParams};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -147,81 +147,64 @@ pub(super) async fn get_event(
     }
 }
 
-/// `GET /v1/entities/{type}/{id}/history`.
+/// `GET /v1/entities/{type}/{id}/history`: oldest first unless `order` says.
 pub(super) async fn history(app: Arc<App>, req: Req, caller: Caller, params: Vec<String>) -> Resp {
     let [ty, id]: [String; 2] = params.try_into().unwrap_or_default();
-    let scope = caller.scope();
-    keyed(app, query_pairs(&req), move |app, sort, limit, cursor| {
-        app.engine
-            .entity_history(sort, scope.tenants(), &ty, &id, limit, cursor.as_deref())
-    })
+    let by_path = ["entity_type", "entity_id"];
+    keyed(
+        app,
+        query_pairs(&req),
+        caller,
+        &by_path,
+        Order::Asc,
+        move |app, q| app.engine.entity_history(&q, &ty, &id),
+    )
     .await
 }
 
-/// `GET /v1/users/{id}/events`.
+/// `GET /v1/users/{id}/events`: newest first unless `order` says.
 pub(super) async fn timeline(app: Arc<App>, req: Req, caller: Caller, params: Vec<String>) -> Resp {
     let id = params.concat();
-    let scope = caller.scope();
-    keyed(app, query_pairs(&req), move |app, sort, limit, cursor| {
-        app.engine
-            .user_timeline(sort, scope.tenants(), &id, limit, cursor.as_deref())
-    })
+    keyed(
+        app,
+        query_pairs(&req),
+        caller,
+        &["user_id"],
+        Order::Desc,
+        move |app, q| app.engine.user_timeline(&q, &id),
+    )
     .await
 }
 
-/// History and timeline routes: only `limit`, `cursor` and `sort`.
+/// History and timeline routes: the listing parameters (filters, windows,
+/// `q`, `sort`, `order`, `limit`, `cursor`) except the fields the path names.
 async fn keyed(
     app: Arc<App>,
     pairs: Vec<(String, String)>,
-    run: impl FnOnce(&App, Sort, usize, Option<String>) -> Result<crate::query::Page, QueryError>
-        + Send
-        + 'static,
+    caller: Caller,
+    by_path: &[&str],
+    order: Order,
+    run: impl FnOnce(&App, Query) -> Result<crate::query::Page, QueryError> + Send + 'static,
 ) -> Resp {
-    let mut limit = crate::query::LIMIT_DEFAULT;
-    let mut cursor = None;
-    let mut sort = Sort::Time;
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(p, _)| p == k) {
-            return query_problem(QueryError::BadParam {
-                param: k.clone(),
-                message: "given more than once".into(),
-            });
-        }
+    if let Some(r) = reject_params(&pairs, by_path, "is given by the path on this route") {
+        return r;
     }
-    for (k, v) in pairs {
-        match k.as_str() {
-            "limit" => match v.parse() {
-                Ok(l) if (1..=crate::query::LIMIT_MAX).contains(&l) => limit = l,
-                _ => {
-                    return query_problem(QueryError::BadParam {
-                        param: k,
-                        message: format!(
-                            "must be a whole number from 1 to {}",
-                            crate::query::LIMIT_MAX
-                        ),
-                    })
-                }
-            },
-            "cursor" => cursor = Some(v),
-            "sort" => match crate::query::parse_sort(&v) {
-                Ok(s) => sort = s,
-                Err(m) => {
-                    return query_problem(QueryError::BadParam {
-                        param: k,
-                        message: m.into(),
-                    })
-                }
-            },
-            _ => {
-                return query_problem(QueryError::BadParam {
-                    message: "unknown parameter; this route takes `limit`, `cursor` and `sort`"
-                        .into(),
-                    param: k,
-                })
-            }
-        }
+    if let Some(r) = reject_params(
+        &pairs,
+        &["interval"],
+        "`interval` applies to /v1/stats only",
+    ) {
+        return r;
     }
-    match tokio::task::spawn_blocking(move || run(&app, sort, limit, cursor)).await {
+    let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
+        Ok(q) => q,
+        Err(e) => return query_problem(e),
+    };
+    if !pairs.iter().any(|(k, _)| k == "order") {
+        q.order = order;
+    }
+    caller.restrict(&mut q.filter);
+    match tokio::task::spawn_blocking(move || run(&app, q)).await {
         Ok(Ok(page)) => counted(
             json_response(StatusCode::OK, &json!(page)),
             page.events.len(),

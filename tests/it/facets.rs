@@ -404,12 +404,6 @@ fn counts_and_facets_keep_to_the_key_s_tenants() {
     assert_eq!(values(&a), pairs(&[("login", 10)]));
     let s = get(&globex, "/v1/stats?group_by=action");
     assert_eq!(s["total"], 10);
-    assert_eq!(
-        get(&globex, "/v1/fields")["fields"]
-            .as_array()
-            .unwrap()
-            .len()
-            > 10,
-        true
-    );
+    let fields = get(&globex, "/v1/fields");
+    assert!(fields["fields"].as_array().unwrap().len() > 10, "{fields}");
 }

@@ -247,7 +247,8 @@ fn search_history_timeline_and_stats_routes() {
             .collect();
         assert_eq!(got, want, "timeline{sort}");
     }
-    assert_eq!(d.get("/v1/users/u-1/events?tenant=x").0, 400);
+    assert_eq!(d.get("/v1/users/u-1/events?user_id=x").0, 400);
+    assert_eq!(d.get("/v1/entities/order/1/history?entity_id=x").0, 400);
 
     let (st, _, s) = d.get("/v1/stats?tenant=acme&interval=day");
     assert_eq!(st, 200, "{s}");

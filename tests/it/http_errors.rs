@@ -614,8 +614,19 @@ fn bad_query_parameters_on_every_read_route() {
             ("source=aliens", p, "source", "\"aliens\""),
             ("status=meh", p, "status", "\"meh\""),
             ("ip=999.1.1.1", p, "ip", "not an IPv4 or IPv6 address"),
-            ("hours=0", p, "hours", "from 1 to 87840"),
+            ("hours=0", p, "hours", "greater than 0 and at most 87840"),
             ("hours=1&since=2026-11-23T00:00:00Z", p, "hours", "not both"),
+            ("hours=1e999", p, "hours", "greater than 0"),
+            (
+                "since=yesterday",
+                p,
+                "since",
+                "a time ago (15m, 24h, 7d, 2w)",
+            ),
+            ("since=99999999w", p, "since", "more than ten years"),
+            ("risk_score=extreme", p, "risk_score", "high (71–100)"),
+            ("duration_ms=9..3", p, "duration_ms", "empty range"),
+            ("user_name=", p, "user_name", "must not be empty"),
             (
                 "since=2026-11-23T00:00:00Z&until=2026-11-22T00:00:00Z",
                 p,
@@ -687,24 +698,25 @@ fn bad_query_parameters_on_every_read_route() {
         bad_param(&d, &format!("/v1/export?{q}"), &[], p, field, says);
     }
 
-    // Entity history and user timeline: limit and cursor only.
-    for base in ["/v1/entities/order/55/history?", "/v1/users/u-1/events?"] {
+    // Entity history and user timeline: the listing parameters, except the
+    // fields the path names.
+    for (base, by_path) in [
+        ("/v1/entities/order/55/history?", "entity_id"),
+        ("/v1/entities/order/55/history?", "entity_type"),
+        ("/v1/users/u-1/events?", "user_id"),
+    ] {
+        let by_path = format!("{by_path}=x");
+        let by_path_field = by_path.trim_end_matches("=x");
         for (q, kind, field, says) in [
             ("limit=0", p, "limit", "from 1 to 1000"),
             ("limit=1001", p, "limit", "from 1 to 1000"),
             ("limit=x", p, "limit", "from 1 to 1000"),
-            (
-                "tenant=acme",
-                p,
-                "tenant",
-                "takes `limit`, `cursor` and `sort`",
-            ),
-            (
-                "order=asc",
-                p,
-                "order",
-                "takes `limit`, `cursor` and `sort`",
-            ),
+            (&by_path, p, by_path_field, "is given by the path"),
+            ("interval=day", p, "interval", "/v1/stats only"),
+            ("order=up", p, "order", "\"desc\""),
+            ("since=yesterday", p, "since", "use RFC 3339"),
+            ("risk_score=7..1", p, "risk_score", "empty range"),
+            ("bogus=1", p, "bogus", "unknown parameter"),
             (
                 "cursor=garbage",
                 c,

@@ -12,7 +12,7 @@ use stele::event::{Severity, StoredEvent};
 use stele::index::text::Stats;
 use stele::index::{IndexConfig, Indexes};
 use stele::log::{Log, LogConfig};
-use stele::query::{event_time, Filter, Order, Sort};
+use stele::query::{event_time, Filter, NumRange, Order, Sort};
 use stele::query::{Engine, Interval, Query, QueryError};
 use stele::testkit::EventGen;
 
@@ -103,12 +103,25 @@ fn text_of(e: &StoredEvent) -> HashSet<String> {
         &ev.description,
         &ev.entity_name,
         &ev.user_agent,
-        &ev.metadata,
+        &ev.user_name,
     ]
     .into_iter()
     .flatten()
     {
         out.extend(tokens(s));
+    }
+    // Metadata values, never key names.
+    fn values(v: &serde_json::Value, out: &mut HashSet<String>) {
+        match v {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => out.extend(tokens(s)),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| values(v, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|v| values(v, out)),
+            other => out.extend(tokens(&other.to_string())),
+        }
+    }
+    if let Some(m) = &ev.metadata {
+        values(&serde_json::from_str(m).unwrap(), &mut out);
     }
     for c in &ev.changes {
         out.extend(tokens(&c.field));
@@ -121,9 +134,23 @@ fn text_of(e: &StoredEvent) -> HashSet<String> {
 
 fn matches(f: &Filter, e: &StoredEvent) -> bool {
     let ev = &e.event;
-    let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
-    eq(&f.tenant, &ev.tenant)
-        && f.action.as_ref().is_none_or(|a| *a == ev.action)
+    // Keywords ignore case; tenants are exact.
+    let eq = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref().is_none_or(|w| {
+            have.as_ref()
+                .is_some_and(|h| h.to_lowercase() == w.to_lowercase())
+        })
+    };
+    let in_range = |r: Option<NumRange>, v: Option<u64>| {
+        r.is_none_or(|r| v.is_some_and(|v| (r.lo..=r.hi).contains(&v)))
+    };
+    f.tenant
+        .as_ref()
+        .is_none_or(|t| ev.tenant.as_ref() == Some(t))
+        && eq(&f.action, &Some(ev.action.clone()))
+        && eq(&f.user_name, &ev.user_name)
+        && in_range(f.risk_score, ev.risk_score.map(u64::from))
+        && in_range(f.duration_ms, ev.duration_ms)
         && eq(&f.category, &ev.category)
         && f.source.is_none_or(|s| Some(s) == ev.source)
         && f.status.is_none_or(|s| Some(s) == ev.status)
@@ -150,7 +177,7 @@ fn matches(f: &Filter, e: &StoredEvent) -> bool {
 fn filter_strategy() -> impl Strategy<Value = (Filter, (Sort, Order), usize)> {
     (
         0..N,
-        proptest::bits::u32::masked(0x3FFF),
+        proptest::bits::u32::masked(0x3_FFFF),
         0..N,
         (any::<bool>(), any::<bool>()),
         1usize..40,
@@ -215,6 +242,38 @@ fn filter_strategy() -> impl Strategy<Value = (Filter, (Sort, Order), usize)> {
             }
             if bit(13) {
                 f.session_id = e.session_id.clone();
+            }
+            if bit(14) {
+                f.user_name = e.user_name.clone();
+            }
+            if bit(15) {
+                // A risk level or a range around the event's score.
+                let s = u64::from(e.risk_score.unwrap_or(50));
+                f.risk_score = Some(match word % 3 {
+                    0 => NumRange { lo: 71, hi: 100 },
+                    1 => NumRange { lo: s, hi: s },
+                    _ => NumRange {
+                        lo: s.saturating_sub(10),
+                        hi: s + 10,
+                    },
+                });
+            }
+            if bit(16) {
+                let d = e.duration_ms.unwrap_or(100);
+                f.duration_ms = Some(if bit(0) {
+                    NumRange {
+                        lo: d,
+                        hi: u64::MAX,
+                    }
+                } else {
+                    NumRange { lo: 0, hi: d }
+                });
+            }
+            if bit(17) {
+                // Keyword values in another case match the same events.
+                f.action = f.action.as_deref().map(str::to_uppercase);
+                f.user_name = f.user_name.as_deref().map(str::to_uppercase);
+                f.category = f.category.as_deref().map(str::to_uppercase);
             }
             let sort = if by_seq { Sort::Seq } else { Sort::Time };
             (f, (sort, if asc { Order::Asc } else { Order::Desc }), limit)
@@ -375,10 +434,14 @@ fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
                 let mut got = Vec::new();
                 let mut cursor = None;
                 loop {
-                    let page = w
-                        .engine
-                        .entity_history(sort, None, t, id, 3, cursor.as_deref())
-                        .unwrap();
+                    let q = Query {
+                        sort,
+                        order: Order::Asc,
+                        limit: 3,
+                        cursor: cursor.clone(),
+                        ..Query::default()
+                    };
+                    let page = w.engine.entity_history(&q, t, id).unwrap();
                     got.extend(page.events.iter().map(|x| x.seq));
                     match page.next_cursor {
                         Some(c) => cursor = Some(c),
@@ -395,7 +458,12 @@ fn get_by_id_entity_history_and_user_timeline_equal_a_scan() {
                     (sort, Order::Desc),
                 );
                 want.truncate(50);
-                let page = w.engine.user_timeline(sort, None, u, 50, None).unwrap();
+                let q = Query {
+                    sort,
+                    limit: 50,
+                    ..Query::default()
+                };
+                let page = w.engine.user_timeline(&q, u).unwrap();
                 let got: Vec<u64> = page.events.iter().map(|x| x.seq).collect();
                 assert_eq!(got, want, "timeline of {u} by {sort:?}");
             }
@@ -461,6 +529,70 @@ fn bad_queries_are_typed_errors_that_say_what_to_fix() {
         w.engine.list(&garbage),
         Err(QueryError::BadCursor(_))
     ));
+}
+
+#[test]
+fn forgiving_parameters_parse_to_exact_filters() {
+    let now = 1_796_000_000_123_456; // 2026-11-29T…Z
+    let p = |pairs: &[(&str, &str)]| {
+        let v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Query::parse(&v, now)
+    };
+    let f = |pairs: &[(&str, &str)]| p(pairs).unwrap().filter;
+    let msg = |pairs: &[(&str, &str)]| p(pairs).unwrap_err().to_string();
+    const H: i64 = 3_600_000_000;
+    // Dates, RFC 3339 and times ago.
+    let day = f(&[("since", "2026-11-28"), ("until", "2026-11-29")]);
+    assert_eq!(
+        day.since,
+        Some(stele::event::parse_timestamp("2026-11-28T00:00:00Z").unwrap())
+    );
+    assert_eq!(day.until, Some(day.since.unwrap() + 24 * H));
+    assert_eq!(f(&[("since", "24h")]).since, Some(now - 24 * H));
+    assert_eq!(f(&[("since", "7d")]).since, Some(now - 7 * 24 * H));
+    assert_eq!(f(&[("since", "15m")]).since, Some(now - H / 4));
+    assert_eq!(
+        f(&[("since", "2w"), ("until", "90s")]).until,
+        Some(now - 90_000_000)
+    );
+    assert_eq!(f(&[("hours", "0.5")]).since, Some(now - H / 2));
+    assert_eq!(f(&[("hours", "36")]).since, Some(now - 36 * H));
+    for bad in ["0", "-1", "87841", "nan", "inf", "x", "1h"] {
+        assert!(msg(&[("hours", bad)]).contains("number of hours"), "{bad}");
+    }
+    for bad in ["yesterday", "2026-11-31", "24x", "h", "2026-1-5"] {
+        let m = msg(&[("since", bad)]);
+        assert!(m.contains("RFC 3339") && m.contains("7d"), "{bad}: {m}");
+    }
+    assert!(msg(&[("since", "99999999w")]).contains("ten years"));
+    // Enum values ignore case; unknown ones list the allowed values.
+    assert_eq!(
+        f(&[("status", "FAILURE"), ("severity", "Error")]).status,
+        Some(stele::event::Status::Failure)
+    );
+    assert!(msg(&[("status", "broken")]).contains("success, failure"));
+    // Keyword values are kept as given (the index folds case).
+    assert_eq!(f(&[("action", "CREATE")]).action.as_deref(), Some("CREATE"));
+    assert_eq!(
+        f(&[("user_name", "Jo Doe")]).user_name.as_deref(),
+        Some("Jo Doe")
+    );
+    // Integer ranges and risk levels.
+    let r = |lo, hi| Some(NumRange { lo, hi });
+    assert_eq!(f(&[("risk_score", "high")]).risk_score, r(71, 100));
+    assert_eq!(f(&[("risk_score", "Medium")]).risk_score, r(31, 70));
+    assert_eq!(f(&[("risk_score", "low")]).risk_score, r(0, 30));
+    assert_eq!(f(&[("risk_score", "75")]).risk_score, r(75, 75));
+    assert_eq!(f(&[("risk_score", "71..")]).risk_score, r(71, u64::MAX));
+    assert_eq!(f(&[("duration_ms", "..100")]).duration_ms, r(0, 100));
+    assert_eq!(f(&[("duration_ms", "10..20")]).duration_ms, r(10, 20));
+    assert!(msg(&[("risk_score", "extreme")]).contains("low (0–30)"));
+    assert!(msg(&[("duration_ms", "high")]).contains("range"));
+    assert!(msg(&[("duration_ms", "..")]).contains("range"));
+    assert!(msg(&[("duration_ms", "9..3")]).contains("empty range"));
 }
 
 #[test]

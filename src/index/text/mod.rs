@@ -19,9 +19,11 @@
 //! |-------|-----------------|----------|
 //! | `seq` | u64 fast column (not indexed) | index sort key, ordering, cursors, `delete_below` |
 //! | `time` | i64 fast column (not indexed) | `since`/`until`, histogram, last 24 h (event time, µs) |
-//! | `action`, `actor`, `tenant`, `category`, `source`, `status`, `severity`, `entity_type`, `entity_id`, `user_id`, `ingested_by` | raw string, doc ids only | filters, `field:value` in queries |
-//! | `session_id`, `correlation_id`, `ip` | raw string fast column only | filters (an equality scan of the column) |
-//! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text` | default tokenizer, positions | full text: the query parser's default fields |
+//! | `action`, `actor`, `category`, `source`, `status`, `severity`, `entity_type`, `entity_id`, `user_id`, `user_name`, `ingested_by` | keyword: the whole value as one term, lower-cased (`stele_keyword`), doc ids only | filters and `field:value` in queries, ignoring letter case |
+//! | `tenant` | raw string, doc ids only | the exact tenant filter and an API key's tenant scope |
+//! | `session_id`, `correlation_id`, `ip` | lower-cased string fast column only | filters (an equality scan of the column) |
+//! | `risk_score`, `duration_ms` | u64, indexed and fast | values and ranges, as filters and in queries (`risk_score:[71 TO 100]`) |
+//! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text`, `names_text` | default tokenizer, positions | full text: the query parser's default fields |
 //! | `metadata` | JSON, default tokenizer, positions | `metadata.reason:card` |
 //! | `_action`, `_category`, `_entity_type`, `_user_id` | raw string fast columns, `"\0"` when absent | statistics |
 //! | `codes` | u64 fast column: severity, status, source (3 bits each) | statistics |
@@ -45,10 +47,13 @@
 //! # Full text
 //!
 //! Bare words search `description`, `entity_name`, `user_agent`, `changes` (each change
-//! as `field old new`, values as their JSON text) and `metadata_text` (the canonical JSON
-//! text of `metadata`: keys and values); words are ANDed. tantivy's JSON field matches
-//! bare words only at its root path, so `metadata_text` is what makes a bare word find
-//! metadata values, and the `metadata` JSON field serves path queries. Every text field
+//! as `field old new`, values as their JSON text), `metadata_text` (the scalar values of
+//! `metadata`, one text value each, never its key names: `suspicious NOT api` must not
+//! be about keys) and `names_text` (the words of `user_name`); words are ANDed. tantivy's
+//! JSON field matches bare words only at its root path, so `metadata_text` is what makes
+//! a bare word find metadata values, and the `metadata` JSON field serves path queries.
+//! Changing what a field holds changes the schema (a field, a tokenizer), so an index
+//! of an older layout fails to open and is rebuilt from the log. Every text field
 //! keeps positions, so phrases (and words that the tokenizer splits, such as
 //! `bad_password` or an e-mail address) match in all of them.
 
@@ -62,7 +67,7 @@ use tantivy::collector::{Collector, Count, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EnableScoring, Query, QueryParser, QueryParserError, RangeQuery,
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, QueryParser, QueryParserError, RangeQuery,
     TermQuery, Weight,
 };
 use tantivy::schema::{
@@ -75,7 +80,7 @@ use tantivy::{
 };
 
 use crate::event::{self, FieldValue, Indexed, Severity, Source, Stat, Status, StoredEvent};
-use crate::query::{event_time, Filter, Order, Position};
+use crate::query::{event_time, fold_case, Filter, Order, Position};
 
 // ---------------------------------------------------------------------------------------
 // Errors, filters, public types
@@ -254,11 +259,16 @@ impl TextIndex {
         std::fs::create_dir_all(dir).map_err(|e| open_err(format!("creating it: {e}")))?;
         let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.to_string()))?;
         let (schema, fields) = build_schema();
-        let index = Index::builder()
+        let mut index = Index::builder()
             .schema(schema)
             .settings(index_settings())
+            .tokenizers(tokenizers())
+            .fast_field_tokenizers(tokenizers())
             .open_or_create(directory)
             .map_err(|e| open_err(e.to_string()))?;
+        // `open_or_create` sets the tokenizers on an existing index, not the fast
+        // columns' ones.
+        index.set_fast_field_tokenizers(tokenizers());
         if index.settings().sort_by_field != index_settings().sort_by_field {
             return Err(open_err(format!(
                 "the index is sorted by {:?}, expected {:?}",
@@ -409,6 +419,29 @@ impl TextIndex {
         Ok(n as u64)
     }
 
+    /// The tenants in the index that equal `tenant` when letter case is ignored but
+    /// are not `tenant` (at most `max`, sorted): what a tenant filter that matched
+    /// nothing probably meant. Reads the tenant term dictionary of every segment.
+    pub fn tenants_like(&self, tenant: &str, max: usize) -> Result<Vec<String>, TextError> {
+        let want = fold_case(tenant);
+        let mut out = std::collections::BTreeSet::new();
+        let searcher = self.shared.reader.searcher();
+        for reader in searcher.segment_readers() {
+            let inverted = reader
+                .inverted_index(self.shared.fields.tenant)
+                .map_err(tantivy_err)?;
+            let mut terms = inverted.terms().stream().map_err(tantivy_err)?;
+            while terms.advance() {
+                if let Ok(t) = std::str::from_utf8(terms.key()) {
+                    if t != tenant && fold_case(t) == want {
+                        out.insert(t.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().take(max).collect())
+    }
+
     /// Every seq in the index, ascending (O(n); for `stele check`).
     pub fn all_seqs(&self) -> Result<Vec<u64>, TextError> {
         let searcher = self.shared.reader.searcher();
@@ -446,17 +479,26 @@ impl TextIndex {
             let (Some(param), Some(handle)) = (spec.filter, handle) else {
                 continue;
             };
+            if let Some(r) = filter.range_value(param) {
+                must.push(Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_u64(handle, r.lo)),
+                    Bound::Included(Term::from_field_u64(handle, r.hi)),
+                )));
+                continue;
+            }
             let Some(value) = filter.eq_value(param) else {
                 continue;
             };
-            if spec.indexed == Indexed::Column {
-                let term = Term::from_field_text(handle, value);
-                must.push(Box::new(RangeQuery::new(
-                    Bound::Included(term.clone()),
-                    Bound::Included(term),
-                )));
-            } else {
-                must.push(term(handle, value));
+            match spec.indexed {
+                Indexed::Column => {
+                    let term = Term::from_field_text(handle, &fold_case(value));
+                    must.push(Box::new(RangeQuery::new(
+                        Bound::Included(term.clone()),
+                        Bound::Included(term),
+                    )));
+                }
+                Indexed::ExactKeyword => must.push(term(handle, value)),
+                _ => must.push(term(handle, &fold_case(value))),
             }
         }
         if let Some(tenants) = &filter.tenants {
@@ -466,6 +508,13 @@ impl TextIndex {
             must.push(Box::new(BooleanQuery::union(
                 tenants.iter().map(|t| term(f.tenant, t)).collect(),
             )));
+        }
+        let stele = || term(f.ingested_by, event::INGESTED_BY_STELE);
+        let mut must_not: Option<Box<dyn Query>> = None;
+        match filter.own_records() {
+            crate::query::OwnRecords::Include => {}
+            crate::query::OwnRecords::Only => must.push(stele()),
+            crate::query::OwnRecords::Exclude => must_not = Some(stele()),
         }
         if let Some(min) = filter.min_severity {
             let at_least: Vec<Box<dyn Query>> = Severity::ALL
@@ -504,10 +553,17 @@ impl TextIndex {
                 must.push(super::exclude::tolerant_exclusions(q));
             }
         }
-        Ok(Some(match must.len() {
+        let positive: Box<dyn Query> = match must.len() {
             0 => Box::new(AllQuery),
             1 => must.pop().unwrap_or_else(|| Box::new(AllQuery)),
             _ => Box::new(BooleanQuery::intersection(must)),
+        };
+        Ok(Some(match must_not {
+            None => positive,
+            Some(not) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, positive),
+                (Occur::MustNot, not),
+            ])),
         }))
     }
 }

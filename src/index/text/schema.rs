@@ -24,8 +24,28 @@ pub(super) const WRITER_MEMORY_BYTES: usize = 50_000_000;
 pub(super) const QUERY_HINT: &str =
     "quote phrases, escape special characters such as ':' with '\\'";
 
-/// The full-text index's text of the metadata (see the module documentation).
+/// The full-text index's text of the metadata values (see the module documentation).
 pub(super) const F_METADATA_TEXT: &str = "metadata_text";
+
+/// The words of the [`Indexed::NamedKeyword`] fields (`user_name`), for bare words.
+pub(super) const F_NAMES_TEXT: &str = "names_text";
+
+/// The tokenizer of keywords: the whole value as one term, in lower case.
+pub(super) const KEYWORD_TOKENIZER: &str = "stele_keyword";
+
+/// tantivy's tokenizers plus [`KEYWORD_TOKENIZER`]; an index needs them registered
+/// (for indexing, query parsing and fast columns) every time it is opened.
+pub(super) fn tokenizers() -> tantivy::tokenizer::TokenizerManager {
+    use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer, TokenizerManager};
+    let manager = TokenizerManager::default();
+    manager.register(
+        KEYWORD_TOKENIZER,
+        TextAnalyzer::builder(RawTokenizer::default())
+            .filter(LowerCaser)
+            .build(),
+    );
+    manager
+}
 
 /// Field handles of the schema, resolved once when the index opens.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +55,9 @@ pub(super) struct Fields {
     pub(super) codes: Field,
     pub(super) tenant: Field,
     pub(super) severity: Field,
+    pub(super) ingested_by: Field,
     pub(super) metadata_text: Field,
+    pub(super) names_text: Field,
     /// The handle of each row of the field table (`event::FIELDS`) that the index
     /// holds, in table order; `None` for rows it does not.
     pub(super) rows: [Option<Field>; event::FIELDS.len()],
@@ -64,21 +86,25 @@ impl Fields {
             .filter_map(|(_, handle)| handle)
             .collect();
         out.push(self.metadata_text);
+        out.push(self.names_text);
         out
     }
 }
 
 /// The tantivy schema, derived from the field table (`event::FIELDS`): each row as its
-/// `indexed` says, plus the derived columns (`time`, `codes`, `metadata_text` and the
-/// statistics columns).
+/// `indexed` says, plus the derived columns (`time`, `codes`, `metadata_text`,
+/// `names_text` and the statistics columns).
 pub(super) fn build_schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let raw_indexing = TextFieldIndexing::default()
         .set_tokenizer("raw")
         .set_index_option(IndexRecordOption::Basic)
         .set_fieldnorms(false);
-    let raw = TextOptions::default().set_indexing_options(raw_indexing);
+    let raw = TextOptions::default().set_indexing_options(raw_indexing.clone());
+    let keyword =
+        TextOptions::default().set_indexing_options(raw_indexing.set_tokenizer(KEYWORD_TOKENIZER));
     let fast_only = TextOptions::default().set_fast("raw");
+    let fast_folded = TextOptions::default().set_fast(KEYWORD_TOKENIZER);
     let text_indexing = TextFieldIndexing::default()
         .set_tokenizer("default")
         .set_index_option(IndexRecordOption::WithFreqsAndPositions)
@@ -86,21 +112,27 @@ pub(super) fn build_schema() -> (Schema, Fields) {
     let text = TextOptions::default().set_indexing_options(text_indexing.clone());
     let json = JsonObjectOptions::default().set_indexing_options(text_indexing);
     let fast_num = NumericOptions::default().set_fast();
+    let number = NumericOptions::default().set_fast().set_indexed();
 
     let time = b.add_i64_field(F_TIME, fast_num.clone());
     let codes = b.add_u64_field(F_CODES, fast_num.clone());
     let metadata_text = b.add_text_field(F_METADATA_TEXT, text.clone());
+    let names_text = b.add_text_field(F_NAMES_TEXT, text.clone());
     let mut rows = [None; event::FIELDS.len()];
     for (slot, spec) in rows.iter_mut().zip(event::FIELDS) {
         *slot = match spec.indexed {
             Indexed::No => None,
             Indexed::U64Column => Some(b.add_u64_field(spec.name, fast_num.clone())),
             // One value per API key, or few distinct values: cheap as terms.
-            Indexed::Term => Some(b.add_text_field(spec.name, raw.clone())),
+            Indexed::Keyword | Indexed::NamedKeyword => {
+                Some(b.add_text_field(spec.name, keyword.clone()))
+            }
+            Indexed::ExactKeyword => Some(b.add_text_field(spec.name, raw.clone())),
             // Nearly one distinct value per event: an inverted index costs more to
             // build than everything else together, so these are columns, filtered by
             // scanning.
-            Indexed::Column => Some(b.add_text_field(spec.name, fast_only.clone())),
+            Indexed::Column => Some(b.add_text_field(spec.name, fast_folded.clone())),
+            Indexed::Number => Some(b.add_u64_field(spec.name, number.clone())),
             Indexed::FullText => Some(b.add_text_field(spec.name, text.clone())),
             Indexed::Json => Some(b.add_json_field(spec.name, json.clone())),
         };
@@ -120,7 +152,9 @@ pub(super) fn build_schema() -> (Schema, Fields) {
         codes,
         tenant: Fields::row(&rows, "tenant"),
         severity: Fields::row(&rows, "severity"),
+        ingested_by: Fields::row(&rows, "ingested_by"),
         metadata_text,
+        names_text,
         rows,
         stat_columns,
         stat_rows,
@@ -183,7 +217,11 @@ pub(super) fn fields_hint() -> &'static str {
             });
         }
         named.push(F_METADATA_TEXT);
-        named.extend(rows(Indexed::Term));
+        named.push(F_NAMES_TEXT);
+        named.extend(rows(Indexed::Keyword));
+        named.extend(rows(Indexed::ExactKeyword));
+        named.extend(rows(Indexed::NamedKeyword));
+        named.extend(rows(Indexed::Number));
         let last = named.pop().unwrap_or_default();
         format!(
             "fields usable in a query are {} and {last} ({} and time ranges are filters, not \

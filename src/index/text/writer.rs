@@ -29,7 +29,12 @@ impl TextWriter {
             let Some(handle) = handle else { continue };
             match (spec.get)(ev) {
                 FieldValue::Absent => {}
-                FieldValue::Str(s) => doc.add_text(handle, s),
+                FieldValue::Str(s) => {
+                    doc.add_text(handle, s);
+                    if spec.indexed == Indexed::NamedKeyword {
+                        doc.add_text(f.names_text, s);
+                    }
+                }
                 FieldValue::U64(v) => doc.add_u64(handle, v),
                 FieldValue::Time(t) => doc.add_i64(handle, t),
                 FieldValue::Changes(changes) => {
@@ -46,13 +51,14 @@ impl TextWriter {
                     }
                 }
                 FieldValue::Json(text) => {
-                    doc.add_text(f.metadata_text, text);
-                    // Stored metadata is canonical JSON of an object; anything else is
-                    // only searchable as text.
-                    if let Ok(value @ serde_json::Value::Object(_)) =
-                        serde_json::from_str::<serde_json::Value>(text)
-                    {
-                        doc.add_field_value(handle, &value);
+                    // Stored metadata is canonical JSON of an object: its values (never
+                    // its key names) are bare words; anything else is only text.
+                    match serde_json::from_str::<serde_json::Value>(text) {
+                        Ok(value @ serde_json::Value::Object(_)) => {
+                            json_values(&value, &mut |word| doc.add_text(f.metadata_text, word));
+                            doc.add_field_value(handle, &value);
+                        }
+                        _ => doc.add_text(f.metadata_text, text),
                     }
                 }
             }
@@ -96,5 +102,21 @@ impl TextWriter {
             .delete_query(Box::new(query))
             .map_err(tantivy_err)?;
         Ok(())
+    }
+}
+
+/// Calls `each` with every scalar value of `value` (strings as they are, numbers and
+/// booleans as their JSON text): the values of `metadata_text`, one text value each
+/// (so that a phrase never spans two of them). Key names are left out, so that a plain
+/// word never matches a metadata key.
+fn json_values(value: &serde_json::Value, each: &mut impl FnMut(&str)) {
+    use serde_json::Value;
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => each(if *b { "true" } else { "false" }),
+        Value::Number(n) => each(&n.to_string()),
+        Value::String(s) => each(s),
+        Value::Array(items) => items.iter().for_each(|v| json_values(v, each)),
+        Value::Object(map) => map.values().for_each(|v| json_values(v, each)),
     }
 }

@@ -32,11 +32,21 @@ fn every_filter_row_of_the_field_table_has_a_slot_and_nothing_else_does() {
                         *slot = Some(Severity::Warning);
                         Severity::Warning.as_str()
                     }
+                    Some(EqSlot::Range(slot)) => {
+                        assert_eq!(spec.kind, Kind::Integer, "{param}");
+                        let r = NumRange { lo: 3, hi: 9 };
+                        *slot = Some(r);
+                        assert_eq!(f.range_value(param), Some(r), "{param}");
+                        ""
+                    }
                 };
-                assert_eq!(f.eq_value(param), Some(want), "{param}");
+                if spec.kind != Kind::Integer {
+                    assert_eq!(f.eq_value(param), Some(want), "{param}");
+                }
                 // Exactly this parameter is set.
                 for other in FIELDS.iter().filter_map(|s| s.filter) {
-                    assert_eq!(f.eq_value(other).is_some(), other == param, "{other}");
+                    let set = f.eq_value(other).is_some() || f.range_value(other).is_some();
+                    assert_eq!(set, other == param, "{other}");
                 }
             }
         }
@@ -72,6 +82,30 @@ fn one_field_each() -> Vec<Filter> {
         },
         Filter {
             action: s("a"),
+            ..d()
+        },
+        Filter {
+            user_name: s("a"),
+            ..d()
+        },
+        Filter {
+            stele_records: OwnRecords::Include,
+            ..d()
+        },
+        Filter {
+            stele_records: OwnRecords::Only,
+            ..d()
+        },
+        Filter {
+            risk_score: Some(NumRange { lo: 0, hi: 30 }),
+            ..d()
+        },
+        Filter {
+            risk_score: Some(NumRange { lo: 0, hi: 31 }),
+            ..d()
+        },
+        Filter {
+            duration_ms: Some(NumRange { lo: 0, hi: 30 }),
             ..d()
         },
         Filter {
@@ -200,9 +234,12 @@ fn the_fingerprint_encoding_is_explicit_not_debug_output() {
         "user_id",
         "session_id",
         "correlation_id",
+        "user_name",
         "ip",
         "actor",
         "ingested_by",
+        "risk_score",
+        "duration_ms",
     ] {
         field(&mut want, name);
         want.push(0);
@@ -214,6 +251,9 @@ fn the_fingerprint_encoding_is_explicit_not_debug_output() {
     want.push(0);
     field(&mut want, "text");
     want.push(0);
+    field(&mut want, "stele_records");
+    want.push(1);
+    field(&mut want, "exclude");
     assert_eq!(encoding(&f), want);
     assert!(!String::from_utf8_lossy(&want).contains("Some"));
 }

@@ -65,7 +65,20 @@ fn text_values(ev: &Event) -> Vec<String> {
             c.new.as_deref().unwrap_or("")
         ));
     }
-    out.extend(ev.metadata.clone());
+    // Metadata values only: key names are not words of the event.
+    fn values(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| values(v, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|v| values(v, out)),
+            other => out.push(other.to_string()),
+        }
+    }
+    if let Some(m) = &ev.metadata {
+        values(&serde_json::from_str(m).unwrap(), &mut out);
+    }
+    out.extend(ev.user_name.clone());
     out
 }
 
@@ -96,15 +109,27 @@ fn has_phrase(ev: &Event, a: &str, b: &str) -> bool {
 
 fn brute_match(ev: &StoredEvent, f: &Filter) -> bool {
     let e = &ev.event;
+    // Keywords ignore case (tenants excepted).
     let eq = |want: &Option<String>, have: &Option<String>| {
-        want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        want.as_ref().is_none_or(|w| {
+            have.as_ref()
+                .is_some_and(|h| h.to_lowercase() == w.to_lowercase())
+        })
+    };
+    let in_range = |r: Option<crate::query::NumRange>, v: Option<u64>| {
+        r.is_none_or(|r| v.is_some_and(|v| r.lo <= v && v <= r.hi))
     };
     let t = event_time(ev);
-    eq(&f.tenant, &e.tenant)
+    f.tenant
+        .as_ref()
+        .is_none_or(|t| e.tenant.as_ref() == Some(t))
         && f.tenants
             .as_ref()
             .is_none_or(|ts| e.tenant.as_ref().is_some_and(|t| ts.contains(t)))
-        && f.action.as_ref().is_none_or(|a| *a == e.action)
+        && eq(&f.action, &Some(e.action.clone()))
+        && eq(&f.user_name, &e.user_name)
+        && in_range(f.risk_score, e.risk_score.map(u64::from))
+        && in_range(f.duration_ms, e.duration_ms)
         && eq(&f.category, &e.category)
         && f.source.is_none_or(|s| e.source == Some(s))
         && f.status.is_none_or(|s| e.status == Some(s))
@@ -260,6 +285,29 @@ fn random_filter(rng: &mut Rng, evs: &[StoredEvent]) -> Filter {
     }
     if rng.chance(30) {
         f.action = Some(ev.action.clone());
+        if rng.chance(30) {
+            // Keywords ignore case.
+            f.action = Some(ev.action.to_uppercase());
+        }
+    }
+    maybe!(user_name, 5);
+    if rng.chance(10) {
+        let lo = rng.below(101);
+        f.risk_score = Some(crate::query::NumRange {
+            lo,
+            hi: lo + rng.below(101 - lo + 1),
+        });
+    }
+    if rng.chance(8) {
+        let lo = rng.below(5_000);
+        f.duration_ms = Some(crate::query::NumRange {
+            lo,
+            hi: if rng.chance(20) {
+                u64::MAX
+            } else {
+                lo + rng.below(5_000)
+            },
+        });
     }
     if rng.chance(3) {
         f.tenant = Some("no-such-tenant".to_owned());
@@ -704,14 +752,21 @@ fn the_schema_and_the_filters_follow_the_field_table() {
                 assert_eq!(Some(schema.get_field(spec.name).unwrap()), handle);
                 let ok = match (indexed, entry.field_type()) {
                     (Indexed::U64Column, FieldType::U64(o)) => o.is_fast(),
-                    (Indexed::Term, FieldType::Str(o)) => {
+                    (Indexed::Keyword | Indexed::NamedKeyword, FieldType::Str(o)) => {
+                        o.get_indexing_options()
+                            .is_some_and(|i| i.tokenizer() == KEYWORD_TOKENIZER)
+                            && !o.is_fast()
+                    }
+                    (Indexed::ExactKeyword, FieldType::Str(o)) => {
                         o.get_indexing_options()
                             .is_some_and(|i| i.tokenizer() == "raw")
                             && !o.is_fast()
                     }
                     (Indexed::Column, FieldType::Str(o)) => {
-                        o.get_indexing_options().is_none() && o.is_fast()
+                        o.get_indexing_options().is_none()
+                            && o.get_fast_field_tokenizer_name() == Some(KEYWORD_TOKENIZER)
                     }
+                    (Indexed::Number, FieldType::U64(o)) => o.is_fast() && o.is_indexed(),
                     (Indexed::FullText, FieldType::Str(o)) => o
                         .get_indexing_options()
                         .is_some_and(|i| i.tokenizer() == "default"),
@@ -728,8 +783,15 @@ fn the_schema_and_the_filters_follow_the_field_table() {
         }
         if let Some(param) = spec.filter {
             assert!(
-                matches!(spec.indexed, Indexed::Term | Indexed::Column),
-                "the filter {param} needs a term or a column"
+                matches!(
+                    spec.indexed,
+                    Indexed::Keyword
+                        | Indexed::ExactKeyword
+                        | Indexed::NamedKeyword
+                        | Indexed::Column
+                        | Indexed::Number
+                ),
+                "the filter {param} needs a term, a column or a number"
             );
             assert!(crate::query::PARAMS.contains(&param), "{param}");
         }
@@ -750,7 +812,12 @@ fn the_schema_and_the_filters_follow_the_field_table() {
     // The hint names every field a query may name, and the column-only ones.
     for spec in event::FIELDS {
         match spec.indexed {
-            Indexed::Term | Indexed::FullText | Indexed::Column => {
+            Indexed::Keyword
+            | Indexed::ExactKeyword
+            | Indexed::NamedKeyword
+            | Indexed::Number
+            | Indexed::FullText
+            | Indexed::Column => {
                 assert!(fields_hint().contains(spec.name), "{}", spec.name)
             }
             _ => {}

@@ -25,7 +25,7 @@
 //! | `risk_score`, `duration_ms` | u64, indexed and fast | values and ranges, as filters and in queries (`risk_score:[71 TO 100]`) |
 //! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text`, `names_text` | default tokenizer, positions | full text: the query parser's default fields |
 //! | `metadata` | JSON, default tokenizer, positions | `metadata.reason:card` |
-//! | `_action`, `_category`, `_entity_type`, `_user_id` | raw string fast columns, `"\0"` when absent | statistics |
+//! | `_action`, `_actor`, `_tenant`, `_category`, `_entity_type`, `_entity_id`, `_user_id`, `_user_name`, `_ingested_by` (every `Stat::Column` row) | raw string fast columns of the values as posted (not case-folded), `"\0"` when absent | statistics groups and facets |
 //! | `codes` | u64 fast column: severity, status, source (3 bits each) | statistics |
 //!
 //! Nothing is stored and no field has fieldnorms (results are ordered by seq, never

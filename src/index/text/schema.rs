@@ -7,9 +7,24 @@ pub(super) const F_SEQ: &str = "seq";
 pub(super) const F_TIME: &str = "time";
 pub(super) const F_CODES: &str = "codes";
 
-/// Fast-only string columns for statistics, one value per document (`MISSING` when the
-/// event has none, so that the columns are dense and cheap to read).
-pub(super) const STAT_COLUMNS: [&str; 4] = ["_action", "_category", "_entity_type", "_user_id"];
+/// The fast-only string columns for statistics, derived from the field table: `_<name>`
+/// for every row with [`Stat::Column`], as `(row, column name)` in table order. One value
+/// per document, `MISSING` when the event has none, so that the columns are dense and
+/// cheap to read. A value is what the field's filter compares: folded to lower case like
+/// the keyword terms ([`KEYWORD_TOKENIZER`]), exact for an [`Indexed::ExactKeyword`]
+/// (`tenant`). So a counted value given back as the filter matches exactly the events
+/// it counted (`Login` and `login` are one value, `login`).
+pub(super) fn stat_columns() -> &'static [(usize, String)] {
+    static COLUMNS: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        event::FIELDS
+            .iter()
+            .enumerate()
+            .filter(|(_, spec)| spec.stat == Stat::Column)
+            .map(|(row, spec)| (row, format!("_{}", spec.name)))
+            .collect()
+    })
+}
 
 /// The value of a statistics column for an absent field. Identifiers cannot contain NUL.
 pub(super) const MISSING: &str = "\0";
@@ -61,10 +76,9 @@ pub(super) struct Fields {
     /// The handle of each row of the field table (`event::FIELDS`) that the index
     /// holds, in table order; `None` for rows it does not.
     pub(super) rows: [Option<Field>; event::FIELDS.len()],
-    /// The fast-only statistics columns, in [`STAT_COLUMNS`] order.
-    pub(super) stat_columns: [Field; 4],
-    /// The field table row each statistics column counts.
-    pub(super) stat_rows: [usize; 4],
+    /// The fast-only statistics column of each row of the field table that has one
+    /// ([`stat_columns`]), in table order; `None` for the others.
+    pub(super) stat_columns: [Option<Field>; event::FIELDS.len()],
 }
 
 impl Fields {
@@ -137,15 +151,14 @@ pub(super) fn build_schema() -> (Schema, Fields) {
             Indexed::Json => Some(b.add_json_field(spec.name, json.clone())),
         };
     }
-    let stat_columns = STAT_COLUMNS.map(|name| b.add_text_field(name, fast_only.clone()));
-    let stat_rows = STAT_COLUMNS.map(|column| {
-        event::FIELDS
-            .iter()
-            .position(|spec| {
-                spec.stat == Stat::Column && column.strip_prefix('_') == Some(spec.name)
-            })
-            .unwrap_or_else(|| panic!("no statistics row for the column {column:?}"))
-    });
+    let mut stat_handles = [None; event::FIELDS.len()];
+    for (row, name) in stat_columns() {
+        let options = match event::FIELDS[*row].indexed {
+            Indexed::ExactKeyword => &fast_only,
+            _ => &fast_folded,
+        };
+        stat_handles[*row] = Some(b.add_text_field(name, options.clone()));
+    }
     let fields = Fields {
         seq: Fields::row(&rows, F_SEQ),
         time,
@@ -156,8 +169,7 @@ pub(super) fn build_schema() -> (Schema, Fields) {
         metadata_text,
         names_text,
         rows,
-        stat_columns,
-        stat_rows,
+        stat_columns: stat_handles,
     };
     (b.build(), fields)
 }
@@ -268,10 +280,12 @@ pub(super) fn group_source(name: &str) -> Option<GroupSource> {
             }),
             _ => None,
         },
-        Stat::Column => STAT_COLUMNS
+        Stat::Column => stat_columns()
             .iter()
-            .find(|c| c.strip_prefix('_') == Some(name))
-            .map(|c| GroupSource::Column(c)),
+            .find(|(row, _)| event::FIELDS[*row].name == name)
+            .map(|(_, column)| GroupSource::Column(column)),
+        // Nearly one value per event (`session_id`, `correlation_id`, `ip`): the
+        // field's own column, folded like its filter, serves.
         Stat::No if spec.indexed == Indexed::Column => Some(GroupSource::Column(spec.name)),
         Stat::No => None,
     }

@@ -63,12 +63,13 @@ impl TextWriter {
                 }
             }
         }
-        for (field, row) in f.stat_columns.into_iter().zip(f.stat_rows) {
-            let value = match (event::FIELDS[row].get)(ev) {
+        for (spec, column) in event::FIELDS.iter().zip(f.stat_columns) {
+            let Some(column) = column else { continue };
+            let value = match (spec.get)(ev) {
                 FieldValue::Str(s) => s,
                 _ => MISSING,
             };
-            doc.add_text(field, value);
+            doc.add_text(column, value);
         }
         self.writer.add_document(doc).map_err(tantivy_err)?;
         Ok(())

@@ -3,8 +3,9 @@
 //! `super`).
 
 use super::*;
-use stele::event::FieldValue;
+use stele::event::{FieldValue, Indexed};
 use stele::index::text::{group_fields, GroupCounts, StatsRequest};
+use stele::query::fold_case;
 use stele::query::{Paging, OFFSET_WINDOW_MAX};
 
 /// The brute-force counts of `field` among the matches of `f`, cut at `top`.
@@ -14,7 +15,11 @@ fn brute_group(f: &Filter, field: &'static str, top: usize) -> GroupCounts {
     let mut missing = 0;
     for e in world().all.iter().filter(|e| matches(f, e)) {
         match (spec.get)(e) {
-            FieldValue::Str(v) => *m.entry(v.to_owned()).or_default() += 1,
+            // Counted as the filter compares: folded, but a tenant exactly.
+            FieldValue::Str(v) if spec.indexed == Indexed::ExactKeyword => {
+                *m.entry(v.to_owned()).or_default() += 1
+            }
+            FieldValue::Str(v) => *m.entry(fold_case(v).into_owned()).or_default() += 1,
             _ => missing += 1,
         }
     }

@@ -99,7 +99,12 @@ fn fields_document() -> Value {
                 "origin": origin_name(spec.origin),
                 "filter": spec.filter,
                 "groupable": groupable.contains(&spec.name),
-                "full_text": matches!(spec.indexed, event::Indexed::FullText | event::Indexed::Json),
+                // Bare words search the text fields, metadata values and the words
+                // of named keywords (`user_name`).
+                "full_text": matches!(
+                    spec.indexed,
+                    event::Indexed::FullText | event::Indexed::Json | event::Indexed::NamedKeyword
+                ),
             });
             if let Some(values) = enum_values(spec.name) {
                 f["values"] = json!(values);
@@ -215,6 +220,8 @@ mod tests {
         assert_eq!(by_name("action")["groupable"], true);
         assert_eq!(by_name("description")["groupable"], false);
         assert_eq!(by_name("description")["full_text"], true);
+        assert_eq!(by_name("user_name")["full_text"], true);
+        assert_eq!(by_name("tenant")["groupable"], true);
         assert_eq!(by_name("severity")["values"][0], "debug");
         let query = doc["parameters"]["query"].as_array().unwrap();
         assert!(query.contains(&json!("since")) && !query.contains(&json!("action")));

@@ -35,7 +35,7 @@ pub const PAGING_PARAMS: [&str; 3] = ["total", "offset", "page"];
 /// (`top` also applies to facets).
 pub const STATS_PARAMS: [&str; 3] = ["group_by", "include", "top"];
 /// What `include` may name.
-pub const INCLUDE_PARTS: [&str; 3] = ["last_24h", "histogram", "rates"];
+pub const INCLUDE_PARTS: [&str; 4] = ["last_24h", "histogram", "rates", "active_users"];
 
 /// Where a listing's page starts and whether it carries the total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -139,7 +139,7 @@ impl Paging {
 pub struct StatsParams {
     /// `group_by=a,b`: the fields to count by value, in the order given.
     pub groups: Option<Vec<&'static str>>,
-    /// `include=last_24h,histogram,rates`.
+    /// `include=last_24h,histogram,rates,active_users`.
     pub include: Option<Vec<&'static str>>,
     /// `top=N`: values kept per group.
     pub top: Option<usize>,
@@ -196,6 +196,11 @@ impl StatsParams {
         Ok(p)
     }
 
+    /// Whether `include` names `part`.
+    pub fn includes(&self, part: &str) -> bool {
+        self.include.as_ref().is_some_and(|i| i.contains(&part))
+    }
+
     /// Whether the question picks its parts (else: the full statistics object).
     pub fn picks_parts(&self) -> bool {
         self.groups.is_some() || self.include.is_some()
@@ -204,9 +209,14 @@ impl StatsParams {
     /// The index's request for these parameters; `now` (unix µs) anchors
     /// `last_24h`, `bucket` is the histogram's width (µs).
     pub fn request(&self, now: i64, bucket: i64) -> StatsRequest {
-        let has = |part: &str| self.include.as_ref().is_some_and(|i| i.contains(&part));
+        let mut groups = self.groups.clone().unwrap_or_default();
+        // Active users are the distinct values of `user_id`.
+        if self.includes("active_users") && !groups.contains(&"user_id") {
+            groups.push("user_id");
+        }
+        let has = |part: &str| self.includes(part);
         StatsRequest {
-            groups: self.groups.clone().unwrap_or_default(),
+            groups,
             top: self.top.unwrap_or(TOP_DEFAULT),
             last_24h: has("last_24h").then_some(now),
             histogram: has("histogram").then_some(bucket),

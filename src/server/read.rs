@@ -237,11 +237,7 @@ pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     }
     let interval = q.interval;
     if parts.picks_parts() {
-        let histogram = parts
-            .include
-            .as_ref()
-            .is_some_and(|i| i.contains(&"histogram"));
-        if !histogram && pairs.iter().any(|(k, _)| k == "interval") {
+        if !parts.includes("histogram") && pairs.iter().any(|(k, _)| k == "interval") {
             return query_problem(QueryError::BadParam {
                 param: "interval".into(),
                 message: "is the histogram's bucket: add `histogram` to `include`".into(),
@@ -252,7 +248,7 @@ pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             .await
         {
             Ok(Ok(a)) => counted(
-                json_response(StatusCode::OK, &parts_json(&a, interval)),
+                json_response(StatusCode::OK, &parts_json(&a, &parts, interval)),
                 a.total as usize,
             ),
             Ok(Err(e)) => query_problem(e),
@@ -311,11 +307,20 @@ fn histogram_json(h: &[(i64, u64)]) -> Value {
 
 /// The statistics asked for part by part: `total`, then `groups` and each
 /// part of `include`.
-fn parts_json(a: &StatsAnswer, interval: Interval) -> Value {
+fn parts_json(a: &StatsAnswer, parts: &StatsParams, interval: Interval) -> Value {
+    let asked = parts.groups.as_deref().unwrap_or_default();
     let mut body = json!({
         "total": a.total,
-        "groups": a.groups.iter().map(super::facets::group_json).collect::<Vec<_>>(),
+        // (`active_users` alone adds a `user_id` group the caller did not ask for.)
+        "groups": a.groups.iter()
+            .filter(|g| asked.contains(&g.field))
+            .map(super::facets::group_json)
+            .collect::<Vec<_>>(),
     });
+    if parts.includes("active_users") {
+        let users = a.groups.iter().find(|g| g.field == "user_id");
+        body["active_users"] = json!(users.map_or(0, |g| g.distinct));
+    }
     if let Some(n) = a.last_24h {
         body["last_24h"] = json!(n);
     }

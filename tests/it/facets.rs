@@ -194,6 +194,12 @@ fn statistics_compute_the_groups_and_parts_asked_for() {
     for absent in ["histogram", "last_24h", "by_action", "top_users"] {
         assert!(v.get(absent).is_none(), "{absent} in {v}");
     }
+    let (_, _, u) = d.get("/v1/stats?include=active_users&group_by=action");
+    assert_eq!(
+        (&u["active_users"], u["groups"].as_array().unwrap().len()),
+        (&json!(0), 1),
+        "{u}"
+    );
     let (_, _, h) = d.get("/v1/stats?include=histogram,last_24h&interval=day&tenant=globex");
     assert_eq!(
         h["histogram"],

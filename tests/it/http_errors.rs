@@ -867,6 +867,18 @@ fn parameters_that_do_not_apply_are_rejected_by_name() {
         "takes only `tenant`",
     );
     bad_param(&d, "/v1/search?q=%20%20", &[], p, "q", "is required");
+    // A parameter without a name has no `field` (the spec's `field` is never
+    // empty).
+    for target in [
+        "/v1/events?=x",
+        "/v1/events?limit=1&=",
+        "/v1/events/evt-1?=x",
+    ] {
+        let r = send(&d.addr, "GET", target, &[], Body::None);
+        let v = problem(&r, 400, p, title_of(p));
+        assert!(v.get("field").is_none(), "{target}: {v}");
+        assert!(detail(&v).contains("empty name"), "{target}: {v}");
+    }
 }
 
 #[test]

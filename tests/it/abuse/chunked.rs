@@ -120,7 +120,7 @@ Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
         let mut s = TcpStream::connect(&d.addr).unwrap();
         let _ = s.write_all(bytes);
     }
-    // (A stalled chunked body is cut by request_timeout_secs: tests/it/http.rs.)
+    // (A stalled chunked body is cut by request_timeout_secs: tests/it/http/limits.rs.)
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(log_last_seq(&d), before, "a malformed body stored events");
     let (st, _, v) = d.get("/v1/events/chunked-1");

@@ -313,6 +313,11 @@ type Req = axum::extract::Request;
 struct Received {
     ip: std::net::IpAddr,
     uri: hyper::Uri,
+    /// The connection's `connections_max` slot, shared: the connection
+    /// holds it, and so does a WebSocket it is upgraded to, which outlives
+    /// the HTTP connection's task (`stream_ws`). The slot is free once
+    /// both let go.
+    slot: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Received {
@@ -466,10 +471,13 @@ pub async fn serve(
         );
         let service = service.clone();
         let ip = peer.ip();
+        let slot = Arc::new(permit);
+        let conn_slot = slot.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let received = Received {
                 ip,
                 uri: req.uri().clone(),
+                slot: conn_slot.clone(),
             };
             req.extensions_mut().insert(received);
             service.clone().oneshot(req)
@@ -479,7 +487,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let handshake = Duration::from_secs(limits.header_read_timeout_secs);
         tokio::spawn(async move {
-            let _permit = permit; // held for the connection's life
+            let _slot = slot; // held for the connection's life
             match acceptor {
                 None => {
                     let io = hyper_util::rt::TokioIo::new(stream);

@@ -302,6 +302,12 @@ pub(super) fn internal(detail: String) -> Resp {
 /// The problem for a query that failed.
 pub(super) fn query_problem(e: QueryError) -> Resp {
     match &e {
+        // A parameter without a name (`?=x`) has no `field` to name.
+        QueryError::BadParam { param, .. } if param.is_empty() => problem(
+            Kind::InvalidParameter,
+            "a query parameter has an empty name (`=value`, or a stray `&=`): remove it".into(),
+            json!({}),
+        ),
         QueryError::BadParam { param, .. } => problem(
             Kind::InvalidParameter,
             e.to_string(),

@@ -148,6 +148,12 @@ pub(super) async fn open(app: &Arc<App>, req: Req, caller: &Caller) -> Result<Op
 pub(super) fn parse(app: &App, req: &Req) -> Result<Asked, Box<Resp>> {
     let mut pairs = query_pairs(req);
     let mut from: Option<u64> = None;
+    if pairs.iter().filter(|(k, _)| k == "from_seq").count() > 1 {
+        return Err(Box::new(query_problem(QueryError::BadParam {
+            param: "from_seq".into(),
+            message: "given more than once".into(),
+        })));
+    }
     if let Some(i) = pairs.iter().position(|(k, _)| k == "from_seq") {
         let (_, v) = pairs.remove(i);
         match v.parse::<u64>() {
@@ -155,7 +161,7 @@ pub(super) fn parse(app: &App, req: &Req) -> Result<Asked, Box<Resp>> {
             Err(_) => {
                 return Err(Box::new(query_problem(QueryError::BadParam {
                     param: "from_seq".into(),
-                    message: "must be a seq (a whole number)".into(),
+                    message: "must be a seq: a whole number from 0 to 18446744073709551615".into(),
                 })))
             }
         }
@@ -166,7 +172,9 @@ pub(super) fn parse(app: &App, req: &Req) -> Result<Asked, Box<Resp>> {
             None => {
                 return Err(Box::new(query_problem(QueryError::BadParam {
                     param: "Last-Event-ID".into(),
-                    message: "must be the id (seq) of an event this stream sent".into(),
+                    message: "must be the id (seq) of an event this stream sent: a whole \
+                              number from 0 to 18446744073709551615"
+                        .into(),
                 })))
             }
         }

@@ -64,6 +64,12 @@ pub(super) async fn stream_ws(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         Ok(a) => a,
         Err(refused) => return *refused,
     };
+    // The connection's slot goes with the socket: an upgraded connection
+    // still counts toward `connections_max` after hyper lets go of it.
+    let slot = req
+        .extensions()
+        .get::<super::Received>()
+        .map(|r| r.slot.clone());
     let (mut parts, _body) = req.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(u) => u,
@@ -90,7 +96,10 @@ pub(super) async fn stream_ws(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         .max_message_size(CLIENT_MESSAGE_BYTES)
         .max_frame_size(CLIENT_MESSAGE_BYTES)
         .max_write_buffer_size(WRITE_BUFFER_MAX)
-        .on_upgrade(move |socket| pump(socket, rx, stopping))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            pump(socket, rx, stopping).await
+        })
         .into_parts();
     Resp::from_parts(switching, super::full(Bytes::new()))
 }

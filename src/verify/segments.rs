@@ -185,12 +185,16 @@ pub(super) fn verify_file(
     acked: &Acked,
     report: &mut Report,
 ) -> std::io::Result<Option<(u64, [u8; 32])>> {
-    // Mapped, not read into memory: several segments are checked at once
-    // and each may be 512 MiB. Stele only appends to segments after
-    // recovery, so a mapping never loses pages under us (truncating a file
-    // while verify runs is outside the contract, as for the daemon's
-    // readers).
-    let file = SegmentFile::open(path)?;
+    // Sealed segments are mapped, not read into memory: several are checked
+    // at once and each may be 512 MiB, and nothing changes them. The last one
+    // may be the active segment of a running daemon, whose zero padding is
+    // truncated when it is sealed: mapped, that would be SIGBUS, so it is
+    // read into memory (what is checked is then exactly what was read).
+    let file = if last {
+        SegmentFile::read(path)?
+    } else {
+        SegmentFile::open(path)?
+    };
     Ok(check_segment(
         path,
         file.bytes(),

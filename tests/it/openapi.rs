@@ -1463,6 +1463,18 @@ const READ_PROBLEMS: &[(&str, &str, u16, &str, Option<&str>)] = &[
     ("/v1/export", "/v1/export?format=xml", 400, "invalid-parameter", Some("format")),
     ("/v1/users/{id}/events", "/v1/users/u-42/events?limit=x", 400, "invalid-parameter", Some("limit")),
     ("/v1/stream", "/v1/stream?from_seq=-1", 400, "invalid-parameter", Some("from_seq")),
+    // The drift Schemathesis found (issue 17): each answer as the spec now says.
+    ("/v1/stream", "/v1/stream?from_seq=18446744073709551616", 400, "invalid-parameter", Some("from_seq")),
+    ("/v1/stream", "/v1/stream?from_seq=1&from_seq=2", 400, "invalid-parameter", Some("from_seq")),
+    ("/v1/events", "/v1/events?q=a%01b", 400, "invalid-query", Some("q")),
+    ("/v1/events", "/v1/events?=x", 400, "invalid-parameter", None),
+    ("/v1/events/{id}", "/v1/events/evt-1?=x", 400, "invalid-parameter", None),
+    ("/v1/events/{id}", "/v1/events/evt-1?x=1", 400, "invalid-parameter", Some("x")),
+    ("/v1/entities/{type}/{id}/history", "/v1/entities/order/55/history?limit=1&limit=2", 400, "invalid-parameter", Some("limit")),
+    ("/v1/users/{id}/events", "/v1/users/u-42/events?cursor=a&cursor=b", 400, "invalid-parameter", Some("cursor")),
+    ("/v1/search", "/v1/search?q=%20", 400, "invalid-parameter", Some("q")),
+    ("/v1/events", "/v1/events?stele_records=some", 400, "invalid-parameter", Some("stele_records")),
+    ("/v1/events", "/v1/events?risk_score=9..1", 400, "invalid-parameter", Some("risk_score")),
     ("/v1/events/{id}", "/v1/events/no-such-event", 404, "not-found", None),
 ];
 

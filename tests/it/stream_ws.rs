@@ -10,6 +10,7 @@ use crate::support::http::Sse;
 use crate::support::inproc::Server;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
@@ -259,6 +260,51 @@ fn a_websocket_nobody_reads_is_cut_off_and_gives_back_its_slot() {
     ));
     let mut end = ws(&d.addr, &format!("/v1/stream/ws?from_seq={last}"), None).unwrap();
     assert_eq!(seqs(&mut end, 1), vec![last]);
+}
+
+/// An upgraded connection keeps its `connections_max` slot until the
+/// WebSocket closes: hyper lets go of the connection at the upgrade, and
+/// the slot used to go with it, so WebSockets did not count.
+#[test]
+fn websockets_hold_their_connection_slots_until_they_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Server::start_with_limits(
+        tmp.path(),
+        stele::config::Limits {
+            connections_max: 2,
+            ..Default::default()
+        },
+    );
+    let mut open: Vec<Ws> = (0..2)
+        .map(|_| ws(&d.addr, "/v1/stream/ws", None).unwrap())
+        .collect();
+    // Both slots are the WebSockets': a third connection is not served.
+    let mut third = TcpStream::connect(&d.addr).unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let early = third.read(&mut buf);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            || e.kind() == std::io::ErrorKind::TimedOut),
+        "a third connection was served while two WebSockets held the slots: {early:?}"
+    );
+    // One closes: its slot goes to the waiting connection.
+    let mut closing = open.pop().unwrap();
+    closing.close(None).unwrap();
+    while closing.read().is_ok() {}
+    drop(closing);
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    third.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    drop(open);
 }
 
 #[test]

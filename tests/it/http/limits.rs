@@ -1,0 +1,191 @@
+//! Limits: each one enforced with a problem while the daemon stays up, an
+//! unusable one refused at startup by name (the real binary), and the disk
+//! reserve (507 for ingest, reads working, ingest resuming once space is freed).
+
+use super::*;
+
+#[test]
+fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Server::start_with_limits(
+        tmp.path(),
+        stele::config::Limits {
+            url_bytes_max: 1024,
+            header_bytes_max: 2048,
+            header_read_timeout_secs: 1,
+            request_timeout_secs: 1,
+            streams_max: 1,
+            events_per_request_max: 10,
+            body_bytes_max: 100_000,
+            ..Default::default()
+        },
+    );
+    // A request target over url_bytes_max: 414.
+    let (st, ct, p) = d.get(&format!("/v1/events?tenant={}", "x".repeat(1100)));
+    assert_eq!((st, ct.as_str()), (414, "application/problem+json"), "{p}");
+    assert_eq!(http::problem_kind(&p), "uri-too-long");
+    assert_eq!(p["limit"], 1024);
+    // Headers over header_bytes_max: 431 with a problem body.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "y".repeat(3000)
+    )
+    .unwrap();
+    let (resp, _) = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    assert!(resp.contains("headers-too-large"), "{resp}");
+    // A head larger than the read buffer: hyper's own 431 or a closed
+    // connection, never a hang.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    let _ = write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Huge: {}\r\n\r\n",
+        "z".repeat(200_000)
+    );
+    let (resp, closed) = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(closed, "connection left open");
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 431"),
+        "{resp}"
+    );
+    // A client that never finishes its head is disconnected.
+    let mut slow = TcpStream::connect(&d.addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(6));
+    assert!(closed, "a slow head was not timed out");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A body that stalls: 503 request-timeout after request_timeout_secs.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"action\""
+    )
+    .unwrap();
+    let (resp, _) = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(resp.contains("request-timeout"), "{resp}");
+    // events_per_request_max and body_bytes_max as configured.
+    let many: Vec<Value> = (0..11)
+        .map(|_| json!({"action": "a", "actor": "b"}))
+        .collect();
+    let (st, _, p) = d.post(&Value::Array(many));
+    assert_eq!(st, 400, "{p}");
+    assert_eq!(http::problem_kind(&p), "invalid-batch-size");
+    assert_eq!(p["limit"], 10);
+    let big = json!({"action": "a", "actor": "b", "description": "d".repeat(100_001)});
+    let (st, _, p) = d.post(&big);
+    assert_eq!(st, 413, "{p}");
+    assert_eq!(p["limit"], 100_000);
+    // streams_max: the second stream waits for the first to close.
+    let mut first = open_stream(&d.addr, "/v1/stream", None);
+    let mut buf = [0u8; 64];
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(first.read(&mut buf).unwrap() > 0);
+    let (st, _, p) = d.get("/v1/stream");
+    assert_eq!(st, 503, "{p}");
+    assert_eq!(http::problem_kind(&p), "too-many-streams");
+    let (_, metrics) = d.get_raw("/metrics");
+    assert!(metrics.contains("\nstele_streams_open 1\n"), "{metrics}");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // The stream task notices the closed connection when it next
+        // writes (at most one heartbeat) or when the body is polled.
+        let mut s = open_stream(&d.addr, "/v1/stream", None);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 12];
+        if s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream was never released"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // After all of it the daemon is healthy and ingests.
+    assert_eq!(d.get("/healthz").0, 200);
+    let (st, _, p) = d.post(&json!({"action": "a", "actor": "b"}));
+    assert_eq!(st, 201, "{p}");
+}
+
+#[test]
+fn an_unusable_limit_is_refused_at_startup_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stele()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--streams-max",
+            "0",
+            "--data-dir",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("streams_max must be at least 1"), "{err}");
+}
+
+fn free_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and out-pointer.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// A filesystem nearly full (free space below the configured reserve):
+/// ingest answers 507 and stores nothing, reads keep working, and ingest
+/// resumes on its own once space is freed.
+#[test]
+fn below_the_disk_reserve_ingest_is_507_reads_work_and_it_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Take 256 MiB, then reserve 128 MiB more than what is left: full.
+    let filler = tmp.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0xA5u8; 1 << 20];
+        for _ in 0..256 {
+            f.write_all(&block).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let reserve = free_bytes(&data) + (128 << 20);
+    let d = Server::start_with_limits(
+        &data,
+        stele::config::Limits {
+            disk_reserve_bytes: reserve,
+            ..Default::default()
+        },
+    );
+    let (st, ct, p) = d.post(&json!({"id": "while-full", "action": "a", "actor": "b"}));
+    assert_eq!((st, ct.as_str()), (507, "application/problem+json"), "{p}");
+    assert_eq!(http::problem_kind(&p), "disk-full");
+    assert_eq!(p["reserve"], reserve);
+    assert!(
+        p["detail"].as_str().unwrap().contains("nothing was stored"),
+        "{p}"
+    );
+    assert_eq!(d.get("/v1/events/while-full").0, 404);
+    assert_eq!(d.get("/v1/events").0, 200);
+    assert_eq!(d.get("/healthz").0, 200);
+    let (_, m) = d.get_raw("/metrics");
+    assert!(m.contains("stele_disk_free_bytes "), "{m}");
+    // Space comes back: the same request (same id) now succeeds.
+    std::fs::remove_file(&filler).unwrap();
+    let (st, _, r) = d.post(&json!({"id": "while-full", "action": "a", "actor": "b"}));
+    assert_eq!(st, 201, "{r}");
+    assert_eq!(d.get("/v1/events/while-full").2["seq"], 1);
+}

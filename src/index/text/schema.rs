@@ -10,10 +10,11 @@ pub(super) const F_CODES: &str = "codes";
 /// The fast-only string columns for statistics, derived from the field table: `_<name>`
 /// for every row with [`Stat::Column`], as `(row, column name)` in table order. One value
 /// per document, `MISSING` when the event has none, so that the columns are dense and
-/// cheap to read. A value is what the field's filter compares: folded to lower case like
-/// the keyword terms ([`KEYWORD_TOKENIZER`]), exact for an [`Indexed::ExactKeyword`]
-/// (`tenant`). So a counted value given back as the filter matches exactly the events
-/// it counted (`Login` and `login` are one value, `login`).
+/// cheap to read. Values are stored as posted, letter case included; statistics merge
+/// the spellings a keyword filter does not tell apart (`Login` and `login`) into one
+/// value shown as its most frequent spelling (`stats::fold_variants`), so a counted
+/// value given back as the filter matches exactly the events it counted; `tenant`
+/// values are counted exactly, as its filter compares them.
 pub(super) fn stat_columns() -> &'static [(usize, String)] {
     static COLUMNS: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
     COLUMNS.get_or_init(|| {
@@ -153,11 +154,7 @@ pub(super) fn build_schema() -> (Schema, Fields) {
     }
     let mut stat_handles = [None; event::FIELDS.len()];
     for (row, name) in stat_columns() {
-        let options = match event::FIELDS[*row].indexed {
-            Indexed::ExactKeyword => &fast_only,
-            _ => &fast_folded,
-        };
-        stat_handles[*row] = Some(b.add_text_field(name, options.clone()));
+        stat_handles[*row] = Some(b.add_text_field(name, fast_only.clone()));
     }
     let fields = Fields {
         seq: Fields::row(&rows, F_SEQ),

@@ -391,6 +391,11 @@ impl Collector for StatsCollector {
                 }
             }
         }
+        for (name, map) in self.columns.iter().zip(merged.columns.iter_mut()) {
+            if !exact_column(name) {
+                *map = fold_variants(std::mem::take(map));
+            }
+        }
         Ok(merged)
     }
 }
@@ -546,6 +551,43 @@ impl SegmentCollector for StatsSegment {
             last_24h: self.last_24h,
         }
     }
+}
+
+/// Whether the values of the statistics column `name` are counted exactly as
+/// stored (the tenant, compared exactly by its filter too); the others are
+/// counted as their filters compare them, letter case folded.
+fn exact_column(name: &str) -> bool {
+    stat_columns()
+        .iter()
+        .any(|(row, column)| column == name && event::FIELDS[*row].indexed == Indexed::ExactKeyword)
+}
+
+/// Counts per stored value merged into counts per value as filters compare
+/// them (letter case folded, [`fold_case`]), each shown as its most frequent
+/// spelling (ties: the smallest): `Login` ×3 and `login` ×1 are `Login` ×4,
+/// and `action=Login` (or `login`) matches exactly those 4.
+pub(super) fn fold_variants(map: HashMap<String, u64>) -> HashMap<String, u64> {
+    if map
+        .keys()
+        .all(|k| matches!(fold_case(k), std::borrow::Cow::Borrowed(_)))
+    {
+        return map;
+    }
+    // Folded value -> (total, shown spelling, its count).
+    let mut groups: HashMap<String, (u64, String, u64)> = HashMap::with_capacity(map.len());
+    for (value, n) in map {
+        let key = fold_case(&value).into_owned();
+        let (total, shown, shown_n) = groups.entry(key).or_insert((0, String::new(), 0));
+        *total += n;
+        if n > *shown_n || (n == *shown_n && value < *shown) {
+            *shown = value;
+            *shown_n = n;
+        }
+    }
+    groups
+        .into_values()
+        .map(|(total, shown, _)| (shown, total))
+        .collect()
 }
 
 /// `(value, count)` sorted by count descending, then value ascending.

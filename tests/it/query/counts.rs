@@ -5,7 +5,6 @@
 use super::*;
 use stele::event::{FieldValue, Indexed};
 use stele::index::text::{group_fields, GroupCounts, StatsRequest};
-use stele::query::fold_case;
 use stele::query::{Paging, OFFSET_WINDOW_MAX};
 
 /// The brute-force counts of `field` among the matches of `f`, cut at `top`.
@@ -15,13 +14,26 @@ fn brute_group(f: &Filter, field: &'static str, top: usize) -> GroupCounts {
     let mut missing = 0;
     for e in world().all.iter().filter(|e| matches(f, e)) {
         match (spec.get)(e) {
-            // Counted as the filter compares: folded, but a tenant exactly.
-            FieldValue::Str(v) if spec.indexed == Indexed::ExactKeyword => {
-                *m.entry(v.to_owned()).or_default() += 1
-            }
-            FieldValue::Str(v) => *m.entry(fold_case(v).into_owned()).or_default() += 1,
+            FieldValue::Str(v) => *m.entry(v.to_owned()).or_default() += 1,
             _ => missing += 1,
         }
+    }
+    if spec.indexed != Indexed::ExactKeyword {
+        // Counted as the filter compares: spellings that differ only in case
+        // are one value, shown as the most frequent (ties: the smallest); a
+        // tenant is exact.
+        let mut groups: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for (v, n) in m {
+            groups.entry(v.to_lowercase()).or_default().push((v, n));
+        }
+        m = groups
+            .into_values()
+            .map(|mut s| {
+                s.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                let total = s.iter().map(|x| x.1).sum();
+                (s.swap_remove(0).0, total)
+            })
+            .collect();
     }
     let mut values: Vec<(String, u64)> = m.into_iter().collect();
     values.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

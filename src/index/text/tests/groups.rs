@@ -2,6 +2,7 @@
 //! `check_filter` for every random filter of the brute-force test.
 
 use super::*;
+use crate::index::text::stats::fold_variants;
 
 /// `count_from` and `stats_of` with one or two random groups, a random `top` and a
 /// random `first` (as if retention had dropped the seqs below it).
@@ -45,21 +46,24 @@ pub(super) fn check_counts_and_groups(
     assert_eq!(got.last_24h, None);
     for (g, field) in got.groups.iter().zip(&groups) {
         let spec = event::field(field).unwrap();
-        let mut map: HashMap<String, u64> = HashMap::new();
+        let mut exact: HashMap<String, u64> = HashMap::new();
+        let mut folded: Vec<String> = Vec::new();
         let mut missing = 0;
         for e in &kept {
             match (spec.get)(e) {
-                // Counted as the filter compares: folded, but a tenant exactly.
+                // Counted as the filter compares: case folded, but a tenant exactly.
                 FieldValue::Str(v) if spec.indexed == Indexed::ExactKeyword => {
-                    *map.entry(v.to_owned()).or_insert(0) += 1
+                    *exact.entry(v.to_owned()).or_insert(0) += 1
                 }
-                FieldValue::Str(v) => {
-                    *map.entry(crate::query::fold_case(v).into_owned())
-                        .or_insert(0) += 1
-                }
+                FieldValue::Str(v) => folded.push(v.to_owned()),
                 _ => missing += 1,
             }
         }
+        let map = if spec.indexed == Indexed::ExactKeyword {
+            exact
+        } else {
+            folded_counts(folded.into_iter())
+        };
         let mut want = ranked(map);
         let distinct = want.len() as u64;
         want.truncate(top);
@@ -85,4 +89,52 @@ pub(super) fn check_counts_and_groups(
         assert_eq!(got.failure_rate, Some(fail as f64 / n));
         assert_eq!(got.error_severity_rate, Some(sev as f64 / n));
     }
+}
+
+/// Counts per value as filters compare them: spellings that differ only in
+/// letter case are one value, shown as its most frequent spelling (ties: the
+/// smallest).
+fn folded_counts(values: impl Iterator<Item = String>) -> HashMap<String, u64> {
+    let mut by_spelling: HashMap<String, u64> = HashMap::new();
+    for v in values {
+        *by_spelling.entry(v).or_insert(0) += 1;
+    }
+    let mut groups: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+    for (v, n) in by_spelling {
+        groups.entry(v.to_lowercase()).or_default().push((v, n));
+    }
+    groups
+        .into_values()
+        .map(|mut spellings| {
+            spellings.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let total = spellings.iter().map(|s| s.1).sum();
+            (spellings.swap_remove(0).0, total)
+        })
+        .collect()
+}
+
+#[test]
+fn spellings_a_filter_does_not_tell_apart_are_one_value_shown_as_the_most_frequent() {
+    let map = |pairs: &[(&str, u64)]| -> HashMap<String, u64> {
+        pairs.iter().map(|(v, n)| (v.to_string(), *n)).collect()
+    };
+    let got = fold_variants(map(&[
+        ("Login", 3),
+        ("login", 1),
+        ("LOGIN", 3),
+        ("update", 2),
+        ("Ünïcode", 1),
+        ("ünïcode", 2),
+    ]));
+    // Ties go to the smallest spelling ("LOGIN" < "Login").
+    assert_eq!(got, map(&[("LOGIN", 7), ("update", 2), ("ünïcode", 3)]));
+    let brute = folded_counts(
+        [("Login", 3), ("login", 1), ("LOGIN", 3), ("update", 2)]
+            .iter()
+            .flat_map(|(v, n)| std::iter::repeat_n(v.to_string(), *n as usize)),
+    );
+    assert_eq!(brute, map(&[("LOGIN", 7), ("update", 2)]));
+    // Nothing to fold: the same map back.
+    let plain = map(&[("a", 1), ("b", 2)]);
+    assert_eq!(fold_variants(plain.clone()), plain);
 }

@@ -79,6 +79,9 @@ fn audit_records_are_left_out_of_reads_unless_asked_and_exported_by_default() {
     for _ in 0..3 {
         assert_eq!(count(&d, "/v1/events"), 5);
         assert_eq!(get(&d, "/v1/stats")["total"], 5);
+        assert_eq!(get(&d, "/v1/count")["count"], 5);
+        assert_eq!(get(&d, "/v1/events?total=true&limit=2")["total"], 5);
+        assert_eq!(get(&d, "/v1/count?status=success")["count"], 5);
         assert_eq!(count(&d, "/v1/search?q=action:login"), 5);
         assert_eq!(count(&d, "/v1/users/u-1/events"), 1);
         std::thread::sleep(Duration::from_millis(1200)); // past an index commit
@@ -104,6 +107,16 @@ fn audit_records_are_left_out_of_reads_unless_asked_and_exported_by_default() {
             .unwrap()
             > 5
     );
+    let counted = |q: &str| {
+        get(&d, &format!("/v1/count?{q}"))["count"]
+            .as_u64()
+            .unwrap()
+    };
+    let (with, own) = (
+        counted("stele_records=include"),
+        counted("stele_records=only"),
+    );
+    assert!(own > 10 && with >= own + 5, "{with} {own}");
     let bad = send(
         &d.addr,
         "GET",

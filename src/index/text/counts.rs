@@ -8,21 +8,44 @@
 //! up to the first of them, so the count equals what a listing can return.
 
 use super::*;
+use crate::query::OwnRecords;
 
 impl TextIndex {
     /// Number of live documents matching `filter` with a seq of at least `first`
     /// (`first <= 1`: all of them).
+    ///
+    /// Leaving Stele's own events out makes the query a boolean with an
+    /// exclusion, which tantivy counts by walking every match. So when some
+    /// are there to leave out, the count is the matches with them minus
+    /// theirs: two counts that need no walk (or walk only Stele's events).
     pub fn count_from(&self, filter: &Filter, first: u64) -> Result<u64, TextError> {
         guarded(|| {
-            let Some((searcher, weight)) = self.weighted(filter)? else {
-                return Ok(0);
-            };
-            let mut total = 0u64;
-            for seg in SegmentSeqs::of(&searcher)? {
-                total += count_segment(&seg, weight.as_ref(), first)?;
+            let searcher = self.shared.reader.searcher();
+            if filter.own_records() == OwnRecords::Exclude && self.holds_own_records(&searcher)? {
+                let with = Filter {
+                    stele_records: OwnRecords::Include,
+                    ..filter.clone()
+                };
+                let own = Filter {
+                    stele_records: OwnRecords::Only,
+                    ..filter.clone()
+                };
+                let all = self.count_on(&with, &searcher, first)?;
+                return Ok(all.saturating_sub(self.count_on(&own, &searcher, first)?));
             }
-            Ok(total)
+            self.count_on(filter, &searcher, first)
         })
+    }
+
+    fn count_on(&self, filter: &Filter, searcher: &Searcher, first: u64) -> Result<u64, TextError> {
+        let Some(weight) = self.weight_on(filter, searcher)? else {
+            return Ok(0);
+        };
+        let mut total = 0u64;
+        for seg in SegmentSeqs::of(searcher)? {
+            total += count_segment(&seg, weight.as_ref(), first)?;
+        }
+        Ok(total)
     }
 }
 

@@ -372,14 +372,32 @@ impl TextIndex {
     /// at the index's size, so a query that cannot run (a range over
     /// metadata, `R:*`) is refused on an empty index too.
     fn weighted(&self, filter: &Filter) -> Result<Option<Weighted>, TextError> {
-        let Some(query) = self.build_query(filter)? else {
+        let searcher = self.shared.reader.searcher();
+        Ok(self
+            .weight_on(filter, &searcher)?
+            .map(|weight| (searcher, weight)))
+    }
+
+    /// The weight of `filter`'s query on `searcher` (`None`: it matches nothing).
+    fn weight_on(
+        &self,
+        filter: &Filter,
+        searcher: &Searcher,
+    ) -> Result<Option<Box<dyn Weight>>, TextError> {
+        let Some(query) = self.build_query(filter, searcher)? else {
             return Ok(None);
         };
-        let searcher = self.shared.reader.searcher();
         let weight = query
-            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .weight(EnableScoring::disabled_from_searcher(searcher))
             .map_err(query_failed)?;
-        Ok(Some((searcher, weight)))
+        Ok(Some(weight))
+    }
+
+    /// Whether `searcher` holds any event Stele wrote itself (deleted ones
+    /// may count: only ever a reason to keep a clause).
+    fn holds_own_records(&self, searcher: &Searcher) -> Result<bool, TextError> {
+        let term = Term::from_field_text(self.shared.fields.ingested_by, event::INGESTED_BY_STELE);
+        Ok(searcher.doc_freq(&term).map_err(tantivy_err)? > 0)
     }
 
     /// Up to `limit` positions of the documents matching `filter`, in
@@ -411,10 +429,10 @@ impl TextIndex {
     }
 
     fn count_inner(&self, filter: &Filter) -> Result<u64, TextError> {
-        let Some(query) = self.build_query(filter)? else {
+        let searcher = self.shared.reader.searcher();
+        let Some(query) = self.build_query(filter, &searcher)? else {
             return Ok(0);
         };
-        let searcher = self.shared.reader.searcher();
         let n = searcher.search(&query, &Count).map_err(query_failed)?;
         Ok(n as u64)
     }
@@ -463,8 +481,14 @@ impl TextIndex {
         self.shared.reader.searcher().num_docs()
     }
 
-    /// The query for `filter`, or `None` if it cannot match anything.
-    fn build_query(&self, filter: &Filter) -> Result<Option<Box<dyn Query>>, TextError> {
+    /// The query for `filter` on `searcher`, or `None` if it cannot match
+    /// anything there. Stele's own events are excluded by a clause only when
+    /// `searcher` holds some (without any, an exclusion would only cost).
+    fn build_query(
+        &self,
+        filter: &Filter,
+        searcher: &Searcher,
+    ) -> Result<Option<Box<dyn Query>>, TextError> {
         let f = &self.shared.fields;
         let mut must: Vec<Box<dyn Query>> = Vec::new();
         let term = |field: Field, value: &str| -> Box<dyn Query> {
@@ -513,8 +537,17 @@ impl TextIndex {
         let mut must_not: Option<Box<dyn Query>> = None;
         match filter.own_records() {
             crate::query::OwnRecords::Include => {}
-            crate::query::OwnRecords::Only => must.push(stele()),
-            crate::query::OwnRecords::Exclude => must_not = Some(stele()),
+            crate::query::OwnRecords::Only => {
+                if !self.holds_own_records(searcher)? {
+                    return Ok(None);
+                }
+                must.push(stele())
+            }
+            crate::query::OwnRecords::Exclude => {
+                if self.holds_own_records(searcher)? {
+                    must_not = Some(stele())
+                }
+            }
         }
         if let Some(min) = filter.min_severity {
             let at_least: Vec<Box<dyn Query>> = Severity::ALL

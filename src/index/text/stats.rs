@@ -98,7 +98,8 @@ impl TextIndex {
                 TextError::BadQuery(format!("{name:?} is not a field statistics can group by"))
             })?);
         }
-        let Some(query) = self.build_query(filter)? else {
+        let searcher = self.shared.reader.searcher();
+        let Some(query) = self.build_query(filter, &searcher)? else {
             return Ok(answer(request, &sources, MergedStats::default()));
         };
         let (lo, hi) = time_bounds(filter).unwrap_or((i64::MIN, i64::MAX));
@@ -124,7 +125,6 @@ impl TextIndex {
             time_hi: hi,
             first,
         };
-        let searcher = self.shared.reader.searcher();
         let merged = searcher.search(&query, &collector).map_err(query_failed)?;
         Ok(answer(request, &sources, merged))
     }

@@ -19,15 +19,18 @@
 //! (the parameters of a listing, search or statistics), `shape` (what an answer
 //! holds beyond the matches: `total`, `offset`/`page`, the statistics' groups and
 //! parts), `cursor` (the opaque, authenticated continuation), `engine` (answers
-//! from the indexes and the log).
+//! from the indexes and the log), `dashboard` (the monitoring page's figures in
+//! one answer).
 
 mod cursor;
+mod dashboard;
 mod engine;
 mod filter;
 mod params;
 mod shape;
 
 pub use cursor::{cursor_key, CursorCodec};
+pub use dashboard::{Dashboard, LastHour, RiskCounts, DASHBOARD_LATEST, DASHBOARD_TOP_USERS};
 pub use engine::{Engine, Page};
 pub use filter::{
     event_time, fold_case, EqSlot, Filter, NumRange, Order, OwnRecords, Position, Sort,

@@ -41,6 +41,7 @@
 //!    itself (see `crate::access`).
 
 mod admin;
+mod dashboard;
 mod export;
 mod facets;
 mod gate;

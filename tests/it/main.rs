@@ -18,6 +18,7 @@ mod backup;
 mod cli_query;
 mod config;
 mod crash;
+mod dashboard;
 mod digest;
 mod facets;
 mod faults;

@@ -419,4 +419,14 @@ fn counts_and_facets(engine: &Engine, sample: &[StoredEvent], now: i64) {
         t.time(|| engine.stats_of(&month(), &two).unwrap());
     }
     t.report();
+    let mut t = Timer::new("dashboard, all events");
+    for _ in sample.iter().take(100) {
+        t.time(|| engine.dashboard(&Filter::default()).unwrap());
+    }
+    t.report();
+    let mut t = Timer::new("dashboard, one tenant");
+    for e in sample.iter().take(100) {
+        t.time(|| engine.dashboard(&tenant(e)).unwrap());
+    }
+    t.report();
 }

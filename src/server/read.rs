@@ -17,11 +17,7 @@ use std::sync::Arc;
 /// offset (`offset`, `page`), with the total when asked for (`total=true`).
 pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: Caller) -> Resp {
     let mut pairs = query_pairs(&req);
-    if let Some(r) = reject_params(
-        &pairs,
-        &["interval"],
-        "`interval` applies to /v1/stats only",
-    ) {
+    if let Some(r) = reject_params(&pairs, &["interval"], INTERVAL_IS_FOR_STATS) {
         return r;
     }
     let paging = match Paging::take(&mut pairs) {
@@ -41,7 +37,15 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
             message: "is required on /v1/search (tantivy syntax: words, AND/OR/NOT, \"phrases\", field:value)".into(),
         });
     }
-    match tokio::task::spawn_blocking(move || app.engine.list_paged(&q, &paging)).await {
+    page_answer(move || app.engine.list_paged(&q, &paging)).await
+}
+
+/// A page's answer: `200` with the page (counted in the metrics), or the
+/// query's problem. `run` works on a blocking thread.
+async fn page_answer(
+    run: impl FnOnce() -> Result<crate::query::Page, QueryError> + Send + 'static,
+) -> Resp {
+    match tokio::task::spawn_blocking(run).await {
         Ok(Ok(page)) => counted(
             json_response(StatusCode::OK, &json!(page)),
             page.events.len(),
@@ -50,6 +54,9 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
         Err(e) => internal(e.to_string()),
     }
 }
+
+/// Why a listing refuses `interval`.
+const INTERVAL_IS_FOR_STATS: &str = "`interval` applies to /v1/stats only";
 
 /// `GET /v1/events/{id}[?tenant=T]`. Ids are unique per tenant (events
 /// without a tenant are a namespace of their own), so an id may name several
@@ -189,11 +196,7 @@ async fn keyed(
     if let Some(r) = reject_params(&pairs, by_path, "is given by the path on this route") {
         return r;
     }
-    if let Some(r) = reject_params(
-        &pairs,
-        &["interval"],
-        "`interval` applies to /v1/stats only",
-    ) {
+    if let Some(r) = reject_params(&pairs, &["interval"], INTERVAL_IS_FOR_STATS) {
         return r;
     }
     let mut q = match Query::parse(&pairs, app.clock.now_micros()) {
@@ -204,14 +207,7 @@ async fn keyed(
         q.order = order;
     }
     caller.restrict(&mut q.filter);
-    match tokio::task::spawn_blocking(move || run(&app, q)).await {
-        Ok(Ok(page)) => counted(
-            json_response(StatusCode::OK, &json!(page)),
-            page.events.len(),
-        ),
-        Ok(Err(e)) => query_problem(e),
-        Err(e) => internal(e.to_string()),
-    }
+    page_answer(move || run(&app, q)).await
 }
 
 /// `GET /v1/stats`: without `group_by` and `include`, the full statistics

@@ -3,7 +3,7 @@
 //! `/v1/stats` with `group_by`, `include` and `top`, their 400s, and the
 //! tenant scope of a key on every count and facet.
 
-use crate::support::http::{send, Body};
+use crate::support::http::{get_json_as, send, Body};
 use crate::support::inproc::Server;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -378,23 +378,7 @@ fn counts_and_facets_keep_to_the_key_s_tenants() {
     let conf_path = tmp.path().join("stele.toml");
     std::fs::write(&conf_path, conf).unwrap();
     let d = Server::start_with_file(&tmp.path().join("data"), &conf_path);
-    let get = |t: &str, target: &str| -> Value {
-        let auth = format!("Bearer {t}");
-        let r = send(
-            &d.addr,
-            "GET",
-            target,
-            &[("Authorization", &auth)],
-            Body::None,
-        );
-        assert_eq!(
-            r.status,
-            200,
-            "{target}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        serde_json::from_slice(&r.body).unwrap()
-    };
+    let get = |t: &str, target: &str| get_json_as(&d.addr, t, target);
     let body = fixtures().to_string();
     let auth = format!("Bearer {all}");
     let r = send(

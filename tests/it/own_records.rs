@@ -4,7 +4,7 @@
 //! unless asked for (`stele_records=include|only`, `ingested_by=stele`,
 //! `category=audit_access`); exports include them unless told otherwise.
 
-use crate::support::http::{send, Body, Sse};
+use crate::support::http::{get_json_as, send, Body, Sse};
 use crate::support::inproc::Server;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "stele_QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
 
 fn get(d: &Server, path: &str) -> Value {
-    let auth = format!("Bearer {TOKEN}");
-    let r = send(
-        &d.addr,
-        "GET",
-        path,
-        &[("Authorization", &auth)],
-        Body::None,
-    );
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
+    get_json_as(&d.addr, TOKEN, path)
 }
 
 fn count(d: &Server, path: &str) -> usize {

@@ -191,6 +191,15 @@ pub enum Body<'a> {
     Chunked(&'a [u8]),
 }
 
+/// `GET target` with `Authorization: Bearer token`; panics unless it is a
+/// `200`, and returns the JSON body.
+pub fn get_json_as(addr: &str, token: &str, target: &str) -> Value {
+    let auth = format!("Bearer {token}");
+    let r = send(addr, "GET", target, &[("Authorization", &auth)], Body::None);
+    assert_eq!(r.status, 200, "{target}: {}", r.text());
+    r.json()
+}
+
 /// One request on a fresh connection with `Connection: close`; panics if
 /// no whole answer comes back. The body is written from another thread, so
 /// a server that answers before reading it all (413) is heard.

@@ -233,7 +233,8 @@ pub fn event_json(data: &[u8]) {
     encode_event(&ev, &mut bytes);
     let by = Provenance::key("fuzz-key", std::net::Ipv6Addr::LOCALHOST.into());
     encode_provenance(&by, &mut bytes);
-    let stored = decode_stored(&bytes, 2).expect("an encoded event decodes");
+    let stored = decode_stored(&bytes, crate::log::format::FORMAT_VERSION)
+        .expect("an encoded event decodes");
     assert_eq!(
         stored,
         StoredEvent {

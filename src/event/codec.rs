@@ -37,7 +37,7 @@ pub fn encode_event(ev: &Event, out: &mut Vec<u8>) {
 }
 
 /// Appends the bincode encoding of `by` to `out`: what follows the event in a format
-/// version 2 record.
+/// version 2 and 3 record.
 pub fn encode_provenance(by: &Provenance, out: &mut Vec<u8>) {
     encode_append(by, out);
 }
@@ -49,8 +49,7 @@ pub const STORED_PREFIX_BYTES_MAX: usize = 20;
 
 /// Appends the bincode encoding of the two leading fields of a [`StoredEvent`] (`seq`,
 /// `received_at`) to `out`. Followed by [`encode_event`] and [`encode_provenance`], the
-/// result is byte for byte a format version 2 record payload (without the provenance, a
-/// version 1 payload).
+/// result is byte for byte a format version 3 record payload.
 pub fn encode_stored_prefix(seq: u64, received_at: i64, out: &mut Vec<u8>) {
     encode_append(&(seq, received_at), out);
 }
@@ -72,13 +71,16 @@ pub fn encoded_len(ev: &Event) -> usize {
 /// vector, plus the largest provenance, plus slack for the `seq`/`received_at` prefix.
 const DECODE_LIMIT_BYTES: usize = EVENT_BYTES_MAX
     + CHANGES_COUNT_MAX * std::mem::size_of::<Change>()
+    + RISK_RULES_MAX * (std::mem::size_of::<String>() + RISK_RULE_BYTES_MAX)
     + INGESTED_BY_BYTES_MAX
     + CLIENT_ADDR_BYTES_MAX
     + 64;
 
 /// Decodes a [`StoredEvent`] from exactly `bytes`, a record payload of a segment of
 /// format `version`: version 1 payloads are `(seq, received_at, event)` (the result has
-/// no provenance), version 2 payloads `(seq, received_at, event, provenance)`.
+/// no provenance), version 2 payloads `(seq, received_at, event, provenance)`, both with
+/// the event in its old layout ([`LegacyEvent`]); version 3 payloads are version 2's with
+/// the event's version 3 fields after `metadata`.
 ///
 /// Uses [`bincode_config`] with an allocation limit a little above [`EVENT_BYTES_MAX`]
 /// (enough for any valid event), so corrupt length prefixes cannot trigger huge
@@ -94,8 +96,8 @@ pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> 
     let failed = |err: bincode::error::DecodeError| format!("cannot decode stored event: {err}");
     let (stored, used) = match version {
         1 => {
-            let ((seq, received_at, event), used) =
-                bincode::decode_from_slice::<(u64, i64, Event), _>(bytes, config)
+            let ((seq, received_at, LegacyEvent(event)), used) =
+                bincode::decode_from_slice::<(u64, i64, LegacyEvent), _>(bytes, config)
                     .map_err(failed)?;
             let stored = StoredEvent {
                 seq,
@@ -106,6 +108,18 @@ pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> 
             (stored, used)
         }
         2 => {
+            let ((seq, received_at, LegacyEvent(event), by), used) =
+                bincode::decode_from_slice::<(u64, i64, LegacyEvent, Provenance), _>(bytes, config)
+                    .map_err(failed)?;
+            let stored = StoredEvent {
+                seq,
+                received_at,
+                event,
+                provenance: Some(by),
+            };
+            (stored, used)
+        }
+        3 => {
             let ((seq, received_at, event, by), used) =
                 bincode::decode_from_slice::<(u64, i64, Event, Provenance), _>(bytes, config)
                     .map_err(failed)?;
@@ -130,6 +144,45 @@ pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> 
         ));
     }
     Ok(stored)
+}
+
+/// An [`Event`] in the layout of format versions 1 and 2: the fields up to `metadata`,
+/// in order. The fields format version 3 added (`process_name` …) are absent.
+struct LegacyEvent(Event);
+
+impl<Ctx> bincode::Decode<Ctx> for LegacyEvent {
+    fn decode<D: bincode::de::Decoder<Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        use bincode::Decode as De;
+        // Struct expression fields are evaluated in the order written: on-disk order.
+        Ok(LegacyEvent(Event {
+            id: De::decode(d)?,
+            timestamp: De::decode(d)?,
+            action: De::decode(d)?,
+            actor: De::decode(d)?,
+            tenant: De::decode(d)?,
+            category: De::decode(d)?,
+            source: De::decode(d)?,
+            status: De::decode(d)?,
+            severity: De::decode(d)?,
+            entity_type: De::decode(d)?,
+            entity_id: De::decode(d)?,
+            entity_name: De::decode(d)?,
+            user_id: De::decode(d)?,
+            user_name: De::decode(d)?,
+            session_id: De::decode(d)?,
+            correlation_id: De::decode(d)?,
+            ip: De::decode(d)?,
+            user_agent: De::decode(d)?,
+            risk_score: De::decode(d)?,
+            duration_ms: De::decode(d)?,
+            description: De::decode(d)?,
+            changes: De::decode(d)?,
+            metadata: De::decode(d)?,
+            ..Event::default()
+        }))
+    }
 }
 
 /// Decodes only the leading `seq` of an encoded [`StoredEvent`] (a cheap plausibility

@@ -152,3 +152,17 @@ wire_enum! {
         Critical => "critical",
     }
 }
+
+wire_enum! {
+    /// Where an event stands in the life of the process run (`process_id`) or batch
+    /// operation (`batch_id`) it belongs to: the lifecycle convention of ARCHITECTURE.md
+    /// ("Processes and batch operations").
+    Phase, "phase" {
+        /// The run or operation began (with `items_total` when known).
+        Started => "started",
+        /// A progress report (`items_processed`, `items_failed` so far).
+        Progress => "progress",
+        /// The run or operation ended; its `status` is the outcome.
+        Finished => "finished",
+    }
+}

@@ -12,9 +12,10 @@
 //! fields in its own order (`id` first, the provenance before the posted fields); a test
 //! checks that it writes exactly the fields of this table.
 //!
-//! Table order is the CSV column order: the stored fields, the posted fields in on-disk
-//! order, then the provenance (last, so the columns before it kept their places when
-//! format version 2 added it).
+//! Table order is the CSV column order: the stored fields, the posted fields of format
+//! version 1 in on-disk order, the provenance (format version 2), then the fields format
+//! version 3 added (posted, in on-disk order, and the computed `risk_rules`): each
+//! version appends columns, so the columns before them keep their places.
 
 use super::*;
 
@@ -27,6 +28,9 @@ pub enum Origin {
     Posted,
     /// Stamped by the server from the connection and the API key ([`Provenance`]).
     Provenance,
+    /// Computed by the server from the event at ingest (`risk_rules`); refused when
+    /// posted.
+    Computed,
 }
 
 /// What kind of value a field holds.
@@ -50,6 +54,8 @@ pub enum Kind {
     Changes,
     /// A JSON object (canonical JSON text).
     Json,
+    /// A list of short names (`risk_rules`), each compared like an identifier.
+    Labels,
 }
 
 /// How the full-text index (tantivy) holds a field.
@@ -108,6 +114,8 @@ pub enum FieldValue<'a> {
     Changes(&'a [Change]),
     /// Canonical JSON text.
     Json(&'a str),
+    /// A list of names (possibly empty: computed, and no rule fired).
+    Labels(&'a [String]),
 }
 
 /// One row of the field table.
@@ -206,6 +214,14 @@ pub const FIELDS: &[FieldSpec] = &[
     row("metadata",       O::Posted,     K::Json,       I::Json,          false, Stat::No,     |e| e.event.metadata.as_deref().map_or(FieldValue::Absent, FieldValue::Json)),
     row("ingested_by",    O::Provenance, K::Identifier, I::Keyword,       true,  Stat::Column, |e| e.provenance.as_ref().map_or(FieldValue::Absent, |p| FieldValue::Str(&p.ingested_by))),
     row("client_addr",    O::Provenance, K::Ip,         I::No,            false, Stat::No,     |e| e.provenance.as_ref().and_then(|p| p.client_addr.as_deref()).map_or(FieldValue::Absent, FieldValue::Str)),
+    row("process_name",   O::Posted,     K::Identifier, I::Keyword,       true,  Stat::Column, |e| opt_str(&e.event.process_name)),
+    row("process_id",     O::Posted,     K::Identifier, I::Keyword,       true,  Stat::Column,    |e| opt_str(&e.event.process_id)),
+    row("batch_id",       O::Posted,     K::Identifier, I::Keyword,       true,  Stat::Column,    |e| opt_str(&e.event.batch_id)),
+    row("phase",          O::Posted,     K::Enum,       I::Keyword,       true,  Stat::No,     |e| e.event.phase.map_or(FieldValue::Absent, |v| FieldValue::Str(v.as_str()))),
+    row("items_total",    O::Posted,     K::Integer,    I::No,            false, Stat::No,     |e| e.event.items_total.map_or(FieldValue::Absent, FieldValue::U64)),
+    row("items_processed",O::Posted,     K::Integer,    I::No,            false, Stat::No,     |e| e.event.items_processed.map_or(FieldValue::Absent, FieldValue::U64)),
+    row("items_failed",   O::Posted,     K::Integer,    I::No,            false, Stat::No,     |e| e.event.items_failed.map_or(FieldValue::Absent, FieldValue::U64)),
+    row("risk_rules",     O::Computed,   K::Labels,     I::Keyword,       true,  Stat::No,     |e| e.event.risk_rules.as_deref().map_or(FieldValue::Absent, FieldValue::Labels)),
 ];
 
 /// The row named `name`.
@@ -251,6 +267,9 @@ pub const STORED_FIELD_NAMES: &[&str] = &names::<{ count(Origin::Stored) }>(Orig
 /// version 1 do not have them.
 pub const PROVENANCE_FIELD_NAMES: &[&str] =
     &names::<{ count(Origin::Provenance) }>(Origin::Provenance);
+
+/// The fields the server computes at ingest (`risk_rules`): refused when posted.
+pub const COMPUTED_FIELD_NAMES: &[&str] = &names::<{ count(Origin::Computed) }>(Origin::Computed);
 
 /// The field names allowed inside one entry of `changes`.
 pub const CHANGE_FIELD_NAMES: &[&str] = &["field", "old", "new"];
@@ -310,12 +329,16 @@ mod tests {
         assert_eq!(names.len(), FIELDS.len());
         assert_eq!(STORED_FIELD_NAMES, ["seq", "received_at"]);
         assert_eq!(PROVENANCE_FIELD_NAMES, ["ingested_by", "client_addr"]);
+        assert_eq!(COMPUTED_FIELD_NAMES, ["risk_rules"]);
         assert_eq!(FIELD_NAMES.first(), Some(&"id"));
-        assert_eq!(FIELD_NAMES.last(), Some(&"metadata"));
+        assert_eq!(FIELD_NAMES.last(), Some(&"items_failed"));
+        let v1 = FIELD_NAMES.iter().position(|&f| f == "metadata").unwrap() + 1;
         let csv: Vec<&str> = STORED_FIELD_NAMES
             .iter()
-            .chain(FIELD_NAMES)
+            .chain(&FIELD_NAMES[..v1])
             .chain(PROVENANCE_FIELD_NAMES)
+            .chain(&FIELD_NAMES[v1..])
+            .chain(COMPUTED_FIELD_NAMES)
             .copied()
             .collect();
         assert_eq!(CSV_COLUMNS, csv.as_slice());
@@ -329,6 +352,16 @@ mod tests {
             let mut event = gen.next_event();
             event.risk_score = Some(7);
             event.duration_ms = Some(9);
+            if seq % 2 == 0 {
+                event.process_name = Some("p".into());
+                event.process_id = Some("r".into());
+                event.batch_id = Some("b".into());
+                event.phase = Some(Phase::Progress);
+                event.items_total = Some(3);
+                event.items_processed = Some(2);
+                event.items_failed = Some(1);
+                event.risk_rules = Some(vec!["off_hours".into()]);
+            }
             let ev = StoredEvent {
                 seq,
                 received_at: 1_790_000_000_000_000,
@@ -362,7 +395,11 @@ mod tests {
         assert_eq!(cells[0], "5");
         assert_eq!(cells[1], "1970-01-01T00:00:00.000000Z");
         assert_eq!(cells[2], ev.event.id);
-        assert_eq!(cells[CSV_COLUMNS.len() - 2], "cli");
-        assert_eq!(cells[CSV_COLUMNS.len() - 1], "");
+        let by = CSV_COLUMNS
+            .iter()
+            .position(|&c| c == "ingested_by")
+            .unwrap();
+        assert_eq!(cells[by], "cli");
+        assert_eq!(cells[by + 1], "");
     }
 }

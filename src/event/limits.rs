@@ -29,3 +29,11 @@ pub const EVENT_BYTES_MAX: usize = 256 * 1024;
 pub const TIMESTAMP_MIN_MICROS: i64 = -62_167_219_200_000_000;
 /// Latest accepted event time: `9999-12-31T23:59:59.999999Z`, in unix microseconds.
 pub const TIMESTAMP_MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Largest `items_total`, `items_processed` and `items_failed`: 2^53 − 1, the largest
+/// integer every JSON reader (JavaScript's numbers included) keeps exact.
+pub const ITEMS_MAX: u64 = (1 << 53) - 1;
+/// Most risk rules named on one event (`risk_rules`); the server sets them.
+pub const RISK_RULES_MAX: usize = 16;
+/// Longest risk rule name, in bytes.
+pub const RISK_RULE_BYTES_MAX: usize = 32;

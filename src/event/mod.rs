@@ -113,6 +113,25 @@ pub struct Event {
     pub changes: Vec<Change>,
     /// Canonical JSON text of a JSON object with custom data.
     pub metadata: Option<String>,
+    // ---- format version 3 from here on (see `codec::LegacyEvent` for 1 and 2) ----
+    /// The name of the process (job) the event belongs to, e.g. `nightly_export`.
+    pub process_name: Option<String>,
+    /// The id of the process *run* (one execution) the event belongs to.
+    pub process_id: Option<String>,
+    /// The id of the batch (bulk) operation the event belongs to.
+    pub batch_id: Option<String>,
+    /// Where the event stands in its run's or operation's life.
+    pub phase: Option<Phase>,
+    /// How many items the run or operation targets.
+    pub items_total: Option<u64>,
+    /// How many items it has processed so far (or in all, when finished).
+    pub items_processed: Option<u64>,
+    /// How many of the processed items failed.
+    pub items_failed: Option<u64>,
+    /// Set by the server, never posted: the names of the risk rules that computed
+    /// `risk_score` for an event posted without one (`Some(vec![])`: computed, no rule
+    /// fired, score 0). `None`: the score (if any) is the one posted.
+    pub risk_rules: Option<Vec<String>>,
 }
 
 /// An [`Event`] as stored in the log: with its global sequence number, ingest time and

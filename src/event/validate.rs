@@ -532,7 +532,9 @@ pub fn is_reserved_kind(s: &str) -> bool {
 /// names; `timestamp` is an RFC 3339 string; `risk_score` is an integer 0–100;
 /// `duration_ms` a non-negative integer; `ip` an IPv4 or IPv6 address (stored in
 /// canonical form); `metadata` an object; `changes` an array of `{field, old, new}`;
-/// and the encoded event fits in [`EVENT_BYTES_MAX`] bytes.
+/// `phase` is `started`, `progress` or `finished`; `items_*` are integers up to
+/// [`ITEMS_MAX`], `items_failed` at most `items_processed`; `risk_rules` is the
+/// server's (refused like `seq`); and the encoded event fits in [`EVENT_BYTES_MAX`] bytes.
 ///
 /// # Errors
 ///
@@ -673,6 +675,26 @@ fn parse(
     let description = c.opt_string(obj, "description", DESCRIPTION_BYTES_MAX, Chars::Text);
     let changes = present(obj, "changes").map_or_else(Vec::new, |v| c.changes(v));
     let metadata = present(obj, "metadata").and_then(|v| c.metadata(v));
+    let process_name = short(&mut c, "process_name");
+    let process_id = short(&mut c, "process_id");
+    let batch_id = short(&mut c, "batch_id");
+    let phase =
+        present(obj, "phase").and_then(|v| c.enumeration("phase", v, Phase::NAMES, Phase::parse));
+    let items = |c: &mut Checker, field: &str| {
+        present(obj, field).and_then(|v| c.unsigned(field, v, ITEMS_MAX))
+    };
+    let items_total = items(&mut c, "items_total");
+    let items_processed = items(&mut c, "items_processed");
+    let items_failed = items(&mut c, "items_failed");
+    if let (Some(failed), Some(processed)) = (items_failed, items_processed) {
+        if failed > processed {
+            c.push(
+                "items_failed",
+                FieldErrorKind::OutOfRange,
+                format!("items_failed ({failed}) cannot exceed items_processed ({processed})"),
+            );
+        }
+    }
 
     for key in obj.keys() {
         if FIELD_NAMES.contains(&key.as_str()) {
@@ -680,7 +702,10 @@ fn parse(
         }
         let shown = preview(key);
         let message = match key.as_str() {
-            k if STORED_FIELD_NAMES.contains(&k) || PROVENANCE_FIELD_NAMES.contains(&k) => {
+            k if STORED_FIELD_NAMES.contains(&k)
+                || PROVENANCE_FIELD_NAMES.contains(&k)
+                || COMPUTED_FIELD_NAMES.contains(&k) =>
+            {
                 format!("{key} is assigned by the server and cannot be posted")
             }
             _ => format!(
@@ -730,6 +755,14 @@ fn parse(
         description,
         changes,
         metadata,
+        process_name,
+        process_id,
+        batch_id,
+        phase,
+        items_total,
+        items_processed,
+        items_failed,
+        risk_rules: None,
     };
     let len = encoded_len(&event);
     if len > EVENT_BYTES_MAX {

@@ -47,6 +47,9 @@ impl Event {
             &self.user_agent,
             &self.description,
             &self.metadata,
+            &self.process_name,
+            &self.process_id,
+            &self.batch_id,
         ];
         1 + strings.iter().filter(|s| s.is_some()).count()
             + usize::from(self.timestamp.is_some())
@@ -56,6 +59,11 @@ impl Event {
             + usize::from(self.risk_score.is_some())
             + usize::from(self.duration_ms.is_some())
             + usize::from(!self.changes.is_empty())
+            + usize::from(self.phase.is_some())
+            + usize::from(self.items_total.is_some())
+            + usize::from(self.items_processed.is_some())
+            + usize::from(self.items_failed.is_some())
+            + usize::from(self.risk_rules.is_some())
     }
 
     /// Writes every field after `id` into `map`, omitting absent ones.
@@ -93,13 +101,22 @@ impl Event {
             map.serialize_entry("changes", &self.changes)?;
         }
         opt!("metadata", self.metadata.as_deref().map(RawJson));
+        opt!("process_name", self.process_name);
+        opt!("process_id", self.process_id);
+        opt!("batch_id", self.batch_id);
+        opt!("phase", self.phase.map(Phase::as_str));
+        opt!("items_total", self.items_total);
+        opt!("items_processed", self.items_processed);
+        opt!("items_failed", self.items_failed);
+        opt!("risk_rules", self.risk_rules);
         Ok(())
     }
 }
 
 /// The client form: `id`, `timestamp` (RFC 3339 UTC with microseconds, if set), then every
 /// set field under its posted name; `metadata` and change values as real JSON.
-/// [`parse_event`] accepts this output and yields an equal `Event`.
+/// [`parse_event`] accepts this output and yields an equal `Event`, unless it carries
+/// the server's `risk_rules` (which a client cannot post).
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(1 + self.view_len()))?;

@@ -30,8 +30,10 @@ use std::fmt;
 /// First eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
 /// The format version this build writes. Version 2 added the record payload's
-/// provenance (`event::Provenance`); frames, header and footer are unchanged.
-pub const FORMAT_VERSION: u16 = 2;
+/// provenance (`event::Provenance`); version 3 the event's process, batch and computed
+/// risk fields (`process_name` … `risk_rules`, after `metadata`). Frames, header and
+/// footer are unchanged since version 1.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest format version this build still reads (see `tests/data/`).
 pub const FORMAT_VERSION_OLDEST_SUPPORTED: u16 = 1;
 /// Size of the segment header.

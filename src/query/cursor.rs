@@ -19,7 +19,7 @@ pub(super) enum Route<'a> {
 }
 
 /// Tags the fingerprint input, so that another encoding can never collide with it.
-const FINGERPRINT_DOMAIN: &[u8] = b"stele cursor fingerprint v4\0";
+const FINGERPRINT_DOMAIN: &[u8] = b"stele cursor fingerprint v5\0";
 
 /// The 8-byte fingerprint binding a cursor to its query: the first 8 bytes of
 /// SHA-256 over [`FINGERPRINT_DOMAIN`], the route (`list`, `entity` with type and id,

@@ -7,7 +7,7 @@
 //! (`event::FIELDS`): every row with a filter parameter has a slot here
 //! ([`Filter::eq_value`], [`Filter::eq_slot`]), which the tests check.
 
-use crate::event::{self, FieldValue, Severity, Source, Status, StoredEvent};
+use crate::event::{self, FieldValue, Phase, Severity, Source, Status, StoredEvent};
 
 /// Filters shared by listing, search and stats. All present filters must match (AND).
 ///
@@ -56,6 +56,16 @@ pub struct Filter {
     pub risk_score: Option<NumRange>,
     /// Duration (ms) in this range.
     pub duration_ms: Option<NumRange>,
+    /// Exact process name.
+    pub process_name: Option<String>,
+    /// Exact process run id.
+    pub process_id: Option<String>,
+    /// Exact batch operation id.
+    pub batch_id: Option<String>,
+    /// Exact lifecycle phase.
+    pub phase: Option<Phase>,
+    /// One of the event's computed risk rules is this one.
+    pub risk_rules: Option<String>,
     /// Event time (unix µs, see [`event_time`]) at or after this.
     pub since: Option<i64>,
     /// Event time (unix µs) strictly before this.
@@ -106,6 +116,8 @@ pub enum EqSlot<'a> {
     Status(&'a mut Option<Status>),
     /// A severity.
     Severity(&'a mut Option<Severity>),
+    /// A lifecycle phase.
+    Phase(&'a mut Option<Phase>),
     /// An integer field's range.
     Range(&'a mut Option<NumRange>),
 }
@@ -162,19 +174,25 @@ impl Filter {
             "correlation_id" => self.correlation_id.as_deref(),
             "ip" => self.ip.as_deref(),
             "ingested_by" => self.ingested_by.as_deref(),
+            "process_name" => self.process_name.as_deref(),
+            "process_id" => self.process_id.as_deref(),
+            "batch_id" => self.batch_id.as_deref(),
+            "phase" => self.phase.map(Phase::as_str),
+            "risk_rules" => self.risk_rules.as_deref(),
             _ => None,
         }
     }
 
     /// What this filter does with Stele's own events: as `stele_records` says,
-    /// except that a filter naming them explicitly (any `ingested_by`, or the
-    /// `audit_access` category) is never narrowed further by the default.
+    /// except that a filter naming them explicitly (any `ingested_by`, or a category
+    /// reserved for them: `audit_access`, `stele.finding`, …) is never narrowed further
+    /// by the default.
     pub fn own_records(&self) -> OwnRecords {
         let named = self.ingested_by.is_some()
             || self
                 .category
                 .as_deref()
-                .is_some_and(|c| fold_case(c) == event::AUDIT_ACCESS_CATEGORY);
+                .is_some_and(event::is_reserved_kind);
         match self.stele_records {
             OwnRecords::Exclude if named => OwnRecords::Include,
             rule => rule,
@@ -210,6 +228,11 @@ impl Filter {
             "correlation_id" => EqSlot::Text(&mut self.correlation_id),
             "ip" => EqSlot::Text(&mut self.ip),
             "ingested_by" => EqSlot::Text(&mut self.ingested_by),
+            "process_name" => EqSlot::Text(&mut self.process_name),
+            "process_id" => EqSlot::Text(&mut self.process_id),
+            "batch_id" => EqSlot::Text(&mut self.batch_id),
+            "phase" => EqSlot::Phase(&mut self.phase),
+            "risk_rules" => EqSlot::Text(&mut self.risk_rules),
             _ => return None,
         })
     }
@@ -221,12 +244,13 @@ impl Filter {
         for spec in event::FIELDS {
             let Some(param) = spec.filter else { continue };
             if let Some(want) = self.eq_value(param) {
-                let FieldValue::Str(have) = (spec.get)(e) else {
-                    return false;
-                };
-                let same = match spec.indexed {
-                    event::Indexed::ExactKeyword => have == want,
-                    _ => fold_case(have) == fold_case(want),
+                let same = match ((spec.get)(e), spec.indexed) {
+                    (FieldValue::Str(have), event::Indexed::ExactKeyword) => have == want,
+                    (FieldValue::Str(have), _) => fold_case(have) == fold_case(want),
+                    (FieldValue::Labels(have), _) => {
+                        have.iter().any(|h| fold_case(h) == fold_case(want))
+                    }
+                    _ => false,
                 };
                 if !same {
                     return false;
@@ -292,6 +316,11 @@ impl Filter {
             ingested_by,
             risk_score,
             duration_ms,
+            process_name,
+            process_id,
+            batch_id,
+            phase,
+            risk_rules,
             since,
             until,
             text,
@@ -361,6 +390,11 @@ impl Filter {
         field(out, "ingested_by", ingested_by.as_deref());
         range(out, "risk_score", *risk_score);
         range(out, "duration_ms", *duration_ms);
+        field(out, "process_name", process_name.as_deref());
+        field(out, "process_id", process_id.as_deref());
+        field(out, "batch_id", batch_id.as_deref());
+        field(out, "phase", phase.map(Phase::as_str));
+        field(out, "risk_rules", risk_rules.as_deref());
         time(out, "since", *since);
         time(out, "until", *until);
         field(out, "text", text.as_deref());

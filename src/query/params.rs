@@ -5,7 +5,7 @@ use super::{
     bad, EqSlot, Filter, NumRange, Order, OwnRecords, QueryError, Sort, CURSOR_BYTES_MAX,
     LIMIT_DEFAULT, LIMIT_MAX, QUERY_TEXT_BYTES_MAX,
 };
-use crate::event::{self, Severity, Source, Status};
+use crate::event::{self, Phase, Severity, Source, Status};
 
 /// Histogram bucket width for statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +165,9 @@ impl Query {
                     }
                     Some(EqSlot::Severity(slot)) => {
                         *slot = Some(parse_enum::<Severity>(name, v, Severity::NAMES)?)
+                    }
+                    Some(EqSlot::Phase(slot)) => {
+                        *slot = Some(parse_enum::<Phase>(name, v, Phase::NAMES)?)
                     }
                     Some(EqSlot::Range(slot)) => *slot = Some(parse_range(name, v)?),
                     None => unreachable!("every filter row has a slot (checked by the tests)"),

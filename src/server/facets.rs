@@ -13,7 +13,7 @@
 use super::params::{query_pairs, reject_params};
 use super::problem::{internal, problem, query_problem, Kind};
 use super::{counted, json_response, App, Caller, Req, Resp};
-use crate::event::{self, Kind as FieldKind, Origin, Severity, Source, Status};
+use crate::event::{self, Kind as FieldKind, Origin, Phase, Severity, Source, Status};
 use crate::index::text::{group_fields, GroupCounts, StatsRequest};
 use crate::query::{Query, QueryError, StatsParams, PAGING_PARAMS, PARAMS, STATS_PARAMS};
 use hyper::StatusCode;
@@ -67,6 +67,7 @@ fn kind_name(kind: FieldKind) -> &'static str {
         FieldKind::Integer => "integer",
         FieldKind::Changes => "changes",
         FieldKind::Json => "json",
+        FieldKind::Labels => "labels",
     }
 }
 
@@ -75,6 +76,7 @@ fn origin_name(origin: Origin) -> &'static str {
         Origin::Stored => "stored",
         Origin::Posted => "posted",
         Origin::Provenance => "provenance",
+        Origin::Computed => "computed",
     }
 }
 
@@ -84,6 +86,7 @@ fn enum_values(name: &str) -> Option<&'static [&'static str]> {
         "source" => Some(Source::NAMES),
         "status" => Some(Status::NAMES),
         "severity" => Some(Severity::NAMES),
+        "phase" => Some(Phase::NAMES),
         _ => None,
     }
 }

@@ -28,7 +28,8 @@ fn thousand_generated_events_parse_and_round_trip() {
         let mut bytes = Vec::new();
         encode_stored_prefix(i, DEFAULT_BASE_TIME, &mut bytes);
         encode_event(&ev, &mut bytes);
-        let stored = decode_stored(&bytes, 1).unwrap();
+        crate::event::encode_provenance(&crate::event::Provenance::cli(), &mut bytes);
+        let stored = decode_stored(&bytes, crate::log::format::FORMAT_VERSION).unwrap();
         assert_eq!(stored.event, ev);
         assert_eq!(stored.seq, i);
 

@@ -8,8 +8,10 @@ use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stele::clock::ManualClock;
-use stele::event::Provenance;
-use stele::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
+use stele::event::{Event, Phase, Provenance};
+use stele::log::format::{
+    decode_frame, encode_record, Frame, Header, FORMAT_VERSION, HEADER_BYTES,
+};
 use stele::log::{Direction, Log, LogConfig};
 use stele::testkit::EventGen;
 
@@ -100,7 +102,9 @@ fn a_payload_change_with_its_crc_recomputed_breaks_the_chain() {
     let (start, end) = recs[3];
     // Change one payload byte in the description text and recompute the CRC
     // (keep the stored chain hash): only the chain can tell.
-    let payload_at = start + 8 + (end - start - 40) - 10;
+    // The payload ends with the 8 absent version 3 fields and the provenance
+    // (`cli`, 5 bytes): 18 bytes before its end is inside the event's text.
+    let payload_at = start + 8 + (end - start - 40) - 18;
     bytes[payload_at] ^= 0x20;
     let len = (end - start - 40) as u32;
     let mut crc = crc32fast::Hasher::new();
@@ -134,7 +138,7 @@ fn a_payload_change_with_crc_and_every_later_chain_recomputed_is_caught_by_the_n
         if i == 2 {
             let n = payload.len();
             // In the event's text, before the provenance (`cli`: 5 bytes).
-            payload[n - 10] ^= 0x01;
+            payload[n - 18] ^= 0x01;
         }
         prev = encode_record(&mut out, &prev, &[&payload]);
     }
@@ -222,8 +226,35 @@ fn verify_reports_unreadable_paths_with_exit_code_2() {
 /// version with [`write_sample`] as it was then (the same calls, without the
 /// provenance argument): every later version must keep reading it.
 const SAMPLE_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1");
-/// Format version 2, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it).
+/// Format version 2 (provenance), kept to show it stays readable.
 const SAMPLE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2");
+/// Format version 3, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it).
+const SAMPLE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v3");
+/// The bytes format version 3 adds to an event whose version 3 fields are all absent
+/// (one option tag each): the old samples were generated with `sized(450)` under the
+/// old layout, so the same events come from `sized(450 + LAYOUT_V3_EXTRA)` now.
+const LAYOUT_V3_EXTRA: usize = 8;
+
+/// The sample's `i`-th event (from 0): sized to 450 bytes in `version`'s layout; in
+/// version 3 every other event also carries process, batch and computed-risk fields.
+fn sample_event(gen: &mut EventGen, i: usize, version: u16) -> Event {
+    if version < 3 {
+        return gen.sized(450 + LAYOUT_V3_EXTRA);
+    }
+    let mut ev = gen.sized(450);
+    if i % 2 == 1 {
+        ev.process_name = Some("nightly_export".into());
+        ev.process_id = Some(format!("run-{}", i / 6));
+        ev.batch_id = Some(format!("batch-{}", i / 4));
+        ev.phase = Some([Phase::Started, Phase::Progress, Phase::Finished][i % 3]);
+        ev.items_total = Some(1000);
+        ev.items_processed = Some(i as u64 * 10);
+        ev.items_failed = Some(i as u64 % 3);
+        ev.risk_score = Some(40);
+        ev.risk_rules = Some(vec!["failed_auth".into(), "off_hours".into()]);
+    }
+    ev
+}
 
 /// Writes the sample: 3 UTC days, tiny segments, deterministic content, every
 /// event appended as `stele append` would (provenance `cli`).
@@ -231,10 +262,16 @@ fn write_sample(dir: &Path) {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 2 * DAY_MICROS));
     let mut gen = EventGen::new(2026).with_base_time(BEFORE_MIDNIGHT - 2 * DAY_MICROS);
     let log = open(dir, &clock, 8192);
+    let mut n = 0;
     for day in 0..3 {
         for i in 0..10 {
-            log.append(&events(&mut gen, 1 + (i % 3), 450), &Provenance::cli())
-                .unwrap();
+            let batch: Vec<Event> = (0..1 + (i % 3))
+                .map(|_| {
+                    n += 1;
+                    sample_event(&mut gen, n - 1, FORMAT_VERSION)
+                })
+                .collect();
+            log.append(&batch, &Provenance::cli()).unwrap();
             clock.advance(1_000_000);
         }
         if day < 2 {
@@ -261,6 +298,7 @@ fn open_copy_and_read_back(
     now: i64,
     provenance: Option<Provenance>,
 ) -> (tempfile::TempDir, Arc<ManualClock>, Log) {
+    let version = versions(sample)[0];
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(sample, tmp.path());
     let clock = Arc::new(ManualClock::new(now));
@@ -270,7 +308,12 @@ fn open_copy_and_read_back(
     let mut gen = EventGen::new(2026).with_base_time(BEFORE_MIDNIGHT - 2 * DAY_MICROS);
     for (i, ev) in all.iter().enumerate() {
         assert_eq!(ev.seq, i as u64 + 1);
-        assert_eq!(ev.event, gen.sized(450), "seq {}", ev.seq);
+        assert_eq!(
+            ev.event,
+            sample_event(&mut gen, i, version),
+            "seq {}",
+            ev.seq
+        );
         assert_eq!(ev.provenance, provenance, "seq {}", ev.seq);
     }
     let back: Vec<u64> = log
@@ -294,13 +337,33 @@ fn the_committed_sample_opens_verifies_and_reads_back() {
 }
 
 #[test]
-fn the_committed_v2_sample_is_what_this_version_writes_and_reads_back() {
+fn the_committed_v2_sample_opens_verifies_and_reads_back() {
     let sample = Path::new(SAMPLE_V2);
+    assert!(versions(sample).iter().all(|&v| v == 2));
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+    // Version 2 records have the provenance, and none of version 3's fields.
+    let (tmp, _clock, log) = open_copy_and_read_back(
+        sample,
+        BEFORE_MIDNIGHT + DAY_MICROS,
+        Some(Provenance::cli()),
+    );
+    assert!(log.iter().all(|e| {
+        let e = e.unwrap().event;
+        e.process_id.is_none() && e.phase.is_none() && e.risk_rules.is_none()
+    }));
+    drop(log);
+    assert!(segment_files(tmp.path()).len() >= 6);
+}
+
+#[test]
+fn the_committed_v3_sample_is_what_this_version_writes_and_reads_back() {
+    let sample = Path::new(SAMPLE_V3);
     if std::env::var_os("STELE_WRITE_SAMPLE").is_some() {
         let _ = std::fs::remove_dir_all(sample);
         write_sample(sample);
     }
-    assert!(versions(sample).iter().all(|&v| v == 2));
+    assert!(versions(sample).iter().all(|&v| v == FORMAT_VERSION));
     let (code, out) = verify(&[sample]);
     assert_eq!(code, 0, "{out}");
 
@@ -325,15 +388,20 @@ fn the_committed_v2_sample_is_what_this_version_writes_and_reads_back() {
         BEFORE_MIDNIGHT + DAY_MICROS,
         Some(Provenance::cli()),
     );
+    let with_run = log
+        .iter()
+        .filter(|e| e.as_ref().unwrap().event.process_id.is_some())
+        .count();
+    assert!(with_run > 20, "{with_run}");
     drop(log);
     assert!(segment_files(tmp.path()).len() >= 6);
 }
 
 /// Upgrading: the v1 sample's active segment is still open on its day. The
-/// first append seals it and goes to a new version 2 segment of the same day
-/// (next part): no version 2 record is ever written into a version 1 file.
+/// first append seals it and goes to a new segment of this build's version, of the
+/// same day (next part): no newer record is ever written into an older file.
 #[test]
-fn a_v1_active_segment_is_sealed_and_continued_in_a_v2_segment_at_the_first_append() {
+fn a_v1_active_segment_is_sealed_and_continued_in_a_new_version_segment_at_the_first_append() {
     let sample = Path::new(SAMPLE_V1);
     // The sample's last events arrived at 23:59:29 on its third day; still that day.
     let (tmp, clock, log) = open_copy_and_read_back(sample, BEFORE_MIDNIGHT + 40_000_000, None);
@@ -350,7 +418,7 @@ fn a_v1_active_segment_is_sealed_and_continued_in_a_v2_segment_at_the_first_appe
     log.append(&more, &by).unwrap();
     let files = segment_files(tmp.path());
     assert_eq!(files.len(), 7);
-    assert_eq!(versions(tmp.path()), vec![1, 1, 1, 1, 1, 1, 2]);
+    assert_eq!(versions(tmp.path()), vec![1, 1, 1, 1, 1, 1, FORMAT_VERSION]);
     // The old active segment got its footer and nothing else.
     let bytes = std::fs::read(&active).unwrap();
     let footer = stele::log::format::Footer::decode(&bytes[bytes.len() - 80..]).unwrap();

@@ -14,6 +14,23 @@ fn the_stored_prefix_never_exceeds_its_bound() {
     }
 }
 
+/// The bytes format version 3 appends to an event whose version 3 fields are all
+/// absent: one `None` tag for each of the eight fields.
+const V3_ABSENT_TAGS: usize = 8;
+
+/// A version 3 event's fields, all set.
+fn with_v3_fields(mut ev: Event) -> Event {
+    ev.process_name = Some("nightly_export".into());
+    ev.process_id = Some("run-1".into());
+    ev.batch_id = Some("batch-1".into());
+    ev.phase = Some(Phase::Finished);
+    ev.items_total = Some(ITEMS_MAX);
+    ev.items_processed = Some(9);
+    ev.items_failed = Some(0);
+    ev.risk_rules = Some(vec!["failed_auth".into(); RISK_RULES_MAX]);
+    ev
+}
+
 #[test]
 fn stored_prefix_plus_event_plus_provenance_equals_the_tuple_encoding() {
     let by = [
@@ -22,44 +39,60 @@ fn stored_prefix_plus_event_plus_provenance_equals_the_tuple_encoding() {
         Provenance::loopback("::1".parse().unwrap()),
         Provenance::key("k.1_-", "2001:db8::7".parse().unwrap()),
     ];
-    for ev in [ok(full()), ok(minimal()), Event::default()] {
+    for ev in [
+        ok(full()),
+        ok(minimal()),
+        Event::default(),
+        with_v3_fields(ok(full())),
+    ] {
         for (i, (seq, received_at)) in [(0, 0), (1, -1), (u64::MAX, i64::MIN), (300, i64::MAX)]
             .into_iter()
             .enumerate()
         {
             let by = &by[i];
-            // Version 1: (seq, received_at, event).
-            let v1 = bincode::encode_to_vec((seq, received_at, &ev), bincode_config()).unwrap();
+            // Version 3: (seq, received_at, event, provenance).
+            let v3 = bincode::encode_to_vec((seq, received_at, &ev, by), bincode_config()).unwrap();
             let mut parts = Vec::new();
             encode_stored_prefix(seq, received_at, &mut parts);
             let prefix_len = parts.len();
             encode_event(&ev, &mut parts);
-            assert_eq!(parts, v1);
             assert_eq!(parts.len() - prefix_len, encoded_len(&ev));
+            encode_provenance(by, &mut parts);
+            assert_eq!(parts, v3);
             let stored = StoredEvent {
                 seq,
                 received_at,
                 event: ev.clone(),
-                provenance: None,
-            };
-            assert_eq!(decode_stored(&v1, 1).unwrap(), stored);
-            assert_eq!(decode_stored_seq(&v1), Ok(seq));
-            // Version 2: (seq, received_at, event, provenance).
-            let v2 = bincode::encode_to_vec((seq, received_at, &ev, by), bincode_config()).unwrap();
-            encode_provenance(by, &mut parts);
-            assert_eq!(parts, v2);
-            let stored = StoredEvent {
                 provenance: Some(by.clone()),
-                ..stored
             };
+            assert_eq!(decode_stored(&v3, 3).unwrap(), stored);
+            assert_eq!(decode_stored_seq(&v3), Ok(seq));
+            assert!(decode_stored(&v3, 4).unwrap_err().contains("version 4"));
+            if ev.risk_rules.is_some() {
+                // Not expressible in the old layout.
+                continue;
+            }
+            // Versions 1 and 2 hold the event without the version 3 fields (the
+            // layout `LegacyEvent` decodes): version 3's bytes less the absent tags.
+            let mut v1 = Vec::new();
+            encode_stored_prefix(seq, received_at, &mut v1);
+            encode_event(&ev, &mut v1);
+            v1.truncate(v1.len() - V3_ABSENT_TAGS);
+            let mut v2 = v1.clone();
+            encode_provenance(by, &mut v2);
+            let stored_v1 = StoredEvent {
+                provenance: None,
+                ..stored.clone()
+            };
+            assert_eq!(decode_stored(&v1, 1).unwrap(), stored_v1);
             assert_eq!(decode_stored(&v2, 2).unwrap(), stored);
-            assert_eq!(decode_stored_seq(&v2), Ok(seq));
-            // Each version consumes its payload exactly: the other one's bytes
-            // never decode as it (a v1 payload is a v2 payload cut short, a v2
-            // payload a v1 one with trailing bytes).
+            // Each version consumes its payload exactly: another version's bytes
+            // never decode as it.
             assert!(decode_stored(&v1, 2).is_err());
+            assert!(decode_stored(&v1, 3).is_err());
             assert!(decode_stored(&v2, 1).unwrap_err().contains("trailing"));
-            assert!(decode_stored(&v2, 3).unwrap_err().contains("version 3"));
+            assert!(decode_stored(&v2, 3).is_err());
+            assert!(decode_stored(&v3, 2).is_err());
         }
     }
 }
@@ -119,7 +152,7 @@ fn largest_valid_events_decode() {
         ),
         &mut bytes,
     );
-    match decode_stored(&bytes, 2) {
+    match decode_stored(&bytes, 3) {
         Ok(stored) => assert!(stored.event == ev, "decoded event differs"),
         Err(err) => panic!("{err}"),
     }
@@ -134,18 +167,21 @@ fn decode_stored_rejects_trailing_truncated_and_garbage() {
     encode_provenance(&Provenance::cli(), &mut v2);
     let mut longer = v2.clone();
     longer.push(0);
-    assert!(decode_stored(&longer, 2).unwrap_err().contains("trailing"));
+    assert!(decode_stored(&longer, 3).unwrap_err().contains("trailing"));
     for cut in 0..v2.len() {
-        assert!(decode_stored(&v2[..cut], 2).is_err());
+        assert!(decode_stored(&v2[..cut], 3).is_err());
     }
-    let mut longer = bytes.clone();
+    // Version 1: the event in the old layout, without the version 3 fields.
+    let v1 = &bytes[..bytes.len() - V3_ABSENT_TAGS];
+    assert!(decode_stored(v1, 1).is_ok());
+    let mut longer = v1.to_vec();
     longer.push(0);
     assert!(decode_stored(&longer, 1).unwrap_err().contains("trailing"));
     assert_eq!(decode_stored_seq(&longer), Ok(1));
     assert!(decode_stored_seq(&[]).is_err());
     assert!(decode_stored_seq(&[253, 1]).is_err());
-    for cut in 0..bytes.len() {
-        assert!(decode_stored(&bytes[..cut], 1).is_err());
+    for cut in 0..v1.len() {
+        assert!(decode_stored(&v1[..cut], 1).is_err());
     }
     // A huge length prefix must fail on the limit, not allocate.
     let mut huge = Vec::new();
@@ -154,6 +190,7 @@ fn decode_stored_rejects_trailing_truncated_and_garbage() {
     huge.extend_from_slice(&u64::MAX.to_le_bytes());
     assert!(decode_stored(&huge, 1).is_err());
     assert!(decode_stored(&huge, 2).is_err());
+    assert!(decode_stored(&huge, 3).is_err());
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
     for len in 0..200 {
         let junk: Vec<u8> = (0..len)
@@ -166,5 +203,6 @@ fn decode_stored_rejects_trailing_truncated_and_garbage() {
             .collect();
         let _ = decode_stored(&junk, 1);
         let _ = decode_stored(&junk, 2);
+        let _ = decode_stored(&junk, 3);
     }
 }

@@ -116,16 +116,17 @@ fn round_trip_json_event_bincode_stored_json() {
     let mut bytes = Vec::new();
     encode_stored_prefix(7, received_at, &mut bytes);
     encode_event(&ev, &mut bytes);
-    let stored = decode_stored(&bytes, 1).unwrap();
+    encode_provenance(&Provenance::cli(), &mut bytes);
+    let stored = decode_stored(&bytes, crate::log::format::FORMAT_VERSION).unwrap();
     assert_eq!(stored.seq, 7);
     assert_eq!(stored.received_at, received_at);
     assert_eq!(stored.event, ev);
-    assert_eq!(stored.provenance, None);
+    assert_eq!(stored.provenance, Some(Provenance::cli()));
 
     let text = serde_json::to_string(&stored).unwrap();
     assert!(
         text.starts_with(
-            r#"{"id":"evt_0001","seq":7,"received_at":"2026-11-23T10:00:01.500000Z","timestamp":"2026-11-23T10:00:00.000001Z","action":"update""#
+            r#"{"id":"evt_0001","seq":7,"received_at":"2026-11-23T10:00:01.500000Z","ingested_by":"cli","timestamp":"2026-11-23T10:00:00.000001Z","action":"update""#
         ),
         "{text}"
     );

@@ -40,7 +40,13 @@ fn reserved_kinds_are_refused_from_clients_and_allowed_for_stele() {
 
 #[test]
 fn server_fields_are_refused_with_their_own_message() {
-    for key in ["seq", "received_at", "ingested_by", "client_addr"] {
+    for key in [
+        "seq",
+        "received_at",
+        "ingested_by",
+        "client_addr",
+        "risk_rules",
+    ] {
         let e = one_err(with(key, json!("x")), key, FieldErrorKind::UnknownField);
         assert!(e.message.contains("assigned by the server"), "{e}");
     }
@@ -593,4 +599,51 @@ fn field_error_serializes_kind_in_snake_case() {
         assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
     }
     assert_eq!(e.to_string(), "changes[2].field: m");
+}
+
+#[test]
+fn process_and_batch_fields_follow_their_rules() {
+    let mut v = with("process_name", json!("nightly_export"));
+    for (k, val) in [
+        ("process_id", json!("run-7")),
+        ("batch_id", json!("b-1")),
+        ("phase", json!("progress")),
+        ("items_total", json!(10)),
+        ("items_processed", json!(4)),
+        ("items_failed", json!(1)),
+    ] {
+        v[k] = val;
+    }
+    let ev = ok(v.clone());
+    assert_eq!(ev.process_name.as_deref(), Some("nightly_export"));
+    assert_eq!(ev.process_id.as_deref(), Some("run-7"));
+    assert_eq!(ev.batch_id.as_deref(), Some("b-1"));
+    assert_eq!(ev.phase, Some(Phase::Progress));
+    assert_eq!(
+        (ev.items_total, ev.items_processed, ev.items_failed),
+        (Some(10), Some(4), Some(1))
+    );
+    assert_eq!(ev.risk_rules, None);
+
+    let mut more_failed = v.clone();
+    more_failed["items_failed"] = json!(5);
+    let e = one_err(more_failed, "items_failed", FieldErrorKind::OutOfRange);
+    assert!(e.message.contains("cannot exceed items_processed"), "{e}");
+    let e = one_err(
+        with("items_total", json!(ITEMS_MAX + 1)),
+        "items_total",
+        FieldErrorKind::OutOfRange,
+    );
+    assert!(e.message.contains("from 0 to"), "{e}");
+    let e = one_err(
+        with("phase", json!("done")),
+        "phase",
+        FieldErrorKind::InvalidValue,
+    );
+    assert!(e.message.contains("started, progress, finished"), "{e}");
+    one_err(
+        with("process_id", json!("")),
+        "process_id",
+        FieldErrorKind::InvalidValue,
+    );
 }

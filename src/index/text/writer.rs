@@ -35,6 +35,11 @@ impl TextWriter {
                         doc.add_text(f.names_text, s);
                     }
                 }
+                FieldValue::Labels(labels) => {
+                    for label in labels {
+                        doc.add_text(handle, label);
+                    }
+                }
                 FieldValue::U64(v) => doc.add_u64(handle, v),
                 FieldValue::Time(t) => doc.add_i64(handle, t),
                 FieldValue::Changes(changes) => {

@@ -16,7 +16,10 @@ fn every_filter_row_of_the_field_table_has_a_slot_and_nothing_else_does() {
                 let want = match f.eq_slot(param) {
                     None => panic!("{param} has no slot in Filter"),
                     Some(EqSlot::Text(slot)) => {
-                        assert!(matches!(spec.kind, Kind::Identifier | Kind::Ip), "{param}");
+                        assert!(
+                            matches!(spec.kind, Kind::Identifier | Kind::Ip | Kind::Labels),
+                            "{param}"
+                        );
                         *slot = Some("x-1".into());
                         "x-1"
                     }
@@ -31,6 +34,10 @@ fn every_filter_row_of_the_field_table_has_a_slot_and_nothing_else_does() {
                     Some(EqSlot::Severity(slot)) => {
                         *slot = Some(Severity::Warning);
                         Severity::Warning.as_str()
+                    }
+                    Some(EqSlot::Phase(slot)) => {
+                        *slot = Some(Phase::Progress);
+                        Phase::Progress.as_str()
                     }
                     Some(EqSlot::Range(slot)) => {
                         assert_eq!(spec.kind, Kind::Integer, "{param}");
@@ -86,6 +93,26 @@ fn one_field_each() -> Vec<Filter> {
         },
         Filter {
             user_name: s("a"),
+            ..d()
+        },
+        Filter {
+            process_name: s("a"),
+            ..d()
+        },
+        Filter {
+            process_id: s("a"),
+            ..d()
+        },
+        Filter {
+            batch_id: s("a"),
+            ..d()
+        },
+        Filter {
+            phase: Some(Phase::Started),
+            ..d()
+        },
+        Filter {
+            risk_rules: s("a"),
             ..d()
         },
         Filter {
@@ -240,6 +267,11 @@ fn the_fingerprint_encoding_is_explicit_not_debug_output() {
         "ingested_by",
         "risk_score",
         "duration_ms",
+        "process_name",
+        "process_id",
+        "batch_id",
+        "phase",
+        "risk_rules",
     ] {
         field(&mut want, name);
         want.push(0);

@@ -53,10 +53,22 @@ pub const AMBIGUOUS_TENANTS_MAX: usize = 100;
 /// Entries kept in `recent` before pruning those the key index has.
 pub const RECENT_PRUNE_AT: usize = 100_000;
 
+/// SHA-256 of the event *as posted*: a risk score Stele computed (`risk_rules`
+/// set) is left out, so a retry compares equal to the stored event whatever the
+/// rules would say now.
 fn digest(ev: &Event) -> [u8; 32] {
     use sha2::Digest;
     let mut buf = Vec::new();
-    event::encode_event(ev, &mut buf);
+    if ev.risk_rules.is_some() {
+        let posted = Event {
+            risk_score: None,
+            risk_rules: None,
+            ..ev.clone()
+        };
+        event::encode_event(&posted, &mut buf);
+    } else {
+        event::encode_event(ev, &mut buf);
+    }
     sha2::Sha256::digest(&buf).into()
 }
 

@@ -7,6 +7,7 @@
 //! - [`event`]: the event model, its validation and its encoding.
 //! - [`log`]: the segment log, the durable source of truth.
 //! - [`index`]: the sled and tantivy indexes and the indexer that follows the log.
+//! - [`intel`]: activity intelligence: risk scores computed at ingest.
 //! - [`metrics`]: latency histograms in the Prometheus text format.
 //! - [`retention`]: TTL per day partition, legal holds, dropping the oldest days.
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
@@ -45,6 +46,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod index;
 pub mod ingest;
+pub mod intel;
 pub mod log;
 pub mod metrics;
 pub mod notify;

@@ -5,6 +5,7 @@ use super::{json_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
 use crate::event::{self, Event, FieldError, Provenance};
 use crate::ingest::Idempotency;
+use crate::sync::Recover;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::StatusCode;
@@ -215,7 +216,7 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         return r;
     }
     let app2 = app.clone();
-    let (events, reserved) = match tokio::task::spawn_blocking(move || {
+    let (mut events, reserved) = match tokio::task::spawn_blocking(move || {
         let r = app2.ids.reserve(&app2.engine, &events, &client_id);
         (events, r)
     })
@@ -255,6 +256,11 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             );
         }
     }
+    // Events posted without a risk score get one (marked by `risk_rules`);
+    // after the reservation, which compares the events as posted.
+    app.risk
+        .exclusive()
+        .assess(&mut events, app.clock.now_micros());
     // Provenance is the server's, never the client's (parse_event refuses
     // `ingested_by` and `client_addr` in the posted JSON).
     let by = Provenance {

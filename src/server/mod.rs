@@ -113,6 +113,8 @@ struct App {
     seal: SealView,
     /// Writes the `audit_access` events.
     auditor: Auditor,
+    /// Scores events posted without a `risk_score` (`crate::intel::risk`).
+    risk: Mutex<crate::intel::risk::RiskState>,
 }
 
 /// The reloadable settings, read through [`App::limits`] and

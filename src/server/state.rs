@@ -150,6 +150,7 @@ impl State {
                 checkpoints: seal.checkpoint_stats(),
             },
             auditor,
+            risk: std::sync::Mutex::new(crate::intel::risk::RiskState::default()),
         });
         Ok(State {
             app,

@@ -41,6 +41,16 @@ fn dashboard_figures_equal_a_count_of_the_events() {
         assert!(Instant::now() < deadline, "not indexed in time");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The events as stored, in posted order: those posted without a risk score
+    // got a computed one (`intel::risk`), which the dashboard counts.
+    let (st, _, stored) = d.get("/v1/events?sort=seq&order=asc&limit=100");
+    assert_eq!(st, 200, "{stored}");
+    let batch: Vec<Value> = stored["events"].as_array().unwrap().clone();
+    assert_eq!(batch.len(), 60);
+    assert!(batch
+        .iter()
+        .step_by(3)
+        .all(|e| e["risk_rules"].is_array() && e["risk_score"].is_u64()));
 
     for tenant in [None, Some("acme")] {
         let path = match tenant {

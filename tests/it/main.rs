@@ -34,6 +34,7 @@ mod own_records;
 mod params;
 mod query;
 mod retention;
+mod risk;
 mod stream_ws;
 mod systemd;
 mod tamper;

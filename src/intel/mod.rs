@@ -1,0 +1,11 @@
+//! Activity intelligence: what Stele concludes from the events it stores.
+//!
+//! - [`classify`]: what kind of activity an event is (failed authentication,
+//!   privilege change, error), shared by every rule below.
+//! - [`risk`]: risk scores for events posted without one, at ingest.
+//!
+//! Never writes to the log on ingest's path and never changes what a client
+//! posted, except to fill in a missing `risk_score` (marked by `risk_rules`).
+
+pub mod classify;
+pub mod risk;

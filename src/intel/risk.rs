@@ -35,7 +35,7 @@
 
 use super::classify;
 use crate::event::{Event, Severity, Status};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Failed authentications of one user or IP, within [`BURST_WINDOW_MICROS`], that
 /// make a burst.
@@ -74,45 +74,15 @@ struct Seen {
     failures: VecDeque<i64>,
     /// IPs the user acted from, most recent last (users only).
     ips: Vec<String>,
-    /// When it was last seen (ingest order), for forgetting the oldest.
-    touched: u64,
 }
 
-/// A map that forgets its least recently touched half when it reaches `cap`.
-#[derive(Debug)]
-struct Bounded {
-    map: HashMap<String, Seen>,
-    cap: usize,
-}
-
-impl Bounded {
-    fn new(cap: usize) -> Bounded {
-        Bounded {
-            map: HashMap::new(),
-            cap,
-        }
-    }
-
-    fn entry(&mut self, key: &str, tick: u64) -> &mut Seen {
-        if !self.map.contains_key(key) && self.map.len() >= self.cap {
-            let mut ticks: Vec<u64> = self.map.values().map(|s| s.touched).collect();
-            let mid = ticks.len() / 2;
-            let (_, cut, _) = ticks.select_nth_unstable(mid);
-            let cut = *cut;
-            self.map.retain(|_, s| s.touched > cut);
-        }
-        let seen = self.map.entry(key.to_owned()).or_default();
-        seen.touched = tick;
-        seen
-    }
-}
+type Bounded = super::bounded::Bounded<String, Seen>;
 
 /// The memory of the rules. See the module documentation.
 #[derive(Debug)]
 pub struct RiskState {
     users: Bounded,
     ips: Bounded,
-    tick: u64,
 }
 
 impl Default for RiskState {
@@ -136,15 +106,14 @@ impl RiskState {
     /// A state remembering at most `users` users and `ips` IPs.
     pub fn new(users: usize, ips: usize) -> RiskState {
         RiskState {
-            users: Bounded::new(users.max(2)),
-            ips: Bounded::new(ips.max(2)),
-            tick: 0,
+            users: Bounded::new(users),
+            ips: Bounded::new(ips),
         }
     }
 
     /// How many users and IPs are remembered.
     pub fn tracked(&self) -> (usize, usize) {
-        (self.users.map.len(), self.ips.map.len())
+        (self.users.len(), self.ips.len())
     }
 
     /// Scores every event of `events` that has no `risk_score` (learning from all
@@ -163,19 +132,17 @@ impl RiskState {
 
     /// Updates the memory with `ev` and returns the rules it fires, with points.
     fn learn(&mut self, ev: &Event, now: i64) -> Vec<(&'static str, u32)> {
-        self.tick += 1;
-        let tick = self.tick;
         let t = ev.timestamp.unwrap_or(now);
         let mut fired: Vec<(&'static str, u32)> = Vec::new();
         let auth_failure = classify::is_auth_failure(ev);
         let user = classify::user_of(ev);
         if auth_failure {
             fired.push(("failed_auth", points("failed_auth")));
-            let by_user = user.is_some_and(|u| burst(self.users.entry(u, tick), t));
+            let by_user = user.is_some_and(|u| burst(self.users.entry(&u.to_owned()), t));
             let by_ip = ev
                 .ip
                 .as_deref()
-                .is_some_and(|ip| burst(self.ips.entry(ip, tick), t));
+                .is_some_and(|ip| burst(self.ips.entry(&ip.to_owned()), t));
             if by_user || by_ip {
                 fired.push(("auth_burst", points("auth_burst")));
             }
@@ -186,7 +153,7 @@ impl RiskState {
         if let (Some(user), Some(ip)) = (user, ev.ip.as_deref()) {
             // Only a successful action teaches a user's IPs: failed logins from
             // anywhere must not make an attacker's address "known".
-            let seen = self.users.entry(user, tick);
+            let seen = self.users.entry(&user.to_owned());
             let known = seen.ips.iter().any(|i| i == ip);
             if !known && !seen.ips.is_empty() {
                 fired.push(("new_ip", points("new_ip")));
@@ -325,6 +292,6 @@ mod tests {
         for i in 0..100 {
             score(&mut one, ev("view", "u", &format!("10.1.0.{i}"), NOON));
         }
-        assert!(one.users.map["u"].ips.len() <= IPS_PER_USER);
+        assert!(one.users.get(&"u".to_owned()).unwrap().ips.len() <= IPS_PER_USER);
     }
 }

@@ -1,0 +1,92 @@
+//! A map with a cap: when full, inserting a new key first forgets the least
+//! recently touched half. What every per-user, per-IP and per-scope memory of
+//! `intel` is kept in, so each has a stated bound.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// A map of at most `cap` entries (see the module documentation).
+#[derive(Debug)]
+pub struct Bounded<K, V> {
+    map: HashMap<K, (u64, V)>,
+    cap: usize,
+    tick: u64,
+    /// Entries forgotten to stay within the cap, since creation.
+    pub forgotten: u64,
+}
+
+impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
+    /// An empty map of at most `cap` (at least 2) entries.
+    pub fn new(cap: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            cap: cap.max(2),
+            tick: 0,
+            forgotten: 0,
+        }
+    }
+
+    /// The entry of `key` (a default one if new), marked as just touched.
+    pub fn entry(&mut self, key: &K) -> &mut V {
+        self.tick += 1;
+        if !self.map.contains_key(key) && self.map.len() >= self.cap {
+            let mut ticks: Vec<u64> = self.map.values().map(|(t, _)| *t).collect();
+            // The newest of the oldest half: everything up to it goes.
+            let mid = (ticks.len() / 2).saturating_sub(1);
+            let (_, cut, _) = ticks.select_nth_unstable(mid);
+            let cut = *cut;
+            let before = self.map.len();
+            self.map.retain(|_, (t, _)| *t > cut);
+            self.forgotten += (before - self.map.len()) as u64;
+        }
+        let tick = self.tick;
+        let slot = self
+            .map
+            .entry(key.clone())
+            .or_insert_with(|| (tick, V::default()));
+        slot.0 = tick;
+        &mut slot.1
+    }
+
+    /// The entry of `key`, if remembered (not touched).
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key).map(|(_, v)| v)
+    }
+
+    /// How many entries are remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_touched_are_forgotten_first() {
+        let mut m: Bounded<u32, u32> = Bounded::new(10);
+        for k in 0..10 {
+            *m.entry(&k) += 1;
+        }
+        // Touch 0..5 again: 5..10 are now the oldest.
+        for k in 0..5 {
+            *m.entry(&k) += 1;
+        }
+        m.entry(&100);
+        assert!(m.len() <= 10);
+        for k in 0..5 {
+            assert_eq!(m.get(&k), Some(&2), "{k}");
+        }
+        assert!(m.forgotten >= 5);
+        for k in 0..10_000 {
+            m.entry(&k);
+            assert!(m.len() <= 10);
+        }
+    }
+}

@@ -31,6 +31,9 @@
 //!    [`Limits`]; beyond it the least recently seen are forgotten (they are
 //!    then judged as new: bursts restart, baselines warm up again).
 //! 3. Stele's own events (findings, `audit_access`) are never observed.
+//! 4. A finding never mixes tenants: users and IPs are tracked per tenant and
+//!    their findings carry it; spikes of the system, an action or a process
+//!    span tenants and carry none (only keys for every tenant see them).
 
 use super::bounded::Bounded;
 use super::classify;
@@ -213,8 +216,11 @@ impl Rate {
 #[derive(Debug)]
 pub struct Detectors {
     th: Thresholds,
-    users: Bounded<String, User>,
-    ips: Bounded<String, Ip>,
+    /// By (tenant, user): a tenant's users are its own (findings never mix
+    /// tenants' evidence).
+    users: Bounded<(Option<String>, String), User>,
+    /// By (tenant, IP).
+    ips: Bounded<(Option<String>, String), Ip>,
     rates: Bounded<(&'static str, String), Rate>,
     emitted: Bounded<(&'static str, Subject, i64, Level), bool>,
 }
@@ -295,9 +301,15 @@ impl Detectors {
             ];
             for (kind, id) in subjects.into_iter().flatten() {
                 let n = if kind == "user" {
-                    self.users.entry(&id).failures.add(t, win)
+                    self.users
+                        .entry(&(tenant.clone(), id.clone()))
+                        .failures
+                        .add(t, win)
                 } else {
-                    self.ips.entry(&id).failures.add(t, win)
+                    self.ips
+                        .entry(&(tenant.clone(), id.clone()))
+                        .failures
+                        .add(t, win)
                 };
                 if n >= th.login_burst_count {
                     let since = t.div_euclid(win) * win;
@@ -416,7 +428,7 @@ impl Detectors {
         if let Some(u) = &user {
             let privilege = classify::is_privilege_change(ev);
             let country = country_of(ev);
-            let profile = self.users.entry(u);
+            let profile = self.users.entry(&(tenant.clone(), u.clone()));
             let hour_of_day = (t.rem_euclid(24 * HOUR) / HOUR) as usize;
             let day = t.div_euclid(24 * HOUR) * 24 * HOUR;
             // New IP / country.
@@ -552,7 +564,11 @@ impl Detectors {
                 });
             }
         } else if let Some(ip) = &ev.ip {
-            let n = self.ips.entry(ip).minute.add(t, MINUTE);
+            let n = self
+                .ips
+                .entry(&(tenant.clone(), ip.clone()))
+                .minute
+                .add(t, MINUTE);
             if n >= th.abuse_per_minute {
                 out.push(abuse("ip", ip, "ip", n, t, &th, tenant.clone()));
             }

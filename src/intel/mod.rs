@@ -6,6 +6,7 @@
 //! - [`risk`]: risk scores for events posted without one, at ingest.
 //! - [`detect`]: detectors raising findings one event at a time.
 //! - [`finding`]: a finding and the reserved event Stele appends for it.
+//! - [`score`]: the anomaly score, key findings and recommendations.
 //!
 //! Never writes to the log on ingest's path and never changes what a client
 //! posted, except to fill in a missing `risk_score` (marked by `risk_rules`).
@@ -15,3 +16,4 @@ pub mod classify;
 pub mod detect;
 pub mod finding;
 pub mod risk;
+pub mod score;

@@ -124,13 +124,24 @@ impl Engine {
                 ..StatsRequest::default()
             },
         )?;
-        let latest = self.list(&Query {
-            filter: filter.clone(),
-            sort: Sort::Time,
-            order: Order::Desc,
-            limit: DASHBOARD_LATEST,
-            ..Query::default()
-        })?;
+        // The newest events by event time: every event of the last hour sorts
+        // before any older one, so when the hour holds enough of them the
+        // listing need not look further back (a narrower, cheaper search);
+        // then the last day; then everything.
+        let mut latest = Vec::new();
+        for window in [Some(since(60)), Some(since(24 * 60)), None] {
+            let page = self.list(&Query {
+                filter: window.unwrap_or_else(|| filter.clone()),
+                sort: Sort::Time,
+                order: Order::Desc,
+                limit: DASHBOARD_LATEST,
+                ..Query::default()
+            })?;
+            latest = page.events;
+            if latest.len() == DASHBOARD_LATEST {
+                break;
+            }
+        }
         Ok(Dashboard {
             now,
             last_hour: LastHour {
@@ -151,7 +162,7 @@ impl Engine {
             },
             online_users_15m: online.groups.first().map_or(0, |g| g.distinct),
             events_24h: self.count(&since(24 * 60))?,
-            latest: latest.events,
+            latest,
         })
     }
 }

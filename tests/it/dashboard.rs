@@ -129,6 +129,36 @@ fn dashboard_figures_equal_a_count_of_the_events() {
         assert!(dash["generated_at"].as_str().unwrap().ends_with('Z'));
     }
 
+    // The latest events when the last hour holds fewer than ten of them (the
+    // dashboard then looks back a day, then everywhere): the newest by event
+    // time of a brute-force sort.
+    for (filter, keep) in [
+        (
+            "status=failure",
+            &(|i: i64| i % 5 == 0) as &dyn Fn(i64) -> bool,
+        ),
+        ("status=failure&tenant=globex", &|i: i64| i % 20 == 0),
+        ("user_id=u-3", &|i: i64| i % 7 == 3),
+    ] {
+        let (st, _, dash) = d.get(&format!("/v1/dashboard?{filter}"));
+        assert_eq!(st, 200, "{dash}");
+        let got: Vec<&str> = dash["latest"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["timestamp"].as_str().unwrap())
+            .collect();
+        let mut want: Vec<&str> = batch
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i as i64))
+            .map(|(_, e)| e["timestamp"].as_str().unwrap())
+            .collect();
+        want.sort_unstable_by(|a, b| b.cmp(a));
+        want.truncate(10);
+        assert_eq!(got, want, "{filter}");
+    }
+
     for bad in ["since=1h", "hours=1", "limit=5", "order=asc", "bogus=1"] {
         let (st, _, v) = d.get(&format!("/v1/dashboard?{bad}"));
         assert_eq!(st, 400, "{bad}: {v}");

@@ -145,10 +145,12 @@ impl Server {
     pub fn reload(&self, conf: &Path) {
         let cfg = Config::load(Some(conf), |_| None).expect("a valid configuration");
         cfg.validate().expect("a valid configuration");
+        let alerts = cfg.alert_set().expect("valid alerts");
         self.handle.reload(Reloaded {
             limits: cfg.limits,
             retention: cfg.retention,
             field_map: cfg.ingest.field_map().expect("a valid field map"),
+            alerts,
             auth: cfg.auth,
             tls: cfg.tls,
         });

@@ -113,6 +113,8 @@ struct App {
     seal: SealView,
     /// Writes the `audit_access` events.
     auditor: Auditor,
+    /// The alert task's statistics and reloads.
+    alerts: crate::alert::Alerts,
 }
 
 /// The reloadable settings, read through [`App::limits`] and

@@ -156,6 +156,18 @@ impl Server {
         });
     }
 
+    /// Appends an event Stele writes itself (`ingested_by = "stele"`; a
+    /// finding, say), validated as Stele's own; returns its seq.
+    pub fn append_own(&self, event: &Value) -> u64 {
+        let ev = stele::event::parse_stele_event(event, stele::event::new_event_id)
+            .unwrap_or_else(|e| panic!("not a valid event: {e:?}"));
+        self.handle
+            .append_own(&[ev])
+            .expect("the server is open")
+            .expect("appended")
+            .first_seq
+    }
+
     /// The server thread ended (it panicked, or `serve` returned).
     pub fn exited(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())

@@ -223,3 +223,38 @@ fn a_window_survives_a_restart_without_firing_twice() {
     caught_up(&server);
     assert_eq!(rx.all().len(), 1, "{:?}", rx.all());
 }
+
+#[test]
+fn a_damaged_position_stops_alerts_and_says_so_but_stele_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("alert-position.json"),
+        "{\"version\":9,\"seq\":1}\n",
+    )
+    .unwrap();
+    let rx = Receiver::start();
+    let conf = config(
+        tmp.path(),
+        &rx.url(),
+        &signed(),
+        &finding_rule("all", None, Some("low")),
+    );
+    let server = Server::start_with_file(&data, &conf);
+    wait_until("the alert task to give up", || {
+        alert_state(&server)["failing"] == true
+    });
+    let (st, _, ready) = server.get("/readyz");
+    assert_eq!(st, 200, "{ready}");
+    assert_eq!(ready["degraded"], true);
+    let why = ready["state"]["alerts"]["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("is not an alert position of version 1"),
+        "{why}"
+    );
+    // Ingest and reads go on; the file is left for the operator.
+    post(&server, "login", 1);
+    assert_eq!(server.get("/v1/events").0, 200);
+    assert!(data.join("alert-position.json").exists());
+}

@@ -33,7 +33,8 @@
 //! 2. **Bounded duplicates.** After a restart the notifications of events
 //!    after the position are delivered again: at most the ones in flight at
 //!    the crash (the notifications of one event, one per rule), since the
-//!    position is written after each delivery. Every notification has a
+//!    position is written after each delivery. An orderly stop lets the
+//!    attempt in flight finish (up to [`STOP_ATTEMPT_WAIT`]) and records it. Every notification has a
 //!    stable id (`X-Stele-Delivery`, `<rule>:<seq>`) receivers can dedupe on.
 //! 3. **No alert on history.** With no position file (first start with
 //!    rules, or rules added by a reload while none were in force) the
@@ -89,6 +90,9 @@ const TEXT_POLL: Duration = Duration::from_millis(250);
 const READ_RETRY: Duration = Duration::from_secs(1);
 /// How long closing waits for the task.
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// How long a stop waits for the delivery attempt in flight (less than
+/// [`STOP_WAIT`]).
+const STOP_ATTEMPT_WAIT: Duration = Duration::from_secs(2);
 
 /// What `/metrics` and `/readyz` show of the alerts.
 #[derive(Debug, Default)]
@@ -184,8 +188,9 @@ impl Alerts {
 }
 
 impl Runner {
-    /// Stops the task (a delivery in flight is abandoned: it is delivered
-    /// again after a restart) and waits for it to write its position.
+    /// Stops the task and waits for it to write its position. A delivery
+    /// attempt in flight gets [`STOP_ATTEMPT_WAIT`] to finish; one that
+    /// takes longer is abandoned and delivered again after a restart.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -293,6 +298,15 @@ impl Task {
     /// The write (two fsyncs) runs on the blocking pool.
     async fn write_position(&mut self, now: bool) {
         if self.eval.set().rules.is_empty() {
+            if self.written.take().is_some() {
+                // The last rule went (a reload): nothing to resume.
+                let file = self.file.clone();
+                match tokio::task::spawn_blocking(move || file.remove()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!("Could not remove the alert position: {e}."),
+                    Err(e) => tracing::error!("Could not remove the alert position: {e}."),
+                }
+            }
             return;
         }
         let seq = self.stats.position.load(Relaxed);
@@ -318,13 +332,17 @@ impl Task {
         self.stats.rules.store(set.rules.len() as u64, Relaxed);
         self.eval = Evaluator::new(set);
         let last = self.log.last_seq();
-        if self.eval.set().rules.is_empty() {
-            self.file.remove()?;
+        let (file, none) = (self.file.clone(), self.eval.set().rules.is_empty());
+        let saved = tokio::task::spawn_blocking(move || match none {
+            true => file.remove().map(|()| None),
+            false => file.read(),
+        })
+        .await??;
+        if none {
             self.next = last + 1;
             self.set_position(last);
             return Ok(());
         }
-        let saved = self.file.read()?;
         let pos = match saved {
             None => {
                 tracing::info!("Alerts start at the end of the log (seq {last}): no alert on what is already stored.");
@@ -384,12 +402,8 @@ impl Task {
             self.set_position(last);
             self.written = None;
         }
+        // Without rules, the next `write_position` removes the file.
         self.eval.reload(set);
-        if after == 0 {
-            if let Err(e) = self.file.remove() {
-                tracing::error!("Could not remove the alert position: {e}.");
-            }
-        }
         tracing::info!("Alerts reloaded: {after} rules in force.");
     }
 
@@ -493,12 +507,20 @@ impl Task {
             let id = n.id();
             let ts = (self.clock.now_micros() / 1_000_000).max(0) as u64;
             let hook2 = hook.clone();
-            let attempt =
+            let mut attempt =
                 tokio::task::spawn_blocking(move || deliver::post(&hook2, &id, &body, ts));
-            let result = tokio::select! {
-                r = attempt => r.unwrap_or_else(|e| Err(format!("the attempt panicked: {e}"))),
-                _ = self.stopping.changed() => return Err(Stopped),
+            let joined = tokio::select! {
+                r = &mut attempt => r,
+                // Stopping: the attempt in flight gets a moment to finish, so
+                // that an orderly stop records it instead of sending it again.
+                _ = self.stopping.changed() => {
+                    match tokio::time::timeout(STOP_ATTEMPT_WAIT, attempt).await {
+                        Ok(r) => r,
+                        Err(_) => return Err(Stopped),
+                    }
+                }
             };
+            let result = joined.unwrap_or_else(|e| Err(format!("the attempt panicked: {e}")));
             match result {
                 Ok(()) => {
                     self.stats.delivered.fetch_add(1, Relaxed);

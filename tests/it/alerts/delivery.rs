@@ -192,7 +192,11 @@ fn a_reload_puts_new_rules_in_force_and_resets_changed_windows() {
     config(tmp.path(), &rx.url(), &signed(), "");
     server.reload(&conf);
     wait_until("no rules in force", || alert_state(&server)["rules"] == 0);
-    assert!(!tmp.path().join("data/alert-position.json").exists());
+    let position = tmp.path().join("data/alert-position.json");
+    wait_until("the position file to go", || !position.exists());
+    post(&server, "deploy", 3);
+    caught_up(&server);
+    assert_eq!(rx.all().len(), 1, "{:?}", rx.all());
 }
 
 #[test]

@@ -6,12 +6,14 @@
 //! - `delivery`: threshold windows, finding rules, the Slack body, reloads.
 //! - `outage`: the receiver down then up, a restart mid-backlog, a wrong
 //!   secret.
+//! - `crash`: the binary killed mid-backlog.
 //! - `config`: what a bad `[[webhooks]]` or `[[alerts]]` is told.
 //!
 //! Threshold rules here use one-day windows: the windows are epoch-aligned,
 //! so a test straddles a window edge only when it runs across a UTC midnight.
 
 mod config;
+mod crash;
 mod delivery;
 mod outage;
 

@@ -216,6 +216,8 @@ fn a_window_survives_a_restart_without_firing_twice() {
         (got[0]["seq"].as_u64(), got[0]["count"].as_u64()),
         (Some(3), Some(3))
     );
+    // Stopped at once: an orderly stop lets the attempt in flight finish
+    // and records it, so it is not sent again.
     drop(server);
     // And the window that fired does not fire again after another restart.
     let server = Server::start_with_file(&data, &conf);

@@ -70,3 +70,23 @@ fn a_sigkill_mid_backlog_loses_no_alert_and_repeats_none_delivered() {
         "at most the one in flight twice: {rules:?}"
     );
 }
+
+#[test]
+fn sighup_puts_new_rules_in_force_in_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rx = Receiver::start();
+    let a = threshold_rule("a", "action=a1", 1, "1d");
+    let conf = config(tmp.path(), &rx.url(), &signed(), &a);
+    let d = start(&data, &conf);
+    let b = threshold_rule("b", "action=b1", 1, "1d");
+    config(tmp.path(), &rx.url(), &signed(), &[a, b].concat());
+    d.hup();
+    wait_until("two rules in force", || {
+        d.get("/readyz").2["state"]["alerts"]["rules"] == 2
+    });
+    let (st, _, r) = d.post(&json!({"action": "b1", "actor": "x"}));
+    assert_eq!(st, 201, "{r}");
+    let got = rx.wait_accepted(1);
+    assert_eq!(got[0]["rule"], "b");
+}

@@ -6,7 +6,7 @@
 //! - `delivery`: threshold windows, finding rules, the Slack body, reloads.
 //! - `outage`: the receiver down then up, a restart mid-backlog, a wrong
 //!   secret.
-//! - `crash`: the binary killed mid-backlog.
+//! - `crash`: the binary killed mid-backlog, and its SIGHUP.
 //! - `config`: what a bad `[[webhooks]]` or `[[alerts]]` is told.
 //!
 //! Threshold rules here use one-day windows: the windows are epoch-aligned,

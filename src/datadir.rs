@@ -29,6 +29,7 @@
 //!   cursor.key        the key authenticating query cursors
 //!   holds.json        legal holds set over HTTP
 //!   retention.log     one JSON line per retention decision
+//!   alert-position.json   the seq up to which every alert was delivered (alert/)
 //! ```
 
 use crate::fault;
@@ -59,6 +60,8 @@ pub const CURSOR_KEY_FILE: &str = "cursor.key";
 pub const HOLDS_FILE: &str = "holds.json";
 /// Retention's decisions, one JSON line each.
 pub const RETENTION_LOG_FILE: &str = "retention.log";
+/// The seq up to which every alert notification was delivered.
+pub const ALERT_POSITION_FILE: &str = "alert-position.json";
 /// The suffix of a file being written by [`write_durably`] (and of a
 /// backup's or the log's files in the making): never a finished file.
 pub const TMP_SUFFIX: &str = ".tmp";
@@ -138,6 +141,11 @@ impl DataDir {
     /// `DATA_DIR/retention.log`.
     pub fn retention_log(&self) -> PathBuf {
         self.root.join(RETENTION_LOG_FILE)
+    }
+
+    /// `DATA_DIR/alert-position.json`.
+    pub fn alert_position(&self) -> PathBuf {
+        self.root.join(ALERT_POSITION_FILE)
     }
 
     /// Takes an exclusive `flock` on `DATA_DIR/LOCK` (creating the file), so

@@ -3,6 +3,7 @@
 //! Module map (see ARCHITECTURE.md for the invariants each one keeps):
 //! - [`auth`]: API keys, roles, tenant scopes and rate limits.
 //! - [`access`]: `audit_access` events: the audit log audits its readers.
+//! - [`alert`]: rules over the log delivered to webhooks, at least once, in order.
 //! - [`tls`]: optional HTTPS (rustls), certificates reloaded on SIGHUP.
 //! - [`event`]: the event model, its validation and its encoding.
 //! - [`log`]: the segment log, the durable source of truth.
@@ -34,6 +35,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod access;
+pub mod alert;
 pub mod auth;
 pub mod backup;
 pub mod clock;

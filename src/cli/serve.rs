@@ -41,7 +41,9 @@ pub(crate) fn serve(
             cfg.apply_flags(&flags);
             cfg.validate().map_err(|e| e.to_string())?;
             let field_map = cfg.ingest.field_map().map_err(|(_, why)| why)?;
+            let alerts = cfg.alert_set().map_err(|(_, why)| why)?;
             Ok(stele::config::Reloaded {
+                alerts,
                 field_map,
                 limits: cfg.limits,
                 retention: cfg.retention,

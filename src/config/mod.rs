@@ -91,6 +91,12 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsConfig>,
     /// `[ingest]`: how posted events are read.
     pub ingest: IngestSection,
+    /// `[[webhooks]]`: where alerts are delivered (`crate::alert`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<crate::alert::WebhookConfig>,
+    /// `[[alerts]]`: the rules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alert::AlertConfig>,
     /// Where each value that is not a default came from.
     #[serde(skip)]
     origins: Origins,
@@ -111,6 +117,8 @@ impl Default for Config {
             auth: crate::auth::AuthConfig::default(),
             tls: None,
             ingest: IngestSection::default(),
+            webhooks: Vec::new(),
+            alerts: Vec::new(),
             origins: Origins::default(),
         }
     }
@@ -557,7 +565,17 @@ impl Config {
         self.ingest
             .field_map()
             .map_err(|(key, why)| self.invalid(&key, format!("{key}: {why}")))?;
+        self.alert_set()
+            .map_err(|(key, why)| self.invalid(&key, why))?;
         Ok(())
+    }
+
+    /// `[[webhooks]]` and `[[alerts]]`, checked (secret files read).
+    ///
+    /// # Errors
+    /// The key path of the first problem and the whole sentence.
+    pub fn alert_set(&self) -> Result<crate::alert::AlertSet, (String, String)> {
+        crate::alert::compile(&self.webhooks, &self.alerts)
     }
 
     fn range(
@@ -635,10 +653,14 @@ impl Config {
     /// What `stele serve` starts with (the daemon, or a test serving
     /// in-process); `reload` re-reads the settings on SIGHUP. Call it on a
     /// validated configuration ([`Config::validate`]): it panics on an
-    /// invalid `ingest.field_map`.
+    /// invalid `ingest.field_map` or alert section.
     pub fn serve_config(self, reload: Option<Reloader>) -> ServeConfig {
+        let alerts = self
+            .alert_set()
+            .expect("a validated configuration has valid alerts");
         ServeConfig {
             reload,
+            alerts,
             listen: self.listen,
             log: self.log_config(),
             index: self.index_config(),

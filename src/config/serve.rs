@@ -35,8 +35,10 @@ pub struct ServeConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// `[ingest.field_map]`, checked (empty when none).
     pub field_map: crate::event::FieldMap,
+    /// `[[webhooks]]` and `[[alerts]]`, checked (empty when none).
+    pub alerts: crate::alert::AlertSet,
     /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys,
-    /// the field map and the TLS certificate.
+    /// the field map, the TLS certificate, webhooks and alert rules.
     pub reload: Option<Reloader>,
 }
 
@@ -53,6 +55,8 @@ pub struct Reloaded {
     pub tls: Option<crate::tls::TlsConfig>,
     /// `[ingest.field_map]`, checked.
     pub field_map: crate::event::FieldMap,
+    /// `[[webhooks]]` and `[[alerts]]`, checked.
+    pub alerts: crate::alert::AlertSet,
 }
 
 /// Produces fresh reloadable settings, or says why it cannot.

@@ -80,21 +80,43 @@ fn seal_state(app: &App) -> (Value, bool) {
     )
 }
 
+/// The alerts for `/readyz`: rules, position, backlog, a failing webhook.
+fn alert_state(app: &App) -> (Value, bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &app.alerts.stats;
+    let failing = stats.failing.load(Relaxed);
+    let last_error = crate::sync::Recover::exclusive(&stats.last_error).clone();
+    (
+        json!({
+            "rules": stats.rules.load(Relaxed),
+            "position": stats.position.load(Relaxed),
+            "backlog_events": stats.backlog(app.engine.log()),
+            "failing": failing,
+            "last_error": if failing { last_error } else { None },
+        }),
+        failing,
+    )
+}
+
 pub(super) fn readyz(app: &App) -> Resp {
     let log = app.engine.log();
     let idx = app.engine.indexes();
     let (last, indexed) = (log.last_seq(), idx.indexed_seq());
     let unreadable = unreadable_segments(app);
     let (seal, seal_degraded) = seal_state(app);
+    let (alerts, alerts_failing) = alert_state(app);
     // Unreadable or damaged segments, unsigned days and a witness that does
     // not answer make the daemon degraded, not unready: it still takes
-    // events and answers every query that does not need them.
+    // events and answers every query that does not need them. So does a
+    // webhook that does not take alerts: an unreachable chat service must
+    // not take the audit log out of a load balancer.
     let state = json!({
         "log_last_seq": last,
         "indexed_seq": indexed,
         "lag_events": last.saturating_sub(indexed),
         "unreadable_segments": unreadable,
         "seal": seal,
+        "alerts": alerts,
     });
     let why = if let Some(e) = log.poisoned() {
         Some(format!("the log refuses appends: {e}"))
@@ -112,7 +134,7 @@ pub(super) fn readyz(app: &App) -> Resp {
             StatusCode::OK,
             &json!({
                 "ready": true,
-                "degraded": !unreadable.is_empty() || seal_degraded,
+                "degraded": !unreadable.is_empty() || seal_degraded || alerts_failing,
                 "state": state
             }),
         ),

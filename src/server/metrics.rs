@@ -300,6 +300,7 @@ impl Collector for Scrape {
         for (segment, n, _) in &failures {
             ConstCounter::new(*n).encode(f.encode_family(&[("segment", segment.as_str())])?)?;
         }
+        self.alerts(enc)?;
         self.segments(enc)?;
         self.latency(enc)?;
         self.requests(enc)
@@ -307,6 +308,49 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// Alerts: notifications fired, delivery attempts, the backlog.
+    fn alerts(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let app = &*self.0;
+        let stats = &app.alerts.stats;
+        gauge(
+            enc,
+            "stele_alert_rules",
+            "Alert rules in force.",
+            stats.rules.load(Relaxed),
+        )?;
+        counter(
+            enc,
+            "stele_alerts_fired",
+            "Alert notifications fired since start (each delivered at least once).",
+            stats.fired.load(Relaxed),
+        )?;
+        let mut f = enc.encode_descriptor(
+            "stele_alert_deliveries",
+            "Alert delivery attempts by result (failed attempts are retried; dropped: webhook removed by a reload).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [
+            ("delivered", &stats.delivered),
+            ("failed", &stats.failed),
+            ("dropped", &stats.dropped),
+        ] {
+            ConstCounter::new(n.load(Relaxed)).encode(f.encode_family(&[("result", result)])?)?;
+        }
+        gauge(
+            enc,
+            "stele_alert_backlog_events",
+            "Events stored after the alert position (not yet evaluated or delivered).",
+            stats.backlog(app.engine.log()),
+        )?;
+        gauge(
+            enc,
+            "stele_alert_delivery_failing",
+            "1 while an alert notification waits to be retried after a failed attempt.",
+            u64::from(stats.failing.load(Relaxed)),
+        )
+    }
+
     /// Digests and checkpoints, and what the seal found unsigned or damaged.
     fn seal(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         let app = &*self.0;

@@ -115,6 +115,8 @@ struct App {
     auditor: Auditor,
     /// Scores events posted without a `risk_score` (`crate::intel::risk`).
     risk: Mutex<crate::intel::risk::RiskState>,
+    /// The alert task's statistics and reloads.
+    alerts: crate::alert::Alerts,
 }
 
 /// The reloadable settings, read through [`App::limits`] and

@@ -1,6 +1,6 @@
 //! SIGHUP: putting reloaded settings in force. Limits (except
-//! `connections_max`), retention, API keys, the ingest field map and the TLS
-//! certificate change;
+//! `connections_max`), retention, API keys, the ingest field map, the TLS
+//! certificate, webhooks and alert rules change;
 //! the listen address, data directory, log and index settings need a
 //! restart. Reading the settings is the daemon's (`crate::daemon`).
 
@@ -50,13 +50,21 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
             "TLS unchanged until a restart"
         }
     };
+    let rules = fresh.alerts.rules.len();
+    let alerts = match app.alerts.reload(fresh.alerts) {
+        Ok(()) => format!("{rules} alert rules"),
+        Err(e) => {
+            tracing::error!("Keeping the alert rules in force: {e}.");
+            "the alert rules in force (kept)".to_string()
+        }
+    };
     let jwt = if fresh.auth.jwt.is_some() {
         "JWTs accepted (their keys read again)"
     } else {
         "no JWTs"
     };
     tracing::info!(
-        "Reloaded: limits, retention settings, {keys} API keys and {mapped} \
-             mapped field names are now in force; {jwt}; {tls} ({limits:?})."
+        "Reloaded: limits, retention settings, {keys} API keys, {mapped} \
+             mapped field names and {alerts} are now in force; {jwt}; {tls} ({limits:?})."
     );
 }

@@ -1,8 +1,9 @@
 //! Opening and closing what the server serves: the log, the indexes, the
 //! seal, the retention runner and the shared [`App`].
 //!
-//! Owns the order of start-up (log → indexes → catch-up → seal → retention)
-//! and of shutdown (retention and the seal's readers stop → every request
+//! Owns the order of start-up (log → indexes → catch-up → seal → retention
+//! → alerts) and of shutdown (the alert task stops → retention and the
+//! seal's readers stop → every request
 //! handle is gone → the indexes' final checkpoint → the checkpointer's last
 //! checkpoint → the log's last answers). Never touches signals, systemd or
 //! the listener: that is [`crate::daemon`]'s.
@@ -38,6 +39,8 @@ pub struct State {
     pub(super) stop: tokio::sync::watch::Sender<bool>,
     seal: crate::seal::Seal,
     retention: Worker,
+    /// The alert task: stopped first, since it reads the log and the indexes.
+    alerts: crate::alert::Runner,
     /// Ends when the `App` and the audit writer are gone.
     done: tokio::sync::mpsc::Receiver<()>,
 }
@@ -124,6 +127,12 @@ impl State {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (done_tx, done) = tokio::sync::mpsc::channel(1);
         let auditor = Auditor::start_guarded(engine.log().clone(), done_tx.clone());
+        let (alerts, runner) = crate::alert::Alerts::start(
+            cfg.alerts.clone(),
+            engine.log().clone(),
+            engine.indexes().clone(),
+            clock.clone(),
+        )?;
         let app = Arc::new(App {
             engine,
             clock,
@@ -151,12 +160,14 @@ impl State {
             },
             auditor,
             risk: std::sync::Mutex::new(crate::intel::risk::RiskState::default()),
+            alerts,
         });
         Ok(State {
             app,
             stop,
             seal,
             retention,
+            alerts: runner,
             done,
         })
     }
@@ -173,9 +184,13 @@ impl State {
             stop,
             seal,
             retention,
+            alerts,
             mut done,
         } = self;
         let _ = stop.send(true);
+        // The alert task writes its position and lets go of the log and the
+        // indexes (a delivery in flight is delivered again after a restart).
+        alerts.stop().await;
         // The runner and the seal's readers stop now (they hold log
         // handles); the checkpointer last, after the final appends, so its
         // checkpoint covers everything this process wrote.
@@ -242,6 +257,19 @@ impl Handle {
         if let Some(app) = self.0.upgrade() {
             watchdog.beat(app.engine.log(), app.engine.indexes());
         }
+    }
+
+    /// Appends events Stele writes itself (`ingested_by = "stele"`), as the
+    /// audit writer and the detectors do: for tests that need findings
+    /// without a detector. `None` once closed.
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn append_own(
+        &self,
+        events: &[crate::event::Event],
+    ) -> Option<crate::log::Result<crate::log::Appended>> {
+        let app = self.0.upgrade()?;
+        let by = crate::event::Provenance::stele();
+        Some(app.engine.log().append(events, &by))
     }
 
     /// Puts reloaded settings in force (see [`super::reload`]).

@@ -12,6 +12,7 @@
 mod support;
 
 mod abuse;
+mod alerts;
 mod append;
 mod auth;
 mod backup;

@@ -145,13 +145,27 @@ impl Server {
     pub fn reload(&self, conf: &Path) {
         let cfg = Config::load(Some(conf), |_| None).expect("a valid configuration");
         cfg.validate().expect("a valid configuration");
+        let alerts = cfg.alert_set().expect("valid alerts");
         self.handle.reload(Reloaded {
             limits: cfg.limits,
             retention: cfg.retention,
             field_map: cfg.ingest.field_map().expect("a valid field map"),
+            alerts,
             auth: cfg.auth,
             tls: cfg.tls,
         });
+    }
+
+    /// Appends an event Stele writes itself (`ingested_by = "stele"`; a
+    /// finding, say), validated as Stele's own; returns its seq.
+    pub fn append_own(&self, event: &Value) -> u64 {
+        let ev = stele::event::parse_stele_event(event, stele::event::new_event_id)
+            .unwrap_or_else(|e| panic!("not a valid event: {e:?}"));
+        self.handle
+            .append_own(&[ev])
+            .expect("the server is open")
+            .expect("appended")
+            .first_seq
     }
 
     /// The server thread ended (it panicked, or `serve` returned).

@@ -9,6 +9,8 @@
 //! - [`index`]: the sled and tantivy indexes and the indexer that follows the log.
 //! - [`metrics`]: latency histograms in the Prometheus text format.
 //! - [`retention`]: TTL per day partition, legal holds, dropping the oldest days.
+//! - [`intel`]: activity intelligence: process runs and batch operations derived from
+//!   the log (and the feed that follows it).
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
 //! - [`config`]: the configuration file, `STELE_*` overrides and flags, validated (and the
 //!   serve limits).
@@ -45,6 +47,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod index;
 pub mod ingest;
+pub mod intel;
 pub mod log;
 pub mod metrics;
 pub mod notify;

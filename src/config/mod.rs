@@ -91,6 +91,8 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsConfig>,
     /// `[ingest]`: how posted events are read.
     pub ingest: IngestSection,
+    /// `[processes]`: process runs and batch operations (`crate::intel`).
+    pub processes: crate::intel::ProcessesConfig,
     /// Where each value that is not a default came from.
     #[serde(skip)]
     origins: Origins,
@@ -111,6 +113,7 @@ impl Default for Config {
             auth: crate::auth::AuthConfig::default(),
             tls: None,
             ingest: IngestSection::default(),
+            processes: crate::intel::ProcessesConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -557,6 +560,9 @@ impl Config {
         self.ingest
             .field_map()
             .map_err(|(key, why)| self.invalid(&key, format!("{key}: {why}")))?;
+        self.processes
+            .validate()
+            .map_err(|(key, message)| self.invalid(&key, message))?;
         Ok(())
     }
 
@@ -648,6 +654,7 @@ impl Config {
             retention: self.retention,
             auth: self.auth,
             tls: self.tls,
+            processes: self.processes,
             field_map: self
                 .ingest
                 .field_map()

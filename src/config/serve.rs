@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// `[ingest.field_map]`, checked (empty when none).
     pub field_map: crate::event::FieldMap,
+    /// `[processes]`: the run trackers' horizon, bounds and thresholds.
+    pub processes: crate::intel::ProcessesConfig,
     /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys,
     /// the field map and the TLS certificate.
     pub reload: Option<Reloader>,

@@ -20,6 +20,8 @@ pub struct Processes {
     batches: Mutex<Tracker>,
     /// The feed's progress (shared with the feed thread).
     pub feed: Arc<FeedStatus>,
+    /// `[processes] horizon_hours`, for answers.
+    pub horizon_hours: u64,
 }
 
 impl Processes {
@@ -29,6 +31,7 @@ impl Processes {
             runs: Mutex::new(Tracker::new(Kind::Process, cfg.runs())),
             batches: Mutex::new(Tracker::new(Kind::Batch, cfg.batches())),
             feed: Arc::default(),
+            horizon_hours: cfg.horizon_hours,
         }
     }
 

@@ -25,9 +25,9 @@
 //!   the last [`ERRORS_KEPT`] descriptions (else actions), each cut to
 //!   [`ERROR_BYTES_MAX`] bytes.
 //!
-//! An event with both a `batch_id` and a `process_id` is an event of both,
-//! but its `phase` is the batch's: a run's own phases are reported without a
-//! `batch_id`.
+//! An event with both a `batch_id` and a `process_id` is an event of both
+//! (events, errors), but its `phase` and counts are the batch's: a run's own
+//! phases and counts are reported without a `batch_id`.
 //!
 //! Status, computed at read time (no timer): finished → its outcome; else
 //! `stuck` once it has been running longer than `stuck_max`, or longer than
@@ -277,16 +277,10 @@ impl Run {
     }
 
     /// Applies one of its events. `name` is the event's name for this kind;
-    /// `phase` is `None` when the phase is not this run's (see the module doc);
-    /// `kind` says where the name comes from.
-    fn apply(
-        &mut self,
-        kind: Kind,
-        ev: &StoredEvent,
-        at: i64,
-        name: Option<&str>,
-        phase: Option<Phase>,
-    ) {
+    /// `own` is false when its phase and counts are not this run's (see the
+    /// module doc); `kind` says where the name comes from.
+    fn apply(&mut self, kind: Kind, ev: &StoredEvent, at: i64, name: Option<&str>, own: bool) {
+        let phase = if own { ev.event.phase } else { None };
         let e = &ev.event;
         self.first_at = self.first_at.min(at);
         self.last_at = self.last_at.max(at);
@@ -316,9 +310,11 @@ impl Run {
             }
             Some(Phase::Progress) | None => {}
         }
-        self.items_total = e.items_total.or(self.items_total);
-        self.items_processed = e.items_processed.or(self.items_processed);
-        self.items_failed = e.items_failed.or(self.items_failed);
+        if own {
+            self.items_total = e.items_total.or(self.items_total);
+            self.items_processed = e.items_processed.or(self.items_processed);
+            self.items_failed = e.items_failed.or(self.items_failed);
+        }
         let error = e.status == Some(EventStatus::Failure)
             || e.severity.is_some_and(|s| s >= Severity::Error);
         if error {
@@ -384,12 +380,13 @@ impl Tracker {
     /// ignored.
     pub fn observe(&mut self, ev: &StoredEvent) {
         let e = &ev.event;
-        let (id, name, phase) = match self.kind {
-            Kind::Process => {
-                let phase = if e.batch_id.is_some() { None } else { e.phase };
-                (&e.process_id, e.process_name.as_deref(), phase)
-            }
-            Kind::Batch => (&e.batch_id, Some(e.action.as_str()), e.phase),
+        let (id, name, own) = match self.kind {
+            Kind::Process => (
+                &e.process_id,
+                e.process_name.as_deref(),
+                e.batch_id.is_none(),
+            ),
+            Kind::Batch => (&e.batch_id, Some(e.action.as_str()), true),
         };
         let Some(id) = id else { return };
         let at = e.timestamp.unwrap_or(ev.received_at);
@@ -399,7 +396,7 @@ impl Tracker {
             .runs
             .entry(key)
             .or_insert_with(|| Run::new(e.tenant.clone(), id.clone(), ev, at));
-        run.apply(self.kind, ev, at, name, phase);
+        run.apply(self.kind, ev, at, name, own);
         if fresh && self.runs.len() > self.limits.tracked_max {
             self.evict();
         }

@@ -1,8 +1,9 @@
 //! Opening and closing what the server serves: the log, the indexes, the
 //! seal, the retention runner and the shared [`App`].
 //!
-//! Owns the order of start-up (log → indexes → catch-up → seal → retention)
-//! and of shutdown (retention and the seal's readers stop → every request
+//! Owns the order of start-up (log → indexes → catch-up → seal → retention
+//! → the activity feed) and of shutdown (retention, the activity feed and
+//! the seal's readers stop → every request
 //! handle is gone → the indexes' final checkpoint → the checkpointer's last
 //! checkpoint → the log's last answers). Never touches signals, systemd or
 //! the listener: that is [`crate::daemon`]'s.
@@ -19,6 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Reloaded, ServeConfig};
 use crate::index::Indexes;
 use crate::ingest::RecentIds;
+use crate::intel::processes::Processes;
 use crate::log::Log;
 use crate::query::Engine;
 use crate::retention::runner::Retainer;
@@ -38,6 +40,9 @@ pub struct State {
     pub(super) stop: tokio::sync::watch::Sender<bool>,
     seal: crate::seal::Seal,
     retention: Worker,
+    /// The activity feed (`crate::intel::feed`): keeps `App::processes`
+    /// current.
+    feed: Worker,
     /// Ends when the `App` and the audit writer are gone.
     done: tokio::sync::mpsc::Receiver<()>,
 }
@@ -121,6 +126,15 @@ impl State {
             }),
         )?;
         let retention = retainer.start()?;
+        // The run trackers, fed from the horizon on, in the background.
+        let processes = Arc::new(Processes::new(&cfg.processes));
+        let feed = crate::intel::feed::start(
+            engine.log().clone(),
+            clock.clone(),
+            cfg.processes.horizon_micros(),
+            vec![processes.clone()],
+            processes.feed.clone(),
+        )?;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (done_tx, done) = tokio::sync::mpsc::channel(1);
         let auditor = Auditor::start_guarded(engine.log().clone(), done_tx.clone());
@@ -150,12 +164,14 @@ impl State {
                 checkpoints: seal.checkpoint_stats(),
             },
             auditor,
+            processes,
         });
         Ok(State {
             app,
             stop,
             seal,
             retention,
+            feed,
             done,
         })
     }
@@ -172,6 +188,7 @@ impl State {
             stop,
             seal,
             retention,
+            feed,
             mut done,
         } = self;
         let _ = stop.send(true);
@@ -180,6 +197,7 @@ impl State {
         // checkpoint covers everything this process wrote.
         let checkpointer = tokio::task::spawn_blocking(move || {
             retention.stop();
+            feed.stop();
             seal.stop_but_checkpointer()
         })
         .await?;

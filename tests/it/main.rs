@@ -32,6 +32,7 @@ mod metrics;
 mod openapi;
 mod own_records;
 mod params;
+mod processes;
 mod query;
 mod retention;
 mod stream_ws;

@@ -159,7 +159,13 @@ fn truth_of(kind: Kind, evs: &[&StoredEvent]) -> Truth {
             };
             (at(e), outcome, e.event.duration_ms)
         });
-    let last = |f: fn(&Event) -> Option<u64>| evs.iter().rev().find_map(|e| f(&e.event));
+    let own = |e: &StoredEvent| kind == Kind::Batch || e.event.batch_id.is_none();
+    let last = |f: fn(&Event) -> Option<u64>| {
+        evs.iter()
+            .rev()
+            .filter(|e| own(e))
+            .find_map(|e| f(&e.event))
+    };
     let errs: Vec<String> = evs
         .iter()
         .filter(|e| {

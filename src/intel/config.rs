@@ -14,8 +14,8 @@ pub const HORIZON_HOURS_DEFAULT: u64 = 7 * 24;
 pub const HORIZON_HOURS_MAX: u64 = 366 * 24;
 /// Default `runs_max` and `batches_max`.
 pub const TRACKED_MAX_DEFAULT: usize = 100_000;
-/// Largest `runs_max` and `batches_max` (about 1 GB of runs at the
-/// per-run bound of ARCHITECTURE.md).
+/// Largest `runs_max` and `batches_max` (0.6 to 1.3 GB of runs, at the
+/// per-run figures of ARCHITECTURE.md).
 pub const TRACKED_MAX_MAX: usize = 1_000_000;
 /// Default `stuck_factor`.
 pub const STUCK_FACTOR_DEFAULT: u32 = 3;

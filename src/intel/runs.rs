@@ -239,13 +239,11 @@ impl Run {
         })
     }
 
-    /// An estimate of the heap and inline bytes it holds.
-    pub fn approx_bytes(&self) -> usize {
+    /// The heap bytes its strings hold (its inline bytes are the table's).
+    fn heap_bytes(&self) -> usize {
         let s = |o: &Option<String>| o.as_ref().map_or(0, String::capacity);
-        std::mem::size_of::<Run>()
-            + std::mem::size_of::<Key>()
-            + 2 * self.tenant.as_ref().map_or(0, String::capacity) // the key's copy too
-            + 2 * self.id.capacity()
+        // The key holds a second copy of the tenant and the id.
+        2 * (s(&self.tenant) + self.id.capacity())
             + s(&self.name_phase)
             + s(&self.name_first)
             + s(&self.process_id)
@@ -448,10 +446,13 @@ impl Tracker {
         self.expired
     }
 
-    /// An estimate of the bytes held by the runs (the `/metrics` gauge).
+    /// An estimate of the bytes held by the runs (the `/metrics` gauge):
+    /// the table's slots (one key and run inline, one control byte each)
+    /// and the strings' heap bytes; the allocator's own overhead is not
+    /// counted.
     pub fn approx_bytes(&self) -> usize {
-        self.runs.values().map(Run::approx_bytes).sum::<usize>()
-            + self.runs.capacity() * std::mem::size_of::<(Key, Run)>() / 8
+        self.runs.capacity() * (std::mem::size_of::<(Key, Run)>() + 1)
+            + self.runs.values().map(Run::heap_bytes).sum::<usize>()
     }
 
     /// The tracker as seen at `now`: statuses and figures.

@@ -437,9 +437,35 @@ fn eviction_keeps_the_bound_and_drops_the_oldest_finished_runs_first() {
             r.id
         );
     }
-    // Bytes held grow with the runs, within a documented per-run bound.
-    let per_run = tr.approx_bytes() / tr.len();
-    assert!(per_run < 1024, "{per_run} bytes a run");
+}
+
+/// The memory figures of ARCHITECTURE.md and the README: bytes a tracked run
+/// holds (the tracker's estimate), for typical runs (36-byte ids, short
+/// names, no error) and the worst case (three errors of the longest text).
+#[test]
+fn memory_per_tracked_run_stays_within_its_documented_bound() {
+    for (errors, bound) in [(false, 1_000), (true, 1_800)] {
+        for n in [1_000usize, 10_000, 100_000] {
+            let mut tr = Tracker::new(Kind::Process, limits(n));
+            for i in 0..n as u64 {
+                let mut e = ev(i + 1, &format!("{:036}", i), Some(Phase::Started), None, 0);
+                e.event.tenant = Some("tenant-0042".into());
+                e.event.process_name = Some("nightly_invoice_export".into());
+                if errors {
+                    e.event.status = Some(EventStatus::Failure);
+                    e.event.description = Some("x".repeat(1_000));
+                    for _ in 0..ERRORS_KEPT {
+                        tr.observe(&e);
+                    }
+                }
+                tr.observe(&e);
+            }
+            assert_eq!(tr.len(), n);
+            let per_run = tr.approx_bytes() / n;
+            eprintln!("{n} runs (errors: {errors}): {} bytes, {per_run} a run", tr.approx_bytes());
+            assert!(per_run < bound, "{per_run} bytes a run, over {bound}");
+        }
+    }
 }
 
 #[test]

@@ -175,3 +175,82 @@ fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::Provenance;
+    use crate::log::LogConfig;
+    use crate::sync::Recover;
+    use crate::testkit::{EventGen, DEFAULT_BASE_TIME};
+    use std::sync::Mutex;
+
+    const HOUR: i64 = 3_600_000_000;
+
+    /// Records the seqs it is handed and the ticks.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<u64>>);
+
+    impl Observer for Seen {
+        fn observe(&self, events: &[StoredEvent]) {
+            assert!(events.len() as u64 <= FEED_BATCH_EVENTS);
+            self.0.exclusive().extend(events.iter().map(|e| e.seq));
+        }
+    }
+
+    fn wait_for(seen: &Seen, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while seen.0.exclusive().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                seen.0.exclusive()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_feed_replays_the_horizon_then_follows_the_tail_each_event_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(DEFAULT_BASE_TIME));
+        let cfg = LogConfig {
+            segment_bytes_max: 4096,
+            ..LogConfig::default()
+        };
+        let log = Arc::new(Log::open(dir.path(), cfg, clock.clone()).unwrap());
+        let mut gen = EventGen::new(3);
+        let mut append = |n: usize| {
+            let batch: Vec<_> = (0..n).map(|_| gen.sized(400)).collect();
+            log.append(&batch, &Provenance::cli()).unwrap();
+        };
+        append(300); // seqs 1..=300, received at T0
+        clock.advance(10 * HOUR);
+        append(400); // seqs 301..=700, at T0 + 10 h
+        clock.advance(HOUR);
+        // Received since T0 + 3 h: from seq 301 (and nothing when all is older).
+        assert_eq!(first_seq_since(&log, DEFAULT_BASE_TIME + 3 * HOUR), 301);
+        assert_eq!(first_seq_since(&log, DEFAULT_BASE_TIME - HOUR), 1);
+        assert_eq!(first_seq_since(&log, DEFAULT_BASE_TIME + 12 * HOUR), 701);
+        let seen = Arc::new(Seen::default());
+        let status = Arc::new(FeedStatus::default());
+        let worker = start(
+            log.clone(),
+            clock.clone(),
+            8 * HOUR,
+            vec![seen.clone()],
+            status.clone(),
+        )
+        .unwrap();
+        wait_for(&seen, 400);
+        assert!(status.caught_up());
+        assert_eq!(status.from_seq.load(Ordering::Relaxed), 301);
+        append(50); // the tail: seqs 701..=750
+        wait_for(&seen, 450);
+        worker.stop();
+        let got = seen.0.exclusive().clone();
+        assert_eq!(got, (301..=750).collect::<Vec<u64>>());
+        assert_eq!(status.seq.load(Ordering::Relaxed), 750);
+    }
+}

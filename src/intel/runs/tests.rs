@@ -462,7 +462,10 @@ fn memory_per_tracked_run_stays_within_its_documented_bound() {
             }
             assert_eq!(tr.len(), n);
             let per_run = tr.approx_bytes() / n;
-            eprintln!("{n} runs (errors: {errors}): {} bytes, {per_run} a run", tr.approx_bytes());
+            eprintln!(
+                "{n} runs (errors: {errors}): {} bytes, {per_run} a run",
+                tr.approx_bytes()
+            );
             assert!(per_run < bound, "{per_run} bytes a run, over {bound}");
         }
     }

@@ -7,6 +7,11 @@
 //! `process_id={id}` or `batch_id={id}` and the run's tenant: the same
 //! filters, order, `limit` and `cursor` as `GET /v1/events`).
 //!
+//! A run without a tenant lists the events with its id and no tenant
+//! filter: the filters cannot ask for "no tenant", so events of another
+//! tenant's run with the same id are listed with it (for an all-tenant key
+//! only; a scoped key never sees a tenant-less run).
+//!
 //! Like every read, the caller's tenant scope applies: a scoped key sees
 //! only its tenants' runs and figures, and another tenant's run is as absent
 //! as one never seen (404). Lists are bounded: at most [`RUNS_LIMIT_MAX`]

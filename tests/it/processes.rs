@@ -5,11 +5,13 @@
 //! that never finish, one stuck by its process's p95, one by `stuck_max`, one
 //! still running; batch operations with items inside runs), every figure
 //! compared with a brute-force computation from the posted events, the same
-//! answers after a restart, tenant scopes, and a run's events paged.
+//! answers after a restart, tenant scopes, a run's events paged, and
+//! eviction beyond `runs_max` with its metrics.
 
 use crate::auth::{key_toml, token, UNLIMITED_ROLES};
 use crate::support::http::{send, Body};
 use crate::support::inproc::Server;
+use crate::support::Served;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -638,4 +640,49 @@ fn tenant_scoped_keys_see_only_their_tenants_runs() {
     // Without a key: 401, like every read.
     let r = send(&d.addr, "GET", "/v1/processes", &[], Body::None);
     assert_eq!(r.status, 401);
+}
+
+#[test]
+fn beyond_runs_max_the_oldest_finished_runs_are_evicted_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = serve(tmp.path(), "runs_max = 8\n");
+    let mut evs = Vec::new();
+    for i in 0..22 {
+        let id = format!("r{i:02}");
+        let base = json!({"action": "run", "source": "scheduled", "process_name": "job", "process_id": id});
+        let mut started = base.clone();
+        started["phase"] = json!("started");
+        evs.push(started);
+        if i < 20 {
+            let mut finished = base;
+            finished["phase"] = json!("finished");
+            finished["status"] = json!("success");
+            evs.push(finished);
+        }
+    }
+    let (st, _, v) = d.post(&Value::Array(evs));
+    assert_eq!(st, 201, "{v}");
+    let v = wait_for(&d, "/v1/processes", "runs", 8);
+    let mut ids: Vec<&str> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    // The two running runs stay; of the finished ones, the newest six.
+    assert_eq!(
+        ids,
+        ["r14", "r15", "r16", "r17", "r18", "r19", "r20", "r21"]
+    );
+    assert_eq!((&v["tracked"], &v["evicted"]), (&json!(8), &json!(14)));
+    let (_, text) = d.get_raw("/metrics");
+    for (series, value) in [
+        ("stele_intel_tracked{kind=\"process\"}", "8"),
+        ("stele_intel_evicted_total{kind=\"process\"}", "14"),
+        ("stele_intel_tracked{kind=\"batch\"}", "0"),
+    ] {
+        let line = format!("{series} {value}");
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
 }

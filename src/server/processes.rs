@@ -20,6 +20,7 @@
 use super::params::{query_pairs, reject_params};
 use super::problem::{internal, problem, query_problem, Kind as Problem};
 use super::{counted, json_response, App, Caller, Req, Resp};
+use crate::auth::Scope;
 use crate::event::format_micros;
 use crate::intel::runs::{Kind, NameFigures, Run, RunStatus, View};
 use crate::query::{parse_time, Paging, Query, QueryError};
@@ -145,13 +146,22 @@ fn selection(pairs: &[(String, String)], w: &Words, now: i64) -> Result<Selectio
 /// among the selected runs (all statuses), and the selected runs of
 /// `status`, newest start first, at most `limit`.
 pub(super) async fn list(app: Arc<App>, req: Req, caller: Caller, kind: Kind) -> Resp {
-    let w = words(kind);
     let now = app.clock.now_micros();
-    let sel = match selection(&query_pairs(&req), &w, now) {
+    let sel = match selection(&query_pairs(&req), &words(kind), now) {
         Ok(s) => s,
         Err(e) => return query_problem(e),
     };
     let scope = caller.scope();
+    // O(n log n) in the tracked runs: on the blocking pool (server invariant 3).
+    match tokio::task::spawn_blocking(move || list_body(&app, &sel, &scope, now, kind)).await {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => internal(e.to_string()),
+    }
+}
+
+/// The answer of [`list`], computed under the tracker's lock.
+fn list_body(app: &App, sel: &Selection, scope: &Scope, now: i64, kind: Kind) -> Value {
+    let w = words(kind);
     let tracker = app.processes.tracker(kind);
     let view = tracker.view(now);
     let chosen: Vec<&Run> = view
@@ -189,7 +199,7 @@ pub(super) async fn list(app: Arc<App>, req: Req, caller: Caller, kind: Kind) ->
     body.insert("matched".into(), json!(matched));
     body.insert("tracked".into(), json!(tracked));
     body.insert("evicted".into(), json!(evicted));
-    json_response(StatusCode::OK, &Value::Object(body))
+    Value::Object(body)
 }
 
 /// `GET /v1/processes/{id}` and `GET /v1/batches/{id}`: the run and a page
@@ -228,15 +238,24 @@ pub(super) async fn get(
     pairs.retain(|(k, _)| k != "tenant");
     let now = app.clock.now_micros();
     let scope = caller.scope();
-    let found: Vec<(Value, Option<String>)> = {
-        let tracker = app.processes.tracker(kind);
+    let app2 = app.clone();
+    let id2 = id.clone();
+    let wanted = tenant.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let w = words(kind);
+        let tracker = app2.processes.tracker(kind);
         let view = tracker.view(now);
-        view.by_id(&id)
+        view.by_id(&id2)
             .into_iter()
             .filter(|r| scope.allows(r.tenant.as_deref()))
-            .filter(|r| tenant.as_ref().is_none_or(|t| *t == r.tenant))
+            .filter(|r| wanted.as_ref().is_none_or(|t| *t == r.tenant))
             .map(|r| (run_json(r, view.status(r), &view, &w), r.tenant.clone()))
-            .collect()
+            .collect::<Vec<(Value, Option<String>)>>()
+    })
+    .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return internal(e.to_string()),
     };
     let (run, run_tenant) = match found.as_slice() {
         [one] => one.clone(),

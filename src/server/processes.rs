@@ -225,74 +225,26 @@ pub(super) async fn get(
     ) {
         return r;
     }
-    let tenants: Vec<String> = pairs
-        .iter()
-        .filter(|(k, _)| k == "tenant")
-        .map(|(_, v)| v.clone())
-        .collect();
-    if tenants.len() > 1 {
-        return query_problem(bad_param("tenant", "may be given once on this route"));
-    }
-    let tenant: Option<Option<String>> =
-        tenants.first().map(|t| (!t.is_empty()).then(|| t.clone()));
-    pairs.retain(|(k, _)| k != "tenant");
-    let now = app.clock.now_micros();
-    let scope = caller.scope();
-    let app2 = app.clone();
-    let id2 = id.clone();
-    let wanted = tenant.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let w = words(kind);
-        let tracker = app2.processes.tracker(kind);
-        let view = tracker.view(now);
-        view.by_id(&id2)
-            .into_iter()
-            .filter(|r| scope.allows(r.tenant.as_deref()))
-            .filter(|r| wanted.as_ref().is_none_or(|t| *t == r.tenant))
-            .map(|r| (run_json(r, view.status(r), &view, &w), r.tenant.clone()))
-            .collect::<Vec<(Value, Option<String>)>>()
-    })
-    .await;
-    let found = match found {
-        Ok(f) => f,
-        Err(e) => return internal(e.to_string()),
+    let tenant = match take_tenant(&mut pairs) {
+        Ok(t) => t,
+        Err(e) => return query_problem(e),
     };
-    let (run, run_tenant) = match found.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            return counted(
-                problem(
-                    Problem::NoSuchRun,
-                    format!(
-                        "no {} with the id {id:?} is tracked (the last {} hours, see \
-                         [processes] horizon_hours)",
-                        w.what, app.processes.horizon_hours
-                    ),
-                    json!({}),
-                ),
-                0,
-            )
-        }
-        several => {
-            let ts: Vec<&Option<String>> = several.iter().map(|(_, t)| t).collect();
-            return problem(
-                Problem::AmbiguousId,
-                format!(
-                    "{}s of several tenants have the id {id:?}: name one with ?tenant= (an \
-                     empty value selects the one without a tenant)",
-                    w.what
-                ),
-                json!({ "field": "tenant", "tenants": ts }),
-            );
-        }
+    let now = app.clock.now_micros();
+    let (app2, id2, scope) = (app.clone(), id.clone(), caller.scope());
+    let found =
+        tokio::task::spawn_blocking(move || find(&app2, kind, &id2, tenant, &scope, now)).await;
+    let (run, run_tenant) = match found.as_deref() {
+        Ok([one]) => one.clone(),
+        Ok(other) => return not_one(&app, &w, &id, other),
+        Err(e) => return internal(e.to_string()),
     };
     let paging = match Paging::take(&mut pairs) {
         Ok(p) => p,
         Err(e) => return query_problem(e),
     };
     pairs.push((w.id_field.into(), id));
-    if let Some(t) = &run_tenant {
-        pairs.push(("tenant".into(), t.clone()));
+    if let Some(t) = run_tenant {
+        pairs.push(("tenant".into(), t));
     }
     let mut q = match Query::parse(&pairs, now) {
         Ok(q) => q,
@@ -313,6 +265,64 @@ pub(super) async fn get(
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
     }
+}
+
+/// Takes `tenant` out of `pairs`: `Some(None)` for an empty value (the run
+/// without a tenant).
+fn take_tenant(pairs: &mut Vec<(String, String)>) -> Result<Option<Option<String>>, QueryError> {
+    let tenants: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "tenant")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if tenants.len() > 1 {
+        return Err(bad_param("tenant", "may be given once on this route"));
+    }
+    pairs.retain(|(k, _)| k != "tenant");
+    Ok(tenants.first().map(|t| (!t.is_empty()).then(|| t.clone())))
+}
+
+/// The runs with `id` the caller sees (in `tenant`, when given), as JSON
+/// with their tenants.
+fn find(
+    app: &App,
+    kind: Kind,
+    id: &str,
+    tenant: Option<Option<String>>,
+    scope: &Scope,
+    now: i64,
+) -> Vec<(Value, Option<String>)> {
+    let w = words(kind);
+    let tracker = app.processes.tracker(kind);
+    let view = tracker.view(now);
+    view.by_id(id)
+        .into_iter()
+        .filter(|r| scope.allows(r.tenant.as_deref()))
+        .filter(|r| tenant.as_ref().is_none_or(|t| *t == r.tenant))
+        .map(|r| (run_json(r, view.status(r), &view, &w), r.tenant.clone()))
+        .collect()
+}
+
+/// `404` when no run was found, `409` when several were.
+fn not_one(app: &App, w: &Words, id: &str, found: &[(Value, Option<String>)]) -> Resp {
+    if found.is_empty() {
+        let detail = format!(
+            "no {} with the id {id:?} is tracked (the last {} hours, see [processes] \
+             horizon_hours)",
+            w.what, app.processes.horizon_hours
+        );
+        return counted(problem(Problem::NoSuchRun, detail, json!({})), 0);
+    }
+    let ts: Vec<&Option<String>> = found.iter().map(|(_, t)| t).collect();
+    problem(
+        Problem::AmbiguousId,
+        format!(
+            "{}s of several tenants have the id {id:?}: name one with ?tenant= (an empty value \
+             selects the one without a tenant)",
+            w.what
+        ),
+        json!({ "field": "tenant", "tenants": ts }),
+    )
 }
 
 fn time(us: Option<i64>) -> Value {

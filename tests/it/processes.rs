@@ -539,6 +539,37 @@ fn a_run_with_its_events_paged_and_refusals() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["batch"]["action"], "bulk_update");
     assert_eq!(v["events"].as_array().unwrap().len(), 3);
+    // Ids are per tenant: one id in two tenants is ambiguous until `tenant` picks.
+    let shared: Vec<Value> = ["acme", "globex"]
+        .iter()
+        .map(|t| json!({"action": "run", "source": "system", "tenant": t, "process_id": "shared", "phase": "started"}))
+        .collect();
+    let (st, _, v) = d.post(&Value::Array(shared));
+    assert_eq!(st, 201, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _, v) = d.get("/v1/processes/shared");
+        if st == 409 {
+            assert_eq!(v["tenants"], json!(["acme", "globex"]), "{v}");
+            assert_eq!(v["type"], "https://stele.dev/problems/ambiguous-id");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{st} {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _, v) = d.get("/v1/processes/shared?tenant=globex");
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["run"]["tenant"], "globex");
+        let evs = v["events"].as_array().unwrap();
+        assert!(evs.iter().all(|e| e["tenant"] == "globex"), "{v}");
+        if evs.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Refusals.
     let (st, _, v) = d.get("/v1/processes/no-such-run");
     assert_eq!(

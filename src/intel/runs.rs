@@ -39,8 +39,8 @@
 //! cannot drift from it: executions, runs by status, success rate
 //! (succeeded / finished), p50/p95 duration of the finished runs (nearest
 //! rank, exact: no histogram error), runs per day over the tracked window
-//! (from the name's first start to `now`, at least one hour), the median gap
-//! between consecutive starts, and the last run (latest start). A read costs
+//! (from the name's first start to `now`, at least one hour), the lower
+//! median gap between consecutive starts, and the last run (latest start). A read costs
 //! O(n log n) in the runs it looks at, n ≤ `tracked_max`.
 //!
 //! Bounds (invariants, tested):

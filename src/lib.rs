@@ -11,6 +11,8 @@
 //! - [`intel`]: activity intelligence: risk scores computed at ingest.
 //! - [`metrics`]: latency histograms in the Prometheus text format.
 //! - [`retention`]: TTL per day partition, legal holds, dropping the oldest days.
+//! - [`intel`]: activity intelligence: process runs and batch operations derived from
+//!   the log (and the feed that follows it).
 //! - [`query`]: the query engine (filters, full text, cursors, statistics).
 //! - [`config`]: the configuration file, `STELE_*` overrides and flags, validated (and the
 //!   serve limits).

@@ -97,6 +97,8 @@ pub struct Config {
     /// `[[alerts]]`: the rules.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<crate::alert::AlertConfig>,
+    /// `[processes]`: process runs and batch operations (`crate::intel`).
+    pub processes: crate::intel::ProcessesConfig,
     /// Where each value that is not a default came from.
     #[serde(skip)]
     origins: Origins,
@@ -119,6 +121,7 @@ impl Default for Config {
             ingest: IngestSection::default(),
             webhooks: Vec::new(),
             alerts: Vec::new(),
+            processes: crate::intel::ProcessesConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -567,6 +570,9 @@ impl Config {
             .map_err(|(key, why)| self.invalid(&key, format!("{key}: {why}")))?;
         self.alert_set()
             .map_err(|(key, why)| self.invalid(&key, why))?;
+        self.processes
+            .validate()
+            .map_err(|(key, message)| self.invalid(&key, message))?;
         Ok(())
     }
 
@@ -670,6 +676,7 @@ impl Config {
             retention: self.retention,
             auth: self.auth,
             tls: self.tls,
+            processes: self.processes,
             field_map: self
                 .ingest
                 .field_map()

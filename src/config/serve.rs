@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub field_map: crate::event::FieldMap,
     /// `[[webhooks]]` and `[[alerts]]`, checked (empty when none).
     pub alerts: crate::alert::AlertSet,
+    /// `[processes]`: the run trackers' horizon, bounds and thresholds.
+    pub processes: crate::intel::ProcessesConfig,
     /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys,
     /// the field map, the TLS certificate, webhooks and alert rules.
     pub reload: Option<Reloader>,

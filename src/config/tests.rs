@@ -668,3 +668,29 @@ fn the_configuration_file_comes_from_the_flag_or_stele_config() {
     assert_eq!(config_path(None, no_env), None);
     assert_eq!(config_path(None, env_of(&[(CONFIG_ENV, "")])), None);
 }
+
+#[test]
+fn processes_values_out_of_range_name_the_key_and_the_file() {
+    for (text, key) in [
+        (
+            "[processes]\nhorizon_hours = 0\n",
+            "processes.horizon_hours",
+        ),
+        ("[processes]\nruns_max = 2000000\n", "processes.runs_max"),
+        ("[processes]\nstuck_factor = 0\n", "processes.stuck_factor"),
+        (
+            "[processes]\nstuck_min_secs = 600\nstuck_max_secs = 60\n",
+            "processes.stuck_max_secs",
+        ),
+    ] {
+        let (got, msg) = err(text);
+        assert_eq!(got.as_deref(), Some(key), "{text}: {msg}");
+        assert!(msg.contains("t.toml"), "{msg}");
+        assert!(msg.contains(&format!("{key} must be between")), "{msg}");
+    }
+    let (_, msg) = err("[processes]\nhorizon_days = 7\n");
+    assert!(msg.contains("unknown key `horizon_days`"), "{msg}");
+    let c = check("[processes]\nstuck_max_secs = 3600\nruns_max = 10\n").unwrap();
+    assert_eq!(c.processes.runs().tracked_max, 10);
+    assert_eq!(c.processes.runs().stuck.max_micros, 3_600_000_000);
+}

@@ -35,7 +35,7 @@ pub use engine::{Engine, Page};
 pub use filter::{
     event_time, fold_case, EqSlot, Filter, NumRange, Order, OwnRecords, Position, Sort,
 };
-pub use params::{parse_sort, Interval, Query, PARAMS};
+pub use params::{parse_sort, parse_time, Interval, Query, PARAMS};
 pub use shape::{
     Paging, StatsParams, GROUPS_MAX, INCLUDE_PARTS, OFFSET_WINDOW_MAX, PAGING_PARAMS, STATS_PARAMS,
     TOP_DEFAULT, TOP_MAX,

@@ -301,6 +301,7 @@ impl Collector for Scrape {
             ConstCounter::new(*n).encode(f.encode_family(&[("segment", segment.as_str())])?)?;
         }
         self.alerts(enc)?;
+        self.processes(enc)?;
         self.segments(enc)?;
         self.latency(enc)?;
         self.requests(enc)
@@ -348,6 +349,67 @@ impl Scrape {
             "stele_alert_delivery_failing",
             "1 while an alert notification waits to be retried after a failed attempt.",
             u64::from(stats.failing.load(Relaxed)),
+        )
+    }
+
+    /// The run trackers (`crate::intel`): what they hold and drop, and the
+    /// activity feed's progress.
+    fn processes(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        use crate::intel::runs::Kind;
+        let p = &self.0.processes;
+        let kinds = [("process", Kind::Process), ("batch", Kind::Batch)];
+        let read: Vec<(&str, [u64; 4])> = kinds
+            .iter()
+            .map(|(label, k)| {
+                let t = p.tracker(*k);
+                let v = [t.len(), t.approx_bytes(), 0, 0].map(|x| x as u64);
+                (*label, [v[0], v[1], t.evicted(), t.expired()])
+            })
+            .collect();
+        let families = [
+            (
+                "stele_intel_tracked",
+                "Runs (kind=process) and batch operations (kind=batch) tracked.",
+                MetricType::Gauge,
+            ),
+            (
+                "stele_intel_tracked_bytes",
+                "Estimated memory the tracked runs hold, by kind.",
+                MetricType::Gauge,
+            ),
+            (
+                "stele_intel_evicted",
+                "Runs dropped by runs_max or batches_max, oldest finished first, by kind.",
+                MetricType::Counter,
+            ),
+            (
+                "stele_intel_expired",
+                "Runs dropped because their last event is older than the horizon, by kind.",
+                MetricType::Counter,
+            ),
+        ];
+        for (i, (name, help, ty)) in families.into_iter().enumerate() {
+            let mut f = enc.encode_descriptor(name, help, None, ty)?;
+            for (label, v) in &read {
+                let labels = [("kind", *label)];
+                if ty == MetricType::Gauge {
+                    ConstGauge::new(v[i]).encode(f.encode_family(&labels)?)?;
+                } else {
+                    ConstCounter::new(v[i]).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        gauge(
+            enc,
+            "stele_intel_feed_seq",
+            "Seq up to which the activity feed has handed events to the run trackers.",
+            p.feed.seq.load(Relaxed),
+        )?;
+        counter(
+            enc,
+            "stele_intel_feed_read_errors",
+            "Log reads of the activity feed that failed (retried).",
+            p.feed.read_errors.load(Relaxed),
         )
     }
 

@@ -13,7 +13,7 @@
 //!   it (audit records, metrics);
 //! - [`problem`]: the closed set of problem+json answers;
 //! - handlers: [`ingest`], [`read`], [`export`], [`stream`], [`admin`],
-//!   [`health`], [`metrics`];
+//!   [`health`], [`metrics`], [`processes`] (runs and batch operations);
 //! - [`params`]: query strings and path parameters;
 //! - [`reload`]: signals and SIGHUP.
 //!
@@ -50,6 +50,7 @@ mod ingest;
 mod metrics;
 mod params;
 pub mod problem;
+mod processes;
 mod read;
 mod reload;
 pub mod routes;
@@ -117,6 +118,9 @@ struct App {
     risk: Mutex<crate::intel::risk::RiskState>,
     /// The alert task's statistics and reloads.
     alerts: crate::alert::Alerts,
+    /// Process runs and batch operations, kept current by the activity
+    /// feed (`GET /v1/processes`, `GET /v1/batches`).
+    processes: Arc<crate::intel::processes::Processes>,
 }
 
 /// The reloadable settings, read through [`App::limits`] and

@@ -43,6 +43,7 @@ pub enum Kind {
     NoSuchEvent,
     NoSuchHold,
     NoSuchField,
+    NoSuchRun,
     AmbiguousId,
     Internal,
     UnsupportedMediaType,
@@ -63,7 +64,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [Kind; 39] = [
+    pub const ALL: [Kind; 40] = [
         Kind::InvalidParameter,
         Kind::InvalidCursor,
         Kind::InvalidQuery,
@@ -87,6 +88,7 @@ impl Kind {
         Kind::NoSuchEvent,
         Kind::NoSuchHold,
         Kind::NoSuchField,
+        Kind::NoSuchRun,
         Kind::AmbiguousId,
         Kind::Internal,
         Kind::UnsupportedMediaType,
@@ -168,6 +170,7 @@ impl Kind {
             Kind::NoSuchEvent => (S::NOT_FOUND, "not-found", "No such event"),
             Kind::NoSuchHold => (S::NOT_FOUND, "not-found", "No such hold"),
             Kind::NoSuchField => (S::NOT_FOUND, "not-found", "No such field"),
+            Kind::NoSuchRun => (S::NOT_FOUND, "not-found", "No such run"),
             Kind::AmbiguousId => (S::CONFLICT, "ambiguous-id", "Ambiguous event id"),
             Kind::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Kind::UnsupportedMediaType => (

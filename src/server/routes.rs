@@ -22,10 +22,11 @@
 
 use super::problem::{query_problem, Kind, Problem};
 use super::{
-    admin, dashboard, export, facets, gate, health, ingest, read, stream, stream_ws, App, Caller,
-    Req, Resp,
+    admin, dashboard, export, facets, gate, health, ingest, processes, read, stream, stream_ws,
+    App, Caller, Req, Resp,
 };
 use crate::auth::{Keyring, MetricsAccess, Role};
+use crate::intel::runs::Kind as Tracked;
 use crate::query::QueryError;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, State};
@@ -98,7 +99,7 @@ use Guard::{Metrics, Public, Role as Needs};
 
 /// Every route. Order matters only among routes of one path: the first is
 /// the name a 405 is counted under, and `Allow` lists them in this order.
-pub static ROUTES: [Route; 23] = [
+pub static ROUTES: [Route; 27] = [
     route!(GET "/healthz", "healthz", Public, |a, _, _, _| Box::pin(async move { health::healthz(&a) })),
     route!(GET "/readyz", "readyz", Public, |a, _, _, _| Box::pin(async move { health::readyz(&a) })),
     route!(GET "/metrics", "metrics", Metrics, |a, _, _, _| Box::pin(async move { super::metrics::metrics(&a) })),
@@ -122,6 +123,10 @@ pub static ROUTES: [Route; 23] = [
     route!(DELETE "/v1/holds/{name}", "holds", Needs(Role::Admin), |a, _, _, p| Box::pin(admin::remove_hold(a, p))),
     route!(GET "/v1/entities/{type}/{id}/history", "history", Needs(Role::Read), |a, r, c, p| Box::pin(read::history(a, r, c, p))),
     route!(GET "/v1/users/{id}/events", "timeline", Needs(Role::Read), |a, r, c, p| Box::pin(read::timeline(a, r, c, p))),
+    route!(GET "/v1/processes", "processes", Needs(Role::Read), |a, r, c, _| Box::pin(processes::list(a, r, c, Tracked::Process))),
+    route!(GET "/v1/processes/{id}", "process", Needs(Role::Read), |a, r, c, p| Box::pin(processes::get(a, r, c, p, Tracked::Process))),
+    route!(GET "/v1/batches", "batches", Needs(Role::Read), |a, r, c, _| Box::pin(processes::list(a, r, c, Tracked::Batch))),
+    route!(GET "/v1/batches/{id}", "batch", Needs(Role::Read), |a, r, c, p| Box::pin(processes::get(a, r, c, p, Tracked::Batch))),
 ];
 
 /// Every route name, each once, in table order, then [`OTHER`]: the label
@@ -288,6 +293,10 @@ mod tests {
                 "holds",
                 "history",
                 "timeline",
+                "processes",
+                "process",
+                "batches",
+                "batch",
                 "other"
             ]
         );

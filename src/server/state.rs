@@ -2,8 +2,8 @@
 //! seal, the retention runner and the shared [`App`].
 //!
 //! Owns the order of start-up (log → indexes → catch-up → seal → retention
-//! → alerts) and of shutdown (the alert task stops → retention and the
-//! seal's readers stop → every request
+//! → alerts → the activity feed) and of shutdown (the alert task stops →
+//! retention, the activity feed and the seal's readers stop → every request
 //! handle is gone → the indexes' final checkpoint → the checkpointer's last
 //! checkpoint → the log's last answers). Never touches signals, systemd or
 //! the listener: that is [`crate::daemon`]'s.
@@ -20,6 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Reloaded, ServeConfig};
 use crate::index::Indexes;
 use crate::ingest::RecentIds;
+use crate::intel::processes::Processes;
 use crate::log::Log;
 use crate::query::Engine;
 use crate::retention::runner::Retainer;
@@ -41,6 +42,9 @@ pub struct State {
     retention: Worker,
     /// The alert task: stopped first, since it reads the log and the indexes.
     alerts: crate::alert::Runner,
+    /// The activity feed (`crate::intel::feed`): keeps `App::processes`
+    /// current.
+    feed: Worker,
     /// Ends when the `App` and the audit writer are gone.
     done: tokio::sync::mpsc::Receiver<()>,
 }
@@ -124,6 +128,15 @@ impl State {
             }),
         )?;
         let retention = retainer.start()?;
+        // The run trackers, fed from the horizon on, in the background.
+        let processes = Arc::new(Processes::new(&cfg.processes));
+        let feed = crate::intel::feed::start(
+            engine.log().clone(),
+            clock.clone(),
+            cfg.processes.horizon_micros(),
+            vec![processes.clone()],
+            processes.feed.clone(),
+        )?;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let (done_tx, done) = tokio::sync::mpsc::channel(1);
         let auditor = Auditor::start_guarded(engine.log().clone(), done_tx.clone());
@@ -161,6 +174,7 @@ impl State {
             auditor,
             risk: std::sync::Mutex::new(crate::intel::risk::RiskState::default()),
             alerts,
+            processes,
         });
         Ok(State {
             app,
@@ -168,6 +182,7 @@ impl State {
             seal,
             retention,
             alerts: runner,
+            feed,
             done,
         })
     }
@@ -185,6 +200,7 @@ impl State {
             seal,
             retention,
             alerts,
+            feed,
             mut done,
         } = self;
         let _ = stop.send(true);
@@ -196,6 +212,7 @@ impl State {
         // checkpoint covers everything this process wrote.
         let checkpointer = tokio::task::spawn_blocking(move || {
             retention.stop();
+            feed.stop();
             seal.stop_but_checkpointer()
         })
         .await?;

@@ -33,6 +33,7 @@ mod metrics;
 mod openapi;
 mod own_records;
 mod params;
+mod processes;
 mod query;
 mod retention;
 mod risk;

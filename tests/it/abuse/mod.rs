@@ -232,6 +232,10 @@ fn stored_as_posted(d: &impl Served, id: &str, seq: u64) -> Value {
         "{id}"
     );
     assert!(obj.remove("client_addr").is_some(), "{id}");
+    // A computed risk score (marked by `risk_rules`) is the server's too.
+    if obj.remove("risk_rules").is_some() {
+        assert!(obj.remove("risk_score").is_some(), "{id}");
+    }
     v
 }
 

@@ -65,7 +65,7 @@ fn b64url(bytes: &[u8]) -> String {
 
 /// A well-formed token (`stele_` + 43 base64url characters of 32 bytes),
 /// the same for the same seed.
-fn token(seed: &str) -> String {
+pub(crate) fn token(seed: &str) -> String {
     let bytes = Sha256::digest(format!("stele auth test token: {seed}").as_bytes());
     let t = format!("stele_{}", b64url(&bytes));
     assert_eq!(t.len(), 6 + 43);
@@ -78,7 +78,13 @@ fn hash(token: &str) -> String {
 }
 
 /// One `[[auth.keys]]` entry; `extra` holds more `name = value` lines.
-fn key_toml(id: &str, token: &str, roles: &[&str], tenants: &[&str], extra: &str) -> String {
+pub(crate) fn key_toml(
+    id: &str,
+    token: &str,
+    roles: &[&str],
+    tenants: &[&str],
+    extra: &str,
+) -> String {
     format!(
         "[[auth.keys]]\nid = \"{id}\"\nhash = \"{}\"\nroles = {}\ntenants = {}\n{extra}\n",
         hash(token),
@@ -88,7 +94,7 @@ fn key_toml(id: &str, token: &str, roles: &[&str], tenants: &[&str], extra: &str
 }
 
 /// `[auth.roles.*]` without any rate limit.
-const UNLIMITED_ROLES: &str = "[auth.roles.ingest]\nrate_per_sec = 0\n\
+pub(crate) const UNLIMITED_ROLES: &str = "[auth.roles.ingest]\nrate_per_sec = 0\n\
     [auth.roles.read]\nrate_per_sec = 0\n\
     [auth.roles.export]\nrate_per_sec = 0\n\
     [auth.roles.admin]\nrate_per_sec = 0\n";

@@ -33,6 +33,23 @@ pub(super) fn fixtures() -> Vec<Value> {
         json!({"action": "nightly_cleanup", "source": "scheduled", "status": "failure",
                "severity": "error", "tenant": "globex", "duration_ms": 5000,
                "description": "cleanup failed: disk quota"}),
+        // A process run with a batch operation inside (the examples of
+        // /v1/processes/{id} and /v1/batches/{id}).
+        json!({"action": "export_started", "tenant": "acme", "source": "scheduled",
+               "process_name": "nightly_export", "process_id": "run-2026-12-03",
+               "phase": "started", "items_total": 20}),
+        json!({"action": "bulk_update", "tenant": "acme", "source": "scheduled",
+               "process_name": "nightly_export",
+               "process_id": "run-2026-12-03", "batch_id": "b-2026-12-03",
+               "phase": "started", "items_total": 20}),
+        json!({"action": "bulk_update", "tenant": "acme", "source": "scheduled",
+               "process_name": "nightly_export",
+               "process_id": "run-2026-12-03", "batch_id": "b-2026-12-03",
+               "phase": "finished", "status": "success", "items_processed": 20}),
+        json!({"action": "export_finished", "tenant": "acme", "source": "scheduled",
+               "process_name": "nightly_export",
+               "process_id": "run-2026-12-03", "phase": "finished", "status": "success",
+               "items_processed": 20, "items_failed": 0}),
     ]
 }
 
@@ -125,6 +142,10 @@ const MUST_SEE: &[(&str, &[u16])] = &[
     ("GET /v1/export", &[200, 400]),
     ("GET /v1/stream", &[200, 400]),
     ("GET /v1/stream/ws", &[101, 400]),
+    ("GET /v1/processes", &[200, 400]),
+    ("GET /v1/processes/{id}", &[200]),
+    ("GET /v1/batches", &[200, 400]),
+    ("GET /v1/batches/{id}", &[200]),
 ];
 
 #[test]

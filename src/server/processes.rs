@@ -313,7 +313,9 @@ fn not_one(app: &App, w: &Words, id: &str, found: &[(Value, Option<String>)]) ->
         );
         return counted(problem(Problem::NoSuchRun, detail, json!({})), 0);
     }
-    let ts: Vec<&Option<String>> = found.iter().map(|(_, t)| t).collect();
+    // Sorted: the tracker's map has no order, the answer must.
+    let mut ts: Vec<&Option<String>> = found.iter().map(|(_, t)| t).collect();
+    ts.sort();
     problem(
         Problem::AmbiguousId,
         format!(

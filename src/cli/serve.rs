@@ -44,6 +44,7 @@ pub(crate) fn serve(
             let alerts = cfg.alert_set().map_err(|(_, why)| why)?;
             Ok(stele::config::Reloaded {
                 alerts,
+                detect: cfg.detect,
                 field_map,
                 limits: cfg.limits,
                 retention: cfg.retention,

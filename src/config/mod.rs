@@ -99,6 +99,8 @@ pub struct Config {
     pub alerts: Vec<crate::alert::AlertConfig>,
     /// `[processes]`: process runs and batch operations (`crate::intel`).
     pub processes: crate::intel::ProcessesConfig,
+    /// `[detect]`: the detectors' thresholds (`crate::intel::detect`).
+    pub detect: crate::intel::DetectConfig,
     /// Where each value that is not a default came from.
     #[serde(skip)]
     origins: Origins,
@@ -122,6 +124,7 @@ impl Default for Config {
             webhooks: Vec::new(),
             alerts: Vec::new(),
             processes: crate::intel::ProcessesConfig::default(),
+            detect: crate::intel::DetectConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -573,6 +576,9 @@ impl Config {
         self.processes
             .validate()
             .map_err(|(key, message)| self.invalid(&key, message))?;
+        self.detect
+            .validate()
+            .map_err(|(key, message)| self.invalid(&key, message))?;
         Ok(())
     }
 
@@ -677,6 +683,7 @@ impl Config {
             auth: self.auth,
             tls: self.tls,
             processes: self.processes,
+            detect: self.detect,
             field_map: self
                 .ingest
                 .field_map()

@@ -27,6 +27,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "STELE_LIMITS_REQUEST_TIMEOUT_SECS",
         "limits.request_timeout_secs",
     ),
+    ("STELE_DETECT_ENABLED", "detect.enabled"),
 ];
 
 /// `stele serve`'s flags: each overrides its key when given.
@@ -146,6 +147,13 @@ impl Config {
             "limits.body_bytes_max" => self.limits.body_bytes_max = whole(value)?,
             "limits.connections_max" => self.limits.connections_max = whole(value)?,
             "limits.request_timeout_secs" => self.limits.request_timeout_secs = whole(value)?,
+            "detect.enabled" => {
+                self.detect.enabled = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err("expected true or false".into()),
+                }
+            }
             other => return Err(format!("{other} cannot be set from the environment")),
         }
         Ok(())

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub alerts: crate::alert::AlertSet,
     /// `[processes]`: the run trackers' horizon, bounds and thresholds.
     pub processes: crate::intel::ProcessesConfig,
+    /// `[detect]`: the detectors' thresholds.
+    pub detect: crate::intel::DetectConfig,
     /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys,
     /// the field map, the TLS certificate, webhooks and alert rules.
     pub reload: Option<Reloader>,
@@ -59,6 +61,8 @@ pub struct Reloaded {
     pub field_map: crate::event::FieldMap,
     /// `[[webhooks]]` and `[[alerts]]`, checked.
     pub alerts: crate::alert::AlertSet,
+    /// `[detect]`: the thresholds (`enabled` needs a restart).
+    pub detect: crate::intel::DetectConfig,
 }
 
 /// Produces fresh reloadable settings, or says why it cannot.

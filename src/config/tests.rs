@@ -549,6 +549,7 @@ fn every_environment_override_and_flag_sets_its_key() {
             "listen" => "127.0.0.1:9999",
             "data_dir" => "/srv/x",
             "log.segment_bytes_max" => "65536",
+            "detect.enabled" => "false",
             _ => "7",
         };
         let c = Config::load(None, env_of(&[(var, value)])).unwrap();

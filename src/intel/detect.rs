@@ -15,7 +15,8 @@
 //! | `new_ip` | user | a user with ≥ `new_ip_min_history` successful events acts from an IP (or a `metadata.country`) not among the 16 last seen for them; at most one a user a UTC day | low; medium for a privilege change or a failed login |
 //! | `privilege_change` | user | a privilege change (`classify::is_privilege_change`) | medium; high when it failed or is critical |
 //! | `unusual_hour` | user | a user with ≥ `hour_min_history` events acts at an hour of day (UTC) whose three-hour neighbourhood (the hour before, it, the hour after) holds < `hour_share` of their history; at most one a user a UTC day | low |
-//! | `api_abuse` | user (or ip) | ≥ `abuse_per_minute` events of one actor in one minute | medium; high from 4× |
+//! | `slow_run`, `stuck_run` | process | raised by `intel::watch` from the run trackers, not here | |
+//! | `api_abuse` | user (or ip) | ≥ `abuse_per_minute` requests of one actor in one minute of arrival (requests: distinct `received_at`, which the events of one request share) | medium; high from 4× |
 //!
 //! The baseline of a spike scope is the error rate of the closed buckets
 //! before the current window, smoothed (EWMA, α = 0.1 per bucket); until a
@@ -42,6 +43,18 @@ use crate::event::{self, format_micros, StoredEvent};
 use crate::query::event_time;
 use serde_json::json;
 use std::collections::VecDeque;
+
+/// Every kind of finding the detectors raise.
+pub const KINDS: [&str; 8] = [
+    "failed_login_burst",
+    "error_rate_spike",
+    "new_ip",
+    "privilege_change",
+    "unusual_hour",
+    "api_abuse",
+    "slow_run",
+    "stuck_run",
+];
 
 /// Closed buckets before a scope's own baseline replaces the default.
 pub const BASELINE_WARMUP: u32 = 30;
@@ -71,7 +84,7 @@ pub struct Thresholds {
     pub hour_min_history: u64,
     /// The share of a user's history below which an hour is unusual.
     pub hour_share: f64,
-    /// Events of one actor in one minute that are abuse.
+    /// Requests of one actor in one minute that are abuse.
     pub abuse_per_minute: u64,
 }
 
@@ -142,6 +155,8 @@ impl Window {
 struct User {
     failures: Window,
     minute: Window,
+    /// The `received_at` of its last event: events of one request share it.
+    last_arrival: i64,
     /// Successful events seen.
     events: u64,
     /// The most recent IPs and countries (16 each).
@@ -156,6 +171,8 @@ struct User {
 struct Ip {
     failures: Window,
     minute: Window,
+    /// The `received_at` of its last event: events of one request share it.
+    last_arrival: i64,
 }
 
 /// The error-rate memory of one scope.
@@ -266,8 +283,9 @@ impl Detectors {
         *self.emitted.entry(&(kind, subject, since, level)) = true;
     }
 
-    /// Whether `f` is new (and remembers it).
-    fn fresh(&mut self, f: &Finding) -> bool {
+    /// Whether `f` is new (and remembers it): for findings raised outside
+    /// `observe` (the runs' findings of `intel::watch`).
+    pub fn fresh(&mut self, f: &Finding) -> bool {
         let seen = self
             .emitted
             .entry(&(f.kind, f.subject.clone(), f.since, f.level));
@@ -338,8 +356,10 @@ impl Detectors {
                             "Check whether {kind} {id} is under a password-guessing attack; lock \
                              the account or block the address if the attempts are not the owner's."
                         ),
+                        // Every event of the subject in the window: the
+                        // failures and what surrounded them.
                         query: format!(
-                            "{field}={}&since={}&until={}&q=action:*",
+                            "{field}={}&since={}&until={}",
                             q(&id),
                             q(&format_micros(since)),
                             q(&format_micros(since + win))
@@ -527,10 +547,24 @@ impl Detectors {
                 });
             }
             profile.hours[hour_of_day] = profile.hours[hour_of_day].saturating_add(1);
-            // API abuse: one actor's events per minute.
-            let n = profile.minute.add(t, MINUTE);
-            if n >= th.abuse_per_minute {
-                out.push(abuse("user", u, "user_id", n, t, &th, tenant.clone()));
+            // API abuse: one actor's requests per minute of arrival. The
+            // events of one request share their `received_at`, so a batch
+            // import counts once (requests merged into one group commit count
+            // once too: the figure never overstates).
+            if e.received_at != profile.last_arrival {
+                profile.last_arrival = e.received_at;
+                let n = profile.minute.add(e.received_at, MINUTE);
+                if n >= th.abuse_per_minute {
+                    out.push(abuse(
+                        "user",
+                        u,
+                        "user_id",
+                        n,
+                        e.received_at,
+                        &th,
+                        tenant.clone(),
+                    ));
+                }
             }
             // A privilege change.
             if privilege {
@@ -564,13 +598,13 @@ impl Detectors {
                 });
             }
         } else if let Some(ip) = &ev.ip {
-            let n = self
-                .ips
-                .entry(&(tenant.clone(), ip.clone()))
-                .minute
-                .add(t, MINUTE);
-            if n >= th.abuse_per_minute {
-                out.push(abuse("ip", ip, "ip", n, t, &th, tenant.clone()));
+            let p = self.ips.entry(&(tenant.clone(), ip.clone()));
+            if e.received_at != p.last_arrival {
+                p.last_arrival = e.received_at;
+                let n = p.minute.add(e.received_at, MINUTE);
+                if n >= th.abuse_per_minute {
+                    out.push(abuse("ip", ip, "ip", n, e.received_at, &th, tenant.clone()));
+                }
             }
         }
         out.retain(|f| self.fresh(f));

@@ -6,7 +6,7 @@
 //! follows the tail, woken by the log's durable seq. It is never on ingest's
 //! path: it reads durable events only, behind the writer.
 //!
-//! Interface for views (the run trackers today; detectors later): an
+//! Interface for views (the run trackers and the detectors): an
 //! [`Observer`] is handed every event of the log from the horizon on,
 //! exactly once, in seq order, in batches of at most [`FEED_BATCH_EVENTS`]
 //! (so it takes its lock once a batch, never across the feed's reads);

@@ -24,6 +24,7 @@
 //!   privilege change, error), shared by every rule below;
 //! - [`risk`]: risk scores for events posted without one, at ingest;
 //! - [`detect`]: detectors raising findings one event at a time (pure);
+//! - [`detect_config`]: `[detect]` of the configuration (thresholds), validated;
 //! - [`watch`]: the detectors of a running daemon, an observer of the feed
 //!   that appends their findings;
 //! - [`finding`]: a finding and the reserved event Stele appends for it;
@@ -38,11 +39,14 @@ pub mod bounded;
 pub mod classify;
 pub mod config;
 pub mod detect;
+pub mod detect_config;
 pub mod feed;
 pub mod finding;
 pub mod processes;
 pub mod risk;
 pub mod runs;
 pub mod score;
+pub mod watch;
 
 pub use config::ProcessesConfig;
+pub use detect_config::DetectConfig;

@@ -302,6 +302,7 @@ impl Collector for Scrape {
         }
         self.alerts(enc)?;
         self.processes(enc)?;
+        self.detectors(enc)?;
         self.segments(enc)?;
         self.latency(enc)?;
         self.requests(enc)
@@ -492,6 +493,47 @@ impl Scrape {
             ConstGauge::new(bytes).encode(f.encode_family(&[("state", state)])?)?;
         }
         Ok(())
+    }
+
+    /// The detectors (`crate::intel::watch`): findings appended by kind,
+    /// failures, the detection latency and what their memory holds. Zeros
+    /// with `[detect] enabled = false`.
+    fn detectors(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        use crate::intel::detect::KINDS;
+        let w = self.0.watch.as_deref();
+        let mut f = enc.encode_descriptor(
+            "stele_findings",
+            "Findings the detectors appended to the log since start, by kind.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, kind) in KINDS.iter().enumerate() {
+            let n = w.map_or(0, |w| w.stats.raised[i].load(Relaxed));
+            ConstCounter::new(n).encode(f.encode_family(&[("kind", *kind)])?)?;
+        }
+        counter(
+            enc,
+            "stele_findings_failed",
+            "Findings that could not be appended (see the log).",
+            w.map_or(0, |w| w.stats.failed.load(Relaxed)),
+        )?;
+        let held = w.map_or([0; 4], |w| w.tracked());
+        let mut f = enc.encode_descriptor(
+            "stele_detector_tracked",
+            "What the detectors' bounded memory holds: users, ips, scopes (error-rate spikes) and findings (deduplication).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (what, n) in ["users", "ips", "scopes", "findings"].iter().zip(held) {
+            ConstGauge::new(n as u64).encode(f.encode_family(&[("what", *what)])?)?;
+        }
+        let empty = crate::metrics::Histogram::default();
+        one(
+            enc,
+            "stele_detection_latency_seconds",
+            "From an event's arrival to the append of the finding it raised.",
+            w.map_or(&empty, |w| &w.stats.latency),
+        )
     }
 
     /// The latency histograms: group commits, ingest appends, requests by

@@ -44,6 +44,7 @@ mod admin;
 mod dashboard;
 mod export;
 mod facets;
+mod findings;
 mod gate;
 mod health;
 mod ingest;
@@ -121,6 +122,8 @@ struct App {
     /// Process runs and batch operations, kept current by the activity
     /// feed (`GET /v1/processes`, `GET /v1/batches`).
     processes: Arc<crate::intel::processes::Processes>,
+    /// The detectors (`crate::intel::watch`); `None` with `[detect] enabled = false`.
+    watch: Option<Arc<crate::intel::watch::Watch>>,
 }
 
 /// The reloadable settings, read through [`App::limits`] and

@@ -50,6 +50,9 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
             "TLS unchanged until a restart"
         }
     };
+    if let Some(w) = &app.watch {
+        w.set_thresholds(fresh.detect.thresholds());
+    }
     let rules = fresh.alerts.rules.len();
     let alerts = match app.alerts.reload(fresh.alerts) {
         Ok(()) => format!("{rules} alert rules"),
@@ -65,6 +68,6 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
     };
     tracing::info!(
         "Reloaded: limits, retention settings, {keys} API keys, {mapped} \
-             mapped field names and {alerts} are now in force; {jwt}; {tls} ({limits:?})."
+             mapped field names, {alerts} and the detectors' thresholds are now in force; {jwt}; {tls} ({limits:?})."
     );
 }

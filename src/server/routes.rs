@@ -22,8 +22,8 @@
 
 use super::problem::{query_problem, Kind, Problem};
 use super::{
-    admin, dashboard, export, facets, gate, health, ingest, processes, read, stream, stream_ws,
-    App, Caller, Req, Resp,
+    admin, dashboard, export, facets, findings, gate, health, ingest, processes, read, stream,
+    stream_ws, App, Caller, Req, Resp,
 };
 use crate::auth::{Keyring, MetricsAccess, Role};
 use crate::intel::runs::Kind as Tracked;
@@ -99,7 +99,7 @@ use Guard::{Metrics, Public, Role as Needs};
 
 /// Every route. Order matters only among routes of one path: the first is
 /// the name a 405 is counted under, and `Allow` lists them in this order.
-pub static ROUTES: [Route; 27] = [
+pub static ROUTES: [Route; 28] = [
     route!(GET "/healthz", "healthz", Public, |a, _, _, _| Box::pin(async move { health::healthz(&a) })),
     route!(GET "/readyz", "readyz", Public, |a, _, _, _| Box::pin(async move { health::readyz(&a) })),
     route!(GET "/metrics", "metrics", Metrics, |a, _, _, _| Box::pin(async move { super::metrics::metrics(&a) })),
@@ -112,6 +112,7 @@ pub static ROUTES: [Route; 27] = [
     route!(GET "/v1/fields", "fields", Needs(Role::Read), |_, _, _, _| Box::pin(async move { facets::fields() })),
     route!(GET "/v1/fields/{name}/values", "values", Needs(Role::Read), |a, r, c, p| Box::pin(facets::values(a, r, c, p))),
     route!(GET "/v1/dashboard", "dashboard", Needs(Role::Read), |a, r, c, _| Box::pin(dashboard::dashboard(a, r, c))),
+    route!(GET "/v1/findings", "findings", Needs(Role::Read), |a, r, c, _| Box::pin(findings::findings(a, r, c))),
     route!(GET "/v1/export", "export", Needs(Role::Export), |a, r, c, _| Box::pin(export::export(a, r, c))),
     route!(GET "/v1/stream", "stream", Needs(Role::Read), |a, r, c, _| Box::pin(stream::stream(a, r, c))),
     route!(GET "/v1/stream/ws", "stream_ws", Needs(Role::Read), |a, r, c, _| Box::pin(stream_ws::stream_ws(a, r, c))),
@@ -284,6 +285,7 @@ mod tests {
                 "fields",
                 "values",
                 "dashboard",
+                "findings",
                 "export",
                 "stream",
                 "stream_ws",

@@ -130,11 +130,25 @@ impl State {
         let retention = retainer.start()?;
         // The run trackers, fed from the horizon on, in the background.
         let processes = Arc::new(Processes::new(&cfg.processes));
+        // The detectors: the same feed; findings only for events after now.
+        let watch = cfg.detect.enabled.then(|| {
+            Arc::new(crate::intel::watch::Watch::new(
+                engine.log().clone(),
+                clock.clone(),
+                cfg.detect.thresholds(),
+                crate::intel::detect::Limits::default(),
+                Some(processes.clone()),
+            ))
+        });
+        let mut observers: Vec<Arc<dyn crate::intel::feed::Observer>> = vec![processes.clone()];
+        if let Some(w) = &watch {
+            observers.push(w.clone());
+        }
         let feed = crate::intel::feed::start(
             engine.log().clone(),
             clock.clone(),
             cfg.processes.horizon_micros(),
-            vec![processes.clone()],
+            observers,
             processes.feed.clone(),
         )?;
         let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -175,6 +189,7 @@ impl State {
             risk: std::sync::Mutex::new(crate::intel::risk::RiskState::default()),
             alerts,
             processes,
+            watch,
         });
         Ok(State {
             app,

@@ -149,7 +149,7 @@ const ORDERS: &[(&[&str], &str)] = &[
 fn online_and_offline_answers_are_the_servers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let d = Daemon::start(&data);
+    let d = Daemon::start_without_detectors(&data);
     let mut last = 0;
     for batch in 0..3 {
         last = *post(&d, &varied(400, batch * 400)).last().unwrap();
@@ -232,7 +232,8 @@ fn read_only_commands_work_while_the_daemon_appends() {
     let mut cmd = stele();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
-        .env("STELE_LOG_SEGMENT_BYTES_MAX", "65536");
+        .env("STELE_LOG_SEGMENT_BYTES_MAX", "65536")
+        .env("STELE_DETECT_ENABLED", "false");
     let d = Daemon::spawn(cmd);
     post(&d, &varied(200, 0));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -378,7 +378,7 @@ fn acknowledged_http_events_survive_sigkill_exactly_once() {
     let mut seen_failures: HashSet<String> = HashSet::new();
     // What each request went through, for messages about it.
     let mut history: HashMap<String, String> = HashMap::new();
-    let mut daemon = Some(Daemon::start(dir));
+    let mut daemon = Some(Daemon::start_without_detectors(dir));
     for round in 0..ROUNDS {
         let round_started = Instant::now();
         let mut found = Vec::new();
@@ -450,7 +450,7 @@ fn acknowledged_http_events_survive_sigkill_exactly_once() {
 
         // Restart, and at once (the daemon answers only once its indexes
         // hold the whole log) retry what got no answer...
-        let d = daemon.insert(Daemon::start(dir));
+        let d = daemon.insert(Daemon::start_without_detectors(dir));
         for sent in &unanswered {
             let req = request_of(&sent.ids[0]).to_string();
             match retry(&d.addr, sent) {
@@ -626,7 +626,7 @@ fn a_retry_right_after_a_restart_is_a_replay() {
     const BATCHES: u64 = 10;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let d = Daemon::start(dir);
+    let d = Daemon::start_without_detectors(dir);
     let mut gen = EventGen::new(7);
     let mut last = None;
     for b in 0..BATCHES {
@@ -652,7 +652,7 @@ fn a_retry_right_after_a_restart_is_a_replay() {
         last = Some((sent, seqs));
     }
     kill(d);
-    let d = Daemon::start(dir);
+    let d = Daemon::start_without_detectors(dir);
     // First a read of the newest event, then the retry of its batch.
     let last_id = format!("b{}-e999", BATCHES - 1);
     let lookup = get(&d.addr, &format!("/v1/events/{last_id}"));

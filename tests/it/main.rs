@@ -23,6 +23,7 @@ mod dashboard;
 mod digest;
 mod facets;
 mod faults;
+mod findings;
 mod fuzz_corpus;
 mod http;
 mod http_crash;

@@ -242,6 +242,28 @@ fn stele_own_events_are_never_observed_and_memory_is_bounded() {
         assert!(d.observe(&own).is_empty());
     }
     assert_eq!(d.tracked(), [0, 0, 0, 0]);
+    // A batch import: 10,000 events of one actor in one request are one
+    // request, not abuse.
+    let one_request: Vec<Finding> = (0..10_000u64)
+        .flat_map(|i| {
+            let mut s = stored(
+                100 + i,
+                ev(
+                    DAY0 + i as i64,
+                    "import",
+                    "bulk",
+                    "10.8.8.8",
+                    Status::Success,
+                ),
+            );
+            s.received_at = DAY0;
+            d.observe(&s)
+        })
+        .collect();
+    assert!(
+        one_request.iter().all(|f| f.kind != "api_abuse"),
+        "{one_request:#?}"
+    );
     for i in 0..5_000u64 {
         let e = ev(
             DAY0 + i as i64,

@@ -74,7 +74,7 @@ fn export_streams_every_match_as_ndjson_or_rfc4180_csv() {
 #[test]
 fn export_by_log_scan_and_by_index_agree_on_every_filter() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Server::start(tmp.path());
+    let d = Server::start_without_detectors(tmp.path());
     let mut gen = stele::testkit::EventGen::new(42);
     let events: Vec<Value> = (0..3000).map(|_| gen.json()).collect();
     for chunk in events.chunks(1000) {
@@ -152,7 +152,7 @@ fn export_by_log_scan_and_by_index_agree_on_every_filter() {
 #[test]
 fn json_export_is_the_ndjson_export_as_one_array() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Server::start(tmp.path());
+    let d = Server::start_without_detectors(tmp.path());
     let mut gen = stele::testkit::EventGen::new(7);
     let events: Vec<Value> = (0..2500).map(|_| gen.json()).collect();
     for chunk in events.chunks(1000) {

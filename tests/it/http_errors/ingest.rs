@@ -238,7 +238,7 @@ fn empty_bodies_and_batches() {
 #[test]
 fn more_than_10000_events_is_an_invalid_batch_size() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Server::start(tmp.path());
+    let d = Server::start_without_detectors(tmp.path());
     let one = json!({"action": "view", "actor": "a"});
     let over = vec![one.clone(); EVENTS_MAX + 1];
     for (how, r) in [

@@ -50,6 +50,18 @@ pub(super) fn fixtures() -> Vec<Value> {
                "process_name": "nightly_export",
                "process_id": "run-2026-12-03", "phase": "finished", "status": "success",
                "items_processed": 20, "items_failed": 0}),
+        // A failed-login burst: two findings (the user, the address), so
+        // /v1/findings has a next page.
+        json!({"action": "login_failed", "tenant": "acme", "user_id": "u-burst",
+               "ip": "198.51.100.9"}),
+        json!({"action": "login_failed", "tenant": "acme", "user_id": "u-burst",
+               "ip": "198.51.100.9"}),
+        json!({"action": "login_failed", "tenant": "acme", "user_id": "u-burst",
+               "ip": "198.51.100.9"}),
+        json!({"action": "login_failed", "tenant": "acme", "user_id": "u-burst",
+               "ip": "198.51.100.9"}),
+        json!({"action": "login_failed", "tenant": "acme", "user_id": "u-burst",
+               "ip": "198.51.100.9"}),
     ]
 }
 
@@ -115,6 +127,18 @@ pub(super) fn start(spec: &Spec) -> (tempfile::TempDir, Server, World) {
     post_ok(&d.addr, &Value::Array(generated.clone()));
     posted.extend(generated);
     wait_indexed(&d.addr, posted.len());
+    // The detectors append their findings behind the writer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.get("/v1/findings?user_id=u-burst").2["findings"]
+        .as_array()
+        .is_none_or(|f| f.is_empty())
+        || d.get("/v1/findings?ip=198.51.100.9").2["findings"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "no findings appended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // The checkpointer signs the head within its interval (1 s).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while d.get("/v1/checkpoint").0 != 200 {
@@ -142,6 +166,7 @@ const MUST_SEE: &[(&str, &[u16])] = &[
     ("GET /v1/export", &[200, 400]),
     ("GET /v1/stream", &[200, 400]),
     ("GET /v1/stream/ws", &[101, 400]),
+    ("GET /v1/findings", &[200, 400]),
     ("GET /v1/processes", &[200, 400]),
     ("GET /v1/processes/{id}", &[200]),
     ("GET /v1/batches", &[200, 400]),

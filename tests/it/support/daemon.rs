@@ -22,6 +22,17 @@ impl Daemon {
         Daemon::start_with(dir, &[])
     }
 
+    /// Starts `stele serve` without detectors (`STELE_DETECT_ENABLED=false`):
+    /// for tests that count the log's seqs, which Stele's own findings would
+    /// interleave.
+    pub fn start_without_detectors(dir: &std::path::Path) -> Daemon {
+        let mut cmd = stele();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("STELE_DETECT_ENABLED", "false");
+        Daemon::spawn(cmd)
+    }
+
     /// Starts `stele serve` with extra arguments (limits, …).
     pub fn start_with(dir: &std::path::Path, args: &[&str]) -> Daemon {
         let mut cmd = stele();

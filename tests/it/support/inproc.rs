@@ -65,6 +65,15 @@ impl Server {
         Server::start_with(cfg.serve_config(None))
     }
 
+    /// Serves `dir` with the embedded defaults but no detectors: for tests
+    /// that count the log's seqs, which Stele's own findings would interleave.
+    pub fn start_without_detectors(dir: &Path) -> Server {
+        let mut cfg = Config::default();
+        cfg.data_dir = dir.to_path_buf();
+        cfg.detect.enabled = false;
+        Server::start_with(cfg.serve_config(None))
+    }
+
     /// Serves `dir` with the defaults and these limits (as `stele serve`
     /// with limit flags).
     pub fn start_with_limits(dir: &Path, limits: stele::config::Limits) -> Server {
@@ -151,6 +160,7 @@ impl Server {
             retention: cfg.retention,
             field_map: cfg.ingest.field_map().expect("a valid field map"),
             alerts,
+            detect: cfg.detect,
             auth: cfg.auth,
             tls: cfg.tls,
         });

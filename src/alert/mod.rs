@@ -155,7 +155,12 @@ impl Alerts {
         let stats = Arc::new(AlertStats::default());
         let (rules_tx, rules) = watch::channel(set);
         let (stop, stopping) = watch::channel(false);
+        // The end of the log now, before the server takes requests: with no
+        // saved position alerts start here, so an event stored right after
+        // the start is never mistaken for history (the task starts later).
+        let start_last = log.last_seq();
         let task = Task {
+            start_last,
             file: PositionFile::new(log.data_dir()),
             log,
             indexes: indexes.clone(),
@@ -221,6 +226,8 @@ struct Stopped;
 
 /// The alert task's state.
 struct Task {
+    /// The log's last seq when alerts started (see `Alerts::start`).
+    start_last: u64,
     log: Arc<Log>,
     indexes: Arc<Indexes>,
     clock: Arc<dyn crate::clock::Clock>,
@@ -331,7 +338,7 @@ impl Task {
     async fn resume(&mut self, set: AlertSet) -> anyhow::Result<()> {
         self.stats.rules.store(set.rules.len() as u64, Relaxed);
         self.eval = Evaluator::new(set);
-        let last = self.log.last_seq();
+        let last = self.start_last;
         let (file, none) = (self.file.clone(), self.eval.set().rules.is_empty());
         let saved = tokio::task::spawn_blocking(move || match none {
             true => file.remove().map(|()| None),
@@ -636,4 +643,63 @@ fn evaluate(
         }
     }
     Ok((out, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Provenance;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// With no saved position, alerts start at the end of the log *as of
+    /// `Alerts::start`*, not as of whenever the task first runs: a finding
+    /// stored in between (the server already takes requests) is not history.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_event_stored_right_after_the_start_is_not_mistaken_for_history() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let log = Arc::new(
+            Log::open(tmp.path(), crate::log::LogConfig::default(), clock.clone()).unwrap(),
+        );
+        let indexes = Arc::new(
+            Indexes::open(
+                tmp.path(),
+                log.clone(),
+                crate::index::IndexConfig::default(),
+            )
+            .unwrap(),
+        );
+        let conf = tmp.path().join("stele.toml");
+        std::fs::write(
+            &conf,
+            "[[webhooks]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/\"\n\
+             secret = \"0123456789abcdef0123\"\nbackoff_max_secs = 1\n\
+             [[alerts]]\nname = \"all\"\nwebhook = \"ops\"\nfinding_severity = \"low\"\n",
+        )
+        .unwrap();
+        let cfg = crate::config::Config::load(Some(&conf), |_| None).unwrap();
+        let (alerts, _runner) =
+            Alerts::start(cfg.alert_set().unwrap(), log.clone(), indexes, clock).unwrap();
+        // The task has not run yet: nothing awaited since it was spawned on
+        // this single-threaded runtime.
+        let finding = serde_json::json!({
+            "action": "new_ip", "category": "stele.finding", "actor": "stele",
+            "metadata": {"kind": "new_ip", "severity": "high"},
+        });
+        let ev = crate::event::parse_stele_event(&finding, crate::event::new_event_id).unwrap();
+        // Appended from another thread and joined without yielding, so the
+        // alert task still has not run when the event is stored.
+        let appender = log.clone();
+        std::thread::spawn(move || appender.append(&[ev], &Provenance::stele()).unwrap())
+            .join()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while alerts.stats.fired.load(Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the finding never fired"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -8,7 +8,11 @@
 //! ```
 //!
 //! The data directory is built once under target/bench-data/index-N and
-//! reused; delete it to start over. Reported: log build rate, full rebuild
+//! reused; delete it to start over. Every window ("the last 30 days", the
+//! dashboard's hour) ends at the newest event's time, not the wall clock, so
+//! a reused directory measures the same windows. `STELE_BENCH_ONLY=dashboard`
+//! (a comma list of `gets`, `lists`, `stats`, `counts`, `dashboard`, `lag`)
+//! runs only those sections. Reported: log build rate, full rebuild
 //! time (both indexes), index bytes / segment bytes, and p50/p95/p99 of get
 //! by id, filtered newest-100, entity history, user timeline, full text
 //! (rare and common terms, with and without filters), 30-day statistics, and
@@ -18,11 +22,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stele::clock::SystemClock;
+use stele::clock::{ManualClock, SystemClock};
 use stele::event::{Severity, StoredEvent};
 use stele::index::text::StatsRequest;
 use stele::index::{IndexConfig, Indexes};
-use stele::log::{Log, LogConfig};
+use stele::log::{Direction, Log, LogConfig};
 use stele::query::{Engine, Interval, Paging, Query};
 use stele::query::{Filter, Order, Sort};
 use stele::testkit::EventGen;
@@ -90,12 +94,12 @@ fn main() {
     let dir: PathBuf =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-data/index-{n}"));
     let clock = Arc::new(SystemClock);
-    let now = stele::clock::Clock::now_micros(&SystemClock);
+    let wall = stele::clock::Clock::now_micros(&SystemClock);
     if !dir.join("segments").exists() {
         std::fs::create_dir_all(&dir).unwrap();
         let log = Log::open(&dir, LogConfig::default(), clock.clone()).unwrap();
         // 30 days of event time ending now; ingest order = event order.
-        let mut gen = EventGen::new(1).with_base_time(now - 30 * DAY);
+        let mut gen = EventGen::new(1).with_base_time(wall - 30 * DAY);
         let started = Instant::now();
         let mut left = n;
         while left > 0 {
@@ -137,8 +141,22 @@ fn main() {
         dir_size(&dir.join("index/text")) as f64 / 1e6,
         index_bytes as f64 / segment_bytes as f64
     );
+    // "Now" is the newest event's time (events are in time order here).
+    let now = log
+        .range(
+            log.last_seq().saturating_sub(1000)..=log.last_seq(),
+            Direction::Forward,
+        )
+        .map(|e| stele::query::event_time(&e.unwrap()))
+        .max()
+        .unwrap();
     let key = stele::query::cursor_key(&dir).unwrap();
-    let engine = Engine::new(log.clone(), idx.clone(), clock, key);
+    let engine = Engine::new(
+        log.clone(),
+        idx.clone(),
+        Arc::new(ManualClock::new(now)),
+        key,
+    );
 
     // Sample events to draw query values from.
     let mut rng = EventGen::new(9);
@@ -148,6 +166,33 @@ fn main() {
         sample.push(log.get(seq).unwrap().unwrap());
     }
 
+    if only("gets") {
+        gets(&engine, &sample);
+    }
+    if only("lists") {
+        lists(&engine, &sample, now);
+    }
+    if only("stats") {
+        stats(&engine, &sample, now);
+    }
+    if only("counts") {
+        counts_and_facets(&engine, &sample, now);
+    }
+    if only("dashboard") {
+        dashboard(&engine, &sample);
+    }
+    drop(engine);
+    if only("lag") {
+        lag(&dir, now);
+    }
+}
+
+/// Whether a section is to run (`STELE_BENCH_ONLY`: a comma list; all when unset).
+fn only(section: &str) -> bool {
+    std::env::var("STELE_BENCH_ONLY").map_or(true, |v| v.split(',').any(|s| s.trim() == section))
+}
+
+fn gets(engine: &Engine, sample: &[StoredEvent]) {
     let mut t = Timer::new("get by id");
     for e in sample.iter().cycle().take(2000) {
         let got = t.time(|| {
@@ -158,12 +203,14 @@ fn main() {
         assert!(got.is_some());
     }
     t.report();
+}
 
+fn lists(engine: &Engine, sample: &[StoredEvent], now: i64) {
     // Each listing by event time (the default) and by seq (arrival).
     let list = |name: &str, make: &dyn Fn(&StoredEvent) -> Filter| {
         for sort in [Sort::Time, Sort::Seq] {
             let mut t = Timer::new(&format!("{name}, by {}", sort.as_str()));
-            for e in &sample {
+            for e in sample {
                 let q = Query {
                     filter: make(e),
                     sort,
@@ -224,7 +271,7 @@ fn main() {
     for sort in [Sort::Time, Sort::Seq] {
         let by = sort.as_str();
         let mut t = Timer::new(&format!("entity history (first 100), by {by}"));
-        for e in &sample {
+        for e in sample {
             if let (Some(ty), Some(id)) = (&e.event.entity_type, &e.event.entity_id) {
                 let q = Query {
                     sort,
@@ -236,7 +283,7 @@ fn main() {
         }
         t.report();
         let mut t = Timer::new(&format!("user timeline (newest 100), by {by}"));
-        for e in &sample {
+        for e in sample {
             if let Some(u) = &e.event.user_id {
                 let q = Query {
                     sort,
@@ -247,7 +294,9 @@ fn main() {
         }
         t.report();
     }
+}
 
+fn stats(engine: &Engine, sample: &[StoredEvent], now: i64) {
     let mut t = Timer::new("stats, 30 days, hourly histogram");
     for e in sample.iter().take(40) {
         let q = Query {
@@ -276,13 +325,12 @@ fn main() {
         t.time(|| engine.stats(&q).unwrap());
     }
     t.report();
+}
 
-    counts_and_facets(&engine, &sample, now);
-
-    // Lag under load, in a fresh data directory (the 1M one stays as built):
-    // append at a steady 60,000 events/s for 10 s (batches of 600 every 10 ms)
-    // and sample how far the indexes trail the log.
-    drop(engine);
+/// Lag under load, in a fresh data directory (the 1M one stays as built):
+/// append at a steady 60,000 events/s for 10 s (batches of 600 every 10 ms)
+/// and sample how far the indexes trail the log.
+fn lag(dir: &Path, now: i64) {
     let lag_dir = tempfile::tempdir_in(dir.parent().unwrap()).unwrap();
     let log =
         Arc::new(Log::open(lag_dir.path(), LogConfig::default(), Arc::new(SystemClock)).unwrap());
@@ -419,6 +467,14 @@ fn counts_and_facets(engine: &Engine, sample: &[StoredEvent], now: i64) {
         t.time(|| engine.stats_of(&month(), &two).unwrap());
     }
     t.report();
+}
+
+/// The dashboard's one call, for every event and for one tenant.
+fn dashboard(engine: &Engine, sample: &[StoredEvent]) {
+    let tenant = |e: &StoredEvent| Filter {
+        tenant: e.event.tenant.clone(),
+        ..Filter::default()
+    };
     let mut t = Timer::new("dashboard, all events");
     for _ in sample.iter().take(100) {
         t.time(|| engine.dashboard(&Filter::default()).unwrap());

@@ -12,7 +12,11 @@
 //!
 //! so one high finding reads 35 ("investigate"), three 100, and a handful of
 //! low ones stay below 30. Key findings are the five most serious, newest
-//! first among equals; recommendations are theirs, each once.
+//! first among equals; recommendations are theirs, each once. Beside the
+//! score of the whole set, each tenant with open findings gets its own (of
+//! the findings carrying it), most anomalous first: the findings of the
+//! system, an action or a process span tenants, carry none and count only in
+//! the whole set's score.
 
 use super::finding::Level;
 use crate::event::StoredEvent;
@@ -37,6 +41,22 @@ pub struct Summary {
     pub key_findings: Vec<Value>,
     /// What to do about them, most serious first, each once.
     pub recommendations: Vec<String>,
+    /// Per tenant with open findings: its score, counts and most serious
+    /// finding; score descending, then tenant ascending.
+    pub tenants: Vec<TenantScore>,
+}
+
+/// One tenant's open findings, summed up.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TenantScore {
+    /// The tenant.
+    pub tenant: String,
+    /// 0–100, of the tenant's open findings only.
+    pub anomaly_score: u32,
+    /// Its open findings by level.
+    pub open: OpenCounts,
+    /// Its most serious open finding (as in `key_findings`).
+    pub top_finding: Value,
 }
 
 /// Open findings by level.
@@ -75,36 +95,48 @@ pub fn summarize(findings: &[StoredEvent], now: i64) -> Summary {
             open.push((level, end, ev, m));
         }
     }
-    let mut s = Summary::default();
-    for (level, ..) in &open {
-        match level {
-            Level::Low => s.open.low += 1,
-            Level::Medium => s.open.medium += 1,
-            Level::High => s.open.high += 1,
-        }
-    }
-    let points: u64 = open
-        .iter()
-        .map(|(l, ..)| {
-            let p = POINTS.iter().find(|(x, _)| x == l).map_or(0, |(_, p)| *p);
-            u64::from(p)
-        })
-        .sum();
-    s.anomaly_score = points.min(100) as u32;
+    // Most serious first, then newest.
     open.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then(b.1.cmp(&a.1))
             .then(b.2.seq.cmp(&a.2.seq))
     });
+    let (anomaly_score, counts) = score(open.iter().map(|o| o.0));
+    let mut s = Summary {
+        anomaly_score,
+        open: counts,
+        ..Summary::default()
+    };
+    let mut tenants: Vec<&str> = open
+        .iter()
+        .filter_map(|o| o.2.event.tenant.as_deref())
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for t in tenants {
+        let mut theirs = open
+            .iter()
+            .filter(|o| o.2.event.tenant.as_deref() == Some(t))
+            .peekable();
+        let Some((level, _, ev, m)) = theirs.peek().copied() else {
+            continue;
+        };
+        let top_finding = key_finding(*level, ev, m);
+        let (anomaly_score, open) = score(theirs.map(|o| o.0));
+        s.tenants.push(TenantScore {
+            tenant: t.to_owned(),
+            anomaly_score,
+            open,
+            top_finding,
+        });
+    }
+    s.tenants.sort_by(|a, b| {
+        b.anomaly_score
+            .cmp(&a.anomaly_score)
+            .then(a.tenant.cmp(&b.tenant))
+    });
     for (level, _, ev, m) in open.iter().take(KEY_FINDINGS) {
-        s.key_findings.push(serde_json::json!({
-            "id": ev.event.id,
-            "seq": ev.seq,
-            "kind": m["kind"],
-            "level": level.as_str(),
-            "subject": m["subject"],
-            "summary": ev.event.description,
-        }));
+        s.key_findings.push(key_finding(*level, ev, m));
         if let Some(r) = m["recommendation"].as_str() {
             if !s.recommendations.iter().any(|x| x == r) {
                 s.recommendations.push(r.to_owned());
@@ -114,6 +146,35 @@ pub fn summarize(findings: &[StoredEvent], now: i64) -> Summary {
     s
 }
 
+/// The score and counts of open findings of these levels.
+fn score(levels: impl Iterator<Item = Level>) -> (u32, OpenCounts) {
+    let (mut counts, mut points) = (OpenCounts::default(), 0u64);
+    for level in levels {
+        match level {
+            Level::Low => counts.low += 1,
+            Level::Medium => counts.medium += 1,
+            Level::High => counts.high += 1,
+        }
+        points += POINTS
+            .iter()
+            .find(|(x, _)| *x == level)
+            .map_or(0, |(_, p)| u64::from(*p));
+    }
+    (points.min(100) as u32, counts)
+}
+
+/// A finding as listed in `key_findings`.
+fn key_finding(level: Level, ev: &StoredEvent, m: &Value) -> Value {
+    serde_json::json!({
+        "id": ev.event.id,
+        "seq": ev.seq,
+        "kind": m["kind"],
+        "level": level.as_str(),
+        "subject": m["subject"],
+        "summary": ev.event.description,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::finding::{Finding, Subject};
@@ -121,6 +182,10 @@ mod tests {
     use crate::event::Provenance;
 
     fn finding(level: Level, until: i64, seq: u64) -> StoredEvent {
+        of_tenant(level, until, seq, None)
+    }
+
+    fn of_tenant(level: Level, until: i64, seq: u64, tenant: Option<&str>) -> StoredEvent {
         let f = Finding {
             kind: "failed_login_burst",
             level,
@@ -128,7 +193,7 @@ mod tests {
                 kind: "user",
                 id: format!("u{seq}"),
             },
-            tenant: None,
+            tenant: tenant.map(str::to_owned),
             since: until - 600_000_000,
             until,
             evidence: serde_json::json!({}),
@@ -174,5 +239,43 @@ mod tests {
         let many: Vec<StoredEvent> = (10..14).map(|i| finding(Level::High, now, i)).collect();
         assert_eq!(summarize(&many, now).anomaly_score, 100);
         assert_eq!(summarize(&[], now), Summary::default());
+    }
+
+    #[test]
+    fn each_tenant_is_scored_on_its_own_findings_only() {
+        let now = 1_796_299_200_000_000;
+        let f = [
+            of_tenant(Level::Low, now - 10, 1, Some("b")),
+            of_tenant(Level::High, now - 20, 2, Some("a")),
+            of_tenant(Level::Medium, now - 30, 3, Some("b")),
+            of_tenant(Level::Low, now - 40, 4, Some("b")),
+            // Closed: not counted for its tenant either.
+            of_tenant(Level::High, now - OPEN_MICROS - 1, 5, Some("c")),
+            // Of no tenant: the whole set's score only.
+            finding(Level::High, now - 50, 6),
+        ];
+        let s = summarize(&f, now);
+        assert_eq!(s.anomaly_score, 5 + 35 + 15 + 5 + 35);
+        let t: Vec<(&str, u32, u64, &str)> = s
+            .tenants
+            .iter()
+            .map(|t| {
+                let top = t.top_finding["level"].as_str().unwrap();
+                (t.tenant.as_str(), t.anomaly_score, t.open.low, top)
+            })
+            .collect();
+        assert_eq!(t, [("a", 35, 0, "high"), ("b", 25, 2, "medium")]);
+        assert_eq!(s.tenants[1].open.medium, 1);
+        // Equal scores: by tenant.
+        let tie = [
+            of_tenant(Level::Low, now, 1, Some("z")),
+            of_tenant(Level::Low, now, 2, Some("y")),
+        ];
+        let names: Vec<String> = summarize(&tie, now)
+            .tenants
+            .into_iter()
+            .map(|t| t.tenant)
+            .collect();
+        assert_eq!(names, ["y", "z"]);
     }
 }

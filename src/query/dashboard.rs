@@ -1,16 +1,14 @@
 //! The dashboard: what a monitoring page shows, in one answer (seed 003's
 //! `active_users_1h`, `online_users_15m`, `recent_errors_1h`, the latest
-//! activity), computed from the indexes as a handful of counts and groups of
-//! the last hour, 15 minutes and 24 hours, never by reading events in bulk.
+//! activity), computed from the indexes in one pass over the matches of the
+//! last 24 hours (`index::text::recent`), never by reading events in bulk.
 //!
 //! Windows are by event time and end at the engine clock's now; every figure
 //! is of the events matching the caller's filter (a tenant scope included).
 
-use super::{Engine, Filter, NumRange, Order, Query, QueryError, Sort};
+use super::{Engine, Filter, Order, Query, QueryError, Sort};
 use crate::event::StoredEvent;
-use crate::index::text::StatsRequest;
-
-const MINUTE: i64 = 60_000_000;
+use crate::index::text::RecentRequest;
 /// Most users listed in `top_users`.
 pub const DASHBOARD_TOP_USERS: usize = 10;
 /// Events listed in `latest`.
@@ -73,31 +71,34 @@ impl Engine {
     /// its own time window (the dashboard's windows are fixed).
     pub fn dashboard(&self, filter: &Filter) -> Result<Dashboard, QueryError> {
         let now = self.now_micros();
-        let since = |minutes: i64| Filter {
-            since: Some(now - minutes * MINUTE),
-            until: None,
-            ..filter.clone()
+        let request = RecentRequest {
+            now,
+            top_users: DASHBOARD_TOP_USERS,
+            latest: DASHBOARD_LATEST,
         };
-        let hour = since(60);
-        let asked = StatsRequest {
-            groups: vec!["user_id", "status", "severity"],
-            top: DASHBOARD_TOP_USERS,
-            ..StatsRequest::default()
-        };
-        let stats = self.stats_of(&hour, &asked)?;
-        let count_of = |field: &str, value: &str| -> u64 {
-            stats
-                .groups
-                .iter()
-                .find(|g| g.field == field)
-                .and_then(|g| g.values.iter().find(|(v, _)| v == value))
-                .map_or(0, |(_, n)| *n)
-        };
-        let users = stats.groups.iter().find(|g| g.field == "user_id");
-        let events = stats.total;
-        let failures = count_of("status", "failure");
-        let critical = count_of("severity", "critical");
-        let errors = count_of("severity", "error") + critical;
+        let first = self.log().first_seq();
+        let r = self.indexes().text.recent(filter, &request, first)?;
+        let mut latest = Vec::with_capacity(r.latest.len());
+        for (_, seq) in &r.latest {
+            // A seq retention dropped since the search is left out.
+            if let Some(ev) = self.log().get(*seq)? {
+                latest.push(ev);
+            }
+        }
+        // Fewer than wanted in the last day (or dropped meanwhile): the
+        // newest of all history, by the listing.
+        if latest.len() < DASHBOARD_LATEST {
+            latest = self
+                .list(&Query {
+                    filter: filter.clone(),
+                    sort: Sort::Time,
+                    order: Order::Desc,
+                    limit: DASHBOARD_LATEST,
+                    ..Query::default()
+                })?
+                .events;
+        }
+        let events = r.events_1h;
         let share = |n: u64| {
             if events == 0 {
                 0.0
@@ -105,54 +106,19 @@ impl Engine {
                 n as f64 / events as f64
             }
         };
-        let risk_count = |lo: u64, hi: u64| -> Result<u64, QueryError> {
-            self.count(&Filter {
-                risk_score: Some(NumRange { lo, hi }),
-                ..hour.clone()
-            })
-        };
-        let (low, medium, high) = (
-            risk_count(0, 30)?,
-            risk_count(31, 70)?,
-            risk_count(71, 100)?,
-        );
-        let online = self.stats_of(
-            &since(15),
-            &StatsRequest {
-                groups: vec!["user_id"],
-                top: 1,
-                ..StatsRequest::default()
-            },
-        )?;
-        // The newest events by event time: every event of the last hour sorts
-        // before any older one, so when the hour holds enough of them the
-        // listing need not look further back (a narrower, cheaper search);
-        // then the last day; then everything.
-        let mut latest = Vec::new();
-        for window in [Some(since(60)), Some(since(24 * 60)), None] {
-            let page = self.list(&Query {
-                filter: window.unwrap_or_else(|| filter.clone()),
-                sort: Sort::Time,
-                order: Order::Desc,
-                limit: DASHBOARD_LATEST,
-                ..Query::default()
-            })?;
-            latest = page.events;
-            if latest.len() == DASHBOARD_LATEST {
-                break;
-            }
-        }
+        let errors = r.errors_1h + r.critical_1h;
+        let [low, medium, high] = r.risk_1h;
         Ok(Dashboard {
             now,
             last_hour: LastHour {
                 events,
-                failures,
+                failures: r.failures_1h,
                 errors,
-                critical,
-                failure_rate: share(failures),
+                critical: r.critical_1h,
+                failure_rate: share(r.failures_1h),
                 error_severity_rate: share(errors),
-                active_users: users.map_or(0, |g| g.distinct),
-                top_users: users.map(|g| g.values.clone()).unwrap_or_default(),
+                active_users: r.active_users_1h,
+                top_users: r.top_users_1h,
                 risk: RiskCounts {
                     low,
                     medium,
@@ -160,8 +126,8 @@ impl Engine {
                     unscored: events.saturating_sub(low + medium + high),
                 },
             },
-            online_users_15m: online.groups.first().map_or(0, |g| g.distinct),
-            events_24h: self.count(&since(24 * 60))?,
+            online_users_15m: r.online_users_15m,
+            events_24h: r.events_24h,
             latest,
         })
     }

@@ -83,6 +83,23 @@ fn findings_are_appended_listed_scoped_and_survive_a_restart_once() {
         assert_eq!(summary["anomaly_score"], 45, "{summary}");
         assert_eq!(summary["open"], json!({"low": 0, "medium": 3, "high": 0}));
         assert_eq!(summary["key_findings"].as_array().unwrap().len(), 3);
+        // Each tenant scored on its own findings, most anomalous first.
+        let per: Vec<(String, u64)> = summary["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["tenant"].as_str().unwrap().into(),
+                    t["anomaly_score"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(per, [("acme".into(), 30), ("globex".into(), 15)]);
+        assert_eq!(
+            summary["tenants"][1]["top_finding"]["kind"],
+            "privilege_change"
+        );
 
         // Kept out of listings and counts; filters by kind, level and tenant.
         assert_eq!(d.get("/v1/count").2["count"], 7);
@@ -92,6 +109,7 @@ fn findings_are_appended_listed_scoped_and_survive_a_restart_once() {
         findings(&d, "level=high", 0);
         let globex = findings(&d, "tenant=globex", 1);
         assert_eq!(globex["summary"]["anomaly_score"], 15);
+        assert_eq!(globex["summary"]["tenants"].as_array().unwrap().len(), 1);
 
         // The finding's query lists the events behind it.
         let eve = findings(&d, "user_id=eve", 1);

@@ -144,12 +144,14 @@ pub struct Stats {
 
 mod counts;
 mod ordered;
+mod recent;
 mod schema;
 mod stats;
 mod timed;
 mod writer;
 
 use ordered::*;
+pub use recent::{RecentAnswer, RecentRequest};
 use schema::*;
 #[cfg(test)]
 use stats::ranked;

@@ -423,7 +423,10 @@ fn merge_histogram(into: &mut HashMap<i64, u64>, histogram: Histogram, bucket: i
 
 /// Adds one segment's counts per ordinal to `into`, by value (the values a segment's
 /// matches use are resolved in one sorted pass over its dictionary).
-fn merge_column(into: &mut HashMap<String, u64>, column: OrdCounts) -> tantivy::Result<()> {
+pub(super) fn merge_column(
+    into: &mut HashMap<String, u64>,
+    column: OrdCounts,
+) -> tantivy::Result<()> {
     let OrdCounts { column, counts, .. } = column;
     let used: Vec<u64> = counts
         .iter()

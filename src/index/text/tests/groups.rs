@@ -76,6 +76,7 @@ pub(super) fn check_counts_and_groups(
         };
         assert_eq!(g, &want, "group {field} top {top} first {first} {f:?}");
     }
+    check_recent(ix, evs, f, first, rng);
     if request.rates {
         let n = kept.len().max(1) as f64;
         let fail = kept
@@ -89,6 +90,62 @@ pub(super) fn check_counts_and_groups(
         assert_eq!(got.failure_rate, Some(fail as f64 / n));
         assert_eq!(got.error_severity_rate, Some(sev as f64 / n));
     }
+}
+
+/// `recent` (the dashboard's one pass) against the brute force, at a random
+/// `now` among the events' times (so the windows cut through them).
+fn check_recent(ix: &TextIndex, evs: &[StoredEvent], f: &Filter, first: u64, rng: &mut Rng) {
+    const MIN: i64 = 60_000_000;
+    let now = event_time(rng.pick(evs)) + rng.below(90) as i64 * MIN;
+    let request = RecentRequest {
+        now,
+        top_users: 1 + rng.below(5) as usize,
+        latest: rng.below(12) as usize,
+    };
+    let got = ix.recent(f, &request, first).unwrap();
+    // The filter's own window is replaced by the dashboard's.
+    let unbounded = Filter {
+        since: None,
+        until: None,
+        ..f.clone()
+    };
+    let day: Vec<&StoredEvent> = evs
+        .iter()
+        .filter(|e| e.seq >= first && brute_match(e, &unbounded))
+        .filter(|e| event_time(e) >= now - 24 * 60 * MIN)
+        .collect();
+    let hour: Vec<&&StoredEvent> = day
+        .iter()
+        .filter(|e| event_time(e) >= now - 60 * MIN)
+        .collect();
+    let n = |p: &dyn Fn(&Event) -> bool| hour.iter().filter(|e| p(&e.event)).count() as u64;
+    let risk = |lo: u8, hi: u8| n(&|e| e.risk_score.is_some_and(|r| lo <= r && r <= hi));
+    let users = |since: i64| {
+        folded_counts(
+            hour.iter()
+                .filter(|e| event_time(e) >= since)
+                .filter_map(|e| e.event.user_id.clone()),
+        )
+    };
+    let mut top = ranked(users(now - 60 * MIN));
+    let active = top.len() as u64;
+    top.truncate(request.top_users);
+    let mut latest: Vec<(i64, u64)> = day.iter().map(|e| (event_time(e), e.seq)).collect();
+    latest.sort_unstable_by(|a, b| b.cmp(a));
+    latest.truncate(request.latest);
+    let want = RecentAnswer {
+        events_24h: day.len() as u64,
+        events_1h: hour.len() as u64,
+        failures_1h: n(&|e| e.status == Some(Status::Failure)),
+        errors_1h: n(&|e| e.severity == Some(Severity::Error)),
+        critical_1h: n(&|e| e.severity == Some(Severity::Critical)),
+        risk_1h: [risk(0, 30), risk(31, 70), risk(71, 100)],
+        active_users_1h: active,
+        top_users_1h: top,
+        online_users_15m: users(now - 15 * MIN).len() as u64,
+        latest,
+    };
+    assert_eq!(got, want, "recent {request:?} first {first} {f:?}");
 }
 
 /// Counts per value as filters compare them: spellings that differ only in

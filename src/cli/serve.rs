@@ -45,6 +45,7 @@ pub(crate) fn serve(
             Ok(stele::config::Reloaded {
                 alerts,
                 detect: cfg.detect,
+                processes: cfg.processes,
                 field_map,
                 limits: cfg.limits,
                 retention: cfg.retention,

@@ -63,6 +63,9 @@ pub struct Reloaded {
     pub alerts: crate::alert::AlertSet,
     /// `[detect]`: the thresholds (`enabled` needs a restart).
     pub detect: crate::intel::DetectConfig,
+    /// `[processes]`: the stuck thresholds (the horizon and the bounds need
+    /// a restart).
+    pub processes: crate::intel::ProcessesConfig,
 }
 
 /// Produces fresh reloadable settings, or says why it cannot.

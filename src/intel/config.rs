@@ -2,8 +2,9 @@
 //! operations are rebuilt at start-up, how many are tracked, and when a run
 //! that has not finished is `stuck`.
 //!
-//! Owns the section's values, defaults and checks; never read elsewhere
-//! than at start-up (a change needs a restart: the tracker is sized once).
+//! Owns the section's values, defaults and checks. SIGHUP puts new stuck
+//! thresholds in force (`Processes::reload`); the horizon and the bounds
+//! size the trackers at start-up and need a restart.
 
 use super::runs::{StuckRule, TrackerLimits};
 use serde::{Deserialize, Serialize};

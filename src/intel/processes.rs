@@ -35,6 +35,24 @@ impl Processes {
         }
     }
 
+    /// Puts the reloadable part of `cfg` in force: the stuck thresholds. The
+    /// horizon and the bounds size the trackers and need a restart; when
+    /// they differ from those in force, says which.
+    pub fn reload(&self, cfg: &ProcessesConfig) -> Result<(), &'static str> {
+        let stuck = cfg.runs().stuck;
+        let mut unchanged = Ok(());
+        for (tracker, limits) in [(&self.runs, cfg.runs()), (&self.batches, cfg.batches())] {
+            let mut t = tracker.exclusive();
+            let now = t.limits();
+            if (now.horizon_micros, now.tracked_max) != (limits.horizon_micros, limits.tracked_max)
+            {
+                unchanged = Err("horizon_hours, runs_max and batches_max change only at restart");
+            }
+            t.set_stuck(stuck);
+        }
+        unchanged
+    }
+
     /// The tracker of `kind`, locked.
     pub fn tracker(&self, kind: Kind) -> MutexGuard<'_, Tracker> {
         match kind {

@@ -366,6 +366,17 @@ impl Tracker {
         }
     }
 
+    /// Its bounds and thresholds in force.
+    pub fn limits(&self) -> TrackerLimits {
+        self.limits
+    }
+
+    /// Puts a new stuck rule in force (a reload): statuses are judged at
+    /// read time, so every run is judged by it from now on.
+    pub fn set_stuck(&mut self, stuck: StuckRule) {
+        self.limits.stuck = stuck;
+    }
+
     /// Whether `ev` concerns this tracker (has its id field).
     pub fn wants(kind: Kind, ev: &StoredEvent) -> bool {
         match kind {

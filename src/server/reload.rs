@@ -1,6 +1,7 @@
 //! SIGHUP: putting reloaded settings in force. Limits (except
 //! `connections_max`), retention, API keys, the ingest field map, the TLS
-//! certificate, webhooks and alert rules change;
+//! certificate, webhooks and alert rules, the detectors' thresholds and the
+//! stuck runs' thresholds change;
 //! the listen address, data directory, log and index settings need a
 //! restart. Reading the settings is the daemon's (`crate::daemon`).
 
@@ -53,6 +54,9 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
     if let Some(w) = &app.watch {
         w.set_thresholds(fresh.detect.thresholds());
     }
+    if let Err(why) = app.processes.reload(&fresh.processes) {
+        tracing::warn!("[processes] {why}: the stuck thresholds are reloaded, the rest kept.");
+    }
     let rules = fresh.alerts.rules.len();
     let alerts = match app.alerts.reload(fresh.alerts) {
         Ok(()) => format!("{rules} alert rules"),
@@ -68,6 +72,6 @@ pub(super) fn apply(app: &App, fresh: Reloaded) {
     };
     tracing::info!(
         "Reloaded: limits, retention settings, {keys} API keys, {mapped} \
-             mapped field names, {alerts} and the detectors' thresholds are now in force; {jwt}; {tls} ({limits:?})."
+             mapped field names, {alerts}, the detectors' and the stuck runs' thresholds are now in force; {jwt}; {tls} ({limits:?})."
     );
 }

@@ -717,3 +717,39 @@ fn beyond_runs_max_the_oldest_finished_runs_are_evicted_and_counted() {
         assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
     }
 }
+
+#[test]
+fn sighup_puts_new_stuck_thresholds_in_force_and_keeps_the_bounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = serve(tmp.path(), "");
+    // Started two hours ago, no history: stuck only past stuck_max (1 h).
+    let started = chrono::Utc::now() - chrono::Duration::hours(2);
+    let (st, _, v) = d.post(&json!({
+        "action": "sync", "source": "scheduled", "process_name": "nightly",
+        "process_id": "n-1", "phase": "started",
+        "timestamp": started.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    }));
+    assert_eq!(st, 201, "{v}");
+    let status = || wait_for(&d, "/v1/processes", "runs", 1)["runs"][0]["status"].clone();
+    assert_eq!(status(), "stuck");
+    // A longer bound, reloaded: running again (statuses are judged at read time).
+    let conf = tmp.path().join("stele.toml");
+    std::fs::write(
+        &conf,
+        "[processes]\nstuck_min_secs = 60\nstuck_max_secs = 10800\nruns_max = 5\n",
+    )
+    .unwrap();
+    d.reload(&conf);
+    assert_eq!(status(), "running");
+    // The bounds size the trackers and stay: one more run is still tracked.
+    std::fs::write(&conf, "[processes]\nstuck_max_secs = 3600\nruns_max = 1\n").unwrap();
+    d.reload(&conf);
+    assert_eq!(status(), "stuck");
+    let (st, _, v) = d.post(&json!({
+        "action": "sync", "source": "scheduled", "process_name": "nightly",
+        "process_id": "n-2", "phase": "started",
+    }));
+    assert_eq!(st, 201, "{v}");
+    let v = wait_for(&d, "/v1/processes", "runs", 2);
+    assert_eq!(v["evicted"], 0, "{v}");
+}

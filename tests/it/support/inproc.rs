@@ -161,6 +161,7 @@ impl Server {
             field_map: cfg.ingest.field_map().expect("a valid field map"),
             alerts,
             detect: cfg.detect,
+            processes: cfg.processes,
             auth: cfg.auth,
             tls: cfg.tls,
         });

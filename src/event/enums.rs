@@ -166,3 +166,53 @@ wire_enum! {
         Finished => "finished",
     }
 }
+
+/// A `risk_score`'s level: the cut used by filters (`risk_score=high`),
+/// statistics and the dashboard. Never stored: derived from the score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RiskLevel {
+    /// 0–30.
+    Low,
+    /// 31–70.
+    Medium,
+    /// 71–100.
+    High,
+}
+
+impl RiskLevel {
+    /// Every level, lowest first.
+    pub const ALL: [RiskLevel; 3] = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High];
+
+    /// Its name, as in filters and answers.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+        }
+    }
+
+    /// The level named `s` (ASCII case ignored), if any.
+    pub fn parse(s: &str) -> Option<RiskLevel> {
+        RiskLevel::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Its inclusive range of scores.
+    pub const fn range(self) -> (u64, u64) {
+        match self {
+            RiskLevel::Low => (0, 30),
+            RiskLevel::Medium => (31, 70),
+            RiskLevel::High => (71, 100),
+        }
+    }
+
+    /// The level of `score`; `None` above 100 (not a valid score).
+    pub fn of(score: u64) -> Option<RiskLevel> {
+        RiskLevel::ALL.into_iter().find(|l| {
+            let (lo, hi) = l.range();
+            (lo..=hi).contains(&score)
+        })
+    }
+}

@@ -9,6 +9,7 @@
 use super::{Engine, Filter, Order, Query, QueryError, Sort};
 use crate::event::StoredEvent;
 use crate::index::text::RecentRequest;
+pub use crate::index::text::RiskCounts;
 /// Most users listed in `top_users`.
 pub const DASHBOARD_TOP_USERS: usize = 10;
 /// Events listed in `latest`.
@@ -53,19 +54,6 @@ pub struct LastHour {
     pub risk: RiskCounts,
 }
 
-/// Events per risk level.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct RiskCounts {
-    /// `risk_score` 0–30.
-    pub low: u64,
-    /// 31–70.
-    pub medium: u64,
-    /// 71–100.
-    pub high: u64,
-    /// Without a `risk_score` (or above 100).
-    pub unscored: u64,
-}
-
 impl Engine {
     /// The dashboard of the events matching `filter`, which must not carry
     /// its own time window (the dashboard's windows are fixed).
@@ -107,7 +95,6 @@ impl Engine {
             }
         };
         let errors = r.errors_1h + r.critical_1h;
-        let [low, medium, high] = r.risk_1h;
         Ok(Dashboard {
             now,
             last_hour: LastHour {
@@ -119,12 +106,7 @@ impl Engine {
                 error_severity_rate: share(errors),
                 active_users: r.active_users_1h,
                 top_users: r.top_users_1h,
-                risk: RiskCounts {
-                    low,
-                    medium,
-                    high,
-                    unscored: events.saturating_sub(low + medium + high),
-                },
+                risk: RiskCounts::of(r.risk_1h, events),
             },
             online_users_15m: r.online_users_15m,
             events_24h: r.events_24h,

@@ -336,13 +336,7 @@ fn relative_micros(v: &str) -> Option<Option<i64>> {
 fn parse_range(name: &str, v: &str) -> Result<NumRange, QueryError> {
     let levels = name == "risk_score";
     if levels {
-        let level = match v.to_ascii_lowercase().as_str() {
-            "low" => Some((0, 30)),
-            "medium" => Some((31, 70)),
-            "high" => Some((71, 100)),
-            _ => None,
-        };
-        if let Some((lo, hi)) = level {
+        if let Some((lo, hi)) = crate::event::RiskLevel::parse(v).map(|l| l.range()) {
             return Ok(NumRange { lo, hi });
         }
     }

@@ -35,7 +35,7 @@ pub const PAGING_PARAMS: [&str; 3] = ["total", "offset", "page"];
 /// (`top` also applies to facets).
 pub const STATS_PARAMS: [&str; 3] = ["group_by", "include", "top"];
 /// What `include` may name.
-pub const INCLUDE_PARTS: [&str; 4] = ["last_24h", "histogram", "rates", "active_users"];
+pub const INCLUDE_PARTS: [&str; 5] = ["last_24h", "histogram", "rates", "active_users", "risk"];
 
 /// Where a listing's page starts and whether it carries the total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -139,7 +139,7 @@ impl Paging {
 pub struct StatsParams {
     /// `group_by=a,b`: the fields to count by value, in the order given.
     pub groups: Option<Vec<&'static str>>,
-    /// `include=last_24h,histogram,rates,active_users`.
+    /// `include=last_24h,histogram,rates,active_users,risk`.
     pub include: Option<Vec<&'static str>>,
     /// `top=N`: values kept per group.
     pub top: Option<usize>,
@@ -221,6 +221,7 @@ impl StatsParams {
             last_24h: has("last_24h").then_some(now),
             histogram: has("histogram").then_some(bucket),
             rates: has("rates"),
+            risk: has("risk"),
         }
     }
 }

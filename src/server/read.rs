@@ -278,6 +278,7 @@ pub(super) async fn stats(app: Arc<App>, req: Req, caller: Caller) -> Resp {
                     "error_rate": st.error_rate,
                     "failure_rate": st.failure_rate,
                     "error_severity_rate": st.error_severity_rate,
+                    "by_risk": st.by_risk,
                 }),
             );
             counted(resp, total)
@@ -327,6 +328,9 @@ fn parts_json(a: &StatsAnswer, parts: &StatsParams, interval: Interval) -> Value
     if let (Some(f), Some(e)) = (a.failure_rate, a.error_severity_rate) {
         body["failure_rate"] = json!(f);
         body["error_severity_rate"] = json!(e);
+    }
+    if let Some(r) = a.risk {
+        body["by_risk"] = json!(r);
     }
     body
 }

@@ -218,6 +218,23 @@ fn statistics_compute_the_groups_and_parts_asked_for() {
         0,
         "no user_id in the fixtures"
     );
+    // Risk levels: as the risk_score filter counts them, in the full object
+    // and with include=risk (events posted without a score got one).
+    let (_, _, r) = d.get("/v1/stats?include=risk&tenant=acme");
+    let mut scored = 0;
+    for level in ["low", "medium", "high"] {
+        let (_, _, c) = d.get(&format!("/v1/count?risk_score={level}&tenant=acme"));
+        assert_eq!(r["by_risk"][level], c["count"], "{level}: {r}");
+        scored += c["count"].as_u64().unwrap();
+    }
+    assert!(scored > 0, "{r}");
+    let (_, _, c) = d.get("/v1/count?tenant=acme");
+    assert_eq!(
+        r["by_risk"]["unscored"].as_u64(),
+        Some(c["count"].as_u64().unwrap() - scored)
+    );
+    let (_, _, all) = d.get("/v1/stats?tenant=acme");
+    assert_eq!(all["by_risk"], r["by_risk"]);
 }
 
 #[test]

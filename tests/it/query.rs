@@ -359,6 +359,14 @@ fn brute_stats(f: &Filter, now: i64, bucket: i64) -> Stats {
         error_rate: share(failures),
         failure_rate: share(failures),
         error_severity_rate: share(errors),
+        by_risk: stele::index::text::RiskCounts::of(
+            [0..=30, 31..=70, 71..=100].map(|r| {
+                hits.iter()
+                    .filter(|e| e.event.risk_score.is_some_and(|s| r.contains(&s)))
+                    .count() as u64
+            }),
+            hits.len() as u64,
+        ),
     }
 }
 

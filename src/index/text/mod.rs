@@ -140,6 +140,8 @@ pub struct Stats {
     pub failure_rate: f64,
     /// Matches with severity `error` or `critical` / total (0.0 when total is 0).
     pub error_severity_rate: f64,
+    /// Matches per risk level.
+    pub by_risk: RiskCounts,
 }
 
 mod counts;
@@ -155,7 +157,7 @@ pub use recent::{RecentAnswer, RecentRequest};
 use schema::*;
 #[cfg(test)]
 use stats::ranked;
-pub use stats::{group_fields, GroupCounts, StatsAnswer, StatsRequest};
+pub use stats::{group_fields, GroupCounts, RiskCounts, StatsAnswer, StatsRequest};
 pub use writer::TextWriter;
 
 fn tantivy_err(err: impl fmt::Display) -> TextError {

@@ -22,12 +22,11 @@
 
 use super::stats::{fold_variants, merge_column, ranked, OrdCounts, BLOCK};
 use super::*;
+use crate::event::RiskLevel;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 const MINUTE: i64 = 60_000_000;
-/// The column of the risk levels.
-const RISK_SCORE: &str = "risk_score";
 
 /// What [`TextIndex::recent`] computes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -188,7 +187,7 @@ impl Collector for RecentCollector {
         Ok(RecentSegment {
             time: ff.i64(F_TIME)?,
             codes: ff.u64(F_CODES)?,
-            risk: ff.column_opt(RISK_SCORE)?,
+            risk: ff.column_opt(F_RISK_SCORE)?,
             users_1h: ff.str(self.user_column)?.map(users),
             users_15m: ff.str(self.user_column)?.map(users),
             seqs,
@@ -290,13 +289,9 @@ impl RecentSegment {
                     *c += 1;
                 }
             }
-            if let Some(r) = self.risk.as_ref().and_then(|c| c.first(*doc)) {
-                match r {
-                    0..=30 => self.risk_1h[0] += 1,
-                    31..=70 => self.risk_1h[1] += 1,
-                    71..=100 => self.risk_1h[2] += 1,
-                    _ => {}
-                }
+            let score = self.risk.as_ref().and_then(|c| c.first(*doc));
+            if let Some(level) = score.and_then(RiskLevel::of) {
+                self.risk_1h[level as usize] += 1;
             }
             for (users, since) in [
                 (&mut self.users_1h, self.hour),

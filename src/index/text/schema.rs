@@ -5,6 +5,8 @@ use super::*;
 
 pub(super) const F_SEQ: &str = "seq";
 pub(super) const F_TIME: &str = "time";
+/// The `risk_score` row's column (levels in statistics and the dashboard).
+pub(super) const F_RISK_SCORE: &str = "risk_score";
 pub(super) const F_CODES: &str = "codes";
 
 /// The fast-only string columns for statistics, derived from the field table: `_<name>`

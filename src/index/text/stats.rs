@@ -15,6 +15,7 @@
 //!    cut at `top`; `distinct` counts every value, so a cut list says so.
 
 use super::*;
+use crate::event::RiskLevel;
 
 /// What a statistics question computes; each part is read only when asked for.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,6 +31,35 @@ pub struct StatsRequest {
     pub histogram: Option<i64>,
     /// `failure_rate` and `error_severity_rate`.
     pub rates: bool,
+    /// Matches per risk level (`risk`).
+    pub risk: bool,
+}
+
+/// Matches per risk level of their `risk_score` (`event::RiskLevel`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RiskCounts {
+    /// `risk_score` 0–30.
+    pub low: u64,
+    /// 31–70.
+    pub medium: u64,
+    /// 71–100.
+    pub high: u64,
+    /// Without a `risk_score`.
+    pub unscored: u64,
+}
+
+impl RiskCounts {
+    /// The counts of `total` matches of which `per_level` (low, medium,
+    /// high) have a score.
+    pub fn of(per_level: [u64; 3], total: u64) -> RiskCounts {
+        let [low, medium, high] = per_level;
+        RiskCounts {
+            low,
+            medium,
+            high,
+            unscored: total.saturating_sub(low + medium + high),
+        }
+    }
 }
 
 /// The counts of one field's values among the matches.
@@ -62,6 +92,8 @@ pub struct StatsAnswer {
     pub failure_rate: Option<f64>,
     /// Matches with severity `error` or `critical` / total (0.0 when total is 0).
     pub error_severity_rate: Option<f64>,
+    /// Matches per risk level (when asked).
+    pub risk: Option<RiskCounts>,
 }
 
 /// The fields statistics can group by and facets can list, in field-table order.
@@ -121,6 +153,7 @@ impl TextIndex {
                 .last_24h
                 .map(|now| now.saturating_sub(86_400_000_000)),
             bucket: request.histogram.map(|b| b.max(1)),
+            risk: request.risk,
             time_lo: lo,
             time_hi: hi,
             first,
@@ -168,6 +201,7 @@ impl TextIndex {
             last_24h: Some(now),
             histogram: Some(bucket_micros),
             rates: true,
+            risk: true,
         };
         let a = self.stats_of(filter, &request, first)?;
         let mut groups = a.groups.into_iter().map(|g| g.values);
@@ -197,6 +231,7 @@ impl TextIndex {
             error_rate: failure_rate,
             failure_rate,
             error_severity_rate: a.error_severity_rate.unwrap_or(0.0),
+            by_risk: a.risk.unwrap_or_default(),
         })
     }
 }
@@ -213,6 +248,8 @@ pub(super) struct StatsCollector {
     pub(super) day_ago: Option<i64>,
     /// The histogram's bucket width, when asked for.
     pub(super) bucket: Option<i64>,
+    /// Whether `risk_score` levels are counted.
+    pub(super) risk: bool,
     /// Inclusive bounds on the time of every match (from the filter).
     pub(super) time_lo: i64,
     pub(super) time_hi: i64,
@@ -259,6 +296,11 @@ pub(super) struct StatsSegment {
     pub(super) histogram: Option<Histogram>,
     pub(super) total: u64,
     pub(super) last_24h: u64,
+    /// The `risk_score` column, when levels are asked for and a document of
+    /// the segment has a score.
+    pub(super) risk: Option<Column<u64>>,
+    /// Matches per risk level (low, medium, high).
+    pub(super) risk_counts: [u64; 3],
     /// Docs at or after this one are below the collector's `first` seq.
     pub(super) end: DocId,
     pub(super) ords: Vec<Option<u64>>,
@@ -272,6 +314,7 @@ pub(super) struct SegmentStatsFruit {
     pub(super) histogram: Option<Histogram>,
     pub(super) total: u64,
     pub(super) last_24h: u64,
+    pub(super) risk_counts: [u64; 3],
 }
 
 /// Statistics merged over all segments.
@@ -284,6 +327,7 @@ pub(super) struct MergedStats {
     pub(super) histogram: HashMap<i64, u64>,
     pub(super) total: u64,
     pub(super) last_24h: u64,
+    pub(super) risk_counts: [u64; 3],
 }
 
 impl StatsCollector {
@@ -360,6 +404,11 @@ impl Collector for StatsCollector {
             bucket: self.bucket.unwrap_or(1),
             total: 0,
             last_24h: 0,
+            risk: match self.risk {
+                true => ff.column_opt(F_RISK_SCORE)?,
+                false => None,
+            },
+            risk_counts: [0; 3],
             end: self.end(segment)?,
             ords: vec![None; BLOCK],
             times: vec![None; BLOCK],
@@ -379,6 +428,9 @@ impl Collector for StatsCollector {
         for fruit in fruits {
             merged.total += fruit.total;
             merged.last_24h += fruit.last_24h;
+            for (into, n) in merged.risk_counts.iter_mut().zip(fruit.risk_counts) {
+                *into += n;
+            }
             for (into, n) in merged.code_counts.iter_mut().zip(&fruit.code_counts) {
                 *into += n;
             }
@@ -520,6 +572,13 @@ impl StatsSegment {
                 }
             }
         }
+        if let Some(risk) = &self.risk {
+            ords.fill(None);
+            risk.first_vals(docs, ords);
+            for level in ords.iter().flatten().filter_map(|s| RiskLevel::of(*s)) {
+                self.risk_counts[level as usize] += 1;
+            }
+        }
         if let Some(time) = &self.time {
             let mut times = std::mem::take(&mut self.times);
             times[..n].fill(None);
@@ -552,6 +611,7 @@ impl SegmentCollector for StatsSegment {
             histogram: self.histogram,
             total: self.total,
             last_24h: self.last_24h,
+            risk_counts: self.risk_counts,
         }
     }
 }
@@ -685,5 +745,6 @@ fn answer(request: &StatsRequest, sources: &[GroupSource], mut m: MergedStats) -
         groups,
         failure_rate,
         error_severity_rate,
+        risk: request.risk.then(|| RiskCounts::of(m.risk_counts, m.total)),
     }
 }

@@ -38,6 +38,7 @@ pub(super) fn check_counts_and_groups(
         groups: groups.clone(),
         top,
         rates: rng.chance(50),
+        risk: rng.chance(50),
         ..StatsRequest::default()
     };
     let got = ix.stats_of(f, &request, first).unwrap();
@@ -76,6 +77,7 @@ pub(super) fn check_counts_and_groups(
         };
         assert_eq!(g, &want, "group {field} top {top} first {first} {f:?}");
     }
+    assert_eq!(got.risk, request.risk.then(|| brute_risk(&kept)));
     check_recent(ix, evs, f, first, rng);
     if request.rates {
         let n = kept.len().max(1) as f64;

@@ -223,7 +223,22 @@ fn brute_stats(evs: &[&StoredEvent], now: i64, bucket: i64, top: usize) -> Stats
         error_rate: share(failures),
         failure_rate: share(failures),
         error_severity_rate: share(errors),
+        by_risk: brute_risk(evs),
     }
+}
+
+/// Events per risk level, brute force.
+fn brute_risk(evs: &[&StoredEvent]) -> RiskCounts {
+    let mut r = RiskCounts::default();
+    for e in evs {
+        match e.event.risk_score {
+            None => r.unscored += 1,
+            Some(0..=30) => r.low += 1,
+            Some(31..=70) => r.medium += 1,
+            Some(_) => r.high += 1,
+        }
+    }
+    r
 }
 
 struct Rng(EventGen);

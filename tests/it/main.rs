@@ -36,6 +36,7 @@ mod own_records;
 mod params;
 mod processes;
 mod query;
+mod readme;
 mod retention;
 mod risk;
 mod stream_ws;

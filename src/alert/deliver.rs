@@ -50,7 +50,9 @@ fn rfc3339(us: i64) -> String {
 
 /// The relative URL listing what fired `n`: the rule's filter over its
 /// window (the listing's `since`/`until` are event times, which for events
-/// posted without a `timestamp` are their `received_at`), or the finding.
+/// posted without a `timestamp` are their `received_at`), or the finding, in
+/// its tenant when it has one (ids are unique per tenant: the same finding id
+/// in two tenants, say the same user's burst, is otherwise a 409).
 pub fn link(n: &Notification) -> String {
     match &n.detail {
         Detail::Threshold {
@@ -64,9 +66,15 @@ pub fn link(n: &Notification) -> String {
             q.append_pair("until", &rfc3339(*end));
             format!("/v1/events?{}", q.finish())
         }
-        Detail::Finding { id, .. } => {
+        Detail::Finding { id, finding, .. } => {
             let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
-            format!("/v1/events/{id}")
+            match finding.get("tenant").and_then(Value::as_str) {
+                Some(t) => {
+                    let t: String = form_urlencoded::byte_serialize(t.as_bytes()).collect();
+                    format!("/v1/events/{id}?tenant={t}")
+                }
+                None => format!("/v1/events/{id}"),
+            }
         }
     }
 }
@@ -243,6 +251,16 @@ mod tests {
         let got: Vec<u128> = (1..=6).map(|f| backoff(f, max).as_millis()).collect();
         assert_eq!(got, vec![500, 1000, 2000, 4000, 5000, 5000]);
         assert_eq!(backoff(u32::MAX, max), max);
+    }
+
+    #[test]
+    fn a_finding_links_to_itself_in_its_tenant() {
+        let mut n = finding("x");
+        assert_eq!(link(&n), "/v1/events/f%2F1");
+        if let Detail::Finding { finding, .. } = &mut n.detail {
+            finding["tenant"] = json!("acme corp");
+        }
+        assert_eq!(link(&n), "/v1/events/f%2F1?tenant=acme+corp");
     }
 
     #[test]

@@ -24,10 +24,12 @@
 //! [`BASELINE_DEFAULT`] (5 %).
 //!
 //! Invariants:
-//! 1. At most one finding per kind, subject, window and level (`emitted`), so a
-//!    window that keeps growing raises once, and again only if it escalates
-//!    (low → medium → high); the finding's event id carries the same key, so a
-//!    replay after a restart cannot store it twice either.
+//! 1. At most one finding per tenant, kind, subject, window and level
+//!    (`emitted`), so a window that keeps growing raises once, and again only
+//!    if it escalates (low → medium → high); the finding's event id carries the
+//!    same key (ids are unique per tenant), so a replay after a restart cannot
+//!    store it twice either. The same subject in two tenants (a user id, an
+//!    address, a process name) is two findings.
 //! 2. Memory is bounded: every map is a [`Bounded`] with a cap in
 //!    [`Limits`]; beyond it the least recently seen are forgotten (they are
 //!    then judged as new: bursts restart, baselines warm up again).
@@ -38,7 +40,7 @@
 
 use super::bounded::Bounded;
 use super::classify;
-use super::finding::{q, Finding, Level, Subject};
+use super::finding::{q, Finding, FindingKey, Level, Subject};
 use crate::event::{self, format_micros, StoredEvent};
 use crate::query::event_time;
 use serde_json::json;
@@ -239,7 +241,7 @@ pub struct Detectors {
     /// By (tenant, IP).
     ips: Bounded<(Option<String>, String), Ip>,
     rates: Bounded<(&'static str, String), Rate>,
-    emitted: Bounded<(&'static str, Subject, i64, Level), bool>,
+    emitted: Bounded<FindingKey, bool>,
 }
 
 const MINUTE: i64 = 60_000_000;
@@ -279,16 +281,14 @@ impl Detectors {
 
     /// Remembers a finding already in the log (read back at start-up) so it
     /// is not raised again.
-    pub fn remember(&mut self, kind: &'static str, subject: Subject, since: i64, level: Level) {
-        *self.emitted.entry(&(kind, subject, since, level)) = true;
+    pub fn remember(&mut self, key: FindingKey) {
+        *self.emitted.entry(&key) = true;
     }
 
     /// Whether `f` is new (and remembers it): for findings raised outside
     /// `observe` (the runs' findings of `intel::watch`).
     pub fn fresh(&mut self, f: &Finding) -> bool {
-        let seen = self
-            .emitted
-            .entry(&(f.kind, f.subject.clone(), f.since, f.level));
+        let seen = self.emitted.entry(&f.key());
         !std::mem::replace(seen, true)
     }
 

@@ -103,7 +103,22 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
+/// What makes a finding the same one (deduplication, `intel::detect`): its
+/// kind, tenant, subject, window start and level.
+pub type FindingKey = (&'static str, Option<String>, Subject, i64, Level);
+
 impl Finding {
+    /// Its deduplication key.
+    pub fn key(&self) -> FindingKey {
+        (
+            self.kind,
+            self.tenant.clone(),
+            self.subject.clone(),
+            self.since,
+            self.level,
+        )
+    }
+
     /// The id of its event: one per kind, subject, window start and level.
     pub fn id(&self) -> String {
         format!(

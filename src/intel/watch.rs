@@ -17,7 +17,7 @@
 
 use super::detect::{Detectors, Limits, Thresholds, KINDS};
 use super::feed::Observer;
-use super::finding::{q, Finding, Level, Subject, CATEGORY};
+use super::finding::{q, Finding, FindingKey, Level, Subject, CATEGORY};
 use super::processes::Processes;
 use super::runs::{nearest_rank, Kind, Run, RunStatus};
 use crate::clock::Clock;
@@ -93,8 +93,8 @@ impl Watch {
     }
 }
 
-/// The key of a finding's event, read back from its metadata.
-fn finding_key(e: &StoredEvent) -> Option<(&'static str, Subject, i64, Level)> {
+/// The key of a finding's event, read back from its metadata and tenant.
+fn finding_key(e: &StoredEvent) -> Option<FindingKey> {
     if e.event.category.as_deref() != Some(CATEGORY) {
         return None;
     }
@@ -109,7 +109,7 @@ fn finding_key(e: &StoredEvent) -> Option<(&'static str, Subject, i64, Level)> {
         kind: subject_kind,
         id: m["subject"]["id"].as_str()?.to_owned(),
     };
-    Some((kind, subject, since, level))
+    Some((kind, e.event.tenant.clone(), subject, since, level))
 }
 
 impl Observer for Watch {
@@ -123,8 +123,8 @@ impl Observer for Watch {
                     .as_ref()
                     .is_some_and(|p| p.ingested_by == INGESTED_BY_STELE);
                 if own {
-                    if let Some((kind, subject, since, level)) = finding_key(e) {
-                        d.remember(kind, subject, since, level);
+                    if let Some(key) = finding_key(e) {
+                        d.remember(key);
                     }
                     continue;
                 }

@@ -60,7 +60,15 @@ pub fn open_engine(
     cfg: &ServeConfig,
     opened: impl FnOnce(&Arc<Indexes>, u64),
 ) -> anyhow::Result<Engine> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    open_engine_on(cfg, Arc::new(SystemClock), opened)
+}
+
+/// [`open_engine`] with the log and the engine on `clock`.
+fn open_engine_on(
+    cfg: &ServeConfig,
+    clock: Arc<dyn Clock>,
+    opened: impl FnOnce(&Arc<Indexes>, u64),
+) -> anyhow::Result<Engine> {
     let data_dir = &cfg.data_dir;
     let log_config =
         crate::seal::with_evidence(cfg.log.clone(), data_dir, cfg.seal.witness_dir.as_deref());
@@ -83,13 +91,33 @@ impl State {
     /// # Errors
     /// As those two.
     pub async fn open(cfg: &ServeConfig) -> anyhow::Result<State> {
-        let cfg2 = cfg.clone();
-        let engine = tokio::task::spawn_blocking(move || open_engine(&cfg2, |_, _| {})).await??;
+        State::open_with(cfg, Arc::new(SystemClock)).await
+    }
+
+    /// [`State::open`] on `clock` instead of the system's: the log's
+    /// `received_at`, the activity feed's ticks, the detectors, the seal,
+    /// retention, the alert task and the routes' "now" read it (timeouts and
+    /// latencies still use the monotonic clock). For tests that move time on
+    /// purpose (a `crate::clock::ManualClock`: a run stuck for an hour
+    /// without waiting an hour).
+    ///
+    /// # Errors
+    /// As [`State::open`].
+    #[cfg(any(test, feature = "testkit"))]
+    pub async fn open_on(cfg: &ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<State> {
+        State::open_with(cfg, clock).await
+    }
+
+    /// [`open_engine_on`] then [`State::start_on`], on `clock`.
+    async fn open_with(cfg: &ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<State> {
+        let (cfg2, clock2) = (cfg.clone(), clock.clone());
+        let engine =
+            tokio::task::spawn_blocking(move || open_engine_on(&cfg2, clock2, |_, _| {})).await??;
         let tls = match &cfg.tls {
             Some(t) => Some(crate::tls::CertResolver::new(t).map_err(|e| anyhow::anyhow!("{e}"))?),
             None => None,
         };
-        State::start(cfg, engine, tls)
+        State::start_on(cfg, engine, tls, clock)
     }
 
     /// Starts the seal and the retention runner over `engine` and builds the
@@ -103,7 +131,16 @@ impl State {
         engine: Engine,
         tls: Option<Arc<crate::tls::CertResolver>>,
     ) -> anyhow::Result<State> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        State::start_on(cfg, engine, tls, Arc::new(SystemClock))
+    }
+
+    /// [`State::start`] on `clock` (the one `engine` was opened on).
+    fn start_on(
+        cfg: &ServeConfig,
+        engine: Engine,
+        tls: Option<Arc<crate::tls::CertResolver>>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<State> {
         // The seal: checkpoints, the start-up verification, digests, scrubbing.
         let seal = crate::seal::Seal::start(
             &cfg.data_dir,

@@ -20,6 +20,7 @@ mod cli_query;
 mod config;
 mod crash;
 mod dashboard;
+mod detect_e2e;
 mod digest;
 mod facets;
 mod faults;

@@ -210,7 +210,7 @@ fn every_injected_anomaly_is_found_once_with_its_subject_and_level() {
     // replay the recent events to warm up, raise nothing twice.
     let mut again = Detectors::new(Thresholds::default(), Limits::default());
     for f in &found {
-        again.remember(f.kind, f.subject.clone(), f.since, f.level);
+        again.remember(f.key());
     }
     let replayed = run(&mut again, &quiet, 1);
     assert!(replayed.is_empty());
@@ -280,4 +280,61 @@ fn stele_own_events_are_never_observed_and_memory_is_bounded() {
         "{:?}",
         d.tracked()
     );
+}
+
+/// The same user and address failing in two tenants in one window: a burst
+/// in each tenant (the deduplication key holds the tenant), and remembering
+/// one tenant's findings does not silence the other's.
+#[test]
+fn the_same_subject_in_two_tenants_is_two_findings() {
+    let failures = |tenant: &str| -> Vec<Event> {
+        (0..5)
+            .map(|i| Event {
+                tenant: Some(tenant.into()),
+                ..ev(
+                    DAY0 + i * 1_000_000,
+                    "login",
+                    "admin",
+                    "10.9.9.9",
+                    Status::Failure,
+                )
+            })
+            .collect()
+    };
+    let mut d = Detectors::new(Thresholds::default(), Limits::default());
+    let mut found = Vec::new();
+    for (i, e) in failures("acme")
+        .into_iter()
+        .chain(failures("globex"))
+        .enumerate()
+    {
+        found.extend(d.observe(&stored(i as u64 + 1, e)));
+    }
+    let mut keys: Vec<_> = found
+        .iter()
+        .map(|f| (f.tenant.clone().unwrap(), f.subject.kind, f.kind))
+        .collect();
+    keys.sort();
+    let k = |t: &str, s| (t.to_owned(), s, "failed_login_burst");
+    assert_eq!(
+        keys,
+        [
+            k("acme", "ip"),
+            k("acme", "user"),
+            k("globex", "ip"),
+            k("globex", "user")
+        ]
+    );
+    // A restart that read back acme's findings still raises globex's.
+    let mut again = Detectors::new(Thresholds::default(), Limits::default());
+    for f in found.iter().filter(|f| f.tenant.as_deref() == Some("acme")) {
+        again.remember(f.key());
+    }
+    let raised: Vec<Finding> = failures("globex")
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, e)| again.observe(&stored(i as u64 + 1, e)))
+        .collect();
+    assert_eq!(raised.len(), 2, "{raised:#?}");
+    assert!(raised.iter().all(|f| f.tenant.as_deref() == Some("globex")));
 }

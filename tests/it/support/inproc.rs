@@ -10,8 +10,9 @@
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use stele::clock::Clock;
 use stele::config::{Config, Reloaded, ServeConfig};
 
 use super::daemon::call_at;
@@ -94,6 +95,18 @@ impl Server {
 
     /// Serves with `cfg` on an ephemeral loopback port.
     pub fn start_with(cfg: ServeConfig) -> Server {
+        Server::spawn(cfg, None)
+    }
+
+    /// Serves with `cfg` on `clock` instead of the system's (a
+    /// `stele::clock::ManualClock` the test moves): `received_at`, every
+    /// "now" of the routes, and the activity feed's ticks (stuck runs, at
+    /// most every `stele::intel::feed::TICK_SECS` of this clock) follow it.
+    pub fn start_on(cfg: ServeConfig, clock: Arc<dyn Clock>) -> Server {
+        Server::spawn(cfg, Some(clock))
+    }
+
+    fn spawn(cfg: ServeConfig, clock: Option<Arc<dyn Clock>>) -> Server {
         static SERVERS: AtomicUsize = AtomicUsize::new(0);
         let name = format!("stele-inproc-{}", SERVERS.fetch_add(1, Ordering::Relaxed));
         watch_panics();
@@ -112,7 +125,10 @@ impl Server {
                     .expect("a runtime");
                 rt.block_on(async move {
                     let opened = async {
-                        let state = stele::server::State::open(&cfg).await?;
+                        let state = match clock {
+                            Some(c) => stele::server::State::open_on(&cfg, c).await?,
+                            None => stele::server::State::open(&cfg).await?,
+                        };
                         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                         anyhow::Ok((state, listener))
                     };

@@ -7,16 +7,25 @@ use super::*;
 #[test]
 fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
     let tmp = tempfile::tempdir().unwrap();
+    // The size and count limits on one server; the one-second timeouts on
+    // another, so that an ordinary request slowed by a loaded machine is
+    // never mistaken for a stalled one.
     let d = Server::start_with_limits(
-        tmp.path(),
+        &tmp.path().join("sizes"),
         stele::config::Limits {
             url_bytes_max: 1024,
             header_bytes_max: 2048,
-            header_read_timeout_secs: 1,
-            request_timeout_secs: 1,
             streams_max: 1,
             events_per_request_max: 10,
             body_bytes_max: 100_000,
+            ..Default::default()
+        },
+    );
+    let timed = Server::start_with_limits(
+        &tmp.path().join("timeouts"),
+        stele::config::Limits {
+            header_read_timeout_secs: 1,
+            request_timeout_secs: 1,
             ..Default::default()
         },
     );
@@ -51,7 +60,7 @@ fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
         "{resp}"
     );
     // A client that never finishes its head is disconnected.
-    let mut slow = TcpStream::connect(&d.addr).unwrap();
+    let mut slow = TcpStream::connect(&timed.addr).unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
         .unwrap();
     let started = Instant::now();
@@ -59,7 +68,7 @@ fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
     assert!(closed, "a slow head was not timed out");
     assert!(started.elapsed() < Duration::from_secs(5));
     // A body that stalls: 503 request-timeout after request_timeout_secs.
-    let mut s = TcpStream::connect(&d.addr).unwrap();
+    let mut s = TcpStream::connect(&timed.addr).unwrap();
     write!(
         s,
         "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"action\""
@@ -109,10 +118,12 @@ fn every_limit_is_enforced_with_a_problem_and_the_daemon_stays_up() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // After all of it the daemon is healthy and ingests.
-    assert_eq!(d.get("/healthz").0, 200);
-    let (st, _, p) = d.post(&json!({"action": "a", "actor": "b"}));
-    assert_eq!(st, 201, "{p}");
+    // After all of it the daemons are healthy and ingest.
+    for d in [&d, &timed] {
+        assert_eq!(d.get("/healthz").0, 200);
+        let (st, _, p) = d.post(&json!({"action": "a", "actor": "b"}));
+        assert_eq!(st, 201, "{p}");
+    }
 }
 
 #[test]

@@ -112,7 +112,7 @@ impl Client {
 }
 
 /// Answers by status, and transport errors.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Tally {
     pub by_status: BTreeMap<u16, u64>,
     /// 200 answers to ingest with `"replayed": true` (ids already stored).

@@ -39,6 +39,11 @@ pub struct DaemonNotes {
 
 impl Daemon {
     pub fn start(o: &Opts) -> Result<Daemon> {
+        Daemon::start_env(o, &[])
+    }
+
+    /// Like [`Daemon::start`], with these variables added to the daemon's environment.
+    pub fn start_env(o: &Opts, env: &[(&str, &str)]) -> Result<Daemon> {
         if !o.stele.is_file() {
             bail!(
                 "the stele binary {} does not exist: build it first with `cargo build --release` \
@@ -80,6 +85,7 @@ impl Daemon {
         };
         let mut child = cmd
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -94,6 +94,64 @@ pub fn producer(
     sample_every: u64,
     queue: usize,
 ) -> (mpsc::Receiver<Body>, std::thread::JoinHandle<Produced>) {
+    producer_spread(
+        seed,
+        event_bytes,
+        per_body,
+        total,
+        sample_every,
+        queue,
+        None,
+    )
+}
+
+/// Who acts in generated events when the generator's own few hundred users are too
+/// few (the `detect` scenario): `users` distinct user ids, each with a home IP of its
+/// own, and one user event in `away_one_in` from a random address (a traveller, a new
+/// device); events without a user get a random address.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    pub users: u64,
+    pub away_one_in: u64,
+}
+
+impl Spread {
+    /// Rewrites the user id and IP of `ev` from the random value `r`.
+    fn apply(&self, ev: &mut Event, r: u64) {
+        if ev.user_id.is_some() {
+            let u = r % self.users;
+            ev.user_id = Some(format!("u-{u}"));
+            if ev.ip.is_some() {
+                let away = (r >> 40) % self.away_one_in == 0;
+                // Home addresses: a fixed scramble of the user number.
+                let n = if away {
+                    r >> 16
+                } else {
+                    u.wrapping_mul(0x9E37_79B9)
+                };
+                ev.ip = Some(ip_of(n));
+            }
+        } else if ev.ip.is_some() {
+            ev.ip = Some(ip_of(r >> 16));
+        }
+    }
+}
+
+/// An address of 10.0.0.0/8 numbered by `n` (modulo 2^24).
+fn ip_of(n: u64) -> String {
+    format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+}
+
+/// [`producer`], with the users and addresses rewritten by `spread` when given.
+pub fn producer_spread(
+    seed: u64,
+    event_bytes: usize,
+    per_body: usize,
+    total: Option<u64>,
+    sample_every: u64,
+    queue: usize,
+    spread: Option<Spread>,
+) -> (mpsc::Receiver<Body>, std::thread::JoinHandle<Produced>) {
     let (tx, rx) = mpsc::channel::<Body>(queue);
     let handle = std::thread::spawn(move || {
         let mut g = EventGen::new(seed).with_base_time(base_time());
@@ -111,7 +169,11 @@ pub fn producer(
             let mut head = None;
             let mut head_len = 0;
             for i in 0..n {
-                let ev = next_event(&mut g, event_bytes);
+                let mut ev = next_event(&mut g, event_bytes);
+                if let Some(s) = &spread {
+                    let r = g.next_u64();
+                    s.apply(&mut ev, r);
+                }
                 to_json(&ev, &mut buf);
                 if per_body > 1 {
                     buf.push(b'\n');

@@ -17,7 +17,8 @@
 //! cargo run --release --example loadgen -- single      # 64 clients, 1 event per request
 //! cargo run --release --example loadgen -- query       # ingest 200,000, then a query mix
 //! cargo run --release --example loadgen -- stream      # SSE delivery at 200 events/s
-//! cargo run --release --example loadgen -- all         # the four in sequence
+//! cargo run --release --example loadgen -- detect      # detectors off vs on, latency
+//! cargo run --release --example loadgen -- all         # the five in sequence
 //! cargo run --release --example loadgen -- all --json  # + JSON per scenario on stdout
 //! cargo run --release --example loadgen -- --help      # every option
 //! ```
@@ -79,7 +80,24 @@
 //!   and are reported. **Target: SSE delivery ≤ 50 ms p99 after acknowledgement.**
 //!   With `--ws` the client reads `GET /v1/stream/ws` instead (a WebSocket: one text
 //!   frame per event, the same JSON); run both to compare the transports.
-//! - `all`: `batch`, `single`, `query` and `stream` in sequence.
+//! - `detect` (`--events` default 500,000 per daemon, `--pairs` default 2, `--users`
+//!   default 50,000, `--burst-every` default 200 ms, `--clients` default 2): the cost and
+//!   the latency of the detectors (issue 18). Starts fresh daemons with the detectors
+//!   off (`STELE_DETECT_ENABLED=false`) and on, alternating (off, on, on, off, …), and
+//!   ingests `--events` NDJSON events of `--batch` into each, with the users and
+//!   addresses spread over `--users` users (home addresses, one event in 10 from
+//!   elsewhere) and the generator's share of failed logins; the same workload (seed) for
+//!   both daemons of a pair. Meanwhile, on both, one client reads
+//!   `GET /v1/stream?category=stele.finding` (findings as soon as they are stored: the
+//!   stream reads the log, where `/v1/findings` waits for the index) and another injects,
+//!   every `--burst-every`, a burst of failed logins for a fresh user (4 in one request,
+//!   then the 5th, the default `login_burst_count`, alone). Reports events/s per daemon
+//!   and off vs on (**target: the detectors cost ≤ 10 %**), detection latency from the
+//!   201 of the 5th failure to the `failed_login_burst` finding on the stream,
+//!   p50/p95/p99/max (**target: p99 ≤ 2 s**), findings by kind, the detectors' tracked
+//!   users/IPs/scopes (`/metrics`) and each daemon's VmRSS / VmHWM at the end of its
+//!   ingest. At 1,000,000 events: `loadgen detect --events 1000000`.
+//! - `all`: `batch`, `single`, `query`, `stream` and `detect` in sequence.
 //!
 //! Answers by status, non-2xx answers and transport errors are counted over the whole
 //! run (warm-up and the "searchable within" probes included); the first non-2xx body
@@ -99,7 +117,8 @@
 //! - `gen.rs`: event generation into request bodies on a thread of its own;
 //! - `ingest.rs`: ingest clients shared by the scenarios, the "searchable within" probes;
 //! - `report.rs`: the text and JSON report;
-//! - one module a scenario: `batch.rs`, `single.rs`, `query.rs`, `stream.rs`.
+//! - one module a scenario: `batch.rs`, `single.rs`, `query.rs`, `stream.rs`,
+//!   `detect.rs`.
 //!
 //! `examples/common/` (connections, requests, percent-encoding) is shared with `soak`.
 
@@ -119,6 +138,7 @@ mod common;
 mod batch;
 mod client;
 mod daemon;
+mod detect;
 mod gen;
 mod ingest;
 mod query;
@@ -176,9 +196,19 @@ pub struct Opts {
     /// Events per request in the batch scenario (1 to 10,000).
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// Events ingested before the query mix.
-    #[arg(long, default_value_t = 200_000)]
-    pub events: u64,
+    /// Events ingested: before the query mix (default 200,000); into each daemon of
+    /// the detect scenario (default 500,000).
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Detect scenario: pairs of daemons (detectors off, on), run in ABBA order.
+    #[arg(long, default_value_t = 2)]
+    pub pairs: usize,
+    /// Detect scenario: distinct users in the generated events.
+    #[arg(long, default_value_t = 50_000)]
+    pub users: u64,
+    /// Detect scenario: milliseconds between two injected failed-login bursts.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub burst_every: u64,
     /// Events posted per second in the stream scenario.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
@@ -219,6 +249,7 @@ pub enum Scenario {
     Single,
     Query,
     Stream,
+    Detect,
     All,
 }
 
@@ -229,6 +260,7 @@ impl Scenario {
             Scenario::Single => "single",
             Scenario::Query => "query",
             Scenario::Stream => "stream",
+            Scenario::Detect => "detect",
             Scenario::All => "all",
         }
     }
@@ -261,6 +293,7 @@ fn main() -> ExitCode {
             Scenario::Single,
             Scenario::Query,
             Scenario::Stream,
+            Scenario::Detect,
         ],
         s => vec![s],
     };
@@ -301,14 +334,26 @@ fn check_opts(o: &Opts) -> Result<()> {
     if !(o.rate.is_finite() && o.rate > 0.0) {
         bail!("--rate must be a positive number of events per second");
     }
-    if o.events == 0 {
+    if o.events == Some(0) {
         bail!("--events must be at least 1");
+    }
+    if o.pairs == 0 || o.users == 0 || o.burst_every == 0 {
+        bail!("--pairs, --users and --burst-every must be at least 1");
+    }
+    if o.scenario == Scenario::Detect && o.addr.is_some() {
+        bail!("the detect scenario starts its own daemons (detectors off and on): no --addr");
     }
     Ok(())
 }
 
 /// Starts a daemon (unless `--addr`), runs one scenario against it, stops it.
 fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<Report> {
+    if s == Scenario::Detect {
+        if o.addr.is_some() {
+            bail!("the detect scenario starts its own daemons: skipped with --addr");
+        }
+        return detect::detect(rt, o);
+    }
     let daemon = match &o.addr {
         Some(_) => None,
         None => Some(Daemon::start(o)?),
@@ -337,7 +382,9 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
                 Scenario::Single => single::single(&ctx, o).await,
                 Scenario::Query => query::query(&ctx, o).await,
                 Scenario::Stream => stream::stream(&ctx, o).await,
-                Scenario::All => unreachable!("`all` is expanded by main"),
+                Scenario::Detect | Scenario::All => {
+                    unreachable!("`detect` runs its own daemons, `all` is expanded by main")
+                }
             }
         }
         .await;

@@ -105,32 +105,26 @@ pub struct KindOut {
     pub empty: u64,
 }
 
+/// Events ingested before the query mix unless `--events` says otherwise.
+const QUERY_EVENTS_DEFAULT: u64 = 200_000;
+
 pub async fn query(ctx: &Ctx, o: &Opts) -> Result<Report> {
     let clients = o.clients.unwrap_or(4);
+    let events = o.events.unwrap_or(QUERY_EVENTS_DEFAULT);
     let mut report = Report::new(
         "query",
         format!(
             "{} events ingested, then {clients} clients running the query mix, {:.1} s measured after {:.1} s warm-up",
-            o.events, o.duration, o.warmup
+            events, o.duration, o.warmup
         ),
-        json!({"clients": clients, "events": o.events, "event_bytes": o.event_bytes,
+        json!({"clients": clients, "events": events, "event_bytes": o.event_bytes,
                "duration_s": o.duration, "warmup_s": o.warmup, "seed": o.seed}),
     );
 
     // 1. Ingest (not measured).
-    eprintln!(
-        "loadgen: query: ingesting {} events in batches of 1000",
-        o.events
-    );
-    let sample_every = (o.events / 4000).max(1);
-    let (rx, gen) = producer(
-        o.seed,
-        o.event_bytes,
-        1000,
-        Some(o.events),
-        sample_every,
-        16,
-    );
+    eprintln!("loadgen: query: ingesting {events} events in batches of 1000");
+    let sample_every = (events / 4000).max(1);
+    let (rx, gen) = producer(o.seed, o.event_bytes, 1000, Some(events), sample_every, 16);
     let started = Instant::now();
     let forever = Timing {
         warm_end: started,

@@ -48,6 +48,8 @@ const NO_FINDING_DRAIN: Duration = Duration::from_secs(1);
 const COST_TARGET_PERCENT: f64 = 10.0;
 /// The latency target of issue 18 (p99, ms).
 const LATENCY_TARGET_MS: f64 = 2000.0;
+/// How often the feed's lag behind the log is sampled.
+const LAG_EVERY: Duration = Duration::from_millis(500);
 
 /// What one daemon's run gave.
 struct RunOut {
@@ -67,6 +69,9 @@ struct RunOut {
     /// VmRSS and VmHWM (peak) of the daemon at the end, kB.
     rss_kb: Option<(u64, u64)>,
     stalls: u64,
+    /// How far the activity feed was behind the log (events), max and mean of the
+    /// samples taken during the ingest.
+    feed_lag: (u64, f64),
     tally: Tally,
     notes: DaemonNotes,
 }
@@ -243,8 +248,10 @@ impl Run<'_> {
             Duration::from_millis(self.o.burst_every),
             done.clone(),
         ));
+        let lag = tokio::spawn(feed_lag(ctx.clone(), done.clone()));
         let out = ingest_clients(ctx, self.clients, rx, forever, NDJSON, None).await;
         done.store(true, Ordering::Relaxed);
+        let feed_lag = lag.await.unwrap_or_default();
         let (acks, burst_tally) = injector
             .await
             .map_err(|e| anyhow!("the burst injector failed: {e}"))?;
@@ -313,6 +320,7 @@ impl Run<'_> {
             tracked,
             rss_kb,
             stalls: out.stalls,
+            feed_lag,
             tally,
             notes: DaemonNotes::default(),
         })
@@ -483,6 +491,35 @@ fn finding_block(block: &[u8], at: Instant, seen: &Mutex<Seen>) {
     *s.kinds.entry(kind).or_default() += 1;
 }
 
+/// Samples how far the activity feed is behind the log (`stele_log_last_seq` −
+/// `stele_intel_feed_seq`) every [`LAG_EVERY`] until `done`: the max and the mean.
+async fn feed_lag(ctx: Ctx, done: Arc<AtomicBool>) -> (u64, f64) {
+    let mut c = Client::new(&ctx);
+    let (mut max, mut sum, mut n) = (0u64, 0u64, 0u64);
+    while !done.load(Ordering::Relaxed) && !ctx.aborted() {
+        tokio::time::sleep(LAG_EVERY).await;
+        let Ok(a) = c.call(Method::GET, "/metrics", None, Bytes::new()).await else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&a.body);
+        let gauge = |name: &str| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(name))
+                .find_map(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        if let (Some(last), Some(feed)) =
+            (gauge("stele_log_last_seq"), gauge("stele_intel_feed_seq"))
+        {
+            let lag = (last - feed).max(0.0) as u64;
+            max = max.max(lag);
+            sum += lag;
+            n += 1;
+        }
+    }
+    (max, sum as f64 / n.max(1) as f64)
+}
+
 /// `stele_detector_tracked{what}` from `/metrics`.
 async fn tracked(ctx: &Ctx) -> Result<Vec<(String, u64)>> {
     let mut c = Client::new(ctx);
@@ -533,10 +570,12 @@ fn summarize(report: &mut Report, runs: &[RunOut]) {
         report.line(
             &r.label(),
             format!(
-                "{:.0} events/s ({} events in {:.1} s); {rss}",
+                "{:.0} events/s ({} events in {:.1} s); {rss}; feed lag max {} / mean {:.0} events",
                 r.rate(),
                 r.events,
-                r.secs
+                r.secs,
+                r.feed_lag.0,
+                r.feed_lag.1
             ),
         );
         rows.push(json!({
@@ -544,7 +583,8 @@ fn summarize(report: &mut Report, runs: &[RunOut]) {
             "events_per_s": r2(r.rate()), "vm_rss_kb": r.rss_kb.map(|x| x.0),
             "vm_hwm_kb": r.rss_kb.map(|x| x.1), "bursts": r.bursts,
             "findings": r.kinds, "tracked": r.tracked.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "generator_stalls": r.stalls,
+            "generator_stalls": r.stalls, "feed_lag_max": r.feed_lag.0,
+            "feed_lag_mean": r2(r.feed_lag.1),
         }));
     }
     report.set("runs", json!(rows));

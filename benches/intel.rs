@@ -299,6 +299,10 @@ fn runs(n: u64) {
     m.report("process runs (Tracker)", n, t.len(), &text);
 }
 
+/// A row of the report: its name (for `STELE_BENCH_INTEL_ONLY`) and what
+/// it runs for a size.
+type Row = (&'static str, fn(u64));
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let sizes: Vec<u64> = std::env::var("STELE_BENCH_INTEL_SIZES")
@@ -306,7 +310,7 @@ fn main() {
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1_000, 10_000, 100_000, 1_000_000]);
     let only = std::env::var("STELE_BENCH_INTEL_ONLY").unwrap_or_default();
-    let rows: [(&str, fn(u64)); 6] = [
+    let rows: [Row; 6] = [
         ("users", users),
         ("ips", ips),
         ("failed", failed_logins),

@@ -2,7 +2,7 @@
 //! bearer key against 1, 100 and 10,000 configured keys (SHA-256 of the key,
 //! then a constant-time comparison with every hash), and taking a token from
 //! a key's rate-limit bucket. Issue 6's target is ≤ 0.2 ms added to a query's
-//! p50 and ≤ 5 % of ingest throughput; `examples/loadgen.rs --auth` measures
+//! p50 and ≤ 5 % of ingest throughput; `examples/loadgen/ --auth` measures
 //! it end to end over HTTP (including the audit trail).
 //!
 //! ```text

@@ -262,7 +262,7 @@ fn findings(n: u64) {
             id: format!("u-{i}"),
         };
         let since = T0 + i as i64 * 1000;
-        m.time(|| d.remember("privilege_change", subject, since, Level::Medium));
+        m.time(|| d.remember(("privilege_change", None, subject, since, Level::Medium)));
     }
     let entries = d.tracked()[3];
     m.report("remembered findings", n, entries, &tracked_text(&d));

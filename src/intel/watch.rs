@@ -2,8 +2,13 @@
 //! every event in seq order and their findings are appended to the log.
 //!
 //! Owns the [`Detectors`] behind a lock (held for one feed batch) and the
-//! appending of findings (`ingested_by = "stele"`, one group commit per feed
-//! batch, on the feed's thread: never on ingest's path).
+//! appending of findings (`ingested_by = "stele"`) by its own thread,
+//! `stele-findings`: the feed hands each batch's findings over and reads on,
+//! and the thread appends whatever has queued in one group commit. Neither is
+//! on ingest's path, and the feed never waits for a disk write (it did, and
+//! fell tens of thousands of events behind a busy log). The queue holds
+//! [`QUEUE_BATCHES`] batches; beyond, the feed waits (findings are never
+//! dropped). [`Watch::close`] appends what is queued and stops the thread.
 //!
 //! Restart without re-alerting: the feed replays the recent history at start.
 //! That replay only warms the detectors' memory (bursts in progress, known
@@ -27,7 +32,22 @@ use crate::log::Log;
 use crate::metrics::Histogram;
 use crate::sync::Recover;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Feed batches of findings queued for the appender at most.
+pub const QUEUE_BATCHES: usize = 256;
+/// Findings appended in one group commit at most.
+const APPEND_MAX: usize = 4096;
+
+/// What the feed hands the appender.
+enum Msg {
+    /// Findings: the arrival of the event behind each, and the finding.
+    Found(Vec<(i64, Finding)>),
+    /// Answer once everything sent before is appended.
+    Flush(SyncSender<()>),
+}
 
 /// Counters of the detectors.
 #[derive(Debug, Default)]
@@ -43,7 +63,6 @@ pub struct WatchStats {
 /// The detectors of a running daemon (see the module documentation).
 pub struct Watch {
     detectors: Mutex<Detectors>,
-    log: Arc<Log>,
     clock: Arc<dyn Clock>,
     /// Findings are appended only for events with a greater seq: the log's
     /// last seq when the daemon started.
@@ -52,28 +71,62 @@ pub struct Watch {
     processes: Option<Arc<Processes>>,
     /// The last seq observed (stuck runs are judged once the replay is done).
     observed: AtomicU64,
-    /// Its counters.
-    pub stats: WatchStats,
+    /// Its counters (shared with the appender).
+    pub stats: Arc<WatchStats>,
+    /// The appender's queue and thread (`None` once closed).
+    appender: Mutex<Option<(SyncSender<Msg>, JoinHandle<()>)>>,
 }
 
 impl Watch {
     /// Detectors over `log` with these thresholds and bounds; events up to the
     /// log's last seq now only warm them up.
+    ///
+    /// # Errors
+    /// The appender thread could not be spawned.
     pub fn new(
         log: Arc<Log>,
         clock: Arc<dyn Clock>,
         th: Thresholds,
         limits: Limits,
         processes: Option<Arc<Processes>>,
-    ) -> Watch {
-        Watch {
+    ) -> std::io::Result<Watch> {
+        let stats = Arc::new(WatchStats::default());
+        let (tx, rx) = sync_channel(QUEUE_BATCHES);
+        let thread = {
+            let (log, clock, stats) = (log.clone(), clock.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("stele-findings".into())
+                .spawn(move || appender(&rx, &log, clock.as_ref(), &stats))?
+        };
+        Ok(Watch {
             detectors: Mutex::new(Detectors::new(th, limits)),
             live_after: log.last_seq(),
             processes,
             observed: AtomicU64::new(0),
-            log,
             clock,
-            stats: WatchStats::default(),
+            stats,
+            appender: Mutex::new(Some((tx, thread))),
+        })
+    }
+
+    /// Returns once every finding handed over so far is appended (or failed).
+    pub fn flush(&self) {
+        let Some(tx) = self.appender.exclusive().as_ref().map(|(tx, _)| tx.clone()) else {
+            return;
+        };
+        let (done, wait) = sync_channel(1);
+        if tx.send(Msg::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Appends what is queued and stops the appender; findings raised later
+    /// are dropped with an error logged. Idempotent.
+    pub fn close(&self) {
+        let taken = self.appender.exclusive().take();
+        if let Some((tx, thread)) = taken {
+            drop(tx);
+            let _ = thread.join();
         }
     }
 
@@ -319,31 +372,73 @@ impl Watch {
             .collect()
     }
 
-    /// Appends `found` (arrival of the event behind each, and the finding).
+    /// Hands `found` (arrival of the event behind each, and the finding) to
+    /// the appender.
     fn append(&self, found: Vec<(i64, Finding)>) {
         if found.is_empty() {
             return;
         }
-        let evs: Vec<_> = found.iter().map(|(_, f)| f.to_event()).collect();
-        match self.log.append(&evs, &Provenance::stele()) {
-            Ok(_) => {
-                let now = self.clock.now_micros();
-                for (received, f) in &found {
-                    if let Some(i) = KINDS.iter().position(|k| *k == f.kind) {
-                        self.stats.raised[i].fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.stats
-                        .latency
-                        .observe_micros(now.saturating_sub(*received).max(0) as u64);
-                }
+        let tx = self.appender.exclusive().as_ref().map(|(tx, _)| tx.clone());
+        let n = found.len() as u64;
+        if tx.is_none_or(|tx| tx.send(Msg::Found(found)).is_err()) {
+            self.stats.failed.fetch_add(n, Ordering::Relaxed);
+            tracing::error!("{n} findings could not be appended: the detectors are closed.");
+        }
+    }
+}
+
+/// The appender thread: appends what has queued in one group commit, until
+/// every sender is gone.
+fn appender(rx: &Receiver<Msg>, log: &Log, clock: &dyn Clock, stats: &WatchStats) {
+    while let Ok(first) = rx.recv() {
+        let mut found = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Found(f) => found.extend(f),
+                Msg::Flush(done) => flushes.push(done),
             }
-            Err(e) => {
-                self.stats
-                    .failed
-                    .fetch_add(found.len() as u64, Ordering::Relaxed);
-                tracing::error!("{} findings could not be appended: {e}.", found.len());
+            if found.len() < APPEND_MAX {
+                next = rx.try_recv().ok();
             }
         }
+        if !found.is_empty() {
+            append_now(&found, log, clock, stats);
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Appends `found` and counts them.
+fn append_now(found: &[(i64, Finding)], log: &Log, clock: &dyn Clock, stats: &WatchStats) {
+    let evs: Vec<_> = found.iter().map(|(_, f)| f.to_event()).collect();
+    match log.append(&evs, &Provenance::stele()) {
+        Ok(_) => {
+            let now = clock.now_micros();
+            for (received, f) in found {
+                if let Some(i) = KINDS.iter().position(|k| *k == f.kind) {
+                    stats.raised[i].fetch_add(1, Ordering::Relaxed);
+                }
+                stats
+                    .latency
+                    .observe_micros(now.saturating_sub(*received).max(0) as u64);
+            }
+        }
+        Err(e) => {
+            stats
+                .failed
+                .fetch_add(found.len() as u64, Ordering::Relaxed);
+            tracing::error!("{} findings could not be appended: {e}.", found.len());
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -386,6 +481,7 @@ mod tests {
             .collect();
         p.observe(&stored);
         w.observe(&stored);
+        w.flush();
     }
 
     fn findings(log: &Log) -> Vec<serde_json::Value> {
@@ -408,7 +504,8 @@ mod tests {
             Thresholds::default(),
             Limits::default(),
             Some(p.clone()),
-        );
+        )
+        .unwrap();
         // Six runs of 10 s, then one of 200 s (20 × the p95: high).
         for i in 0..6 {
             let t = T0 + i * 3600 * SEC;
@@ -448,10 +545,13 @@ mod tests {
         feed(&log, &p, &w, &[run_event("hung", Phase::Started, t)]);
         clock.set(t + 60 * SEC);
         w.tick(t + 60 * SEC);
+        w.flush();
         assert_eq!(findings(&log).len(), 1, "not stuck yet");
         clock.set(t + 600 * SEC);
         w.tick(t + 600 * SEC);
+        w.flush();
         w.tick(t + 660 * SEC);
+        w.flush();
         let f = findings(&log);
         assert_eq!(f.len(), 2, "{f:#?}");
         assert_eq!(
@@ -464,5 +564,68 @@ mod tests {
                 .load(Ordering::Relaxed),
             1
         );
+    }
+
+    #[test]
+    fn findings_handed_over_are_appended_by_close_and_later_ones_counted_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let log = Arc::new(Log::open(dir.path(), LogConfig::default(), clock.clone()).unwrap());
+        let w = Watch::new(
+            log.clone(),
+            clock.clone(),
+            Thresholds::default(),
+            Limits::default(),
+            None,
+        )
+        .unwrap();
+        // Six failed logins of one user: a burst (user and IP) in one batch.
+        let failures: Vec<Event> = (0..6)
+            .map(|i| Event {
+                id: format!("f{i}"),
+                action: "login_failed".into(),
+                user_id: Some("eve".into()),
+                ip: Some("203.0.113.9".into()),
+                status: Some(crate::event::Status::Failure),
+                timestamp: Some(T0 + i * SEC),
+                ..Event::default()
+            })
+            .collect();
+        let ack = log.append(&failures, &Provenance::cli()).unwrap();
+        let stored: Vec<StoredEvent> = log
+            .range(
+                ack.first_seq..=ack.last_seq(),
+                crate::log::Direction::Forward,
+            )
+            .map(|e| e.unwrap())
+            .collect();
+        // Stored after the watch started: live, so raised and handed over.
+        w.observe(&stored);
+        w.close();
+        let kinds: Vec<String> = findings(&log)
+            .iter()
+            .map(|f| f["subject"]["type"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert_eq!(w.stats.failed.load(Ordering::Relaxed), 0);
+        // Closed: a later finding is counted as failed, not lost silently.
+        let late = Finding {
+            kind: "privilege_change",
+            level: Level::Medium,
+            subject: Subject {
+                kind: "user",
+                id: "ann".into(),
+            },
+            tenant: None,
+            since: T0,
+            until: T0 + 1,
+            evidence: serde_json::json!({}),
+            summary: "s".into(),
+            recommendation: "r".into(),
+            query: String::new(),
+        };
+        w.append(vec![(T0, late)]);
+        assert_eq!(w.stats.failed.load(Ordering::Relaxed), 1);
+        w.close();
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Owns the order of start-up (log → indexes → catch-up → seal → retention
 //! → alerts → the activity feed) and of shutdown (the alert task stops →
-//! retention, the activity feed and the seal's readers stop → every request
+//! retention, the activity feed, the findings' appender and the seal's
+//! readers stop → every request
 //! handle is gone → the indexes' final checkpoint → the checkpointer's last
 //! checkpoint → the log's last answers). Never touches signals, systemd or
 //! the listener: that is [`crate::daemon`]'s.
@@ -168,15 +169,16 @@ impl State {
         // The run trackers, fed from the horizon on, in the background.
         let processes = Arc::new(Processes::new(&cfg.processes));
         // The detectors: the same feed; findings only for events after now.
-        let watch = cfg.detect.enabled.then(|| {
-            Arc::new(crate::intel::watch::Watch::new(
+        let watch = match cfg.detect.enabled {
+            true => Some(Arc::new(crate::intel::watch::Watch::new(
                 engine.log().clone(),
                 clock.clone(),
                 cfg.detect.thresholds(),
                 crate::intel::detect::Limits::default(),
                 Some(processes.clone()),
-            ))
-        });
+            )?)),
+            false => None,
+        };
         let mut observers: Vec<Arc<dyn crate::intel::feed::Observer>> = vec![processes.clone()];
         if let Some(w) = &watch {
             observers.push(w.clone());
@@ -262,9 +264,14 @@ impl State {
         // The runner and the seal's readers stop now (they hold log
         // handles); the checkpointer last, after the final appends, so its
         // checkpoint covers everything this process wrote.
+        let watch = app.watch.clone();
         let checkpointer = tokio::task::spawn_blocking(move || {
             retention.stop();
             feed.stop();
+            // The findings of what the feed saw, appended before the log closes.
+            if let Some(w) = watch {
+                w.close();
+            }
             seal.stop_but_checkpointer()
         })
         .await?;

@@ -417,13 +417,22 @@ impl Tracker {
         let max = self.limits.tracked_max;
         let keep = max - max / 64;
         let excess = self.runs.len().saturating_sub(keep);
-        let mut order: Vec<(bool, i64, u64, Key)> = self
+        if excess == 0 {
+            return;
+        }
+        // The `excess` oldest by a linear selection, not a sort, and only
+        // their keys cloned: this runs on the feed's thread, once every
+        // `tracked_max / 64` new runs.
+        let mut order: Vec<(bool, i64, u64, &Key)> = self
             .runs
             .iter()
-            .map(|(k, r)| (r.finished.is_none(), r.received_last, r.last_seq, k.clone()))
+            .map(|(k, r)| (r.finished.is_none(), r.received_last, r.last_seq, k))
             .collect();
-        order.sort_unstable();
-        for (_, _, _, k) in order.into_iter().take(excess) {
+        if excess < order.len() {
+            order.select_nth_unstable(excess - 1);
+        }
+        let gone: Vec<Key> = order[..excess].iter().map(|o| o.3.clone()).collect();
+        for k in gone {
             self.runs.remove(&k);
             self.evicted += 1;
         }

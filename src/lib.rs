@@ -42,6 +42,7 @@ pub mod auth;
 pub mod backup;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod datadir;
 pub mod event;

@@ -41,6 +41,7 @@
 //!    itself (see `crate::access`).
 
 mod admin;
+mod console;
 mod dashboard;
 mod export;
 mod facets;

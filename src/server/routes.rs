@@ -22,8 +22,8 @@
 
 use super::problem::{query_problem, Kind, Problem};
 use super::{
-    admin, dashboard, export, facets, findings, gate, health, ingest, processes, read, stream,
-    stream_ws, App, Caller, Req, Resp,
+    admin, console, dashboard, export, facets, findings, gate, health, ingest, processes, read,
+    stream, stream_ws, App, Caller, Req, Resp,
 };
 use crate::auth::{Keyring, MetricsAccess, Role};
 use crate::intel::runs::Kind as Tracked;
@@ -99,7 +99,10 @@ use Guard::{Metrics, Public, Role as Needs};
 
 /// Every route. Order matters only among routes of one path: the first is
 /// the name a 405 is counted under, and `Allow` lists them in this order.
-pub static ROUTES: [Route; 28] = [
+pub static ROUTES: [Route; 31] = [
+    route!(GET "/", "console", Public, |_, r, _, _| Box::pin(async move { console::file(&r, None) })),
+    route!(GET "/console/{file}", "console", Public, |_, r, _, p| Box::pin(async move { console::file(&r, p.first().map(String::as_str)) })),
+    route!(GET "/v1/me", "me", Needs(Role::Read), |_, _, c, _| Box::pin(async move { console::me(&c) })),
     route!(GET "/healthz", "healthz", Public, |a, _, _, _| Box::pin(async move { health::healthz(&a) })),
     route!(GET "/readyz", "readyz", Public, |a, _, _, _| Box::pin(async move { health::readyz(&a) })),
     route!(GET "/metrics", "metrics", Metrics, |a, _, _, _| Box::pin(async move { super::metrics::metrics(&a) })),

@@ -18,6 +18,7 @@ mod auth;
 mod backup;
 mod cli_query;
 mod config;
+mod console;
 mod crash;
 mod dashboard;
 mod detect_e2e;

@@ -67,6 +67,12 @@ fn metrics_exposition_keeps_every_family_and_series() {
         Some("text/plain; version=0.0.4")
     );
     let got = shape(&text);
+    // After a deliberate change: STELE_METRICS_SHAPE_WRITE=1 rewrites the file.
+    if std::env::var_os("STELE_METRICS_SHAPE_WRITE").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/metrics_families.txt");
+        std::fs::write(path, &got).unwrap();
+        return;
+    }
     if got != FAMILIES {
         let diff: Vec<String> = diff_lines(FAMILIES, &got);
         panic!(

@@ -214,6 +214,23 @@ impl<'a> Checker<'a> {
             if let Err(e) = check_prometheus(&resp.text()) {
                 self.fail(ctx, format!("status {}: {e}", resp.status));
             }
+        } else if ess == "text/html" {
+            if !resp
+                .text()
+                .to_ascii_lowercase()
+                .starts_with("<!doctype html>")
+            {
+                self.fail(ctx, "the HTML body does not start with <!doctype html>");
+            }
+        } else if ["text/javascript", "text/css", "image/svg+xml", "image/png"]
+            .contains(&ess.as_str())
+        {
+            if resp.body.is_empty() {
+                self.fail(
+                    ctx,
+                    format!("status {}: an empty {media} body", resp.status),
+                );
+            }
         } else {
             self.fail(
                 ctx,

@@ -232,7 +232,7 @@ pub(super) fn drive_errors(c: &mut Checker, ops: &[Op]) {
     for (m, p) in [
         ("GET", "/v2/nothing"),
         ("POST", "/v1/nothing"),
-        ("GET", "/"),
+        ("GET", "/console/a/b"),
         ("GET", "/v1/events/a/b"),
     ] {
         let req = Req::new(m, p);

@@ -2,4 +2,6 @@
 //! validators, unknown files) and `GET /v1/me`, what the console asks to
 //! show only what a key may do.
 
+mod browser;
 mod serving;
+mod views;

@@ -276,6 +276,8 @@ mod tests {
         assert_eq!(
             names(),
             [
+                "console",
+                "me",
                 "healthz",
                 "readyz",
                 "metrics",
@@ -335,6 +337,9 @@ mod tests {
         assert_eq!(role(Method::GET, "/v1/checkpoint"), Some(Role::Read));
         assert_eq!(role(Method::GET, "/v1/stream/ws"), Some(Role::Read));
         assert_eq!(role(Method::GET, "/healthz"), None);
+        assert_eq!(role(Method::GET, "/"), None);
+        assert_eq!(role(Method::GET, "/console/{file}"), None);
+        assert_eq!(role(Method::GET, "/v1/me"), Some(Role::Read));
         assert_eq!(Lookup::NotFound.guard().role(&keys), None);
     }
 }

@@ -124,7 +124,7 @@ function showLogin(err) {
     'aria-describedby': 'key-help' });
   const msg = h('div', { class: 'login-msg' });
   if (err && hadKey) msg.append(errorEl(new Error(`The key was refused: ${err.message}`)));
-  const form = h('form', { class: 'login', 'data-test': 'login', novalidate: true },
+  const form = h('form', { class: 'login', 'data-test': 'login', method: 'post', novalidate: true },
     h('h1', { tabindex: '-1' }, 'Sign in to Stele'),
     h('p', { id: 'key-help' }, 'This Stele needs an API key (stele_…) or a JWT with the read role. ',
       'It is kept in this tab’s session storage only and sent as an Authorization header; it never goes into a URL.'),

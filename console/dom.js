@@ -107,8 +107,8 @@ export function jsonTree(value, depth = 0) {
         jsonTree(v, depth + 1))));
     const count = `${entries.length} ${Array.isArray(value) ? (entries.length === 1 ? 'item' : 'items') : (entries.length === 1 ? 'key' : 'keys')}`;
     return h('details', { class: 'j-node', open: depth < 2 },
-      h('summary', null, h('span', { class: 'j-punct' }, open), h('span', { class: 'muted' }, ` ${count} `), h('span', { class: 'j-punct' }, close)),
-      list);
+      h('summary', null, h('span', { class: 'j-punct' }, open), h('span', { class: 'muted' }, ` ${count} `), h('span', { class: 'j-punct j-close' }, close)),
+      list, h('span', { class: 'j-punct' }, close));
   }
   if (typeof value === 'string') return h('span', { class: 'j-str' }, JSON.stringify(value));
   if (typeof value === 'number') return h('span', { class: 'j-num' }, String(value));

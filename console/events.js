@@ -34,7 +34,7 @@ export function noMatch(page, clearHref) {
     h('h2', null, 'No matching events'),
     h('p', null, 'No event matches these filters. ', h('a', { href: clearHref }, 'Clear the filters'), ' or widen the time range.'),
     page && Array.isArray(page.hints) && page.hints.length
-      ? h('ul', { class: 'hints' }, page.hints.map((t) => h('li', null, String(t)))) : null);
+      ? h('ul', { class: 'hints' }, page.hints.map((t) => h('li', null, api.sentence(String(t))))) : null);
 }
 
 export function mountEvents(root, ctx) {
@@ -102,7 +102,7 @@ export function mountEvents(root, ctx) {
       onFirst: (page) => {
         if (page && typeof page.total === 'number') { totalN = page.total; total.textContent = String(totalN); }
         else if (page) total.textContent = String(page.events.length);
-        else total.textContent = '0';
+        else total.textContent = '—';
         ctx.setReady();
         if (liveBox.checked) startLive();
       },

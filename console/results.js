@@ -140,12 +140,20 @@ export function resultsList({ fetchPage, onFirst = () => {}, onError = () => {},
       clear(status);
       if (err.name === 'AbortError') return;
       if (!onError(err, first)) status.append(errorEl(err));
-      if (first) { first = false; onFirst(null); }
-      more.hidden = first || done;
+      if (first) {
+        first = false;
+        more.hidden = true; // a first page that failed is not retried by scrolling
+        table.hidden = true;
+        onFirst(null);
+      } else {
+        more.hidden = false;
+        more.textContent = 'Try again';
+      }
       return;
     }
     loading = false;
     more.disabled = false;
+    more.textContent = 'Load more';
     clear(status);
     add(page.events || []);
     cursor = page.next_cursor || null;

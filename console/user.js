@@ -32,10 +32,22 @@ export function mountUser(root, ctx) {
     total.textContent = '…';
     allLink.href = routeHref('/events', { ...Object.fromEntries(params), user_id: userId });
     list = resultsList({
-      fetchPage: (cursor, signal) => {
+      fetchPage: async (cursor, signal) => {
         const p = new URLSearchParams(params);
-        if (cursor) p.set('cursor', cursor); else p.set('total', 'true');
-        return api.get(`/v1/users/${seg(userId)}/events`, p, { signal });
+        if (cursor) {
+          p.set('cursor', cursor);
+          return api.get(`/v1/users/${seg(userId)}/events`, p, { signal });
+        }
+        // The timeline route takes no `total`: count the same matches with /v1/count.
+        const c = new URLSearchParams(params);
+        for (const k of ['sort', 'order', 'limit']) c.delete(k);
+        c.set('user_id', userId);
+        const [page, count] = await Promise.all([
+          api.get(`/v1/users/${seg(userId)}/events`, p, { signal }),
+          api.get('/v1/count', c, { signal }).catch(() => null),
+        ]);
+        if (count && typeof count.count === 'number') page.total = count.count;
+        return page;
       },
       onFirst: (page) => {
         total.textContent = page && typeof page.total === 'number' ? String(page.total) : String(page ? page.events.length : 0);

@@ -68,7 +68,10 @@ function change(c, side) {
   if (!(side in c) || c[side] === undefined) return h('span', { class: 'muted' }, '(none)');
   const v = c[side];
   if (v === null) return h('span', { class: 'j-null' }, 'null');
-  if (typeof v === 'object') return jsonTree(v, 1);
+  if (typeof v === 'object') {
+    const text = JSON.stringify(v);
+    return text.length <= 60 ? h('span', { class: 'val mono' }, text) : jsonTree(v, 1);
+  }
   return h('span', { class: 'val' }, valueText(v));
 }
 

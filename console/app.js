@@ -35,6 +35,7 @@ const who = document.getElementById('who');
 let me = null;
 let current = null; // {name, view}
 let prompting = false;
+let rendered = false; // whether a view was shown already
 
 function parse() {
   let hash = location.hash.replace(/^#/, '');
@@ -80,8 +81,11 @@ function render() {
   document.title = `${route.route.title(route.args)} · Stele`;
   const view = route.route.mount(main, { route, me, setReady });
   current = { name: route.name, view };
+  // A new view takes the focus to its heading (not on the first page load),
+  // so keyboard and screen reader users start from its top.
   const heading = main.querySelector('h1');
-  if (heading && document.activeElement && document.activeElement !== document.body && !main.contains(document.activeElement)) heading.focus();
+  if (heading && rendered) heading.focus();
+  rendered = true;
 }
 
 function renderNav() {

@@ -184,6 +184,8 @@ export function mountEvents(root, ctx) {
       params = next;
       bar.sync(params);
       reload();
+      // A pivot from the drawer removed the focused link: start again from the heading.
+      if (!view.contains(document.activeElement)) heading.focus();
       return true;
     },
     unmount() { stopLive(); if (list) list.destroy(); },

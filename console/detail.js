@@ -87,7 +87,7 @@ export function renderDetail(ev, { headingLevel = 2, headingId } = {}) {
   const when = eventTime(ev);
   const piv = pivots(ev);
   return h('section', { class: 'detail-body' },
-    h(H, { id: headingId, tabindex: '-1', class: 'detail-title' }, h('span', { class: 'action' }, String(ev.action)), ' ', severityEl(ev.severity)),
+    h(H, { id: headingId, tabindex: '-1', class: 'detail-title' }, h('span', { class: 'action' }, String(ev.action)), ev.severity ? severityEl(ev.severity) : null),
     h('p', { class: 'muted' }, when ? [timeEl(when), ' · ', utcText(when)] : null, ' · ', h('a', { href: eventHref(ev) }, 'Permalink')),
     piv.length ? h('nav', { class: 'pivots', 'aria-label': 'Pivots' }, h(S, null, 'Pivot'), h('ul', null, piv.map((a) => h('li', null, a)))) : null,
     h(S, null, 'Fields'),

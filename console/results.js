@@ -6,6 +6,12 @@
 import { h, clear, eventTime, timeEl, severityEl, statusEl, errorEl } from './dom.js';
 import { drawer, eventHref } from './detail.js';
 
+/** A cell whose text may be cut by the column: the whole text in its title. */
+function cell(cls, value) {
+  const text = value === undefined || value === null ? '' : String(value);
+  return h('td', { class: cls, title: text.length > 12 ? text : null }, text);
+}
+
 function entityText(ev) {
   if (!ev.entity_type && !ev.entity_id) return '';
   return `${ev.entity_type || '?'} ${ev.entity_name || ev.entity_id || ''}`.trim();
@@ -47,12 +53,12 @@ export function resultsList({ fetchPage, onFirst = () => {}, onError = () => {},
     },
     h('td', { class: 'c-time' }, link),
     h('td', null, severityEl(ev.severity)),
-    h('td', { class: 'c-action' }, String(ev.action ?? '')),
-    h('td', { class: 'c-actor' }, String(ev.actor || ev.user_name || ev.user_id || '')),
-    h('td', { class: 'c-entity' }, entityText(ev)),
-    h('td', { class: 'c-tenant' }, ev.tenant ?? ''),
+    cell('c-action', ev.action),
+    cell('c-actor', ev.actor || ev.user_name || ev.user_id),
+    cell('c-entity', entityText(ev)),
+    cell('c-tenant', ev.tenant),
     h('td', null, statusEl(ev.status)),
-    h('td', { class: 'c-desc' }, String(ev.description ?? '')));
+    cell('c-desc', ev.description));
     tr._event = ev;
     link.addEventListener('click', (e) => {
       if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;

@@ -45,7 +45,13 @@ export function mountEvents(root, ctx) {
   const heading = h('h1', { tabindex: '-1' }, 'Events');
   const bar = filterBar({ params, onApply: (p) => { location.hash = routeHref('/events', p); } });
   const total = h('span', { 'data-test': 'total' }, '…');
-  const totalBox = h('p', { class: 'total', 'aria-live': 'polite' }, total, ' ', h('span', { class: 'total-word' }, 'events'));
+  const totalWord = h('span', { class: 'total-word' }, 'events');
+  const totalBox = h('p', { class: 'total', 'aria-live': 'polite' }, total, ' ', totalWord);
+  // The count and its noun ("1 event", "261 events").
+  const showTotal = (n) => {
+    total.textContent = String(n);
+    totalWord.textContent = n === 1 ? 'event' : 'events';
+  };
   const liveBox = h('input', { type: 'checkbox', id: 'live', 'data-test': 'live' });
   const liveStatus = h('span', { class: 'live-status muted', role: 'status' });
   const exportBox = h('div', { class: 'exports', role: 'group', 'aria-label': 'Export the matching events' });
@@ -100,8 +106,8 @@ export function mountEvents(root, ctx) {
         return api.get('/v1/events', p, { signal });
       },
       onFirst: (page) => {
-        if (page && typeof page.total === 'number') { totalN = page.total; total.textContent = String(totalN); }
-        else if (page) total.textContent = String(page.events.length);
+        if (page && typeof page.total === 'number') { totalN = page.total; showTotal(totalN); }
+        else if (page) showTotal(page.events.length);
         else total.textContent = '—';
         ctx.setReady();
         if (liveBox.checked) startLive();
@@ -119,7 +125,7 @@ export function mountEvents(root, ctx) {
     const n = list.prepend(pending);
     pending = [];
     if (n) {
-      if (totalN !== null) { totalN += n; total.textContent = String(totalN); }
+      if (totalN !== null) { totalN += n; showTotal(totalN); }
       announce(`${n} new ${n === 1 ? 'event' : 'events'}`);
     }
   }

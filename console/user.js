@@ -13,6 +13,7 @@ export function mountUser(root, ctx) {
   const here = (p) => routeHref(`/user/${seg(userId)}`, p);
   const bar = filterBar({ params, exclude: ['user_id'], onApply: (p) => { location.hash = here(p); } });
   const total = h('span', { 'data-test': 'total' }, '…');
+  const totalWord = h('span', null, 'events');
   const errors = h('div', { class: 'errors' });
   const listBox = h('div');
   const allLink = h('a', { href: routeHref('/events', { user_id: userId }) }, 'Open in Events');
@@ -20,7 +21,7 @@ export function mountUser(root, ctx) {
     h('p', { class: 'crumbs' }, h('a', { href: '#/events' }, '← Events')),
     h('h1', { tabindex: '-1' }, 'Timeline of user ', h('code', null, userId)),
     bar.el,
-    h('div', { class: 'toolbar' }, h('p', { class: 'total' }, total, ' events'), allLink),
+    h('div', { class: 'toolbar' }, h('p', { class: 'total' }, total, ' ', totalWord), allLink),
     errors, listBox));
 
   let list = null;
@@ -50,7 +51,9 @@ export function mountUser(root, ctx) {
         return page;
       },
       onFirst: (page) => {
-        total.textContent = page && typeof page.total === 'number' ? String(page.total) : String(page ? page.events.length : 0);
+        const n = page && typeof page.total === 'number' ? page.total : (page ? page.events.length : 0);
+        total.textContent = String(n);
+        totalWord.textContent = n === 1 ? 'event' : 'events';
         ctx.setReady();
       },
       onError: (err) => { if (err.status !== 401 && !bar.showError(err)) errors.append(errorEl(err)); return true; },

@@ -3,5 +3,6 @@
 //! show only what a key may do.
 
 mod browser;
+mod events;
 mod serving;
 mod views;

@@ -35,20 +35,9 @@ export function mountUser(root, ctx) {
     list = resultsList({
       fetchPage: async (cursor, signal) => {
         const p = new URLSearchParams(params);
-        if (cursor) {
-          p.set('cursor', cursor);
-          return api.get(`/v1/users/${seg(userId)}/events`, p, { signal });
-        }
-        // The timeline route takes no `total`: count the same matches with /v1/count.
-        const c = new URLSearchParams(params);
-        for (const k of ['sort', 'order', 'limit']) c.delete(k);
-        c.set('user_id', userId);
-        const [page, count] = await Promise.all([
-          api.get(`/v1/users/${seg(userId)}/events`, p, { signal }),
-          api.get('/v1/count', c, { signal }).catch(() => null),
-        ]);
-        if (count && typeof count.count === 'number') page.total = count.count;
-        return page;
+        if (cursor) p.set('cursor', cursor);
+        else p.set('total', 'true');
+        return api.get(`/v1/users/${seg(userId)}/events`, p, { signal });
       },
       onFirst: (page) => {
         const n = page && typeof page.total === 'number' ? page.total : (page ? page.events.length : 0);

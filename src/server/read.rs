@@ -8,7 +8,7 @@ use crate::auth::Scope;
 use crate::event;
 use crate::index::text::StatsAnswer;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
-use crate::query::{Interval, Order, Paging, Query, QueryError, StatsParams};
+use crate::query::{Filter, Interval, Order, Paging, Query, QueryError, StatsParams};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -164,7 +164,18 @@ pub(super) async fn history(app: Arc<App>, req: Req, caller: Caller, params: Vec
         caller,
         &by_path,
         Order::Asc,
-        move |app, q| app.engine.entity_history(&q, &ty, &id),
+        move |app, q, total| {
+            let mut page = app.engine.entity_history(&q, &ty, &id)?;
+            if total {
+                let of_entity = Filter {
+                    entity_type: Some(ty),
+                    entity_id: Some(id),
+                    ..q.filter
+                };
+                page.total = Some(app.engine.count(&of_entity)?);
+            }
+            Ok(page)
+        },
     )
     .await
 }
@@ -178,24 +189,46 @@ pub(super) async fn timeline(app: Arc<App>, req: Req, caller: Caller, params: Ve
         caller,
         &["user_id"],
         Order::Desc,
-        move |app, q| app.engine.user_timeline(&q, &id),
+        move |app, q, total| {
+            let mut page = app.engine.user_timeline(&q, &id)?;
+            if total {
+                let of_user = Filter {
+                    user_id: Some(id),
+                    ..q.filter
+                };
+                page.total = Some(app.engine.count(&of_user)?);
+            }
+            Ok(page)
+        },
     )
     .await
 }
 
 /// History and timeline routes: the listing parameters (filters, windows,
-/// `q`, `sort`, `order`, `limit`, `cursor`) except the fields the path names.
+/// `q`, `sort`, `order`, `limit`, `cursor`, `total`) except the fields the
+/// path names; they page by cursor only. `run` gets whether `total` was asked.
 async fn keyed(
     app: Arc<App>,
-    pairs: Vec<(String, String)>,
+    mut pairs: Vec<(String, String)>,
     caller: Caller,
     by_path: &[&str],
     order: Order,
-    run: impl FnOnce(&App, Query) -> Result<crate::query::Page, QueryError> + Send + 'static,
+    run: impl FnOnce(&App, Query, bool) -> Result<crate::query::Page, QueryError> + Send + 'static,
 ) -> Resp {
     if let Some(r) = reject_params(&pairs, by_path, "is given by the path on this route") {
         return r;
     }
+    if let Some(r) = reject_params(
+        &pairs,
+        &["offset", "page"],
+        "histories and timelines page by `cursor` (each page's `next_cursor`)",
+    ) {
+        return r;
+    }
+    let paging = match Paging::take(&mut pairs) {
+        Ok(p) => p,
+        Err(e) => return query_problem(e),
+    };
     if let Some(r) = reject_params(&pairs, &["interval"], INTERVAL_IS_FOR_STATS) {
         return r;
     }
@@ -207,7 +240,7 @@ async fn keyed(
         q.order = order;
     }
     caller.restrict(&mut q.filter);
-    page_answer(move || run(&app, q)).await
+    page_answer(move || run(&app, q, paging.total)).await
 }
 
 /// `GET /v1/stats`: without `group_by` and `include`, the full statistics

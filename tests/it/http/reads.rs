@@ -201,6 +201,30 @@ fn search_history_timeline_and_stats_routes() {
     }
     assert_eq!(d.get("/v1/users/u-1/events?user_id=x").0, 400);
     assert_eq!(d.get("/v1/entities/order/1/history?entity_id=x").0, 400);
+    // `total=true`: the number of the path's matches with the filters, on
+    // every page; offset paging is refused (cursor only).
+    for (path, want) in [
+        ("/v1/users/u-1/events?limit=3&total=true", 8),
+        ("/v1/users/u-1/events?limit=3&total=true&action=delete", 2),
+        ("/v1/entities/order/2/history?limit=2&total=true", 6),
+        (
+            "/v1/entities/order/2/history?limit=2&total=true&status=failure",
+            0,
+        ),
+    ] {
+        let (st, _, v) = d.get(path);
+        assert_eq!((st, &v["total"]), (200, &json!(want)), "{path}: {v}");
+    }
+    let (_, _, v) = d.get("/v1/users/u-1/events?limit=3");
+    assert!(v.get("total").is_none(), "{v}");
+    for bad in ["offset=3", "page=2", "total=maybe"] {
+        let (st, _, p) = d.get(&format!("/v1/users/u-1/events?{bad}"));
+        assert_eq!(
+            (st, p["field"].as_str()),
+            (400, bad.split('=').next()),
+            "{bad}: {p}"
+        );
+    }
 
     let (st, _, s) = d.get("/v1/stats?tenant=acme&interval=day");
     assert_eq!(st, 200, "{s}");

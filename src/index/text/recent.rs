@@ -20,7 +20,7 @@
 //! 3. `latest` holds the greatest `(time, seq)` keys of the matches, greatest
 //!    first, as a newest-first listing by event time orders them.
 
-use super::stats::{fold_variants, merge_column, ranked, OrdCounts, BLOCK};
+use super::stats::{codes_where, end_below, fold_variants, merge_column, ranked, OrdCounts, BLOCK};
 use super::*;
 use crate::event::RiskLevel;
 use std::cmp::Reverse;
@@ -172,18 +172,7 @@ impl Collector for RecentCollector {
             column,
         };
         let seqs = ff.u64(F_SEQ)?;
-        let end = match self.first <= 1 || seqs.min_value() >= self.first {
-            true => segment.max_doc(),
-            false => {
-                let seg = SegmentSeqs {
-                    reader: segment,
-                    min: seqs.min_value(),
-                    max: seqs.max_value(),
-                    seqs: seqs.clone(),
-                };
-                seg.partition_point(|seq| seq >= self.first)
-            }
-        };
+        let end = end_below(segment, self.first)?;
         Ok(RecentSegment {
             time: ff.i64(F_TIME)?,
             codes: ff.u64(F_CODES)?,
@@ -341,14 +330,8 @@ impl SegmentCollector for RecentSegment {
 
 impl RecentMerged {
     fn answer(self, top: usize) -> RecentAnswer {
-        let code_of = |all_shift: u32, code: u64| {
-            self.code_counts
-                .iter()
-                .enumerate()
-                .filter(|(c, _)| (*c as u64 >> all_shift) & 7 == code)
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        };
+        let code_of =
+            |shift: u32, code: u64| codes_where(&self.code_counts, |c| (c >> shift) & 7 == code);
         let failure = enum_code(Status::ALL, Some(Status::Failure));
         let error = enum_code(Severity::ALL, Some(Severity::Error));
         let critical = enum_code(Severity::ALL, Some(Severity::Critical));

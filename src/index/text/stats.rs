@@ -334,21 +334,7 @@ impl StatsCollector {
     /// The first doc of `segment` whose seq is below `first` (docs run in descending
     /// seq order, so those are a suffix).
     fn end(&self, segment: &SegmentReader) -> tantivy::Result<DocId> {
-        if self.first <= 1 {
-            return Ok(segment.max_doc());
-        }
-        let seqs = segment.fast_fields().u64(F_SEQ)?;
-        let seg = SegmentSeqs {
-            reader: segment,
-            min: seqs.min_value(),
-            max: seqs.max_value(),
-            seqs,
-        };
-        Ok(if seg.min >= self.first {
-            seg.max_doc()
-        } else {
-            seg.partition_point(|seq| seq >= self.first)
-        })
+        end_below(segment, self.first)
     }
 
     fn histogram(&self, time: &Column<i64>) -> Option<Histogram> {
@@ -676,8 +662,28 @@ fn code_values(code_counts: &[u64], shift: u32, names: &[&str]) -> HashMap<Strin
         .collect()
 }
 
+/// The first doc of `segment` whose seq is below `first` (docs run in
+/// descending seq order, so those are a suffix); `max_doc` when none is.
+pub(super) fn end_below(segment: &SegmentReader, first: u64) -> tantivy::Result<DocId> {
+    if first <= 1 {
+        return Ok(segment.max_doc());
+    }
+    let seqs = segment.fast_fields().u64(F_SEQ)?;
+    let seg = SegmentSeqs {
+        reader: segment,
+        min: seqs.min_value(),
+        max: seqs.max_value(),
+        seqs,
+    };
+    Ok(if seg.min >= first {
+        seg.max_doc()
+    } else {
+        seg.partition_point(|seq| seq >= first)
+    })
+}
+
 /// Matches whose `codes` value satisfies `pred`.
-fn codes_where(code_counts: &[u64], pred: impl Fn(u64) -> bool) -> u64 {
+pub(super) fn codes_where(code_counts: &[u64], pred: impl Fn(u64) -> bool) -> u64 {
     code_counts
         .iter()
         .enumerate()

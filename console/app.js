@@ -5,9 +5,9 @@
 //   #/event/<id>?tenant=<t>       one event
 //   #/entity/<type>/<id>?<filters> an entity's history
 //   #/user/<id>?<filters>         a user's timeline
-// A view is a module with mount(root, ctx) → {update(route) → bool, unmount()};
-// new views (dashboard, findings, processes, admin) add a route and, when they
-// exist, a nav entry (with the role they need).
+// A view is a module with mount(root, ctx) → {update(route) → bool, unmount()}.
+// A route may name the role it needs: a key without it gets a sentence saying
+// so (the API would refuse its requests anyway) and no nav entry.
 
 import * as api from './api.js';
 import { h, clear, errorEl } from './dom.js';
@@ -71,6 +71,14 @@ function render() {
   if (current && current.view.update && current.view.update(route)) return;
   unmount();
   clear(main);
+  if (route.name !== 'notfound' && route.route.role && !(me.roles || []).includes(route.route.role)) {
+    document.title = 'Not allowed · Stele';
+    main.append(h('section', { class: 'view', 'data-test': 'forbidden' }, h('h1', { tabindex: '-1' }, 'Not allowed'),
+      h('p', null, `This page needs a key with the ${route.route.role} role; this key has `,
+        (me.roles || []).join(', ') || 'no roles', '. ', h('a', { href: '#/events' }, 'Go to Events'), '.')));
+    setReady();
+    return;
+  }
   if (route.name === 'notfound') {
     document.title = 'Not found · Stele';
     main.append(h('section', { class: 'view' }, h('h1', { tabindex: '-1' }, 'Not found'),

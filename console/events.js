@@ -169,6 +169,9 @@ export function mountEvents(root, ctx) {
     button.setAttribute('aria-busy', 'true');
     const p = new URLSearchParams(params);
     p.set('format', format);
+    // An export keeps Stele's own records unless told otherwise; the list
+    // leaves them out unless told otherwise. The file holds what is shown.
+    if (!p.has('stele_records')) p.set('stele_records', 'exclude');
     try {
       const name = await api.download('/v1/export', p, `stele-export.${format}`);
       exportMsg.append(h('p', { class: 'muted', role: 'status' }, `Saved ${name}.`));

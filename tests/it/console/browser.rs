@@ -23,6 +23,7 @@ pub struct Browser {
     client: Option<Client>,
     driver: Child,
     _profile: tempfile::TempDir,
+    downloads: tempfile::TempDir,
 }
 
 /// `POST /session/{id}/se/log {"type": "browser"}`: the browser's console
@@ -74,6 +75,7 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts");
         let profile = tempfile::tempdir().unwrap();
+        let downloads = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -91,6 +93,10 @@ impl Browser {
                     format!("--window-size={},{}", WINDOW.0, WINDOW.1),
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                "prefs": {
+                    "download.default_directory": downloads.path(),
+                    "download.prompt_for_download": false,
+                },
             },
         });
         let caps: serde_json::Map<String, Value> = caps.as_object().unwrap().clone();
@@ -117,6 +123,7 @@ impl Browser {
             client: Some(client),
             driver,
             _profile: profile,
+            downloads,
         }
     }
 
@@ -171,6 +178,36 @@ impl Browser {
             .iter()
             .map(|u| u.as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// The next file the browser saves to its download directory, once
+    /// complete (Chromium writes `NAME.crdownload` and renames it): its name
+    /// and bytes. The file is removed, so the next call waits for a new one.
+    pub fn downloaded(&self) -> (String, Vec<u8>) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let done: Vec<PathBuf> = std::fs::read_dir(self.downloads.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    // Chromium's partial files: NAME.crdownload, .org.chromium.*
+                    let name = p.file_name().unwrap().to_string_lossy();
+                    !name.starts_with('.') && !name.ends_with(".crdownload")
+                })
+                .collect();
+            if let [path] = done.as_slice() {
+                let bytes = std::fs::read(path).unwrap();
+                std::fs::remove_file(path).unwrap();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                return (name, bytes);
+            }
+            assert!(done.len() < 2, "more than one download: {done:?}");
+            assert!(
+                Instant::now() < deadline,
+                "nothing was downloaded within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Writes a screenshot of the window to `target/console-screenshots/NAME.png`.

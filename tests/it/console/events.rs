@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use stele::testkit::EventGen;
 
 /// A server holding `n` generated events plus a few known ones.
-fn world(dir: &std::path::Path, n: usize) -> Server {
+pub(super) fn world(dir: &std::path::Path, n: usize) -> Server {
     let d = Server::start_without_detectors(dir);
     let mut gen = EventGen::new(19);
     let mut evs: Vec<Value> = (0..n).map(|_| gen.json()).collect();
@@ -36,12 +36,12 @@ fn world(dir: &std::path::Path, n: usize) -> Server {
     d
 }
 
-fn origin(d: &Server) -> String {
+pub(super) fn origin(d: &Server) -> String {
     format!("http://{}", d.addr.trim_start_matches("http://"))
 }
 
 /// Every event id of an API listing, following `next_cursor` to the end.
-fn api_ids(d: &Server, query: &str) -> Vec<String> {
+pub(super) fn api_ids(d: &Server, query: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -66,7 +66,7 @@ fn api_ids(d: &Server, query: &str) -> Vec<String> {
 }
 
 /// The ids of the rows shown, in order.
-fn shown_ids(b: &Browser) -> Vec<String> {
+pub(super) fn shown_ids(b: &Browser) -> Vec<String> {
     let v = b.eval(
         "return [...document.querySelectorAll('[data-test=event-row]')].map(r => r.dataset.id);",
     );
@@ -78,7 +78,7 @@ fn shown_ids(b: &Browser) -> Vec<String> {
 }
 
 /// Opens `hash` and waits for the first page.
-fn open(b: &Browser, d: &Server, hash: &str) {
+pub(super) fn open(b: &Browser, d: &Server, hash: &str) {
     b.goto(&format!("{}/{hash}", origin(d)));
     b.find("body[data-ready='1']");
 }

@@ -1,8 +1,12 @@
 //! The web console: its files served by the daemon (every header, gzip,
-//! validators, unknown files) and `GET /v1/me`, what the console asks to
-//! show only what a key may do.
+//! validators, unknown files) and `GET /v1/me`, and every view in a real
+//! browser against a real server.
 
+mod a11y;
 mod browser;
 mod events;
+mod exports;
+mod live;
+mod proxy;
 mod serving;
 mod views;

@@ -113,13 +113,14 @@ export function mountDashboard(root, ctx) {
   const windowSel = h('select', { id: 'dash-window', name: 'window' },
     Object.entries(WINDOWS).map(([k, w]) => h('option', { value: k }, w.label)));
   const asOf = h('span', { class: 'muted', role: 'status' }, 'Loading…');
-  const refresh = h('button', { type: 'button', onclick: () => load(true) }, 'Refresh');
+  const refresh = h('button', { type: 'button', 'data-test': 'refresh', onclick: () => load(true) }, 'Refresh');
+  let shownAt = null; // generated_at of the figures shown
   const form = h('form', { class: 'dash-controls', 'aria-label': 'Dashboard options' },
     h('div', { class: 'ctl' }, h('label', { for: 'dash-tenant' }, 'Tenant'), tenantSel),
     h('div', { class: 'ctl' }, h('label', { for: 'dash-window' }, 'Charts and breakdowns'), windowSel),
     h('div', { class: 'dash-meta' }, asOf, refresh));
   const errors = h('div', { class: 'errors' });
-  const body = h('div', { class: 'dash-body', 'aria-live': 'off' });
+  const body = h('div', { class: 'dash-body' });
   const heading = h('h1', { tabindex: '-1' }, 'Dashboard');
   const view = h('section', { class: 'view view-dashboard' }, heading, form, errors, body);
   root.append(view);
@@ -181,15 +182,19 @@ export function mountDashboard(root, ctx) {
         api.get('/v1/count', base, { signal }),
       ]);
       clear(body);
+      shownAt = dash.generated_at;
       asOf.textContent = '';
-      asOf.append('Figures as of ', timeEl(dash.generated_at));
+      asOf.append('Figures as of ', timeEl(shownAt));
       if (!count.count) body.append(emptyStore(me, tenant));
       else render(dash, stats, errs, win, tenant);
       if (manual) announce('Dashboard updated');
     } catch (err) {
       if (err && err.name === 'AbortError') return;
-      clear(body);
       asOf.textContent = '';
+      // A failed refresh keeps the figures shown, saying how old they are;
+      // other failures (a new tenant or window) leave nothing misleading.
+      if (manual && shownAt) asOf.append('Still showing the figures of ', timeEl(shownAt));
+      else { clear(body); shownAt = null; }
       if (err.status !== 401) errors.append(errorEl(err));
     } finally {
       if (!signal.aborted) {

@@ -482,4 +482,22 @@ fn an_empty_store_says_how_to_post_the_first_event() {
     assert!(text.contains("2y") && text.ends_with('.'), "{text}");
     let errors = b.console_errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
+    // The server gone: Refresh says so in a sentence (no JSON, no stack).
+    drop(d);
+    let refresh = b.find("[data-test=refresh]");
+    b.with(|_| refresh.click()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = b.eval(
+            "return [...document.querySelectorAll('[data-test=error]')].map(e => e.textContent).join('|');",
+        );
+        let text = text.as_str().unwrap();
+        if text.contains("could not be reached") {
+            assert!(!text.contains('{'), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no error shown: {text:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.screenshot("dashboard-error");
 }

@@ -4,6 +4,7 @@
 
 mod a11y;
 mod browser;
+mod dashboard;
 mod events;
 mod exports;
 mod live;

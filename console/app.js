@@ -15,17 +15,25 @@ import { mountEvents } from './events.js';
 import { mountEvent } from './detail.js';
 import { mountHistory } from './history.js';
 import { mountUser } from './user.js';
+import { mountFindings } from './findings.js';
+import { mountProcesses, mountRun } from './processes.js';
 
 const ROUTES = [
   { name: 'events', re: /^\/events$/, mount: mountEvents, title: () => 'Events' },
   { name: 'event', re: /^\/event\/([^/]+)$/, mount: mountEvent, title: (a) => `Event ${a[0]}` },
   { name: 'entity', re: /^\/entity\/([^/]+)\/([^/]+)$/, mount: mountHistory, title: (a) => `History of ${a[0]} ${a[1]}` },
   { name: 'user', re: /^\/user\/([^/]+)$/, mount: mountUser, title: (a) => `User ${a[0]}` },
+  { name: 'findings', re: /^\/findings$/, mount: mountFindings, title: () => 'Findings', role: 'read' },
+  { name: 'processes', re: /^\/processes$/, mount: mountProcesses, title: () => 'Processes', role: 'read' },
+  { name: 'process', re: /^\/process\/([^/]+)$/, mount: mountRun, title: (a) => `Process run ${a[0]}`, role: 'read' },
+  { name: 'batch', re: /^\/batch\/([^/]+)$/, mount: mountRun, title: (a) => `Batch operation ${a[0]}`, role: 'read' },
 ];
 
 // Only views that exist, each shown to keys with its role.
 const NAV = [
   { href: '#/events', label: 'Events', role: 'read', match: ['events', 'event', 'entity', 'user'] },
+  { href: '#/findings', label: 'Findings', role: 'read', match: ['findings'] },
+  { href: '#/processes', label: 'Processes', role: 'read', match: ['processes', 'process', 'batch'] },
 ];
 
 const main = document.getElementById('main');

@@ -3,6 +3,7 @@
 //! show only what a key may do.
 
 mod browser;
+mod detect;
 mod events;
 mod serving;
 mod views;

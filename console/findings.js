@@ -375,7 +375,9 @@ export function mountFindings(root, ctx) {
       if (next === location.hash) reload(); else location.hash = next;
       announce('Findings filtered');
     });
+    const had = formBox.contains(document.activeElement) ? document.activeElement.getAttribute('name') : null;
     clear(formBox).append(form.el);
+    if (had) form.el.querySelector(`[name="${CSS.escape(had)}"]`)?.focus();
     load();
   }
 

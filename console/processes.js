@@ -121,7 +121,7 @@ function emptyRuns(kind, filtered) {
   return h('div', { class: 'empty', 'data-test': 'empty' },
     h('h2', null, `No ${KINDS[kind].whats} yet`),
     h('p', null, 'An event becomes part of a ', KINDS[kind].what, ' when it carries ', h('code', null, id),
-      kind === 'batches' ? ' (named by the action of its first event with a phase)' : ' (with a process_name to be counted per process)',
+      kind === 'batches' ? ' (named by the action of its first event with a phase)' : [' (and ', h('code', null, 'process_name'), ' to be counted per process)'],
       ': its events with the same tenant and id are one run. It reports ', h('code', null, 'phase=started'), ', any ', h('code', null, 'phase=progress'),
       ' with cumulative item counts, then ', h('code', null, 'phase=finished'), ' with the outcome as ', h('code', null, 'status'), '.'),
     h('pre', null, h('code', null, sample)),
@@ -182,9 +182,11 @@ export function mountProcesses(root, ctx) {
   async function load() {
     const kind = params.get('kind') === 'batches' ? 'batches' : 'processes';
     const k = KINDS[kind];
+    const inTabs = tabs.contains(document.activeElement);
     clear(tabs).append(h('ul', null, Object.entries(KINDS).map(([key, v]) => h('li', null,
       h('a', { href: routeHref('/processes', key === 'batches' ? { kind: key } : {}), 'aria-current': key === kind ? 'page' : null, 'data-test': `tab-${key}` },
         v.whats[0].toUpperCase() + v.whats.slice(1))))));
+    if (inTabs) tabs.querySelector('[aria-current=page]')?.focus();
     if (ctrl) ctrl.abort();
     ctrl = new AbortController();
     const signal = ctrl.signal;
@@ -196,7 +198,9 @@ export function mountProcesses(root, ctx) {
     });
     const errors = h('div', { class: 'errors' });
     const content = h('div', { 'aria-busy': 'true' }, h('p', { class: 'muted', role: 'status' }, `Loading ${k.whats}…`));
+    const had = body.contains(document.activeElement) ? document.activeElement.getAttribute('name') : null;
     clear(body).append(form.el, errors, content);
+    if (had) form.el.querySelector(`[name="${CSS.escape(had)}"]`)?.focus();
     // Stuck runs first: asked for apart (newest 1,000), so none hides beyond `limit`.
     const wantStuck = !p.get('status');
     let main; let stuck;
@@ -235,8 +239,9 @@ export function mountProcesses(root, ctx) {
         ? `1 ${k.what} is stuck: running far longer than its ${owner} usually takes, with no finished report.`
         : `${n} ${k.whats} are stuck: running far longer than their ${owner} usually takes, with no finished report.`;
       content.append(h('section', { class: 'stuck-box', 'aria-labelledby': 'stuck-title', 'data-test': 'stuck' },
-        h('h2', { id: 'stuck-title' }, h('span', { class: 'warn-icon', 'aria-hidden': 'true' }, '!'), `${n} stuck`),
-        h('p', { role: 'status' }, sentence, ' Check whether each still works, or report it finished with status canceled.'),
+        h('h2', { id: 'stuck-title' }, h('span', { class: 'warn-icon', 'aria-hidden': 'true' }, '!'), `${n} stuck ${n === 1 ? k.what : k.whats}`),
+        h('p', { role: 'status' }, sentence, n === 1 ? ' Check whether it still works, or report it finished with status canceled.'
+          : ' Check whether each still works, or report it finished with status canceled.'),
         runsTable(kind, stuckRuns, `Stuck ${k.whats}`)));
       announce(sentence);
     }
@@ -343,7 +348,10 @@ export function mountRun(root, ctx) {
           h('ul', null, r.last_errors.map((e) => h('li', null, e)))) : null),
       h('div', { class: 'toolbar' },
         h('h2', { class: 'inline' }, 'Events ', h('span', { class: 'muted', 'data-test': 'total' }, `(${total ?? r.events})`)),
-        h('a', { href: eventsHref }, 'Open in Events'))].filter(Boolean));
+        h('a', { href: eventsHref }, 'Open in Events'),
+        kind === 'processes' && r.process_name
+          ? h('a', { href: routeHref('/findings', { process_name: r.process_name, tenant: r.tenant ?? '' }), 'data-test': 'run-findings' }, `Findings about ${r.process_name}`)
+          : null)].filter(Boolean));
   }
 
   listBox.append(list.el);

@@ -293,6 +293,13 @@ fn findings_show_the_apis_findings_their_evidence_and_the_events_behind_them() {
     let link = b.find(&format!("{panel} [data-test=finding-events]"));
     b.with(|_| link.click()).unwrap();
     rows_become(&b, &want);
+    // The finding's own event opens as an event.
+    open(&b, &d, &format!("#/event/{id}?tenant=acme"));
+    let own = text(&b, "[data-test=detail]");
+    assert!(
+        own.contains("failed_login_burst") && own.contains("stele.finding"),
+        "{own}"
+    );
     // The stuck run's finding: the run's events (its query names the run).
     let stuck = findings
         .iter()

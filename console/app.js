@@ -16,6 +16,8 @@ import { mountEvent } from './detail.js';
 import { mountHistory } from './history.js';
 import { mountUser } from './user.js';
 import { mountDashboard } from './dashboard.js';
+import { mountFindings } from './findings.js';
+import { mountProcesses, mountRun } from './processes.js';
 
 const ROUTES = [
   { name: 'events', re: /^\/events$/, mount: mountEvents, title: () => 'Events' },
@@ -23,12 +25,18 @@ const ROUTES = [
   { name: 'entity', re: /^\/entity\/([^/]+)\/([^/]+)$/, mount: mountHistory, title: (a) => `History of ${a[0]} ${a[1]}` },
   { name: 'user', re: /^\/user\/([^/]+)$/, mount: mountUser, title: (a) => `User ${a[0]}` },
   { name: 'dashboard', re: /^\/dashboard$/, mount: mountDashboard, title: () => 'Dashboard' },
+  { name: 'findings', re: /^\/findings$/, mount: mountFindings, title: () => 'Findings', role: 'read' },
+  { name: 'processes', re: /^\/processes$/, mount: mountProcesses, title: () => 'Processes', role: 'read' },
+  { name: 'process', re: /^\/process\/([^/]+)$/, mount: mountRun, title: (a) => `Process run ${a[0]}`, role: 'read' },
+  { name: 'batch', re: /^\/batch\/([^/]+)$/, mount: mountRun, title: (a) => `Batch operation ${a[0]}`, role: 'read' },
 ];
 
 // Only views that exist, each shown to keys with its role.
 const NAV = [
   { href: '#/events', label: 'Events', role: 'read', match: ['events', 'event', 'entity', 'user'] },
   { href: '#/dashboard', label: 'Dashboard', role: 'read', match: ['dashboard'] },
+  { href: '#/findings', label: 'Findings', role: 'read', match: ['findings'] },
+  { href: '#/processes', label: 'Processes', role: 'read', match: ['processes', 'process', 'batch'] },
 ];
 
 const main = document.getElementById('main');

@@ -5,6 +5,7 @@
 mod a11y;
 mod browser;
 mod dashboard;
+mod detect;
 mod events;
 mod exports;
 mod live;

@@ -15,17 +15,20 @@ import { mountEvents } from './events.js';
 import { mountEvent } from './detail.js';
 import { mountHistory } from './history.js';
 import { mountUser } from './user.js';
+import { mountAdmin } from './admin.js';
 
 const ROUTES = [
   { name: 'events', re: /^\/events$/, mount: mountEvents, title: () => 'Events' },
   { name: 'event', re: /^\/event\/([^/]+)$/, mount: mountEvent, title: (a) => `Event ${a[0]}` },
   { name: 'entity', re: /^\/entity\/([^/]+)\/([^/]+)$/, mount: mountHistory, title: (a) => `History of ${a[0]} ${a[1]}` },
   { name: 'user', re: /^\/user\/([^/]+)$/, mount: mountUser, title: (a) => `User ${a[0]}` },
+  { name: 'admin', re: /^\/admin$/, mount: mountAdmin, title: () => 'Admin', role: 'admin' },
 ];
 
 // Only views that exist, each shown to keys with its role.
 const NAV = [
   { href: '#/events', label: 'Events', role: 'read', match: ['events', 'event', 'entity', 'user'] },
+  { href: '#/admin', label: 'Admin', role: 'admin', match: ['admin'] },
 ];
 
 const main = document.getElementById('main');

@@ -2,6 +2,7 @@
 //! validators, unknown files) and `GET /v1/me`, what the console asks to
 //! show only what a key may do.
 
+mod admin;
 mod browser;
 mod events;
 mod serving;

@@ -161,7 +161,8 @@ function retentionBody(plan) {
     h('dt', null, 'Today (UTC)'), h('dd', { 'data-test': 'ret-today' }, plan.today),
     h('dt', null, 'Oldest seq kept'), h('dd', { 'data-test': 'ret-first-seq' }, num(plan.first_seq)),
     h('dt', null, 'Global TTL'), h('dd', { 'data-test': 'ret-days' },
-      cfg.days ? `${plural(cfg.days, 'day', 'days')} after the UTC day an event was received` : 'none: events without a tenant TTL are kept forever'),
+      cfg.days ? `${plural(cfg.days, 'day', 'days')} after the UTC day an event was received${tenants.length ? ', for tenants without their own' : ''}`
+        : 'none: a day holding an event without a tenant TTL is kept forever'),
     h('dt', null, 'Tenant TTLs'), h('dd', { 'data-test': 'ret-tenants' },
       tenants.length ? tenants.map(([t, d], i) => [i ? ', ' : '', h('span', { 'data-tenant': t, 'data-days': d }, `${t}: ${plural(d, 'day', 'days')}`)])
         : h('span', { class: 'muted' }, 'none')),
@@ -193,7 +194,7 @@ function segmentsBody(list) {
     `${plural(segs.length, 'segment', 'segments')} (${num(sealed)} sealed), ${bytesText(list.bytes)} in all`,
     h('span', { class: 'muted' }, ` (${plural(list.bytes, 'byte', 'bytes')})`), '.');
   if (!segs.length) return [total];
-  return [total, h('div', { class: 'table-scroll' }, h('table', { class: 'admin-table seg-table' },
+  return [total, h('table', { class: 'admin-table seg-table' },
     h('caption', { class: 'sr-only' }, 'Segment files, oldest first; the last is the active one'),
     h('thead', null, h('tr', null,
       h('th', { scope: 'col' }, 'Segment file'), h('th', { scope: 'col' }, 'State'), h('th', { scope: 'col', class: 'num' }, 'Seqs'),
@@ -205,7 +206,7 @@ function segmentsBody(list) {
       h('td', { class: 'num', 'data-test': 'seg-count' }, num(s.count)),
       h('td', { class: 'num', 'data-test': 'seg-bytes', title: bytesText(s.bytes) }, num(s.bytes)),
       h('td', { class: 'c-sha' }, s.sha256 ? hashEl(s.sha256, `the SHA-256 of ${s.name}`, 'seg-sha')
-        : h('span', { class: 'muted', 'data-test': 'seg-sha' }, 'none while active: it changes until sealed')))))))];
+        : h('span', { class: 'muted', 'data-test': 'seg-sha' }, 'none while active: it changes until sealed'))))))];
 }
 
 /** GET `path` as {value} or {error}. */
@@ -253,7 +254,7 @@ export function mountAdmin(root, ctx) {
     toc,
     section('Status', 'What /readyz reports: how far the indexes trail the log, and what the seal (signed digests, checkpoints, scrubbing) knows. Counts are since this process started.', statusBox, 'status'),
     holds.el,
-    section('Retention plan', 'A dry run of retention now: every UTC day of the log, whether the next run drops it, and why. Only the oldest days go, as whole segment files.', retentionBox, 'retention'),
+    section('Retention plan', 'A dry run of retention now: every UTC day of the log, whether the next run drops it, and why. A day lives as long as the longest TTL among the tenants in it; the active segment’s day is never dropped, and only the oldest days go, as whole segment files.', retentionBox, 'retention'),
     section('Segments', 'Every segment file, oldest first: a backup copy of a sealed one must have exactly this size and SHA-256. The last is the active one.', segmentsBox, 'segments'));
   root.append(view);
 

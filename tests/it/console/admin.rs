@@ -381,6 +381,14 @@ fn the_admin_view_shows_what_the_api_says_and_sets_and_lifts_holds() {
     );
     b.screenshot("admin");
 
+    // Every control of the form has a label.
+    assert_eq!(
+        b.eval(
+            "return [...document.querySelectorAll('[data-test=hold-form] input')] \
+             .filter(i => !i.labels.length || !i.labels[0].textContent.trim()).map(i => i.name);"
+        ),
+        json!([])
+    );
     // Add a hold through the form (the keyboard for the text, the date
     // inputs set as a date picker would).
     let type_into = |css: &str, s: &str| {
@@ -459,6 +467,18 @@ fn the_admin_view_shows_what_the_api_says_and_sets_and_lifts_holds() {
     );
     let (_, holds) = call(d, admin, "GET", "/v1/holds", None);
     assert!(holds.to_string().contains("case-2026-114"));
+    // Escape cancels too (the dialog's own key).
+    b.find(lift).click_sync(&b);
+    let cancel = b.find("dialog[data-test=lift-dialog][open] [data-test=lift-cancel]");
+    b.with(|_| cancel.send_keys("\u{E00C}")).unwrap();
+    eventually("the dialog closed by Escape", || {
+        b.eval("return document.querySelector('dialog[data-test=lift-dialog]').open;")
+            == json!(false)
+    });
+    assert_eq!(
+        b.eval("return document.activeElement.dataset.test;"),
+        json!("lift")
+    );
     // Confirmed: gone from the API and from the page.
     b.find(lift).click_sync(&b);
     b.find("dialog[data-test=lift-dialog][open] [data-test=lift-confirm]")
@@ -487,6 +507,10 @@ fn the_admin_view_shows_what_the_api_says_and_sets_and_lifts_holds() {
         json!(true),
         "the page scrolls sideways at 1024 px"
     );
+    b.eval("window.scrollTo(0, 0); return null;");
+    b.screenshot("admin-1024-status");
+    b.eval("document.querySelector('[data-test=holds-section]').scrollIntoView(); return null;");
+    b.screenshot("admin-1024-holds");
     b.eval("document.querySelector('[data-test=segments-section]').scrollIntoView(); return null;");
     b.screenshot("admin-1024");
 

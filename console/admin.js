@@ -281,7 +281,10 @@ export function mountAdmin(root, ctx) {
     refreshBtn.disabled = true;
     refreshBtn.setAttribute('aria-busy', 'true');
     const status = (async () => {
-      const [ready, cp] = await Promise.all([readiness(), settle('/v1/checkpoint')]);
+      const ready = await readiness();
+      // The signed line only when /readyz says there is one (no 404 otherwise).
+      const seq = ready.value?.state?.seal?.checkpoint?.seq;
+      const cp = seq == null ? null : await settle('/v1/checkpoint');
       if (!alive || mine !== gen) return;
       if (ready.value) clear(statusBox).append(...statusBody(ready.value, cp).filter(Boolean));
       else failed(statusBox, ready.error);

@@ -4,7 +4,8 @@
 //! retention plan, index lag and the seal's status from `/readyz`), holds
 //! are added and lifted through the page, a refusal shows the API's
 //! sentence, and a key without the admin role neither sees the view nor
-//! makes a request to an admin route.
+//! makes a request to an admin route. Without a signing key the view says
+//! checkpoints are off and asks for none (no 404 in the console).
 
 use super::browser::Browser;
 use crate::auth::{key_toml, token, UNLIMITED_ROLES};
@@ -575,4 +576,20 @@ impl ClickSync for fantoccini::elements::Element {
     fn click_sync(self, b: &Browser) {
         b.with(|_| self.click()).unwrap();
     }
+}
+
+#[test]
+fn without_keys_or_a_signing_key_the_admin_view_says_so_without_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Server::start_without_detectors(tmp.path());
+    let (st, _, v) = d.post(&json!({"action": "login", "actor": "alice"}));
+    assert_eq!(st, 201, "{v}");
+    let b = Browser::start();
+    b.goto(&format!("{}/#/admin", origin(&d)));
+    b.find("body[data-ready='1'] [data-test=admin][data-loaded]");
+    assert_eq!(text(&b, "[data-test=status] [data-test=checkpoint]"), "off");
+    b.find("[data-test=no-holds]");
+    assert!(!b.requested().iter().any(|u| u.contains("/v1/checkpoint")));
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
 }

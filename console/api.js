@@ -254,3 +254,35 @@ export function stream(path, params, { fromSeq = null, onEvent, onStatus = () =>
   connect();
   return { stop, get nextSeq() { return next; } };
 }
+
+/**
+ * A request with a JSON body (or none): `send('POST', '/v1/holds', {...})`.
+ * Resolves to the parsed JSON, or null for an answer without a body (204);
+ * rejects with an ApiError as `get` does.
+ */
+async function send(method, path, body) {
+  const init = { method, headers: headers('application/json'), cache: 'no-store', credentials: 'omit' };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, { detail: 'The server could not be reached; check that Stele is running and try again' });
+  }
+  if (!res.ok) {
+    const err = await toError(res);
+    if (res.status === 401) unauthorized(err);
+    throw err;
+  }
+  if (res.status === 204) return null;
+  const type = res.headers.get('content-type') || '';
+  return type.includes('json') ? res.json() : null;
+}
+
+/** POST `body` as JSON to `path`. */
+export function post(path, body) { return send('POST', path, body); }
+/** DELETE `path`. */
+export function del(path) { return send('DELETE', path); }

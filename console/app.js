@@ -5,6 +5,11 @@
 //   #/event/<id>?tenant=<t>       one event
 //   #/entity/<type>/<id>?<filters> an entity's history
 //   #/user/<id>?<filters>         a user's timeline
+//   #/dashboard?tenant=&window=   the figures, activity and breakdowns
+//   #/findings?<filters>&open=<id> the detections and their evidence
+//   #/processes?kind=&<filters>   process runs (or batches), stuck ones first
+//   #/process/<id>, #/batch/<id>  one run and its events
+//   #/admin                       status, holds, retention, segments (admin role)
 // A view is a module with mount(root, ctx) → {update(route) → bool, unmount()}.
 // A route may name the role it needs: a key without it gets a sentence saying
 // so (the API would refuse its requests anyway) and no nav entry.
@@ -18,6 +23,7 @@ import { mountUser } from './user.js';
 import { mountDashboard } from './dashboard.js';
 import { mountFindings } from './findings.js';
 import { mountProcesses, mountRun } from './processes.js';
+import { mountAdmin } from './admin.js';
 
 const ROUTES = [
   { name: 'events', re: /^\/events$/, mount: mountEvents, title: () => 'Events' },
@@ -29,6 +35,7 @@ const ROUTES = [
   { name: 'processes', re: /^\/processes$/, mount: mountProcesses, title: () => 'Processes', role: 'read' },
   { name: 'process', re: /^\/process\/([^/]+)$/, mount: mountRun, title: (a) => `Process run ${a[0]}`, role: 'read' },
   { name: 'batch', re: /^\/batch\/([^/]+)$/, mount: mountRun, title: (a) => `Batch operation ${a[0]}`, role: 'read' },
+  { name: 'admin', re: /^\/admin$/, mount: mountAdmin, title: () => 'Admin', role: 'admin' },
 ];
 
 // Only views that exist, each shown to keys with its role.
@@ -37,6 +44,7 @@ const NAV = [
   { href: '#/dashboard', label: 'Dashboard', role: 'read', match: ['dashboard'] },
   { href: '#/findings', label: 'Findings', role: 'read', match: ['findings'] },
   { href: '#/processes', label: 'Processes', role: 'read', match: ['processes', 'process', 'batch'] },
+  { href: '#/admin', label: 'Admin', role: 'admin', match: ['admin'] },
 ];
 
 const main = document.getElementById('main');

@@ -3,6 +3,7 @@
 //! browser against a real server.
 
 mod a11y;
+mod admin;
 mod browser;
 mod dashboard;
 mod detect;

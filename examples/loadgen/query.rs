@@ -122,56 +122,7 @@ pub async fn query(ctx: &Ctx, o: &Opts) -> Result<Report> {
     );
 
     // 1. Ingest (not measured).
-    eprintln!("loadgen: query: ingesting {events} events in batches of 1000");
-    let sample_every = (events / 4000).max(1);
-    let (rx, gen) = producer(o.seed, o.event_bytes, 1000, Some(events), sample_every, 16);
-    let started = Instant::now();
-    let forever = Timing {
-        warm_end: started,
-        end: started + Duration::from_secs(365 * 86_400),
-    };
-    let ingest = ingest_clients(ctx, 2, rx, forever, NDJSON, None).await;
-    let ingest_secs = started.elapsed().as_secs_f64();
-    let samples = gen
-        .join()
-        .map_err(|_| anyhow!("the event generator thread panicked"))?
-        .samples;
-    ctx.check()?;
-    eprintln!(
-        "loadgen: query: ingested {} events in {ingest_secs:.1} s ({:.0} events/s); waiting for the index",
-        ingest.events,
-        ingest.events as f64 / ingest_secs
-    );
-    let indexed_at = wait_indexed(ctx, INDEX_WAIT).await?;
-    let index_wait = indexed_at.saturating_duration_since(started).as_secs_f64() - ingest_secs;
-    report.line(
-        "ingest (not measured)",
-        format!(
-            "{} events in {ingest_secs:.1} s ({:.0} events/s), indexed {:.1} s later",
-            ingest.events,
-            ingest.events as f64 / ingest_secs,
-            index_wait.max(0.0)
-        ),
-    );
-    report.set("ingested_events", json!(ingest.events));
-    report.set("ingest_s", json!(r2(ingest_secs)));
-    report.set("index_wait_s", json!(r2(index_wait.max(0.0))));
-    if ingest.tally.non_2xx() + ingest.tally.transport_errors > 0 {
-        report.line(
-            "ingest failures",
-            format!(
-                "{} non-2xx, {} transport errors; first: {}",
-                ingest.tally.non_2xx(),
-                ingest.tally.transport_errors,
-                ingest
-                    .tally
-                    .first_problem
-                    .as_deref()
-                    .or(ingest.tally.first_transport_error.as_deref())
-                    .unwrap_or("-")
-            ),
-        );
-    }
+    let samples = ingest_unmeasured(ctx, o, events, "query", &mut report).await?;
 
     // 2. The mix.
     let paths: Arc<Vec<Vec<String>>> = Arc::new(
@@ -296,4 +247,68 @@ pub async fn query_client(
         }
     }
     out
+}
+
+/// Ingests `events` generated events in 1,000-event NDJSON batches over two
+/// connections, waits for index lag 0 and reports it (not measured); returns
+/// the samples drawn from what was ingested.
+pub async fn ingest_unmeasured(
+    ctx: &Ctx,
+    o: &Opts,
+    events: u64,
+    name: &str,
+    report: &mut Report,
+) -> Result<Vec<Sample>> {
+    eprintln!("loadgen: {name}: ingesting {events} events in batches of 1000");
+    let sample_every = (events / 4000).max(1);
+    let (rx, gen) = producer(o.seed, o.event_bytes, 1000, Some(events), sample_every, 16);
+    let started = Instant::now();
+    let forever = Timing {
+        warm_end: started,
+        end: started + Duration::from_secs(365 * 86_400),
+    };
+    let ingest = ingest_clients(ctx, 2, rx, forever, NDJSON, None).await;
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let samples = gen
+        .join()
+        .map_err(|_| anyhow!("the event generator thread panicked"))?
+        .samples;
+    ctx.check()?;
+    eprintln!(
+        "loadgen: {name}: ingested {} events in {ingest_secs:.1} s ({:.0} events/s); waiting for the index",
+        ingest.events,
+        ingest.events as f64 / ingest_secs
+    );
+    let indexed_at = wait_indexed(ctx, INDEX_WAIT).await?;
+    let index_wait = indexed_at.saturating_duration_since(started).as_secs_f64() - ingest_secs;
+    report.line(
+        "ingest (not measured)",
+        format!(
+            "{} events in {ingest_secs:.1} s ({:.0} events/s), indexed {:.1} s later",
+            ingest.events,
+            ingest.events as f64 / ingest_secs,
+            index_wait.max(0.0)
+        ),
+    );
+    report.set("ingested_events", json!(ingest.events));
+    report.set("ingest_s", json!(r2(ingest_secs)));
+    report.set("index_wait_s", json!(r2(index_wait.max(0.0))));
+    if ingest.tally.non_2xx() + ingest.tally.transport_errors > 0 {
+        report.line(
+            "ingest failures",
+            format!(
+                "{} non-2xx, {} transport errors; first: {}",
+                ingest.tally.non_2xx(),
+                ingest.tally.transport_errors,
+                ingest
+                    .tally
+                    .first_problem
+                    .as_deref()
+                    .or(ingest.tally.first_transport_error.as_deref())
+                    .unwrap_or("-")
+            ),
+        );
+    }
+
+    Ok(samples)
 }

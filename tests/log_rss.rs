@@ -3,7 +3,7 @@
 //! leave it resident in the process. (A test binary of its own: the resident
 //! set is per process.)
 //!
-//! Found by the soak test (examples/soak.rs): with 1 MiB segments, a full
+//! Found by the soak test (examples/soak/): with 1 MiB segments, a full
 //! export, and live streams, left every segment they read mapped and
 //! resident (the daemon's RSS grew by the size of the log), because a cursor
 //! gave its pages back on drop only after reading a megabyte, and the pages

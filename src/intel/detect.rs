@@ -35,8 +35,14 @@
 //!    then judged as new: bursts restart, baselines warm up again).
 //! 3. Stele's own events (findings, `audit_access`) are never observed.
 //! 4. A finding never mixes tenants: users and IPs are tracked per tenant and
-//!    their findings carry it; spikes of the system, an action or a process
-//!    span tenants and carry none (only keys for every tenant see them).
+//!    their findings carry it, their queries too (`tenant=`, so they list
+//!    that tenant's events only); spikes of the system, an action or a process
+//!    span tenants and carry none (only keys for every tenant see them). A
+//!    subject without a tenant (events posted without one) is one of its own,
+//!    but its query has no tenant filter: `GET /v1/events` cannot ask for "no
+//!    tenant" (as for a run without a tenant, `intel::watch`), so for a key
+//!    that sees every tenant it lists the same user's or address's events in
+//!    tenants too.
 
 use super::bounded::Bounded;
 use super::classify;
@@ -359,7 +365,8 @@ impl Detectors {
                         // Every event of the subject in the window: the
                         // failures and what surrounded them.
                         query: format!(
-                            "{field}={}&since={}&until={}",
+                            "{}{field}={}&since={}&until={}",
+                            in_tenant(tenant.as_deref()),
                             q(&id),
                             q(&format_micros(since)),
                             q(&format_micros(since + win))
@@ -495,7 +502,11 @@ impl Detectors {
                             "Confirm with {u} that the activity from {value} is theirs; if not, \
                              revoke their sessions."
                         ),
-                        query: format!("user_id={}&{filter}", q(u)),
+                        query: format!(
+                            "{}user_id={}&{filter}",
+                            in_tenant(tenant.as_deref()),
+                            q(u)
+                        ),
                     });
                 }
             }
@@ -539,7 +550,8 @@ impl Detectors {
                         "Check that {u}'s activity at this hour is expected (travel, on-call)."
                     ),
                     query: format!(
-                        "user_id={}&since={}&until={}",
+                        "{}user_id={}&since={}&until={}",
+                        in_tenant(tenant.as_deref()),
                         q(u),
                         q(&format_micros(day)),
                         q(&format_micros(day + 24 * HOUR))
@@ -589,7 +601,8 @@ impl Detectors {
                                      privilege now."
                         .into(),
                     query: format!(
-                        "user_id={}&action={}&since={}&until={}",
+                        "{}user_id={}&action={}&since={}&until={}",
+                        in_tenant(tenant.as_deref()),
                         q(u),
                         q(&ev.action),
                         q(&format_micros(since)),
@@ -633,7 +646,6 @@ fn abuse(
             kind,
             id: id.to_owned(),
         },
-        tenant,
         since,
         until: since + MINUTE,
         evidence: json!({"count": n, "threshold": th.abuse_per_minute, "per": "minute"}),
@@ -642,12 +654,22 @@ fn abuse(
             "Check whether {kind} {id} is a runaway client or a scraper; rate-limit its key."
         ),
         query: format!(
-            "{field}={}&since={}&until={}",
+            "{}{field}={}&since={}&until={}",
+            in_tenant(tenant.as_deref()),
             q(id),
             q(&format_micros(since)),
             q(&format_micros(since + MINUTE))
         ),
+        tenant,
     }
+}
+
+/// The tenant filter of a per-tenant subject's query (`tenant={t}&`), so that
+/// it lists that tenant's events only: the same user id or address in
+/// another tenant is another subject. Nothing for a subject without a tenant:
+/// `GET /v1/events` has no filter for "no tenant" (module documentation).
+fn in_tenant(tenant: Option<&str>) -> String {
+    tenant.map_or_else(String::new, |t| format!("tenant={}&", q(t)))
 }
 
 /// Keeps the 16 most recent distinct values.

@@ -92,7 +92,8 @@ pub struct Finding {
     pub summary: String,
     /// One sentence saying what to do.
     pub recommendation: String,
-    /// Query parameters of `GET /v1/events` listing the events behind it.
+    /// Query parameters of `GET /v1/events` listing the events behind it
+    /// (with `tenant=` when `tenant` is set).
     pub query: String,
 }
 

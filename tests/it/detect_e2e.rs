@@ -377,6 +377,83 @@ fn the_same_user_bursting_in_two_tenants_raises_a_finding_in_each() {
     assert_eq!(findings_now(&d, "tenant=globex").len(), 2);
 }
 
+/// The ids `GET /v1/events?{query}` lists (all of them: one page of at most
+/// `limit=1000`), sorted.
+fn ids_behind(d: &Server, query: &str) -> Vec<String> {
+    let (st, _, v) = d.get(&format!("/v1/events?{query}&limit=1000"));
+    assert_eq!(st, 200, "{query}: {v}");
+    assert!(v["next_cursor"].is_null(), "{query}: more than a page: {v}");
+    let mut out: Vec<String> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A finding's `metadata.query` lists exactly the events behind it, in its
+/// tenant only: the same user and address bursting (and changing a role) in
+/// two tenants, five and six failures, each finding's query (read with a key
+/// that sees every tenant) lists its own tenant's events and never the
+/// other's.
+#[test]
+fn the_query_of_a_tenants_finding_lists_only_that_tenants_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Server::start(tmp.path());
+    // The previous window: every event is in the past.
+    let w0 = window_start() - 10 * MIN;
+    let (user, ip) = ("admin", "198.51.100.7");
+    let mut events = Vec::new();
+    for (tenant, failures) in [("acme", 5), ("globex", 6)] {
+        for i in 0..failures {
+            let mut e = login(tenant, user, ip, false, w0 + i * SEC);
+            e["id"] = json!(format!("{tenant}-fail-{i}"));
+            events.push(e);
+        }
+        // A privilege change of the same user, from no address.
+        events.push(
+            json!({"id": format!("{tenant}-grant"), "action": "role_granted",
+                           "status": "success", "tenant": tenant, "user_id": user,
+                           "timestamp": ts(w0 + 30 * SEC)}),
+        );
+    }
+    post(&d, events);
+    let found = findings(&d, "", 6);
+    assert_eq!(
+        keys(&found),
+        [
+            key("acme", "ip", ip, "medium"),
+            key("acme", "user", user, "medium"),
+            key("acme", "user", user, "medium"),
+            key("globex", "ip", ip, "medium"),
+            key("globex", "user", user, "medium"),
+            key("globex", "user", user, "medium"),
+        ]
+    );
+    for f in &found {
+        let tenant = f["tenant"].as_str().unwrap();
+        let m = &f["metadata"];
+        let failures = if tenant == "acme" { 5 } else { 6 };
+        let fails = (0..failures).map(|i| format!("{tenant}-fail-{i}"));
+        let grant = format!("{tenant}-grant");
+        let mut want: Vec<String> = match (
+            m["kind"].as_str().unwrap(),
+            m["subject"]["type"].as_str().unwrap(),
+        ) {
+            // Every event of the subject in the window.
+            ("failed_login_burst", "user") => fails.chain([grant]).collect(),
+            ("failed_login_burst", "ip") => fails.collect(),
+            ("privilege_change", "user") => vec![grant],
+            other => panic!("unexpected finding {other:?}: {f:#}"),
+        };
+        want.sort();
+        let query = m["query"].as_str().unwrap();
+        assert_eq!(ids_behind(&d, query), want, "{query} of {f:#}");
+    }
+}
+
 /// The real detectors' findings reach a webhook through `[[alerts]]` finding
 /// rules, signed: exactly the findings raised, by kind and least level, each
 /// linking to itself in its tenant; the same server's quiet traffic before

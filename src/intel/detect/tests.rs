@@ -338,3 +338,82 @@ fn the_same_subject_in_two_tenants_is_two_findings() {
     assert_eq!(raised.len(), 2, "{raised:#?}");
     assert!(raised.iter().all(|f| f.tenant.as_deref() == Some("globex")));
 }
+
+/// The query of every finding about a tenant's user or address filters on
+/// that tenant (URL-encoded), so it lists that tenant's events only; a
+/// subject without a tenant's query has no tenant filter (none can say "no
+/// tenant").
+#[test]
+fn the_query_of_a_tenants_subject_names_its_tenant() {
+    let th = Thresholds {
+        login_burst_count: 2,
+        new_ip_min_history: 1,
+        hour_min_history: 2,
+        hour_share: 0.5,
+        abuse_per_minute: 2,
+        ..Thresholds::default()
+    };
+    let events = |tenant: Option<&str>| -> Vec<Event> {
+        let at = |h: i64, s: i64| DAY0 + h * HOUR + s * 1_000_000;
+        let mut out = vec![
+            // History at 09:00 from one address, then 03:00 from another:
+            // a new IP and an unusual hour.
+            ev(at(9, 0), "view", "eve", "10.0.0.1", Status::Success),
+            ev(at(9, 10), "view", "eve", "10.0.0.1", Status::Success),
+            ev(at(3, 0), "view", "eve", "10.0.0.2", Status::Success),
+            // A burst (user and address), and requests: abuse.
+            ev(at(12, 0), "login", "eve", "10.0.0.3", Status::Failure),
+            ev(at(12, 1), "login", "eve", "10.0.0.3", Status::Failure),
+            // A privilege change.
+            ev(
+                at(13, 0),
+                "role_granted",
+                "eve",
+                "10.0.0.1",
+                Status::Success,
+            ),
+        ];
+        // Requests of an address without a user: abuse of an IP.
+        for s in 0..2 {
+            out.push(Event {
+                user_id: None,
+                ..ev(at(14, s), "fetch", "-", "10.0.0.4", Status::Success)
+            });
+        }
+        for e in &mut out {
+            e.tenant = tenant.map(str::to_owned);
+        }
+        out
+    };
+    let mut d = Detectors::new(th, Limits::default());
+    let found = run(&mut d, &events(Some("acme/eu")), 1);
+    let mut kinds: Vec<(&str, &str)> = found.iter().map(|f| (f.kind, f.subject.kind)).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            ("api_abuse", "ip"),
+            ("api_abuse", "user"),
+            ("failed_login_burst", "ip"),
+            ("failed_login_burst", "user"),
+            ("new_ip", "user"),
+            ("privilege_change", "user"),
+            ("unusual_hour", "user"),
+        ]
+    );
+    for f in &found {
+        assert_eq!(f.tenant.as_deref(), Some("acme/eu"));
+        assert!(f.query.starts_with("tenant=acme%2Feu&"), "{f:#?}");
+    }
+    // The same activity without a tenant: the same findings, another subject.
+    let found = run(&mut d, &events(None), 100);
+    let mut again: Vec<(&str, &str)> = found.iter().map(|f| (f.kind, f.subject.kind)).collect();
+    again.sort();
+    again.dedup();
+    assert_eq!(again, kinds);
+    for f in &found {
+        assert_eq!(f.tenant, None);
+        assert!(!f.query.contains("tenant="), "{f:#?}");
+    }
+}

@@ -73,7 +73,13 @@ function parse() {
   return { name: 'notfound', path, params, args: [] };
 }
 
-function setReady() { document.body.dataset.ready = '1'; }
+// Marks for the performance timeline (loadgen's console scenario reads them):
+// stele-view when a view's controls are in place, stele-ready when it shows
+// its first data (the first results page, the dashboard's figures).
+function setReady() {
+  if (document.body.dataset.ready !== '1') performance.mark('stele-ready');
+  document.body.dataset.ready = '1';
+}
 
 function unmount() {
   if (current && current.view && current.view.unmount) current.view.unmount();
@@ -107,6 +113,7 @@ function render() {
   }
   document.title = `${route.route.title(route.args)} · Stele`;
   const view = route.route.mount(main, { route, me, setReady });
+  if (!rendered) performance.mark('stele-view');
   current = { name: route.name, view };
   // A new view takes the focus to its heading (not on the first page load),
   // so keyboard and screen reader users start from its top.

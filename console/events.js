@@ -79,6 +79,7 @@ export function mountEvents(root, ctx) {
   let totalN = null;
   let pending = [];
   let flushTimer = null;
+  const FLUSH_MS = 40;
 
   function showError(err) {
     if (err.status === 401) return true; // the key prompt takes over
@@ -138,7 +139,9 @@ export function mountEvents(root, ctx) {
       fromSeq: startSeq === null ? null : startSeq + 1,
       onEvent: (ev) => {
         pending.push(ev);
-        if (!flushTimer) flushTimer = setTimeout(flush, 250);
+        // Rows arriving together are drawn together: one insertion per
+        // FLUSH_MS at most, so a burst costs one layout, not one per event.
+        if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
       },
       onStatus: (s, detail) => {
         liveStatus.textContent = s === 'live' ? 'following new events'

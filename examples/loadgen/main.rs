@@ -18,6 +18,7 @@
 //! cargo run --release --example loadgen -- query       # ingest 200,000, then a query mix
 //! cargo run --release --example loadgen -- stream      # SSE delivery at 200 events/s
 //! cargo run --release --example loadgen -- detect      # detectors off vs on, latency
+//! cargo run --release --example loadgen -- console     # the web console at 1,000,000 events
 //! cargo run --release --example loadgen -- all         # the five in sequence
 //! cargo run --release --example loadgen -- all --json  # + JSON per scenario on stdout
 //! cargo run --release --example loadgen -- --help      # every option
@@ -97,7 +98,21 @@
 //!   p50/p95/p99/max (**target: p99 ≤ 2 s**), findings by kind, the detectors' tracked
 //!   users/IPs/scopes (`/metrics`) and each daemon's VmRSS / VmHWM at the end of its
 //!   ingest. At 1,000,000 events: `loadgen detect --events 1000000`.
-//! - `all`: `batch`, `single`, `query`, `stream` and `detect` in sequence.
+//! - `console` (`--events` default 1,000,000, `--runs` default 5, `--live-events`
+//!   default 50): the web console (issue 19) in headless Chromium (Debian's `chromium`
+//!   and `chromedriver`, as the console tests use them). Ingests the events (not
+//!   measured), then opens the events list, a full-text search and the dashboard
+//!   `--runs` times each in a fresh browser profile (a cold cache) and reads Chromium's
+//!   performance timeline: the page's `domInteractive`, the console's marks
+//!   `stele-view` (the view's controls in place) and `stele-ready` (its first data
+//!   shown: the first results page, the dashboard's figures), and the bytes of the
+//!   console's files as transferred (compressed) apart from the API's answers; a warm
+//!   reload (files revalidated by ETag) follows. **Targets: first view interactive
+//!   within 1 s at 1,000,000 events; the page ≤ 300 KB compressed.** Then, Live on,
+//!   `--live-events` single events 100 ms apart: the delay from each 201 to its row in
+//!   the page (the page's clock, `performance.timeOrigin + now()`), p50/p95/max.
+//! - `all`: `batch`, `single`, `query`, `stream` and `detect` in sequence (not
+//!   `console`, which needs Chromium).
 //!
 //! Answers by status, non-2xx answers and transport errors are counted over the whole
 //! run (warm-up and the "searchable within" probes included); the first non-2xx body
@@ -118,7 +133,8 @@
 //! - `ingest.rs`: ingest clients shared by the scenarios, the "searchable within" probes;
 //! - `report.rs`: the text and JSON report;
 //! - one module a scenario: `batch.rs`, `single.rs`, `query.rs`, `stream.rs`,
-//!   `detect.rs`.
+//!   `detect.rs`, `console.rs` (which borrows the console tests' WebDriver session,
+//!   `tests/it/console/browser.rs`).
 //!
 //! `examples/common/` (connections, requests, percent-encoding) is shared with `soak`.
 
@@ -136,7 +152,12 @@ use clap::{Parser, ValueEnum};
 mod common;
 
 mod batch;
+/// The console tests' WebDriver session (chromedriver + headless Chromium).
+#[allow(dead_code)]
+#[path = "../../tests/it/console/browser.rs"]
+mod browser;
 mod client;
+mod console;
 mod daemon;
 mod detect;
 mod gen;
@@ -197,7 +218,8 @@ pub struct Opts {
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
     /// Events ingested: before the query mix (default 200,000); into each daemon of
-    /// the detect scenario (default 500,000).
+    /// the detect scenario (default 500,000); before the console is opened
+    /// (default 1,000,000).
     #[arg(long)]
     pub events: Option<u64>,
     /// Detect scenario: pairs of daemons (detectors off, on), run in ABBA order.
@@ -238,6 +260,12 @@ pub struct Opts {
     /// event) instead of the SSE stream: compare the two transports' delivery latency.
     #[arg(long)]
     pub ws: bool,
+    /// Console scenario: cold page loads per view (each in a fresh browser profile).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Console scenario: events posted one by one with Live on.
+    #[arg(long, default_value_t = 50)]
+    pub live_events: usize,
     /// With --addr: the API key to send (`Authorization: Bearer KEY`).
     #[arg(long, value_name = "KEY", requires = "addr")]
     pub token: Option<String>,
@@ -250,6 +278,7 @@ pub enum Scenario {
     Query,
     Stream,
     Detect,
+    Console,
     All,
 }
 
@@ -261,6 +290,7 @@ impl Scenario {
             Scenario::Query => "query",
             Scenario::Stream => "stream",
             Scenario::Detect => "detect",
+            Scenario::Console => "console",
             Scenario::All => "all",
         }
     }
@@ -354,6 +384,9 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
         }
         return detect::detect(rt, o);
     }
+    if s == Scenario::Console {
+        return console::console(rt, o);
+    }
     let daemon = match &o.addr {
         Some(_) => None,
         None => Some(Daemon::start(o)?),
@@ -382,8 +415,10 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
                 Scenario::Single => single::single(&ctx, o).await,
                 Scenario::Query => query::query(&ctx, o).await,
                 Scenario::Stream => stream::stream(&ctx, o).await,
-                Scenario::Detect | Scenario::All => {
-                    unreachable!("`detect` runs its own daemons, `all` is expanded by main")
+                Scenario::Detect | Scenario::Console | Scenario::All => {
+                    unreachable!(
+                        "`detect` and `console` run their own daemons, `all` is expanded by main"
+                    )
                 }
             }
         }

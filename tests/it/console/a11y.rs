@@ -134,3 +134,51 @@ fn the_keyboard_reaches_the_filters_and_rows_with_a_visible_focus() {
     let text = b.with(|_| detail.text()).unwrap();
     assert!(text.contains(&second), "Enter opened another event: {text}");
 }
+
+#[test]
+fn the_dashboard_detections_and_admin_views_are_free_of_serious_and_critical_axe_violations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, _clock) = super::detect::world(tmp.path());
+    let (_, _, findings) = d.get("/v1/findings?limit=1");
+    let first = findings["findings"][0]["id"].as_str().unwrap().to_owned();
+    // A hold to list (no keys: loopback has every role, admin included).
+    let (st, _, v) = d.call(
+        "POST",
+        "/v1/holds",
+        "application/json",
+        br#"{"name": "inquiry-7", "tenant": "acme", "reason": "a regulator's inquiry"}"#,
+    );
+    assert!(st == 200 || st == 201, "{st} {v}");
+    let b = Browser::start();
+    let mut found = Vec::new();
+    let views = [
+        ("dashboard", "#/dashboard".to_owned()),
+        (
+            "dashboard-7d",
+            "#/dashboard?window=7d&tenant=acme".to_owned(),
+        ),
+        ("findings", "#/findings".to_owned()),
+        ("findings-open", format!("#/findings?open={first}")),
+        ("processes", "#/processes".to_owned()),
+        ("batches", "#/processes?kind=batches".to_owned()),
+        (
+            "process-run",
+            "#/process/export-hung?tenant=acme".to_owned(),
+        ),
+        ("batch-run", "#/batch/b-7?tenant=acme".to_owned()),
+        ("admin", "#/admin".to_owned()),
+    ];
+    for (name, hash) in &views {
+        b.goto("about:blank"); // a fresh page for each view
+        b.goto(&format!("{}/{hash}", origin(&d)));
+        b.find("body[data-ready='1']");
+        std::thread::sleep(std::time::Duration::from_millis(300)); // late parts of the view
+        check(&b, name, &mut found);
+    }
+    // The admin view's lift confirmation, open.
+    let lift = b.find("[data-test=lift]");
+    b.with(|_| lift.click()).unwrap();
+    b.find("dialog[open]");
+    check(&b, "admin-lift-dialog", &mut found);
+    assert!(found.is_empty(), "axe-core:\n{}", found.join("\n"));
+}

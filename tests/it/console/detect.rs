@@ -74,7 +74,7 @@ fn run(name: &str, id: &str, start: i64, finish: Option<(i64, &str)>) -> Vec<Val
 
 /// A server on a manual clock holding findings of four kinds and runs of
 /// every outcome (and a batch operation).
-fn world(dir: &Path) -> (Server, Arc<ManualClock>) {
+pub(super) fn world(dir: &Path) -> (Server, Arc<ManualClock>) {
     let t0 = chrono::Utc::now().timestamp() * SEC;
     let clock = Arc::new(ManualClock::new(t0));
     let mut cfg = Config::default();

@@ -62,8 +62,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let secure = tls.is_some();
     let state = State::start(&cfg, engine, tls)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
+    let listener = crate::server::bind(cfg.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if secure { "https" } else { "http" };

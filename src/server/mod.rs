@@ -414,6 +414,29 @@ async fn serve_connection<I, S, B>(
     let _ = conn.await;
 }
 
+/// Connections the kernel completes and queues for the accept loop while it
+/// is busy or holds `connections_max` (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default). tokio's `TcpListener::bind` asks
+/// for 128 (mio ≥ 1.1 follows std), which a burst of a few hundred clients
+/// overflows: the kernel then drops their handshakes and they wait 1, 3, 7 s…
+/// to retry.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (`SO_REUSEADDR` like
+/// tokio's `bind`). Needs a tokio runtime.
+///
+/// # Errors
+/// The socket cannot be made, bound or put to listen.
+pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `listener` with `state` until `shutdown` completes, then shuts
 /// down gracefully (invariant 5): stops accepting, ends streams and exports,
 /// gives in-flight requests `shutdown_grace_secs`, then closes the state

@@ -321,3 +321,36 @@ fn ten_thousand_connections_are_held_to_connections_max_and_service_resumes_when
     acked.push(assert_ingests(&d, "conn-after"));
     assert_intact(&d, &acked);
 }
+
+/// A burst the daemon can hold is held at once: the kernel queues the
+/// completed handshakes for the accept loop (the listen backlog,
+/// `server::LISTEN_BACKLOG`) instead of dropping them, which would leave
+/// those clients to resend their SYN a second later (then 3 s, 7 s…).
+#[test]
+fn a_burst_of_two_thousand_connections_is_held_within_a_second() {
+    const BURST: usize = 2000;
+    if let Err(why) = raise_nofile(BURST as u64 + 1000) {
+        eprintln!("SKIPPED a_burst_of_two_thousand_connections: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(tmp.path(), &[]);
+    let pid = d.child.id();
+    let base = settled_sockets(pid);
+    let addr: SocketAddrV4 = d.addr.parse().unwrap();
+    let started = Instant::now();
+    let conns: Vec<TcpStream> = (0..BURST).map(|_| connect_raw(addr, None, true)).collect();
+    // A dropped handshake is resent after 1 s: all held before that means
+    // none was dropped.
+    while sockets_of(pid) - base < BURST {
+        assert!(
+            started.elapsed() < Duration::from_millis(950),
+            "{} of {BURST} connections held {:?} after the burst began: the kernel dropped \
+             handshakes (a short listen backlog)",
+            sockets_of(pid) - base,
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(conns);
+}

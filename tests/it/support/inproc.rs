@@ -129,7 +129,7 @@ impl Server {
                             Some(c) => stele::server::State::open_on(&cfg, c).await?,
                             None => stele::server::State::open(&cfg).await?,
                         };
-                        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                        let listener = stele::server::bind(([127, 0, 0, 1], 0).into())?;
                         anyhow::Ok((state, listener))
                     };
                     let (state, listener) = match opened.await {

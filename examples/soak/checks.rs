@@ -2,6 +2,13 @@
 //! event, checked against every acknowledgement (nothing lost, moved or duplicated);
 //! `retention.log` must account for exactly the dropped seqs; then `stele verify` and
 //! `stele check` run offline.
+//!
+//! The export also holds the records Stele appends itself (exports include them by
+//! default): findings of the detectors (on by default, so on in the soak too) and
+//! `audit_access` records. An event is taken as Stele's own only if it really is one
+//! ([`classify`]: `ingested_by` `stele` and a category in [`OWN_CATEGORIES`]); its seq
+//! counts as present and it is counted, never as a client's event. Anything else that
+//! no client of the soak sent is foreign and fails the run.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -24,12 +31,72 @@ use crate::run::Paths;
 use crate::state::Run;
 use crate::REQUEST_TIMEOUT;
 
+/// `ingested_by` of the records Stele writes itself.
+pub const OWN_INGESTED_BY: &str = stele::event::INGESTED_BY_STELE;
+/// The categories of the records Stele writes itself that the soak knows: the
+/// detectors' findings and the record of a read made with a key. A record of Stele's
+/// in another category is a failure until the soak learns about it.
+pub const OWN_CATEGORIES: [&str; 2] = [
+    stele::intel::finding::CATEGORY,
+    stele::event::AUDIT_ACCESS_CATEGORY,
+];
+
+/// The fields of one exported event the check reads.
+#[derive(serde::Deserialize, Debug)]
+pub struct Row {
+    pub id: String,
+    pub seq: u64,
+    #[serde(default)]
+    pub ingested_by: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// What an exported event is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One of the soak's own client ids, by its number.
+    Client(u64),
+    /// A record Stele wrote itself, of this category.
+    Own(String),
+    /// Neither: a failure, with why.
+    Foreign(String),
+}
+
+/// Classifies an exported event: a client id of this run (`prefix` + a number below
+/// `n_max`) is [`Kind::Client`] (whatever else it says: the id-based checks then
+/// judge it); otherwise it is [`Kind::Own`] only with `ingested_by` exactly
+/// [`OWN_INGESTED_BY`] and a category exactly one of [`OWN_CATEGORIES`], and
+/// [`Kind::Foreign`] in every other case (also a record of Stele's claiming the soak's
+/// id space, or one of Stele's with a category the soak does not know).
+pub fn classify(row: &Row, prefix: &str, n_max: u64) -> Kind {
+    if let Some(rest) = row.id.strip_prefix(prefix) {
+        return match rest.parse::<u64>() {
+            Ok(n) if n < n_max => Kind::Client(n),
+            _ => Kind::Foreign(format!(
+                "in the soak's id space, but not a client id it handed out (0..{n_max})"
+            )),
+        };
+    }
+    match (row.ingested_by.as_deref(), row.category.as_deref()) {
+        (Some(OWN_INGESTED_BY), Some(c)) if OWN_CATEGORIES.contains(&c) => Kind::Own(c.to_owned()),
+        (Some(OWN_INGESTED_BY), c) => Kind::Foreign(format!(
+            "ingested_by {OWN_INGESTED_BY:?} but category {c:?}, not one of Stele's own \
+             the soak knows ({OWN_CATEGORIES:?})"
+        )),
+        (by, _) => Kind::Foreign(format!("not a client id of this run, ingested_by {by:?}")),
+    }
+}
+
 /// What the final checks found.
 #[derive(Default)]
 pub struct Final {
     pub first_seq: u64,
     pub last_seq: u64,
     pub exported: u64,
+    /// Exported records Stele wrote itself (findings, `audit_access`), by category.
+    pub own_records: u64,
+    pub own_by_category: std::collections::BTreeMap<String, u64>,
     pub export_secs: f64,
     pub dropped_acked: u64,
     pub dropped_logged: u64,
@@ -212,12 +279,8 @@ async fn export_check(run: &Arc<Run>, fin: &mut Final) -> Result<()> {
     let (mut foreign, mut dup_ids, mut dup_seqs, mut out_of_range, mut moved) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut buf: Vec<u8> = Vec::new();
-    #[derive(serde::Deserialize)]
-    struct Row {
-        id: String,
-        seq: u64,
-    }
     let mut line_no = 0u64;
+    let prefix = run.prefix.clone();
     let mut handle = |line: &[u8], run: &Run| {
         line_no += 1;
         let row: Row = match serde_json::from_slice(line) {
@@ -227,26 +290,7 @@ async fn export_check(run: &Arc<Run>, fin: &mut Final) -> Result<()> {
                 return;
             }
         };
-        let Some(n) = run.n_of(&row.id).filter(|&n| (n as usize) < n_max) else {
-            foreign += 1;
-            if foreign <= 5 {
-                run.fail(format!(
-                    "export holds a foreign id {:?} (seq {})",
-                    row.id, row.seq
-                ));
-            }
-            return;
-        };
-        seen[n as usize] = seen[n as usize].saturating_add(1);
-        if seen[n as usize] == 2 {
-            dup_ids += 1;
-            if dup_ids <= 5 {
-                run.fail(format!(
-                    "id {} appears twice in the export (seq {})",
-                    row.id, row.seq
-                ));
-            }
-        }
+        // Every exported seq, whoever wrote the event: in range and once.
         if row.seq < first || row.seq > last {
             out_of_range += 1;
             if out_of_range <= 5 {
@@ -261,6 +305,34 @@ async fn export_check(run: &Arc<Run>, fin: &mut Final) -> Result<()> {
                 }
             }
             *s = true;
+        }
+        let n = match classify(&row, &prefix, n_max as u64) {
+            Kind::Client(n) => n,
+            Kind::Own(category) => {
+                fin.own_records += 1;
+                *fin.own_by_category.entry(category).or_default() += 1;
+                return;
+            }
+            Kind::Foreign(why) => {
+                foreign += 1;
+                if foreign <= 5 {
+                    run.fail(format!(
+                        "export holds a foreign event {:?} (seq {}): {why}",
+                        row.id, row.seq
+                    ));
+                }
+                return;
+            }
+        };
+        seen[n as usize] = seen[n as usize].saturating_add(1);
+        if seen[n as usize] == 2 {
+            dup_ids += 1;
+            if dup_ids <= 5 {
+                run.fail(format!(
+                    "id {} appears twice in the export (seq {})",
+                    row.id, row.seq
+                ));
+            }
         }
         let a = acked.get(n as usize).copied().unwrap_or(0);
         if a != 0 && a != row.seq {
@@ -298,6 +370,9 @@ async fn export_check(run: &Arc<Run>, fin: &mut Final) -> Result<()> {
     }
     fin.exported = line_no;
     fin.export_secs = started.elapsed().as_secs_f64();
+    if foreign > 5 {
+        run.fail(format!("{foreign} foreign events in the export in all"));
+    }
     let missing_seqs = seq_seen.iter().filter(|s| !**s).count();
     if missing_seqs > 0 {
         run.fail(format!(
@@ -345,8 +420,88 @@ async fn export_check(run: &Arc<Run>, fin: &mut Final) -> Result<()> {
     }
     run.note(&format!(
         "export: {} events (seqs {first}..={last}) in {:.1} s; {} acknowledged events dropped \
-         by retention; {} stored but never acknowledged",
-        fin.exported, fin.export_secs, fin.dropped_acked, fin.stored_unacked
+         by retention; {} stored but never acknowledged; {} Stele's own records {:?}",
+        fin.exported,
+        fin.export_secs,
+        fin.dropped_acked,
+        fin.stored_unacked,
+        fin.own_records,
+        fin.own_by_category
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, by: Option<&str>, category: Option<&str>) -> Row {
+        Row {
+            id: id.to_owned(),
+            seq: 7,
+            ingested_by: by.map(str::to_owned),
+            category: category.map(str::to_owned),
+        }
+    }
+
+    const P: &str = "soak42-";
+
+    #[test]
+    fn client_ids_of_this_run() {
+        assert_eq!(
+            classify(&row("soak42-0", Some("loopback"), None), P, 10),
+            Kind::Client(0)
+        );
+        assert_eq!(
+            classify(&row("soak42-9", None, None), P, 10),
+            Kind::Client(9)
+        );
+        // Never handed out, or not a number: foreign, even when Stele's own.
+        assert!(matches!(
+            classify(&row("soak42-10", None, None), P, 10),
+            Kind::Foreign(_)
+        ));
+        let own_in_our_space = row("soak42-x", Some("stele"), Some("stele.finding"));
+        assert!(matches!(
+            classify(&own_in_our_space, P, 10),
+            Kind::Foreign(_)
+        ));
+    }
+
+    #[test]
+    fn own_records_only_when_really_stele_s() {
+        let finding = "finding-privilege_change-user-7-medium";
+        assert_eq!(
+            classify(&row(finding, Some("stele"), Some("stele.finding")), P, 10),
+            Kind::Own("stele.finding".to_owned())
+        );
+        assert_eq!(
+            classify(&row("access-1", Some("stele"), Some("audit_access")), P, 10),
+            Kind::Own("audit_access".to_owned())
+        );
+        // The same event from anyone else, or without provenance: foreign.
+        for by in [Some("loopback"), Some("cli"), Some("Stele"), None] {
+            assert!(matches!(
+                classify(&row(finding, by, Some("stele.finding")), P, 10),
+                Kind::Foreign(_)
+            ));
+        }
+        // Stele's, but a category the soak does not know (or none, or another case).
+        for c in [
+            Some("stele.alert"),
+            Some("Stele.Finding"),
+            Some("auth"),
+            None,
+        ] {
+            assert!(matches!(
+                classify(&row(finding, Some("stele"), c), P, 10),
+                Kind::Foreign(_)
+            ));
+        }
+        // Another run's client id.
+        assert!(matches!(
+            classify(&row("soak41-3", Some("loopback"), None), P, 10),
+            Kind::Foreign(_)
+        ));
+    }
 }

@@ -48,7 +48,9 @@
 //! - **Streams**: `--stream-clients` (2) read `GET /v1/stream` (the first unfiltered, the
 //!   others filtered by a tenant) and reconnect after every kill with `Last-Event-ID`.
 //!   Seqs must increase with no duplicate within a connection and across reconnects; the
-//!   unfiltered stream must also be gap-free (every seq, in order).
+//!   unfiltered stream must also be gap-free (every seq, in order): it asks for
+//!   `stele_records=include`, since streams leave Stele's own records out by default
+//!   (the filtered ones keep that default); the own records it sees are counted.
 //! - **Retention** (see below): holds are lifted on a schedule and the daemon drops the
 //!   days on its own timer; `GET /v1/retention` is polled every 2 s: the first retained
 //!   seq must never go back and never pass a day still held.
@@ -91,7 +93,12 @@
 //!   are "dropped by retention");
 //! - no id appears twice in the export (also not an unacknowledged one: events stored
 //!   but never acknowledged, in flight at a kill, may appear once), the export's seqs are
-//!   exactly first..=last, and no foreign id appears;
+//!   exactly first..=last, and no foreign event appears: every exported event is either
+//!   a client id of this run or one of Stele's own records, which the export includes by
+//!   default (`ingested_by` `stele` and a category in `checks::OWN_CATEGORIES`:
+//!   `stele.finding`, the detectors' findings, or `audit_access`). The detectors are on
+//!   by default, so they stay on in the soak; own records count as present seqs and are
+//!   reported ("Stele's own records", `stele_own_records` in the JSON);
 //! - every lifted hold's day was dropped;
 //! - after a graceful stop, `stele verify -q DATA_DIR` and `stele check --data-dir
 //!   DATA_DIR` exit 0;

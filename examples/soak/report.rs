@@ -74,7 +74,7 @@ pub fn summarize(
     let rss = g(&run.rss_max_kib) as f64 / 1024.0;
     let anon = g(&run.rss_anon_max_kib) as f64 / 1024.0;
     let http_acked = g(&c.events_acked_http);
-    let json = json!({
+    let mut json = json!({
         "passed": failures.1.is_empty(),
         "load_secs": load_secs,
         "events_acked": acked_total,
@@ -120,6 +120,10 @@ pub fn summarize(
         "failure_messages": failures.1,
         "run_dir": paths.run_dir.display().to_string(),
     });
+    // Added after the macro (one more field inside it passes its recursion limit).
+    json["stream_own_events"] = json!(g(&c.stream_own_events));
+    json["stele_own_records"] = json!(fin.own_records);
+    json["stele_own_records_by_category"] = json!(fin.own_by_category);
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -184,14 +188,31 @@ pub fn summarize(
     );
     let _ = writeln!(
         t,
-        "  stream events          {} over {} connections",
+        "  stream events          {} over {} connections ({} of them Stele's own records, \
+         unfiltered stream)",
         g(&c.stream_events),
-        g(&c.stream_connections)
+        g(&c.stream_connections),
+        g(&c.stream_own_events)
     );
     let _ = writeln!(
         t,
         "  final log              seqs {}..={}, {} exported in {:.1} s",
         fin.first_seq, fin.last_seq, fin.exported, fin.export_secs
+    );
+    let by_category: Vec<String> = fin
+        .own_by_category
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    let _ = writeln!(
+        t,
+        "  Stele's own records    {} in the export ({})",
+        fin.own_records,
+        if by_category.is_empty() {
+            "none".to_owned()
+        } else {
+            by_category.join(", ")
+        }
     );
     let _ = writeln!(
         t,

@@ -49,6 +49,8 @@ pub struct Counters {
     pub q_empty: AtomicU64,
     pub q_errors: AtomicU64,
     pub stream_events: AtomicU64,
+    /// Stele's own records (findings, `audit_access`) among `stream_events`.
+    pub stream_own_events: AtomicU64,
     pub stream_connections: AtomicU64,
     pub stream_errors: AtomicU64,
     pub retention_polls: AtomicU64,

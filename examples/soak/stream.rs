@@ -1,6 +1,8 @@
 //! The stream clients: `GET /v1/stream` followed across restarts with
 //! `Last-Event-ID`; seqs must increase with no duplicate, and the unfiltered stream
-//! must be gap-free.
+//! must be gap-free. Streams leave out the records Stele writes itself (findings,
+//! `audit_access`) by default, which would be gaps: the unfiltered stream asks for them
+//! (`stele_records=include`) and counts them; the filtered ones keep the default.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,14 +13,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use serde_json::Value;
 
+use crate::checks::{OWN_CATEGORIES, OWN_INGESTED_BY};
 use crate::client::{current_addr, snippet};
 use crate::common::{connect, enc, find};
 use crate::query::Picks;
 use crate::state::Run;
 use crate::REQUEST_TIMEOUT;
 
-/// One SSE event block: `(id, seq in data)`; `None` for comments only.
-fn sse_block(block: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
+/// One SSE event block: `(id, seq in data, whether the event is Stele's own)`; `None`
+/// for comments only.
+fn sse_block(block: &[u8]) -> Option<(Option<u64>, Option<u64>, bool)> {
     let text = String::from_utf8_lossy(block);
     let (mut id, mut data, mut any) = (None, String::new(), false);
     for line in text.lines() {
@@ -38,19 +42,22 @@ fn sse_block(block: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
     if !any {
         return None;
     }
-    let seq = serde_json::from_str::<Value>(&data)
-        .ok()
-        .and_then(|v| v["seq"].as_u64());
-    Some((id, seq))
+    let v = serde_json::from_str::<Value>(&data).unwrap_or(Value::Null);
+    let own = v["ingested_by"].as_str() == Some(OWN_INGESTED_BY)
+        && v["category"]
+            .as_str()
+            .is_some_and(|c| OWN_CATEGORIES.contains(&c));
+    Some((id, v["seq"].as_u64(), own))
 }
 
-/// Follows `/v1/stream` across restarts. Client 0 is unfiltered and must see every seq
-/// in order; the others (filtered by a tenant) must see increasing seqs.
+/// Follows `/v1/stream` across restarts. Client 0 is unfiltered (Stele's own records
+/// included) and must see every seq in order; the others (filtered by a tenant, own
+/// records left out as by default) must see increasing seqs.
 pub async fn stream_client(run: Arc<Run>, i: usize) {
     let picks = Picks::new(run.o.seed ^ 0x55e);
     let filter = (i > 0).then(|| picks.tenants[i % picks.tenants.len()].clone());
     let path = match &filter {
-        None => "/v1/stream".to_owned(),
+        None => "/v1/stream?stele_records=include".to_owned(),
         Some(t) => format!("/v1/stream?tenant={}", enc(t)),
     };
     let mut rx = run.addr.clone();
@@ -120,7 +127,7 @@ pub async fn stream_client(run: Arc<Run>, i: usize) {
                     buf.extend_from_slice(&data);
                     while let Some(pos) = find(&buf, b"\n\n") {
                         let block: Vec<u8> = buf.drain(..pos + 2).collect();
-                        let Some((id, seq)) = sse_block(&block) else {
+                        let Some((id, seq, own)) = sse_block(&block) else {
                             continue;
                         };
                         let Some(seq) = id.filter(|id| Some(*id) == seq) else {
@@ -130,6 +137,9 @@ pub async fn stream_client(run: Arc<Run>, i: usize) {
                             continue;
                         };
                         run.c.stream_events.fetch_add(1, Ordering::Relaxed);
+                        if own {
+                            run.c.stream_own_events.fetch_add(1, Ordering::Relaxed);
+                        }
                         if conn_last.is_some_and(|l| seq <= l) {
                             run.fail(format!(
                                 "{path}: seq {seq} after {conn_last:?} in one connection \

@@ -14,6 +14,8 @@ export function mountHistory(root, ctx) {
   const here = (p) => routeHref(`/entity/${seg(type)}/${seg(id)}`, p);
   const bar = filterBar({ params, exclude: ['entity_type', 'entity_id'], onApply: (p) => { location.hash = here(p); } });
   const orderBtn = h('button', { type: 'button' });
+  const total = h('span', { 'data-test': 'total' }, '…');
+  const totalBox = h('p', { class: 'total', 'aria-live': 'polite' }, total, ' events');
   const errors = h('div', { class: 'errors' });
   const list = h('ol', { class: 'timeline', 'data-test': 'history' });
   const status = h('div', { class: 'list-status' });
@@ -24,7 +26,7 @@ export function mountHistory(root, ctx) {
     h('p', { class: 'crumbs' }, h('a', { href: '#/events' }, '← Events')),
     h('h1', { tabindex: '-1' }, 'History of ', h('span', { class: 'muted' }, type), ' ', h('code', null, id)),
     bar.el,
-    h('div', { class: 'toolbar' }, orderBtn, h('a', { href: routeHref('/events', { entity_type: type, entity_id: id }) }, 'Open in Events')),
+    h('div', { class: 'toolbar' }, totalBox, orderBtn, h('a', { href: routeHref('/events', { entity_type: type, entity_id: id }) }, 'Open in Events')),
     errors, list, status, more, end, det.el));
 
   let cursor = null; let done = false; let loading = false; let first = true; let ctrl = null;
@@ -54,9 +56,11 @@ export function mountHistory(root, ctx) {
     ctrl = new AbortController();
     const p = new URLSearchParams(params);
     if (cursor) p.set('cursor', cursor);
+    else p.set('total', 'true');
     try {
       const page = await api.get(`/v1/entities/${seg(type)}/${seg(id)}/history`, p, { signal: ctrl.signal });
       clear(status);
+      if (typeof page.total === 'number') total.textContent = page.total.toLocaleString('en-US');
       for (const ev of page.events || []) {
         if (seen.has(ev.seq)) continue;
         seen.add(ev.seq);
@@ -88,6 +92,7 @@ export function mountHistory(root, ctx) {
   function reload() {
     if (ctrl) ctrl.abort();
     loading = false; cursor = null; done = false; first = true; seen.clear();
+    total.textContent = '…';
     clear(list); clear(errors); clear(status); bar.clearErrors(); det.hide();
     const desc = params.get('order') === 'desc';
     orderBtn.textContent = desc ? 'Oldest first' : 'Newest first';

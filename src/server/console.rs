@@ -1,4 +1,5 @@
-//! `/` and `/console/{file}`: the web console's page and files
+//! `/` and `/console/{file}`: the web console's page and files, with
+//! `/logs` and `/ui` (where people look for a log viewer) sent to it
 //! (`crate::console`), public like `/healthz` (they carry no data: the page
 //! asks the API, with the key the user gives it), and `GET /v1/me`: what the
 //! caller's key may do, so that the console shows only that.
@@ -55,6 +56,19 @@ pub(super) fn file(req: &Req, name: Option<&str>) -> Resp {
         .header("content-type", asset.content_type)
         .body(full(asset.body))
         .expect("valid response")
+}
+
+/// `GET /logs` and `GET /ui`: a `302` to the console's page `to` (not a
+/// permanent redirect: browsers would remember it past an upgrade).
+pub(super) fn redirect(to: &'static str) -> Resp {
+    let mut b = Response::builder()
+        .status(StatusCode::FOUND)
+        .header("location", to)
+        .header("cache-control", "no-cache");
+    for (k, v) in console::SECURITY_HEADERS {
+        b = b.header(k, v);
+    }
+    b.body(full(bytes::Bytes::new())).expect("valid response")
 }
 
 /// `GET /v1/me`: the key's id, roles and tenant scope (without keys: every

@@ -99,9 +99,11 @@ use Guard::{Metrics, Public, Role as Needs};
 
 /// Every route. Order matters only among routes of one path: the first is
 /// the name a 405 is counted under, and `Allow` lists them in this order.
-pub static ROUTES: [Route; 31] = [
+pub static ROUTES: [Route; 33] = [
     route!(GET "/", "console", Public, |_, r, _, _| Box::pin(async move { console::file(&r, None) })),
     route!(GET "/console/{file}", "console", Public, |_, r, _, p| Box::pin(async move { console::file(&r, p.first().map(String::as_str)) })),
+    route!(GET "/logs", "console", Public, |_, _, _, _| Box::pin(async move { console::redirect("/#/events") })),
+    route!(GET "/ui", "console", Public, |_, _, _, _| Box::pin(async move { console::redirect("/") })),
     route!(GET "/v1/me", "me", Needs(Role::Read), |_, _, c, _| Box::pin(async move { console::me(&c) })),
     route!(GET "/healthz", "healthz", Public, |a, _, _, _| Box::pin(async move { health::healthz(&a) })),
     route!(GET "/readyz", "readyz", Public, |a, _, _, _| Box::pin(async move { health::readyz(&a) })),

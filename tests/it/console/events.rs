@@ -179,6 +179,24 @@ fn the_detail_panel_shows_an_event_and_pivots_to_its_user_and_entity() {
         assert!(Instant::now() < deadline, "{:?} != {want:?}", shown_ids(&b));
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The entity's history: the API's total and its events.
+    open(&b, &d, "#/entity/order/55");
+    let (_, _, hist) = d.get("/v1/entities/order/55/history?total=true&limit=100");
+    let total = b.find("[data-test=total]");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want_total = hist["total"].to_string();
+    while b.with(|_| total.text()).unwrap() != want_total {
+        assert!(Instant::now() < deadline, "history total != {want_total}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let want: Vec<String> = hist["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(want.contains(&"known-1".to_owned()));
+    assert_eq!(shown_ids(&b), want);
     let errors = b.console_errors();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }

@@ -1,4 +1,4 @@
-//! `/`, `/console/{file}` and `/v1/me` over HTTP.
+//! `/`, `/console/{file}`, `/logs`, `/ui` and `/v1/me` over HTTP.
 
 use crate::auth::{key_toml, token, UNLIMITED_ROLES};
 use crate::support::http::{send, Body, Reply};
@@ -157,4 +157,29 @@ fn me_says_what_the_key_may_do_and_the_page_needs_no_key() {
     // The page and its files are public: they carry no data.
     assert_eq!(get(&d.addr, "/", &[]).status, 200);
     assert_eq!(get(&d.addr, "/console/app.js", &[]).status, 200);
+}
+
+#[test]
+fn logs_and_ui_lead_to_the_console_without_a_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("stele.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[auth]\n{UNLIMITED_ROLES}{}",
+            key_toml("reader", &token("reader"), &["read"], &["*"], "")
+        ),
+    )
+    .unwrap();
+    let d = Server::start_with_file(&tmp.path().join("data"), &conf);
+    for (path, to) in [("/logs", "/#/events"), ("/ui", "/")] {
+        let r = get(&d.addr, path, &[]);
+        assert_eq!(r.status, 302, "{path}: {}", r.head);
+        assert_eq!(header(&r, "location"), Some(to), "{path}");
+        assert_eq!(header(&r, "content-security-policy"), Some(CSP), "{path}");
+        assert!(r.body.is_empty(), "{path}");
+    }
+    // Only GET: the route table answers anything else with 405.
+    let r = send(&d.addr, "POST", "/logs", &[], Body::None);
+    assert_eq!(r.status, 405, "{}", r.head);
 }

@@ -43,6 +43,21 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The status a plain request to `op` answers when all is well: the
+    /// lowest documented 2xx or 3xx (200 for all but the redirects; 304 is
+    /// conditional, never the plain answer).
+    pub(super) fn ok_status(&self, op: &Op) -> u16 {
+        self.spec
+            .at(&format!("{}/responses", op.pointer))
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|k| k.parse::<u16>().ok())
+            .filter(|c| (200..400).contains(c) && *c != 304)
+            .min()
+            .unwrap_or(200)
+    }
+
     /// The response object documented for `status` on `op` (pointer).
     pub(super) fn response_for(&self, op: &Op, status: u16) -> Option<String> {
         let responses = format!("{}/responses", op.pointer);

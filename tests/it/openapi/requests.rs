@@ -143,14 +143,17 @@ pub(super) fn walk_get(
         c.stream(op, &req, StreamWant::Head);
     } else if let Some(resp) = c.call(op, &req) {
         let ctx = format!("{} ({})", op.label(), req.describe());
-        if resp.status != 200 {
+        let ok = c.ok_status(op);
+        if resp.status != ok {
             c.fail(
                 &ctx,
                 format!(
-                    "the representative request answered {}, not 200",
+                    "the representative request answered {}, not {ok}",
                     resp.status
                 ),
             );
+        } else if ok != 200 {
+            // A redirect: nothing to show.
         } else if has_path_params {
             // The path came from an ingested event: the answer must show it.
             let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);

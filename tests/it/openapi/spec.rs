@@ -339,8 +339,9 @@ fn the_spec_is_well_formed() {
             }
             let Some(content) = r["content"].as_object() else {
                 // 101: the connection is a WebSocket from then on; 304:
-                // the client's copy is current (RFC 9110: no body).
-                if !["204", "101", "304"].contains(&code.as_str()) {
+                // the client's copy is current; 302: the answer is the
+                // Location (RFC 9110: no body needed).
+                if !["204", "101", "302", "304"].contains(&code.as_str()) {
                     failures.push(format!("{} {code}: no content", op.label()));
                 }
                 continue;

@@ -122,6 +122,19 @@ export function errorEl(err) {
   return h('p', { class: 'error', role: 'alert', 'data-test': 'error' }, text);
 }
 
+/**
+ * Shows `err` under the form control `input` (in its `.ctl` box), marks the
+ * control invalid and ties the message to it for screen readers.
+ */
+export function markInvalid(input, err) {
+  const msg = errorEl(err);
+  msg.id = `${input.id}-error`;
+  input.closest('.ctl').append(msg);
+  input.setAttribute('aria-invalid', 'true');
+  input.setAttribute('aria-describedby', msg.id);
+  return msg;
+}
+
 /** The hash link of a route with its parameters (empty values dropped unless kept). */
 export function routeHref(path, params, keep = []) {
   const p = new URLSearchParams();

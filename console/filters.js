@@ -3,7 +3,7 @@
 // Every input's `name` is its API parameter (browser tests rely on it).
 
 import * as api from './api.js';
-import { h, clear, errorEl, SEVERITIES } from './dom.js';
+import { h, clear, markInvalid, SEVERITIES } from './dom.js';
 
 // Shown at once (the filters users reach for); the rest under "More filters".
 const PRIMARY = ['tenant', 'action', 'category', 'severity', 'min_severity', 'status', 'source',
@@ -182,11 +182,7 @@ export function filterBar({ params, exclude = [], onApply }) {
   function showError(err) {
     const input = err.field && controls.get(err.field);
     if (!input) return false;
-    const msg = errorEl(err);
-    msg.id = `${input.id}-error`;
-    input.closest('.ctl').append(msg);
-    input.setAttribute('aria-invalid', 'true');
-    input.setAttribute('aria-describedby', msg.id);
+    markInvalid(input, err);
     const d = input.closest('details');
     if (d) d.open = true;
     return true;

@@ -12,7 +12,7 @@
 // evidence is that tenant's events only).
 
 import * as api from './api.js';
-import { h, clear, errorEl, timeEl, utcText, routeHref, seg, announce } from './dom.js';
+import { h, clear, errorEl, markInvalid, timeEl, utcText, routeHref, seg, announce } from './dom.js';
 import { eventHref } from './detail.js';
 import { fmtDuration } from './processes.js';
 
@@ -228,11 +228,7 @@ function filterForm(params, me, onApply) {
   const showError = (err) => {
     const el = err.field && form.querySelector(`[name="${CSS.escape(err.field === 'action' ? 'kind' : err.field === 'severity' ? 'level' : err.field)}"]`);
     if (!el) return false;
-    const msg = errorEl(err);
-    msg.id = `${el.id}-error`;
-    el.closest('.ctl').append(msg);
-    el.setAttribute('aria-invalid', 'true');
-    el.setAttribute('aria-describedby', msg.id);
+    markInvalid(el, err);
     return true;
   };
   return { el: form, showError };

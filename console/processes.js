@@ -5,7 +5,7 @@
 // one run (GET /v1/processes/{id}, /v1/batches/{id}) and its events in order.
 
 import * as api from './api.js';
-import { h, clear, errorEl, timeEl, utcText, routeHref, seg, announce } from './dom.js';
+import { h, clear, errorEl, markInvalid, timeEl, utcText, routeHref, seg, announce } from './dom.js';
 import { resultsList } from './results.js';
 
 export const RUN_STATUSES = ['stuck', 'running', 'failed', 'partial', 'canceled', 'succeeded'];
@@ -160,11 +160,7 @@ function filterForm(kind, params, me, onApply) {
   const showError = (err) => {
     const el = err.field && form.querySelector(`[name="${CSS.escape(err.field)}"]`);
     if (!el) return false;
-    const msg = errorEl(err);
-    msg.id = `${el.id}-error`;
-    el.closest('.ctl').append(msg);
-    el.setAttribute('aria-invalid', 'true');
-    el.setAttribute('aria-describedby', msg.id);
+    markInvalid(el, err);
     return true;
   };
   return { el: form, showError };

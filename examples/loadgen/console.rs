@@ -26,10 +26,10 @@ use serde_json::{json, Value};
 
 use crate::browser::Browser;
 use crate::client::{healthy, Client};
-use crate::daemon::{Ctx, Daemon};
+use crate::daemon::Ctx;
 use crate::query::ingest_unmeasured;
 use crate::report::{r2, Report};
-use crate::{loopback_addr, Opts, JSON};
+use crate::{Opts, JSON};
 
 pub const CONSOLE_EVENTS_DEFAULT: u64 = 1_000_000;
 
@@ -114,15 +114,7 @@ pub fn console(rt: &tokio::runtime::Runtime, o: &Opts) -> Result<Report> {
         json!({"events": events, "runs": o.runs, "live_events": o.live_events,
                "event_bytes": o.event_bytes, "seed": o.seed}),
     );
-    let daemon = match &o.addr {
-        Some(_) => None,
-        None => Some(Daemon::start(o)?),
-    };
-    let ctx = match (&daemon, &o.addr) {
-        (Some(d), _) => Ctx::new(d.addr, Some(d.child.clone()), d.token.clone()),
-        (None, Some(a)) => Ctx::new(loopback_addr(a)?, None, o.token.clone()),
-        (None, None) => unreachable!("a daemon is started when no --addr is given"),
-    };
+    let (daemon, ctx) = crate::target(o)?;
     let result = measure(rt, o, &ctx, events, &mut report);
     if let Some(d) = daemon {
         report.daemon_notes(&d.stop());

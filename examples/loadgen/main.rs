@@ -387,15 +387,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
     if s == Scenario::Console {
         return console::console(rt, o);
     }
-    let daemon = match &o.addr {
-        Some(_) => None,
-        None => Some(Daemon::start(o)?),
-    };
-    let ctx = match (&daemon, &o.addr) {
-        (Some(d), _) => Ctx::new(d.addr, Some(d.child.clone()), d.token.clone()),
-        (None, Some(a)) => Ctx::new(loopback_addr(a)?, None, o.token.clone()),
-        (None, None) => unreachable!("a daemon is started when no --addr is given"),
-    };
+    let (daemon, ctx) = target(o)?;
     eprintln!(
         "loadgen: {}: {} daemon at {}",
         s.name(),
@@ -449,6 +441,21 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
 }
 
 /// Resolves `--addr`, accepting only loopback addresses.
+/// The daemon a scenario drives: one started for it (returned, to be
+/// stopped), or the one at `--addr`.
+fn target(o: &Opts) -> Result<(Option<Daemon>, Ctx)> {
+    let daemon = match &o.addr {
+        Some(_) => None,
+        None => Some(Daemon::start(o)?),
+    };
+    let ctx = match (&daemon, &o.addr) {
+        (Some(d), _) => Ctx::new(d.addr, Some(d.child.clone()), d.token.clone()),
+        (None, Some(a)) => Ctx::new(loopback_addr(a)?, None, o.token.clone()),
+        (None, None) => unreachable!("a daemon is started when no --addr is given"),
+    };
+    Ok((daemon, ctx))
+}
+
 fn loopback_addr(a: &str) -> Result<SocketAddr> {
     let addrs: Vec<SocketAddr> = a
         .to_socket_addrs()

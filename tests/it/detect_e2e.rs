@@ -19,15 +19,7 @@ use std::time::{Duration, Instant};
 use stele::clock::{Clock, ManualClock};
 use stele::config::Config;
 
-const SEC: i64 = 1_000_000;
-const MIN: i64 = 60 * SEC;
-const HOUR: i64 = 60 * MIN;
-
-fn ts(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+use crate::support::time::{ts, wait_for, HOUR, MIN, SEC};
 
 /// Now, to the second, in unix µs.
 fn now_secs() -> i64 {
@@ -70,12 +62,8 @@ fn history(now: i64) -> Vec<Value> {
 }
 
 /// Polls `done` every 20 ms for up to a minute (a loaded machine).
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_for(what, Duration::from_secs(60), done);
 }
 
 /// Posts `events` in one request, then waits until [`settled`].

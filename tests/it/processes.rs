@@ -17,18 +17,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const SEC: i64 = 1_000_000;
-const MIN: i64 = 60 * SEC;
+use crate::support::time::{ts, MIN, SEC};
 
 /// `[processes]`: stuck after 3 × p95 (at least 1 minute), always after an hour.
 const PROCESSES_TOML: &str =
     "[processes]\nstuck_factor = 3\nstuck_min_secs = 60\nstuck_max_secs = 3600\n";
-
-fn ts(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
 
 /// One run as the test means it: what it posts and what it expects.
 struct Planned {

@@ -229,12 +229,8 @@ pub fn verify(secret: &[u8], ts: &str, body: &[u8], sig: &str) -> bool {
 }
 
 /// Polls `done` every 20 ms for up to 20 s.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    crate::support::time::wait_for(what, Duration::from_secs(20), done);
 }
 
 /// A `stele.toml` in `dir` with one webhook (`url`, `extra` lines added to

@@ -15,22 +15,10 @@ use std::time::{Duration, Instant};
 use stele::clock::ManualClock;
 use stele::config::Config;
 
-const SEC: i64 = 1_000_000;
-const MIN: i64 = 60 * SEC;
-const HOUR: i64 = 60 * MIN;
+use crate::support::time::{ts, wait_for, HOUR, MIN, SEC};
 
-fn ts(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_for(what, Duration::from_secs(60), done);
 }
 
 /// The feed, the detectors and the indexes have caught up with the log.

@@ -14,7 +14,7 @@ fn unknown_routes_are_404_and_wrong_methods_405() {
         "/v1/events/a/b",
         "/v1/entities/order/55",
         "/v1/users/u-1",
-        "/logs",
+        "/log",
     ] {
         let r = get(&d, target);
         let p = problem(&r, 404, "not-found", "No such route");

@@ -317,11 +317,16 @@ fn the_daemon_applies_retention_on_its_timer_honours_holds_and_answers_410() {
         assert!(std::time::Instant::now() < deadline, "retention never ran");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (_, metrics) = d.get_raw("/metrics");
-    assert!(
-        metrics.contains("stele_retention_dropped_days_total 2\n"),
-        "{metrics}"
-    );
+    // The counters follow the drop (the runner counts once `apply` has
+    // moved the log's first seq): poll them too.
+    loop {
+        let (_, metrics) = d.get_raw("/metrics");
+        if metrics.contains("stele_retention_dropped_days_total 2\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Positions into dropped data: 410 with the oldest seq kept.
     let (st, ct, p) = d.get(&format!("/v1/events?order=asc&limit=10&cursor={cursor}"));
     assert_eq!((st, ct.as_str()), (410, "application/problem+json"), "{p}");

@@ -67,7 +67,7 @@ fn wait_until(what: &str, done: impl FnMut() -> bool) {
 }
 
 /// Posts `events` in one request, then waits until [`settled`].
-fn post(d: &Server, events: Vec<Value>) {
+pub(crate) fn post(d: &Server, events: Vec<Value>) {
     let (st, _, v) = d.post(&Value::Array(events));
     assert_eq!(st, 201, "{v}");
     settled(d);
@@ -77,7 +77,7 @@ fn post(d: &Server, events: Vec<Value>) {
 /// the detectors (they append what an event raises before the feed moves on)
 /// and the indexes hold it all (`/v1/findings` reads them): what is listed
 /// then stays so until more is posted or the clock moves.
-fn settled(d: &Server) {
+pub(crate) fn settled(d: &Server) {
     wait_until("the feed and the indexes to reach the log's end", || {
         // The feed first: the log's end read after it covers its findings.
         let feed = metric(d, "stele_intel_feed_seq");

@@ -6,7 +6,6 @@
 //! lists exactly the events behind it and a run's page exactly its events.
 
 use super::browser::Browser;
-use crate::alerts::metric;
 use crate::support::inproc::Server;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -21,21 +20,7 @@ fn wait_until(what: &str, done: impl FnMut() -> bool) {
     wait_for(what, Duration::from_secs(60), done);
 }
 
-/// The feed, the detectors and the indexes have caught up with the log.
-fn settled(d: &Server) {
-    wait_until("the feed and the indexes to reach the log's end", || {
-        let feed = metric(d, "stele_intel_feed_seq");
-        let (_, _, r) = d.get("/readyz");
-        let last = r["state"]["log_last_seq"].as_f64().unwrap();
-        feed >= last && r["state"]["indexed_seq"].as_f64().unwrap() >= last
-    });
-}
-
-fn post(d: &Server, events: Vec<Value>) {
-    let (st, _, v) = d.post(&Value::Array(events));
-    assert_eq!(st, 201, "{v}");
-    settled(d);
-}
+use crate::detect_e2e::{post, settled};
 
 /// Run `id` of `name` in acme: `started` at `start`, then `finished` with
 /// `status` at `finish` when given (a failed run reports an error first).

@@ -30,6 +30,7 @@
 //!   holds.json        legal holds set over HTTP
 //!   retention.log     one JSON line per retention decision
 //!   alert-position.json   the seq up to which every alert was delivered (alert/)
+//!   archive.id        this data directory's random id, claiming its archive prefix (archive/)
 //! ```
 
 use crate::fault;
@@ -62,6 +63,8 @@ pub const HOLDS_FILE: &str = "holds.json";
 pub const RETENTION_LOG_FILE: &str = "retention.log";
 /// The seq up to which every alert notification was delivered.
 pub const ALERT_POSITION_FILE: &str = "alert-position.json";
+/// This data directory's id in the archive's claim (`archive/uploader.rs`).
+pub const ARCHIVE_ID_FILE: &str = "archive.id";
 /// The suffix of a file being written by [`write_durably`] (and of a
 /// backup's or the log's files in the making): never a finished file.
 pub const TMP_SUFFIX: &str = ".tmp";
@@ -141,6 +144,11 @@ impl DataDir {
     /// `DATA_DIR/retention.log`.
     pub fn retention_log(&self) -> PathBuf {
         self.root.join(RETENTION_LOG_FILE)
+    }
+
+    /// `DATA_DIR/archive.id`.
+    pub fn archive_id(&self) -> PathBuf {
+        self.root.join(ARCHIVE_ID_FILE)
     }
 
     /// `DATA_DIR/alert-position.json`.

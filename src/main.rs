@@ -75,8 +75,14 @@ enum Command {
     /// cannot be read.
     Verify {
         /// Data directories, segments directories or segment files
-        /// (default: ./data).
+        /// (default: ./data); or one archive, `s3://BUCKET/PREFIX` (every
+        /// node under it) or `s3://BUCKET/PREFIX/node=NAME`, checked without
+        /// a daemon (keys from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY or
+        /// $CREDENTIALS_DIRECTORY).
         paths: Vec<PathBuf>,
+        /// The S3 endpoint of an `s3://` archive (default: $AWS_ENDPOINT_URL, else AWS).
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
         /// Print only problems.
         #[arg(long, short)]
         quiet: bool,
@@ -210,6 +216,29 @@ enum Command {
         #[arg(long)]
         skip_verify: bool,
     },
+    /// Build a data directory from an archive (`[archive]` of some node):
+    /// every archived segment and digest, checked against the SHA-256
+    /// recorded at upload, then verified; the indexes are rebuilt when
+    /// `stele serve` first starts on DIR.
+    Restore {
+        /// `s3://BUCKET/PREFIX` (with one node under it) or
+        /// `s3://BUCKET/PREFIX/node=NAME`.
+        #[arg(long, value_name = "S3_URL")]
+        from: String,
+        /// Which node, when the prefix holds several.
+        #[arg(long)]
+        node: Option<String>,
+        /// The S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS).
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Make DIR the node's data directory in the archive (its claim's
+        /// id), so `stele serve` on DIR goes on archiving to the same
+        /// prefix. Only when the old node is gone for good.
+        #[arg(long)]
+        take_over: bool,
+        /// The new data directory (absent or empty).
+        dir: PathBuf,
+    },
     /// List events, journalctl-style: from a running daemon (--url or
     /// $STELE_URL, key from --key or $STELE_API_KEY) or offline from a data
     /// directory or a backup (--data-dir, also while the daemon runs), with
@@ -269,7 +298,18 @@ fn main() -> ExitCode {
             quiet,
             public_key,
             checkpoint,
-        } => return verify(paths, quiet, &public_key, &checkpoint),
+            endpoint,
+        } => return verify(paths, quiet, &public_key, &checkpoint, endpoint),
+        Command::Restore {
+            from,
+            node,
+            endpoint,
+            take_over,
+            dir,
+        } => {
+            let access = cli::archive::Access { endpoint };
+            return cli::archive::restore(&from, node.as_deref(), &dir, &access, take_over);
+        }
         Command::Keygen {
             signing: true,
             out: Some(out),

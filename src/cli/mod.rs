@@ -12,6 +12,8 @@
 //!   checkpoints.
 //! - `index`: `stele reindex` and `stele check` (the indexes against the log).
 //! - `backup`: `stele backup`.
+//! - `archive`: `stele verify s3://…` and `stele restore`, the archive
+//!   without a daemon.
 //! - `retention`: `stele retention`.
 //! - `log`: `stele append` and `stele cat`, events in and out of the log.
 //! - `query`: `stele query`, the terminal client (a daemon over HTTP, or a
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use stele::clock::SystemClock;
 use stele::log::{Log, LogConfig};
 
+pub(crate) mod archive;
 pub(crate) mod backup;
 pub(crate) mod index;
 pub(crate) mod keys;

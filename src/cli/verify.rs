@@ -26,6 +26,7 @@ pub(crate) fn verify(
     quiet: bool,
     public_keys: &[String],
     checkpoints: &[PathBuf],
+    endpoint: Option<String>,
 ) -> ExitCode {
     let paths = if paths.is_empty() {
         vec![PathBuf::from("data")]
@@ -51,6 +52,25 @@ pub(crate) fn verify(
                 eprintln!("stele verify: --checkpoint: {e}");
                 return ExitCode::from(2);
             }
+        }
+    }
+    let archives: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.starts_with("s3://"))
+        .collect();
+    match archives.as_slice() {
+        [] => {}
+        [url] if paths.len() == 1 && checkpoints.is_empty() => {
+            let access = super::archive::Access { endpoint };
+            return super::archive::verify(url, &access, &opts, quiet);
+        }
+        _ => {
+            eprintln!(
+                "stele verify: an s3:// archive is verified alone (no other path, no \
+                 --checkpoint: its own checkpoints are checked)"
+            );
+            return ExitCode::from(2);
         }
     }
     let live = paths.iter().any(|p| daemon_writes(p));

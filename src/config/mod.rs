@@ -101,6 +101,8 @@ pub struct Config {
     pub processes: crate::intel::ProcessesConfig,
     /// `[detect]`: the detectors' thresholds (`crate::intel::detect`).
     pub detect: crate::intel::DetectConfig,
+    /// `[archive]`: the S3 archive (`crate::archive`); off by default.
+    pub archive: crate::archive::ArchiveConfig,
     /// Where each value that is not a default came from.
     #[serde(skip)]
     origins: Origins,
@@ -125,6 +127,7 @@ impl Default for Config {
             alerts: Vec::new(),
             processes: crate::intel::ProcessesConfig::default(),
             detect: crate::intel::DetectConfig::default(),
+            archive: crate::archive::ArchiveConfig::default(),
             origins: Origins::default(),
         }
     }
@@ -579,6 +582,9 @@ impl Config {
         self.detect
             .validate()
             .map_err(|(key, message)| self.invalid(&key, message))?;
+        self.archive
+            .validate()
+            .map_err(|(key, message)| self.invalid(&key, message))?;
         Ok(())
     }
 
@@ -684,6 +690,7 @@ impl Config {
             tls: self.tls,
             processes: self.processes,
             detect: self.detect,
+            archive: self.archive,
             field_map: self
                 .ingest
                 .field_map()

@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub processes: crate::intel::ProcessesConfig,
     /// `[detect]`: the detectors' thresholds.
     pub detect: crate::intel::DetectConfig,
+    /// `[archive]`: the S3 archive (read at start-up).
+    pub archive: crate::archive::ArchiveConfig,
     /// Re-reads the reloadable settings (on SIGHUP): limits, retention, keys,
     /// the field map, the TLS certificate, webhooks and alert rules.
     pub reload: Option<Reloader>,

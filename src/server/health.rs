@@ -105,11 +105,18 @@ pub(super) fn readyz(app: &App) -> Resp {
     let unreadable = unreadable_segments(app);
     let (seal, seal_degraded) = seal_state(app);
     let (alerts, alerts_failing) = alert_state(app);
+    let archive = app.archive.as_ref().map(|a| a.snapshot());
+    // An archive that fails or needs an operator degrades; a backlog alone
+    // does not (it is what an archive that was down looks like).
+    let archive_failing = archive
+        .as_ref()
+        .is_some_and(|a| a.last_error.is_some() || !a.problems.is_empty());
     // Unreadable or damaged segments, unsigned days and a witness that does
     // not answer make the daemon degraded, not unready: it still takes
     // events and answers every query that does not need them. So does a
     // webhook that does not take alerts: an unreachable chat service must
-    // not take the audit log out of a load balancer.
+    // not take the audit log out of a load balancer; and an archive that
+    // fails (ingest never waits for it).
     let state = json!({
         "log_last_seq": last,
         "indexed_seq": indexed,
@@ -117,6 +124,7 @@ pub(super) fn readyz(app: &App) -> Resp {
         "unreadable_segments": unreadable,
         "seal": seal,
         "alerts": alerts,
+        "archive": archive,
     });
     let why = if let Some(e) = log.poisoned() {
         Some(format!("the log refuses appends: {e}"))
@@ -134,7 +142,10 @@ pub(super) fn readyz(app: &App) -> Resp {
             StatusCode::OK,
             &json!({
                 "ready": true,
-                "degraded": !unreadable.is_empty() || seal_degraded || alerts_failing,
+                "degraded": !unreadable.is_empty()
+                    || seal_degraded
+                    || alerts_failing
+                    || archive_failing,
                 "state": state
             }),
         ),

@@ -219,6 +219,7 @@ impl Collector for Scrape {
             rec.quarantined.len(),
         )?;
         self.seal(enc)?;
+        self.archive(enc)?;
         let scrub = &app.seal.status.scrub;
         counter(
             enc,
@@ -411,6 +412,71 @@ impl Scrape {
             "stele_intel_feed_read_errors",
             "Log reads of the activity feed that failed (retried).",
             p.feed.read_errors.load(Relaxed),
+        )
+    }
+
+    /// The archive's uploader (zeros without `[archive]`).
+    fn archive(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let a = self.0.archive.as_ref().map(|a| a.snapshot());
+        let get = |f: fn(&crate::archive::Snapshot) -> u64| a.as_ref().map_or(0, f);
+        gauge(
+            enc,
+            "stele_archive_enabled",
+            "1 when [archive] is configured.",
+            u32::from(a.is_some()),
+        )?;
+        gauge(
+            enc,
+            "stele_archive_backlog_objects",
+            "Objects waiting to be uploaded to the archive.",
+            get(|s| s.backlog_objects),
+        )?;
+        gauge(
+            enc,
+            "stele_archive_backlog_bytes",
+            "Bytes waiting to be uploaded to the archive (Parquet files counted once built).",
+            get(|s| s.backlog_bytes),
+        )?;
+        counter(
+            enc,
+            "stele_archive_uploads",
+            "Objects uploaded to the archive and confirmed since start.",
+            get(|s| s.uploads),
+        )?;
+        counter(
+            enc,
+            "stele_archive_upload_bytes",
+            "Bytes uploaded to the archive and confirmed since start.",
+            get(|s| s.upload_bytes),
+        )?;
+        counter(
+            enc,
+            "stele_archive_failures",
+            "Archive passes that failed since start (see /readyz archive.last_error).",
+            get(|s| s.failures),
+        )?;
+        counter(
+            enc,
+            "stele_archive_deletions",
+            "Archived objects deleted because retention dropped their day.",
+            get(|s| s.deletions),
+        )?;
+        gauge(
+            enc,
+            "stele_archive_problems",
+            "Archive problems that need an operator (see /readyz archive.problems).",
+            get(|s| s.problems.len() as u64),
+        )?;
+        let newest = a
+            .as_ref()
+            .and_then(|s| s.newest_day.as_deref()?.parse::<chrono::NaiveDate>().ok())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(0, |t| t.and_utc().timestamp());
+        gauge(
+            enc,
+            "stele_archive_newest_day_timestamp_seconds",
+            "Start (UTC) of the newest day wholly in the archive; 0: none yet.",
+            newest,
         )
     }
 

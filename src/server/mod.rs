@@ -125,6 +125,8 @@ struct App {
     processes: Arc<crate::intel::processes::Processes>,
     /// The detectors (`crate::intel::watch`); `None` with `[detect] enabled = false`.
     watch: Option<Arc<crate::intel::watch::Watch>>,
+    /// What the archive's uploader reports; `None` without `[archive]`.
+    archive: Option<Arc<crate::archive::ArchiveStatus>>,
 }
 
 /// The reloadable settings, read through [`App::limits`] and

@@ -2,8 +2,8 @@
 //! seal, the retention runner and the shared [`App`].
 //!
 //! Owns the order of start-up (log → indexes → catch-up → seal → retention
-//! → alerts → the activity feed) and of shutdown (the alert task stops →
-//! retention, the activity feed, the findings' appender and the seal's
+//! → the archive → alerts → the activity feed) and of shutdown (the alert
+//! task stops → retention, the archive's uploader, the activity feed, the findings' appender and the seal's
 //! readers stop → every request
 //! handle is gone → the indexes' final checkpoint → the checkpointer's last
 //! checkpoint → the log's last answers). Never touches signals, systemd or
@@ -46,6 +46,8 @@ pub struct State {
     /// The activity feed (`crate::intel::feed`): keeps `App::processes`
     /// current.
     feed: Worker,
+    /// The archive's uploader (`[archive]`), stopped with retention.
+    archive: Option<crate::archive::Archive>,
     /// Ends when the `App` and the audit writer are gone.
     done: tokio::sync::mpsc::Receiver<()>,
 }
@@ -166,6 +168,14 @@ impl State {
             }),
         )?;
         let retention = retainer.start()?;
+        // The archive: sealed files to the bucket, in its own thread.
+        let archive = match cfg.archive.enabled() {
+            true => Some(
+                crate::archive::Archive::start(&cfg.archive, &cfg.data_dir, engine.log().clone())
+                    .map_err(|e| anyhow::anyhow!("[archive]: {e}"))?,
+            ),
+            false => None,
+        };
         // The run trackers, fed from the horizon on, in the background.
         let processes = Arc::new(Processes::new(&cfg.processes));
         // The detectors: the same feed; findings only for events after now.
@@ -229,6 +239,7 @@ impl State {
             alerts,
             processes,
             watch,
+            archive: archive.as_ref().map(|a| a.status()),
         });
         Ok(State {
             app,
@@ -237,6 +248,7 @@ impl State {
             retention,
             alerts: runner,
             feed,
+            archive,
             done,
         })
     }
@@ -255,6 +267,7 @@ impl State {
             retention,
             alerts,
             feed,
+            archive,
             mut done,
         } = self;
         let _ = stop.send(true);
@@ -267,6 +280,9 @@ impl State {
         let watch = app.watch.clone();
         let checkpointer = tokio::task::spawn_blocking(move || {
             retention.stop();
+            if let Some(a) = archive {
+                a.stop();
+            }
             feed.stop();
             // The findings of what the feed saw, appended before the log closes.
             if let Some(w) = watch {

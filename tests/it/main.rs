@@ -13,6 +13,7 @@ mod support;
 
 mod abuse;
 mod alerts;
+mod archive;
 mod append;
 mod auth;
 mod backup;

@@ -4,7 +4,7 @@
 
 use super::browser::Browser;
 use super::events::{shown_ids, world};
-use super::proxy::Proxy;
+use crate::support::proxy::Proxy;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,5 @@ mod detect;
 mod events;
 mod exports;
 mod live;
-mod proxy;
 mod serving;
 mod views;

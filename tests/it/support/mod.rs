@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod forge;
 pub mod http;
 pub mod inproc;
+pub mod proxy;
 pub mod time;
 
 use serde_json::Value;

@@ -1,7 +1,8 @@
-//! A loopback TCP relay between the browser and the daemon that a test can
-//! cut: every open connection is shut down at once and, while it is down,
-//! new connections are accepted and closed at once (what a dropped network
-//! or a restarting load balancer looks like to a browser).
+//! A loopback TCP relay between a client (a browser, the archive's S3
+//! client) and a server, that a test can cut: every open connection is
+//! shut down at once and, while it is down, new connections are accepted
+//! and closed at once (what a dropped network, a restarting load balancer
+//! or a store that is down looks like to a client).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct Proxy {
-    /// `host:port` the browser is pointed at.
+    /// `host:port` the client is pointed at.
     pub addr: String,
     shared: Arc<Shared>,
 }

@@ -1,0 +1,193 @@
+//! The archive read back: `stele verify s3://…` against tampering,
+//! `stele restore` onto an empty directory, retention and legal holds.
+
+use super::upload::day_of;
+use super::*;
+use crate::support::s3::s3_or_skip;
+
+/// Runs `stele ARGS` with the bucket's keys; (exit code, stdout + stderr).
+fn run(bucket: &Bucket, args: &[&str]) -> (i32, String) {
+    let out = stele_s3(bucket).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// History of three closed days, archived; the server is stopped.
+fn archived_history(
+    s3: &S3Env,
+    bucket: &Bucket,
+    tmp: &Path,
+    seed: u64,
+) -> (PathBuf, Arc<ManualClock>, String, Config) {
+    let dir = tmp.join("data");
+    let (clock, public) = history(&dir, 3, 300, seed);
+    let creds = credentials(s3, tmp);
+    let cfg = archived(&dir, bucket, "n1", &s3.endpoint, &creds);
+    let s = Server::start_on(cfg.clone().serve_config(None), clock.clone());
+    wait_archived(&s, &clock);
+    drop(s);
+    (dir, clock, public, cfg)
+}
+
+#[test]
+fn verify_passes_an_archive_and_names_objects_altered_or_removed_in_the_bucket() {
+    let Some(s3) = s3_or_skip("archive_verify") else {
+        return;
+    };
+    let bucket = s3.bucket("verify", None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, clock, public, _) = archived_history(&s3, &bucket, tmp.path(), 3);
+    let url = bucket.url("stele");
+    let (code, out) = run(
+        &bucket,
+        &["verify", &url, "--endpoint", &s3.endpoint, "--public-key", &public],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("intact: 1 node(s)"), "{out}");
+    assert!(out.contains("signatures checked with the given public key"), "{out}");
+    // One byte of the oldest day's first segment flipped; the middle day's
+    // first segment removed.
+    let (d0, d1) = (day_of(&clock, -3), day_of(&clock, -2));
+    let altered = format!("stele/node=n1/segments/{d0}.0.seg");
+    let mut bytes = bucket.get(&altered);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    bucket.put(&altered, &bytes);
+    let removed = format!("stele/node=n1/segments/{d1}.0.seg");
+    bucket.delete(&removed);
+    let (code, out) = run(
+        &bucket,
+        &["verify", &url, "--endpoint", &s3.endpoint, "--public-key", &public],
+    );
+    assert_eq!(code, 1, "{out}");
+    let damaged: Vec<&str> = out.lines().filter(|l| l.starts_with("DAMAGED")).collect();
+    assert!(
+        damaged.iter().any(|l| l.contains(&format!("{d0}.0.seg"))),
+        "the altered segment is not named: {out}"
+    );
+    assert!(
+        damaged
+            .iter()
+            .any(|l| l.contains(&format!("{d1}.0.seg")) && l.contains("missing")),
+        "the removed segment is not named: {out}"
+    );
+    // A bad address is a usage error, not damage.
+    let (code, out) = run(&bucket, &["verify", "s3://NO", "--endpoint", &s3.endpoint]);
+    assert_eq!(code, 2, "{out}");
+}
+
+/// What the tests compare: every archived event, oldest first, and the
+/// statistics of the archived days.
+fn answers(s: &Server, until: &str) -> (Vec<Value>, Value) {
+    let mut events = Vec::new();
+    let mut path = format!("/v1/events?order=asc&limit=1000&until={until}");
+    loop {
+        let (st, _, page) = s.get(&path);
+        assert_eq!(st, 200, "{page}");
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/events?order=asc&limit=1000&until={until}&cursor={c}"),
+            None => break,
+        }
+    }
+    let (st, _, stats) = s.get(&format!(
+        "/v1/stats?until={until}&group_by=action,category,severity,tenant"
+    ));
+    assert_eq!(st, 200, "{stats}");
+    (events, stats)
+}
+
+#[test]
+fn restore_onto_an_empty_directory_answers_as_the_original_and_verifies() {
+    let Some(s3) = s3_or_skip("archive_restore") else {
+        return;
+    };
+    let bucket = s3.bucket("restore", None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, clock, public, _) = archived_history(&s3, &bucket, tmp.path(), 4);
+    let until = format!("{}T00:00:00Z", day_of(&clock, 0));
+    let s = Server::start_on(plain(&dir).serve_config(None), clock.clone());
+    let before = answers(&s, &until);
+    drop(s);
+    assert_eq!(before.0.len(), 900);
+    let url = bucket.url("stele");
+    let fresh = tmp.path().join("restored");
+    let f = fresh.to_str().unwrap();
+    let (code, out) = run(&bucket, &["restore", "--from", &url, "--endpoint", &s3.endpoint, f]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("restored"), "{out}");
+    let (code, out) = run(&bucket, &["verify", f, "--public-key", &public]);
+    assert_eq!(code, 0, "{out}");
+    let s = Server::start_on(plain(&fresh).serve_config(None), clock.clone());
+    let after = answers(&s, &until);
+    drop(s);
+    assert_eq!(after.0, before.0, "the restored events differ");
+    assert_eq!(after.1, before.1, "the restored statistics differ");
+    // Not into a directory that holds something.
+    let (code, out) = run(&bucket, &["restore", "--from", &url, "--endpoint", &s3.endpoint, f]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is not empty"), "{out}");
+    // --take-over: the new directory is the node's in the claim.
+    let other = tmp.path().join("take-over");
+    let o = other.to_str().unwrap();
+    let (code, out) = run(
+        &bucket,
+        &["restore", "--from", &url, "--endpoint", &s3.endpoint, "--take-over", o],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(other.join("archive.id")).unwrap(),
+        std::fs::read_to_string(dir.join("archive.id")).unwrap()
+    );
+}
+
+#[test]
+fn retention_drops_an_archived_day_from_the_bucket_records_it_and_keeps_a_held_one() {
+    let Some(s3) = s3_or_skip("archive_retention") else {
+        return;
+    };
+    let bucket = s3.bucket("retention", None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, clock, _, mut cfg) = archived_history(&s3, &bucket, tmp.path(), 5);
+    let (d0, d1, d2) = (day_of(&clock, -3), day_of(&clock, -2), day_of(&clock, -1));
+    for d in [&d0, &d1, &d2] {
+        assert!(
+            objects(&bucket, "n1").contains(&format!("segments/{d}.0.seg")),
+            "{d} was not archived"
+        );
+    }
+    // Everything is past a one-day TTL; the middle day is held.
+    std::fs::write(
+        dir.join("holds.json"),
+        format!(r#"[{{"name": "case-7", "from": "{d1}", "until": "{d1}", "reason": "audit"}}]"#),
+    )
+    .unwrap();
+    cfg.retention.days = Some(1);
+    cfg.retention.interval_secs = 1;
+    let s = Server::start_on(cfg.clone().serve_config(None), clock.clone());
+    wait_for_state("retention to reach the archive", || {
+        archive_state(&s)["deletions"].as_u64().unwrap_or(0) > 0
+            && !objects(&bucket, "n1").iter().any(|k| k.contains(&format!("{d0}.")))
+    });
+    let keys = objects(&bucket, "n1");
+    assert!(
+        !keys.contains(&format!("events/day={d0}/events.parquet")),
+        "{keys:?}"
+    );
+    let record: Value =
+        serde_json::from_slice(&bucket.get(&format!("stele/node=n1/retention/{d0}.json"))).unwrap();
+    assert_eq!(record["day"], d0.as_str(), "{record}");
+    assert!(record["reason"].as_str().is_some(), "{record}");
+    // The held day and the one after it stay, segments and Parquet.
+    for d in [&d1, &d2] {
+        assert!(keys.contains(&format!("segments/{d}.0.seg")), "{d}: {keys:?}");
+        assert!(keys.contains(&format!("events/day={d}/events.parquet")), "{d}: {keys:?}");
+    }
+    // The digests stay: the chain of signed days is whole.
+    assert!(keys.contains(&format!("digests/{d0}.digest.json")), "{keys:?}");
+    drop(s);
+}

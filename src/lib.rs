@@ -38,6 +38,7 @@
 
 pub mod access;
 pub mod alert;
+pub mod archive;
 pub mod auth;
 pub mod backup;
 pub mod clock;

@@ -1,0 +1,3 @@
+//! The archive (issue 20).
+
+pub mod parquet;

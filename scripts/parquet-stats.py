@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--top", type=int)
     ap.add_argument("--now")
     args = ap.parse_args()
+    if args.top is not None and not 1 <= args.top <= 10_000:
+        raise SystemExit("--top must be a whole number from 1 to 10000 (query::shape::TOP_MAX)")
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -186,7 +188,7 @@ def main():
         print()
         return
 
-    top = args.top if args.top is not None else None
+    top = args.top  # None: by_* complete, top_users cut at TOP_USERS
     body = {"total": total}
     now = micros(args.now) if args.now else (
         datetime.datetime.now(datetime.timezone.utc) - EPOCH) // datetime.timedelta(microseconds=1)

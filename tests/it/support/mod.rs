@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod forge;
 pub mod http;
 pub mod inproc;
+pub mod s3;
 pub mod time;
 
 use serde_json::Value;

@@ -42,6 +42,7 @@ mod query;
 mod readme;
 mod retention;
 mod risk;
+mod s3_harness;
 mod stream_ws;
 mod systemd;
 mod tamper;

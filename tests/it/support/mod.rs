@@ -6,6 +6,7 @@ pub mod forge;
 pub mod http;
 pub mod inproc;
 pub mod proxy;
+pub mod s3;
 pub mod time;
 
 use serde_json::Value;

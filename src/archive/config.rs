@@ -169,15 +169,14 @@ impl ArchiveConfig {
     /// The key path and a sentence.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.url {
-            Location::parse(url).map_err(|e| ("archive.url".into(), format!("archive.url: {e}")))?;
+            Location::parse(url)
+                .map_err(|e| ("archive.url".into(), format!("archive.url: {e}")))?;
         }
         if let Some(n) = &self.node {
             if !valid_node(n) {
                 return Err((
                     "archive.node".into(),
-                    format!(
-                        "archive.node: {n:?} must be 1 to 63 letters, digits, '-', '_' or '.'"
-                    ),
+                    format!("archive.node: {n:?} must be 1 to 63 letters, digits, '-', '_' or '.'"),
                 ));
             }
         }
@@ -310,7 +309,10 @@ mod tests {
     #[test]
     fn addresses_parse_and_refuse() {
         let l = Location::parse("s3://audit-logs/stele/prod").unwrap();
-        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("audit-logs", "stele/prod"));
+        assert_eq!(
+            (l.bucket.as_str(), l.prefix.as_str()),
+            ("audit-logs", "stele/prod")
+        );
         assert_eq!(l.to_string(), "s3://audit-logs/stele/prod");
         let l = Location::parse("s3://audit-logs/").unwrap();
         assert_eq!(l.prefix, "");

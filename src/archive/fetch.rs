@@ -45,10 +45,12 @@ pub fn nodes(store: &Store, prefix: &str) -> Result<Vec<Layout>, String> {
     let list = store
         .list(&format!("{prefix}/"))
         .map_err(|e| e.to_string())?;
-    Ok(keys::node_roots(prefix, list.iter().map(|l| l.key.as_str()))
-        .iter()
-        .map(|r| Layout::at(r))
-        .collect())
+    Ok(
+        keys::node_roots(prefix, list.iter().map(|l| l.key.as_str()))
+            .iter()
+            .map(|r| Layout::at(r))
+            .collect(),
+    )
 }
 
 /// Downloads `layout`'s segments and digests into the data directory `dir`
@@ -84,7 +86,9 @@ pub fn download(store: &Store, layout: &Layout, dir: &Path) -> Result<Fetched, S
                 }
                 match Checkpoint::decode(&text) {
                     Ok(cp) => out.checkpoints.push((l.key.clone(), cp)),
-                    Err(e) => out.problems.push(format!("{}: not a checkpoint: {e}", l.key)),
+                    Err(e) => out
+                        .problems
+                        .push(format!("{}: not a checkpoint: {e}", l.key)),
                 }
                 continue;
             }

@@ -84,9 +84,8 @@ impl StoreError {
         let key = key.to_string();
         match e {
             object_store::Error::NotFound { .. } => StoreError::NotFound { key },
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                StoreError::Exists { key }
-            }
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => StoreError::Exists { key },
             object_store::Error::PermissionDenied { source, .. }
             | object_store::Error::Unauthenticated { source, .. } => StoreError::Refused {
                 op,
@@ -367,18 +366,18 @@ impl Store {
         let p = prefix.trim_end_matches('/');
         let p = (!p.is_empty()).then(|| Store::key(p));
         self.run("LIST", prefix, async {
-                let mut out = Vec::new();
-                let mut s = self.s3.list(p.as_ref());
-                while let Some(m) = s.next().await {
-                    let m = m?;
-                    out.push(Listed {
-                        key: m.location.to_string(),
-                        size: m.size,
-                        etag: m.e_tag.as_deref().map(unquote),
-                    });
-                }
-                Ok(out)
-            })
+            let mut out = Vec::new();
+            let mut s = self.s3.list(p.as_ref());
+            while let Some(m) = s.next().await {
+                let m = m?;
+                out.push(Listed {
+                    key: m.location.to_string(),
+                    size: m.size,
+                    etag: m.e_tag.as_deref().map(unquote),
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// Deletes the object (absent is fine).

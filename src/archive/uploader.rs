@@ -60,7 +60,10 @@ enum Source {
     /// A file of the data directory, uploaded as it is.
     File(std::path::PathBuf),
     /// A day's Parquet file, built from the log.
-    Parquet { day: Day, digest: std::path::PathBuf },
+    Parquet {
+        day: Day,
+        digest: std::path::PathBuf,
+    },
     /// Bytes read when the pass began (the newest checkpoint: the file is
     /// replaced every second).
     Bytes(Bytes),
@@ -99,10 +102,7 @@ impl Uploader {
                 }
                 Err(e) => {
                     backoff = (backoff * 2).clamp(Duration::from_secs(1), self.retry_max);
-                    tracing::warn!(
-                        "Archive: {e}; trying again in {} s.",
-                        backoff.as_secs()
-                    );
+                    tracing::warn!("Archive: {e}; trying again in {} s.", backoff.as_secs());
                     self.status.failed(e);
                     backoff
                 }
@@ -115,10 +115,7 @@ impl Uploader {
     }
 
     fn stopped(stop: &Receiver<()>) -> bool {
-        !matches!(
-            stop.try_recv(),
-            Err(std::sync::mpsc::TryRecvError::Empty)
-        )
+        !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty))
     }
 
     /// One pass; `Ok(true)` when told to stop half-way.
@@ -346,7 +343,10 @@ impl Uploader {
             Err(StoreError::Exists { .. }) => {
                 // Uploaded before (an earlier run, or a listing that was
                 // stale): the same bytes count; other bytes are a problem.
-                let same = self.store.holds(&key, &md5, &sha).map_err(|e| e.to_string())?;
+                let same = self
+                    .store
+                    .holds(&key, &md5, &sha)
+                    .map_err(|e| e.to_string())?;
                 // A Parquet file is derived data: an older build's counts.
                 if !same && !matches!(p.object, Object::Parquet(_)) {
                     if known.reported.insert(key.clone()) {
@@ -375,10 +375,10 @@ impl Uploader {
     /// seq range.
     fn build_parquet(&self, day: Day, digest: &std::path::Path) -> Result<Bytes, String> {
         let raw = std::fs::read(digest).map_err(|e| format!("{}: {e}", digest.display()))?;
-        let d: crate::seal::digest::DailyDigest = serde_json::from_slice(&raw)
-            .map_err(|e| format!("{}: {e}", digest.display()))?;
+        let d: crate::seal::digest::DailyDigest =
+            serde_json::from_slice(&raw).map_err(|e| format!("{}: {e}", digest.display()))?;
         let seal = super::parquet::DaySeal {
-            day: day.0,
+            day,
             digest_sha256: crate::datadir::sha256_hex(&raw),
             first_seq: d.first_seq,
             last_seq: d.last_seq,
@@ -482,17 +482,17 @@ impl Uploader {
                         newest_digest = newest_digest.max(Some(d));
                     }
                 }
-                Some(Object::Segment(id)) => newest_segment_day = newest_segment_day.max(Some(id.day)),
+                Some(Object::Segment(id)) => {
+                    newest_segment_day = newest_segment_day.max(Some(id.day))
+                }
                 _ => {}
             }
         }
         // Without digests, a day is whole once a later day's segment exists.
         let active = self.log.segments().last().map(|s| s.id.day);
         let whole = newest_digest.or(newest_segment_day.filter(|d| Some(*d) < active));
-        self.status.set_newest(
-            whole.map(|d| d.to_string()),
-            self.newest_checkpoint(remote),
-        );
+        self.status
+            .set_newest(whole.map(|d| d.to_string()), self.newest_checkpoint(remote));
     }
 }
 
@@ -500,7 +500,10 @@ impl Uploader {
 /// up to `log.segment_bytes_max`; it never changes).
 fn read_file(path: &std::path::Path) -> Result<Bytes, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let len = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+    let len = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
     if len == 0 {
         return Ok(Bytes::new());
     }

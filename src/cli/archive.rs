@@ -24,12 +24,15 @@ pub(crate) struct Access {
 
 fn open(url: &str, access: &Access) -> Result<(Store, Location), String> {
     let location = Location::parse(url)?;
-    let endpoint = access
-        .endpoint
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()));
+    let endpoint = access.endpoint.clone().or_else(|| {
+        std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|e| !e.is_empty())
+    });
     // A plain-HTTP endpoint named by the operator is taken as meant.
-    let http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+    let http = endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
     let store = stele::archive::open_store(&location, endpoint.as_deref(), None, http, None)?;
     Ok((store, location))
 }
@@ -120,8 +123,10 @@ fn check_node(
     // Checkpoints the archived segments must hold; the newer ones cover
     // the day still open on the node (or days missing from the archive,
     // which the digests' chain then shows).
-    let (held, beyond): (Vec<&(String, Checkpoint)>, Vec<_>) =
-        fetched.checkpoints.iter().partition(|(_, cp)| cp.seq <= end);
+    let (held, beyond): (Vec<&(String, Checkpoint)>, Vec<_>) = fetched
+        .checkpoints
+        .iter()
+        .partition(|(_, cp)| cp.seq <= end);
     let with = stele::verify::Options {
         public_keys: opts.public_keys.clone(),
         checkpoints: held
@@ -150,7 +155,10 @@ fn check_node(
             fetched.bytes
         )?;
         for (day, _) in &fetched.dropped {
-            writeln!(out, "note: {shown}: day {day} was dropped by retention (recorded)")?;
+            writeln!(
+                out,
+                "note: {shown}: day {day} was dropped by retention (recorded)"
+            )?;
         }
         if let Some((key, cp)) = beyond.last() {
             writeln!(
@@ -162,7 +170,7 @@ fn check_node(
         }
     }
     for f in &report.findings {
-        let mut line = format!("{}", show(&f.path));
+        let mut line = show(&f.path);
         if let Some(o) = f.offset {
             line.push_str(&format!(": offset {o}"));
         }
@@ -232,17 +240,33 @@ fn restore_inner(
     }
     let mut nodes = fetch::nodes(&store, &location.prefix)?;
     if let Some(n) = node {
-        nodes.retain(|l| l.root().trim_end_matches('/').ends_with(&format!("node={n}")));
+        nodes.retain(|l| {
+            l.root()
+                .trim_end_matches('/')
+                .ends_with(&format!("node={n}"))
+        });
     }
     let layout: Layout = match nodes.as_slice() {
         [one] => one.clone(),
-        [] => return Err(format!("no node's archive under {from}{}", node.map(|n| format!(" named {n}")).unwrap_or_default())),
+        [] => {
+            return Err(format!(
+                "no node's archive under {from}{}",
+                node.map(|n| format!(" named {n}")).unwrap_or_default()
+            ))
+        }
         many => {
             return Err(format!(
                 "{from} holds {} nodes ({}): name one with --node",
                 many.len(),
                 many.iter()
-                    .map(|l| l.root().trim_end_matches('/').rsplit('/').next().unwrap_or("").trim_start_matches("node=").to_string())
+                    .map(|l| l
+                        .root()
+                        .trim_end_matches('/')
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("node=")
+                        .to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ))
@@ -261,7 +285,12 @@ fn restore_inner(
     // The newest checkpoint the restored log holds becomes checkpoint.json:
     // evidence for the next start, never ahead of the log (a newer one
     // covers the open day the archive does not have).
-    if let Some((_, cp)) = fetched.checkpoints.iter().rev().find(|(_, cp)| cp.seq <= end) {
+    if let Some((_, cp)) = fetched
+        .checkpoints
+        .iter()
+        .rev()
+        .find(|(_, cp)| cp.seq <= end)
+    {
         stele::seal::checkpoint::write_local(dir, cp)?;
     }
     if take_over {

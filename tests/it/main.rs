@@ -13,8 +13,8 @@ mod support;
 
 mod abuse;
 mod alerts;
-mod archive;
 mod append;
+mod archive;
 mod auth;
 mod backup;
 mod cli_query;

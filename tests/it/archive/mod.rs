@@ -11,7 +11,7 @@
 //! closed days at start and archives them.
 
 mod nodes;
-// mod parquet;
+mod parquet;
 mod restore;
 mod upload;
 

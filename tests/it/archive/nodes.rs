@@ -29,7 +29,10 @@ fn two_nodes_share_a_bucket_under_their_own_prefixes_and_never_one_prefix() {
     assert_eq!(st["claimed"], false, "{st:#}");
     assert_eq!(st["uploads"], 0, "{st:#}");
     let problem = st["problems"][0].as_str().unwrap();
-    assert!(problem.contains("held by another data directory"), "{problem}");
+    assert!(
+        problem.contains("held by another data directory"),
+        "{problem}"
+    );
     assert_eq!(sb.get("/readyz").2["degraded"], true);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(objects(&bucket, "web-1"), before, "the refused node wrote");
@@ -44,7 +47,14 @@ fn two_nodes_share_a_bucket_under_their_own_prefixes_and_never_one_prefix() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("intact: 2 node(s)"), "{text}");
-    assert!(text.contains("node=web-1/") && text.contains("node=web-2/"), "{text}");
+    assert!(
+        text.contains("node=web-1/") && text.contains("node=web-2/"),
+        "{text}"
+    );
 }

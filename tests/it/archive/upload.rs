@@ -47,14 +47,20 @@ fn sealed_days_digests_and_checkpoints_reach_the_bucket_byte_for_byte() {
             format!("digests/{day}.digest.sig"),
         ] {
             let local = std::fs::read(dir.join(&file)).unwrap();
-            assert!(bucket.get(&format!("stele/node=n1/{file}")) == local, "{file}");
+            assert!(
+                bucket.get(&format!("stele/node=n1/{file}")) == local,
+                "{file}"
+            );
         }
         let parquet = format!("events/day={day}/events.parquet");
         assert!(keys.contains(&parquet), "{parquet} missing from {keys:?}");
     }
     // Checkpoints: signed by the node's key, and newer than the last event
     // of the closed days.
-    let checkpoints: Vec<&String> = keys.iter().filter(|k| k.starts_with("checkpoints/")).collect();
+    let checkpoints: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("checkpoints/"))
+        .collect();
     assert!(!checkpoints.is_empty(), "{keys:?}");
     let key = stele::seal::digest::parse_public_key(&public).unwrap();
     for k in &checkpoints {
@@ -70,7 +76,10 @@ fn sealed_days_digests_and_checkpoints_reach_the_bucket_byte_for_byte() {
     assert_eq!(claim["node"], "n1");
     // /metrics and /readyz say so.
     let st = archive_state(&s);
-    assert!(st["uploads"].as_u64().unwrap() >= sealed.len() as u64 + 9, "{st:#}");
+    assert!(
+        st["uploads"].as_u64().unwrap() >= sealed.len() as u64 + 9,
+        "{st:#}"
+    );
     assert_eq!(st["claimed"], true);
     let (_, _, ready) = s.get("/readyz");
     assert_eq!(ready["degraded"], false, "{ready:#}");
@@ -86,7 +95,9 @@ fn sealed_days_digests_and_checkpoints_reach_the_bucket_byte_for_byte() {
     assert!(metrics.contains("stele_archive_backlog_objects 0\n"));
     let midnight = (clock.now_micros().div_euclid(DAY) - 1) * DAY / 1_000_000;
     assert!(
-        metrics.contains(&format!("stele_archive_newest_day_timestamp_seconds {midnight}\n")),
+        metrics.contains(&format!(
+            "stele_archive_newest_day_timestamp_seconds {midnight}\n"
+        )),
         "{metrics}"
     );
     // A restart uploads nothing again (what is there is known by listing).
@@ -132,13 +143,21 @@ fn a_store_that_is_down_grows_a_backlog_deletes_nothing_and_is_caught_up() {
         st = archive_state(&s);
         st["failures"].as_u64().unwrap_or(0) >= 2 && st["backlog_objects"].as_u64() > Some(0)
     });
-    assert!(st["last_error"].as_str().unwrap().contains("unavailable"), "{st:#}");
+    assert!(
+        st["last_error"].as_str().unwrap().contains("unavailable"),
+        "{st:#}"
+    );
     let (code, _, ready) = s.get("/readyz");
-    assert_eq!((code, &ready["degraded"]), (200, &Value::Bool(true)), "{ready:#}");
+    assert_eq!(
+        (code, &ready["degraded"]),
+        (200, &Value::Bool(true)),
+        "{ready:#}"
+    );
     // Ingest does not wait for the archive.
     let t = Instant::now();
     for i in 0..20 {
-        let e = serde_json::json!({"action": "update", "actor": "alice", "entity_id": i.to_string()});
+        let e =
+            serde_json::json!({"action": "update", "actor": "alice", "entity_id": i.to_string()});
         assert_eq!(s.post(&e).0, 201);
     }
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -156,7 +175,10 @@ fn a_store_that_is_down_grows_a_backlog_deletes_nothing_and_is_caught_up() {
     for f in &files_before {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         if !name.starts_with(&today(&clock)) {
-            assert!(keys.contains(&format!("segments/{name}")), "{name}: {keys:?}");
+            assert!(
+                keys.contains(&format!("segments/{name}")),
+                "{name}: {keys:?}"
+            );
         }
     }
 }

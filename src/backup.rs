@@ -27,6 +27,9 @@ pub enum Copied {
     Unchanged,
     /// The active segment: its header and `count` complete records.
     ActivePrefix { count: u64 },
+    /// An evicted segment (`log::evicted`): its stub (header, hole, footer),
+    /// its records being in the archive only.
+    Stub,
 }
 
 /// One segment of a backup.
@@ -157,8 +160,24 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
     }
     let files = segment_files(&src_segments)?;
     let mut report = Report::default();
+    let evicted =
+        crate::log::evicted::Evicted::load(data_dir).map_err(|e| BackupError::Refused {
+            path: src.evicted(),
+            what: e,
+        })?;
     for (i, (id, path)) in files.iter().enumerate() {
         let last = i + 1 == files.len();
+        if let Some(e) = evicted.get(&id.file_name()).filter(|_| !last) {
+            let target = dst_segments.join(id.file_name());
+            copy_stub(path, &target, e.bytes)?;
+            report.entries.push(Entry {
+                name: id.file_name(),
+                bytes: e.bytes,
+                sha256: e.sha256.clone(),
+                copied: Copied::Stub,
+            });
+            continue;
+        }
         // Read once, not mapped: what we copy is exactly what we checked.
         let file = SegmentFile::read(path).map_err(io("read", path))?;
         let window = if last { TORN_WINDOW_BYTES } else { 0 };
@@ -239,7 +258,33 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
     if let Ok(k) = std::fs::read(src.cursor_key()) {
         write_durably(&dst.cursor_key(), &k, 0o600)?;
     }
+    if let Ok(k) = std::fs::read(src.evicted()) {
+        write_durably(&dst.evicted(), &k, 0o644)?;
+    }
     Ok(report)
+}
+
+/// Copies the stub of an evicted segment: its header and footer at their
+/// places in a sparse file of the same length.
+fn copy_stub(path: &Path, target: &Path, len: u64) -> Result<(), BackupError> {
+    use crate::log::format::FOOTER_BYTES;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(io("read", path))?;
+    let mut head = [0u8; HEADER_BYTES];
+    let mut foot = [0u8; FOOTER_BYTES];
+    let at = len.saturating_sub(FOOTER_BYTES as u64);
+    f.read_exact_at(&mut head, 0)
+        .and_then(|_| f.read_exact_at(&mut foot, at))
+        .map_err(io("read", path))?;
+    let tmp = crate::datadir::tmp_path(target);
+    let out = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    out.write_all_at(&head, 0)
+        .and_then(|_| out.set_len(len))
+        .and_then(|_| out.write_all_at(&foot, at))
+        .and_then(|_| out.sync_all())
+        .map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, target).map_err(io("rename", &tmp))?;
+    Ok(())
 }
 
 /// Copies `DATA_DIR/digests/` (signed daily digests, small, never changed

@@ -31,6 +31,8 @@
 //!   retention.log     one JSON line per retention decision
 //!   alert-position.json   the seq up to which every alert was delivered (alert/)
 //!   archive.id        this data directory's random id, claiming its archive prefix (archive/)
+//!   evicted.json      sealed segments whose records are in the archive only (log/evicted.rs)
+//!   archive-cache/    evicted segments fetched back, bounded (archive/cache.rs)
 //! ```
 
 use crate::fault;
@@ -65,6 +67,10 @@ pub const RETENTION_LOG_FILE: &str = "retention.log";
 pub const ALERT_POSITION_FILE: &str = "alert-position.json";
 /// This data directory's id in the archive's claim (`archive/uploader.rs`).
 pub const ARCHIVE_ID_FILE: &str = "archive.id";
+/// The segments whose records are in the archive only (`log/evicted.rs`).
+pub const EVICTED_FILE: &str = "evicted.json";
+/// Evicted segments fetched back from the archive (`archive/cache.rs`).
+pub const ARCHIVE_CACHE_DIR: &str = "archive-cache";
 /// The suffix of a file being written by [`write_durably`] (and of a
 /// backup's or the log's files in the making): never a finished file.
 pub const TMP_SUFFIX: &str = ".tmp";
@@ -144,6 +150,16 @@ impl DataDir {
     /// `DATA_DIR/retention.log`.
     pub fn retention_log(&self) -> PathBuf {
         self.root.join(RETENTION_LOG_FILE)
+    }
+
+    /// `DATA_DIR/evicted.json`.
+    pub fn evicted(&self) -> PathBuf {
+        self.root.join(EVICTED_FILE)
+    }
+
+    /// `DATA_DIR/archive-cache/`.
+    pub fn archive_cache(&self) -> PathBuf {
+        self.root.join(ARCHIVE_CACHE_DIR)
     }
 
     /// `DATA_DIR/archive.id`.

@@ -57,7 +57,19 @@ pub struct ArchiveConfig {
     pub retry_max_secs: u64,
     /// Write each sealed day's events as Parquet next to its segments.
     pub parquet: bool,
+    /// The local tier: sealed segments of days more than this many days
+    /// before today are evicted from the disk once archived, verified and
+    /// signed, and fetched back when a read needs them. None: keep every day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_days: Option<u32>,
+    /// Most bytes of evicted segments kept in `DATA_DIR/archive-cache/`.
+    pub cache_bytes: u64,
 }
+
+/// Default `cache_bytes`: 1 GiB.
+pub const CACHE_BYTES_DEFAULT: u64 = 1 << 30;
+/// Smallest `cache_bytes`.
+pub const CACHE_BYTES_MIN: u64 = 1 << 20;
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
@@ -72,6 +84,8 @@ impl Default for ArchiveConfig {
             poll_secs: POLL_SECS_DEFAULT,
             retry_max_secs: RETRY_MAX_SECS_DEFAULT,
             parquet: true,
+            local_days: None,
+            cache_bytes: CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -208,6 +222,22 @@ impl ArchiveConfig {
             ("archive.poll_secs", self.poll_secs, 1, 3_600),
             ("archive.retry_max_secs", self.retry_max_secs, 1, 86_400),
         ];
+        if self.cache_bytes < CACHE_BYTES_MIN {
+            return Err((
+                "archive.cache_bytes".into(),
+                format!(
+                    "archive.cache_bytes must be at least {CACHE_BYTES_MIN} bytes, got {}",
+                    self.cache_bytes
+                ),
+            ));
+        }
+        if self.local_days.is_some() && self.url.is_none() {
+            return Err((
+                "archive.local_days".into(),
+                "archive.local_days needs archive.url: segments are evicted only to an archive"
+                    .into(),
+            ));
+        }
         for (key, got, min, max) in ranges {
             if !(min..=max).contains(&got) {
                 return Err((

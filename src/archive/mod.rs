@@ -11,6 +11,7 @@
 //! | reporting | [`status`] | backlog, uploads, failures, newest day (`/metrics`, `/readyz`) |
 //! | Parquet | [`parquet`] | a day's events as one Parquet file |
 //! | reading back | [`fetch`] | `stele verify s3://…` and `stele restore` |
+//! | the local tier | [`cache`] | evicted segments fetched back, bounded (`local_days`, `cache_bytes`) |
 //!
 //! ```text
 //! s3://BUCKET/PREFIX/
@@ -27,6 +28,7 @@
 //! of ingest: the uploader reads sealed files in its own thread; an archive
 //! that is down grows a backlog, nothing else.
 
+pub mod cache;
 pub mod config;
 pub mod fetch;
 pub mod keys;
@@ -72,7 +74,12 @@ impl Archive {
     ///
     /// # Errors
     /// The settings cannot make a client, or the thread cannot start.
-    pub fn start(cfg: &ArchiveConfig, data_dir: &Path, log: Arc<Log>) -> Result<Archive, String> {
+    pub fn start(
+        cfg: &ArchiveConfig,
+        data_dir: &Path,
+        log: Arc<Log>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Archive, String> {
         let url = cfg.url.as_deref().ok_or("no archive.url")?;
         let location = Location::parse(url)?;
         let node = cfg.node_name();
@@ -88,6 +95,24 @@ impl Archive {
             format!("s3://{}/{}", location.bucket, layout.root()),
             node.clone(),
         ));
+        // Evicted segments read back through a second client, in its own
+        // thread (the uploader's may be busy with a long upload).
+        let reader = open_store(
+            &location,
+            cfg.endpoint.as_deref(),
+            cfg.region.as_deref(),
+            cfg.allow_http,
+            cfg.credentials_dir.as_deref(),
+        )?;
+        let data = crate::datadir::DataDir::new(data_dir);
+        let cache = cache::Cache::start(
+            reader,
+            layout.clone(),
+            data.archive_cache(),
+            cfg.cache_bytes,
+            status.clone(),
+        )?;
+        log.set_fetcher(cache);
         let (checkpoint_interval, poll, retry_max) = cfg.intervals();
         let cancel = store.canceller();
         let uploader = uploader::Uploader {
@@ -101,6 +126,8 @@ impl Archive {
             poll,
             retry_max,
             parquet: cfg.parquet,
+            local_days: cfg.local_days,
+            clock,
         };
         let worker = Worker::spawn("stele-archive", move |stop| uploader.run(stop))
             .map_err(|e| format!("cannot start the archive's thread: {e}"))?;

@@ -28,6 +28,12 @@ pub struct ArchiveStatus {
     passes: AtomicU64,
     newest_day: Mutex<Option<String>>,
     newest_checkpoint_seq: AtomicU64,
+    evicted_segments: AtomicU64,
+    released_bytes: AtomicU64,
+    fetches: AtomicU64,
+    fetch_bytes: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_bytes: AtomicU64,
     last_error: Mutex<Option<String>>,
     problems: Mutex<Vec<String>>,
 }
@@ -62,6 +68,18 @@ pub struct Snapshot {
     pub newest_day: Option<String>,
     /// The seq of the newest checkpoint in the archive (0: none).
     pub newest_checkpoint_seq: u64,
+    /// Local segments evicted: their records in the archive only (`local_days`).
+    pub evicted_segments: u64,
+    /// Bytes of disk eviction released since start.
+    pub released_bytes: u64,
+    /// Evicted segments fetched back from the archive since start.
+    pub fetches: u64,
+    /// Their bytes.
+    pub fetch_bytes: u64,
+    /// Reads of evicted segments the cache answered without a fetch.
+    pub cache_hits: u64,
+    /// Bytes in `DATA_DIR/archive-cache/` after the last fetch.
+    pub cache_bytes: u64,
     /// The last failure, until a pass succeeds.
     pub last_error: Option<String>,
     /// What needs an operator: a claim held by another data directory, an
@@ -97,6 +115,12 @@ impl ArchiveStatus {
             passes: n(&self.passes),
             newest_day: self.newest_day.exclusive().clone(),
             newest_checkpoint_seq: n(&self.newest_checkpoint_seq),
+            evicted_segments: n(&self.evicted_segments),
+            released_bytes: n(&self.released_bytes),
+            fetches: n(&self.fetches),
+            fetch_bytes: n(&self.fetch_bytes),
+            cache_hits: n(&self.cache_hits),
+            cache_bytes: n(&self.cache_bytes),
             last_error: self.last_error.exclusive().clone(),
             problems: self.problems.exclusive().clone(),
         }
@@ -143,6 +167,27 @@ impl ArchiveStatus {
         *self.newest_day.exclusive() = day;
         self.newest_checkpoint_seq
             .store(checkpoint_seq, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_evicted(&self, segments: u64) {
+        self.evicted_segments.store(segments, Ordering::Relaxed);
+    }
+
+    pub(super) fn released(&self, bytes: u64) {
+        self.released_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn fetched(&self, bytes: u64) {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        self.fetch_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_cache_bytes(&self, bytes: u64) {
+        self.cache_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Records a problem once (the same sentence is not repeated).

@@ -53,6 +53,10 @@ pub struct Uploader {
     pub(super) poll: Duration,
     pub(super) retry_max: Duration,
     pub(super) parquet: bool,
+    /// `local_days`: days before today kept on disk (None: all).
+    pub(super) local_days: Option<u32>,
+    /// "Today", for the local tier.
+    pub(super) clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// What one pass found to do.
@@ -149,6 +153,7 @@ impl Uploader {
             self.upload(known, p)?;
         }
         self.follow_retention(known)?;
+        self.evict(known, stop)?;
         self.report_newest(known);
         Ok(false)
     }
@@ -227,6 +232,15 @@ impl Uploader {
         let mut out = Vec::new();
         for s in self.log.segments().iter().filter(|s| s.sealed) {
             let object = Object::Segment(s.id);
+            if s.evicted && !has(&object) {
+                // A stub is never uploaded: its records were only there.
+                self.status.problem(format!(
+                    "{} is evicted but no longer in the archive: its records are lost unless a \
+                     backup or another copy of the archive holds it",
+                    self.layout.key(&object)
+                ));
+                continue;
+            }
             if !has(&object) {
                 let bytes = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0);
                 out.push(Pending {
@@ -467,6 +481,86 @@ impl Uploader {
         Ok(())
     }
 
+    /// The local tier: evicts the sealed segments of days older than
+    /// `local_days`, once the archive holds them (checked again here, byte
+    /// for byte) and their day's digest. A segment a reader still maps is
+    /// evicted but its hole punched at a later pass.
+    fn evict(&self, known: &mut Known, stop: &Receiver<()>) -> Result<(), String> {
+        let segs = self.log.segments();
+        let Some(days) = self.local_days else {
+            return Ok(());
+        };
+        let today = Day::from_micros(self.clock.now_micros()).0;
+        let Some(cutoff) = today.checked_sub_days(chrono::Days::new(u64::from(days))) else {
+            return Ok(());
+        };
+        let remote = known.remote.as_ref().expect("listed before");
+        let last = segs.last().map(|s| s.id);
+        let mut listed = None;
+        for s in segs
+            .iter()
+            .filter(|s| s.sealed && Some(s.id) != last && s.id.day.0 < cutoff)
+        {
+            if Uploader::stopped(stop) {
+                return Ok(());
+            }
+            let key = self.layout.key(&Object::Segment(s.id));
+            let digest = Object::Digest(crate::seal::digest::digest_file_name(s.id.day));
+            if !remote.contains_key(&key)
+                || !remote.contains_key(&self.layout.key(&digest))
+                || known.reported.contains(&key)
+            {
+                continue;
+            }
+            let sha = if s.evicted {
+                if !whole(&s.path, s.bytes) {
+                    continue;
+                }
+                // Evicted while a reader mapped it: punch now.
+                let list = match &listed {
+                    Some(l) => l,
+                    None => {
+                        listed.insert(crate::log::evicted::Evicted::load(self.data_dir.root())?)
+                    }
+                };
+                match list.get(&s.id.file_name()) {
+                    Some(e) => e.sha256.clone(),
+                    None => continue,
+                }
+            } else {
+                let body = read_file(&s.path)?;
+                let (md5, sha) = (
+                    super::store::md5_hex(&body),
+                    super::store::sha256_hex(&body),
+                );
+                drop(body);
+                if !self
+                    .store
+                    .holds(&key, &md5, &sha)
+                    .map_err(|e| e.to_string())?
+                {
+                    known.reported.insert(key.clone());
+                    self.status.problem(format!(
+                        "{key} in the archive differs from the local file: it is not evicted"
+                    ));
+                    continue;
+                }
+                sha
+            };
+            let freed = self.log.evict(s.id, &sha).map_err(|e| e.to_string())?;
+            if freed > 0 {
+                tracing::info!(
+                    "Archive: evicted {} ({freed} bytes released; read back from {key}).",
+                    s.id.file_name()
+                );
+            }
+            self.status.released(freed);
+        }
+        let evicted = self.log.segments().iter().filter(|s| s.evicted).count();
+        self.status.set_evicted(evicted as u64);
+        Ok(())
+    }
+
     /// The newest archived day and checkpoint, for the status.
     fn report_newest(&self, known: &Known) {
         let remote = known.remote.as_ref().expect("listed before");
@@ -494,6 +588,13 @@ impl Uploader {
         self.status
             .set_newest(whole.map(|d| d.to_string()), self.newest_checkpoint(remote));
     }
+}
+
+/// Whether the file at `path` still holds most of its `bytes` on disk (its
+/// hole not punched yet).
+fn whole(path: &std::path::Path, bytes: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| m.blocks() * 512 > bytes / 2 + 64 * 1024)
 }
 
 /// A whole file as [`Bytes`], mapped rather than read (a sealed segment is

@@ -22,6 +22,7 @@ pub(crate) fn backup(
             Copied::Sealed => "sealed, copied".to_string(),
             Copied::Unchanged => "sealed, already in the backup".to_string(),
             Copied::ActivePrefix { count } => format!("active, first {count} records copied"),
+            Copied::Stub => "evicted, its stub copied (the records are in the archive)".to_string(),
         };
         println!("{}  {} bytes  sha256 {}  {what}", e.name, e.bytes, e.sha256);
     }

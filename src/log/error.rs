@@ -73,6 +73,15 @@ pub enum Error {
     /// The writer has shut down.
     #[error("the log is closed")]
     Closed,
+    /// An evicted segment's records could not be brought back from the
+    /// archive (`log::evicted`).
+    #[error("segment {} is in the archive only and could not be read from it: {detail}", path.display())]
+    Archived {
+        /// The segment's (stub) file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
 }
 
 impl From<crate::datadir::IoError> for Error {

@@ -416,6 +416,32 @@ pub struct SegmentView {
     /// witnessed or signed (scrub, start-up verification): every read of it
     /// fails from then on, so a forged event is never served as genuine.
     damaged: std::sync::Mutex<Option<String>>,
+    /// Set once evicted (`log::evicted`): the file is a stub and every read
+    /// maps a copy fetched from the archive instead.
+    remote: std::sync::Mutex<Option<Remote>>,
+    /// The map of the local file the view held when it was evicted: alive
+    /// while a reader still holds it (the hole is punched only after).
+    retired: std::sync::Mutex<std::sync::Weak<Mmap>>,
+}
+
+/// Where an evicted segment's bytes come from.
+#[derive(Clone)]
+pub(crate) struct Remote {
+    /// SHA-256 of the whole segment.
+    pub sha256: String,
+    /// The archive's cache; `None` while no archive is configured.
+    pub fetch: Option<Arc<dyn super::evicted::Fetch>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Remote({}, fetch: {})",
+            self.sha256,
+            self.fetch.is_some()
+        )
+    }
 }
 
 /// A consistent look at a view: a map covering every durable record.
@@ -454,6 +480,84 @@ impl SegmentView {
             }),
             read_failures: std::sync::Mutex::new(None),
             damaged: std::sync::Mutex::new(None),
+            remote: std::sync::Mutex::new(None),
+            retired: std::sync::Mutex::new(std::sync::Weak::new()),
+        })
+    }
+
+    /// Whether the segment is evicted (its records in the archive only).
+    pub fn evicted(&self) -> bool {
+        self.remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Marks the segment evicted, reading through `remote` from now on, and
+    /// retires the view's own map of the file.
+    pub(crate) fn set_remote(&self, remote: Remote) {
+        *self.remote.lock().unwrap_or_else(|p| p.into_inner()) = Some(remote);
+        if let Some(map) = self.write_state().map.take() {
+            *self.retired.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&map);
+        }
+    }
+
+    /// Gives an evicted segment its fetcher (set once an archive starts).
+    pub(crate) fn set_fetch(&self, fetch: Arc<dyn super::evicted::Fetch>) {
+        if let Some(r) = self
+            .remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            r.fetch = Some(fetch);
+        }
+    }
+
+    /// Whether a reader still maps the local file of an evicted segment.
+    pub(crate) fn local_map_in_use(&self) -> bool {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
+            .is_some()
+    }
+
+    /// A snapshot of an evicted segment: the fetched copy, mapped for this
+    /// reader only (the cache may replace the file after it; the map keeps
+    /// its bytes).
+    fn remote_snapshot(&self, r: &Remote) -> Result<Snapshot> {
+        let archived = |detail: String| Error::Archived {
+            path: self.path.clone(),
+            detail,
+        };
+        let fetch = r.fetch.as_ref().ok_or_else(|| {
+            archived("no archive is configured ([archive] url) to read it from".into())
+        })?;
+        let path = fetch
+            .fetch(&self.id.file_name(), &r.sha256)
+            .map_err(archived)?;
+        let file = File::open(&path).map_err(|e| archived(format!("{}: {e}", path.display())))?;
+        let s = self.read_state();
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < s.records_end {
+            return Err(archived(format!(
+                "the fetched copy holds {len} bytes, the segment {}",
+                s.records_end
+            )));
+        }
+        // SAFETY: the cache writes a copy under a temporary name and renames
+        // it into place; it never writes a file in place.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(s.records_end as usize)
+                .map(&file)
+        }
+        .map_err(|e| archived(format!("mmap: {e}")))?;
+        Ok(Snapshot {
+            map: Some(Arc::new(map)),
+            records_end: s.records_end,
+            count: s.count,
         })
     }
 
@@ -549,6 +653,14 @@ impl SegmentView {
 
     /// A map covering every durable record, remapping if the segment grew.
     pub fn snapshot(&self) -> Result<Snapshot> {
+        let remote = self
+            .remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(r) = remote {
+            return self.remote_snapshot(&r);
+        }
         {
             let s = self.read_state();
             let mapped = s.map.as_ref().map_or(0, |m| m.len() as u64);

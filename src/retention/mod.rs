@@ -221,9 +221,22 @@ impl From<crate::log::SegmentInfo> for Seg {
 pub fn segments_on_disk(data_dir: &Path) -> Result<Vec<Seg>, String> {
     let segments = crate::datadir::DataDir::new(data_dir).segments();
     let files = crate::log::list_segments(&segments).map_err(|e| e.to_string())?;
+    let evicted = crate::log::evicted::Evicted::load(data_dir)?;
     let mut out = Vec::new();
     for (i, (id, path)) in files.iter().enumerate() {
         let last = i + 1 == files.len();
+        if let Some(e) = evicted.get(&id.file_name()).filter(|_| !last) {
+            // A stub: its footer says what it held.
+            let (first_seq, count) = stub_range(path, e.bytes)?;
+            out.push(Seg {
+                id: *id,
+                path: path.clone(),
+                first_seq,
+                count,
+                sealed: true,
+            });
+            continue;
+        }
         let window = if last {
             crate::log::TORN_WINDOW_BYTES
         } else {
@@ -244,9 +257,37 @@ pub fn segments_on_disk(data_dir: &Path) -> Result<Vec<Seg>, String> {
     Ok(out)
 }
 
+/// The (first seq, count) an evicted segment's stub of `len` bytes holds,
+/// from its header and footer.
+fn stub_range(path: &Path, len: u64) -> Result<(u64, u64), String> {
+    use crate::log::format::{Footer, FOOTER_BYTES, HEADER_BYTES};
+    use std::os::unix::fs::FileExt;
+    let fail = |e: String| format!("{}: {e}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut head = [0u8; HEADER_BYTES];
+    let mut foot = [0u8; FOOTER_BYTES];
+    f.read_exact_at(&mut head, 0)
+        .and_then(|_| f.read_exact_at(&mut foot, len.saturating_sub(FOOTER_BYTES as u64)))
+        .map_err(|e| fail(e.to_string()))?;
+    let h = Header::decode(&head).map_err(|e| fail(e.to_string()))?;
+    let footer = Footer::decode(&foot).map_err(|e| fail(e.to_string()))?;
+    Ok((h.first_seq, footer.count))
+}
+
 /// The tenants present in a sealed segment file (`""` for events without a
 /// tenant).
 pub fn tenants_in(path: &Path) -> Result<BTreeSet<String>, String> {
+    let data_dir = path.parent().and_then(Path::parent);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let Some(d) = data_dir {
+        if crate::log::evicted::Evicted::load(d)?.get(name).is_some() {
+            return Err(format!(
+                "{}: evicted to the archive: its tenants are read by the daemon (GET \
+                 /v1/retention), not from its stub",
+                path.display()
+            ));
+        }
+    }
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let header = Header::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = BTreeSet::new();

@@ -160,6 +160,23 @@ impl Retainer {
             .date_naive()
     }
 
+    /// The tenants of seqs `first..first + count`, read through the log.
+    fn tenants_from_log(
+        &self,
+        first: u64,
+        count: u64,
+    ) -> Result<std::collections::BTreeSet<String>, String> {
+        let mut out = std::collections::BTreeSet::new();
+        for e in self
+            .log
+            .range(first..first + count, crate::log::Direction::Forward)
+        {
+            let e = e.map_err(|e| e.to_string())?;
+            out.insert(e.event.tenant.clone().unwrap_or_default());
+        }
+        Ok(out)
+    }
+
     /// The retention plan for now (nothing is dropped).
     ///
     /// # Errors
@@ -172,7 +189,17 @@ impl Retainer {
             if let Some(t) = self.segment_tenants.shared().get(&name) {
                 return Ok(t.clone());
             }
-            let t = super::tenants_in(&s.path)?;
+            // An evicted segment's records are read through the log (from
+            // the archive's cache), never from its stub.
+            let evicted = self
+                .log
+                .segments()
+                .iter()
+                .any(|i| i.id == s.id && i.evicted);
+            let t = match evicted {
+                true => self.tenants_from_log(s.first_seq, s.count)?,
+                false => super::tenants_in(&s.path)?,
+            };
             self.segment_tenants.exclusive().insert(name, t.clone());
             Ok(t)
         })?;

@@ -89,6 +89,8 @@ pub fn verify_inherited(
     for info in segs
         .iter()
         .filter(|s| s.first_seq + s.count > anchor_seq + 1 || s.count == 0)
+        // Evicted only once signed and archived: before any anchor.
+        .filter(|s| !s.evicted)
     {
         if info.first_seq > opened.max(target) {
             break;

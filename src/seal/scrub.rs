@@ -166,7 +166,7 @@ pub fn pass(log: &Log, status: &SealStatus, rate: u64, stop: &AtomicBool) -> boo
     let stats = &status.scrub;
     stats.running.store(true, Ordering::Relaxed);
     let refs = references(log, status);
-    for info in log.segments().iter().filter(|s| s.sealed) {
+    for info in log.segments().iter().filter(|s| s.sealed && !s.evicted) {
         if stop.load(Ordering::Relaxed) {
             stats.running.store(false, Ordering::Relaxed);
             return false;

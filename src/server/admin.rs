@@ -65,6 +65,10 @@ pub(super) async fn list_segments(app: Arc<App>, req: Req) -> Resp {
                 let cached = app.sealed_sha256.exclusive().get(&name).cloned();
                 match cached {
                     Some(h) => Some(h),
+                    // A stub: the SHA-256 checked when it was evicted.
+                    None if info.evicted => crate::log::evicted::Evicted::load(&app.data_dir)?
+                        .get(&name)
+                        .map(|e| e.sha256.clone()),
                     None => {
                         let bytes = std::fs::read(&info.path)
                             .map_err(|e| format!("cannot read {}: {e}", info.path.display()))?;

@@ -171,8 +171,13 @@ impl State {
         // The archive: sealed files to the bucket, in its own thread.
         let archive = match cfg.archive.enabled() {
             true => Some(
-                crate::archive::Archive::start(&cfg.archive, &cfg.data_dir, engine.log().clone())
-                    .map_err(|e| anyhow::anyhow!("[archive]: {e}"))?,
+                crate::archive::Archive::start(
+                    &cfg.archive,
+                    &cfg.data_dir,
+                    engine.log().clone(),
+                    clock.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("[archive]: {e}"))?,
             ),
             false => None,
         };

@@ -81,6 +81,14 @@ pub(super) fn verify_segments_dir(
             fatal: false,
         });
     }
+    // Evicted segments (log/evicted.rs) are stubs: header and footer only.
+    let evicted = match dir.parent() {
+        Some(d) => crate::log::evicted::Evicted::load(d).unwrap_or_else(|e| {
+            report.problem(dir, None, None, e);
+            Default::default()
+        }),
+        None => Default::default(),
+    };
     // Segments are checked in parallel (each on its own); the links between
     // them (seq continuity, previous hash) are checked after, in order.
     let n = files.len();
@@ -100,8 +108,13 @@ pub(super) fn verify_segments_dir(
                     return;
                 };
                 let mut own = Report::default();
-                let r =
-                    verify_file(path, None, i + 1 == n, hash, acked, &mut own).map(|e| (e, own));
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let r = match evicted.get(name) {
+                    Some(e) if i + 1 < n => verify_stub(path, e, &mut own).map(|e| (e, own)),
+                    _ => {
+                        verify_file(path, None, i + 1 == n, hash, acked, &mut own).map(|e| (e, own))
+                    }
+                };
                 *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
             });
         }
@@ -173,6 +186,77 @@ fn check_link(path: &Path, header: &Header, prev: (u64, [u8; 32]), report: &mut 
                 .into(),
         );
     }
+}
+
+/// Checks the stub of an evicted segment (its header and footer, which
+/// must agree); its records are in the archive, checked by `stele verify
+/// s3://…`. Returns the (next seq, final hash) it ends at.
+fn verify_stub(
+    path: &Path,
+    entry: &crate::log::evicted::Entry,
+    report: &mut Report,
+) -> std::io::Result<Option<(u64, [u8; 32])>> {
+    use crate::log::format::{Footer, FOOTER_BYTES};
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; HEADER_BYTES];
+    let mut foot = [0u8; FOOTER_BYTES];
+    let read = f
+        .read_exact_at(&mut head, 0)
+        .and_then(|_| f.read_exact_at(&mut foot, len.saturating_sub(FOOTER_BYTES as u64)));
+    let decoded = read
+        .map_err(|e| e.to_string())
+        .and_then(|_| Header::decode(&head).map_err(|e| format!("header: {e}")))
+        .and_then(|h| {
+            Ok((
+                h,
+                Footer::decode(&foot).map_err(|e| format!("footer: {e}"))?,
+            ))
+        });
+    let (header, footer) = match decoded {
+        Ok(hf) => hf,
+        Err(e) => {
+            report.problem(
+                path,
+                None,
+                None,
+                format!("an evicted segment's stub is damaged: {e}"),
+            );
+            return Ok(None);
+        }
+    };
+    if footer.first_seq != header.first_seq || len != entry.bytes {
+        report.problem(
+            path,
+            None,
+            Some(header.first_seq),
+            format!(
+                "an evicted segment's stub does not agree with itself or evicted.json \
+                 (header first seq {}, footer {}; {len} bytes, evicted.json says {})",
+                header.first_seq, footer.first_seq, entry.bytes
+            ),
+        );
+        return Ok(None);
+    }
+    report.segments.push(SegmentSummary {
+        path: path.to_path_buf(),
+        first_seq: header.first_seq,
+        count: footer.count,
+        sealed: true,
+        last_hash: hash_hex(&footer.final_hash),
+        bytes: len,
+        sha256: Some(entry.sha256.clone()),
+    });
+    report.findings.push(Finding {
+        path: path.to_path_buf(),
+        offset: None,
+        seq: Some(header.first_seq),
+        what: "evicted: its records are in the archive only (`stele verify s3://…` checks them)"
+            .into(),
+        fatal: false,
+    });
+    Ok(Some((footer.last_seq + 1, footer.final_hash)))
 }
 
 /// Verifies one segment file. `prev` is the (next seq, final hash) of the

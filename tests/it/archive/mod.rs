@@ -13,6 +13,7 @@
 mod nodes;
 mod parquet;
 mod restore;
+mod tier;
 mod upload;
 
 use crate::support::inproc::Server;
@@ -154,4 +155,25 @@ pub fn stele_s3(bucket: &Bucket) -> std::process::Command {
         cmd.env(k, v);
     }
     cmd
+}
+
+/// What the tests compare: every archived event, oldest first, and the
+/// statistics of the archived days.
+pub fn answers(s: &Server, until: &str) -> (Vec<Value>, Value) {
+    let mut events = Vec::new();
+    let mut path = format!("/v1/events?order=asc&limit=1000&until={until}");
+    loop {
+        let (st, _, page) = s.get(&path);
+        assert_eq!(st, 200, "{page}");
+        events.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/events?order=asc&limit=1000&until={until}&cursor={c}"),
+            None => break,
+        }
+    }
+    let (st, _, stats) = s.get(&format!(
+        "/v1/stats?until={until}&group_by=action,category,severity,tenant"
+    ));
+    assert_eq!(st, 200, "{stats}");
+    (events, stats)
 }

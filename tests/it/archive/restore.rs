@@ -97,27 +97,6 @@ fn verify_passes_an_archive_and_names_objects_altered_or_removed_in_the_bucket()
     assert_eq!(code, 2, "{out}");
 }
 
-/// What the tests compare: every archived event, oldest first, and the
-/// statistics of the archived days.
-fn answers(s: &Server, until: &str) -> (Vec<Value>, Value) {
-    let mut events = Vec::new();
-    let mut path = format!("/v1/events?order=asc&limit=1000&until={until}");
-    loop {
-        let (st, _, page) = s.get(&path);
-        assert_eq!(st, 200, "{page}");
-        events.extend(page["events"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => path = format!("/v1/events?order=asc&limit=1000&until={until}&cursor={c}"),
-            None => break,
-        }
-    }
-    let (st, _, stats) = s.get(&format!(
-        "/v1/stats?until={until}&group_by=action,category,severity,tenant"
-    ));
-    assert_eq!(st, 200, "{stats}");
-    (events, stats)
-}
-
 #[test]
 fn restore_onto_an_empty_directory_answers_as_the_original_and_verifies() {
     let Some(s3) = s3_or_skip("archive_restore") else {

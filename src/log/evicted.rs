@@ -1,0 +1,212 @@
+//! Evicted segments: sealed segments whose records live only in the
+//! archive, their local file kept as a stub of the same length.
+//!
+//! Owns `DATA_DIR/evicted.json` and the stub: eviction keeps a segment's
+//! header and footer bytes where they are and punches a hole over the
+//! records between them (`fallocate(PUNCH_HOLE | KEEP_SIZE)`, whole file-
+//! system blocks), so the file's length, header and footer — all recovery
+//! reads of a sealed segment — are unchanged and the disk holds two blocks.
+//! Reads of its records go through a [`Fetch`] (the archive's cache),
+//! which hands back a local copy of the whole original file; its bytes are
+//! then checked like any segment's (every record's CRC and chain).
+//!
+//! ```text
+//! evicted.json = {"version":1,"segments":{"YYYY-MM-DD.N.seg":{"sha256":"<64 hex>","bytes":N},...}}
+//! stub         = header{128} | (hole, reads as zeros) | footer{80}     (same length as the segment)
+//! ```
+//!
+//! Invariants:
+//! 1. A segment is listed in `evicted.json` (durably) before its hole is
+//!    punched: a crash in between leaves a whole file listed, which reads
+//!    from the archive just the same.
+//! 2. Only a sealed segment is evicted, and only once the caller confirmed
+//!    the archive holds exactly its bytes (`sha256` here is what it checked).
+//! 3. Nothing else is ever read from a stub's hole: every reader of segment
+//!    bytes asks [`Evicted::get`] first (the log's views, `stele verify`,
+//!    the scrubber, the seal's checks, retention, backup).
+
+use crate::datadir::{write_durably, DataDir};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The version of `evicted.json` this build writes and reads.
+pub const EVICTED_VERSION: u32 = 1;
+
+/// One evicted segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// SHA-256 of the whole segment file, lower-case hex: what a fetched
+    /// copy must hash to.
+    pub sha256: String,
+    /// Its length.
+    pub bytes: u64,
+}
+
+/// `evicted.json`: file name → entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evicted {
+    version: u32,
+    segments: BTreeMap<String, Entry>,
+}
+
+/// Brings an evicted segment's bytes back: a local file holding exactly the
+/// segment (SHA-256 `sha256`), valid until the next call for another
+/// segment may evict it from a cache (a reader's map keeps its bytes).
+pub trait Fetch: Send + Sync {
+    /// The path of a local copy of `name`.
+    ///
+    /// # Errors
+    /// A sentence: the archive is unavailable, the object is missing or not
+    /// what was archived.
+    fn fetch(&self, name: &str, sha256: &str) -> Result<PathBuf, String>;
+}
+
+impl Evicted {
+    /// `DATA_DIR/evicted.json` (empty when absent).
+    ///
+    /// # Errors
+    /// The file cannot be read or is not this format.
+    pub fn load(data_dir: &Path) -> Result<Evicted, String> {
+        let path = DataDir::new(data_dir).evicted();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Evicted::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let e: Evicted =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if e.version != EVICTED_VERSION {
+            return Err(format!(
+                "{}: version {} (this build reads {EVICTED_VERSION})",
+                path.display(),
+                e.version
+            ));
+        }
+        Ok(e)
+    }
+
+    /// The entry of segment file `name`, if evicted.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.segments.get(name)
+    }
+
+    /// Every evicted segment's file name and entry.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.segments.iter()
+    }
+
+    /// Adds `name` and writes the file durably (invariant 1: call before
+    /// [`punch`]).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn add(&mut self, data_dir: &Path, name: &str, entry: Entry) -> Result<(), String> {
+        self.version = EVICTED_VERSION;
+        self.segments.insert(name.to_string(), entry);
+        self.save(data_dir)
+    }
+
+    /// Forgets segments whose files are gone (dropped by retention).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn prune(&mut self, data_dir: &Path) -> Result<(), String> {
+        let segs = DataDir::new(data_dir).segments();
+        let before = self.segments.len();
+        self.segments.retain(|name, _| segs.join(name).exists());
+        if self.segments.len() != before {
+            self.save(data_dir)?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, data_dir: &Path) -> Result<(), String> {
+        let path = DataDir::new(data_dir).evicted();
+        let mut text = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        text.push('\n');
+        write_durably(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())
+    }
+}
+
+/// Punches the hole of a stub into the segment file at `path` (`bytes`
+/// long): from the first block boundary after the header to the last one
+/// before the footer. Returns the bytes released (0 for a segment too small
+/// to hold a whole block between the two).
+///
+/// # Errors
+/// The file cannot be opened, or the file system does not punch holes.
+pub fn punch(path: &Path, bytes: u64) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    const BLOCK: u64 = 4096;
+    let from = (super::format::HEADER_BYTES as u64).div_ceil(BLOCK) * BLOCK;
+    let to = bytes.saturating_sub(super::format::FOOTER_BYTES as u64) / BLOCK * BLOCK;
+    if to <= from {
+        return Ok(0);
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    // SAFETY: fallocate on a descriptor we own; KEEP_SIZE leaves the length.
+    let rc = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            from as libc::off_t,
+            (to - from) as libc::off_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    f.sync_all()?;
+    Ok(to - from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_persist_and_prune_with_their_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("segments")).unwrap();
+        std::fs::write(dir.join("segments/2026-12-01.0.seg"), b"x").unwrap();
+        assert_eq!(Evicted::load(dir).unwrap(), Evicted::default());
+        let mut e = Evicted::default();
+        let entry = Entry {
+            sha256: "ab".repeat(32),
+            bytes: 1,
+        };
+        e.add(dir, "2026-12-01.0.seg", entry.clone()).unwrap();
+        e.add(dir, "2026-12-02.0.seg", entry.clone()).unwrap();
+        let mut back = Evicted::load(dir).unwrap();
+        assert_eq!(back.get("2026-12-01.0.seg"), Some(&entry));
+        back.prune(dir).unwrap();
+        let back = Evicted::load(dir).unwrap();
+        assert_eq!(back.iter().count(), 1);
+        std::fs::write(dir.join("evicted.json"), "{\"version\":9,\"segments\":{}}").unwrap();
+        assert!(Evicted::load(dir).unwrap_err().contains("version 9"));
+    }
+
+    #[test]
+    fn a_punched_file_keeps_its_length_header_and_footer_and_releases_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s");
+        let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let before = std::fs::metadata(&path).unwrap().blocks();
+        let freed = punch(&path, bytes.len() as u64).unwrap();
+        assert!(freed > 990_000, "{freed}");
+        let after = std::fs::read(&path).unwrap();
+        assert_eq!(after.len(), bytes.len());
+        assert_eq!(after[..128], bytes[..128]);
+        let n = bytes.len();
+        assert_eq!(after[n - 80..], bytes[n - 80..]);
+        assert!(after[4096..8192].iter().all(|b| *b == 0));
+        let blocks = std::fs::metadata(&path).unwrap().blocks();
+        assert!(blocks * 512 <= 16 * 1024, "{before} → {blocks} blocks");
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Default seconds between two checkpoints sent to the archive.
 pub const CHECKPOINT_INTERVAL_SECS_DEFAULT: u64 = 60;
-/// Default seconds between two passes of the uploader when nothing wakes it.
+/// Default seconds between two passes of the uploader.
 pub const POLL_SECS_DEFAULT: u64 = 10;
 /// Default cap of the retry backoff, seconds.
 pub const RETRY_MAX_SECS_DEFAULT: u64 = 300;

@@ -9,8 +9,8 @@
 //! PREFIX/node=NODE/retention/YYYY-MM-DD.json       a day dropped by retention: the decision
 //! ```
 //!
-//! Every object but the claim is written once and never replaced (a
-//! conditional create); `node=` and `day=` are Hive-style partitions, so
+//! Every object is written once and never replaced (a conditional
+//! create); `node=` and `day=` are Hive-style partitions, so
 //! `PREFIX/*/events/*/*.parquet` reads every node's history as one table.
 //! Owns names only: no I/O.
 

@@ -49,7 +49,7 @@ pub struct Snapshot {
     pub claimed: bool,
     /// Objects waiting to be uploaded (as of the last pass).
     pub backlog_objects: u64,
-    /// Their bytes (Parquet files counted once built).
+    /// Their bytes (a Parquet file, built only when uploaded, counts 0).
     pub backlog_bytes: u64,
     /// Confirmed uploads since start.
     pub uploads: u64,
@@ -135,7 +135,8 @@ impl ArchiveStatus {
         self.backlog_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    pub(super) fn uploaded(&self, bytes: u64, read_back: bool) {
+    /// An upload of `bytes`, counted `estimate` in the backlog.
+    pub(super) fn uploaded(&self, bytes: u64, estimate: u64, read_back: bool) {
         self.uploads.fetch_add(1, Ordering::Relaxed);
         self.upload_bytes.fetch_add(bytes, Ordering::Relaxed);
         if read_back {
@@ -146,7 +147,7 @@ impl ArchiveStatus {
             .store(left.saturating_sub(1), Ordering::Relaxed);
         let b = self.backlog_bytes.load(Ordering::Relaxed);
         self.backlog_bytes
-            .store(b.saturating_sub(bytes), Ordering::Relaxed);
+            .store(b.saturating_sub(estimate), Ordering::Relaxed);
     }
 
     pub(super) fn deleted(&self) {

@@ -180,6 +180,10 @@ impl Store {
             .with_bucket_name(&location.bucket)
             .with_region(region)
             .with_allow_http(allow_http)
+            // x-amz-checksum-sha256 on every upload: AWS checks it (and
+            // requires a checksum for buckets with object lock); stores that
+            // ignore it (Ceph RGW 16) are covered by the ETag or read-back.
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
             .with_retry(RetryConfig {
                 max_retries: 2,
                 retry_timeout: Duration::from_secs(10),

@@ -223,8 +223,8 @@ impl Uploader {
         Ok(id)
     }
 
-    /// What the archive lacks, oldest first: segments, digests, Parquet
-    /// files, then the newest checkpoint when due.
+    /// What the archive lacks, oldest first: segments, digests, the newest
+    /// checkpoint when due, then Parquet files (derived, built last).
     fn pending(&self, known: &Known) -> Result<Vec<Pending>, String> {
         let none = BTreeMap::new();
         let remote = known.remote.as_ref().unwrap_or(&none);
@@ -276,29 +276,6 @@ impl Uploader {
                 });
             }
         }
-        if self.parquet {
-            let first = self.log.first_seq();
-            for (name, path, _) in &digests {
-                let Some(day) = name
-                    .strip_suffix(".digest.json")
-                    .and_then(crate::seal::digest::parse_day)
-                else {
-                    continue;
-                };
-                let object = Object::Parquet(day);
-                if has(&object) || self.day_dropped(path, first) {
-                    continue;
-                }
-                out.push(Pending {
-                    object,
-                    source: Source::Parquet {
-                        day,
-                        digest: path.clone(),
-                    },
-                    bytes: 0,
-                });
-            }
-        }
         let due = known
             .checkpoint_sent
             .is_none_or(|t| t.elapsed() >= self.checkpoint_interval);
@@ -313,6 +290,30 @@ impl Uploader {
                         source: Source::Bytes(Bytes::from(line)),
                     });
                 }
+            }
+        }
+        if self.parquet {
+            let first = self.log.first_seq();
+            for (name, path, _) in &digests {
+                let Some(day) = name
+                    .strip_suffix(".digest.json")
+                    .and_then(crate::seal::digest::parse_day)
+                else {
+                    continue;
+                };
+                let object = Object::Parquet(day);
+                let reported = known.reported.contains(&self.layout.key(&object));
+                if has(&object) || reported || self.day_dropped(path, first) {
+                    continue;
+                }
+                out.push(Pending {
+                    object,
+                    source: Source::Parquet {
+                        day,
+                        digest: path.clone(),
+                    },
+                    bytes: 0,
+                });
             }
         }
         Ok(out)
@@ -344,7 +345,17 @@ impl Uploader {
         let key = self.layout.key(&p.object);
         let body = match &p.source {
             Source::File(path) => read_file(path)?,
-            Source::Parquet { day, digest } => self.build_parquet(*day, digest)?,
+            Source::Parquet { day, digest } => match self.build_parquet(*day, digest) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Derived data: reported, the rest goes on (checkpoints
+                    // and later days are not held up by it).
+                    if known.reported.insert(key.clone()) {
+                        self.status.problem(e);
+                    }
+                    return Ok(());
+                }
+            },
             Source::Bytes(b) => b.clone(),
         };
         let len = body.len() as u64;
@@ -381,7 +392,8 @@ impl Uploader {
         if matches!(p.object, Object::Checkpoint(_)) {
             known.checkpoint_sent = Some(Instant::now());
         }
-        self.status.uploaded(len, confirmed == Confirmed::ReadBack);
+        self.status
+            .uploaded(len, p.bytes, confirmed == Confirmed::ReadBack);
         Ok(())
     }
 
@@ -449,7 +461,16 @@ impl Uploader {
             keys.push(self.layout.key(&Object::Parquet(day)));
             keys.retain(|k| remote.contains_key(k) && !known.reported.contains(k));
             if !keys.is_empty() {
-                drops.insert(day, (format!("{line}\n"), keys));
+                // A day recorded twice (a crash between the record and the
+                // drop): the keys of both lines, the first line as record.
+                let entry = drops
+                    .entry(day)
+                    .or_insert_with(|| (format!("{line}\n"), Vec::new()));
+                for k in keys {
+                    if !entry.1.contains(&k) {
+                        entry.1.push(k);
+                    }
+                }
             }
         }
         for (day, (record, keys)) in drops {
@@ -470,7 +491,7 @@ impl Uploader {
                         known.reported.insert(key.clone());
                         self.status.problem(format!(
                             "retention dropped day {day}, but the archive refused to delete \
-                             {key} ({detail}): an object lock keeps it"
+                             {key} ({detail}): check the keys' permission to delete"
                         ));
                     }
                     Err(e) => return Err(e.to_string()),

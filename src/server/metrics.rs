@@ -434,7 +434,7 @@ impl Scrape {
         gauge(
             enc,
             "stele_archive_backlog_bytes",
-            "Bytes waiting to be uploaded to the archive (Parquet files counted once built).",
+            "Bytes waiting to be uploaded to the archive (a Parquet file, built when uploaded, counts 0).",
             get(|s| s.backlog_bytes),
         )?;
         counter(

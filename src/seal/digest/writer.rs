@@ -495,6 +495,7 @@ mod tests {
             count: 0,
             bytes: 0,
             sealed,
+            evicted: false,
         };
         let segs = vec![
             info("2026-11-22", 0, true),

@@ -17,6 +17,8 @@ fn two_nodes_share_a_bucket_under_their_own_prefixes_and_never_one_prefix() {
     let cfg_a = archived(&a, &bucket, "web-1", &s3.endpoint, &creds);
     let sa = Server::start_on(cfg_a.serve_config(None), clock.clone());
     wait_archived(&sa, &clock);
+    // A stops (its claim stays), so that nothing but B could write now.
+    drop(sa);
     // B configured with A's node name: refused, nothing written, degraded.
     let cfg_b = archived(&b, &bucket, "web-1", &s3.endpoint, &creds);
     let before = objects(&bucket, "web-1");
@@ -41,7 +43,7 @@ fn two_nodes_share_a_bucket_under_their_own_prefixes_and_never_one_prefix() {
     let cfg_b = archived(&b, &bucket, "web-2", &s3.endpoint, &creds);
     let sb = Server::start_on(cfg_b.serve_config(None), clock.clone());
     wait_archived(&sb, &clock);
-    drop((sa, sb));
+    drop(sb);
     let out = stele_s3(&bucket)
         .args(["verify", &bucket.url("stele"), "--endpoint", &s3.endpoint])
         .output()

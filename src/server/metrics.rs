@@ -467,6 +467,42 @@ impl Scrape {
             "Archive problems that need an operator (see /readyz archive.problems).",
             get(|s| s.problems.len() as u64),
         )?;
+        gauge(
+            enc,
+            "stele_archive_evicted_segments",
+            "Local segments evicted by the local tier (their records read back from the archive).",
+            get(|s| s.evicted_segments),
+        )?;
+        counter(
+            enc,
+            "stele_archive_released_bytes",
+            "Disk released by evicting segments since start.",
+            get(|s| s.released_bytes),
+        )?;
+        counter(
+            enc,
+            "stele_archive_fetches",
+            "Evicted segments fetched back from the archive since start.",
+            get(|s| s.fetches),
+        )?;
+        counter(
+            enc,
+            "stele_archive_fetch_bytes",
+            "Bytes of evicted segments fetched back from the archive since start.",
+            get(|s| s.fetch_bytes),
+        )?;
+        counter(
+            enc,
+            "stele_archive_cache_hits",
+            "Reads of evicted segments answered from DATA_DIR/archive-cache/.",
+            get(|s| s.cache_hits),
+        )?;
+        gauge(
+            enc,
+            "stele_archive_cache_bytes",
+            "Bytes in DATA_DIR/archive-cache/ after the last fetch.",
+            get(|s| s.cache_bytes),
+        )?;
         let newest = a
             .as_ref()
             .and_then(|s| s.newest_day.as_deref()?.parse::<chrono::NaiveDate>().ok())

@@ -276,15 +276,7 @@ fn copy_stub(path: &Path, target: &Path, len: u64) -> Result<(), BackupError> {
     f.read_exact_at(&mut head, 0)
         .and_then(|_| f.read_exact_at(&mut foot, at))
         .map_err(io("read", path))?;
-    let tmp = crate::datadir::tmp_path(target);
-    let out = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    out.write_all_at(&head, 0)
-        .and_then(|_| out.set_len(len))
-        .and_then(|_| out.write_all_at(&foot, at))
-        .and_then(|_| out.sync_all())
-        .map_err(io("write", &tmp))?;
-    std::fs::rename(&tmp, target).map_err(io("rename", &tmp))?;
-    Ok(())
+    crate::log::evicted::write_stub(target, &head, &foot, len).map_err(io("write", target))
 }
 
 /// Copies `DATA_DIR/digests/` (signed daily digests, small, never changed

@@ -236,6 +236,13 @@ enum Command {
         /// prefix. Only when the old node is gone for good.
         #[arg(long)]
         take_over: bool,
+        /// Restore each segment as a stub (its header and footer; the local
+        /// tier's format) instead of whole: its records stay in the archive
+        /// and `stele serve` with the node's [archive] reads them on demand
+        /// (the first start reads them all once to rebuild the indexes,
+        /// through the bounded cache). Needs --take-over.
+        #[arg(long, requires = "take_over")]
+        on_demand: bool,
         /// The new data directory (absent or empty).
         dir: PathBuf,
     },
@@ -305,10 +312,15 @@ fn main() -> ExitCode {
             node,
             endpoint,
             take_over,
+            on_demand,
             dir,
         } => {
             let access = cli::archive::Access { endpoint };
-            return cli::archive::restore(&from, node.as_deref(), &dir, &access, take_over);
+            let how = cli::archive::Restore {
+                take_over,
+                on_demand,
+            };
+            return cli::archive::restore(&from, node.as_deref(), &dir, &access, how);
         }
         Command::Keygen {
             signing: true,

@@ -61,12 +61,37 @@ pub fn nodes(store: &Store, prefix: &str) -> Result<Vec<Layout>, String> {
 /// # Errors
 /// The archive cannot be listed, or `dir` cannot be written.
 pub fn download(store: &Store, layout: &Layout, dir: &Path) -> Result<Fetched, String> {
+    download_as(store, layout, dir, false)
+}
+
+/// [`download`], but each segment as a stub (its header and footer, read
+/// with two range requests) listed in `evicted.json` with the SHA-256
+/// recorded at upload: a data directory whose records stay in the archive,
+/// read on demand by a daemon archiving to the same node.
+///
+/// # Errors
+/// As [`download`]; a segment without a recorded SHA-256 cannot be a stub.
+pub fn download_stubs(store: &Store, layout: &Layout, dir: &Path) -> Result<Fetched, String> {
+    download_as(store, layout, dir, true)
+}
+
+fn download_as(store: &Store, layout: &Layout, dir: &Path, stubs: bool) -> Result<Fetched, String> {
+    let mut evicted = crate::log::evicted::Evicted::default();
     let data = DataDir::new(dir);
     for d in [data.segments(), data.digests()] {
         std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let mut out = Fetched::default();
     let list = store.list(layout.root()).map_err(|e| e.to_string())?;
+    // The newest segment is always whole: the log scans its last segment's
+    // records at open (a stub is never the last segment).
+    let newest = list
+        .iter()
+        .filter_map(|l| match layout.parse(&l.key) {
+            Some(Object::Segment(id)) => Some(id),
+            _ => None,
+        })
+        .max();
     for l in list {
         let Some(object) = layout.parse(&l.key) else {
             continue;
@@ -100,6 +125,16 @@ pub fn download(store: &Store, layout: &Layout, dir: &Path) -> Result<Fetched, S
                 target.display()
             ));
         }
+        let stubbed = match &object {
+            Object::Segment(id) if stubs && Some(*id) != newest => Some(*id),
+            _ => None,
+        };
+        if let Some(id) = stubbed {
+            let id = &id;
+            stub(store, &l.key, l.size, &target, &mut evicted, dir, id)?;
+            out.segments += 1;
+            continue;
+        }
         let Some(bytes) = fetch_checked(store, &l.key, &mut out.problems) else {
             continue;
         };
@@ -124,6 +159,44 @@ pub fn download(store: &Store, layout: &Layout, dir: &Path) -> Result<Fetched, S
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(out)
+}
+
+/// The stub of the segment object `key` (`size` bytes) at `target`, listed
+/// in `evicted` (saved in `dir`).
+fn stub(
+    store: &Store,
+    key: &str,
+    size: u64,
+    target: &Path,
+    evicted: &mut crate::log::evicted::Evicted,
+    dir: &Path,
+    id: &crate::log::format::SegmentId,
+) -> Result<(), String> {
+    use crate::log::format::{FOOTER_BYTES, HEADER_BYTES};
+    let sha = store
+        .recorded_sha256(key)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{key}: no SHA-256 recorded at upload: restore it whole"))?;
+    let min = (HEADER_BYTES + FOOTER_BYTES) as u64;
+    if size < min {
+        return Err(format!("{key}: {size} bytes cannot be a sealed segment"));
+    }
+    let head = store
+        .get_range(key, 0..HEADER_BYTES as u64)
+        .map_err(|e| e.to_string())?;
+    let foot = store
+        .get_range(key, size - FOOTER_BYTES as u64..size)
+        .map_err(|e| e.to_string())?;
+    crate::log::evicted::write_stub(target, &head, &foot, size)
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+    evicted.add(
+        dir,
+        &id.file_name(),
+        crate::log::evicted::Entry {
+            sha256: sha,
+            bytes: size,
+        },
+    )
 }
 
 /// The object at `key` if its bytes have the SHA-256 recorded at upload;

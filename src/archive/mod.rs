@@ -68,9 +68,54 @@ pub fn open_store(
     store::Store::open(location, endpoint, region, allow_http, creds.as_ref())
 }
 
+/// The bucket, prefix and node of `cfg` (which must be enabled).
+fn located(cfg: &ArchiveConfig) -> Result<(Location, String, keys::Layout), String> {
+    let url = cfg.url.as_deref().ok_or("no archive.url")?;
+    let location = Location::parse(url)?;
+    let node = cfg.node_name();
+    let layout = keys::Layout::new(&location.prefix, &node);
+    Ok((location, node, layout))
+}
+
+/// The archive's read side, opened with the log (before the indexes catch
+/// up, which may read evicted segments): the status and the cache through
+/// which `log` reads its evicted segments from now on.
+///
+/// # Errors
+/// The settings cannot make a client, or the cache cannot start.
+pub fn open_reader(
+    cfg: &ArchiveConfig,
+    data_dir: &Path,
+    log: &Log,
+) -> Result<Arc<ArchiveStatus>, String> {
+    let (location, node, layout) = located(cfg)?;
+    let status = Arc::new(ArchiveStatus::new(
+        format!("s3://{}/{}", location.bucket, layout.root()),
+        node,
+    ));
+    // Its own client and thread: the uploader's may be busy with a long upload.
+    let reader = open_store(
+        &location,
+        cfg.endpoint.as_deref(),
+        cfg.region.as_deref(),
+        cfg.allow_http,
+        cfg.credentials_dir.as_deref(),
+    )?;
+    let data = crate::datadir::DataDir::new(data_dir);
+    let cache = cache::Cache::start(
+        reader,
+        layout.clone(),
+        data.archive_cache(),
+        cfg.cache_bytes,
+        status.clone(),
+    )?;
+    log.set_fetcher(cache);
+    Ok(status)
+}
+
 impl Archive {
     /// Starts the uploader for `cfg` (which must be enabled) over the log of
-    /// `data_dir`.
+    /// `data_dir`, reporting into `status` (from [`open_reader`]).
     ///
     /// # Errors
     /// The settings cannot make a client, or the thread cannot start.
@@ -79,11 +124,9 @@ impl Archive {
         data_dir: &Path,
         log: Arc<Log>,
         clock: Arc<dyn crate::clock::Clock>,
+        status: Arc<ArchiveStatus>,
     ) -> Result<Archive, String> {
-        let url = cfg.url.as_deref().ok_or("no archive.url")?;
-        let location = Location::parse(url)?;
-        let node = cfg.node_name();
-        let layout = keys::Layout::new(&location.prefix, &node);
+        let (location, node, layout) = located(cfg)?;
         let store = open_store(
             &location,
             cfg.endpoint.as_deref(),
@@ -91,28 +134,6 @@ impl Archive {
             cfg.allow_http,
             cfg.credentials_dir.as_deref(),
         )?;
-        let status = Arc::new(ArchiveStatus::new(
-            format!("s3://{}/{}", location.bucket, layout.root()),
-            node.clone(),
-        ));
-        // Evicted segments read back through a second client, in its own
-        // thread (the uploader's may be busy with a long upload).
-        let reader = open_store(
-            &location,
-            cfg.endpoint.as_deref(),
-            cfg.region.as_deref(),
-            cfg.allow_http,
-            cfg.credentials_dir.as_deref(),
-        )?;
-        let data = crate::datadir::DataDir::new(data_dir);
-        let cache = cache::Cache::start(
-            reader,
-            layout.clone(),
-            data.archive_cache(),
-            cfg.cache_bytes,
-            status.clone(),
-        )?;
-        log.set_fetcher(cache);
         let (checkpoint_interval, poll, retry_max) = cfg.intervals();
         let cancel = store.canceller();
         let uploader = uploader::Uploader {
@@ -131,7 +152,7 @@ impl Archive {
         };
         let worker = Worker::spawn("stele-archive", move |stop| uploader.run(stop))
             .map_err(|e| format!("cannot start the archive's thread: {e}"))?;
-        tracing::info!("Archiving sealed days to {url}.");
+        tracing::info!("Archiving sealed days to {location}.");
         Ok(Archive {
             worker,
             cancel,

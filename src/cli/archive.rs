@@ -205,15 +205,23 @@ fn check_node(
     Ok(report.findings.iter().filter(|f| f.fatal).count() + fetched.problems.len())
 }
 
+/// How `stele restore` restores.
+pub(crate) struct Restore {
+    /// `--take-over`: DIR becomes the node's data directory in the claim.
+    pub take_over: bool,
+    /// `--on-demand`: segments as stubs, read from the archive when needed.
+    pub on_demand: bool,
+}
+
 /// `stele restore --from s3://… DIR`.
 pub(crate) fn restore(
     from: &str,
     node: Option<&str>,
     dir: &Path,
     access: &Access,
-    take_over: bool,
+    how: Restore,
 ) -> ExitCode {
-    match restore_inner(from, node, dir, access, take_over) {
+    match restore_inner(from, node, dir, access, how) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("stele restore: {e}");
@@ -227,7 +235,7 @@ fn restore_inner(
     node: Option<&str>,
     dir: &Path,
     access: &Access,
-    take_over: bool,
+    how: Restore,
 ) -> Result<ExitCode, String> {
     let started = std::time::Instant::now();
     let (store, location) = open(from, access)?;
@@ -272,7 +280,10 @@ fn restore_inner(
             ))
         }
     };
-    let fetched = fetch::download(&store, &layout, dir)?;
+    let fetched = match how.on_demand {
+        true => fetch::download_stubs(&store, &layout, dir)?,
+        false => fetch::download(&store, &layout, dir)?,
+    };
     for p in &fetched.problems {
         eprintln!("stele restore: {p}");
     }
@@ -293,7 +304,7 @@ fn restore_inner(
     {
         stele::seal::checkpoint::write_local(dir, cp)?;
     }
-    if take_over {
+    if how.take_over {
         let claim = store
             .get(&layout.key(&stele::archive::keys::Object::Claim))
             .map_err(|e| e.to_string())?;
@@ -308,9 +319,15 @@ fn restore_inner(
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "restored {} segments ({} events, seqs up to {end}) and {} digest files, {} bytes, from \
-         s3://{}/{} into {} in {:.1} s; the indexes are rebuilt at the first start",
+        "restored {} segments{} ({} events, seqs up to {end}) and {} digest files, {} bytes, \
+         from s3://{}/{} into {} in {:.1} s; the indexes are rebuilt at the first start",
         fetched.segments,
+        if how.on_demand {
+            " as stubs, read from the archive on demand by `stele serve` with this node's \
+             [archive]"
+        } else {
+            ""
+        },
         report.events(),
         fetched.digests,
         fetched.bytes,

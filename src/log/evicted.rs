@@ -131,6 +131,23 @@ impl Evicted {
     }
 }
 
+/// Writes a stub of a `len`-byte segment whose first 128 and last 80
+/// bytes are `head` and `foot`, at `target` (sparse: temp file, fsync,
+/// rename): what `stele backup` and `stele restore --on-demand` make.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_stub(target: &Path, head: &[u8], foot: &[u8], len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let tmp = crate::datadir::tmp_path(target);
+    let out = std::fs::File::create(&tmp)?;
+    out.write_all_at(head, 0)?;
+    out.set_len(len)?;
+    out.write_all_at(foot, len.saturating_sub(foot.len() as u64))?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, target)
+}
+
 /// Punches the hole of a stub into the segment file at `path` (`bytes`
 /// long): from the first block boundary after the header to the last one
 /// before the footer. Returns the bytes released (0 for a segment too small

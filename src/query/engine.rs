@@ -35,6 +35,10 @@ pub struct Engine {
     indexes: Arc<Indexes>,
     clock: Arc<dyn Clock>,
     cursors: CursorCodec,
+    /// With `[archive]`: what the archive reports; its cache reads this
+    /// log's evicted segments (opened with the log, before the indexes
+    /// catch up, which may need them).
+    archive: Option<Arc<crate::archive::ArchiveStatus>>,
 }
 
 impl Engine {
@@ -50,7 +54,19 @@ impl Engine {
             indexes,
             clock,
             cursors: CursorCodec::new(key),
+            archive: None,
         }
+    }
+
+    /// This engine with the archive's status (see the field).
+    pub fn with_archive(mut self, status: Arc<crate::archive::ArchiveStatus>) -> Engine {
+        self.archive = Some(status);
+        self
+    }
+
+    /// The archive's status, when `[archive]` reads this log's evicted segments.
+    pub fn archive(&self) -> Option<&Arc<crate::archive::ArchiveStatus>> {
+        self.archive.as_ref()
     }
 
     /// The log.

@@ -80,11 +80,24 @@ fn open_engine_on(
         Log::open(data_dir, log_config, clock.clone())
             .map_err(|e| anyhow::anyhow!("cannot open the log in {}: {e}", data_dir.display()))?,
     );
+    // The archive's reads first: catching the indexes up may need evicted
+    // segments (a rebuild, a directory restored with stubs).
+    let archive = match cfg.archive.enabled() {
+        true => Some(
+            crate::archive::open_reader(&cfg.archive, data_dir, &log)
+                .map_err(|e| anyhow::anyhow!("[archive]: {e}"))?,
+        ),
+        false => None,
+    };
     let indexes = Arc::new(Indexes::open(data_dir, log.clone(), cfg.index.clone())?);
     opened(&indexes, log.last_seq());
     indexes.catch_up(&log)?;
     let key = crate::query::cursor_key(data_dir)?;
-    Ok(Engine::new(log, indexes, clock, key))
+    let engine = Engine::new(log, indexes, clock, key);
+    Ok(match archive {
+        Some(status) => engine.with_archive(status),
+        None => engine,
+    })
 }
 
 impl State {
@@ -169,17 +182,18 @@ impl State {
         )?;
         let retention = retainer.start()?;
         // The archive: sealed files to the bucket, in its own thread.
-        let archive = match cfg.archive.enabled() {
-            true => Some(
+        let archive = match engine.archive() {
+            Some(status) => Some(
                 crate::archive::Archive::start(
                     &cfg.archive,
                     &cfg.data_dir,
                     engine.log().clone(),
                     clock.clone(),
+                    status.clone(),
                 )
                 .map_err(|e| anyhow::anyhow!("[archive]: {e}"))?,
             ),
-            false => None,
+            None => None,
         };
         // The run trackers, fed from the horizon on, in the background.
         let processes = Arc::new(Processes::new(&cfg.processes));

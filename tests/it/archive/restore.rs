@@ -153,6 +153,66 @@ fn restore_onto_an_empty_directory_answers_as_the_original_and_verifies() {
         std::fs::read_to_string(other.join("archive.id")).unwrap(),
         std::fs::read_to_string(dir.join("archive.id")).unwrap()
     );
+    // On demand: stubs only (needs --take-over: it reads this node's objects).
+    let lazy = tmp.path().join("on-demand");
+    let l = lazy.to_str().unwrap();
+    let (code, out) = run(
+        &bucket,
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--endpoint",
+            &s3.endpoint,
+            "--on-demand",
+            l,
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--take-over"), "{out}");
+    let (code, out) = run(
+        &bucket,
+        &[
+            "restore",
+            "--from",
+            &url,
+            "--endpoint",
+            &s3.endpoint,
+            "--take-over",
+            "--on-demand",
+            l,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("as stubs"), "{out}");
+    let (code, out) = run(&bucket, &["verify", l, "--public-key", &public]);
+    assert_eq!(code, 0, "{out}");
+    // Stubs but for the newest segment (the log reads its last one whole).
+    use std::os::unix::fs::MetadataExt;
+    let mut sizes: Vec<(String, u64)> = std::fs::read_dir(lazy.join("segments"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().blocks() * 512)
+        })
+        .collect();
+    sizes.sort();
+    let newest = sizes.pop().unwrap();
+    assert!(newest.1 > 100_000, "{newest:?}");
+    assert!(sizes.iter().all(|(_, b)| *b <= 16 * 1024), "{sizes:?}");
+    // A daemon archiving to the same node reads them on demand (the first
+    // start rebuilds the indexes through the archive).
+    std::fs::remove_dir_all(&other).unwrap();
+    let creds = credentials(&s3, tmp.path());
+    let cfg = archived(&lazy, &bucket, "n1", &s3.endpoint, &creds);
+    let s = Server::start_on(cfg.serve_config(None), clock.clone());
+    assert_eq!(
+        answers(&s, &until),
+        before,
+        "the on-demand restore answers differently"
+    );
+    drop(s);
 }
 
 #[test]

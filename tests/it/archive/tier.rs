@@ -133,3 +133,73 @@ fn evicted_days_answer_queries_exports_and_searches_as_local_ones_within_a_bound
     assert_eq!(answers(&s, &until), before, "after a restart");
     drop(s);
 }
+
+#[test]
+fn an_evicted_day_the_archive_cannot_give_or_gives_altered_fails_by_name_and_recovers() {
+    let Some(s3) = s3_or_skip("archive_tier_down") else {
+        return;
+    };
+    let bucket = s3.bucket("tier-down", None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let (clock, _) = history(&dir, 2, 300, 10);
+    let until = format!("{}T00:00:00Z", day_of(&clock, 0));
+    let relay = crate::support::proxy::Proxy::start(s3.endpoint.trim_start_matches("http://"));
+    let creds = credentials(&s3, tmp.path());
+    let mut cfg = archived(
+        &dir,
+        &bucket,
+        "n1",
+        &format!("http://{}", relay.addr),
+        &creds,
+    );
+    cfg.archive.local_days = Some(1);
+    let s = Server::start_on(cfg.serve_config(None), clock.clone());
+    wait_archived(&s, &clock);
+    wait_for_state("one day evicted", || {
+        archive_state(&s)["evicted_segments"] == 1
+    });
+    let (st, _, page) = s.get(&format!("/v1/events?order=asc&limit=1000&until={until}"));
+    assert_eq!(st, 200, "{page}");
+    let all = page["events"].as_array().unwrap().len();
+    assert_eq!(all, 600);
+    // The store goes away and the cache is emptied: reads of the evicted
+    // day fail, naming the segment; nothing is answered from the stub.
+    let evicted = format!("{}.0.seg", day_of(&clock, -2));
+    std::fs::remove_file(dir.join("archive-cache").join(&evicted)).unwrap();
+    relay.cut();
+    let (st, _, p) = s.get(&format!("/v1/events?order=asc&limit=1000&until={until}"));
+    assert_eq!(st, 500, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&evicted) && detail.contains("archive"),
+        "{detail}"
+    );
+    // The days on disk still answer.
+    let since = format!("{}T00:00:00Z", day_of(&clock, -1));
+    let (st, _, p) = s.get(&format!(
+        "/v1/events?since={since}&until={until}&limit=1000"
+    ));
+    assert_eq!(
+        (st, p["events"].as_array().map(Vec::len)),
+        (200, Some(300)),
+        "{p}"
+    );
+    // Back: the same answer again.
+    relay.up();
+    let (st, _, again) = s.get(&format!("/v1/events?order=asc&limit=1000&until={until}"));
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["events"], page["events"]);
+    // Altered in the bucket: the copy is refused by its SHA-256.
+    std::fs::remove_file(dir.join("archive-cache").join(&evicted)).unwrap();
+    let key = format!("stele/node=n1/segments/{evicted}");
+    let mut bytes = bucket.get(&key);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    bucket.put(&key, &bytes);
+    let (st, _, p) = s.get(&format!("/v1/events?order=asc&limit=1000&until={until}"));
+    assert_eq!(st, 500, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("altered in the archive"), "{detail}");
+    drop(s);
+}

@@ -10,6 +10,7 @@
 //! close at once; the server under test starts on the same clock, signs the
 //! closed days at start and archives them.
 
+mod measure;
 mod nodes;
 mod parquet;
 mod restore;

@@ -2,6 +2,7 @@
 //! latency, how soon an acknowledged event is searchable, index lag at the end.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
@@ -15,24 +16,34 @@ use crate::{Opts, INDEX_WAIT, NDJSON, VISIBLE_TIMEOUT};
 
 pub async fn batch(ctx: &Ctx, o: &Opts) -> Result<Report> {
     let clients = o.clients.unwrap_or(2);
+    // With --events: post exactly that many, however long it takes (the measured
+    // window then ends at the last acknowledgement); otherwise --duration.
+    let window = match o.events {
+        Some(n) => format!("{n} events"),
+        None => format!("{:.1} s", o.duration),
+    };
     let mut report = Report::new(
         "batch",
         format!(
-            "{clients} clients posting NDJSON batches of {} events ({}), {:.1} s measured after {:.1} s warm-up",
-            o.batch, size_text(o.event_bytes), o.duration, o.warmup
+            "{clients} clients posting NDJSON batches of {} events ({}), {window} measured after {:.1} s warm-up",
+            o.batch, size_text(o.event_bytes), o.warmup
         ),
         json!({"clients": clients, "batch": o.batch, "event_bytes": o.event_bytes,
-               "duration_s": o.duration, "warmup_s": o.warmup, "seed": o.seed}),
+               "duration_s": o.duration, "events_total": o.events, "warmup_s": o.warmup,
+               "seed": o.seed}),
     );
     let (rx, gen) = producer(
         o.seed,
         o.event_bytes,
         o.batch,
-        None,
+        o.events,
         u64::MAX,
         2 * clients + 4,
     );
-    let timing = Timing::start(o);
+    let mut timing = Timing::start(o);
+    if o.events.is_some() {
+        timing.end = timing.warm_end + Duration::from_secs(365 * 86_400);
+    }
     let markers = Arc::new(Markers::new(&timing));
     let out = ingest_clients(ctx, clients, rx, timing, NDJSON, Some(markers)).await;
     let made = gen.join().ok();
@@ -62,7 +73,12 @@ pub async fn batch(ctx: &Ctx, o: &Opts) -> Result<Report> {
     }
     ctx.check()?;
 
-    let secs = timing.secs();
+    let secs = match (o.events, out.last_ack) {
+        (Some(_), Some(last)) => last
+            .saturating_duration_since(timing.warm_end)
+            .as_secs_f64(),
+        _ => timing.secs(),
+    };
     let rate = out.events as f64 / secs;
     report.line(
         "events/s sustained",

@@ -54,7 +54,9 @@
 //!   separate connection polls `GET /v1/events?correlation_id=..` every 10 ms until the
 //!   event is returned: "searchable within" p50/p99/max is that ack → visible time. At the
 //!   end it reports how long after the last acknowledgement `/metrics` shows
-//!   `stele_index_lag_events 0`. **Target: batched NDJSON ingest (1,000 per request)
+//!   `stele_index_lag_events 0`. With `--events N` it posts exactly N events instead of
+//!   running for `--duration`, and the measured window ends at the last
+//!   acknowledgement. **Target: batched NDJSON ingest (1,000 per request)
 //!   ≥ 60,000 events/s sustained and searchable within 2 s.**
 //! - `single` (`--clients` default 64): each client posts one JSON event
 //!   (`application/json`) per request in a loop. Reports requests/s and p50/p95/p99/max.
@@ -219,7 +221,8 @@ pub struct Opts {
     pub batch: usize,
     /// Events ingested: before the query mix (default 200,000); into each daemon of
     /// the detect scenario (default 500,000); before the console is opened
-    /// (default 1,000,000).
+    /// (default 1,000,000); by the batch scenario, which then posts exactly that
+    /// many and measures until the last acknowledgement (default: --duration).
     #[arg(long)]
     pub events: Option<u64>,
     /// Detect scenario: pairs of daemons (detectors off, on), run in ABBA order.

@@ -68,6 +68,17 @@ pub fn open_store(
     store::Store::open(location, endpoint, region, allow_http, creds.as_ref())
 }
 
+/// A client of `cfg`'s store for `location`.
+fn client(cfg: &ArchiveConfig, location: &Location) -> Result<store::Store, String> {
+    open_store(
+        location,
+        cfg.endpoint.as_deref(),
+        cfg.region.as_deref(),
+        cfg.allow_http,
+        cfg.credentials_dir.as_deref(),
+    )
+}
+
 /// The bucket, prefix and node of `cfg` (which must be enabled).
 fn located(cfg: &ArchiveConfig) -> Result<(Location, String, keys::Layout), String> {
     let url = cfg.url.as_deref().ok_or("no archive.url")?;
@@ -94,13 +105,7 @@ pub fn open_reader(
         node,
     ));
     // Its own client and thread: the uploader's may be busy with a long upload.
-    let reader = open_store(
-        &location,
-        cfg.endpoint.as_deref(),
-        cfg.region.as_deref(),
-        cfg.allow_http,
-        cfg.credentials_dir.as_deref(),
-    )?;
+    let reader = client(cfg, &location)?;
     let data = crate::datadir::DataDir::new(data_dir);
     let cache = cache::Cache::start(
         reader,
@@ -127,13 +132,7 @@ impl Archive {
         status: Arc<ArchiveStatus>,
     ) -> Result<Archive, String> {
         let (location, node, layout) = located(cfg)?;
-        let store = open_store(
-            &location,
-            cfg.endpoint.as_deref(),
-            cfg.region.as_deref(),
-            cfg.allow_http,
-            cfg.credentials_dir.as_deref(),
-        )?;
+        let store = client(cfg, &location)?;
         let (checkpoint_interval, poll, retry_max) = cfg.intervals();
         let cancel = store.canceller();
         let uploader = uploader::Uploader {

@@ -192,7 +192,9 @@ impl Store {
             .with_client_options(
                 ClientOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(120))
+                    // A whole segment goes in one PUT: 15 minutes carry
+                    // 512 MiB at 0.6 MB/s (shutdown abandons it at once).
+                    .with_timeout(Duration::from_secs(900))
                     .with_allow_http(allow_http),
             );
         if let Some(e) = endpoint
@@ -269,10 +271,28 @@ impl Store {
     /// As [`StoreError`]; [`StoreError::Mismatch`] when the store holds
     /// other bytes than were sent.
     pub fn put(&self, key: &str, bytes: Bytes, create: bool) -> Result<Confirmed, StoreError> {
-        let md5 = md5_hex(&bytes);
-        let sha = sha256_hex(&bytes);
+        let (md5, sha) = (md5_hex(&bytes), sha256_hex(&bytes));
+        self.put_hashed(key, bytes, &md5, &sha, create)
+    }
+
+    /// [`Store::put`] of bytes whose MD5 and SHA-256 (hex) the caller has
+    /// already computed (a segment is hashed once, not once a caller).
+    ///
+    /// # Errors
+    /// As [`Store::put`].
+    pub fn put_hashed(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        md5: &str,
+        sha: &str,
+        create: bool,
+    ) -> Result<Confirmed, StoreError> {
         let mut attributes = Attributes::new();
-        attributes.insert(Attribute::Metadata(SHA256_META.into()), sha.clone().into());
+        attributes.insert(
+            Attribute::Metadata(SHA256_META.into()),
+            sha.to_string().into(),
+        );
         let opts = PutOptions {
             mode: if create {
                 PutMode::Create
@@ -288,7 +308,7 @@ impl Store {
             key,
             self.s3.put_opts(&k, PutPayload::from_bytes(bytes), opts),
         )?;
-        if put.e_tag.as_deref().map(unquote) == Some(md5) {
+        if put.e_tag.as_deref().map(unquote).as_deref() == Some(md5) {
             return Ok(Confirmed::ByStore);
         }
         let back = self.get(key)?;

@@ -363,7 +363,7 @@ impl Uploader {
             super::store::md5_hex(&body),
             super::store::sha256_hex(&body),
         );
-        let confirmed = match self.store.put(&key, body, true) {
+        let confirmed = match self.store.put_hashed(&key, body, &md5, &sha, true) {
             Ok(c) => c,
             Err(StoreError::Exists { .. }) => {
                 // Uploaded before (an earlier run, or a listing that was

@@ -25,10 +25,16 @@
 //!    bytes asks [`Evicted::get`] first (the log's views, `stele verify`,
 //!    the scrubber, the seal's checks, retention, backup).
 
+use super::error::{Error, Result};
+use super::format::SegmentId;
+use super::segment::{SegmentView, Snapshot};
+use super::Log;
 use crate::datadir::{write_durably, DataDir};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The version of `evicted.json` this build writes and reads.
 pub const EVICTED_VERSION: u32 = 1;
@@ -178,6 +184,202 @@ pub fn punch(path: &Path, bytes: u64) -> std::io::Result<u64> {
     }
     f.sync_all()?;
     Ok(to - from)
+}
+
+/// Where an evicted segment's bytes come from.
+#[derive(Clone)]
+pub(crate) struct Remote {
+    /// SHA-256 of the whole segment.
+    pub sha256: String,
+    /// The archive's cache; `None` while no archive is configured.
+    pub fetch: Option<Arc<dyn Fetch>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Remote({}, fetch: {})",
+            self.sha256,
+            self.fetch.is_some()
+        )
+    }
+}
+
+/// Marks the views `evicted.json` lists as evicted (reads fail until a
+/// fetcher is set): what opening a log, read-write or read-only, does.
+pub(crate) fn mark(data_dir: &Path, views: &[Arc<SegmentView>]) -> Result<()> {
+    let listed = Evicted::load(data_dir).map_err(|e| Error::Archived {
+        path: DataDir::new(data_dir).evicted(),
+        detail: e,
+    })?;
+    for v in views {
+        if let Some(e) = listed.get(&v.id.file_name()) {
+            v.set_remote(Remote {
+                sha256: e.sha256.clone(),
+                fetch: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Drops the entries of segments retention removed.
+pub(crate) fn forget_dropped(data_dir: &Path) -> Result<()> {
+    let archived = |e: String| Error::Archived {
+        path: DataDir::new(data_dir).evicted(),
+        detail: e,
+    };
+    Evicted::load(data_dir)
+        .map_err(archived)?
+        .prune(data_dir)
+        .map_err(archived)
+}
+
+impl SegmentView {
+    /// Whether the segment is evicted (its records in the archive only).
+    pub fn evicted(&self) -> bool {
+        self.remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Marks the segment evicted, reading through `remote` from now on, and
+    /// retires the view's own map of the file.
+    pub(crate) fn set_remote(&self, remote: Remote) {
+        *self.remote.lock().unwrap_or_else(|p| p.into_inner()) = Some(remote);
+        if let Some(map) = self.write_state().map.take() {
+            *self.retired.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&map);
+        }
+    }
+
+    /// Gives an evicted segment its fetcher (set once an archive starts).
+    pub(crate) fn set_fetch(&self, fetch: Arc<dyn Fetch>) {
+        if let Some(r) = self
+            .remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            r.fetch = Some(fetch);
+        }
+    }
+
+    /// Whether a reader still maps the local file of an evicted segment.
+    pub(crate) fn local_map_in_use(&self) -> bool {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
+            .is_some()
+    }
+
+    /// A snapshot of an evicted segment: the fetched copy, mapped for this
+    /// reader only (the cache may replace the file after it; the map keeps
+    /// its bytes).
+    pub(super) fn remote_snapshot(&self, r: &Remote) -> Result<Snapshot> {
+        let archived = |detail: String| Error::Archived {
+            path: self.path.clone(),
+            detail,
+        };
+        let fetch = r.fetch.as_ref().ok_or_else(|| {
+            archived("no archive is configured ([archive] url) to read it from".into())
+        })?;
+        let path = fetch
+            .fetch(&self.id.file_name(), &r.sha256)
+            .map_err(archived)?;
+        let file = File::open(&path).map_err(|e| archived(format!("{}: {e}", path.display())))?;
+        let s = self.read_state();
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < s.records_end {
+            return Err(archived(format!(
+                "the fetched copy holds {len} bytes, the segment {}",
+                s.records_end
+            )));
+        }
+        // SAFETY: the cache writes a copy under a temporary name and renames
+        // it into place; it never writes a file in place.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(s.records_end as usize)
+                .map(&file)
+        }
+        .map_err(|e| archived(format!("mmap: {e}")))?;
+        Ok(Snapshot {
+            map: Some(Arc::new(map)),
+            records_end: s.records_end,
+            count: s.count,
+        })
+    }
+}
+
+impl Log {
+    /// Reads evicted segments through `fetch` from now on (the archive's
+    /// cache, once it starts).
+    pub fn set_fetcher(&self, fetch: Arc<dyn Fetch>) {
+        *self.shared.fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetch.clone());
+        for v in self.shared.segments().iter() {
+            v.set_fetch(fetch.clone());
+        }
+    }
+
+    /// Evicts sealed segment `id`, whose whole file the caller confirmed the
+    /// archive holds with SHA-256 `sha256` (invariants of [`evicted`]).
+    /// Returns the bytes released: 0 while a reader still maps the local
+    /// file (call again later: the hole is punched then).
+    ///
+    /// # Errors
+    /// Not a sealed segment other than the newest, or a file operation failed.
+    pub fn evict(&self, id: SegmentId, sha256: &str) -> Result<u64> {
+        let view = {
+            let segs = self.shared.segments();
+            let last = segs.last().map(|v| v.id);
+            segs.iter()
+                .find(|v| v.id == id && Some(id) != last && v.footer().is_some())
+                .cloned()
+        };
+        let name = id.file_name();
+        let Some(view) = view else {
+            return Err(Error::Archived {
+                path: self.data_dir.join(&name),
+                detail: "only a sealed segment older than the newest one is evicted".into(),
+            });
+        };
+        let bytes = view.durable_bytes();
+        if !view.evicted() {
+            let mut list = Evicted::load(&self.data_dir).map_err(|e| Error::Archived {
+                path: view.path.clone(),
+                detail: e,
+            })?;
+            list.add(
+                &self.data_dir,
+                &name,
+                Entry {
+                    sha256: sha256.to_string(),
+                    bytes,
+                },
+            )
+            .map_err(|e| Error::Archived {
+                path: view.path.clone(),
+                detail: e,
+            })?;
+            let fetch = self
+                .shared
+                .fetch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            view.set_remote(Remote {
+                sha256: sha256.to_string(),
+                fetch,
+            });
+        }
+        if view.local_map_in_use() {
+            return Ok(0);
+        }
+        punch(&view.path, bytes).map_err(|e| Error::io("punch a hole in", &view.path, e))
+    }
 }
 
 #[cfg(test)]

@@ -433,18 +433,7 @@ impl Log {
         // Readers get the views and the log keeps the report; the writer
         // takes the rest of what recovery found.
         let views = std::mem::take(&mut rec.views);
-        let gone = evicted::Evicted::load(data_dir).map_err(|e| Error::Archived {
-            path: dir.evicted(),
-            detail: e,
-        })?;
-        for v in &views {
-            if let Some(e) = gone.get(&v.id.file_name()) {
-                v.set_remote(segment::Remote {
-                    sha256: e.sha256.clone(),
-                    fetch: None,
-                });
-            }
-        }
+        evicted::mark(data_dir, &views)?;
         let report = std::mem::take(&mut rec.report);
         let shared = Arc::new(Shared::new(views, opened_head));
         let writer = Writer::new(
@@ -479,72 +468,6 @@ impl Log {
             opened_head,
             _lock: lock,
         })
-    }
-
-    /// Reads evicted segments through `fetch` from now on (the archive's
-    /// cache, once it starts).
-    pub fn set_fetcher(&self, fetch: Arc<dyn evicted::Fetch>) {
-        *self.shared.fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetch.clone());
-        for v in self.shared.segments().iter() {
-            v.set_fetch(fetch.clone());
-        }
-    }
-
-    /// Evicts sealed segment `id`, whose whole file the caller confirmed the
-    /// archive holds with SHA-256 `sha256` (invariants of [`evicted`]).
-    /// Returns the bytes released: 0 while a reader still maps the local
-    /// file (call again later: the hole is punched then).
-    ///
-    /// # Errors
-    /// Not a sealed segment other than the newest, or a file operation failed.
-    pub fn evict(&self, id: SegmentId, sha256: &str) -> Result<u64> {
-        let view = {
-            let segs = self.shared.segments();
-            let last = segs.last().map(|v| v.id);
-            segs.iter()
-                .find(|v| v.id == id && Some(id) != last && v.footer().is_some())
-                .cloned()
-        };
-        let name = id.file_name();
-        let Some(view) = view else {
-            return Err(Error::Archived {
-                path: self.data_dir.join(&name),
-                detail: "only a sealed segment older than the newest one is evicted".into(),
-            });
-        };
-        let bytes = view.durable_bytes();
-        if !view.evicted() {
-            let mut list = evicted::Evicted::load(&self.data_dir).map_err(|e| Error::Archived {
-                path: view.path.clone(),
-                detail: e,
-            })?;
-            list.add(
-                &self.data_dir,
-                &name,
-                evicted::Entry {
-                    sha256: sha256.to_string(),
-                    bytes,
-                },
-            )
-            .map_err(|e| Error::Archived {
-                path: view.path.clone(),
-                detail: e,
-            })?;
-            let fetch = self
-                .shared
-                .fetch
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            view.set_remote(segment::Remote {
-                sha256: sha256.to_string(),
-                fetch,
-            });
-        }
-        if view.local_map_in_use() {
-            return Ok(0);
-        }
-        evicted::punch(&view.path, bytes).map_err(|e| Error::io("punch a hole in", &view.path, e))
     }
 
     /// The chain head as the writer last made it durable.
@@ -792,14 +715,7 @@ impl Log {
             }
         }
         if out.iter().any(|s| s.evicted) {
-            let mut list = evicted::Evicted::load(&self.data_dir).map_err(|e| Error::Archived {
-                path: self.data_dir.join(crate::datadir::EVICTED_FILE),
-                detail: e,
-            })?;
-            list.prune(&self.data_dir).map_err(|e| Error::Archived {
-                path: self.data_dir.join(crate::datadir::EVICTED_FILE),
-                detail: e,
-            })?;
+            evicted::forget_dropped(&self.data_dir)?;
         }
         Ok(out)
     }

@@ -129,18 +129,7 @@ impl ReadOnly {
         }
         // Evicted segments: their records are not here to read (no
         // archive is opened read-only); reads say so.
-        let gone = super::evicted::Evicted::load(data_dir).map_err(|e| Error::Archived {
-            path: crate::datadir::DataDir::new(data_dir).evicted(),
-            detail: e,
-        })?;
-        for v in &views {
-            if let Some(e) = gone.get(&v.id.file_name()) {
-                v.set_remote(super::segment::Remote {
-                    sha256: e.sha256.clone(),
-                    fetch: None,
-                });
-            }
-        }
+        super::evicted::mark(data_dir, &views)?;
         let first = views.first().map_or(1, |v| v.first_seq());
         let last_seq = views
             .last()

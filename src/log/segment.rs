@@ -274,13 +274,13 @@ fn valid_frame_after(bytes: &[u8], from: usize, seq: u64) -> bool {
 
 /// The mutable part of a view, behind its lock.
 #[derive(Debug)]
-struct ViewState {
+pub(super) struct ViewState {
     /// The current map; remapped when readers need bytes past its end.
-    map: Option<Arc<Mmap>>,
+    pub(super) map: Option<Arc<Mmap>>,
     /// Offset just past the last durable record.
-    records_end: u64,
+    pub(super) records_end: u64,
     /// Durable records.
-    count: u64,
+    pub(super) count: u64,
     /// Sparse offsets; `None` until first needed for a segment opened sealed.
     sparse: Option<Vec<u64>>,
     /// Set once sealed.
@@ -418,30 +418,10 @@ pub struct SegmentView {
     damaged: std::sync::Mutex<Option<String>>,
     /// Set once evicted (`log::evicted`): the file is a stub and every read
     /// maps a copy fetched from the archive instead.
-    remote: std::sync::Mutex<Option<Remote>>,
+    pub(super) remote: std::sync::Mutex<Option<super::evicted::Remote>>,
     /// The map of the local file the view held when it was evicted: alive
     /// while a reader still holds it (the hole is punched only after).
-    retired: std::sync::Mutex<std::sync::Weak<Mmap>>,
-}
-
-/// Where an evicted segment's bytes come from.
-#[derive(Clone)]
-pub(crate) struct Remote {
-    /// SHA-256 of the whole segment.
-    pub sha256: String,
-    /// The archive's cache; `None` while no archive is configured.
-    pub fetch: Option<Arc<dyn super::evicted::Fetch>>,
-}
-
-impl std::fmt::Debug for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Remote({}, fetch: {})",
-            self.sha256,
-            self.fetch.is_some()
-        )
-    }
+    pub(super) retired: std::sync::Mutex<std::sync::Weak<Mmap>>,
 }
 
 /// A consistent look at a view: a map covering every durable record.
@@ -482,82 +462,6 @@ impl SegmentView {
             damaged: std::sync::Mutex::new(None),
             remote: std::sync::Mutex::new(None),
             retired: std::sync::Mutex::new(std::sync::Weak::new()),
-        })
-    }
-
-    /// Whether the segment is evicted (its records in the archive only).
-    pub fn evicted(&self) -> bool {
-        self.remote
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-    }
-
-    /// Marks the segment evicted, reading through `remote` from now on, and
-    /// retires the view's own map of the file.
-    pub(crate) fn set_remote(&self, remote: Remote) {
-        *self.remote.lock().unwrap_or_else(|p| p.into_inner()) = Some(remote);
-        if let Some(map) = self.write_state().map.take() {
-            *self.retired.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(&map);
-        }
-    }
-
-    /// Gives an evicted segment its fetcher (set once an archive starts).
-    pub(crate) fn set_fetch(&self, fetch: Arc<dyn super::evicted::Fetch>) {
-        if let Some(r) = self
-            .remote
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            r.fetch = Some(fetch);
-        }
-    }
-
-    /// Whether a reader still maps the local file of an evicted segment.
-    pub(crate) fn local_map_in_use(&self) -> bool {
-        self.retired
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .upgrade()
-            .is_some()
-    }
-
-    /// A snapshot of an evicted segment: the fetched copy, mapped for this
-    /// reader only (the cache may replace the file after it; the map keeps
-    /// its bytes).
-    fn remote_snapshot(&self, r: &Remote) -> Result<Snapshot> {
-        let archived = |detail: String| Error::Archived {
-            path: self.path.clone(),
-            detail,
-        };
-        let fetch = r.fetch.as_ref().ok_or_else(|| {
-            archived("no archive is configured ([archive] url) to read it from".into())
-        })?;
-        let path = fetch
-            .fetch(&self.id.file_name(), &r.sha256)
-            .map_err(archived)?;
-        let file = File::open(&path).map_err(|e| archived(format!("{}: {e}", path.display())))?;
-        let s = self.read_state();
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < s.records_end {
-            return Err(archived(format!(
-                "the fetched copy holds {len} bytes, the segment {}",
-                s.records_end
-            )));
-        }
-        // SAFETY: the cache writes a copy under a temporary name and renames
-        // it into place; it never writes a file in place.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .len(s.records_end as usize)
-                .map(&file)
-        }
-        .map_err(|e| archived(format!("mmap: {e}")))?;
-        Ok(Snapshot {
-            map: Some(Arc::new(map)),
-            records_end: s.records_end,
-            count: s.count,
         })
     }
 
@@ -625,13 +529,13 @@ impl SegmentView {
             }
     }
 
-    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, ViewState> {
+    pub(super) fn read_state(&self) -> std::sync::RwLockReadGuard<'_, ViewState> {
         // A reader that panicked cannot leave the state half-updated: every
         // write below is a plain assignment.
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, ViewState> {
+    pub(super) fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, ViewState> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 

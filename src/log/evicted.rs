@@ -193,7 +193,14 @@ pub(crate) struct Remote {
     pub sha256: String,
     /// The archive's cache; `None` while no archive is configured.
     pub fetch: Option<Arc<dyn Fetch>>,
+    /// The last map of a fetched copy, reused for [`REMOTE_MAP_REUSE`]: a
+    /// scan takes many snapshots. Kept no longer, so that a copy the cache
+    /// has removed since gives its disk back soon.
+    pub map: Option<(Arc<memmap2::Mmap>, std::time::Instant)>,
 }
+
+/// How long a view reuses the map of a fetched copy.
+pub const REMOTE_MAP_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,6 +225,7 @@ pub(crate) fn mark(data_dir: &Path, views: &[Arc<SegmentView>]) -> Result<()> {
             v.set_remote(Remote {
                 sha256: e.sha256.clone(),
                 fetch: None,
+                map: None,
             });
         }
     }
@@ -278,11 +286,21 @@ impl SegmentView {
     /// A snapshot of an evicted segment: the fetched copy, mapped for this
     /// reader only (the cache may replace the file after it; the map keeps
     /// its bytes).
-    pub(super) fn remote_snapshot(&self, r: &Remote) -> Result<Snapshot> {
+    pub(super) fn remote_snapshot(&self, r: Remote) -> Result<Snapshot> {
         let archived = |detail: String| Error::Archived {
             path: self.path.clone(),
             detail,
         };
+        if let Some((map, at)) = &r.map {
+            let s = self.read_state();
+            if at.elapsed() < REMOTE_MAP_REUSE && map.len() as u64 >= s.records_end {
+                return Ok(Snapshot {
+                    map: Some(map.clone()),
+                    records_end: s.records_end,
+                    count: s.count,
+                });
+            }
+        }
         let fetch = r.fetch.as_ref().ok_or_else(|| {
             archived("no archive is configured ([archive] url) to read it from".into())
         })?;
@@ -306,8 +324,17 @@ impl SegmentView {
                 .map(&file)
         }
         .map_err(|e| archived(format!("mmap: {e}")))?;
+        let map = Arc::new(map);
+        if let Some(r) = self
+            .remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            r.map = Some((map.clone(), std::time::Instant::now()));
+        }
         Ok(Snapshot {
-            map: Some(Arc::new(map)),
+            map: Some(map),
             records_end: s.records_end,
             count: s.count,
         })
@@ -373,6 +400,7 @@ impl Log {
             view.set_remote(Remote {
                 sha256: sha256.to_string(),
                 fetch,
+                map: None,
             });
         }
         if view.local_map_in_use() {

@@ -557,13 +557,15 @@ impl SegmentView {
 
     /// A map covering every durable record, remapping if the segment grew.
     pub fn snapshot(&self) -> Result<Snapshot> {
+        // An evicted segment: the fetched copy (the lock is not held while
+        // fetching: `evicted()`, and so `/readyz`, never wait for the archive).
         let remote = self
             .remote
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(r) = remote {
-            return self.remote_snapshot(&r);
+            return self.remote_snapshot(r);
         }
         {
             let s = self.read_state();

@@ -46,6 +46,8 @@ pub fn history(dir: &Path, days: i64, per_day: usize, seed: u64) -> (Arc<ManualC
     let clock = Arc::new(ManualClock::new(day0 + 10 * HOUR));
     let s = Server::start_on(plain(dir).serve_config(None), clock.clone());
     let mut gen = stele::testkit::EventGen::new(seed);
+    // Batches of 250 spread over 10:00 to 16:00 of each day.
+    let step = 6 * HOUR / (per_day.div_ceil(250).max(1) as i64);
     for d in 0..days {
         let mut left = per_day;
         let mut t = day0 + d * DAY + 10 * HOUR;
@@ -62,7 +64,7 @@ pub fn history(dir: &Path, days: i64, per_day: usize, seed: u64) -> (Arc<ManualC
             let (st, _, body) = s.post(&Value::Array(batch));
             assert_eq!(st, 201, "{body}");
             left -= n;
-            t += HOUR;
+            t += step;
         }
     }
     clock.set(day0 + days * DAY + 9 * HOUR);
@@ -123,14 +125,23 @@ pub fn wait_archived(s: &Server, clock: &ManualClock) {
         .unwrap()
         .date_naive()
         .to_string();
-    let mut last = Value::Null;
-    wait_for_state(&format!("the archive to hold {newest}"), || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let mut last;
+    loop {
         last = archive_state(s);
-        last["newest_day"] == newest.as_str()
+        let done = last["newest_day"] == newest.as_str()
             && last["backlog_objects"] == 0
             && last["last_error"].is_null()
-            && last["passes"].as_u64().unwrap_or(0) > 0
-    });
+            && last["passes"].as_u64().unwrap_or(0) > 0;
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the archive to hold {newest}: {last:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(last["problems"].as_array().unwrap().is_empty(), "{last:#}");
 }
 

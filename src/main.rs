@@ -97,6 +97,13 @@ enum Command {
         /// every line of each file is checked.
         #[arg(long = "checkpoint", value_name = "FILE")]
         checkpoint: Vec<PathBuf>,
+        /// The node's archive (`s3://BUCKET/PREFIX/node=NAME`, or the prefix
+        /// when it holds one node) as a witness of one data directory: the
+        /// log must hold the newest archived checkpoint, and every archived
+        /// segment must be in the directory unless the archive records its
+        /// day as dropped by retention.
+        #[arg(long = "archive", value_name = "S3_URL")]
+        archive: Option<String>,
     },
     /// Make a key. By default an API key: prints the key once (Stele keeps
     /// only its hash) and the `[[auth.keys]]` lines to add to the
@@ -305,8 +312,17 @@ fn main() -> ExitCode {
             quiet,
             public_key,
             checkpoint,
+            archive,
             endpoint,
-        } => return verify(paths, quiet, &public_key, &checkpoint, endpoint),
+        } => {
+            let witness = archive.map(|url| {
+                let access = cli::archive::Access {
+                    endpoint: endpoint.clone(),
+                };
+                (url, access)
+            });
+            return verify(paths, quiet, &public_key, &checkpoint, endpoint, witness);
+        }
         Command::Restore {
             from,
             node,

@@ -346,3 +346,79 @@ fn restore_inner(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// What `stele verify DATA_DIR --archive s3://…` takes from the archive.
+pub(crate) struct Witness {
+    /// The newest archived checkpoint, named by its key.
+    pub newest_checkpoint: Option<(PathBuf, Checkpoint)>,
+    /// Every archived segment's file name.
+    segments: Vec<String>,
+    /// The days the archive records as dropped by retention.
+    dropped: std::collections::BTreeSet<String>,
+    /// `s3://BUCKET/ROOT`, for messages.
+    shown: String,
+}
+
+/// Reads the witness of one node's archive.
+pub(crate) fn witness(url: &str, access: &Access) -> Result<Witness, String> {
+    use stele::archive::keys::Object;
+    let (store, location) = open(url, access)?;
+    let layout = match fetch::nodes(&store, &location.prefix)?.as_slice() {
+        [one] => one.clone(),
+        [] => return Err(format!("no node's archive under {url}")),
+        _ => return Err(format!("{url} holds several nodes: name one (…/node=NAME)")),
+    };
+    let mut w = Witness {
+        newest_checkpoint: None,
+        segments: Vec::new(),
+        dropped: Default::default(),
+        shown: format!("s3://{}/{}", location.bucket, layout.root()),
+    };
+    let mut newest: Option<(u64, String)> = None;
+    for l in store.list(layout.root()).map_err(|e| e.to_string())? {
+        match layout.parse(&l.key) {
+            Some(Object::Segment(id)) => w.segments.push(id.file_name()),
+            Some(Object::Dropped(day)) => {
+                w.dropped.insert(day.to_string());
+            }
+            Some(Object::Checkpoint(seq)) if newest.as_ref().is_none_or(|(n, _)| seq > *n) => {
+                newest = Some((seq, l.key.clone()));
+            }
+            _ => {}
+        }
+    }
+    if let Some((_, key)) = newest {
+        let bytes = store.get(&key).map_err(|e| e.to_string())?;
+        let cp = Checkpoint::decode(String::from_utf8_lossy(&bytes).trim_end())
+            .map_err(|e| format!("{key}: {e}"))?;
+        let name = PathBuf::from(format!("s3://{}/{key}", location.bucket));
+        w.newest_checkpoint = Some((name, cp));
+    }
+    Ok(w)
+}
+
+impl Witness {
+    /// Adds to `report` what the archive shows `data_dir` lacks: an
+    /// archived segment neither in the directory nor of a day the archive
+    /// records as dropped by retention.
+    pub(crate) fn check(&self, data_dir: &Path, report: &mut stele::verify::Report) {
+        let segments = stele::datadir::DataDir::new(data_dir).segments();
+        for name in &self.segments {
+            let day = name.split('.').next().unwrap_or("");
+            if segments.join(name).exists() || self.dropped.contains(day) {
+                continue;
+            }
+            report.findings.push(stele::verify::Finding {
+                path: segments.join(name),
+                offset: None,
+                seq: None,
+                what: format!(
+                    "missing: {}segments/{name} is in the archive, which records no retention \
+                     drop of {day}: it was removed from this directory",
+                    self.shown
+                ),
+                fatal: true,
+            });
+        }
+    }
+}

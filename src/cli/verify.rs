@@ -27,6 +27,7 @@ pub(crate) fn verify(
     public_keys: &[String],
     checkpoints: &[PathBuf],
     endpoint: Option<String>,
+    witness: Option<(String, super::archive::Access)>,
 ) -> ExitCode {
     let paths = if paths.is_empty() {
         vec![PathBuf::from("data")]
@@ -50,6 +51,26 @@ pub(crate) fn verify(
                 .extend(cps.into_iter().map(|cp| (f.clone(), cp))),
             Err(e) => {
                 eprintln!("stele verify: --checkpoint: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // The archive as a witness: its newest checkpoint, and its segments.
+    let mut archived = None;
+    if let Some((url, access)) = &witness {
+        if paths.len() != 1 {
+            eprintln!("stele verify: --archive checks one data directory");
+            return ExitCode::from(2);
+        }
+        match super::archive::witness(url, access) {
+            Ok(w) => {
+                if let Some(cp) = w.newest_checkpoint.clone() {
+                    opts.checkpoints.push(cp);
+                }
+                archived = Some(w);
+            }
+            Err(e) => {
+                eprintln!("stele verify: --archive: {e}");
                 return ExitCode::from(2);
             }
         }
@@ -89,6 +110,10 @@ pub(crate) fn verify(
         }
         std::thread::sleep(LIVE_RECHECK_DELAY);
     };
+    let mut report = report;
+    if let Some(w) = &archived {
+        w.check(&paths[0], &mut report);
+    }
     let mut out = std::io::stdout().lock();
     if !quiet {
         for s in &report.segments {

@@ -34,7 +34,7 @@ fn archived_history(
 }
 
 #[test]
-fn verify_passes_an_archive_and_names_objects_altered_or_removed_in_the_bucket() {
+fn verify_passes_an_archive_names_what_was_altered_in_it_and_days_removed_from_a_data_directory() {
     let Some(s3) = s3_or_skip("archive_verify") else {
         return;
     };
@@ -59,6 +59,59 @@ fn verify_passes_an_archive_and_names_objects_altered_or_removed_in_the_bucket()
         out.contains("signatures checked with the given public key"),
         "{out}"
     );
+    // The archive as a witness of the data directory: the newest days and
+    // the open one removed with their digests and checkpoint.json pass a
+    // plain verify (the log just ends earlier) but not one with --archive.
+    let cut = tmp.path().join("cut");
+    crate::support::copy_dir(&tmp.path().join("data"), &cut);
+    let d2 = day_of(&clock, -1);
+    for f in [
+        format!("segments/{d2}.0.seg"),
+        format!("segments/{}.0.seg", day_of(&clock, 0)),
+        format!("digests/{d2}.digest.json"),
+        format!("digests/{d2}.digest.sig"),
+        "checkpoint.json".into(),
+    ] {
+        std::fs::remove_file(cut.join(&f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    let c = cut.to_str().unwrap();
+    let (code, out) = run(&bucket, &["verify", c, "--public-key", &public]);
+    assert_eq!(code, 0, "a plain verify cannot tell: {out}");
+    let node = bucket.url("stele/node=n1");
+    let (code, out) = run(
+        &bucket,
+        &[
+            "verify",
+            c,
+            "--public-key",
+            &public,
+            "--archive",
+            &node,
+            "--endpoint",
+            &s3.endpoint,
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{d2}.0.seg is in the archive")),
+        "{out}"
+    );
+    assert!(
+        out.contains("checkpoints/"),
+        "the archived checkpoint is not named: {out}"
+    );
+    let (code, out) = run(
+        &bucket,
+        &[
+            "verify",
+            tmp.path().join("data").to_str().unwrap(),
+            "--archive",
+            &node,
+            "--endpoint",
+            &s3.endpoint,
+        ],
+    );
+    assert_eq!(code, 0, "the untouched directory: {out}");
     // One byte of the oldest day's first segment flipped; the middle day's
     // first segment removed.
     let (d0, d1) = (day_of(&clock, -3), day_of(&clock, -2));

@@ -169,7 +169,7 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
         let last = i + 1 == files.len();
         if let Some(e) = evicted.get(&id.file_name()).filter(|_| !last) {
             let target = dst_segments.join(id.file_name());
-            copy_stub(path, &target, e.bytes)?;
+            copy_stub(path, &target)?;
             report.entries.push(Entry {
                 name: id.file_name(),
                 bytes: e.bytes,
@@ -266,16 +266,8 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
 
 /// Copies the stub of an evicted segment: its header and footer at their
 /// places in a sparse file of the same length.
-fn copy_stub(path: &Path, target: &Path, len: u64) -> Result<(), BackupError> {
-    use crate::log::format::FOOTER_BYTES;
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(io("read", path))?;
-    let mut head = [0u8; HEADER_BYTES];
-    let mut foot = [0u8; FOOTER_BYTES];
-    let at = len.saturating_sub(FOOTER_BYTES as u64);
-    f.read_exact_at(&mut head, 0)
-        .and_then(|_| f.read_exact_at(&mut foot, at))
-        .map_err(io("read", path))?;
+fn copy_stub(path: &Path, target: &Path) -> Result<(), BackupError> {
+    let (head, foot, len) = crate::log::evicted::read_ends(path).map_err(io("read", path))?;
     crate::log::evicted::write_stub(target, &head, &foot, len).map_err(io("write", target))
 }
 

@@ -49,15 +49,14 @@ pub(crate) fn verify(
     opts: &stele::verify::Options,
     quiet: bool,
 ) -> ExitCode {
-    let (store, _) = match open(url, access) {
+    let (store, location) = match open(url, access) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("stele verify: {e}");
             return ExitCode::from(2);
         }
     };
-    let prefix = Location::parse(url).map(|l| l.prefix).unwrap_or_default();
-    let nodes = match fetch::nodes(&store, &prefix) {
+    let nodes = match fetch::nodes(&store, &location.prefix) {
         Ok(n) if n.is_empty() => {
             eprintln!("stele verify: no node's archive under {url} (no node=NAME/NODE.json)");
             return ExitCode::from(2);

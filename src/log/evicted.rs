@@ -137,6 +137,30 @@ impl Evicted {
     }
 }
 
+/// The bytes a stub keeps: its header and footer, read from the file at
+/// `path` (the whole file's length is the segment's). The one reader of a
+/// stub: `stele verify`, `stele backup` and retention's dry run call it.
+///
+/// # Errors
+/// The file cannot be read or is shorter than a header and a footer.
+pub fn read_ends(
+    path: &Path,
+) -> std::io::Result<(
+    [u8; super::format::HEADER_BYTES],
+    [u8; super::format::FOOTER_BYTES],
+    u64,
+)> {
+    use super::format::{FOOTER_BYTES, HEADER_BYTES};
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; HEADER_BYTES];
+    let mut foot = [0u8; FOOTER_BYTES];
+    f.read_exact_at(&mut head, 0)?;
+    f.read_exact_at(&mut foot, len.saturating_sub(FOOTER_BYTES as u64))?;
+    Ok((head, foot, len))
+}
+
 /// Writes a stub of a `len`-byte segment whose first 128 and last 80
 /// bytes are `head` and `foot`, at `target` (sparse: temp file, fsync,
 /// rename): what `stele backup` and `stele restore --on-demand` make.

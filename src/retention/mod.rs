@@ -225,9 +225,9 @@ pub fn segments_on_disk(data_dir: &Path) -> Result<Vec<Seg>, String> {
     let mut out = Vec::new();
     for (i, (id, path)) in files.iter().enumerate() {
         let last = i + 1 == files.len();
-        if let Some(e) = evicted.get(&id.file_name()).filter(|_| !last) {
+        if evicted.get(&id.file_name()).is_some() && !last {
             // A stub: its footer says what it held.
-            let (first_seq, count) = stub_range(path, e.bytes)?;
+            let (first_seq, count) = stub_range(path)?;
             out.push(Seg {
                 id: *id,
                 path: path.clone(),
@@ -257,20 +257,13 @@ pub fn segments_on_disk(data_dir: &Path) -> Result<Vec<Seg>, String> {
     Ok(out)
 }
 
-/// The (first seq, count) an evicted segment's stub of `len` bytes holds,
-/// from its header and footer.
-fn stub_range(path: &Path, len: u64) -> Result<(u64, u64), String> {
-    use crate::log::format::{Footer, FOOTER_BYTES, HEADER_BYTES};
-    use std::os::unix::fs::FileExt;
+/// The (first seq, count) an evicted segment's stub holds, from its header
+/// and footer.
+fn stub_range(path: &Path) -> Result<(u64, u64), String> {
     let fail = |e: String| format!("{}: {e}", path.display());
-    let f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut head = [0u8; HEADER_BYTES];
-    let mut foot = [0u8; FOOTER_BYTES];
-    f.read_exact_at(&mut head, 0)
-        .and_then(|_| f.read_exact_at(&mut foot, len.saturating_sub(FOOTER_BYTES as u64)))
-        .map_err(|e| fail(e.to_string()))?;
+    let (head, foot, _) = crate::log::evicted::read_ends(path).map_err(|e| fail(e.to_string()))?;
     let h = Header::decode(&head).map_err(|e| fail(e.to_string()))?;
-    let footer = Footer::decode(&foot).map_err(|e| fail(e.to_string()))?;
+    let footer = crate::log::format::Footer::decode(&foot).map_err(|e| fail(e.to_string()))?;
     Ok((h.first_seq, footer.count))
 }
 

@@ -196,26 +196,16 @@ fn verify_stub(
     entry: &crate::log::evicted::Entry,
     report: &mut Report,
 ) -> std::io::Result<Option<(u64, [u8; 32])>> {
-    use crate::log::format::{Footer, FOOTER_BYTES};
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut head = [0u8; HEADER_BYTES];
-    let mut foot = [0u8; FOOTER_BYTES];
-    let read = f
-        .read_exact_at(&mut head, 0)
-        .and_then(|_| f.read_exact_at(&mut foot, len.saturating_sub(FOOTER_BYTES as u64)));
-    let decoded = read
+    use crate::log::format::Footer;
+    let decoded = crate::log::evicted::read_ends(path)
         .map_err(|e| e.to_string())
-        .and_then(|_| Header::decode(&head).map_err(|e| format!("header: {e}")))
-        .and_then(|h| {
-            Ok((
-                h,
-                Footer::decode(&foot).map_err(|e| format!("footer: {e}"))?,
-            ))
+        .and_then(|(head, foot, len)| {
+            let header = Header::decode(&head).map_err(|e| format!("header: {e}"))?;
+            let footer = Footer::decode(&foot).map_err(|e| format!("footer: {e}"))?;
+            Ok((header, footer, len))
         });
-    let (header, footer) = match decoded {
-        Ok(hf) => hf,
+    let (header, footer, len) = match decoded {
+        Ok(hfl) => hfl,
         Err(e) => {
             report.problem(
                 path,

@@ -109,6 +109,26 @@ struct Progress {
     dropped_below: AtomicU64,
     /// Key-index entries of dropped seqs are still being removed.
     kv_cleaning: AtomicBool,
+    /// The indexes have been level with the log at a checkpoint since they
+    /// opened (the catch-up of a start or rebuild is over).
+    caught_up: AtomicBool,
+}
+
+/// How far queries trail the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    /// The log's last durable seq.
+    pub last_seq: u64,
+    /// Seq up to which queries see the log.
+    pub indexed_seq: u64,
+    /// Durable events not yet searchable.
+    pub events: u64,
+    /// Seconds since the oldest of them was received (0 when none; `None` when
+    /// it could not be read).
+    pub seconds: Option<f64>,
+    /// Whether the catch-up of the start (or a rebuild) is over: after it, a
+    /// lag is a backlog under load, before it the answers miss old events.
+    pub caught_up: bool,
 }
 
 /// Both indexes and the thread that keeps them up with the log.
@@ -235,6 +255,9 @@ impl Indexes {
         }
         let progress = Arc::new(Progress::default());
         progress.committed.store(start, Ordering::Release);
+        progress
+            .caught_up
+            .store(report.behind_by == 0, Ordering::Release);
         // Entries of seqs retention removed from the log (a crash may have
         // come between the files' removal and the indexes' commit) go first.
         progress
@@ -283,6 +306,29 @@ impl Indexes {
     /// Seq up to which queries see the log.
     pub fn indexed_seq(&self) -> u64 {
         self.progress.committed.load(Ordering::Acquire)
+    }
+
+    /// How far queries trail `log` at `now_micros`: events, and the age of the
+    /// oldest event they do not see yet (read from the log: its `received_at`).
+    pub fn lag(&self, log: &Log, now_micros: i64) -> Lag {
+        let indexed = self.indexed_seq();
+        let last = log.last_seq();
+        let first_missing = (indexed + 1).max(log.first_seq());
+        let seconds = if first_missing > last {
+            Some(0.0)
+        } else {
+            match log.get(first_missing) {
+                Ok(Some(ev)) => Some(now_micros.saturating_sub(ev.received_at).max(0) as f64 / 1e6),
+                _ => None,
+            }
+        };
+        Lag {
+            last_seq: last,
+            indexed_seq: indexed,
+            events: last.saturating_sub(indexed),
+            seconds,
+            caught_up: self.progress.caught_up.load(Ordering::Acquire),
+        }
     }
 
     /// The indexer's failure, if it stopped on one.
@@ -489,6 +535,9 @@ impl Indexer {
                 self.checkpoint()?;
                 last_commit = Instant::now();
                 dirty = false;
+                if caught_up {
+                    self.progress.caught_up.store(true, Ordering::Release);
+                }
             }
             if stop {
                 return Ok(());

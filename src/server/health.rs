@@ -6,8 +6,15 @@ use super::{json_response, App, Resp};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-/// `/readyz` answers 503 while the indexes trail the log by more than this.
+/// `/readyz` answers 503 while the indexes catch up with the log after a
+/// start or a rebuild and still trail it by more than this many events.
 pub const READY_LAG_EVENTS_MAX: u64 = 100_000;
+
+/// `/readyz` says `degraded` while the oldest event queries do not see yet
+/// is older than this. A backlog under load is not a reason to leave a load
+/// balancer (ingest goes on, and taking the node out would not help it
+/// catch up); a backlog this old is a reason for an operator to look.
+pub const DEGRADED_LAG_SECONDS: f64 = 30.0;
 
 /// Liveness: 503 once the log refuses appends after a failed fsync, since
 /// only a restart (recovery) brings it back; a supervisor may act on it.
@@ -101,7 +108,9 @@ fn alert_state(app: &App) -> (Value, bool) {
 pub(super) fn readyz(app: &App) -> Resp {
     let log = app.engine.log();
     let idx = app.engine.indexes();
-    let (last, indexed) = (log.last_seq(), idx.indexed_seq());
+    let lag = idx.lag(log, app.clock.now_micros());
+    let (last, indexed) = (lag.last_seq, lag.indexed_seq);
+    let lagging = lag.seconds.is_some_and(|s| s > DEGRADED_LAG_SECONDS);
     let unreadable = unreadable_segments(app);
     let (seal, seal_degraded) = seal_state(app);
     let (alerts, alerts_failing) = alert_state(app);
@@ -116,11 +125,14 @@ pub(super) fn readyz(app: &App) -> Resp {
     // events and answers every query that does not need them. So does a
     // webhook that does not take alerts: an unreachable chat service must
     // not take the audit log out of a load balancer; and an archive that
-    // fails (ingest never waits for it).
+    // fails (ingest never waits for it). A backlog of indexing under load
+    // degrades once its oldest event waits more than DEGRADED_LAG_SECONDS.
     let state = json!({
         "log_last_seq": last,
         "indexed_seq": indexed,
-        "lag_events": last.saturating_sub(indexed),
+        "lag_events": lag.events,
+        "lag_seconds": lag.seconds,
+        "index_caught_up": lag.caught_up,
         "unreadable_segments": unreadable,
         "seal": seal,
         "alerts": alerts,
@@ -130,9 +142,11 @@ pub(super) fn readyz(app: &App) -> Resp {
         Some(format!("the log refuses appends: {e}"))
     } else if let Some(f) = idx.failure() {
         Some(format!("the indexer stopped: {f}"))
-    } else if last.saturating_sub(indexed) > READY_LAG_EVENTS_MAX {
+    } else if !lag.caught_up && lag.events > READY_LAG_EVENTS_MAX {
         Some(format!(
-            "the indexes trail the log by more than {READY_LAG_EVENTS_MAX} events"
+            "the indexes are catching up with the log after a start or rebuild: {} events \
+             behind (more than {READY_LAG_EVENTS_MAX})",
+            lag.events
         ))
     } else {
         None
@@ -145,7 +159,8 @@ pub(super) fn readyz(app: &App) -> Resp {
                 "degraded": !unreadable.is_empty()
                     || seal_degraded
                     || alerts_failing
-                    || archive_failing,
+                    || archive_failing
+                    || lagging,
                 "state": state
             }),
         ),

@@ -138,12 +138,21 @@ impl Collector for Scrape {
             "Seq up to which queries see the log.",
             idx.indexed_seq(),
         )?;
+        let lag = idx.lag(log, app.clock.now_micros());
         gauge(
             enc,
             "stele_index_lag_events",
             "Events durable but not yet searchable.",
-            log.last_seq().saturating_sub(idx.indexed_seq()),
+            lag.events,
         )?;
+        if let Some(secs) = lag.seconds {
+            gauge(
+                enc,
+                "stele_index_lag_seconds",
+                "Age of the oldest durable event not yet searchable (0 when queries see the whole log).",
+                secs,
+            )?;
+        }
         gauge(
             enc,
             "stele_log_poisoned",

@@ -1,13 +1,13 @@
 //! `POST /v1/events`: reading, validating and appending a batch.
 
 use super::problem::{internal, problem, query_problem, Kind};
-use super::{json_response, App, Caller, Req, Resp};
+use super::{serialized_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
 use crate::event::{self, Event, FieldError, Provenance};
 use crate::ingest::Idempotency;
 use crate::sync::Recover;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -66,27 +66,73 @@ pub(super) enum BodyReadError {
     Unreadable(String),
 }
 
-/// Reads a whole body of at most `max` bytes.
+/// Reads a whole body of at most `max` bytes into one buffer, sized up front
+/// from `Content-Length` when the request declares it (a batch of 1,000
+/// events is ≈ 600 KB: collecting chunks and then growing a buffer by
+/// doubling copied it several times and took fresh zeroed pages from the
+/// kernel at every request).
 pub(super) async fn read_body(req: Req, max: usize) -> Result<Bytes, BodyReadError> {
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyReadError::TooLarge),
-        Err(e) => {
-            // axum's error wraps hyper's; name hyper's once.
-            let e = match e.downcast::<axum::Error>() {
-                Ok(a) => a.into_inner(),
-                Err(e) => e,
-            };
-            let mut why = e.to_string();
-            let mut cause = e.source();
-            while let Some(c) = cause {
-                why.push_str(": ");
-                why.push_str(&c.to_string());
-                cause = c.source();
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(BodyReadError::TooLarge);
+    }
+    let mut body = req.into_body();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyReadError::Unreadable(causes(e)))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                return Err(BodyReadError::TooLarge);
             }
-            Err(BodyReadError::Unreadable(why))
+            buf.extend_from_slice(&data);
         }
     }
+    Ok(Bytes::from(buf))
+}
+
+/// An error of reading a body and its causes, in words (axum's error wraps
+/// hyper's; hyper's is named once).
+fn causes(e: axum::Error) -> String {
+    let e = e.into_inner();
+    let mut why = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        why.push_str(": ");
+        why.push_str(&c.to_string());
+        cause = c.source();
+    }
+    why
+}
+
+/// The answer to an accepted or replayed batch. Fields in alphabetical
+/// order, as every other answer (serde_json's maps) writes them.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    events: Vec<IdSeq<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<Receipt>,
+    replayed: bool,
+}
+
+/// One stored event of an [`Answer`].
+#[derive(serde::Serialize)]
+struct IdSeq<'a> {
+    id: &'a str,
+    seq: u64,
+}
+
+/// Where an accepted batch went: its last record's segment, seq and chain
+/// hash, and when it was received.
+#[derive(serde::Serialize)]
+struct Receipt {
+    hash: String,
+    last_seq: u64,
+    received_at: String,
+    segment: String,
 }
 
 /// The media types `POST /v1/events` reads.
@@ -224,15 +270,16 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     {
         Ok((events, Ok(Idempotency::New(reserved)))) => (events, reserved),
         Ok((events, Ok(Idempotency::Replay(seqs)))) => {
-            let items: Vec<Value> = events
-                .iter()
-                .zip(&seqs)
-                .map(|(e, s)| json!({"id": e.id, "seq": s}))
-                .collect();
-            return json_response(
-                StatusCode::OK,
-                &json!({ "events": items, "replayed": true }),
-            );
+            let answer = Answer {
+                events: events
+                    .iter()
+                    .zip(seqs)
+                    .map(|(e, seq)| IdSeq { id: &e.id, seq })
+                    .collect(),
+                receipt: None,
+                replayed: true,
+            };
+            return serialized_response(StatusCode::OK, &answer);
         }
         Ok((_, Ok(Idempotency::Conflict(detail)))) => {
             return problem(Kind::IdConflict, detail, json!({ "field": "id" }))
@@ -284,24 +331,21 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             app.stats
                 .ingested
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
-            let items: Vec<Value> = events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| json!({"id": e.id, "seq": ack.first_seq + i as u64}))
-                .collect();
-            json_response(
-                StatusCode::CREATED,
-                &json!({
-                    "events": items,
-                    "replayed": false,
-                    "receipt": {
-                        "segment": ack.segment.file_name(),
-                        "last_seq": ack.last_seq(),
-                        "hash": crate::log::format::hash_hex(&ack.last_hash),
-                        "received_at": event::format_micros(ack.received_at),
-                    }
+            let answer = Answer {
+                events: events
+                    .iter()
+                    .zip(ack.first_seq..)
+                    .map(|(e, seq)| IdSeq { id: &e.id, seq })
+                    .collect(),
+                receipt: Some(Receipt {
+                    hash: crate::log::format::hash_hex(&ack.last_hash),
+                    last_seq: ack.last_seq(),
+                    received_at: event::format_micros(ack.received_at),
+                    segment: ack.segment.file_name(),
                 }),
-            )
+                replayed: false,
+            };
+            serialized_response(StatusCode::CREATED, &answer)
         }
         Err(e) if e.is_disk_full() => problem(
             Kind::DiskFull,

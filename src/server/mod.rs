@@ -353,6 +353,19 @@ fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
+/// A JSON response of a typed body, written straight into one buffer (no
+/// `Value` tree in between): for answers built per item, such as ingest's.
+fn serialized_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(full(bytes))
+            .expect("valid response"),
+        Err(e) => problem::internal(e.to_string()),
+    }
+}
+
 fn json_response(status: StatusCode, body: &Value) -> Resp {
     Response::builder()
         .status(status)

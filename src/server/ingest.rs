@@ -135,6 +135,9 @@ struct Receipt {
     segment: String,
 }
 
+/// Most client ids of a request looked up without leaving its task.
+const INLINE_RESERVE_IDS_MAX: usize = 16;
+
 /// The media types `POST /v1/events` reads.
 const INGEST_TYPES: &str = "application/json or application/x-ndjson";
 
@@ -261,13 +264,23 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         }
         return r;
     }
-    let app2 = app.clone();
-    let (mut events, reserved) = match tokio::task::spawn_blocking(move || {
-        let r = app2.ids.reserve(&app2.engine, &events, &client_id);
-        (events, r)
-    })
-    .await
-    {
+    // A few ids are looked up on the request's own task (a handful of key
+    // index reads in memory); a thread hop for them cost more than the work
+    // (two context switches per single-event request). Bigger batches go to
+    // the blocking pool.
+    let ids = client_id.iter().filter(|&&c| c).count();
+    let looked_up = if ids <= INLINE_RESERVE_IDS_MAX {
+        let r = app.ids.reserve(&app.engine, &events, &client_id);
+        Ok((events, r))
+    } else {
+        let app2 = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = app2.ids.reserve(&app2.engine, &events, &client_id);
+            (events, r)
+        })
+        .await
+    };
+    let (mut events, reserved) = match looked_up {
         Ok((events, Ok(Idempotency::New(reserved)))) => (events, reserved),
         Ok((events, Ok(Idempotency::Replay(seqs)))) => {
             let answer = Answer {

@@ -52,7 +52,9 @@
 //!   each 201. Reports events/s sustained and request latency p50/p95/p99/max. Once per
 //!   second one batch carries an event with a unique `correlation_id`; after its 201 a
 //!   separate connection polls `GET /v1/events?correlation_id=..` every 10 ms until the
-//!   event is returned: "searchable within" p50/p99/max is that ack → visible time. At the
+//!   event is returned: "searchable within" p50/p99/max is that ack → visible time. The
+//!   probes poll one at a time, oldest first (the index makes events visible in seq
+//!   order), so that they add one query every 10 ms, not one per pending probe. At the
 //!   end it reports how long after the last acknowledgement `/metrics` shows
 //!   `stele_index_lag_events 0`. With `--events N` it posts exactly N events instead of
 //!   running for `--duration`, and the measured window ends at the last

@@ -36,6 +36,7 @@ mod limits;
 mod time;
 mod validate;
 mod view;
+pub use view::to_json;
 
 pub use codec::*;
 pub use enums::*;

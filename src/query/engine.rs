@@ -13,17 +13,18 @@ use crate::index::Indexes;
 use crate::log::Log;
 use std::sync::Arc;
 
-/// One page of events.
+/// One page of events. Fields in byte order of their names: answers are
+/// written straight from it, as a `serde_json::Value` (a sorted map) wrote them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Page {
     /// The events, in the page's order.
     pub events: Vec<StoredEvent>,
-    /// Continues the listing; `None` at the end.
-    pub next_cursor: Option<String>,
     /// Why an empty first page may be empty when the caller expected events
     /// (a tenant that exists in another letter case); omitted when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// Continues the listing; `None` at the end.
+    pub next_cursor: Option<String>,
     /// The number of matches of the whole listing, when asked for (`total=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,

@@ -12,7 +12,6 @@ use crate::query::{Query, QueryError};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::{Response, StatusCode};
-use serde_json::json;
 use std::sync::Arc;
 
 /// Pages fetched per export step; the channel holds at most a few chunks, so
@@ -176,14 +175,14 @@ pub(super) async fn export(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         let mut render = |ev: &crate::event::StoredEvent, chunk: &mut String| match format {
             Format::Csv => rows.row(ev, chunk),
             Format::Ndjson => {
-                chunk.push_str(&json!(ev).to_string());
+                chunk.push_str(&crate::event::to_json(ev));
                 chunk.push('\n');
             }
             Format::Json => {
                 if !std::mem::take(&mut first) {
                     chunk.push(',');
                 }
-                chunk.push_str(&json!(ev).to_string());
+                chunk.push_str(&crate::event::to_json(ev));
             }
         };
         if scan {

@@ -3,7 +3,7 @@
 
 use super::params::{query_pairs, reject_params};
 use super::problem::{internal, problem, query_problem, Kind};
-use super::{counted, json_response, App, Caller, Req, Resp};
+use super::{counted, json_response, serialized_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
 use crate::event;
 use crate::index::text::StatsAnswer;
@@ -47,7 +47,7 @@ async fn page_answer(
 ) -> Resp {
     match tokio::task::spawn_blocking(run).await {
         Ok(Ok(page)) => counted(
-            json_response(StatusCode::OK, &json!(page)),
+            serialized_response(StatusCode::OK, &page),
             page.events.len(),
         ),
         Ok(Err(e)) => query_problem(e),
@@ -115,7 +115,7 @@ pub(super) async fn get_event(
         Err(e) => return internal(e.to_string()),
     };
     match found.as_slice() {
-        [ev] => counted(json_response(StatusCode::OK, &json!(ev)), 1),
+        [ev] => counted(serialized_response(StatusCode::OK, ev), 1),
         [] => counted(
             problem(
                 Kind::NoSuchEvent,

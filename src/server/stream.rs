@@ -107,7 +107,12 @@ impl Framing for Sse {
     type Chunk = String;
     fn push(out: &mut String, ev: &StoredEvent) -> usize {
         use std::fmt::Write as _;
-        let _ = write!(out, "id: {}\nevent: audit\ndata: {}\n\n", ev.seq, json!(ev));
+        let _ = write!(
+            out,
+            "id: {}\nevent: audit\ndata: {}\n\n",
+            ev.seq,
+            crate::event::to_json(ev)
+        );
         out.len()
     }
     fn is_empty(chunk: &String) -> bool {

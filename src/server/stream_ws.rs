@@ -29,7 +29,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use bytes::Bytes;
 use futures_util::SinkExt;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,7 +126,7 @@ impl Framing for Ws {
     type Msg = WsMsg;
     type Chunk = WsChunk;
     fn push(chunk: &mut WsChunk, ev: &StoredEvent) -> usize {
-        let frame = json!(ev).to_string();
+        let frame = crate::event::to_json(ev);
         chunk.bytes += frame.len();
         chunk.frames.push(frame);
         chunk.bytes

@@ -134,7 +134,7 @@ class Stele:
             "request_p99_ms": round(pct(lat, 0.99) * 1e3, 2),
             "searchable_filter_s": seen["filter"], "searchable_text_s": seen["text"],
             "readyz_non200_seconds": len(watch.bad_seconds),
-            "readyz_polls": watch.polls,
+            "readyz_polls": watch.polls, "readyz_non200_first": watch.reasons,
         }
 
     def probe_visible(self, probe, acked, timeout=600):
@@ -179,19 +179,21 @@ class ReadyWatch(threading.Thread):
     def __init__(self, stele):
         super().__init__(daemon=True)
         self.stele, self.halt = stele, threading.Event()
-        self.bad_seconds, self.polls = set(), 0
+        self.bad_seconds, self.polls, self.reasons = set(), 0, []
 
     def run(self):
         c = self.stele.conn()
         t0 = time.monotonic()
         while not self.halt.is_set():
             try:
-                st, _ = self.stele.get(c, "/readyz")
-            except OSError:
-                st, c = None, self.stele.conn()
+                st, body = self.stele.get(c, "/readyz")
+            except OSError as e:
+                st, body, c = None, str(e).encode(), self.stele.conn()
             self.polls += 1
             if st != 200:
                 self.bad_seconds.add(int(time.monotonic() - t0))
+                if len(self.reasons) < 3:
+                    self.reasons.append(f"{st}: {body[:300].decode(errors='replace')}")
             self.halt.wait(0.2)
 
     def stop(self):

@@ -52,6 +52,10 @@ if ! id postgres >/dev/null 2>&1; then
     echo "bench-peers: no postgres user (the postgresql-15 package creates it)" >&2
     exit 1
 fi
+if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import sqlite3' 2>/dev/null; then
+    echo "bench-peers: installing python3-venv (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
 if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import psycopg' 2>/dev/null; then
     echo "bench-peers: creating $VENV with psycopg[binary] (PyPI)" >&2
     python3 -m venv "$VENV"

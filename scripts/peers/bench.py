@@ -69,13 +69,17 @@ def time_queries(system, runner, norm, qs, reps, warm=3):
     for q in qs:
         for _ in range(warm):
             runner(q)
-        lat = []
+        lat, read = [], []
         for _ in range(reps):
             t0 = time.perf_counter()
             raw = runner(q)
             lat.append((time.perf_counter() - t0) * 1e3)
+            if getattr(runner, "last_read_ms", None) is not None:
+                read.append(runner.last_read_ms)
         answers[q.name] = norm(q, raw)
         out[q.name] = {"p50_ms": round(pct(lat, 0.5), 3), "p95_ms": round(pct(lat, 0.95), 3)}
+        if read:
+            out[q.name]["p50_ms_before_json_decoding"] = round(pct(read, 0.5), 3)
     log(f"{system}: {len(qs)} queries × {reps} timed")
     return out, answers
 
@@ -190,7 +194,9 @@ def main():
         qs = Q.build(params)
         log(f"query values: {json.dumps({k: v for k, v in params.items() if k != 'words'})}")
         r = {"config": {"events": o.events, "seed": o.seed, "quick": o.quick, "reps": o.reps,
-                        "warmups": 3, "single_secs": o.single_secs},
+                        "warmups": 3, "single_secs": o.single_secs, "cpus": os.cpu_count(),
+                        "loadavg_start": os.getloadavg()[0],
+                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
              "params": params}
         answers = {}
         r["stele"], answers["stele"] = run_stele(o, run_dir, nd, params, qs)
@@ -209,9 +215,10 @@ def main():
             "sqlite_sql": q.lite[0], "sqlite_args": q.lite[1],
             **{s: r[s]["queries"][q.name] for s in ("stele", "pg", "sqlite")}})
     r["mismatches"] = [t for _, t in bad]
+    r["config"]["loadavg_end"] = os.getloadavg()[0]
     r["notes"] = NOTES
     r["wall_seconds"] = round(time.time() - started, 1)
-    md = report.table(r)
+    md = report.table(r) + report.appendix(r)
     report.write(r, out, md)
     print(md)
     print(f"(wall time {r['wall_seconds']:.0f} s; results in {out}/results.md and results.json)")

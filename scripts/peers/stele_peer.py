@@ -137,7 +137,7 @@ class Stele:
             "readyz_polls": watch.polls, "readyz_non200_first": watch.reasons,
         }
 
-    def probe_visible(self, probe, acked, timeout=600):
+    def probe_visible(self, probe, acked, timeout=3600):
         """Seconds from the last 201 until the last event is found by a filter
         (action + its exact µs time) and by full text (a word of it + its time)."""
         ts = probe["ts"]
@@ -164,12 +164,16 @@ class Stele:
         c = self.conn()
 
         def run(q):
+            t0 = time.perf_counter()
             c.request("GET", q.stele)
             r = c.getresponse()
             body = r.read()
+            # The answer received, before the client decodes its JSON (reported apart).
+            run.last_read_ms = (time.perf_counter() - t0) * 1e3
             if r.status != 200:
                 raise RuntimeError(f"stele {q.name}: {r.status} {body[:300]!r}")
             return json.loads(body)
+        run.last_read_ms = None
         return run
 
 

@@ -135,12 +135,16 @@ def scan(path, copy_path, events, seed):
             texts = fts_columns(ev)
             for t in texts:
                 for w in UNCLEAN.findall(t):
-                    unclean.add(w.lower())
+                    # Only words that could be chosen (bounded by the vocabulary).
+                    w = w.lower()
+                    if CANDIDATE.fullmatch(w):
+                        unclean.add(w)
             for c in ev.get("changes") or ():
                 for k in ("old", "new"):
                     v = c.get(k, "")
                     if not isinstance(v, (str, int, float, bool)):
-                        unclean.update(w.lower() for w in TOKEN.findall(jtext(v)))
+                        unclean.update(w for w in map(str.lower, TOKEN.findall(jtext(v)))
+                                       if CANDIDATE.fullmatch(w))
             if n % df_every == 0 or (n % stride == 0 and len(pairs) < 2000):
                 # Words of the description, its last one left out (the generator cuts
                 # the text at a byte count: that word may be a fragment).

@@ -51,7 +51,8 @@ def table(r):
     for ing, name in ((i1, "batched ingest, 1 connection (events/s)"),
                       (i4, "batched ingest, 4 connections (events/s)")):
         stele_cell = (f"**{_n(ing['events_per_s'])}**; searchable after last ack: filter "
-                      f"{ing['searchable_filter_s']:.2f} s, full text {ing['searchable_text_s']:.2f} s; "
+                      f"{ing['searchable_filter_s']:.2f} s, full text {ing['searchable_text_s']:.2f} s, "
+                      f"index lag 0 {ing['index_lag0_s']:.2f} s; "
                       f"/readyz non-200: {ing['readyz_non200_seconds']} s")
         if ing is i1:
             pg_cell = (f"COPY {_n(pl['copy_events_per_s'])} (+ indexes {pl['index_seconds']:.1f} s: "

@@ -125,7 +125,12 @@ class Stele:
             watch.stop()
             raise RuntimeError(f"stele ingest refused: {errors[0]}")
         secs = last_ack[0] - t0
+        watch.after = last_ack[0]
         seen = self.probe_visible(probe, last_ack[0])
+        # With several connections the file's last event need not be the last appended:
+        # also wait for /readyz to report index lag 0 (everything acknowledged indexed).
+        while watch.lag0_at is None and time.perf_counter() - last_ack[0] < 3600:
+            time.sleep(0.05)
         watch.stop()
         return {
             "connections": conns, "events": posted[0], "seconds": round(secs, 3),
@@ -133,6 +138,8 @@ class Stele:
             "request_p50_ms": round(pct(lat, 0.5) * 1e3, 2),
             "request_p99_ms": round(pct(lat, 0.99) * 1e3, 2),
             "searchable_filter_s": seen["filter"], "searchable_text_s": seen["text"],
+            "index_lag0_s": round(watch.lag0_at - last_ack[0], 3)
+            if watch.lag0_at is not None else None,
             "readyz_non200_seconds": len(watch.bad_seconds),
             "readyz_polls": watch.polls, "readyz_non200_first": watch.reasons,
         }
@@ -178,12 +185,14 @@ class Stele:
 
 
 class ReadyWatch(threading.Thread):
-    """Polls /readyz five times a second; remembers the seconds with a non-200."""
+    """Polls /readyz five times a second; remembers the seconds with a non-200, and
+    when the index lag (`state.lag_events`) was first 0 after `after`."""
 
     def __init__(self, stele):
         super().__init__(daemon=True)
         self.stele, self.halt = stele, threading.Event()
         self.bad_seconds, self.polls, self.reasons = set(), 0, []
+        self.after, self.lag0_at = None, None
 
     def run(self):
         c = self.stele.conn()
@@ -194,6 +203,13 @@ class ReadyWatch(threading.Thread):
             except OSError as e:
                 st, body, c = None, str(e).encode(), self.stele.conn()
             self.polls += 1
+            now = time.perf_counter()
+            if self.after is not None and self.lag0_at is None and now >= self.after:
+                try:
+                    if json.loads(body)["state"]["lag_events"] == 0:
+                        self.lag0_at = now
+                except (ValueError, KeyError, TypeError):
+                    pass
             if st != 200:
                 self.bad_seconds.add(int(time.monotonic() - t0))
                 if len(self.reasons) < 3:

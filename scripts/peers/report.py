@@ -107,7 +107,9 @@ def table(r):
     lines += ["", f"Run {c['date']}, {c['cpus']} CPUs, 1-minute load average {c['loadavg_start']:.1f} "
               f"at the start and {c['loadavg_end']:.1f} at the end (the systems run one at a time; "
               f"anything above {c['cpus']} is other work sharing the machine); wall time "
-              f"{r['wall_seconds']:.0f} s.", "", *r.get("notes", [])]
+              f"{r['wall_seconds']:.0f} s. Stele's queried daemon was idle "
+              f"{st.get('settle_s', 0):.0f} s after its index caught up (merges).", "",
+              *r.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 

@@ -68,6 +68,24 @@ class Stele:
             log(f"stele exited {code} at shutdown; see {self.log_path}")
         return code
 
+    def settle(self, max_s=300.0, window=2.0, busy=0.05):
+        """Waits until the daemon is idle (under 5 % of a CPU over 2 s: background index
+        merges done), as PostgreSQL is after its VACUUM and CHECKPOINT; the seconds waited."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu():
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < max_s:
+            c0 = cpu()
+            time.sleep(window)
+            if (cpu() - c0) / window < busy:
+                break
+        return round(time.perf_counter() - t0, 1)
+
     def sizes(self):
         """Bytes on disk by top-level entry of the data directory (segments, sled, tantivy...)."""
         out = {}

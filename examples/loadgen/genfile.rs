@@ -13,7 +13,12 @@
 //! - event times are spread over exactly [`DAYS`] days whatever N is, ending at today's
 //!   UTC midnight: the generator's clock (which advances 0.75 s per event on average)
 //!   is scaled linearly, so its order and gaps are kept (ties are possible for very
-//!   large N, which the benchmark's tie-breaker handles).
+//!   large N, which the benchmark's tie-breaker handles);
+//! - out of order, as real clients post: 2 % of the events arrive up to an hour late
+//!   (their time moved back), and 1 % carry exactly the previous event's time, so that
+//!   event-time order differs from arrival order and ties are broken by seq. These
+//!   draws come from a generator of their own (seeded from `--seed`), so the events'
+//!   other fields are exactly what `EventGen::new(seed)` makes.
 //!
 //! Every event keeps the `id` the generator gave it (unique), so answers can be
 //! compared across systems by id.
@@ -35,6 +40,7 @@ use crate::Opts;
 pub const DAYS: i64 = 30;
 /// The generator's mean clock step per event, in µs (1 + uniform below 1.5 s).
 const MEAN_STEP_MICROS: i128 = 750_000;
+const HOUR_MICROS: u64 = 3_600_000_000;
 
 pub fn gen_file(o: &Opts) -> Result<Report> {
     let out = o
@@ -49,6 +55,8 @@ pub fn gen_file(o: &Opts) -> Result<Report> {
     let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut g = EventGen::new(o.seed).with_base_time(base);
+    let mut disorder = EventGen::new(o.seed ^ 0x6f75_745f_6f66_5f6f);
+    let mut prev = base;
     let started = Instant::now();
     let (mut last_raw, mut bytes, mut first, mut last) = (base, 0u64, None, base);
     let mut line = Vec::with_capacity(4096);
@@ -56,7 +64,14 @@ pub fn gen_file(o: &Opts) -> Result<Report> {
         let mut ev = next_event(&mut g, o.event_bytes);
         let raw = ev.timestamp.unwrap_or(last_raw + 1);
         last_raw = raw;
-        let scaled = base + (i128::from(raw - base) * span / raw_span) as i64;
+        let mut scaled = base + (i128::from(raw - base) * span / raw_span) as i64;
+        let r = disorder.next_u64();
+        match r % 100 {
+            0 | 1 => scaled -= ((r >> 8) % HOUR_MICROS) as i64,
+            2 => scaled = prev,
+            _ => {}
+        }
+        prev = scaled;
         ev.timestamp = Some(scaled);
         first.get_or_insert(scaled);
         last = scaled;

@@ -41,6 +41,8 @@ _UNSAFE = r'(?:[^\s\w,()\[\]"]|_)'
 UNCLEAN = re.compile(rf"(?<={_UNSAFE})[^\W_]+|[^\W_]+(?={_UNSAFE})")
 CANDIDATE = re.compile(r"[a-z]{4,20}")
 PAIR = re.compile(r'(?<![^\s,()\[\]"])([A-Za-z]{4,20}) ([A-Za-z]{4,20})(?![^\s,()\[\]"])')
+# The generator's output format (bumped when `loadgen gen` changes what it writes).
+FORMAT = 2
 _COPY_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -109,14 +111,14 @@ def generate(loadgen, path, events, seed, event_bytes):
     if os.path.exists(path) and os.path.exists(path + ".meta"):
         with open(path + ".meta") as f:
             meta = json.load(f)
-        if meta == {"events": events, "seed": seed, "event_bytes": event_bytes}:
+        if meta == {"events": events, "seed": seed, "event_bytes": event_bytes, "format": FORMAT}:
             log(f"workload: reusing {path}")
             return
     log(f"workload: generating {events} events (seed {seed}) into {path}")
     run([loadgen, "gen", "--events", str(events), "--seed", str(seed),
          "--event-bytes", str(event_bytes), "--out", path], stdout=open(os.devnull, "w"))
     with open(path + ".meta", "w") as f:
-        json.dump({"events": events, "seed": seed, "event_bytes": event_bytes}, f)
+        json.dump({"events": events, "seed": seed, "event_bytes": event_bytes, "format": FORMAT}, f)
 
 
 def scan(path, copy_path, events, seed):

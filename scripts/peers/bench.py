@@ -163,7 +163,9 @@ NOTES = [
     "- order: Stele pages by (event time, seq), newest first descending on both, oldest first "
     "ascending (src/index/text/timed.rs); the tables carry `seq` = the event's line in the "
     "workload, which is Stele's arrival order with the one ingest connection of the queried "
-    "daemon, and SQL orders by `ts, seq` the same way; `since` inclusive, `until` exclusive.",
+    "daemon, and SQL orders by `ts, seq` the same way; `since` inclusive, `until` exclusive. "
+    "The workload has 2 % of events arriving up to an hour late and 1 % sharing the previous "
+    "event's microsecond, so both the time order and the tie-break are exercised.",
     "- full text: Stele's bare words search description, entity_name, user_agent, user_name, "
     "changes (`field old new`) and metadata values with tantivy's default tokenizer (runs of "
     "alphanumerics, lower-cased); PostgreSQL indexes the same fields (to_tsvector('simple') of "

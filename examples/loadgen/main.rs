@@ -115,6 +115,8 @@
 //!   within 1 s at 1,000,000 events; the page ≤ 300 KB compressed.** Then, Live on,
 //!   `--live-events` single events 100 ms apart: the delay from each 201 to its row in
 //!   the page (the page's clock, `performance.timeOrigin + now()`), p50/p95/max.
+//! - `gen` (`--events` default 1,000,000, `--out FILE`): no daemon; writes the peer
+//!   benchmark's workload (`scripts/bench-peers.sh`) as NDJSON, see `genfile.rs`.
 //! - `all`: `batch`, `single`, `query`, `stream` and `detect` in sequence (not
 //!   `console`, which needs Chromium).
 //!
@@ -165,6 +167,7 @@ mod console;
 mod daemon;
 mod detect;
 mod gen;
+mod genfile;
 mod ingest;
 mod query;
 mod report;
@@ -274,6 +277,9 @@ pub struct Opts {
     /// With --addr: the API key to send (`Authorization: Bearer KEY`).
     #[arg(long, value_name = "KEY", requires = "addr")]
     pub token: Option<String>,
+    /// Gen: the NDJSON file to write the workload to (see `genfile.rs`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -284,6 +290,8 @@ pub enum Scenario {
     Stream,
     Detect,
     Console,
+    /// Write the peer benchmark's workload to `--out` (no daemon).
+    Gen,
     All,
 }
 
@@ -296,6 +304,7 @@ impl Scenario {
             Scenario::Stream => "stream",
             Scenario::Detect => "detect",
             Scenario::Console => "console",
+            Scenario::Gen => "gen",
             Scenario::All => "all",
         }
     }
@@ -392,6 +401,9 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
     if s == Scenario::Console {
         return console::console(rt, o);
     }
+    if s == Scenario::Gen {
+        return genfile::gen_file(o);
+    }
     let (daemon, ctx) = target(o)?;
     eprintln!(
         "loadgen: {}: {} daemon at {}",
@@ -412,7 +424,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, o: &Opts, s: Scenario) -> Result<R
                 Scenario::Single => single::single(&ctx, o).await,
                 Scenario::Query => query::query(&ctx, o).await,
                 Scenario::Stream => stream::stream(&ctx, o).await,
-                Scenario::Detect | Scenario::Console | Scenario::All => {
+                Scenario::Detect | Scenario::Console | Scenario::Gen | Scenario::All => {
                     unreachable!(
                         "`detect` and `console` run their own daemons, `all` is expanded by main"
                     )

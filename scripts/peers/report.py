@@ -90,7 +90,10 @@ def table(r):
                  f"geometric mean **{gm:.2f}×** |")
     n = r["config"]["events"]
     sz, pz, lz = st["sizes"], pg["sizes"], li["sizes"]
-    parts = ", ".join(f"{k} {v / n:.0f}" for k, v in sz.items() if k != "total" and v)
+    parts = ", ".join(f"{k} {v / n:.0f}" for k, v in sz.items()
+                      if k not in ("total", "zero_fill") and v)
+    if sz.get("zero_fill"):
+        parts += f"; not counted: the active segment's zero-fill {sz['zero_fill'] / n:.0f}"
     lines.append(f"| bytes on disk per event | {sz['total'] / n:.0f} ({parts}) | "
                  f"{pz['total'] / n:.0f} (table {pz['table'] / n:.0f}, TOAST {pz['toast'] / n:.0f}, "
                  f"indexes {pz['indexes'] / n:.0f}) | {lz['total'] / n:.0f} (table "

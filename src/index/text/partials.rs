@@ -16,7 +16,8 @@
 //! - when the window cuts off less than half of the range (by time), merges its
 //!   cached partial minus the counts of its matches outside the window (the
 //!   edge, read from the columns);
-//! - otherwise, and for a segment holding documents retention dropped (`first`),
+//! - otherwise, and for a segment holding live documents below `first` (dropped by
+//!   retention, not yet deleted from the index),
 //!   reads the columns of its matches in the window, as the single pass did.
 //!
 //! Invariants:
@@ -562,8 +563,9 @@ fn plan(reader: &SegmentReader, lo: i64, hi: i64, first: u64) -> tantivy::Result
     if max < lo || min > hi {
         return Ok(Plan::Skip);
     }
-    // Documents retention dropped are still here: count what the window keeps.
-    if end_below(reader, first)? < reader.max_doc() {
+    // Live documents retention dropped are still here: count what `first` keeps.
+    let end = end_below(reader, first)?;
+    if end < reader.max_doc() && !deleted_from(reader, end) {
         return Ok(Plan::Direct);
     }
     let (below, above) = (min < lo, max > hi);
@@ -579,6 +581,18 @@ fn plan(reader: &SegmentReader, lo: i64, hi: i64, first: u64) -> tantivy::Result
             Plan::Direct
         },
     )
+}
+
+/// Whether every document of `reader` from `doc` on is deleted (a retention
+/// delete applied), so that `first` leaves out nothing more.
+fn deleted_from(reader: &SegmentReader, doc: DocId) -> bool {
+    let n = reader.max_doc() - doc;
+    match reader.alive_bitset() {
+        Some(alive) if reader.num_deleted_docs() >= n => {
+            (doc..reader.max_doc()).all(|d| !alive.is_alive(d))
+        }
+        _ => false,
+    }
 }
 
 impl MergedStats {

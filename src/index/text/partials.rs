@@ -83,6 +83,9 @@ struct Key {
     filter: Arc<[u8]>,
 }
 
+/// A histogram's non-empty buckets: `(bucket start, count)`, ascending.
+type Buckets = Arc<Vec<(i64, u64)>>;
+
 /// The counts of one segment's matches (see the module documentation); a part
 /// is present once asked for.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +97,7 @@ pub(super) struct Partial {
     /// Per string column: count per stored value (not folded).
     columns: Vec<(&'static str, Arc<HashMap<String, u64>>)>,
     /// Per bucket width: `(bucket start, count)`.
-    histograms: Vec<(i64, Arc<Vec<(i64, u64)>>)>,
+    histograms: Vec<(i64, Buckets)>,
 }
 
 impl Partial {
@@ -105,7 +108,7 @@ impl Partial {
             .map(|(_, m)| m)
     }
 
-    fn histogram(&self, width: i64) -> Option<&Arc<Vec<(i64, u64)>>> {
+    fn histogram(&self, width: i64) -> Option<&Buckets> {
         self.histograms
             .iter()
             .find(|(w, _)| *w == width)

@@ -153,6 +153,34 @@ impl Collector for Scrape {
                 secs,
             )?;
         }
+        let partials = idx.text.partials_stats();
+        let mut f = enc.encode_descriptor(
+            "stele_stats_partials_lookups",
+            "Segments a statistics question counted from the cache of per-segment partials (hit) or had to read (miss).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [("hit", partials.hits), ("miss", partials.misses)] {
+            ConstCounter::new(n).encode(f.encode_family(&[("result", result)])?)?;
+        }
+        counter(
+            enc,
+            "stele_stats_partials_evictions",
+            "Partials dropped: least recently used past the bound, or of segments merged away or changed by deletes.",
+            partials.evictions,
+        )?;
+        gauge(
+            enc,
+            "stele_stats_partials_entries",
+            "Per-segment partials cached.",
+            partials.entries,
+        )?;
+        gauge(
+            enc,
+            "stele_stats_partials_bytes",
+            "Estimated bytes of the cached per-segment partials (bounded).",
+            partials.bytes,
+        )?;
         gauge(
             enc,
             "stele_log_poisoned",

@@ -19,9 +19,18 @@ impl TextIndex {
     /// are there to leave out, the count is the matches with them minus
     /// theirs: two counts that need no walk (or walk only Stele's events).
     pub fn count_from(&self, filter: &Filter, first: u64) -> Result<u64, TextError> {
-        guarded(|| {
-            let searcher = self.shared.reader.searcher();
-            if filter.own_records() == OwnRecords::Exclude && self.holds_own_records(&searcher)? {
+        guarded(|| self.count_in(&self.shared.reader.searcher(), filter, first))
+    }
+
+    /// [`TextIndex::count_from`] on `searcher`.
+    pub(super) fn count_in(
+        &self,
+        searcher: &Searcher,
+        filter: &Filter,
+        first: u64,
+    ) -> Result<u64, TextError> {
+        {
+            if filter.own_records() == OwnRecords::Exclude && self.holds_own_records(searcher)? {
                 let with = Filter {
                     stele_records: OwnRecords::Include,
                     ..filter.clone()
@@ -30,11 +39,11 @@ impl TextIndex {
                     stele_records: OwnRecords::Only,
                     ..filter.clone()
                 };
-                let all = self.count_on(&with, &searcher, first)?;
-                return Ok(all.saturating_sub(self.count_on(&own, &searcher, first)?));
+                let all = self.count_on(&with, searcher, first)?;
+                return Ok(all.saturating_sub(self.count_on(&own, searcher, first)?));
             }
-            self.count_on(filter, &searcher, first)
-        })
+            self.count_on(filter, searcher, first)
+        }
     }
 
     fn count_on(&self, filter: &Filter, searcher: &Searcher, first: u64) -> Result<u64, TextError> {

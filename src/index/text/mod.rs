@@ -7,7 +7,8 @@
 //! got.
 //!
 //! Modules: `schema` (fields and handles), `writer` ([`TextWriter`]), `ordered` (seq-ordered
-//! search), `stats` (the statistics collector); this file holds [`TextIndex`] and turns a
+//! search), `stats` (the statistics collector), `partials` (statistics segment by
+//! segment, with a bounded cache of sealed segments' partial counts); this file holds [`TextIndex`] and turns a
 //! [`Filter`] (the query layer's model) into a tantivy query.
 //!
 //! # Schema
@@ -146,6 +147,7 @@ pub struct Stats {
 
 mod counts;
 mod ordered;
+mod partials;
 mod recent;
 mod schema;
 mod stats;
@@ -153,6 +155,7 @@ mod timed;
 mod writer;
 
 use ordered::*;
+pub use partials::{PartialsStats, PARTIALS_BYTES_MAX};
 pub use recent::{RecentAnswer, RecentRequest};
 use schema::*;
 #[cfg(test)]
@@ -231,6 +234,8 @@ struct Shared {
     parser: QueryParser,
     /// Seq in the payload of the last commit.
     committed: Mutex<Option<u64>>,
+    /// Per-segment partial statistics (`partials`).
+    partials: partials::PartialCache,
 }
 
 /// The shared, read-side handle (Send + Sync, cheap to share in an Arc).
@@ -302,6 +307,7 @@ impl TextIndex {
                 fields,
                 parser,
                 committed: Mutex::new(committed),
+                partials: partials::PartialCache::new(PARTIALS_BYTES_MAX),
             }),
         })
     }
@@ -478,6 +484,11 @@ impl TextIndex {
         }
         out.sort_unstable();
         Ok(out)
+    }
+
+    /// What the cache of per-segment partial statistics holds and did.
+    pub fn partials_stats(&self) -> PartialsStats {
+        self.shared.partials.stats()
     }
 
     /// Number of documents visible to searches.

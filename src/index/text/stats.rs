@@ -6,7 +6,9 @@
 //! column, or the packed `codes` column for the enums), the histogram and the last
 //! 24 hours read `time`, the rates read `codes`. A question asking for nothing but the
 //! total reads no column at all. Facets (`GET /v1/fields/{name}/values`) are
-//! statistics with one group.
+//! statistics with one group. [`TextIndex::stats_of`] runs the collector segment
+//! by segment through `partials` (sealed segments' counts cached and merged);
+//! `last_24h`, whose window moves with `now`, is a count.
 //!
 //! Invariants:
 //! 1. Counts are exact: every live matching document is counted once per group, in
@@ -131,9 +133,33 @@ impl TextIndex {
             })?);
         }
         let searcher = self.shared.reader.searcher();
-        let Some(query) = self.build_query(filter, &searcher)? else {
-            return Ok(answer(request, &sources, MergedStats::default()));
-        };
+        let mut collector = self.stats_collector(filter, request, &sources, first);
+        // `last_24h` is counted apart (below).
+        collector.day_ago = None;
+        let mut merged = self.stats_by_segment(&searcher, filter, &collector)?;
+        if let Some(now) = request.last_24h {
+            // A count of the day's matches: the window moves with `now`, so it
+            // is no part of a segment's cached counts.
+            let day = Filter {
+                since: Some(
+                    now.saturating_sub(86_400_000_000)
+                        .max(filter.since.unwrap_or(i64::MIN)),
+                ),
+                ..filter.clone()
+            };
+            merged.last_24h = self.count_in(&searcher, &day, first)?;
+        }
+        Ok(answer(request, &sources, merged))
+    }
+
+    /// The single pass's collector of `request`'s parts.
+    pub(super) fn stats_collector(
+        &self,
+        filter: &Filter,
+        request: &StatsRequest,
+        sources: &[GroupSource],
+        first: u64,
+    ) -> StatsCollector {
         let (lo, hi) = time_bounds(filter).unwrap_or((i64::MIN, i64::MAX));
         let columns: Vec<&'static str> = sources
             .iter()
@@ -146,7 +172,7 @@ impl TextIndex {
             || sources
                 .iter()
                 .any(|s| matches!(s, GroupSource::Code { .. }));
-        let collector = StatsCollector {
+        StatsCollector {
             columns,
             codes,
             day_ago: request
@@ -157,9 +183,7 @@ impl TextIndex {
             time_lo: lo,
             time_hi: hi,
             first,
-        };
-        let merged = searcher.search(&query, &collector).map_err(query_failed)?;
-        Ok(answer(request, &sources, merged))
+        }
     }
 
     /// Statistics of the matching documents, every part computed (the full
@@ -239,6 +263,7 @@ impl TextIndex {
 /// Reads the requested fast columns of the matching documents in one pass: per-segment
 /// counts indexed by term ordinal (strings) or code (enums), resolved to strings once
 /// per segment when merging.
+#[derive(Clone)]
 pub(super) struct StatsCollector {
     /// The string columns to count, in request order.
     pub(super) columns: Vec<&'static str>,
@@ -280,7 +305,7 @@ pub(super) const DENSE_BUCKETS_MAX: i128 = 1 << 20;
 pub(super) const BLOCK: usize = tantivy::COLLECT_BLOCK_BUFFER_LEN;
 
 /// Counts of the packed `codes` values (severity, status, source: 3 bits each).
-const CODES: usize = 512;
+pub(super) const CODES: usize = 512;
 
 pub(super) struct StatsSegment {
     /// In [`StatsCollector::columns`] order; `None` for a column that no document of
@@ -412,33 +437,14 @@ impl Collector for StatsCollector {
             ..MergedStats::default()
         };
         for fruit in fruits {
-            merged.total += fruit.total;
-            merged.last_24h += fruit.last_24h;
-            for (into, n) in merged.risk_counts.iter_mut().zip(fruit.risk_counts) {
-                *into += n;
-            }
-            for (into, n) in merged.code_counts.iter_mut().zip(&fruit.code_counts) {
-                *into += n;
-            }
-            if let Some(histogram) = fruit.histogram {
-                merge_histogram(&mut merged.histogram, histogram, self.bucket.unwrap_or(1));
-            }
-            for (column, into) in fruit.columns.into_iter().zip(merged.columns.iter_mut()) {
-                if let Some(column) = column {
-                    merge_column(into, column)?;
-                }
-            }
+            merged.add_fruit(fruit, self)?;
         }
-        for (name, map) in self.columns.iter().zip(merged.columns.iter_mut()) {
-            if !exact_column(name) {
-                *map = fold_variants(std::mem::take(map));
-            }
-        }
+        merged.fold(self);
         Ok(merged)
     }
 }
 
-fn merge_histogram(into: &mut HashMap<i64, u64>, histogram: Histogram, bucket: i64) {
+pub(super) fn merge_histogram(into: &mut HashMap<i64, u64>, histogram: Histogram, bucket: i64) {
     match histogram {
         Histogram::Dense {
             first_bucket,
@@ -605,7 +611,7 @@ impl SegmentCollector for StatsSegment {
 /// Whether the values of the statistics column `name` are counted exactly as
 /// stored (the tenant, compared exactly by its filter too); the others are
 /// counted as their filters compare them, letter case folded.
-fn exact_column(name: &str) -> bool {
+pub(super) fn exact_column(name: &str) -> bool {
     stat_columns()
         .iter()
         .any(|(row, column)| column == name && event::FIELDS[*row].indexed == Indexed::ExactKeyword)
@@ -643,6 +649,19 @@ pub(super) fn fold_variants(map: HashMap<String, u64>) -> HashMap<String, u64> {
 pub(super) fn ranked(map: HashMap<String, u64>) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = map.into_iter().collect();
     v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+/// The first `top` of [`ranked`], without sorting the values cut.
+fn top_ranked(map: HashMap<String, u64>, top: usize) -> Vec<(String, u64)> {
+    if map.len() <= top {
+        return ranked(map);
+    }
+    let order = |a: &(String, u64), b: &(String, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
+    let mut v: Vec<(String, u64)> = map.into_iter().collect();
+    v.select_nth_unstable_by(top, order);
+    v.truncate(top);
+    v.sort_unstable_by(order);
     v
 }
 
@@ -701,7 +720,11 @@ fn share(n: u64, total: u64) -> f64 {
 }
 
 /// The answer to `request` from the merged counts (`sources`: its groups' sources).
-fn answer(request: &StatsRequest, sources: &[GroupSource], mut m: MergedStats) -> StatsAnswer {
+pub(super) fn answer(
+    request: &StatsRequest,
+    sources: &[GroupSource],
+    mut m: MergedStats,
+) -> StatsAnswer {
     let mut columns = m.columns.drain(..);
     let groups = request
         .groups
@@ -713,10 +736,9 @@ fn answer(request: &StatsRequest, sources: &[GroupSource], mut m: MergedStats) -
                 GroupSource::Code { shift, names } => code_values(&m.code_counts, *shift, names),
             };
             let counted: u64 = map.values().sum();
-            let mut values = ranked(map);
-            let distinct = values.len() as u64;
-            let truncated = values.len() > request.top;
-            values.truncate(request.top);
+            let distinct = map.len() as u64;
+            let truncated = map.len() > request.top;
+            let values = top_ranked(map, request.top);
             GroupCounts {
                 field,
                 values,

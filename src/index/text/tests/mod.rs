@@ -2,6 +2,7 @@ use super::*;
 
 mod fuzz;
 mod groups;
+mod partials;
 use crate::event::Event;
 use crate::testkit::{EventGen, DEFAULT_BASE_TIME};
 

@@ -12,6 +12,7 @@ use crate::index::text::{Stats, StatsAnswer, StatsRequest};
 use crate::index::Indexes;
 use crate::log::Log;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One page of events. Fields in byte order of their names: answers are
 /// written straight from it, as a `serde_json::Value` (a sorted map) wrote them.
@@ -28,6 +29,18 @@ pub struct Page {
     /// The number of matches of the whole listing, when asked for (`total=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
+}
+
+/// Where a page's time went on the server (`Server-Timing` of the listing
+/// routes), filled by [`Engine::list_paged_staged`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stages {
+    /// Finding the page's seqs in the text index.
+    pub search: Duration,
+    /// Reading and decoding the page's events from the log.
+    pub fetch: Duration,
+    /// Counting the whole listing (`total=true`).
+    pub count: Duration,
 }
 
 /// Answers queries from the indexes and the log.
@@ -152,10 +165,21 @@ impl Engine {
     /// An offset page's `next_cursor` continues after its last event, so a
     /// page-number UI can switch to cursors at any page.
     pub fn list_paged(&self, query: &Query, paging: &Paging) -> Result<Page, QueryError> {
+        self.list_paged_staged(query, paging, &mut Stages::default())
+    }
+
+    /// [`Engine::list_paged`], saying in `stages` where the time went.
+    pub fn list_paged_staged(
+        &self,
+        query: &Query,
+        paging: &Paging,
+        stages: &mut Stages,
+    ) -> Result<Page, QueryError> {
         let skip = paging.skip(query)?;
         let mut page = if skip > 0 {
             let fp =
                 super::cursor::fingerprint(Route::List, &query.filter, query.sort, query.order);
+            let started = Instant::now();
             let mut seqs = self.ordered(
                 &query.filter,
                 query.sort,
@@ -164,17 +188,23 @@ impl Engine {
                 None,
             )?;
             seqs.drain(..skip.min(seqs.len()));
-            self.page(seqs, query.limit, fp)?
+            stages.search += started.elapsed();
+            let started = Instant::now();
+            let page = self.page(seqs, query.limit, fp)?;
+            stages.fetch += started.elapsed();
+            page
         } else {
-            self.list_after_cursor(query)?
+            self.list_after_cursor(query, stages)?
         };
         if paging.total {
+            let started = Instant::now();
             page.total = Some(self.count(&query.filter)?);
+            stages.count += started.elapsed();
         }
         Ok(page)
     }
 
-    fn list_after_cursor(&self, query: &Query) -> Result<Page, QueryError> {
+    fn list_after_cursor(&self, query: &Query, stages: &mut Stages) -> Result<Page, QueryError> {
         let fp = super::cursor::fingerprint(Route::List, &query.filter, query.sort, query.order);
         let after = match &query.cursor {
             Some(c) => Some(self.cursors.decode(c, fp)?),
@@ -199,6 +229,7 @@ impl Engine {
                 });
             }
         }
+        let started = Instant::now();
         let seqs = self.ordered(
             &query.filter,
             query.sort,
@@ -206,9 +237,14 @@ impl Engine {
             query.limit + 1,
             after,
         )?;
+        stages.search += started.elapsed();
+        let started = Instant::now();
         let mut page = self.page(seqs, query.limit, fp)?;
+        stages.fetch += started.elapsed();
         if page.events.is_empty() && after.is_none() {
+            let started = Instant::now();
             page.hints = self.hints(&query.filter)?;
+            stages.search += started.elapsed();
         }
         Ok(page)
     }

@@ -31,7 +31,7 @@ mod shape;
 
 pub use cursor::{cursor_key, CursorCodec};
 pub use dashboard::{Dashboard, LastHour, RiskCounts, DASHBOARD_LATEST, DASHBOARD_TOP_USERS};
-pub use engine::{Engine, Page};
+pub use engine::{Engine, Page, Stages};
 pub use filter::{
     event_time, fold_case, EqSlot, Filter, NumRange, Order, OwnRecords, Position, Sort,
 };

@@ -8,7 +8,7 @@ use crate::auth::Scope;
 use crate::event;
 use crate::index::text::StatsAnswer;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
-use crate::query::{Filter, Interval, Order, Paging, Query, QueryError, StatsParams};
+use crate::query::{Filter, Interval, Order, Paging, Query, QueryError, Stages, StatsParams};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -37,7 +37,12 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
             message: "is required on /v1/search (tantivy syntax: words, AND/OR/NOT, \"phrases\", field:value)".into(),
         });
     }
-    page_answer(move || app.engine.list_paged(&q, &paging)).await
+    staged_page_answer(move || {
+        let mut stages = Stages::default();
+        let page = app.engine.list_paged_staged(&q, &paging, &mut stages)?;
+        Ok((page, Some(stages)))
+    })
+    .await
 }
 
 /// A page's answer: `200` with the page (counted in the metrics), or the
@@ -45,11 +50,35 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
 async fn page_answer(
     run: impl FnOnce() -> Result<crate::query::Page, QueryError> + Send + 'static,
 ) -> Resp {
+    staged_page_answer(move || run().map(|page| (page, None))).await
+}
+
+/// [`page_answer`] of a run that says where its time went: the answer then
+/// carries `Server-Timing` (search, fetch, count when asked, render; ms).
+async fn staged_page_answer(
+    run: impl FnOnce() -> Result<(crate::query::Page, Option<Stages>), QueryError> + Send + 'static,
+) -> Resp {
     match tokio::task::spawn_blocking(run).await {
-        Ok(Ok(page)) => counted(
-            serialized_response(StatusCode::OK, &page),
-            page.events.len(),
-        ),
+        Ok(Ok((page, stages))) => {
+            let started = std::time::Instant::now();
+            let mut resp = serialized_response(StatusCode::OK, &page);
+            if let Some(s) = stages {
+                let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                let mut timing = format!(
+                    "search;dur={:.3}, fetch;dur={:.3}",
+                    ms(s.search),
+                    ms(s.fetch)
+                );
+                if page.total.is_some() {
+                    timing.push_str(&format!(", count;dur={:.3}", ms(s.count)));
+                }
+                timing.push_str(&format!(", render;dur={:.3}", ms(started.elapsed())));
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&timing) {
+                    resp.headers_mut().insert("server-timing", v);
+                }
+            }
+            counted(resp, page.events.len())
+        }
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
     }

@@ -158,10 +158,36 @@ fn search_history_timeline_and_stats_routes() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let (st, _, v) = d.get("/v1/search?q=%22password%20reset%22");
+    let get_head = |target: &str| {
+        let r = http::send(&d.addr, "GET", target, &[], http::Body::None);
+        (r.status, r.head.clone(), r.json())
+    };
+    let (st, head, v) = get_head("/v1/search?q=%22password%20reset%22");
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["events"].as_array().unwrap().len(), 1);
     assert_eq!(v["events"][0]["seq"], 8);
+    // Where a page's time went, stage by stage (issue 21), in milliseconds.
+    let stages = |head: &str| -> Vec<(String, f64)> {
+        http::header(head, "server-timing")
+            .unwrap_or_else(|| panic!("no Server-Timing in {head}"))
+            .split(", ")
+            .map(|m| {
+                let (name, dur) = m.split_once(";dur=").unwrap();
+                (name.to_owned(), dur.parse::<f64>().unwrap())
+            })
+            .collect()
+    };
+    let names = |s: Vec<(String, f64)>| -> Vec<String> {
+        assert!(
+            s.iter().all(|(_, ms)| (0.0..10_000.0).contains(ms)),
+            "{s:?}"
+        );
+        s.into_iter().map(|(n, _)| n).collect()
+    };
+    assert_eq!(names(stages(&head)), ["search", "fetch", "render"]);
+    let (st, head, _) = get_head("/v1/events?tenant=acme&limit=5&total=true");
+    assert_eq!(st, 200);
+    assert_eq!(names(stages(&head)), ["search", "fetch", "count", "render"]);
     let (st, _, p) = d.get("/v1/search?tenant=acme");
     assert_eq!((st, p["field"].as_str()), (400, Some("q")));
 

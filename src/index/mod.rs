@@ -121,14 +121,19 @@ pub struct Lag {
     pub last_seq: u64,
     /// Seq up to which queries see the log.
     pub indexed_seq: u64,
-    /// Durable events not yet searchable.
-    pub events: u64,
-    /// Seconds since the oldest of them was received (0 when none; `None` when
+    /// Seconds since the oldest unsearchable event was received (0 when none; `None` when
     /// it could not be read).
     pub seconds: Option<f64>,
     /// Whether the catch-up of the start (or a rebuild) is over: after it, a
     /// lag is a backlog under load, before it the answers miss old events.
     pub caught_up: bool,
+}
+
+impl Lag {
+    /// Durable events not yet searchable.
+    pub fn events(&self) -> u64 {
+        self.last_seq.saturating_sub(self.indexed_seq)
+    }
 }
 
 /// Both indexes and the thread that keeps them up with the log.
@@ -325,7 +330,6 @@ impl Indexes {
         Lag {
             last_seq: last,
             indexed_seq: indexed,
-            events: last.saturating_sub(indexed),
             seconds,
             caught_up: self.progress.caught_up.load(Ordering::Acquire),
         }

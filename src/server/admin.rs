@@ -121,7 +121,7 @@ pub(super) async fn retention_plan(app: Arc<App>) -> Resp {
 pub(super) async fn add_hold(app: Arc<App>, req: Req) -> Resp {
     let body = match read_body(req, 64 * 1024).await {
         Ok(b) => b,
-        Err(BodyReadError::TooLarge) => {
+        Err(BodyReadError::TooLarge(_)) => {
             return problem(
                 Kind::BodyTooLarge,
                 "a hold is at most 65536 bytes".to_string(),

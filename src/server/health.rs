@@ -130,7 +130,7 @@ pub(super) fn readyz(app: &App) -> Resp {
     let state = json!({
         "log_last_seq": last,
         "indexed_seq": indexed,
-        "lag_events": lag.events,
+        "lag_events": lag.events(),
         "lag_seconds": lag.seconds,
         "index_caught_up": lag.caught_up,
         "unreadable_segments": unreadable,
@@ -142,11 +142,11 @@ pub(super) fn readyz(app: &App) -> Resp {
         Some(format!("the log refuses appends: {e}"))
     } else if let Some(f) = idx.failure() {
         Some(format!("the indexer stopped: {f}"))
-    } else if !lag.caught_up && lag.events > READY_LAG_EVENTS_MAX {
+    } else if !lag.caught_up && lag.events() > READY_LAG_EVENTS_MAX {
         Some(format!(
             "the indexes are catching up with the log after a start or rebuild: {} events \
              behind (more than {READY_LAG_EVENTS_MAX})",
-            lag.events
+            lag.events()
         ))
     } else {
         None

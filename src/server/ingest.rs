@@ -59,8 +59,9 @@ pub fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
 
 /// Why a request body could not be read whole.
 pub(super) enum BodyReadError {
-    /// More than the limit.
-    TooLarge,
+    /// More than the limit: as declared by `Content-Length` (the size), or
+    /// found while reading (`None`).
+    TooLarge(Option<usize>),
     /// Malformed framing (a bad chunk size, a missing CRLF, bad trailers) or a
     /// connection closed before the end: the cause, in words.
     Unreadable(String),
@@ -77,8 +78,8 @@ pub(super) async fn read_body(req: Req, max: usize) -> Result<Bytes, BodyReadErr
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(BodyReadError::TooLarge);
+    if let Some(n) = declared.filter(|&n| n > max) {
+        return Err(BodyReadError::TooLarge(Some(n)));
     }
     let mut body = req.into_body();
     let mut buf = Vec::with_capacity(declared.unwrap_or(0));
@@ -86,7 +87,7 @@ pub(super) async fn read_body(req: Req, max: usize) -> Result<Bytes, BodyReadErr
         let frame = frame.map_err(|e| BodyReadError::Unreadable(causes(e)))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > max {
-                return Err(BodyReadError::TooLarge);
+                return Err(BodyReadError::TooLarge(None));
             }
             buf.extend_from_slice(&data);
         }
@@ -176,26 +177,14 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     };
     let body_max = app.limits().body_bytes_max;
     let events_max = app.limits().events_per_request_max;
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|&n| n > body_max as u64) {
-        return problem(
-            Kind::BodyTooLarge,
-            format!("the body is {n} bytes, more than body_bytes_max ({body_max})"),
-            json!({ "limit": body_max }),
-        );
-    }
     let body = match read_body(req, body_max).await {
         Ok(b) => b,
-        Err(BodyReadError::TooLarge) => {
-            return problem(
-                Kind::BodyTooLarge,
-                format!("the body is more than body_bytes_max ({body_max}) bytes"),
-                json!({ "limit": body_max }),
-            )
+        Err(BodyReadError::TooLarge(declared)) => {
+            let detail = match declared {
+                Some(n) => format!("the body is {n} bytes, more than body_bytes_max ({body_max})"),
+                None => format!("the body is more than body_bytes_max ({body_max}) bytes"),
+            };
+            return problem(Kind::BodyTooLarge, detail, json!({ "limit": body_max }));
         }
         Err(BodyReadError::Unreadable(why)) => {
             return problem(

@@ -143,7 +143,7 @@ impl Collector for Scrape {
             enc,
             "stele_index_lag_events",
             "Events durable but not yet searchable.",
-            lag.events,
+            lag.events(),
         )?;
         if let Some(secs) = lag.seconds {
             gauge(

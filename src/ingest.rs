@@ -367,7 +367,7 @@ impl RecentIds {
                     if seqs.contains_key(t) {
                         continue;
                     }
-                    if let Some(seq) = engine.indexes().kv.seq_of_id(id, t.as_deref())? {
+                    if let Some(seq) = engine.seq_of_id(id, t.as_deref())? {
                         seqs.insert(t.clone(), seq);
                     }
                 }

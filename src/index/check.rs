@@ -2,16 +2,17 @@
 //!
 //! Owns [`Indexes::check`], which compares both indexes with the log they
 //! derive from, event by event: the text index must hold every seq of the
-//! log exactly once and nothing else, the key index every (id, tenant) at
-//! the first seq that carries it and nothing else. It only reads; the repair
+//! log exactly once and nothing else, the key index one key for every event,
+//! made of the fingerprints of its id and tenant and its seq, and nothing
+//! else. It only reads; the repair
 //! is `stele reindex`. The indexes must have caught up with the log first
 //! (the caller waits, as `stele check` does).
 
-use super::kv::KvError;
+use super::kv::{fingerprint, KvError, FINGERPRINT_BYTES};
 use super::text::TextError;
 use super::Indexes;
 use crate::log::Log;
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
 
 /// What [`Indexes::check`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,12 +20,11 @@ pub struct CheckReport {
     /// Every difference, one sentence each, sorted; empty when the indexes
     /// agree with the log.
     pub problems: Vec<String>,
-    /// Events in the log (distinct (id, tenant) keys: what the key index
-    /// should hold).
+    /// Events in the log (one key each: what the key index should hold).
     pub events: usize,
     /// Documents in the full-text index.
     pub text_documents: usize,
-    /// Ids in the key index.
+    /// Keys in the key index.
     pub key_ids: usize,
 }
 
@@ -50,19 +50,34 @@ impl Indexes {
     pub fn check(&self, log: &Log) -> Result<CheckReport, CheckError> {
         let seqs = self.text.all_seqs()?;
         let mut problems = text_problems(&seqs, log.first_seq(), log.last_seq());
-        // Every (id, tenant) at the first seq that carries it (ids are per tenant).
-        let mut want = HashMap::new();
+        // Every event's key, in seq order (the log's).
+        let mut want = Vec::new();
         for ev in log.iter() {
             let ev = ev?;
-            want.entry((ev.event.id, ev.event.tenant)).or_insert(ev.seq);
+            want.push((
+                ev.seq,
+                fingerprint(&ev.event.id, ev.event.tenant.as_deref()),
+            ));
         }
-        let got: Vec<_> = self
-            .kv
-            .all_id_seqs()?
-            .into_iter()
-            .map(|(tenant, id, seq)| ((id, tenant), seq))
-            .collect();
-        problems.extend(key_problems(&want, &got));
+        let got = self.kv.all_entries()?;
+        for (seq, problem) in key_problems(&want, &got) {
+            let event = match log.get(seq)? {
+                Some(ev) => match ev.event.tenant {
+                    Some(t) => format!("id {} (tenant {t})", ev.event.id),
+                    None => format!("id {}", ev.event.id),
+                },
+                None => String::new(),
+            };
+            problems.push(match problem {
+                KeyProblem::Missing => format!("key index: {event} (seq {seq}) is missing"),
+                KeyProblem::Stranger => {
+                    format!("key index: holds a key for seq {seq}, not in the log")
+                }
+                KeyProblem::Mismatch => {
+                    format!("key index: its key for seq {seq} is not the one of {event}")
+                }
+            });
+        }
         problems.sort();
         Ok(CheckReport {
             problems,
@@ -103,33 +118,64 @@ fn text_problems(seqs: &[u64], first: u64, last: u64) -> Vec<String> {
     problems
 }
 
-/// (id, tenant) of an event.
-type Key = (String, Option<String>);
+/// How a seq's key differs from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyProblem {
+    /// The log's event has no key.
+    Missing,
+    /// A key for a seq the log does not hold.
+    Stranger,
+    /// A key for the seq whose fingerprints are not its event's.
+    Mismatch,
+}
 
-/// The key index (`got`) against the first seq of every key in the log
-/// (`want`).
-fn key_problems(want: &HashMap<Key, u64>, got: &[(Key, u64)]) -> Vec<String> {
+type Fingerprint = [u8; FINGERPRINT_BYTES];
+
+/// The key index's entries (`got`) against every event's (`want`), both in
+/// ascending seq order: a merge of the two.
+fn key_problems(want: &[(u64, Fingerprint)], got: &[(u64, Fingerprint)]) -> Vec<(u64, KeyProblem)> {
     let mut problems = Vec::new();
-    let mut seen = HashSet::new();
-    for (key, seq) in got {
-        let id = match &key.1 {
-            Some(t) => format!("{} (tenant {t})", key.0),
-            None => key.0.clone(),
-        };
-        if !seen.insert(key.clone()) {
-            problems.push(format!("key index: id {id} is mapped twice"));
-        }
-        match want.get(key) {
-            Some(s) if s == seq => {}
-            Some(s) => problems.push(format!(
-                "key index: id {id} maps to seq {seq}, the log has it at {s}"
-            )),
-            None => problems.push(format!("key index: id {id} (seq {seq}) is not in the log")),
-        }
-    }
-    for (key, seq) in want {
-        if !seen.contains(key) {
-            problems.push(format!("key index: id {} (seq {seq}) is missing", key.0));
+    let (mut w, mut g) = (want.iter().peekable(), got.iter().peekable());
+    loop {
+        match (w.peek(), g.peek()) {
+            (None, None) => break,
+            (Some(&&(seq, _)), None) => {
+                problems.push((seq, KeyProblem::Missing));
+                w.next();
+            }
+            (None, Some(&&(seq, _))) => {
+                problems.push((seq, KeyProblem::Stranger));
+                g.next();
+            }
+            (Some(&&(ws, wf)), Some(&&(gs, _))) => match ws.cmp(&gs) {
+                Ordering::Less => {
+                    problems.push((ws, KeyProblem::Missing));
+                    w.next();
+                }
+                Ordering::Greater => {
+                    problems.push((gs, KeyProblem::Stranger));
+                    g.next();
+                }
+                Ordering::Equal => {
+                    // Every key of this seq must be the event's (one, unless damaged).
+                    let mut matched = false;
+                    while let Some(&&(s, f)) = g.peek() {
+                        if s != ws {
+                            break;
+                        }
+                        if f == wf && !matched {
+                            matched = true;
+                        } else {
+                            problems.push((ws, KeyProblem::Mismatch));
+                        }
+                        g.next();
+                    }
+                    if !matched {
+                        problems.push((ws, KeyProblem::Missing));
+                    }
+                    w.next();
+                }
+            },
         }
     }
     problems
@@ -162,31 +208,28 @@ mod tests {
 
     #[test]
     fn key_index_differences_are_each_named() {
-        let k = |id: &str, t: Option<&str>| (id.to_string(), t.map(str::to_string));
-        let want: HashMap<Key, u64> =
-            [(k("a", None), 1), (k("a", Some("t")), 2), (k("b", None), 3)]
-                .into_iter()
-                .collect();
-        let agree = [(k("a", None), 1), (k("a", Some("t")), 2), (k("b", None), 3)];
-        assert!(key_problems(&want, &agree).is_empty());
-        let mut got = key_problems(
+        let f = |id: &str, t: Option<&str>| fingerprint(id, t);
+        let want = [(1, f("a", None)), (2, f("a", Some("t"))), (3, f("b", None))];
+        assert!(key_problems(&want, &want).is_empty());
+        let got = key_problems(
             &want,
-            &[
-                (k("a", None), 1),
-                (k("a", None), 1),
-                (k("a", Some("t")), 9),
-                (k("c", None), 4),
-            ],
+            &[(1, f("a", None)), (2, f("a", None)), (4, f("c", None))],
         );
-        got.sort();
         assert_eq!(
             got,
             [
-                "key index: id a (tenant t) maps to seq 9, the log has it at 2",
-                "key index: id a is mapped twice",
-                "key index: id b (seq 3) is missing",
-                "key index: id c (seq 4) is not in the log",
+                (2, KeyProblem::Mismatch),
+                (2, KeyProblem::Missing),
+                (3, KeyProblem::Missing),
+                (4, KeyProblem::Stranger),
             ]
         );
+        // A second key for a seq is damage even beside the right one.
+        let got = key_problems(&want[..1], &[(1, f("a", None)), (1, f("z", None))]);
+        assert_eq!(got, [(1, KeyProblem::Mismatch)]);
+        // Fingerprints keep tenants apart.
+        assert_ne!(f("a", None), f("a", Some("")));
+        assert_ne!(f("a", Some("t")), f("a", Some("u")));
+        assert_eq!(f("a", Some("t"))[..8], f("a", None)[..8]);
     }
 }

@@ -14,6 +14,13 @@ use crate::log::Log;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// At most this many candidates of one `(id, tenant)` are read from the log
+/// to answer a lookup by id. Keys are per event and ids are unique per
+/// tenant (ingest is idempotent), so there is one candidate, or two on a
+/// 64-bit fingerprint collision; the bound keeps a damaged index from
+/// turning one lookup into a scan.
+pub const ID_CANDIDATES_MAX: usize = 16;
+
 /// One page of events. Fields in byte order of their names: answers are
 /// written straight from it, as a `serde_json::Value` (a sorted map) wrote them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -295,15 +302,19 @@ impl Engine {
 
     /// The event with this id in `tenant` (`None`: among the events without a
     /// tenant). Ids are unique per tenant, not across tenants.
+    /// The key index gives candidates (ascending seqs whose fingerprints match); the
+    /// first one the log confirms is the answer.
     pub fn get_by_id(
         &self,
         id: &str,
         tenant: Option<&str>,
     ) -> Result<Option<StoredEvent>, QueryError> {
-        match self.indexes.kv.seq_of_id(id, tenant)? {
-            Some(seq) => self.get_checked(seq, id, tenant),
-            None => Ok(None),
+        for seq in self.indexes.kv.seqs_of_id(id, tenant, ID_CANDIDATES_MAX)? {
+            if let Some(ev) = self.get_checked(seq, id, tenant)? {
+                return Ok(Some(ev));
+            }
         }
+        Ok(None)
     }
 
     /// The event at `seq`, if it is the one with `id` in `tenant` (an index
@@ -321,14 +332,29 @@ impl Engine {
     }
 
     /// The tenants that hold an event with this id (`None`: the events
-    /// without a tenant) and its seq in each, at most `max` of them, from
-    /// the key index (one range scan).
+    /// without a tenant) and the lowest seq in each, at most `max` of them, in
+    /// tenant order (no tenant first): one range scan of the key index, then
+    /// a read of each candidate to confirm it and learn its tenant.
     pub fn tenants_of_id(
         &self,
         id: &str,
         max: usize,
     ) -> Result<Vec<(Option<String>, u64)>, QueryError> {
-        Ok(self.indexes.kv.tenants_of_id(id, max)?)
+        let mut found: std::collections::BTreeMap<Option<String>, u64> = Default::default();
+        let candidates = max.saturating_add(ID_CANDIDATES_MAX);
+        for seq in self.indexes.kv.seqs_of_id_any_tenant(id, candidates)? {
+            if let Some(ev) = self.log.get(seq)?.filter(|e| e.event.id == id) {
+                let slot = found.entry(ev.event.tenant).or_insert(seq);
+                *slot = (*slot).min(seq);
+            }
+        }
+        Ok(found.into_iter().take(max).collect())
+    }
+
+    /// The lowest seq of the event with this id in `tenant`, confirmed in the
+    /// log (see [`Engine::get_by_id`]).
+    pub fn seq_of_id(&self, id: &str, tenant: Option<&str>) -> Result<Option<u64>, QueryError> {
+        Ok(self.get_by_id(id, tenant)?.map(|e| e.seq))
     }
 
     fn keyed(&self, route: Route<'_>, filter: Filter, query: &Query) -> Result<Page, QueryError> {

@@ -160,10 +160,10 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     let ids: BTreeSet<u64> = loop {
         let ids: BTreeSet<u64> = indexes
             .kv
-            .all_id_seqs()
+            .all_entries()
             .unwrap()
             .into_iter()
-            .map(|(_, _, s)| s)
+            .map(|(s, _)| s)
             .collect();
         if ids.len() == 900 || std::time::Instant::now() > deadline {
             break ids;

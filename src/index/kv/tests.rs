@@ -76,19 +76,19 @@ fn apply_and_lookups_match_brute_force() {
     kv.apply(&[]).unwrap();
     for e in &events {
         assert_eq!(
-            kv.seq_of_id(&e.event.id, e.event.tenant.as_deref())
+            kv.seqs_of_id(&e.event.id, e.event.tenant.as_deref(), 16)
                 .unwrap(),
-            Some(e.seq),
+            [e.seq],
             "{}",
             e.event.id
         );
     }
-    assert_eq!(kv.seq_of_id("no-such-id", None).unwrap(), None);
-    let ids: Vec<(Option<String>, String, u64)> = events
+    assert!(kv.seqs_of_id("no-such-id", None, 16).unwrap().is_empty());
+    let keys: Vec<(u64, [u8; FINGERPRINT_BYTES])> = events
         .iter()
-        .map(|e| (e.event.tenant.clone(), e.event.id.clone(), e.seq))
+        .map(|e| (e.seq, fingerprint(&e.event.id, e.event.tenant.as_deref())))
         .collect();
-    assert_eq!(kv.all_id_seqs().unwrap(), ids);
+    assert_eq!(kv.all_entries().unwrap(), keys);
 
     // Re-applying is harmless.
     kv.apply(&events[1_000..1_500]).unwrap();
@@ -149,7 +149,7 @@ fn truncate_then_reapply_equals_never_applied() {
     kv.truncate_from(0, &events).unwrap();
     assert_eq!(kv.indexed_seq().unwrap(), None);
     assert!(dump(&kv).is_empty());
-    assert!(kv.all_id_seqs().unwrap().is_empty());
+    assert!(kv.all_entries().unwrap().is_empty());
 }
 
 #[test]
@@ -176,6 +176,18 @@ fn interrupted_apply_is_undone_on_open() {
     assert_eq!(dump(&kv), dump(&reference));
 }
 
+/// What `Engine::get_by_id` answers: the first candidate whose event has the id
+/// in the tenant.
+fn lookup(kv: &KvIndex, events: &[StoredEvent], id: &str, tenant: Option<&str>) -> Option<u64> {
+    kv.seqs_of_id(id, tenant, 16)
+        .unwrap()
+        .into_iter()
+        .find(|&s| {
+            let e = &events[s as usize - 1].event;
+            e.id == id && e.tenant.as_deref() == tenant
+        })
+}
+
 #[test]
 fn ids_keep_their_first_seq() {
     let dir = tempfile::tempdir().unwrap();
@@ -191,20 +203,22 @@ fn ids_keep_their_first_seq() {
     let t = t.as_deref();
     kv.apply(&events[..7]).unwrap();
     kv.apply(&events[7..]).unwrap();
-    assert_eq!(kv.seq_of_id(&dup, t).unwrap(), Some(5));
+    assert_eq!(kv.seqs_of_id(&dup, t, 16).unwrap(), [5, 10]);
+    assert_eq!(lookup(&kv, &events, &dup, t), Some(5));
     let t10 = events[10].event.tenant.as_deref();
-    assert_eq!(kv.seq_of_id(&events[10].event.id, t10).unwrap(), Some(11));
+    assert_eq!(lookup(&kv, &events, &events[10].event.id, t10), Some(11));
     kv.apply(&events[9..10]).unwrap();
-    assert_eq!(kv.seq_of_id(&dup, t).unwrap(), Some(5));
-    let all = kv.all_id_seqs().unwrap();
-    assert_eq!(all.len(), 10);
-    assert!(all.windows(2).all(|w| w[0].2 < w[1].2));
+    assert_eq!(kv.seqs_of_id(&dup, t, 16).unwrap(), [5, 10]);
+    let all = kv.all_entries().unwrap();
+    assert_eq!(all.len(), 12, "one key per event");
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(kv.seqs_of_id(&dup, t, 1).unwrap(), [5], "the lowest first");
 
     // Removing seq 10 keeps the id (it belongs to seq 5); removing 5 drops it.
     kv.truncate_from(8, &events[7..]).unwrap();
-    assert_eq!(kv.seq_of_id(&dup, t).unwrap(), Some(5));
+    assert_eq!(kv.seqs_of_id(&dup, t, 16).unwrap(), [5]);
     kv.truncate_from(3, &events[2..7]).unwrap();
-    assert_eq!(kv.seq_of_id(&dup, t).unwrap(), None);
+    assert_eq!(lookup(&kv, &events, &dup, t), None);
     assert_eq!(kv.indexed_seq().unwrap(), Some(2));
 }
 
@@ -224,31 +238,27 @@ fn ids_are_per_tenant_and_listed_by_one_range_scan() {
     events[4].event.tenant = Some("acme".into());
     kv.apply(&events).unwrap();
     for (i, t) in tenants.iter().enumerate() {
-        assert_eq!(kv.seq_of_id("order-55", *t).unwrap(), Some(i as u64 + 1));
+        assert_eq!(kv.seqs_of_id("order-55", *t, 16).unwrap(), [i as u64 + 1]);
     }
-    assert_eq!(kv.seq_of_id("order-55", Some("initech")).unwrap(), None);
-    assert_eq!(kv.seq_of_id("order-5", Some("acme")).unwrap(), Some(5));
-    assert_eq!(kv.seq_of_id("order-5", None).unwrap(), None);
-    let listed = kv.tenants_of_id("order-55", 10).unwrap();
-    assert_eq!(
-        listed,
-        vec![
-            (None, 1),
-            (Some("acme".to_string()), 2),
-            (Some("acme2".to_string()), 4),
-            (Some("globex".to_string()), 3),
-        ]
-    );
-    assert_eq!(kv.tenants_of_id("order-55", 2).unwrap().len(), 2);
-    assert_eq!(
-        kv.tenants_of_id("order-5", 10).unwrap(),
-        vec![(Some("acme".to_string()), 5)]
-    );
-    assert!(kv.tenants_of_id("order", 10).unwrap().is_empty());
+    assert!(kv
+        .seqs_of_id("order-55", Some("initech"), 16)
+        .unwrap()
+        .is_empty());
+    assert_eq!(kv.seqs_of_id("order-5", Some("acme"), 16).unwrap(), [5]);
+    assert!(kv.seqs_of_id("order-5", None, 16).unwrap().is_empty());
+    let mut listed = kv.seqs_of_id_any_tenant("order-55", 10).unwrap();
+    listed.sort();
+    assert_eq!(listed, [1, 2, 3, 4]);
+    assert_eq!(kv.seqs_of_id_any_tenant("order-55", 2).unwrap().len(), 2);
+    assert_eq!(kv.seqs_of_id_any_tenant("order-5", 10).unwrap(), [5]);
+    assert!(kv.seqs_of_id_any_tenant("order", 10).unwrap().is_empty());
     // Removing one tenant's event leaves the others'.
     kv.truncate_from(4, &events[3..]).unwrap();
-    assert_eq!(kv.tenants_of_id("order-55", 10).unwrap().len(), 3);
-    assert_eq!(kv.seq_of_id("order-55", Some("acme2")).unwrap(), None);
+    assert_eq!(kv.seqs_of_id_any_tenant("order-55", 10).unwrap().len(), 3);
+    assert!(kv
+        .seqs_of_id("order-55", Some("acme2"), 16)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -323,9 +333,9 @@ fn tricky_strings_never_mix() {
     apply_chunked(&kv, &events, 97);
     for e in &events {
         assert_eq!(
-            kv.seq_of_id(&e.event.id, e.event.tenant.as_deref())
+            kv.seqs_of_id(&e.event.id, e.event.tenant.as_deref(), 16)
                 .unwrap(),
-            Some(e.seq)
+            [e.seq]
         );
     }
 }
@@ -360,7 +370,7 @@ fn garbage_directory_is_an_open_error() {
         Ok(kv) => {
             eprintln!("junk data file opened as an empty index");
             assert_eq!(kv.indexed_seq().unwrap(), None);
-            assert!(kv.all_id_seqs().unwrap().is_empty());
+            assert!(kv.all_entries().unwrap().is_empty());
         }
     }
 
@@ -409,43 +419,60 @@ fn other_format_versions_are_refused() {
 }
 
 #[test]
-fn uuid_ids_take_16_bytes_and_other_ids_round_trip() {
+fn keys_are_fingerprints_and_the_seq() {
     let u = "019b76da-aa55-7c3e-8f00-123456789abc";
-    assert_eq!(id_key(u, None).len(), 18);
-    assert_eq!(id_of_key(&id_key(u, None)).unwrap(), (u.to_string(), None));
-    // Not canonical (upper case), so kept as text: it must come back as posted.
     let upper = "019B76DA-AA55-7C3E-8F00-123456789ABC";
-    assert_eq!(id_key(upper, None)[0], 0);
     let long = "x".repeat(300);
-    for id in [
+    let ids = [
         u,
         upper,
         "evt-1",
+        "evt-10",
         "",
+        "a",
+        "ab",
         "r1-e7",
         "019b76da-aa55-7c3e-8f00-123456789abcd",
         &long,
-    ] {
-        for tenant in [
-            None,
-            Some(""),
-            Some("acme"),
-            Some("a\u{0}b\u{1}"),
-            Some("é"),
-        ] {
-            let k = id_key(id, tenant);
-            let back = id_of_key(&k).unwrap();
-            assert_eq!(back, (id.to_string(), tenant.map(str::to_string)));
-            // The id's prefix starts every key of the id, whatever the tenant.
-            assert!(k.starts_with(&id_prefix(id)));
+    ];
+    let tenants = [
+        None,
+        Some(""),
+        Some("acme"),
+        Some("a\u{0}b\u{1}"),
+        Some("é"),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        for tenant in tenants {
+            let k = id_key(id, tenant, 0x0102_0304_0506_0708);
+            assert_eq!(k.len(), KEY_BYTES);
+            let (fp, seq) = split_key(&k).unwrap();
+            assert_eq!(seq, 0x0102_0304_0506_0708);
+            assert_eq!(fp, fingerprint(id, tenant));
+            // The id's fingerprint starts every key of the id, whatever the tenant.
+            assert!(k.starts_with(&id_fingerprint(id)));
+            assert!(seen.insert(fp), "{id:?} {tenant:?} share a fingerprint");
         }
     }
-    assert_ne!(id_key(u, None), id_key(upper, None));
-    // Self-delimiting: one id's keys are never under another id's prefix.
-    for (a, b) in [("evt-1", "evt-10"), ("ab", "a")] {
-        assert!(!id_key(a, Some("x")).starts_with(&id_prefix(b)), "{a} {b}");
-        assert!(!id_key(b, None).starts_with(&id_prefix(a)), "{a} {b}");
-    }
+    // A UUIDv7 id's key starts with its millisecond timestamp, so keys of ids made
+    // later sort later; any other id's with its hash.
+    let (a, b) = (
+        "019b76da-aa55-7c3e-8f00-123456789abc",
+        "019b76db-0000-7000-8000-000000000000",
+    );
+    assert_eq!(
+        id_key(a, None, 1)[..6],
+        [0x01, 0x9b, 0x76, 0xda, 0xaa, 0x55]
+    );
+    assert!(id_key(a, Some("zz"), 9) < id_key(b, None, 1));
+    let v4 = "9b2e5a51-2a37-4d7e-9f00-123456789abc";
+    assert_ne!(
+        id_key(v4, None, 1)[..6],
+        [0x9b, 0x2e, 0x5a, 0x51, 0x2a, 0x37]
+    );
+    // Keys of one (id, tenant) sort by seq.
+    assert!(id_key("a", None, 255) < id_key("a", None, 256));
 }
 
 #[test]
@@ -453,14 +480,16 @@ fn damaged_keys_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let kv = open(dir.path());
     kv.apply(&gen_events(7, 5)).unwrap();
-    kv.ids.insert(id_key("bad", None), &[1u8, 2]).unwrap();
+    let mut bad = fingerprint("bad", None).to_vec();
+    bad.extend_from_slice(&[1, 2]);
+    kv.ids.insert(bad, &[]).unwrap();
     assert!(matches!(
-        kv.seq_of_id("bad", None),
+        kv.seqs_of_id("bad", None, 16),
         Err(KvError::Damaged(_))
     ));
     assert!(matches!(
-        kv.tenants_of_id("bad", 10),
+        kv.seqs_of_id_any_tenant("bad", 10),
         Err(KvError::Damaged(_))
     ));
-    assert!(matches!(kv.all_id_seqs(), Err(KvError::Damaged(_))));
+    assert!(matches!(kv.all_entries(), Err(KvError::Damaged(_))));
 }

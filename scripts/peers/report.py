@@ -134,7 +134,8 @@ def table(r):
             lines.append(row(f"batched ingest, {conns} connection{'s' if conns > 1 else ''}: "
                              "rate in each tenth of the load (events/s)",
                              " / ".join(_n(x) for x in tenths)
-                             + (f" (last ÷ first {known[-1] / known[0]:.2f})" if known else ""),
+                             + (f" (last tenth ÷ median {known[-1] / sorted(known)[len(known) // 2]:.2f})"
+                                if known else ""),
                              {}, "—"))
     ss = st.get("single")
     cells = {}

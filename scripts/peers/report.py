@@ -226,7 +226,9 @@ def table(r):
                 f"({_n(rep.get('stats_partials_entries'))} segments; LRU bound 64 MiB); "
                 f"tracked runs {_mb(rep.get('intel_tracked_bytes'))} (bound runs_max + "
                 f"batches_max, default 100,000 each); detectors tracking "
-                f"{_n(rep.get('detector_tracked'))} keys", {}, "—"))
+                f"{_n(rep.get('detector_tracked'))} keys (bound 100,000 users + 100,000 IPs + "
+                f"10,000 scopes + 100,000 findings, ≈ 136 MB of heap when all are full)",
+                {}, "—"))
     c = r["config"]
     lines += ["", f"Run {c['date']}, {c['cpus']} CPUs, 1-minute load average {c['loadavg_start']:.1f} "
               f"at the start and {c['loadavg_end']:.1f} at the end (the systems run one at a time; "

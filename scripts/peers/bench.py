@@ -91,11 +91,11 @@ def check_disk(o, work):
     st = os.statvfs(probe)
     free = st.f_bavail * st.f_frsize
     gb = lambda b: f"{b / 1e9:.1f} GB"  # noqa: E731
-    msg = (f"disk: {o.events:,} events need about {gb(need)} ({DISK_PER_EVENT} bytes an event: "
+    msg = (f"{o.events:,} events need about {gb(need)} ({DISK_PER_EVENT} bytes an event: "
            f"workload files, then one system's data at a time)"
            + (f", of which {gb(have)} of workload files are already there" if have else "")
            + f"; {gb(free)} free in {probe}")
-    log(msg)
+    log(f"disk: {msg}")
     if free + have < need:
         raise SystemExit(f"bench-peers: not enough disk space: {msg}. Free {gb(need - have - free)} "
                          f"more, or point --out at a larger filesystem.")

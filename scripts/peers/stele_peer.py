@@ -19,20 +19,47 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class Stele:
-    def __init__(self, binary, data_dir, log_path):
+    def __init__(self, binary, data_dir, log_path, timed_query=None):
+        """Starts `stele serve` and waits until it is ready. With `timed_query` (a path),
+        times the start instead (self.start_times: seconds from the spawn until the
+        daemon says where it listens, until /readyz first answers 200, and until
+        `timed_query` first answers 200), polling every 10 ms."""
         self.data_dir = data_dir
         os.makedirs(data_dir, exist_ok=True)
         self.log_path = log_path
+        t0 = time.perf_counter()
         self.proc = spawn([binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
                           stdin=open(os.devnull), stdout=open(os.devnull, "w"),
                           stderr=open(log_path, "w"), env={**os.environ, "RUST_LOG": "info"})
-        self.addr = self._wait_addr()
+        poll = 0.05 if timed_query is None else 0.01
+        self.addr = self._wait_addr(poll)
         self.host, port = self.addr.rsplit(":", 1)
         self.port = int(port)
-        self._wait_ready()
+        if timed_query is None:
+            self._wait_ready()
+            return
+        listening = time.perf_counter() - t0
+        self._wait_ready(poll=0.01, tries=60_000)
+        ready = time.perf_counter() - t0
+        c = self.conn()
+        while True:
+            try:
+                st, body = self.get(c, timed_query)
+            except OSError:
+                st, body, c = None, b"", self.conn()
+            if st == 200:
+                break
+            if time.perf_counter() - t0 > 600:
+                raise RuntimeError(f"stele: {timed_query} not answered 600 s after a restart")
+            time.sleep(0.01)
+        first = time.perf_counter() - t0
+        c.close()
+        self.first_answer = json.loads(body)
+        self.start_times = {"listening_s": round(listening, 3), "ready_s": round(ready, 3),
+                            "first_query_s": round(first, 3)}
 
-    def _wait_addr(self):
-        deadline = time.time() + 120
+    def _wait_addr(self, poll=0.05, timeout=600):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"stele serve exited {self.proc.returncode}; see {self.log_path}")
@@ -40,33 +67,66 @@ class Stele:
                 m = re.search(r"Listening on (\S+)", ANSI.sub("", f.read()))
             if m:
                 return m.group(1).rstrip(".,")
-            time.sleep(0.05)
+            time.sleep(poll)
         raise RuntimeError(f"stele serve did not say where it listens; see {self.log_path}")
 
     def conn(self):
-        return http.client.HTTPConnection(self.host, self.port, timeout=120)
+        # 600 s: a cold statistics question over 10,000,000 events stays well inside it.
+        return http.client.HTTPConnection(self.host, self.port, timeout=600)
 
     def get(self, c, path):
         c.request("GET", path)
         r = c.getresponse()
         return r.status, r.read()
 
-    def _wait_ready(self):
+    def _wait_ready(self, poll=0.1, tries=1200):
         c = self.conn()
-        for _ in range(1200):
+        for _ in range(tries):
             try:
                 if self.get(c, "/readyz")[0] == 200:
                     return
             except OSError:
                 c = self.conn()
-            time.sleep(0.1)
+            time.sleep(poll)
         raise RuntimeError("stele never became ready")
 
-    def stop(self):
-        code = stop(self.proc, grace=60)
+    def stop(self, grace=60):
+        code = stop(self.proc, grace=grace)
         if code not in (0, None):
             log(f"stele exited {code} at shutdown; see {self.log_path}")
         return code
+
+    def memory(self):
+        """The daemon's memory from /proc/PID/status, in bytes: VmRSS (now), VmHWM (peak
+        since the start or since reset_peak), RssAnon (heap) and RssFile (mapped files:
+        the log's segments, tantivy's and sled's files)."""
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                    out[k] = int(v.split()[0]) * 1024
+        return out
+
+    def reset_peak(self):
+        """Sets VmHWM back to the current RSS (Linux: `5` into /proc/PID/clear_refs),
+        so the next peak read is the peak of what follows; False when refused."""
+        try:
+            with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    def reported_memory(self):
+        """What the daemon itself reports of its bounded in-memory structures in /metrics
+        (it reports their sizes, not their bounds)."""
+        fams = {"stats_partials_bytes": "stele_stats_partials_bytes",
+                "stats_partials_entries": "stele_stats_partials_entries",
+                "intel_tracked_bytes": "stele_intel_tracked_bytes",
+                "detector_tracked": "stele_detector_tracked",
+                "archive_cache_bytes": "stele_archive_cache_bytes"}
+        return {k: self.metric_sum(v) for k, v in fams.items()}
 
     def settle(self, max_s=300.0, window=2.0, busy=0.05):
         """Waits until the daemon is idle (under 5 % of a CPU over 2 s: background index
@@ -124,12 +184,15 @@ class Stele:
                 seen = True
         return total if seen else None
 
-    def ingest(self, path, conns, batch, probe):
-        """Posts every line of `path` in bodies of `batch` lines over `conns` connections."""
+    def ingest(self, path, conns, batch, probe, events, wait_s=3600):
+        """Posts every line of `path` (`events` lines) in bodies of `batch` lines over
+        `conns` connections; waits at most `wait_s` for the last event to be searchable.
+        Also the rate in each tenth of the load (whether the ingest rate holds)."""
         lock = threading.Lock()
         f = open(path, "rb")
         lat, errors, last_ack = [], [], [0.0]
         posted = [0]
+        tenths = []  # the times the acknowledged events passed each tenth of `events`
 
         def worker():
             c = self.conn()
@@ -152,6 +215,8 @@ class Stele:
                     lat.append(t1 - t0)
                     posted[0] += len(lines)
                     last_ack[0] = max(last_ack[0], t1)
+                    while len(tenths) < 10 and posted[0] * 10 >= events * (len(tenths) + 1):
+                        tenths.append(t1)
 
         watch = ReadyWatch(self)
         watch.start()
@@ -167,12 +232,17 @@ class Stele:
             raise RuntimeError(f"stele ingest refused: {errors[0]}")
         secs = last_ack[0] - t0
         watch.after = last_ack[0]
-        seen = self.probe_visible(probe, last_ack[0])
+        seen = self.probe_visible(probe, last_ack[0], wait_s)
         # With several connections the file's last event need not be the last appended:
         # also wait for /readyz to report index lag 0 (everything acknowledged indexed).
-        while watch.lag0_at is None and time.perf_counter() - last_ack[0] < 3600:
+        while watch.lag0_at is None and time.perf_counter() - last_ack[0] < wait_s:
             time.sleep(0.05)
         watch.stop()
+        per_tenth = []
+        for i, t in enumerate(tenths):
+            n = events * (i + 1) // 10 - events * i // 10
+            dt = t - (tenths[i - 1] if i else t0)
+            per_tenth.append(round(n / dt, 1) if dt > 0 else None)
         return {
             "connections": conns, "events": posted[0], "seconds": round(secs, 3),
             "events_per_s": round(posted[0] / secs, 1),
@@ -183,6 +253,7 @@ class Stele:
             if watch.lag0_at is not None else None,
             "readyz_non200_seconds": len(watch.bad_seconds),
             "readyz_polls": watch.polls, "readyz_non200_first": watch.reasons,
+            "events_per_s_by_tenth": per_tenth,
         }
 
     def probe_visible(self, probe, acked, timeout=3600):

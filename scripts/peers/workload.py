@@ -122,18 +122,22 @@ def generate(loadgen, path, events, seed, event_bytes):
 
 
 def scan(path, copy_path, events, seed):
-    """One pass: the COPY file, a stride sample, word statistics; then the query values."""
+    """One pass: the COPY file (unless copy_path is None), a stride sample, word
+    statistics; then the query values."""
     stride = max(1, events // 4000)
     df_every = max(1, events // 200_000)
     sample, df, unclean, pairs = [], collections.Counter(), set(), []
     n = 0
     last = None
-    with open(path, encoding="utf-8") as f, open(copy_path, "w", encoding="utf-8") as out:
+    # Without a copy_path (PostgreSQL not run) no COPY file is written.
+    with open(path, encoding="utf-8") as f, \
+            open(copy_path or os.devnull, "w", encoding="utf-8") as out:
         for line in f:
             n += 1
             ev = json.loads(line)
             row = row_of(ev, n)
-            out.write(copy_line(row, ev["timestamp"]))
+            if copy_path:
+                out.write(copy_line(row, ev["timestamp"]))
             texts = fts_columns(ev)
             for t in texts:
                 for w in UNCLEAN.findall(t):

@@ -13,7 +13,7 @@
 //! its indexes at start.
 
 use crate::datadir::{write_durably, DataDir};
-use crate::log::format::{SegmentId, HEADER_BYTES};
+use crate::log::format::SegmentId;
 use crate::log::segment::{Depth, SegmentFile};
 use crate::log::TORN_WINDOW_BYTES;
 use std::path::{Path, PathBuf};
@@ -181,7 +181,7 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
         // Read once, not mapped: what we copy is exactly what we checked.
         let file = SegmentFile::read(path).map_err(io("read", path))?;
         let window = if last { TORN_WINDOW_BYTES } else { 0 };
-        let (_, s) = file
+        let (header, s) = file
             .scan(Depth::Frames, window)
             .map_err(|e| BackupError::Refused {
                 path: path.clone(),
@@ -193,7 +193,7 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<Report, BackupError> {
         let (keep, copied) = if s.footer.is_some() {
             (bytes, Copied::Sealed)
         } else if last {
-            let end = (s.records_end as usize).max(HEADER_BYTES);
+            let end = (s.records_end as usize).max(header.records_start());
             (&bytes[..end], Copied::ActivePrefix { count: s.count })
         } else {
             return Err(BackupError::Refused {

@@ -203,7 +203,7 @@ pub fn verify(data: &[u8]) {
 fn original_chain(valid: &[u8]) -> Vec<[u8; 32]> {
     let header = Header::decode(valid).expect("the sample's header is valid");
     let mut out = vec![header.prev_hash];
-    let mut off = HEADER_BYTES;
+    let mut off = header.records_start();
     while let Ok(Frame::Record { chain, len, .. }) = decode_frame(&valid[off..]) {
         out.push(*chain);
         off += len;

@@ -119,7 +119,8 @@ pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> 
             };
             (stored, used)
         }
-        3 => {
+        // Version 4 changed the segment (its dictionary), not the payload.
+        3 | 4 => {
             let ((seq, received_at, event, by), used) =
                 bincode::decode_from_slice::<(u64, i64, Event, Provenance), _>(bytes, config)
                     .map_err(failed)?;

@@ -5,15 +5,19 @@
 //! version of this module; the two change together.
 //!
 //! ```text
-//! segment = header{128} record* footer{80}?
+//! segment = header{128} dictionary{dict_len} record* footer{80}?
 //! header  = magic "STELESEG"{8} | version u16 | header_len u16 (=128) | day u32 (YYYYMMDD)
 //!         | part u32 | first_seq u64 | prev_hash{32} | created_at i64 (unix µs)
-//!         | reserved{56} (zero) | crc32 u32 (of bytes 0..124)
-//! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX) | crc32 u32 (of len ++ payload ++ chain)
-//!         | payload{len} (bincode 2 standard config of StoredEvent: version 1
-//!           (seq, received_at, Event), version 2 (seq, received_at, Event, Provenance))
-//!         | chain{32}
-//! chain   = SHA-256(previous chain ++ payload)
+//!         | dict_len u32 | dict_crc u32 (version 4; zero before)
+//!         | reserved{48} (zero) | crc32 u32 (of bytes 0..124)
+//! dictionary = a zstd dictionary (version 4, when dict_len > 0), CRC-32 dict_crc
+//! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX) | crc32 u32 (of len ++ stored ++ chain)
+//!         | stored{len} | chain{32}
+//! stored  = payload, or in a segment with a dictionary: prefix ++ zstd(rest of payload)
+//!           (src/log/dict.rs)
+//! payload = bincode 2 standard config of StoredEvent: version 1 (seq, received_at, Event),
+//!           version 2 (seq, received_at, Event, Provenance), 3 and 4 (more Event fields)
+//! chain   = SHA-256(previous chain ++ payload): of the payload, never of its compressed form
 //! footer  = 0xFFFF_FFFF u32 | "STELEEND"{8} | count u64 | first_seq u64 | last_seq u64
 //!         | final_hash{32} | sealed_at i64 (unix µs) | crc32 u32 (of bytes 0..76)
 //! ```
@@ -31,9 +35,15 @@ use std::fmt;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
 /// The format version this build writes. Version 2 added the record payload's
 /// provenance (`event::Provenance`); version 3 the event's process, batch and computed
-/// risk fields (`process_name` … `risk_rules`, after `metadata`). Frames, header and
+/// risk fields (`process_name` … `risk_rules`, after `metadata`); version 4 the
+/// segment's compression dictionary (header bytes 68..76, the dictionary after the
+/// header, records stored compressed with it; payloads as in version 3). Frames and
 /// footer are unchanged since version 1.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
+/// The first format version whose segments may carry a compression dictionary.
+pub const FORMAT_VERSION_DICT: u16 = 4;
+/// Largest dictionary a segment may carry (a reader rejects a larger `dict_len`).
+pub const DICT_BYTES_MAX: usize = 1024 * 1024;
 /// The oldest format version this build still reads (see `tests/data/`).
 pub const FORMAT_VERSION_OLDEST_SUPPORTED: u16 = 1;
 /// Size of the segment header.
@@ -187,6 +197,11 @@ pub struct Header {
     pub prev_hash: Hash,
     /// When the segment was created (unix µs), for operators.
     pub created_at: i64,
+    /// Bytes of the zstd dictionary that follows the header (version 4; 0: none,
+    /// and the records are stored uncompressed).
+    pub dict_len: u32,
+    /// CRC-32 of the dictionary's bytes (0 without one).
+    pub dict_crc: u32,
 }
 
 impl Header {
@@ -201,6 +216,8 @@ impl Header {
         b[20..28].copy_from_slice(&self.first_seq.to_le_bytes());
         b[28..60].copy_from_slice(&self.prev_hash);
         b[60..68].copy_from_slice(&self.created_at.to_le_bytes());
+        b[68..72].copy_from_slice(&self.dict_len.to_le_bytes());
+        b[72..76].copy_from_slice(&self.dict_crc.to_le_bytes());
         let crc = crc32fast::hash(&b[0..124]);
         b[124..128].copy_from_slice(&crc.to_le_bytes());
         b
@@ -239,10 +256,22 @@ impl Header {
                 format!("{header_len}, expected {HEADER_BYTES}"),
             ));
         }
-        if b[68..124].iter().any(|&x| x != 0) {
+        let reserved_from = if version >= FORMAT_VERSION_DICT {
+            76
+        } else {
+            68
+        };
+        if b[reserved_from..124].iter().any(|&x| x != 0) {
             return Err(FrameError::BadField(
                 "reserved bytes",
-                "must be zero in format versions 1 and 2".into(),
+                format!("bytes {reserved_from}..124 must be zero in format version {version}"),
+            ));
+        }
+        let (dict_len, dict_crc) = (u32_at(b, 68), u32_at(b, 72));
+        if dict_len as usize > DICT_BYTES_MAX || (dict_len == 0 && dict_crc != 0) {
+            return Err(FrameError::BadField(
+                "dictionary length",
+                format!("{dict_len} (CRC {dict_crc:08x}), at most {DICT_BYTES_MAX}"),
             ));
         }
         let day_raw = u32_at(b, 12);
@@ -258,7 +287,30 @@ impl Header {
             first_seq: u64_at(b, 20),
             prev_hash: b[28..60].try_into().expect("32 bytes"),
             created_at: u64_at(b, 60) as i64,
+            dict_len,
+            dict_crc,
         })
+    }
+
+    /// Offset of the first record: after the header and the dictionary.
+    pub fn records_start(&self) -> usize {
+        HEADER_BYTES + self.dict_len as usize
+    }
+
+    /// The dictionary's bytes in `bytes` (the file from offset 0), checked
+    /// against `dict_crc`; `None` when the segment has none.
+    pub fn dictionary<'a>(&self, bytes: &'a [u8]) -> Result<Option<&'a [u8]>, FrameError> {
+        if self.dict_len == 0 {
+            return Ok(None);
+        }
+        let dict = bytes
+            .get(HEADER_BYTES..self.records_start())
+            .ok_or(FrameError::Truncated {
+                need: self.records_start(),
+                have: bytes.len(),
+            })?;
+        check_crc(self.dict_crc, &[dict])?;
+        Ok(Some(dict))
     }
 }
 
@@ -389,19 +441,31 @@ pub fn chain_hash(prev: &Hash, payload: &[&[u8]]) -> Hash {
 /// Appends one record frame for `payload` (given in pieces) to `out` and
 /// returns its chain hash.
 pub fn encode_record(out: &mut Vec<u8>, prev: &Hash, payload: &[&[u8]]) -> Hash {
-    let len: usize = payload.iter().map(|p| p.len()).sum();
+    encode_record_stored(out, prev, payload, payload)
+}
+
+/// Appends one record frame storing `stored` (given in pieces: the payload,
+/// or its compressed form) whose chain hash is over `payload`, and returns
+/// the chain hash.
+pub fn encode_record_stored(
+    out: &mut Vec<u8>,
+    prev: &Hash,
+    stored: &[&[u8]],
+    payload: &[&[u8]],
+) -> Hash {
+    let len: usize = stored.iter().map(|p| p.len()).sum();
     debug_assert!(len > 0 && len <= RECORD_PAYLOAD_BYTES_MAX);
     let len_bytes = (len as u32).to_le_bytes();
     let chain = chain_hash(prev, payload);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&len_bytes);
-    for p in payload {
+    for p in stored {
         crc.update(p);
     }
     crc.update(&chain);
     out.extend_from_slice(&len_bytes);
     out.extend_from_slice(&crc.finalize().to_le_bytes());
-    for p in payload {
+    for p in stored {
         out.extend_from_slice(p);
     }
     out.extend_from_slice(&chain);
@@ -448,6 +512,8 @@ mod tests {
             first_seq: 42,
             prev_hash: [7u8; 32],
             created_at: 1_763_900_000_000_000,
+            dict_len: 0,
+            dict_crc: 0,
         }
     }
 

@@ -7,8 +7,11 @@
 //! memory maps, never seeing a byte that is not yet durable.
 //!
 //! Module map:
+//! - `config`: [`LogConfig`], every limit with its default and range.
 //! - [`format`](mod@format): the bytes (header, record frame, footer, chain hash); pure.
-//! - [`segment`]: a segment seen by readers, and the frame scanner.
+//! - [`dict`]: records compressed with their segment's zstd dictionary, and the
+//!   thread that trains dictionaries.
+//! - [`segment`]: a segment seen by readers, and (`segment::scanner`) the frame scanner.
 //! - `recovery`: what opening a directory checks and may repair.
 //! - `writer`: the writer thread (group commit, rotation, sealing).
 //! - `prealloc`: the thread zero-filling the active segment ahead of the
@@ -24,6 +27,8 @@
 //! The paths (`segments/`, `LOCK`, `quarantine/`) come from
 //! [`crate::datadir::DataDir`], and so does the lock itself.
 
+mod config;
+pub mod dict;
 pub mod error;
 pub mod evicted;
 pub mod format;
@@ -34,6 +39,7 @@ mod recovery;
 pub mod segment;
 mod writer;
 
+pub use config::{LogConfig, RecoveryMode, DICT_SAMPLE_BYTES_MIN};
 pub use error::{Error, Result};
 pub use iter::{Direction, LogIter};
 pub use readonly::ReadOnly;
@@ -67,100 +73,6 @@ pub const WRITE_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 pub const BATCH_EVENTS_MAX_DEFAULT: usize = 10_000;
 /// Default number of append requests that may wait for the writer.
 pub const QUEUE_REQUESTS_MAX_DEFAULT: usize = 4096;
-
-/// What recovery does when it finds damage (not a torn tail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RecoveryMode {
-    /// Refuse to open, naming the file, offset and seq (the default).
-    #[default]
-    Strict,
-    /// Move damaged bytes to `DATA_DIR/quarantine/`, log what was accepted,
-    /// and append after the damage. Chosen by the operator, never implied.
-    Salvage,
-}
-
-impl std::str::FromStr for RecoveryMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "strict" => Ok(RecoveryMode::Strict),
-            "salvage" => Ok(RecoveryMode::Salvage),
-            other => Err(format!(
-                "unknown recovery mode {other:?}; expected \"strict\" or \"salvage\""
-            )),
-        }
-    }
-}
-
-/// The log's settings. Every limit is here, with its default above.
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    /// A segment is sealed once it would grow past this (bytes).
-    pub segment_bytes_max: u64,
-    /// At most this many bytes are written per fsync.
-    pub write_bytes_max: usize,
-    /// At most this many events per append request.
-    pub batch_events_max: usize,
-    /// At most this many requests wait for the writer; more wait to enqueue.
-    pub queue_requests_max: usize,
-    /// What to do with damage found at open.
-    pub recovery: RecoveryMode,
-    /// The highest seq that evidence kept outside the segments (a signed
-    /// checkpoint, the indexes, the digests) shows was acknowledged; 0 when
-    /// there is none. Recovery never treats a record at or below it as a
-    /// torn tail, and a log that ends before it was cut: damage, not a crash
-    /// (see `crate::seal::acknowledged_through`).
-    pub acked_through: u64,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
-            write_bytes_max: WRITE_BYTES_MAX_DEFAULT,
-            batch_events_max: BATCH_EVENTS_MAX_DEFAULT,
-            queue_requests_max: QUEUE_REQUESTS_MAX_DEFAULT,
-            recovery: RecoveryMode::Strict,
-            acked_through: 0,
-        }
-    }
-}
-
-impl LogConfig {
-    fn validate(&self) -> Result<()> {
-        let check = |what, got: u64, min: u64, max: u64| {
-            if got < min || got > max {
-                Err(Error::LimitExceeded { what, got, max })
-            } else {
-                Ok(())
-            }
-        };
-        check(
-            "segment_bytes_max",
-            self.segment_bytes_max,
-            SEGMENT_BYTES_MAX_MIN,
-            1 << 40,
-        )?;
-        check(
-            "write_bytes_max",
-            self.write_bytes_max as u64,
-            event::EVENT_BYTES_MAX as u64 * 2,
-            TORN_WINDOW_BYTES,
-        )?;
-        check(
-            "batch_events_max",
-            self.batch_events_max as u64,
-            1,
-            1_000_000,
-        )?;
-        check(
-            "queue_requests_max",
-            self.queue_requests_max as u64,
-            1,
-            1_000_000,
-        )
-    }
-}
 
 /// The receipt of a durable append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +185,8 @@ pub(crate) struct Shared {
     witnessed: Mutex<Vec<WitnessedSegment>>,
     /// How evicted segments are read back (none until an archive starts).
     fetch: Mutex<Option<Arc<dyn evicted::Fetch>>>,
+    /// The newest compression dictionary trained (`dict::Trainer` fills it).
+    pub(crate) dict: Arc<Mutex<Option<Arc<dict::Dict>>>>,
 }
 
 impl Shared {
@@ -290,6 +204,7 @@ impl Shared {
             head: Mutex::new(head),
             witnessed: Mutex::new(Vec::new()),
             fetch: Mutex::new(None),
+            dict: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -611,6 +526,16 @@ impl Log {
     /// Seq of the last durable event (`first_seq() - 1` when empty).
     pub fn last_seq(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// The newest compression dictionary, if one was trained: segments
+    /// created from now on store their records compressed with it.
+    pub fn dictionary(&self) -> Option<Arc<dict::Dict>> {
+        self.shared
+            .dict
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Seq of the oldest event still in the log.

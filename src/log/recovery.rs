@@ -132,11 +132,13 @@ pub(crate) fn recover(
                     let mut h = [0u8; HEADER_BYTES];
                     std::os::unix::fs::FileExt::read_exact_at(&file, &mut h, 0).is_ok()
                         && Header::decode(&h).is_err()
-                }));
+                })
+                || dictionary_cut_short(&file, len));
         if torn_creation {
-            // Only the header is written before a segment's first fsync, so
-            // a last file holding no whole header and nothing after it is a
-            // creation cut short by a crash.
+            // Only the header (and its dictionary) is written before a
+            // segment's first fsync, so a last file holding no whole header,
+            // or a header whose dictionary is not whole, and nothing after
+            // it is a creation cut short by a crash.
             std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
             fsync_dir(seg_dir)?;
             tracing::warn!(
@@ -418,4 +420,22 @@ fn quarantine_file(data_dir: &Path, path: &Path, report: &mut RecoveryReport) ->
     tracing::warn!("Moved {} to {}.", path.display(), dest.display());
     report.quarantined.push(dest);
     Ok(())
+}
+
+/// A file holding a valid header that announces a dictionary, and no more
+/// than the header and the dictionary's room, whose dictionary is not whole.
+fn dictionary_cut_short(file: &File, len: u64) -> bool {
+    let mut h = [0u8; HEADER_BYTES];
+    if std::os::unix::fs::FileExt::read_exact_at(file, &mut h, 0).is_err() {
+        return false;
+    }
+    let Ok(header) = Header::decode(&h) else {
+        return false;
+    };
+    if header.dict_len == 0 || len > header.records_start() as u64 {
+        return false;
+    }
+    let mut bytes = vec![0u8; len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, 0).is_ok()
+        && header.dictionary(&bytes).is_err()
 }

@@ -4,13 +4,13 @@
 //! Owns [`SegmentView`]: the read-only memory map of a segment, how many of its
 //! records are durable, and a sparse offset index (the offset of every
 //! [`SPARSE_EVERY`]-th record) so that a read by seq touches at most
-//! `SPARSE_EVERY` frames. Also owns [`scan`], the one function that walks a
-//! segment's frames and says where and why it stops, and [`SegmentFile`], the
-//! one way to open a whole segment file and scan it; recovery, `stele
-//! verify`, `stele backup`, retention's dry run, the seal's checks and the
-//! fuzz targets all use them, so they can never disagree about what a valid
-//! segment is. The memory maps of segment files are made here and nowhere
-//! else.
+//! `SPARSE_EVERY` frames. Also owns [`scan`] (in `scanner`), the one function
+//! that walks a segment's frames and says where and why it stops, and
+//! [`SegmentFile`], the one way to open a whole segment file and scan it;
+//! recovery, `stele verify`, `stele backup`, retention's dry run, the seal's
+//! checks and the fuzz targets all use them, so they can never disagree about
+//! what a valid segment is. The memory maps of segment files are made here and
+//! nowhere else.
 //!
 //! Invariants:
 //! 1. A view never maps or reads past its durable length: bytes the writer has
@@ -19,12 +19,12 @@
 //!    the reader expected; anything else is a [`Error::Corruption`] naming the
 //!    file and offset.
 
+use super::dict::Dict;
 use super::error::{Error, Result};
 use super::format::{
-    chain_hash, decode_frame, Footer, Frame, FrameError, Hash, Header, SegmentId, FOOTER_BYTES,
-    HEADER_BYTES, RECORD_OVERHEAD_BYTES, RECORD_PAYLOAD_BYTES_MAX,
+    decode_frame, Footer, Frame, FrameError, Header, SegmentId, FOOTER_BYTES, HEADER_BYTES,
+    RECORD_OVERHEAD_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
-use super::prealloc::ZEROED_PAST_WRITER_BYTES_MAX;
 use crate::event::{self, StoredEvent};
 use memmap2::Mmap;
 use std::fs::File;
@@ -35,242 +35,8 @@ use std::sync::{Arc, RwLock};
 /// records: 0.5 MB per GiB of 500-byte events).
 pub const SPARSE_EVERY: u64 = 32;
 
-/// How deeply [`scan`] checks each record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Depth {
-    /// Frame, CRC and the seq at the head of the payload: what recovery needs
-    /// to find the end of the log, fast enough for a 1 GiB segment in well
-    /// under a second.
-    Frames,
-    /// Also recompute every chain hash and decode every payload completely:
-    /// what `stele verify` does.
-    Full,
-}
-
-/// Whether a problem found by [`scan`] can be a torn write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemKind {
-    /// The bytes from the problem to the end of the file hold no valid frame:
-    /// consistent with a write that did not complete before a crash.
-    TornTail,
-    /// Anything else: damage or tampering.
-    Corrupt,
-}
-
-/// Where and why a scan stopped early.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Torn tail or corruption.
-    pub kind: ProblemKind,
-    /// Byte offset of the frame at fault.
-    pub offset: u64,
-    /// The seq expected at that offset.
-    pub seq: u64,
-    /// What is wrong, in a sentence.
-    pub detail: String,
-}
-
-/// What [`scan`] found in a segment.
-#[derive(Debug, Clone)]
-pub struct Scan {
-    /// Offset just past the last good record.
-    pub records_end: u64,
-    /// Number of good records.
-    pub count: u64,
-    /// Chain hash of the last good record (the header's `prev_hash` if none).
-    pub last_hash: Hash,
-    /// Offsets of records 0, SPARSE_EVERY, 2*SPARSE_EVERY, ...
-    pub sparse: Vec<u64>,
-    /// The footer, when the segment is sealed and it checks out.
-    pub footer: Option<Footer>,
-    /// Why the scan stopped before the end of the file, if it did.
-    pub problem: Option<Problem>,
-    /// Zero bytes at the end of the file, after the records (and after a
-    /// torn tail, if any): space the writer filled ahead of itself.
-    pub padding: u64,
-}
-
-/// Walks the frames of a whole segment file (`bytes` starts with its header,
-/// already decoded into `header`). Never panics, whatever the bytes.
-///
-/// `torn_window` is the largest torn tail the writer can leave (its largest
-/// single write): a bad frame further than that from the end of the file can
-/// only be damage, so the scan does not look for a later valid frame.
-pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Scan {
-    let mut out = Scan {
-        records_end: HEADER_BYTES as u64,
-        count: 0,
-        last_hash: header.prev_hash,
-        sparse: Vec::new(),
-        footer: None,
-        problem: None,
-        padding: 0,
-    };
-    let mut off = HEADER_BYTES;
-    let corrupt = |off: usize, seq: u64, detail: String| Problem {
-        kind: ProblemKind::Corrupt,
-        offset: off as u64,
-        seq,
-        detail,
-    };
-    while off < bytes.len() {
-        let seq = header.first_seq + out.count;
-        match decode_frame(&bytes[off..]) {
-            Ok(Frame::Record {
-                payload,
-                chain,
-                len,
-            }) => {
-                if let Err(detail) = check_payload(payload, header.version, seq, depth) {
-                    out.problem = Some(corrupt(off, seq, detail));
-                    return out;
-                }
-                if depth == Depth::Full && chain_hash(&out.last_hash, &[payload]) != *chain {
-                    out.problem = Some(corrupt(
-                        off,
-                        seq,
-                        "the chain hash does not follow from the previous record and this \
-                         payload (a record was altered, removed or reordered)"
-                            .into(),
-                    ));
-                    return out;
-                }
-                if out.count % SPARSE_EVERY == 0 {
-                    out.sparse.push(off as u64);
-                }
-                out.last_hash = *chain;
-                out.count += 1;
-                off += len;
-                out.records_end = off as u64;
-            }
-            Ok(Frame::Footer(f)) => {
-                let problem = if f.first_seq != header.first_seq || f.count != out.count {
-                    Some(format!(
-                        "the footer says {} records from seq {}, the segment holds {} from seq {}",
-                        f.count, f.first_seq, out.count, header.first_seq
-                    ))
-                } else if f.final_hash != out.last_hash {
-                    Some("the footer's final hash is not the last record's chain hash".into())
-                } else if off + FOOTER_BYTES != bytes.len() {
-                    Some(format!(
-                        "{} bytes follow the footer",
-                        bytes.len() - off - FOOTER_BYTES
-                    ))
-                } else {
-                    None
-                };
-                match problem {
-                    Some(detail) => out.problem = Some(corrupt(off, seq, detail)),
-                    None => out.footer = Some(f),
-                }
-                return out;
-            }
-            Err(e) => {
-                // The writer zero-fills the active segment ahead of itself,
-                // so bytes after the last record may be zeros: padding, not
-                // damage. Junk before the zeros may be a torn write.
-                let end = bytes[off..]
-                    .iter()
-                    .rposition(|&b| b != 0)
-                    .map_or(off, |i| off + i + 1);
-                out.padding = (bytes.len() - end) as u64;
-                let padding_max = padding_bytes_max(torn_window);
-                if out.padding > padding_max {
-                    out.problem = Some(corrupt(
-                        off,
-                        seq,
-                        format!(
-                            "{} zero bytes end the file, more than the writer can leave after \
-                             its last record ({padding_max}: the torn window and the zero-filling \
-                             ahead of the writer)",
-                            out.padding
-                        ),
-                    ));
-                    return out;
-                }
-                if end == off {
-                    return out;
-                }
-                let rest = (end - off) as u64;
-                let torn = rest <= torn_window && !valid_frame_after(&bytes[..end], off + 1, seq);
-                out.problem = Some(Problem {
-                    kind: if torn {
-                        ProblemKind::TornTail
-                    } else {
-                        ProblemKind::Corrupt
-                    },
-                    offset: off as u64,
-                    seq,
-                    detail: describe_frame_error(&e, rest),
-                });
-                return out;
-            }
-        }
-    }
-    out
-}
-
-/// The most zero padding [`scan`] accepts after the last record (or after a
-/// torn tail): what the zero-filling can leave past the end of the writer's
-/// last write ([`ZEROED_PAST_WRITER_BYTES_MAX`], 96 MiB), plus that write
-/// itself if it was cut short before its bytes landed (`torn_window`). With
-/// the log's torn window that is 160 MiB; more is damage.
-pub fn padding_bytes_max(torn_window: u64) -> u64 {
-    torn_window.saturating_add(ZEROED_PAST_WRITER_BYTES_MAX)
-}
-
-fn describe_frame_error(e: &FrameError, rest: u64) -> String {
-    match e {
-        FrameError::Truncated { need, .. } => {
-            format!("a frame of {need} bytes is cut short: only {rest} bytes remain in the file")
-        }
-        other => format!("bad frame: {other}"),
-    }
-}
-
-/// Checks the seq at the head of a payload (and, at `Full` depth, that the
-/// whole payload decodes as a stored event of the segment's format `version`
-/// with that seq).
-fn check_payload(
-    payload: &[u8],
-    version: u16,
-    seq: u64,
-    depth: Depth,
-) -> std::result::Result<(), String> {
-    let found = match depth {
-        Depth::Frames => event::decode_stored_seq(payload)?,
-        Depth::Full => event::decode_stored(payload, version)?.seq,
-    };
-    if found == seq {
-        Ok(())
-    } else {
-        Err(format!(
-            "the record carries seq {found} where seq {seq} belongs"
-        ))
-    }
-}
-
-/// True when some offset at or after `from` holds a frame that decodes with a
-/// valid CRC and a seq at or after `seq`: proof that the bytes before it were
-/// once whole, so an error there is damage and not a torn write.
-fn valid_frame_after(bytes: &[u8], from: usize, seq: u64) -> bool {
-    let mut off = from;
-    while off + RECORD_OVERHEAD_BYTES < bytes.len() {
-        let b = &bytes[off..];
-        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        // Cheap filters first: a plausible length and a plausible seq, and
-        // only then the CRC.
-        if len > 0 && len <= RECORD_PAYLOAD_BYTES_MAX && len + RECORD_OVERHEAD_BYTES <= b.len() {
-            if let Ok(s) = event::decode_stored_seq(&b[8..8 + len]) {
-                if s >= seq && matches!(decode_frame(b), Ok(Frame::Record { .. })) {
-                    return true;
-                }
-            }
-        }
-        off += 1;
-    }
-    false
-}
+mod scanner;
+pub use scanner::{padding_bytes_max, scan, Depth, Problem, ProblemKind, Scan};
 
 /// The mutable part of a view, behind its lock.
 #[derive(Debug)]
@@ -422,6 +188,9 @@ pub struct SegmentView {
     /// The map of the local file the view held when it was evicted: alive
     /// while a reader still holds it (the hole is punched only after).
     pub(super) retired: std::sync::Mutex<std::sync::Weak<Mmap>>,
+    /// The segment's compression dictionary, once loaded (or given by the
+    /// writer that created the segment).
+    dict: std::sync::OnceLock<Arc<Dict>>,
 }
 
 /// A consistent look at a view: a map covering every durable record.
@@ -462,7 +231,46 @@ impl SegmentView {
             damaged: std::sync::Mutex::new(None),
             remote: std::sync::Mutex::new(None),
             retired: std::sync::Mutex::new(std::sync::Weak::new()),
+            dict: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the view the dictionary its writer created it with.
+    pub(crate) fn set_dict(&self, dict: Arc<Dict>) {
+        let _ = self.dict.set(dict);
+    }
+
+    /// The segment's compression dictionary (`None`: its records are stored
+    /// uncompressed), read from the file on first use and checked against
+    /// the header's CRC.
+    pub fn dict(&self) -> Result<Option<Arc<Dict>>> {
+        if self.header.dict_len == 0 {
+            return Ok(None);
+        }
+        if let Some(d) = self.dict.get() {
+            return Ok(Some(d.clone()));
+        }
+        let snap = self.snapshot()?;
+        let start = self.header.records_start();
+        let mut read = Vec::new();
+        let bytes: &[u8] = match snap.map.as_deref() {
+            Some(m) if m.len() >= start => &m[..],
+            // Nothing mapped yet (no durable record): read it.
+            _ => {
+                read.resize(start, 0);
+                std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut read, 0)
+                    .map_err(|e| self.read_failed("read", e))?;
+                &read
+            }
+        };
+        let bad = |e: String| self.corrupt(HEADER_BYTES as u64, None, format!("dictionary: {e}"));
+        let d = self
+            .header
+            .dictionary(bytes)
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad("missing".into()))?;
+        let d = Dict::new(d.to_vec()).map_err(bad)?;
+        Ok(Some(self.dict.get_or_init(|| Arc::new(d)).clone()))
     }
 
     /// Why this segment is known to be damaged, if it is.
@@ -643,7 +451,7 @@ impl SegmentView {
         let bytes: &[u8] = snap.map.as_deref().map_or(&[], |m| &m[..]);
         let end = snap.records_end as usize;
         let mut sparse = Vec::with_capacity((snap.count / SPARSE_EVERY + 1) as usize);
-        let mut off = HEADER_BYTES;
+        let mut off = self.header.records_start();
         let mut released = 0usize;
         for i in 0..snap.count {
             if off - released >= 8 << 20 {
@@ -707,7 +515,18 @@ impl SegmentView {
             return Err(self.corrupt(offset, Some(seq), "record offset past the end".into()));
         }
         match decode_frame(&bytes[off..end]) {
-            Ok(Frame::Record { payload, len, .. }) => {
+            Ok(Frame::Record {
+                payload: stored,
+                len,
+                ..
+            }) => {
+                let mut scratch = Vec::new();
+                let payload = match self.dict()? {
+                    Some(d) => d
+                        .plain(stored, &mut scratch)
+                        .map_err(|e| self.corrupt(offset, Some(seq), e))?,
+                    None => stored,
+                };
                 let ev = event::decode_stored(payload, self.header.version)
                     .map_err(|e| self.corrupt(offset, Some(seq), format!("payload: {e}")))?;
                 if ev.seq != seq {

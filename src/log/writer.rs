@@ -22,10 +22,11 @@
 //!    never goes backwards) and a segment exceeds `segment_bytes_max` only when
 //!    a single request alone is larger.
 
+use super::dict::{self, Dict, Trainer};
 use super::error::{Error, Result};
 use super::format::{
-    encode_record, Day, Footer, Hash, Header, SegmentId, FOOTER_BYTES, FORMAT_VERSION,
-    HEADER_BYTES, RECORD_OVERHEAD_BYTES,
+    encode_record, encode_record_stored, Day, Footer, Hash, Header, SegmentId, FOOTER_BYTES,
+    FORMAT_VERSION, RECORD_OVERHEAD_BYTES,
 };
 use super::prealloc::Prealloc;
 use super::recovery::Recovered;
@@ -74,6 +75,9 @@ struct Active {
     /// For a segment inherited from an earlier process: the last seq it held
     /// at open (see [`WitnessedSegment::inherited_through`]).
     inherited_through: Option<u64>,
+    /// The segment's compression dictionary: its records are stored
+    /// compressed with it (`None`: uncompressed).
+    dict: Option<Arc<Dict>>,
 }
 
 /// Chain state, saved at the start of a group so a failed write can roll back.
@@ -108,6 +112,13 @@ pub(crate) struct Writer {
     waiters: Vec<Waiter>,
     prealloc: Arc<Prealloc>,
     prealloc_thread: Option<std::thread::JoinHandle<()>>,
+    /// Trains the dictionaries new segments get.
+    trainer: Trainer,
+    cctx: zstd::zstd_safe::CCtx<'static>,
+    /// A record's stored form, when compressed.
+    zbuf: Vec<u8>,
+    /// Payloads appended, for sampling every `dict::SAMPLE_EVERY`-th.
+    appended: u64,
 }
 
 impl Writer {
@@ -139,6 +150,9 @@ impl Writer {
                 .0
                 .set_file(Some(file.clone()), len, cfg.segment_bytes_max);
             let sha = hash_prefix(&view.path, len);
+            // Recovery checked the dictionary's CRC; a segment whose dictionary
+            // does not load is sealed at the first append instead (see `append`).
+            let dict = view.dict().ok().flatten();
             Active {
                 inherited_through: Some(view.header.first_seq + count - 1),
                 view,
@@ -146,7 +160,13 @@ impl Writer {
                 len,
                 count,
                 sha,
+                dict,
             }
+        });
+        let slot = shared.dict.clone();
+        let trainer = Trainer::start(cfg.dict_sample_bytes, slot.clone()).unwrap_or_else(|e| {
+            tracing::warn!("Could not start the dictionary trainer ({e}): new segments are stored uncompressed.");
+            Trainer::start(0, slot).expect("no thread to start")
         });
         let chain = Chain {
             next_seq,
@@ -168,6 +188,10 @@ impl Writer {
             waiters: Vec::new(),
             prealloc: prealloc.0,
             prealloc_thread: Some(prealloc.1),
+            trainer,
+            cctx: dict::compressor(),
+            zbuf: Vec::new(),
+            appended: 0,
         }
     }
 
@@ -237,8 +261,11 @@ impl Writer {
             return;
         }
         let n = batch.ends.len() as u64;
+        // Compression may add zstd's frame header and block overhead to a body.
         let framed = batch.bodies.len() as u64
-            + n * (RECORD_OVERHEAD_BYTES + crate::event::STORED_PREFIX_BYTES_MAX) as u64;
+            + batch.bodies.len() as u64 / 128
+            + n * (RECORD_OVERHEAD_BYTES + crate::event::STORED_PREFIX_BYTES_MAX + 64) as u64;
+        let newer_dict = self.trainer.newest();
         let received_at = self.now();
         let day = Day::from_micros(received_at);
         let fits = match &self.active {
@@ -247,8 +274,11 @@ impl Writer {
                 let used = a.len + self.buf.len() as u64;
                 // An older format's active segment (after an upgrade) is
                 // sealed, never appended to in this build's format.
+                // The first dictionary ends an uncompressed segment early.
+                let compress_now = a.dict.is_none() && a.count > 0 && newer_dict.is_some();
                 a.view.id.day == day
                     && a.view.header.version == FORMAT_VERSION
+                    && !compress_now
                     && (used + framed + FOOTER_BYTES as u64 <= self.cfg.segment_bytes_max
                         || (a.count == 0 && self.waiters.is_empty()))
             }
@@ -288,8 +318,23 @@ impl Writer {
             prefix.clear();
             event::encode_stored_prefix(self.chain.next_seq, received_at, &mut prefix);
             let body = &batch.bodies[start..end as usize];
-            self.chain.last_hash =
-                encode_record(&mut self.buf, &self.chain.last_hash, &[&prefix, body]);
+            self.chain.last_hash = match &active.dict {
+                Some(d) => {
+                    self.zbuf.clear();
+                    d.compress(&mut self.cctx, &prefix, body, &mut self.zbuf);
+                    encode_record_stored(
+                        &mut self.buf,
+                        &self.chain.last_hash,
+                        &[&self.zbuf],
+                        &[&prefix, body],
+                    )
+                }
+                None => encode_record(&mut self.buf, &self.chain.last_hash, &[&prefix, body]),
+            };
+            self.appended += 1;
+            if self.appended % dict::SAMPLE_EVERY == 0 && self.trainer.sampling() {
+                self.trainer.offer(body);
+            }
             self.chain.next_seq += 1;
             start = end as usize;
         }
@@ -431,12 +476,15 @@ impl Writer {
 
     fn create(&mut self, id: SegmentId) -> Result<()> {
         let path = self.dir.join(id.file_name());
+        let dict = self.trainer.newest();
         let header = Header {
             version: FORMAT_VERSION,
             id,
             first_seq: self.chain.next_seq,
             prev_hash: self.chain.last_hash,
             created_at: self.clock.now_micros(),
+            dict_len: dict.as_ref().map_or(0, |d| d.bytes().len() as u32),
+            dict_crc: dict.as_ref().map_or(0, |d| d.crc()),
         };
         let file = OpenOptions::new()
             .read(true)
@@ -444,7 +492,12 @@ impl Writer {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
-        let header_bytes = header.encode();
+        // The header and the dictionary, in one write before the first fsync.
+        let mut header_bytes = header.encode().to_vec();
+        if let Some(d) = &dict {
+            header_bytes.extend_from_slice(d.bytes());
+        }
+        let start = header_bytes.len() as u64;
         let written = file
             .write_all_at(&header_bytes, 0)
             .map_err(|e| Error::io("write", &path, e));
@@ -464,28 +517,29 @@ impl Writer {
         let view = Arc::new(SegmentView::new(
             &path,
             header,
-            HEADER_BYTES as u64,
+            start,
             0,
             Some(Vec::new()),
             None,
         )?);
+        if let Some(d) = &dict {
+            view.set_dict(d.clone());
+        }
         self.shared.push_segment(view.clone());
         self.newest = Some(id);
         let file = Arc::new(file);
-        self.prealloc.set_file(
-            Some(file.clone()),
-            HEADER_BYTES as u64,
-            self.cfg.segment_bytes_max,
-        );
+        self.prealloc
+            .set_file(Some(file.clone()), start, self.cfg.segment_bytes_max);
         let mut sha = Sha256::new();
-        sha.update(header_bytes);
+        sha.update(&header_bytes);
         self.active = Some(Active {
             view,
             file,
-            len: HEADER_BYTES as u64,
+            len: start,
             count: 0,
             sha,
             inherited_through: None,
+            dict,
         });
         tracing::info!(
             "Opened segment {id} for new events from seq {}.",

@@ -284,10 +284,15 @@ pub fn tenants_in(path: &Path) -> Result<BTreeSet<String>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let header = Header::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = BTreeSet::new();
-    let mut off = crate::log::format::HEADER_BYTES;
+    let dict = crate::log::dict::of_segment(&header, &bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut scratch = Vec::new();
+    let mut off = header.records_start();
     while off < bytes.len() {
         match crate::log::format::decode_frame(&bytes[off..]) {
             Ok(crate::log::format::Frame::Record { payload, len, .. }) => {
+                let payload = crate::log::dict::payload(dict.as_ref(), payload, &mut scratch)
+                    .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;
                 let ev: StoredEvent = crate::event::decode_stored(payload, header.version)
                     .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;
                 out.insert(ev.event.tenant.clone().unwrap_or_default());

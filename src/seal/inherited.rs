@@ -135,7 +135,15 @@ pub fn verify_inherited(
             damage(log, &walked[walked.len() - 1..], why, &mut out);
             return out;
         }
-        let mut off = crate::log::format::HEADER_BYTES;
+        let dict = match crate::log::dict::of_segment(&header, bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                damage(log, &walked[walked.len() - 1..], fail(e), &mut out);
+                return out;
+            }
+        };
+        let mut scratch = Vec::new();
+        let mut off = header.records_start();
         let mut seq = header.first_seq;
         let mut sealed = false;
         while off < bytes.len() {
@@ -145,6 +153,16 @@ pub fn verify_inherited(
                     chain,
                     len,
                 }) => {
+                    let payload =
+                        match crate::log::dict::payload(dict.as_ref(), payload, &mut scratch) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let why =
+                                    fail(format!("the record of seq {seq} at offset {off}: {e}"));
+                                damage(log, &walked[walked.len() - 1..], why, &mut out);
+                                return out;
+                            }
+                        };
                     let computed = chain_hash(&prev, &[payload]);
                     if computed != *chain {
                         let why = fail(format!(

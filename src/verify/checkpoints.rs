@@ -11,7 +11,7 @@
 //! genuine one; one saved elsewhere cannot.
 
 use super::{Finding, Options, Report, SegmentSummary};
-use crate::log::format::{decode_frame, hash_hex, Frame, Header, HEADER_BYTES};
+use crate::log::format::{decode_frame, hash_hex, Frame, Header};
 use crate::seal::checkpoint::{read_local, Checkpoint};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ fn chains_at(path: &Path, seqs: &BTreeSet<u64>) -> HashMap<u64, [u8; 32]> {
         return out;
     };
     let last = seqs.last().copied().unwrap_or(0);
-    let mut off = HEADER_BYTES;
+    let mut off = header.records_start();
     let mut at = header.first_seq;
     while off < map.len() && at <= last {
         match decode_frame(&map[off..]) {

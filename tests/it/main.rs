@@ -18,6 +18,7 @@ mod archive;
 mod auth;
 mod backup;
 mod cli_query;
+mod compressed;
 mod config;
 mod console;
 mod crash;

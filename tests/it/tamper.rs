@@ -228,8 +228,13 @@ fn verify_reports_unreadable_paths_with_exit_code_2() {
 const SAMPLE_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1");
 /// Format version 2 (provenance), kept to show it stays readable.
 const SAMPLE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2");
-/// Format version 3, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it).
+/// Format version 3 (the event's process, batch and risk fields), kept to show it
+/// stays readable.
 const SAMPLE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v3");
+/// Format version 4, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Its
+/// 57 events are too few to train a dictionary, so its records are stored
+/// uncompressed: `tests/it/compressed.rs` covers compressed segments.
+const SAMPLE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4");
 /// The bytes format version 3 adds to an event whose version 3 fields are all absent
 /// (one option tag each): the old samples were generated with `sized(450)` under the
 /// old layout, so the same events come from `sized(450 + LAYOUT_V3_EXTRA)` now.
@@ -357,8 +362,28 @@ fn the_committed_v2_sample_opens_verifies_and_reads_back() {
 }
 
 #[test]
-fn the_committed_v3_sample_is_what_this_version_writes_and_reads_back() {
+fn the_committed_v3_sample_opens_verifies_and_reads_back() {
     let sample = Path::new(SAMPLE_V3);
+    assert!(versions(sample).iter().all(|&v| v == 3));
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+    let (tmp, _clock, log) = open_copy_and_read_back(
+        sample,
+        BEFORE_MIDNIGHT + DAY_MICROS,
+        Some(Provenance::cli()),
+    );
+    let with_run = log
+        .iter()
+        .filter(|e| e.as_ref().unwrap().event.process_id.is_some())
+        .count();
+    assert!(with_run > 20, "{with_run}");
+    drop(log);
+    assert!(segment_files(tmp.path()).len() >= 6);
+}
+
+#[test]
+fn the_committed_v4_sample_is_what_this_version_writes_and_reads_back() {
+    let sample = Path::new(SAMPLE_V4);
     if std::env::var_os("STELE_WRITE_SAMPLE").is_some() {
         let _ = std::fs::remove_dir_all(sample);
         write_sample(sample);

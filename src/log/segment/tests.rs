@@ -13,6 +13,8 @@ fn header() -> Header {
         first_seq: 1,
         prev_hash: GENESIS_HASH,
         created_at: 0,
+        dict_len: 0,
+        dict_crc: 0,
     }
 }
 

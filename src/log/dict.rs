@@ -1,0 +1,419 @@
+//! Compression of record payloads with a segment's zstd dictionary.
+//!
+//! Owns [`Dict`] (a dictionary, ready to compress and decompress with), the
+//! stored form of a payload in a segment that has one, and [`Trainer`], the
+//! `stele-dict` thread that trains dictionaries from samples of recent
+//! payloads. Never touches files: the writer puts a dictionary into the
+//! segments it creates (docs/FORMAT.md, "Dictionary"), readers get it back
+//! from the segment's bytes.
+//!
+//! ```text
+//! stored  = prefix ++ zstd frame of rest          (a segment with a dictionary)
+//! payload = prefix ++ rest                        (what the chain hash covers)
+//! prefix  = seq (bincode varint) ++ received_at (bincode zigzag varint): left
+//!           uncompressed, so a frame scan reads the seq without decompressing
+//! zstd frame: one frame, made with the segment's dictionary, content size in
+//!           its header, no checksum (the record's CRC and chain cover it)
+//! ```
+//!
+//! Invariants:
+//! 1. `plain(compress(p)) == p` for every payload, with the dictionary of the
+//!    segment that holds it; the chain hash is over the payload, so a record's
+//!    chain does not depend on whether or how it was compressed.
+//! 2. Decompression never allocates more than `RECORD_PAYLOAD_BYTES_MAX`: a
+//!    frame announcing more, or none, is corruption.
+//! 3. Training never blocks the writer: samples are offered without waiting
+//!    and dropped when the trainer is busy.
+
+use super::format::RECORD_PAYLOAD_BYTES_MAX;
+use std::cell::RefCell;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use zstd::zstd_safe::{CCtx, CDict, DCtx, DDict};
+
+/// zstd level records are compressed at (measured: README "Performance").
+pub const LEVEL: i32 = 3;
+/// Default bytes of samples a dictionary is trained from.
+pub const SAMPLE_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+/// A dictionary is `sample_bytes / SAMPLE_TO_DICT` bytes, at most [`DICT_BYTES_DEFAULT_MAX`].
+pub const SAMPLE_TO_DICT: usize = 32;
+/// The largest dictionary trained.
+pub const DICT_BYTES_DEFAULT_MAX: usize = 112 * 1024;
+/// Every `SAMPLE_EVERY`-th payload the writer appends is offered as a sample.
+pub const SAMPLE_EVERY: u64 = 8;
+/// After the first dictionary, a new one is trained once this many payload
+/// bytes have been appended since the last training (or never, when 0).
+pub const RETRAIN_AFTER_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// A segment's dictionary, prepared for both directions.
+pub struct Dict {
+    bytes: Vec<u8>,
+    crc: u32,
+    ddict: DDict<'static>,
+    /// Made on first use: readers never compress.
+    cdict: std::sync::OnceLock<CDict<'static>>,
+}
+
+impl std::fmt::Debug for Dict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dict")
+            .field("bytes", &self.bytes.len())
+            .field("crc", &format_args!("{:08x}", self.crc))
+            .finish()
+    }
+}
+
+thread_local! {
+    static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
+}
+
+impl Dict {
+    /// Prepares `bytes` (a zstd dictionary, or any non-empty bytes: zstd takes
+    /// those as raw content).
+    pub fn new(bytes: Vec<u8>) -> Result<Dict, String> {
+        if bytes.is_empty() || bytes.len() > super::format::DICT_BYTES_MAX {
+            return Err(format!("a dictionary of {} bytes", bytes.len()));
+        }
+        let ddict = DDict::try_create(&bytes).ok_or("zstd refused the dictionary")?;
+        Ok(Dict {
+            crc: crc32fast::hash(&bytes),
+            bytes,
+            ddict,
+            cdict: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The dictionary's bytes, as the segment stores them.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// CRC-32 of the bytes (the header's `dict_crc`).
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+
+    /// Appends the stored form of the payload `prefix ++ rest` to `out`.
+    pub fn compress(
+        &self,
+        cctx: &mut CCtx<'static>,
+        prefix: &[u8],
+        rest: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(prefix);
+        let at = out.len();
+        out.reserve(zstd::zstd_safe::compress_bound(rest.len()));
+        let mut cursor = std::io::Cursor::new(&mut *out);
+        cursor.set_position(at as u64);
+        let cdict = self.cdict.get_or_init(|| CDict::create(&self.bytes, LEVEL));
+        // Cannot fail: the output has room for the bound, the input is bytes.
+        cctx.compress_using_cdict(&mut cursor, rest, cdict)
+            .expect("zstd compresses into a buffer of its bound");
+    }
+
+    /// The payload of a stored record, in `scratch`.
+    pub fn plain<'a>(&self, stored: &[u8], scratch: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+        let at = prefix_len(stored).ok_or("the stored payload has no seq and time prefix")?;
+        let (prefix, frame) = stored.split_at(at);
+        let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(n)) if n as usize <= RECORD_PAYLOAD_BYTES_MAX - at => n as usize,
+            Ok(Some(n)) => return Err(format!("a compressed payload announces {n} bytes")),
+            Ok(None) | Err(_) => {
+                return Err("the compressed payload has no valid zstd frame header".into())
+            }
+        };
+        scratch.clear();
+        scratch.reserve(at + size);
+        scratch.extend_from_slice(prefix);
+        let mut cursor = std::io::Cursor::new(&mut *scratch);
+        cursor.set_position(at as u64);
+        let n = DCTX
+            .with(|d| {
+                d.borrow_mut()
+                    .decompress_using_ddict(&mut cursor, frame, &self.ddict)
+            })
+            .map_err(|code| {
+                format!(
+                    "the compressed payload does not decompress: {}",
+                    zstd::zstd_safe::get_error_name(code)
+                )
+            })?;
+        if n != size {
+            return Err(format!("a compressed payload of {size} bytes gave {n}"));
+        }
+        Ok(&scratch[..])
+    }
+}
+
+/// The dictionary of the segment whose bytes (from offset 0) are `bytes`,
+/// checked against its header's CRC; `None` when it has none.
+pub fn of_segment(header: &super::format::Header, bytes: &[u8]) -> Result<Option<Dict>, String> {
+    match header.dictionary(bytes) {
+        Ok(None) => Ok(None),
+        Ok(Some(d)) => Dict::new(d.to_vec()).map(Some),
+        Err(e) => Err(format!("its dictionary: {e}")),
+    }
+}
+
+/// The payload of `stored` in a segment with `dict` (or without one).
+pub fn payload<'a>(
+    dict: Option<&Dict>,
+    stored: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], String> {
+    match dict {
+        Some(d) => d.plain(stored, scratch),
+        None => Ok(stored),
+    }
+}
+
+/// Bytes of the `(seq, received_at)` prefix at the start of `payload`: two
+/// bincode varints (a byte below 251, or a marker 251/252/253 and 2/4/8 bytes).
+pub fn prefix_len(payload: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for _ in 0..2 {
+        let n = match *payload.get(at)? {
+            0..=250 => 1,
+            251 => 3,
+            252 => 5,
+            253 => 9,
+            _ => return None,
+        };
+        at += n;
+    }
+    (at <= payload.len()).then_some(at)
+}
+
+/// A new compression context for the writer.
+pub fn compressor() -> CCtx<'static> {
+    CCtx::create()
+}
+
+/// Trains dictionaries on its own thread from samples the writer offers, and
+/// keeps the newest.
+pub struct Trainer {
+    tx: Option<SyncSender<Vec<u8>>>,
+    newest: Arc<Mutex<Option<Arc<Dict>>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer").finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// Starts the trainer; `sample_bytes` of samples make a dictionary
+    /// (0: never train, every segment is stored uncompressed), published in
+    /// `newest`.
+    pub fn start(
+        sample_bytes: usize,
+        newest: Arc<Mutex<Option<Arc<Dict>>>>,
+    ) -> std::io::Result<Trainer> {
+        if sample_bytes == 0 {
+            return Ok(Trainer {
+                tx: None,
+                newest,
+                handle: None,
+            });
+        }
+        let (tx, rx) = sync_channel(256);
+        let out = newest.clone();
+        let handle = std::thread::Builder::new()
+            .name("stele-dict".into())
+            .spawn(move || train_loop(rx, sample_bytes, out))?;
+        Ok(Trainer {
+            tx: Some(tx),
+            newest,
+            handle: Some(handle),
+        })
+    }
+
+    /// Offers one payload (the part after the prefix) as a sample; dropped
+    /// when the trainer is busy.
+    pub fn offer(&self, rest: &[u8]) {
+        if let Some(tx) = &self.tx {
+            match tx.try_send(rest.to_vec()) {
+                Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Whether samples are wanted (a trainer runs).
+    pub fn sampling(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The newest dictionary trained, if any.
+    pub fn newest(&self) -> Option<Arc<Dict>> {
+        self.newest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Trainer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn train_loop(rx: Receiver<Vec<u8>>, sample_bytes: usize, out: Arc<Mutex<Option<Arc<Dict>>>>) {
+    let dict_bytes = (sample_bytes / SAMPLE_TO_DICT).clamp(256, DICT_BYTES_DEFAULT_MAX);
+    let mut samples: std::collections::VecDeque<Vec<u8>> = Default::default();
+    let mut held = 0usize;
+    // Payload bytes (estimated from the samples) since the last training.
+    let mut since = 0u64;
+    let mut trained = false;
+    let mut fresh = 0usize;
+    while let Ok(s) = rx.recv() {
+        held += s.len();
+        fresh += s.len();
+        since += s.len() as u64 * SAMPLE_EVERY;
+        samples.push_back(s);
+        while held > sample_bytes {
+            if let Some(old) = samples.pop_front() {
+                held -= old.len();
+            }
+        }
+        let due = if trained {
+            RETRAIN_AFTER_BYTES > 0 && since >= RETRAIN_AFTER_BYTES && fresh >= sample_bytes
+        } else {
+            fresh >= sample_bytes
+        };
+        if !due {
+            continue;
+        }
+        fresh = 0;
+        since = 0;
+        let started = std::time::Instant::now();
+        let made = zstd::dict::from_samples(samples.make_contiguous(), dict_bytes)
+            .map_err(|e| e.to_string())
+            .and_then(Dict::new);
+        match made {
+            Ok(d) => {
+                tracing::info!(
+                    "Trained a compression dictionary of {} bytes from {} samples ({held} bytes) in {:.0?}; new segments use it.",
+                    d.bytes().len(),
+                    samples.len(),
+                    started.elapsed()
+                );
+                *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(d));
+                trained = true;
+            }
+            Err(e) => tracing::warn!(
+                "Could not train a compression dictionary from {} samples: {e}; segments stay uncompressed until the next try.",
+                samples.len()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{encode_event, encode_stored_prefix};
+    use crate::testkit::EventGen;
+
+    fn payloads(seed: u64, n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut gen = EventGen::new(seed);
+        (1..=n)
+            .map(|seq| {
+                let mut prefix = Vec::new();
+                encode_stored_prefix(
+                    seq * 1_000_003,
+                    1_790_000_000_000_000 + seq as i64,
+                    &mut prefix,
+                );
+                let mut rest = Vec::new();
+                encode_event(&gen.next_event(), &mut rest);
+                (prefix, rest)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_is_compressed_comes_back_byte_for_byte() {
+        let ps = payloads(1, 3_000);
+        let samples: Vec<&[u8]> = ps.iter().map(|(_, r)| r.as_slice()).collect();
+        let dict = Dict::new(zstd::dict::from_samples(&samples, 16 * 1024).unwrap()).unwrap();
+        let mut cctx = compressor();
+        let (mut stored, mut scratch) = (Vec::new(), Vec::new());
+        let (mut plain_total, mut stored_total) = (0, 0);
+        for (prefix, rest) in &ps {
+            stored.clear();
+            dict.compress(&mut cctx, prefix, rest, &mut stored);
+            assert_eq!(prefix_len(&stored), Some(prefix.len()));
+            let back = dict.plain(&stored, &mut scratch).unwrap();
+            assert_eq!(&back[..prefix.len()], &prefix[..]);
+            assert_eq!(&back[prefix.len()..], &rest[..]);
+            plain_total += prefix.len() + rest.len();
+            stored_total += stored.len();
+        }
+        assert!(
+            stored_total * 2 < plain_total,
+            "{stored_total} of {plain_total}"
+        );
+
+        // Another dictionary, or damaged bytes: an error, never a panic or a
+        // made-up payload of the announced size.
+        let other = Dict::new(b"not the dictionary it was made with".to_vec()).unwrap();
+        stored.clear();
+        dict.compress(&mut cctx, &ps[0].0, &ps[0].1, &mut stored);
+        if let Ok(p) = other.plain(&stored, &mut scratch) {
+            assert_ne!(&p[ps[0].0.len()..], &ps[0].1[..]);
+        }
+        for cut in 0..stored.len() {
+            let _ = dict.plain(&stored[..cut], &mut scratch);
+        }
+        let mut bomb = ps[0].0.clone();
+        bomb.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 2 << 20], 1).unwrap());
+        let err = dict.plain(&bomb, &mut scratch).unwrap_err();
+        assert!(err.contains("announces"), "{err}");
+    }
+
+    #[test]
+    fn the_prefix_is_two_varints() {
+        for (seq, at) in [
+            (0u64, 0i64),
+            (250, -1),
+            (251, 1 << 40),
+            (u64::MAX, i64::MIN),
+        ] {
+            let mut p = Vec::new();
+            encode_stored_prefix(seq, at, &mut p);
+            assert_eq!(prefix_len(&p), Some(p.len()), "{seq} {at}");
+            assert_eq!(prefix_len(&p[..p.len() - 1]), None);
+        }
+        assert_eq!(prefix_len(&[254, 0]), None);
+    }
+
+    #[test]
+    fn the_trainer_publishes_a_dictionary_from_enough_samples() {
+        let t = Trainer::start(64 * 1024, Default::default()).unwrap();
+        assert!(t.newest().is_none());
+        let ps = payloads(2, 2_000);
+        for (_, rest) in &ps {
+            t.offer(rest);
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while t.newest().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let d = t.newest().expect("a dictionary");
+        assert!(d.bytes().len() <= 64 * 1024 / SAMPLE_TO_DICT);
+        drop(t);
+        assert!(Trainer::start(0, Default::default())
+            .unwrap()
+            .newest()
+            .is_none());
+    }
+}

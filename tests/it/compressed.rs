@@ -225,5 +225,24 @@ fn a_torn_tail_of_a_compressed_active_segment_is_cut_at_the_last_whole_record() 
         .unwrap();
     f.set_len(len - 20).unwrap();
     drop(f);
-    read_back(dir.path(), &all[..all.len() - 1]);
+    let mut all = all;
+    all.pop();
+    read_back(dir.path(), &all);
+
+    // The writer continues the inherited segment compressed, with its dictionary.
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT));
+    let log = open_small(dir.path(), &clock);
+    let more = events(&mut EventGen::new(405), 30, 450);
+    let ack = log.append(&more, &Provenance::cli()).unwrap();
+    assert_eq!(ack.first_seq, all.len() as u64 + 1);
+    assert_eq!(
+        ack.segment.file_name(),
+        active.file_name().unwrap().to_string_lossy()
+    );
+    drop(log);
+    all.extend(more);
+    read_back(dir.path(), &all);
+    assert!(bytes_per_record(&active) < 400.0);
+    let (code, out) = verify(&[dir.path()]);
+    assert_eq!(code, 0, "{out}");
 }

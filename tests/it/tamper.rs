@@ -361,12 +361,9 @@ fn the_committed_v2_sample_opens_verifies_and_reads_back() {
     assert!(segment_files(tmp.path()).len() >= 6);
 }
 
-#[test]
-fn the_committed_v3_sample_opens_verifies_and_reads_back() {
-    let sample = Path::new(SAMPLE_V3);
-    assert!(versions(sample).iter().all(|&v| v == 3));
-    let (code, out) = verify(&[sample]);
-    assert_eq!(code, 0, "{out}");
+/// A version 3 or later sample reads back whole, with the process fields of its
+/// events, and keeps its segments when opened.
+fn reads_back_with_runs(sample: &Path) {
     let (tmp, _clock, log) = open_copy_and_read_back(
         sample,
         BEFORE_MIDNIGHT + DAY_MICROS,
@@ -379,6 +376,15 @@ fn the_committed_v3_sample_opens_verifies_and_reads_back() {
     assert!(with_run > 20, "{with_run}");
     drop(log);
     assert!(segment_files(tmp.path()).len() >= 6);
+}
+
+#[test]
+fn the_committed_v3_sample_opens_verifies_and_reads_back() {
+    let sample = Path::new(SAMPLE_V3);
+    assert!(versions(sample).iter().all(|&v| v == 3));
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+    reads_back_with_runs(sample);
 }
 
 #[test]
@@ -408,18 +414,7 @@ fn the_committed_v4_sample_is_what_this_version_writes_and_reads_back() {
         );
     }
 
-    let (tmp, _clock, log) = open_copy_and_read_back(
-        sample,
-        BEFORE_MIDNIGHT + DAY_MICROS,
-        Some(Provenance::cli()),
-    );
-    let with_run = log
-        .iter()
-        .filter(|e| e.as_ref().unwrap().event.process_id.is_some())
-        .count();
-    assert!(with_run > 20, "{with_run}");
-    drop(log);
-    assert!(segment_files(tmp.path()).len() >= 6);
+    reads_back_with_runs(sample);
 }
 
 /// Upgrading: the v1 sample's active segment is still open on its day. The

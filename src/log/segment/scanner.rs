@@ -95,28 +95,19 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
     };
     // The dictionary is checked at every depth; it is needed to decompress
     // (and so to hash) the payloads at `Full` depth only.
-    let dict = match header.dictionary(bytes) {
-        Ok(None) => None,
-        Ok(Some(d)) if depth == Depth::Full => match Dict::new(d.to_vec()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                out.records_end = HEADER_BYTES as u64;
-                out.problem = Some(corrupt(
-                    HEADER_BYTES,
-                    header.first_seq,
-                    format!("dictionary: {e}"),
-                ));
-                return out;
-            }
-        },
-        Ok(Some(_)) => None,
+    let dict = header
+        .dictionary(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|d| match d {
+            Some(d) if depth == Depth::Full => Dict::new(d.to_vec()).map(Some),
+            _ => Ok(None),
+        });
+    let dict = match dict {
+        Ok(d) => d,
         Err(e) => {
             out.records_end = HEADER_BYTES as u64;
-            out.problem = Some(corrupt(
-                HEADER_BYTES,
-                header.first_seq,
-                format!("dictionary: {e}"),
-            ));
+            let detail = format!("dictionary: {e}");
+            out.problem = Some(corrupt(HEADER_BYTES, header.first_seq, detail));
             return out;
         }
     };

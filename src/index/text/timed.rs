@@ -8,7 +8,11 @@
 //! time bounds (the column's min and max), so once the heap is full the
 //! segments entirely older (or newer) than its worst key are skipped. Events
 //! mostly arrive in time order, so a newest-first page usually scans the
-//! newest segments only.
+//! newest segments only. Within a segment (docs in descending seq order, so
+//! roughly newest first), a newest-first scan stops as soon as no later doc
+//! can beat the heap: each segment's greatest time from every block of
+//! [`BLOCK_DOCS`] docs to its end (suffix maxima) is computed once per
+//! segment (segments are immutable) and kept in a small cache.
 //!
 //! Invariants:
 //! 1. Keys are unique (seqs are), so the order is total and a position
@@ -20,6 +24,43 @@ use super::*;
 use crate::query::Position;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+/// Docs per block of the suffix maxima.
+pub(super) const BLOCK_DOCS: u32 = 1024;
+
+/// Segments whose suffix maxima are cached; the cache is emptied when it
+/// holds more (merged-away segments go with it).
+const SUFFIX_CACHE_SEGMENTS_MAX: usize = 4096;
+
+/// For each block of [`BLOCK_DOCS`] docs of the segment, the greatest time
+/// of its docs and of every later doc (deleted ones included: an upper
+/// bound is all the early stop needs).
+fn suffix_maxima(t: &TimedSegment<'_>) -> Arc<[i64]> {
+    type Cache = Mutex<HashMap<tantivy::index::SegmentId, Arc<[i64]>>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let id = t.seg.reader.segment_id();
+    if let Some(m) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        return m.clone();
+    }
+    let max_doc = t.seg.reader.max_doc();
+    let blocks = max_doc.div_ceil(BLOCK_DOCS) as usize;
+    let mut m = vec![i64::MIN; blocks];
+    for doc in 0..max_doc {
+        let b = (doc / BLOCK_DOCS) as usize;
+        m[b] = m[b].max(t.times.first(doc).unwrap_or(0));
+    }
+    for b in (0..blocks.saturating_sub(1)).rev() {
+        m[b] = m[b].max(m[b + 1]);
+    }
+    let m: Arc<[i64]> = m.into();
+    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if c.len() >= SUFFIX_CACHE_SEGMENTS_MAX {
+        c.clear();
+    }
+    c.insert(id, m.clone());
+    m
+}
 
 /// A segment's `time` column with its bounds.
 struct TimedSegment<'a> {
@@ -69,17 +110,7 @@ pub(super) fn search_by_time(
                 if after.is_some_and(|a| t.min > a.0) {
                     continue; // entirely at or before the position
                 }
-                scan(t, weight, first, |k| {
-                    if after.is_some_and(|a| k >= a) {
-                        return;
-                    }
-                    if heap.len() < limit {
-                        heap.push(Reverse(k));
-                    } else if heap.peek().is_some_and(|w| k > w.0) {
-                        heap.pop();
-                        heap.push(Reverse(k));
-                    }
-                })?;
+                scan_newest(t, weight, first, limit, after, &mut heap)?;
             }
             let mut keys: Vec<(i64, u64)> = heap.into_iter().map(|r| r.0).collect();
             keys.sort_unstable_by(|a, b| b.cmp(a));
@@ -124,6 +155,58 @@ pub(super) fn search_by_time(
     }
 }
 
+/// Keeps in `heap` (a min-heap of at most `limit` keys) the greatest
+/// `(time, seq)` keys of the segment's live matches with a seq of at least
+/// `first` and a key below `after`, stopping at the first block from which
+/// no doc can beat a full heap.
+fn scan_newest(
+    t: &TimedSegment<'_>,
+    weight: &dyn Weight,
+    first: u64,
+    limit: usize,
+    after: Option<(i64, u64)>,
+    heap: &mut BinaryHeap<Reverse<(i64, u64)>>,
+) -> Result<(), TextError> {
+    let seg = t.seg;
+    let end = live_end(seg, first);
+    let bounds = suffix_maxima(t);
+    let mut scorer = weight.scorer(seg.reader, 1.0).map_err(query_failed)?;
+    let mut doc = scorer.doc();
+    let mut block = u32::MAX;
+    while doc != TERMINATED && doc < end {
+        if doc / BLOCK_DOCS != block {
+            block = doc / BLOCK_DOCS;
+            let worst = (heap.len() == limit).then(|| heap.peek().map(|w| w.0 .0));
+            if worst.flatten().is_some_and(|w| bounds[block as usize] < w) {
+                break; // no doc from here on is newer than the worst kept
+            }
+        }
+        if seg.alive(doc) {
+            let k = (t.times.first(doc).unwrap_or(0), seg.seq(doc));
+            if after.is_none_or(|a| k < a) {
+                if heap.len() < limit {
+                    heap.push(Reverse(k));
+                } else if heap.peek().is_some_and(|w| k > w.0) {
+                    heap.pop();
+                    heap.push(Reverse(k));
+                }
+            }
+        }
+        doc = scorer.advance();
+    }
+    Ok(())
+}
+
+/// The end of the segment's docs with a seq of at least `first`: seqs
+/// descend with the doc id, so the docs below `first` are a suffix.
+fn live_end(seg: &SegmentSeqs<'_>, first: u64) -> DocId {
+    if seg.min < first {
+        seg.partition_point(|seq| seq >= first)
+    } else {
+        seg.max_doc()
+    }
+}
+
 /// Feeds the `(time, seq)` key of every live match of the segment with a
 /// seq of at least `first` to `keep`.
 fn scan(
@@ -133,12 +216,7 @@ fn scan(
     mut keep: impl FnMut((i64, u64)),
 ) -> Result<(), TextError> {
     let seg = t.seg;
-    // Seqs descend with the doc id: the docs below `first` are a suffix.
-    let end = if seg.min < first {
-        seg.partition_point(|seq| seq >= first)
-    } else {
-        seg.max_doc()
-    };
+    let end = live_end(seg, first);
     let mut scorer = weight.scorer(seg.reader, 1.0).map_err(query_failed)?;
     let mut doc = scorer.doc();
     while doc != TERMINATED && doc < end {

@@ -3,6 +3,7 @@ use super::*;
 mod fuzz;
 mod groups;
 mod partials;
+mod timed;
 use crate::event::Event;
 use crate::testkit::{EventGen, DEFAULT_BASE_TIME};
 

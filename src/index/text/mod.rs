@@ -429,7 +429,11 @@ impl TextIndex {
                 return Ok(Vec::new());
             };
             let segments = SegmentSeqs::of(&searcher)?;
-            timed::search_by_time(&segments, weight.as_ref(), order, limit, after, first)
+            // Stele's own records never match a query that leaves them out.
+            let own =
+                Term::from_field_text(self.shared.fields.ingested_by, event::INGESTED_BY_STELE);
+            let skip = (filter.own_records() == crate::query::OwnRecords::Exclude).then_some(&own);
+            timed::search_by_time(&segments, weight.as_ref(), order, limit, after, first, skip)
         })
     }
 

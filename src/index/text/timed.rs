@@ -12,7 +12,11 @@
 //! roughly newest first), a newest-first scan stops as soon as no later doc
 //! can beat the heap: each segment's greatest time from every block of
 //! [`BLOCK_DOCS`] docs to its end (suffix maxima) is computed once per
-//! segment (segments are immutable) and kept in a small cache.
+//! segment (segments are immutable) and kept in a small cache. When the
+//! query leaves Stele's own records out (the default), they are left out of
+//! the bound as well: findings are stamped when they are made, so in a log
+//! of events that arrive long after they happened they would otherwise hold
+//! every block's bound at "now" and no scan could stop early.
 //!
 //! Invariants:
 //! 1. Keys are unique (seqs are), so the order is total and a position
@@ -35,18 +39,40 @@ const SUFFIX_CACHE_SEGMENTS_MAX: usize = 4096;
 /// For each block of [`BLOCK_DOCS`] docs of the segment, the greatest time
 /// of its docs and of every later doc (deleted ones included: an upper
 /// bound is all the early stop needs).
-fn suffix_maxima(t: &TimedSegment<'_>) -> Arc<[i64]> {
-    type Cache = Mutex<HashMap<tantivy::index::SegmentId, Arc<[i64]>>>;
+/// With `skip`, the docs holding that term (Stele's own records, which the
+/// query leaves out) do not count.
+fn suffix_maxima(t: &TimedSegment<'_>, skip: Option<&Term>) -> Result<Arc<[i64]>, TextError> {
+    type Cache = Mutex<HashMap<(tantivy::index::SegmentId, bool), Arc<[i64]>>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let id = t.seg.reader.segment_id();
+    let id = (t.seg.reader.segment_id(), skip.is_some());
     if let Some(m) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-        return m.clone();
+        return Ok(m.clone());
+    }
+    let mut skipped = Vec::new();
+    if let Some(term) = skip {
+        let postings = t
+            .seg
+            .reader
+            .inverted_index(term.field())
+            .map_err(tantivy_err)?
+            .read_postings(term, tantivy::schema::IndexRecordOption::Basic)
+            .map_err(tantivy_err)?;
+        if let Some(mut p) = postings {
+            while p.doc() != TERMINATED {
+                skipped.push(p.doc());
+                p.advance();
+            }
+        }
     }
     let max_doc = t.seg.reader.max_doc();
     let blocks = max_doc.div_ceil(BLOCK_DOCS) as usize;
     let mut m = vec![i64::MIN; blocks];
+    let mut next_skipped = skipped.iter().peekable();
     for doc in 0..max_doc {
+        if next_skipped.next_if(|&&d| d == doc).is_some() {
+            continue;
+        }
         let b = (doc / BLOCK_DOCS) as usize;
         m[b] = m[b].max(t.times.first(doc).unwrap_or(0));
     }
@@ -59,7 +85,7 @@ fn suffix_maxima(t: &TimedSegment<'_>) -> Arc<[i64]> {
         c.clear();
     }
     c.insert(id, m.clone());
-    m
+    Ok(m)
 }
 
 /// A segment's `time` column with its bounds.
@@ -72,6 +98,9 @@ struct TimedSegment<'a> {
 
 /// Up to `limit` positions of matching documents, in `order` of
 /// `(time, seq)`, strictly after `after`, none below seq `first`.
+///
+/// `skip`: a term no match holds (the query leaves those docs out), whose
+/// docs the early stop's bounds may ignore.
 pub(super) fn search_by_time(
     segments: &[SegmentSeqs<'_>],
     weight: &dyn Weight,
@@ -79,6 +108,7 @@ pub(super) fn search_by_time(
     limit: usize,
     after: Option<Position>,
     first: u64,
+    skip: Option<&Term>,
 ) -> Result<Vec<Position>, TextError> {
     let mut timed = Vec::with_capacity(segments.len());
     for seg in segments {
@@ -110,7 +140,7 @@ pub(super) fn search_by_time(
                 if after.is_some_and(|a| t.min > a.0) {
                     continue; // entirely at or before the position
                 }
-                scan_newest(t, weight, first, limit, after, &mut heap)?;
+                scan_newest(t, weight, first, limit, after, skip, &mut heap)?;
             }
             let mut keys: Vec<(i64, u64)> = heap.into_iter().map(|r| r.0).collect();
             keys.sort_unstable_by(|a, b| b.cmp(a));
@@ -165,11 +195,12 @@ fn scan_newest(
     first: u64,
     limit: usize,
     after: Option<(i64, u64)>,
+    skip: Option<&Term>,
     heap: &mut BinaryHeap<Reverse<(i64, u64)>>,
 ) -> Result<(), TextError> {
     let seg = t.seg;
     let end = live_end(seg, first);
-    let bounds = suffix_maxima(t);
+    let bounds = suffix_maxima(t, skip)?;
     let mut scorer = weight.scorer(seg.reader, 1.0).map_err(query_failed)?;
     let mut doc = scorer.doc();
     let mut block = u32::MAX;

@@ -265,7 +265,6 @@ impl Writer {
         let framed = batch.bodies.len() as u64
             + batch.bodies.len() as u64 / 128
             + n * (RECORD_OVERHEAD_BYTES + crate::event::STORED_PREFIX_BYTES_MAX + 64) as u64;
-        let newer_dict = self.trainer.newest();
         let received_at = self.now();
         let day = Day::from_micros(received_at);
         let fits = match &self.active {
@@ -275,7 +274,9 @@ impl Writer {
                 // An older format's active segment (after an upgrade) is
                 // sealed, never appended to in this build's format.
                 // The first dictionary ends an uncompressed segment early.
-                let compress_now = a.dict.is_none() && a.count > 0 && newer_dict.is_some();
+                // (The trainer's lock is taken only while the segment has none.)
+                let compress_now =
+                    a.dict.is_none() && a.count > 0 && self.trainer.newest().is_some();
                 a.view.id.day == day
                     && a.view.header.version == FORMAT_VERSION
                     && !compress_now

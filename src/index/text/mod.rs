@@ -145,6 +145,7 @@ pub struct Stats {
     pub by_risk: RiskCounts,
 }
 
+mod columns;
 mod counts;
 mod ordered;
 mod partials;
@@ -152,6 +153,7 @@ mod recent;
 mod schema;
 mod stats;
 mod timed;
+mod timemap;
 mod writer;
 
 use ordered::*;
@@ -432,8 +434,8 @@ impl TextIndex {
             // Stele's own records never match a query that leaves them out.
             let own =
                 Term::from_field_text(self.shared.fields.ingested_by, event::INGESTED_BY_STELE);
-            let skip = (filter.own_records() == crate::query::OwnRecords::Exclude).then_some(&own);
-            timed::search_by_time(&segments, weight.as_ref(), order, limit, after, first, skip)
+            let own = (filter.own_records() == crate::query::OwnRecords::Exclude).then_some(&own);
+            timed::search_by_time(&segments, weight.as_ref(), order, limit, after, first, own)
         })
     }
 
@@ -479,7 +481,7 @@ impl TextIndex {
         let searcher = self.shared.reader.searcher();
         let mut out = Vec::with_capacity(usize::try_from(searcher.num_docs()).unwrap_or(0));
         for reader in searcher.segment_readers() {
-            let col = reader.fast_fields().u64(F_SEQ).map_err(tantivy_err)?;
+            let col = columns::seqs(reader).map_err(tantivy_err)?;
             for doc in reader.doc_ids_alive() {
                 if let Some(seq) = col.first(doc) {
                     out.push(seq);
@@ -580,10 +582,11 @@ impl TextIndex {
             let Some((lo, hi)) = time_bounds(filter) else {
                 return Ok(None);
             };
-            must.push(Box::new(RangeQuery::new(
-                Bound::Included(Term::from_field_i64(f.time, lo)),
-                Bound::Included(Term::from_field_i64(f.time, hi)),
-            )));
+            // Stele's records may be left out of the window's blocks only
+            // when the query leaves them out.
+            let own = (filter.own_records() == crate::query::OwnRecords::Exclude)
+                .then(|| Term::from_field_text(f.ingested_by, event::INGESTED_BY_STELE));
+            must.push(Box::new(timemap::TimeRangeQuery { lo, hi, own }));
         }
         if let Some(text) = filter.text.as_deref() {
             // tantivy spells JSON paths with the bytes 0 and 1: a control

@@ -19,7 +19,7 @@ impl<'a> SegmentSeqs<'a> {
             if reader.num_docs() == 0 {
                 continue;
             }
-            let seqs = reader.fast_fields().u64(F_SEQ).map_err(tantivy_err)?;
+            let seqs = columns::seqs(reader).map_err(tantivy_err)?;
             out.push(SegmentSeqs {
                 reader,
                 min: seqs.min_value(),

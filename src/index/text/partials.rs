@@ -561,7 +561,7 @@ fn plan(reader: &SegmentReader, lo: i64, hi: i64, first: u64) -> tantivy::Result
     if reader.num_docs() == 0 {
         return Ok(Plan::Skip);
     }
-    let time = reader.fast_fields().i64(F_TIME)?;
+    let time = columns::times(reader)?;
     let (min, max) = (time.min_value(), time.max_value());
     if max < lo || min > hi {
         return Ok(Plan::Skip);

@@ -171,10 +171,10 @@ impl Collector for RecentCollector {
             counts: vec![0; column.num_terms()],
             column,
         };
-        let seqs = ff.u64(F_SEQ)?;
+        let seqs = columns::seqs(segment)?;
         let end = end_below(segment, self.first)?;
         Ok(RecentSegment {
-            time: ff.i64(F_TIME)?,
+            time: columns::times(segment)?,
             codes: ff.u64(F_CODES)?,
             risk: ff.column_opt(F_RISK_SCORE)?,
             users_1h: ff.str(self.user_column)?.map(users),

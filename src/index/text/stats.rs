@@ -398,7 +398,7 @@ impl Collector for StatsCollector {
             }));
         }
         let time = match self.bucket.is_some() || self.day_ago.is_some() {
-            true => Some(ff.i64(F_TIME)?),
+            true => Some(columns::times(segment)?),
             false => None,
         };
         let codes = match self.codes {
@@ -687,7 +687,7 @@ pub(super) fn end_below(segment: &SegmentReader, first: u64) -> tantivy::Result<
     if first <= 1 {
         return Ok(segment.max_doc());
     }
-    let seqs = segment.fast_fields().u64(F_SEQ)?;
+    let seqs = columns::seqs(segment)?;
     let seg = SegmentSeqs {
         reader: segment,
         min: seqs.min_value(),

@@ -4,8 +4,11 @@
 
 use super::*;
 
-#[test]
-fn time_ordered_pages_match_brute_force_across_blocks() {
+/// An index of 6,000 events in two segments of several blocks, with events
+/// far off their arrival order: backfilled (every 97th), stamped ten days
+/// ahead, Stele's own records stamped later still, the newest of all deep in
+/// the first segment, and a run of equal times across a block boundary.
+fn scrambled() -> (tempfile::TempDir, TextIndex, Vec<StoredEvent>) {
     let dir = tempfile::tempdir().unwrap();
     let ix = TextIndex::open(dir.path()).unwrap();
     let mut evs = events(3, 1, 6_000);
@@ -34,13 +37,25 @@ fn time_ordered_pages_match_brute_force_across_blocks() {
     for ev in evs.iter_mut().filter(|e| (3_000..3_100).contains(&e.seq)) {
         ev.event.timestamp = Some(DEFAULT_BASE_TIME + 2_500 * 700_000);
     }
+    // A stretch where every third event is backfilled five days: blocks too
+    // mixed for exceptions, kept whole with a wide range.
+    for ev in evs
+        .iter_mut()
+        .filter(|e| (4_500..5_600).contains(&e.seq) && e.seq % 3 == 0)
+    {
+        ev.event.timestamp = Some(DEFAULT_BASE_TIME - 5 * DAY + ev.seq as i64);
+    }
     let mut w = ix.writer().unwrap();
     index_all(&mut w, &evs[..4_000], 4_000);
     index_all(&mut w, &evs[4_000..], 2_000);
-    let segments = ix.shared.reader.searcher().segment_readers().len();
-    assert!(segments >= 1);
-    assert!(ix.num_docs() as u32 > 2 * super::super::timed::BLOCK_DOCS);
+    assert!(!ix.shared.reader.searcher().segment_readers().is_empty());
+    assert!(ix.num_docs() as u32 > 2 * super::super::timemap::BLOCK_DOCS);
+    (dir, ix, evs)
+}
 
+#[test]
+fn time_ordered_pages_match_brute_force_across_blocks() {
+    let (_dir, ix, evs) = scrambled();
     let tenant = evs[17].event.tenant.clone();
     let filters = [
         Filter::default(),
@@ -98,6 +113,97 @@ fn time_ordered_pages_match_brute_force_across_blocks() {
                 }
                 assert_eq!(walked, keys, "walk {order:?} {first} {f:?}");
             }
+        }
+    }
+}
+
+/// Counts and pages in time windows (the block-skipping time range of
+/// `timemap`) against a brute force: windows edged at the outliers, inside
+/// one block's span, and across everything, with Stele's records left out,
+/// taken or alone.
+#[test]
+fn time_windows_match_brute_force_across_blocks() {
+    let (_dir, ix, evs) = scrambled();
+    let mut edges: Vec<i64> = [
+        7,
+        105,
+        1_111,
+        2_000,
+        3_050,
+        4_003,
+        4_502,
+        5_000,
+        5_999,
+        97 * 30,
+        53 * 40,
+    ]
+    .iter()
+    .flat_map(|&i| {
+        let t = event_time(&evs[i]);
+        [t, t + 1]
+    })
+    .collect();
+    edges.extend([
+        i64::MIN + 1,
+        DEFAULT_BASE_TIME,
+        DEFAULT_BASE_TIME + 20 * DAY,
+        i64::MAX,
+    ]);
+    let tenant = evs[17].event.tenant.clone();
+    let own_records = [
+        crate::query::OwnRecords::Exclude,
+        crate::query::OwnRecords::Include,
+        crate::query::OwnRecords::Only,
+    ];
+    for &since in &edges {
+        for &until in edges.iter().filter(|&&u| u > since) {
+            for own in own_records {
+                for tenant in [None, tenant.clone()] {
+                    let f = Filter {
+                        since: Some(since),
+                        until: Some(until),
+                        stele_records: own,
+                        tenant,
+                        ..Filter::default()
+                    };
+                    let is_own = |e: &StoredEvent| {
+                        e.provenance
+                            .as_ref()
+                            .is_some_and(|p| p.ingested_by == crate::event::INGESTED_BY_STELE)
+                    };
+                    let mut keys: Vec<(i64, u64)> = evs
+                        .iter()
+                        .filter(|e| brute_match(e, &f))
+                        .filter(|e| match own {
+                            crate::query::OwnRecords::Exclude => !is_own(e),
+                            crate::query::OwnRecords::Include => true,
+                            crate::query::OwnRecords::Only => is_own(e),
+                        })
+                        .map(|e| (event_time(e), e.seq))
+                        .collect();
+                    assert_eq!(ix.count(&f).unwrap(), keys.len() as u64, "{f:?}");
+                    keys.sort_unstable();
+                    let got = ix.search_by_time(&f, Order::Asc, 50, None, 1).unwrap();
+                    let got: Vec<(i64, u64)> = got.iter().map(|p| (p.time, p.seq)).collect();
+                    assert_eq!(got, keys[..50.min(keys.len())], "asc {f:?}");
+                    keys.reverse();
+                    let got = ix.search_by_time(&f, Order::Desc, 50, None, 1).unwrap();
+                    let got: Vec<(i64, u64)> = got.iter().map(|p| (p.time, p.seq)).collect();
+                    assert_eq!(got, keys[..50.min(keys.len())], "desc {f:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn skipping_exceptions_lands_on_the_first_not_below() {
+    use super::super::timed::skip_below;
+    let xs: Vec<(DocId, i64)> = (0..300).map(|i| (i * 9 + (i % 7), 0)).collect();
+    for from in 0..=xs.len() {
+        for doc in 0..2_800 {
+            let want = from + xs[from..].iter().take_while(|e| e.0 < doc).count();
+            assert_eq!(skip_below(&xs, from, doc), want, "{from} {doc}");
         }
     }
 }

@@ -6,6 +6,9 @@
 //! posting list's length, no iteration); a segment holding documents retention
 //! dropped (not yet deleted from the index, at most one commit interval) is walked
 //! up to the first of them, so the count equals what a listing can return.
+//! A count in a time window is a statistic of its total alone: the cached
+//! per-segment totals of the filter without the window, less the matches outside
+//! it (`partials`), so a window that cuts through large segments costs no walk.
 
 use super::*;
 use crate::query::OwnRecords;
@@ -30,6 +33,25 @@ impl TextIndex {
         first: u64,
     ) -> Result<u64, TextError> {
         {
+            if filter.since.is_some() || filter.until.is_some() {
+                // A window: the cached per-segment totals of the filter without
+                // it, less the matches outside (see `partials`); the exclusion
+                // is walked once per segment, when its total is cached.
+                let Some((time_lo, time_hi)) = time_bounds(filter) else {
+                    return Ok(0);
+                };
+                let total_only = super::stats::StatsCollector {
+                    columns: Vec::new(),
+                    codes: false,
+                    day_ago: None,
+                    bucket: None,
+                    risk: false,
+                    time_lo,
+                    time_hi,
+                    first,
+                };
+                return Ok(self.stats_by_segment(searcher, filter, &total_only)?.total);
+            }
             if filter.own_records() == OwnRecords::Exclude && self.holds_own_records(searcher)? {
                 let with = Filter {
                     stele_records: OwnRecords::Include,

@@ -182,6 +182,11 @@ fn time_windows_match_brute_force_across_blocks() {
                         .map(|e| (event_time(e), e.seq))
                         .collect();
                     assert_eq!(ix.count(&f).unwrap(), keys.len() as u64, "{f:?}");
+                    // What `GET /v1/count` answers: the cached totals less the edges.
+                    for first in [1, 1_500] {
+                        let kept = keys.iter().filter(|k| k.1 >= first).count() as u64;
+                        assert_eq!(ix.count_from(&f, first).unwrap(), kept, "{first} {f:?}");
+                    }
                     keys.sort_unstable();
                     let got = ix.search_by_time(&f, Order::Asc, 50, None, 1).unwrap();
                     let got: Vec<(i64, u64)> = got.iter().map(|p| (p.time, p.seq)).collect();

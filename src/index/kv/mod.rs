@@ -11,6 +11,7 @@
 //!              "indexed_seq"                                        u64 BE
 //!              "pending"                                            u64 BE (an apply or truncate in flight)
 //! ids          idfp(id) ++ tenantfp(tenant) ++ seq u64 BE           empty
+//! packed       run_first u64 BE ++ first key of the page             up to 256 sorted keys (see `packed`)
 //!
 //! idfp(id)         = unix_ms(id)[6 bytes] ++ h[..4]   (the id is a UUIDv7), else h[..10]
 //! h                = SHA-256("stele-id\0" ++ id)
@@ -45,7 +46,8 @@
 //! 1. After [`KvIndex::open`] returns, no key refers to a seq above `indexed_seq`: an
 //!    apply or truncate interrupted by a crash left a `pending` mark, and open removes
 //!    what it may have written before anything else reads the index.
-//! 2. Every applied event has exactly its own key, `id_key(id, tenant, seq)`; lookups
+//! 2. Every applied event has exactly its own key, `id_key(id, tenant, seq)`, in `ids`
+//!    or, once older than the newest ≈ [`RUN_EVENTS`], in a packed run ([`packed`]); lookups
 //!    return candidate seqs in ascending order, a superset of the events with that id
 //!    (in that tenant), and the first candidate that the log confirms is the answer:
 //!    the lowest seq that carries the `(id, tenant)` pair. The keys of one id, one per
@@ -68,9 +70,10 @@ use std::path::{Path, PathBuf};
 /// ids per tenant (version 2 keyed `ids` by the id alone); version 4 dropped the ordered
 /// key families (`time`, `entity`, `user`, `tenant`, `correlation`, `session`), never
 /// written in production, and the write-only `segments` tree; version 5 keys every
-/// event by fingerprints and its seq. An index of another version does not open, and
+/// event by fingerprints and its seq; version 6 packs the keys of older events into
+/// pages of the `packed` tree. An index of another version does not open, and
 /// the caller rebuilds it from the log.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
@@ -106,6 +109,12 @@ pub struct KvIndex {
     db: sled::Db,
     meta: sled::Tree,
     ids: sled::Tree,
+    /// Runs of older keys, packed into pages (`packed`).
+    packed: sled::Tree,
+    pack: std::sync::Mutex<packed::Packing>,
+    /// The committed runs as lookups see them (the writer publishes a new list at
+    /// each change, so a lookup never waits for a packing step).
+    published: std::sync::RwLock<std::sync::Arc<Vec<packed::Run>>>,
 }
 
 impl std::fmt::Debug for KvIndex {
@@ -229,6 +238,9 @@ impl KvIndex {
             let index = KvIndex {
                 meta: t("meta")?,
                 ids: t("ids")?,
+                packed: t("packed")?,
+                pack: Default::default(),
+                published: Default::default(),
                 db,
             };
             Ok::<_, sled::Error>(index)
@@ -283,6 +295,7 @@ impl KvIndex {
             }
         }
 
+        index.load_runs().map_err(|e| open_err(e.to_string()))?;
         index
             .finish_interrupted()
             .map_err(|e| open_err(e.to_string()))?;
@@ -348,8 +361,10 @@ impl KvIndex {
         self.meta.insert(META_PENDING, &pending.to_be_bytes())?;
 
         // Blind inserts: a key is the event's own (invariant 2), so re-applying writes
-        // the same bytes again and nothing needs reading first.
-        for ev in events {
+        // the same bytes again and nothing needs reading first; keys already packed
+        // are not written again.
+        let packed_through = self.packed_through()?;
+        for ev in events.iter().filter(|e| e.seq > packed_through) {
             let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
             self.ids.insert(key, &[])?;
         }
@@ -359,7 +374,7 @@ impl KvIndex {
         if pending <= indexed {
             self.meta.remove(META_PENDING)?;
         }
-        Ok(())
+        self.pack_step(indexed)
     }
 
     /// The seqs whose events may have this id in `tenant` (`None`: among the events
@@ -382,12 +397,15 @@ impl KvIndex {
     }
 
     fn seqs_under(&self, prefix: &[u8], max: usize) -> Result<Vec<u64>, KvError> {
-        let mut out = Vec::new();
-        for entry in self.ids.scan_prefix(prefix).take(max) {
-            let (k, _) = entry?;
-            out.push(split_key(&k)?.1);
+        let mut keys = Vec::new();
+        self.packed_under(prefix, &mut keys)?;
+        for entry in self.ids.scan_prefix(prefix) {
+            keys.push(packed::key_of(&entry?.0)?);
         }
-        Ok(out)
+        // A key being unpacked is in both places: the same bytes.
+        keys.sort_unstable();
+        keys.dedup();
+        keys.iter().take(max).map(|k| Ok(split_key(k)?.1)).collect()
     }
 
     /// Removes every key of the events with seq `>= from` (the index ran ahead of the
@@ -411,6 +429,7 @@ impl KvIndex {
         if let Some(h) = held.filter(|&h| h >= from) {
             self.meta.insert(META_PENDING, &h.to_be_bytes())?;
         }
+        self.unpack_from(from)?;
         match indexed {
             Some(s) if s >= from && from > 1 => {
                 self.meta
@@ -462,6 +481,9 @@ impl KvIndex {
         resume: &mut Option<Vec<u8>>,
         max: usize,
     ) -> Result<bool, KvError> {
+        if !self.drop_runs_below_step(below, max)? {
+            return Ok(false);
+        }
         let mut batch = sled::Batch::default();
         let mut n = 0;
         let iter = match resume.take() {
@@ -509,13 +531,17 @@ impl KvIndex {
     /// Every entry as `(seq, fingerprint)`, in ascending seq order (for `stele check`,
     /// which compares them with [`fingerprint`] of the event at each seq).
     pub fn all_entries(&self) -> Result<Vec<(u64, [u8; FINGERPRINT_BYTES])>, KvError> {
-        let mut out = Vec::with_capacity(self.ids.len());
+        let mut keys = Vec::with_capacity(self.ids.len());
+        self.packed_keys(&mut keys)?;
         for entry in self.ids.iter() {
-            let (k, _) = entry?;
-            let (fp, seq) = split_key(&k)?;
-            out.push((seq, fp));
+            keys.push(packed::key_of(&entry?.0)?);
         }
+        let mut out = keys
+            .iter()
+            .map(|k| split_key(k).map(|(fp, seq)| (seq, fp)))
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_unstable();
+        out.dedup();
         Ok(out)
     }
 
@@ -525,6 +551,10 @@ impl KvIndex {
         Ok(())
     }
 }
+
+mod bloom;
+mod packed;
+pub use packed::{PAGE_KEYS, RUN_EVENTS};
 
 #[cfg(test)]
 mod tests;

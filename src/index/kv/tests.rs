@@ -45,17 +45,33 @@ fn apply_chunked(kv: &KvIndex, events: &[StoredEvent], chunk: usize) {
     }
 }
 
-/// Every key and value of the `ids` tree.
-type Dump = Vec<(Vec<u8>, Vec<u8>)>;
+/// Every key the index holds, in `ids` or in a committed run, once, sorted: what
+/// it says whatever the tier (a key being unpacked is in both).
+type Dump = Vec<[u8; KEY_BYTES]>;
 
 fn dump(kv: &KvIndex) -> Dump {
-    kv.ids
-        .iter()
-        .map(|e| {
-            let (k, v) = e.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
+    let mut keys = Vec::new();
+    kv.packed_keys(&mut keys).unwrap();
+    for e in kv.ids.iter() {
+        let (k, v) = e.unwrap();
+        assert!(v.is_empty(), "an ids value");
+        keys.push(packed::key_of(&k).unwrap());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Steps packing until no run is in progress.
+fn pack_all(kv: &KvIndex) {
+    let indexed = kv.indexed_seq().unwrap().unwrap_or(0);
+    for _ in 0..100_000 {
+        kv.pack_step(indexed).unwrap();
+        if kv.packing().job.is_none() {
+            return;
+        }
+    }
+    panic!("packing never ends");
 }
 
 #[test]
@@ -492,4 +508,216 @@ fn damaged_keys_are_reported() {
         Err(KvError::Damaged(_))
     ));
     assert!(matches!(kv.all_entries(), Err(KvError::Damaged(_))));
+}
+
+/// Every page belongs to a committed run, holds 1..=PAGE_KEYS sorted keys of the
+/// run's seqs, is keyed by its first key, and starts above the previous page of
+/// its run (invariant 2 of `packed`).
+fn check_pages(kv: &KvIndex) {
+    let runs = kv.packing().runs.clone();
+    let mut prev: Option<(u64, [u8; KEY_BYTES])> = None;
+    for e in kv.packed.iter() {
+        let (k, v) = e.unwrap();
+        let first = u64::from_be_bytes(k[..8].try_into().unwrap());
+        let run = runs
+            .iter()
+            .find(|r| r.first == first)
+            .unwrap_or_else(|| panic!("a page of no committed run ({first})"));
+        let keys: Vec<[u8; KEY_BYTES]> = v
+            .chunks_exact(KEY_BYTES)
+            .map(|c| c.try_into().unwrap())
+            .collect();
+        assert!(!keys.is_empty() && keys.len() <= PAGE_KEYS && v.len() % KEY_BYTES == 0);
+        assert_eq!(&k[8..], &keys[0][..]);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        if let Some((f, last)) = prev.filter(|p| p.0 == first) {
+            assert!(last < keys[0], "pages of run {f} overlap");
+        }
+        for key in &keys {
+            let seq = split_key(key).unwrap().1;
+            assert!((run.first..=run.last).contains(&seq));
+        }
+        prev = Some((first, *keys.last().unwrap()));
+    }
+    // One filter per committed run, holding every key of it, and no other filter.
+    let filters: Vec<Vec<u8>> = kv
+        .meta
+        .scan_prefix(b"bloom")
+        .map(|e| e.unwrap().0.to_vec())
+        .collect();
+    let named: Vec<Vec<u8>> = runs.iter().map(|r| packed::bloom_key(r.first)).collect();
+    assert_eq!(filters, named);
+    for e in kv.packed.iter() {
+        let (k, v) = e.unwrap();
+        let first = u64::from_be_bytes(k[..8].try_into().unwrap());
+        let run = runs.iter().find(|r| r.first == first).unwrap();
+        assert!(v
+            .chunks_exact(KEY_BYTES)
+            .all(|key| run.bloom.may_contain(key)));
+    }
+}
+
+/// The keys of `events` (one per event).
+fn expected(events: &[StoredEvent]) -> Dump {
+    let mut keys: Dump = events
+        .iter()
+        .map(|e| id_key(&e.event.id, e.event.tenant.as_deref(), e.seq))
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// Every event of `events` (seqs `1..`) from seq `from` on is found by its id.
+fn assert_lookups_from(kv: &KvIndex, events: &[StoredEvent], from: u64) {
+    for e in events.iter().filter(|e| e.seq >= from) {
+        let tenant = e.event.tenant.as_deref();
+        assert_eq!(
+            lookup(kv, events, &e.event.id, tenant),
+            Some(e.seq),
+            "{}",
+            e.seq
+        );
+        assert!(kv
+            .seqs_of_id_any_tenant(&e.event.id, 16)
+            .unwrap()
+            .contains(&e.seq));
+    }
+}
+
+fn assert_lookups(kv: &KvIndex, events: &[StoredEvent]) {
+    assert_lookups_from(kv, events, 1);
+}
+
+#[test]
+fn packed_runs_answer_like_one_key_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = gen_events(7, 4_000);
+    let kv = open(dir.path());
+    apply_chunked(&kv, &events, 50);
+    pack_all(&kv);
+    let runs = kv.packing().runs.clone();
+    assert!(runs.len() >= 2, "{runs:?}");
+    assert!(kv.ids.len() < events.len() / 2, "{}", kv.ids.len());
+    assert!(kv.packed.len() < 4_000 / 8, "{} pages", kv.packed.len());
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events));
+    assert_lookups(&kv, &events);
+    assert!(kv.seqs_of_id("no-such-id", None, 16).unwrap().is_empty());
+    let entries: Vec<(u64, [u8; FINGERPRINT_BYTES])> = events
+        .iter()
+        .map(|e| (e.seq, fingerprint(&e.event.id, e.event.tenant.as_deref())))
+        .collect();
+    assert_eq!(kv.all_entries().unwrap(), entries);
+    // Re-applying packed events writes nothing back into `ids`.
+    let ids = kv.ids.len();
+    kv.apply(&events[..500]).unwrap();
+    assert_eq!(kv.ids.len(), ids);
+    // A lookup reads the runs whose filter may hold its id: its own, and rarely another.
+    let other_runs: usize = events
+        .iter()
+        .map(|e| {
+            let key = id_key(&e.event.id, None, e.seq);
+            runs.iter()
+                .filter(|r| !(r.first..=r.last).contains(&e.seq) && r.bloom.may_contain(&key))
+                .count()
+        })
+        .sum();
+    assert!(other_runs < events.len() * runs.len() / 50, "{other_runs}");
+    kv.flush().unwrap();
+    drop(kv);
+    let kv = open(dir.path());
+    assert_eq!(kv.packing().runs, runs);
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events));
+    assert_lookups(&kv, &events);
+    // A run whose filter is missing gets it back, rebuilt from its pages, at open.
+    kv.meta.remove(packed::bloom_key(runs[1].first)).unwrap();
+    kv.flush().unwrap();
+    drop(kv);
+    let kv = open(dir.path());
+    assert_eq!(kv.packing().runs, runs);
+    check_pages(&kv);
+    assert_lookups(&kv, &events);
+}
+
+#[test]
+fn a_crash_while_packing_loses_nothing() {
+    let events = gen_events(8, 3_000);
+    // Stop after this many steps of the first run: inside writing its pages, just
+    // after its commit, and inside removing its keys from `ids`.
+    for steps in [3, 12, 14, 19] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let kv = open(dir.path());
+            kv.apply(&events[..1_200]).unwrap();
+            for _ in 1..steps {
+                kv.pack_step(1_200).unwrap();
+            }
+            assert!(kv.packing().job.is_some(), "{steps}: already done");
+            kv.flush().unwrap();
+        }
+        let kv = open(dir.path());
+        check_pages(&kv);
+        assert_eq!(dump(&kv), expected(&events[..1_200]), "{steps}");
+        assert_lookups(&kv, &events[..1_200]);
+        apply_chunked(&kv, &events[1_200..], 100);
+        pack_all(&kv);
+        check_pages(&kv);
+        assert_eq!(dump(&kv), expected(&events), "{steps}");
+        assert_lookups(&kv, &events);
+    }
+}
+
+#[test]
+fn truncating_into_packed_runs_keeps_what_is_below() {
+    let events = gen_events(9, 3_000);
+    for from in [300, 1_201, 2_500] {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = open(dir.path());
+        apply_chunked(&kv, &events, 40);
+        pack_all(&kv);
+        assert!(kv.packed_through().unwrap() >= from.min(1_400));
+        kv.truncate_from(from, &[]).unwrap();
+        assert_eq!(kv.indexed_seq().unwrap(), Some(from - 1));
+        assert!(kv.packed_through().unwrap() < from);
+        check_pages(&kv);
+        let kept = &events[..from as usize - 1];
+        assert_eq!(dump(&kv), expected(kept), "{from}");
+        assert_lookups(&kv, kept);
+        for e in &events[from as usize - 1..] {
+            assert_eq!(
+                lookup(&kv, &events, &e.event.id, e.event.tenant.as_deref()),
+                None
+            );
+        }
+        // A truncation while a run is being written abandons it.
+        apply_chunked(&kv, &events[from as usize - 1..], 40);
+        kv.truncate_from(from, &[]).unwrap();
+        check_pages(&kv);
+        assert_eq!(dump(&kv), expected(kept), "{from} again");
+        apply_chunked(&kv, &events[from as usize - 1..], 40);
+        pack_all(&kv);
+        check_pages(&kv);
+        assert_eq!(dump(&kv), expected(&events), "{from} reapplied");
+        assert_lookups(&kv, &events);
+    }
+}
+
+#[test]
+fn retention_drops_runs_wholly_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = gen_events(10, 4_000);
+    let kv = open(dir.path());
+    apply_chunked(&kv, &events, 50);
+    pack_all(&kv);
+    let runs = kv.packing().runs.clone();
+    let below = runs[1].last + 1;
+    let mut resume = None;
+    while !kv.remove_below_step(below, &mut resume, 7).unwrap() {}
+    let left = kv.packing().runs.clone();
+    assert_eq!(left, runs[2..].to_vec());
+    check_pages(&kv);
+    let kept: Vec<StoredEvent> = events.iter().filter(|e| e.seq >= below).cloned().collect();
+    assert_eq!(dump(&kv), expected(&kept));
+    assert_lookups_from(&kv, &events, below);
 }

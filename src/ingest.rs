@@ -335,7 +335,13 @@ impl RecentIds {
         among: Option<&[Option<String>]>,
     ) -> Result<Vec<StoredEvent>, QueryError> {
         let max = AMBIGUOUS_TENANTS_MAX + 1;
-        let mut seqs: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        // Per tenant: a seq acknowledged moments ago (to be read), or the event the
+        // key index led to (already read and confirmed).
+        enum Hit {
+            Recent(u64),
+            Read(Box<StoredEvent>),
+        }
+        let mut hits: BTreeMap<Option<String>, Hit> = BTreeMap::new();
         {
             let recent = self.recent.exclusive();
             match among {
@@ -343,7 +349,7 @@ impl RecentIds {
                     for t in tenants {
                         let r = recent.get(&(id.to_owned(), t.clone()));
                         if let Some(seq) = r.and_then(|r| r.seq) {
-                            seqs.insert(t.clone(), seq);
+                            hits.insert(t.clone(), Hit::Recent(seq));
                         }
                     }
                 }
@@ -355,7 +361,7 @@ impl RecentIds {
                         .take(max)
                     {
                         if let Some(seq) = r.seq {
-                            seqs.insert(t.clone(), seq);
+                            hits.insert(t.clone(), Hit::Recent(seq));
                         }
                     }
                 }
@@ -364,24 +370,26 @@ impl RecentIds {
         match among {
             Some(tenants) => {
                 for t in tenants {
-                    if seqs.contains_key(t) {
+                    if hits.contains_key(t) {
                         continue;
                     }
-                    if let Some(seq) = engine.seq_of_id(id, t.as_deref())? {
-                        seqs.insert(t.clone(), seq);
+                    if let Some(ev) = engine.get_by_id(id, t.as_deref())? {
+                        hits.insert(t.clone(), Hit::Read(Box::new(ev)));
                     }
                 }
             }
             None => {
-                for (t, seq) in engine.tenants_of_id(id, max)? {
-                    seqs.entry(t).or_insert(seq);
+                for ev in engine.events_of_id(id, max)? {
+                    hits.entry(ev.event.tenant.clone())
+                        .or_insert(Hit::Read(Box::new(ev)));
                 }
             }
         }
         let mut out = Vec::new();
-        for (t, seq) in seqs.into_iter().take(max) {
-            if let Some(ev) = engine.get_checked(seq, id, t.as_deref())? {
-                out.push(ev);
+        for (t, hit) in hits.into_iter().take(max) {
+            match hit {
+                Hit::Recent(seq) => out.extend(engine.get_checked(seq, id, t.as_deref())?),
+                Hit::Read(ev) => out.push(*ev),
             }
         }
         Ok(out)

@@ -331,30 +331,29 @@ impl Engine {
             .filter(|e| e.event.id == id && e.event.tenant.as_deref() == tenant))
     }
 
-    /// The tenants that hold an event with this id (`None`: the events
-    /// without a tenant) and the lowest seq in each, at most `max` of them, in
-    /// tenant order (no tenant first): one range scan of the key index, then
-    /// a read of each candidate to confirm it and learn its tenant.
-    pub fn tenants_of_id(
-        &self,
-        id: &str,
-        max: usize,
-    ) -> Result<Vec<(Option<String>, u64)>, QueryError> {
-        let mut found: std::collections::BTreeMap<Option<String>, u64> = Default::default();
+    /// The events with this id, the lowest seq in each tenant that holds one
+    /// (`None`: the events without a tenant), at most `max` of them, in tenant
+    /// order (no tenant first): one range scan of the key index, then a read of
+    /// each candidate to confirm it and learn its tenant (the read is the answer:
+    /// nothing is read twice).
+    pub fn events_of_id(&self, id: &str, max: usize) -> Result<Vec<StoredEvent>, QueryError> {
+        let mut found: std::collections::BTreeMap<Option<String>, StoredEvent> = Default::default();
         let candidates = max.saturating_add(ID_CANDIDATES_MAX);
         for seq in self.indexes.kv.seqs_of_id_any_tenant(id, candidates)? {
             if let Some(ev) = self.log.get(seq)?.filter(|e| e.event.id == id) {
-                let slot = found.entry(ev.event.tenant).or_insert(seq);
-                *slot = (*slot).min(seq);
+                match found.entry(ev.event.tenant.clone()) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(ev);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        if ev.seq < o.get().seq {
+                            o.insert(ev);
+                        }
+                    }
+                }
             }
         }
-        Ok(found.into_iter().take(max).collect())
-    }
-
-    /// The lowest seq of the event with this id in `tenant`, confirmed in the
-    /// log (see [`Engine::get_by_id`]).
-    pub fn seq_of_id(&self, id: &str, tenant: Option<&str>) -> Result<Option<u64>, QueryError> {
-        Ok(self.get_by_id(id, tenant)?.map(|e| e.seq))
+        Ok(found.into_values().take(max).collect())
     }
 
     fn keyed(&self, route: Route<'_>, filter: Filter, query: &Query) -> Result<Page, QueryError> {

@@ -84,11 +84,6 @@ impl Bloom {
         self.probes(key)
             .all(|p| self.words[(p / 64) as usize] & (1 << (p % 64)) != 0)
     }
-
-    /// Bytes of memory the bits take.
-    pub fn bytes(&self) -> usize {
-        self.words.len() * 8
-    }
 }
 
 #[cfg(test)]
@@ -122,6 +117,9 @@ mod tests {
         let back = Bloom::from_bytes(&b.to_bytes()).unwrap();
         assert_eq!(back, b);
         assert_eq!(Bloom::from_bytes(&[1, 2, 3]), None);
-        assert_eq!(b.bytes() as u64, (n * BITS_PER_KEY).div_ceil(64) * 8);
+        assert_eq!(
+            b.to_bytes().len() as u64,
+            (n * BITS_PER_KEY).div_ceil(64) * 8
+        );
     }
 }

@@ -218,11 +218,6 @@ impl KvIndex {
         Ok(bloom)
     }
 
-    /// Bytes of memory the committed runs' filters take.
-    pub fn filter_bytes(&self) -> usize {
-        self.published().iter().map(|r| r.bloom.bytes()).sum()
-    }
-
     /// Removes every page of the run starting at `first`.
     fn remove_pages(&self, first: u64) -> Result<(), KvError> {
         for entry in self.packed.scan_prefix(first.to_be_bytes()) {

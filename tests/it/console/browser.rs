@@ -186,16 +186,19 @@ impl Browser {
     pub fn downloaded(&self) -> (String, Vec<u8>) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let done: Vec<PathBuf> = std::fs::read_dir(self.downloads.path())
+            // Chromium's partial files: NAME.crdownload, .org.chromium.*. While one
+            // exists, the file under the final name may be an empty placeholder.
+            let partial = |p: &PathBuf| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with('.') || name.ends_with(".crdownload")
+            };
+            let all: Vec<PathBuf> = std::fs::read_dir(self.downloads.path())
                 .unwrap()
                 .map(|e| e.unwrap().path())
-                .filter(|p| {
-                    // Chromium's partial files: NAME.crdownload, .org.chromium.*
-                    let name = p.file_name().unwrap().to_string_lossy();
-                    !name.starts_with('.') && !name.ends_with(".crdownload")
-                })
                 .collect();
-            if let [path] = done.as_slice() {
+            let writing = all.iter().any(partial);
+            let done: Vec<PathBuf> = all.into_iter().filter(|p| !partial(p)).collect();
+            if let (false, [path]) = (writing, done.as_slice()) {
                 let bytes = std::fs::read(path).unwrap();
                 std::fs::remove_file(path).unwrap();
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();

@@ -153,6 +153,38 @@ impl Collector for Scrape {
                 secs,
             )?;
         }
+        if let Ok(kv) = idx.kv.stats() {
+            gauge(
+                enc,
+                "stele_kv_packed_runs",
+                "Runs of the key index packed 256 keys to a sled entry.",
+                kv.runs,
+            )?;
+            gauge(
+                enc,
+                "stele_kv_unpacked_seqs",
+                "Indexed seqs whose keys are still one sled entry each (the newest 262,144 to 524,288).",
+                kv.unpacked_seqs,
+            )?;
+            gauge(
+                enc,
+                "stele_kv_generations",
+                "Generation trees of the key index (two while the older one is packed).",
+                kv.generations,
+            )?;
+            gauge(
+                enc,
+                "stele_kv_filter_bytes",
+                "Bytes of the packed runs' Bloom filters (held in memory).",
+                kv.filter_bytes,
+            )?;
+            gauge(
+                enc,
+                "stele_kv_disk_bytes",
+                "Bytes of the key index's sled files.",
+                kv.disk_bytes,
+            )?;
+        }
         let partials = idx.text.partials_stats();
         let mut f = enc.encode_descriptor(
             "stele_stats_partials_lookups",

@@ -54,6 +54,11 @@ impl Bloom {
         Some(Bloom { words })
     }
 
+    /// Bytes of the filter (in memory and stored).
+    pub fn byte_len(&self) -> usize {
+        self.words.len() * 8
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }

@@ -10,7 +10,8 @@
 //! meta         "format"                                             u32 BE (= FORMAT_VERSION)
 //!              "indexed_seq"                                        u64 BE
 //!              "pending"                                            u64 BE (an apply or truncate in flight)
-//! ids          idfp(id) ++ tenantfp(tenant) ++ seq u64 BE           empty
+//! "ids." ++ first u64 BE                                            (a generation, see `gens`)
+//!              idfp(id) ++ tenantfp(tenant) ++ seq u64 BE           empty
 //! packed       run_first u64 BE ++ first key of the page             up to 256 sorted keys (see `packed`)
 //!
 //! idfp(id)         = unix_ms(id)[6 bytes] ++ h[..4]   (the id is a UUIDv7), else h[..10]
@@ -46,8 +47,9 @@
 //! 1. After [`KvIndex::open`] returns, no key refers to a seq above `indexed_seq`: an
 //!    apply or truncate interrupted by a crash left a `pending` mark, and open removes
 //!    what it may have written before anything else reads the index.
-//! 2. Every applied event has exactly its own key, `id_key(id, tenant, seq)`, in `ids`
-//!    or, once older than the newest ≈ [`RUN_EVENTS`], in a packed run ([`packed`]); lookups
+//! 2. Every applied event has exactly its own key, `id_key(id, tenant, seq)`, in the
+//!    generation tree of its seq ([`gens`]) or, once older than the newest
+//!    ≈ [`RUN_EVENTS`] to 2 × [`RUN_EVENTS`], in a packed run ([`packed`]); lookups
 //!    return candidate seqs in ascending order, a superset of the events with that id
 //!    (in that tenant), and the first candidate that the log confirms is the answer:
 //!    the lowest seq that carries the `(id, tenant)` pair. The keys of one id, one per
@@ -64,6 +66,7 @@
 //! apply: durability comes from the log, and [`KvIndex::flush`] is called at checkpoints.
 
 use crate::event::StoredEvent;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 /// The version of the key layout above, stored under `meta/"format"`. Version 3 made
@@ -71,9 +74,10 @@ use std::path::{Path, PathBuf};
 /// key families (`time`, `entity`, `user`, `tenant`, `correlation`, `session`), never
 /// written in production, and the write-only `segments` tree; version 5 keys every
 /// event by fingerprints and its seq; version 6 packs the keys of older events into
-/// pages of the `packed` tree. An index of another version does not open, and
-/// the caller rebuilds it from the log.
-pub const FORMAT_VERSION: u32 = 6;
+/// pages of the `packed` tree; version 7 keeps the newest keys in generation trees
+/// (`"ids." ++ first seq`) instead of one `ids` tree. An index of another version does
+/// not open, and the caller rebuilds it from the log.
+pub const FORMAT_VERSION: u32 = 7;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
@@ -104,17 +108,35 @@ impl From<sled::Error> for KvError {
     }
 }
 
+/// How the key index holds its keys ([`KvIndex::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvStats {
+    /// Committed packed runs.
+    pub runs: usize,
+    /// Indexed seqs above the packed runs: their keys are one sled entry each.
+    pub unpacked_seqs: u64,
+    /// Generation trees (one, two while the older one is packed).
+    pub generations: usize,
+    /// Bytes of the runs' Bloom filters, in memory and on disk.
+    pub filter_bytes: u64,
+    /// Bytes of sled's files.
+    pub disk_bytes: u64,
+}
+
 /// The sled-backed key index. `Send + Sync`; share it in an `Arc`.
 pub struct KvIndex {
     db: sled::Db,
     meta: sled::Tree,
-    ids: sled::Tree,
     /// Runs of older keys, packed into pages (`packed`).
     packed: sled::Tree,
+    /// The writer's runs, generations and packing in progress.
     pack: std::sync::Mutex<packed::Packing>,
-    /// The committed runs as lookups see them (the writer publishes a new list at
-    /// each change, so a lookup never waits for a packing step).
-    published: std::sync::RwLock<std::sync::Arc<Vec<packed::Run>>>,
+    /// The runs and generations as lookups see them (the writer publishes a new view
+    /// at each change, so a lookup never waits for a packing step).
+    published: std::sync::RwLock<std::sync::Arc<gens::View>>,
+    /// Held (shared) by every lookup for its duration; the writer takes it alone
+    /// before it drops a generation tree that an earlier view named.
+    gate: std::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for KvIndex {
@@ -237,10 +259,10 @@ impl KvIndex {
             let t = |name: &str| db.open_tree(name);
             let index = KvIndex {
                 meta: t("meta")?,
-                ids: t("ids")?,
                 packed: t("packed")?,
                 pack: Default::default(),
                 published: Default::default(),
+                gate: Default::default(),
                 db,
             };
             Ok::<_, sled::Error>(index)
@@ -360,13 +382,16 @@ impl KvIndex {
         let pending = self.get_meta(META_PENDING)?.map_or(hi, |p| p.max(hi));
         self.meta.insert(META_PENDING, &pending.to_be_bytes())?;
 
-        // Blind inserts: a key is the event's own (invariant 2), so re-applying writes
-        // the same bytes again and nothing needs reading first; keys already packed
-        // are not written again.
-        let packed_through = self.packed_through()?;
-        for ev in events.iter().filter(|e| e.seq > packed_through) {
-            let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
-            self.ids.insert(key, &[])?;
+        // Blind inserts into the generation of each seq: a key is the event's own
+        // (invariant 2), so nothing needs reading first; events already applied are
+        // not written again.
+        {
+            let packing = self.packing();
+            let done = indexed.unwrap_or(0);
+            for ev in events.iter().filter(|e| e.seq > done) {
+                let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
+                gens::gen_for(&packing.gens, ev.seq).tree.insert(key, &[])?;
+            }
         }
 
         let indexed = indexed.map_or(hi, |s| s.max(hi));
@@ -398,11 +423,16 @@ impl KvIndex {
 
     fn seqs_under(&self, prefix: &[u8], max: usize) -> Result<Vec<u64>, KvError> {
         let mut keys = Vec::new();
-        self.packed_under(prefix, &mut keys)?;
-        for entry in self.ids.scan_prefix(prefix) {
-            keys.push(packed::key_of(&entry?.0)?);
-        }
-        // A key being unpacked is in both places: the same bytes.
+        self.with_view(|view| {
+            self.packed_under(&view.runs, prefix, &mut keys)?;
+            for gen in &view.gens {
+                for entry in gen.tree.scan_prefix(prefix) {
+                    keys.push(packed::key_of(&entry?.0)?);
+                }
+            }
+            Ok::<_, KvError>(())
+        })?;
+        // A key of a generation packed but not yet dropped is in both: the same bytes.
         keys.sort_unstable();
         keys.dedup();
         keys.iter().take(max).map(|k| Ok(split_key(k)?.1)).collect()
@@ -463,18 +493,20 @@ impl KvIndex {
 
     /// Removes the keys of `events` (all with seq `>= from`).
     fn remove_events(&self, from: u64, events: &[&StoredEvent]) -> Result<(), KvError> {
+        let packing = self.packing();
         for ev in events.iter().filter(|e| e.seq >= from) {
-            self.ids
-                .remove(id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq))?;
+            let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
+            gens::gen_for(&packing.gens, ev.seq).tree.remove(key)?;
         }
         Ok(())
     }
 
-    /// One step of removing the keys of seqs below `below` (retention
-    /// dropped them from the log): scans the ids from `resume` on, removes at
-    /// most `max` of them in one batch, and returns whether the scan reached
-    /// the end. Steps keep the indexer responsive: readers never
-    /// need these keys gone (a dropped seq is absent from the log).
+    /// One step of removing the keys of seqs below `below` (retention dropped them
+    /// from the log): drops the packed runs wholly below it, then scans the
+    /// generations from `resume` on (the generation's first seq and the last key
+    /// seen), removes at most `max` keys (single removes, see above), and returns whether the scan
+    /// reached the end. Steps keep the indexer responsive: readers never need these
+    /// keys gone (a dropped seq is absent from the log).
     pub fn remove_below_step(
         &self,
         below: u64,
@@ -484,45 +516,54 @@ impl KvIndex {
         if !self.drop_runs_below_step(below, max)? {
             return Ok(false);
         }
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        let iter = match resume.take() {
-            Some(k) => self
-                .ids
-                .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
-            None => self.ids.iter(),
+        let packing = self.packing();
+        let (from_gen, after) = match resume.take() {
+            Some(r) if r.len() == 8 + KEY_BYTES => {
+                (be_u64(&r[..8], "resume")?, Some(r[8..].to_vec()))
+            }
+            _ => (0, None),
         };
-        let mut last = None;
-        for entry in iter {
-            let (k, _) = entry?;
-            if split_key(&k)?.1 < below {
-                batch.remove(k.clone());
-                n += 1;
+        let mut n = 0;
+        for gen in packing
+            .gens
+            .iter()
+            .filter(|g| g.first >= from_gen && g.first < below)
+        {
+            let iter = match after.as_ref().filter(|_| gen.first == from_gen) {
+                Some(k) => gen
+                    .tree
+                    .range::<&[u8], _>((Bound::Excluded(&k[..]), Bound::Unbounded)),
+                None => gen.tree.iter(),
+            };
+            let mut last = None;
+            for entry in iter {
+                let (k, _) = entry?;
+                if split_key(&k)?.1 < below {
+                    gen.tree.remove(&k)?;
+                    n += 1;
+                }
+                last = Some(k);
+                if n >= max {
+                    break;
+                }
             }
-            last = Some(k);
             if n >= max {
-                break;
+                *resume = last.map(|k| [&gen.first.to_be_bytes()[..], &k].concat());
+                return Ok(false);
             }
-        }
-        self.ids.apply_batch(batch)?;
-        if n >= max {
-            *resume = last.map(|k| k.to_vec());
-            return Ok(false);
         }
         Ok(true)
     }
 
-    /// Removes every key with a seq `>= from`, scanning every tree.
+    /// Removes every key with a seq `>= from`, scanning every generation.
     fn remove_by_scan(&self, from: u64) -> Result<(), KvError> {
-        self.remove_matching(|seq| seq >= from)
-    }
-
-    /// Removes every id whose seq matches, scanning the ids.
-    fn remove_matching(&self, doomed: impl Fn(u64) -> bool) -> Result<(), KvError> {
-        for entry in self.ids.iter() {
-            let (k, _) = entry?;
-            if doomed(split_key(&k)?.1) {
-                self.ids.remove(k)?;
+        let packing = self.packing();
+        for gen in &packing.gens {
+            for entry in gen.tree.iter() {
+                let (k, _) = entry?;
+                if split_key(&k)?.1 >= from {
+                    gen.tree.remove(k)?;
+                }
             }
         }
         Ok(())
@@ -531,11 +572,16 @@ impl KvIndex {
     /// Every entry as `(seq, fingerprint)`, in ascending seq order (for `stele check`,
     /// which compares them with [`fingerprint`] of the event at each seq).
     pub fn all_entries(&self) -> Result<Vec<(u64, [u8; FINGERPRINT_BYTES])>, KvError> {
-        let mut keys = Vec::with_capacity(self.ids.len());
-        self.packed_keys(&mut keys)?;
-        for entry in self.ids.iter() {
-            keys.push(packed::key_of(&entry?.0)?);
-        }
+        let mut keys = Vec::new();
+        self.with_view(|view| {
+            self.packed_keys(&view.runs, &mut keys)?;
+            for gen in &view.gens {
+                for entry in gen.tree.iter() {
+                    keys.push(packed::key_of(&entry?.0)?);
+                }
+            }
+            Ok::<_, KvError>(())
+        })?;
         let mut out = keys
             .iter()
             .map(|k| split_key(k).map(|(fp, seq)| (seq, fp)))
@@ -543,6 +589,25 @@ impl KvIndex {
         out.sort_unstable();
         out.dedup();
         Ok(out)
+    }
+
+    /// How the keys are held, for `/metrics`.
+    pub fn stats(&self) -> Result<KvStats, KvError> {
+        let packed_through = self.packed_through()?;
+        let (runs, filter_bytes, generations) = self.with_view(|view| {
+            let filters = view.runs.iter().map(|r| r.bloom.byte_len() as u64).sum();
+            (view.runs.len(), filters, view.gens.len())
+        });
+        Ok(KvStats {
+            runs,
+            unpacked_seqs: self
+                .indexed_seq()?
+                .unwrap_or(0)
+                .saturating_sub(packed_through),
+            generations,
+            filter_bytes,
+            disk_bytes: self.db.size_on_disk()?,
+        })
     }
 
     /// Makes everything written so far durable.
@@ -553,6 +618,7 @@ impl KvIndex {
 }
 
 mod bloom;
+mod gens;
 mod packed;
 pub use packed::{PAGE_KEYS, RUN_EVENTS};
 

@@ -5,7 +5,8 @@
 //! one entry per event measured 174 bytes per event on disk and ≈ 70 bytes of heap per
 //! event once touched (10.6M keys: 332 MB at open, 746 MB after a full read, with a
 //! 64 MiB cache). So the keys of events older than the newest ≈ [`RUN_EVENTS`] are
-//! moved, a run at a time, into pages of up to [`PAGE_KEYS`] sorted keys each:
+//! moved, a generation tree ([`super::gens`]) at a time, into pages of up to
+//! [`PAGE_KEYS`] sorted keys each:
 //!
 //! ```text
 //! tree     key                                          value
@@ -13,22 +14,21 @@
 //! meta     "run" ++ run_first u64 BE                    run_last u64 BE ++ least key ++ greatest key
 //!          "bloom" ++ run_first u64 BE                  the run's id filter ([`super::bloom`])
 //!          "packed_through"                             u64 BE: every seq up to it is in a run
-//!          "packing"                                    u64 BE: the run being written (uncommitted)
-//!          "unpacking"                                  u64 BE: a committed run's keys still in `ids`
 //! ```
 //!
-//! A run covers the seqs `run_first..=run_last` and holds exactly the `ids` keys of
-//! those seqs. Packing is done by the one writer in bounded steps after each apply
-//! ([`PACK_STEP_KEYS`] keys scanned at most): (1) the `ids` keys with a seq in the range
-//! are written as pages under an uncommitted `packing` mark; (2) the run is committed
-//! (its filter, its `run` entry, then `packed_through`) and marked `unpacking`; (3) those keys are
-//! removed from `ids`; (4) the mark goes. A crash in (1) leaves pages no `run` entry
-//! names, removed at open; a crash in (3) leaves keys in both places, which lookups
-//! merge (a key is the same bytes in both) and open finishes removing.
+//! A run covers the seqs `run_first..=run_last` and holds exactly the keys of those
+//! seqs: those of one closed generation. Packing is done by the one writer in bounded
+//! steps after each apply ([`PACK_STEP_KEYS`] keys at most): (1) the oldest generation
+//! is read in key order and written as pages; (2) the run is committed: its filter, its
+//! `run` entry, then `packed_through`, which is what commits it; (3) at the next step
+//! the generation is dropped. A run is committed if and only if its first seq is at or
+//! below `packed_through`: open removes the pages, filter and entry of any other (a
+//! crash in (1) or (2)), and drops a generation already packed (a crash before (3)).
 //!
 //! Invariants:
 //! 1. Every key of a seq `<= packed_through` is in exactly one committed run (and,
-//!    while `unpacking`, possibly also in `ids`); every key of a higher seq is in `ids`.
+//!    until its generation is dropped, possibly also there); every key of a higher seq
+//!    is in a generation.
 //! 2. A run's pages are sorted and do not overlap: page `i`'s keys are all below page
 //!    `i + 1`'s first key, so a prefix lookup reads one page, or a few consecutive ones.
 //! 3. Lookups read committed runs only, and only those whose filter may hold the id.
@@ -54,8 +54,6 @@ const PACK_STEP_KEYS: usize = 32_768;
 const PACK_STEP_KEYS: usize = 97;
 
 pub(super) const META_PACKED_THROUGH: &[u8] = b"packed_through";
-const META_PACKING: &[u8] = b"packing";
-const META_UNPACKING: &[u8] = b"unpacking";
 const META_RUN: &[u8] = b"run";
 const META_BLOOM: &[u8] = b"bloom";
 
@@ -69,14 +67,17 @@ pub(super) struct Run {
     pub(super) bloom: std::sync::Arc<Bloom>,
 }
 
-/// The packing in progress, if any.
+/// The writer's state: the committed runs, the generations, the packing in progress.
 #[derive(Debug, Default)]
 pub(super) struct Packing {
     /// The committed runs, by `first`.
     pub(super) runs: Vec<Run>,
+    /// The generation trees, oldest first; never empty once the index is open.
+    pub(super) gens: Vec<super::gens::Gen>,
     pub(super) job: Option<Job>,
 }
 
+/// The packing of the oldest generation into the run `first..=last`.
 #[derive(Debug)]
 pub(super) struct Job {
     first: u64,
@@ -86,8 +87,8 @@ pub(super) struct Job {
 
 #[derive(Debug)]
 pub(super) enum Stage {
-    /// Writing pages: the `ids` scan resumes after `resume`; `page` holds the keys not
-    /// yet written; `written` pages so far; the run's least and greatest key.
+    /// Writing pages: the generation's scan resumes after `resume`; `page` holds the
+    /// keys not yet written; the run's least and greatest key; its filter.
     Write {
         resume: Option<[u8; KEY_BYTES]>,
         page: Vec<[u8; KEY_BYTES]>,
@@ -95,8 +96,8 @@ pub(super) enum Stage {
         greatest: Option<[u8; KEY_BYTES]>,
         bloom: Bloom,
     },
-    /// Removing the run's keys from `ids`, resuming after `resume`.
-    Remove { resume: Option<[u8; KEY_BYTES]> },
+    /// Committed: the generation is dropped at the next step.
+    Drop,
 }
 
 fn run_key(first: u64) -> Vec<u8> {
@@ -132,13 +133,23 @@ fn page_keys(value: &[u8]) -> Result<impl Iterator<Item = &[u8]> + '_, KvError> 
 }
 
 impl KvIndex {
-    /// Reads the committed runs, removes the pages of a run whose writing a crash
-    /// interrupted, and resumes a removal from `ids` that it interrupted.
+    /// Reads the committed runs and the generations; removes what a crash left of a
+    /// run not committed, and drops a generation already packed.
     pub(super) fn load_runs(&self) -> Result<(), KvError> {
+        let through = self.packed_through()?;
+        // Not committed: pages, filters and entries of runs starting above it.
+        let above = (through + 1).to_be_bytes();
+        for entry in self.packed.range(&above[..]..) {
+            self.packed.remove(entry?.0)?;
+        }
         let mut runs = Vec::new();
         for entry in self.meta.scan_prefix(META_RUN) {
             let (k, v) = entry?;
             let first = be_u64(&k[META_RUN.len()..], "run key")?;
+            if first > through {
+                self.meta.remove(&k)?;
+                continue;
+            }
             if v.len() != 8 + 2 * KEY_BYTES {
                 return Err(KvError::Damaged(format!("run {first}: {} bytes", v.len())));
             }
@@ -158,47 +169,30 @@ impl KvIndex {
                 bloom: std::sync::Arc::new(bloom),
             });
         }
-        runs.sort_by_key(|r| r.first);
-        if let Some(first) = self.get_meta(META_PACKING)? {
-            if !runs.iter().any(|r| r.first == first) {
-                self.remove_pages(first)?;
-                self.meta.remove(bloom_key(first))?;
+        for entry in self.meta.scan_prefix(META_BLOOM) {
+            let (k, _) = entry?;
+            if be_u64(&k[META_BLOOM.len()..], "filter key")? > through {
+                self.meta.remove(&k)?;
             }
-            self.meta.remove(META_PACKING)?;
         }
+        runs.sort_by_key(|r| r.first);
+        if let Some(r) = runs.last().filter(|r| r.last > through) {
+            return Err(KvError::Damaged(format!(
+                "run {} ends at seq {}, above packed_through {through}",
+                r.first, r.last
+            )));
+        }
+        let gens = self.load_gens(through)?;
         let mut packing = self.packing();
-        self.publish(&runs);
         packing.runs = runs;
-        if let Some(last) = self.get_meta(META_UNPACKING)? {
-            let first = packing
-                .runs
-                .iter()
-                .find(|r| r.last == last)
-                .map_or(1, |r| r.first);
-            packing.job = Some(Job {
-                first,
-                last,
-                stage: Stage::Remove { resume: None },
-            });
-        }
+        packing.gens = gens;
+        packing.job = None;
+        self.publish(&packing);
         Ok(())
     }
 
     pub(super) fn packing(&self) -> std::sync::MutexGuard<'_, Packing> {
         self.pack.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes `runs` the committed runs lookups read.
-    fn publish(&self, runs: &[Run]) {
-        *self.published.write().unwrap_or_else(|p| p.into_inner()) =
-            std::sync::Arc::new(runs.to_vec());
-    }
-
-    fn published(&self) -> std::sync::Arc<Vec<Run>> {
-        self.published
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// The last seq whose keys are all in runs (0: none).
@@ -228,34 +222,39 @@ impl KvIndex {
     }
 
     /// One bounded step of packing (called by the writer after each apply): starts a
-    /// run once [`RUN_EVENTS`] seqs past `packed_through` are indexed, then advances it.
+    /// new generation once the current one spans [`RUN_EVENTS`] seqs, packs the
+    /// oldest generation while there are two, and drops it once its run is committed.
     pub(super) fn pack_step(&self, indexed: u64) -> Result<(), KvError> {
         let mut packing = self.packing();
         if packing.job.is_none() {
-            let through = self.packed_through()?;
-            if indexed < through + RUN_EVENTS {
+            if packing.gens.len() < 2 {
+                let current = packing.gens.last().map_or(1, |g| g.first);
+                if indexed + 1 >= current + RUN_EVENTS {
+                    let gen = self.open_gen(indexed + 1)?;
+                    packing.gens.push(gen);
+                    self.publish(&packing);
+                }
                 return Ok(());
             }
-            self.meta
-                .insert(META_PACKING, &(through + 1).to_be_bytes())?;
+            let (first, last) = (packing.gens[0].first, packing.gens[1].first - 1);
             packing.job = Some(Job {
-                first: through + 1,
-                last: indexed,
+                first,
+                last,
                 stage: Stage::Write {
                     resume: None,
                     page: Vec::with_capacity(PAGE_KEYS),
                     least: None,
                     greatest: None,
-                    bloom: Bloom::with_keys(indexed - through),
+                    bloom: Bloom::with_keys(last - first + 1),
                 },
             });
         }
-        let Packing { runs, job } = &mut *packing;
-        let Some(j) = job.as_mut() else {
+        let packing = &mut *packing;
+        let Some(j) = packing.job.as_mut() else {
             return Ok(());
         };
         let (first, last) = (j.first, j.last);
-        let done = match &mut j.stage {
+        match &mut j.stage {
             Stage::Write {
                 resume,
                 page,
@@ -263,20 +262,29 @@ impl KvIndex {
                 greatest,
                 bloom,
             } => {
+                let tree = &packing.gens[0].tree;
+                let scan = match resume {
+                    Some(k) => tree.range::<&[u8], _>((Bound::Excluded(&k[..]), Bound::Unbounded)),
+                    None => tree.iter(),
+                };
                 let mut scanned = 0;
                 let mut end = true;
-                for entry in self.ids_after(resume.as_ref()) {
+                for entry in scan {
                     let (k, _) = entry?;
                     let key = key_of(&k)?;
+                    if !(first..=last).contains(&seq_of(&key)) {
+                        return Err(KvError::Damaged(format!(
+                            "generation {first} holds a key of seq {}, outside {first}..={last}",
+                            seq_of(&key)
+                        )));
+                    }
                     *resume = Some(key);
-                    if (first..=last).contains(&seq_of(&key)) {
-                        least.get_or_insert(key);
-                        *greatest = Some(key);
-                        bloom.add(&key);
-                        page.push(key);
-                        if page.len() == PAGE_KEYS {
-                            self.write_page(first, page)?;
-                        }
+                    least.get_or_insert(key);
+                    *greatest = Some(key);
+                    bloom.add(&key);
+                    page.push(key);
+                    if page.len() == PAGE_KEYS {
+                        self.write_page(first, page)?;
                     }
                     scanned += 1;
                     if scanned >= PACK_STEP_KEYS {
@@ -288,8 +296,7 @@ impl KvIndex {
                     if !page.is_empty() {
                         self.write_page(first, page)?;
                     }
-                    // Commit: the filter, the run, then what it covers, then the
-                    // mark for (3).
+                    // Commit: the filter, the run, then what commits it.
                     let bloom = std::mem::replace(bloom, Bloom::with_keys(1));
                     self.meta.insert(bloom_key(first), bloom.to_bytes())?;
                     let run = Run {
@@ -301,50 +308,18 @@ impl KvIndex {
                     };
                     let value = [&last.to_be_bytes()[..], &run.least, &run.greatest].concat();
                     self.meta.insert(run_key(first), value)?;
-                    self.meta.insert(META_UNPACKING, &last.to_be_bytes())?;
                     self.meta.insert(META_PACKED_THROUGH, &last.to_be_bytes())?;
-                    self.meta.remove(META_PACKING)?;
-                    runs.push(run);
-                    self.publish(runs);
-                    j.stage = Stage::Remove { resume: None };
+                    j.stage = Stage::Drop;
+                    packing.runs.push(run);
+                    self.publish(packing);
                 }
-                false
             }
-            Stage::Remove { resume } => {
-                let mut scanned = 0;
-                let mut end = true;
-                for entry in self.ids_after(resume.as_ref()) {
-                    let (k, _) = entry?;
-                    let key = key_of(&k)?;
-                    *resume = Some(key);
-                    if seq_of(&key) <= last {
-                        self.ids.remove(k)?;
-                    }
-                    scanned += 1;
-                    if scanned >= PACK_STEP_KEYS {
-                        end = false;
-                        break;
-                    }
-                }
-                if end {
-                    self.meta.remove(META_UNPACKING)?;
-                }
-                end
+            Stage::Drop => {
+                packing.job = None;
+                self.drop_gens(packing, |g| g.first <= last)?;
             }
-        };
-        if done {
-            *job = None;
         }
         Ok(())
-    }
-
-    fn ids_after(&self, resume: Option<&[u8; KEY_BYTES]>) -> sled::Iter {
-        match resume {
-            Some(k) => self
-                .ids
-                .range::<&[u8], _>((Bound::Excluded(&k[..]), Bound::Unbounded)),
-            None => self.ids.iter(),
-        }
     }
 
     fn write_page(&self, first: u64, page: &mut Vec<[u8; KEY_BYTES]>) -> Result<(), KvError> {
@@ -354,27 +329,46 @@ impl KvIndex {
         Ok(())
     }
 
-    /// Abandons a run being written whose range reaches `from` (truncation), and
-    /// gives back to `ids` the keys below `from` of every committed run that reaches
-    /// it, removing those runs: after this, nothing at or above `from` is packed.
+    /// Makes nothing at or above `from` packed (truncation): abandons a run being
+    /// written that reaches `from`, drops the generations starting at or above it, and
+    /// removes every committed run that reaches it, giving the keys below `from` of the
+    /// one that holds it back to a generation starting at its first seq. Keys at or
+    /// above `from` may remain in the generation that holds `from`: the caller removes
+    /// them. Repeating it after a crash in the middle finishes it.
     pub(super) fn unpack_from(&self, from: u64) -> Result<(), KvError> {
         let mut packing = self.packing();
-        if let Some(j) = &packing.job {
-            if matches!(j.stage, Stage::Write { .. }) && j.last >= from {
+        let packing = &mut *packing;
+        if packing.job.as_ref().is_some_and(|j| j.last >= from) {
+            let j = packing.job.take().expect("a job");
+            if matches!(j.stage, Stage::Write { .. }) {
                 self.remove_pages(j.first)?;
                 self.meta.remove(bloom_key(j.first))?;
-                self.meta.remove(META_PACKING)?;
-                packing.job = None;
             }
         }
+        let through = self.packed_through()?;
+        if from > through {
+            self.drop_gens(packing, |g| g.first >= from)?;
+            if packing.gens.is_empty() {
+                packing.gens.push(self.open_gen(from)?);
+                self.publish(packing);
+            }
+            return Ok(());
+        }
+        // `from` is in a run: every generation is above it (or left by an earlier
+        // attempt, starting at or below `packed_through`).
+        self.drop_gens(packing, |_| true)?;
         while let Some(run) = packing.runs.last().filter(|r| r.last >= from).cloned() {
-            for entry in self.packed.scan_prefix(run.first.to_be_bytes()) {
-                let (_, v) = entry?;
-                for k in page_keys(&v)? {
-                    if split_key(k)?.1 < from {
-                        self.ids.insert(k, &[])?;
+            if run.first < from {
+                let gen = self.open_gen(run.first)?;
+                for entry in self.packed.scan_prefix(run.first.to_be_bytes()) {
+                    let (_, v) = entry?;
+                    for k in page_keys(&v)? {
+                        if split_key(k)?.1 < from {
+                            gen.tree.insert(k, &[])?;
+                        }
                     }
                 }
+                packing.gens.push(gen);
             }
             let through = run.first - 1;
             self.meta
@@ -383,23 +377,30 @@ impl KvIndex {
             self.meta.remove(bloom_key(run.first))?;
             self.remove_pages(run.first)?;
             packing.runs.pop();
-            self.publish(&packing.runs);
-            if packing.job.as_ref().is_some_and(|j| j.last == run.last) {
-                self.meta.remove(META_UNPACKING)?;
-                packing.job = None;
-            }
+            self.publish(packing);
+        }
+        // No run held `from` (retention dropped it): nothing at or above it is packed.
+        let through = self.packed_through()?;
+        if through >= from {
+            self.meta
+                .insert(META_PACKED_THROUGH, &(from - 1).to_be_bytes())?;
+        }
+        if packing.gens.is_empty() {
+            let first = through.min(from - 1) + 1;
+            packing.gens.push(self.open_gen(first)?);
+            self.publish(packing);
         }
         Ok(())
     }
 
-    /// The keys under `prefix` in the committed runs, in key order per run.
+    /// The keys under `prefix` in the committed `runs`, in key order per run.
     pub(super) fn packed_under(
         &self,
+        runs: &[Run],
         prefix: &[u8],
         out: &mut Vec<[u8; KEY_BYTES]>,
     ) -> Result<(), KvError> {
-        let runs = self.published();
-        for run in runs.iter() {
+        for run in runs {
             let n = prefix.len();
             if prefix < &run.least[..n]
                 || prefix > &run.greatest[..n]
@@ -438,10 +439,13 @@ impl KvIndex {
         Ok(())
     }
 
-    /// Every key of the committed runs.
-    pub(super) fn packed_keys(&self, out: &mut Vec<[u8; KEY_BYTES]>) -> Result<(), KvError> {
-        let runs = self.published();
-        for run in runs.iter() {
+    /// Every key of the committed `runs`.
+    pub(super) fn packed_keys(
+        &self,
+        runs: &[Run],
+        out: &mut Vec<[u8; KEY_BYTES]>,
+    ) -> Result<(), KvError> {
+        for run in runs {
             for entry in self.packed.scan_prefix(run.first.to_be_bytes()) {
                 let (_, v) = entry?;
                 for key in page_keys(&v)? {
@@ -460,9 +464,6 @@ impl KvIndex {
         let Some(run) = packing.runs.first().filter(|r| r.last < below).cloned() else {
             return Ok(true);
         };
-        if packing.job.as_ref().is_some_and(|j| j.last == run.last) {
-            return Ok(true); // still being removed from `ids`: next time
-        }
         let mut n = 0;
         for entry in self.packed.scan_prefix(run.first.to_be_bytes()) {
             let (k, _) = entry?;
@@ -475,7 +476,7 @@ impl KvIndex {
         self.meta.remove(run_key(run.first))?;
         self.meta.remove(bloom_key(run.first))?;
         packing.runs.remove(0);
-        self.publish(&packing.runs);
+        self.publish(&packing);
         Ok(false)
     }
 }

@@ -45,29 +45,38 @@ fn apply_chunked(kv: &KvIndex, events: &[StoredEvent], chunk: usize) {
     }
 }
 
-/// Every key the index holds, in `ids` or in a committed run, once, sorted: what
-/// it says whatever the tier (a key being unpacked is in both).
+/// Every key the index holds, in a generation or in a committed run, once, sorted:
+/// what it says whatever the tier (a generation packed but not dropped is in both).
 type Dump = Vec<[u8; KEY_BYTES]>;
 
 fn dump(kv: &KvIndex) -> Dump {
     let mut keys = Vec::new();
-    kv.packed_keys(&mut keys).unwrap();
-    for e in kv.ids.iter() {
-        let (k, v) = e.unwrap();
-        assert!(v.is_empty(), "an ids value");
-        keys.push(packed::key_of(&k).unwrap());
+    let packing = kv.packing();
+    kv.packed_keys(&packing.runs, &mut keys).unwrap();
+    for gen in &packing.gens {
+        for e in gen.tree.iter() {
+            let (k, v) = e.unwrap();
+            assert!(v.is_empty(), "a generation's value");
+            keys.push(packed::key_of(&k).unwrap());
+        }
     }
     keys.sort_unstable();
     keys.dedup();
     keys
 }
 
-/// Steps packing until no run is in progress.
+/// The keys in generation trees (not packed yet).
+fn unpacked(kv: &KvIndex) -> usize {
+    kv.packing().gens.iter().map(|g| g.tree.len()).sum()
+}
+
+/// Steps packing until nothing is left to pack or to start.
 fn pack_all(kv: &KvIndex) {
     let indexed = kv.indexed_seq().unwrap().unwrap_or(0);
     for _ in 0..100_000 {
         kv.pack_step(indexed).unwrap();
-        if kv.packing().job.is_none() {
+        let p = kv.packing();
+        if p.job.is_none() && p.gens.len() == 1 && indexed + 1 < p.gens[0].first + RUN_EVENTS {
             return;
         }
     }
@@ -498,7 +507,8 @@ fn damaged_keys_are_reported() {
     kv.apply(&gen_events(7, 5)).unwrap();
     let mut bad = fingerprint("bad", None).to_vec();
     bad.extend_from_slice(&[1, 2]);
-    kv.ids.insert(bad, &[]).unwrap();
+    let current = kv.packing().gens.last().unwrap().tree.clone();
+    current.insert(bad, &[]).unwrap();
     assert!(matches!(
         kv.seqs_of_id("bad", None, 16),
         Err(KvError::Damaged(_))
@@ -555,6 +565,54 @@ fn check_pages(kv: &KvIndex) {
             .chunks_exact(KEY_BYTES)
             .all(|key| run.bloom.may_contain(key)));
     }
+    check_gens(kv);
+}
+
+/// The generation trees on disk are the writer's, tile the seqs above
+/// `packed_through` (allowing the one packed but not yet dropped), and hold only keys
+/// of their own range (invariant 1 of `gens`).
+fn check_gens(kv: &KvIndex) {
+    let packing = kv.packing();
+    let through = kv.packed_through().unwrap();
+    let mut on_disk: Vec<Vec<u8>> = kv
+        .db
+        .tree_names()
+        .into_iter()
+        .filter(|n| n.starts_with(b"ids."))
+        .map(|n| n.to_vec())
+        .collect();
+    on_disk.sort();
+    let firsts: Vec<u64> = packing.gens.iter().map(|g| g.first).collect();
+    let named: Vec<Vec<u8>> = firsts
+        .iter()
+        .map(|f| [&b"ids."[..], &f.to_be_bytes()].concat())
+        .collect();
+    assert_eq!(on_disk, named, "generation trees");
+    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{firsts:?}");
+    let packed_not_dropped = matches!(
+        packing.job,
+        Some(packed::Job {
+            stage: packed::Stage::Drop,
+            ..
+        })
+    );
+    let unpacked_from = if packed_not_dropped {
+        firsts[1]
+    } else {
+        firsts[0]
+    };
+    assert_eq!(unpacked_from, through + 1, "{firsts:?} after {through}");
+    for (i, gen) in packing.gens.iter().enumerate() {
+        let end = firsts.get(i + 1).map_or(u64::MAX, |f| f - 1);
+        for e in gen.tree.iter() {
+            let seq = split_key(&e.unwrap().0).unwrap().1;
+            assert!(
+                (gen.first..=end).contains(&seq),
+                "seq {seq} in generation {}",
+                gen.first
+            );
+        }
+    }
 }
 
 /// The keys of `events` (one per event).
@@ -597,21 +655,28 @@ fn packed_runs_answer_like_one_key_per_event() {
     pack_all(&kv);
     let runs = kv.packing().runs.clone();
     assert!(runs.len() >= 2, "{runs:?}");
-    assert!(kv.ids.len() < events.len() / 2, "{}", kv.ids.len());
+    assert!(unpacked(&kv) < events.len() / 2, "{}", unpacked(&kv));
     assert!(kv.packed.len() < 4_000 / 8, "{} pages", kv.packed.len());
     check_pages(&kv);
     assert_eq!(dump(&kv), expected(&events));
     assert_lookups(&kv, &events);
     assert!(kv.seqs_of_id("no-such-id", None, 16).unwrap().is_empty());
+    let stats = kv.stats().unwrap();
+    assert_eq!(stats.runs, runs.len());
+    assert_eq!(stats.unpacked_seqs, 4_000 - runs.last().unwrap().last);
+    assert_eq!(stats.generations, 1);
+    let filters: usize = runs.iter().map(|r| r.bloom.to_bytes().len()).sum();
+    assert_eq!(stats.filter_bytes, filters as u64);
+    assert!(stats.disk_bytes > 0);
     let entries: Vec<(u64, [u8; FINGERPRINT_BYTES])> = events
         .iter()
         .map(|e| (e.seq, fingerprint(&e.event.id, e.event.tenant.as_deref())))
         .collect();
     assert_eq!(kv.all_entries().unwrap(), entries);
-    // Re-applying packed events writes nothing back into `ids`.
-    let ids = kv.ids.len();
+    // Re-applying packed events writes nothing back into a generation.
+    let ids = unpacked(&kv);
     kv.apply(&events[..500]).unwrap();
-    assert_eq!(kv.ids.len(), ids);
+    assert_eq!(unpacked(&kv), ids);
     // A lookup reads the runs whose filter may hold its id: its own, and rarely another.
     let other_runs: usize = events
         .iter()
@@ -643,9 +708,10 @@ fn packed_runs_answer_like_one_key_per_event() {
 #[test]
 fn a_crash_while_packing_loses_nothing() {
     let events = gen_events(8, 3_000);
-    // Stop after this many steps of the first run: inside writing its pages, just
-    // after its commit, and inside removing its keys from `ids`.
-    for steps in [3, 12, 14, 19] {
+    // Stop after this many steps: just after the new generation started (the apply's
+    // own step), inside writing the first run's pages, at its last page, and just
+    // after its commit with its generation not dropped yet.
+    for steps in [1, 3, 13, 14] {
         let dir = tempfile::tempdir().unwrap();
         {
             let kv = open(dir.path());
@@ -653,7 +719,12 @@ fn a_crash_while_packing_loses_nothing() {
             for _ in 1..steps {
                 kv.pack_step(1_200).unwrap();
             }
-            assert!(kv.packing().job.is_some(), "{steps}: already done");
+            assert_eq!(kv.packing().gens.len(), 2, "{steps}: already done");
+            assert_eq!(
+                kv.packed_through().unwrap() > 0,
+                steps == 14,
+                "{steps}: committed"
+            );
             kv.flush().unwrap();
         }
         let kv = open(dir.path());
@@ -720,4 +791,78 @@ fn retention_drops_runs_wholly_below_it() {
     let kept: Vec<StoredEvent> = events.iter().filter(|e| e.seq >= below).cloned().collect();
     assert_eq!(dump(&kv), expected(&kept));
     assert_lookups_from(&kv, &events, below);
+}
+
+#[test]
+fn retention_into_the_generations_removes_their_keys_in_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = gen_events(11, 1_200);
+    let kv = open(dir.path());
+    // Two generations, the older one (1..=1000) being packed: the step crosses from one
+    // to the other.
+    kv.apply(&events[..1_000]).unwrap();
+    kv.apply(&events[1_000..]).unwrap();
+    assert_eq!(kv.packing().gens.len(), 2);
+    assert!(kv.packing().job.is_some());
+    let below = 1_051;
+    let remove_all = |kv: &KvIndex| {
+        let mut resume = None;
+        let mut steps = 0;
+        while !kv.remove_below_step(below, &mut resume, 7).unwrap() {
+            steps += 1;
+        }
+        steps
+    };
+    assert!(remove_all(&kv) > 100);
+    check_pages(&kv);
+    let kept: Vec<StoredEvent> = events.iter().filter(|e| e.seq >= below).cloned().collect();
+    assert_lookups_from(&kv, &events, below);
+    // The pages already written keep their keys until the next pass drops their run.
+    let left = dump(&kv);
+    assert!(left.len() < 1_000 / 4 + kept.len(), "{}", left.len());
+    pack_all(&kv);
+    remove_all(&kv);
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&kept));
+    assert_lookups_from(&kv, &events, below);
+}
+
+#[test]
+fn lookups_during_packing_always_find_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = gen_events(12, 6_000);
+    let kv = std::sync::Arc::new(open(dir.path()));
+    kv.apply(&events[..100]).unwrap();
+    let applied = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(100));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let (kv, applied, stop, events) =
+                (kv.clone(), applied.clone(), stop.clone(), events.clone());
+            std::thread::spawn(move || {
+                let mut rng = EventGen::new(100 + r);
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let upto = applied.load(std::sync::atomic::Ordering::Acquire);
+                    let e = &events[(rng.next_u64() % upto) as usize];
+                    let seqs = kv
+                        .seqs_of_id(&e.event.id, e.event.tenant.as_deref(), 16)
+                        .unwrap();
+                    assert!(seqs.contains(&e.seq), "{} not found at {upto}", e.seq);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for c in events[100..].chunks(20) {
+        kv.apply(c).unwrap();
+        applied.store(c.last().unwrap().seq, std::sync::atomic::Ordering::Release);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let lookups: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(kv.packing().runs.len() >= 6, "{:?}", kv.packing().runs);
+    assert!(lookups > 1_000, "{lookups}");
+    check_pages(&kv);
+    assert_lookups(&kv, &events);
 }

@@ -12,7 +12,8 @@
 //!              "pending"                                            u64 BE (an apply or truncate in flight)
 //! "ids." ++ first u64 BE                                            (a generation, see `gens`)
 //!              idfp(id) ++ tenantfp(tenant) ++ seq u64 BE           empty
-//! packed       run_first u64 BE ++ first key of the page             up to 256 sorted keys (see `packed`)
+//!
+//! runs/<first seq>.run: the keys of older events, sorted (see `packed` and `runfile`)
 //!
 //! idfp(id)         = unix_ms(id)[6 bytes] ++ h[..4]   (the id is a UUIDv7), else h[..10]
 //! h                = SHA-256("stele-id\0" ++ id)
@@ -75,9 +76,10 @@ use std::path::{Path, PathBuf};
 /// written in production, and the write-only `segments` tree; version 5 keys every
 /// event by fingerprints and its seq; version 6 packs the keys of older events into
 /// pages of the `packed` tree; version 7 keeps the newest keys in generation trees
-/// (`"ids." ++ first seq`) instead of one `ids` tree. An index of another version does
+/// (`"ids." ++ first seq`) instead of one `ids` tree; version 8 writes the packed runs
+/// as files (`runs/`) instead of the `packed` tree. An index of another version does
 /// not open, and the caller rebuilds it from the log.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
@@ -97,9 +99,12 @@ pub enum KvError {
     /// sled returned an error.
     #[error("key index failure: {0}")]
     Sled(String),
-    /// A key or value does not decode.
+    /// A key, value or run file does not decode or fails its CRC.
     #[error("the key index is damaged: {0}")]
     Damaged(String),
+    /// Reading or writing a run file failed.
+    #[error("key index I/O failure: {0}")]
+    Io(String),
 }
 
 impl From<sled::Error> for KvError {
@@ -119,16 +124,16 @@ pub struct KvStats {
     pub generations: usize,
     /// Bytes of the runs' Bloom filters, in memory and on disk.
     pub filter_bytes: u64,
-    /// Bytes of sled's files.
+    /// Bytes of sled's files and the run files.
     pub disk_bytes: u64,
 }
 
 /// The sled-backed key index. `Send + Sync`; share it in an `Arc`.
 pub struct KvIndex {
+    /// The index directory (sled's files and `runs/`).
+    dir: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
-    /// Runs of older keys, packed into pages (`packed`).
-    packed: sled::Tree,
     /// The writer's runs, generations and packing in progress.
     pack: std::sync::Mutex<packed::Packing>,
     /// The runs and generations as lookups see them (the writer publishes a new view
@@ -259,7 +264,7 @@ impl KvIndex {
             let t = |name: &str| db.open_tree(name);
             let index = KvIndex {
                 meta: t("meta")?,
-                packed: t("packed")?,
+                dir: dir.to_path_buf(),
                 pack: Default::default(),
                 published: Default::default(),
                 gate: Default::default(),
@@ -513,7 +518,7 @@ impl KvIndex {
         resume: &mut Option<Vec<u8>>,
         max: usize,
     ) -> Result<bool, KvError> {
-        if !self.drop_runs_below_step(below, max)? {
+        if !self.drop_runs_below_step(below)? {
             return Ok(false);
         }
         let packing = self.packing();
@@ -594,9 +599,10 @@ impl KvIndex {
     /// How the keys are held, for `/metrics`.
     pub fn stats(&self) -> Result<KvStats, KvError> {
         let packed_through = self.packed_through()?;
-        let (runs, filter_bytes, generations) = self.with_view(|view| {
+        let (runs, filter_bytes, run_bytes, generations) = self.with_view(|view| {
             let filters = view.runs.iter().map(|r| r.bloom.byte_len() as u64).sum();
-            (view.runs.len(), filters, view.gens.len())
+            let files = view.runs.iter().map(|r| r.file_bytes()).sum::<u64>();
+            (view.runs.len(), filters, files, view.gens.len())
         });
         Ok(KvStats {
             runs,
@@ -606,7 +612,7 @@ impl KvIndex {
                 .saturating_sub(packed_through),
             generations,
             filter_bytes,
-            disk_bytes: self.db.size_on_disk()?,
+            disk_bytes: self.db.size_on_disk()? + run_bytes,
         })
     }
 
@@ -620,6 +626,7 @@ impl KvIndex {
 mod bloom;
 mod gens;
 mod packed;
+mod runfile;
 pub use packed::{PAGE_KEYS, RUN_EVENTS};
 
 #[cfg(test)]

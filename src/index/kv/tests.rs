@@ -520,50 +520,54 @@ fn damaged_keys_are_reported() {
     assert!(matches!(kv.all_entries(), Err(KvError::Damaged(_))));
 }
 
-/// Every page belongs to a committed run, holds 1..=PAGE_KEYS sorted keys of the
-/// run's seqs, is keyed by its first key, and starts above the previous page of
-/// its run (invariant 2 of `packed`).
+/// The committed runs' seq spans.
+fn spans(kv: &KvIndex) -> Vec<(u64, u64)> {
+    kv.packing()
+        .runs
+        .iter()
+        .map(|r| (r.first, r.last))
+        .collect()
+}
+
+/// The run files on disk are exactly the committed runs (no leftover `.tmp`), each
+/// holds strictly ascending keys of its own seqs, all in its filter, and runs do not
+/// overlap (invariant 2 of `packed`).
 fn check_pages(kv: &KvIndex) {
     let runs = kv.packing().runs.clone();
-    let mut prev: Option<(u64, [u8; KEY_BYTES])> = None;
-    for e in kv.packed.iter() {
-        let (k, v) = e.unwrap();
-        let first = u64::from_be_bytes(k[..8].try_into().unwrap());
-        let run = runs
-            .iter()
-            .find(|r| r.first == first)
-            .unwrap_or_else(|| panic!("a page of no committed run ({first})"));
-        let keys: Vec<[u8; KEY_BYTES]> = v
-            .chunks_exact(KEY_BYTES)
-            .map(|c| c.try_into().unwrap())
-            .collect();
-        assert!(!keys.is_empty() && keys.len() <= PAGE_KEYS && v.len() % KEY_BYTES == 0);
-        assert_eq!(&k[8..], &keys[0][..]);
-        assert!(keys.windows(2).all(|w| w[0] < w[1]));
-        if let Some((f, last)) = prev.filter(|p| p.0 == first) {
-            assert!(last < keys[0], "pages of run {f} overlap");
+    let mut names: Vec<String> = std::fs::read_dir(kv.runs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut committed: Vec<String> = runs.iter().map(|r| runfile::file_name(r.first)).collect();
+    let packing = kv.packing();
+    if let Some(packed::Job {
+        stage: packed::Stage::Write { .. },
+        ..
+    }) = packing.job
+    {
+        committed.push(format!("{}.tmp", runfile::file_name(packing.gens[0].first)));
+    }
+    drop(packing);
+    assert_eq!(names, committed, "run files");
+    let through = kv.packed_through().unwrap();
+    for (i, run) in runs.iter().enumerate() {
+        assert!(run.last <= through);
+        if let Some(next) = runs.get(i + 1) {
+            assert!(
+                run.last < next.first,
+                "runs {} and {} overlap",
+                run.first,
+                next.first
+            );
         }
+        let keys = run.keys().unwrap();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
         for key in &keys {
             let seq = split_key(key).unwrap().1;
             assert!((run.first..=run.last).contains(&seq));
+            assert!(run.bloom.may_contain(key));
         }
-        prev = Some((first, *keys.last().unwrap()));
-    }
-    // One filter per committed run, holding every key of it, and no other filter.
-    let filters: Vec<Vec<u8>> = kv
-        .meta
-        .scan_prefix(b"bloom")
-        .map(|e| e.unwrap().0.to_vec())
-        .collect();
-    let named: Vec<Vec<u8>> = runs.iter().map(|r| packed::bloom_key(r.first)).collect();
-    assert_eq!(filters, named);
-    for e in kv.packed.iter() {
-        let (k, v) = e.unwrap();
-        let first = u64::from_be_bytes(k[..8].try_into().unwrap());
-        let run = runs.iter().find(|r| r.first == first).unwrap();
-        assert!(v
-            .chunks_exact(KEY_BYTES)
-            .all(|key| run.bloom.may_contain(key)));
     }
     check_gens(kv);
 }
@@ -656,7 +660,13 @@ fn packed_runs_answer_like_one_key_per_event() {
     let runs = kv.packing().runs.clone();
     assert!(runs.len() >= 2, "{runs:?}");
     assert!(unpacked(&kv) < events.len() / 2, "{}", unpacked(&kv));
-    assert!(kv.packed.len() < 4_000 / 8, "{} pages", kv.packed.len());
+    // 22 bytes a key, 1.25 of filter, 0.09 of fences, 48 of header a run.
+    let packed_keys = (runs.last().unwrap().last - runs[0].first + 1) as f64;
+    let file_bytes: u64 = runs.iter().map(|r| r.file_bytes()).sum();
+    assert!(
+        (file_bytes as f64) < packed_keys * 23.5 + 48.0 * runs.len() as f64,
+        "{file_bytes}"
+    );
     check_pages(&kv);
     assert_eq!(dump(&kv), expected(&events));
     assert_lookups(&kv, &events);
@@ -691,18 +701,19 @@ fn packed_runs_answer_like_one_key_per_event() {
     kv.flush().unwrap();
     drop(kv);
     let kv = open(dir.path());
-    assert_eq!(kv.packing().runs, runs);
+    let spans_before: Vec<(u64, u64)> = runs.iter().map(|r| (r.first, r.last)).collect();
+    assert_eq!(spans(&kv), spans_before);
     check_pages(&kv);
     assert_eq!(dump(&kv), expected(&events));
     assert_lookups(&kv, &events);
-    // A run whose filter is missing gets it back, rebuilt from its pages, at open.
-    kv.meta.remove(packed::bloom_key(runs[1].first)).unwrap();
-    kv.flush().unwrap();
+    // A damaged run file makes the index fail to open (the caller rebuilds it).
+    let path = kv.runs_dir().join(runfile::file_name(runs[1].first));
     drop(kv);
-    let kv = open(dir.path());
-    assert_eq!(kv.packing().runs, runs);
-    check_pages(&kv);
-    assert_lookups(&kv, &events);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(reopen(dir.path()), Err(KvError::Open { .. })));
 }
 
 #[test]
@@ -727,7 +738,20 @@ fn a_crash_while_packing_loses_nothing() {
             );
             kv.flush().unwrap();
         }
+        let runs = dir.path().join("runs");
+        let tmp = runs.join(format!("{}.tmp", runfile::file_name(1)));
+        assert_eq!(
+            tmp.exists(),
+            (2..14).contains(&steps),
+            "{steps}: a run being written"
+        );
+        // A run file renamed but not committed (a crash before `packed_through`).
+        let through = open(dir.path()).packed_through().unwrap();
+        assert!(!tmp.exists());
+        let stray = runs.join(runfile::file_name(through + 1));
+        std::fs::write(&stray, b"not committed").unwrap();
         let kv = open(dir.path());
+        assert!(!stray.exists());
         check_pages(&kv);
         assert_eq!(dump(&kv), expected(&events[..1_200]), "{steps}");
         assert_lookups(&kv, &events[..1_200]);
@@ -781,12 +805,11 @@ fn retention_drops_runs_wholly_below_it() {
     let kv = open(dir.path());
     apply_chunked(&kv, &events, 50);
     pack_all(&kv);
-    let runs = kv.packing().runs.clone();
-    let below = runs[1].last + 1;
+    let runs = spans(&kv);
+    let below = runs[1].1 + 1;
     let mut resume = None;
     while !kv.remove_below_step(below, &mut resume, 7).unwrap() {}
-    let left = kv.packing().runs.clone();
-    assert_eq!(left, runs[2..].to_vec());
+    assert_eq!(spans(&kv), runs[2..].to_vec());
     check_pages(&kv);
     let kept: Vec<StoredEvent> = events.iter().filter(|e| e.seq >= below).cloned().collect();
     assert_eq!(dump(&kv), expected(&kept));
@@ -861,7 +884,7 @@ fn lookups_during_packing_always_find_their_keys() {
     }
     stop.store(true, std::sync::atomic::Ordering::Release);
     let lookups: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
-    assert!(kv.packing().runs.len() >= 6, "{:?}", kv.packing().runs);
+    assert!(spans(&kv).len() >= 6, "{:?}", spans(&kv));
     assert!(lookups > 1_000, "{lookups}");
     check_pages(&kv);
     assert_lookups(&kv, &events);

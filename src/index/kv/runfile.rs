@@ -1,0 +1,401 @@
+//! Run files: the keys of one packed run, sorted, in an immutable file of their own.
+//!
+//! ```text
+//! index/kv/runs/<first seq, 20 digits>.run
+//!
+//! offset        bytes          field
+//! 0             8              magic "STELERUN"
+//! 8             4              version u32 BE (= 1)
+//! 12            8              first seq u64 BE
+//! 20            8              last seq u64 BE
+//! 28            8              n: keys u64 BE (≥ 1)
+//! 36            4              b: Bloom filter bytes u32 BE (a multiple of 8)
+//! 40            4              CRC-32 of the keys section
+//! 44            4              CRC-32 of bytes 0..44 ++ the fences ++ the filter
+//! 48            22 n           keys, strictly ascending (the `ids` key layout)
+//! 48 + 22 n     22 ⌈n / 256⌉   fences: keys 0, 256, 512, … (the first key of each page)
+//! …             b              the run's Bloom filter, u64 LE words ([`super::bloom`])
+//! ```
+//!
+//! A page is [`PAGE_KEYS`] consecutive keys; the fences (in memory once the run is
+//! open) say which page a prefix starts in, so a lookup reads one page, or a few
+//! consecutive ones, with one positioned read each. Opening reads the header, the
+//! fences, the filter and the last key, and checks the second CRC and the file's size;
+//! the keys' CRC is checked when every key is read ([`RunFile::keys`], `stele check`).
+//! The file is written under `<name>.tmp`, fsynced, renamed, and the directory fsynced
+//! before `meta/"packed_through"` names the run ([`super::packed`]). ADR: the runs were
+//! first pages of 256 keys in a sled tree (format 6 and 7): sled rewrites a node of up
+//! to 16 such pages every 10 inserts and relocates a segment only once it is ≤ 50 %
+//! live, so its file held ≈ 3.5 × the keys (79 bytes/event at 10M events for 22 of keys).
+
+use super::bloom::Bloom;
+use super::{split_key, KvError, KEY_BYTES};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Keys per page (and per fence).
+pub const PAGE_KEYS: usize = 256;
+
+const MAGIC: &[u8; 8] = b"STELERUN";
+const VERSION: u32 = 1;
+const HEADER_BYTES: u64 = 48;
+
+/// The file name of the run starting at `first`.
+pub(super) fn file_name(first: u64) -> String {
+    format!("{first:020}.run")
+}
+
+/// The first seq of a run file's name, if it is one.
+pub(super) fn first_of(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".run")?;
+    (digits.len() == 20).then(|| digits.parse().ok())?
+}
+
+fn damaged(path: &Path, what: impl std::fmt::Display) -> KvError {
+    KvError::Damaged(format!("run file {}: {what}", path.display()))
+}
+
+fn io(path: &Path, e: std::io::Error) -> KvError {
+    KvError::Io(format!("run file {}: {e}", path.display()))
+}
+
+/// An open run file: its header, fences and filter in memory, its keys on disk.
+#[derive(Debug)]
+pub(super) struct RunFile {
+    path: PathBuf,
+    file: File,
+    pub(super) first: u64,
+    pub(super) last: u64,
+    keys: u64,
+    keys_crc: u32,
+    fences: Vec<[u8; KEY_BYTES]>,
+    pub(super) greatest: [u8; KEY_BYTES],
+    pub(super) bloom: Bloom,
+}
+
+impl RunFile {
+    /// Opens and checks the run file at `path`.
+    pub(super) fn open(path: &Path) -> Result<RunFile, KvError> {
+        let file = File::open(path).map_err(|e| io(path, e))?;
+        let size = file.metadata().map_err(|e| io(path, e))?.len();
+        let mut header = [0u8; HEADER_BYTES as usize];
+        if size < HEADER_BYTES {
+            return Err(damaged(
+                path,
+                format!("{size} bytes, shorter than its header"),
+            ));
+        }
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| io(path, e))?;
+        if &header[..8] != MAGIC {
+            return Err(damaged(path, "no STELERUN magic"));
+        }
+        let u32_at = |o: usize| u32::from_be_bytes(header[o..o + 4].try_into().expect("4"));
+        let u64_at = |o: usize| u64::from_be_bytes(header[o..o + 8].try_into().expect("8"));
+        if u32_at(8) != VERSION {
+            return Err(damaged(path, format!("version {}", u32_at(8))));
+        }
+        let (first, last, keys, bloom_bytes) = (u64_at(12), u64_at(20), u64_at(28), u32_at(36));
+        let fence_count = keys.div_ceil(PAGE_KEYS as u64);
+        let expected = keys
+            .checked_mul(KEY_BYTES as u64)
+            .and_then(|k| k.checked_add(fence_count * KEY_BYTES as u64))
+            .and_then(|k| k.checked_add(HEADER_BYTES + u64::from(bloom_bytes)));
+        if keys == 0 || first > last || bloom_bytes % 8 != 0 || expected != Some(size) {
+            return Err(damaged(
+                path,
+                format!("{size} bytes for {keys} keys of seqs {first}..={last} and a filter of {bloom_bytes}"),
+            ));
+        }
+        let mut tail = vec![0u8; (fence_count * KEY_BYTES as u64) as usize + bloom_bytes as usize];
+        file.read_exact_at(&mut tail, HEADER_BYTES + keys * KEY_BYTES as u64)
+            .map_err(|e| io(path, e))?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header[..44]);
+        crc.update(&tail);
+        if crc.finalize() != u32_at(44) {
+            return Err(damaged(path, "its header, fences or filter fail their CRC"));
+        }
+        let (fence_bytes, bloom) = tail.split_at((fence_count * KEY_BYTES as u64) as usize);
+        let fences = fence_bytes
+            .chunks_exact(KEY_BYTES)
+            .map(|k| k.try_into().expect("key bytes"))
+            .collect();
+        let bloom = Bloom::from_bytes(bloom).ok_or_else(|| damaged(path, "an empty filter"))?;
+        let mut greatest = [0u8; KEY_BYTES];
+        file.read_exact_at(&mut greatest, HEADER_BYTES + (keys - 1) * KEY_BYTES as u64)
+            .map_err(|e| io(path, e))?;
+        Ok(RunFile {
+            path: path.to_path_buf(),
+            file,
+            first,
+            last,
+            keys,
+            keys_crc: u32_at(40),
+            fences,
+            greatest,
+            bloom,
+        })
+    }
+
+    /// The least key of the run.
+    pub(super) fn least(&self) -> &[u8; KEY_BYTES] {
+        &self.fences[0]
+    }
+
+    /// Reads pages `from..` (one positioned read each) until `f` says stop.
+    fn pages(
+        &self,
+        from: usize,
+        mut f: impl FnMut(&[u8]) -> Result<bool, KvError>,
+    ) -> Result<(), KvError> {
+        let mut buf = vec![0u8; PAGE_KEYS * KEY_BYTES];
+        for page in from..self.fences.len() {
+            let start = page as u64 * PAGE_KEYS as u64;
+            let n = (self.keys - start).min(PAGE_KEYS as u64) as usize;
+            let bytes = &mut buf[..n * KEY_BYTES];
+            self.file
+                .read_exact_at(bytes, HEADER_BYTES + start * KEY_BYTES as u64)
+                .map_err(|e| io(&self.path, e))?;
+            if !f(bytes)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the keys starting with `prefix` to `out`, ascending.
+    pub(super) fn keys_under(
+        &self,
+        prefix: &[u8],
+        out: &mut Vec<[u8; KEY_BYTES]>,
+    ) -> Result<(), KvError> {
+        let n = prefix.len();
+        // The last page whose first key is below the prefix may hold its first keys.
+        let page = self
+            .fences
+            .partition_point(|f| &f[..n] < prefix)
+            .saturating_sub(1);
+        self.pages(page, |bytes| {
+            for key in bytes.chunks_exact(KEY_BYTES) {
+                match key[..n].cmp(prefix) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => out.push(key.try_into().expect("key bytes")),
+                    std::cmp::Ordering::Greater => return Ok(false),
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Every key, checked against the keys' CRC, in order.
+    pub(super) fn keys(&self) -> Result<Vec<[u8; KEY_BYTES]>, KvError> {
+        let mut out = Vec::with_capacity(self.keys as usize);
+        let mut crc = crc32fast::Hasher::new();
+        self.pages(0, |bytes| {
+            crc.update(bytes);
+            for key in bytes.chunks_exact(KEY_BYTES) {
+                split_key(key)?;
+                out.push(key.try_into().expect("key bytes"));
+            }
+            Ok(true)
+        })?;
+        if crc.finalize() != self.keys_crc {
+            return Err(damaged(&self.path, "its keys fail their CRC"));
+        }
+        Ok(out)
+    }
+
+    /// Bytes of the file.
+    pub(super) fn file_bytes(&self) -> u64 {
+        HEADER_BYTES
+            + (self.keys + self.fences.len() as u64) * KEY_BYTES as u64
+            + self.bloom.byte_len() as u64
+    }
+}
+
+/// A run file being written, one key at a time in ascending order.
+#[derive(Debug)]
+pub(super) struct RunWriter {
+    tmp: PathBuf,
+    path: PathBuf,
+    out: std::io::BufWriter<File>,
+    first: u64,
+    last: u64,
+    keys: u64,
+    crc: crc32fast::Hasher,
+    fences: Vec<u8>,
+    bloom: Bloom,
+    previous: Option<[u8; KEY_BYTES]>,
+}
+
+impl RunWriter {
+    /// Starts the run file of seqs `first..=last` in `dir` (replacing a leftover
+    /// temporary file).
+    pub(super) fn create(dir: &Path, first: u64, last: u64) -> Result<RunWriter, KvError> {
+        let path = dir.join(file_name(first));
+        let tmp = dir.join(format!("{}.tmp", file_name(first)));
+        let file = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+        out.write_all(&[0u8; HEADER_BYTES as usize])
+            .map_err(|e| io(&tmp, e))?;
+        Ok(RunWriter {
+            tmp,
+            path,
+            out,
+            first,
+            last,
+            keys: 0,
+            crc: crc32fast::Hasher::new(),
+            fences: Vec::new(),
+            bloom: Bloom::with_keys(last - first + 1),
+            previous: None,
+        })
+    }
+
+    /// Adds the next key (strictly above the one before, of a seq in the run's range).
+    pub(super) fn push(&mut self, key: &[u8; KEY_BYTES]) -> Result<(), KvError> {
+        let seq = split_key(key)?.1;
+        if !(self.first..=self.last).contains(&seq) || self.previous.is_some_and(|p| p >= *key) {
+            return Err(KvError::Damaged(format!(
+                "a key of seq {seq} out of order or outside the run {}..={}",
+                self.first, self.last
+            )));
+        }
+        if self.keys % PAGE_KEYS as u64 == 0 {
+            self.fences.extend_from_slice(key);
+        }
+        self.crc.update(key);
+        self.bloom.add(key);
+        self.out.write_all(key).map_err(|e| io(&self.tmp, e))?;
+        self.keys += 1;
+        self.previous = Some(*key);
+        Ok(())
+    }
+
+    /// Stops writing and removes the temporary file.
+    pub(super) fn abandon(self) -> Result<(), KvError> {
+        drop(self.out);
+        match std::fs::remove_file(&self.tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&self.tmp, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the fences, the filter and the header, makes the file durable under
+    /// its final name, and opens it. `Ok(None)` when no key was pushed (no file).
+    pub(super) fn finish(mut self, dir: &Path) -> Result<Option<RunFile>, KvError> {
+        if self.keys == 0 {
+            drop(self.out);
+            std::fs::remove_file(&self.tmp).map_err(|e| io(&self.tmp, e))?;
+            return Ok(None);
+        }
+        let bloom = self.bloom.to_bytes();
+        let mut header = [0u8; HEADER_BYTES as usize];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..12].copy_from_slice(&VERSION.to_be_bytes());
+        header[12..20].copy_from_slice(&self.first.to_be_bytes());
+        header[20..28].copy_from_slice(&self.last.to_be_bytes());
+        header[28..36].copy_from_slice(&self.keys.to_be_bytes());
+        header[36..40].copy_from_slice(&(bloom.len() as u32).to_be_bytes());
+        header[40..44].copy_from_slice(&self.crc.clone().finalize().to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header[..44]);
+        crc.update(&self.fences);
+        crc.update(&bloom);
+        header[44..48].copy_from_slice(&crc.finalize().to_be_bytes());
+        let tmp = self.tmp.clone();
+        self.out.write_all(&self.fences).map_err(|e| io(&tmp, e))?;
+        self.out.write_all(&bloom).map_err(|e| io(&tmp, e))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io(&tmp, e.into_error()))?;
+        file.write_all_at(&header, 0).map_err(|e| io(&tmp, e))?;
+        file.sync_all().map_err(|e| io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, &self.path).map_err(|e| io(&self.path, e))?;
+        sync_dir(dir)?;
+        RunFile::open(&self.path).map(Some)
+    }
+}
+
+/// fsyncs a directory (a rename or an unlink in it becomes durable).
+pub(super) fn sync_dir(dir: &Path) -> Result<(), KvError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(fp: u8, seq: u64) -> [u8; KEY_BYTES] {
+        let mut k = [fp; KEY_BYTES];
+        k[KEY_BYTES - 8..].copy_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    #[test]
+    fn a_run_file_reads_back_what_was_written_and_refuses_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<[u8; KEY_BYTES]> = (0..=255u8)
+            .flat_map(|fp| (0..3u64).map(move |i| key(fp, 1 + u64::from(fp) * 3 + i)))
+            .collect();
+        let mut w = RunWriter::create(dir.path(), 1, 1_000).unwrap();
+        for k in &keys {
+            w.push(k).unwrap();
+        }
+        // Out of order, a repeat, or outside the run's seqs.
+        assert!(w.push(&key(3, 10)).is_err());
+        assert!(w.push(keys.last().unwrap()).is_err());
+        assert!(w.push(&key(255, 1_001)).is_err());
+        let run = w.finish(dir.path()).unwrap().unwrap();
+        assert_eq!((run.first, run.last), (1, 1_000));
+        assert_eq!(run.least(), &keys[0]);
+        assert_eq!(&run.greatest, keys.last().unwrap());
+        assert_eq!(run.keys().unwrap(), keys);
+        for fp in [0u8, 85, 86, 170, 255] {
+            let mut out = Vec::new();
+            run.keys_under(&[fp; 14], &mut out).unwrap();
+            let want: Vec<_> = keys.iter().filter(|k| k[0] == fp).copied().collect();
+            assert_eq!(out, want, "{fp}");
+            assert!(keys
+                .iter()
+                .filter(|k| k[0] == fp)
+                .all(|k| run.bloom.may_contain(k)));
+        }
+        let path = dir.path().join(file_name(1));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), run.file_bytes());
+        assert!(!dir.path().join(format!("{}.tmp", file_name(1))).exists());
+
+        // A flipped bit in the keys: found when they are read; elsewhere: at open.
+        let good = std::fs::read(&path).unwrap();
+        for (at, when_open) in [(60usize, false), (good.len() - 3, true), (13, true)] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            match RunFile::open(&path) {
+                Err(KvError::Damaged(_)) => assert!(when_open, "{at}"),
+                Ok(run) => {
+                    assert!(!when_open, "{at}");
+                    assert!(matches!(run.keys(), Err(KvError::Damaged(_))));
+                }
+                Err(e) => panic!("{at}: {e}"),
+            }
+        }
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert!(matches!(RunFile::open(&path), Err(KvError::Damaged(_))));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(first_of(&file_name(42)), Some(42));
+        assert_eq!(first_of(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(first_of("42.run"), None);
+        assert_eq!(first_of(&format!("{}.tmp", file_name(42))), None);
+    }
+}

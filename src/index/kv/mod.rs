@@ -630,4 +630,6 @@ mod runfile;
 pub use packed::{PAGE_KEYS, RUN_EVENTS};
 
 #[cfg(test)]
+mod packing_tests;
+#[cfg(test)]
 mod tests;

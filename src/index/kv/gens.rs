@@ -13,11 +13,12 @@
 //! the current generation spans [`super::RUN_EVENTS`] seqs, the writer starts a new one
 //! at the next seq; the closed generation is then packed whole into a run (a scan in
 //! key order: its pages come out sorted) and dropped with `Db::drop_tree`, which frees
-//! the tree's pages without a descent and a rewrite per key, so whole sled segments
-//! become free for reuse. ADR: the first packed build (format 6) moved keys out of one
-//! `ids` tree by removing them one by one: 5–8 % more daemon CPU than no packing
-//! at 1,500,000 events, and sled kept the removed keys' space in its file (it relocates
-//! a segment only once it is ≤ 50 % live).
+//! the tree's pages without a descent and a rewrite per key. ADR: the first packed
+//! build (format 6) moved keys out of one `ids` tree by removing them one by one: 5–8 %
+//! more daemon CPU than no packing at 1,500,000 events; generations took 6 % of CPU
+//! back (three alternating pairs at 1.5M). They did not give sled's file space back
+//! (79 against 83 bytes/event at 10M): that came from writing the runs as files
+//! ([`super::runfile`]).
 //!
 //! Invariants:
 //! 1. Every applied key of a seq above `packed_through` is in the generation whose

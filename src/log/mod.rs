@@ -650,6 +650,15 @@ impl Log {
         self.shared.get(seq)
     }
 
+    /// The events of `seqs`, in that order, without those not (or no longer)
+    /// in the log: [`Log::get`] of each, with less work per event (one
+    /// segment lookup per run of seqs in a segment, one walk per sparse
+    /// block, one decompression buffer). For pages of events found by an
+    /// index.
+    pub fn get_many(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
+        iter::get_many(&self.shared, seqs)
+    }
+
     /// Iterates over the durable events whose seqs fall in `range`, in the
     /// given direction. Events appended after this call are not included.
     pub fn range(&self, range: impl RangeBounds<u64>, dir: Direction) -> LogIter {

@@ -499,6 +499,18 @@ impl SegmentView {
     /// Decodes the record at `offset` of `snap`, which must be `seq`.
     /// Returns the event and the offset of the next record.
     pub fn read_at(&self, snap: &Snapshot, offset: u64, seq: u64) -> Result<(StoredEvent, u64)> {
+        self.read_at_with(snap, offset, seq, &mut Vec::new())
+    }
+
+    /// [`Self::read_at`] decompressing into the caller's `scratch`, which a
+    /// reader of many records reuses (no buffer allocated per record).
+    pub fn read_at_with(
+        &self,
+        snap: &Snapshot,
+        offset: u64,
+        seq: u64,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(StoredEvent, u64)> {
         // The mapped bytes cannot report an I/O error (a media error
         // surfaces as SIGBUS); the failpoint stands for the EIO a read
         // would return (docs/FORMAT.md, "Reading").
@@ -520,10 +532,9 @@ impl SegmentView {
                 len,
                 ..
             }) => {
-                let mut scratch = Vec::new();
                 let payload = match self.dict()? {
                     Some(d) => d
-                        .plain(stored, &mut scratch)
+                        .plain(stored, scratch)
                         .map_err(|e| self.corrupt(offset, Some(seq), e))?,
                     None => stored,
                 };

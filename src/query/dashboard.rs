@@ -66,13 +66,9 @@ impl Engine {
         };
         let first = self.log().first_seq();
         let r = self.indexes().text.recent(filter, &request, first)?;
-        let mut latest = Vec::with_capacity(r.latest.len());
-        for (_, seq) in &r.latest {
-            // A seq retention dropped since the search is left out.
-            if let Some(ev) = self.log().get(*seq)? {
-                latest.push(ev);
-            }
-        }
+        // A seq retention dropped since the search is left out.
+        let seqs: Vec<u64> = r.latest.iter().map(|&(_, seq)| seq).collect();
+        let mut latest = self.log().get_many(&seqs)?;
         // Fewer than wanted in the last day (or dropped meanwhile): the
         // newest of all history, by the listing.
         if latest.len() < DASHBOARD_LATEST {

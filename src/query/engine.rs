@@ -101,13 +101,7 @@ impl Engine {
     }
 
     fn fetch(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, QueryError> {
-        let mut out = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
-            if let Some(ev) = self.log.get(seq)? {
-                out.push(ev);
-            }
-        }
-        Ok(out)
+        Ok(self.log.get_many(seqs)?)
     }
 
     fn page(&self, seqs: Vec<u64>, limit: usize, fp: [u8; 8]) -> Result<Page, QueryError> {

@@ -139,6 +139,13 @@ pub struct LogMetrics {
     pub appended: AtomicU64,
     /// Bytes made durable.
     pub bytes: AtomicU64,
+    /// Payload bytes (the encoded events with their seq and time prefix) of
+    /// the records made durable, before compression.
+    pub payload_bytes: AtomicU64,
+    /// The same payloads as stored: compressed with their segment's
+    /// dictionary, or as they are in a segment without one. The ratio of
+    /// the two is what compression saves.
+    pub stored_payload_bytes: AtomicU64,
     /// Group commits (fdatasync calls on record data).
     pub fsyncs: AtomicU64,
     /// Total time spent writing and syncing groups (µs).

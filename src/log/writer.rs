@@ -119,6 +119,9 @@ pub(crate) struct Writer {
     zbuf: Vec<u8>,
     /// Payloads appended, for sampling every `dict::SAMPLE_EVERY`-th.
     appended: u64,
+    /// Payload bytes of the records in `buf`: as encoded, and as stored
+    /// (compressed, or the same); counted once their group is durable.
+    pending_payload: (u64, u64),
 }
 
 impl Writer {
@@ -192,6 +195,7 @@ impl Writer {
             cctx: dict::compressor(),
             zbuf: Vec::new(),
             appended: 0,
+            pending_payload: (0, 0),
         }
     }
 
@@ -319,10 +323,13 @@ impl Writer {
             prefix.clear();
             event::encode_stored_prefix(self.chain.next_seq, received_at, &mut prefix);
             let body = &batch.bodies[start..end as usize];
+            let plain = (prefix.len() + body.len()) as u64;
+            self.pending_payload.0 += plain;
             self.chain.last_hash = match &active.dict {
                 Some(d) => {
                     self.zbuf.clear();
                     d.compress(&mut self.cctx, &prefix, body, &mut self.zbuf);
+                    self.pending_payload.1 += self.zbuf.len() as u64;
                     encode_record_stored(
                         &mut self.buf,
                         &self.chain.last_hash,
@@ -330,7 +337,10 @@ impl Writer {
                         &[&prefix, body],
                     )
                 }
-                None => encode_record(&mut self.buf, &self.chain.last_hash, &[&prefix, body]),
+                None => {
+                    self.pending_payload.1 += plain;
+                    encode_record(&mut self.buf, &self.chain.last_hash, &[&prefix, body])
+                }
             };
             self.appended += 1;
             if self.appended % dict::SAMPLE_EVERY == 0 && self.trainer.sampling() {
@@ -365,6 +375,7 @@ impl Writer {
         let waiters = std::mem::take(&mut self.waiters);
         let outcome = self.write_group(added);
         self.buf.clear();
+        self.pending_payload = (0, 0);
         self.new_sparse.clear();
         match outcome {
             Ok(()) => {
@@ -422,6 +433,10 @@ impl Writer {
         m.fsync_seconds.observe(took);
         m.appended.fetch_add(added, Ordering::Relaxed);
         m.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        m.payload_bytes
+            .fetch_add(self.pending_payload.0, Ordering::Relaxed);
+        m.stored_payload_bytes
+            .fetch_add(self.pending_payload.1, Ordering::Relaxed);
         self.shared
             .publish_durable(self.chain.next_seq - 1, self.chain.last_hash);
         Ok(())

@@ -110,6 +110,24 @@ impl Collector for Scrape {
         )?;
         counter(
             enc,
+            "stele_log_payload_bytes",
+            "Payload bytes of the durable records (encoded events with their seq and time) before compression.",
+            m.payload_bytes.load(Relaxed),
+        )?;
+        counter(
+            enc,
+            "stele_log_stored_payload_bytes",
+            "The same payloads as stored: compressed with their segment's dictionary, or as they are.",
+            m.stored_payload_bytes.load(Relaxed),
+        )?;
+        gauge(
+            enc,
+            "stele_log_dictionary_trained",
+            "1 once a compression dictionary is trained (new segments are compressed), else 0.",
+            u64::from(log.dictionary().is_some()),
+        )?;
+        counter(
+            enc,
             "stele_fsyncs",
             "Group commits (write + fdatasync).",
             m.fsyncs.load(Relaxed),
@@ -181,7 +199,7 @@ impl Collector for Scrape {
             gauge(
                 enc,
                 "stele_kv_disk_bytes",
-                "Bytes of the key index's sled files.",
+                "Bytes of the key index's files (sled's and the run files).",
                 kv.disk_bytes,
             )?;
         }

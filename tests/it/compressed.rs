@@ -246,3 +246,62 @@ fn a_torn_tail_of_a_compressed_active_segment_is_cut_at_the_last_whole_record() 
     let (code, out) = verify(&[dir.path()]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// The log's compression counters (`/metrics`: `stele_log_payload_bytes`,
+/// `stele_log_stored_payload_bytes`) say what is on disk: before the first
+/// dictionary the stored payloads are the encoded ones; after it they are
+/// smaller; and the stored total is exactly the sum of the payloads of the
+/// records in the segment files.
+#[test]
+fn the_compression_counters_match_the_records_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
+    let log = open_small(dir.path(), &clock);
+    let m = log.metrics();
+    let counts = || {
+        (
+            m.payload_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            m.stored_payload_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    assert_eq!(counts(), (0, 0));
+    let mut gen = EventGen::new(405);
+    log.append(&events(&mut gen, 40, 450), &Provenance::cli())
+        .unwrap();
+    let (plain, stored) = counts();
+    assert!(plain > 40 * 400, "{plain}");
+    assert_eq!(plain, stored, "no dictionary yet: stored as encoded");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while log.dictionary().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dictionary trained"
+        );
+        log.append(&events(&mut gen, 40, 450), &Provenance::cli())
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let before = counts();
+    for _ in 0..20 {
+        log.append(&events(&mut gen, 50, 450), &Provenance::cli())
+            .unwrap();
+    }
+    let after = counts();
+    let (plain, stored) = (after.0 - before.0, after.1 - before.1);
+    assert!(
+        stored * 3 < plain * 2,
+        "compressed: {stored} stored bytes for {plain} encoded"
+    );
+    let mut on_disk = 0u64;
+    for path in segments(dir.path()) {
+        let bytes = std::fs::read(&path).unwrap();
+        let h = Header::decode(&bytes).unwrap();
+        let mut off = h.records_start();
+        while let Ok(Frame::Record { payload, len, .. }) = decode_frame(&bytes[off..]) {
+            on_disk += payload.len() as u64;
+            off += len;
+        }
+    }
+    assert_eq!(after.1, on_disk);
+}

@@ -376,7 +376,7 @@ impl Log {
     }
 
     /// Evicts sealed segment `id`, whose whole file the caller confirmed the
-    /// archive holds with SHA-256 `sha256` (invariants of [`evicted`]).
+    /// archive holds with SHA-256 `sha256` (invariants of [`crate::log::evicted`]).
     /// Returns the bytes released: 0 while a reader still maps the local
     /// file (call again later: the hole is punched then).
     ///

@@ -1,8 +1,9 @@
 //! Reading the log: [`LogIter`], a forward or backward walk over a seq
-//! range, one segment at a time through its memory map.
+//! range, one segment at a time through its memory map, and [`get_many`],
+//! the point reads of a page's seqs in one pass.
 //!
-//! Owns the position inside a segment ([`Cursor`]) and giving a scan's pages
-//! back to the kernel behind it; never writes. Damaged data ends the walk
+//! Owns the position inside a segment ([`Cursor`], [`Place`]) and giving a
+//! scan's pages back to the kernel behind it; never writes. Damaged data ends the walk
 //! with an error, never a skip; a seq retention dropped while the walk ran is
 //! [`Error::Dropped`].
 

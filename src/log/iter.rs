@@ -97,15 +97,15 @@ impl LogIter {
             Direction::Forward => (view.offset_of(&snap, seq)?, Vec::new()),
             Direction::Backward => {
                 let index = seq - view.first_seq();
-                let block_first = view.first_seq() + index / SPARSE_EVERY * SPARSE_EVERY;
-                let mut off = view.block_offset(index / SPARSE_EVERY)?;
                 let mut back = Vec::with_capacity(SPARSE_EVERY as usize);
-                for s in block_first..=seq {
-                    back.push(off);
-                    if s < seq {
-                        off = view.skip_at(&snap, off, s)?;
-                    }
-                }
+                back.push(view.block_offset(index / SPARSE_EVERY)?);
+                walk_block(
+                    &view,
+                    &snap,
+                    index / SPARSE_EVERY,
+                    &mut back,
+                    index % SPARSE_EVERY,
+                )?;
                 (0, back)
             }
         };
@@ -207,16 +207,33 @@ impl Place {
             self.block = Some(Block { number, offsets });
         }
         let block = self.block.as_mut().expect("set above");
-        let block_first = self.view.first_seq() + number * SPARSE_EVERY;
-        while block.offsets.len() <= within {
-            let k = block.offsets.len() - 1;
-            let next = self
-                .view
-                .skip_at(&self.snap, block.offsets[k], block_first + k as u64)?;
-            block.offsets.push(next);
-        }
+        walk_block(
+            &self.view,
+            &self.snap,
+            number,
+            &mut block.offsets,
+            within as u64,
+        )?;
         Ok(block.offsets[within])
     }
+}
+
+/// Extends `offsets` (the offsets of block `number`'s records 0, 1, ..;
+/// at least the first) by walking record lengths until it holds record
+/// `within` of the block.
+fn walk_block(
+    view: &SegmentView,
+    snap: &Snapshot,
+    number: u64,
+    offsets: &mut Vec<u64>,
+    within: u64,
+) -> Result<()> {
+    let block_first = view.first_seq() + number * SPARSE_EVERY;
+    while offsets.len() as u64 <= within {
+        let k = offsets.len() - 1;
+        offsets.push(view.skip_at(snap, offsets[k], block_first + k as u64)?);
+    }
+    Ok(())
 }
 
 /// The events of `seqs`, in that order, without those not in the log (0,

@@ -22,8 +22,9 @@
 //!    chain does not depend on whether or how it was compressed.
 //! 2. Decompression never allocates more than `RECORD_PAYLOAD_BYTES_MAX`: a
 //!    frame announcing more, or none, is corruption.
-//! 3. Training never blocks the writer: samples are offered without waiting
-//!    and dropped when the trainer is busy.
+//! 3. Training never blocks the writer: samples are handed over without
+//!    waiting and dropped when the trainer is busy; what waits for it is
+//!    bounded ([`SAMPLES_QUEUED`] batches of [`SAMPLES_SENT_BYTES`]).
 
 use super::format::RECORD_PAYLOAD_BYTES_MAX;
 use std::cell::RefCell;
@@ -40,11 +41,26 @@ pub const SAMPLE_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
 pub const SAMPLE_TO_DICT: usize = 32;
 /// The largest dictionary trained.
 pub const DICT_BYTES_DEFAULT_MAX: usize = 112 * 1024;
-/// Every `SAMPLE_EVERY`-th payload the writer appends is offered as a sample.
+/// Every `SAMPLE_EVERY`-th payload the writer appends to a segment with a
+/// dictionary is offered as a sample (every payload while it has none).
 pub const SAMPLE_EVERY: u64 = 8;
 /// After the first dictionary, a new one is trained once this many payload
 /// bytes have been appended since the last training (or never, when 0).
 pub const RETRAIN_AFTER_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The most sample bytes the writer hands the trainer at once.
+pub const SAMPLES_SENT_BYTES: usize = 256 * 1024;
+/// The most sample batches waiting for the trainer (so at most about
+/// `SAMPLES_QUEUED * SAMPLES_SENT_BYTES` bytes, plus one payload per batch).
+pub const SAMPLES_QUEUED: usize = 16;
+
+/// Samples taken from one in `every` payloads.
+#[derive(Debug, Default)]
+pub struct Samples {
+    items: Vec<Vec<u8>>,
+    bytes: usize,
+    every: u64,
+}
 
 /// A segment's dictionary, prepared for both directions.
 pub struct Dict {
@@ -194,7 +210,9 @@ pub fn compressor() -> CCtx<'static> {
 /// Trains dictionaries on its own thread from samples the writer offers, and
 /// keeps the newest.
 pub struct Trainer {
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<Samples>>,
+    /// Offered, not handed over yet.
+    pending: Samples,
     newest: Arc<Mutex<Option<Arc<Dict>>>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -216,28 +234,50 @@ impl Trainer {
         if sample_bytes == 0 {
             return Ok(Trainer {
                 tx: None,
+                pending: Samples::default(),
                 newest,
                 handle: None,
             });
         }
-        let (tx, rx) = sync_channel(256);
+        let (tx, rx) = sync_channel(SAMPLES_QUEUED);
         let out = newest.clone();
         let handle = std::thread::Builder::new()
             .name("stele-dict".into())
             .spawn(move || train_loop(rx, sample_bytes, out))?;
         Ok(Trainer {
             tx: Some(tx),
+            pending: Samples::default(),
             newest,
             handle: Some(handle),
         })
     }
 
-    /// Offers one payload (the part after the prefix) as a sample; dropped
-    /// when the trainer is busy.
-    pub fn offer(&self, rest: &[u8]) {
+    /// Offers one payload (the part after the prefix) as a sample, taken
+    /// from one in `every` payloads (how the trainer estimates the payload
+    /// bytes since its last dictionary). Samples are handed over in
+    /// batches of up to [`SAMPLES_SENT_BYTES`] ([`Trainer::flush`]).
+    pub fn offer(&mut self, rest: &[u8], every: u64) {
+        if self.tx.is_none() {
+            return;
+        }
+        if self.pending.every != every || self.pending.bytes >= SAMPLES_SENT_BYTES {
+            self.flush();
+        }
+        self.pending.every = every;
+        self.pending.bytes += rest.len();
+        self.pending.items.push(rest.to_vec());
+    }
+
+    /// Hands the samples offered since the last flush to the trainer's
+    /// thread; dropped when it is busy with [`SAMPLES_QUEUED`] batches
+    /// already (invariant 3).
+    pub fn flush(&mut self) {
+        if self.pending.items.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
         if let Some(tx) = &self.tx {
-            // Full or gone: the sample is dropped (invariant 3).
-            let _ = tx.try_send(rest.to_vec());
+            let _ = tx.try_send(batch);
         }
     }
 
@@ -264,7 +304,7 @@ impl Drop for Trainer {
     }
 }
 
-fn train_loop(rx: Receiver<Vec<u8>>, sample_bytes: usize, out: Arc<Mutex<Option<Arc<Dict>>>>) {
+fn train_loop(rx: Receiver<Samples>, sample_bytes: usize, out: Arc<Mutex<Option<Arc<Dict>>>>) {
     let dict_bytes = (sample_bytes / SAMPLE_TO_DICT).clamp(256, DICT_BYTES_DEFAULT_MAX);
     let mut samples: std::collections::VecDeque<Vec<u8>> = Default::default();
     let mut held = 0usize;
@@ -272,11 +312,11 @@ fn train_loop(rx: Receiver<Vec<u8>>, sample_bytes: usize, out: Arc<Mutex<Option<
     let mut since = 0u64;
     let mut trained = false;
     let mut fresh = 0usize;
-    while let Ok(s) = rx.recv() {
-        held += s.len();
-        fresh += s.len();
-        since += s.len() as u64 * SAMPLE_EVERY;
-        samples.push_back(s);
+    while let Ok(batch) = rx.recv() {
+        held += batch.bytes;
+        fresh += batch.bytes;
+        since += batch.bytes as u64 * batch.every;
+        samples.extend(batch.items);
         while held > sample_bytes {
             if let Some(old) = samples.pop_front() {
                 held -= old.len();
@@ -396,11 +436,12 @@ mod tests {
 
     #[test]
     fn the_trainer_publishes_a_dictionary_from_enough_samples() {
-        let t = Trainer::start(64 * 1024, Default::default()).unwrap();
+        let mut t = Trainer::start(64 * 1024, Default::default()).unwrap();
         assert!(t.newest().is_none());
         let ps = payloads(2, 2_000);
         for (_, rest) in &ps {
-            t.offer(rest);
+            t.offer(rest, SAMPLE_EVERY);
+            t.flush();
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

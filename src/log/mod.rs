@@ -219,6 +219,17 @@ impl Shared {
         self.segments.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The dictionary of the newest segment that has one and whose
+    /// dictionary loads (a damaged one is passed over: its segment's reads
+    /// report it), if any.
+    pub(crate) fn newest_dictionary(&self) -> Option<Arc<dict::Dict>> {
+        self.segments()
+            .iter()
+            .rev()
+            .filter(|v| v.header.dict_len > 0)
+            .find_map(|v| v.dict().ok().flatten())
+    }
+
     pub(crate) fn push_segment(&self, view: Arc<SegmentView>) {
         self.segments
             .write()
@@ -535,8 +546,9 @@ impl Log {
         self.shared.durable.load(Ordering::Acquire)
     }
 
-    /// The newest compression dictionary, if one was trained: segments
-    /// created from now on store their records compressed with it.
+    /// The newest compression dictionary, if there is one (trained by this
+    /// process, or the newest segment's on disk when the log opened):
+    /// segments created from now on store their records compressed with it.
     pub fn dictionary(&self) -> Option<Arc<dict::Dict>> {
         self.shared
             .dict

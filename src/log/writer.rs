@@ -117,7 +117,8 @@ pub(crate) struct Writer {
     cctx: zstd::zstd_safe::CCtx<'static>,
     /// A record's stored form, when compressed.
     zbuf: Vec<u8>,
-    /// Payloads appended, for sampling every `dict::SAMPLE_EVERY`-th.
+    /// Payloads appended, for sampling every `dict::SAMPLE_EVERY`-th (every
+    /// one while the active segment has no dictionary).
     appended: u64,
     /// Payload bytes of the records in `buf`: as encoded, and as stored
     /// (compressed, or the same); counted once their group is durable.
@@ -167,6 +168,13 @@ impl Writer {
             }
         });
         let slot = shared.dict.clone();
+        if cfg.dict_sample_bytes != 0 {
+            // A restart keeps compressing: new segments get the newest
+            // dictionary on disk until the trainer makes a fresher one.
+            let inherited = active.as_ref().and_then(|a| a.dict.clone());
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) =
+                inherited.or_else(|| shared.newest_dictionary());
+        }
         let trainer = Trainer::start(cfg.dict_sample_bytes, slot.clone()).unwrap_or_else(|e| {
             tracing::warn!("Could not start the dictionary trainer ({e}): new segments are stored uncompressed.");
             Trainer::start(0, slot).expect("no thread to start")
@@ -343,12 +351,21 @@ impl Writer {
                 }
             };
             self.appended += 1;
-            if self.appended % dict::SAMPLE_EVERY == 0 && self.trainer.sampling() {
-                self.trainer.offer(body);
+            // Until a segment has a dictionary every payload is a sample, so
+            // the first one is trained after `dict_sample_bytes` of payloads,
+            // not eight times that stored uncompressed.
+            let every = if active.dict.is_none() {
+                1
+            } else {
+                dict::SAMPLE_EVERY
+            };
+            if self.appended % every == 0 && self.trainer.sampling() {
+                self.trainer.offer(body, every);
             }
             self.chain.next_seq += 1;
             start = end as usize;
         }
+        self.trainer.flush();
         self.chain.last_received_at = received_at;
         self.waiters.push(Waiter {
             reply,

@@ -123,7 +123,7 @@ impl Collector for Scrape {
         gauge(
             enc,
             "stele_log_dictionary_trained",
-            "1 once a compression dictionary is trained (new segments are compressed), else 0.",
+            "1 when new segments are compressed: a dictionary was trained, or the log opened with one on disk; else 0.",
             u64::from(log.dictionary().is_some()),
         )?;
         counter(

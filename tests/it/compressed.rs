@@ -61,10 +61,13 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
+    // Log order: by day, then by part.
     files.sort_by_key(|p| {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        let part: u32 = name.split('.').nth(1).unwrap().parse().unwrap();
-        part
+        let mut parts = name.split('.');
+        let day = parts.next().unwrap().to_owned();
+        let part: u32 = parts.next().unwrap().parse().unwrap();
+        (day, part)
     });
     files
 }
@@ -304,4 +307,98 @@ fn the_compression_counters_match_the_records_on_disk() {
         }
     }
     assert_eq!(after.1, on_disk);
+}
+
+/// A restart keeps compressing: the segments a reopened log creates get the
+/// newest dictionary on disk at once, and an active segment without one (a
+/// fresh log's first) is sealed at the first append after it. A log opened
+/// with `dict_sample_bytes = 0` still stores new segments uncompressed.
+#[test]
+fn a_reopened_log_compresses_new_segments_with_the_newest_dictionary() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 1_000);
+    let before = segments(dir.path()).len();
+    // The next day: the reopened log starts a new segment at its first append.
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT + 3_600_000_000));
+    let log = open_small(dir.path(), &clock);
+    let mut gen = EventGen::new(406);
+    log.append(&events(&mut gen, 40, 450), &Provenance::cli())
+        .unwrap();
+    drop(log);
+    let files = segments(dir.path());
+    assert_eq!(files.len(), before + 1, "{files:?}");
+    let newest = header(files.last().unwrap());
+    let dict_of = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let h = Header::decode(&bytes).unwrap();
+        h.dictionary(&bytes).unwrap().map(|d| d.to_vec())
+    };
+    assert!(newest.dict_len > 0, "the new day's segment is uncompressed");
+    assert_eq!(
+        dict_of(files.last().unwrap()),
+        dict_of(&files[before - 1]),
+        "the newest dictionary on disk"
+    );
+
+    // Compression turned off: the next day's segment is stored as it is.
+    clock.advance(24 * 3_600_000_000);
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            segment_bytes_max: SEGMENT_BYTES,
+            dict_sample_bytes: 0,
+            ..LogConfig::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    log.append(&events(&mut gen, 40, 450), &Provenance::cli())
+        .unwrap();
+    drop(log);
+    let files = segments(dir.path());
+    assert_eq!(files.len(), before + 2, "{files:?}");
+    assert_eq!(header(files.last().unwrap()).dict_len, 0);
+}
+
+/// Before the first dictionary every payload is a sample: the uncompressed
+/// first segment holds about `dict_sample_bytes` of payloads, not the eight
+/// times as much that sampling one payload in eight would store first.
+#[test]
+fn the_first_dictionary_comes_after_about_the_sample_bytes() {
+    const SAMPLE_BYTES: usize = 32 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            dict_sample_bytes: SAMPLE_BYTES,
+            ..LogConfig::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    let mut gen = EventGen::new(407);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while log.dictionary().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dictionary trained"
+        );
+        log.append(&events(&mut gen, 10, 450), &Provenance::cli())
+            .unwrap();
+        // Samples are dropped while the trainer is busy: give it time.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    log.append(&events(&mut gen, 10, 450), &Provenance::cli())
+        .unwrap();
+    drop(log);
+    let files = segments(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(header(&files[0]).dict_len, 0);
+    assert!(header(&files[1]).dict_len > 0);
+    let first = std::fs::metadata(&files[0]).unwrap().len() as usize;
+    assert!(
+        first < 3 * SAMPLE_BYTES,
+        "{first} bytes stored uncompressed before a dictionary of {SAMPLE_BYTES} bytes of samples"
+    );
 }

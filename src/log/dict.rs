@@ -62,6 +62,18 @@ pub struct Samples {
     every: u64,
 }
 
+impl Samples {
+    /// Payloads (the parts after the prefix) taken from one in `every`.
+    pub fn new(items: Vec<Vec<u8>>, every: u64) -> Samples {
+        let bytes = items.iter().map(Vec::len).sum();
+        Samples {
+            items,
+            bytes,
+            every,
+        }
+    }
+}
+
 /// A segment's dictionary, prepared for both directions.
 pub struct Dict {
     bytes: Vec<u8>,
@@ -226,10 +238,12 @@ impl std::fmt::Debug for Trainer {
 impl Trainer {
     /// Starts the trainer; `sample_bytes` of samples make a dictionary
     /// (0: never train, every segment is stored uncompressed), published in
-    /// `newest`.
+    /// `newest`. `stored`: samples already on disk (the payloads a restarted
+    /// log stored uncompressed), counted towards the first dictionary.
     pub fn start(
         sample_bytes: usize,
         newest: Arc<Mutex<Option<Arc<Dict>>>>,
+        stored: Samples,
     ) -> std::io::Result<Trainer> {
         if sample_bytes == 0 {
             return Ok(Trainer {
@@ -243,7 +257,7 @@ impl Trainer {
         let out = newest.clone();
         let handle = std::thread::Builder::new()
             .name("stele-dict".into())
-            .spawn(move || train_loop(rx, sample_bytes, out))?;
+            .spawn(move || train_loop(rx, sample_bytes, out, stored))?;
         Ok(Trainer {
             tx: Some(tx),
             pending: Samples::default(),
@@ -304,7 +318,12 @@ impl Drop for Trainer {
     }
 }
 
-fn train_loop(rx: Receiver<Samples>, sample_bytes: usize, out: Arc<Mutex<Option<Arc<Dict>>>>) {
+fn train_loop(
+    rx: Receiver<Samples>,
+    sample_bytes: usize,
+    out: Arc<Mutex<Option<Arc<Dict>>>>,
+    stored: Samples,
+) {
     let dict_bytes = (sample_bytes / SAMPLE_TO_DICT).clamp(256, DICT_BYTES_DEFAULT_MAX);
     let mut samples: std::collections::VecDeque<Vec<u8>> = Default::default();
     let mut held = 0usize;
@@ -312,7 +331,8 @@ fn train_loop(rx: Receiver<Samples>, sample_bytes: usize, out: Arc<Mutex<Option<
     let mut since = 0u64;
     let mut trained = false;
     let mut fresh = 0usize;
-    while let Ok(batch) = rx.recv() {
+    let first = (!stored.items.is_empty()).then_some(stored);
+    for batch in first.into_iter().chain(rx.iter()) {
         held += batch.bytes;
         fresh += batch.bytes;
         since += batch.bytes as u64 * batch.every;
@@ -436,7 +456,7 @@ mod tests {
 
     #[test]
     fn the_trainer_publishes_a_dictionary_from_enough_samples() {
-        let mut t = Trainer::start(64 * 1024, Default::default()).unwrap();
+        let mut t = Trainer::start(64 * 1024, Default::default(), Samples::default()).unwrap();
         assert!(t.newest().is_none());
         let ps = payloads(2, 2_000);
         for (_, rest) in &ps {
@@ -451,7 +471,7 @@ mod tests {
         let d = t.newest().expect("a dictionary");
         assert!(d.bytes().len() <= 64 * 1024 / SAMPLE_TO_DICT);
         drop(t);
-        assert!(Trainer::start(0, Default::default())
+        assert!(Trainer::start(0, Default::default(), Samples::default())
             .unwrap()
             .newest()
             .is_none());

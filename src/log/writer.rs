@@ -25,8 +25,8 @@
 use super::dict::{self, Dict, Trainer};
 use super::error::{Error, Result};
 use super::format::{
-    encode_record, encode_record_stored, Day, Footer, Hash, Header, SegmentId, FOOTER_BYTES,
-    FORMAT_VERSION, RECORD_OVERHEAD_BYTES,
+    decode_frame, encode_record, encode_record_stored, Day, Footer, Frame, Hash, Header, SegmentId,
+    FOOTER_BYTES, FORMAT_VERSION, RECORD_OVERHEAD_BYTES,
 };
 use super::prealloc::Prealloc;
 use super::recovery::Recovered;
@@ -175,10 +175,26 @@ impl Writer {
             *slot.lock().unwrap_or_else(|p| p.into_inner()) =
                 inherited.or_else(|| shared.newest_dictionary());
         }
-        let trainer = Trainer::start(cfg.dict_sample_bytes, slot.clone()).unwrap_or_else(|e| {
-            tracing::warn!("Could not start the dictionary trainer ({e}): new segments are stored uncompressed.");
-            Trainer::start(0, slot).expect("no thread to start")
-        });
+        // Before the first dictionary, what the last run stored counts as
+        // samples: a log restarted more often than it takes in
+        // `dict_sample_bytes` still gets one.
+        let stored = match &active {
+            Some(a) if cfg.dict_sample_bytes != 0 && a.dict.is_none() => {
+                let none_yet = slot.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+                if none_yet {
+                    stored_samples(&a.view, cfg.dict_sample_bytes)
+                } else {
+                    dict::Samples::default()
+                }
+            }
+            _ => dict::Samples::default(),
+        };
+        let trainer = Trainer::start(cfg.dict_sample_bytes, slot.clone(), stored).unwrap_or_else(
+            |e| {
+                tracing::warn!("Could not start the dictionary trainer ({e}): new segments are stored uncompressed.");
+                Trainer::start(0, slot, dict::Samples::default()).expect("no thread to start")
+            },
+        );
         let chain = Chain {
             next_seq,
             last_hash,
@@ -678,4 +694,47 @@ fn hash_prefix(path: &std::path::Path, len: u64) -> Sha256 {
         sha.update(b"unreadable");
     }
     sha
+}
+
+/// The newest payloads (the parts after the prefix) of `view`, a segment
+/// stored uncompressed, up to about `bytes` of them: samples for the first
+/// dictionary. A record that does not decode ends the walk (recovery has
+/// checked the durable records; this is only a head start).
+fn stored_samples(view: &SegmentView, bytes: usize) -> dict::Samples {
+    let Ok(snap) = view.snapshot() else {
+        return dict::Samples::default();
+    };
+    let map: &[u8] = snap.map.as_deref().map_or(&[], |m| &m[..]);
+    let end = (snap.records_end as usize).min(map.len());
+    // Start at the newest sparse block with about `bytes` after it, so that
+    // a large segment (an older format's, sealed at the next append) is not
+    // read whole at the start.
+    let mut block = snap.count.div_ceil(SPARSE_EVERY);
+    let mut off = end;
+    while block > 0 && end - off < bytes {
+        block -= 1;
+        match view.block_offset(block) {
+            Ok(o) if (o as usize) < end => off = o as usize,
+            _ => return dict::Samples::default(),
+        }
+    }
+    let mut items = std::collections::VecDeque::new();
+    let mut held = 0usize;
+    while off < end {
+        let Ok(Frame::Record { payload, len, .. }) = decode_frame(&map[off..end]) else {
+            break;
+        };
+        if let Some(at) = dict::prefix_len(payload) {
+            held += payload.len() - at;
+            items.push_back(payload[at..].to_vec());
+            while held > bytes {
+                match items.pop_front() {
+                    Some(old) => held -= old.len(),
+                    None => break,
+                }
+            }
+        }
+        off += len;
+    }
+    dict::Samples::new(items.into(), 1)
 }

@@ -402,3 +402,46 @@ fn the_first_dictionary_comes_after_about_the_sample_bytes() {
         "{first} bytes stored uncompressed before a dictionary of {SAMPLE_BYTES} bytes of samples"
     );
 }
+
+/// A log restarted before its first dictionary counts what it stored
+/// uncompressed as samples: a daemon restarted more often than it takes in
+/// `dict_sample_bytes` of events still gets a dictionary.
+#[test]
+fn a_restart_before_the_first_dictionary_keeps_what_was_sampled() {
+    const SAMPLE_BYTES: usize = 32 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
+    let open = || {
+        Log::open(
+            dir.path(),
+            LogConfig {
+                dict_sample_bytes: SAMPLE_BYTES,
+                ..LogConfig::default()
+            },
+            clock.clone(),
+        )
+        .unwrap()
+    };
+    let mut gen = EventGen::new(408);
+    // Two runs of ≈ 2/3 of the sample bytes each: neither alone trains one.
+    for run in 0..2 {
+        let log = open();
+        for _ in 0..5 {
+            log.append(&events(&mut gen, 10, 450), &Provenance::cli())
+                .unwrap();
+        }
+        if run == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            assert!(log.dictionary().is_none(), "trained from too few samples");
+            continue;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while log.dictionary().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no dictionary from the samples of both runs"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}

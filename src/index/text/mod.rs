@@ -145,6 +145,7 @@ pub struct Stats {
     pub by_risk: RiskCounts,
 }
 
+mod chunks;
 mod columns;
 mod counts;
 mod ordered;

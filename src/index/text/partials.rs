@@ -43,6 +43,7 @@ use super::stats::{
     end_below, fold_variants, merge_column, merge_histogram, MergedStats, SegmentStatsFruit,
     StatsCollector, CODES,
 };
+use super::timemap::TimeMap;
 use super::*;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -77,11 +78,16 @@ impl SegmentVersion {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    segment: SegmentVersion,
+pub(super) struct Key {
+    pub(super) segment: SegmentVersion,
+    /// The chunk of the segment's docs (`chunks`), [`WHOLE`] for all of them.
+    pub(super) chunk: u32,
     /// The filter's fingerprint, `since` and `until` cleared.
-    filter: Arc<[u8]>,
+    pub(super) filter: Arc<[u8]>,
 }
+
+/// [`Key::chunk`] of a whole segment's partial.
+pub(super) const WHOLE: u32 = u32::MAX;
 
 /// A histogram's non-empty buckets: `(bucket start, count)`, ascending.
 type Buckets = Arc<Vec<(i64, u64)>>;
@@ -204,7 +210,7 @@ impl Partial {
 
     /// Adds (`sign` true) or subtracts this partial's parts that `to` asks for
     /// into `merged`. A subtraction follows the addition of a superset.
-    fn apply(&self, to: &StatsCollector, merged: &mut MergedStats, add: bool) {
+    pub(super) fn apply(&self, to: &StatsCollector, merged: &mut MergedStats, add: bool) {
         let op = |into: &mut u64, n: u64| {
             *into = if add {
                 *into + n
@@ -358,6 +364,43 @@ impl PartialCache {
         Some(partial)
     }
 
+    /// The partial of `key` holding every part `collector` asks for: from
+    /// the cache, or computing (and storing) the parts it lacks over `docs`
+    /// of `reader` (`None`: all of them) with `all`, the question's weight
+    /// without its window.
+    pub(super) fn partial_of(
+        &self,
+        key: Key,
+        collector: &StatsCollector,
+        all: &dyn Weight,
+        ord: SegmentOrdinal,
+        reader: &SegmentReader,
+        docs: Option<std::ops::Range<DocId>>,
+    ) -> Result<Arc<Partial>, TextError> {
+        let cached = self.get(&key);
+        let more = match cached.as_deref() {
+            None => Partial::default().missing(collector, false),
+            Some(p) => p.missing(collector, true),
+        };
+        let Some(more) = more else {
+            self.hits.fetch_add(1, Relaxed);
+            return Ok(cached.unwrap_or_default());
+        };
+        self.misses.fetch_add(1, Relaxed);
+        let fruit = match docs {
+            None => more.collect_segment(all, ord, reader),
+            Some(docs) => super::chunks::collect_docs(&more, all, ord, reader, docs),
+        }
+        .map_err(query_failed)?;
+        let fresh = Partial::of_fruit(fruit, &more).map_err(tantivy_err)?;
+        let partial = Arc::new(match cached {
+            Some(old) => old.with(fresh),
+            None => fresh,
+        });
+        self.put(key, Arc::clone(&partial));
+        Ok(partial)
+    }
+
     fn put(&self, key: Key, partial: Arc<Partial>) {
         let bytes = partial.bytes();
         if bytes > self.bytes_max {
@@ -397,6 +440,8 @@ enum Plan {
     Whole,
     /// Its cached partial minus its matches before `lo` / after `hi`.
     Edges { below: bool, above: bool },
+    /// Chunk by chunk (`chunks`): a large segment the window cuts.
+    Chunks,
     /// Its matches in the window, read directly.
     Direct,
 }
@@ -437,9 +482,16 @@ impl TextIndex {
                 .collect(),
         );
         let mut subtracted = false;
+        // The term of Stele's own records when the question leaves them out
+        // (the time maps of its window leave them out too).
+        let own = (filter.own_records() == crate::query::OwnRecords::Exclude).then(|| {
+            Term::from_field_text(self.shared.fields.ingested_by, event::INGESTED_BY_STELE)
+        });
         for (ord, reader) in searcher.segment_readers().iter().enumerate() {
             let ord = ord as SegmentOrdinal;
-            let plan = plan(reader, lo, hi, collector.first).map_err(tantivy_err)?;
+            let chunkable = || super::chunks::chunkable(reader, collector);
+            let plan = plan(reader, lo, hi, collector.first, own.as_ref(), chunkable)
+                .map_err(tantivy_err)?;
             if matches!(plan, Plan::Skip) {
                 continue;
             }
@@ -458,32 +510,24 @@ impl TextIndex {
             };
             let key = Key {
                 segment: SegmentVersion::of(reader),
+                chunk: WHOLE,
                 filter: Arc::clone(&fingerprint),
             };
-            let cached = cache.get(&key);
-            let partial = match cached.as_deref().map_or_else(
-                || Partial::default().missing(collector, false),
-                |p| p.missing(collector, true),
-            ) {
-                None => {
-                    cache.hits.fetch_add(1, Relaxed);
-                    cached.unwrap_or_default()
-                }
-                Some(more) => {
-                    cache.misses.fetch_add(1, Relaxed);
-                    let fruit = more
-                        .collect_segment(all, ord, reader)
-                        .map_err(query_failed)?;
-                    let fresh = Partial::of_fruit(fruit, &more).map_err(tantivy_err)?;
-                    let partial = Arc::new(match cached {
-                        Some(old) => old.with(fresh),
-                        None => fresh,
-                    });
-                    cache.put(key, Arc::clone(&partial));
-                    partial
-                }
-            };
-            partial.apply(collector, &mut merged, true);
+            if matches!(plan, Plan::Chunks) {
+                let chunked = super::chunks::Chunked {
+                    cache,
+                    key,
+                    collector,
+                    window: weight.as_ref(),
+                    all,
+                    own: own.as_ref(),
+                };
+                subtracted |= chunked.count(ord, reader, &mut merged)?;
+                continue;
+            }
+            cache
+                .partial_of(key, collector, all, ord, reader, None)?
+                .apply(collector, &mut merged, true);
             if let Plan::Edges { below, above } = plan {
                 let sides = [
                     (below, None, Some(lo)),
@@ -556,8 +600,17 @@ impl TextIndex {
     }
 }
 
-/// How `reader` is counted for the window `lo..=hi` and the oldest kept seq `first`.
-fn plan(reader: &SegmentReader, lo: i64, hi: i64, first: u64) -> tantivy::Result<Plan> {
+/// How `reader` is counted for the window `lo..=hi` and the oldest kept seq `first`;
+/// `own`: the term of Stele's records when the question leaves them out.
+/// `chunkable`: whether the question lets the segment be counted by chunks.
+fn plan(
+    reader: &SegmentReader,
+    lo: i64,
+    hi: i64,
+    first: u64,
+    own: Option<&Term>,
+    chunkable: impl FnOnce() -> tantivy::Result<bool>,
+) -> tantivy::Result<Plan> {
     if reader.num_docs() == 0 {
         return Ok(Plan::Skip);
     }
@@ -571,9 +624,21 @@ fn plan(reader: &SegmentReader, lo: i64, hi: i64, first: u64) -> tantivy::Result
     if end < reader.max_doc() && !deleted_from(reader, end) {
         return Ok(Plan::Direct);
     }
-    let (below, above) = (min < lo, max > hi);
+    let (mut below, mut above) = (min < lo, max > hi);
+    if (below || above) && own.is_some() {
+        // Stele's own records (stamped when made, long after the events
+        // they are about) are left out: the range of the others decides.
+        match TimeMap::of(reader, &time, own)?.span(0..u32::MAX) {
+            None => return Ok(Plan::Skip),
+            Some((min, max)) if max < lo || min > hi => return Ok(Plan::Skip),
+            Some((min, max)) => (below, above) = (min < lo, max > hi),
+        }
+    }
     if !below && !above {
         return Ok(Plan::Whole);
+    }
+    if chunkable()? {
+        return Ok(Plan::Chunks);
     }
     let span = (i128::from(max) - i128::from(min)).max(1) as f64;
     let inside = (i128::from(max.min(hi)) - i128::from(min.max(lo))) as f64 / span;
@@ -645,6 +710,7 @@ mod tests {
                 deleted: 0,
                 opstamp: None,
             },
+            chunk: WHOLE,
             filter: Arc::from(vec![n]),
         }
     }

@@ -38,7 +38,11 @@ use super::*;
 use tantivy::query::{ConstScorer, EmptyScorer, Explanation, Scorer};
 
 /// Docs per block.
+#[cfg(not(test))]
 pub(super) const BLOCK_DOCS: u32 = 1024;
+/// Small in tests, whose segments are.
+#[cfg(test)]
+pub(super) const BLOCK_DOCS: u32 = 32;
 
 /// Segments whose maps are cached; the cache is emptied when it holds more
 /// (merged-away segments go with it).
@@ -60,6 +64,10 @@ pub(super) struct TimeMap {
     hi: Vec<i64>,
     /// Per block, the greatest `hi` from it to the last block.
     suffix_hi: Vec<i64>,
+    /// Per block, the least and greatest time of all its docs, exceptions
+    /// included (`i64::MAX`, `i64::MIN` when it has none).
+    all_lo: Vec<i64>,
+    all_hi: Vec<i64>,
     /// The exceptions, in doc order: block `b`'s are `exceptions[starts[b]..starts[b + 1]]`.
     exceptions: Vec<(DocId, i64)>,
     starts: Vec<u32>,
@@ -115,6 +123,8 @@ impl TimeMap {
             lo: Vec::with_capacity(blocks),
             hi: Vec::with_capacity(blocks),
             suffix_hi: vec![i64::MIN; blocks],
+            all_lo: Vec::with_capacity(blocks),
+            all_hi: Vec::with_capacity(blocks),
             exceptions: Vec::new(),
             starts: Vec::with_capacity(blocks + 1),
             min: i64::MAX,
@@ -146,6 +156,13 @@ impl TimeMap {
             }
             map.lo.push(lo);
             map.hi.push(hi);
+            let (mut all_lo, mut all_hi) = (lo, hi);
+            for &(_, t) in &map.exceptions[*map.starts.last().expect("pushed") as usize..] {
+                all_lo = all_lo.min(t);
+                all_hi = all_hi.max(t);
+            }
+            map.all_lo.push(all_lo);
+            map.all_hi.push(all_hi);
             map.min = map.min.min(lo);
             map.max = map.max.max(hi);
         }
@@ -167,6 +184,16 @@ impl TimeMap {
     /// Every exception, in doc order.
     pub(super) fn exceptions(&self) -> &[(DocId, i64)] {
         &self.exceptions
+    }
+
+    /// The least and greatest time of the docs of `blocks` (regular docs and
+    /// exceptions; past the last block, none): `None` when they have none.
+    pub(super) fn span(&self, blocks: std::ops::Range<u32>) -> Option<(i64, i64)> {
+        let end = (blocks.end as usize).min(self.lo.len());
+        let start = (blocks.start as usize).min(end);
+        let min = self.all_lo[start..end].iter().copied().min()?;
+        let max = self.all_hi[start..end].iter().copied().max()?;
+        (min <= max).then_some((min, max))
     }
 
     /// The greatest time of a regular doc in block `b` or later.

@@ -9,7 +9,7 @@ use proptest::prelude::{proptest, ProptestConfig};
 /// A random question: a filter without a window, and the parts asked.
 fn question(rng: &mut Rng, evs: &[StoredEvent]) -> (Filter, StatsRequest) {
     let fields: Vec<&'static str> = group_fields().collect();
-    let base = match rng.chance(20) {
+    let mut base = match rng.chance(20) {
         true => Filter::default(),
         false => Filter {
             since: None,
@@ -17,6 +17,13 @@ fn question(rng: &mut Rng, evs: &[StoredEvent]) -> (Filter, StatsRequest) {
             ..random_filter(rng, evs)
         },
     };
+    // Stele's own records are left out unless asked for.
+    base.stele_records = *rng.pick(&[
+        crate::query::OwnRecords::Exclude,
+        crate::query::OwnRecords::Exclude,
+        crate::query::OwnRecords::Include,
+        crate::query::OwnRecords::Only,
+    ]);
     let mut groups: Vec<&'static str> = Vec::new();
     for _ in 0..rng.below(4) {
         let g = *rng.pick(&fields);
@@ -70,11 +77,22 @@ fn compare(
     }
 }
 
+/// `events` with one in seven turned into Stele's own records (findings),
+/// stamped when they were made: a month after the events around them, so a
+/// segment's time range reaches far past its events'.
+fn with_findings(mut evs: Vec<StoredEvent>) -> Vec<StoredEvent> {
+    for ev in evs.iter_mut().filter(|e| e.seq % 7 == 3) {
+        ev.provenance = Some(crate::event::Provenance::stele());
+        ev.event.timestamp = Some(DEFAULT_BASE_TIME + 30 * DAY + ev.seq as i64);
+    }
+    evs
+}
+
 fn exact_across_commits_merges_and_deletes(seed: u64, commit_every: usize, n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let ix = TextIndex::open(dir.path()).unwrap();
     let mut rng = Rng(EventGen::new(seed ^ 0x5eed));
-    let mut evs = events(seed, 1, n);
+    let mut evs = with_findings(events(seed, 1, n));
     let mut w = ix.writer().unwrap();
     w.writer
         .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
@@ -97,7 +115,7 @@ fn exact_across_commits_merges_and_deletes(seed: u64, commit_every: usize, n: us
     evs.retain(|e| e.seq >= first);
     compare(&ix, &evs, &mut rng, &kept, 2, first);
     // New events, some backfilled into the cached segments' time ranges.
-    let more = events(seed + 1, n as u64 + 1, n / 2);
+    let more = with_findings(events(seed + 1, n as u64 + 1, n / 2));
     index_all(&mut w, &more, commit_every);
     evs.extend(more);
     compare(&ix, &evs, &mut rng, &kept, 2, first);

@@ -212,3 +212,49 @@ fn skipping_exceptions_lands_on_the_first_not_below() {
         }
     }
 }
+
+/// `TimeMap::span` of any run of blocks is the least and greatest time of
+/// their docs, exceptions included and (with the term) Stele's records left
+/// out: what `partials` and `chunks` decide by.
+#[test]
+fn a_time_map_span_is_the_range_of_its_blocks_docs() {
+    use super::super::timemap::{TimeMap, BLOCK_DOCS};
+    let (_dir, ix, _evs) = scrambled();
+    let own = Term::from_field_text(ix.shared.fields.ingested_by, event::INGESTED_BY_STELE);
+    let searcher = ix.shared.reader.searcher();
+    for reader in searcher.segment_readers() {
+        let times = super::super::columns::times(reader).unwrap();
+        let mut owned = std::collections::HashSet::new();
+        let mut postings = reader
+            .inverted_index(own.field())
+            .unwrap()
+            .read_postings(&own, IndexRecordOption::Basic)
+            .unwrap()
+            .unwrap();
+        while postings.doc() != TERMINATED {
+            owned.insert(postings.doc());
+            postings.advance();
+        }
+        assert!(!owned.is_empty());
+        let blocks = reader.max_doc().div_ceil(BLOCK_DOCS);
+        for with_own in [false, true] {
+            let map = TimeMap::of(reader, &times, with_own.then_some(&own)).unwrap();
+            for start in 0..blocks {
+                for end in [start + 1, start + 3, blocks, u32::MAX] {
+                    let docs =
+                        start * BLOCK_DOCS..(end.min(blocks) * BLOCK_DOCS).min(reader.max_doc());
+                    let ts: Vec<i64> = docs
+                        .filter(|d| !(with_own && owned.contains(d)))
+                        .map(|d| times.first(d).unwrap())
+                        .collect();
+                    let want = ts.iter().min().map(|min| (*min, *ts.iter().max().unwrap()));
+                    assert_eq!(
+                        map.span(start..end),
+                        want,
+                        "blocks {start}..{end} own {with_own}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -11,10 +11,15 @@
 //!
 //! ```text
 //!   docs   0 ─────────────────────────────────────────────── max_doc
-//!   chunk  │ outside │ cut │ inside │ inside │ … │ inside │ cut │ outside │
-//!   count  │    –    │scan │ cached partial of the chunk … │scan │    –    │
+//!   chunk  │ outside │ cut │ inside │ inside │ … │ inside │ edged │ outside │
+//!   count  │    –    │scan │ cached partial of the chunk …   − edge │    –    │
 //!          (or: the segment's cached partial − the chunks not wholly inside + the cut ones' scans)
 //! ```
+//!
+//! A chunk on both sides of an edge is *cut* (read with the window) when more
+//! of its blocks reach outside the window than inside, else *edged*: counted
+//! as if inside, minus its matches beyond the edge, which the time map lets a
+//! query read from the few blocks that reach there.
 //!
 //! Whichever of the two sums merges fewer partials is used. A chunk's partial
 //! is cached like a segment's (`partials`: keyed by the segment version, the
@@ -27,11 +32,12 @@
 //! 1. Exactness: an *inside* chunk's every counted doc has its time in the
 //!    window (`TimeMap` invariant 1 and its exceptions), so the chunk's
 //!    unwindowed counts are its windowed counts; an *outside* chunk has none
-//!    in the window; a *cut* chunk is read with the window.
+//!    in the window; a *cut* chunk is read with the window; an *edged* one's
+//!    unwindowed counts lose exactly its matches before and after the window.
 //! 2. Only segments no retention cut touches are chunked (`partials::plan`):
 //!    the chunks' counts ignore `first`.
 
-use super::partials::{Key, PartialCache};
+use super::partials::{Key, Partial, PartialCache};
 use super::stats::{MergedStats, SegmentStatsFruit, StatsCollector, BLOCK};
 use super::timemap::{TimeMap, BLOCK_DOCS};
 use super::*;
@@ -62,7 +68,16 @@ enum Side {
     Empty,
     Inside,
     Outside,
+    /// On both sides, more of its blocks reaching outside than inside: read
+    /// with the window.
     Cut,
+    /// On both sides, fewer of its blocks reaching outside: its partial minus
+    /// its matches before / after the window (`below`, `above`), read from the
+    /// blocks that reach there.
+    Edged {
+        below: bool,
+        above: bool,
+    },
 }
 
 /// Whether `reader` may be chunked for `collector`: the string columns it
@@ -90,11 +105,21 @@ fn docs_of(c: u32, max_doc: DocId) -> Range<DocId> {
 }
 
 fn side(map: &TimeMap, c: u32, lo: i64, hi: i64) -> Side {
-    match map.span(c * CHUNK_BLOCKS..(c + 1) * CHUNK_BLOCKS) {
+    let blocks = c * CHUNK_BLOCKS..(c + 1) * CHUNK_BLOCKS;
+    match map.span(blocks.clone()) {
         None => Side::Empty,
         Some((min, max)) if min >= lo && max <= hi => Side::Inside,
         Some((min, max)) if max < lo || min > hi => Side::Outside,
-        Some(_) => Side::Cut,
+        Some((min, max)) => {
+            let (inside, outside) = map.blocks_against(blocks, lo, hi);
+            match outside < inside {
+                true => Side::Edged {
+                    below: min < lo,
+                    above: max > hi,
+                },
+                false => Side::Cut,
+            }
+        }
     }
 }
 
@@ -142,6 +167,9 @@ pub(super) struct Chunked<'a> {
     pub(super) window: &'a dyn Weight,
     /// The same question without its window.
     pub(super) all: &'a dyn Weight,
+    /// The same question before the window / after it.
+    pub(super) below: Option<&'a dyn Weight>,
+    pub(super) above: Option<&'a dyn Weight>,
     /// Stele's records' term, when the question leaves them out.
     pub(super) own: Option<&'a Term>,
 }
@@ -167,7 +195,8 @@ impl Chunked<'_> {
                 .filter(|c| want(sides[*c as usize]))
                 .collect::<Vec<u32>>()
         };
-        let inside = chunks(&|s| s == Side::Inside);
+        let edged = |s: Side| matches!(s, Side::Edged { .. });
+        let inside = chunks(&|s| s == Side::Inside || edged(s));
         let rest = chunks(&|s| s == Side::Outside || s == Side::Cut);
         let partial = |chunk: u32| {
             let key = Key {
@@ -178,7 +207,7 @@ impl Chunked<'_> {
             self.cache
                 .partial_of(key, self.collector, self.all, ord, reader, docs)
         };
-        let subtracted = if inside.len() <= 1 + rest.len() {
+        let mut subtracted = if inside.len() <= 1 + rest.len() {
             for c in inside {
                 partial(c)?.apply(self.collector, merged, true);
             }
@@ -190,6 +219,28 @@ impl Chunked<'_> {
             }
             !rest.is_empty()
         };
+        let edge = StatsCollector {
+            time_lo: i64::MIN,
+            time_hi: i64::MAX,
+            first: 0,
+            ..self.collector.clone()
+        };
+        for c in chunks(&edged) {
+            let Side::Edged { below, above } = sides[c as usize] else {
+                continue;
+            };
+            let weights = [(below, self.below), (above, self.above)];
+            for weight in weights.into_iter().filter(|w| w.0).filter_map(|w| w.1) {
+                let fruit = collect_docs(&edge, weight, ord, reader, docs_of(c, max_doc))
+                    .map_err(query_failed)?;
+                Partial::of_fruit(fruit, &edge).map_err(tantivy_err)?.apply(
+                    self.collector,
+                    merged,
+                    false,
+                );
+                subtracted = true;
+            }
+        }
         for c in chunks(&|s| s == Side::Cut) {
             let fruit = collect_docs(
                 self.collector,

@@ -150,7 +150,10 @@ impl Partial {
     }
 
     /// The counts of `fruit`, collected by `by`, with their strings resolved.
-    fn of_fruit(fruit: SegmentStatsFruit, by: &StatsCollector) -> tantivy::Result<Partial> {
+    pub(super) fn of_fruit(
+        fruit: SegmentStatsFruit,
+        by: &StatsCollector,
+    ) -> tantivy::Result<Partial> {
         let mut partial = Partial {
             total: fruit.total,
             risk: by.risk.then_some(fruit.risk_counts),
@@ -473,6 +476,8 @@ impl TextIndex {
         unbounded.fingerprint_into(&mut fingerprint);
         let fingerprint: Arc<[u8]> = fingerprint.into();
         let mut unbounded_weight: Option<Box<dyn Weight>> = None;
+        // The question before and after its window (chunks' edges), made once.
+        let mut side_weights: Option<[Option<Box<dyn Weight>>; 2]> = None;
         let (lo, hi) = (collector.time_lo, collector.time_hi);
         cache.keep_only(
             searcher
@@ -514,12 +519,29 @@ impl TextIndex {
                 filter: Arc::clone(&fingerprint),
             };
             if matches!(plan, Plan::Chunks) {
+                if side_weights.is_none() {
+                    let side = |since, until| {
+                        let f = Filter {
+                            since,
+                            until,
+                            ..unbounded.clone()
+                        };
+                        self.weight_on(&f, searcher)
+                    };
+                    side_weights = Some([
+                        side(None, Some(lo))?,
+                        side(Some(hi.saturating_add(1)), None)?,
+                    ]);
+                }
+                let [below, above] = side_weights.as_ref().expect("made above");
                 let chunked = super::chunks::Chunked {
                     cache,
                     key,
                     collector,
                     window: weight.as_ref(),
                     all,
+                    below: below.as_deref(),
+                    above: above.as_deref(),
                     own: own.as_ref(),
                 };
                 subtracted |= chunked.count(ord, reader, &mut merged)?;

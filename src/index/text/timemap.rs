@@ -196,6 +196,26 @@ impl TimeMap {
         (min <= max).then_some((min, max))
     }
 
+    /// How many of `blocks` hold docs with a time in `lo..=hi`, and how many
+    /// hold docs outside it (by each block's range, exceptions included; a
+    /// block may count in both).
+    pub(super) fn blocks_against(
+        &self,
+        blocks: std::ops::Range<u32>,
+        lo: i64,
+        hi: i64,
+    ) -> (usize, usize) {
+        let end = (blocks.end as usize).min(self.lo.len());
+        let start = (blocks.start as usize).min(end);
+        let ranges = self.all_lo[start..end].iter().zip(&self.all_hi[start..end]);
+        let (mut inside, mut outside) = (0, 0);
+        for (&min, &max) in ranges.filter(|(min, max)| min <= max) {
+            inside += usize::from(min <= hi && max >= lo);
+            outside += usize::from(min < lo || max > hi);
+        }
+        (inside, outside)
+    }
+
     /// The greatest time of a regular doc in block `b` or later.
     pub(super) fn newest_from(&self, b: u32) -> i64 {
         self.suffix_hi.get(b as usize).copied().unwrap_or(i64::MIN)

@@ -40,8 +40,8 @@
 //!    parts of that segment.
 
 use super::stats::{
-    end_below, fold_variants, merge_column, merge_histogram, MergedStats, SegmentStatsFruit,
-    StatsCollector, CODES,
+    end_below, fold_variants, merge_column, merge_histogram, Counts, MergedStats,
+    SegmentStatsFruit, StatsCollector, CODES,
 };
 use super::timemap::TimeMap;
 use super::*;
@@ -101,13 +101,13 @@ pub(super) struct Partial {
     codes: Option<Arc<Vec<(u16, u64)>>>,
     risk: Option<[u64; 3]>,
     /// Per string column: count per stored value (not folded).
-    columns: Vec<(&'static str, Arc<HashMap<String, u64>>)>,
+    columns: Vec<(&'static str, Arc<Counts>)>,
     /// Per bucket width: `(bucket start, count)`.
     histograms: Vec<(i64, Buckets)>,
 }
 
 impl Partial {
-    fn column(&self, name: &str) -> Option<&Arc<HashMap<String, u64>>> {
+    fn column(&self, name: &str) -> Option<&Arc<Counts>> {
         self.columns
             .iter()
             .find(|(n, _)| *n == name)
@@ -170,7 +170,7 @@ impl Partial {
             partial.codes = Some(Arc::new(codes));
         }
         for (name, column) in by.columns.iter().zip(fruit.columns) {
-            let mut map = HashMap::new();
+            let mut map = Counts::default();
             if let Some(column) = column {
                 merge_column(&mut map, column)?;
             }
@@ -201,7 +201,7 @@ impl Partial {
 
     /// Estimated bytes in memory.
     fn bytes(&self) -> usize {
-        let map = |m: &HashMap<String, u64>| m.keys().map(|k| k.len() + 48).sum::<usize>() + 64;
+        let map = |m: &Counts| m.keys().map(|k| k.len() + 48).sum::<usize>() + 64;
         160 + self.codes.as_ref().map_or(0, |c| c.len() * 16)
             + self.columns.iter().map(|(_, m)| map(m) + 24).sum::<usize>()
             + self
@@ -459,7 +459,7 @@ impl TextIndex {
         collector: &StatsCollector,
     ) -> Result<MergedStats, TextError> {
         let mut merged = MergedStats {
-            columns: vec![HashMap::new(); collector.columns.len()],
+            columns: vec![Counts::default(); collector.columns.len()],
             code_counts: vec![0; if collector.codes { CODES } else { 0 }],
             ..MergedStats::default()
         };

@@ -20,7 +20,9 @@
 //! 3. `latest` holds the greatest `(time, seq)` keys of the matches, greatest
 //!    first, as a newest-first listing by event time orders them.
 
-use super::stats::{codes_where, end_below, fold_variants, merge_column, ranked, OrdCounts, BLOCK};
+use super::stats::{
+    codes_where, end_below, fold_variants, merge_column, ranked, Counts, OrdCounts, BLOCK,
+};
 use super::*;
 use crate::event::RiskLevel;
 use std::cmp::Reverse;
@@ -151,8 +153,8 @@ struct RecentMerged {
     events_1h: u64,
     code_counts: [u64; 512],
     risk_1h: [u64; 3],
-    users_1h: HashMap<String, u64>,
-    users_15m: HashMap<String, u64>,
+    users_1h: Counts,
+    users_15m: Counts,
     latest: Vec<(i64, u64)>,
 }
 
@@ -203,8 +205,8 @@ impl Collector for RecentCollector {
             events_1h: 0,
             code_counts: [0; 512],
             risk_1h: [0; 3],
-            users_1h: HashMap::new(),
-            users_15m: HashMap::new(),
+            users_1h: Counts::default(),
+            users_15m: Counts::default(),
             latest: Vec::new(),
         };
         let mut latest = Vec::new();

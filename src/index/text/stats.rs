@@ -19,6 +19,10 @@
 use super::*;
 use crate::event::RiskLevel;
 
+/// Counts per string value. foldhash (seeded per process) rather than SipHash: merging
+/// the per-segment counts of a many-valued column is hash lookups of short strings.
+pub(super) type Counts = HashMap<String, u64, foldhash::fast::RandomState>;
+
 /// What a statistics question computes; each part is read only when asked for.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StatsRequest {
@@ -346,7 +350,7 @@ pub(super) struct SegmentStatsFruit {
 #[derive(Default)]
 pub(super) struct MergedStats {
     /// Per requested string column: count per value (absent values not included).
-    pub(super) columns: Vec<HashMap<String, u64>>,
+    pub(super) columns: Vec<Counts>,
     /// Per `codes` value (empty when `codes` was not read).
     pub(super) code_counts: Vec<u64>,
     pub(super) histogram: HashMap<i64, u64>,
@@ -432,7 +436,7 @@ impl Collector for StatsCollector {
 
     fn merge_fruits(&self, fruits: Vec<SegmentStatsFruit>) -> tantivy::Result<MergedStats> {
         let mut merged = MergedStats {
-            columns: vec![HashMap::new(); self.columns.len()],
+            columns: vec![Counts::default(); self.columns.len()],
             code_counts: vec![0; if self.codes { CODES } else { 0 }],
             ..MergedStats::default()
         };
@@ -467,10 +471,7 @@ pub(super) fn merge_histogram(into: &mut HashMap<i64, u64>, histogram: Histogram
 
 /// Adds one segment's counts per ordinal to `into`, by value (the values a segment's
 /// matches use are resolved in one sorted pass over its dictionary).
-pub(super) fn merge_column(
-    into: &mut HashMap<String, u64>,
-    column: OrdCounts,
-) -> tantivy::Result<()> {
+pub(super) fn merge_column(into: &mut Counts, column: OrdCounts) -> tantivy::Result<()> {
     let OrdCounts { column, counts, .. } = column;
     let used: Vec<u64> = counts
         .iter()
@@ -621,7 +622,7 @@ pub(super) fn exact_column(name: &str) -> bool {
 /// them (letter case folded, [`fold_case`]), each shown as its most frequent
 /// spelling (ties: the smallest): `Login` ×3 and `login` ×1 are `Login` ×4,
 /// and `action=Login` (or `login`) matches exactly those 4.
-pub(super) fn fold_variants(map: HashMap<String, u64>) -> HashMap<String, u64> {
+pub(super) fn fold_variants(map: Counts) -> Counts {
     if map
         .keys()
         .all(|k| matches!(fold_case(k), std::borrow::Cow::Borrowed(_)))
@@ -646,14 +647,14 @@ pub(super) fn fold_variants(map: HashMap<String, u64>) -> HashMap<String, u64> {
 }
 
 /// `(value, count)` sorted by count descending, then value ascending.
-pub(super) fn ranked(map: HashMap<String, u64>) -> Vec<(String, u64)> {
+pub(super) fn ranked<S>(map: HashMap<String, u64, S>) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = map.into_iter().collect();
     v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
 }
 
 /// The first `top` of [`ranked`], without sorting the values cut.
-fn top_ranked(map: HashMap<String, u64>, top: usize) -> Vec<(String, u64)> {
+fn top_ranked(map: Counts, top: usize) -> Vec<(String, u64)> {
     if map.len() <= top {
         return ranked(map);
     }
@@ -666,7 +667,7 @@ fn top_ranked(map: HashMap<String, u64>, top: usize) -> Vec<(String, u64)> {
 }
 
 /// Counts per enum value (by name) from the counts per `codes` value.
-fn code_values(code_counts: &[u64], shift: u32, names: &[&str]) -> HashMap<String, u64> {
+fn code_values(code_counts: &[u64], shift: u32, names: &[&str]) -> Counts {
     let mut per = vec![0u64; names.len() + 1];
     for (code, n) in code_counts.iter().enumerate() {
         if let Some(slot) = per.get_mut((code >> shift) & 7) {

@@ -231,6 +231,25 @@ impl Collector for Scrape {
             "Estimated bytes of the cached per-segment partials (bounded).",
             partials.bytes,
         )?;
+        let values = idx.text.values_stats();
+        gauge(
+            enc,
+            "stele_stats_values",
+            "Values of the statistics columns numbered for the partials (over every column).",
+            values.values,
+        )?;
+        gauge(
+            enc,
+            "stele_stats_values_bytes",
+            "Estimated bytes of the numbered values (bounded between questions).",
+            values.bytes,
+        )?;
+        counter(
+            enc,
+            "stele_stats_values_resets",
+            "Dicts of numbered values replaced by empty ones to stay within their bound.",
+            values.resets,
+        )?;
         gauge(
             enc,
             "stele_log_poisoned",

@@ -23,10 +23,9 @@
 //!
 //! Whichever of the two sums merges fewer partials is used. A chunk's partial
 //! is cached like a segment's (`partials`: keyed by the segment version, the
-//! chunk and the filter without its window). Chunking applies only while the
-//! string columns asked for are small (at most [`CHUNK_TERMS_MAX`] values in
-//! the segment's dictionaries): a chunk's counts of a near-unique column
-//! would be as large as the chunk.
+//! chunk and the filter without its window). A chunk's counts of a string
+//! column are numbered (`values`): 8 bytes a value, so at most 512 KiB for a
+//! near-unique column, which the cache's bound holds like any other partial.
 //!
 //! Invariants:
 //! 1. Exactness: an *inside* chunk's every counted doc has its time in the
@@ -37,7 +36,8 @@
 //! 2. Only segments no retention cut touches are chunked (`partials::plan`):
 //!    the chunks' counts ignore `first`.
 
-use super::partials::{Key, Partial, PartialCache};
+use super::partial_cache::WHOLE;
+use super::partials::Question;
 use super::stats::{MergedStats, SegmentStatsFruit, StatsCollector, BLOCK};
 use super::timemap::{TimeMap, BLOCK_DOCS};
 use super::*;
@@ -56,10 +56,6 @@ pub(super) const CHUNK_DOCS: u32 = CHUNK_BLOCKS * BLOCK_DOCS;
 /// Segments below this many docs are not chunked (reading one costs no more
 /// than reading the two chunks a window may cut).
 pub(super) const CHUNKED_DOCS_MIN: u32 = 2 * CHUNK_DOCS;
-
-/// Most values the asked string columns may have in a segment for it to be
-/// chunked.
-pub(super) const CHUNK_TERMS_MAX: u64 = 4096;
 
 /// Where a chunk's counted docs lie against the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,23 +76,9 @@ enum Side {
     },
 }
 
-/// Whether `reader` may be chunked for `collector`: the string columns it
-/// asks for hold at most [`CHUNK_TERMS_MAX`] values in the segment.
-pub(super) fn chunkable(
-    reader: &SegmentReader,
-    collector: &StatsCollector,
-) -> tantivy::Result<bool> {
-    if reader.max_doc() < CHUNKED_DOCS_MIN {
-        return Ok(false);
-    }
-    let ff = reader.fast_fields();
-    let mut terms = 0u64;
-    for name in &collector.columns {
-        if let Some(column) = ff.str(name)? {
-            terms += column.num_terms() as u64;
-        }
-    }
-    Ok(terms <= CHUNK_TERMS_MAX)
+/// Whether `reader` is large enough to be counted by chunks.
+pub(super) fn chunkable(reader: &SegmentReader) -> bool {
+    reader.max_doc() >= CHUNKED_DOCS_MIN
 }
 
 /// The docs of chunk `c` of a segment of `max_doc` docs.
@@ -158,18 +140,10 @@ pub(super) fn collect_docs(
 
 /// What counting one segment chunk by chunk needs.
 pub(super) struct Chunked<'a> {
-    pub(super) cache: &'a PartialCache,
-    /// The segment's key (its whole partial); chunks differ by `chunk`.
-    pub(super) key: Key,
-    /// The question's collector (with its window).
-    pub(super) collector: &'a StatsCollector,
+    /// The question, its partials keyed by chunk.
+    pub(super) question: &'a Question<'a>,
     /// The question's weight (with its window).
     pub(super) window: &'a dyn Weight,
-    /// The same question without its window.
-    pub(super) all: &'a dyn Weight,
-    /// The same question before the window / after it.
-    pub(super) below: Option<&'a dyn Weight>,
-    pub(super) above: Option<&'a dyn Weight>,
     /// Stele's records' term, when the question leaves them out.
     pub(super) own: Option<&'a Term>,
 }
@@ -183,9 +157,10 @@ impl Chunked<'_> {
         reader: &SegmentReader,
         merged: &mut MergedStats,
     ) -> Result<bool, TextError> {
+        let q = self.question;
         let times = columns::times(reader).map_err(tantivy_err)?;
         let map = TimeMap::of(reader, &times, self.own).map_err(tantivy_err)?;
-        let (lo, hi) = (self.collector.time_lo, self.collector.time_hi);
+        let (lo, hi) = (q.collector.time_lo, q.collector.time_hi);
         let max_doc = reader.max_doc();
         let sides: Vec<Side> = (0..max_doc.div_ceil(CHUNK_DOCS))
             .map(|c| side(&map, c, lo, hi))
@@ -198,61 +173,32 @@ impl Chunked<'_> {
         let edged = |s: Side| matches!(s, Side::Edged { .. });
         let inside = chunks(&|s| s == Side::Inside || edged(s));
         let rest = chunks(&|s| s == Side::Outside || s == Side::Cut);
-        let partial = |chunk: u32| {
-            let key = Key {
-                chunk,
-                ..self.key.clone()
-            };
-            let docs = (chunk != super::partials::WHOLE).then(|| docs_of(chunk, max_doc));
-            self.cache
-                .partial_of(key, self.collector, self.all, ord, reader, docs)
+        let mut apply = |chunk: u32, add: bool| {
+            let docs = (chunk != WHOLE).then(|| docs_of(chunk, max_doc));
+            q.apply(merged, ord, reader, chunk, docs, add)
         };
-        let mut subtracted = if inside.len() <= 1 + rest.len() {
+        let mut subtracted = false;
+        if inside.len() <= 1 + rest.len() {
             for c in inside {
-                partial(c)?.apply(self.collector, merged, true);
+                apply(c, true)?;
             }
-            false
         } else {
-            partial(super::partials::WHOLE)?.apply(self.collector, merged, true);
+            apply(WHOLE, true)?;
             for c in &rest {
-                partial(*c)?.apply(self.collector, merged, false);
+                apply(*c, false)?;
             }
-            !rest.is_empty()
-        };
-        let edge = StatsCollector {
-            time_lo: i64::MIN,
-            time_hi: i64::MAX,
-            first: 0,
-            ..self.collector.clone()
-        };
+            subtracted = !rest.is_empty();
+        }
         for c in chunks(&edged) {
-            let Side::Edged { below, above } = sides[c as usize] else {
-                continue;
-            };
-            let weights = [(below, self.below), (above, self.above)];
-            for weight in weights.into_iter().filter(|w| w.0).filter_map(|w| w.1) {
-                let fruit = collect_docs(&edge, weight, ord, reader, docs_of(c, max_doc))
-                    .map_err(query_failed)?;
-                Partial::of_fruit(fruit, &edge).map_err(tantivy_err)?.apply(
-                    self.collector,
-                    merged,
-                    false,
-                );
-                subtracted = true;
+            if let Side::Edged { below, above } = sides[c as usize] {
+                let docs = Some(docs_of(c, max_doc));
+                subtracted |= q.subtract_edges(merged, ord, reader, docs, (below, above))?;
             }
         }
         for c in chunks(&|s| s == Side::Cut) {
-            let fruit = collect_docs(
-                self.collector,
-                self.window,
-                ord,
-                reader,
-                docs_of(c, max_doc),
-            )
-            .map_err(query_failed)?;
-            merged
-                .add_fruit(fruit, self.collector)
-                .map_err(tantivy_err)?;
+            let fruit = collect_docs(q.collector, self.window, ord, reader, docs_of(c, max_doc))
+                .map_err(query_failed)?;
+            merged.add_fruit(fruit, q.collector).map_err(tantivy_err)?;
         }
         Ok(subtracted)
     }

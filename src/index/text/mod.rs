@@ -8,8 +8,10 @@
 //!
 //! Modules: `schema` (fields and handles), `writer` ([`TextWriter`]), `ordered` (seq-ordered
 //! search), `stats` (the statistics collector), `partials` (statistics segment by
-//! segment, with a bounded cache of sealed segments' partial counts); this file holds [`TextIndex`] and turns a
-//! [`Filter`] (the query layer's model) into a tantivy query.
+//! segment from sealed segments' partial counts), `partial_cache` (their bounded
+//! cache), `values` (the statistics columns' values numbered, what partials count
+//! by), `chunks` (a large segment a window cuts, by chunks); this file holds
+//! [`TextIndex`] and turns a [`Filter`] (the query layer's model) into a tantivy query.
 //!
 //! # Schema
 //!
@@ -149,21 +151,24 @@ mod chunks;
 mod columns;
 mod counts;
 mod ordered;
+mod partial_cache;
 mod partials;
 mod recent;
 mod schema;
 mod stats;
 mod timed;
 mod timemap;
+mod values;
 mod writer;
 
 use ordered::*;
-pub use partials::{PartialsStats, PARTIALS_BYTES_MAX};
+pub use partial_cache::{PartialsStats, PARTIALS_BYTES_MAX};
 pub use recent::{RecentAnswer, RecentRequest};
 use schema::*;
-#[cfg(test)]
-use stats::ranked;
 pub use stats::{group_fields, GroupCounts, RiskCounts, StatsAnswer, StatsRequest};
+#[cfg(test)]
+use values::ranked;
+pub use values::{ValuesStats, VALUES_BYTES_MAX};
 pub use writer::TextWriter;
 
 fn tantivy_err(err: impl fmt::Display) -> TextError {
@@ -238,7 +243,9 @@ struct Shared {
     /// Seq in the payload of the last commit.
     committed: Mutex<Option<u64>>,
     /// Per-segment partial statistics (`partials`).
-    partials: partials::PartialCache,
+    partials: partial_cache::PartialCache,
+    /// The statistics columns' values, numbered (`values`).
+    values: values::Values,
 }
 
 /// The shared, read-side handle (Send + Sync, cheap to share in an Arc).
@@ -310,7 +317,8 @@ impl TextIndex {
                 fields,
                 parser,
                 committed: Mutex::new(committed),
-                partials: partials::PartialCache::new(PARTIALS_BYTES_MAX),
+                partials: partial_cache::PartialCache::new(PARTIALS_BYTES_MAX),
+                values: values::Values::new(VALUES_BYTES_MAX),
             }),
         })
     }
@@ -413,6 +421,14 @@ impl TextIndex {
         Ok(searcher.doc_freq(&term).map_err(tantivy_err)? > 0)
     }
 
+    /// The term of Stele's own records when `filter` leaves them out (the
+    /// default), to leave them out of time bounds too.
+    fn own_term(&self, filter: &Filter) -> Option<Term> {
+        (filter.own_records() == crate::query::OwnRecords::Exclude).then(|| {
+            Term::from_field_text(self.shared.fields.ingested_by, event::INGESTED_BY_STELE)
+        })
+    }
+
     /// Up to `limit` positions of the documents matching `filter`, in
     /// `order` of event time (ties by seq), strictly after `after`, none
     /// below seq `first` (see `timed`).
@@ -433,10 +449,16 @@ impl TextIndex {
             };
             let segments = SegmentSeqs::of(&searcher)?;
             // Stele's own records never match a query that leaves them out.
-            let own =
-                Term::from_field_text(self.shared.fields.ingested_by, event::INGESTED_BY_STELE);
-            let own = (filter.own_records() == crate::query::OwnRecords::Exclude).then_some(&own);
-            timed::search_by_time(&segments, weight.as_ref(), order, limit, after, first, own)
+            let own = self.own_term(filter);
+            timed::search_by_time(
+                &segments,
+                weight.as_ref(),
+                order,
+                limit,
+                after,
+                first,
+                own.as_ref(),
+            )
         })
     }
 
@@ -496,6 +518,11 @@ impl TextIndex {
     /// What the cache of per-segment partial statistics holds and did.
     pub fn partials_stats(&self) -> PartialsStats {
         self.shared.partials.stats()
+    }
+
+    /// What the numbered values of the statistics columns hold.
+    pub fn values_stats(&self) -> ValuesStats {
+        self.shared.values.stats()
     }
 
     /// Number of documents visible to searches.
@@ -585,8 +612,7 @@ impl TextIndex {
             };
             // Stele's records may be left out of the window's blocks only
             // when the query leaves them out.
-            let own = (filter.own_records() == crate::query::OwnRecords::Exclude)
-                .then(|| Term::from_field_text(f.ingested_by, event::INGESTED_BY_STELE));
+            let own = self.own_term(filter);
             must.push(Box::new(timemap::TimeRangeQuery { lo, hi, own }));
         }
         if let Some(text) = filter.text.as_deref() {

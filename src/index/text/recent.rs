@@ -15,14 +15,13 @@
 //!    Event times after `now` count in every window, as a `since` filter
 //!    without `until` counts them.
 //! 2. Users are counted as statistics count `user_id` (letter case folded,
-//!    `stats::fold_variants`), so `active_users` equals the `distinct` of a
+//!    `values::fold_variants`), so `active_users` equals the `distinct` of a
 //!    `user_id` group over the same hour.
 //! 3. `latest` holds the greatest `(time, seq)` keys of the matches, greatest
 //!    first, as a newest-first listing by event time orders them.
 
-use super::stats::{
-    codes_where, end_below, fold_variants, merge_column, ranked, Counts, OrdCounts, BLOCK,
-};
+use super::stats::{codes_where, end_below, merge_column, Counts, OrdCounts, BLOCK};
+use super::values::{fold_variants, ranked};
 use super::*;
 use crate::event::RiskLevel;
 use std::cmp::Reverse;

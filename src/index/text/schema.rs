@@ -14,7 +14,7 @@ pub(super) const F_CODES: &str = "codes";
 /// per document, `MISSING` when the event has none, so that the columns are dense and
 /// cheap to read. Values are stored as posted, letter case included; statistics merge
 /// the spellings a keyword filter does not tell apart (`Login` and `login`) into one
-/// value shown as its most frequent spelling (`stats::fold_variants`), so a counted
+/// value shown as its most frequent spelling (`values::fold_variants`), so a counted
 /// value given back as the filter matches exactly the events it counted; `tenant`
 /// values are counted exactly, as its filter compares them.
 pub(super) fn stat_columns() -> &'static [(usize, String)] {

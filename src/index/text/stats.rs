@@ -16,6 +16,7 @@
 //! 2. A group's values are ranked by count descending, then value ascending, and
 //!    cut at `top`; `distinct` counts every value, so a cut list says so.
 
+use super::values::{Dicts, Ranked, Tally};
 use super::*;
 use crate::event::RiskLevel;
 
@@ -347,16 +348,58 @@ pub(super) struct SegmentStatsFruit {
 }
 
 /// Statistics merged over all segments.
-#[derive(Default)]
 pub(super) struct MergedStats {
     /// Per requested string column: count per value (absent values not included).
-    pub(super) columns: Vec<Counts>,
+    pub(super) columns: Vec<Tally>,
     /// Per `codes` value (empty when `codes` was not read).
     pub(super) code_counts: Vec<u64>,
     pub(super) histogram: HashMap<i64, u64>,
     pub(super) total: u64,
     pub(super) last_24h: u64,
     pub(super) risk_counts: [u64; 3],
+}
+
+impl MergedStats {
+    /// Nothing counted yet of what `by` asks for, its columns numbered by `dicts`.
+    pub(super) fn new(by: &StatsCollector, dicts: &Dicts) -> MergedStats {
+        MergedStats {
+            columns: by
+                .columns
+                .iter()
+                .map(|c| Tally::new(Arc::clone(dicts.of(c))))
+                .collect(),
+            code_counts: vec![0; if by.codes { CODES } else { 0 }],
+            histogram: HashMap::new(),
+            total: 0,
+            last_24h: 0,
+            risk_counts: [0; 3],
+        }
+    }
+
+    /// Adds one segment's directly collected counts.
+    pub(super) fn add_fruit(
+        &mut self,
+        fruit: SegmentStatsFruit,
+        by: &StatsCollector,
+    ) -> tantivy::Result<()> {
+        self.total += fruit.total;
+        self.last_24h += fruit.last_24h;
+        for (into, n) in self.risk_counts.iter_mut().zip(fruit.risk_counts) {
+            *into += n;
+        }
+        for (into, n) in self.code_counts.iter_mut().zip(&fruit.code_counts) {
+            *into += n;
+        }
+        if let Some(histogram) = fruit.histogram {
+            merge_histogram(&mut self.histogram, histogram, by.bucket.unwrap_or(1));
+        }
+        for (column, into) in fruit.columns.into_iter().zip(self.columns.iter_mut()) {
+            if let Some(column) = column {
+                into.add_column(column)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl StatsCollector {
@@ -435,15 +478,10 @@ impl Collector for StatsCollector {
     }
 
     fn merge_fruits(&self, fruits: Vec<SegmentStatsFruit>) -> tantivy::Result<MergedStats> {
-        let mut merged = MergedStats {
-            columns: vec![Counts::default(); self.columns.len()],
-            code_counts: vec![0; if self.codes { CODES } else { 0 }],
-            ..MergedStats::default()
-        };
+        let mut merged = MergedStats::new(self, &Dicts::fresh(&self.columns));
         for fruit in fruits {
             merged.add_fruit(fruit, self)?;
         }
-        merged.fold(self);
         Ok(merged)
     }
 }
@@ -469,9 +507,23 @@ pub(super) fn merge_histogram(into: &mut HashMap<i64, u64>, histogram: Histogram
     }
 }
 
-/// Adds one segment's counts per ordinal to `into`, by value (the values a segment's
-/// matches use are resolved in one sorted pass over its dictionary).
+/// Adds one segment's counts per ordinal to `into`, by value.
 pub(super) fn merge_column(into: &mut Counts, column: OrdCounts) -> tantivy::Result<()> {
+    for_each_value(column, |s, n| match into.get_mut(s) {
+        Some(count) => *count += n,
+        None => {
+            into.insert(s.to_owned(), n);
+        }
+    })
+}
+
+/// Calls `f` with each value of one segment's column that its matches use and
+/// their count (the values are resolved in one sorted pass over its dictionary;
+/// the value of absent fields is not one).
+pub(super) fn for_each_value(
+    column: OrdCounts,
+    mut f: impl FnMut(&str, u64),
+) -> tantivy::Result<()> {
     let OrdCounts { column, counts, .. } = column;
     let used: Vec<u64> = counts
         .iter()
@@ -488,12 +540,7 @@ pub(super) fn merge_column(into: &mut Counts, column: OrdCounts) -> tantivy::Res
             i += 1;
             match std::str::from_utf8(bytes) {
                 Ok(MISSING) => {}
-                Ok(s) => match into.get_mut(s) {
-                    Some(count) => *count += n,
-                    None => {
-                        into.insert(s.to_owned(), n);
-                    }
-                },
+                Ok(s) => f(s, n),
                 Err(_) => bad_utf8 = true,
             }
         })
@@ -618,54 +665,6 @@ pub(super) fn exact_column(name: &str) -> bool {
         .any(|(row, column)| column == name && event::FIELDS[*row].indexed == Indexed::ExactKeyword)
 }
 
-/// Counts per stored value merged into counts per value as filters compare
-/// them (letter case folded, [`fold_case`]), each shown as its most frequent
-/// spelling (ties: the smallest): `Login` ×3 and `login` ×1 are `Login` ×4,
-/// and `action=Login` (or `login`) matches exactly those 4.
-pub(super) fn fold_variants(map: Counts) -> Counts {
-    if map
-        .keys()
-        .all(|k| matches!(fold_case(k), std::borrow::Cow::Borrowed(_)))
-    {
-        return map;
-    }
-    // Folded value -> (total, shown spelling, its count).
-    let mut groups: HashMap<String, (u64, String, u64)> = HashMap::with_capacity(map.len());
-    for (value, n) in map {
-        let key = fold_case(&value).into_owned();
-        let (total, shown, shown_n) = groups.entry(key).or_insert((0, String::new(), 0));
-        *total += n;
-        if n > *shown_n || (n == *shown_n && value < *shown) {
-            *shown = value;
-            *shown_n = n;
-        }
-    }
-    groups
-        .into_values()
-        .map(|(total, shown, _)| (shown, total))
-        .collect()
-}
-
-/// `(value, count)` sorted by count descending, then value ascending.
-pub(super) fn ranked<S>(map: HashMap<String, u64, S>) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = map.into_iter().collect();
-    v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v
-}
-
-/// The first `top` of [`ranked`], without sorting the values cut.
-fn top_ranked(map: Counts, top: usize) -> Vec<(String, u64)> {
-    if map.len() <= top {
-        return ranked(map);
-    }
-    let order = |a: &(String, u64), b: &(String, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
-    let mut v: Vec<(String, u64)> = map.into_iter().collect();
-    v.select_nth_unstable_by(top, order);
-    v.truncate(top);
-    v.sort_unstable_by(order);
-    v
-}
-
 /// Counts per enum value (by name) from the counts per `codes` value.
 fn code_values(code_counts: &[u64], shift: u32, names: &[&str]) -> Counts {
     let mut per = vec![0u64; names.len() + 1];
@@ -726,26 +725,27 @@ pub(super) fn answer(
     sources: &[GroupSource],
     mut m: MergedStats,
 ) -> StatsAnswer {
-    let mut columns = m.columns.drain(..);
+    let mut columns = std::mem::take(&mut m.columns).into_iter();
     let groups = request
         .groups
         .iter()
         .zip(sources)
         .map(|(field, source)| {
-            let map = match source {
-                GroupSource::Column(_) => columns.next().unwrap_or_default(),
-                GroupSource::Code { shift, names } => code_values(&m.code_counts, *shift, names),
+            let ranked = match source {
+                GroupSource::Column(name) => match columns.next() {
+                    Some(tally) => tally.ranked(exact_column(name), request.top),
+                    None => Ranked::of(Counts::default(), request.top),
+                },
+                GroupSource::Code { shift, names } => {
+                    Ranked::of(code_values(&m.code_counts, *shift, names), request.top)
+                }
             };
-            let counted: u64 = map.values().sum();
-            let distinct = map.len() as u64;
-            let truncated = map.len() > request.top;
-            let values = top_ranked(map, request.top);
             GroupCounts {
                 field,
-                values,
-                distinct,
-                missing: m.total.saturating_sub(counted),
-                truncated,
+                truncated: ranked.distinct > request.top as u64,
+                values: ranked.values,
+                distinct: ranked.distinct,
+                missing: m.total.saturating_sub(ranked.counted),
             }
         })
         .collect();

@@ -2,7 +2,7 @@
 //! `check_filter` for every random filter of the brute-force test.
 
 use super::*;
-use crate::index::text::stats::fold_variants;
+use crate::index::text::values::fold_variants;
 
 /// `count_from` and `stats_of` with one or two random groups, a random `top` and a
 /// random `first` (as if retention had dropped the seqs below it).

@@ -2,6 +2,7 @@
 //! indexes (which return seqs) and the log (which has the events).
 
 use super::cursor::Route;
+use super::rendered::{RenderCache, Rendered, RenderedStats, RENDERED_BYTES_MAX};
 use super::{
     bad, CursorCodec, Filter, Order, Paging, Position, Query, QueryError, Sort, LIMIT_MAX,
     TOP_USERS,
@@ -24,9 +25,9 @@ pub const ID_CANDIDATES_MAX: usize = 16;
 /// One page of events. Fields in byte order of their names: answers are
 /// written straight from it, as a `serde_json::Value` (a sorted map) wrote them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Page {
+pub struct PageOf<E> {
     /// The events, in the page's order.
-    pub events: Vec<StoredEvent>,
+    pub events: Vec<E>,
     /// Why an empty first page may be empty when the caller expected events
     /// (a tenant that exists in another letter case); omitted when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -36,6 +37,34 @@ pub struct Page {
     /// The number of matches of the whole listing, when asked for (`total=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
+}
+
+/// A page of decoded events.
+pub type Page = PageOf<StoredEvent>;
+
+/// A page of events as answers write them (the listing routes' pages,
+/// [`Engine::list_rendered_staged`]).
+pub type RenderedPage = PageOf<Rendered>;
+
+/// Reads a page's events of the given seqs, in that order, without those not
+/// (or no longer) in the log.
+type Fetch<'a, E> = &'a dyn Fn(&[u64]) -> Result<Vec<E>, QueryError>;
+
+/// An event of a page: where a cursor after it continues.
+pub trait PageEvent {
+    fn position(&self) -> Position;
+}
+
+impl PageEvent for StoredEvent {
+    fn position(&self) -> Position {
+        Position::of(self)
+    }
+}
+
+impl PageEvent for Rendered {
+    fn position(&self) -> Position {
+        Rendered::position(self)
+    }
 }
 
 /// Where a page's time went on the server (`Server-Timing` of the listing
@@ -60,6 +89,8 @@ pub struct Engine {
     /// log's evicted segments (opened with the log, before the indexes
     /// catch up, which may need them).
     archive: Option<Arc<crate::archive::ArchiveStatus>>,
+    /// The JSON of events pages answered with (`rendered`).
+    rendered: RenderCache,
 }
 
 impl Engine {
@@ -76,6 +107,7 @@ impl Engine {
             clock,
             cursors: CursorCodec::new(key),
             archive: None,
+            rendered: RenderCache::new(RENDERED_BYTES_MAX),
         }
     }
 
@@ -104,16 +136,68 @@ impl Engine {
         Ok(self.log.get_many(seqs)?)
     }
 
+    /// The renderings of the events of `seqs`, in that order, without those
+    /// not (or no longer) in the log: kept ones, the others read from the log
+    /// (and kept).
+    fn fetch_rendered(&self, seqs: &[u64]) -> Result<Vec<Rendered>, QueryError> {
+        let first = self.log.first_seq();
+        let mut kept = self.rendered.get_many(seqs);
+        let missing: Vec<u64> = seqs
+            .iter()
+            .zip(&kept)
+            .filter(|(_, r)| r.is_none())
+            .map(|(seq, _)| *seq)
+            .collect();
+        let mut fresh = Vec::with_capacity(missing.len());
+        for ev in self.log.get_many(&missing)? {
+            let r = Rendered::of(&ev).map_err(|e| QueryError::Render(e.to_string()))?;
+            fresh.push(r);
+        }
+        self.rendered.put_many(&fresh);
+        // `get_many` leaves out what the log no longer has, in order.
+        let mut fresh = fresh.into_iter().peekable();
+        let mut out = Vec::with_capacity(seqs.len());
+        for (seq, r) in seqs.iter().zip(kept.iter_mut()) {
+            match r.take() {
+                // Dropped by retention since the search: as the log would.
+                Some(r) if *seq < first => drop(r),
+                Some(r) => out.push(r),
+                None => {
+                    if let Some(f) = fresh.next_if(|f| f.position().seq == *seq) {
+                        out.push(f);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the cache of rendered events holds and did.
+    pub fn rendered_stats(&self) -> RenderedStats {
+        self.rendered.stats()
+    }
+
     fn page(&self, seqs: Vec<u64>, limit: usize, fp: [u8; 8]) -> Result<Page, QueryError> {
+        self.page_with(seqs, limit, fp, &|s| self.fetch(s))
+    }
+
+    /// A page of the events `fetch` reads of the first `limit` of `seqs`.
+    fn page_with<E: PageEvent>(
+        &self,
+        seqs: Vec<u64>,
+        limit: usize,
+        fp: [u8; 8],
+        fetch: Fetch<'_, E>,
+    ) -> Result<PageOf<E>, QueryError> {
         // One more than asked tells whether there is a next page.
         let more = seqs.len() > limit;
         let seqs = &seqs[..seqs.len().min(limit)];
-        let events = self.fetch(seqs)?;
+        let events = fetch(seqs)?;
         let next_cursor = match (more, events.last()) {
-            (true, Some(last)) => Some(self.cursors.encode(fp, Position::of(last))),
+            (true, Some(last)) => Some(self.cursors.encode(fp, last.position())),
             _ => None,
         };
-        Ok(Page {
+        Ok(PageOf {
             events,
             next_cursor,
             hints: Vec::new(),
@@ -176,6 +260,28 @@ impl Engine {
         paging: &Paging,
         stages: &mut Stages,
     ) -> Result<Page, QueryError> {
+        self.list_with(query, paging, stages, &|s| self.fetch(s))
+    }
+
+    /// [`Engine::list_paged_staged`] of events as answers write them: the
+    /// ones a page answered with before are not read from the log again
+    /// (`rendered`).
+    pub fn list_rendered_staged(
+        &self,
+        query: &Query,
+        paging: &Paging,
+        stages: &mut Stages,
+    ) -> Result<RenderedPage, QueryError> {
+        self.list_with(query, paging, stages, &|s| self.fetch_rendered(s))
+    }
+
+    fn list_with<E: PageEvent>(
+        &self,
+        query: &Query,
+        paging: &Paging,
+        stages: &mut Stages,
+        fetch: Fetch<'_, E>,
+    ) -> Result<PageOf<E>, QueryError> {
         let skip = paging.skip(query)?;
         let mut page = if skip > 0 {
             let fp =
@@ -191,11 +297,11 @@ impl Engine {
             seqs.drain(..skip.min(seqs.len()));
             stages.search += started.elapsed();
             let started = Instant::now();
-            let page = self.page(seqs, query.limit, fp)?;
+            let page = self.page_with(seqs, query.limit, fp, fetch)?;
             stages.fetch += started.elapsed();
             page
         } else {
-            self.list_after_cursor(query, stages)?
+            self.list_after_cursor(query, stages, fetch)?
         };
         if paging.total {
             let started = Instant::now();
@@ -205,7 +311,12 @@ impl Engine {
         Ok(page)
     }
 
-    fn list_after_cursor(&self, query: &Query, stages: &mut Stages) -> Result<Page, QueryError> {
+    fn list_after_cursor<E: PageEvent>(
+        &self,
+        query: &Query,
+        stages: &mut Stages,
+        fetch: Fetch<'_, E>,
+    ) -> Result<PageOf<E>, QueryError> {
         let fp = super::cursor::fingerprint(Route::List, &query.filter, query.sort, query.order);
         let after = match &query.cursor {
             Some(c) => Some(self.cursors.decode(c, fp)?),
@@ -240,7 +351,7 @@ impl Engine {
         )?;
         stages.search += started.elapsed();
         let started = Instant::now();
-        let mut page = self.page(seqs, query.limit, fp)?;
+        let mut page = self.page_with(seqs, query.limit, fp, fetch)?;
         stages.fetch += started.elapsed();
         if page.events.is_empty() && after.is_none() {
             let started = Instant::now();

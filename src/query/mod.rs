@@ -19,23 +19,26 @@
 //! (the parameters of a listing, search or statistics), `shape` (what an answer
 //! holds beyond the matches: `total`, `offset`/`page`, the statistics' groups and
 //! parts), `cursor` (the opaque, authenticated continuation), `engine` (answers
-//! from the indexes and the log), `dashboard` (the monitoring page's figures in
-//! one answer).
+//! from the indexes and the log), `rendered` (the bounded cache of events' JSON that
+//! listing pages answered with), `dashboard` (the monitoring page's figures in one
+//! answer).
 
 mod cursor;
 mod dashboard;
 mod engine;
 mod filter;
 mod params;
+mod rendered;
 mod shape;
 
 pub use cursor::{cursor_key, CursorCodec};
 pub use dashboard::{Dashboard, LastHour, RiskCounts, DASHBOARD_LATEST, DASHBOARD_TOP_USERS};
-pub use engine::{Engine, Page, Stages};
+pub use engine::{Engine, Page, PageEvent, PageOf, RenderedPage, Stages};
 pub use filter::{
     event_time, fold_case, EqSlot, Filter, NumRange, Order, OwnRecords, Position, Sort,
 };
 pub use params::{parse_sort, parse_time, Interval, Query, PARAMS};
+pub use rendered::{RenderCache, Rendered, RenderedStats, RENDERED_BYTES_MAX};
 pub use shape::{
     Paging, StatsParams, GROUPS_MAX, INCLUDE_PARTS, OFFSET_WINDOW_MAX, PAGING_PARAMS, STATS_PARAMS,
     TOP_DEFAULT, TOP_MAX,
@@ -86,6 +89,9 @@ pub enum QueryError {
     /// Reading the log failed (damaged data is reported, never skipped).
     #[error(transparent)]
     Log(#[from] crate::log::Error),
+    /// An event read from the log could not be written as JSON.
+    #[error("could not render an event as JSON: {0}")]
+    Render(String),
 }
 
 impl From<TextError> for QueryError {

@@ -250,6 +250,28 @@ impl Collector for Scrape {
             "Dicts of numbered values replaced by empty ones to stay within their bound.",
             values.resets,
         )?;
+        let rendered = app.engine.rendered_stats();
+        let mut f = enc.encode_descriptor(
+            "stele_query_rendered_lookups",
+            "Events of listing pages answered from a kept rendering (hit) or read from the log and rendered (miss).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [("hit", rendered.hits), ("miss", rendered.misses)] {
+            ConstCounter::new(n).encode(f.encode_family(&[("result", result)])?)?;
+        }
+        gauge(
+            enc,
+            "stele_query_rendered_entries",
+            "Events' JSON renderings kept for listing pages.",
+            rendered.entries,
+        )?;
+        gauge(
+            enc,
+            "stele_query_rendered_bytes",
+            "Estimated bytes of the kept renderings (bounded).",
+            rendered.bytes,
+        )?;
         gauge(
             enc,
             "stele_log_poisoned",

@@ -357,13 +357,17 @@ fn full(b: impl Into<Bytes>) -> Body {
 /// `Value` tree in between): for answers built per item, such as ingest's.
 fn serialized_response(status: StatusCode, body: &impl serde::Serialize) -> Resp {
     match serde_json::to_vec(body) {
-        Ok(bytes) => Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(full(bytes))
-            .expect("valid response"),
+        Ok(bytes) => json_bytes_response(status, bytes),
         Err(e) => problem::internal(e.to_string()),
     }
+}
+
+fn json_bytes_response(status: StatusCode, json: Vec<u8>) -> Resp {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(json))
+        .expect("valid response")
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Resp {

@@ -368,6 +368,7 @@ pub(super) fn query_problem(e: QueryError) -> Resp {
         QueryError::Index(_) | QueryError::Log(_) => {
             problem(Kind::StorageFailure, e.to_string(), json!({}))
         }
+        QueryError::Render(_) => internal(e.to_string()),
     }
 }
 

@@ -3,12 +3,17 @@
 
 use super::params::{query_pairs, reject_params};
 use super::problem::{internal, problem, query_problem, Kind};
-use super::{counted, json_response, serialized_response, App, Caller, Req, Resp};
+use super::{
+    counted, json_bytes_response, json_response, serialized_response, App, Caller, Req, Resp,
+};
 use crate::auth::Scope;
 use crate::event;
 use crate::index::text::StatsAnswer;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
-use crate::query::{Filter, Interval, Order, Paging, Query, QueryError, Stages, StatsParams};
+use crate::query::{
+    Filter, Interval, Order, Page, PageOf, Paging, Query, QueryError, RenderedPage, Stages,
+    StatsParams,
+};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -39,7 +44,7 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
     }
     staged_page_answer(move || {
         let mut stages = Stages::default();
-        let page = app.engine.list_paged_staged(&q, &paging, &mut stages)?;
+        let page = app.engine.list_rendered_staged(&q, &paging, &mut stages)?;
         Ok((page, Some(stages)))
     })
     .await
@@ -55,13 +60,19 @@ async fn page_answer(
 
 /// [`page_answer`] of a run that says where its time went: the answer then
 /// carries `Server-Timing` (search, fetch, count when asked, render; ms).
-async fn staged_page_answer(
-    run: impl FnOnce() -> Result<(crate::query::Page, Option<Stages>), QueryError> + Send + 'static,
-) -> Resp {
+async fn staged_page_answer<E: Send + 'static>(
+    run: impl FnOnce() -> Result<(PageOf<E>, Option<Stages>), QueryError> + Send + 'static,
+) -> Resp
+where
+    PageOf<E>: PageJson,
+{
     match tokio::task::spawn_blocking(run).await {
         Ok(Ok((page, stages))) => {
             let started = std::time::Instant::now();
-            let mut resp = serialized_response(StatusCode::OK, &page);
+            let mut resp = match page.page_json() {
+                Ok(body) => json_bytes_response(StatusCode::OK, body),
+                Err(e) => return internal(e.to_string()),
+            };
             if let Some(s) = stages {
                 let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
                 let mut timing = format!(
@@ -81,6 +92,23 @@ async fn staged_page_answer(
         }
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
+    }
+}
+
+/// A page as its answer's JSON.
+trait PageJson {
+    fn page_json(&self) -> serde_json::Result<Vec<u8>>;
+}
+
+impl PageJson for Page {
+    fn page_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
+    }
+}
+
+impl PageJson for RenderedPage {
+    fn page_json(&self) -> serde_json::Result<Vec<u8>> {
+        self.to_json()
     }
 }
 

@@ -48,6 +48,20 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     let newest_first = Query::parse(&pairs(&[("limit", "10"), ("order", "asc")]), now).unwrap();
     let page = engine.list(&newest_first).unwrap();
     let old_cursor = page.next_cursor.clone().unwrap();
+    // The renderings of every event are kept (as the listing routes keep them).
+    let all = Query::parse(&pairs(&[("limit", "1000"), ("order", "asc")]), now).unwrap();
+    let rendered = |q: &Query| {
+        let mut stages = stele::query::Stages::default();
+        engine
+            .list_rendered_staged(q, &stele::query::Paging::default(), &mut stages)
+            .unwrap()
+    };
+    let warmed: Vec<u64> = rendered(&all)
+        .events
+        .iter()
+        .map(|r| r.position().seq)
+        .collect();
+    assert_eq!(warmed.len(), 1000);
 
     // Today is day 4 (2026-11-05); a TTL of 1 day expires days 0 to 2, but
     // a hold on day 1 keeps it and everything after it.
@@ -117,10 +131,16 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
             .unwrap()
             .starts_with("2026-11-02")));
     assert!(indexes.wait_dropped(601, Duration::from_secs(30)));
-    // Gone from every answer.
-    let all = Query::parse(&pairs(&[("limit", "1000"), ("order", "asc")]), now).unwrap();
+    // Gone from every answer, kept renderings included.
     let first = engine.list(&all).unwrap();
     assert_eq!(first.events[0].seq, 601);
+    let hits = engine.rendered_stats().hits;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&rendered(&all).to_json().unwrap()).unwrap(),
+        serde_json::to_value(&first).unwrap()
+    );
+    let kept = warmed.iter().filter(|s| **s >= 601).count() as u64;
+    assert_eq!(engine.rendered_stats().hits, hits + kept);
     let everything = stele::query::Filter::default();
     assert_eq!(engine.count(&everything).unwrap(), 900);
     for (id, t) in ids_by_day[0].iter().chain(&ids_by_day[1]).step_by(37) {

@@ -43,27 +43,37 @@ pub struct PageOf<E> {
 pub type Page = PageOf<StoredEvent>;
 
 /// A page of events as answers write them (the listing routes' pages,
-/// [`Engine::list_rendered_staged`]).
+/// [`Engine::list_as`] with [`Rendered`]).
 pub type RenderedPage = PageOf<Rendered>;
 
-/// Reads a page's events of the given seqs, in that order, without those not
-/// (or no longer) in the log.
-type Fetch<'a, E> = &'a dyn Fn(&[u64]) -> Result<Vec<E>, QueryError>;
-
-/// An event of a page: where a cursor after it continues.
-pub trait PageEvent {
+/// An event of a page, as the caller wants it: decoded ([`StoredEvent`]) or
+/// as answers write it ([`Rendered`]).
+pub trait PageEvent: Sized {
+    /// Where a cursor after it continues.
     fn position(&self) -> Position;
+
+    /// The events of `seqs`, in that order, without those not (or no
+    /// longer) in the log.
+    fn fetch(engine: &Engine, seqs: &[u64]) -> Result<Vec<Self>, QueryError>;
 }
 
 impl PageEvent for StoredEvent {
     fn position(&self) -> Position {
         Position::of(self)
     }
+
+    fn fetch(engine: &Engine, seqs: &[u64]) -> Result<Vec<Self>, QueryError> {
+        Ok(engine.log.get_many(seqs)?)
+    }
 }
 
 impl PageEvent for Rendered {
     fn position(&self) -> Position {
         Rendered::position(self)
+    }
+
+    fn fetch(engine: &Engine, seqs: &[u64]) -> Result<Vec<Self>, QueryError> {
+        engine.fetch_rendered(seqs)
     }
 }
 
@@ -132,10 +142,6 @@ impl Engine {
         &self.indexes
     }
 
-    fn fetch(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, QueryError> {
-        Ok(self.log.get_many(seqs)?)
-    }
-
     /// The renderings of the events of `seqs`, in that order, without those
     /// not (or no longer) in the log: kept ones, the others read from the log
     /// (and kept).
@@ -177,22 +183,17 @@ impl Engine {
         self.rendered.stats()
     }
 
-    fn page(&self, seqs: Vec<u64>, limit: usize, fp: [u8; 8]) -> Result<Page, QueryError> {
-        self.page_with(seqs, limit, fp, &|s| self.fetch(s))
-    }
-
-    /// A page of the events `fetch` reads of the first `limit` of `seqs`.
-    fn page_with<E: PageEvent>(
+    /// A page of the events of the first `limit` of `seqs`.
+    fn page<E: PageEvent>(
         &self,
         seqs: Vec<u64>,
         limit: usize,
         fp: [u8; 8],
-        fetch: Fetch<'_, E>,
     ) -> Result<PageOf<E>, QueryError> {
         // One more than asked tells whether there is a next page.
         let more = seqs.len() > limit;
         let seqs = &seqs[..seqs.len().min(limit)];
-        let events = fetch(seqs)?;
+        let events = E::fetch(self, seqs)?;
         let next_cursor = match (more, events.last()) {
             (true, Some(last)) => Some(self.cursors.encode(fp, last.position())),
             _ => None,
@@ -260,27 +261,17 @@ impl Engine {
         paging: &Paging,
         stages: &mut Stages,
     ) -> Result<Page, QueryError> {
-        self.list_with(query, paging, stages, &|s| self.fetch(s))
+        self.list_as(query, paging, stages)
     }
 
-    /// [`Engine::list_paged_staged`] of events as answers write them: the
-    /// ones a page answered with before are not read from the log again
-    /// (`rendered`).
-    pub fn list_rendered_staged(
+    /// [`Engine::list_paged_staged`] of events as `E` (with [`Rendered`], as
+    /// answers write them: the ones a page answered with before are not read
+    /// from the log again).
+    pub fn list_as<E: PageEvent>(
         &self,
         query: &Query,
         paging: &Paging,
         stages: &mut Stages,
-    ) -> Result<RenderedPage, QueryError> {
-        self.list_with(query, paging, stages, &|s| self.fetch_rendered(s))
-    }
-
-    fn list_with<E: PageEvent>(
-        &self,
-        query: &Query,
-        paging: &Paging,
-        stages: &mut Stages,
-        fetch: Fetch<'_, E>,
     ) -> Result<PageOf<E>, QueryError> {
         let skip = paging.skip(query)?;
         let mut page = if skip > 0 {
@@ -297,11 +288,11 @@ impl Engine {
             seqs.drain(..skip.min(seqs.len()));
             stages.search += started.elapsed();
             let started = Instant::now();
-            let page = self.page_with(seqs, query.limit, fp, fetch)?;
+            let page = self.page(seqs, query.limit, fp)?;
             stages.fetch += started.elapsed();
             page
         } else {
-            self.list_after_cursor(query, stages, fetch)?
+            self.list_after_cursor(query, stages)?
         };
         if paging.total {
             let started = Instant::now();
@@ -315,7 +306,6 @@ impl Engine {
         &self,
         query: &Query,
         stages: &mut Stages,
-        fetch: Fetch<'_, E>,
     ) -> Result<PageOf<E>, QueryError> {
         let fp = super::cursor::fingerprint(Route::List, &query.filter, query.sort, query.order);
         let after = match &query.cursor {
@@ -351,7 +341,7 @@ impl Engine {
         )?;
         stages.search += started.elapsed();
         let started = Instant::now();
-        let mut page = self.page_with(seqs, query.limit, fp, fetch)?;
+        let mut page = self.page(seqs, query.limit, fp)?;
         stages.fetch += started.elapsed();
         if page.events.is_empty() && after.is_none() {
             let started = Instant::now();
@@ -461,7 +451,12 @@ impl Engine {
         Ok(found.into_values().take(max).collect())
     }
 
-    fn keyed(&self, route: Route<'_>, filter: Filter, query: &Query) -> Result<Page, QueryError> {
+    fn keyed<E: PageEvent>(
+        &self,
+        route: Route<'_>,
+        filter: Filter,
+        query: &Query,
+    ) -> Result<PageOf<E>, QueryError> {
         if !(1..=LIMIT_MAX).contains(&query.limit) {
             return Err(bad(
                 "limit",
@@ -487,6 +482,16 @@ impl Engine {
         entity_type: &str,
         entity_id: &str,
     ) -> Result<Page, QueryError> {
+        self.entity_history_as(query, entity_type, entity_id)
+    }
+
+    /// [`Engine::entity_history`] of events as `E`.
+    pub fn entity_history_as<E: PageEvent>(
+        &self,
+        query: &Query,
+        entity_type: &str,
+        entity_id: &str,
+    ) -> Result<PageOf<E>, QueryError> {
         let filter = Filter {
             entity_type: Some(entity_type.into()),
             entity_id: Some(entity_id.into()),
@@ -498,6 +503,15 @@ impl Engine {
     /// What one user did that matches `query` (the routes default to newest
     /// first), the user named by the path rather than a `user_id` filter.
     pub fn user_timeline(&self, query: &Query, user_id: &str) -> Result<Page, QueryError> {
+        self.user_timeline_as(query, user_id)
+    }
+
+    /// [`Engine::user_timeline`] of events as `E`.
+    pub fn user_timeline_as<E: PageEvent>(
+        &self,
+        query: &Query,
+        user_id: &str,
+    ) -> Result<PageOf<E>, QueryError> {
         let filter = Filter {
             user_id: Some(user_id.into()),
             ..query.filter.clone()

@@ -1,8 +1,9 @@
-//! Rendered events: the JSON of the events pages answered with, kept within a
-//! bound, so that the next page showing them (a console or dashboard polling
-//! the newest events, a cursor walked again) reads neither the log nor
-//! serde: a page's fetch (decompress, decode) and render stages were two
-//! thirds of its server time.
+//! Rendered events: the JSON of the events pages answered with (listings,
+//! searches, entity histories, user timelines), kept within a bound, so that
+//! the next page showing them (a console or dashboard polling the newest
+//! events, a cursor walked again) reads neither the log nor serde: a page's
+//! fetch (decompress, decode) and render stages were two thirds of its server
+//! time.
 //!
 //! A stored event never changes (the log is append-only; retention drops
 //! whole seqs), so the JSON of a seq is a function of the seq: a kept

@@ -11,8 +11,7 @@ use crate::event;
 use crate::index::text::StatsAnswer;
 use crate::ingest::AMBIGUOUS_TENANTS_MAX;
 use crate::query::{
-    Filter, Interval, Order, Page, PageOf, Paging, Query, QueryError, RenderedPage, Stages,
-    StatsParams,
+    Filter, Interval, Order, Paging, Query, QueryError, RenderedPage, Stages, StatsParams,
 };
 use hyper::StatusCode;
 use serde_json::{json, Value};
@@ -44,7 +43,7 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
     }
     staged_page_answer(move || {
         let mut stages = Stages::default();
-        let page = app.engine.list_rendered_staged(&q, &paging, &mut stages)?;
+        let page: RenderedPage = app.engine.list_as(&q, &paging, &mut stages)?;
         Ok((page, Some(stages)))
     })
     .await
@@ -53,23 +52,20 @@ pub(super) async fn list(app: Arc<App>, req: Req, text_required: bool, caller: C
 /// A page's answer: `200` with the page (counted in the metrics), or the
 /// query's problem. `run` works on a blocking thread.
 async fn page_answer(
-    run: impl FnOnce() -> Result<crate::query::Page, QueryError> + Send + 'static,
+    run: impl FnOnce() -> Result<RenderedPage, QueryError> + Send + 'static,
 ) -> Resp {
     staged_page_answer(move || run().map(|page| (page, None))).await
 }
 
 /// [`page_answer`] of a run that says where its time went: the answer then
 /// carries `Server-Timing` (search, fetch, count when asked, render; ms).
-async fn staged_page_answer<E: Send + 'static>(
-    run: impl FnOnce() -> Result<(PageOf<E>, Option<Stages>), QueryError> + Send + 'static,
-) -> Resp
-where
-    PageOf<E>: PageJson,
-{
+async fn staged_page_answer(
+    run: impl FnOnce() -> Result<(RenderedPage, Option<Stages>), QueryError> + Send + 'static,
+) -> Resp {
     match tokio::task::spawn_blocking(run).await {
         Ok(Ok((page, stages))) => {
             let started = std::time::Instant::now();
-            let mut resp = match page.page_json() {
+            let mut resp = match page.to_json() {
                 Ok(body) => json_bytes_response(StatusCode::OK, body),
                 Err(e) => return internal(e.to_string()),
             };
@@ -92,23 +88,6 @@ where
         }
         Ok(Err(e)) => query_problem(e),
         Err(e) => internal(e.to_string()),
-    }
-}
-
-/// A page as its answer's JSON.
-trait PageJson {
-    fn page_json(&self) -> serde_json::Result<Vec<u8>>;
-}
-
-impl PageJson for Page {
-    fn page_json(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(self)
-    }
-}
-
-impl PageJson for RenderedPage {
-    fn page_json(&self) -> serde_json::Result<Vec<u8>> {
-        self.to_json()
     }
 }
 
@@ -222,7 +201,7 @@ pub(super) async fn history(app: Arc<App>, req: Req, caller: Caller, params: Vec
         &by_path,
         Order::Asc,
         move |app, q, total| {
-            let mut page = app.engine.entity_history(&q, &ty, &id)?;
+            let mut page = app.engine.entity_history_as(&q, &ty, &id)?;
             if total {
                 let of_entity = Filter {
                     entity_type: Some(ty),
@@ -247,7 +226,7 @@ pub(super) async fn timeline(app: Arc<App>, req: Req, caller: Caller, params: Ve
         &["user_id"],
         Order::Desc,
         move |app, q, total| {
-            let mut page = app.engine.user_timeline(&q, &id)?;
+            let mut page = app.engine.user_timeline_as(&q, &id)?;
             if total {
                 let of_user = Filter {
                     user_id: Some(id),
@@ -270,7 +249,7 @@ async fn keyed(
     caller: Caller,
     by_path: &[&str],
     order: Order,
-    run: impl FnOnce(&App, Query, bool) -> Result<crate::query::Page, QueryError> + Send + 'static,
+    run: impl FnOnce(&App, Query, bool) -> Result<RenderedPage, QueryError> + Send + 'static,
 ) -> Resp {
     if let Some(r) = reject_params(&pairs, by_path, "is given by the path on this route") {
         return r;

@@ -53,7 +53,7 @@ fn expired_days_leave_the_log_and_both_indexes_and_the_rest_verifies() {
     let rendered = |q: &Query| {
         let mut stages = stele::query::Stages::default();
         engine
-            .list_rendered_staged(q, &stele::query::Paging::default(), &mut stages)
+            .list_as::<stele::query::Rendered>(q, &stele::query::Paging::default(), &mut stages)
             .unwrap()
     };
     let warmed: Vec<u64> = rendered(&all)

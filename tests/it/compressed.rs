@@ -445,3 +445,66 @@ fn a_restart_before_the_first_dictionary_keeps_what_was_sampled() {
         }
     }
 }
+
+/// A data directory of format version 4 with compressed records (the
+/// committed `tests/data/v4` sample has too few events for a dictionary):
+/// the first segment uncompressed, ended when the dictionary came; the rest
+/// of that day in a sealed segment compressed with it; the next day's active
+/// segment compressed with the same dictionary. Its events are
+/// `EventGen::new(404)`'s first, 450 bytes each, in order.
+const SAMPLE_V4_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4z");
+
+/// Writes [`SAMPLE_V4_COMPRESSED`] (run once, by a format version 4 build:
+/// `STELE_WRITE_SAMPLE_V4Z=1 cargo test --test it -- write_the_v4_compressed_sample`).
+#[test]
+fn write_the_v4_compressed_sample() {
+    if std::env::var_os("STELE_WRITE_SAMPLE_V4Z").is_none() {
+        return;
+    }
+    let dir = Path::new(SAMPLE_V4_COMPRESSED);
+    let _ = std::fs::remove_dir_all(dir);
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
+    let log = open_small(dir, &clock);
+    let mut gen = EventGen::new(404);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while log.dictionary().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no dictionary");
+        log.append(&events(&mut gen, 40, 450), &Provenance::cli())
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for _ in 0..3 {
+        log.append(&events(&mut gen, 20, 450), &Provenance::cli())
+            .unwrap();
+        clock.advance(1_000);
+    }
+    clock.advance(2 * 3_600_000_000);
+    for _ in 0..3 {
+        log.append(&events(&mut gen, 20, 450), &Provenance::cli())
+            .unwrap();
+        clock.advance(1_000);
+    }
+    drop(log);
+    let _ = std::fs::remove_file(dir.join("LOCK"));
+}
+
+#[test]
+fn the_committed_v4_compressed_sample_opens_verifies_and_reads_back() {
+    let sample = Path::new(SAMPLE_V4_COMPRESSED);
+    let files = segments(sample);
+    let heads: Vec<Header> = files.iter().map(|f| header(f)).collect();
+    assert!(heads.iter().all(|h| h.version == 4), "{heads:?}");
+    assert_eq!(heads.len(), 3, "{files:?}");
+    assert_eq!(heads[0].dict_len, 0);
+    assert!(heads[1].dict_len > 0 && heads[2].dict_len > 0);
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+    let tmp = copy_of(sample);
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT + 7_200_000_000));
+    let log = open_small(tmp.path(), &clock);
+    let n = log.last_seq() as usize;
+    let mut gen = EventGen::new(404);
+    let want = events(&mut gen, n, 450);
+    drop(log);
+    read_back(tmp.path(), &want);
+}

@@ -119,8 +119,9 @@ pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> 
             };
             (stored, used)
         }
-        // Version 4 changed the segment (its dictionary), not the payload.
-        3 | 4 => {
+        // Versions 4 and 5 changed the segment (its dictionary, the form of its
+        // compressed records), not the payload.
+        3..=5 => {
             let ((seq, received_at, event, by), used) =
                 bincode::decode_from_slice::<(u64, i64, Event, Provenance), _>(bytes, config)
                     .map_err(failed)?;

@@ -13,7 +13,18 @@
 //! prefix  = seq (bincode varint) ++ received_at (bincode zigzag varint): left
 //!           uncompressed, so a frame scan reads the seq without decompressing
 //! zstd frame: one frame, made with the segment's dictionary, content size in
-//!           its header, no checksum (the record's CRC and chain cover it)
+//!           its header, no checksum (the record's CRC and chain cover it);
+//!           from format version 5 stored compact (`Frames::Compact`): without
+//!           the 4-byte magic number and without the dictionary ID (the
+//!           segment has one dictionary), 8 bytes less a record
+//!
+//! a frame as zstd writes it (RFC 8878, 3.1.1)     as stored from version 5
+//!   magic 28 B5 2F FD                               -
+//!   descriptor FHD (dictID flag bits 1..0 = 3)      FHD with bits 1..0 = 0
+//!   [window descriptor, when not single-segment]    [window descriptor]
+//!   dictionary ID {4}                               -
+//!   content size {1, 2, 4 or 8}                     content size
+//!   blocks                                          blocks
 //! ```
 //!
 //! Invariants:
@@ -22,7 +33,11 @@
 //!    chain does not depend on whether or how it was compressed.
 //! 2. Decompression never allocates more than `RECORD_PAYLOAD_BYTES_MAX`: a
 //!    frame announcing more, or none, is corruption.
-//! 3. Training never blocks the writer: samples are handed over without
+//! 3. A compact frame is a whole frame with its magic number and dictionary ID
+//!    left out, nothing else changed: putting the magic back gives a frame zstd
+//!    reads with the segment's dictionary (zstd checks a dictionary ID only when
+//!    the frame names one).
+//! 4. Training never blocks the writer: samples are handed over without
 //!    waiting and dropped when the trainer is busy; what waits for it is
 //!    bounded ([`SAMPLES_QUEUED`] batches of [`SAMPLES_SENT_BYTES`]).
 
@@ -53,6 +68,29 @@ pub const SAMPLES_SENT_BYTES: usize = 256 * 1024;
 /// The most sample batches waiting for the trainer (so at most about
 /// `SAMPLES_QUEUED * SAMPLES_SENT_BYTES` bytes, plus one payload per batch).
 pub const SAMPLES_QUEUED: usize = 16;
+
+/// zstd's magic number, as every frame it writes starts with it.
+const ZSTD_MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
+
+/// How a segment's compressed records store their zstd frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frames {
+    /// As zstd writes them, magic number and dictionary ID included (format version 4).
+    Whole,
+    /// Without the magic number and the dictionary ID (from format version 5).
+    Compact,
+}
+
+impl Frames {
+    /// The frames of a segment of format `version`.
+    pub fn of_version(version: u16) -> Frames {
+        if version >= super::format::FORMAT_VERSION_COMPACT_FRAMES {
+            Frames::Compact
+        } else {
+            Frames::Whole
+        }
+    }
+}
 
 /// Samples taken from one in `every` payloads.
 #[derive(Debug, Default)]
@@ -94,6 +132,23 @@ impl std::fmt::Debug for Dict {
 
 thread_local! {
     static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
+    /// A compact frame made whole again (its magic number put back).
+    static WHOLE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes the zstd frame zstd wrote at `out[at..]` compact: drops its magic
+/// number and its dictionary ID, and clears the descriptor's dictionary-ID
+/// flag (module documentation; RFC 8878, 3.1.1.1).
+fn compact(out: &mut Vec<u8>, at: usize) {
+    debug_assert_eq!(out[at..at + 4], ZSTD_MAGIC, "zstd writes its magic number");
+    let fhd = out[at + 4];
+    let window = usize::from(fhd & 0x20 == 0);
+    let dict_id = [0, 1, 2, 4][usize::from(fhd & 3)];
+    out[at] = fhd & !3;
+    out.copy_within(at + 5..at + 5 + window, at + 1);
+    let rest = at + 5 + window + dict_id;
+    out.copy_within(rest.., at + 1 + window);
+    out.truncate(out.len() - 4 - dict_id);
 }
 
 impl Dict {
@@ -122,7 +177,8 @@ impl Dict {
         self.crc
     }
 
-    /// Appends the stored form of the payload `prefix ++ rest` to `out`.
+    /// Appends the stored form of the payload `prefix ++ rest` to `out`, its
+    /// frame compact (the writer writes only this build's format).
     pub fn compress(
         &self,
         cctx: &mut CCtx<'static>,
@@ -139,12 +195,39 @@ impl Dict {
         // Cannot fail: the output has room for the bound, the input is bytes.
         cctx.compress_using_cdict(&mut cursor, rest, cdict)
             .expect("zstd compresses into a buffer of its bound");
+        compact(out, at);
     }
 
-    /// The payload of a stored record, in `scratch`.
-    pub fn plain<'a>(&self, stored: &[u8], scratch: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+    /// The payload of a stored record whose frame is of the form `frames`, in
+    /// `scratch`.
+    pub fn plain<'a>(
+        &self,
+        stored: &[u8],
+        frames: Frames,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8], String> {
         let at = prefix_len(stored).ok_or("the stored payload has no seq and time prefix")?;
         let (prefix, frame) = stored.split_at(at);
+        match frames {
+            Frames::Whole => self.decompress(prefix, frame, scratch),
+            Frames::Compact => WHOLE.with(|whole| {
+                let mut whole = whole.borrow_mut();
+                whole.clear();
+                whole.extend_from_slice(&ZSTD_MAGIC);
+                whole.extend_from_slice(frame);
+                self.decompress(prefix, &whole, scratch)
+            }),
+        }
+    }
+
+    /// `prefix` then the content of the whole zstd `frame`, in `scratch`.
+    fn decompress<'a>(
+        &self,
+        prefix: &[u8],
+        frame: &[u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8], String> {
+        let at = prefix.len();
         let size = match zstd::zstd_safe::get_frame_content_size(frame) {
             Ok(Some(n)) if n as usize <= RECORD_PAYLOAD_BYTES_MAX - at => n as usize,
             Ok(Some(n)) => return Err(format!("a compressed payload announces {n} bytes")),
@@ -185,14 +268,16 @@ pub fn of_segment(header: &super::format::Header, bytes: &[u8]) -> Result<Option
     }
 }
 
-/// The payload of `stored` in a segment with `dict` (or without one).
+/// The payload of `stored` in a segment of format `version` with `dict` (or
+/// without one).
 pub fn payload<'a>(
     dict: Option<&Dict>,
+    version: u16,
     stored: &'a [u8],
     scratch: &'a mut Vec<u8>,
 ) -> Result<&'a [u8], String> {
     match dict {
-        Some(d) => d.plain(stored, scratch),
+        Some(d) => d.plain(stored, Frames::of_version(version), scratch),
         None => Ok(stored),
     }
 }
@@ -410,7 +495,7 @@ mod tests {
             stored.clear();
             dict.compress(&mut cctx, prefix, rest, &mut stored);
             assert_eq!(prefix_len(&stored), Some(prefix.len()));
-            let back = dict.plain(&stored, &mut scratch).unwrap();
+            let back = dict.plain(&stored, Frames::Compact, &mut scratch).unwrap();
             assert_eq!(&back[..prefix.len()], &prefix[..]);
             assert_eq!(&back[prefix.len()..], &rest[..]);
             plain_total += prefix.len() + rest.len();
@@ -426,16 +511,69 @@ mod tests {
         let other = Dict::new(b"not the dictionary it was made with".to_vec()).unwrap();
         stored.clear();
         dict.compress(&mut cctx, &ps[0].0, &ps[0].1, &mut stored);
-        if let Ok(p) = other.plain(&stored, &mut scratch) {
-            assert_ne!(&p[ps[0].0.len()..], &ps[0].1[..]);
-        }
-        for cut in 0..stored.len() {
-            let _ = dict.plain(&stored[..cut], &mut scratch);
+        for frames in [Frames::Compact, Frames::Whole] {
+            if let Ok(p) = other.plain(&stored, frames, &mut scratch) {
+                assert_ne!(&p[ps[0].0.len()..], &ps[0].1[..]);
+            }
+            for cut in 0..stored.len() {
+                let _ = dict.plain(&stored[..cut], frames, &mut scratch);
+            }
         }
         let mut bomb = ps[0].0.clone();
         bomb.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 2 << 20], 1).unwrap());
-        let err = dict.plain(&bomb, &mut scratch).unwrap_err();
+        let err = dict.plain(&bomb, Frames::Whole, &mut scratch).unwrap_err();
         assert!(err.contains("announces"), "{err}");
+        let at = ps[0].0.len();
+        compact(&mut bomb, at);
+        let err = dict
+            .plain(&bomb, Frames::Compact, &mut scratch)
+            .unwrap_err();
+        assert!(err.contains("announces"), "{err}");
+    }
+
+    /// A stored frame is zstd's without its magic number and dictionary ID;
+    /// zstd's own frame (format version 4's records) reads back the same.
+    #[test]
+    fn a_compact_frame_is_zstds_less_its_magic_and_dictionary_id() {
+        let ps = payloads(3, 2_000);
+        let samples: Vec<&[u8]> = ps.iter().map(|(_, r)| r.as_slice()).collect();
+        let dict = Dict::new(zstd::dict::from_samples(&samples, 16 * 1024).unwrap()).unwrap();
+        let cdict = CDict::create(dict.bytes(), LEVEL);
+        let mut cctx = compressor();
+        let (mut stored, mut scratch) = (Vec::new(), Vec::new());
+        for (prefix, rest) in ps.iter().step_by(97) {
+            let mut whole = Vec::with_capacity(zstd::zstd_safe::compress_bound(rest.len()));
+            cctx.compress_using_cdict(&mut whole, rest, &cdict).unwrap();
+            assert_eq!(whole[..4], ZSTD_MAGIC);
+            // A trained dictionary has a 4-byte ID, and zstd writes it.
+            assert_eq!(whole[4] & 3, 3, "{:02x}", whole[4]);
+            stored.clear();
+            dict.compress(&mut cctx, prefix, rest, &mut stored);
+            let frame = &stored[prefix.len()..];
+            assert_eq!(frame.len() + 8, whole.len());
+            assert_eq!(frame[0], whole[4] & !3);
+            assert_eq!(
+                frame[1..],
+                [
+                    &whole[5..5 + usize::from(whole[4] & 0x20 == 0)],
+                    &whole[9 + usize::from(whole[4] & 0x20 == 0)..]
+                ]
+                .concat()[..]
+            );
+            let back = dict
+                .plain(&stored, Frames::Compact, &mut scratch)
+                .unwrap()
+                .to_vec();
+            let mut old = prefix.clone();
+            old.extend_from_slice(&whole);
+            assert_eq!(
+                dict.plain(&old, Frames::Whole, &mut scratch).unwrap(),
+                &back[..]
+            );
+            assert_eq!(back, [&prefix[..], &rest[..]].concat());
+        }
+        assert_eq!(Frames::of_version(4), Frames::Whole);
+        assert_eq!(Frames::of_version(5), Frames::Compact);
     }
 
     #[test]

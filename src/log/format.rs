@@ -8,15 +8,16 @@
 //! segment = header{128} dictionary{dict_len} record* footer{80}?
 //! header  = magic "STELESEG"{8} | version u16 | header_len u16 (=128) | day u32 (YYYYMMDD)
 //!         | part u32 | first_seq u64 | prev_hash{32} | created_at i64 (unix µs)
-//!         | dict_len u32 | dict_crc u32 (version 4; zero before)
+//!         | dict_len u32 | dict_crc u32 (from version 4; zero before)
 //!         | reserved{48} (zero) | crc32 u32 (of bytes 0..124)
-//! dictionary = a zstd dictionary (version 4, when dict_len > 0), CRC-32 dict_crc
+//! dictionary = a zstd dictionary (from version 4, when dict_len > 0), CRC-32 dict_crc
 //! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX) | crc32 u32 (of len ++ stored ++ chain)
 //!         | stored{len} | chain{32}
-//! stored  = payload, or in a segment with a dictionary: prefix ++ zstd(rest of payload)
+//! stored  = payload, or in a segment with a dictionary: prefix ++ zstd(rest of payload),
+//!           the zstd frame without its magic number and dictionary ID from version 5
 //!           (src/log/dict.rs)
 //! payload = bincode 2 standard config of StoredEvent: version 1 (seq, received_at, Event),
-//!           version 2 (seq, received_at, Event, Provenance), 3 and 4 (more Event fields)
+//!           version 2 (seq, received_at, Event, Provenance), 3 to 5 (more Event fields)
 //! chain   = SHA-256(previous chain ++ payload): of the payload, never of its compressed form
 //! footer  = 0xFFFF_FFFF u32 | "STELEEND"{8} | count u64 | first_seq u64 | last_seq u64
 //!         | final_hash{32} | sealed_at i64 (unix µs) | crc32 u32 (of bytes 0..76)
@@ -37,11 +38,15 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
 /// provenance (`event::Provenance`); version 3 the event's process, batch and computed
 /// risk fields (`process_name` … `risk_rules`, after `metadata`); version 4 the
 /// segment's compression dictionary (header bytes 68..76, the dictionary after the
-/// header, records stored compressed with it; payloads as in version 3). Frames and
-/// footer are unchanged since version 1.
-pub const FORMAT_VERSION: u16 = 4;
+/// header, records stored compressed with it; payloads as in version 3); version 5
+/// its compressed records' zstd frames without the magic number and the dictionary
+/// ID (8 bytes less a record). Frames and footer are unchanged since version 1.
+pub const FORMAT_VERSION: u16 = 5;
 /// The first format version whose segments may carry a compression dictionary.
 pub const FORMAT_VERSION_DICT: u16 = 4;
+/// The first format version whose compressed records store compact zstd frames
+/// (`log::dict::Frames::Compact`).
+pub const FORMAT_VERSION_COMPACT_FRAMES: u16 = 5;
 /// Largest dictionary a segment may carry (a reader rejects a larger `dict_len`).
 pub const DICT_BYTES_MAX: usize = 1024 * 1024;
 /// The oldest format version this build still reads (see `tests/data/`).
@@ -197,7 +202,7 @@ pub struct Header {
     pub prev_hash: Hash,
     /// When the segment was created (unix µs), for operators.
     pub created_at: i64,
-    /// Bytes of the zstd dictionary that follows the header (version 4; 0: none,
+    /// Bytes of the zstd dictionary that follows the header (from version 4; 0: none,
     /// and the records are stored uncompressed).
     pub dict_len: u32,
     /// CRC-32 of the dictionary's bytes (0 without one).

@@ -19,7 +19,7 @@
 //!    the reader expected; anything else is a [`Error::Corruption`] naming the
 //!    file and offset.
 
-use super::dict::Dict;
+use super::dict::{Dict, Frames};
 use super::error::{Error, Result};
 use super::format::{
     decode_frame, Footer, Frame, FrameError, Header, SegmentId, FOOTER_BYTES, HEADER_BYTES,
@@ -534,7 +534,7 @@ impl SegmentView {
             }) => {
                 let payload = match self.dict()? {
                     Some(d) => d
-                        .plain(stored, scratch)
+                        .plain(stored, Frames::of_version(self.header.version), scratch)
                         .map_err(|e| self.corrupt(offset, Some(seq), e))?,
                     None => stored,
                 };

@@ -291,8 +291,9 @@ pub fn tenants_in(path: &Path) -> Result<BTreeSet<String>, String> {
     while off < bytes.len() {
         match crate::log::format::decode_frame(&bytes[off..]) {
             Ok(crate::log::format::Frame::Record { payload, len, .. }) => {
-                let payload = crate::log::dict::payload(dict.as_ref(), payload, &mut scratch)
-                    .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;
+                let payload =
+                    crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)
+                        .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;
                 let ev: StoredEvent = crate::event::decode_stored(payload, header.version)
                     .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;
                 out.insert(ev.event.tenant.clone().unwrap_or_default());

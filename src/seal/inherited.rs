@@ -153,16 +153,19 @@ pub fn verify_inherited(
                     chain,
                     len,
                 }) => {
-                    let payload =
-                        match crate::log::dict::payload(dict.as_ref(), payload, &mut scratch) {
-                            Ok(p) => p,
-                            Err(e) => {
-                                let why =
-                                    fail(format!("the record of seq {seq} at offset {off}: {e}"));
-                                damage(log, &walked[walked.len() - 1..], why, &mut out);
-                                return out;
-                            }
-                        };
+                    let payload = match crate::log::dict::payload(
+                        dict.as_ref(),
+                        header.version,
+                        payload,
+                        &mut scratch,
+                    ) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let why = fail(format!("the record of seq {seq} at offset {off}: {e}"));
+                            damage(log, &walked[walked.len() - 1..], why, &mut out);
+                            return out;
+                        }
+                    };
                     let computed = chain_hash(&prev, &[payload]);
                     if computed != *chain {
                         let why = fail(format!(

@@ -1,5 +1,5 @@
 //! Segments whose records are stored compressed with their dictionary
-//! (format version 4): they read back, verify, recover from a torn tail, and
+//! (format version 4 on): they read back, verify, recover from a torn tail, and
 //! every byte of them — the dictionary, the compressed records — is covered
 //! by a CRC and by the chain.
 
@@ -447,49 +447,19 @@ fn a_restart_before_the_first_dictionary_keeps_what_was_sampled() {
 }
 
 /// A data directory of format version 4 with compressed records (the
-/// committed `tests/data/v4` sample has too few events for a dictionary):
-/// the first segment uncompressed, ended when the dictionary came; the rest
-/// of that day in a sealed segment compressed with it; the next day's active
-/// segment compressed with the same dictionary. Its events are
-/// `EventGen::new(404)`'s first, 450 bytes each, in order.
+/// committed `tests/data/v4` sample has too few events for a dictionary),
+/// written by the last version 4 build (commit `106eb35`, its test
+/// `write_the_v4_compressed_sample`): the first segment uncompressed, ended
+/// when the dictionary came; the rest of that day in a sealed segment
+/// compressed with it; the next day's active segment compressed with the same
+/// dictionary. Its events are `EventGen::new(404)`'s first, 450 bytes each.
 const SAMPLE_V4_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4z");
 
-/// Writes [`SAMPLE_V4_COMPRESSED`] (run once, by a format version 4 build:
-/// `STELE_WRITE_SAMPLE_V4Z=1 cargo test --test it -- write_the_v4_compressed_sample`).
+/// Version 4's compressed records (zstd's frames whole) read back and verify;
+/// appending continues in a version 5 segment of compact frames made with the
+/// same dictionary, and the mixed directory reads back and verifies.
 #[test]
-fn write_the_v4_compressed_sample() {
-    if std::env::var_os("STELE_WRITE_SAMPLE_V4Z").is_none() {
-        return;
-    }
-    let dir = Path::new(SAMPLE_V4_COMPRESSED);
-    let _ = std::fs::remove_dir_all(dir);
-    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
-    let log = open_small(dir, &clock);
-    let mut gen = EventGen::new(404);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while log.dictionary().is_none() {
-        assert!(std::time::Instant::now() < deadline, "no dictionary");
-        log.append(&events(&mut gen, 40, 450), &Provenance::cli())
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    for _ in 0..3 {
-        log.append(&events(&mut gen, 20, 450), &Provenance::cli())
-            .unwrap();
-        clock.advance(1_000);
-    }
-    clock.advance(2 * 3_600_000_000);
-    for _ in 0..3 {
-        log.append(&events(&mut gen, 20, 450), &Provenance::cli())
-            .unwrap();
-        clock.advance(1_000);
-    }
-    drop(log);
-    let _ = std::fs::remove_file(dir.join("LOCK"));
-}
-
-#[test]
-fn the_committed_v4_compressed_sample_opens_verifies_and_reads_back() {
+fn the_committed_v4_compressed_sample_reads_back_and_continues_in_compact_frames() {
     let sample = Path::new(SAMPLE_V4_COMPRESSED);
     let files = segments(sample);
     let heads: Vec<Header> = files.iter().map(|f| header(f)).collect();
@@ -499,12 +469,38 @@ fn the_committed_v4_compressed_sample_opens_verifies_and_reads_back() {
     assert!(heads[1].dict_len > 0 && heads[2].dict_len > 0);
     let (code, out) = verify(&[sample]);
     assert_eq!(code, 0, "{out}");
+
     let tmp = copy_of(sample);
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT + 7_200_000_000));
     let log = open_small(tmp.path(), &clock);
     let n = log.last_seq() as usize;
     let mut gen = EventGen::new(404);
-    let want = events(&mut gen, n, 450);
+    let mut want = events(&mut gen, n, 450);
+    let more = events(&mut gen, 30, 450);
+    log.append(&more, &Provenance::cli()).unwrap();
+    want.extend(more);
     drop(log);
+
+    let files = segments(tmp.path());
+    assert_eq!(files.len(), 4, "{files:?}");
+    let (old, new) = (header(&files[2]), header(&files[3]));
+    assert_eq!((old.version, new.version), (4, 5));
+    assert_eq!(new.dict_crc, old.dict_crc, "the same dictionary");
+    // A version 5 record's frame starts with its descriptor, not zstd's magic.
+    let first_frame = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let start = header(path).records_start();
+        let Ok(Frame::Record { payload, .. }) = decode_frame(&bytes[start..]) else {
+            panic!("no record in {}", path.display());
+        };
+        let at = stele::log::dict::prefix_len(payload).unwrap();
+        payload[at..at + 5].to_vec()
+    };
+    assert_eq!(first_frame(&files[2])[..4], [0x28, 0xB5, 0x2F, 0xFD]);
+    let compact = first_frame(&files[3]);
+    assert_ne!(compact[..4], [0x28, 0xB5, 0x2F, 0xFD]);
+    assert_eq!(compact[0] & 3, 0, "no dictionary ID");
     read_back(tmp.path(), &want);
+    let (code, out) = verify(&[tmp.path()]);
+    assert_eq!(code, 0, "{out}");
 }

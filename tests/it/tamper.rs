@@ -231,10 +231,13 @@ const SAMPLE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v2");
 /// Format version 3 (the event's process, batch and risk fields), kept to show it
 /// stays readable.
 const SAMPLE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v3");
-/// Format version 4, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Its
+/// Format version 4 (the segment's compression dictionary), kept to show it stays
+/// readable; `tests/data/v4z` holds version 4's compressed records.
+const SAMPLE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4");
+/// Format version 5, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Its
 /// 57 events are too few to train a dictionary, so its records are stored
 /// uncompressed: `tests/it/compressed.rs` covers compressed segments.
-const SAMPLE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4");
+const SAMPLE_V5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v5");
 /// The bytes format version 3 adds to an event whose version 3 fields are all absent
 /// (one option tag each): the old samples were generated with `sized(450)` under the
 /// old layout, so the same events come from `sized(450 + LAYOUT_V3_EXTRA)` now.
@@ -388,8 +391,17 @@ fn the_committed_v3_sample_opens_verifies_and_reads_back() {
 }
 
 #[test]
-fn the_committed_v4_sample_is_what_this_version_writes_and_reads_back() {
+fn the_committed_v4_sample_opens_verifies_and_reads_back() {
     let sample = Path::new(SAMPLE_V4);
+    assert!(versions(sample).iter().all(|&v| v == 4));
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+    reads_back_with_runs(sample);
+}
+
+#[test]
+fn the_committed_v5_sample_is_what_this_version_writes_and_reads_back() {
+    let sample = Path::new(SAMPLE_V5);
     if std::env::var_os("STELE_WRITE_SAMPLE").is_some() {
         let _ = std::fs::remove_dir_all(sample);
         write_sample(sample);

@@ -5,7 +5,7 @@
 //! they can never disagree about what a valid segment is. Pure: bytes in,
 //! a [`Scan`] out; never panics, whatever the bytes.
 
-use super::super::dict::Dict;
+use super::super::dict::{Dict, Frames};
 use super::super::format::{
     chain_hash, decode_frame, Footer, Frame, FrameError, Hash, Header, FOOTER_BYTES, HEADER_BYTES,
     RECORD_OVERHEAD_BYTES, RECORD_PAYLOAD_BYTES_MAX,
@@ -121,13 +121,15 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                 len,
             }) => {
                 let payload = match &dict {
-                    Some(d) => match d.plain(stored, &mut scratch) {
-                        Ok(p) => p,
-                        Err(detail) => {
-                            out.problem = Some(corrupt(off, seq, detail));
-                            return out;
+                    Some(d) => {
+                        match d.plain(stored, Frames::of_version(header.version), &mut scratch) {
+                            Ok(p) => p,
+                            Err(detail) => {
+                                out.problem = Some(corrupt(off, seq, detail));
+                                return out;
+                            }
                         }
-                    },
+                    }
                     None => stored,
                 };
                 if let Err(detail) = check_payload(payload, header.version, seq, depth) {

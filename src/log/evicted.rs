@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The version of `evicted.json` this build writes and reads.
@@ -426,6 +427,9 @@ impl Log {
                 fetch,
                 map: None,
             });
+            self.shared
+                .evicted_below
+                .fetch_max(view.first_seq() + view.count(), Ordering::AcqRel);
         }
         if view.local_map_in_use() {
             return Ok(0);

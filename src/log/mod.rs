@@ -192,6 +192,9 @@ pub(crate) struct Shared {
     witnessed: Mutex<Vec<WitnessedSegment>>,
     /// How evicted segments are read back (none until an archive starts).
     fetch: Mutex<Option<Arc<dyn evicted::Fetch>>>,
+    /// One past the last seq of the newest evicted segment (0: none is
+    /// evicted); only grows.
+    evicted_below: AtomicU64,
     /// The newest compression dictionary trained (`dict::Trainer` fills it).
     pub(crate) dict: Arc<Mutex<Option<Arc<dict::Dict>>>>,
 }
@@ -201,7 +204,14 @@ impl Shared {
     /// durable record is `head`.
     fn new(views: Vec<Arc<SegmentView>>, head: ChainHead) -> Shared {
         let (durable_tx, _) = watch::channel(head.seq);
+        let evicted_below = views
+            .iter()
+            .filter(|v| v.evicted())
+            .map(|v| v.first_seq() + v.count())
+            .max()
+            .unwrap_or(0);
         Shared {
+            evicted_below: AtomicU64::new(evicted_below),
             segments: RwLock::new(views),
             durable: AtomicU64::new(head.seq),
             durable_tx,
@@ -560,6 +570,13 @@ impl Log {
     /// Seq of the oldest event still in the log.
     pub fn first_seq(&self) -> u64 {
         self.shared.first_seq()
+    }
+
+    /// The seq from which on every event is in a segment on local disk: one
+    /// past the last event of the newest evicted segment (0 when none is).
+    /// An event below it may be readable only through the archive.
+    pub fn evicted_below(&self) -> u64 {
+        self.shared.evicted_below.load(Ordering::Acquire)
     }
 
     /// Watches the last durable seq (for live streams).

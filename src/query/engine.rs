@@ -147,7 +147,10 @@ impl Engine {
     /// (and kept).
     fn fetch_rendered(&self, seqs: &[u64]) -> Result<Vec<Rendered>, QueryError> {
         let first = self.log.first_seq();
-        let mut kept = self.rendered.get_many(seqs);
+        // Events of evicted segments are read through the archive every
+        // time (its cache, its checks, its failures named), never kept.
+        let local = self.log.evicted_below();
+        let mut kept = self.rendered.get_many(seqs, local);
         let missing: Vec<u64> = seqs
             .iter()
             .zip(&kept)
@@ -159,7 +162,7 @@ impl Engine {
             let r = Rendered::of(&ev).map_err(|e| QueryError::Render(e.to_string()))?;
             fresh.push(r);
         }
-        self.rendered.put_many(&fresh);
+        self.rendered.put_many(&fresh, local);
         // `get_many` leaves out what the log no longer has, in order.
         let mut fresh = fresh.into_iter().peekable();
         let mut out = Vec::with_capacity(seqs.len());

@@ -17,7 +17,9 @@
 //!
 //! It owns no event: it never reads the log (the engine hands it what the log
 //! returned) and never decides what a page holds (the engine asks only for the
-//! seqs the index found, at or above the log's first seq).
+//! seqs the index found, at or above the log's first seq). It keeps and gives
+//! nothing below the seq the engine names as local (`Log::evicted_below`): an
+//! evicted segment's events are read through the archive every time.
 
 use super::{PageOf, Position};
 use crate::event::StoredEvent;
@@ -162,33 +164,44 @@ impl RenderCache {
         self.generations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The kept rendering of each of `seqs` (`None`: not kept).
-    pub fn get_many(&self, seqs: &[u64]) -> Vec<Option<Rendered>> {
+    /// The kept rendering of each of `seqs` (`None`: not kept, or below
+    /// `from`, which are not looked up).
+    pub fn get_many(&self, seqs: &[u64], from: u64) -> Vec<Option<Rendered>> {
         let half = self.bytes_max / 2;
         let mut g = self.lock();
         let out: Vec<Option<Rendered>> = seqs
             .iter()
-            .map(|seq| match g.young.get(seq) {
-                Some(r) => Some(r.clone()),
-                None => {
-                    let r = g.old.get(seq).cloned()?;
-                    g.insert(r.clone(), half);
-                    Some(r)
+            .map(|seq| {
+                if *seq < from {
+                    return None;
+                }
+                match g.young.get(seq) {
+                    Some(r) => Some(r.clone()),
+                    None => {
+                        let r = g.old.get(seq).cloned()?;
+                        g.insert(r.clone(), half);
+                        Some(r)
+                    }
                 }
             })
             .collect();
         drop(g);
         let hits = out.iter().filter(|r| r.is_some()).count() as u64;
+        let asked = seqs.iter().filter(|s| **s >= from).count() as u64;
         self.hits.fetch_add(hits, Relaxed);
-        self.misses.fetch_add(seqs.len() as u64 - hits, Relaxed);
+        self.misses.fetch_add(asked - hits, Relaxed);
         out
     }
 
-    /// Keeps `fresh` (renderings of events read from the log).
-    pub fn put_many(&self, fresh: &[Rendered]) {
+    /// Keeps `fresh` (renderings of events read from the log), those of seqs
+    /// at or above `from`.
+    pub fn put_many(&self, fresh: &[Rendered], from: u64) {
         let half = self.bytes_max / 2;
         let mut g = self.lock();
-        for r in fresh.iter().filter(|r| r.bytes() <= half) {
+        for r in fresh
+            .iter()
+            .filter(|r| r.bytes() <= half && r.position().seq >= from)
+        {
             g.insert(r.clone(), half);
         }
     }
@@ -218,29 +231,44 @@ mod tests {
     fn the_cache_keeps_within_its_bound_and_keeps_what_is_read_again() {
         let one = rendered(0, 100).bytes();
         let cache = RenderCache::new(10 * one);
-        cache.put_many(&(1..=5).map(|s| rendered(s, 100)).collect::<Vec<_>>());
-        let got = cache.get_many(&[1, 2, 6]);
+        cache.put_many(&(1..=5).map(|s| rendered(s, 100)).collect::<Vec<_>>(), 0);
+        let got = cache.get_many(&[1, 2, 6], 0);
         assert_eq!(got.iter().filter(|r| r.is_some()).count(), 2);
         assert_eq!(got[0].as_ref().unwrap().json().len(), 102);
         // A sixth fills the young generation: it becomes the old one.
-        cache.put_many(&(6..=12).map(|s| rendered(s, 100)).collect::<Vec<_>>());
+        cache.put_many(&(6..=12).map(|s| rendered(s, 100)).collect::<Vec<_>>(), 0);
         let s = cache.stats();
         assert!(s.bytes as usize <= 10 * one, "{s:?}");
         assert_eq!((s.hits, s.misses), (2, 1));
         // 1..=5 went when 6..=10 filled the young generation a second time;
         // 1 read again from the old generation before that would have stayed.
-        assert!(cache.get_many(&[1])[0].is_none());
-        cache.get_many(&[7]);
-        cache.put_many(&(13..=15).map(|s| rendered(s, 100)).collect::<Vec<_>>());
-        let kept = cache.get_many(&[7, 8]);
+        assert!(cache.get_many(&[1], 0)[0].is_none());
+        cache.get_many(&[7], 0);
+        cache.put_many(&(13..=15).map(|s| rendered(s, 100)).collect::<Vec<_>>(), 0);
+        let kept = cache.get_many(&[7, 8], 0);
         assert!(kept[0].is_some() && kept[1].is_none(), "read again, kept");
         assert!(cache.stats().bytes as usize <= 10 * one);
         // Nothing larger than half the bound is kept; a zero bound keeps nothing.
-        cache.put_many(&[rendered(99, 10 * 100)]);
-        assert!(cache.get_many(&[99])[0].is_none());
+        cache.put_many(&[rendered(99, 10 * 100)], 0);
+        assert!(cache.get_many(&[99], 0)[0].is_none());
         let none = RenderCache::new(0);
-        none.put_many(&[rendered(1, 1)]);
+        none.put_many(&[rendered(1, 1)], 0);
         assert_eq!(none.stats().entries, 0);
+    }
+
+    /// Below the seq named local (an evicted segment's events), nothing is
+    /// kept, given or counted.
+    #[test]
+    fn nothing_below_the_local_seq_is_kept_or_given() {
+        let cache = RenderCache::new(1 << 20);
+        cache.put_many(&(1..=10).map(|s| rendered(s, 10)).collect::<Vec<_>>(), 6);
+        assert_eq!(cache.stats().entries, 5);
+        cache.put_many(&(1..=5).map(|s| rendered(s, 10)).collect::<Vec<_>>(), 0);
+        let got = cache.get_many(&[4, 5, 6, 7], 6);
+        assert!(got[0].is_none() && got[1].is_none());
+        assert!(got[2].is_some() && got[3].is_some());
+        assert_eq!((cache.stats().hits, cache.stats().misses), (2, 0));
+        assert!(cache.get_many(&[4], 0)[0].is_some());
     }
 
     #[test]

@@ -25,6 +25,8 @@ use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+mod indexes;
+
 /// (route, status) → (requests, total µs).
 pub(super) type RequestCounts = HashMap<(&'static str, u16), (u64, u64)>;
 
@@ -171,107 +173,7 @@ impl Collector for Scrape {
                 secs,
             )?;
         }
-        if let Ok(kv) = idx.kv.stats() {
-            gauge(
-                enc,
-                "stele_kv_packed_runs",
-                "Runs of the key index packed 256 keys to a sled entry.",
-                kv.runs,
-            )?;
-            gauge(
-                enc,
-                "stele_kv_unpacked_seqs",
-                "Indexed seqs whose keys are still one sled entry each (the newest 262,144 to 524,288).",
-                kv.unpacked_seqs,
-            )?;
-            gauge(
-                enc,
-                "stele_kv_generations",
-                "Generation trees of the key index (two while the older one is packed).",
-                kv.generations,
-            )?;
-            gauge(
-                enc,
-                "stele_kv_filter_bytes",
-                "Bytes of the packed runs' Bloom filters (held in memory).",
-                kv.filter_bytes,
-            )?;
-            gauge(
-                enc,
-                "stele_kv_disk_bytes",
-                "Bytes of the key index's files (sled's and the run files).",
-                kv.disk_bytes,
-            )?;
-        }
-        let partials = idx.text.partials_stats();
-        let mut f = enc.encode_descriptor(
-            "stele_stats_partials_lookups",
-            "Segments a statistics question counted from the cache of per-segment partials (hit) or had to read (miss).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (result, n) in [("hit", partials.hits), ("miss", partials.misses)] {
-            ConstCounter::new(n).encode(f.encode_family(&[("result", result)])?)?;
-        }
-        counter(
-            enc,
-            "stele_stats_partials_evictions",
-            "Partials dropped: least recently used past the bound, or of segments merged away or changed by deletes.",
-            partials.evictions,
-        )?;
-        gauge(
-            enc,
-            "stele_stats_partials_entries",
-            "Per-segment partials cached.",
-            partials.entries,
-        )?;
-        gauge(
-            enc,
-            "stele_stats_partials_bytes",
-            "Estimated bytes of the cached per-segment partials (bounded).",
-            partials.bytes,
-        )?;
-        let values = idx.text.values_stats();
-        gauge(
-            enc,
-            "stele_stats_values",
-            "Values of the statistics columns numbered for the partials (over every column).",
-            values.values,
-        )?;
-        gauge(
-            enc,
-            "stele_stats_values_bytes",
-            "Estimated bytes of the numbered values (bounded between questions).",
-            values.bytes,
-        )?;
-        counter(
-            enc,
-            "stele_stats_values_resets",
-            "Dicts of numbered values replaced by empty ones to stay within their bound.",
-            values.resets,
-        )?;
-        let rendered = app.engine.rendered_stats();
-        let mut f = enc.encode_descriptor(
-            "stele_query_rendered_lookups",
-            "Events of listing pages answered from a kept rendering (hit) or read from the log and rendered (miss).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (result, n) in [("hit", rendered.hits), ("miss", rendered.misses)] {
-            ConstCounter::new(n).encode(f.encode_family(&[("result", result)])?)?;
-        }
-        gauge(
-            enc,
-            "stele_query_rendered_entries",
-            "Events' JSON renderings kept for listing pages.",
-            rendered.entries,
-        )?;
-        gauge(
-            enc,
-            "stele_query_rendered_bytes",
-            "Estimated bytes of the kept renderings (bounded).",
-            rendered.bytes,
-        )?;
+        self.indexes(enc)?;
         gauge(
             enc,
             "stele_log_poisoned",

@@ -39,7 +39,7 @@ impl Scrape {
             gauge(
             enc,
             "stele_kv_unpacked_seqs",
-            "Indexed seqs whose keys are still one sled entry each (the newest 262,144 to 524,288).",
+            "Indexed seqs whose keys are still one sled entry each (the newest 65,536 to 131,072).",
             kv.unpacked_seqs,
         )?;
             gauge(

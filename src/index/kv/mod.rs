@@ -15,7 +15,8 @@
 //!
 //! runs/<first seq>.run: the keys of older events, sorted (see `packed` and `runfile`)
 //!
-//! idfp(id)         = unix_ms(id)[6 bytes] ++ h[..4]   (the id is a UUIDv7), else h[..10]
+//! idfp(id)         = unix_ms(id)[6 bytes] ++ h[..4]   (the id is a UUIDv7), else
+//!                    h[..10] with bit 0x80 of its first byte set (`HASHED_ID_BIT`)
 //! h                = SHA-256("stele-id\0" ++ id)
 //! tenantfp(tenant) = SHA-256("stele-tenant\0" ++ tenantk(tenant))[..4]
 //! tenantk(t)       = 0x00 (no tenant), or 0x01 ++ t as UTF-8
@@ -25,7 +26,7 @@
 //! and the tenant, not the strings: an entry says "the event at this seq may have this
 //! id", and every lookup reads the candidate events from the log and keeps the ones
 //! whose id and tenant are the ones asked ([`crate::query::Engine::get_by_id`]). Two
-//! different ids share a fingerprint with probability 2^-80 per pair (2^-32 for two
+//! different ids share a fingerprint with probability 2^-79 per pair (2^-32 for two
 //! UUIDv7 ids of the same millisecond); a collision costs one more read, never a wrong
 //! answer. The hash is cryptographic so that ids chosen by a client cannot pile up
 //! under one prefix. A UUIDv7 id (what Stele generates, and what most sources send)
@@ -77,9 +78,10 @@ use std::path::{Path, PathBuf};
 /// event by fingerprints and its seq; version 6 packs the keys of older events into
 /// pages of the `packed` tree; version 7 keeps the newest keys in generation trees
 /// (`"ids." ++ first seq`) instead of one `ids` tree; version 8 writes the packed runs
-/// as files (`runs/`) instead of the `packed` tree. An index of another version does
+/// as files (`runs/`) instead of the `packed` tree; version 9 sets [`HASHED_ID_BIT`] in
+/// the fingerprint of ids that are not UUIDv7. An index of another version does
 /// not open, and the caller rebuilds it from the log.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
@@ -194,10 +196,21 @@ fn id_fingerprint(id: &str) -> [u8; ID_FINGERPRINT_BYTES] {
             fp[..6].copy_from_slice(&u.as_bytes()[..6]);
             fp[6..].copy_from_slice(&h[..ID_FINGERPRINT_BYTES - 6]);
         }
-        _ => fp.copy_from_slice(&h[..ID_FINGERPRINT_BYTES]),
+        _ => {
+            fp.copy_from_slice(&h[..ID_FINGERPRINT_BYTES]);
+            fp[0] |= HASHED_ID_BIT;
+        }
     }
     fp
 }
+
+/// Set in the first byte of the fingerprint of every id that is not a UUIDv7, never in a
+/// UUIDv7 id's before the year 6429 (its 48-bit millisecond timestamp stays below
+/// 2^47): so the keys of UUIDv7 ids, which arrive in nearly ascending order, are one
+/// narrow range of each packed run (below its [`runfile::RunFile::greatest_low`]), and
+/// a lookup of such an id skips every run whose range does not hold it, instead of
+/// probing the filter of each (format 9).
+pub const HASHED_ID_BIT: u8 = 0x80;
 
 /// The `ids` key of the event at `seq` with `id` in `tenant`.
 pub fn id_key(id: &str, tenant: Option<&str>, seq: u64) -> [u8; KEY_BYTES] {

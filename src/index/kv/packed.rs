@@ -41,7 +41,11 @@ pub use super::runfile::PAGE_KEYS;
 /// space but never shrinks): ≈ 100 bytes a key, so this sets the file's size. ADR:
 /// 262,144 until 2026-12-06, when 65,536 cut `index/kv` at 1,000,000 events of the peer
 /// workload from 88 to 49 MB (sled's file 64 → 22 MB) at the same ingest rate; the cost
-/// is 4 × the runs (one open file each; a lookup skips a run by its key range and filter).
+/// is 4 × the runs (one open file each). Alone, that slowed ingest at 10M as runs
+/// accumulated (22,371 → 17,878 / 19,222 events/s): the workload's client-style ids
+/// made every run's key range span everything, so every lookup probed every run's
+/// filter; format 9's hashed bit (`HASHED_ID_BIT`) lets a UUIDv7 id's lookup skip them
+/// by range (23,233 events/s, flat over the load).
 #[cfg(not(test))]
 pub const RUN_EVENTS: u64 = 1 << 16;
 /// Small in tests.
@@ -305,12 +309,8 @@ impl KvIndex {
         prefix: &[u8],
         out: &mut Vec<[u8; KEY_BYTES]>,
     ) -> Result<(), KvError> {
-        let n = prefix.len();
         for run in runs {
-            if prefix < &run.least()[..n]
-                || prefix > &run.greatest[..n]
-                || !run.bloom.may_contain(prefix)
-            {
+            if !run.in_range(prefix) || !run.bloom.may_contain(prefix) {
                 continue;
             }
             run.keys_under(prefix, out)?;

@@ -72,6 +72,10 @@ pub(super) struct RunFile {
     keys_crc: u32,
     fences: Vec<[u8; KEY_BYTES]>,
     pub(super) greatest: [u8; KEY_BYTES],
+    /// The greatest key without [`super::HASHED_ID_BIT`] (the run's UUIDv7 ids), if any:
+    /// a lookup of a prefix without it skips the run unless the prefix lies between
+    /// [`RunFile::least`] and this. Found at open (one more page read at most).
+    pub(super) greatest_low: Option<[u8; KEY_BYTES]>,
     pub(super) bloom: Bloom,
 }
 
@@ -127,7 +131,7 @@ impl RunFile {
         let mut greatest = [0u8; KEY_BYTES];
         file.read_exact_at(&mut greatest, HEADER_BYTES + (keys - 1) * KEY_BYTES as u64)
             .map_err(|e| io(path, e))?;
-        Ok(RunFile {
+        let mut run = RunFile {
             path: path.to_path_buf(),
             file,
             first,
@@ -136,13 +140,54 @@ impl RunFile {
             keys_crc: u32_at(40),
             fences,
             greatest,
+            greatest_low: None,
             bloom,
-        })
+        };
+        run.greatest_low = run.find_greatest_low()?;
+        Ok(run)
+    }
+
+    /// The greatest key without [`super::HASHED_ID_BIT`]: keys are sorted, so those
+    /// without it come first; it is in the last page whose fence lacks the bit.
+    fn find_greatest_low(&self) -> Result<Option<[u8; KEY_BYTES]>, KvError> {
+        let low = |k: &[u8]| k[0] & super::HASHED_ID_BIT == 0;
+        if low(&self.greatest) {
+            return Ok(Some(self.greatest));
+        }
+        let pages_low = self.fences.partition_point(|f| low(f));
+        let Some(page) = pages_low.checked_sub(1) else {
+            return Ok(None);
+        };
+        let mut found = None;
+        self.pages(page, |bytes| {
+            for key in bytes.chunks_exact(KEY_BYTES).take_while(|k| low(k)) {
+                found = Some(key.try_into().expect("key bytes"));
+            }
+            Ok(false)
+        })?;
+        Ok(found)
     }
 
     /// The least key of the run.
     pub(super) fn least(&self) -> &[u8; KEY_BYTES] {
         &self.fences[0]
+    }
+
+    /// Whether a key starting with `prefix` may lie within the run's keys: between its
+    /// least and greatest key, and for a prefix without the hashed bit (a UUIDv7 id's)
+    /// at or below its greatest such key, so that a lookup of a UUIDv7 id skips the
+    /// runs of other times without probing their filters.
+    pub(super) fn in_range(&self, prefix: &[u8]) -> bool {
+        let n = prefix.len();
+        let Some(first) = prefix.first() else {
+            return true;
+        };
+        let high = if first & super::HASHED_ID_BIT == 0 {
+            self.greatest_low.as_ref()
+        } else {
+            Some(&self.greatest)
+        };
+        prefix >= &self.least()[..n] && high.is_some_and(|g| prefix <= &g[..n])
     }
 
     /// Reads pages `from..` (one positioned read each) until `f` says stop.

@@ -483,6 +483,12 @@ fn keys_are_fingerprints_and_the_seq() {
         id_key(v4, None, 1)[..6],
         [0x9b, 0x2e, 0x5a, 0x51, 0x2a, 0x37]
     );
+    // Any other id's fingerprint has the hashed bit, a UUIDv7 id's (of a timestamp
+    // below 2^47 ms) never: the two kinds of keys are two ranges.
+    for id in ids.iter().copied().chain([v4]) {
+        let hashed = id_key(id, None, 1)[0] & HASHED_ID_BIT != 0;
+        assert_eq!(hashed, id != u && id != upper, "{id:?}");
+    }
     // Keys of one (id, tenant) sort by seq.
     assert!(id_key("a", None, 255) < id_key("a", None, 256));
 }

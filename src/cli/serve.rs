@@ -29,6 +29,7 @@ pub(crate) fn serve(
     if !overrides.is_empty() {
         tracing::info!("Environment overrides: {}.", overrides.join(", "));
     }
+    raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stele-http")
@@ -55,6 +56,42 @@ pub(crate) fn serve(
         })
     };
     rt.block_on(stele::daemon::run(cfg.serve_config(Some(reload))))
+}
+
+/// Raises the soft limit of open files to the hard one. The daemon keeps a file open
+/// per segment and per packed run of the key index (65,536 events each) besides its
+/// connections, and never calls `select()`, so the soft limit of 1,024 that shells and
+/// systemd give by default would only stop it around 60M events; systemd's advice for
+/// such programs is to raise it themselves (the unit also sets `LimitNOFILE=65536`).
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("Open files: the limit could not be read ({e}); left as it is.");
+        return;
+    }
+    if lim.rlim_cur >= lim.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit reads only the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        tracing::info!(
+            "Open files: soft limit raised from {} to the hard limit, {}.",
+            lim.rlim_cur,
+            lim.rlim_max
+        );
+    } else {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!("Open files: the soft limit stays {} ({e}).", lim.rlim_cur);
+    }
 }
 
 pub(crate) fn check_config(path: &std::path::Path, print: bool) -> ExitCode {

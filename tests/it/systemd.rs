@@ -2,7 +2,8 @@
 //! sandbox scores as `systemd-analyze security` says it does, the sysusers
 //! file makes the `stele` user, and `stele serve` speaks the notification
 //! protocol (READY=1 once it answers, watchdog pings, STOPPING=1) to a
-//! NOTIFY_SOCKET the test binds, without any systemd running.
+//! NOTIFY_SOCKET the test binds, without any systemd running; and it raises
+//! its soft limit of open files to the hard one, as systemd advises.
 //!
 //! systemd's tools are required, not optional: `.ci/run` installs them.
 
@@ -419,4 +420,70 @@ fn serve_speaks_the_notify_protocol() {
         !after.iter().any(|m| has_line(m, "WATCHDOG=1")),
         "watchdog pings after STOPPING=1: {after:?}"
     );
+}
+
+/// The (soft, hard) "Max open files" of process `pid`, from /proc.
+fn open_files_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open files line in {limits}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn serve_raises_its_soft_open_files_limit_to_the_hard_one() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ours = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) },
+        0
+    );
+    assert!(
+        ours.rlim_max > 256,
+        "the hard limit here is {}",
+        ours.rlim_max
+    );
+    let mut cmd = crate::support::stele();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path());
+    // SAFETY: setrlimit is async-signal-safe; it only lowers the child's soft limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim.rlim_cur = 256;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut daemon = crate::support::daemon::Daemon::spawn(cmd);
+    let (soft, hard) = open_files_limits(daemon.child.id());
+    assert_eq!(hard, ours.rlim_max);
+    assert_eq!(soft, hard, "the soft limit stayed below the hard one");
+    assert!(
+        daemon
+            .log_text()
+            .contains("Open files: soft limit raised from 256"),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.terminate(Duration::from_secs(10));
 }

@@ -92,7 +92,13 @@ fn cpu(c: &mut Criterion) {
                     1_795_478_340_000_000,
                     &mut prefix,
                 );
-                hash = stele::log::format::encode_record(&mut out, &hash, &[&prefix, body]);
+                hash = stele::log::format::encode_record(
+                    &mut out,
+                    stele::log::format::FORMAT_VERSION,
+                    i as u64,
+                    &hash,
+                    &[&prefix, body],
+                );
             }
             hash
         })

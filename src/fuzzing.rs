@@ -22,7 +22,7 @@ use crate::event::{
     StoredEvent,
 };
 use crate::index::text::{TextError, TextIndex};
-use crate::log::format::{decode_frame, encode_record, Frame, Header, HEADER_BYTES};
+use crate::log::format::{chain_hash, decode_frame, encode_record, Frame, Header, HEADER_BYTES};
 use crate::log::segment::{scan, Depth};
 use crate::query::{CursorCodec, Query, QueryError, LIMIT_MAX, QUERY_TEXT_BYTES_MAX};
 use crate::query::{Filter, Order};
@@ -44,10 +44,9 @@ pub const TARGETS: [(&str, Property); 8] = [
     ("cursor", cursor),
 ];
 
-/// The record frame decoder over arbitrary bytes: never panics, and whatever
-/// decodes re-encodes to exactly the bytes it came from.
-pub fn record_decoder(data: &[u8]) {
-    match decode_frame(data) {
+/// [`record_decoder`] for the frames of one format version.
+fn frame_decoder(data: &[u8], frame_version: u16) {
+    match decode_frame(data, frame_version) {
         Ok(Frame::Record {
             payload,
             chain,
@@ -59,13 +58,21 @@ pub fn record_decoder(data: &[u8]) {
             let mut again = Vec::new();
             again.extend_from_slice(&data[0..8]);
             again.extend_from_slice(payload);
-            again.extend_from_slice(chain);
+            again.extend_from_slice(chain.map_or(&[][..], |c| &c[..]));
             assert_eq!(&again[..], &data[..len]);
-            // And a record encoded from this payload decodes to it.
+            // And a record encoded from this payload decodes to it, with a
+            // chain hash where the frame had one (index 0 is a chain mark,
+            // index 1 is not).
+            let index = if chain.is_some() { 0 } else { 1 };
+            let prev = chain.copied().unwrap_or_default();
             let mut fresh = Vec::new();
-            encode_record(&mut fresh, chain, &[payload]);
-            match decode_frame(&fresh) {
-                Ok(Frame::Record { payload: p, .. }) => assert_eq!(p, payload),
+            encode_record(&mut fresh, frame_version, index, &prev, &[payload]);
+            match decode_frame(&fresh, frame_version) {
+                Ok(Frame::Record {
+                    payload: p,
+                    chain: c,
+                    ..
+                }) => assert_eq!((p, c.is_some()), (payload, chain.is_some())),
                 other => panic!("fresh record did not decode: {other:?}"),
             }
             for version in crate::log::format::FORMAT_VERSION_OLDEST_SUPPORTED
@@ -76,6 +83,16 @@ pub fn record_decoder(data: &[u8]) {
         }
         Ok(Frame::Footer(f)) => assert_eq!(&f.encode()[..], &data[..80]),
         Err(_) => {}
+    }
+}
+
+/// The record frame decoder over arbitrary bytes: never panics, and whatever
+/// decodes re-encodes to exactly the bytes it came from.
+pub fn record_decoder(data: &[u8]) {
+    // Version 5's frames (every record stores its chain hash) and this
+    // build's (only the chain marks do).
+    for frame_version in [5, crate::log::format::FORMAT_VERSION] {
+        frame_decoder(data, frame_version);
     }
     if let Ok(h) = Header::decode(data) {
         assert_eq!(&h.encode()[..], &data[..HEADER_BYTES]);
@@ -104,9 +121,10 @@ pub fn segment_scan(data: &[u8]) {
     }
 }
 
-/// Valid segment files (from `tests/data/v1`, the committed format samples):
-/// a sealed one and the active (unsealed) one, with their file names.
-const VALID_SEGMENTS: [(&str, &[u8]); 2] = [
+/// Valid segment files (from `tests/data/v1` and `tests/data/v6`, the
+/// committed format samples): a sealed one and the active (unsealed) one of
+/// each, with their file names.
+const VALID_SEGMENTS: [(&str, &[u8]); 4] = [
     (
         "2026-11-21.1.seg",
         include_bytes!("../tests/data/v1/segments/2026-11-21.1.seg"),
@@ -114,6 +132,14 @@ const VALID_SEGMENTS: [(&str, &[u8]); 2] = [
     (
         "2026-11-23.1.seg",
         include_bytes!("../tests/data/v1/segments/2026-11-23.1.seg"),
+    ),
+    (
+        "2026-11-21.1.seg",
+        include_bytes!("../tests/data/v6/segments/2026-11-21.1.seg"),
+    ),
+    (
+        "2026-11-23.1.seg",
+        include_bytes!("../tests/data/v6/segments/2026-11-23.1.seg"),
     ),
 ];
 
@@ -131,7 +157,7 @@ pub fn verify(data: &[u8]) {
     let Some((&op, rest)) = data.split_first() else {
         return;
     };
-    let (name, valid) = VALID_SEGMENTS[usize::from(op & 1)];
+    let (name, valid) = VALID_SEGMENTS[usize::from(op & 3)];
     let at = |b: &[u8]| -> usize {
         let raw = b
             .iter()
@@ -140,7 +166,7 @@ pub fn verify(data: &[u8]) {
         raw % (valid.len() + 1)
     };
     let mut file = valid.to_vec();
-    match (op >> 1) % 6 {
+    match (op >> 2) % 6 {
         0 => {}
         1 => {
             // Overwrite bytes from an offset.
@@ -202,10 +228,15 @@ pub fn verify(data: &[u8]) {
 /// The chain hash after 0, 1, 2... events of a valid segment.
 fn original_chain(valid: &[u8]) -> Vec<[u8; 32]> {
     let header = Header::decode(valid).expect("the sample's header is valid");
+    let dict = crate::log::dict::of_segment(&header, valid).expect("the sample's dictionary");
+    let mut scratch = Vec::new();
     let mut out = vec![header.prev_hash];
     let mut off = header.records_start();
-    while let Ok(Frame::Record { chain, len, .. }) = decode_frame(&valid[off..]) {
-        out.push(*chain);
+    while let Ok(Frame::Record { payload, len, .. }) = decode_frame(&valid[off..], header.version) {
+        let payload =
+            crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)
+                .expect("the sample's payloads decompress");
+        out.push(chain_hash(out.last().expect("the header's"), &[payload]));
         off += len;
     }
     out

@@ -119,9 +119,9 @@ pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> 
             };
             (stored, used)
         }
-        // Versions 4 and 5 changed the segment (its dictionary, the form of its
-        // compressed records), not the payload.
-        3..=5 => {
+        // Versions 4 to 6 changed the segment (its dictionary, the form of its
+        // compressed records, where chain hashes are stored), not the payload.
+        3..=6 => {
             let ((seq, received_at, event, by), used) =
                 bincode::decode_from_slice::<(u64, i64, Event, Provenance), _>(bytes, config)
                     .map_err(failed)?;

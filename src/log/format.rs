@@ -12,7 +12,11 @@
 //!         | reserved{48} (zero) | crc32 u32 (of bytes 0..124)
 //! dictionary = a zstd dictionary (from version 4, when dict_len > 0), CRC-32 dict_crc
 //! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX) | crc32 u32 (of len ++ stored ++ chain)
-//!         | stored{len} | chain{32}
+//!         | stored{len} | chain{32}                              (versions 1 to 5)
+//! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX, bit 31 set when a chain follows)
+//!         | crc32 u32 (of len ++ stored ++ chain?) | stored{len} | chain{32}?   (version 6)
+//!           the chain stored by the records whose index in the segment is a multiple
+//!           of CHAIN_MARK_EVERY (the chain marks), computed for the others
 //! stored  = payload, or in a segment with a dictionary: prefix ++ zstd(rest of payload),
 //!           the zstd frame without its magic number and dictionary ID from version 5
 //!           (src/log/dict.rs)
@@ -40,13 +44,28 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
 /// segment's compression dictionary (header bytes 68..76, the dictionary after the
 /// header, records stored compressed with it; payloads as in version 3); version 5
 /// its compressed records' zstd frames without the magic number and the dictionary
-/// ID (8 bytes less a record). Frames and footer are unchanged since version 1.
-pub const FORMAT_VERSION: u16 = 5;
+/// ID (8 bytes less a record); version 6 stores the chain hash in the frames of
+/// the chain marks only (every [`CHAIN_MARK_EVERY`]th record, 31 of 32 records 32
+/// bytes shorter). The footer is unchanged since version 1.
+pub const FORMAT_VERSION: u16 = 6;
 /// The first format version whose segments may carry a compression dictionary.
 pub const FORMAT_VERSION_DICT: u16 = 4;
 /// The first format version whose compressed records store compact zstd frames
 /// (`log::dict::Frames::Compact`).
 pub const FORMAT_VERSION_COMPACT_FRAMES: u16 = 5;
+/// The first format version whose records store their chain hash only at the
+/// chain marks ([`stores_chain`]).
+pub const FORMAT_VERSION_CHAIN_MARKS: u16 = 6;
+/// From version 6, the records whose index in their segment (from 0) is a
+/// multiple of this store their chain hash: a reader needing the chain of any
+/// other record hashes forward from the mark before it (at most 31 payloads).
+/// Equal to the readers' sparse offsets (`segment::SPARSE_EVERY`), so the
+/// record a sparse offset points at is a mark.
+pub const CHAIN_MARK_EVERY: u64 = 32;
+/// From version 6, the bit of a record's length field that says its chain hash
+/// follows its stored bytes. A length is at most 2^20, so the bit is never part
+/// of one, and a marked length is never the footer's marker.
+pub const CHAIN_MARK_BIT: u32 = 1 << 31;
 /// Largest dictionary a segment may carry (a reader rejects a larger `dict_len`).
 pub const DICT_BYTES_MAX: usize = 1024 * 1024;
 /// The oldest format version this build still reads (see `tests/data/`).
@@ -55,11 +74,14 @@ pub const FORMAT_VERSION_OLDEST_SUPPORTED: u16 = 1;
 pub const HEADER_BYTES: usize = 128;
 /// Size of a chain hash (SHA-256).
 pub const HASH_BYTES: usize = 32;
-/// Bytes a record frame adds around its payload: length, CRC and chain hash.
+/// The most bytes a record frame adds around its payload: length, CRC and
+/// chain hash (every record before version 6, the chain marks from it).
 pub const RECORD_OVERHEAD_BYTES: usize = 4 + 4 + HASH_BYTES;
-/// The smallest record frame: the overhead and a one-byte payload (a zero
-/// length is never a record: it is the padding after the last one).
-pub const RECORD_FRAME_BYTES_MIN: usize = RECORD_OVERHEAD_BYTES + 1;
+/// The bytes a version 6 record that is not a chain mark adds: length and CRC.
+pub const RECORD_OVERHEAD_BYTES_MIN: usize = 4 + 4;
+/// The smallest record frame: the least overhead and a one-byte payload (a
+/// zero length is never a record: it is the padding after the last one).
+pub const RECORD_FRAME_BYTES_MIN: usize = RECORD_OVERHEAD_BYTES_MIN + 1;
 /// Largest payload a record may carry. Larger than any valid event
 /// (`event::EVENT_BYTES_MAX`) so the event limit is the one clients meet; the
 /// decoder uses it to reject a corrupt length before reading past it.
@@ -390,41 +412,70 @@ impl Footer {
 /// One decoded frame, borrowing from the segment bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// A record: its payload and chain hash, and its total framed length.
+    /// A record: its stored bytes, its chain hash when the frame stores one
+    /// (every record before version 6, the chain marks from it), and its
+    /// total framed length.
     Record {
         payload: &'a [u8],
-        chain: &'a Hash,
+        chain: Option<&'a Hash>,
         len: usize,
     },
     /// The footer: the segment is sealed and nothing may follow.
     Footer(Footer),
 }
 
-/// Decodes the frame that starts at `buf[0]`, checking its CRC.
-pub fn decode_frame(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
+/// Whether record `index` (from 0) of a segment of format `version` stores
+/// its chain hash: every record before version 6, the chain marks from it.
+pub fn stores_chain(version: u16, index: u64) -> bool {
+    version < FORMAT_VERSION_CHAIN_MARKS || index % CHAIN_MARK_EVERY == 0
+}
+
+/// The length of the record frame whose first four bytes are `head`, in a
+/// segment of format `version`, from its length field alone (no CRC check):
+/// what a walk over lengths needs. A footer's marker is a [`FrameError::BadLength`].
+pub fn frame_len(head: [u8; 4], version: u16) -> Result<usize, FrameError> {
+    let field = u32::from_le_bytes(head);
+    let (len, chain) = if version >= FORMAT_VERSION_CHAIN_MARKS && field != FOOTER_MARKER {
+        (field & !CHAIN_MARK_BIT, field & CHAIN_MARK_BIT != 0)
+    } else {
+        (field, true)
+    };
+    if len == 0 || len as usize > RECORD_PAYLOAD_BYTES_MAX {
+        return Err(FrameError::BadLength(len));
+    }
+    let chain = if chain { HASH_BYTES } else { 0 };
+    Ok(RECORD_OVERHEAD_BYTES_MIN + len as usize + chain)
+}
+
+/// Decodes the frame that starts at `buf[0]` in a segment of format
+/// `version`, checking its CRC.
+pub fn decode_frame(buf: &[u8], version: u16) -> Result<Frame<'_>, FrameError> {
     if buf.len() < 4 {
         return Err(FrameError::Truncated {
             need: 4,
             have: buf.len(),
         });
     }
-    let len = u32_at(buf, 0);
-    if len == FOOTER_MARKER {
+    if u32_at(buf, 0) == FOOTER_MARKER {
         return Footer::decode(buf).map(Frame::Footer);
     }
-    if len == 0 || len as usize > RECORD_PAYLOAD_BYTES_MAX {
-        return Err(FrameError::BadLength(len));
-    }
-    let total = RECORD_OVERHEAD_BYTES + len as usize;
+    let total = frame_len(buf[0..4].try_into().expect("4 bytes"), version)?;
     if buf.len() < total {
         return Err(FrameError::Truncated {
             need: total,
             have: buf.len(),
         });
     }
-    let payload = &buf[8..8 + len as usize];
-    let chain: &Hash = buf[8 + len as usize..total].try_into().expect("32 bytes");
-    check_crc(u32_at(buf, 4), &[&buf[0..4], payload, chain])?;
+    // frame_len counted the chain when the frame has one.
+    let has_chain = version < FORMAT_VERSION_CHAIN_MARKS || u32_at(buf, 0) & CHAIN_MARK_BIT != 0;
+    let stored_end = if has_chain { total - HASH_BYTES } else { total };
+    let payload = &buf[8..stored_end];
+    let chain: Option<&Hash> =
+        (stored_end < total).then(|| buf[stored_end..total].try_into().expect("32 bytes"));
+    check_crc(
+        u32_at(buf, 4),
+        &[&buf[0..4], payload, chain.map_or(&[][..], |c| &c[..])],
+    )?;
     Ok(Frame::Record {
         payload,
         chain,
@@ -443,37 +494,57 @@ pub fn chain_hash(prev: &Hash, payload: &[&[u8]]) -> Hash {
     h.finalize().into()
 }
 
-/// Appends one record frame for `payload` (given in pieces) to `out` and
-/// returns its chain hash.
-pub fn encode_record(out: &mut Vec<u8>, prev: &Hash, payload: &[&[u8]]) -> Hash {
-    encode_record_stored(out, prev, payload, payload)
+/// Appends the frame of record `index` (from 0) of a segment of format
+/// `version` for `payload` (given in pieces) to `out` and returns its chain
+/// hash.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    version: u16,
+    index: u64,
+    prev: &Hash,
+    payload: &[&[u8]],
+) -> Hash {
+    encode_record_stored(out, version, index, prev, payload, payload)
 }
 
-/// Appends one record frame storing `stored` (given in pieces: the payload,
-/// or its compressed form) whose chain hash is over `payload`, and returns
-/// the chain hash.
+/// Appends the frame of record `index` of a segment of format `version`
+/// storing `stored` (given in pieces: the payload, or its compressed form)
+/// whose chain hash is over `payload`, and returns the chain hash. The frame
+/// holds the hash when [`stores_chain`] says so.
 pub fn encode_record_stored(
     out: &mut Vec<u8>,
+    version: u16,
+    index: u64,
     prev: &Hash,
     stored: &[&[u8]],
     payload: &[&[u8]],
 ) -> Hash {
     let len: usize = stored.iter().map(|p| p.len()).sum();
     debug_assert!(len > 0 && len <= RECORD_PAYLOAD_BYTES_MAX);
-    let len_bytes = (len as u32).to_le_bytes();
+    let keep = stores_chain(version, index);
+    let mark = if keep && version >= FORMAT_VERSION_CHAIN_MARKS {
+        CHAIN_MARK_BIT
+    } else {
+        0
+    };
+    let len_bytes = (len as u32 | mark).to_le_bytes();
     let chain = chain_hash(prev, payload);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&len_bytes);
     for p in stored {
         crc.update(p);
     }
-    crc.update(&chain);
+    if keep {
+        crc.update(&chain);
+    }
     out.extend_from_slice(&len_bytes);
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     for p in stored {
         out.extend_from_slice(p);
     }
-    out.extend_from_slice(&chain);
+    if keep {
+        out.extend_from_slice(&chain);
+    }
     chain
 }
 
@@ -546,49 +617,113 @@ mod tests {
         assert!(err.to_string().contains("not supported"), "{err}");
     }
 
+    /// The three frame layouts: a version 5 record, a version 6 chain mark
+    /// (index 0, 32, ...) and a version 6 record between marks.
+    const LAYOUTS: [(u16, u64, bool); 4] =
+        [(5, 7, true), (6, 0, true), (6, 64, true), (6, 33, false)];
+
     #[test]
     fn record_round_trips_and_reencodes_identically() {
         let prev = [1u8; 32];
-        let mut out = Vec::new();
-        let chain = encode_record(&mut out, &prev, &[b"abc", b"defg"]);
-        assert_eq!(out.len(), RECORD_OVERHEAD_BYTES + 7);
-        match decode_frame(&out).unwrap() {
-            Frame::Record {
-                payload,
-                chain: c,
-                len,
-            } => {
-                assert_eq!(payload, b"abcdefg");
-                assert_eq!(c, &chain);
-                assert_eq!(len, out.len());
-                assert_eq!(chain, chain_hash(&prev, &[b"abcdefg"]));
-                let mut again = Vec::new();
-                encode_record(&mut again, &prev, &[payload]);
-                assert_eq!(again, out);
+        for (version, index, with_chain) in LAYOUTS {
+            assert_eq!(stores_chain(version, index), with_chain);
+            let mut out = Vec::new();
+            let chain = encode_record(&mut out, version, index, &prev, &[b"abc", b"defg"]);
+            let overhead = if with_chain {
+                RECORD_OVERHEAD_BYTES
+            } else {
+                RECORD_OVERHEAD_BYTES_MIN
+            };
+            assert_eq!(out.len(), overhead + 7, "version {version} index {index}");
+            assert_eq!(
+                frame_len(out[..4].try_into().unwrap(), version),
+                Ok(out.len())
+            );
+            match decode_frame(&out, version).unwrap() {
+                Frame::Record {
+                    payload,
+                    chain: c,
+                    len,
+                } => {
+                    assert_eq!(payload, b"abcdefg");
+                    assert_eq!(c, with_chain.then_some(&chain));
+                    assert_eq!(len, out.len());
+                    assert_eq!(chain, chain_hash(&prev, &[b"abcdefg"]));
+                    let mut again = Vec::new();
+                    encode_record(&mut again, version, index, &prev, &[payload]);
+                    assert_eq!(again, out);
+                }
+                other => panic!("expected a record, got {other:?}"),
             }
-            other => panic!("expected a record, got {other:?}"),
         }
     }
 
     #[test]
+    fn a_version_6_frame_is_read_only_as_version_6() {
+        // A chain mark's length field has bit 31: an impossible length to a
+        // reader of version 5; a frame between marks reads to a version 5
+        // reader as 32 bytes longer than it is (cut short), or, with more
+        // bytes after it, fails its CRC.
+        let mut mark = Vec::new();
+        encode_record(&mut mark, 6, 0, &GENESIS_HASH, &[&[7u8; 40]]);
+        assert!(matches!(
+            decode_frame(&mark, 5),
+            Err(FrameError::BadLength(_))
+        ));
+        let mut plain = Vec::new();
+        encode_record(&mut plain, 6, 1, &GENESIS_HASH, &[&[7u8; 40]]);
+        assert!(matches!(
+            decode_frame(&plain, 5),
+            Err(FrameError::Truncated { .. })
+        ));
+        plain.extend_from_slice(&[0u8; 32]);
+        assert!(matches!(
+            decode_frame(&plain, 5),
+            Err(FrameError::CrcMismatch { .. })
+        ));
+        // And a version 5 frame is never a version 6 one.
+        let mut v5 = Vec::new();
+        encode_record(&mut v5, 5, 1, &GENESIS_HASH, &[&[7u8; 40]]);
+        assert!(decode_frame(&v5, 6).is_err());
+    }
+
+    #[test]
     fn record_detects_every_single_bit_flip_and_every_truncation() {
-        let mut out = Vec::new();
-        encode_record(&mut out, &GENESIS_HASH, &[b"payload bytes"]);
-        for bit in 0..out.len() * 8 {
-            let mut b = out.clone();
-            b[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode_frame(&b).is_err(), "bit {bit} flip went unnoticed");
-        }
-        for cut in 0..out.len() {
-            assert!(decode_frame(&out[..cut]).is_err(), "cut at {cut} decoded");
+        for (version, index, _) in LAYOUTS {
+            let mut out = Vec::new();
+            encode_record(&mut out, version, index, &GENESIS_HASH, &[b"payload bytes"]);
+            for bit in 0..out.len() * 8 {
+                let mut b = out.clone();
+                b[bit / 8] ^= 1 << (bit % 8);
+                assert!(
+                    decode_frame(&b, version).is_err(),
+                    "version {version} index {index}: bit {bit} flip went unnoticed"
+                );
+            }
+            for cut in 0..out.len() {
+                assert!(
+                    decode_frame(&out[..cut], version).is_err(),
+                    "cut at {cut} decoded"
+                );
+            }
         }
     }
 
     #[test]
     fn zero_and_oversized_lengths_are_rejected_before_reading() {
-        assert_eq!(decode_frame(&[0, 0, 0, 0]), Err(FrameError::BadLength(0)));
-        let big = (RECORD_PAYLOAD_BYTES_MAX as u32 + 1).to_le_bytes();
-        assert!(matches!(decode_frame(&big), Err(FrameError::BadLength(_))));
+        for version in [5, 6] {
+            assert_eq!(
+                decode_frame(&[0, 0, 0, 0], version),
+                Err(FrameError::BadLength(0))
+            );
+            let big = (RECORD_PAYLOAD_BYTES_MAX as u32 + 1).to_le_bytes();
+            assert!(matches!(
+                decode_frame(&big, version),
+                Err(FrameError::BadLength(_))
+            ));
+        }
+        let marked_zero = CHAIN_MARK_BIT.to_le_bytes();
+        assert_eq!(decode_frame(&marked_zero, 6), Err(FrameError::BadLength(0)));
     }
 
     #[test]
@@ -601,7 +736,12 @@ mod tests {
             sealed_at: 123,
         };
         let bytes = f.encode();
-        assert_eq!(decode_frame(&bytes).unwrap(), Frame::Footer(f.clone()));
+        for version in [5, 6] {
+            assert_eq!(
+                decode_frame(&bytes, version).unwrap(),
+                Frame::Footer(f.clone())
+            );
+        }
         let mut bad = f.clone();
         bad.last_seq = 20;
         assert!(Footer::decode(&bad.encode()).is_err());

@@ -22,8 +22,8 @@
 use super::dict::{Dict, Frames};
 use super::error::{Error, Result};
 use super::format::{
-    decode_frame, Footer, Frame, FrameError, Header, SegmentId, FOOTER_BYTES, HEADER_BYTES,
-    RECORD_OVERHEAD_BYTES, RECORD_PAYLOAD_BYTES_MAX,
+    decode_frame, frame_len, Footer, Frame, FrameError, Header, SegmentId, FOOTER_BYTES,
+    HEADER_BYTES,
 };
 use crate::event::{self, StoredEvent};
 use memmap2::Mmap;
@@ -32,8 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 /// Every `SPARSE_EVERY`-th record's offset is kept in memory (8 bytes per 32
-/// records: 0.5 MB per GiB of 500-byte events).
-pub const SPARSE_EVERY: u64 = 32;
+/// records: 0.5 MB per GiB of 500-byte events). The chain marks' spacing, so
+/// from version 6 each kept offset is a record that stores its chain hash.
+pub const SPARSE_EVERY: u64 = super::format::CHAIN_MARK_EVERY;
 
 mod scanner;
 pub use scanner::{padding_bytes_max, scan, Depth, Problem, ProblemKind, Scan};
@@ -469,19 +470,24 @@ impl SegmentView {
                     "the segment ends before its footer's record count".into(),
                 ));
             }
-            let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes")) as usize;
-            if len == 0 || len > RECORD_PAYLOAD_BYTES_MAX || off + RECORD_OVERHEAD_BYTES + len > end
-            {
-                return Err(self.corrupt(
-                    off as u64,
-                    Some(self.header.first_seq + i),
-                    format!("record length {len} is impossible here"),
-                ));
-            }
+            let head = bytes[off..off + 4].try_into().expect("4 bytes");
+            let len = match frame_len(head, self.header.version) {
+                Ok(len) if off + len <= end => len,
+                _ => {
+                    return Err(self.corrupt(
+                        off as u64,
+                        Some(self.header.first_seq + i),
+                        format!(
+                            "record length field {:#010x} is impossible here",
+                            u32::from_le_bytes(head)
+                        ),
+                    ))
+                }
+            };
             if i % SPARSE_EVERY == 0 {
                 sparse.push(off as u64);
             }
-            off += RECORD_OVERHEAD_BYTES + len;
+            off += len;
         }
         Ok(sparse)
     }
@@ -526,7 +532,7 @@ impl SegmentView {
         if off >= end {
             return Err(self.corrupt(offset, Some(seq), "record offset past the end".into()));
         }
-        match decode_frame(&bytes[off..end]) {
+        match decode_frame(&bytes[off..end], self.header.version) {
             Ok(Frame::Record {
                 payload: stored,
                 len,
@@ -565,16 +571,18 @@ impl SegmentView {
         if off + 4 > snap.records_end as usize {
             return Err(self.corrupt(offset, Some(seq), "record offset past the end".into()));
         }
-        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes")) as usize;
-        let next = off + RECORD_OVERHEAD_BYTES + len;
-        if len == 0 || len > RECORD_PAYLOAD_BYTES_MAX || next > snap.records_end as usize {
-            return Err(self.corrupt(
+        let head = bytes[off..off + 4].try_into().expect("4 bytes");
+        match frame_len(head, self.header.version) {
+            Ok(len) if off + len <= snap.records_end as usize => Ok((off + len) as u64),
+            _ => Err(self.corrupt(
                 offset,
                 Some(seq),
-                format!("record length {len} is impossible here"),
-            ));
+                format!(
+                    "record length field {:#010x} is impossible here",
+                    u32::from_le_bytes(head)
+                ),
+            )),
         }
-        Ok(next as u64)
     }
 
     /// Offset of record `seq` (which must be durable in `snap`): the nearest

@@ -356,6 +356,8 @@ impl Writer {
                     self.pending_payload.1 += self.zbuf.len() as u64;
                     encode_record_stored(
                         &mut self.buf,
+                        FORMAT_VERSION,
+                        index,
                         &self.chain.last_hash,
                         &[&self.zbuf],
                         &[&prefix, body],
@@ -363,7 +365,13 @@ impl Writer {
                 }
                 None => {
                     self.pending_payload.1 += plain;
-                    encode_record(&mut self.buf, &self.chain.last_hash, &[&prefix, body])
+                    encode_record(
+                        &mut self.buf,
+                        FORMAT_VERSION,
+                        index,
+                        &self.chain.last_hash,
+                        &[&prefix, body],
+                    )
                 }
             };
             self.appended += 1;
@@ -721,7 +729,9 @@ fn stored_samples(view: &SegmentView, bytes: usize) -> dict::Samples {
     let mut items = std::collections::VecDeque::new();
     let mut held = 0usize;
     while off < end {
-        let Ok(Frame::Record { payload, len, .. }) = decode_frame(&map[off..end]) else {
+        let Ok(Frame::Record { payload, len, .. }) =
+            decode_frame(&map[off..end], view.header.version)
+        else {
             break;
         };
         if let Some(at) = dict::prefix_len(payload) {

@@ -289,7 +289,7 @@ pub fn tenants_in(path: &Path) -> Result<BTreeSet<String>, String> {
     let mut scratch = Vec::new();
     let mut off = header.records_start();
     while off < bytes.len() {
-        match crate::log::format::decode_frame(&bytes[off..]) {
+        match crate::log::format::decode_frame(&bytes[off..], header.version) {
             Ok(crate::log::format::Frame::Record { payload, len, .. }) => {
                 let payload =
                     crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)

@@ -147,7 +147,7 @@ pub fn verify_inherited(
         let mut seq = header.first_seq;
         let mut sealed = false;
         while off < bytes.len() {
-            match decode_frame(&bytes[off..]) {
+            match decode_frame(&bytes[off..], header.version) {
                 Ok(Frame::Record {
                     payload,
                     chain,
@@ -167,7 +167,7 @@ pub fn verify_inherited(
                         }
                     };
                     let computed = chain_hash(&prev, &[payload]);
-                    if computed != *chain {
+                    if chain.is_some_and(|c| *c != computed) {
                         let why = fail(format!(
                             "the record of seq {seq} at offset {off} does not follow from the \
                              chain before it"

@@ -11,7 +11,7 @@
 //! genuine one; one saved elsewhere cannot.
 
 use super::{Finding, Options, Report, SegmentSummary};
-use crate::log::format::{decode_frame, hash_hex, Frame, Header};
+use crate::log::format::{chain_hash, decode_frame, hash_hex, Frame, Header};
 use crate::seal::checkpoint::{read_local, Checkpoint};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,8 +26,9 @@ fn finding(report: &mut Report, path: &Path, seq: Option<u64>, what: String, fat
     });
 }
 
-/// The chain hashes stored with records `seqs` of the segment file `path`
-/// (whose records `verify` has already checked), in one walk.
+/// The chain hashes of records `seqs` of the segment file `path` (whose
+/// records `verify` has already checked), in one walk: stored in the frame,
+/// or (from format 6, between chain marks) hashed from the record before.
 fn chains_at(path: &Path, seqs: &BTreeSet<u64>) -> HashMap<u64, [u8; 32]> {
     let mut out = HashMap::new();
     let Ok(map) = crate::log::segment::SegmentFile::open(path) else {
@@ -36,20 +37,42 @@ fn chains_at(path: &Path, seqs: &BTreeSet<u64>) -> HashMap<u64, [u8; 32]> {
     let Ok(header) = Header::decode(&map) else {
         return out;
     };
+    let Ok(dict) = crate::log::dict::of_segment(&header, &map) else {
+        return out;
+    };
+    let mut scratch = Vec::new();
     let last = seqs.last().copied().unwrap_or(0);
     let mut off = header.records_start();
     let mut at = header.first_seq;
+    let mut prev = header.prev_hash;
     while off < map.len() && at <= last {
-        match decode_frame(&map[off..]) {
-            Ok(Frame::Record { chain, len, .. }) => {
-                if seqs.contains(&at) {
-                    out.insert(at, *chain);
+        let Ok(Frame::Record {
+            payload,
+            chain,
+            len,
+        }) = decode_frame(&map[off..], header.version)
+        else {
+            break;
+        };
+        prev = match chain {
+            Some(c) => *c,
+            None => {
+                match crate::log::dict::payload(
+                    dict.as_ref(),
+                    header.version,
+                    payload,
+                    &mut scratch,
+                ) {
+                    Ok(p) => chain_hash(&prev, &[p]),
+                    Err(_) => break,
                 }
-                at += 1;
-                off += len;
             }
-            _ => break,
+        };
+        if seqs.contains(&at) {
+            out.insert(at, prev);
         }
+        at += 1;
+        off += len;
     }
     out
 }

@@ -81,7 +81,7 @@ fn bytes_per_record(path: &Path) -> f64 {
     let bytes = std::fs::read(path).unwrap();
     let h = Header::decode(&bytes).unwrap();
     let (mut off, mut n) = (h.records_start(), 0);
-    while let Ok(Frame::Record { len, .. }) = decode_frame(&bytes[off..]) {
+    while let Ok(Frame::Record { len, .. }) = decode_frame(&bytes[off..], h.version) {
         off += len;
         n += 1;
     }
@@ -193,12 +193,16 @@ fn every_byte_of_a_compressed_segment_is_covered() {
     let (code, out) = verify(&[tmp.path()]);
     assert_ne!(code, 0, "{out}");
 
-    // A compressed record changed and its CRC made right again.
+    // A compressed record changed and its CRC made right again (the
+    // segment's first record, a chain mark: bit 31 of its length field says
+    // its chain hash follows).
     let tmp = copy_of(dir.path());
     let victim = compressed_sealed(tmp.path());
     let mut bytes = std::fs::read(&victim).unwrap();
     let start = Header::decode(&bytes).unwrap().records_start();
-    let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
+    let field = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+    assert_ne!(field & stele::log::format::CHAIN_MARK_BIT, 0);
+    let len = (field & !stele::log::format::CHAIN_MARK_BIT) as usize;
     bytes[start + 8 + len - 3] ^= 0x01;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&bytes[start..start + 4]);
@@ -301,7 +305,7 @@ fn the_compression_counters_match_the_records_on_disk() {
         let bytes = std::fs::read(&path).unwrap();
         let h = Header::decode(&bytes).unwrap();
         let mut off = h.records_start();
-        while let Ok(Frame::Record { payload, len, .. }) = decode_frame(&bytes[off..]) {
+        while let Ok(Frame::Record { payload, len, .. }) = decode_frame(&bytes[off..], h.version) {
             on_disk += payload.len() as u64;
             off += len;
         }
@@ -456,8 +460,9 @@ fn a_restart_before_the_first_dictionary_keeps_what_was_sampled() {
 const SAMPLE_V4_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4z");
 
 /// Version 4's compressed records (zstd's frames whole) read back and verify;
-/// appending continues in a version 5 segment of compact frames made with the
-/// same dictionary, and the mixed directory reads back and verifies.
+/// appending continues in a segment of this build's version (compact frames
+/// since version 5) made with the same dictionary, and the mixed directory
+/// reads back and verifies.
 #[test]
 fn the_committed_v4_compressed_sample_reads_back_and_continues_in_compact_frames() {
     let sample = Path::new(SAMPLE_V4_COMPRESSED);
@@ -484,13 +489,17 @@ fn the_committed_v4_compressed_sample_reads_back_and_continues_in_compact_frames
     let files = segments(tmp.path());
     assert_eq!(files.len(), 4, "{files:?}");
     let (old, new) = (header(&files[2]), header(&files[3]));
-    assert_eq!((old.version, new.version), (4, 5));
+    assert_eq!(
+        (old.version, new.version),
+        (4, stele::log::format::FORMAT_VERSION)
+    );
     assert_eq!(new.dict_crc, old.dict_crc, "the same dictionary");
-    // A version 5 record's frame starts with its descriptor, not zstd's magic.
+    // A compact frame (version 5 on) starts with its descriptor, not zstd's magic.
     let first_frame = |path: &Path| {
         let bytes = std::fs::read(path).unwrap();
         let start = header(path).records_start();
-        let Ok(Frame::Record { payload, .. }) = decode_frame(&bytes[start..]) else {
+        let Ok(Frame::Record { payload, .. }) = decode_frame(&bytes[start..], header(path).version)
+        else {
             panic!("no record in {}", path.display());
         };
         let at = stele::log::dict::prefix_len(payload).unwrap();

@@ -464,7 +464,7 @@ fn rewrite_and_rechain(dir: &Path, first: &Path) {
         let mut hash = header.prev_hash;
         let (mut off, mut n) = (HEADER_BYTES, 0);
         while off < bytes.len() {
-            match decode_frame(&bytes[off..]).unwrap() {
+            match decode_frame(&bytes[off..], header.version).unwrap() {
                 Frame::Record { payload, len, .. } => {
                     let mut payload = payload.to_vec();
                     if i == 0 && n == 1 {
@@ -478,7 +478,7 @@ fn rewrite_and_rechain(dir: &Path, first: &Path) {
                             stele::event::encode_provenance(by, &mut payload);
                         }
                     }
-                    hash = encode_record(&mut out, &hash, &[&payload]);
+                    hash = encode_record(&mut out, header.version, n, &hash, &[&payload]);
                     off += len;
                     n += 1;
                 }

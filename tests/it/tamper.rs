@@ -10,7 +10,7 @@ use std::sync::Arc;
 use stele::clock::ManualClock;
 use stele::event::{Event, Phase, Provenance};
 use stele::log::format::{
-    decode_frame, encode_record, Frame, Header, FORMAT_VERSION, HEADER_BYTES,
+    decode_frame, encode_record, stores_chain, Frame, Header, FORMAT_VERSION, HEADER_BYTES,
 };
 use stele::log::{Direction, Log, LogConfig};
 use stele::testkit::EventGen;
@@ -40,9 +40,10 @@ fn pristine() -> tempfile::TempDir {
 /// Byte ranges `(start, end)` of the records of a segment file.
 fn records(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
+    let version = Header::decode(bytes).unwrap().version;
     let mut off = HEADER_BYTES;
     while off < bytes.len() {
-        match decode_frame(&bytes[off..]) {
+        match decode_frame(&bytes[off..], version) {
             Ok(Frame::Record { len, .. }) => {
                 out.push((off, off + len));
                 off += len;
@@ -94,32 +95,53 @@ fn a_single_flipped_bit_anywhere_is_caught() {
     }
 }
 
+/// Changes one payload byte of record `i` of `bytes` (in the event's text)
+/// and recomputes its CRC, keeping any stored chain hash: only the chain can
+/// tell.
+fn change_keeping_the_crc(bytes: &mut [u8], i: usize) {
+    let recs = records(bytes);
+    let (start, end) = recs[i];
+    let chain = if stores_chain(FORMAT_VERSION, i as u64) {
+        32
+    } else {
+        0
+    };
+    // The payload ends with the 8 absent version 3 fields and the provenance
+    // (`cli`, 5 bytes): 18 bytes before its end is inside the event's text.
+    let payload_end = end - chain;
+    bytes[payload_end - 18] ^= 0x20;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&bytes[start..start + 4]);
+    crc.update(&bytes[start + 8..end]);
+    bytes[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+}
+
 #[test]
 fn a_payload_change_with_its_crc_recomputed_breaks_the_chain() {
     let tmp = pristine();
-    let (path, mut bytes) = second_segment(tmp.path());
-    let recs = records(&bytes);
-    let (start, end) = recs[3];
-    // Change one payload byte in the description text and recompute the CRC
-    // (keep the stored chain hash): only the chain can tell.
-    // The payload ends with the 8 absent version 3 fields and the provenance
-    // (`cli`, 5 bytes): 18 bytes before its end is inside the event's text.
-    let payload_at = start + 8 + (end - start - 40) - 18;
-    bytes[payload_at] ^= 0x20;
-    let len = (end - start - 40) as u32;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&len.to_le_bytes());
-    crc.update(&bytes[start + 8..end]);
-    bytes[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+    let (path, clean) = second_segment(tmp.path());
+    let header = Header::decode(&clean).unwrap();
+    let recs = records(&clean);
+    // A chain mark (every 32nd record stores its chain hash, the first of a
+    // segment among them): caught at the record itself.
+    let mut bytes = clean.clone();
+    change_keeping_the_crc(&mut bytes, 0);
     std::fs::write(&path, &bytes).unwrap();
     let out = damaged(tmp.path());
-    assert!(out.contains(&format!("offset {start}")), "{out}");
+    assert!(out.contains(&format!("offset {}", recs[0].0)), "{out}");
     assert!(out.contains("chain hash"), "{out}");
-    let header = Header::decode(&bytes).unwrap();
     assert!(
-        out.contains(&format!("(seq {})", header.first_seq + 3)),
+        out.contains(&format!("(seq {})", header.first_seq)),
         "{out}"
     );
+    // A record between marks: caught where the chain is next stored, here
+    // the footer's final hash (the segment's 8 records hold one mark).
+    let mut bytes = clean.clone();
+    change_keeping_the_crc(&mut bytes, 3);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = damaged(tmp.path());
+    assert!(out.contains(&format!("offset {}", recs[7].1)), "{out}");
+    assert!(out.contains("final hash"), "{out}");
 }
 
 #[test]
@@ -134,13 +156,18 @@ fn a_payload_change_with_crc_and_every_later_chain_recomputed_is_caught_by_the_n
     let mut out = bytes[..recs[0].0].to_vec();
     let mut prev = header.prev_hash;
     for (i, &(s, e)) in recs.iter().enumerate() {
-        let mut payload = bytes[s + 8..e - 32].to_vec();
+        let chain = if stores_chain(FORMAT_VERSION, i as u64) {
+            32
+        } else {
+            0
+        };
+        let mut payload = bytes[s + 8..e - chain].to_vec();
         if i == 2 {
             let n = payload.len();
             // In the event's text, before the provenance (`cli`: 5 bytes).
             payload[n - 18] ^= 0x01;
         }
-        prev = encode_record(&mut out, &prev, &[&payload]);
+        prev = encode_record(&mut out, FORMAT_VERSION, i as u64, &prev, &[&payload]);
     }
     let footer_at = recs.last().unwrap().1;
     let mut footer = stele::log::format::Footer::decode(&bytes[footer_at..]).unwrap();
@@ -234,10 +261,14 @@ const SAMPLE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v3");
 /// Format version 4 (the segment's compression dictionary), kept to show it stays
 /// readable; `tests/data/v4z` holds version 4's compressed records.
 const SAMPLE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4");
-/// Format version 5, what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Its
-/// 57 events are too few to train a dictionary, so its records are stored
-/// uncompressed: `tests/it/compressed.rs` covers compressed segments.
+/// Format version 5 (compact zstd frames; its 57 events are too few to train a
+/// dictionary, so its records are stored uncompressed), kept to show it stays
+/// readable.
 const SAMPLE_V5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v5");
+/// Format version 6 (the chain hash stored at every 32nd record only), what this
+/// build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Uncompressed like v5:
+/// `tests/it/compressed.rs` covers compressed segments.
+const SAMPLE_V6: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v6");
 /// The bytes format version 3 adds to an event whose version 3 fields are all absent
 /// (one option tag each): the old samples were generated with `sized(450)` under the
 /// old layout, so the same events come from `sized(450 + LAYOUT_V3_EXTRA)` now.
@@ -402,8 +433,13 @@ fn the_committed_v4_sample_opens_verifies_and_reads_back() {
 }
 
 #[test]
-fn the_committed_v5_sample_is_what_this_version_writes_and_reads_back() {
-    let sample = Path::new(SAMPLE_V5);
+fn the_committed_v5_sample_opens_verifies_and_reads_back() {
+    older_sample_verifies_and_reads_back(SAMPLE_V5, 5);
+}
+
+#[test]
+fn the_committed_v6_sample_is_what_this_version_writes_and_reads_back() {
+    let sample = Path::new(SAMPLE_V6);
     if std::env::var_os("STELE_WRITE_SAMPLE").is_some() {
         let _ = std::fs::remove_dir_all(sample);
         write_sample(sample);

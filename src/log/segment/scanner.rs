@@ -7,8 +7,8 @@
 
 use super::super::dict::{Dict, Frames};
 use super::super::format::{
-    chain_hash, decode_frame, Footer, Frame, FrameError, Hash, Header, FOOTER_BYTES, HEADER_BYTES,
-    RECORD_OVERHEAD_BYTES, RECORD_PAYLOAD_BYTES_MAX,
+    chain_hash, decode_frame, frame_len, stores_chain, Footer, Frame, FrameError, Hash, Header,
+    FOOTER_BYTES, FORMAT_VERSION_CHAIN_MARKS, HEADER_BYTES, RECORD_OVERHEAD_BYTES_MIN,
 };
 use super::super::prealloc::ZEROED_PAST_WRITER_BYTES_MAX;
 use super::SPARSE_EVERY;
@@ -19,7 +19,9 @@ use crate::event;
 pub enum Depth {
     /// Frame, CRC and the seq at the head of the payload: what recovery needs
     /// to find the end of the log, fast enough for a 1 GiB segment in well
-    /// under a second.
+    /// under a second. From version 6 the chain of the last record is
+    /// computed from the last chain mark (at most 31 payloads decompressed
+    /// and hashed); stored marks are taken as they are.
     Frames,
     /// Also recompute every chain hash and decode every payload completely:
     /// what `stele verify` does.
@@ -94,12 +96,14 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
         detail,
     };
     // The dictionary is checked at every depth; it is needed to decompress
-    // (and so to hash) the payloads at `Full` depth only.
+    // (and so to hash) the payloads at `Full` depth, and from version 6 the
+    // ones after the last chain mark at `Frames` depth.
+    let hashes = depth == Depth::Full || header.version >= FORMAT_VERSION_CHAIN_MARKS;
     let dict = header
         .dictionary(bytes)
         .map_err(|e| e.to_string())
         .and_then(|d| match d {
-            Some(d) if depth == Depth::Full => Dict::new(d.to_vec()).map(Some),
+            Some(d) if hashes => Dict::new(d.to_vec()).map(Some),
             _ => Ok(None),
         });
     let dict = match dict {
@@ -112,16 +116,35 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
         }
     };
     let mut scratch = Vec::new();
+    // The last record whose chain hash is known, as (hash, offset and index
+    // of the record after it): at `Frames` depth from version 6 the records
+    // between chain marks are hashed only when a caller needs the last one.
+    let mut known = Known {
+        hash: header.prev_hash,
+        off: start,
+        count: 0,
+    };
     while off < bytes.len() {
         let seq = header.first_seq + out.count;
-        match decode_frame(&bytes[off..]) {
+        match decode_frame(&bytes[off..], header.version) {
             Ok(Frame::Record {
                 payload: stored,
                 chain,
                 len,
             }) => {
-                let payload = match &dict {
-                    Some(d) => {
+                if chain.is_some() != stores_chain(header.version, out.count) {
+                    let detail = format!(
+                        "record {} of the segment {} a chain hash: the format stores one at every \
+                         {}th record only",
+                        out.count,
+                        if chain.is_some() { "carries" } else { "lacks" },
+                        super::super::format::CHAIN_MARK_EVERY
+                    );
+                    out.problem = Some(corrupt(off, seq, detail));
+                    return settled(out, bytes, header, dict.as_ref(), known);
+                }
+                let payload = match (&dict, depth) {
+                    (Some(d), Depth::Full) => {
                         match d.plain(stored, Frames::of_version(header.version), &mut scratch) {
                             Ok(p) => p,
                             Err(detail) => {
@@ -130,38 +153,50 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                             }
                         }
                     }
-                    None => stored,
+                    _ => stored,
                 };
                 if let Err(detail) = check_payload(payload, header.version, seq, depth) {
                     out.problem = Some(corrupt(off, seq, detail));
-                    return out;
+                    return settled(out, bytes, header, dict.as_ref(), known);
                 }
-                if depth == Depth::Full && chain_hash(&out.last_hash, &[payload]) != *chain {
-                    out.problem = Some(corrupt(
-                        off,
-                        seq,
-                        "the chain hash does not follow from the previous record and this \
-                         payload (a record was altered, removed or reordered)"
-                            .into(),
-                    ));
-                    return out;
+                if depth == Depth::Full {
+                    let computed = chain_hash(&out.last_hash, &[payload]);
+                    if chain.is_some_and(|c| *c != computed) {
+                        out.problem = Some(corrupt(off, seq, chain_broken(header, seq)));
+                        return out;
+                    }
+                    known.hash = computed;
+                } else if let Some(c) = chain {
+                    known.hash = *c;
                 }
                 if out.count % SPARSE_EVERY == 0 {
                     out.sparse.push(off as u64);
                 }
-                out.last_hash = *chain;
                 out.count += 1;
                 off += len;
                 out.records_end = off as u64;
+                if depth == Depth::Full || chain.is_some() {
+                    known.off = off;
+                    known.count = out.count;
+                    out.last_hash = known.hash;
+                }
             }
             Ok(Frame::Footer(f)) => {
+                let mut out = settled(out, bytes, header, dict.as_ref(), known);
+                if out.problem.is_some() {
+                    return out;
+                }
                 let problem = if f.first_seq != header.first_seq || f.count != out.count {
                     Some(format!(
                         "the footer says {} records from seq {}, the segment holds {} from seq {}",
                         f.count, f.first_seq, out.count, header.first_seq
                     ))
                 } else if f.final_hash != out.last_hash {
-                    Some("the footer's final hash is not the last record's chain hash".into())
+                    Some(
+                        "the footer's final hash is not the last record's chain hash (a record \
+                         after the last chain mark, or the footer, was altered)"
+                            .into(),
+                    )
                 } else if off + FOOTER_BYTES != bytes.len() {
                     Some(format!(
                         "{} bytes follow the footer",
@@ -197,13 +232,14 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                             out.padding
                         ),
                     ));
-                    return out;
+                    return settled(out, bytes, header, dict.as_ref(), known);
                 }
                 if end == off {
-                    return out;
+                    return settled(out, bytes, header, dict.as_ref(), known);
                 }
                 let rest = (end - off) as u64;
-                let torn = rest <= torn_window && !valid_frame_after(&bytes[..end], off + 1, seq);
+                let torn = rest <= torn_window
+                    && !valid_frame_after(&bytes[..end], off + 1, seq, header.version);
                 out.problem = Some(Problem {
                     kind: if torn {
                         ProblemKind::TornTail
@@ -214,11 +250,86 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                     seq,
                     detail: describe_frame_error(&e, rest),
                 });
-                return out;
+                return settled(out, bytes, header, dict.as_ref(), known);
             }
         }
     }
+    settled(out, bytes, header, dict.as_ref(), known)
+}
+
+/// The last record whose chain hash a scan knows: the hash, and the offset
+/// and index of the record after it.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    hash: Hash,
+    off: usize,
+    count: u64,
+}
+
+/// `out` with `last_hash` the chain hash of its last good record, hashed
+/// forward from `known` (the last chain mark) over the records the scan did
+/// not hash. A record there whose payload does not decompress is corruption:
+/// the good records end before it.
+fn settled(
+    mut out: Scan,
+    bytes: &[u8],
+    header: &Header,
+    dict: Option<&Dict>,
+    known: Known,
+) -> Scan {
+    let mut hash = known.hash;
+    let mut off = known.off;
+    let mut scratch = Vec::new();
+    for count in known.count..out.count {
+        let step = match decode_frame(&bytes[off..], header.version) {
+            Ok(Frame::Record { payload, len, .. }) => {
+                let plain = match dict {
+                    Some(d) => d.plain(payload, Frames::of_version(header.version), &mut scratch),
+                    None => Ok(payload),
+                };
+                plain.map(|p| (chain_hash(&hash, &[p]), len))
+            }
+            // The scan decoded it a moment ago.
+            _ => Err("the record no longer decodes".to_string()),
+        };
+        match step {
+            Ok((h, len)) => {
+                hash = h;
+                off += len;
+            }
+            Err(detail) => {
+                out.count = count;
+                out.records_end = off as u64;
+                out.sparse.truncate(count.div_ceil(SPARSE_EVERY) as usize);
+                out.footer = None;
+                out.problem = Some(Problem {
+                    kind: ProblemKind::Corrupt,
+                    offset: off as u64,
+                    seq: header.first_seq + count,
+                    detail,
+                });
+                break;
+            }
+        }
+    }
+    out.last_hash = hash;
     out
+}
+
+/// What a chain hash that does not follow says, at the record of `seq`.
+fn chain_broken(header: &Header, seq: u64) -> String {
+    if header.version < FORMAT_VERSION_CHAIN_MARKS {
+        return "the chain hash does not follow from the previous record and this payload (a \
+                record was altered, removed or reordered)"
+            .into();
+    }
+    let from = seq
+        .saturating_sub(super::super::format::CHAIN_MARK_EVERY - 1)
+        .max(header.first_seq);
+    format!(
+        "the chain hash stored at this chain mark does not follow from the records before it \
+         (one of seqs {from}..={seq} was altered, removed or reordered)"
+    )
 }
 
 /// The most zero padding [`scan`] accepts after the last record (or after a
@@ -264,17 +375,18 @@ fn check_payload(
 /// True when some offset at or after `from` holds a frame that decodes with a
 /// valid CRC and a seq at or after `seq`: proof that the bytes before it were
 /// once whole, so an error there is damage and not a torn write.
-fn valid_frame_after(bytes: &[u8], from: usize, seq: u64) -> bool {
+fn valid_frame_after(bytes: &[u8], from: usize, seq: u64, version: u16) -> bool {
     let mut off = from;
-    while off + RECORD_OVERHEAD_BYTES < bytes.len() {
+    while off + RECORD_OVERHEAD_BYTES_MIN < bytes.len() {
         let b = &bytes[off..];
-        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
         // Cheap filters first: a plausible length and a plausible seq, and
         // only then the CRC.
-        if len > 0 && len <= RECORD_PAYLOAD_BYTES_MAX && len + RECORD_OVERHEAD_BYTES <= b.len() {
-            if let Ok(s) = event::decode_stored_seq(&b[8..8 + len]) {
-                if s >= seq && matches!(decode_frame(b), Ok(Frame::Record { .. })) {
-                    return true;
+        if let Ok(len) = frame_len([b[0], b[1], b[2], b[3]], version) {
+            if len <= b.len() {
+                if let Ok(s) = event::decode_stored_seq(&b[8..len]) {
+                    if s >= seq && matches!(decode_frame(b, version), Ok(Frame::Record { .. })) {
+                        return true;
+                    }
                 }
             }
         }

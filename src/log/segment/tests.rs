@@ -1,7 +1,9 @@
 //! Tests of the scanner and the segment view.
 
 use super::*;
-use crate::log::format::{encode_record, Day, FORMAT_VERSION, GENESIS_HASH};
+use crate::log::format::{
+    encode_record, Day, Footer, Hash, CHAIN_MARK_BIT, FORMAT_VERSION, GENESIS_HASH, HASH_BYTES,
+};
 
 fn header() -> Header {
     Header {
@@ -19,20 +21,29 @@ fn header() -> Header {
 }
 
 fn segment(n: u64) -> (Vec<u8>, Vec<usize>) {
+    let (bytes, ends, _) = segment_with_hashes(n);
+    (bytes, ends)
+}
+
+/// A segment of `n` records in this build's format, the offsets where each
+/// record ends (after the header's) and each record's chain hash.
+fn segment_with_hashes(n: u64) -> (Vec<u8>, Vec<usize>, Vec<Hash>) {
     let h = header();
     let mut bytes = h.encode().to_vec();
     let mut hash = h.prev_hash;
     let mut ends = vec![bytes.len()];
+    let mut hashes = Vec::new();
     let mut gen = crate::testkit::EventGen::new(7);
     for seq in 1..=n {
         let mut payload = Vec::new();
         event::encode_stored_prefix(seq, 1, &mut payload);
         event::encode_event(&gen.next_event(), &mut payload);
         event::encode_provenance(&event::Provenance::cli(), &mut payload);
-        hash = encode_record(&mut bytes, &hash, &[&payload]);
+        hash = encode_record(&mut bytes, h.version, seq - 1, &hash, &[&payload]);
         ends.push(bytes.len());
+        hashes.push(hash);
     }
-    (bytes, ends)
+    (bytes, ends, hashes)
 }
 
 #[test]
@@ -132,4 +143,144 @@ fn zero_padding_is_bounded_by_the_torn_window_and_the_zero_filling() {
     assert_eq!(torn_over.problem.unwrap().kind, ProblemKind::Corrupt);
     let torn_at = scan(&bytes[..bytes.len() - 1], &header(), Depth::Frames, window);
     assert_eq!(torn_at.problem.unwrap().kind, ProblemKind::TornTail);
+}
+
+/// From format 6 only every 32nd record stores its chain hash: a scan at
+/// either depth still ends with the last record's hash (hashed forward from
+/// the last chain mark at `Frames` depth), wherever the records end.
+#[test]
+fn a_scan_knows_the_last_records_chain_hash_between_chain_marks() {
+    const { assert!(FORMAT_VERSION >= 6) };
+    let (bytes, ends, hashes) = segment_with_hashes(70);
+    // Only the marks (index 0, 32, 64) carry a hash: 31 of 32 frames are
+    // 32 bytes shorter.
+    let marked: Vec<usize> = (0..70)
+        .filter(|&i| bytes[ends[i] + 3] & (CHAIN_MARK_BIT >> 24) as u8 != 0)
+        .collect();
+    assert_eq!(marked, vec![0, 32, 64]);
+    for n in 0..=70 {
+        let cut = &bytes[..ends[n]];
+        let want = if n == 0 { GENESIS_HASH } else { hashes[n - 1] };
+        for depth in [Depth::Frames, Depth::Full] {
+            let s = scan(cut, &header(), depth, 1 << 20);
+            assert_eq!((s.problem, s.count), (None, n as u64), "{n} {depth:?}");
+            assert_eq!(s.last_hash, want, "{n} records, {depth:?}");
+        }
+        // A torn record after them: the same hash, recovery appends after it.
+        let mut torn = cut.to_vec();
+        torn.extend_from_slice(&bytes[ends[n]..ends[n] + 20.min(bytes.len() - ends[n])]);
+        if n < 70 {
+            let s = scan(&torn, &header(), Depth::Frames, 1 << 20);
+            assert_eq!(s.problem.unwrap().kind, ProblemKind::TornTail);
+            assert_eq!((s.count, s.last_hash), (n as u64, want));
+        }
+    }
+    // A footer must name the hash the scan computed.
+    let mut sealed = bytes.clone();
+    let footer = |final_hash| Footer {
+        count: 70,
+        first_seq: 1,
+        last_seq: 70,
+        final_hash,
+        sealed_at: 1,
+    };
+    sealed.extend_from_slice(&footer(hashes[69]).encode());
+    for depth in [Depth::Frames, Depth::Full] {
+        let s = scan(&sealed, &header(), depth, 1 << 20);
+        assert_eq!(s.problem, None, "{depth:?}");
+        assert!(s.footer.is_some());
+    }
+    let mut wrong = bytes.clone();
+    wrong.extend_from_slice(&footer(hashes[68]).encode());
+    let p = scan(&wrong, &header(), Depth::Frames, 1 << 20)
+        .problem
+        .unwrap();
+    assert!(p.detail.contains("final hash"), "{}", p.detail);
+}
+
+/// Rewrites the record of index `i` with one payload byte changed and a CRC
+/// that matches: what someone who can write the disk can do to one record.
+fn forge(bytes: &mut [u8], ends: &[usize], i: usize) {
+    let (start, end) = (ends[i], ends[i + 1]);
+    let field = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+    let chain = if field & CHAIN_MARK_BIT != 0 {
+        HASH_BYTES
+    } else {
+        0
+    };
+    // A letter inside a run of them: inside a string, so the payload still
+    // decodes (ASCII with its low bit flipped is ASCII).
+    let at = (start + 8..end - chain - 4)
+        .find(|&k| bytes[k..k + 4].iter().all(u8::is_ascii_lowercase))
+        .expect("a word in the payload")
+        + 1;
+    bytes[at] ^= 0x01;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&bytes[start..start + 4]);
+    crc.update(&bytes[start + 8..end]);
+    let crc = crc.finalize().to_le_bytes();
+    bytes[start + 4..start + 8].copy_from_slice(&crc);
+}
+
+#[test]
+fn a_forged_record_between_marks_breaks_the_chain_at_the_next_mark() {
+    let (clean, ends, hashes) = segment_with_hashes(70);
+    // Record index 5 (seq 6): found at the next mark, index 32 (seq 33).
+    let mut bytes = clean.clone();
+    forge(&mut bytes, &ends, 5);
+    assert_eq!(
+        scan(&bytes, &header(), Depth::Frames, 1 << 20).problem,
+        None
+    );
+    let s = scan(&bytes, &header(), Depth::Full, 1 << 20);
+    let p = s.problem.unwrap();
+    assert_eq!(
+        (p.kind, p.seq, p.offset as usize),
+        (ProblemKind::Corrupt, 33, ends[32])
+    );
+    assert!(p.detail.contains("one of seqs 2..=33"), "{}", p.detail);
+    assert_eq!(s.count, 32);
+    // A mark itself: found there.
+    let mut bytes = clean.clone();
+    forge(&mut bytes, &ends, 32);
+    let p = scan(&bytes, &header(), Depth::Full, 1 << 20)
+        .problem
+        .unwrap();
+    assert_eq!(p.seq, 33);
+    // After the last mark: the footer's final hash, at either depth.
+    let mut bytes = clean.clone();
+    forge(&mut bytes, &ends, 66);
+    bytes.extend_from_slice(
+        &Footer {
+            count: 70,
+            first_seq: 1,
+            last_seq: 70,
+            final_hash: hashes[69],
+            sealed_at: 1,
+        }
+        .encode(),
+    );
+    for depth in [Depth::Frames, Depth::Full] {
+        let p = scan(&bytes, &header(), depth, 1 << 20).problem.unwrap();
+        assert_eq!(p.kind, ProblemKind::Corrupt);
+        assert!(p.detail.contains("final hash"), "{}", p.detail);
+    }
+}
+
+#[test]
+fn a_chain_hash_where_the_format_puts_none_is_corruption() {
+    let (bytes, ends) = segment(3);
+    // Record index 1 rewritten as a mark: a well-formed frame, CRC and all,
+    // where the format stores no hash.
+    let payload = &bytes[ends[1] + 8..ends[2]];
+    let mut forged = bytes[..ends[1]].to_vec();
+    encode_record(&mut forged, FORMAT_VERSION, 0, &GENESIS_HASH, &[payload]);
+    forged.extend_from_slice(&bytes[ends[2]..]);
+    for depth in [Depth::Frames, Depth::Full] {
+        let s = scan(&forged, &header(), depth, 1 << 20);
+        let p = s.problem.unwrap();
+        assert_eq!((p.kind, p.seq), (ProblemKind::Corrupt, 2), "{depth:?}");
+        assert!(p.detail.contains("carries a chain hash"), "{}", p.detail);
+        assert_eq!(s.count, 1);
+    }
 }

@@ -10,18 +10,20 @@ use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use stele::log::format::{
-    decode_frame, encode_record, Footer, Frame, Hash, Header, HEADER_BYTES, RECORD_OVERHEAD_BYTES,
+    chain_hash, decode_frame, encode_record, Footer, Frame, Hash, Header, CHAIN_MARK_BIT,
+    FORMAT_VERSION_CHAIN_MARKS, HASH_BYTES, HEADER_BYTES, RECORD_OVERHEAD_BYTES,
 };
 
 /// One record frame of a segment file, as byte ranges into the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rec {
-    /// The whole frame: `len | crc | payload | chain`.
+    /// The whole frame: `len | crc | payload | chain?`.
     pub frame: Range<usize>,
     /// The payload bytes.
     pub payload: Range<usize>,
-    /// The 32-byte chain hash.
-    pub chain: Range<usize>,
+    /// The 32-byte chain hash, when the frame stores one (every record
+    /// before format 6, the chain marks from it).
+    pub chain: Option<Range<usize>>,
     /// The payload's leading seq varint (`None` if it does not decode).
     pub seq: Option<u64>,
 }
@@ -44,13 +46,14 @@ pub fn parse(bytes: &[u8]) -> Seg {
     let mut footer = None;
     let mut off = HEADER_BYTES;
     while off < bytes.len() {
-        match decode_frame(&bytes[off..]) {
-            Ok(Frame::Record { len, .. }) => {
-                let payload = off + 8..off + len - 32;
+        match decode_frame(&bytes[off..], header.version) {
+            Ok(Frame::Record { len, chain, .. }) => {
+                let stored = if chain.is_some() { HASH_BYTES } else { 0 };
+                let payload = off + 8..off + len - stored;
                 records.push(Rec {
                     frame: off..off + len,
                     seq: stele::event::decode_stored_seq(&bytes[payload.clone()]).ok(),
-                    chain: off + len - 32..off + len,
+                    chain: chain.map(|_| off + len - stored..off + len),
                     payload,
                 });
                 off += len;
@@ -149,15 +152,21 @@ fn rewrite(
             f(&mut payload);
             assert!(!payload.is_empty(), "a record payload cannot be empty");
         }
+        // The record's own chain hash as the file has it: stored, or (from
+        // format 6, between chain marks) hashed from its original payload.
+        let original: Hash = match &r.chain {
+            Some(c) => bytes[c.clone()].try_into().unwrap(),
+            None => chain_hash(&hash, &[&bytes[r.payload.clone()]]),
+        };
         if i >= rechain_from {
-            hash = encode_record(&mut out, &hash, &[&payload]);
+            hash = encode_record(&mut out, header.version, i as u64, &hash, &[&payload]);
         } else if edited {
-            let stored: Hash = bytes[r.chain.clone()].try_into().unwrap();
-            out.extend_from_slice(&frame_with_chain(&payload, &stored));
-            hash = stored;
+            let stored = r.chain.as_ref().map(|_| original);
+            out.extend_from_slice(&frame_of(header.version, &payload, stored.as_ref()));
+            hash = original;
         } else {
             out.extend_from_slice(&bytes[r.frame.clone()]);
-            hash = bytes[r.chain.clone()].try_into().unwrap();
+            hash = original;
         }
     }
     if let Some((_, mut f)) = seg.footer {
@@ -170,9 +179,15 @@ fn rewrite(
     (out, hash)
 }
 
-/// A record frame with a given (possibly stale) chain hash and a correct CRC.
-pub fn frame_with_chain(payload: &[u8], chain: &Hash) -> Vec<u8> {
-    let len = (payload.len() as u32).to_le_bytes();
+/// A record frame of format `version` with a given (possibly stale) chain
+/// hash, or none (a format 6 record between chain marks), and a correct CRC.
+pub fn frame_of(version: u16, payload: &[u8], chain: Option<&Hash>) -> Vec<u8> {
+    let mark = match chain {
+        Some(_) if version >= FORMAT_VERSION_CHAIN_MARKS => CHAIN_MARK_BIT,
+        _ => 0,
+    };
+    let len = (payload.len() as u32 | mark).to_le_bytes();
+    let chain: &[u8] = chain.map_or(&[], |c| &c[..]);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&len);
     crc.update(payload);

@@ -79,9 +79,11 @@ use std::path::{Path, PathBuf};
 /// pages of the `packed` tree; version 7 keeps the newest keys in generation trees
 /// (`"ids." ++ first seq`) instead of one `ids` tree; version 8 writes the packed runs
 /// as files (`runs/`) instead of the `packed` tree; version 9 sets [`HASHED_ID_BIT`] in
-/// the fingerprint of ids that are not UUIDv7. An index of another version does
-/// not open, and the caller rebuilds it from the log.
-pub const FORMAT_VERSION: u32 = 9;
+/// the fingerprint of ids that are not UUIDv7; version 10 writes run files of version
+/// 2 (a key's seq as its offset from the run's first seq, 16 bytes an entry instead of
+/// 22). An index of another version does not open, and the caller rebuilds it from
+/// the log.
+pub const FORMAT_VERSION: u32 = 10;
 
 const META_FORMAT: &[u8] = b"format";
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";

@@ -148,9 +148,10 @@ const VALID_SEGMENTS: [(&str, &[u8]); 4] = [
 /// truncate, or replace the whole file with the rest of the input), the rest
 /// is the edit's operands. Verify never panics; for the unedited file it
 /// reports intact; and whenever it reports an edited file intact, every
-/// event it vouches for is the original's, byte for byte (same header, same
-/// chain hash after as many events), and a sealed verdict means the file is
-/// the original. That is tamper evidence for one file on its own: what a
+/// event up to the file's last stored chain hash is the original's, byte for
+/// byte (same header, same chain hash after as many events; from format 6 the
+/// records after a file's last stored hash are covered by their CRCs alone),
+/// and a sealed verdict means the file is the original. That is tamper evidence for one file on its own: what a
 /// lone file cannot show (that events after the ones it holds were cut off)
 /// is shown by the next segment's header and by the digests.
 pub fn verify(data: &[u8]) {
@@ -206,23 +207,73 @@ pub fn verify(data: &[u8]) {
         .last()
         .expect("an intact file is summarized");
     let chain = original_chain(valid);
-    let expected = chain
-        .get(summary.count as usize)
-        .unwrap_or_else(|| panic!("verify vouches for {} events", summary.count));
+    // What a lone unsealed file proves is its chain up to its last stored
+    // hash (from format 6 not every record stores one): the events up to it
+    // must be the original's; after it they are covered by their CRCs alone.
+    let vouched = chain_of(&file, summary.count);
+    let pinned = last_stored_hash(&file, summary.count);
+    assert_eq!(
+        chain.get(pinned),
+        Some(&vouched[pinned]),
+        "verify accepted altered events (up to record {pinned} of {})",
+        summary.count
+    );
+    let last = vouched[summary.count as usize];
     assert_eq!(
         summary.last_hash,
-        crate::log::format::hash_hex(expected),
-        "verify accepted altered events"
+        crate::log::format::hash_hex(&last),
+        "verify's summary is not the file's chain"
     );
     assert_eq!(
         end,
-        Some((header.first_seq + summary.count, *expected)),
+        Some((header.first_seq + summary.count, last)),
         "verify's end of chain disagrees with its summary"
     );
     assert!(
         !summary.sealed,
         "verify accepted an altered file as sealed: {report:?}"
     );
+}
+
+/// The number of a file's first `count` records up to and including the
+/// last one that stores its chain hash.
+fn last_stored_hash(file: &[u8], count: u64) -> usize {
+    let header = Header::decode(file).expect("an intact file has a valid header");
+    let mut off = header.records_start();
+    let mut pinned = 0;
+    for i in 0..count as usize {
+        let Ok(Frame::Record { chain, len, .. }) = decode_frame(&file[off..], header.version)
+        else {
+            break;
+        };
+        if chain.is_some() {
+            pinned = i + 1;
+        }
+        off += len;
+    }
+    pinned
+}
+
+/// The chain hash after 0, 1, 2... of the first `count` records of a file
+/// whose frames decode.
+fn chain_of(file: &[u8], count: u64) -> Vec<[u8; 32]> {
+    let header = Header::decode(file).expect("an intact file has a valid header");
+    let dict = crate::log::dict::of_segment(&header, file).expect("an intact file's dictionary");
+    let mut scratch = Vec::new();
+    let mut out = vec![header.prev_hash];
+    let mut off = header.records_start();
+    while out.len() <= count as usize {
+        let Ok(Frame::Record { payload, len, .. }) = decode_frame(&file[off..], header.version)
+        else {
+            panic!("record {} of an intact file does not decode", out.len() - 1);
+        };
+        let payload =
+            crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)
+                .expect("an intact file's payloads decompress");
+        out.push(chain_hash(out.last().expect("the header's"), &[payload]));
+        off += len;
+    }
+    out
 }
 
 /// The chain hash after 0, 1, 2... events of a valid segment.

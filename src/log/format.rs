@@ -424,10 +424,41 @@ pub enum Frame<'a> {
     Footer(Footer),
 }
 
-/// Whether record `index` (from 0) of a segment of format `version` stores
-/// its chain hash: every record before version 6, the chain marks from it.
+/// Whether record `index` (from 0) of a segment of format `version` must
+/// store its chain hash: every record before version 6, from it the chain
+/// marks at every [`CHAIN_MARK_EVERY`]th index. (From version 6 any other
+/// record may store it too: the writer marks the last record of each write,
+/// [`mark_frame`].)
 pub fn stores_chain(version: u16, index: u64) -> bool {
     version < FORMAT_VERSION_CHAIN_MARKS || index % CHAIN_MARK_EVERY == 0
+}
+
+/// The smallest record frame of format `version`: a one-byte payload with its
+/// length and CRC, and before version 6 its chain hash.
+pub fn record_frame_bytes_min(version: u16) -> usize {
+    if version < FORMAT_VERSION_CHAIN_MARKS {
+        RECORD_OVERHEAD_BYTES + 1
+    } else {
+        RECORD_FRAME_BYTES_MIN
+    }
+}
+
+/// Makes the version 6 record frame at `buf[at..]`, the last thing in `buf`,
+/// store its chain hash `chain` (bit 31 of its length, the hash after its
+/// stored bytes, the CRC over both), unless it stores it already.
+pub fn mark_frame(buf: &mut Vec<u8>, at: usize, chain: &Hash) {
+    let field = u32_at(buf, at);
+    if field & CHAIN_MARK_BIT != 0 {
+        return;
+    }
+    debug_assert_eq!(at + RECORD_OVERHEAD_BYTES_MIN + field as usize, buf.len());
+    let marked = (field | CHAIN_MARK_BIT).to_le_bytes();
+    buf[at..at + 4].copy_from_slice(&marked);
+    buf.extend_from_slice(chain);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&marked);
+    crc.update(&buf[at + 8..]);
+    buf[at + 4..at + 8].copy_from_slice(&crc.finalize().to_le_bytes());
 }
 
 /// The length of the record frame whose first four bytes are `head`, in a
@@ -656,6 +687,23 @@ mod tests {
                 other => panic!("expected a record, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn marking_a_frame_makes_the_frame_a_mark_would_have() {
+        let prev = [3u8; 32];
+        let mut plain = vec![9u8; 5];
+        let at = plain.len();
+        let chain = encode_record(&mut plain, 6, 33, &prev, &[b"abcdefg"]);
+        mark_frame(&mut plain, at, &chain);
+        let mut mark = vec![9u8; 5];
+        encode_record(&mut mark, 6, 32, &prev, &[b"abcdefg"]);
+        assert_eq!(plain, mark);
+        // A mark stays as it is.
+        mark_frame(&mut plain, at, &chain);
+        assert_eq!(plain, mark);
+        assert_eq!(record_frame_bytes_min(5), 41);
+        assert_eq!(record_frame_bytes_min(6), 9);
     }
 
     #[test]

@@ -17,10 +17,7 @@
 //!    `stele verify`. The last segment is scanned frame by frame.
 
 use super::error::{Error, Result};
-use super::format::{
-    Footer, Hash, Header, SegmentId, FOOTER_BYTES, GENESIS_HASH, HEADER_BYTES,
-    RECORD_FRAME_BYTES_MIN,
-};
+use super::format::{Footer, Hash, Header, SegmentId, FOOTER_BYTES, GENESIS_HASH, HEADER_BYTES};
 use super::segment::{scan, Depth, ProblemKind, SegmentFile, SegmentView};
 use super::{fsync_dir, RecoveryMode, TORN_WINDOW_BYTES};
 use std::fs::{File, OpenOptions};
@@ -370,7 +367,7 @@ pub(super) fn footer_agreeing(len: u64, tail: &[u8], header: &Header) -> Option<
     }
     // A footer claiming more records than fit cannot be right.
     let room = len - (HEADER_BYTES + FOOTER_BYTES) as u64;
-    let fit = room / RECORD_FRAME_BYTES_MIN as u64;
+    let fit = room / super::format::record_frame_bytes_min(header.version) as u64;
     (f.count <= fit && (f.count > 0 || room == 0)).then_some(f)
 }
 

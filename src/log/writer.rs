@@ -24,6 +24,7 @@
 
 use super::dict::{self, Dict, Trainer};
 use super::error::{Error, Result};
+use super::format;
 use super::format::{
     decode_frame, encode_record, encode_record_stored, Day, Footer, Frame, Hash, Header, SegmentId,
     FOOTER_BYTES, FORMAT_VERSION, RECORD_OVERHEAD_BYTES,
@@ -107,6 +108,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     /// Offsets (absolute) of new records that start a sparse block.
     new_sparse: Vec<u64>,
+    /// Where in `buf` the last record's frame starts (marked at the commit).
+    last_frame: Option<usize>,
     /// State at the start of the pending group.
     group_start: Chain,
     waiters: Vec<Waiter>,
@@ -211,6 +214,7 @@ impl Writer {
             poisoned: None,
             buf: Vec::with_capacity(1 << 20),
             new_sparse: Vec::new(),
+            last_frame: None,
             group_start: chain,
             waiters: Vec::new(),
             prealloc: prealloc.0,
@@ -344,6 +348,7 @@ impl Writer {
             if index % SPARSE_EVERY == 0 {
                 self.new_sparse.push(base + self.buf.len() as u64);
             }
+            self.last_frame = Some(self.buf.len());
             prefix.clear();
             event::encode_stored_prefix(self.chain.next_seq, received_at, &mut prefix);
             let body = &batch.bodies[start..end as usize];
@@ -414,6 +419,11 @@ impl Writer {
         }
         let added = self.pending_records();
         let waiters = std::mem::take(&mut self.waiters);
+        // The write's last record stores its chain hash, so the log always
+        // ends at a stored hash (docs/FORMAT.md, "Record").
+        if let Some(at) = self.last_frame.take() {
+            format::mark_frame(&mut self.buf, at, &self.chain.last_hash);
+        }
         let outcome = self.write_group(added);
         self.buf.clear();
         self.pending_payload = (0, 0);

@@ -26,9 +26,9 @@ fn finding(report: &mut Report, path: &Path, seq: Option<u64>, what: String, fat
     });
 }
 
-/// The chain hashes of records `seqs` of the segment file `path` (whose
-/// records `verify` has already checked), in one walk: stored in the frame,
-/// or (from format 6, between chain marks) hashed from the record before.
+/// The chain hashes of records `seqs` of the segment file `path`, recomputed
+/// from its header's `prev_hash` over the payloads in one walk (never taken
+/// from the frames: a stored hash is what the chain is compared with).
 fn chains_at(path: &Path, seqs: &BTreeSet<u64>) -> HashMap<u64, [u8; 32]> {
     let mut out = HashMap::new();
     let Ok(map) = crate::log::segment::SegmentFile::open(path) else {
@@ -46,28 +46,14 @@ fn chains_at(path: &Path, seqs: &BTreeSet<u64>) -> HashMap<u64, [u8; 32]> {
     let mut at = header.first_seq;
     let mut prev = header.prev_hash;
     while off < map.len() && at <= last {
-        let Ok(Frame::Record {
-            payload,
-            chain,
-            len,
-        }) = decode_frame(&map[off..], header.version)
+        let Ok(Frame::Record { payload, len, .. }) = decode_frame(&map[off..], header.version)
         else {
             break;
         };
-        prev = match chain {
-            Some(c) => *c,
-            None => {
-                match crate::log::dict::payload(
-                    dict.as_ref(),
-                    header.version,
-                    payload,
-                    &mut scratch,
-                ) {
-                    Ok(p) => chain_hash(&prev, &[p]),
-                    Err(_) => break,
-                }
-            }
-        };
+        match crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch) {
+            Ok(p) => prev = chain_hash(&prev, &[p]),
+            Err(_) => break,
+        }
         if seqs.contains(&at) {
             out.insert(at, prev);
         }

@@ -465,7 +465,11 @@ fn rewrite_and_rechain(dir: &Path, first: &Path) {
         let (mut off, mut n) = (HEADER_BYTES, 0);
         while off < bytes.len() {
             match decode_frame(&bytes[off..], header.version).unwrap() {
-                Frame::Record { payload, len, .. } => {
+                Frame::Record {
+                    payload,
+                    len,
+                    chain,
+                } => {
                     let mut payload = payload.to_vec();
                     if i == 0 && n == 1 {
                         let mut ev = stele::event::decode_stored(&payload, header.version).unwrap();
@@ -478,7 +482,13 @@ fn rewrite_and_rechain(dir: &Path, first: &Path) {
                             stele::event::encode_provenance(by, &mut payload);
                         }
                     }
+                    let at = out.len();
                     hash = encode_record(&mut out, header.version, n, &hash, &[&payload]);
+                    // Where the writer stored a hash (the last record of a
+                    // write), so does the forger: the file keeps its size.
+                    if chain.is_some() {
+                        stele::log::format::mark_frame(&mut out, at, &hash);
+                    }
                     off += len;
                     n += 1;
                 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use stele::clock::ManualClock;
 use stele::event::{Event, Phase, Provenance};
 use stele::log::format::{
-    decode_frame, encode_record, stores_chain, Frame, Header, FORMAT_VERSION, HEADER_BYTES,
+    decode_frame, encode_record, Frame, Header, CHAIN_MARK_BIT, FORMAT_VERSION, HEADER_BYTES,
 };
 use stele::log::{Direction, Log, LogConfig};
 use stele::testkit::EventGen;
@@ -95,17 +95,24 @@ fn a_single_flipped_bit_anywhere_is_caught() {
     }
 }
 
+/// Bytes of the chain hash the frame at `start` stores (bit 31 of its length
+/// field: the chain marks and the last record of each write).
+fn stored_chain(bytes: &[u8], start: usize) -> usize {
+    let field = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+    if field & CHAIN_MARK_BIT != 0 {
+        32
+    } else {
+        0
+    }
+}
+
 /// Changes one payload byte of record `i` of `bytes` (in the event's text)
 /// and recomputes its CRC, keeping any stored chain hash: only the chain can
 /// tell.
 fn change_keeping_the_crc(bytes: &mut [u8], i: usize) {
     let recs = records(bytes);
     let (start, end) = recs[i];
-    let chain = if stores_chain(FORMAT_VERSION, i as u64) {
-        32
-    } else {
-        0
-    };
+    let chain = stored_chain(bytes, start);
     // The payload ends with the 8 absent version 3 fields and the provenance
     // (`cli`, 5 bytes): 18 bytes before its end is inside the event's text.
     let payload_end = end - chain;
@@ -116,14 +123,32 @@ fn change_keeping_the_crc(bytes: &mut [u8], i: usize) {
     bytes[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
 }
 
+/// The writer stores the chain hash of the segment's first record (a chain
+/// mark) and of the last record of each write: the log always ends at a stored
+/// hash, so a changed record is found at the end of its write at the latest.
+#[test]
+fn every_write_ends_at_a_stored_chain_hash() {
+    let tmp = pristine();
+    for path in segment_files(tmp.path()) {
+        let bytes = std::fs::read(&path).unwrap();
+        let marked: Vec<usize> = records(&bytes)
+            .iter()
+            .enumerate()
+            .filter(|(_, &(start, _))| stored_chain(&bytes, start) > 0)
+            .map(|(i, _)| i)
+            .collect();
+        // 4 writes of 2 events a segment.
+        assert_eq!(marked, vec![0, 1, 3, 5, 7], "{}", path.display());
+    }
+}
+
 #[test]
 fn a_payload_change_with_its_crc_recomputed_breaks_the_chain() {
     let tmp = pristine();
     let (path, clean) = second_segment(tmp.path());
     let header = Header::decode(&clean).unwrap();
     let recs = records(&clean);
-    // A chain mark (every 32nd record stores its chain hash, the first of a
-    // segment among them): caught at the record itself.
+    // A record that stores its hash (the segment's first): caught at itself.
     let mut bytes = clean.clone();
     change_keeping_the_crc(&mut bytes, 0);
     std::fs::write(&path, &bytes).unwrap();
@@ -134,14 +159,42 @@ fn a_payload_change_with_its_crc_recomputed_breaks_the_chain() {
         out.contains(&format!("(seq {})", header.first_seq)),
         "{out}"
     );
-    // A record between marks: caught where the chain is next stored, here
-    // the footer's final hash (the segment's 8 records hold one mark).
+    // A record that does not (the first of the second write): caught at the
+    // hash its write's last record stores; the report starts after the last
+    // hash that held.
     let mut bytes = clean.clone();
-    change_keeping_the_crc(&mut bytes, 3);
+    change_keeping_the_crc(&mut bytes, 2);
     std::fs::write(&path, &bytes).unwrap();
     let out = damaged(tmp.path());
-    assert!(out.contains(&format!("offset {}", recs[7].1)), "{out}");
-    assert!(out.contains("final hash"), "{out}");
+    let (from, to) = (header.first_seq + 2, header.first_seq + 3);
+    assert!(out.contains(&format!("offset {}", recs[2].0)), "{out}");
+    assert!(out.contains(&format!("(seq {from})")), "{out}");
+    assert!(out.contains(&format!("one of seqs {from}..={to}")), "{out}");
+}
+
+/// A record of the active segment that stores no chain hash, changed with its
+/// CRC fixed while no Stele runs: recovery continues the chain from the hash
+/// its write's last record stored, so the change stays visible after a
+/// restart and more appends. (With hashes at the chain marks only, recovery
+/// hashed forward over the change and the log went on from it: found by
+/// review, this test failed then.)
+#[test]
+fn a_changed_record_in_the_active_segment_is_still_caught_after_a_restart() {
+    let tmp = pristine();
+    let active = segment_files(tmp.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&active).unwrap();
+    change_keeping_the_crc(&mut bytes, 6);
+    std::fs::write(&active, &bytes).unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT));
+    let log = open(tmp.path(), &clock, 1 << 20);
+    let mut gen = EventGen::new(12);
+    log.append(&events(&mut gen, 3, 400), &Provenance::cli())
+        .unwrap();
+    drop(log);
+    assert_eq!(segment_files(tmp.path()).pop().unwrap(), active);
+    let out = damaged(tmp.path());
+    assert!(out.contains(&*active.to_string_lossy()), "{out}");
+    assert!(out.contains("one of seqs"), "{out}");
 }
 
 #[test]
@@ -156,11 +209,7 @@ fn a_payload_change_with_crc_and_every_later_chain_recomputed_is_caught_by_the_n
     let mut out = bytes[..recs[0].0].to_vec();
     let mut prev = header.prev_hash;
     for (i, &(s, e)) in recs.iter().enumerate() {
-        let chain = if stores_chain(FORMAT_VERSION, i as u64) {
-            32
-        } else {
-            0
-        };
+        let chain = stored_chain(&bytes, s);
         let mut payload = bytes[s + 8..e - chain].to_vec();
         if i == 2 {
             let n = payload.len();

@@ -170,20 +170,28 @@ impl RunFile {
         run.file
             .read_exact_at(&mut last_entry, HEADER_BYTES + (keys - 1) * entry as u64)
             .map_err(|e| io(path, e))?;
-        run.greatest = run.key_of(&last_entry);
+        run.greatest = run.key_of(&last_entry)?;
         run.greatest_low = run.find_greatest_low()?;
         Ok(run)
     }
 
     /// The whole key of a stored entry.
-    fn key_of(&self, entry: &[u8]) -> [u8; KEY_BYTES] {
+    /// The whole key of a stored entry; an offset past the run's last seq is
+    /// damage.
+    fn key_of(&self, entry: &[u8]) -> Result<[u8; KEY_BYTES], KvError> {
         let mut key = [0u8; KEY_BYTES];
         key[..PREFIX_BYTES].copy_from_slice(&entry[..PREFIX_BYTES]);
         let mut offset = [0u8; 8];
         offset[8 - (self.entry - PREFIX_BYTES)..].copy_from_slice(&entry[PREFIX_BYTES..]);
-        let seq = self.first + u64::from_be_bytes(offset);
-        key[PREFIX_BYTES..].copy_from_slice(&seq.to_be_bytes());
-        key
+        let offset = u64::from_be_bytes(offset);
+        if offset > self.last - self.first {
+            return Err(damaged(
+                &self.path,
+                format!("an entry's seq offset {offset} is past the run's last seq"),
+            ));
+        }
+        key[PREFIX_BYTES..].copy_from_slice(&(self.first + offset).to_be_bytes());
+        Ok(key)
     }
 
     /// The greatest key without [`super::HASHED_ID_BIT`]: keys are sorted, so those
@@ -200,7 +208,7 @@ impl RunFile {
         let mut found = None;
         self.pages(page, |bytes| {
             for entry in bytes.chunks_exact(self.entry).take_while(|e| low(e)) {
-                found = Some(self.key_of(entry));
+                found = Some(self.key_of(entry)?);
             }
             Ok(false)
         })?;
@@ -270,11 +278,11 @@ impl RunFile {
                 let order = if n <= PREFIX_BYTES {
                     entry[..n].cmp(prefix)
                 } else {
-                    self.key_of(entry)[..n].cmp(prefix)
+                    self.key_of(entry)?[..n].cmp(prefix)
                 };
                 match order {
                     std::cmp::Ordering::Less => {}
-                    std::cmp::Ordering::Equal => out.push(self.key_of(entry)),
+                    std::cmp::Ordering::Equal => out.push(self.key_of(entry)?),
                     std::cmp::Ordering::Greater => return Ok(false),
                 }
             }
@@ -289,7 +297,7 @@ impl RunFile {
         self.pages(0, |bytes| {
             crc.update(bytes);
             for entry in bytes.chunks_exact(self.entry) {
-                let key = self.key_of(entry);
+                let key = self.key_of(entry)?;
                 split_key(&key)?;
                 out.push(key);
             }
@@ -537,6 +545,24 @@ mod tests {
                     + run.bloom.byte_len() as u64
             );
         }
+        // An offset past the run's last seq (a hostile or damaged file whose
+        // entries' CRC is not read by a lookup): damage, never a wrapped seq.
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = RunWriter::create(dir.path(), 5, 5).unwrap();
+        for k in [key(0, 5), key(50, 5)] {
+            w.push(&k).unwrap();
+        }
+        drop(w.finish(dir.path()).unwrap());
+        let path = dir.path().join(file_name(5));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER_BYTES as usize + PREFIX_BYTES] = 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let run = RunFile::open(&path).unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            run.keys_under(&[0; 14], &mut out),
+            Err(KvError::Damaged(_))
+        ));
     }
 
     #[test]

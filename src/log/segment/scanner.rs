@@ -8,7 +8,7 @@
 use super::super::dict::{Dict, Frames};
 use super::super::format::{
     chain_hash, decode_frame, frame_len, stores_chain, Footer, Frame, FrameError, Hash, Header,
-    FOOTER_BYTES, FORMAT_VERSION_CHAIN_MARKS, HEADER_BYTES, RECORD_OVERHEAD_BYTES_MIN,
+    FOOTER_BYTES, HEADER_BYTES, RECORD_OVERHEAD_BYTES_MIN,
 };
 use super::super::prealloc::ZEROED_PAST_WRITER_BYTES_MAX;
 use super::SPARSE_EVERY;
@@ -96,14 +96,13 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
         detail,
     };
     // The dictionary is checked at every depth; it is needed to decompress
-    // (and so to hash) the payloads at `Full` depth, and from version 6 the
-    // ones after the last chain mark at `Frames` depth.
-    let hashes = depth == Depth::Full || header.version >= FORMAT_VERSION_CHAIN_MARKS;
+    // (and so to hash) the payloads at `Full` depth (at `Frames` depth,
+    // [`settled`] loads it if the records after the last stored hash need it).
     let dict = header
         .dictionary(bytes)
         .map_err(|e| e.to_string())
         .and_then(|d| match d {
-            Some(d) if hashes => Dict::new(d.to_vec()).map(Some),
+            Some(d) if depth == Depth::Full => Dict::new(d.to_vec()).map(Some),
             _ => Ok(None),
         });
     let dict = match dict {
@@ -118,12 +117,15 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
     let mut scratch = Vec::new();
     // The last record whose chain hash is known, as (hash, offset and index
     // of the record after it): at `Frames` depth from version 6 the records
-    // between chain marks are hashed only when a caller needs the last one.
+    // after the last stored hash are hashed only when a caller needs the
+    // last one. `verified`: at `Full` depth, the last record whose stored
+    // hash the recomputed chain matched (or the header).
     let mut known = Known {
         hash: header.prev_hash,
         off: start,
         count: 0,
     };
+    let mut verified = known;
     while off < bytes.len() {
         let seq = header.first_seq + out.count;
         match decode_frame(&bytes[off..], header.version) {
@@ -132,12 +134,11 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                 chain,
                 len,
             }) => {
-                if chain.is_some() != stores_chain(header.version, out.count) {
+                if chain.is_none() && stores_chain(header.version, out.count) {
                     let detail = format!(
-                        "record {} of the segment {} a chain hash: the format stores one at every \
-                         {}th record only",
+                        "record {} of the segment lacks its chain hash: the format stores one at \
+                         every {}th record",
                         out.count,
-                        if chain.is_some() { "carries" } else { "lacks" },
                         super::super::format::CHAIN_MARK_EVERY
                     );
                     out.problem = Some(corrupt(off, seq, detail));
@@ -162,7 +163,16 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                 if depth == Depth::Full {
                     let computed = chain_hash(&out.last_hash, &[payload]);
                     if chain.is_some_and(|c| *c != computed) {
-                        out.problem = Some(corrupt(off, seq, chain_broken(header, seq)));
+                        // The records since the last confirmed hash are not
+                        // good: one of them (or this one) was changed.
+                        let from = header.first_seq + verified.count;
+                        out.count = verified.count;
+                        out.records_end = verified.off as u64;
+                        out.last_hash = verified.hash;
+                        out.sparse
+                            .truncate(verified.count.div_ceil(SPARSE_EVERY) as usize);
+                        let detail = chain_broken(from, seq);
+                        out.problem = Some(corrupt(verified.off, from, detail));
                         return out;
                     }
                     known.hash = computed;
@@ -180,6 +190,9 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                     known.count = out.count;
                     out.last_hash = known.hash;
                 }
+                if chain.is_some() {
+                    verified = known;
+                }
             }
             Ok(Frame::Footer(f)) => {
                 let mut out = settled(out, bytes, header, dict.as_ref(), known);
@@ -193,8 +206,8 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                     ))
                 } else if f.final_hash != out.last_hash {
                     Some(
-                        "the footer's final hash is not the last record's chain hash (a record \
-                         after the last chain mark, or the footer, was altered)"
+                        "the footer's final hash is not the last record's chain hash (the footer, \
+                         or a record after the last stored chain hash, was altered)"
                             .into(),
                     )
                 } else if off + FOOTER_BYTES != bytes.len() {
@@ -280,6 +293,36 @@ fn settled(
     let mut hash = known.hash;
     let mut off = known.off;
     let mut scratch = Vec::new();
+    // At `Frames` depth the dictionary is prepared only when records need
+    // hashing (a write's last record stores its hash: rarely).
+    let loaded;
+    let dict = match dict {
+        Some(d) => Some(d),
+        None if known.count < out.count && header.dict_len > 0 => {
+            match super::super::dict::of_segment(header, bytes) {
+                Ok(d) => {
+                    loaded = d;
+                    loaded.as_ref()
+                }
+                Err(detail) => {
+                    out.count = known.count;
+                    out.records_end = off as u64;
+                    out.sparse
+                        .truncate(known.count.div_ceil(SPARSE_EVERY) as usize);
+                    out.footer = None;
+                    out.last_hash = hash;
+                    out.problem = Some(Problem {
+                        kind: ProblemKind::Corrupt,
+                        offset: off as u64,
+                        seq: header.first_seq + known.count,
+                        detail: format!("dictionary: {detail}"),
+                    });
+                    return out;
+                }
+            }
+        }
+        None => None,
+    };
     for count in known.count..out.count {
         let step = match decode_frame(&bytes[off..], header.version) {
             Ok(Frame::Record { payload, len, .. }) => {
@@ -316,19 +359,18 @@ fn settled(
     out
 }
 
-/// What a chain hash that does not follow says, at the record of `seq`.
-fn chain_broken(header: &Header, seq: u64) -> String {
-    if header.version < FORMAT_VERSION_CHAIN_MARKS {
+/// What a stored chain hash that does not follow says: the one of `to`,
+/// recomputed over the records from `from`, the first after the last
+/// confirmed hash.
+fn chain_broken(from: u64, to: u64) -> String {
+    if from == to {
         return "the chain hash does not follow from the previous record and this payload (a \
                 record was altered, removed or reordered)"
             .into();
     }
-    let from = seq
-        .saturating_sub(super::super::format::CHAIN_MARK_EVERY - 1)
-        .max(header.first_seq);
     format!(
-        "the chain hash stored at this chain mark does not follow from the records before it \
-         (one of seqs {from}..={seq} was altered, removed or reordered)"
+        "the chain hash stored with seq {to} does not follow from the records before it (one of \
+         seqs {from}..={to} was altered, removed or reordered)"
     )
 }
 

@@ -225,28 +225,24 @@ fn forge(bytes: &mut [u8], ends: &[usize], i: usize) {
 #[test]
 fn a_forged_record_between_marks_breaks_the_chain_at_the_next_mark() {
     let (clean, ends, hashes) = segment_with_hashes(70);
-    // Record index 5 (seq 6): found at the next mark, index 32 (seq 33).
-    let mut bytes = clean.clone();
-    forge(&mut bytes, &ends, 5);
-    assert_eq!(
-        scan(&bytes, &header(), Depth::Frames, 1 << 20).problem,
-        None
-    );
-    let s = scan(&bytes, &header(), Depth::Full, 1 << 20);
-    let p = s.problem.unwrap();
-    assert_eq!(
-        (p.kind, p.seq, p.offset as usize),
-        (ProblemKind::Corrupt, 33, ends[32])
-    );
-    assert!(p.detail.contains("one of seqs 2..=33"), "{}", p.detail);
-    assert_eq!(s.count, 32);
-    // A mark itself: found there.
-    let mut bytes = clean.clone();
-    forge(&mut bytes, &ends, 32);
-    let p = scan(&bytes, &header(), Depth::Full, 1 << 20)
-        .problem
-        .unwrap();
-    assert_eq!(p.seq, 33);
+    // Record index 5 (seq 6): found at the next mark, index 32 (seq 33); the
+    // good records end at the last confirmed hash, index 0's.
+    for forged in [5, 32] {
+        let mut bytes = clean.clone();
+        forge(&mut bytes, &ends, forged);
+        let s = scan(&bytes, &header(), Depth::Frames, 1 << 20);
+        assert_eq!((s.problem, s.count), (None, 70));
+        let s = scan(&bytes, &header(), Depth::Full, 1 << 20);
+        let p = s.problem.unwrap();
+        assert_eq!(
+            (p.kind, p.seq, p.offset as usize),
+            (ProblemKind::Corrupt, 2, ends[1])
+        );
+        assert!(p.detail.contains("stored with seq 33"), "{}", p.detail);
+        assert!(p.detail.contains("one of seqs 2..=33"), "{}", p.detail);
+        assert_eq!((s.count, s.records_end as usize), (1, ends[1]));
+        assert_eq!((s.last_hash, s.sparse.len()), (hashes[0], 1));
+    }
     // After the last mark: the footer's final hash, at either depth.
     let mut bytes = clean.clone();
     forge(&mut bytes, &ends, 66);
@@ -268,19 +264,42 @@ fn a_forged_record_between_marks_breaks_the_chain_at_the_next_mark() {
 }
 
 #[test]
-fn a_chain_hash_where_the_format_puts_none_is_corruption() {
-    let (bytes, ends) = segment(3);
-    // Record index 1 rewritten as a mark: a well-formed frame, CRC and all,
-    // where the format stores no hash.
-    let payload = &bytes[ends[1] + 8..ends[2]];
-    let mut forged = bytes[..ends[1]].to_vec();
-    encode_record(&mut forged, FORMAT_VERSION, 0, &GENESIS_HASH, &[payload]);
-    forged.extend_from_slice(&bytes[ends[2]..]);
+fn a_mark_must_store_its_chain_hash_and_any_other_record_may() {
+    // Record index 1 stores its hash (as the writer's last record of a write
+    // does): the scan takes it at either depth, and a wrong one is caught.
+    let (bytes, ends, hashes) = segment_with_hashes(3);
+    let with_hash = |hash: &Hash| {
+        let mut out = bytes[..ends[2]].to_vec();
+        crate::log::format::mark_frame(&mut out, ends[1], hash);
+        assert_eq!(out.len(), ends[2] + HASH_BYTES);
+        out.extend_from_slice(&bytes[ends[2]..]);
+        out
+    };
+    let marked = with_hash(&hashes[1]);
     for depth in [Depth::Frames, Depth::Full] {
-        let s = scan(&forged, &header(), depth, 1 << 20);
+        let s = scan(&marked, &header(), depth, 1 << 20);
+        assert_eq!(
+            (s.problem, s.count, s.last_hash),
+            (None, 3, hashes[2]),
+            "{depth:?}"
+        );
+    }
+    let wrong = with_hash(&hashes[0]);
+    let p = scan(&wrong, &header(), Depth::Full, 1 << 20)
+        .problem
+        .unwrap();
+    assert_eq!((p.seq, p.offset as usize), (2, ends[1]));
+    // Record index 32 without its hash: damage at either depth.
+    let (bytes, ends) = segment(40);
+    let payload = &bytes[ends[32] + 8..ends[33] - HASH_BYTES];
+    let mut stripped = bytes[..ends[32]].to_vec();
+    encode_record(&mut stripped, FORMAT_VERSION, 33, &GENESIS_HASH, &[payload]);
+    stripped.extend_from_slice(&bytes[ends[33]..]);
+    for depth in [Depth::Frames, Depth::Full] {
+        let s = scan(&stripped, &header(), depth, 1 << 20);
         let p = s.problem.unwrap();
-        assert_eq!((p.kind, p.seq), (ProblemKind::Corrupt, 2), "{depth:?}");
-        assert!(p.detail.contains("carries a chain hash"), "{}", p.detail);
-        assert_eq!(s.count, 1);
+        assert_eq!((p.kind, p.seq), (ProblemKind::Corrupt, 33), "{depth:?}");
+        assert!(p.detail.contains("lacks its chain hash"), "{}", p.detail);
+        assert_eq!(s.count, 32);
     }
 }

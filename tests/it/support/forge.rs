@@ -153,7 +153,9 @@ fn rewrite(
             assert!(!payload.is_empty(), "a record payload cannot be empty");
         }
         // The record's own chain hash as the file has it: stored, or (from
-        // format 6, between chain marks) hashed from its original payload.
+        // format 6, on a record that stores none) hashed from its stored bytes,
+        // which are its payload: the toolkit edits uncompressed segments only
+        // (`parse` starts the records right after the header).
         let original: Hash = match &r.chain {
             Some(c) => bytes[c.clone()].try_into().unwrap(),
             None => chain_hash(&hash, &[&bytes[r.payload.clone()]]),

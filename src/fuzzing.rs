@@ -90,7 +90,7 @@ fn frame_decoder(data: &[u8], frame_version: u16) {
 /// decodes re-encodes to exactly the bytes it came from.
 pub fn record_decoder(data: &[u8]) {
     // Version 5's frames (every record stores its chain hash) and this
-    // build's (only the chain marks do).
+    // build's (the chain marks and each write's last record do).
     for frame_version in [5, crate::log::format::FORMAT_VERSION] {
         frame_decoder(data, frame_version);
     }

@@ -16,12 +16,13 @@
 //! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX, bit 31 set when a chain follows)
 //!         | crc32 u32 (of len ++ stored ++ chain?) | stored{len} | chain{32}?   (version 6)
 //!           the chain stored by the records whose index in the segment is a multiple
-//!           of CHAIN_MARK_EVERY (the chain marks), computed for the others
+//!           of CHAIN_MARK_EVERY (the chain marks) and, as the writer writes, by the
+//!           last record of each write; computed for the others
 //! stored  = payload, or in a segment with a dictionary: prefix ++ zstd(rest of payload),
 //!           the zstd frame without its magic number and dictionary ID from version 5
 //!           (src/log/dict.rs)
 //! payload = bincode 2 standard config of StoredEvent: version 1 (seq, received_at, Event),
-//!           version 2 (seq, received_at, Event, Provenance), 3 to 5 (more Event fields)
+//!           version 2 (seq, received_at, Event, Provenance), 3 to 6 (more Event fields)
 //! chain   = SHA-256(previous chain ++ payload): of the payload, never of its compressed form
 //! footer  = 0xFFFF_FFFF u32 | "STELEEND"{8} | count u64 | first_seq u64 | last_seq u64
 //!         | final_hash{32} | sealed_at i64 (unix µs) | crc32 u32 (of bytes 0..76)
@@ -45,20 +46,21 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
 /// header, records stored compressed with it; payloads as in version 3); version 5
 /// its compressed records' zstd frames without the magic number and the dictionary
 /// ID (8 bytes less a record); version 6 stores the chain hash in the frames of
-/// the chain marks only (every [`CHAIN_MARK_EVERY`]th record, 31 of 32 records 32
-/// bytes shorter). The footer is unchanged since version 1.
+/// the chain marks (every [`CHAIN_MARK_EVERY`]th record) and of each write's last
+/// record only, the others 32 bytes shorter. The footer is unchanged since version 1.
 pub const FORMAT_VERSION: u16 = 6;
 /// The first format version whose segments may carry a compression dictionary.
 pub const FORMAT_VERSION_DICT: u16 = 4;
 /// The first format version whose compressed records store compact zstd frames
 /// (`log::dict::Frames::Compact`).
 pub const FORMAT_VERSION_COMPACT_FRAMES: u16 = 5;
-/// The first format version whose records store their chain hash only at the
-/// chain marks ([`stores_chain`]).
+/// The first format version whose records store their chain hash only where
+/// [`stores_chain`] requires it and where the writer adds it ([`mark_frame`]).
 pub const FORMAT_VERSION_CHAIN_MARKS: u16 = 6;
 /// From version 6, the records whose index in their segment (from 0) is a
-/// multiple of this store their chain hash: a reader needing the chain of any
-/// other record hashes forward from the mark before it (at most 31 payloads).
+/// multiple of this store their chain hash: a reader needing the chain of a
+/// record that stores none hashes forward from the last stored one before it
+/// (at most 31 payloads).
 /// Equal to the readers' sparse offsets (`segment::SPARSE_EVERY`), so the
 /// record a sparse offset points at is a mark.
 pub const CHAIN_MARK_EVERY: u64 = 32;
@@ -75,9 +77,9 @@ pub const HEADER_BYTES: usize = 128;
 /// Size of a chain hash (SHA-256).
 pub const HASH_BYTES: usize = 32;
 /// The most bytes a record frame adds around its payload: length, CRC and
-/// chain hash (every record before version 6, the chain marks from it).
+/// chain hash (every record before version 6; from it those that store one).
 pub const RECORD_OVERHEAD_BYTES: usize = 4 + 4 + HASH_BYTES;
-/// The bytes a version 6 record that is not a chain mark adds: length and CRC.
+/// The bytes a version 6 record that stores no chain hash adds: length and CRC.
 pub const RECORD_OVERHEAD_BYTES_MIN: usize = 4 + 4;
 /// The smallest record frame: the least overhead and a one-byte payload (a
 /// zero length is never a record: it is the padding after the last one).
@@ -413,8 +415,8 @@ impl Footer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// A record: its stored bytes, its chain hash when the frame stores one
-    /// (every record before version 6, the chain marks from it), and its
-    /// total framed length.
+    /// (every record before version 6; from it the chain marks and each
+    /// write's last record), and its total framed length.
     Record {
         payload: &'a [u8],
         chain: Option<&'a Hash>,
@@ -443,12 +445,13 @@ pub fn record_frame_bytes_min(version: u16) -> usize {
     }
 }
 
-/// Makes the version 6 record frame at `buf[at..]`, the last thing in `buf`,
-/// store its chain hash `chain` (bit 31 of its length, the hash after its
-/// stored bytes, the CRC over both), unless it stores it already.
-pub fn mark_frame(buf: &mut Vec<u8>, at: usize, chain: &Hash) {
+/// Makes the record frame at `buf[at..]`, the last thing in `buf`, of a
+/// segment of format `version`, store its chain hash `chain` (bit 31 of its
+/// length, the hash after its stored bytes, the CRC over both), unless it
+/// stores it already (a chain mark, or any frame before version 6).
+pub fn mark_frame(buf: &mut Vec<u8>, at: usize, version: u16, chain: &Hash) {
     let field = u32_at(buf, at);
-    if field & CHAIN_MARK_BIT != 0 {
+    if version < FORMAT_VERSION_CHAIN_MARKS || field & CHAIN_MARK_BIT != 0 {
         return;
     }
     debug_assert_eq!(at + RECORD_OVERHEAD_BYTES_MIN + field as usize, buf.len());

@@ -422,7 +422,7 @@ impl Writer {
         // The write's last record stores its chain hash, so the log always
         // ends at a stored hash (docs/FORMAT.md, "Record").
         if let Some(at) = self.last_frame.take() {
-            format::mark_frame(&mut self.buf, at, &self.chain.last_hash);
+            format::mark_frame(&mut self.buf, at, FORMAT_VERSION, &self.chain.last_hash);
         }
         let outcome = self.write_group(added);
         self.buf.clear();

@@ -487,7 +487,7 @@ fn rewrite_and_rechain(dir: &Path, first: &Path) {
                     // Where the writer stored a hash (the last record of a
                     // write), so does the forger: the file keeps its size.
                     if chain.is_some() {
-                        stele::log::format::mark_frame(&mut out, at, &hash);
+                        stele::log::format::mark_frame(&mut out, at, header.version, &hash);
                     }
                     off += len;
                     n += 1;

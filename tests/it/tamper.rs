@@ -216,7 +216,11 @@ fn a_payload_change_with_crc_and_every_later_chain_recomputed_is_caught_by_the_n
             // In the event's text, before the provenance (`cli`: 5 bytes).
             payload[n - 18] ^= 0x01;
         }
+        let at = out.len();
         prev = encode_record(&mut out, FORMAT_VERSION, i as u64, &prev, &[&payload]);
+        if chain > 0 {
+            stele::log::format::mark_frame(&mut out, at, FORMAT_VERSION, &prev);
+        }
     }
     let footer_at = recs.last().unwrap().1;
     let mut footer = stele::log::format::Footer::decode(&bytes[footer_at..]).unwrap();

@@ -175,7 +175,6 @@ impl RunFile {
         Ok(run)
     }
 
-    /// The whole key of a stored entry.
     /// The whole key of a stored entry; an offset past the run's last seq is
     /// damage.
     fn key_of(&self, entry: &[u8]) -> Result<[u8; KEY_BYTES], KvError> {

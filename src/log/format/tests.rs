@@ -87,13 +87,18 @@ fn marking_a_frame_makes_the_frame_a_mark_would_have() {
     let mut plain = vec![9u8; 5];
     let at = plain.len();
     let chain = encode_record(&mut plain, 6, 33, &prev, &[b"abcdefg"]);
-    mark_frame(&mut plain, at, &chain);
+    mark_frame(&mut plain, at, 6, &chain);
     let mut mark = vec![9u8; 5];
     encode_record(&mut mark, 6, 32, &prev, &[b"abcdefg"]);
     assert_eq!(plain, mark);
-    // A mark stays as it is.
-    mark_frame(&mut plain, at, &chain);
+    // A mark stays as it is, and so does a version 5 frame (it stores its hash).
+    mark_frame(&mut plain, at, 6, &chain);
     assert_eq!(plain, mark);
+    let mut v5 = Vec::new();
+    encode_record(&mut v5, 5, 3, &prev, &[b"abcdefg"]);
+    let before = v5.clone();
+    mark_frame(&mut v5, 0, 5, &chain);
+    assert_eq!(v5, before);
     assert_eq!(record_frame_bytes_min(5), 41);
     assert_eq!(record_frame_bytes_min(6), 9);
 }

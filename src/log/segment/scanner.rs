@@ -20,8 +20,9 @@ pub enum Depth {
     /// Frame, CRC and the seq at the head of the payload: what recovery needs
     /// to find the end of the log, fast enough for a 1 GiB segment in well
     /// under a second. From version 6 the chain of the last record is
-    /// computed from the last chain mark (at most 31 payloads decompressed
-    /// and hashed); stored marks are taken as they are.
+    /// hashed forward from the last stored one (at most 31 payloads
+    /// decompressed and hashed; none after a write the writer finished);
+    /// stored hashes are taken as they are.
     Frames,
     /// Also recompute every chain hash and decode every payload completely:
     /// what `stele verify` does.
@@ -280,7 +281,7 @@ struct Known {
 }
 
 /// `out` with `last_hash` the chain hash of its last good record, hashed
-/// forward from `known` (the last chain mark) over the records the scan did
+/// forward from `known` (the last stored hash) over the records the scan did
 /// not hash. A record there whose payload does not decompress is corruption:
 /// the good records end before it.
 fn settled(

@@ -270,7 +270,7 @@ fn a_mark_must_store_its_chain_hash_and_any_other_record_may() {
     let (bytes, ends, hashes) = segment_with_hashes(3);
     let with_hash = |hash: &Hash| {
         let mut out = bytes[..ends[2]].to_vec();
-        crate::log::format::mark_frame(&mut out, ends[1], hash);
+        crate::log::format::mark_frame(&mut out, ends[1], FORMAT_VERSION, hash);
         assert_eq!(out.len(), ends[2] + HASH_BYTES);
         out.extend_from_slice(&bytes[ends[2]..]);
         out

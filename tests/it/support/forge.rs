@@ -161,7 +161,13 @@ fn rewrite(
             None => chain_hash(&hash, &[&bytes[r.payload.clone()]]),
         };
         if i >= rechain_from {
+            let at = out.len();
             hash = encode_record(&mut out, header.version, i as u64, &hash, &[&payload]);
+            // Where the writer stored a hash (a write's last record), so does
+            // the forger: the file looks like the writer's, its size kept.
+            if r.chain.is_some() {
+                stele::log::format::mark_frame(&mut out, at, header.version, &hash);
+            }
         } else if edited {
             let stored = r.chain.as_ref().map(|_| original);
             out.extend_from_slice(&frame_of(header.version, &payload, stored.as_ref()));

@@ -255,38 +255,38 @@ fn last_stored_hash(file: &[u8], count: u64) -> usize {
 }
 
 /// The chain hash after 0, 1, 2... of the first `count` records of a file
-/// whose frames decode.
+/// verify called intact (all of them decode).
 fn chain_of(file: &[u8], count: u64) -> Vec<[u8; 32]> {
-    let header = Header::decode(file).expect("an intact file has a valid header");
-    let dict = crate::log::dict::of_segment(&header, file).expect("an intact file's dictionary");
-    let mut scratch = Vec::new();
-    let mut out = vec![header.prev_hash];
-    let mut off = header.records_start();
-    while out.len() <= count as usize {
-        let Ok(Frame::Record { payload, len, .. }) = decode_frame(&file[off..], header.version)
-        else {
-            panic!("record {} of an intact file does not decode", out.len() - 1);
-        };
-        let payload =
-            crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)
-                .expect("an intact file's payloads decompress");
-        out.push(chain_hash(out.last().expect("the header's"), &[payload]));
-        off += len;
-    }
-    out
+    let chain = chain_walk(file, Some(count));
+    assert_eq!(
+        chain.len() as u64,
+        count + 1,
+        "an intact file's records decode"
+    );
+    chain
 }
 
 /// The chain hash after 0, 1, 2... events of a valid segment.
 fn original_chain(valid: &[u8]) -> Vec<[u8; 32]> {
-    let header = Header::decode(valid).expect("the sample's header is valid");
-    let dict = crate::log::dict::of_segment(&header, valid).expect("the sample's dictionary");
+    chain_walk(valid, None)
+}
+
+/// The chain hash after 0, 1, 2... of a file's records while they decode, at
+/// most `limit` of them.
+fn chain_walk(file: &[u8], limit: Option<u64>) -> Vec<[u8; 32]> {
+    let header = Header::decode(file).expect("a valid header");
+    let dict = crate::log::dict::of_segment(&header, file).expect("a valid dictionary");
     let mut scratch = Vec::new();
     let mut out = vec![header.prev_hash];
     let mut off = header.records_start();
-    while let Ok(Frame::Record { payload, len, .. }) = decode_frame(&valid[off..], header.version) {
+    while limit.is_none_or(|n| (out.len() as u64) <= n) {
+        let Ok(Frame::Record { payload, len, .. }) = decode_frame(&file[off..], header.version)
+        else {
+            break;
+        };
         let payload =
             crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)
-                .expect("the sample's payloads decompress");
+                .expect("the payloads decompress");
         out.push(chain_hash(out.last().expect("the header's"), &[payload]));
         off += len;
     }

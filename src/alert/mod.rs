@@ -153,15 +153,26 @@ impl Alerts {
     ) -> anyhow::Result<(Alerts, Runner)> {
         check_text(&set, &indexes)?;
         let stats = Arc::new(AlertStats::default());
-        let (rules_tx, rules) = watch::channel(set);
-        let (stop, stopping) = watch::channel(false);
         // The end of the log now, before the server takes requests: with no
         // saved position alerts start here, so an event stored right after
         // the start is never mistaken for history (the task starts later).
         let start_last = log.last_seq();
+        let file = PositionFile::new(log.data_dir());
+        if !set.rules.is_empty() {
+            // What `/readyz` and `/metrics` show until the task has resumed
+            // (`Task::resume` decides, reading the file again): the rules and
+            // the saved position, not a backlog of 0 (a restart with a backlog
+            // reported none for the moment before the task ran).
+            stats.rules.store(set.rules.len() as u64, Relaxed);
+            let saved = file.read().ok().flatten();
+            let position = saved.map_or(start_last, |p| p.min(start_last));
+            stats.position.store(position, Relaxed);
+        }
+        let (rules_tx, rules) = watch::channel(set);
+        let (stop, stopping) = watch::channel(false);
         let task = Task {
             start_last,
-            file: PositionFile::new(log.data_dir()),
+            file,
             log,
             indexes: indexes.clone(),
             clock,
@@ -651,25 +662,23 @@ mod tests {
     use crate::event::Provenance;
     use std::sync::atomic::Ordering::Relaxed;
 
-    /// With no saved position, alerts start at the end of the log *as of
-    /// `Alerts::start`*, not as of whenever the task first runs: a finding
-    /// stored in between (the server already takes requests) is not history.
-    #[tokio::test(flavor = "current_thread")]
-    async fn an_event_stored_right_after_the_start_is_not_mistaken_for_history() {
-        let tmp = tempfile::tempdir().unwrap();
+    type Setup = (
+        Arc<Log>,
+        Arc<Indexes>,
+        AlertSet,
+        Arc<dyn crate::clock::Clock>,
+    );
+
+    /// A log, its indexes and one rule for every finding (to a webhook that
+    /// is never reached).
+    fn setup(dir: &std::path::Path) -> Setup {
         let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
-        let log = Arc::new(
-            Log::open(tmp.path(), crate::log::LogConfig::default(), clock.clone()).unwrap(),
-        );
+        let log =
+            Arc::new(Log::open(dir, crate::log::LogConfig::default(), clock.clone()).unwrap());
         let indexes = Arc::new(
-            Indexes::open(
-                tmp.path(),
-                log.clone(),
-                crate::index::IndexConfig::default(),
-            )
-            .unwrap(),
+            Indexes::open(dir, log.clone(), crate::index::IndexConfig::default()).unwrap(),
         );
-        let conf = tmp.path().join("stele.toml");
+        let conf = dir.join("stele.toml");
         std::fs::write(
             &conf,
             "[[webhooks]]\nname = \"ops\"\nurl = \"http://127.0.0.1:9/\"\n\
@@ -678,8 +687,45 @@ mod tests {
         )
         .unwrap();
         let cfg = crate::config::Config::load(Some(&conf), |_| None).unwrap();
-        let (alerts, _runner) =
-            Alerts::start(cfg.alert_set().unwrap(), log.clone(), indexes, clock).unwrap();
+        (log, indexes, cfg.alert_set().unwrap(), clock)
+    }
+
+    /// Until the task has resumed, `/readyz` and `/metrics` show the saved
+    /// position's backlog, not 0 (seen failing: a restart with 3 events
+    /// waiting reported a backlog of 0 for the moment before the task ran,
+    /// `alerts::outage::a_restart_mid_backlog_delivers_everything_after_it`).
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_backlog_is_known_before_the_task_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (log, indexes, set, clock) = setup(tmp.path());
+        let appender = log.clone();
+        std::thread::spawn(move || {
+            for _ in 0..5 {
+                let ev = crate::event::parse_stele_event(
+                    &serde_json::json!({"action": "login", "actor": "stele"}),
+                    crate::event::new_event_id,
+                )
+                .unwrap();
+                appender.append(&[ev], &Provenance::stele()).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        PositionFile::new(tmp.path()).write(2).unwrap();
+        // Nothing awaited: the task spawned on this runtime has not run.
+        let (alerts, _runner) = Alerts::start(set, log.clone(), indexes, clock).unwrap();
+        assert_eq!(alerts.stats.rules.load(Relaxed), 1);
+        assert_eq!(alerts.stats.backlog(&log), 3);
+    }
+
+    /// With no saved position, alerts start at the end of the log *as of
+    /// `Alerts::start`*, not as of whenever the task first runs: a finding
+    /// stored in between (the server already takes requests) is not history.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_event_stored_right_after_the_start_is_not_mistaken_for_history() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (log, indexes, set, clock) = setup(tmp.path());
+        let (alerts, _runner) = Alerts::start(set, log.clone(), indexes, clock).unwrap();
         // The task has not run yet: nothing awaited since it was spawned on
         // this single-threaded runtime.
         let finding = serde_json::json!({

@@ -12,7 +12,7 @@
 //! |---|---|---|---|
 //! | `failed_login_burst` | user, ip | ≥ `login_burst_count` failed authentications in one aligned `login_burst_window` | medium; high from 4× the count |
 //! | `error_rate_spike` | system, action, tenant, process | in one aligned `spike_window`: ≥ `spike_min_errors` errors and an error rate ≥ `spike_factor` × the baseline (and ≥ baseline + 10 points) | low; medium from 2× the minimum; high from 4× with a rate ≥ 50 % |
-//! | `new_ip` | user | a user with ≥ `new_ip_min_history` successful events acts from an IP (or a `metadata.country`) not among the 16 last seen for them; at most one a user a UTC day | low; medium for a privilege change or a failed login |
+//! | `new_ip` | user | a user with ≥ `new_ip_min_history` successful events acts from an IP (or a `metadata.country`) not among the 16 last seen for them, unless they roam (≥ `new_ip_roaming_percent` of their recent successful events came from an IP, or country, new to them: `intel::known`); at most one a user a UTC day | low; medium for a privilege change or a failed login |
 //! | `privilege_change` | user | a privilege change (`classify::is_privilege_change`) | medium; high when it failed or is critical |
 //! | `unusual_hour` | user | a user with ≥ `hour_min_history` events acts at an hour of day (UTC) whose three-hour neighbourhood (the hour before, it, the hour after) holds < `hour_share` of their history; at most one a user a UTC day | low |
 //! | `slow_run`, `stuck_run` | process | raised by `intel::watch` from the run trackers, not here | |
@@ -47,6 +47,7 @@
 use super::bounded::Bounded;
 use super::classify;
 use super::finding::{q, Finding, FindingKey, Level, Subject};
+use super::known::Known;
 use crate::event::{self, format_micros, StoredEvent};
 use crate::query::event_time;
 use serde_json::json;
@@ -88,6 +89,10 @@ pub struct Thresholds {
     pub spike_window: i64,
     /// Successful events of a user before a new IP is remarkable.
     pub new_ip_min_history: u64,
+    /// The churn (percent of recent successful events from a value new to the
+    /// user, `intel::known`) from which a user roams and a new IP or country
+    /// of theirs is not remarkable; 0 never roams.
+    pub new_ip_roaming_percent: f64,
     /// Events of a user before an unusual hour is remarkable.
     pub hour_min_history: u64,
     /// The share of a user's history below which an hour is unusual.
@@ -105,6 +110,7 @@ impl Default for Thresholds {
             spike_factor: 3.0,
             spike_window: 10 * 60 * 1_000_000,
             new_ip_min_history: 5,
+            new_ip_roaming_percent: 50.0,
             hour_min_history: 50,
             hour_share: 0.02,
             abuse_per_minute: 600,
@@ -167,9 +173,10 @@ struct User {
     last_arrival: i64,
     /// Successful events seen.
     events: u64,
-    /// The most recent IPs and countries (16 each).
-    ips: VecDeque<String>,
-    countries: VecDeque<String>,
+    /// The IPs and countries of its successful events (the 16 most recent
+    /// each, and their churn).
+    ips: Known,
+    countries: Known,
     /// Events per hour of day (UTC).
     hours: [u32; 24],
 }
@@ -460,19 +467,20 @@ impl Detectors {
             let day = t.div_euclid(24 * HOUR) * 24 * HOUR;
             // New IP / country.
             let history = profile.events;
-            let mut novel: Vec<(&'static str, String)> = Vec::new();
+            let mut novel: Vec<(&'static str, String, &Known)> = Vec::new();
+            let roams = |k: &Known| k.roams(th.new_ip_roaming_percent);
             if let Some(ip) = &ev.ip {
-                if !profile.ips.contains(ip) {
-                    novel.push(("ip", ip.clone()));
+                if !profile.ips.contains(ip) && !roams(&profile.ips) {
+                    novel.push(("ip", ip.clone(), &profile.ips));
                 }
             }
             if let Some(c) = &country {
-                if !profile.countries.contains(c) {
-                    novel.push(("country", c.clone()));
+                if !profile.countries.contains(c) && !roams(&profile.countries) {
+                    novel.push(("country", c.clone(), &profile.countries));
                 }
             }
             if history >= th.new_ip_min_history {
-                for (what, value) in &novel {
+                for (what, value, known) in &novel {
                     let level = if privilege || auth_failure {
                         Level::Medium
                     } else {
@@ -496,7 +504,8 @@ impl Detectors {
                         until: day + 24 * HOUR,
                         evidence: json!({"new": {"type": what, "value": value},
                                          "history": history,
-                                         "known": if *what == "ip" { profile.ips.len() } else { profile.countries.len() }}),
+                                         "known": known.len(),
+                                         "churn_percent": (known.churn() * 1000.0).round() / 10.0}),
                         summary: format!("user {u} acted from a new {what} {value} after {history} events from known ones"),
                         recommendation: format!(
                             "Confirm with {u} that the activity from {value} is theirs; if not, \
@@ -513,10 +522,10 @@ impl Detectors {
             if !auth_failure && ev.status != Some(event::Status::Failure) {
                 profile.events += 1;
                 if let Some(ip) = &ev.ip {
-                    remember(&mut profile.ips, ip);
+                    profile.ips.learn(ip);
                 }
                 if let Some(c) = country {
-                    remember(&mut profile.countries, &c);
+                    profile.countries.learn(&c);
                 }
             }
             // Unusual hour (judged before this event counts).
@@ -670,15 +679,6 @@ fn abuse(
 /// `GET /v1/events` has no filter for "no tenant" (module documentation).
 fn in_tenant(tenant: Option<&str>) -> String {
     tenant.map_or_else(String::new, |t| format!("tenant={}&", q(t)))
-}
-
-/// Keeps the 16 most recent distinct values.
-fn remember(list: &mut VecDeque<String>, value: &str) {
-    list.retain(|v| v != value);
-    list.push_back(value.to_owned());
-    if list.len() > 16 {
-        list.pop_front();
-    }
 }
 
 /// `metadata.country` (or `metadata.geo.country`), when posted as a string.

@@ -25,6 +25,10 @@ pub struct DetectConfig {
     pub spike_window_secs: u64,
     /// Successful events of a user before a new IP is remarkable. Default: 5.
     pub new_ip_min_history: u64,
+    /// The churn (percent: the share of a user's recent successful events
+    /// from an IP, or country, new to them) from which the user roams and a
+    /// new one is not remarkable; 0 turns roaming off. Default: 50.
+    pub new_ip_roaming_percent: f64,
     /// Events of a user before an unusual hour is remarkable. Default: 50.
     pub hour_min_history: u64,
     /// The share (percent) of a user's history below which an hour is
@@ -45,6 +49,7 @@ impl Default for DetectConfig {
             spike_factor: t.spike_factor,
             spike_window_secs: (t.spike_window / 1_000_000) as u64,
             new_ip_min_history: t.new_ip_min_history,
+            new_ip_roaming_percent: t.new_ip_roaming_percent,
             hour_min_history: t.hour_min_history,
             hour_share_percent: t.hour_share * 100.0,
             abuse_per_minute: t.abuse_per_minute,
@@ -119,6 +124,12 @@ impl DetectConfig {
         let reals = [
             ("detect.spike_factor", self.spike_factor, 1.0, 1000.0),
             (
+                "detect.new_ip_roaming_percent",
+                self.new_ip_roaming_percent,
+                0.0,
+                100.0,
+            ),
+            (
                 "detect.hour_share_percent",
                 self.hour_share_percent,
                 0.0,
@@ -145,6 +156,7 @@ impl DetectConfig {
             spike_factor: self.spike_factor,
             spike_window: self.spike_window_secs as i64 * 1_000_000,
             new_ip_min_history: self.new_ip_min_history,
+            new_ip_roaming_percent: self.new_ip_roaming_percent,
             hour_min_history: self.hour_min_history,
             hour_share: self.hour_share_percent / 100.0,
             abuse_per_minute: self.abuse_per_minute,
@@ -189,6 +201,13 @@ mod tests {
                     ..d.clone()
                 },
                 "detect.spike_window_secs",
+            ),
+            (
+                DetectConfig {
+                    new_ip_roaming_percent: 101.0,
+                    ..d.clone()
+                },
+                "detect.new_ip_roaming_percent",
             ),
             (
                 DetectConfig {

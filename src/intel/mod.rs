@@ -29,6 +29,8 @@
 //!   that appends their findings;
 //! - [`finding`]: a finding and the reserved event Stele appends for it;
 //! - [`score`]: the anomaly score, key findings and recommendations;
+//! - [`known`]: a user's known IPs (or countries) and their churn, shared by
+//!   the risk rule and the detector `new_ip`;
 //! - [`bounded`]: the capped map every per-user, per-IP and per-scope memory
 //!   lives in.
 //!
@@ -42,6 +44,7 @@ pub mod detect;
 pub mod detect_config;
 pub mod feed;
 pub mod finding;
+pub mod known;
 pub mod processes;
 pub mod risk;
 pub mod runs;

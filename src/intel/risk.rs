@@ -13,7 +13,7 @@
 //! | `failed_auth` | a failed authentication (`intel::classify::is_auth_failure`) | 30 |
 //! | `auth_burst` | the [`BURST_COUNT`]th or later failed authentication of the same user or IP within [`BURST_WINDOW_MICROS`] | 30 |
 //! | `privilege_change` | a privilege change (`classify::is_privilege_change`) | 25 |
-//! | `new_ip` | a user already seen from other IPs acts from one not among them | 20 |
+//! | `new_ip` | a user already seen from other IPs acts from one not among them, unless the user roams (at least [`ROAMING_PERCENT`] % of their recent successful events came from an IP new to them, `intel::known`) | 20 |
 //! | `failure` | `status=failure` (not an authentication) | 10 |
 //! | `off_hours` | the event time is from 22:00 to 05:59 UTC | 10 |
 //! | `severity` | severity `critical` 30, `error` 15, `warning` 5 | 5–30 |
@@ -25,7 +25,7 @@
 //! 1. Memory is bounded: at most [`USERS_MAX`] users and [`IPS_MAX`] IPs are
 //!    remembered (the least recently seen are forgotten first: a forgotten user's
 //!    next IP is not "new", a forgotten burst starts again), and at most
-//!    [`IPS_PER_USER`] IPs per user.
+//!    [`KNOWN_MAX`] IPs per user.
 //! 2. The state learns from every event it is shown, in ingest order; it starts
 //!    empty at each start of the daemon (a restart forgets recent bursts and
 //!    known IPs: the rules then fire less, never more).
@@ -34,6 +34,8 @@
 //!    the event as posted, see `crate::ingest`).
 
 use super::classify;
+use super::known::Known;
+pub use super::known::KNOWN_MAX;
 use crate::event::{Event, Severity, Status};
 use std::collections::VecDeque;
 
@@ -46,8 +48,9 @@ pub const BURST_WINDOW_MICROS: i64 = 10 * 60 * 1_000_000;
 pub const USERS_MAX: usize = 100_000;
 /// IPs remembered (recent failures).
 pub const IPS_MAX: usize = 100_000;
-/// Known IPs kept per user (the most recent).
-pub const IPS_PER_USER: usize = 16;
+/// The churn (percent) from which a user roams and a new IP of theirs scores
+/// nothing: the detectors' default `new_ip_roaming_percent`.
+pub const ROAMING_PERCENT: f64 = 50.0;
 
 /// The rules, with their points (see the module documentation).
 pub const RULES: &[(&str, u8)] = &[
@@ -72,8 +75,8 @@ fn points(rule: &str) -> u32 {
 struct Seen {
     /// Times of recent failed authentications (at most [`BURST_COUNT`]).
     failures: VecDeque<i64>,
-    /// IPs the user acted from, most recent last (users only).
-    ips: Vec<String>,
+    /// IPs the user acted from successfully (users only).
+    ips: Known,
 }
 
 type Bounded = super::bounded::Bounded<String, Seen>;
@@ -154,16 +157,11 @@ impl RiskState {
             // Only a successful action teaches a user's IPs: failed logins from
             // anywhere must not make an attacker's address "known".
             let seen = self.users.entry(&user.to_owned());
-            let known = seen.ips.iter().any(|i| i == ip);
-            if !known && !seen.ips.is_empty() {
+            if !seen.ips.contains(ip) && !seen.ips.is_empty() && !seen.ips.roams(ROAMING_PERCENT) {
                 fired.push(("new_ip", points("new_ip")));
             }
             if !auth_failure && ev.status != Some(Status::Failure) {
-                seen.ips.retain(|i| i != ip);
-                seen.ips.push(ip.to_owned());
-                if seen.ips.len() > IPS_PER_USER {
-                    seen.ips.remove(0);
-                }
+                seen.ips.learn(ip);
             }
         }
         if !auth_failure && ev.status == Some(Status::Failure) {
@@ -273,6 +271,32 @@ mod tests {
     }
 
     #[test]
+    fn a_user_who_acts_from_a_new_ip_every_time_stops_scoring_new_ip_once_they_roam() {
+        let mut s = RiskState::default();
+        let fired: Vec<bool> = (0..200)
+            .map(|i| {
+                let ip = format!("10.{}.{}.{}", i / 65536, i / 256 % 256, i % 256);
+                let (_, rules) = score(&mut s, ev("view", "rover", &ip, NOON + i));
+                rules.contains(&"new_ip".to_owned())
+            })
+            .collect();
+        // The first event has nothing known; from the 12th on (11 new IPs in a
+        // row) the user roams.
+        let count = fired.iter().filter(|f| **f).count();
+        assert_eq!(count, 10, "{fired:?}");
+        assert!(fired[1..=10].iter().all(|f| *f) && !fired[11..].iter().any(|f| *f));
+        // A user with usual addresses still scores a new one.
+        for i in 0..50 {
+            score(
+                &mut s,
+                ev("view", "desk", ["10.9.0.1", "10.9.0.2"][i % 2], NOON),
+            );
+        }
+        let (_, rules) = score(&mut s, ev("view", "desk", "203.0.113.77", NOON));
+        assert_eq!(rules, ["new_ip"]);
+    }
+
+    #[test]
     fn memory_stays_within_its_bounds() {
         let mut s = RiskState::new(100, 50);
         for i in 0..10_000 {
@@ -292,6 +316,6 @@ mod tests {
         for i in 0..100 {
             score(&mut one, ev("view", "u", &format!("10.1.0.{i}"), NOON));
         }
-        assert!(one.users.get(&"u".to_owned()).unwrap().ips.len() <= IPS_PER_USER);
+        assert!(one.users.get(&"u".to_owned()).unwrap().ips.len() <= KNOWN_MAX);
     }
 }

@@ -417,3 +417,90 @@ fn the_query_of_a_tenants_subject_names_its_tenant() {
         assert!(!f.query.contains("tenant="), "{f:#?}");
     }
 }
+
+/// A user whose every event comes from an address (and a country) new to
+/// them raised `new_ip` once a day for as long as they were active: 30
+/// findings in 30 days that said nothing (the benchmark's workload stored one
+/// such finding for every five events). Once their churn shows they roam, a
+/// new address or country of theirs is ordinary; a user with usual addresses
+/// still raises one for a new address, and a roaming user who settles is
+/// watched again.
+#[test]
+fn a_roaming_user_raises_new_ip_while_learning_only_and_a_settled_one_still_does() {
+    let mut events = Vec::new();
+    let mut n = 0u32;
+    let mut next_ip = || {
+        n += 1;
+        format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255)
+    };
+    for day in 0..30 {
+        for i in 0..50 {
+            let t = DAY0 + day * 24 * HOUR + 9 * HOUR + i * 60_000_000;
+            events.push(ev(t, "view", "rover", &next_ip(), Status::Success));
+            // The same address, a new country every time.
+            let mut flyer = ev(t + 2, "view", "flyer", "10.201.0.1", Status::Success);
+            flyer.metadata = Some(format!("{{\"country\":\"C{}\"}}", day * 50 + i));
+            events.push(flyer);
+            let usual = ["10.200.0.1", "10.200.0.2"][i as usize % 2];
+            events.push(ev(t + 1, "view", "desk", usual, Status::Success));
+        }
+    }
+    // Day 30: the settled user from a new address; the roaming user settles
+    // on one address for a morning, then acts from another.
+    let last = DAY0 + 30 * 24 * HOUR + 9 * HOUR;
+    events.push(ev(last, "view", "desk", "192.0.2.99", Status::Success));
+    for i in 0..40 {
+        events.push(ev(
+            last + i,
+            "view",
+            "rover",
+            "198.51.100.1",
+            Status::Success,
+        ));
+    }
+    events.push(ev(
+        last + HOUR,
+        "view",
+        "rover",
+        "198.51.100.2",
+        Status::Success,
+    ));
+
+    let count = |found: &[Finding], user: &str, what: &str| {
+        found
+            .iter()
+            .filter(|f| {
+                f.kind == "new_ip" && f.subject.id == user && f.evidence["new"]["type"] == what
+            })
+            .count()
+    };
+    let mut d = Detectors::new(Thresholds::default(), Limits::default());
+    let found = run(&mut d, &events, 1);
+    // Day 0: once the history reaches 5 events and before the churn reaches
+    // 50 % (11 new values in a row), one finding (one a user a day); day 30,
+    // settled again: one more for the address.
+    let days = |user: &str| -> Vec<i64> {
+        found
+            .iter()
+            .filter(|f| f.subject.id == user)
+            .map(|f| (f.since - DAY0) / (24 * HOUR))
+            .collect()
+    };
+    assert_eq!(count(&found, "rover", "ip"), 2, "{found:#?}");
+    assert_eq!(days("rover"), [0, 30], "{found:#?}");
+    assert_eq!(count(&found, "flyer", "country"), 1, "{found:#?}");
+    assert_eq!(days("flyer"), [0], "{found:#?}");
+    assert_eq!(count(&found, "desk", "ip"), 1, "{found:#?}");
+    let desk = found.iter().find(|f| f.subject.id == "desk").unwrap();
+    assert_eq!(desk.evidence["new"]["value"], "192.0.2.99");
+    assert_eq!(desk.evidence["churn_percent"].as_f64(), Some(0.0));
+
+    // Roaming off (0): every day of the roaming user is a finding again.
+    let off = Thresholds {
+        new_ip_roaming_percent: 0.0,
+        ..Thresholds::default()
+    };
+    let found = run(&mut Detectors::new(off, Limits::default()), &events, 1);
+    assert_eq!(count(&found, "rover", "ip"), 31, "{found:#?}");
+    assert_eq!(count(&found, "flyer", "country"), 30);
+}

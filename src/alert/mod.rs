@@ -166,6 +166,7 @@ impl Alerts {
             stats.rules.store(set.rules.len() as u64, Relaxed);
             let saved = file.read().ok().flatten();
             let position = saved.map_or(start_last, |p| p.min(start_last));
+            let position = position.max(log.first_seq().saturating_sub(1));
             stats.position.store(position, Relaxed);
         }
         let (rules_tx, rules) = watch::channel(set);

@@ -89,9 +89,9 @@ pub struct Thresholds {
     pub spike_window: i64,
     /// Successful events of a user before a new IP is remarkable.
     pub new_ip_min_history: u64,
-    /// The churn (percent of recent successful events from a value new to the
+    /// The churn (percent of recent events not failed from a value new to the
     /// user, `intel::known`) from which a user roams and a new IP or country
-    /// of theirs is not remarkable; 0 never roams.
+    /// of theirs is not remarkable, at any level; 0 never roams.
     pub new_ip_roaming_percent: f64,
     /// Events of a user before an unusual hour is remarkable.
     pub hour_min_history: u64,
@@ -110,7 +110,7 @@ impl Default for Thresholds {
             spike_factor: 3.0,
             spike_window: 10 * 60 * 1_000_000,
             new_ip_min_history: 5,
-            new_ip_roaming_percent: 50.0,
+            new_ip_roaming_percent: super::risk::ROAMING_PERCENT,
             hour_min_history: 50,
             hour_share: 0.02,
             abuse_per_minute: 600,

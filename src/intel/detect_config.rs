@@ -25,9 +25,10 @@ pub struct DetectConfig {
     pub spike_window_secs: u64,
     /// Successful events of a user before a new IP is remarkable. Default: 5.
     pub new_ip_min_history: u64,
-    /// The churn (percent: the share of a user's recent successful events
+    /// The churn (percent: the share of a user's recent events not failed
     /// from an IP, or country, new to them) from which the user roams and a
-    /// new one is not remarkable; 0 turns roaming off. Default: 50.
+    /// new one is not remarkable; 0 turns roaming off. Default: 50. At most
+    /// 99: the churn approaches 100 % and never reaches it.
     pub new_ip_roaming_percent: f64,
     /// Events of a user before an unusual hour is remarkable. Default: 50.
     pub hour_min_history: u64,
@@ -127,7 +128,7 @@ impl DetectConfig {
                 "detect.new_ip_roaming_percent",
                 self.new_ip_roaming_percent,
                 0.0,
-                100.0,
+                99.0,
             ),
             (
                 "detect.hour_share_percent",
@@ -204,7 +205,7 @@ mod tests {
             ),
             (
                 DetectConfig {
-                    new_ip_roaming_percent: 101.0,
+                    new_ip_roaming_percent: 100.0,
                     ..d.clone()
                 },
                 "detect.new_ip_roaming_percent",

@@ -2,8 +2,8 @@
 //! and a small memory of recent activity, applied at ingest.
 //!
 //! Owns the rule table ([`RULES`]) and the state the rules read ([`RiskState`]:
-//! recent failed authentications per user and per IP, the IPs each user was
-//! seen from). Never touches an event that has a `risk_score`: posted scores
+//! recent failed authentications per user (in its tenant) and per IP, the IPs
+//! each user was seen from and their churn). Never touches an event that has a `risk_score`: posted scores
 //! are kept as posted. An event it scores gets `risk_score` (0–100) and
 //! `risk_rules` (the rules that fired, possibly none), which marks the score
 //! as computed in the log, the JSON view, CSV and filters (`risk_rules=new_ip`).
@@ -13,7 +13,7 @@
 //! | `failed_auth` | a failed authentication (`intel::classify::is_auth_failure`) | 30 |
 //! | `auth_burst` | the [`BURST_COUNT`]th or later failed authentication of the same user or IP within [`BURST_WINDOW_MICROS`] | 30 |
 //! | `privilege_change` | a privilege change (`classify::is_privilege_change`) | 25 |
-//! | `new_ip` | a user already seen from other IPs acts from one not among them, unless the user roams (at least [`ROAMING_PERCENT`] % of their recent successful events came from an IP new to them, `intel::known`) | 20 |
+//! | `new_ip` | a user already seen from other IPs acts from one not among them, unless the user roams (a churn of at least [`ROAMING_PERCENT`] %: recent events not failed came from an IP new to them, `intel::known`; fixed, not `[detect] new_ip_roaming_percent`) | 20 |
 //! | `failure` | `status=failure` (not an authentication) | 10 |
 //! | `off_hours` | the event time is from 22:00 to 05:59 UTC | 10 |
 //! | `severity` | severity `critical` 30, `error` 15, `warning` 5 | 5–30 |
@@ -27,8 +27,13 @@
 //!    next IP is not "new", a forgotten burst starts again), and at most
 //!    [`KNOWN_MAX`] IPs per user.
 //! 2. The state learns from every event it is shown, in ingest order; it starts
-//!    empty at each start of the daemon (a restart forgets recent bursts and
-//!    known IPs: the rules then fire less, never more).
+//!    empty at each start of the daemon (a restart forgets recent bursts, known
+//!    IPs and their churn: the rules then fire less, except `new_ip` for a user
+//!    who roamed, whose churn starts again at 0: at most 10 of their next events
+//!    from new IPs score it before they roam again).
+//! 4. A user is a user of one tenant: the same `user_id` in two tenants has
+//!    two memories, so one tenant's events never make another's user roam or
+//!    burst.
 //! 3. The same posted content scores the same in one state: scoring is a pure
 //!    function of the event, its time and the state (idempotent retries compare
 //!    the event as posted, see `crate::ingest`).
@@ -79,13 +84,14 @@ struct Seen {
     ips: Known,
 }
 
-type Bounded = super::bounded::Bounded<String, Seen>;
+type Bounded<K> = super::bounded::Bounded<K, Seen>;
 
 /// The memory of the rules. See the module documentation.
 #[derive(Debug)]
 pub struct RiskState {
-    users: Bounded,
-    ips: Bounded,
+    /// Per (tenant, user): the same user id in two tenants is two users.
+    users: Bounded<(Option<String>, String)>,
+    ips: Bounded<String>,
 }
 
 impl Default for RiskState {
@@ -138,10 +144,10 @@ impl RiskState {
         let t = ev.timestamp.unwrap_or(now);
         let mut fired: Vec<(&'static str, u32)> = Vec::new();
         let auth_failure = classify::is_auth_failure(ev);
-        let user = classify::user_of(ev);
+        let user = classify::user_of(ev).map(|u| (ev.tenant.clone(), u.to_owned()));
         if auth_failure {
             fired.push(("failed_auth", points("failed_auth")));
-            let by_user = user.is_some_and(|u| burst(self.users.entry(&u.to_owned()), t));
+            let by_user = user.as_ref().is_some_and(|u| burst(self.users.entry(u), t));
             let by_ip = ev
                 .ip
                 .as_deref()
@@ -156,7 +162,7 @@ impl RiskState {
         if let (Some(user), Some(ip)) = (user, ev.ip.as_deref()) {
             // Only a successful action teaches a user's IPs: failed logins from
             // anywhere must not make an attacker's address "known".
-            let seen = self.users.entry(&user.to_owned());
+            let seen = self.users.entry(&user);
             if !seen.ips.contains(ip) && !seen.ips.is_empty() && !seen.ips.roams(ROAMING_PERCENT) {
                 fired.push(("new_ip", points("new_ip")));
             }
@@ -296,6 +302,31 @@ mod tests {
         assert_eq!(rules, ["new_ip"]);
     }
 
+    /// Failed events never teach: failed logins from many addresses make
+    /// neither the addresses known nor the user roam; and a user of one tenant
+    /// is not the same id in another.
+    #[test]
+    fn failed_events_and_other_tenants_never_make_a_user_roam() {
+        let mut s = RiskState::default();
+        score(&mut s, ev("view", "alice", "10.0.0.1", NOON));
+        for i in 0..30 {
+            let ip = format!("203.0.113.{i}");
+            score(&mut s, ev("login_failed", "alice", &ip, NOON + 1 + i));
+            let mut e = ev("export", "alice", &format!("198.18.0.{i}"), NOON + 100 + i);
+            e.status = Some(Status::Failure);
+            score(&mut s, e);
+            // Another tenant's alice, acting from everywhere.
+            let mut other = ev("view", "alice", &format!("198.51.100.{i}"), NOON + 200 + i);
+            other.tenant = Some("globex".into());
+            score(&mut s, other);
+        }
+        let (_, rules) = score(&mut s, ev("view", "alice", "192.0.2.1", NOON + 300));
+        assert_eq!(rules, ["new_ip"]);
+        let mut other = ev("view", "alice", "192.0.2.2", NOON + 301);
+        other.tenant = Some("globex".into());
+        assert!(score(&mut s, other).1.is_empty(), "globex's alice roams");
+    }
+
     #[test]
     fn memory_stays_within_its_bounds() {
         let mut s = RiskState::new(100, 50);
@@ -316,6 +347,7 @@ mod tests {
         for i in 0..100 {
             score(&mut one, ev("view", "u", &format!("10.1.0.{i}"), NOON));
         }
-        assert!(one.users.get(&"u".to_owned()).unwrap().ips.len() <= KNOWN_MAX);
+        let u = (None, "u".to_owned());
+        assert!(one.users.get(&u).unwrap().ips.len() <= KNOWN_MAX);
     }
 }

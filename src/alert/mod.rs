@@ -69,7 +69,7 @@ use crate::log::{Direction, Log};
 use crate::query::Order;
 use crate::sync::Recover;
 use eval::{Evaluator, Notification, TextHits};
-use position::PositionFile;
+use position::{PositionError, PositionFile};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -158,21 +158,22 @@ impl Alerts {
         // the start is never mistaken for history (the task starts later).
         let start_last = log.last_seq();
         let file = PositionFile::new(log.data_dir());
+        // Read once, here (a few bytes, before the server takes requests):
+        // the task resumes from it, and until it has, `/readyz` and `/metrics`
+        // show its backlog rather than none (a restart with a backlog reported
+        // 0 for the moment before the task ran).
+        let saved = file.read();
         if !set.rules.is_empty() {
-            // What `/readyz` and `/metrics` show until the task has resumed
-            // (`Task::resume` decides, reading the file again): the rules and
-            // the saved position, not a backlog of 0 (a restart with a backlog
-            // reported none for the moment before the task ran).
             stats.rules.store(set.rules.len() as u64, Relaxed);
-            let saved = file.read().ok().flatten();
-            let position = saved.map_or(start_last, |p| p.min(start_last));
-            let position = position.max(log.first_seq().saturating_sub(1));
+            let at = saved.as_ref().ok().copied().flatten();
+            let position = resume_position(at, start_last, log.first_seq());
             stats.position.store(position, Relaxed);
         }
         let (rules_tx, rules) = watch::channel(set);
         let (stop, stopping) = watch::channel(false);
         let task = Task {
             start_last,
+            saved: Some(saved),
             file,
             log,
             indexes: indexes.clone(),
@@ -233,6 +234,15 @@ fn check_text(set: &AlertSet, indexes: &Indexes) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where alerts resume: the saved position, at most the log's end `last`
+/// (a position past it starts at the end), at least just before `first_seq`
+/// (retention dropped what came before); the end without one.
+fn resume_position(saved: Option<u64>, last: u64, first_seq: u64) -> u64 {
+    saved
+        .map_or(last, |p| p.min(last))
+        .max(first_seq.saturating_sub(1))
+}
+
 /// The daemon stops: whatever was in flight is delivered after a restart.
 struct Stopped;
 
@@ -240,6 +250,8 @@ struct Stopped;
 struct Task {
     /// The log's last seq when alerts started (see `Alerts::start`).
     start_last: u64,
+    /// The position file as `Alerts::start` read it, until `resume` takes it.
+    saved: Option<Result<Option<u64>, PositionError>>,
     log: Arc<Log>,
     indexes: Arc<Indexes>,
     clock: Arc<dyn crate::clock::Clock>,
@@ -351,32 +363,25 @@ impl Task {
         self.stats.rules.store(set.rules.len() as u64, Relaxed);
         self.eval = Evaluator::new(set);
         let last = self.start_last;
-        let (file, none) = (self.file.clone(), self.eval.set().rules.is_empty());
-        let saved = tokio::task::spawn_blocking(move || match none {
-            true => file.remove().map(|()| None),
-            false => file.read(),
-        })
-        .await??;
-        if none {
+        let saved = self.saved.take().unwrap_or(Ok(None));
+        if self.eval.set().rules.is_empty() {
+            let file = self.file.clone();
+            tokio::task::spawn_blocking(move || file.remove()).await??;
             self.next = last + 1;
             self.set_position(last);
             return Ok(());
         }
-        let pos = match saved {
-            None => {
-                tracing::info!("Alerts start at the end of the log (seq {last}): no alert on what is already stored.");
-                last
-            }
-            Some(p) if p > last => {
-                tracing::warn!(
-                    "The alert position {p} is past the log's end {last}; starting at the end."
-                );
-                last
-            }
-            Some(p) => p,
-        };
-        self.next = pos.max(self.log.first_seq().saturating_sub(1)) + 1;
-        self.set_position(self.next - 1);
+        let saved = saved?;
+        match saved {
+            None => tracing::info!("Alerts start at the end of the log (seq {last}): no alert on what is already stored."),
+            Some(p) if p > last => tracing::warn!(
+                "The alert position {p} is past the log's end {last}; starting at the end."
+            ),
+            Some(_) => {}
+        }
+        let pos = resume_position(saved, last, self.log.first_seq());
+        self.next = pos + 1;
+        self.set_position(pos);
         self.write_position(true).await;
         if saved.is_some() {
             self.replay().await?;

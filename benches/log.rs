@@ -134,7 +134,7 @@ fn append_concurrent(c: &mut Criterion) {
                             for i in 0..PER_TASK {
                                 let ev = &pool[t * PER_TASK + i];
                                 log.append_async(
-                                    std::slice::from_ref(ev),
+                                    vec![ev.clone()],
                                     &stele::event::Provenance::cli(),
                                 )
                                 .await

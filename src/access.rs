@@ -81,8 +81,7 @@ impl Auditor {
                     }
                 }
                 // Failures are counted and logged by `append`.
-                let _ = append(&log2, &stats2, &batch).await;
-                batch.clear();
+                let _ = append(&log2, &stats2, std::mem::take(&mut batch)).await;
             }
         });
         Auditor { tx, log, stats }
@@ -120,23 +119,20 @@ impl Auditor {
 
     /// Appends a record and waits until it is durable.
     pub async fn record_durable(&self, ev: Event) -> Result<(), String> {
-        append(&self.log, &self.stats, std::slice::from_ref(&ev)).await
+        append(&self.log, &self.stats, vec![ev]).await
     }
 }
 
-async fn append(log: &Log, stats: &AuditStats, events: &[Event]) -> Result<(), String> {
+async fn append(log: &Log, stats: &AuditStats, events: Vec<Event>) -> Result<(), String> {
+    let n = events.len() as u64;
     match log.append_async(events, &event::Provenance::stele()).await {
         Ok(_) => {
-            stats
-                .recorded
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            stats.recorded.fetch_add(n, Ordering::Relaxed);
             Ok(())
         }
         Err(e) => {
-            stats
-                .failed
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
-            tracing::error!("Could not record {} audit events: {e}.", events.len());
+            stats.failed.fetch_add(n, Ordering::Relaxed);
+            tracing::error!("Could not record {n} audit events: {e}.");
             Err(e.to_string())
         }
     }

@@ -396,14 +396,19 @@ impl RecentIds {
     }
 
     /// Records the seqs of reserved ids, or releases them after a failure.
-    pub fn settle(&self, reserved: &Reserved, events: &[Event], first_seq: Option<u64>) {
+    pub fn settle<'a>(
+        &self,
+        reserved: &Reserved,
+        events: impl IntoIterator<Item = &'a Event>,
+        first_seq: Option<u64>,
+    ) {
         let mut recent = self.recent.exclusive();
         match first_seq {
             Some(first) => {
                 // Every id, generated ones too (digest unknown: a later post
                 // of a generated id is a conflict, never a replay), so a
                 // get by id right after the 201 finds it.
-                for (i, ev) in events.iter().enumerate() {
+                for (i, ev) in events.into_iter().enumerate() {
                     recent
                         .entry(recent_key(ev))
                         .or_insert(Recent {

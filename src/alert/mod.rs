@@ -650,13 +650,14 @@ fn evaluate(
         }
     }
     let mut out = Vec::new();
-    for ev in log.range(from..=to, Direction::Forward) {
-        let ev = ev?;
-        let fired = eval.observe(&ev, &hits);
-        let Some(max) = max else { continue };
-        out.extend(fired);
-        if out.len() >= max {
-            return Ok((out, ev.seq));
+    for run in log.follow_range(from, to) {
+        for ev in run?.iter() {
+            let fired = eval.observe(ev, &hits);
+            let Some(max) = max else { continue };
+            out.extend(fired);
+            if out.len() >= max {
+                return Ok((out, ev.seq));
+            }
         }
     }
     Ok((out, to))

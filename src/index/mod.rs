@@ -23,7 +23,7 @@ pub mod kv;
 pub mod text;
 
 use crate::event::StoredEvent;
-use crate::log::{Direction, Log};
+use crate::log::{Log, Run};
 use kv::KvIndex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -523,17 +523,15 @@ impl Indexer {
             let pos = self.kv_seq.min(self.text_seq);
             let last = self.log.last_seq();
             if pos < last {
-                let to = last.min(pos + INDEX_BATCH_EVENTS as u64);
-                let read: Result<Vec<StoredEvent>, _> =
-                    self.log.range(pos + 1..=to, Direction::Forward).collect();
-                let events = match read {
-                    Ok(events) => events,
+                // From the log's tail in memory while we keep up.
+                let runs = match self.log.follow(pos + 1, INDEX_BATCH_EVENTS) {
+                    Ok(runs) => runs,
                     // Retention dropped part of the range while we read it:
                     // start again from the new first seq.
                     Err(crate::log::Error::Dropped { .. }) => continue,
                     Err(e) => return Err(e.into()),
                 };
-                self.index(&events)?;
+                self.index(&runs)?;
                 dirty = true;
             }
             let caught_up = self.kv_seq.min(self.text_seq) >= self.log.last_seq();
@@ -563,7 +561,8 @@ impl Indexer {
         }
     }
 
-    fn index(&mut self, events: &[StoredEvent]) -> Result<(), IndexError> {
+    fn index(&mut self, runs: &[Run]) -> Result<(), IndexError> {
+        let events: Vec<&StoredEvent> = runs.iter().flat_map(|r| r.iter()).collect();
         let kv_from = events.partition_point(|e| e.seq <= self.kv_seq);
         let text_from = events.partition_point(|e| e.seq <= self.text_seq);
         let kv = &self.kv;

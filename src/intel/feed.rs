@@ -29,7 +29,7 @@
 
 use crate::clock::Clock;
 use crate::event::StoredEvent;
-use crate::log::{Direction, Log};
+use crate::log::Log;
 use crate::seal::worker::Worker;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -149,11 +149,16 @@ fn follow(
             continue;
         }
         let lo = next.max(log.first_seq());
-        let hi = last.min(lo + FEED_BATCH_EVENTS - 1);
-        let read: Result<Vec<StoredEvent>, _> = log.range(lo..=hi, Direction::Forward).collect();
-        match read {
-            Ok(events) => {
-                observers.iter().for_each(|o| o.observe(&events));
+        // From the log's tail in memory while the feed keeps up.
+        match log.follow(lo, FEED_BATCH_EVENTS as usize) {
+            Ok(runs) => {
+                let Some(hi) = runs.last().and_then(|r| r.last()).map(|e| e.seq) else {
+                    next = lo; // past the end: retention dropped everything up to it
+                    continue;
+                };
+                for run in &runs {
+                    observers.iter().for_each(|o| o.observe(run));
+                }
                 status.seq.store(hi, Ordering::Release);
                 next = hi + 1;
                 if hi >= target {
@@ -162,10 +167,11 @@ fn follow(
                 // A long replay keeps a bounded resident set.
                 let _ = log.release(lo, hi);
             }
+            Err(crate::log::Error::Dropped { .. }) => {} // retention: from the new first seq
             Err(e) => {
                 status.read_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
-                    "The activity feed could not read seqs {lo}..={hi}: {e}; retrying in {}s.",
+                    "The activity feed could not read from seq {lo}: {e}; retrying in {}s.",
                     RETRY.as_secs()
                 );
                 if stopped(stop, RETRY) {

@@ -56,6 +56,9 @@ pub struct LogConfig {
     /// Bytes of sampled payloads a compression dictionary is trained from
     /// (`dict::SAMPLE_BYTES_DEFAULT`); 0 stores every record uncompressed.
     pub dict_sample_bytes: usize,
+    /// Bytes of encoded events the tail keeps in memory for the followers
+    /// (`tail::TAIL_BYTES_DEFAULT`); 0 keeps none (they read the segments).
+    pub tail_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -68,6 +71,7 @@ impl Default for LogConfig {
             recovery: RecoveryMode::Strict,
             acked_through: 0,
             dict_sample_bytes: dict::SAMPLE_BYTES_DEFAULT,
+            tail_bytes: super::TAIL_BYTES_DEFAULT,
         }
     }
 }
@@ -105,6 +109,7 @@ impl LogConfig {
             1,
             1_000_000,
         )?;
+        check("tail_bytes", self.tail_bytes as u64, 0, 1 << 30)?;
         if self.dict_sample_bytes != 0 {
             check(
                 "dict_sample_bytes",

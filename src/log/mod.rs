@@ -13,11 +13,16 @@
 //!   thread that trains dictionaries.
 //! - [`segment`]: a segment seen by readers, and (`segment::scanner`) the frame scanner.
 //! - `recovery`: what opening a directory checks and may repair.
+//! - `batch`: an append request's events encoded for the writer, beside
+//!   their stored form.
 //! - `writer`: the writer thread (group commit, rotation, sealing).
 //! - `prealloc`: the thread zero-filling the active segment ahead of the
 //!   writer, so its `fdatasync`s stay data-only (the zero padding of
 //!   docs/FORMAT.md, bounded by [`segment::padding_bytes_max`]).
 //! - `iter`: [`LogIter`], reading a seq range forward or backward.
+//! - `tail`: the newest durable events in memory, handed to the readers
+//!   that follow the log ([`Log::follow`], [`Log::follow_range`]) and back
+//!   to posters as [`Run`]s.
 //! - `readonly`: [`ReadOnly`], the log of a data directory (or a backup)
 //!   read without its LOCK and without writing, beside a running daemon.
 //! - [`evicted`]: segments whose records live in the archive only (stubs,
@@ -27,6 +32,7 @@
 //! The paths (`segments/`, `LOCK`, `quarantine/`) come from
 //! [`crate::datadir::DataDir`], and so does the lock itself.
 
+mod batch;
 mod config;
 pub mod dict;
 pub mod error;
@@ -37,6 +43,7 @@ mod prealloc;
 mod readonly;
 mod recovery;
 pub mod segment;
+mod tail;
 mod writer;
 
 pub use config::{LogConfig, RecoveryMode, DICT_SAMPLE_BYTES_MIN};
@@ -44,9 +51,10 @@ pub use error::{Error, Result};
 pub use iter::{Direction, LogIter};
 pub use readonly::ReadOnly;
 pub use recovery::{list_segments, RecoveryReport};
+pub use tail::{Follow, Run, TAIL_BYTES_DEFAULT};
 
 use crate::clock::Clock;
-use crate::event::{self, Event, Provenance, StoredEvent};
+use crate::event::{Event, Provenance, StoredEvent};
 use format::{Hash, SegmentId};
 use segment::SegmentView;
 use std::fs::File;
@@ -56,7 +64,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use tokio::sync::{oneshot, watch};
-use writer::{Batch, Request, Writer};
+use writer::{Request, Writer};
 
 /// The largest single write the writer makes (and so the largest torn tail a
 /// crash can leave). Recovery looks this far back for a torn write; a bad
@@ -154,6 +162,10 @@ pub struct LogMetrics {
     pub fsync_seconds: crate::metrics::Histogram,
     /// Writes that failed and were rolled back.
     pub write_errors: AtomicU64,
+    /// Events handed to followers ([`Log::follow`]) from the tail, in memory.
+    pub followed_from_tail: AtomicU64,
+    /// Events handed to followers read from the segments (decoded).
+    pub followed_from_segments: AtomicU64,
 }
 
 /// A segment as listed for operators and backups.
@@ -197,12 +209,14 @@ pub(crate) struct Shared {
     evicted_below: AtomicU64,
     /// The newest compression dictionary trained (`dict::Trainer` fills it).
     pub(crate) dict: Arc<Mutex<Option<Arc<dict::Dict>>>>,
+    /// The newest durable events (the writer fills it).
+    pub(crate) tail: tail::Tail,
 }
 
 impl Shared {
     /// The reading side of a log whose segments are `views` and whose last
-    /// durable record is `head`.
-    fn new(views: Vec<Arc<SegmentView>>, head: ChainHead) -> Shared {
+    /// durable record is `head`, keeping `tail_bytes` of new events.
+    fn new(views: Vec<Arc<SegmentView>>, head: ChainHead, tail_bytes: usize) -> Shared {
         let (durable_tx, _) = watch::channel(head.seq);
         let evicted_below = views
             .iter()
@@ -222,6 +236,7 @@ impl Shared {
             witnessed: Mutex::new(Vec::new()),
             fetch: Mutex::new(None),
             dict: Arc::new(Mutex::new(None)),
+            tail: tail::Tail::new(tail_bytes),
         }
     }
 
@@ -378,7 +393,7 @@ impl Log {
         let views = std::mem::take(&mut rec.views);
         evicted::mark(data_dir, &views)?;
         let report = std::mem::take(&mut rec.report);
-        let shared = Arc::new(Shared::new(views, opened_head));
+        let shared = Arc::new(Shared::new(views, opened_head, cfg.tail_bytes));
         let writer = Writer::new(
             shared.clone(),
             cfg.clone(),
@@ -463,56 +478,6 @@ impl Log {
         &self.data_dir
     }
 
-    fn prepare(&self, events: &[Event], by: &Provenance) -> Result<Batch> {
-        if events.is_empty() || events.len() > self.cfg.batch_events_max {
-            return Err(Error::LimitExceeded {
-                what: "events per append",
-                got: events.len() as u64,
-                max: self.cfg.batch_events_max as u64,
-            });
-        }
-        if by.check().is_err() {
-            // Set by Stele, never by a client: a bug if it ever fires.
-            return Err(Error::LimitExceeded {
-                what: "provenance bytes (ingested_by 1 to 64, client_addr up to 64)",
-                got: (by.ingested_by.len() + by.client_addr.as_ref().map_or(0, String::len)) as u64,
-                max: (event::INGESTED_BY_BYTES_MAX + event::CLIENT_ADDR_BYTES_MAX) as u64,
-            });
-        }
-        // Every event of a request has the same provenance: encode it once.
-        let mut provenance = Vec::with_capacity(80);
-        event::encode_provenance(by, &mut provenance);
-        let mut bodies = Vec::with_capacity(events.len() * (512 + provenance.len()));
-        let mut ends = Vec::with_capacity(events.len());
-        for ev in events {
-            let start = bodies.len();
-            event::encode_event(ev, &mut bodies);
-            let len = bodies.len() - start;
-            if len > event::EVENT_BYTES_MAX {
-                return Err(Error::LimitExceeded {
-                    what: "encoded event bytes",
-                    got: len as u64,
-                    max: event::EVENT_BYTES_MAX as u64,
-                });
-            }
-            bodies.extend_from_slice(&provenance);
-            ends.push(bodies.len() as u32);
-        }
-        // One request always fits in one write, so a torn write never spans
-        // more than the torn window.
-        let framed = bodies.len()
-            + events.len()
-                * (format::RECORD_OVERHEAD_BYTES + crate::event::STORED_PREFIX_BYTES_MAX);
-        if framed > self.cfg.write_bytes_max {
-            return Err(Error::LimitExceeded {
-                what: "bytes per append",
-                got: framed as u64,
-                max: self.cfg.write_bytes_max as u64,
-            });
-        }
-        Ok(Batch { bodies, ends })
-    }
-
     fn sender(&self) -> Result<&flume::Sender<Request>> {
         self.tx.as_ref().ok_or(Error::Closed)
     }
@@ -521,18 +486,24 @@ impl Log {
     /// once they are durable. Blocks the calling thread: do not call from an
     /// async task (use [`Log::append_async`]).
     pub fn append(&self, events: &[Event], by: &Provenance) -> Result<Appended> {
-        let batch = self.prepare(events, by)?;
+        let batch = batch::prepare(&self.cfg, events.to_vec(), by)?;
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send(Request::Append(batch, reply))
             .map_err(|_| Error::Closed)?;
-        rx.blocking_recv().map_err(|_| Error::Closed)?
+        let (receipt, _) = rx.blocking_recv().map_err(|_| Error::Closed)??;
+        Ok(receipt)
     }
 
     /// Appends `events`, each stamped with the provenance `by`, and resolves
-    /// once they are durable.
-    pub async fn append_async(&self, events: &[Event], by: &Provenance) -> Result<Appended> {
-        let batch = self.prepare(events, by)?;
+    /// once they are durable: the receipt, and the events as stored (moved
+    /// into the log's tail, shared with the followers, not copied).
+    pub async fn append_async(
+        &self,
+        events: Vec<Event>,
+        by: &Provenance,
+    ) -> Result<(Appended, Run)> {
+        let batch = batch::prepare(&self.cfg, events, by)?;
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send_async(Request::Append(batch, reply))

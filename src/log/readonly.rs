@@ -139,7 +139,7 @@ impl ReadOnly {
             hash: tail.last_hash,
         };
         Ok(ReadOnly {
-            shared: Arc::new(Shared::new(views, head)),
+            shared: Arc::new(Shared::new(views, head, 0)),
             data_dir: data_dir.to_path_buf(),
         })
     }

@@ -22,6 +22,7 @@
 //!    never goes backwards) and a segment exceeds `segment_bytes_max` only when
 //!    a single request alone is larger.
 
+use super::batch::{Batch, Reply};
 use super::dict::{self, Dict, Trainer};
 use super::error::{Error, Result};
 use super::format;
@@ -32,9 +33,10 @@ use super::format::{
 use super::prealloc::Prealloc;
 use super::recovery::Recovered;
 use super::segment::{SegmentView, SPARSE_EVERY};
+use super::tail::Run;
 use super::{fsync_dir, Appended, LogConfig, Shared, WitnessedSegment};
 use crate::clock::Clock;
-use crate::event;
+use crate::event::{self, StoredEvent};
 use crate::fault;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -45,18 +47,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Events encoded by the caller, ready for the writer.
-pub(crate) struct Batch {
-    /// The bincode encodings of the events, back to back.
-    pub bodies: Vec<u8>,
-    /// Where each event's encoding ends in `bodies`.
-    pub ends: Vec<u32>,
-}
-
 /// What the writer is asked to do.
 pub(crate) enum Request {
     /// Append a batch; reply once durable.
-    Append(Batch, oneshot::Sender<Result<Appended>>),
+    Append(Batch, Reply),
     /// Seal the active segment if its UTC day is over (the writer also does
     /// this by itself about once a second).
     Rotate(oneshot::Sender<Result<()>>),
@@ -91,8 +85,14 @@ struct Chain {
 
 /// One request of a group, waiting for the group's fsync.
 struct Waiter {
-    reply: oneshot::Sender<Result<Appended>>,
+    reply: Reply,
     receipt: Appended,
+    /// The events, stamped, until the tail takes them.
+    stored: Vec<StoredEvent>,
+    /// Their encoded bytes (the tail's measure).
+    bytes: usize,
+    /// The events as the tail holds them, once durable.
+    run: Option<Run>,
 }
 
 pub(crate) struct Writer {
@@ -287,7 +287,7 @@ impl Writer {
 
     /// Adds one request to the pending group, committing first when it must
     /// go to a new segment or would make the write too large.
-    fn append(&mut self, batch: Batch, reply: oneshot::Sender<Result<Appended>>) {
+    fn append(&mut self, batch: Batch, reply: Reply) {
         if let Some(e) = &self.poisoned {
             let _ = reply.send(Err(e.clone()));
             return;
@@ -396,6 +396,10 @@ impl Writer {
         }
         self.trainer.flush();
         self.chain.last_received_at = received_at;
+        let mut stored = batch.stored;
+        for (ev, seq) in stored.iter_mut().zip(first_seq..) {
+            (ev.seq, ev.received_at) = (seq, received_at);
+        }
         self.waiters.push(Waiter {
             reply,
             receipt: Appended {
@@ -405,6 +409,9 @@ impl Writer {
                 segment: active.view.id,
                 last_hash: self.chain.last_hash,
             },
+            stored,
+            bytes: batch.bodies.len(),
+            run: None,
         });
     }
 
@@ -418,20 +425,22 @@ impl Writer {
             return;
         }
         let added = self.pending_records();
-        let waiters = std::mem::take(&mut self.waiters);
+        let mut waiters = std::mem::take(&mut self.waiters);
         // The write's last record stores its chain hash, so the log always
         // ends at a stored hash (docs/FORMAT.md, "Record").
         if let Some(at) = self.last_frame.take() {
             format::mark_frame(&mut self.buf, at, FORMAT_VERSION, &self.chain.last_hash);
         }
-        let outcome = self.write_group(added);
+        let outcome = self.write_group(added, &mut waiters);
         self.buf.clear();
         self.pending_payload = (0, 0);
         self.new_sparse.clear();
         match outcome {
             Ok(()) => {
                 for w in waiters {
-                    let _ = w.reply.send(Ok(w.receipt));
+                    if let Some(run) = w.run {
+                        let _ = w.reply.send(Ok((w.receipt, run)));
+                    }
                 }
             }
             Err(e) => {
@@ -442,7 +451,9 @@ impl Writer {
         }
     }
 
-    fn write_group(&mut self, added: u64) -> Result<()> {
+    /// Writes and fsyncs `buf`, hands the group's events to the tail (each
+    /// waiter's `run`), and publishes the durable seq.
+    fn write_group(&mut self, added: u64, waiters: &mut [Waiter]) -> Result<()> {
         let Some(a) = self.active.as_mut() else {
             return Err(Error::Closed);
         };
@@ -488,6 +499,13 @@ impl Writer {
             .fetch_add(self.pending_payload.0, Ordering::Relaxed);
         m.stored_payload_bytes
             .fetch_add(self.pending_payload.1, Ordering::Relaxed);
+        for w in waiters {
+            w.run = Some(
+                self.shared
+                    .tail
+                    .push(std::mem::take(&mut w.stored), w.bytes),
+            );
+        }
         self.shared
             .publish_durable(self.chain.next_seq - 1, self.chain.last_hash);
         Ok(())

@@ -321,23 +321,25 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     };
     let log = app.engine.log().clone();
     let started = std::time::Instant::now();
-    let appended = log.append_async(&events, &by).await;
+    let appended = log.append_async(events, &by).await;
     app.stats.append_seconds.observe(started.elapsed());
-    app.ids.settle(
-        &reserved,
-        &events,
-        appended.as_ref().ok().map(|a| a.first_seq),
-    );
     match appended {
-        Ok(ack) => {
+        Ok((ack, stored)) => {
+            app.ids.settle(
+                &reserved,
+                stored.iter().map(|s| &s.event),
+                Some(ack.first_seq),
+            );
             app.stats
                 .ingested
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+                .fetch_add(stored.len() as u64, Ordering::Relaxed);
             let answer = Answer {
-                events: events
+                events: stored
                     .iter()
-                    .zip(ack.first_seq..)
-                    .map(|(e, seq)| IdSeq { id: &e.id, seq })
+                    .map(|s| IdSeq {
+                        id: &s.event.id,
+                        seq: s.seq,
+                    })
                     .collect(),
                 receipt: Some(Receipt {
                     hash: crate::log::format::hash_hex(&ack.last_hash),
@@ -349,12 +351,18 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             };
             serialized_response(StatusCode::CREATED, &answer)
         }
-        Err(e) if e.is_disk_full() => problem(
-            Kind::DiskFull,
-            format!("{e}; nothing was stored"),
-            json!({}),
-        ),
-        Err(e) => problem(Kind::LogUnavailable, e.to_string(), json!({})),
+        Err(e) => {
+            app.ids.settle(&reserved, [], None);
+            if e.is_disk_full() {
+                problem(
+                    Kind::DiskFull,
+                    format!("{e}; nothing was stored"),
+                    json!({}),
+                )
+            } else {
+                problem(Kind::LogUnavailable, e.to_string(), json!({}))
+            }
+        }
     }
 }
 

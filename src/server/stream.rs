@@ -374,10 +374,12 @@ fn read_stream_step<F: Framing>(
             }
         }
     } else {
-        for ev in log.range(from..=to, crate::log::Direction::Forward) {
-            let ev = ev.map_err(|e| e.to_string())?;
-            if filter.matches_fields(&ev) && emit(&ev) {
-                return Ok((out, sent, ev.seq));
+        // From the log's tail in memory while the stream keeps up.
+        for run in log.follow_range(from, to) {
+            for ev in run.map_err(|e| e.to_string())?.iter() {
+                if filter.matches_fields(ev) && emit(ev) {
+                    return Ok((out, sent, ev.seq));
+                }
             }
         }
     }

@@ -513,3 +513,107 @@ fn the_committed_v4_compressed_sample_reads_back_and_continues_in_compact_frames
     let (code, out) = verify(&[tmp.path()]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Followers (the indexer, the activity feed) get from the log's tail in
+/// memory exactly what decoding the segments gives (`log::tail` invariant
+/// 4), for uncompressed and compressed segments alike; a follower further
+/// behind than the tail reads the segments up to where the tail starts and
+/// then continues from the tail without a gap or a repeat.
+#[test]
+fn followers_get_from_the_tail_exactly_what_the_segments_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
+    let log = Log::open(
+        tmp.path(),
+        LogConfig {
+            segment_bytes_max: SEGMENT_BYTES,
+            dict_sample_bytes: 32 * 1024,
+            tail_bytes: 64 * 1024,
+            ..LogConfig::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    let mut gen = EventGen::new(77);
+    let mut posted = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (mut n, mut compressed) = (0, 0);
+    while compressed < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dictionary trained"
+        );
+        // Batches of 1 to 29 events: write groups of every size.
+        let batch: Vec<Event> = (0..1 + n % 29).map(|_| gen.next_event()).collect();
+        posted.extend(batch.iter().cloned());
+        log.append(&batch, &Provenance::cli()).unwrap();
+        clock.advance(1_000);
+        n += 1;
+        if log.dictionary().is_some() {
+            compressed += 1;
+        }
+    }
+    let last = log.last_seq();
+    assert_eq!(last, posted.len() as u64);
+    use std::sync::atomic::Ordering::Relaxed;
+    let segments_read = |log: &Log| log.metrics().followed_from_segments.load(Relaxed);
+    let tail_read = |log: &Log| log.metrics().followed_from_tail.load(Relaxed);
+
+    // A follower from the start: the segments, then the tail, each seq once.
+    let mut followed = Vec::new();
+    let mut from = 1;
+    while from <= last {
+        let runs = log.follow(from, 97).unwrap();
+        assert!(!runs.is_empty());
+        for run in &runs {
+            followed.extend(run.iter().cloned());
+        }
+        from = followed.last().unwrap().seq + 1;
+    }
+    assert!(log.follow(last + 1, 10).unwrap().is_empty());
+    let read: Vec<_> = log
+        .range(.., Direction::Forward)
+        .map(|e| e.unwrap())
+        .collect();
+    assert_eq!(followed.len(), read.len());
+    for (f, r) in followed.iter().zip(&read) {
+        assert_eq!(f, r, "seq {}", r.seq);
+    }
+    for (f, p) in followed.iter().zip(&posted) {
+        assert_eq!(&f.event, p);
+        assert_eq!(f.provenance, Some(Provenance::cli()));
+    }
+    let (from_segments, from_tail) = (segments_read(&log), tail_read(&log));
+    assert!(
+        from_segments > 0 && from_tail > 0,
+        "{from_segments} / {from_tail}"
+    );
+    assert_eq!(from_segments + from_tail, last);
+    assert!(
+        log.tail_bytes() <= 64 * 1024 + 29 * 2048,
+        "bounded: {}",
+        log.tail_bytes()
+    );
+
+    // Starting anywhere gives the same events as a read from there.
+    for from in (1..=last).step_by(53) {
+        let got: Vec<_> = log
+            .follow(from, 200)
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.iter().cloned())
+            .collect();
+        assert_eq!(got.first().map(|e| e.seq), Some(from));
+        assert_eq!(got[..], read[from as usize - 1..][..got.len()]);
+    }
+    // Like a range, from the first seq there is.
+    assert_eq!(log.follow(0, 1).unwrap()[0][0].seq, 1);
+    // A range across the seam, a run at a time.
+    let (lo, hi) = (last / 3, last - 5);
+    let ranged: Vec<_> = log
+        .follow_range(lo, hi)
+        .flat_map(|r| r.unwrap().to_vec())
+        .collect();
+    assert_eq!(ranged[..], read[lo as usize - 1..hi as usize]);
+    assert_eq!(log.follow_range(last + 1, last + 10).count(), 0);
+}

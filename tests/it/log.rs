@@ -393,11 +393,15 @@ async fn concurrent_async_appenders_share_fsyncs_and_get_gap_free_seqs() {
             let mut seqs = Vec::new();
             for _ in 0..20 {
                 let ev = gen.sized(300);
-                let a = log
-                    .append_async(std::slice::from_ref(&ev), &stele::event::Provenance::cli())
+                let id = ev.id.clone();
+                let (a, stored) = log
+                    .append_async(vec![ev], &stele::event::Provenance::cli())
                     .await
                     .unwrap();
-                seqs.push((a.first_seq, ev.id));
+                // The poster's own event back, as stored, with its seq.
+                assert_eq!(stored.len(), 1);
+                assert_eq!((stored[0].seq, &stored[0].event.id), (a.first_seq, &id));
+                seqs.push((a.first_seq, id));
             }
             seqs
         }));
@@ -430,6 +434,7 @@ enum Op {
     Get(usize),
     Forward(usize, usize),
     Backward(usize, usize),
+    Follow(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -440,6 +445,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Get),
         2 => (any::<usize>(), 0usize..40).prop_map(|(a, n)| Op::Forward(a, n)),
         2 => (any::<usize>(), 0usize..40).prop_map(|(a, n)| Op::Backward(a, n)),
+        2 => (any::<usize>(), 1usize..40).prop_map(|(a, n)| Op::Follow(a, n)),
     ]
 }
 
@@ -447,7 +453,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// The log behaves like a `Vec` of events, whatever the interleaving of
-    /// appends, restarts, day changes and reads.
+    /// appends, restarts, day changes and reads (the followers' reads from
+    /// the tail among them).
     #[test]
     fn the_log_behaves_like_a_vec(ops in proptest::collection::vec(op(), 1..60), seed in any::<u64>()) {
         let tmp = tempfile::tempdir().unwrap();
@@ -484,6 +491,20 @@ proptest! {
                     prop_assert_eq!(got.len(), want.len());
                     for (g, w) in got.iter().zip(want) {
                         prop_assert_eq!(&g.event, w);
+                    }
+                }
+                Op::Follow(a, n) => {
+                    // From the tail (since the last restart) and the segments.
+                    let from = (a % (model.len() + 2)) as u64;
+                    let got: Vec<_> = l.follow_range(from, from + n as u64 - 1)
+                        .flat_map(|r| r.unwrap().to_vec()).collect();
+                    let want: Vec<_> = (from.max(1)..from + n as u64)
+                        .filter_map(|s| model.get(s as usize - 1)).collect();
+                    prop_assert_eq!(got.len(), want.len());
+                    for (g, w) in got.iter().zip(want) {
+                        prop_assert_eq!(&g.event, w);
+                        let read = l.get(g.seq).unwrap();
+                        prop_assert_eq!(Some(g), read.as_ref());
                     }
                 }
                 Op::Backward(a, n) => {

@@ -379,22 +379,25 @@ impl KvIndex {
     /// `indexed_seq` to the last one (it never goes down: re-applying events already
     /// applied is harmless and changes nothing). Every event gets its own key, so an id
     /// repeated at a higher seq adds a candidate that lookups reach after the lower one.
-    pub fn apply(&self, events: &[StoredEvent]) -> Result<(), KvError> {
-        let Some(last) = events.last() else {
+    pub fn apply<E: std::borrow::Borrow<StoredEvent>>(&self, events: &[E]) -> Result<(), KvError> {
+        let Some(last) = events.last().map(E::borrow) else {
             return Ok(());
         };
         debug_assert!(
-            events.windows(2).all(|w| w[0].seq < w[1].seq),
+            events
+                .windows(2)
+                .all(|w| w[0].borrow().seq < w[1].borrow().seq),
             "apply takes events in ascending seq order"
         );
         let hi = last.seq;
         let indexed = self.indexed_seq()?;
         if let Some(s) = indexed {
-            if events[0].seq > s + 1 {
+            let first = events[0].borrow().seq;
+            if first > s + 1 {
                 tracing::warn!(
                     "The key index skips seqs {}..{}: it had indexed up to {s}.",
                     s + 1,
-                    events[0].seq
+                    first
                 );
             }
         }
@@ -408,7 +411,7 @@ impl KvIndex {
         {
             let packing = self.packing();
             let done = indexed.unwrap_or(0);
-            for ev in events.iter().filter(|e| e.seq > done) {
+            for ev in events.iter().map(E::borrow).filter(|e| e.seq > done) {
                 let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
                 gens::gen_for(&packing.gens, ev.seq).tree.insert(key, &[])?;
             }

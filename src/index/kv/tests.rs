@@ -80,7 +80,7 @@ fn apply_and_lookups_match_brute_force() {
         assert_eq!(kv.indexed_seq().unwrap(), Some(end as u64));
         start = end;
     }
-    kv.apply(&[]).unwrap();
+    kv.apply::<StoredEvent>(&[]).unwrap();
     for e in &events {
         assert_eq!(
             kv.seqs_of_id(&e.event.id, e.event.tenant.as_deref(), 16)

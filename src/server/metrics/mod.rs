@@ -122,6 +122,24 @@ impl Collector for Scrape {
             "The same payloads as stored: compressed with their segment's dictionary, or as they are.",
             m.stored_payload_bytes.load(Relaxed),
         )?;
+        counter(
+            enc,
+            "stele_log_followed_from_tail_events",
+            "Events the indexer and the activity feed took from the log's tail in memory, without decoding.",
+            m.followed_from_tail.load(Relaxed),
+        )?;
+        counter(
+            enc,
+            "stele_log_followed_from_segments_events",
+            "Events the indexer and the activity feed read and decoded from the segments (the tail no longer held them).",
+            m.followed_from_segments.load(Relaxed),
+        )?;
+        gauge(
+            enc,
+            "stele_log_tail_bytes",
+            "Encoded bytes of the newest durable events kept in memory for the followers.",
+            log.tail_bytes() as u64,
+        )?;
         gauge(
             enc,
             "stele_log_dictionary_trained",

@@ -81,7 +81,8 @@ impl Auditor {
                     }
                 }
                 // Failures are counted and logged by `append`.
-                let _ = append(&log2, &stats2, std::mem::take(&mut batch)).await;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                let _ = append(&log2, &stats2, full).await;
             }
         });
         Auditor { tx, log, stats }

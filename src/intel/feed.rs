@@ -48,7 +48,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// A view the feed keeps current (see the module doc).
 pub trait Observer: Send + Sync {
     /// The next events of the log, in seq order, each once.
-    fn observe(&self, events: &[StoredEvent]);
+    fn observe(&self, events: &[&StoredEvent]);
     /// The clock's time (µs), for expiry.
     fn tick(&self, _now: i64) {}
 }
@@ -156,9 +156,10 @@ fn follow(
                     next = lo; // past the end: retention dropped everything up to it
                     continue;
                 };
-                for run in &runs {
-                    observers.iter().for_each(|o| o.observe(run));
-                }
+                // One batch for all the runs (one per append request):
+                // observers lock once a batch, not once a request.
+                let batch: Vec<&StoredEvent> = runs.iter().flat_map(|r| r.iter()).collect();
+                observers.iter().for_each(|o| o.observe(&batch));
                 status.seq.store(hi, Ordering::Release);
                 next = hi + 1;
                 if hi >= target {
@@ -199,7 +200,7 @@ mod tests {
     struct Seen(Mutex<Vec<u64>>);
 
     impl Observer for Seen {
-        fn observe(&self, events: &[StoredEvent]) {
+        fn observe(&self, events: &[&StoredEvent]) {
             assert!(events.len() as u64 <= FEED_BATCH_EVENTS);
             self.0.exclusive().extend(events.iter().map(|e| e.seq));
         }

@@ -63,7 +63,7 @@ impl Processes {
 }
 
 impl Observer for Processes {
-    fn observe(&self, events: &[StoredEvent]) {
+    fn observe(&self, events: &[&StoredEvent]) {
         for (kind, tracker) in [(Kind::Process, &self.runs), (Kind::Batch, &self.batches)] {
             if !events.iter().any(|e| Tracker::wants(kind, e)) {
                 continue;

@@ -166,7 +166,7 @@ fn finding_key(e: &StoredEvent) -> Option<FindingKey> {
 }
 
 impl Observer for Watch {
-    fn observe(&self, events: &[StoredEvent]) {
+    fn observe(&self, events: &[&StoredEvent]) {
         let mut found = Vec::new();
         {
             let mut d = self.detectors.exclusive();
@@ -241,12 +241,13 @@ fn run_query(r: &Run) -> String {
 impl Watch {
     /// Findings of the runs whose `finished` report is among `events`, with
     /// the seq and arrival of that report.
-    fn slow_runs(&self, events: &[StoredEvent]) -> Vec<(u64, i64, Finding)> {
+    fn slow_runs(&self, events: &[&StoredEvent]) -> Vec<(u64, i64, Finding)> {
         let Some(p) = &self.processes else {
             return Vec::new();
         };
         let finishes: Vec<&StoredEvent> = events
             .iter()
+            .copied()
             .filter(|e| {
                 e.event.phase == Some(Phase::Finished)
                     && e.event.process_id.is_some()
@@ -479,6 +480,7 @@ mod tests {
             )
             .map(|e| e.unwrap())
             .collect();
+        let stored: Vec<&StoredEvent> = stored.iter().collect();
         p.observe(&stored);
         w.observe(&stored);
         w.flush();
@@ -600,7 +602,7 @@ mod tests {
             .map(|e| e.unwrap())
             .collect();
         // Stored after the watch started: live, so raised and handed over.
-        w.observe(&stored);
+        w.observe(&stored.iter().collect::<Vec<_>>());
         w.close();
         let kinds: Vec<String> = findings(&log)
             .iter()

@@ -484,7 +484,8 @@ impl Log {
 
     /// Appends `events`, each stamped with the provenance `by`, and returns
     /// once they are durable. Blocks the calling thread: do not call from an
-    /// async task (use [`Log::append_async`]).
+    /// async task (use [`Log::append_async`]). Copies the events for the
+    /// tail ([`Log::append_async`] takes them by value instead).
     pub fn append(&self, events: &[Event], by: &Provenance) -> Result<Appended> {
         let batch = batch::prepare(&self.cfg, events.to_vec(), by)?;
         let (reply, rx) = oneshot::channel();

@@ -5,7 +5,8 @@
 //! `[StoredEvent]`). Never touches a file: the segments stay the only
 //! truth, and everything here is also on disk.
 //!
-//! Why: the followers (the indexer, the activity feed) read every event
+//! Why: the followers (the indexer, the activity feed, live streams, the
+//! alerts) read every event
 //! right after it becomes durable. Reading it back meant decompressing the
 //! record and decoding it once per follower, while the writer had just had
 //! the decoded event in hand. Now the poster's thread builds each stored
@@ -37,7 +38,9 @@
 //!    another bound's worth, beyond which the writer frees them itself. A
 //!    [`Run`] keeps its chunk alive until dropped.
 //! 4. The same events as a read: an event here equals what decoding its
-//!    record gives (`tests::the_tail_holds_what_a_read_gives`).
+//!    record gives (`tests/it/compressed.rs`,
+//!    `followers_get_from_the_tail_exactly_what_the_segments_hold`, and the
+//!    log's proptest, `the_log_behaves_like_a_vec`).
 
 use super::{Direction, Log, Result};
 use crate::event::StoredEvent;
@@ -73,6 +76,11 @@ impl Deref for Run {
         &self.chunk[self.from..self.to]
     }
 }
+
+/// Chunks the writer took out of the tail (past twice its bound, or after a
+/// gap), to free once it has answered the posters.
+#[derive(Default)]
+pub(crate) struct Freed(Vec<Chunk>);
 
 /// One append's events and their encoded bytes.
 struct Chunk {
@@ -118,8 +126,9 @@ impl Tail {
     }
 
     /// Adds the events of a durable append (`bytes`: their encoded size)
-    /// and returns them shared, for the writer's reply.
-    pub fn push(&self, events: Vec<StoredEvent>, bytes: usize) -> Run {
+    /// and returns them shared, for the writer's reply; chunks it lets go
+    /// of go into `freed`.
+    pub(crate) fn push(&self, events: Vec<StoredEvent>, bytes: usize, freed: &mut Freed) -> Run {
         let run = Run::whole(Arc::new(events));
         if self.bytes_max == 0 || run.is_empty() {
             return run;
@@ -128,14 +137,13 @@ impl Tail {
             events: run.chunk.clone(),
             bytes,
         };
-        let mut freed = Vec::new();
         let mut inner = self.inner();
         if inner
             .chunks
             .back()
             .is_some_and(|last| last.end_seq() != chunk.first_seq())
         {
-            freed.extend(inner.chunks.drain(..));
+            freed.0.extend(inner.chunks.drain(..));
             inner.bytes = 0;
         }
         inner.bytes += chunk.bytes;
@@ -149,11 +157,9 @@ impl Tail {
         }
         if inner.evicted_bytes > self.bytes_max {
             // No follower read for a bound's worth of appends.
-            freed.append(&mut inner.evicted);
+            freed.0.append(&mut inner.evicted);
             inner.evicted_bytes = 0;
         }
-        drop(inner);
-        drop(freed);
         run
     }
 
@@ -250,8 +256,9 @@ impl Log {
     }
 }
 
-/// Events read at once by [`Follow`].
-const FOLLOW_BATCH_EVENTS: u64 = 4096;
+/// Events [`Follow`] asks for at once (those not in the tail are decoded
+/// all together, whether or not the reader goes on).
+const FOLLOW_BATCH_EVENTS: u64 = 256;
 
 /// The runs of a seq range ([`Log::follow_range`]); ends after an error.
 pub struct Follow<'a> {
@@ -307,9 +314,9 @@ mod tests {
     #[test]
     fn runs_cover_a_range_across_chunks_and_stop_where_the_tail_ends() {
         let tail = Tail::new(1000);
-        tail.push(events(10..20), 100);
-        tail.push(events(20..25), 50);
-        tail.push(events(25..40), 150);
+        tail.push(events(10..20), 100, &mut Freed::default());
+        tail.push(events(20..25), 50, &mut Freed::default());
+        tail.push(events(25..40), 150, &mut Freed::default());
         assert_eq!(tail.first_seq(), Some(10));
         let runs = tail.runs(15, 30).unwrap();
         assert_eq!(runs.len(), 3);
@@ -323,14 +330,14 @@ mod tests {
     #[test]
     fn the_oldest_chunks_leave_past_the_bound_and_the_newest_always_stays() {
         let tail = Tail::new(200);
-        tail.push(events(1..11), 100);
-        tail.push(events(11..21), 100);
+        tail.push(events(1..11), 100, &mut Freed::default());
+        tail.push(events(11..21), 100, &mut Freed::default());
         assert_eq!((tail.first_seq(), tail.bytes()), (Some(1), 200));
-        tail.push(events(21..31), 100);
+        tail.push(events(21..31), 100, &mut Freed::default());
         assert_eq!((tail.first_seq(), tail.bytes()), (Some(11), 200));
         // A run keeps its chunk alive after it left the tail.
         let held = tail.runs(11, 12).unwrap();
-        tail.push(events(31..41), 500);
+        tail.push(events(31..41), 500, &mut Freed::default());
         assert_eq!((tail.first_seq(), tail.bytes()), (Some(31), 500));
         assert_eq!(seqs(&held), vec![11, 12]);
         // Evicted chunks wait for a follower's read, at most another bound's worth.
@@ -339,11 +346,11 @@ mod tests {
         assert!(weak.upgrade().is_some(), "waiting for a read");
         assert!(tail.runs(1, 1).is_none());
         assert!(weak.upgrade().is_none(), "freed by the read");
-        tail.push(events(41..51), 150);
-        tail.push(events(51..61), 150);
+        tail.push(events(41..51), 150, &mut Freed::default());
+        tail.push(events(51..61), 150, &mut Freed::default());
         let weak = Arc::downgrade(&tail.runs(51, 51).unwrap()[0].chunk);
         for seq in (61..121).step_by(10) {
-            tail.push(events(seq..seq + 10), 150);
+            tail.push(events(seq..seq + 10), 150, &mut Freed::default());
         }
         assert!(
             weak.upgrade().is_none(),
@@ -351,7 +358,7 @@ mod tests {
         );
         let off = Tail::new(0);
         assert_eq!(
-            seqs(&[off.push(events(1..3), 10)]),
+            seqs(&[off.push(events(1..3), 10, &mut Freed::default())]),
             vec![1, 2],
             "handed back all the same"
         );
@@ -362,8 +369,8 @@ mod tests {
     #[test]
     fn a_gap_empties_the_tail_so_runs_never_skip_a_seq() {
         let tail = Tail::new(1000);
-        tail.push(events(1..11), 10);
-        tail.push(events(20..30), 10);
+        tail.push(events(1..11), 10, &mut Freed::default());
+        tail.push(events(20..30), 10, &mut Freed::default());
         assert_eq!(tail.first_seq(), Some(20));
         assert!(tail.runs(5, 25).is_none());
         assert_eq!(seqs(&tail.runs(20, 21).unwrap()), vec![20, 21]);

@@ -5,8 +5,9 @@
 //! bounded channel and wait on a oneshot reply. The writer drains every
 //! request already queued (up to `write_bytes_max`), encodes them into one
 //! buffer, writes it with one `pwrite` and makes it durable with one
-//! `fdatasync`, then publishes the new durable seq and replies to every
-//! request in the group: many appenders share one fsync.
+//! `fdatasync`, then hands each request's events (stamped with their seq and
+//! time) to the log's tail, publishes the new durable seq and replies to
+//! every request in the group: many appenders share one fsync.
 //!
 //! Invariants:
 //! 1. A reply `Ok` is sent only after the `fdatasync` covering the request's
@@ -33,7 +34,7 @@ use super::format::{
 use super::prealloc::Prealloc;
 use super::recovery::Recovered;
 use super::segment::{SegmentView, SPARSE_EVERY};
-use super::tail::Run;
+use super::tail::{Freed, Run};
 use super::{fsync_dir, Appended, LogConfig, Shared, WitnessedSegment};
 use crate::clock::Clock;
 use crate::event::{self, StoredEvent};
@@ -91,8 +92,6 @@ struct Waiter {
     stored: Vec<StoredEvent>,
     /// Their encoded bytes (the tail's measure).
     bytes: usize,
-    /// The events as the tail holds them, once durable.
-    run: Option<Run>,
 }
 
 pub(crate) struct Writer {
@@ -411,7 +410,6 @@ impl Writer {
             },
             stored,
             bytes: batch.bodies.len(),
-            run: None,
         });
     }
 
@@ -436,12 +434,12 @@ impl Writer {
         self.pending_payload = (0, 0);
         self.new_sparse.clear();
         match outcome {
-            Ok(()) => {
-                for w in waiters {
-                    if let Some(run) = w.run {
-                        let _ = w.reply.send(Ok((w.receipt, run)));
-                    }
+            Ok((runs, freed)) => {
+                for (w, run) in waiters.into_iter().zip(runs) {
+                    let _ = w.reply.send(Ok((w.receipt, run)));
                 }
+                // Events the tail let go of, freed once every poster has its answer.
+                drop(freed);
             }
             Err(e) => {
                 for w in waiters {
@@ -451,9 +449,10 @@ impl Writer {
         }
     }
 
-    /// Writes and fsyncs `buf`, hands the group's events to the tail (each
-    /// waiter's `run`), and publishes the durable seq.
-    fn write_group(&mut self, added: u64, waiters: &mut [Waiter]) -> Result<()> {
+    /// Writes and fsyncs `buf`, hands the group's events to the tail, and
+    /// publishes the durable seq: each waiter's events as the tail holds
+    /// them, in order, and what the tail let go of (for the caller to free).
+    fn write_group(&mut self, added: u64, waiters: &mut [Waiter]) -> Result<(Vec<Run>, Freed)> {
         let Some(a) = self.active.as_mut() else {
             return Err(Error::Closed);
         };
@@ -499,16 +498,17 @@ impl Writer {
             .fetch_add(self.pending_payload.0, Ordering::Relaxed);
         m.stored_payload_bytes
             .fetch_add(self.pending_payload.1, Ordering::Relaxed);
-        for w in waiters {
-            w.run = Some(
-                self.shared
-                    .tail
-                    .push(std::mem::take(&mut w.stored), w.bytes),
-            );
-        }
+        let mut freed = Freed::default();
+        let runs = waiters
+            .iter_mut()
+            .map(|w| {
+                let stored = std::mem::take(&mut w.stored);
+                self.shared.tail.push(stored, w.bytes, &mut freed)
+            })
+            .collect();
         self.shared
             .publish_durable(self.chain.next_seq - 1, self.chain.last_hash);
-        Ok(())
+        Ok((runs, freed))
     }
 
     fn poison(&mut self, op: &'static str, cause: String) -> Error {

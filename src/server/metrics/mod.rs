@@ -125,13 +125,13 @@ impl Collector for Scrape {
         counter(
             enc,
             "stele_log_followed_from_tail_events",
-            "Events the indexer and the activity feed took from the log's tail in memory, without decoding.",
+            "Events the log's followers (the indexer, the activity feed, live streams, alerts) took from its tail in memory, without decoding.",
             m.followed_from_tail.load(Relaxed),
         )?;
         counter(
             enc,
             "stele_log_followed_from_segments_events",
-            "Events the indexer and the activity feed read and decoded from the segments (the tail no longer held them).",
+            "Events the log's followers read and decoded from the segments (the tail no longer held them).",
             m.followed_from_segments.load(Relaxed),
         )?;
         gauge(

@@ -31,9 +31,14 @@ fn events(n: usize, seed: u64) -> Vec<Event> {
     (0..n).map(|_| gen.sized(EVENT_BYTES)).collect()
 }
 
-/// A log whose newest records are compressed with a trained dictionary.
-fn compressed_log(dir: &std::path::Path) -> Log {
-    let log = Log::open(dir, LogConfig::default(), Arc::new(SystemClock)).unwrap();
+/// A log whose newest records are compressed with a trained dictionary,
+/// keeping `tail_bytes` of the newest in memory (0: every read decodes).
+fn compressed_log(dir: &std::path::Path, tail_bytes: usize) -> Log {
+    let cfg = LogConfig {
+        tail_bytes,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir, cfg, Arc::new(SystemClock)).unwrap();
     let evs = events(4096, 11);
     let by = Provenance::cli();
     let mut i = 0;
@@ -58,8 +63,8 @@ fn compressed_log(dir: &std::path::Path) -> Log {
 fn page(c: &mut Criterion) {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let log = compressed_log(dir.path());
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    let log = compressed_log(dir.path(), 0);
     let last = log.last_seq();
     let seqs: Vec<u64> = (0..100).map(|k| last - 7 * k).collect();
     let mut g = c.benchmark_group("page");
@@ -76,6 +81,18 @@ fn page(c: &mut Criterion) {
     });
     let events = log.get_many(&seqs).unwrap();
     assert_eq!(events.len(), seqs.len());
+    // The same seqs, the newest events, copied from the log's tail.
+    let tail_dir = tempfile::tempdir_in(&base).unwrap();
+    let with_tail = compressed_log(tail_dir.path(), stele::log::TAIL_BYTES_DEFAULT);
+    let tail_seqs: Vec<u64> = (0..100).map(|k| with_tail.last_seq() - 7 * k).collect();
+    g.bench_function("fetch_get_many_100_from_the_tail", |b| {
+        b.iter(|| with_tail.get_many(&tail_seqs).unwrap())
+    });
+    let copied = with_tail
+        .metrics()
+        .read_from_tail
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(copied >= 100, "the tail served the reads: {copied}");
     g.bench_function("render_100_serde_json", |b| {
         b.iter(|| serde_json::to_vec(&events).unwrap())
     });

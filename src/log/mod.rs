@@ -166,6 +166,8 @@ pub struct LogMetrics {
     pub followed_from_tail: AtomicU64,
     /// Events handed to followers read from the segments (decoded).
     pub followed_from_segments: AtomicU64,
+    /// Events of [`Log::get`] and [`Log::get_many`] copied from the tail.
+    pub read_from_tail: AtomicU64,
 }
 
 /// A segment as listed for operators and backups.
@@ -655,16 +657,21 @@ impl Log {
 
     /// The event with `seq`, or `None` if it is not (or no longer) in the log.
     pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>> {
-        self.shared.get(seq)
+        match self.get_held(seq) {
+            Some(ev) => Ok(Some(ev)),
+            None => self.shared.get(seq),
+        }
     }
 
     /// The events of `seqs`, in that order, without those not (or no longer)
-    /// in the log: [`Log::get`] of each, with less work per event (one
+    /// in the log (the active segment's newest copied from the tail in
+    /// memory): [`Log::get`]
+    /// of each, with less work per event (one
     /// segment lookup per run of seqs in a segment, one walk per sparse
     /// block, one decompression buffer). For pages of events found by an
     /// index.
     pub fn get_many(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
-        iter::get_many(&self.shared, seqs)
+        self.get_many_held(seqs)
     }
 
     /// Iterates over the durable events whose seqs fall in `range`, in the

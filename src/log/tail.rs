@@ -14,7 +14,9 @@
 //! it here once durable (moved, never copied), and a follower reads the
 //! segments only for what the tail no longer holds (a follower further
 //! behind than the bound, the replay after a restart). A poster gets its
-//! own events back the same way.
+//! own events back the same way, and a page of the newest events copies
+//! them instead of decoding their records (only the active segment's: a
+//! sealed segment is read from its file, where damage is an error).
 //!
 //! ```text
 //!   chunks (one per append request, oldest first, seqs contiguous across them)
@@ -199,6 +201,19 @@ impl Tail {
         runs
     }
 
+    /// A copy of each of `seqs` the tail holds (`None` for the others),
+    /// under one lock.
+    pub fn get_each(&self, seqs: &[u64]) -> Vec<Option<StoredEvent>> {
+        let inner = self.inner();
+        seqs.iter()
+            .map(|&seq| {
+                let at = inner.chunks.partition_point(|c| c.end_seq() <= seq);
+                let c = inner.chunks.get(at).filter(|c| c.first_seq() <= seq)?;
+                c.events.get((seq - c.first_seq()) as usize).cloned()
+            })
+            .collect()
+    }
+
     /// Encoded bytes held, for `/metrics`.
     pub fn bytes(&self) -> usize {
         self.inner().bytes
@@ -237,6 +252,81 @@ impl Log {
         m.followed_from_segments
             .fetch_add(read.len() as u64, Ordering::Relaxed);
         Ok(vec![Run::whole(Arc::new(read))])
+    }
+
+    /// The first seq point reads may copy from the tail: the tail's events
+    /// of the active segment, unless it is marked damaged (`None`: none).
+    /// A sealed segment's events are read from its file, so damage found
+    /// there is the reader's error, as without the tail.
+    fn copied_from(&self) -> Option<u64> {
+        let held = self.shared.tail.first_seq()?;
+        let segs = self.shared.segments();
+        let active = segs.last()?;
+        if active.footer().is_some() || active.damaged().is_some() {
+            return None;
+        }
+        Some(held.max(active.first_seq()))
+    }
+
+    /// [`Log::get`] from the tail: a copy of `seq` when it is durable, in
+    /// the active segment, and the tail holds it.
+    pub(super) fn get_held(&self, seq: u64) -> Option<StoredEvent> {
+        if seq < self.copied_from()? || seq > self.last_seq() {
+            return None;
+        }
+        let ev = self.shared.tail.get_each(&[seq]).pop().flatten()?;
+        self.shared
+            .metrics
+            .read_from_tail
+            .fetch_add(1, Ordering::Relaxed);
+        Some(ev)
+    }
+
+    /// [`Log::get_many`]: the durable seqs the tail holds are copied from
+    /// memory, the others read from the segments.
+    pub(super) fn get_many_held(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
+        let last = self.last_seq();
+        let Some(held) = self.copied_from() else {
+            return super::iter::get_many(&self.shared, seqs);
+        };
+        // Pushed before the publish: a seq past `last` is not readable yet.
+        let in_tail = |s: u64| s >= held && s <= last;
+        if !seqs.iter().any(|&s| in_tail(s)) {
+            return super::iter::get_many(&self.shared, seqs);
+        }
+        let wanted: Vec<u64> = seqs
+            .iter()
+            .map(|&s| if in_tail(s) { s } else { 0 })
+            .collect();
+        // Those evicted meanwhile are read like the rest.
+        let copies = self.shared.tail.get_each(&wanted);
+        let misses: Vec<u64> = seqs
+            .iter()
+            .zip(&copies)
+            .filter(|(_, c)| c.is_none())
+            .map(|(&s, _)| s)
+            .collect();
+        let mut read = super::iter::get_many(&self.shared, &misses)?
+            .into_iter()
+            .peekable();
+        let mut out = Vec::with_capacity(seqs.len());
+        for (&seq, copy) in seqs.iter().zip(copies) {
+            match copy {
+                Some(ev) => {
+                    self.shared
+                        .metrics
+                        .read_from_tail
+                        .fetch_add(1, Ordering::Relaxed);
+                    out.push(ev);
+                }
+                None => {
+                    if let Some(ev) = read.next_if(|e| e.seq == seq) {
+                        out.push(ev);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The durable events of `from..=to` (clamped like [`Log::range`]),

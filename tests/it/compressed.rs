@@ -616,4 +616,19 @@ fn followers_get_from_the_tail_exactly_what_the_segments_hold() {
         .collect();
     assert_eq!(ranged[..], read[lo as usize - 1..hi as usize]);
     assert_eq!(log.follow_range(last + 1, last + 10).count(), 0);
+
+    // Point reads: the seqs the tail holds copied from memory, the others
+    // read, in the order asked, the missing ones left out.
+    let before = log.metrics().read_from_tail.load(Relaxed);
+    let seqs = [last, 1, last - 1, 0, last + 1, 2, last, last / 2];
+    let want: Vec<_> = seqs
+        .iter()
+        .filter(|&&s| (1..=last).contains(&s))
+        .map(|&s| read[s as usize - 1].clone())
+        .collect();
+    assert_eq!(log.get_many(&seqs).unwrap(), want);
+    assert_eq!(log.metrics().read_from_tail.load(Relaxed), before + 3);
+    assert_eq!(log.get(last).unwrap().as_ref(), read.last());
+    assert_eq!(log.get(1).unwrap().as_ref(), read.first());
+    assert_eq!(log.get(last + 1).unwrap(), None);
 }

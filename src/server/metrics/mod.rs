@@ -134,6 +134,12 @@ impl Collector for Scrape {
             "Events the log's followers read and decoded from the segments (the tail no longer held them).",
             m.followed_from_segments.load(Relaxed),
         )?;
+        counter(
+            enc,
+            "stele_log_read_from_tail_events",
+            "Events read by seq (pages, lookups) copied from the log's tail in memory, without decoding.",
+            m.read_from_tail.load(Relaxed),
+        )?;
         gauge(
             enc,
             "stele_log_tail_bytes",

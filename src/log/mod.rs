@@ -663,13 +663,12 @@ impl Log {
         }
     }
 
-    /// The events of `seqs`, in that order, without those not (or no longer)
-    /// in the log (the active segment's newest copied from the tail in
-    /// memory): [`Log::get`]
-    /// of each, with less work per event (one
-    /// segment lookup per run of seqs in a segment, one walk per sparse
-    /// block, one decompression buffer). For pages of events found by an
-    /// index.
+    /// The events of `seqs`, in that order, without those not (or no
+    /// longer) in the log: [`Log::get`] of each, with less work per event
+    /// (the active segment's newest copied from the tail in memory; for the
+    /// others one segment lookup per run of seqs in a segment, one walk per
+    /// sparse block, one decompression buffer). For pages of events found
+    /// by an index.
     pub fn get_many(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
         self.get_many_held(seqs)
     }

@@ -1,4 +1,5 @@
-//! The tail: the newest durable events, in memory, for the log's followers.
+//! The tail: the newest durable events, in memory, for the log's followers
+//! and for reads of the newest events.
 //!
 //! Owns [`Tail`] (the events of the last appends, as the writer stored
 //! them) and [`Run`] (a stretch of them, shared, that derefs to
@@ -254,27 +255,43 @@ impl Log {
         Ok(vec![Run::whole(Arc::new(read))])
     }
 
-    /// The first seq point reads may copy from the tail: the tail's events
-    /// of the active segment, unless it is marked damaged (`None`: none).
-    /// A sealed segment's events are read from its file, so damage found
-    /// there is the reader's error, as without the tail.
-    fn copied_from(&self) -> Option<u64> {
+    /// The first seq point reads may copy from the tail, and the segment
+    /// that allows it: the tail's events of the active segment, unless it is
+    /// marked damaged (`None`: none). A sealed segment's events are read
+    /// from its file, so damage found there is the reader's error, as
+    /// without the tail; the active segment's file is checked when it is
+    /// sealed (the writer's SHA-256, then the scrubber) and at the next start
+    /// (recovery), not by these reads.
+    fn copied_from(&self) -> Option<(u64, Arc<super::segment::SegmentView>)> {
         let held = self.shared.tail.first_seq()?;
-        let segs = self.shared.segments();
-        let active = segs.last()?;
-        if active.footer().is_some() || active.damaged().is_some() {
-            return None;
-        }
-        Some(held.max(active.first_seq()))
+        let active = self.shared.segments().last()?.clone();
+        Self::still_active(&self.shared.segments(), &active)
+            .then(|| (held.max(active.first_seq()), active))
+    }
+
+    /// Whether `view` is still the newest segment, unsealed and not damaged
+    /// (checked again after copying: a copy made while it was sealed or
+    /// marked damaged is not used).
+    fn still_active(
+        segs: &[Arc<super::segment::SegmentView>],
+        view: &Arc<super::segment::SegmentView>,
+    ) -> bool {
+        segs.last().is_some_and(|l| Arc::ptr_eq(l, view))
+            && view.footer().is_none()
+            && view.damaged().is_none()
     }
 
     /// [`Log::get`] from the tail: a copy of `seq` when it is durable, in
     /// the active segment, and the tail holds it.
     pub(super) fn get_held(&self, seq: u64) -> Option<StoredEvent> {
-        if seq < self.copied_from()? || seq > self.last_seq() {
+        let (held, active) = self.copied_from()?;
+        if seq < held || seq > self.last_seq() {
             return None;
         }
         let ev = self.shared.tail.get_each(&[seq]).pop().flatten()?;
+        if !Self::still_active(&self.shared.segments(), &active) {
+            return None;
+        }
         self.shared
             .metrics
             .read_from_tail
@@ -286,7 +303,7 @@ impl Log {
     /// memory, the others read from the segments.
     pub(super) fn get_many_held(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>> {
         let last = self.last_seq();
-        let Some(held) = self.copied_from() else {
+        let Some((held, active)) = self.copied_from() else {
             return super::iter::get_many(&self.shared, seqs);
         };
         // Pushed before the publish: a seq past `last` is not readable yet.
@@ -300,6 +317,9 @@ impl Log {
             .collect();
         // Those evicted meanwhile are read like the rest.
         let copies = self.shared.tail.get_each(&wanted);
+        if !Self::still_active(&self.shared.segments(), &active) {
+            return super::iter::get_many(&self.shared, seqs);
+        }
         let misses: Vec<u64> = seqs
             .iter()
             .zip(&copies)

@@ -264,9 +264,9 @@ impl Log {
     /// (recovery), not by these reads.
     fn copied_from(&self) -> Option<(u64, Arc<super::segment::SegmentView>)> {
         let held = self.shared.tail.first_seq()?;
-        let active = self.shared.segments().last()?.clone();
-        Self::still_active(&self.shared.segments(), &active)
-            .then(|| (held.max(active.first_seq()), active))
+        let segs = self.shared.segments();
+        let active = segs.last()?.clone();
+        Self::still_active(&segs, &active).then(|| (held.max(active.first_seq()), active))
     }
 
     /// Whether `view` is still the newest segment, unsealed and not damaged
@@ -329,16 +329,15 @@ impl Log {
         let mut read = super::iter::get_many(&self.shared, &misses)?
             .into_iter()
             .peekable();
+        let copied = (seqs.len() - misses.len()) as u64;
+        self.shared
+            .metrics
+            .read_from_tail
+            .fetch_add(copied, Ordering::Relaxed);
         let mut out = Vec::with_capacity(seqs.len());
         for (&seq, copy) in seqs.iter().zip(copies) {
             match copy {
-                Some(ev) => {
-                    self.shared
-                        .metrics
-                        .read_from_tail
-                        .fetch_add(1, Ordering::Relaxed);
-                    out.push(ev);
-                }
+                Some(ev) => out.push(ev),
                 None => {
                     if let Some(ev) = read.next_if(|e| e.seq == seq) {
                         out.push(ev);

@@ -304,10 +304,9 @@ impl Writer {
                 let used = a.len + self.buf.len() as u64;
                 // An older format's active segment (after an upgrade) is
                 // sealed, never appended to in this build's format.
-                // The first dictionary ends an uncompressed segment early.
-                // (The trainer's lock is taken only while the segment has none.)
-                let compress_now =
-                    a.dict.is_none() && a.count > 0 && self.trainer.newest().is_some();
+                // A newer dictionary (the first, or a better one) ends the
+                // segment early (`dict` invariant 5).
+                let compress_now = a.count > 0 && self.trainer.fresher_than(a.dict.as_ref());
                 a.view.id.day == day
                     && a.view.header.version == FORMAT_VERSION
                     && !compress_now

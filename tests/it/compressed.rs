@@ -364,12 +364,14 @@ fn a_reopened_log_compresses_new_segments_with_the_newest_dictionary() {
     assert_eq!(header(files.last().unwrap()).dict_len, 0);
 }
 
-/// Before the first dictionary every payload is a sample: the uncompressed
-/// first segment holds about `dict_sample_bytes` of payloads, not the eight
-/// times as much that sampling one payload in eight would store first.
+/// Before the first dictionary every payload is a sample, and the first is
+/// trained from a quarter of the sample bytes (`dict::FIRST_SHARE`): the
+/// uncompressed first segment holds about `dict_sample_bytes / 4` of payloads,
+/// not the whole sample bytes (before the quick first dictionary), nor eight
+/// times that (when one payload in eight was sampled).
 #[test]
-fn the_first_dictionary_comes_after_about_the_sample_bytes() {
-    const SAMPLE_BYTES: usize = 32 * 1024;
+fn the_first_dictionary_comes_after_a_quarter_of_the_sample_bytes() {
+    const SAMPLE_BYTES: usize = 64 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
     let log = Log::open(
@@ -388,7 +390,7 @@ fn the_first_dictionary_comes_after_about_the_sample_bytes() {
             std::time::Instant::now() < deadline,
             "no dictionary trained"
         );
-        log.append(&events(&mut gen, 10, 450), &Provenance::cli())
+        log.append(&events(&mut gen, 5, 450), &Provenance::cli())
             .unwrap();
         // Samples are dropped while the trainer is busy: give it time.
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -401,18 +403,87 @@ fn the_first_dictionary_comes_after_about_the_sample_bytes() {
     assert_eq!(header(&files[0]).dict_len, 0);
     assert!(header(&files[1]).dict_len > 0);
     let first = std::fs::metadata(&files[0]).unwrap().len() as usize;
+    let share = SAMPLE_BYTES / stele::log::dict::FIRST_SHARE;
     assert!(
-        first < 3 * SAMPLE_BYTES,
-        "{first} bytes stored uncompressed before a dictionary of {SAMPLE_BYTES} bytes of samples"
+        first < 2 * share,
+        "{first} bytes stored uncompressed before the first dictionary, from {share} bytes of samples"
     );
+}
+
+/// The second dictionary, trained from the whole sample bytes, ends the
+/// segment compressed with the quick first one: a fresh log's segments are
+/// uncompressed, then compressed with the first, then with the second, and
+/// every event reads back.
+#[test]
+fn the_second_dictionary_ends_the_segment_of_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            dict_sample_bytes: 32 * 1024,
+            ..LogConfig::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    let mut gen = EventGen::new(409);
+    let mut all = Vec::new();
+    let mut dicts: Vec<Vec<u8>> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while dicts.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} dictionaries trained, not 2",
+            dicts.len()
+        );
+        let batch = events(&mut gen, 20, 450);
+        log.append(&batch, &Provenance::cli()).unwrap();
+        all.extend(batch);
+        if let Some(d) = log.dictionary() {
+            if dicts.last().map(Vec::as_slice) != Some(d.bytes()) {
+                dicts.push(d.bytes().to_vec());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let batch = events(&mut gen, 20, 450);
+    log.append(&batch, &Provenance::cli()).unwrap();
+    all.extend(batch);
+    drop(log);
+    assert!(
+        dicts[1].len() > dicts[0].len(),
+        "the second dictionary ({} bytes) is trained from more samples than the first ({})",
+        dicts[1].len(),
+        dicts[0].len()
+    );
+    let files = segments(dir.path());
+    let dict_of = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let h = Header::decode(&bytes).unwrap();
+        h.dictionary(&bytes).unwrap().map(|d| d.to_vec())
+    };
+    // Each dictionary as its length and CRC-32.
+    let id = |d: &[u8]| (d.len(), crc32fast::hash(d));
+    let held: Vec<Option<(usize, u32)>> = files
+        .iter()
+        .map(|f| dict_of(f).as_deref().map(id))
+        .collect();
+    assert_eq!(
+        held,
+        vec![None, Some(id(&dicts[0])), Some(id(&dicts[1]))],
+        "segments {files:?}"
+    );
+    read_back(dir.path(), &all);
 }
 
 /// A log restarted before its first dictionary counts what it stored
 /// uncompressed as samples: a daemon restarted more often than it takes in
-/// `dict_sample_bytes` of events still gets a dictionary.
+/// the first dictionary's share of `dict_sample_bytes` (a quarter) still gets
+/// a dictionary.
 #[test]
 fn a_restart_before_the_first_dictionary_keeps_what_was_sampled() {
-    const SAMPLE_BYTES: usize = 32 * 1024;
+    const SAMPLE_BYTES: usize = 128 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
     let open = || {
@@ -427,7 +498,8 @@ fn a_restart_before_the_first_dictionary_keeps_what_was_sampled() {
         .unwrap()
     };
     let mut gen = EventGen::new(408);
-    // Two runs of ≈ 2/3 of the sample bytes each: neither alone trains one.
+    // Two runs of ≈ 2/3 of the first dictionary's sample bytes each: neither
+    // alone trains one.
     for run in 0..2 {
         let log = open();
         for _ in 0..5 {

@@ -30,6 +30,11 @@ const STREAM_READ_EVENTS: u64 = 512;
 /// 64 KiB plus at most one event whatever the events' size.
 const STREAM_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Events of a stream with `q` read from the log at once ([`crate::log::Log::get_many`]):
+/// about a chunk's worth of typical events, so that a chunk ending early
+/// wastes little of a read.
+const STREAM_READ_BATCH: usize = 128;
+
 /// Chunks a stream may have waiting for its connection (either transport). With hyper's write
 /// buffer this bounds what a client that stops reading costs: a few chunks,
 /// not the events it falls behind by (the stream reads them from the log
@@ -362,15 +367,14 @@ fn read_stream_step<F: Framing>(
             .engine
             .matching_after(filter, from.checked_sub(1), (to - from + 1) as usize)
             .map_err(|e| e.to_string())?;
-        for seq in seqs.into_iter().filter(|s| *s <= to) {
-            match log.get(seq) {
-                Ok(Some(ev)) => {
-                    if emit(&ev) {
-                        return Ok((out, sent, seq));
-                    }
+        let seqs: Vec<u64> = seqs.into_iter().filter(|s| *s <= to).collect();
+        // Read as pages are (one walk per block of records, the newest copied
+        // from the tail), a bounded batch at a time: a chunk may end early.
+        for batch in seqs.chunks(STREAM_READ_BATCH) {
+            for ev in log.get_many(batch).map_err(|e| e.to_string())? {
+                if emit(&ev) {
+                    return Ok((out, sent, ev.seq));
                 }
-                Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
             }
         }
     } else {

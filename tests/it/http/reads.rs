@@ -347,6 +347,35 @@ fn the_live_stream_resumes_with_no_gap_and_no_duplicate() {
     assert_eq!(read_ids(&mut u, 1), vec![live]);
 }
 
+/// A full-text stream replaying more than one chunk (64 KiB) and more than
+/// one read batch of matches sends every match once, in order: a chunk that
+/// ends inside a batch resumes after its last event, not after the batch.
+#[test]
+fn a_full_text_stream_replays_many_chunks_without_gap_or_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Server::start(tmp.path());
+    let filler = "x".repeat(900);
+    let mut want = Vec::new();
+    for round in 0..3 {
+        let events: Vec<_> = (0..300)
+            .map(|i| {
+                let word = if i % 3 == 0 { "other" } else { "needle" };
+                json!({"action": "a", "actor": "b", "description": format!("{word} {round} {i} {filler}")})
+            })
+            .collect();
+        let (st, _, r) = d.post(&json!(events));
+        assert_eq!(st, 201, "{r}");
+        for (i, ev) in r["events"].as_array().unwrap().iter().enumerate() {
+            if i % 3 != 0 {
+                want.push(ev["seq"].as_u64().unwrap());
+            }
+        }
+    }
+    assert!(want.len() > 2 * 128 && want.len() * 900 > 4 * 64 * 1024);
+    let mut t = open_stream(&d.addr, "/v1/stream?q=needle&from_seq=1", None);
+    assert_eq!(read_ids(&mut t, want.len()), want);
+}
+
 #[test]
 fn metrics_expose_latency_histograms_and_gauges() {
     let tmp = tempfile::tempdir().unwrap();

@@ -36,6 +36,10 @@ fn every_fuzz_corpus_replays_without_breaking_a_property() {
         }
     }
     assert!(failures.is_empty(), "properties broken by: {failures:#?}");
+    // The text target's index lives only as long as the process, in memory
+    // maps: nothing of it is left in the temporary directory.
+    let dir = std::env::temp_dir().join(format!("stele-fuzz-text-{}", std::process::id()));
+    assert!(!dir.exists(), "{} was left behind", dir.display());
 }
 
 #[test]

@@ -7,8 +7,13 @@
 //! ```
 //!
 //! [`BITS_PER_KEY`] bits a key and [`PROBES`] probes: a false positive ≈ 0.8% of the
-//! time, so a lookup at 10,000,000 events (≈ 38 runs) reads ≈ 0.3 runs that do not hold
-//! its id; the filters cost 1.25 bytes an event in memory and on disk. Probes are derived
+//! time; the filters cost 1.25 bytes an event in memory and on disk. A log of
+//! 10,000,000 events has ≈ 160 runs (one per [`super::RUN_EVENTS`] seqs): a UUIDv7 id's
+//! lookup skips the runs whose key range cannot hold it ([`super::runfile`]'s
+//! `in_range`), most of them; a client-style id's (its fingerprint has
+//! [`super::HASHED_ID_BIT`], and every run holding such an id spans them all) probes
+//! each filter, two probes on average for a run that does not hold it (the first
+//! clear bit ends the probe), and reads ≈ 1.3 runs that do not hold it. Probes are derived
 //! by double hashing (Kirsch–Mitzenmacher) from the id fingerprint's last 8 bytes, which
 //! carry at least 32 bits of SHA-256 (see the key layout in the parent module), mixed
 //! by SplitMix64. A filter never answers "no" for a key added to it (tested).

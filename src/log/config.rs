@@ -7,7 +7,9 @@ use super::{
 };
 use crate::event;
 
-/// Smallest `dict_sample_bytes` other than 0 (zstd needs samples to train from).
+/// Smallest `dict_sample_bytes` other than 0 (zstd needs samples to train from;
+/// the first dictionary is trained from a quarter of them, and a training that
+/// fails is tried again with more).
 pub const DICT_SAMPLE_BYTES_MIN: u64 = 16 * 1024;
 
 /// What recovery does when it finds damage (not a torn tail).

@@ -41,11 +41,13 @@
 //!    waiting and dropped when the trainer is busy; what waits for it is
 //!    bounded ([`SAMPLES_QUEUED`] batches of [`SAMPLES_SENT_BYTES`]).
 //! 5. Dictionaries come in order: a log that has none trains a first one
-//!    from a quarter of the sample bytes ([`FIRST_SHARE`]), then one from
-//!    all of them, then one per [`RETRAIN_AFTER_BYTES`] of payloads; the
-//!    writer ends a segment whose dictionary is not the newest (or that has
-//!    none) at its next append, so every segment it creates is compressed
-//!    with the newest dictionary there was.
+//!    once it holds a quarter of the sample bytes ([`FIRST_SHARE`]), then
+//!    one from all of them, then one per [`RETRAIN_AFTER_BYTES`] of
+//!    payloads; a restarted log that opened with a full one goes on to the
+//!    retraining. The writer ends a segment whose dictionary is not the
+//!    newest (or that has none) at its next append once it holds a record,
+//!    so every segment it creates is compressed with the newest dictionary
+//!    there was.
 
 use super::format::RECORD_PAYLOAD_BYTES_MAX;
 use std::cell::RefCell;
@@ -76,8 +78,9 @@ pub const DICT_BYTES_DEFAULT_MAX: usize = 112 * 1024;
 /// Every `SAMPLE_EVERY`-th payload the writer appends to a segment with a
 /// dictionary is offered as a sample (every payload while it has none).
 pub const SAMPLE_EVERY: u64 = 8;
-/// After the first dictionary, a new one is trained once this many payload
-/// bytes have been appended since the last training (or never, when 0).
+/// After the full dictionary (the second, or one a restarted log opened
+/// with), a new one is trained once this many payload bytes have been
+/// appended since the last training or the start (or never, when 0).
 pub const RETRAIN_AFTER_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// The most sample bytes the writer hands the trainer at once.
@@ -438,7 +441,7 @@ enum Next {
     /// The log has none: a quick one from `sample_bytes / FIRST_SHARE`.
     First,
     /// One from the whole `sample_bytes` (after the first, or after a
-    /// restart, which starts with the newest segment's).
+    /// restart that opened with a quick first one).
     Full,
     /// A fresh one after [`RETRAIN_AFTER_BYTES`] of payloads.
     Retrain,
@@ -451,10 +454,15 @@ fn train_loop(
     stored: Samples,
 ) {
     let first_bytes = sample_bytes / FIRST_SHARE;
-    let mut next = if out.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-        Next::Full
-    } else {
-        Next::First
+    // A log that opened with a dictionary trained from at least half the sample
+    // bytes keeps it until the next retraining (each new one ends a segment); a
+    // smaller one (a quick first, the last run having stopped before the full
+    // one) is replaced by one from all of them.
+    let full_enough = (sample_bytes / 2 / SAMPLE_TO_DICT).min(DICT_BYTES_DEFAULT_MAX);
+    let mut next = match out.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        None => Next::First,
+        Some(d) if d.bytes().len() >= full_enough => Next::Retrain,
+        Some(_) => Next::Full,
     };
     let mut samples: std::collections::VecDeque<Vec<u8>> = Default::default();
     let mut held = 0usize;

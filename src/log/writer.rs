@@ -178,8 +178,8 @@ impl Writer {
                 inherited.or_else(|| shared.newest_dictionary());
         }
         // Before the first dictionary, what the last run stored counts as
-        // samples: a log restarted more often than it takes in
-        // `dict_sample_bytes` still gets one.
+        // samples: a log restarted more often than it takes in the first
+        // dictionary's share of `dict_sample_bytes` still gets one.
         let stored = match &active {
             Some(a) if cfg.dict_sample_bytes != 0 && a.dict.is_none() => {
                 let none_yet = slot.lock().unwrap_or_else(|p| p.into_inner()).is_none();
@@ -307,9 +307,13 @@ impl Writer {
                 // A newer dictionary (the first, or a better one) ends the
                 // segment early (`dict` invariant 5).
                 let compress_now = a.count > 0 && self.trainer.fresher_than(a.dict.as_ref());
+                // A header that names a dictionary which did not load (an I/O
+                // error after recovery read it) is never appended to.
+                let dict_lost = a.view.header.dict_len > 0 && a.dict.is_none();
                 a.view.id.day == day
                     && a.view.header.version == FORMAT_VERSION
                     && !compress_now
+                    && !dict_lost
                     && (used + framed + FOOTER_BYTES as u64 <= self.cfg.segment_bytes_max
                         || (a.count == 0 && self.waiters.is_empty()))
             }
@@ -379,8 +383,9 @@ impl Writer {
             };
             self.appended += 1;
             // Until a segment has a dictionary every payload is a sample, so
-            // the first one is trained after `dict_sample_bytes` of payloads,
-            // not eight times that stored uncompressed.
+            // the first one is trained after a quarter of `dict_sample_bytes`
+            // of payloads (`dict::FIRST_SHARE`), not eight times that stored
+            // uncompressed.
             let every = if active.dict.is_none() {
                 1
             } else {

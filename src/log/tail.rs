@@ -41,7 +41,7 @@
 //!    another bound's worth, beyond which the writer frees them itself. A
 //!    [`Run`] keeps its chunk alive until dropped.
 //! 4. The same events as a read: an event here equals what decoding its
-//!    record gives (`tests/it/compressed.rs`,
+//!    record gives (`tests/it/compressed/mod.rs`,
 //!    `followers_get_from_the_tail_exactly_what_the_segments_hold`, and the
 //!    log's proptest, `the_log_behaves_like_a_vec`).
 

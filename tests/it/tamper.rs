@@ -320,7 +320,7 @@ const SAMPLE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4");
 const SAMPLE_V5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v5");
 /// Format version 6 (the chain hash stored at every 32nd record only), what this
 /// build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Uncompressed like v5:
-/// `tests/it/compressed.rs` covers compressed segments.
+/// `tests/it/compressed/` covers compressed segments.
 const SAMPLE_V6: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v6");
 /// The bytes format version 3 adds to an event whose version 3 fields are all absent
 /// (one option tag each): the old samples were generated with `sized(450)` under the

@@ -73,19 +73,9 @@ fn the_first_dictionary_comes_after_a_quarter_of_the_sample_bytes() {
         clock.clone(),
     )
     .unwrap();
-    let mut gen = EventGen::new(407);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while log.dictionary().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no dictionary trained"
-        );
-        log.append(&events(&mut gen, 5, 450), &Provenance::cli())
-            .unwrap();
-        // Samples are dropped while the trainer is busy: give it time.
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    log.append(&events(&mut gen, 10, 450), &Provenance::cli())
+    let mut feed = Feeder::new(407, 5, 5);
+    feed.until_dictionaries(&log, 1);
+    log.append(&events(&mut feed.gen, 10, 450), &Provenance::cli())
         .unwrap();
     drop(log);
     let files = segments(dir.path());
@@ -114,62 +104,32 @@ fn open_sampling(dir: &Path, clock: &Arc<ManualClock>) -> Log {
     .unwrap()
 }
 
-/// Appends small batches (two events: few samples pile up while the trainer
-/// works) to `all` until `dicts` holds `n` dictionaries, each noted when
-/// `log` first has it.
-fn append_until_dictionaries(
-    log: &Log,
-    gen: &mut EventGen,
-    all: &mut Vec<Event>,
-    dicts: &mut Vec<Vec<u8>>,
-    n: usize,
-) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while dicts.len() < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} dictionaries trained, not {n}",
-            dicts.len()
-        );
-        let batch = events(gen, 2, 450);
-        log.append(&batch, &Provenance::cli()).unwrap();
-        all.extend(batch);
-        if let Some(d) = log.dictionary() {
-            if dicts.last().map(Vec::as_slice) != Some(d.bytes()) {
-                dicts.push(d.bytes().to_vec());
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
 /// A restarted log keeps the full dictionary it opened with until the next
 /// 1 GiB of payloads (no training, so no segment ended for one), and
 /// replaces a quick first one with one from all the sample bytes.
 #[test]
 fn a_restart_keeps_a_full_dictionary_and_replaces_a_quick_one() {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
-    let mut gen = EventGen::new(410);
-    let mut all = Vec::new();
+    // Two events a batch: few samples pile up while the trainer works.
+    let mut feed = Feeder::new(410, 2, 1);
 
     // Stopped after the full (second) dictionary.
     let dir = tempfile::tempdir().unwrap();
-    let mut dicts = Vec::new();
     let log = open_sampling(dir.path(), &clock);
-    append_until_dictionaries(&log, &mut gen, &mut all, &mut dicts, 2);
+    feed.until_dictionaries(&log, 2);
     drop(log);
     let before = segments(dir.path()).len();
     let log = open_sampling(dir.path(), &clock);
     // Twice what a training from 32 KiB of one-in-eight samples takes.
     for _ in 0..600 {
-        log.append(&events(&mut gen, 2, 450), &Provenance::cli())
+        log.append(&events(&mut feed.gen, 2, 450), &Provenance::cli())
             .unwrap();
         std::thread::sleep(std::time::Duration::from_micros(500));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(
         log.dictionary().map(|d| crc32fast::hash(d.bytes())),
-        Some(crc32fast::hash(&dicts[1])),
+        Some(crc32fast::hash(&feed.dicts[1])),
         "a new dictionary trained after the restart"
     );
     drop(log);
@@ -177,12 +137,13 @@ fn a_restart_keeps_a_full_dictionary_and_replaces_a_quick_one() {
 
     // Stopped after the quick first one: the restarted log trains the full one.
     let dir = tempfile::tempdir().unwrap();
-    let mut dicts = Vec::new();
+    feed.dicts.clear();
     let log = open_sampling(dir.path(), &clock);
-    append_until_dictionaries(&log, &mut gen, &mut all, &mut dicts, 1);
+    feed.until_dictionaries(&log, 1);
     drop(log);
     let log = open_sampling(dir.path(), &clock);
-    append_until_dictionaries(&log, &mut gen, &mut all, &mut dicts, 2);
+    feed.until_dictionaries(&log, 2);
+    let dicts = &feed.dicts;
     assert!(
         dicts[1].len() > dicts[0].len(),
         "after the restart: {} bytes, trained from more samples than the quick {}",
@@ -247,14 +208,14 @@ fn the_second_dictionary_ends_the_segment_of_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
     let log = open_sampling(dir.path(), &clock);
-    let mut gen = EventGen::new(409);
-    let mut all = Vec::new();
-    let mut dicts: Vec<Vec<u8>> = Vec::new();
-    append_until_dictionaries(&log, &mut gen, &mut all, &mut dicts, 2);
-    let batch = events(&mut gen, 20, 450);
+    // Two events a batch: few samples pile up while the first trains.
+    let mut feed = Feeder::new(409, 2, 1);
+    feed.until_dictionaries(&log, 2);
+    let batch = events(&mut feed.gen, 20, 450);
     log.append(&batch, &Provenance::cli()).unwrap();
-    all.extend(batch);
+    feed.all.extend(batch);
     drop(log);
+    let Feeder { all, dicts, .. } = feed;
     assert!(
         dicts[1].len() > dicts[0].len(),
         "the second dictionary ({} bytes) is trained from more samples than the first ({})",

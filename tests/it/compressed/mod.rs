@@ -31,32 +31,67 @@ fn open_small(dir: &Path, clock: &Arc<ManualClock>) -> Log {
     .expect("open log")
 }
 
+/// Appends batches of generated events to a log, keeping everything it
+/// appended and each dictionary the log has had, in order.
+struct Feeder {
+    gen: EventGen,
+    /// Events a batch.
+    batch: usize,
+    /// Between batches: samples are dropped while the trainer is busy.
+    pause: std::time::Duration,
+    all: Vec<Event>,
+    dicts: Vec<Vec<u8>>,
+}
+
+impl Feeder {
+    fn new(seed: u64, batch: usize, pause_ms: u64) -> Feeder {
+        Feeder {
+            gen: EventGen::new(seed),
+            batch,
+            pause: std::time::Duration::from_millis(pause_ms),
+            all: Vec::new(),
+            dicts: Vec::new(),
+        }
+    }
+
+    /// Appends batches until `log` has had `n` dictionaries since `dicts`
+    /// was last emptied, each noted when `log` first has it.
+    fn until_dictionaries(&mut self, log: &Log, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.dicts.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} dictionaries trained, not {n}",
+                self.dicts.len()
+            );
+            let batch = events(&mut self.gen, self.batch, 450);
+            log.append(&batch, &Provenance::cli()).unwrap();
+            self.all.extend(batch);
+            if let Some(d) = log.dictionary() {
+                if self.dicts.last().map(Vec::as_slice) != Some(d.bytes()) {
+                    self.dicts.push(d.bytes().to_vec());
+                }
+            }
+            std::thread::sleep(self.pause);
+        }
+    }
+}
+
 /// Appends until the first dictionary is trained, then `more` events; returns
 /// everything appended, in order.
 fn fill(dir: &Path, more: usize) -> Vec<Event> {
     let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
     let log = open_small(dir, &clock);
-    let mut gen = EventGen::new(404);
-    let mut all = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while log.dictionary().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no dictionary trained"
-        );
-        let batch = events(&mut gen, 40, 450);
-        log.append(&batch, &Provenance::cli()).unwrap();
-        all.extend(batch);
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    let mut feed = Feeder::new(404, 40, 2);
+    feed.until_dictionaries(&log, 1);
     for _ in 0..more / 50 {
-        let batch = events(&mut gen, 50, 450);
+        let batch = events(&mut feed.gen, 50, 450);
         log.append(&batch, &Provenance::cli()).unwrap();
-        all.extend(batch);
+        feed.all.extend(batch);
         clock.advance(1_000);
     }
     drop(log);
-    all
+    feed.all
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -276,25 +311,16 @@ fn the_compression_counters_match_the_records_on_disk() {
         )
     };
     assert_eq!(counts(), (0, 0));
-    let mut gen = EventGen::new(405);
-    log.append(&events(&mut gen, 40, 450), &Provenance::cli())
+    let mut feed = Feeder::new(405, 40, 2);
+    log.append(&events(&mut feed.gen, 40, 450), &Provenance::cli())
         .unwrap();
     let (plain, stored) = counts();
     assert!(plain > 40 * 400, "{plain}");
     assert_eq!(plain, stored, "no dictionary yet: stored as encoded");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while log.dictionary().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no dictionary trained"
-        );
-        log.append(&events(&mut gen, 40, 450), &Provenance::cli())
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    feed.until_dictionaries(&log, 1);
     let before = counts();
     for _ in 0..20 {
-        log.append(&events(&mut gen, 50, 450), &Provenance::cli())
+        log.append(&events(&mut feed.gen, 50, 450), &Provenance::cli())
             .unwrap();
     }
     let after = counts();

@@ -22,15 +22,10 @@ fn a_reopened_log_compresses_new_segments_with_the_newest_dictionary() {
     let files = segments(dir.path());
     assert_eq!(files.len(), before + 1, "{files:?}");
     let newest = header(files.last().unwrap());
-    let dict_of = |path: &Path| {
-        let bytes = std::fs::read(path).unwrap();
-        let h = Header::decode(&bytes).unwrap();
-        h.dictionary(&bytes).unwrap().map(|d| d.to_vec())
-    };
     assert!(newest.dict_len > 0, "the new day's segment is uncompressed");
     assert_eq!(
-        dict_of(files.last().unwrap()),
-        dict_of(&files[before - 1]),
+        dictionary_of(files.last().unwrap()),
+        dictionary_of(&files[before - 1]),
         "the newest dictionary on disk"
     );
 
@@ -117,6 +112,7 @@ fn a_restart_keeps_a_full_dictionary_and_replaces_a_quick_one() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_sampling(dir.path(), &clock);
     feed.until_dictionaries(&log, 2);
+    feed.put_in_use(&log, dir.path());
     drop(log);
     let before = segments(dir.path()).len();
     let log = open_sampling(dir.path(), &clock);
@@ -140,6 +136,7 @@ fn a_restart_keeps_a_full_dictionary_and_replaces_a_quick_one() {
     feed.dicts.clear();
     let log = open_sampling(dir.path(), &clock);
     feed.until_dictionaries(&log, 1);
+    feed.put_in_use(&log, dir.path());
     drop(log);
     let log = open_sampling(dir.path(), &clock);
     feed.until_dictionaries(&log, 2);
@@ -211,9 +208,7 @@ fn the_second_dictionary_ends_the_segment_of_the_first() {
     // Two events a batch: few samples pile up while the first trains.
     let mut feed = Feeder::new(409, 2, 1);
     feed.until_dictionaries(&log, 2);
-    let batch = events(&mut feed.gen, 20, 450);
-    log.append(&batch, &Provenance::cli()).unwrap();
-    feed.all.extend(batch);
+    feed.put_in_use(&log, dir.path());
     drop(log);
     let Feeder { all, dicts, .. } = feed;
     assert!(
@@ -223,16 +218,11 @@ fn the_second_dictionary_ends_the_segment_of_the_first() {
         dicts[0].len()
     );
     let files = segments(dir.path());
-    let dict_of = |path: &Path| {
-        let bytes = std::fs::read(path).unwrap();
-        let h = Header::decode(&bytes).unwrap();
-        h.dictionary(&bytes).unwrap().map(|d| d.to_vec())
-    };
     // Each dictionary as its length and CRC-32.
     let id = |d: &[u8]| (d.len(), crc32fast::hash(d));
     let held: Vec<Option<(usize, u32)>> = files
         .iter()
-        .map(|f| dict_of(f).as_deref().map(id))
+        .map(|f| dictionary_of(f).as_deref().map(id))
         .collect();
     assert_eq!(
         held,

@@ -75,6 +75,22 @@ impl Feeder {
             std::thread::sleep(self.pause);
         }
     }
+
+    /// Appends one more batch and checks that the newest segment of the log
+    /// in `dir` now holds the last dictionary: a dictionary is on disk only
+    /// once a segment begins with it, so a log stopped before that opens
+    /// again with the one before.
+    fn put_in_use(&mut self, log: &Log, dir: &Path) {
+        let batch = events(&mut self.gen, self.batch, 450);
+        log.append(&batch, &Provenance::cli()).unwrap();
+        self.all.extend(batch);
+        let newest = segments(dir).pop().unwrap();
+        assert_eq!(
+            dictionary_of(&newest).map(|d| crc32fast::hash(&d)),
+            self.dicts.last().map(|d| crc32fast::hash(d)),
+            "the newest segment begins with the newest dictionary"
+        );
+    }
 }
 
 /// Appends until the first dictionary is trained, then `more` events; returns
@@ -112,6 +128,13 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 fn header(path: &Path) -> Header {
     Header::decode(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The dictionary a segment's header holds, if it is compressed.
+fn dictionary_of(path: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let h = Header::decode(&bytes).unwrap();
+    h.dictionary(&bytes).unwrap().map(|d| d.to_vec())
 }
 
 /// Bytes per record of a segment's frames.

@@ -8,7 +8,8 @@
 //!
 //! [`BITS_PER_KEY`] bits a key and [`PROBES`] probes: a false positive ≈ 0.8% of the
 //! time; the filters cost 1.25 bytes an event in memory and on disk. A log of
-//! 10,000,000 events has ≈ 160 runs (one per [`super::RUN_EVENTS`] seqs): a UUIDv7 id's
+//! 10,000,000 events has ≈ 155 runs (one per [`super::MERGE_RUNS`] generations of
+//! [`super::RUN_EVENTS`] seqs, the newest up to three of one each): a UUIDv7 id's
 //! lookup skips the runs whose key range cannot hold it ([`super::runfile`]'s
 //! `in_range`), most of them; a client-style id's (its fingerprint has
 //! [`super::HASHED_ID_BIT`], and every run holding such an id spans them all) probes

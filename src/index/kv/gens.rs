@@ -9,9 +9,12 @@
 //! first seq it holds. Generations tile the seqs: generation `i` holds the keys of
 //! `first_i ..= first_{i+1} - 1`, the newest one (the current generation) everything
 //! from its first seq on, and the oldest starts at `packed_through + 1`. Applies write
-//! into the generation of each key's seq (the current one, but for a re-apply). Once
-//! the current generation spans [`super::RUN_EVENTS`] seqs, the writer starts a new one
-//! at the next seq; the closed generation is then packed whole into a run (a scan in
+//! into the generation of each key's seq (the current one, but for a re-apply). An
+//! apply whose seqs reach [`super::RUN_EVENTS`] seqs past the current generation's
+//! first opens the next one there, before writing (aligned: a closed generation spans
+//! exactly that many seqs; one an older build let grow longer is closed at the next
+//! apply); a generation is closed once every seq below the next one's first is
+//! applied, and is then packed whole into a run (a scan in
 //! key order: its pages come out sorted) and dropped with `Db::drop_tree`, which frees
 //! the tree's pages without a descent and a rewrite per key. ADR: the first packed
 //! build (format 6) moved keys out of one `ids` tree by removing them one by one: 5–8 %

@@ -51,7 +51,7 @@
 //!    what it may have written before anything else reads the index.
 //! 2. Every applied event has exactly its own key, `id_key(id, tenant, seq)`, in the
 //!    generation tree of its seq ([`gens`]) or, once older than the newest
-//!    ≈ [`RUN_EVENTS`] to 2 × [`RUN_EVENTS`], in a packed run ([`packed`]); lookups
+//!    [`RUN_EVENTS`] to 2 × [`RUN_EVENTS`], in a packed run ([`packed`]); lookups
 //!    return candidate seqs in ascending order, a superset of the events with that id
 //!    (in that tenant), and the first candidate that the log confirms is the answer:
 //!    the lowest seq that carries the `(id, tenant)` pair. The keys of one id, one per
@@ -409,8 +409,9 @@ impl KvIndex {
         // (invariant 2), so nothing needs reading first; events already applied are
         // not written again.
         {
-            let packing = self.packing();
+            let mut packing = self.packing();
             let done = indexed.unwrap_or(0);
+            self.open_gens_through(&mut packing, done, hi)?;
             for ev in events.iter().map(E::borrow).filter(|e| e.seq > done) {
                 let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
                 gens::gen_for(&packing.gens, ev.seq).tree.insert(key, &[])?;
@@ -645,7 +646,7 @@ mod bloom;
 mod gens;
 mod packed;
 mod runfile;
-pub use packed::{PAGE_KEYS, RUN_EVENTS};
+pub use packed::{MERGE_RUNS, PAGE_KEYS, RUN_EVENTS};
 
 #[cfg(test)]
 mod packing_tests;

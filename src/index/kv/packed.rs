@@ -14,20 +14,28 @@
 //! ```
 //!
 //! A run covers the seqs `first..=last` and holds exactly the keys of those seqs: those
-//! of one closed generation. Packing is done by the one writer in bounded steps after
-//! each apply ([`PACK_STEP_KEYS`] keys at most): (1) the oldest generation is read in
-//! key order into `<name>.tmp`; (2) the file is made durable under its name, then
-//! `packed_through` is set to its last seq, which is what commits it; (3) at the next
-//! step the generation is dropped. A run is committed if and only if its first seq is
-//! at or below `packed_through`: open removes any other run file and every `.tmp` (a
-//! crash in (1) or (2)), and drops a generation already packed (a crash before (3)).
+//! of one closed generation, or of [`MERGE_RUNS`] consecutive ones once merged. Packing
+//! is done by the one writer in bounded steps after each apply ([`PACK_STEP_KEYS`] keys
+//! at most): (1) the oldest generation is read in key order into `<name>.tmp`; (2) the
+//! file is made durable under its name, then `packed_through` is set to its last seq,
+//! which is what commits it; (3) at the next step the generation is dropped. A run is
+//! committed if and only if its first seq is at or below `packed_through`: open removes
+//! any other run file and every `.tmp` (a crash in (1) or (2)), and drops a generation
+//! already packed (a crash before (3)). Once the newest [`MERGE_RUNS`] runs each hold
+//! one generation, a step merges them into one run under the first one's name
+//! (`KvIndex::merge_step`: durable `.tmp`, renamed over the first run's file, then
+//! the others removed; open removes a run that lies within the one before it, what a
+//! crash between the rename and the removals leaves). So sled holds few keys (≤ 2 ×
+//! [`RUN_EVENTS`]) while the runs stay one per 65,536 seqs.
 //!
 //! Invariants:
 //! 1. Every key of a seq `<= packed_through` is in exactly one committed run (and,
 //!    until its generation is dropped, possibly also there); every key of a higher seq
 //!    is in a generation.
-//! 2. Runs do not overlap; a run file's keys are strictly ascending, so a prefix
-//!    lookup reads one page of 256 keys, or a few consecutive ones.
+//! 2. The committed runs do not overlap (on disk, a run merged into another may lie
+//!    within it until its file is removed, at the latest at the next open); a run
+//!    file's keys are strictly ascending, so a prefix lookup reads one page of 256
+//!    keys, or a few consecutive ones.
 //! 3. Lookups read committed runs only, and only those whose filter may hold the id.
 
 use super::runfile::{RunFile, RunWriter};
@@ -36,21 +44,34 @@ use std::sync::Arc;
 
 pub use super::runfile::PAGE_KEYS;
 
-/// The events whose keys stay one per entry in a generation tree before it is packed.
-/// sled's file holds what the two newest generations ever held at once (it reuses freed
-/// space but never shrinks): ≈ 100 bytes a key, so this sets the file's size. ADR:
-/// 262,144 until 2026-12-06, when 65,536 cut `index/kv` at 1,000,000 events of the peer
-/// workload from 88 to 49 MB (sled's file 64 → 22 MB) at the same ingest rate; the cost
-/// is 4 × the runs (one open file each). Alone, that slowed ingest at 10M as runs
-/// accumulated (22,371 → 17,878 / 19,222 events/s): the workload's client-style ids
-/// made every run's key range span everything, so every lookup probed every run's
-/// filter; format 9's hashed bit (`HASHED_ID_BIT`) lets a UUIDv7 id's lookup skip them
-/// by range (23,233 events/s; last tenth of the load ÷ median 0.89, as before).
+/// The seqs of a generation: its keys stay one per entry in a sled tree until the
+/// next generation is closed too, then are packed into a run. Generations are
+/// aligned: each starts exactly this many seqs after the one before, so a run of one
+/// spans exactly this many seqs (its seq offsets fit in 2 bytes). sled's file holds
+/// what the two newest generations ever held at once (it reuses freed space but
+/// never shrinks): ≈ 100 bytes a key, so this sets the file's size. ADR: 262,144
+/// until 2026-12-06, when 65,536 cut `index/kv` at 1,000,000 events of the peer
+/// workload from 88 to 49 MB (sled's file 64 → 22 MB) at the same ingest rate; 16,384
+/// since 2026-12-07, the runs of four generations merged into one ([`MERGE_RUNS`]),
+/// so that the runs stay as few as with 65,536. Runs matter: the workload's
+/// client-style ids made every run's key range span everything, so every lookup
+/// probed every run's filter (ingest at 10M slowed from 22,371 to 17,878 events/s
+/// when the runs went from 38 to 152); format 9's hashed bit (`HASHED_ID_BIT`) lets
+/// a UUIDv7 id's lookup skip them by range, a client-style id's still probes each.
 #[cfg(not(test))]
-pub const RUN_EVENTS: u64 = 1 << 16;
+pub const RUN_EVENTS: u64 = 1 << 14;
 /// Small in tests.
 #[cfg(test)]
 pub const RUN_EVENTS: u64 = 700;
+
+/// Runs of one generation merged into one run, as soon as this many are the newest
+/// consecutive runs: a merged run spans `MERGE_RUNS × RUN_EVENTS` seqs (65,536; its
+/// offsets still fit in 2 bytes) and is never merged again.
+pub const MERGE_RUNS: usize = 4;
+
+// A merged run's seq offsets fit in 2 bytes (`runfile`'s entries of 16 bytes).
+#[cfg(not(test))]
+const _: () = assert!(MERGE_RUNS as u64 * RUN_EVENTS - 1 <= u16::MAX as u64);
 
 /// Keys read from a generation per packing step.
 #[cfg(not(test))]
@@ -132,17 +153,29 @@ impl KvIndex {
                 removed = true;
             }
         }
+        runs.sort_by_key(|r| r.first);
+        // A run within the one before it was merged into that one by a merge that a
+        // crash stopped before it removed its file.
+        let mut kept: Vec<Run> = Vec::with_capacity(runs.len());
+        for run in runs {
+            match kept.last() {
+                Some(prev) if run.last <= prev.last => {
+                    let path = self.runs_dir().join(runfile::file_name(run.first));
+                    std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+                    removed = true;
+                }
+                Some(prev) if prev.last >= run.first => {
+                    return Err(KvError::Damaged(format!(
+                        "runs {} and {} overlap",
+                        prev.first, run.first
+                    )));
+                }
+                _ => kept.push(run),
+            }
+        }
+        let runs = kept;
         if removed {
             runfile::sync_dir(&dir)?;
-        }
-        runs.sort_by_key(|r| r.first);
-        for pair in runs.windows(2) {
-            if pair[0].last >= pair[1].first {
-                return Err(KvError::Damaged(format!(
-                    "runs {} and {} overlap",
-                    pair[0].first, pair[1].first
-                )));
-            }
         }
         if let Some(r) = runs.last().filter(|r| r.last > through) {
             return Err(KvError::Damaged(format!(
@@ -177,19 +210,47 @@ impl KvIndex {
         }
     }
 
-    /// One bounded step of packing (called by the writer after each apply): starts a
-    /// new generation once the current one spans [`RUN_EVENTS`] seqs, packs the
-    /// oldest generation while there are two, and drops it once its run is committed.
+    /// Opens the generations that the seqs `done + 1 ..= hi` reach (called by the
+    /// writer before an apply writes their keys; `done` is the highest seq applied
+    /// before): each [`RUN_EVENTS`] seqs after the one before, so that every closed
+    /// generation spans exactly that many, but never at or below `done`, whose keys
+    /// are already in the current one (a generation an older build let grow past
+    /// that span is closed at the next apply).
+    pub(super) fn open_gens_through(
+        &self,
+        packing: &mut Packing,
+        done: u64,
+        hi: u64,
+    ) -> Result<(), KvError> {
+        let mut opened = false;
+        while let Some(next) = packing
+            .gens
+            .last()
+            .map(|g| (g.first + RUN_EVENTS).max(done + 1))
+            .filter(|&next| next <= hi)
+        {
+            packing.gens.push(self.open_gen(next)?);
+            opened = true;
+        }
+        if opened {
+            self.publish(packing);
+        }
+        Ok(())
+    }
+
+    /// One bounded step of packing (called by the writer after each apply): merges
+    /// the newest [`MERGE_RUNS`] runs of one generation each into one, else packs the
+    /// oldest generation while a newer one exists, and drops it once its run is
+    /// committed. `indexed` is the highest seq applied.
     pub(super) fn pack_step(&self, indexed: u64) -> Result<(), KvError> {
         let mut packing = self.packing();
         if packing.job.is_none() {
-            if packing.gens.len() < 2 {
-                let current = packing.gens.last().map_or(1, |g| g.first);
-                if indexed + 1 >= current + RUN_EVENTS {
-                    let gen = self.open_gen(indexed + 1)?;
-                    packing.gens.push(gen);
-                    self.publish(&packing);
-                }
+            if self.merge_step(&mut packing)? {
+                return Ok(());
+            }
+            // The oldest generation is closed once a newer one exists and every seq
+            // below that one's first has been applied.
+            if packing.gens.len() < 2 || indexed + 1 < packing.gens[1].first {
                 return Ok(());
             }
             let (first, last) = (packing.gens[0].first, packing.gens[1].first - 1);
@@ -240,6 +301,54 @@ impl KvIndex {
             }
         }
         Ok(())
+    }
+
+    /// Merges the newest [`MERGE_RUNS`] runs when each holds one generation (spans at
+    /// most [`RUN_EVENTS`] seqs) and they follow one another, into one run under the
+    /// first one's name: written to `<name>.tmp`, made durable, renamed over the first
+    /// run's file (atomic: a reader sees the first run or the merged one), published,
+    /// then the others' files removed; a crash before the removals leaves runs that
+    /// the merged one covers, which [`KvIndex::load_runs`] removes. Reads and writes at
+    /// most `MERGE_RUNS × RUN_EVENTS` keys (1.4 MB). Returns whether it merged.
+    fn merge_step(&self, packing: &mut Packing) -> Result<bool, KvError> {
+        let Some(from) = packing.runs.len().checked_sub(MERGE_RUNS) else {
+            return Ok(false);
+        };
+        let merged: Vec<Run> = packing.runs[from..].to_vec();
+        let one_gen_each = merged.iter().all(|r| r.last - r.first < RUN_EVENTS);
+        let consecutive = merged.windows(2).all(|w| w[0].last + 1 == w[1].first);
+        if !(one_gen_each && consecutive) {
+            return Ok(false);
+        }
+        let (first, last) = (merged[0].first, merged[MERGE_RUNS - 1].last);
+        let dir = self.runs_dir();
+        let mut writer = RunWriter::create(&dir, first, last)?;
+        // Every run's keys are ascending and the runs' seqs disjoint, so a merge of
+        // the sorted lists is the sorted union.
+        let mut lists: Vec<std::iter::Peekable<std::vec::IntoIter<[u8; KEY_BYTES]>>> = merged
+            .iter()
+            .map(|r| r.keys().map(|k| k.into_iter().peekable()))
+            .collect::<Result<_, _>>()?;
+        loop {
+            let next = lists
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, l)| l.peek().map(|k| (*k, i)))
+                .min();
+            let Some((key, i)) = next else { break };
+            lists[i].next();
+            writer.push(&key)?;
+        }
+        let Some(run) = writer.finish(&dir)? else {
+            unreachable!("runs hold at least one key each")
+        };
+        packing.runs.truncate(from);
+        packing.runs.push(Arc::new(run));
+        self.publish(packing);
+        for r in &merged[1..] {
+            self.remove_run_file(r.first)?;
+        }
+        Ok(true)
     }
 
     /// Makes nothing at or above `from` packed (truncation): abandons a run being

@@ -254,10 +254,11 @@ fn packed_runs_answer_like_one_key_per_event() {
 #[test]
 fn a_crash_while_packing_loses_nothing() {
     let events = gen_events(8, 3_000);
-    // Stop after this many steps: just after the new generation started (the apply's
-    // own step), inside writing the first run's pages, at its last page, and just
-    // after its commit with its generation not dropped yet.
-    for steps in [1, 3, 13, 14] {
+    // Stop after this many steps: the apply's own step (the first of writing the
+    // first run: the apply opened the generation after it), inside writing the first
+    // run's pages, at its last page, and just after its commit with its generation
+    // not dropped yet (700 keys, 97 a step).
+    for steps in [1, 3, 7, 8] {
         let dir = tempfile::tempdir().unwrap();
         {
             let kv = open(dir.path());
@@ -268,7 +269,7 @@ fn a_crash_while_packing_loses_nothing() {
             assert_eq!(kv.packing().gens.len(), 2, "{steps}: already done");
             assert_eq!(
                 kv.packed_through().unwrap() > 0,
-                steps == 14,
+                steps == 8,
                 "{steps}: committed"
             );
             kv.flush().unwrap();
@@ -277,7 +278,7 @@ fn a_crash_while_packing_loses_nothing() {
         let tmp = runs.join(format!("{}.tmp", runfile::file_name(1)));
         assert_eq!(
             tmp.exists(),
-            (2..14).contains(&steps),
+            (1..8).contains(&steps),
             "{steps}: a run being written"
         );
         // A run file renamed but not committed (a crash before `packed_through`).
@@ -356,7 +357,7 @@ fn retention_into_the_generations_removes_their_keys_in_steps() {
     let dir = tempfile::tempdir().unwrap();
     let events = gen_events(11, 1_200);
     let kv = open(dir.path());
-    // Two generations, the older one (1..=1000) being packed: the step crosses from one
+    // Two generations, the older one (1..=700) being packed: the step crosses from one
     // to the other.
     kv.apply(&events[..1_000]).unwrap();
     kv.apply(&events[1_000..]).unwrap();
@@ -419,8 +420,117 @@ fn lookups_during_packing_always_find_their_keys() {
     }
     stop.store(true, std::sync::atomic::Ordering::Release);
     let lookups: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
-    assert!(spans(&kv).len() >= 6, "{:?}", spans(&kv));
+    // Generations were packed and runs merged while the readers looked.
+    let runs = spans(&kv);
+    assert!(runs.last().unwrap().1 >= 5_000, "{runs:?}");
+    let merged = MERGE_RUNS as u64 * RUN_EVENTS;
+    assert!(runs.iter().any(|(a, b)| b - a + 1 == merged), "{runs:?}");
     assert!(lookups > 1_000, "{lookups}");
     check_pages(&kv);
+    assert_lookups(&kv, &events);
+}
+
+#[test]
+fn runs_of_four_generations_merge_into_one_and_a_crash_in_a_merge_loses_nothing() {
+    let events = gen_events(13, 4_000);
+    let dir = tempfile::tempdir().unwrap();
+    let kv = open(dir.path());
+    apply_chunked(&kv, &events[..2_850], 50);
+    let r = RUN_EVENTS;
+    // Step until the four runs are committed and the last one's generation dropped,
+    // before the step that merges them: each spans exactly one generation, whatever
+    // the applies' sizes.
+    let mut steps = 0;
+    while spans(&kv).len() < MERGE_RUNS || kv.packing().job.is_some() {
+        kv.pack_step(2_850).unwrap();
+        steps += 1;
+        assert!(steps < 10_000, "{:?}", spans(&kv));
+    }
+    let four: Vec<(u64, u64)> = (0..4).map(|i| (1 + i * r, (i + 1) * r)).collect();
+    assert_eq!(spans(&kv), four);
+    let covered: Vec<(std::path::PathBuf, Vec<u8>)> = four[1..]
+        .iter()
+        .map(|(first, _)| {
+            let path = kv.runs_dir().join(runfile::file_name(*first));
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    kv.pack_step(2_850).unwrap();
+    assert_eq!(spans(&kv), vec![(1, 4 * r)], "merged in one step");
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events[..2_850]));
+    assert_lookups(&kv, &events[..2_850]);
+    kv.flush().unwrap();
+    drop(kv);
+
+    // A crash after the merged run replaced the first one's file and before the
+    // others' were removed; and a later merge's file not renamed yet.
+    for (path, bytes) in &covered {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let tmp = dir
+        .path()
+        .join("runs")
+        .join(format!("{}.tmp", runfile::file_name(4 * r + 1)));
+    std::fs::write(&tmp, b"a merge cut short").unwrap();
+    let kv = open(dir.path());
+    assert!(covered.iter().all(|(path, _)| !path.exists()));
+    assert!(!tmp.exists());
+    assert_eq!(spans(&kv), vec![(1, 4 * r)]);
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events[..2_850]));
+    assert_lookups(&kv, &events[..2_850]);
+
+    apply_chunked(&kv, &events[2_850..], 50);
+    pack_all(&kv);
+    assert_eq!(spans(&kv), vec![(1, 4 * r), (4 * r + 1, 5 * r)]);
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events));
+    assert_lookups(&kv, &events);
+
+    // A run that only partly overlaps another is damage, not a leftover.
+    drop(kv);
+    let runs_dir = dir.path().join("runs");
+    let (first, last) = (4 * r - 5, 4 * r + 10);
+    let mut keys: Vec<[u8; KEY_BYTES]> = events[first as usize - 1..last as usize]
+        .iter()
+        .map(|e| id_key(&e.event.id, e.event.tenant.as_deref(), e.seq))
+        .collect();
+    keys.sort();
+    let mut w = runfile::RunWriter::create(&runs_dir, first, last).unwrap();
+    for k in &keys {
+        w.push(k).unwrap();
+    }
+    w.finish(&runs_dir).unwrap();
+    assert!(matches!(reopen(dir.path()), Err(KvError::Open { .. })));
+}
+
+/// A generation an older build let grow past [`RUN_EVENTS`] seqs (it started the
+/// next one at the first seq after an apply that reached that span) is closed at
+/// the next apply, keeping its keys: no key lands outside its generation's range.
+#[test]
+fn a_generation_grown_past_its_span_by_an_older_build_is_closed_whole() {
+    let events = gen_events(14, 3_000);
+    let dir = tempfile::tempdir().unwrap();
+    let kv = open(dir.path());
+    {
+        let packing = kv.packing();
+        for e in &events[..1_000] {
+            let key = id_key(&e.event.id, e.event.tenant.as_deref(), e.seq);
+            packing.gens[0].tree.insert(key, &[]).unwrap();
+        }
+    }
+    kv.meta
+        .insert(META_INDEXED_SEQ, &1_000u64.to_be_bytes())
+        .unwrap();
+    apply_chunked(&kv, &events[1_000..], 50);
+    pack_all(&kv);
+    let r = RUN_EVENTS;
+    let runs = spans(&kv);
+    assert_eq!(runs[0], (1, 1_000), "{runs:?}");
+    assert_eq!(runs[1], (1_001, 1_000 + r), "{runs:?}");
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events));
     assert_lookups(&kv, &events);
 }

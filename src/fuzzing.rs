@@ -284,9 +284,8 @@ fn chain_walk(file: &[u8], limit: Option<u64>) -> Vec<[u8; 32]> {
         else {
             break;
         };
-        let payload =
-            crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)
-                .expect("the payloads decompress");
+        let payload = crate::log::dict::payload(dict.as_ref(), &header, payload, &mut scratch)
+            .expect("the payloads decompress");
         out.push(chain_hash(out.last().expect("the header's"), &[payload]));
         off += len;
     }

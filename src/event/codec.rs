@@ -119,9 +119,9 @@ pub fn decode_stored(bytes: &[u8], version: u16) -> Result<StoredEvent, String> 
             };
             (stored, used)
         }
-        // Versions 4 to 6 changed the segment (its dictionary, the form of its
+        // Versions 4 to 7 changed the segment (its dictionary, the form of its
         // compressed records, where chain hashes are stored), not the payload.
-        3..=6 => {
+        3..=7 => {
             let ((seq, received_at, event, by), used) =
                 bincode::decode_from_slice::<(u64, i64, Event, Provenance), _>(bytes, config)
                     .map_err(failed)?;
@@ -185,6 +185,17 @@ impl<Ctx> bincode::Decode<Ctx> for LegacyEvent {
             ..Event::default()
         }))
     }
+}
+
+/// Decodes the two leading fields of an encoded [`StoredEvent`], `(seq, received_at)`
+/// (what [`encode_stored_prefix`] writes), and the bytes they take.
+///
+/// # Errors
+///
+/// A message if `bytes` does not start with two valid varints.
+pub fn decode_stored_prefix(bytes: &[u8]) -> Result<((u64, i64), usize), String> {
+    bincode::decode_from_slice::<(u64, i64), _>(bytes, bincode_config())
+        .map_err(|err| format!("cannot decode the seq and time of a stored event: {err}"))
 }
 
 /// Decodes only the leading `seq` of an encoded [`StoredEvent`] (a cheap plausibility

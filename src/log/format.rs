@@ -19,10 +19,11 @@
 //!           of CHAIN_MARK_EVERY (the chain marks) and, as the writer writes, by the
 //!           last record of each write; computed for the others
 //! stored  = payload, or in a segment with a dictionary: prefix ++ zstd(rest of payload),
-//!           the zstd frame without its magic number and dictionary ID from version 5
-//!           (src/log/dict.rs)
+//!           the zstd frame without its magic number and dictionary ID from version 5,
+//!           the prefix (seq, received_at) relative to first_seq and created_at from
+//!           version 7 (src/log/dict.rs)
 //! payload = bincode 2 standard config of StoredEvent: version 1 (seq, received_at, Event),
-//!           version 2 (seq, received_at, Event, Provenance), 3 to 6 (more Event fields)
+//!           version 2 (seq, received_at, Event, Provenance), 3 to 7 (more Event fields)
 //! chain   = SHA-256(previous chain ++ payload): of the payload, never of its compressed form
 //! footer  = 0xFFFF_FFFF u32 | "STELEEND"{8} | count u64 | first_seq u64 | last_seq u64
 //!         | final_hash{32} | sealed_at i64 (unix µs) | crc32 u32 (of bytes 0..76)
@@ -47,13 +48,19 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"STELESEG";
 /// its compressed records' zstd frames without the magic number and the dictionary
 /// ID (8 bytes less a record); version 6 stores the chain hash in the frames of
 /// the chain marks (every [`CHAIN_MARK_EVERY`]th record) and of each write's last
-/// record only, the others 32 bytes shorter. The footer is unchanged since version 1.
-pub const FORMAT_VERSION: u16 = 6;
+/// record only, the others 32 bytes shorter; version 7 stores a compressed record's
+/// seq and receipt time relative to the header's `first_seq` and `created_at`
+/// (`log::dict::relative_prefix`, ≈ 6 bytes less a record). The footer is unchanged
+/// since version 1.
+pub const FORMAT_VERSION: u16 = 7;
 /// The first format version whose segments may carry a compression dictionary.
 pub const FORMAT_VERSION_DICT: u16 = 4;
 /// The first format version whose compressed records store compact zstd frames
 /// (`log::dict::Frames::Compact`).
 pub const FORMAT_VERSION_COMPACT_FRAMES: u16 = 5;
+/// The first format version whose compressed records store their seq and receipt
+/// time relative to the header (`log::dict::Frames::Relative`).
+pub const FORMAT_VERSION_RELATIVE_PREFIX: u16 = 7;
 /// The first format version whose records store their chain hash only where
 /// [`stores_chain`] requires it and where the writer adds it ([`mark_frame`]).
 pub const FORMAT_VERSION_CHAIN_MARKS: u16 = 6;

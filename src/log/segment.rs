@@ -540,7 +540,7 @@ impl SegmentView {
             }) => {
                 let payload = match self.dict()? {
                     Some(d) => d
-                        .plain(stored, Frames::of_version(self.header.version), scratch)
+                        .plain(stored, Frames::of(&self.header), scratch)
                         .map_err(|e| self.corrupt(offset, Some(seq), e))?,
                     None => stored,
                 };

@@ -343,7 +343,9 @@ impl Writer {
             self.group_start = self.chain;
         }
         let first_seq = self.chain.next_seq;
+        let frames = dict::Frames::of(&active.view.header);
         let mut prefix = Vec::with_capacity(crate::event::STORED_PREFIX_BYTES_MAX);
+        let mut head = Vec::with_capacity(crate::event::STORED_PREFIX_BYTES_MAX);
         let mut start = 0usize;
         for (i, &end) in batch.ends.iter().enumerate() {
             let index = count + i as u64;
@@ -359,7 +361,9 @@ impl Writer {
             self.chain.last_hash = match &active.dict {
                 Some(d) => {
                     self.zbuf.clear();
-                    d.compress(&mut self.cctx, &prefix, body, &mut self.zbuf);
+                    head.clear();
+                    frames.put_prefix(self.chain.next_seq, received_at, &prefix, &mut head);
+                    d.compress(&mut self.cctx, &head, body, &mut self.zbuf);
                     self.pending_payload.1 += self.zbuf.len() as u64;
                     encode_record_stored(
                         &mut self.buf,

@@ -292,7 +292,7 @@ pub fn tenants_in(path: &Path) -> Result<BTreeSet<String>, String> {
         match crate::log::format::decode_frame(&bytes[off..], header.version) {
             Ok(crate::log::format::Frame::Record { payload, len, .. }) => {
                 let payload =
-                    crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch)
+                    crate::log::dict::payload(dict.as_ref(), &header, payload, &mut scratch)
                         .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;
                 let ev: StoredEvent = crate::event::decode_stored(payload, header.version)
                     .map_err(|e| format!("{}: offset {off}: {e}", path.display()))?;

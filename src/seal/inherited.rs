@@ -155,7 +155,7 @@ pub fn verify_inherited(
                 }) => {
                     let payload = match crate::log::dict::payload(
                         dict.as_ref(),
-                        header.version,
+                        &header,
                         payload,
                         &mut scratch,
                     ) {

@@ -50,7 +50,7 @@ fn chains_at(path: &Path, seqs: &BTreeSet<u64>) -> HashMap<u64, [u8; 32]> {
         else {
             break;
         };
-        match crate::log::dict::payload(dict.as_ref(), header.version, payload, &mut scratch) {
+        match crate::log::dict::payload(dict.as_ref(), &header, payload, &mut scratch) {
             Ok(p) => prev = chain_hash(&prev, &[p]),
             Err(_) => break,
         }

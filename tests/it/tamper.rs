@@ -318,10 +318,15 @@ const SAMPLE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4");
 /// dictionary, so its records are stored uncompressed), kept to show it stays
 /// readable.
 const SAMPLE_V5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v5");
-/// Format version 6 (the chain hash stored at every 32nd record only), what this
-/// build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Uncompressed like v5:
-/// `tests/it/compressed/` covers compressed segments.
+/// Format version 6 (the chain hash stored at every 32nd record only), kept to show
+/// it stays readable. Uncompressed like v5: `tests/data/v6z` and
+/// `tests/it/compressed/` cover its compressed records.
 const SAMPLE_V6: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v6");
+/// Format version 7 (a compressed record's seq and time relative to the header),
+/// what this build writes (`STELE_WRITE_SAMPLE=1` rewrites it). Uncompressed like
+/// v5 and v6, so the same records as v6 under a header of version 7:
+/// `tests/it/compressed/` covers compressed segments.
+const SAMPLE_V7: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v7");
 /// The bytes format version 3 adds to an event whose version 3 fields are all absent
 /// (one option tag each): the old samples were generated with `sized(450)` under the
 /// old layout, so the same events come from `sized(450 + LAYOUT_V3_EXTRA)` now.
@@ -491,8 +496,13 @@ fn the_committed_v5_sample_opens_verifies_and_reads_back() {
 }
 
 #[test]
-fn the_committed_v6_sample_is_what_this_version_writes_and_reads_back() {
-    let sample = Path::new(SAMPLE_V6);
+fn the_committed_v6_sample_opens_verifies_and_reads_back() {
+    older_sample_verifies_and_reads_back(SAMPLE_V6, 6);
+}
+
+#[test]
+fn the_committed_v7_sample_is_what_this_version_writes_and_reads_back() {
+    let sample = Path::new(SAMPLE_V7);
     if std::env::var_os("STELE_WRITE_SAMPLE").is_some() {
         let _ = std::fs::remove_dir_all(sample);
         write_sample(sample);

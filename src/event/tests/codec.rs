@@ -67,11 +67,11 @@ fn stored_prefix_plus_event_plus_provenance_equals_the_tuple_encoding() {
             };
             assert_eq!(decode_stored(&v3, 3).unwrap(), stored);
             assert_eq!(decode_stored_seq(&v3), Ok(seq));
-            // Versions 4 to 6 changed the segment, not the payload.
-            for version in 4..=6 {
+            // Versions 4 to 7 changed the segment, not the payload.
+            for version in 4..=7 {
                 assert_eq!(decode_stored(&v3, version).unwrap(), stored);
             }
-            assert!(decode_stored(&v3, 7).unwrap_err().contains("version 7"));
+            assert!(decode_stored(&v3, 8).unwrap_err().contains("version 8"));
             if ev.risk_rules.is_some() {
                 // Not expressible in the old layout.
                 continue;

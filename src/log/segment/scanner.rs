@@ -116,6 +116,9 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
         }
     };
     let mut scratch = Vec::new();
+    // How the records are stored when the segment has a dictionary (loaded
+    // or not: at `Frames` depth the seq is read from the stored prefix).
+    let stored_form = (header.dict_len > 0).then(|| Frames::of(header));
     // The last record whose chain hash is known, as (hash, offset and index
     // of the record after it): at `Frames` depth from version 6 the records
     // after the last stored hash are hashed only when a caller needs the
@@ -147,7 +150,7 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                 }
                 let payload = match (&dict, depth) {
                     (Some(d), Depth::Full) => {
-                        match d.plain(stored, Frames::of_version(header.version), &mut scratch) {
+                        match d.plain(stored, Frames::of(header), &mut scratch) {
                             Ok(p) => p,
                             Err(detail) => {
                                 out.problem = Some(corrupt(off, seq, detail));
@@ -157,7 +160,8 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                     }
                     _ => stored,
                 };
-                if let Err(detail) = check_payload(payload, header.version, seq, depth) {
+                if let Err(detail) = check_payload(payload, header.version, stored_form, seq, depth)
+                {
                     out.problem = Some(corrupt(off, seq, detail));
                     return settled(out, bytes, header, dict.as_ref(), known);
                 }
@@ -253,7 +257,7 @@ pub fn scan(bytes: &[u8], header: &Header, depth: Depth, torn_window: u64) -> Sc
                 }
                 let rest = (end - off) as u64;
                 let torn = rest <= torn_window
-                    && !valid_frame_after(&bytes[..end], off + 1, seq, header.version);
+                    && !valid_frame_after(&bytes[..end], off + 1, seq, header.version, stored_form);
                 out.problem = Some(Problem {
                     kind: if torn {
                         ProblemKind::TornTail
@@ -328,7 +332,7 @@ fn settled(
         let step = match decode_frame(&bytes[off..], header.version) {
             Ok(Frame::Record { payload, len, .. }) => {
                 let plain = match dict {
-                    Some(d) => d.plain(payload, Frames::of_version(header.version), &mut scratch),
+                    Some(d) => d.plain(payload, Frames::of(header), &mut scratch),
                     None => Ok(payload),
                 };
                 plain.map(|p| (chain_hash(&hash, &[p]), len))
@@ -395,16 +399,20 @@ fn describe_frame_error(e: &FrameError, rest: u64) -> String {
 
 /// Checks the seq at the head of a payload (and, at `Full` depth, that the
 /// whole payload decodes as a stored event of the segment's format `version`
-/// with that seq).
+/// with that seq). At `Frames` depth `payload` is the record's stored bytes,
+/// in the form `stored` of the segment's compressed records when it has a
+/// dictionary.
 fn check_payload(
     payload: &[u8],
     version: u16,
+    stored: Option<Frames>,
     seq: u64,
     depth: Depth,
 ) -> std::result::Result<(), String> {
-    let found = match depth {
-        Depth::Frames => event::decode_stored_seq(payload)?,
-        Depth::Full => event::decode_stored(payload, version)?.seq,
+    let found = match (depth, stored) {
+        (Depth::Frames, Some(frames)) => frames.seq_of(payload)?,
+        (Depth::Frames, None) => event::decode_stored_seq(payload)?,
+        (Depth::Full, _) => event::decode_stored(payload, version)?.seq,
     };
     if found == seq {
         Ok(())
@@ -417,8 +425,15 @@ fn check_payload(
 
 /// True when some offset at or after `from` holds a frame that decodes with a
 /// valid CRC and a seq at or after `seq`: proof that the bytes before it were
-/// once whole, so an error there is damage and not a torn write.
-fn valid_frame_after(bytes: &[u8], from: usize, seq: u64, version: u16) -> bool {
+/// once whole, so an error there is damage and not a torn write. `stored`: the
+/// form of the segment's compressed records, when it has a dictionary.
+fn valid_frame_after(
+    bytes: &[u8],
+    from: usize,
+    seq: u64,
+    version: u16,
+    stored: Option<Frames>,
+) -> bool {
     let mut off = from;
     while off + RECORD_OVERHEAD_BYTES_MIN < bytes.len() {
         let b = &bytes[off..];
@@ -426,7 +441,11 @@ fn valid_frame_after(bytes: &[u8], from: usize, seq: u64, version: u16) -> bool 
         // only then the CRC.
         if let Ok(len) = frame_len([b[0], b[1], b[2], b[3]], version) {
             if len <= b.len() {
-                if let Ok(s) = event::decode_stored_seq(&b[8..len]) {
+                let found = match stored {
+                    Some(frames) => frames.seq_of(&b[8..len]),
+                    None => event::decode_stored_seq(&b[8..len]),
+                };
+                if let Ok(s) = found {
                     if s >= seq && matches!(decode_frame(b, version), Ok(Frame::Record { .. })) {
                         return true;
                     }

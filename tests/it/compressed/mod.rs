@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stele::clock::ManualClock;
 use stele::event::{Event, Provenance};
+use stele::log::dict::Frames;
 use stele::log::format::{decode_frame, Frame, Header, HEADER_BYTES};
 use stele::log::{Direction, Log, LogConfig};
 use stele::testkit::EventGen;
@@ -374,16 +375,23 @@ fn the_compression_counters_match_the_records_on_disk() {
 /// dictionary. Its events are `EventGen::new(404)`'s first, 450 bytes each.
 const SAMPLE_V4_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v4z");
 
-/// Version 4's compressed records (zstd's frames whole) read back and verify;
-/// appending continues in a segment of this build's version (compact frames
-/// since version 5) made with the same dictionary, and the mixed directory
-/// reads back and verifies.
-#[test]
-fn the_committed_v4_compressed_sample_reads_back_and_continues_in_compact_frames() {
-    let sample = Path::new(SAMPLE_V4_COMPRESSED);
+/// The same for format version 6 (compact frames, the bincode seq and time
+/// prefix), written by the last version 6 build (commit `c1fcdf9`, as the v4
+/// one was; a quick first dictionary of 1,137 bytes): 40 events uncompressed,
+/// 100 compressed that day, 60 the next.
+const SAMPLE_V6_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v6z");
+
+/// Checks that the committed compressed sample `sample` is three segments of
+/// format `version` (the first uncompressed) that verify; appends 30 events to
+/// a copy of it on the day of its active segment, which goes on in a new
+/// segment of this build's version with the same dictionary; checks that the
+/// copy reads back and verifies. Returns the copy's segment files (the new one
+/// last).
+fn continue_compressed_sample(sample: &str, version: u16) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let sample = Path::new(sample);
     let files = segments(sample);
     let heads: Vec<Header> = files.iter().map(|f| header(f)).collect();
-    assert!(heads.iter().all(|h| h.version == 4), "{heads:?}");
+    assert!(heads.iter().all(|h| h.version == version), "{heads:?}");
     assert_eq!(heads.len(), 3, "{files:?}");
     assert_eq!(heads[0].dict_len, 0);
     assert!(heads[1].dict_len > 0 && heads[2].dict_len > 0);
@@ -406,27 +414,57 @@ fn the_committed_v4_compressed_sample_reads_back_and_continues_in_compact_frames
     let (old, new) = (header(&files[2]), header(&files[3]));
     assert_eq!(
         (old.version, new.version),
-        (4, stele::log::format::FORMAT_VERSION)
+        (version, stele::log::format::FORMAT_VERSION)
     );
     assert_eq!(new.dict_crc, old.dict_crc, "the same dictionary");
-    // A compact frame (version 5 on) starts with its descriptor, not zstd's magic.
-    let first_frame = |path: &Path| {
-        let bytes = std::fs::read(path).unwrap();
-        let start = header(path).records_start();
-        let Ok(Frame::Record { payload, .. }) = decode_frame(&bytes[start..], header(path).version)
-        else {
-            panic!("no record in {}", path.display());
-        };
-        let at = stele::log::dict::prefix_len(payload).unwrap();
-        payload[at..at + 5].to_vec()
-    };
-    assert_eq!(first_frame(&files[2])[..4], [0x28, 0xB5, 0x2F, 0xFD]);
-    let compact = first_frame(&files[3]);
-    assert_ne!(compact[..4], [0x28, 0xB5, 0x2F, 0xFD]);
-    assert_eq!(compact[0] & 3, 0, "no dictionary ID");
     read_back(tmp.path(), &want);
     let (code, out) = verify(&[tmp.path()]);
     assert_eq!(code, 0, "{out}");
+    (tmp, files)
+}
+
+/// The first record of a compressed segment: its stored prefix's length as
+/// the segment's format stores it, and the first 5 bytes of its zstd frame.
+fn first_record(path: &Path) -> (usize, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let h = header(path);
+    let Ok(Frame::Record { payload, .. }) = decode_frame(&bytes[h.records_start()..], h.version)
+    else {
+        panic!("no record in {}", path.display());
+    };
+    let (seq, _, at) = Frames::of(&h).read_prefix(payload).unwrap();
+    assert_eq!(seq, h.first_seq);
+    (at, payload[at..at + 5].to_vec())
+}
+
+/// Version 4's compressed records (zstd's frames whole) read back and verify;
+/// appending continues in a segment of this build's version (compact frames
+/// since version 5) made with the same dictionary, and the mixed directory
+/// reads back and verifies.
+#[test]
+fn the_committed_v4_compressed_sample_reads_back_and_continues_in_compact_frames() {
+    let (_tmp, files) = continue_compressed_sample(SAMPLE_V4_COMPRESSED, 4);
+    // A compact frame (version 5 on) starts with its descriptor, not zstd's magic.
+    assert_eq!(first_record(&files[2]).1[..4], [0x28, 0xB5, 0x2F, 0xFD]);
+    let compact = first_record(&files[3]).1;
+    assert_ne!(compact[..4], [0x28, 0xB5, 0x2F, 0xFD]);
+    assert_eq!(compact[0] & 3, 0, "no dictionary ID");
+}
+
+/// Version 6's compressed records (the payload's bincode seq and time in front
+/// of each frame) read back and verify; appending continues in a segment of
+/// version 7, whose records store them relative to the header, shorter.
+#[test]
+fn the_committed_v6_compressed_sample_reads_back_and_continues_with_relative_prefixes() {
+    let (_tmp, files) = continue_compressed_sample(SAMPLE_V6_COMPRESSED, 6);
+    let (old_prefix, old_frame) = first_record(&files[2]);
+    let (new_prefix, new_frame) = first_record(&files[3]);
+    // Seq 141 and a time of 2026 in µs: 1 + 9 bincode bytes; index 0 and a
+    // few µs after the header's `created_at`: 1 + 1.
+    assert_eq!(old_prefix, 10);
+    assert!(new_prefix <= 4, "{new_prefix}");
+    assert_eq!(old_frame[0] & 3, 0, "compact");
+    assert_eq!(new_frame[0] & 3, 0, "compact");
 }
 
 /// Followers (the indexer, the activity feed) get from the log's tail in

@@ -121,10 +121,11 @@ pub fn segment_scan(data: &[u8]) {
     }
 }
 
-/// Valid segment files (from `tests/data/v1` and `tests/data/v6`, the
-/// committed format samples): a sealed one and the active (unsealed) one of
-/// each, with their file names.
-const VALID_SEGMENTS: [(&str, &[u8]); 4] = [
+/// Valid segment files (from `tests/data/v1`, `tests/data/v6` and
+/// `tests/data/v7z`, committed format samples): a sealed one and the active
+/// (unsealed) one of each, with their file names; v7z's are compressed with
+/// their dictionary (format 7's relative prefixes).
+const VALID_SEGMENTS: [(&str, &[u8]); 6] = [
     (
         "2026-11-21.1.seg",
         include_bytes!("../tests/data/v1/segments/2026-11-21.1.seg"),
@@ -140,6 +141,14 @@ const VALID_SEGMENTS: [(&str, &[u8]); 4] = [
     (
         "2026-11-23.1.seg",
         include_bytes!("../tests/data/v6/segments/2026-11-23.1.seg"),
+    ),
+    (
+        "2026-11-23.1.seg",
+        include_bytes!("../tests/data/v7z/segments/2026-11-23.1.seg"),
+    ),
+    (
+        "2026-11-24.0.seg",
+        include_bytes!("../tests/data/v7z/segments/2026-11-24.0.seg"),
     ),
 ];
 
@@ -158,7 +167,7 @@ pub fn verify(data: &[u8]) {
     let Some((&op, rest)) = data.split_first() else {
         return;
     };
-    let (name, valid) = VALID_SEGMENTS[usize::from(op & 3)];
+    let (name, valid) = VALID_SEGMENTS[usize::from(op) % VALID_SEGMENTS.len()];
     let at = |b: &[u8]| -> usize {
         let raw = b
             .iter()
@@ -167,7 +176,7 @@ pub fn verify(data: &[u8]) {
         raw % (valid.len() + 1)
     };
     let mut file = valid.to_vec();
-    match (op >> 2) % 6 {
+    match (usize::from(op) / VALID_SEGMENTS.len()) % 6 {
         0 => {}
         1 => {
             // Overwrite bytes from an offset.

@@ -183,9 +183,10 @@ impl Frames {
 /// The stored prefix of a compressed record from format version 7: the
 /// record's index in its segment, `seq - first_seq`, then `received_at -
 /// created_at` zigzagged, each as an unsigned LEB128 varint (7 bits a byte,
-/// low first, the top bit set on every byte but the last): 3 and 4–5 bytes for
-/// a segment of a few hours, where the payload's own bincode varints take 5
-/// and 9.
+/// low first, the top bit set on every byte but the last): at most 3 bytes
+/// below 2^21 records, and 4 bytes within 2.2 minutes of the segment's
+/// creation, 5 within 4.8 hours, 6 within the day, where the payload's own
+/// bincode varints take 5 (a seq past 65,535) and 9.
 pub fn relative_prefix(index: u64, delta: i64, out: &mut Vec<u8>) {
     for mut v in [index, ((delta << 1) ^ (delta >> 63)) as u64] {
         while v >= 0x80 {
@@ -197,7 +198,9 @@ pub fn relative_prefix(index: u64, delta: i64, out: &mut Vec<u8>) {
 }
 
 /// An unsigned LEB128 varint at the head of `b` and its bytes (at most 10,
-/// the value at most `u64::MAX`).
+/// the value at most `u64::MAX`), in the fewest bytes that hold it (as
+/// [`relative_prefix`] writes it: a last byte of zero after others would let
+/// the stored bytes change without the payload changing).
 fn uleb(b: &[u8]) -> Option<(u64, usize)> {
     let mut v = 0u64;
     for (i, &byte) in b.iter().enumerate().take(10) {
@@ -207,7 +210,7 @@ fn uleb(b: &[u8]) -> Option<(u64, usize)> {
         }
         v |= bits << (7 * i);
         if byte & 0x80 == 0 {
-            return Some((v, i + 1));
+            return (i == 0 || byte != 0).then_some((v, i + 1));
         }
     }
     None
@@ -794,7 +797,15 @@ mod tests {
         assert_eq!(p.len(), 20);
         // 10 + u64::MAX overflows the seq; created + i64::MIN the time.
         assert!(frames.read_prefix(&p).is_err());
-        for bad in [&[][..], &[0x80], &[0x05], &[0xFF; 11], &[0x05, 0xFF]] {
+        // Cut short, too long, and a varint in more bytes than it needs.
+        for bad in [
+            &[][..],
+            &[0x80],
+            &[0x05],
+            &[0xFF; 11],
+            &[0x05, 0xFF],
+            &[0x80, 0x00, 0x00],
+        ] {
             assert!(frames.read_prefix(bad).is_err(), "{bad:?}");
             assert!(dict.plain(bad, frames, &mut scratch).is_err());
         }
@@ -804,6 +815,9 @@ mod tests {
         assert_eq!(uleb(&long), None);
         long[9] = 0x01;
         assert_eq!(uleb(&long), Some((u64::MAX, 10)));
+        assert_eq!(uleb(&[0x00]), Some((0, 1)));
+        assert_eq!(uleb(&[0x81, 0x00]), None);
+        assert_eq!(uleb(&[0x81, 0x01]), Some((129, 2)));
     }
 
     #[test]

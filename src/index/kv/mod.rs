@@ -411,7 +411,8 @@ impl KvIndex {
         {
             let mut packing = self.packing();
             let done = indexed.unwrap_or(0);
-            self.open_gens_through(&mut packing, done, hi)?;
+            let lo = (done + 1).max(events[0].borrow().seq);
+            self.open_gens_through(&mut packing, lo, hi)?;
             for ev in events.iter().map(E::borrow).filter(|e| e.seq > done) {
                 let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
                 gens::gen_for(&packing.gens, ev.seq).tree.insert(key, &[])?;

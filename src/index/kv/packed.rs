@@ -210,23 +210,25 @@ impl KvIndex {
         }
     }
 
-    /// Opens the generations that the seqs `done + 1 ..= hi` reach (called by the
-    /// writer before an apply writes their keys; `done` is the highest seq applied
-    /// before): each [`RUN_EVENTS`] seqs after the one before, so that every closed
-    /// generation spans exactly that many, but never at or below `done`, whose keys
-    /// are already in the current one (a generation an older build let grow past
-    /// that span is closed at the next apply).
+    /// Opens the generations that the seqs `lo ..= hi` of an apply reach (called by
+    /// the writer before the apply writes their keys; `lo` is the lowest seq it
+    /// writes): each [`RUN_EVENTS`] seqs after the one before, so that every closed
+    /// generation spans exactly that many, but never below `lo`: the keys below it
+    /// are already in the current generation (one an older build let grow past that
+    /// span is closed at the next apply), or there are none (seqs skipped after
+    /// retention: the current generation spans the gap instead of one empty
+    /// generation opening per [`RUN_EVENTS`] of it).
     pub(super) fn open_gens_through(
         &self,
         packing: &mut Packing,
-        done: u64,
+        lo: u64,
         hi: u64,
     ) -> Result<(), KvError> {
         let mut opened = false;
         while let Some(next) = packing
             .gens
             .last()
-            .map(|g| (g.first + RUN_EVENTS).max(done + 1))
+            .map(|g| (g.first + RUN_EVENTS).max(lo))
             .filter(|&next| next <= hi)
         {
             packing.gens.push(self.open_gen(next)?);
@@ -321,6 +323,11 @@ impl KvIndex {
             return Ok(false);
         }
         let (first, last) = (merged[0].first, merged[MERGE_RUNS - 1].last);
+        // What commits the runs merged (`packed_through`, the dropped generations)
+        // must be on disk before the rename and the removals are: sled is flushed
+        // at checkpoints, and a crash that lost its last second would reopen with
+        // `packed_through` inside the merged run, whose other files are gone.
+        self.db.flush()?;
         let dir = self.runs_dir();
         let mut writer = RunWriter::create(&dir, first, last)?;
         // Every run's keys are ascending and the runs' seqs disjoint, so a merge of

@@ -534,3 +534,25 @@ fn a_generation_grown_past_its_span_by_an_older_build_is_closed_whole() {
     assert_eq!(dump(&kv), expected(&events));
     assert_lookups(&kv, &events);
 }
+
+/// Seqs skipped (an index rebuilt after retention starts at the log's first
+/// seq) stay in the current generation: the apply opens the generations its
+/// own seqs reach, not one empty generation per [`RUN_EVENTS`] of the gap.
+#[test]
+fn seqs_skipped_after_retention_open_no_empty_generations() {
+    let events = gen_events(15, 9_000);
+    let dir = tempfile::tempdir().unwrap();
+    let kv = open(dir.path());
+    let kept = &events[7_000..];
+    kv.apply(&kept[..100]).unwrap();
+    let firsts: Vec<u64> = kv.packing().gens.iter().map(|g| g.first).collect();
+    assert_eq!(firsts, vec![1, 7_001], "{firsts:?}");
+    apply_chunked(&kv, &kept[100..], 50);
+    pack_all(&kv);
+    let r = RUN_EVENTS;
+    // The first generation spanned the gap and held nothing: no run file.
+    assert_eq!(spans(&kv)[0], (7_001, 7_000 + r));
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(kept));
+    assert_lookups_from(&kv, &events, 7_001);
+}

@@ -22,7 +22,8 @@
 //! w = the fewest bytes (1 to 8) that hold last seq − first seq; e = 14 + w
 //! ```
 //!
-//! A run of one generation of 65,536 seqs has w = 2: 16 bytes an entry where version 1
+//! A run of one generation (16,384 seqs) or of four merged (65,536) has w = 2: 16 bytes
+//! an entry where version 1
 //! stored the whole 22-byte key (6 bytes less a key, ≈ 7 bytes/event with the findings).
 //!
 //! A page is [`PAGE_KEYS`] consecutive keys; the fences (in memory once the run is

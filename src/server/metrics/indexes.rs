@@ -39,7 +39,7 @@ impl Scrape {
             gauge(
             enc,
             "stele_kv_unpacked_seqs",
-            "Indexed seqs whose keys are still one sled entry each (the newest 65,536 to 131,072).",
+            "Indexed seqs whose keys are still one sled entry each (the newest 16,384 to 32,768).",
             kv.unpacked_seqs,
         )?;
             gauge(

@@ -381,6 +381,61 @@ const SAMPLE_V4_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/d
 /// 100 compressed that day, 60 the next.
 const SAMPLE_V6_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v6z");
 
+/// The same for format version 7 (the seq and time relative to the header),
+/// written by this build's test `write_the_v7_compressed_sample`
+/// (`STELE_WRITE_SAMPLE_V7Z=1`); a later format keeps reading it.
+const SAMPLE_V7_COMPRESSED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v7z");
+
+/// Writes the v7 compressed sample (when `STELE_WRITE_SAMPLE_V7Z` is set):
+/// batches of 40 until the first dictionary, 60 more events that day and 60
+/// the next.
+#[test]
+fn write_the_v7_compressed_sample() {
+    if std::env::var_os("STELE_WRITE_SAMPLE_V7Z").is_none() {
+        return;
+    }
+    let dir = Path::new(SAMPLE_V7_COMPRESSED);
+    let _ = std::fs::remove_dir_all(dir);
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT - 3_600_000_000));
+    let log = open_small(dir, &clock);
+    let mut feed = Feeder::new(404, 40, 20);
+    feed.until_dictionaries(&log, 1);
+    for day in 0..2 {
+        if day == 1 {
+            clock.advance(2 * 3_600_000_000);
+        }
+        for _ in 0..3 {
+            log.append(&events(&mut feed.gen, 20, 450), &Provenance::cli())
+                .unwrap();
+            clock.advance(1_000);
+        }
+    }
+    drop(log);
+    let _ = std::fs::remove_file(dir.join("LOCK"));
+}
+
+/// This version's compressed records, as committed: they verify and read
+/// back, each record's relative prefix names its own seq.
+#[test]
+fn the_committed_v7_compressed_sample_reads_back() {
+    let sample = Path::new(SAMPLE_V7_COMPRESSED);
+    let files = segments(sample);
+    let heads: Vec<Header> = files.iter().map(|f| header(f)).collect();
+    assert!(heads.iter().all(|h| h.version == 7), "{heads:?}");
+    assert_eq!(heads[0].dict_len, 0);
+    assert!(heads[1..].iter().all(|h| h.dict_len > 0), "{heads:?}");
+    let (code, out) = verify(&[sample]);
+    assert_eq!(code, 0, "{out}");
+    let tmp = copy_of(sample);
+    let clock = Arc::new(ManualClock::new(BEFORE_MIDNIGHT + 7_200_000_000));
+    let n = open_small(tmp.path(), &clock).last_seq() as usize;
+    assert!(n >= 160, "{n}");
+    read_back(tmp.path(), &events(&mut EventGen::new(404), n, 450));
+    for f in &files[1..] {
+        assert!(first_record(f).0 <= 4);
+    }
+}
+
 /// Checks that the committed compressed sample `sample` is three segments of
 /// format `version` (the first uncompressed) that verify; appends 30 events to
 /// a copy of it on the day of its active segment, which goes on in a new

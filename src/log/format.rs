@@ -21,7 +21,7 @@
 //! stored  = payload, or in a segment with a dictionary: prefix ++ zstd(rest of payload),
 //!           the zstd frame without its magic number and dictionary ID from version 5,
 //!           the prefix (seq, received_at) relative to first_seq and created_at from
-//!           version 7 (src/log/dict.rs)
+//!           version 7 (src/log/dict/mod.rs)
 //! payload = bincode 2 standard config of StoredEvent: version 1 (seq, received_at, Event),
 //!           version 2 (seq, received_at, Event, Provenance), 3 to 7 (more Event fields)
 //! chain   = SHA-256(previous chain ++ payload): of the payload, never of its compressed form

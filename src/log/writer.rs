@@ -305,7 +305,7 @@ impl Writer {
                 // An older format's active segment (after an upgrade) is
                 // sealed, never appended to in this build's format.
                 // A newer dictionary (the first, or a better one) ends the
-                // segment early (`dict` invariant 5).
+                // segment early (`dict::trainer` invariant 2).
                 let compress_now = a.count > 0 && self.trainer.fresher_than(a.dict.as_ref());
                 // A header that names a dictionary which did not load (an I/O
                 // error after recovery read it) is never appended to.

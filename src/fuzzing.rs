@@ -153,9 +153,10 @@ const VALID_SEGMENTS: [(&str, &[u8]); 6] = [
 ];
 
 /// `stele verify` over files that differ from a valid one: the input's
-/// first byte picks a valid segment and an edit (overwrite, insert, remove,
+/// first byte `b` picks a valid segment (`b % 6`, in [`VALID_SEGMENTS`]'s
+/// order) and an edit (`b / 6 % 6`: none, overwrite, insert, remove,
 /// truncate, or replace the whole file with the rest of the input), the rest
-/// is the edit's operands. Verify never panics; for the unedited file it
+/// is the edit's operands (the corpus's `seed-EDIT-N-…` files name theirs). Verify never panics; for the unedited file it
 /// reports intact; and whenever it reports an edited file intact, every
 /// event up to the file's last stored chain hash is the original's, byte for
 /// byte (same header, same chain hash after as many events; from format 6 the

@@ -14,7 +14,7 @@
 //! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX) | crc32 u32 (of len ++ stored ++ chain)
 //!         | stored{len} | chain{32}                              (versions 1 to 5)
 //! record  = len u32 (1..=RECORD_PAYLOAD_BYTES_MAX, bit 31 set when a chain follows)
-//!         | crc32 u32 (of len ++ stored ++ chain?) | stored{len} | chain{32}?   (version 6)
+//!         | crc32 u32 (of len ++ stored ++ chain?) | stored{len} | chain{32}?   (versions 6, 7)
 //!           the chain stored by the records whose index in the segment is a multiple
 //!           of CHAIN_MARK_EVERY (the chain marks) and, as the writer writes, by the
 //!           last record of each write; computed for the others

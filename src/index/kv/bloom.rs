@@ -2,9 +2,8 @@
 //! only the runs that may hold its id (a UUIDv7 run's least..greatest key range says
 //! little once a run holds client-style ids, whose fingerprints spread over every value).
 //!
-//! ```text
-//! meta  "bloom" ++ run_first u64 BE  →  the filter's bits, little-endian u64 words
-//! ```
+//! Each run file stores its filter after its fences, little-endian u64 words
+//! ([`super::runfile`]), read into memory when the run opens.
 //!
 //! [`BITS_PER_KEY`] bits a key and [`PROBES`] probes: a false positive ≈ 0.8% of the
 //! time; the filters cost 1.25 bytes an event in memory and on disk. A log of

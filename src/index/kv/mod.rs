@@ -50,8 +50,9 @@
 //!    apply or truncate interrupted by a crash left a `pending` mark, and open removes
 //!    what it may have written before anything else reads the index.
 //! 2. Every applied event has exactly its own key, `id_key(id, tenant, seq)`, in the
-//!    generation tree of its seq ([`gens`]) or, once older than the newest
-//!    [`RUN_EVENTS`] to 2 × [`RUN_EVENTS`], in a packed run ([`packed`]); lookups
+//!    generation tree of its seq ([`gens`]) or, once its generation is closed
+//!    (a newer one opened, every seq below it applied), in a packed run
+//!    ([`packed`]); lookups
 //!    return candidate seqs in ascending order, a superset of the events with that id
 //!    (in that tenant), and the first candidate that the log confirms is the answer:
 //!    the lowest seq that carries the `(id, tenant)` pair. The keys of one id, one per

@@ -6,7 +6,7 @@
 //! event once touched (10.6M keys: 332 MB at open, 746 MB after a full read, with a
 //! 64 MiB cache). So the keys of events older than the newest ≈ [`RUN_EVENTS`] are
 //! moved, a generation tree ([`super::gens`]) at a time, into a run file of sorted keys
-//! ([`super::runfile`]: 22 bytes a key, 1.25 of Bloom filter, 0.09 of fences):
+//! ([`super::runfile`]: 16 bytes a key, 1.25 of Bloom filter, 0.09 of fences):
 //!
 //! ```text
 //! index/kv/runs/<first seq, 20 digits>.run    one run: seqs first..=last
@@ -45,7 +45,8 @@ use std::sync::Arc;
 pub use super::runfile::PAGE_KEYS;
 
 /// The seqs of a generation: its keys stay one per entry in a sled tree until the
-/// next generation is closed too, then are packed into a run. Generations are
+/// next generation opens (and every seq below it is applied), then are packed into
+/// a run. Generations are
 /// aligned: each starts exactly this many seqs after the one before, so a run of one
 /// spans exactly this many seqs (its seq offsets fit in 2 bytes). sled's file holds
 /// what the two newest generations ever held at once (it reuses freed space but

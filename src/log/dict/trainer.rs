@@ -155,7 +155,7 @@ impl Trainer {
 
     /// Whether the newest dictionary is not `current` (the same one, not
     /// equal bytes): a segment compressed with an older one, or with none,
-    /// is ended at its next append (invariant 5).
+    /// is ended at its next append (invariant 2).
     pub fn fresher_than(&self, current: Option<&Arc<Dict>>) -> bool {
         let newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
         match (newest.as_ref(), current) {

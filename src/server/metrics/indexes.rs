@@ -33,13 +33,13 @@ impl Scrape {
             gauge(
                 enc,
                 "stele_kv_packed_runs",
-                "Runs of the key index packed 256 keys to a sled entry.",
+                "Run files of the key index (the sorted keys of one generation, or of four merged).",
                 kv.runs,
             )?;
             gauge(
             enc,
             "stele_kv_unpacked_seqs",
-            "Indexed seqs whose keys are still one sled entry each (the newest 16,384 to 32,768).",
+            "Indexed seqs whose keys are still one sled entry each (the newest ones, at most about 16,384 plus one apply).",
             kv.unpacked_seqs,
         )?;
             gauge(

@@ -362,7 +362,7 @@ impl Writer {
                 Some(d) => {
                     self.zbuf.clear();
                     head.clear();
-                    frames.put_prefix(self.chain.next_seq, received_at, &prefix, &mut head);
+                    frames.put_prefix(self.chain.next_seq, received_at, &mut head);
                     d.compress(&mut self.cctx, &head, body, &mut self.zbuf);
                     self.pending_payload.1 += self.zbuf.len() as u64;
                     encode_record_stored(

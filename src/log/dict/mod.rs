@@ -100,10 +100,12 @@ impl Frames {
     }
 
     /// Appends the stored prefix of the payload of `seq`, received at
-    /// `received_at` (whose bincode prefix is `prefix`), to `out`.
-    pub fn put_prefix(self, seq: u64, received_at: i64, prefix: &[u8], out: &mut Vec<u8>) {
+    /// `received_at`, to `out`.
+    pub fn put_prefix(self, seq: u64, received_at: i64, out: &mut Vec<u8>) {
         match self {
-            Frames::Whole | Frames::Compact => out.extend_from_slice(prefix),
+            Frames::Whole | Frames::Compact => {
+                crate::event::encode_stored_prefix(seq, received_at, out)
+            }
             Frames::Relative {
                 first_seq,
                 created_at,
@@ -120,9 +122,8 @@ impl Frames {
         let bad = || "the stored payload has no valid seq and time prefix".to_string();
         match self {
             Frames::Whole | Frames::Compact => {
-                let at = prefix_len(stored).ok_or_else(bad)?;
-                let ((seq, received_at), _) =
-                    crate::event::decode_stored_prefix(&stored[..at]).map_err(|_| bad())?;
+                let ((seq, received_at), at) =
+                    crate::event::decode_stored_prefix(stored).map_err(|_| bad())?;
                 Ok((seq, received_at, at))
             }
             Frames::Relative {
@@ -403,11 +404,16 @@ mod tests {
             .collect()
     }
 
+    /// A 16 KiB dictionary trained from the rests of `ps`.
+    fn trained(ps: &[(Vec<u8>, Vec<u8>)]) -> Dict {
+        let samples: Vec<&[u8]> = ps.iter().map(|(_, r)| r.as_slice()).collect();
+        Dict::new(zstd::dict::from_samples(&samples, 16 * 1024).unwrap()).unwrap()
+    }
+
     #[test]
     fn what_is_compressed_comes_back_byte_for_byte() {
         let ps = payloads(1, 3_000);
-        let samples: Vec<&[u8]> = ps.iter().map(|(_, r)| r.as_slice()).collect();
-        let dict = Dict::new(zstd::dict::from_samples(&samples, 16 * 1024).unwrap()).unwrap();
+        let dict = trained(&ps);
         let mut cctx = compressor();
         let (mut stored, mut scratch) = (Vec::new(), Vec::new());
         let (mut plain_total, mut stored_total) = (0, 0);
@@ -456,8 +462,7 @@ mod tests {
     #[test]
     fn a_compact_frame_is_zstds_less_its_magic_and_dictionary_id() {
         let ps = payloads(3, 2_000);
-        let samples: Vec<&[u8]> = ps.iter().map(|(_, r)| r.as_slice()).collect();
-        let dict = Dict::new(zstd::dict::from_samples(&samples, 16 * 1024).unwrap()).unwrap();
+        let dict = trained(&ps);
         let cdict = CDict::create(dict.bytes(), LEVEL);
         let mut cctx = compressor();
         let (mut stored, mut scratch) = (Vec::new(), Vec::new());
@@ -522,8 +527,7 @@ mod tests {
     #[test]
     fn the_relative_prefix_rebuilds_the_payload_in_fewer_bytes() {
         let ps = payloads(4, 2_000);
-        let samples: Vec<&[u8]> = ps.iter().map(|(_, r)| r.as_slice()).collect();
-        let dict = Dict::new(zstd::dict::from_samples(&samples, 16 * 1024).unwrap()).unwrap();
+        let dict = trained(&ps);
         let mut cctx = compressor();
         let created = 1_796_000_000_000_000i64;
         let (mut stored, mut head, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
@@ -534,7 +538,7 @@ mod tests {
                 let mut prefix = Vec::new();
                 encode_stored_prefix(seq, at, &mut prefix);
                 head.clear();
-                frames.put_prefix(seq, at, &prefix, &mut head);
+                frames.put_prefix(seq, at, &mut head);
                 assert!(head.len() < prefix.len(), "{head:?} {prefix:?}");
                 stored.clear();
                 dict.compress(&mut cctx, &head, rest, &mut stored);

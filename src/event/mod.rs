@@ -33,6 +33,7 @@ mod field_map;
 mod fields;
 mod json;
 mod limits;
+mod posted;
 mod time;
 mod validate;
 mod view;

@@ -8,7 +8,23 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::posted::{self, Posted};
 use super::*;
+
+/// The posted value of the field named by the literal `$name`, taken out of `$p`
+/// (its slot is found when the crate is built).
+macro_rules! take {
+    ($p:expr, $name:literal) => {
+        $p.take(const { posted::slot($name) })
+    };
+}
+
+/// The posted string field `$name`, checked against its byte limit and character rules.
+macro_rules! text {
+    ($c:expr, $p:expr, $name:literal, $max:expr, $chars:expr) => {
+        take!($p, $name).and_then(|v| $c.string($name, v, $max, $chars))
+    };
+}
 
 /// The kind of problem with one posted field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -141,9 +157,10 @@ enum Chars {
     Text,
 }
 
-/// Whether `c` is forbidden in an identifier field.
-fn forbidden_in_ident(c: char) -> bool {
-    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
+/// Whether the byte `c` is a character forbidden in an identifier field: an ASCII
+/// control character other than tab, line feed and carriage return.
+fn forbidden_in_ident(c: u8) -> bool {
+    c.is_ascii_control() && !matches!(c, b'\t' | b'\n' | b'\r')
 }
 
 /// Collects errors for one event (or part of it).
@@ -157,14 +174,17 @@ impl Checker {
     }
 
     /// A string field with a byte limit and character rules.
-    fn string(&mut self, field: &str, v: &Value, max: usize, chars: Chars) -> Option<String> {
-        let Value::String(s) = v else {
-            self.push(
-                field,
-                FieldErrorKind::WrongType,
-                format!("{field} must be a string, got {}", type_name(v)),
-            );
-            return None;
+    fn string(&mut self, field: &str, v: Value, max: usize, chars: Chars) -> Option<String> {
+        let s = match v {
+            Value::String(s) => s,
+            other => {
+                self.push(
+                    field,
+                    FieldErrorKind::WrongType,
+                    format!("{field} must be a string, got {}", type_name(&other)),
+                );
+                return None;
+            }
         };
         if s.len() > max {
             self.push(
@@ -187,7 +207,10 @@ impl Checker {
                     );
                     return None;
                 }
-                if let Some((at, c)) = s.char_indices().find(|&(_, c)| forbidden_in_ident(c)) {
+                // The forbidden characters are ASCII, and no byte of a longer UTF-8
+                // sequence is: a byte scan finds the same one, at the same place.
+                if let Some(at) = s.bytes().position(forbidden_in_ident) {
+                    let c = s.as_bytes()[at];
                     self.push(
                         field,
                         FieldErrorKind::InvalidValue,
@@ -212,7 +235,7 @@ impl Checker {
                 }
             }
         }
-        Some(s.clone())
+        Some(s)
     }
 
     /// Refuses a category or action reserved for Stele's own events.
@@ -231,26 +254,18 @@ impl Checker {
         }
     }
 
-    /// An optional string field of the top-level object.
-    fn opt_string(
-        &mut self,
-        obj: &Map<String, Value>,
-        field: &str,
-        max: usize,
-        chars: Chars,
-    ) -> Option<String> {
-        present(obj, field).and_then(|v| self.string(field, v, max, chars))
-    }
-
     /// The `id` field: non-empty printable ASCII without whitespace.
-    fn id(&mut self, v: &Value) -> Option<String> {
-        let Value::String(s) = v else {
-            self.push(
-                "id",
-                FieldErrorKind::WrongType,
-                format!("id must be a string, got {}", type_name(v)),
-            );
-            return None;
+    fn id(&mut self, v: Value) -> Option<String> {
+        let s = match v {
+            Value::String(s) => s,
+            other => {
+                self.push(
+                    "id",
+                    FieldErrorKind::WrongType,
+                    format!("id must be a string, got {}", type_name(&other)),
+                );
+                return None;
+            }
         };
         if s.len() > ID_BYTES_MAX {
             self.push(
@@ -270,12 +285,12 @@ impl Checker {
                 format!(
                     "id \"{}\" is invalid: it must be 1 to {ID_BYTES_MAX} printable ASCII \
                      characters without spaces (omit it to have one generated)",
-                    preview(s)
+                    preview(&s)
                 ),
             );
             return None;
         }
-        Some(s.clone())
+        Some(s)
     }
 
     /// An enum field.
@@ -286,13 +301,13 @@ impl Checker {
         names: &[&str],
         parse: fn(&str) -> Option<E>,
     ) -> Option<E> {
-        let allowed = names.join(", ");
         let Value::String(s) = v else {
             self.push(
                 field,
                 FieldErrorKind::WrongType,
                 format!(
-                    "{field} must be a string, one of: {allowed}; got {}",
+                    "{field} must be a string, one of: {}; got {}",
+                    names.join(", "),
                     type_name(v)
                 ),
             );
@@ -304,8 +319,9 @@ impl Checker {
                 field,
                 FieldErrorKind::InvalidValue,
                 format!(
-                    "{field} \"{}\" is not allowed; allowed values are: {allowed}",
-                    preview(s)
+                    "{field} \"{}\" is not allowed; allowed values are: {}",
+                    preview(s),
+                    names.join(", ")
                 ),
             );
         }
@@ -315,12 +331,12 @@ impl Checker {
     /// A non-negative integer field with an upper bound. Integral floats (`5.0`, `1e2`)
     /// are accepted.
     fn unsigned(&mut self, field: &str, v: &Value, max: u64) -> Option<u64> {
-        let expect = format!("{field} must be an integer from 0 to {max}");
+        let expect = || format!("{field} must be an integer from 0 to {max}");
         let Value::Number(n) = v else {
             self.push(
                 field,
                 FieldErrorKind::WrongType,
-                format!("{expect}, got {}", type_name(v)),
+                format!("{}, got {}", expect(), type_name(v)),
             );
             return None;
         };
@@ -328,7 +344,7 @@ impl Checker {
             this.push(
                 field,
                 FieldErrorKind::OutOfRange,
-                format!("{expect}, got {n}"),
+                format!("{}, got {n}", expect()),
             );
             None
         };
@@ -360,7 +376,7 @@ impl Checker {
                 self.push(
                     field,
                     FieldErrorKind::WrongType,
-                    format!("{expect}, got the non-integer {n}"),
+                    format!("{}, got the non-integer {n}", expect()),
                 );
                 None
             }
@@ -461,7 +477,7 @@ impl Checker {
         let before = self.errors.len();
         let field_path = format!("{path}.field");
         let field = match present(obj, "field") {
-            Some(f) => self.string(&field_path, f, SHORT_FIELD_BYTES_MAX, Chars::Ident),
+            Some(f) => self.string(&field_path, f.clone(), SHORT_FIELD_BYTES_MAX, Chars::Ident),
             None => {
                 self.push(
                     field_path.clone(),
@@ -542,40 +558,62 @@ pub fn is_reserved_kind(s: &str) -> bool {
 /// last). The whole-event size check runs only once every field is valid. A `category`
 /// or `action` reserved for Stele's own events ([`is_reserved_kind`]) is an error of kind
 /// [`FieldErrorKind::Reserved`].
-pub fn parse_event(
-    v: &serde_json::Value,
+pub fn parse_event(v: &Value, new_id: impl FnOnce() -> String) -> Result<Event, Vec<FieldError>> {
+    parse(Posted::borrowed(object(v)?), new_id, true)
+}
+
+/// [`parse_event`] on a value the caller gives away: the event's strings are moved out
+/// of it rather than copied (the ingest path, where the parsed JSON is dropped next).
+///
+/// # Errors
+///
+/// As [`parse_event`].
+pub fn parse_posted_event(
+    v: Value,
     new_id: impl FnOnce() -> String,
 ) -> Result<Event, Vec<FieldError>> {
-    parse(v, new_id, true)
+    match v {
+        Value::Object(obj) => parse(Posted::owned(obj), new_id, true),
+        other => object(&other).map(|_| unreachable!("not an object")),
+    }
 }
 
 /// Validates an event Stele writes itself (e.g. an `audit_access` record): the same
 /// rules as [`parse_event`], except that reserved categories and actions are allowed.
 /// Never call it on what a client sent.
 pub fn parse_stele_event(
-    v: &serde_json::Value,
+    v: &Value,
     new_id: impl FnOnce() -> String,
 ) -> Result<Event, Vec<FieldError>> {
-    parse(v, new_id, false)
+    parse(Posted::borrowed(object(v)?), new_id, false)
+}
+
+/// `v` as an object, or the error of an event that is not one.
+fn object(v: &Value) -> Result<&Map<String, Value>, Vec<FieldError>> {
+    match v {
+        Value::Object(obj) => Ok(obj),
+        other => Err(vec![FieldError::new(
+            "",
+            FieldErrorKind::NotAnObject,
+            format!("an event must be a JSON object, got {}", type_name(other)),
+        )]),
+    }
 }
 
 fn parse(
-    v: &serde_json::Value,
+    mut p: Posted,
     new_id: impl FnOnce() -> String,
     client: bool,
 ) -> Result<Event, Vec<FieldError>> {
-    let Value::Object(obj) = v else {
-        return Err(vec![FieldError::new(
-            "",
-            FieldErrorKind::NotAnObject,
-            format!("an event must be a JSON object, got {}", type_name(v)),
-        )]);
-    };
     let mut c = Checker { errors: Vec::new() };
+    // Before the fields are taken out.
+    let someone = p.has(const { posted::slot("actor") })
+        || p.has(const { posted::slot("user_id") })
+        || p.has(const { posted::slot("source") });
 
-    let id = present(obj, "id").and_then(|v| c.id(v));
-    let timestamp = present(obj, "timestamp").and_then(|v| match v {
-        Value::String(s) => match parse_timestamp_checked(s) {
+    let id = take!(p, "id").and_then(|v| c.id(v));
+    let timestamp = take!(p, "timestamp").and_then(|v| match v {
+        Value::String(s) => match parse_timestamp_checked(&s) {
             Ok(us) => Some(us),
             Err(TimestampError::Invalid(why)) => {
                 c.push(
@@ -584,7 +622,7 @@ fn parse(
                     format!(
                         "timestamp \"{}\" is not an RFC 3339 timestamp such as \
                          2026-11-23T10:00:00Z or 2026-11-23T11:00:00.123456+01:00 ({why})",
-                        preview(s)
+                        preview(&s)
                     ),
                 );
                 None
@@ -595,7 +633,7 @@ fn parse(
                     FieldErrorKind::OutOfRange,
                     format!(
                         "timestamp \"{}\" is outside the supported range {TIMESTAMP_RANGE_TEXT}",
-                        preview(s)
+                        preview(&s)
                     ),
                 );
                 None
@@ -607,13 +645,13 @@ fn parse(
                 FieldErrorKind::WrongType,
                 format!(
                     "timestamp must be an RFC 3339 string such as 2026-11-23T10:00:00Z, got {}",
-                    type_name(other)
+                    type_name(&other)
                 ),
             );
             None
         }
     });
-    let action = match present(obj, "action") {
+    let action = match take!(p, "action") {
         Some(v) => c.string("action", v, SHORT_FIELD_BYTES_MAX, Chars::Ident),
         None => {
             c.push(
@@ -630,29 +668,27 @@ fn parse(
     if client {
         c.reserved("action", action.as_deref());
     }
-    let short = |c: &mut Checker, field: &str| {
-        c.opt_string(obj, field, SHORT_FIELD_BYTES_MAX, Chars::Ident)
-    };
-    let actor = short(&mut c, "actor");
-    let tenant = short(&mut c, "tenant");
-    let category = short(&mut c, "category");
+    const SHORT: usize = SHORT_FIELD_BYTES_MAX;
+    let actor = text!(c, p, "actor", SHORT, Chars::Ident);
+    let tenant = text!(c, p, "tenant", SHORT, Chars::Ident);
+    let category = text!(c, p, "category", SHORT, Chars::Ident);
     if client {
         c.reserved("category", category.as_deref());
     }
-    let source = present(obj, "source")
-        .and_then(|v| c.enumeration("source", v, Source::NAMES, Source::parse));
-    let status = present(obj, "status")
-        .and_then(|v| c.enumeration("status", v, Status::NAMES, Status::parse));
-    let severity = present(obj, "severity")
-        .and_then(|v| c.enumeration("severity", v, Severity::NAMES, Severity::parse));
-    let entity_type = short(&mut c, "entity_type");
-    let entity_id = short(&mut c, "entity_id");
-    let entity_name = c.opt_string(obj, "entity_name", ENTITY_NAME_BYTES_MAX, Chars::Text);
-    let user_id = short(&mut c, "user_id");
-    let user_name = short(&mut c, "user_name");
-    let session_id = short(&mut c, "session_id");
-    let correlation_id = short(&mut c, "correlation_id");
-    let ip = short(&mut c, "ip").and_then(|s| match s.parse::<IpAddr>() {
+    let source =
+        take!(p, "source").and_then(|v| c.enumeration("source", &v, Source::NAMES, Source::parse));
+    let status =
+        take!(p, "status").and_then(|v| c.enumeration("status", &v, Status::NAMES, Status::parse));
+    let severity = take!(p, "severity")
+        .and_then(|v| c.enumeration("severity", &v, Severity::NAMES, Severity::parse));
+    let entity_type = text!(c, p, "entity_type", SHORT, Chars::Ident);
+    let entity_id = text!(c, p, "entity_id", SHORT, Chars::Ident);
+    let entity_name = text!(c, p, "entity_name", ENTITY_NAME_BYTES_MAX, Chars::Text);
+    let user_id = text!(c, p, "user_id", SHORT, Chars::Ident);
+    let user_name = text!(c, p, "user_name", SHORT, Chars::Ident);
+    let session_id = text!(c, p, "session_id", SHORT, Chars::Ident);
+    let correlation_id = text!(c, p, "correlation_id", SHORT, Chars::Ident);
+    let ip = text!(c, p, "ip", SHORT, Chars::Ident).and_then(|s| match s.parse::<IpAddr>() {
         Ok(addr) => Some(addr.to_string()),
         Err(_) => {
             c.push(
@@ -666,26 +702,25 @@ fn parse(
             None
         }
     });
-    let user_agent = c.opt_string(obj, "user_agent", USER_AGENT_BYTES_MAX, Chars::Text);
-    let risk_score = present(obj, "risk_score")
-        .and_then(|v| c.unsigned("risk_score", v, 100))
+    let user_agent = text!(c, p, "user_agent", USER_AGENT_BYTES_MAX, Chars::Text);
+    let risk_score = take!(p, "risk_score")
+        .and_then(|v| c.unsigned("risk_score", &v, 100))
         .and_then(|n| u8::try_from(n).ok());
-    let duration_ms =
-        present(obj, "duration_ms").and_then(|v| c.unsigned("duration_ms", v, u64::MAX));
-    let description = c.opt_string(obj, "description", DESCRIPTION_BYTES_MAX, Chars::Text);
-    let changes = present(obj, "changes").map_or_else(Vec::new, |v| c.changes(v));
-    let metadata = present(obj, "metadata").and_then(|v| c.metadata(v));
-    let process_name = short(&mut c, "process_name");
-    let process_id = short(&mut c, "process_id");
-    let batch_id = short(&mut c, "batch_id");
+    let duration_ms = take!(p, "duration_ms").and_then(|v| c.unsigned("duration_ms", &v, u64::MAX));
+    let description = text!(c, p, "description", DESCRIPTION_BYTES_MAX, Chars::Text);
+    let changes = take!(p, "changes").map_or_else(Vec::new, |v| c.changes(&v));
+    let metadata = take!(p, "metadata").and_then(|v| c.metadata(&v));
+    let process_name = text!(c, p, "process_name", SHORT, Chars::Ident);
+    let process_id = text!(c, p, "process_id", SHORT, Chars::Ident);
+    let batch_id = text!(c, p, "batch_id", SHORT, Chars::Ident);
     let phase =
-        present(obj, "phase").and_then(|v| c.enumeration("phase", v, Phase::NAMES, Phase::parse));
-    let items = |c: &mut Checker, field: &str| {
-        present(obj, field).and_then(|v| c.unsigned(field, v, ITEMS_MAX))
-    };
-    let items_total = items(&mut c, "items_total");
-    let items_processed = items(&mut c, "items_processed");
-    let items_failed = items(&mut c, "items_failed");
+        take!(p, "phase").and_then(|v| c.enumeration("phase", &v, Phase::NAMES, Phase::parse));
+    let items_total =
+        take!(p, "items_total").and_then(|v| c.unsigned("items_total", &v, ITEMS_MAX));
+    let items_processed =
+        take!(p, "items_processed").and_then(|v| c.unsigned("items_processed", &v, ITEMS_MAX));
+    let items_failed =
+        take!(p, "items_failed").and_then(|v| c.unsigned("items_failed", &v, ITEMS_MAX));
     if let (Some(failed), Some(processed)) = (items_failed, items_processed) {
         if failed > processed {
             c.push(
@@ -696,10 +731,7 @@ fn parse(
         }
     }
 
-    for key in obj.keys() {
-        if FIELD_NAMES.contains(&key.as_str()) {
-            continue;
-        }
+    for key in &p.unknown {
         let shown = preview(key);
         let message = match key.as_str() {
             k if STORED_FIELD_NAMES.contains(&k)
@@ -715,10 +747,7 @@ fn parse(
         c.push(shown, FieldErrorKind::UnknownField, message);
     }
 
-    if ["actor", "user_id", "source"]
-        .iter()
-        .all(|key| present(obj, key).is_none())
-    {
+    if !someone {
         c.push(
             "actor",
             FieldErrorKind::Missing,

@@ -194,7 +194,7 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             )
         }
     };
-    let mut values = match split_body(&body, ndjson) {
+    let values = match split_body(&body, ndjson) {
         Ok(v) => v,
         Err(e) => {
             return problem(
@@ -218,17 +218,19 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let mut client_id: Vec<bool> = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
     let field_map = app.field_map();
-    for (i, v) in values.iter_mut().enumerate() {
+    let posted = values.len();
+    for (i, mut v) in values.into_iter().enumerate() {
         // Another system's names become Stele's before validation.
-        if let Err(errs) = field_map.apply(v) {
+        if let Err(errs) = field_map.apply(&mut v) {
             errors.extend(errs.into_iter().map(|e: FieldError| {
                 json!({"index": i, "field": e.field, "kind": e.kind.as_str(), "message": e.message})
             }));
             continue;
         }
-        match event::parse_event(v, event::new_event_id) {
+        let has_id = v.get("id").is_some_and(|id| !id.is_null());
+        match event::parse_posted_event(v, event::new_event_id) {
             Ok(ev) => {
-                client_id.push(v.get("id").is_some_and(|id| !id.is_null()));
+                client_id.push(has_id);
                 events.push(ev);
             }
             Err(errs) => errors.extend(errs.into_iter().map(|e: FieldError| {
@@ -240,9 +242,8 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         return problem(
             Kind::InvalidEvents,
             format!(
-                "{} problems in {} events; nothing was stored",
+                "{} problems in {posted} events; nothing was stored",
                 errors.len(),
-                values.len()
             ),
             json!({ "errors": errors }),
         );

@@ -9,9 +9,15 @@ fn no_id() -> String {
     panic!("new_id must not be called")
 }
 
+/// The event `v` validates to, by both entry points (a borrowed and an owned value),
+/// which must agree.
 fn ok(v: Value) -> Event {
+    let owned = parse_posted_event(v.clone(), no_id);
     match parse_event(&v, no_id) {
-        Ok(ev) => ev,
+        Ok(ev) => {
+            assert_eq!(owned.as_ref(), Ok(&ev), "the owned value's event");
+            ev
+        }
         Err(errors) => panic!("unexpected errors: {errors:#?}"),
     }
 }
@@ -34,10 +40,15 @@ fn fuzz_metadata_integers_beyond_u64_round_trip_through_the_json_view() {
     assert_eq!(ok(view), ev);
 }
 
+/// The errors of `v`, the same by both entry points (a borrowed and an owned value).
 fn errs(v: Value) -> Vec<FieldError> {
+    let owned = parse_posted_event(v.clone(), || "generated".to_owned());
     match parse_event(&v, || "generated".to_owned()) {
         Ok(ev) => panic!("expected errors, got {ev:?}"),
-        Err(errors) => errors,
+        Err(errors) => {
+            assert_eq!(owned.as_ref(), Err(&errors), "the owned value's errors");
+            errors
+        }
     }
 }
 

@@ -174,6 +174,13 @@ fn error_invalid_value() {
         "actor",
         FieldErrorKind::InvalidValue,
     );
+    // The byte at which the control character sits, after multi-byte characters.
+    let e = one_err(
+        with("user_name", json!("ünï\u{1}x")),
+        "user_name",
+        FieldErrorKind::InvalidValue,
+    );
+    assert!(e.message.contains("U+0001 at byte 5"), "{e}");
     one_err(
         with("actor", json!("")),
         "actor",

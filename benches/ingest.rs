@@ -1,0 +1,84 @@
+//! The CPU of reading a posted batch before it reaches the log (criterion): JSON
+//! text into values (`parse_json`, the strict parser that refuses repeated
+//! keys), values into validated events (`parse_event` on a borrowed value,
+//! `parse_posted_event` on one it moves the strings out of, as the ingest path
+//! does), and both (the ingest path's). Run
+//! deliberately:
+//!
+//! ```text
+//! cargo bench --bench ingest
+//! ```
+//!
+//! The batch: 1,000 generated events of ≈ 600 bytes of JSON (loghub lines as
+//! descriptions), one per line, as the peer benchmark posts them. The HTTP
+//! threads spent ≈ 15 % of the daemon's CPU here under that load (perf,
+//! issue 21).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use stele::event::{parse_event, parse_json, parse_posted_event};
+use stele::testkit::EventGen;
+
+/// The daemon's allocator (`src/main.rs`), so that the figures are the daemon's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EVENTS: usize = 1_000;
+
+fn lines() -> Vec<Vec<u8>> {
+    let mut gen = EventGen::new(21);
+    (0..EVENTS)
+        .map(|_| serde_json::to_vec(&gen.sized(520)).expect("an event serializes"))
+        .collect()
+}
+
+fn parse(c: &mut Criterion) {
+    let lines = lines();
+    let bytes: usize = lines.iter().map(Vec::len).sum();
+    let values: Vec<serde_json::Value> = lines.iter().map(|l| parse_json(l).unwrap()).collect();
+    let mut g = c.benchmark_group("parse_1000");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("json", |b| {
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| parse_json(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    g.bench_function("validate_borrowed", |b| {
+        b.iter(|| {
+            values
+                .iter()
+                .map(|v| parse_event(v, || unreachable!("ids are set")).unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    g.bench_function("validate_owned", |b| {
+        b.iter_batched(
+            || values.clone(),
+            |values| {
+                values
+                    .into_iter()
+                    .map(|v| parse_posted_event(v, || unreachable!("ids are set")).unwrap())
+                    .collect::<Vec<_>>()
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("json_and_validate", |b| {
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| {
+                    let v = parse_json(l).unwrap();
+                    parse_posted_event(v, || unreachable!("ids are set")).unwrap()
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    g.finish();
+    eprintln!("{EVENTS} events, {bytes} bytes of JSON");
+}
+
+criterion_group!(benches, parse);
+criterion_main!(benches);

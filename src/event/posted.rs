@@ -1,0 +1,163 @@
+//! A posted event's JSON object sorted into its fields in one pass: each known key's
+//! value in the slot of its row ([`FIELD_NAMES`], table order), JSON `null` dropped
+//! (absent and `null` are the same for every optional field), and the keys that are
+//! not fields kept, in the object's order, for validation to refuse.
+//!
+//! Validation used to ask the object for each of its ≈ 30 fields by name (a search of
+//! the map each, most for absent fields) and then scan the field names once per key:
+//! ≈ 15 % of the validation's CPU was string comparison (perf on `cargo bench --bench
+//! ingest`). Here every key is looked up once, among the names of its length.
+//! The owned form moves the values out of the parsed JSON, so that the strings of an
+//! accepted event are the ones the parser allocated, not copies. Knows nothing of the
+//! rules: `validate` owns those.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+
+use super::fields::FIELD_NAMES;
+
+/// The slot of the posted field `name`: its position in [`FIELD_NAMES`]. For constant
+/// names; a name that is not a posted field fails the build where it is evaluated in
+/// a `const` block.
+pub(super) const fn slot(name: &str) -> usize {
+    let mut i = 0;
+    while i < FIELD_NAMES.len() {
+        if same(FIELD_NAMES[i].as_bytes(), name.as_bytes()) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a posted field name");
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The slot of `key`, if it names a posted field: the names are bucketed by length, and
+/// within a bucket (at most a few names) the first byte is compared before the rest.
+fn slot_of(key: &str) -> Option<usize> {
+    /// The names of one length, with their slots.
+    type Bucket = Vec<(&'static [u8], usize)>;
+    const LONGEST: usize = 32;
+    static BY_LEN: OnceLock<[Bucket; LONGEST + 1]> = OnceLock::new();
+    let by_len = BY_LEN.get_or_init(|| {
+        let mut out = [const { Vec::new() }; LONGEST + 1];
+        for (i, name) in FIELD_NAMES.iter().enumerate() {
+            assert!(
+                name.len() <= LONGEST,
+                "a field name longer than {LONGEST} bytes"
+            );
+            out[name.len()].push((name.as_bytes(), i));
+        }
+        out
+    });
+    let key = key.as_bytes();
+    let first = *key.first()?;
+    by_len
+        .get(key.len())?
+        .iter()
+        .find(|(name, _)| name[0] == first && *name == key)
+        .map(|&(_, i)| i)
+}
+
+/// A posted object's values by field, and its keys that are not fields.
+pub(super) struct Posted {
+    values: [Option<Value>; FIELD_NAMES.len()],
+    /// Keys that name no posted field, in the object's (sorted) order.
+    pub(super) unknown: Vec<String>,
+}
+
+impl Posted {
+    fn empty() -> Self {
+        Self {
+            values: [const { None }; FIELD_NAMES.len()],
+            unknown: Vec::new(),
+        }
+    }
+
+    /// Sorts `obj`'s entries, moving its values.
+    pub(super) fn owned(obj: Map<String, Value>) -> Self {
+        let mut out = Self::empty();
+        for (key, value) in obj {
+            match slot_of(&key) {
+                Some(i) => out.values[i] = Some(value).filter(|v| !v.is_null()),
+                None => out.unknown.push(key),
+            }
+        }
+        out
+    }
+
+    /// Sorts `obj`'s entries, copying the values of its fields.
+    pub(super) fn borrowed(obj: &Map<String, Value>) -> Self {
+        let mut out = Self::empty();
+        for (key, value) in obj {
+            match slot_of(key) {
+                Some(i) => out.values[i] = Some(value).filter(|v| !v.is_null()).cloned(),
+                None => out.unknown.push(key.clone()),
+            }
+        }
+        out
+    }
+
+    /// Whether the field in `slot` has a value other than `null`.
+    pub(super) fn has(&self, slot: usize) -> bool {
+        self.values[slot].is_some()
+    }
+
+    /// The value of the field in `slot` (`None` if absent or `null`), taken out.
+    pub(super) fn take(&mut self, slot: usize) -> Option<Value> {
+        self.values[slot].take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_posted_name_finds_its_own_slot_and_others_none() {
+        for (i, name) in FIELD_NAMES.iter().enumerate() {
+            assert_eq!(slot_of(name), Some(i), "{name}");
+            assert_eq!(slot(name), i, "{name}");
+        }
+        for other in [
+            "",
+            "seq",
+            "received_at",
+            "ingested_by",
+            "risk_rules",
+            "Action",
+            "actio",
+        ] {
+            assert_eq!(slot_of(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn nulls_are_absent_and_unknown_keys_are_kept_in_order_in_both_forms() {
+        let v = json!({"zz": 1, "action": "login", "actor": null, "aa": null, "tenant": "t"});
+        let Value::Object(obj) = v else {
+            unreachable!()
+        };
+        for mut p in [Posted::borrowed(&obj), Posted::owned(obj.clone())] {
+            assert_eq!(p.unknown, ["aa", "zz"]);
+            assert!(!p.has(const { slot("actor") }));
+            assert!(p.has(const { slot("tenant") }));
+            assert_eq!(p.take(const { slot("action") }), Some(json!("login")));
+            assert_eq!(p.take(const { slot("action") }), None, "taken once");
+        }
+    }
+}

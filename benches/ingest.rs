@@ -1,8 +1,11 @@
 //! The CPU of reading a posted batch before it reaches the log (criterion): JSON
-//! text into values (`parse_json`, the strict parser that refuses repeated
-//! keys), values into validated events (`parse_event` on a borrowed value,
-//! `parse_posted_event` on one it moves the strings out of, as the ingest path
-//! does), and both (the ingest path's). Run
+//! text into values (`json`: `parse_json`, the strict parser that refuses
+//! repeated keys) or straight into each object's fields (`fields`:
+//! `parse_posted_json`, the ingest path's unless `ingest.field_map` is set),
+//! values into validated events (`parse_event` on a borrowed value,
+//! `parse_posted_event` on one it moves the strings out of), and both ways
+//! whole (`json_and_validate`: with a field map; `fields_and_validate`:
+//! without, the default). Run
 //! deliberately:
 //!
 //! ```text
@@ -15,7 +18,7 @@
 //! issue 21).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use stele::event::{parse_event, parse_json, parse_posted_event};
+use stele::event::{parse_event, parse_json, parse_posted_event, parse_posted_json};
 use stele::testkit::EventGen;
 
 /// The daemon's allocator (`src/main.rs`), so that the figures are the daemon's.
@@ -42,6 +45,14 @@ fn parse(c: &mut Criterion) {
             lines
                 .iter()
                 .map(|l| parse_json(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    g.bench_function("fields", |b| {
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| parse_posted_json(l).unwrap())
                 .collect::<Vec<_>>()
         })
     });
@@ -72,6 +83,17 @@ fn parse(c: &mut Criterion) {
                 .map(|l| {
                     let v = parse_json(l).unwrap();
                     parse_posted_event(v, || unreachable!("ids are set")).unwrap()
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    g.bench_function("fields_and_validate", |b| {
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| {
+                    let e = parse_posted_json(l).unwrap();
+                    e.validate(|| unreachable!("ids are set")).unwrap()
                 })
                 .collect::<Vec<_>>()
         })

@@ -12,7 +12,7 @@
 //! | `segment_scan`   | the recovery scanner over a whole segment file        |
 //! | `verify`         | `stele verify` over mutations of valid segment files  |
 //! | `event_json`     | event validation and its two encodings                |
-//! | `ndjson_split`   | the ingest body splitter (JSON, array, NDJSON)         |
+//! | `ndjson_split`   | the ingest body splitter (JSON, NDJSON; both readings) |
 //! | `query_params`   | the query-string parser of the listing routes         |
 //! | `text_query`     | the full-text query parser, run against an index      |
 //! | `cursor`         | the cursor decoder (and its authentication)           |
@@ -339,12 +339,33 @@ pub fn event_json(data: &[u8]) {
 
 /// The ingest body splitter: never panics, in either mode. NDJSON gives one
 /// value per non-blank line and reports a 1-based line and column within
-/// the body; and whatever splits as JSON splits the same as NDJSON once
-/// each value is written on its own line.
+/// the body; whatever splits as JSON splits the same as NDJSON once each
+/// value is written on its own line; and reading each object straight into
+/// its fields (`Events::Fields`) agrees with reading whole values
+/// (`Events::Values`): the same error, or events that validate the same.
 pub fn ndjson_split(data: &[u8]) {
-    use crate::server::split_body;
+    use crate::server::{split_body, Events};
     let lines = data.split(|&b| b == b'\n').count();
-    match split_body(data, true) {
+    for ndjson in [true, false] {
+        let fields = split_body(data, ndjson, Events::Fields);
+        let values = split_body(data, ndjson, Events::Values);
+        match (fields, values) {
+            (Ok(fields), Ok(values)) => {
+                assert_eq!(fields.len(), values.len());
+                for (f, v) in fields.into_iter().zip(values) {
+                    assert_eq!(f.has_id(), v.has_id());
+                    assert_eq!(f.validate(|| "new".into()), v.validate(|| "new".into()));
+                }
+            }
+            (Err(f), Err(v)) => assert_eq!(f, v),
+            (f, v) => panic!(
+                "the two readings disagree: {:?} and {:?}",
+                f.map(|e| e.len()),
+                v.map(|e| e.len())
+            ),
+        }
+    }
+    match split_body(data, true, Events::Values) {
         Ok(values) => {
             let non_blank = data
                 .split(|&b| b == b'\n')
@@ -357,14 +378,21 @@ pub fn ndjson_split(data: &[u8]) {
             assert!(e.column >= 1);
         }
     }
-    if let Ok(values) = split_body(data, false) {
+    let as_values = |events: Vec<crate::event::PostedEvent>| -> Vec<serde_json::Value> {
+        events
+            .into_iter()
+            .map(|mut e| e.value_mut().expect("read as values").take())
+            .collect()
+    };
+    if let Ok(events) = split_body(data, false, Events::Values) {
+        let values = as_values(events);
         let mut ndjson = Vec::new();
         for v in &values {
             serde_json::to_writer(&mut ndjson, v).expect("a value serializes");
             ndjson.push(b'\n');
         }
-        let again = split_body(&ndjson, true).expect("re-serialized values split");
-        assert_eq!(again, values);
+        let again = split_body(&ndjson, true, Events::Values).expect("re-serialized values split");
+        assert_eq!(as_values(again), values);
     }
 }
 

@@ -1,6 +1,7 @@
 //! JSON text in and out: the strict parser for posted JSON (repeated and reserved keys
 //! refused) and the canonical JSON text in which free-form values are stored.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
@@ -8,6 +9,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::posted::Posted;
 use super::*;
 
 /// Serializes a `Value` with object keys in sorted (byte) order, whatever map type
@@ -123,6 +125,205 @@ pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
     serde_json::from_slice::<StrictValue>(bytes).map(|v| v.0)
 }
 
+/// A posted event as read from JSON text: an object straight into its fields (no map
+/// of keys is built, and a key's text is not copied unless it is unknown), anything
+/// else as a `Value` for validation to refuse; or a `Value` a caller had (to rename
+/// another system's keys first, [`super::FieldMap`]). Validated by
+/// [`PostedEvent::validate`].
+#[derive(Debug)]
+pub struct PostedEvent(pub(super) Parsed);
+
+#[derive(Debug)]
+pub(super) enum Parsed {
+    /// Boxed: a `Posted` has a slot for every field (≈ 1 KB).
+    Fields(Box<Posted>),
+    Value(Value),
+}
+
+impl From<Value> for PostedEvent {
+    fn from(v: Value) -> Self {
+        Self(Parsed::Value(v))
+    }
+}
+
+impl PostedEvent {
+    /// The event's `Value`, if it is held as one (made [`From`] a `Value`, or not an
+    /// object).
+    pub fn value_mut(&mut self) -> Option<&mut Value> {
+        match &mut self.0 {
+            Parsed::Value(v) => Some(v),
+            Parsed::Fields(_) => None,
+        }
+    }
+
+    /// Whether the event carries an `id` (other than `null`).
+    pub fn has_id(&self) -> bool {
+        match &self.0 {
+            Parsed::Fields(p) => p.has(const { super::posted::slot("id") }),
+            Parsed::Value(v) => v.get("id").is_some_and(|id| !id.is_null()),
+        }
+    }
+}
+
+/// Parses one posted event's JSON text (an NDJSON line) with the rules of
+/// [`parse_json`], an object straight into its fields.
+///
+/// # Errors
+///
+/// As [`parse_json`].
+pub fn parse_posted_json(bytes: &[u8]) -> serde_json::Result<PostedEvent> {
+    serde_json::from_slice(bytes)
+}
+
+/// Parses a posted JSON body with the rules of [`parse_json`]: an array's items are
+/// the events; anything else is one.
+///
+/// # Errors
+///
+/// As [`parse_json`].
+pub fn parse_posted_body(bytes: &[u8]) -> serde_json::Result<Vec<PostedEvent>> {
+    serde_json::from_slice::<PostedBody>(bytes).map(|b| b.0)
+}
+
+/// The events of a posted JSON body ([`parse_posted_body`]).
+struct PostedBody(Vec<PostedEvent>);
+
+impl<'de> serde::Deserialize<'de> for PostedBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+/// Every kind of value but arrays and objects, as [`StrictVisitor`] reads it, wrapped.
+macro_rules! scalars_as_values {
+    ($wrap:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+            StrictVisitor.visit_bool(b).map($wrap)
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            StrictVisitor.visit_i64(n).map($wrap)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            StrictVisitor.visit_u64(n).map($wrap)
+        }
+        fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Self::Value, E> {
+            StrictVisitor.visit_f64(f).map($wrap)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            StrictVisitor.visit_str(s).map($wrap)
+        }
+        fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+            StrictVisitor.visit_string(s).map($wrap)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            StrictVisitor.visit_unit().map($wrap)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            StrictVisitor.visit_none().map($wrap)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            StrictVisitor.visit_some(d).map($wrap)
+        }
+    };
+}
+
+impl<'de> serde::de::Visitor<'de> for BodyVisitor {
+    type Value = PostedBody;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    scalars_as_values!(|v| PostedBody(vec![PostedEvent::from(v)]));
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PostedBody, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element::<PostedEvent>()? {
+            items.push(item);
+        }
+        Ok(PostedBody(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PostedBody, A::Error> {
+        PostedVisitor.visit_map(map).map(|e| PostedBody(vec![e]))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PostedEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PostedVisitor)
+    }
+}
+
+/// [`StrictVisitor`]'s rules, with an object's keys claimed by [`Posted`] as they come.
+struct PostedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PostedVisitor {
+    type Value = PostedEvent;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    scalars_as_values!(PostedEvent::from);
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<PostedEvent, A::Error> {
+        StrictVisitor.visit_seq(seq).map(PostedEvent::from)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PostedEvent, A::Error> {
+        let mut posted = Box::new(Posted::empty());
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            check_key::<A::Error>(&key)?;
+            let Some(claim) = posted.claim(&key) else {
+                return Err(duplicate(&key));
+            };
+            posted.set(claim, map.next_value::<StrictValue>()?.0);
+        }
+        Ok(PostedEvent(Parsed::Fields(posted)))
+    }
+}
+
+/// An object key as serde_json reads it: borrowed from the text unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Refuses the key serde_json gives a meaning to ([`RESERVED_KEY`]).
+fn check_key<E: serde::de::Error>(key: &str) -> Result<(), E> {
+    if key == RESERVED_KEY {
+        return Err(E::custom(format_args!(
+            "the key \"{RESERVED_KEY}\" is reserved (serde_json, the JSON library \
+             Stele uses, reads it as an embedded JSON text)"
+        )));
+    }
+    Ok(())
+}
+
+/// The error of a key an object names twice.
+fn duplicate<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format_args!(
+        "duplicate key {} (each key may appear once per object)",
+        Value::String(preview(key))
+    ))
+}
+
 /// The one object key serde_json's `Value` gives a meaning to (with its `raw_value`
 /// feature, which Stele uses): a `Value` holding it would be shown as something else.
 const RESERVED_KEY: &str = "$serde_json::private::RawValue";
@@ -180,22 +381,11 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
         Ok(Value::Array(items))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        use serde::de::Error as _;
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if key == RESERVED_KEY {
-                return Err(A::Error::custom(format_args!(
-                    "the key \"{RESERVED_KEY}\" is reserved (serde_json, the JSON library \
-                     Stele uses, reads it as an embedded JSON text)"
-                )));
-            }
+            check_key::<A::Error>(&key)?;
             match out.entry(key) {
-                serde_json::map::Entry::Occupied(seen) => {
-                    return Err(A::Error::custom(format_args!(
-                        "duplicate key {} (each key may appear once per object)",
-                        Value::String(preview(seen.key()))
-                    )));
-                }
+                serde_json::map::Entry::Occupied(seen) => return Err(duplicate(seen.key())),
                 serde_json::map::Entry::Vacant(slot) => {
                     slot.insert(map.next_value::<StrictValue>()?.0);
                 }

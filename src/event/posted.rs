@@ -1,7 +1,9 @@
 //! A posted event's JSON object sorted into its fields in one pass: each known key's
 //! value in the slot of its row ([`FIELD_NAMES`], table order), JSON `null` dropped
 //! (absent and `null` are the same for every optional field), and the keys that are
-//! not fields kept, in the object's order, for validation to refuse.
+//! not fields kept, sorted, for validation to refuse. Filled from a parsed JSON map, or
+//! key by key straight from the JSON text ([`super::PostedEvent`]), where a repeated
+//! key is refused ([`Posted::claim`]).
 //!
 //! Validation used to ask the object for each of its ≈ 30 fields by name (a search of
 //! the map each, most for absent fields) and then scan the field names once per key:
@@ -11,6 +13,7 @@
 //! accepted event are the ones the parser allocated, not copies. Knows nothing of the
 //! rules: `validate` owns those.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
@@ -73,17 +76,56 @@ fn slot_of(key: &str) -> Option<usize> {
 }
 
 /// A posted object's values by field, and its keys that are not fields.
+#[derive(Debug)]
 pub(super) struct Posted {
     values: [Option<Value>; FIELD_NAMES.len()],
-    /// Keys that name no posted field, in the object's (sorted) order.
-    pub(super) unknown: Vec<String>,
+    /// The slots whose key the object named (with a value or `null`), by bit.
+    seen: u64,
+    /// Keys that name no posted field, sorted.
+    pub(super) unknown: BTreeSet<String>,
+}
+
+const _: () = assert!(FIELD_NAMES.len() <= 64, "`Posted::seen` has a bit a field");
+
+/// Where the value of a key goes ([`Posted::claim`]).
+#[derive(Clone, Copy)]
+pub(super) enum Claim {
+    /// Into the slot of a posted field.
+    Field(usize),
+    /// Nowhere: the key is not a field (kept, for validation to refuse).
+    Unknown,
 }
 
 impl Posted {
-    fn empty() -> Self {
+    pub(super) fn empty() -> Self {
         Self {
             values: [const { None }; FIELD_NAMES.len()],
-            unknown: Vec::new(),
+            seen: 0,
+            unknown: BTreeSet::new(),
+        }
+    }
+
+    /// Claims `key` for the value that follows it; `None` if the object named it
+    /// before.
+    pub(super) fn claim(&mut self, key: &str) -> Option<Claim> {
+        match slot_of(key) {
+            Some(i) => {
+                let bit = 1u64 << i;
+                let first = self.seen & bit == 0;
+                self.seen |= bit;
+                first.then_some(Claim::Field(i))
+            }
+            None => self
+                .unknown
+                .insert(key.to_owned())
+                .then_some(Claim::Unknown),
+        }
+    }
+
+    /// Puts the value of a claimed key in its place (`null` is absent).
+    pub(super) fn set(&mut self, claim: Claim, value: Value) {
+        if let Claim::Field(i) = claim {
+            self.values[i] = Some(value).filter(|v| !v.is_null());
         }
     }
 
@@ -91,9 +133,9 @@ impl Posted {
     pub(super) fn owned(obj: Map<String, Value>) -> Self {
         let mut out = Self::empty();
         for (key, value) in obj {
-            match slot_of(&key) {
-                Some(i) => out.values[i] = Some(value).filter(|v| !v.is_null()),
-                None => out.unknown.push(key),
+            // A map's keys are distinct.
+            if let Some(claim) = out.claim(&key) {
+                out.set(claim, value);
             }
         }
         out
@@ -103,9 +145,10 @@ impl Posted {
     pub(super) fn borrowed(obj: &Map<String, Value>) -> Self {
         let mut out = Self::empty();
         for (key, value) in obj {
-            match slot_of(key) {
-                Some(i) => out.values[i] = Some(value).filter(|v| !v.is_null()).cloned(),
-                None => out.unknown.push(key.clone()),
+            if let Some(claim @ Claim::Field(_)) = out.claim(key) {
+                if !value.is_null() {
+                    out.set(claim, value.clone());
+                }
             }
         }
         out
@@ -153,7 +196,7 @@ mod tests {
             unreachable!()
         };
         for mut p in [Posted::borrowed(&obj), Posted::owned(obj.clone())] {
-            assert_eq!(p.unknown, ["aa", "zz"]);
+            assert_eq!(p.unknown.iter().collect::<Vec<_>>(), ["aa", "zz"]);
             assert!(!p.has(const { slot("actor") }));
             assert!(p.has(const { slot("tenant") }));
             assert_eq!(p.take(const { slot("action") }), Some(json!("login")));

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::json::Parsed;
 use super::posted::{self, Posted};
 use super::*;
 
@@ -559,7 +560,7 @@ pub fn is_reserved_kind(s: &str) -> bool {
 /// or `action` reserved for Stele's own events ([`is_reserved_kind`]) is an error of kind
 /// [`FieldErrorKind::Reserved`].
 pub fn parse_event(v: &Value, new_id: impl FnOnce() -> String) -> Result<Event, Vec<FieldError>> {
-    parse(Posted::borrowed(object(v)?), new_id, true)
+    parse(&mut Posted::borrowed(object(v)?), new_id, true)
 }
 
 /// [`parse_event`] on a value the caller gives away: the event's strings are moved out
@@ -572,9 +573,22 @@ pub fn parse_posted_event(
     v: Value,
     new_id: impl FnOnce() -> String,
 ) -> Result<Event, Vec<FieldError>> {
-    match v {
-        Value::Object(obj) => parse(Posted::owned(obj), new_id, true),
-        other => object(&other).map(|_| unreachable!("not an object")),
+    PostedEvent::from(v).validate(new_id)
+}
+
+impl PostedEvent {
+    /// Validates the event a client posted: [`parse_event`]'s rules, its strings moved
+    /// out rather than copied.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse_event`].
+    pub fn validate(self, new_id: impl FnOnce() -> String) -> Result<Event, Vec<FieldError>> {
+        match self.0 {
+            Parsed::Fields(mut posted) => parse(&mut posted, new_id, true),
+            Parsed::Value(Value::Object(obj)) => parse(&mut Posted::owned(obj), new_id, true),
+            Parsed::Value(other) => object(&other).map(|_| unreachable!("not an object")),
+        }
     }
 }
 
@@ -585,7 +599,7 @@ pub fn parse_stele_event(
     v: &Value,
     new_id: impl FnOnce() -> String,
 ) -> Result<Event, Vec<FieldError>> {
-    parse(Posted::borrowed(object(v)?), new_id, false)
+    parse(&mut Posted::borrowed(object(v)?), new_id, false)
 }
 
 /// `v` as an object, or the error of an event that is not one.
@@ -601,7 +615,7 @@ fn object(v: &Value) -> Result<&Map<String, Value>, Vec<FieldError>> {
 }
 
 fn parse(
-    mut p: Posted,
+    p: &mut Posted,
     new_id: impl FnOnce() -> String,
     client: bool,
 ) -> Result<Event, Vec<FieldError>> {

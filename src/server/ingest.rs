@@ -3,7 +3,7 @@
 use super::problem::{internal, problem, query_problem, Kind};
 use super::{serialized_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
-use crate::event::{self, Event, FieldError, Provenance};
+use crate::event::{self, Event, FieldError, PostedEvent, Provenance};
 use crate::ingest::Idempotency;
 use crate::sync::Recover;
 use bytes::Bytes;
@@ -25,10 +25,20 @@ pub struct JsonError {
     pub column: usize,
 }
 
-/// Splits a request body into JSON values: one object, an array, or NDJSON
-/// (one value per non-blank line, `\r\n` allowed). Public for the fuzz
-/// target.
-pub fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
+/// How [`split_body`] reads each event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Events {
+    /// An object straight into its fields (no map of its keys is built).
+    Fields,
+    /// Each as a whole JSON value, to rename another system's keys before validation
+    /// (`ingest.field_map`).
+    Values,
+}
+
+/// Splits a request body into posted events: one object, an array, or NDJSON
+/// (one value per non-blank line, `\r\n` allowed), each read as `read` says
+/// with the strict parser's rules. Public for the fuzz target.
+pub fn split_body(body: &[u8], ndjson: bool, read: Events) -> Result<Vec<PostedEvent>, JsonError> {
     if ndjson {
         let mut out = Vec::new();
         for (n, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -36,7 +46,11 @@ pub fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
             if line.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
-            out.push(event::parse_json(line).map_err(|e| JsonError {
+            let parsed = match read {
+                Events::Fields => event::parse_posted_json(line),
+                Events::Values => event::parse_json(line).map(PostedEvent::from),
+            };
+            out.push(parsed.map_err(|e| JsonError {
                 detail: format!("line {} is not JSON: {e}", n + 1),
                 line: n + 1,
                 column: e.column().max(1),
@@ -47,14 +61,18 @@ pub fn split_body(body: &[u8], ndjson: bool) -> Result<Vec<Value>, JsonError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Vec::new()); // no events: the batch-size check says so
     }
-    match event::parse_json(body).map_err(|e| JsonError {
+    let parsed = match read {
+        Events::Fields => event::parse_posted_body(body),
+        Events::Values => event::parse_json(body).map(|v| match v {
+            Value::Array(items) => items.into_iter().map(PostedEvent::from).collect(),
+            other => vec![PostedEvent::from(other)],
+        }),
+    };
+    parsed.map_err(|e| JsonError {
         detail: format!("the body is not JSON: {e}"),
         line: e.line().max(1),
         column: e.column().max(1),
-    })? {
-        Value::Array(items) => Ok(items),
-        other => Ok(vec![other]),
-    }
+    })
 }
 
 /// Why a request body could not be read whole.
@@ -194,7 +212,13 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             )
         }
     };
-    let values = match split_body(&body, ndjson) {
+    let field_map = app.field_map();
+    let read = if field_map.is_empty() {
+        Events::Fields
+    } else {
+        Events::Values
+    };
+    let values = match split_body(&body, ndjson, read) {
         Ok(v) => v,
         Err(e) => {
             return problem(
@@ -217,18 +241,17 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let mut events: Vec<Event> = Vec::with_capacity(values.len());
     let mut client_id: Vec<bool> = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
-    let field_map = app.field_map();
     let posted = values.len();
     for (i, mut v) in values.into_iter().enumerate() {
         // Another system's names become Stele's before validation.
-        if let Err(errs) = field_map.apply(&mut v) {
+        if let Some(Err(errs)) = v.value_mut().map(|v| field_map.apply(v)) {
             errors.extend(errs.into_iter().map(|e: FieldError| {
                 json!({"index": i, "field": e.field, "kind": e.kind.as_str(), "message": e.message})
             }));
             continue;
         }
-        let has_id = v.get("id").is_some_and(|id| !id.is_null());
-        match event::parse_posted_event(v, event::new_event_id) {
+        let has_id = v.has_id();
+        match v.validate(event::new_event_id) {
             Ok(ev) => {
                 client_id.push(has_id);
                 events.push(ev);
@@ -415,13 +438,15 @@ mod tests {
 
     #[test]
     fn json_errors_say_line_and_column() {
-        let e = split_body(b"{\n  \"a\": 1,\n  oops\n}", false).unwrap_err();
-        assert_eq!((e.line, e.column), (3, 3), "{e:?}");
-        let e = split_body(b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\": }\n", true).unwrap_err();
-        assert_eq!(e.line, 4, "{e:?}");
-        assert!(e.detail.starts_with("line 4 is not JSON"), "{e:?}");
-        assert_eq!(split_body(b"[{}, {}]", false).unwrap().len(), 2);
-        assert_eq!(split_body(b"{}", false).unwrap().len(), 1);
-        assert_eq!(split_body(b"\n{}\n \n{}\n", true).unwrap().len(), 2);
+        for read in [Events::Fields, Events::Values] {
+            let e = split_body(b"{\n  \"a\": 1,\n  oops\n}", false, read).unwrap_err();
+            assert_eq!((e.line, e.column), (3, 3), "{e:?}");
+            let e = split_body(b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\": }\n", true, read).unwrap_err();
+            assert_eq!(e.line, 4, "{e:?}");
+            assert!(e.detail.starts_with("line 4 is not JSON"), "{e:?}");
+            assert_eq!(split_body(b"[{}, {}]", false, read).unwrap().len(), 2);
+            assert_eq!(split_body(b"{}", false, read).unwrap().len(), 1);
+            assert_eq!(split_body(b"\n{}\n \n{}\n", true, read).unwrap().len(), 2);
+        }
     }
 }

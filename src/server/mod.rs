@@ -63,7 +63,7 @@ mod stream_ws;
 use crate::config::{Limits, Reloaded};
 pub use health::READY_LAG_EVENTS_MAX;
 #[cfg(any(test, feature = "testkit"))]
-pub(crate) use ingest::split_body;
+pub(crate) use ingest::{split_body, Events};
 pub use routes::{Route, ROUTES};
 pub use state::{open_engine, Handle, State};
 pub use stream::STREAM_HEARTBEAT_SECS;

@@ -118,3 +118,72 @@ fn the_view_writes_the_bytes_a_value_would() {
         assert_eq!(direct, via_value, "event {i} (client form)");
     }
 }
+
+/// `parse_posted_json` (an object straight into its fields) against `parse_json`
+/// then validation: the same JSON errors, message and position included, and the
+/// same validated events or field errors.
+#[test]
+fn posted_json_reads_as_parse_json_then_validation_does() {
+    let same = |text: &str| {
+        let fields = parse_posted_json(text.as_bytes());
+        let value = parse_json(text.as_bytes());
+        match (fields, value) {
+            (Ok(f), Ok(v)) => {
+                let has_id = v.get("id").is_some_and(|id| !id.is_null());
+                assert_eq!(f.has_id(), has_id, "{text}");
+                assert_eq!(
+                    f.validate(|| "new".into()),
+                    parse_posted_event(v, || "new".into()),
+                    "{text}"
+                );
+            }
+            (Err(f), Err(v)) => assert_eq!(f.to_string(), v.to_string(), "{text}"),
+            (f, v) => panic!("{text}: {f:?} against {v:?}"),
+        }
+    };
+    for text in [
+        // Repeated keys: a field, a field first given as null, an unknown key, nested.
+        r#"{"action": "a", "actor": "alice", "actor": "mallory"}"#,
+        r#"{"action": "a", "actor": null, "actor": "mallory"}"#,
+        r#"{"action": "a", "actor": "b", "zz": 1, "zz": 1}"#,
+        r#"{"action": "a", "actor": "b", "zz": {"k": 1, "k": 2}}"#,
+        r#"{"action": "a", "actor": "b", "metadata": {"k": 1, "k": 1}}"#,
+        r#"{"$serde_json::private::RawValue": "[1]"}"#,
+        r#"{"action": "a", "x": {"$serde_json::private::RawValue": "[1]"}}"#,
+        // A key with escapes is the field it spells.
+        r#"{"act\u0069on": "a", "\u0061ctor": "b"}"#,
+        r#"{"action": "a", "actor": "b", "a\u0000": 1, "a\u0000": 2}"#,
+        // Not objects, and not JSON.
+        "[1, 2]",
+        "\"event\"",
+        "null",
+        "12",
+        "{\"action\": }",
+        "{\"action\": \"a\"} x",
+        "",
+        // Valid and invalid events.
+        r#"{"id": "e-1", "action": "login", "actor": "alice", "risk_score": 5.0}"#,
+        r#"{"id": null, "action": "login", "source": "system", "extra": null}"#,
+        r#"{"action": "x", "severity": "urgent", "ip": "nope", "seq": 1}"#,
+    ] {
+        same(text);
+    }
+    let mut gen = crate::testkit::EventGen::new(5);
+    for _ in 0..300 {
+        same(&serde_json::to_string(&gen.next_event()).unwrap());
+    }
+    // A body: an array's items are the events, anything else is one.
+    let body = br#"[{"action": "a", "actor": "b"}, 3, [{"action": "c"}]]"#;
+    let events = parse_posted_body(body).unwrap();
+    assert_eq!(events.len(), 3);
+    let results: Vec<_> = events
+        .into_iter()
+        .map(|e| e.validate(|| "new".into()))
+        .collect();
+    assert!(results[0].is_ok());
+    for r in &results[1..] {
+        assert_eq!(r.as_ref().unwrap_err()[0].kind, FieldErrorKind::NotAnObject);
+    }
+    assert_eq!(parse_posted_body(b"{\"action\": \"a\"}").unwrap().len(), 1);
+    assert_eq!(parse_posted_body(b"[]").unwrap().len(), 0);
+}

@@ -4,8 +4,9 @@
 //! `parse_posted_json`, the ingest path's unless `ingest.field_map` is set),
 //! values into validated events (`parse_event` on a borrowed value,
 //! `parse_posted_event` on one it moves the strings out of), and both ways
-//! whole (`json_and_validate`: with a field map; `fields_and_validate`:
-//! without, the default). Run
+//! whole (`json_and_validate`: the whole-value reading, which the ingest
+//! path takes when `ingest.field_map` is set, without a map applied;
+//! `fields_and_validate`: the default). Run
 //! deliberately:
 //!
 //! ```text

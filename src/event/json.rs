@@ -1,5 +1,7 @@
 //! JSON text in and out: the strict parser for posted JSON (repeated and reserved keys
-//! refused) and the canonical JSON text in which free-form values are stored.
+//! refused), as `Value`s ([`parse_json`]) or each posted object straight into its
+//! fields ([`PostedEvent`], [`parse_posted_json`], [`parse_posted_body`]: the same
+//! rules), and the canonical JSON text in which free-form values are stored.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -126,7 +128,8 @@ pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
 }
 
 /// A posted event as read from JSON text: an object straight into its fields (no map
-/// of keys is built, and a key's text is not copied unless it is unknown), anything
+/// of keys is built, and a key's text is not copied unless it is unknown or has
+/// escapes), anything
 /// else as a `Value` for validation to refuse; or a `Value` a caller had (to rename
 /// another system's keys first, [`super::FieldMap`]). Validated by
 /// [`PostedEvent::validate`].
@@ -135,8 +138,7 @@ pub struct PostedEvent(pub(super) Parsed);
 
 #[derive(Debug)]
 pub(super) enum Parsed {
-    /// Boxed: a `Posted` has a slot for every field (≈ 1 KB).
-    Fields(Box<Posted>),
+    Fields(Posted),
     Value(Value),
 }
 
@@ -268,10 +270,10 @@ impl<'de> serde::de::Visitor<'de> for PostedVisitor {
         StrictVisitor.visit_seq(seq).map(PostedEvent::from)
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PostedEvent, A::Error> {
-        let mut posted = Box::new(Posted::empty());
+        let mut posted = Posted::empty();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             check_key::<A::Error>(&key)?;
-            let Some(claim) = posted.claim(&key) else {
+            let Some(claim) = posted.claim(Cow::Borrowed(&key)) else {
                 return Err(duplicate(&key));
             };
             posted.set(claim, map.next_value::<StrictValue>()?.0);

@@ -564,7 +564,7 @@ pub fn parse_event(v: &Value, new_id: impl FnOnce() -> String) -> Result<Event, 
 }
 
 /// [`parse_event`] on a value the caller gives away: the event's strings are moved out
-/// of it rather than copied (the ingest path, where the parsed JSON is dropped next).
+/// of it rather than copied (as [`PostedEvent::validate`] does on the ingest path).
 ///
 /// # Errors
 ///
@@ -587,7 +587,7 @@ impl PostedEvent {
         match self.0 {
             Parsed::Fields(mut posted) => parse(&mut posted, new_id, true),
             Parsed::Value(Value::Object(obj)) => parse(&mut Posted::owned(obj), new_id, true),
-            Parsed::Value(other) => object(&other).map(|_| unreachable!("not an object")),
+            Parsed::Value(other) => Err(not_an_object(&other)),
         }
     }
 }
@@ -606,12 +606,17 @@ pub fn parse_stele_event(
 fn object(v: &Value) -> Result<&Map<String, Value>, Vec<FieldError>> {
     match v {
         Value::Object(obj) => Ok(obj),
-        other => Err(vec![FieldError::new(
-            "",
-            FieldErrorKind::NotAnObject,
-            format!("an event must be a JSON object, got {}", type_name(other)),
-        )]),
+        other => Err(not_an_object(other)),
     }
+}
+
+/// The error of an event that is not a JSON object.
+fn not_an_object(v: &Value) -> Vec<FieldError> {
+    vec![FieldError::new(
+        "",
+        FieldErrorKind::NotAnObject,
+        format!("an event must be a JSON object, got {}", type_name(v)),
+    )]
 }
 
 fn parse(

@@ -32,18 +32,36 @@
 //! 3. A crash while sled frees a dropped tree's pages leaves those pages orphaned in
 //!    its file (sled 0.34 `Tree::gc_pages`): space, never keys; at most one
 //!    generation's worth per crash.
+//! 4. Every key in a generation tree has its id in the generation's filter
+//!    ([`SharedBloom`]) from before the key is written (`Gen::insert`, and the tree's
+//!    keys when it opens), so a lookup skips a tree whose filter says no without
+//!    missing a key it would have found.
 
+use super::bloom::SharedBloom;
 use super::packed::{Packing, Run};
 use super::*;
+use std::sync::Arc;
 
 /// The name of every generation tree starts with this.
 const GEN_PREFIX: &[u8] = b"ids.";
 
-/// A generation tree and the first seq it holds.
+/// A generation tree, the first seq it holds, and the filter of its ids.
 #[derive(Clone)]
 pub(super) struct Gen {
     pub(super) first: u64,
     pub(super) tree: sled::Tree,
+    /// Every id fingerprint written to `tree` since it opened, and those it held then
+    /// (invariant 4).
+    pub(super) filter: Arc<SharedBloom>,
+}
+
+impl Gen {
+    /// Writes `key` into the tree, its id into the filter first.
+    pub(super) fn insert(&self, key: &[u8]) -> Result<(), KvError> {
+        self.filter.add(key);
+        self.tree.insert(key, &[])?;
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Gen {
@@ -110,11 +128,19 @@ impl KvIndex {
         Ok(gens)
     }
 
-    /// Opens (or creates) the generation starting at `first`.
+    /// Opens (or creates) the generation starting at `first`, its filter built from
+    /// the keys it holds.
     pub(super) fn open_gen(&self, first: u64) -> Result<Gen, KvError> {
+        let tree = self.db.open_tree(gen_name(first))?;
+        let keys = tree.iter().keys().collect::<Result<Vec<_>, _>>()?;
+        let filter = SharedBloom::with_keys(SharedBloom::GEN_KEYS.max(keys.len() as u64));
+        for key in &keys {
+            filter.add(key);
+        }
         Ok(Gen {
             first,
-            tree: self.db.open_tree(gen_name(first))?,
+            tree,
+            filter: Arc::new(filter),
         })
     }
 

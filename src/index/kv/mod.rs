@@ -416,7 +416,7 @@ impl KvIndex {
             self.open_gens_through(&mut packing, lo, hi)?;
             for ev in events.iter().map(E::borrow).filter(|e| e.seq > done) {
                 let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
-                gens::gen_for(&packing.gens, ev.seq).tree.insert(key, &[])?;
+                gens::gen_for(&packing.gens, ev.seq).insert(&key)?;
             }
         }
 
@@ -451,7 +451,7 @@ impl KvIndex {
         let mut keys = Vec::new();
         self.with_view(|view| {
             self.packed_under(&view.runs, prefix, &mut keys)?;
-            for gen in &view.gens {
+            for gen in view.gens.iter().filter(|g| g.filter.may_contain(prefix)) {
                 for entry in gen.tree.scan_prefix(prefix) {
                     keys.push(packed::key_of(&entry?.0)?);
                 }

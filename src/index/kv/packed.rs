@@ -394,7 +394,7 @@ impl KvIndex {
                 let gen = self.open_gen(run.first)?;
                 for key in run.keys()? {
                     if split_key(&key)?.1 < from {
-                        gen.tree.insert(key, &[])?;
+                        gen.insert(&key)?;
                     }
                 }
                 packing.gens.push(gen);

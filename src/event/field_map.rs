@@ -8,8 +8,8 @@
 //! name and its Stele name (or two names mapped to one field) with different
 //! values is refused naming both. Validation stays `validate.rs`'s.
 
+use super::field_error::{preview, FieldError, FieldErrorKind};
 use super::fields::FIELD_NAMES;
-use super::validate::{preview, FieldError, FieldErrorKind};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

@@ -29,6 +29,7 @@ use std::net::IpAddr;
 
 mod codec;
 mod enums;
+mod field_error;
 mod field_map;
 mod fields;
 mod json;
@@ -41,6 +42,7 @@ pub use view::to_json;
 
 pub use codec::*;
 pub use enums::*;
+pub use field_error::*;
 pub use field_map::FieldMap;
 pub use fields::*;
 pub use json::*;

@@ -340,19 +340,30 @@ pub fn event_json(data: &[u8]) {
 /// The ingest body splitter: never panics, in either mode. NDJSON gives one
 /// value per non-blank line and reports a 1-based line and column within
 /// the body; whatever splits as JSON splits the same as NDJSON once each
-/// value is written on its own line; and reading each object straight into
+/// value is written on its own line; reading each object straight into
 /// its fields (`Events::Fields`) agrees with reading whole values
-/// (`Events::Values`): the same error, or events that validate the same.
+/// (`Events::Values`): the same error, or events that validate the same; and
+/// a limit on the events built changes nothing but how many are kept.
 pub fn ndjson_split(data: &[u8]) {
     use crate::server::{split_body, Events};
+    let all = usize::MAX;
     let lines = data.split(|&b| b == b'\n').count();
     for ndjson in [true, false] {
-        let fields = split_body(data, ndjson, Events::Fields);
-        let values = split_body(data, ndjson, Events::Values);
+        let fields = split_body(data, ndjson, Events::Fields, all);
+        let values = split_body(data, ndjson, Events::Values, all);
         match (fields, values) {
             (Ok(fields), Ok(values)) => {
-                assert_eq!(fields.len(), values.len());
-                for (f, v) in fields.into_iter().zip(values) {
+                assert_eq!(fields.count, values.count);
+                assert_eq!(fields.events.len(), fields.count);
+                assert_eq!(values.events.len(), values.count);
+                for max in [0, 1, 2] {
+                    let capped = split_body(data, ndjson, Events::Fields, max)
+                        .expect("a body that splits whole splits with a limit");
+                    assert_eq!(capped.count, fields.count);
+                    let kept = capped.events.len();
+                    assert!(kept == max.min(fields.count) || (!ndjson && fields.count == 1));
+                }
+                for (f, v) in fields.events.into_iter().zip(values.events) {
                     assert_eq!(f.has_id(), v.has_id());
                     assert_eq!(f.validate(|| "new".into()), v.validate(|| "new".into()));
                 }
@@ -360,18 +371,18 @@ pub fn ndjson_split(data: &[u8]) {
             (Err(f), Err(v)) => assert_eq!(f, v),
             (f, v) => panic!(
                 "the two readings disagree: {:?} and {:?}",
-                f.map(|e| e.len()),
-                v.map(|e| e.len())
+                f.map(|b| b.count),
+                v.map(|b| b.count)
             ),
         }
     }
-    match split_body(data, true, Events::Values) {
+    match split_body(data, true, Events::Values, all) {
         Ok(values) => {
             let non_blank = data
                 .split(|&b| b == b'\n')
                 .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
                 .count();
-            assert_eq!(values.len(), non_blank);
+            assert_eq!(values.count, non_blank);
         }
         Err(e) => {
             assert!((1..=lines).contains(&e.line), "{e:?} in {lines} lines");
@@ -384,15 +395,16 @@ pub fn ndjson_split(data: &[u8]) {
             .map(|mut e| e.value_mut().expect("read as values").take())
             .collect()
     };
-    if let Ok(events) = split_body(data, false, Events::Values) {
-        let values = as_values(events);
+    if let Ok(batch) = split_body(data, false, Events::Values, all) {
+        let values = as_values(batch.events);
         let mut ndjson = Vec::new();
         for v in &values {
             serde_json::to_writer(&mut ndjson, v).expect("a value serializes");
             ndjson.push(b'\n');
         }
-        let again = split_body(&ndjson, true, Events::Values).expect("re-serialized values split");
-        assert_eq!(as_values(again), values);
+        let again =
+            split_body(&ndjson, true, Events::Values, all).expect("re-serialized values split");
+        assert_eq!(as_values(again.events), values);
     }
 }
 

@@ -1,11 +1,13 @@
 //! JSON text in and out: the strict parser for posted JSON (repeated and reserved keys
 //! refused), as `Value`s ([`parse_json`]) or each posted object straight into its
 //! fields ([`PostedEvent`], [`parse_posted_json`], [`parse_posted_body`]: the same
-//! rules), and the canonical JSON text in which free-form values are stored.
+//! rules; a body's items past its limit counted, not built), and the canonical JSON
+//! text in which free-form values are stored.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -148,6 +150,12 @@ impl From<Value> for PostedEvent {
     }
 }
 
+impl From<StrictValue> for PostedEvent {
+    fn from(v: StrictValue) -> Self {
+        Self(Parsed::Value(v.0))
+    }
+}
+
 impl PostedEvent {
     /// The event's `Value`, if it is held as one (made [`From`] a `Value`, or not an
     /// object).
@@ -177,76 +185,93 @@ pub fn parse_posted_json(bytes: &[u8]) -> serde_json::Result<PostedEvent> {
     serde_json::from_slice(bytes)
 }
 
+/// The events of a posted body: at most the first `max` read, and how many it holds.
+#[derive(Debug)]
+pub struct PostedBatch {
+    /// The events read: all of them, or the first `max` when there are more.
+    pub events: Vec<PostedEvent>,
+    /// How many events the body holds (more than `events.len()` when past `max`).
+    pub count: usize,
+}
+
 /// Parses a posted JSON body with the rules of [`parse_json`]: an array's items are
-/// the events; anything else is one.
+/// the events, each object straight into its fields; anything else is one event.
+///
+/// Only an array's first `max` items are kept: the rest are read as JSON text (its
+/// syntax checked, its position reported as before) and counted, but not built, so a
+/// body of millions of tiny items costs the memory of `max` events. Past `max`, the
+/// strict rules (repeated and reserved keys) are not applied: the batch is refused
+/// for its size anyway.
 ///
 /// # Errors
 ///
 /// As [`parse_json`].
-pub fn parse_posted_body(bytes: &[u8]) -> serde_json::Result<Vec<PostedEvent>> {
-    serde_json::from_slice::<PostedBody>(bytes).map(|b| b.0)
+pub fn parse_posted_body(bytes: &[u8], max: usize) -> serde_json::Result<PostedBatch> {
+    parse_body::<PostedEvent>(bytes, max)
 }
 
-/// The events of a posted JSON body ([`parse_posted_body`]).
-struct PostedBody(Vec<PostedEvent>);
-
-impl<'de> serde::Deserialize<'de> for PostedBody {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(BodyVisitor)
-    }
+/// [`parse_posted_body`] with each event kept as a whole `Value` (to rename another
+/// system's keys before validation, [`super::FieldMap`]).
+///
+/// # Errors
+///
+/// As [`parse_json`].
+pub fn parse_posted_values(bytes: &[u8], max: usize) -> serde_json::Result<PostedBatch> {
+    parse_body::<StrictValue>(bytes, max)
 }
 
-struct BodyVisitor;
-
-/// Every kind of value but arrays and objects, as [`StrictVisitor`] reads it, wrapped.
-macro_rules! scalars_as_values {
-    ($wrap:expr) => {
-        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
-            StrictVisitor.visit_bool(b).map($wrap)
-        }
-        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
-            StrictVisitor.visit_i64(n).map($wrap)
-        }
-        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
-            StrictVisitor.visit_u64(n).map($wrap)
-        }
-        fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Self::Value, E> {
-            StrictVisitor.visit_f64(f).map($wrap)
-        }
-        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
-            StrictVisitor.visit_str(s).map($wrap)
-        }
-        fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
-            StrictVisitor.visit_string(s).map($wrap)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            StrictVisitor.visit_unit().map($wrap)
-        }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            StrictVisitor.visit_none().map($wrap)
-        }
-        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            StrictVisitor.visit_some(d).map($wrap)
+/// A body's events as `T`s, an array's items past `max` only counted.
+fn parse_body<T>(bytes: &[u8], max: usize) -> serde_json::Result<PostedBatch>
+where
+    T: serde::de::DeserializeOwned + Into<PostedEvent>,
+{
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // serde_json's whitespace: space, tab, line feed, carriage return.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let batch = if first == Some(&b'[') {
+        serde::Deserializer::deserialize_seq(&mut de, Capped::<T>(max, PhantomData))?
+    } else {
+        PostedBatch {
+            events: vec![T::deserialize(&mut de)?.into()],
+            count: 1,
         }
     };
+    // As `serde_json::from_slice`: nothing but whitespace after the value.
+    de.end()?;
+    Ok(batch)
 }
 
-impl<'de> serde::de::Visitor<'de> for BodyVisitor {
-    type Value = PostedBody;
+/// An array's first `.0` items as `T`s, the rest counted ([`parse_body`]).
+struct Capped<T>(usize, PhantomData<T>);
+
+impl<'de, T> serde::de::Visitor<'de> for Capped<T>
+where
+    T: serde::Deserialize<'de> + Into<PostedEvent>,
+{
+    type Value = PostedBatch;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+        f.write_str("an array")
     }
-    scalars_as_values!(|v| PostedBody(vec![PostedEvent::from(v)]));
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PostedBody, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(item) = seq.next_element::<PostedEvent>()? {
-            items.push(item);
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PostedBatch, A::Error> {
+        let max = self.0;
+        let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(max).min(4096));
+        while events.len() < max {
+            match seq.next_element::<T>()? {
+                Some(item) => events.push(item.into()),
+                None => {
+                    let count = events.len();
+                    return Ok(PostedBatch { events, count });
+                }
+            }
         }
-        Ok(PostedBody(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PostedBody, A::Error> {
-        PostedVisitor.visit_map(map).map(|e| PostedBody(vec![e]))
+        let mut count = events.len();
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            count += 1;
+        }
+        Ok(PostedBatch { events, count })
     }
 }
 
@@ -265,7 +290,33 @@ impl<'de> serde::de::Visitor<'de> for PostedVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    scalars_as_values!(PostedEvent::from);
+    fn visit_bool<E>(self, b: bool) -> Result<PostedEvent, E> {
+        Ok(Value::Bool(b).into())
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<PostedEvent, E> {
+        Ok(Value::Number(n.into()).into())
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<PostedEvent, E> {
+        Ok(Value::Number(n.into()).into())
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<PostedEvent, E> {
+        StrictVisitor.visit_f64(f).map(PostedEvent::from)
+    }
+    fn visit_str<E>(self, s: &str) -> Result<PostedEvent, E> {
+        Ok(Value::String(s.to_owned()).into())
+    }
+    fn visit_string<E>(self, s: String) -> Result<PostedEvent, E> {
+        Ok(Value::String(s).into())
+    }
+    fn visit_unit<E>(self) -> Result<PostedEvent, E> {
+        Ok(Value::Null.into())
+    }
+    fn visit_none<E>(self) -> Result<PostedEvent, E> {
+        Ok(Value::Null.into())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<PostedEvent, D::Error> {
+        StrictVisitor.visit_some(d).map(PostedEvent::from)
+    }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<PostedEvent, A::Error> {
         StrictVisitor.visit_seq(seq).map(PostedEvent::from)
     }

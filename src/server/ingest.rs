@@ -3,13 +3,13 @@
 use super::problem::{internal, problem, query_problem, Kind};
 use super::{serialized_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
-use crate::event::{self, Event, FieldError, PostedEvent, Provenance};
+use crate::event::{self, Event, FieldError, PostedBatch, PostedEvent, Provenance};
 use crate::ingest::Idempotency;
 use crate::sync::Recover;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -37,38 +37,54 @@ pub enum Events {
 
 /// Splits a request body into posted events: one object, an array, or NDJSON
 /// (one value per non-blank line, `\r\n` allowed), each read as `read` says
-/// with the strict parser's rules. Public for the fuzz target.
-pub fn split_body(body: &[u8], ndjson: bool, read: Events) -> Result<Vec<PostedEvent>, JsonError> {
+/// with the strict parser's rules. Only the first `max` events are built: the
+/// rest are checked as JSON text and counted (`PostedBatch::count`), so that a
+/// body of millions of tiny items costs the memory of `max` events, not of
+/// millions. Public for the fuzz target.
+pub fn split_body(
+    body: &[u8],
+    ndjson: bool,
+    read: Events,
+    max: usize,
+) -> Result<PostedBatch, JsonError> {
     if ndjson {
-        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let mut count = 0;
         for (n, line) in body.split(|&b| b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
-            let parsed = match read {
-                Events::Fields => event::parse_posted_json(line),
-                Events::Values => event::parse_json(line).map(PostedEvent::from),
+            let parsed = if count >= max {
+                serde_json::from_slice::<serde::de::IgnoredAny>(line).map(|_| ())
+            } else {
+                match read {
+                    Events::Fields => event::parse_posted_json(line),
+                    Events::Values => event::parse_json(line).map(PostedEvent::from),
+                }
+                .map(|e| events.push(e))
             };
-            out.push(parsed.map_err(|e| JsonError {
+            parsed.map_err(|e| JsonError {
                 detail: format!("line {} is not JSON: {e}", n + 1),
                 line: n + 1,
                 column: e.column().max(1),
-            })?);
+            })?;
+            count += 1;
         }
-        return Ok(out);
+        return Ok(PostedBatch { events, count });
     }
     if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(Vec::new()); // no events: the batch-size check says so
+        // No events: the batch-size check says so.
+        return Ok(PostedBatch {
+            events: Vec::new(),
+            count: 0,
+        });
     }
-    let parsed = match read {
-        Events::Fields => event::parse_posted_body(body),
-        Events::Values => event::parse_json(body).map(|v| match v {
-            Value::Array(items) => items.into_iter().map(PostedEvent::from).collect(),
-            other => vec![PostedEvent::from(other)],
-        }),
-    };
-    parsed.map_err(|e| JsonError {
+    match read {
+        Events::Fields => event::parse_posted_body(body, max),
+        Events::Values => event::parse_posted_values(body, max),
+    }
+    .map_err(|e| JsonError {
         detail: format!("the body is not JSON: {e}"),
         line: e.line().max(1),
         column: e.column().max(1),
@@ -218,8 +234,11 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     } else {
         Events::Values
     };
-    let values = match split_body(&body, ndjson, read) {
-        Ok(v) => v,
+    let PostedBatch {
+        events: values,
+        count,
+    } = match split_body(&body, ndjson, read, events_max) {
+        Ok(b) => b,
         Err(e) => {
             return problem(
                 Kind::InvalidJson,
@@ -228,12 +247,11 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             )
         }
     };
-    if values.is_empty() || values.len() > events_max {
+    if count == 0 || count > events_max {
         return problem(
             Kind::InvalidBatchSize,
             format!(
-                "a request carries 1 to {events_max} events (events_per_request_max), this one {}",
-                values.len()
+                "a request carries 1 to {events_max} events (events_per_request_max), this one {count}"
             ),
             json!({ "limit": events_max }),
         );
@@ -438,15 +456,45 @@ mod tests {
 
     #[test]
     fn json_errors_say_line_and_column() {
+        let all = usize::MAX;
         for read in [Events::Fields, Events::Values] {
-            let e = split_body(b"{\n  \"a\": 1,\n  oops\n}", false, read).unwrap_err();
+            let e = split_body(b"{\n  \"a\": 1,\n  oops\n}", false, read, all).unwrap_err();
             assert_eq!((e.line, e.column), (3, 3), "{e:?}");
-            let e = split_body(b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\": }\n", true, read).unwrap_err();
+            let e =
+                split_body(b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\": }\n", true, read, all).unwrap_err();
             assert_eq!(e.line, 4, "{e:?}");
             assert!(e.detail.starts_with("line 4 is not JSON"), "{e:?}");
-            assert_eq!(split_body(b"[{}, {}]", false, read).unwrap().len(), 2);
-            assert_eq!(split_body(b"{}", false, read).unwrap().len(), 1);
-            assert_eq!(split_body(b"\n{}\n \n{}\n", true, read).unwrap().len(), 2);
+            let count = |body: &[u8], ndjson| split_body(body, ndjson, read, all).unwrap().count;
+            assert_eq!(count(b"[{}, {}]", false), 2);
+            assert_eq!(count(b" \r\n[]", false), 0);
+            assert_eq!(count(b"{}", false), 1);
+            assert_eq!(count(b"\n{}\n \n{}\n", true), 2);
+        }
+    }
+
+    /// Past `max`, items are counted and their JSON checked, but not built.
+    #[test]
+    fn items_past_the_limit_are_counted_not_built() {
+        for read in [Events::Fields, Events::Values] {
+            for (body, ndjson) in [
+                (&b" [{}, 1, {\"a\": [2]}, \"x\", null]"[..], false),
+                (b"{}\n1\n{\"a\": [2]}\n\r\n\"x\"\nnull\n", true),
+            ] {
+                for max in 0..7 {
+                    let b = split_body(body, ndjson, read, max).unwrap();
+                    assert_eq!(b.count, 5, "{max}");
+                    assert_eq!(b.events.len(), max.min(5), "{max}");
+                }
+            }
+            // The JSON past the limit is still checked, with its position; its
+            // repeated keys are not looked for (the batch is refused for its size).
+            let e = split_body(b"[{}, {}, {\"a\": }]", false, read, 1).unwrap_err();
+            assert_eq!((e.line, e.column), (1, 16), "{e:?}");
+            let e = split_body(b"{}\n{}\n{\"a\": }", true, read, 1).unwrap_err();
+            assert_eq!((e.line, e.column), (3, 7), "{e:?}");
+            let repeated = split_body(b"[{}, {\"a\": 1, \"a\": 2}]", false, read, 1).unwrap();
+            assert_eq!((repeated.events.len(), repeated.count), (1, 2));
+            assert!(split_body(b"[{}, {\"a\": 1, \"a\": 2}]", false, read, 2).is_err());
         }
     }
 }

@@ -174,7 +174,7 @@ fn posted_json_reads_as_parse_json_then_validation_does() {
     }
     // A body: an array's items are the events, anything else is one.
     let body = br#"[{"action": "a", "actor": "b"}, 3, [{"action": "c"}]]"#;
-    let events = parse_posted_body(body).unwrap();
+    let events = parse_posted_body(body, usize::MAX).unwrap().events;
     assert_eq!(events.len(), 3);
     let results: Vec<_> = events
         .into_iter()
@@ -184,6 +184,9 @@ fn posted_json_reads_as_parse_json_then_validation_does() {
     for r in &results[1..] {
         assert_eq!(r.as_ref().unwrap_err()[0].kind, FieldErrorKind::NotAnObject);
     }
-    assert_eq!(parse_posted_body(b"{\"action\": \"a\"}").unwrap().len(), 1);
-    assert_eq!(parse_posted_body(b"[]").unwrap().len(), 0);
+    assert_eq!(
+        parse_posted_body(b"{\"action\": \"a\"}", 0).unwrap().count,
+        1
+    );
+    assert_eq!(parse_posted_body(b"[]", 1).unwrap().count, 0);
 }

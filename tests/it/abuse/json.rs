@@ -1,6 +1,7 @@
 //! JSON that parsers trip on: deep nesting (a 400, no stack overflow: the real
 //! binary, so an overflow is a dead daemon), numbers beyond i64 and f64 (clear
-//! answers, read back as stored), and duplicate keys (refused, naming the key).
+//! answers, read back as stored), duplicate keys (refused, naming the key), and
+//! millions of tiny items (refused for their count without building them: peak memory).
 
 use super::*;
 
@@ -346,6 +347,48 @@ fn duplicate_json_keys_are_refused_naming_the_key() {
     // Keys that differ (by case, by one character) are distinct.
     let (st, _, r) = d.post(&json!({"id": "dup-ok", "action": "a", "actor": "b", "metadata": {"k": 1, "K": 2, "k ": 3}}));
     assert_eq!(st, 201, "{r}");
+    assert_healthy(&mut d);
+    assert_intact(&d, &acked);
+}
+
+/// A body of millions of tiny items (16 MiB of `{},`) is refused for its size
+/// without the daemon building an event for each: only the first
+/// `events_per_request_max` are built, the rest counted. Before, each item
+/// became an event read: ≈ 5.6 million of them, and this debug daemon's peak
+/// RSS went from 99 to 1,297 MiB (26 MiB more once capped). The real binary:
+/// the point is its peak memory.
+#[test]
+fn millions_of_tiny_items_are_refused_without_building_them() {
+    // The peak RSS may grow by the body (16 MiB), its copy in the connection's
+    // buffers, and what one batch of 10,000 events takes; not by millions.
+    const GROWTH_MAX_MIB: u64 = 120;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(tmp.path());
+    let acked = seed(&d, "tiny", 10);
+    let before = log_last_seq(&d);
+    let pid = d.child.id();
+    let (_, hwm_before) = memory_kib(pid);
+    let n = (16 * 1024 * 1024 - 2) / 3;
+    let mut array = b"[{}".to_vec();
+    array.extend(b",{}".repeat(n - 1));
+    array.push(b']');
+    let ndjson = b"{}\n".repeat(n);
+    for (ctype, body) in [
+        ("application/json", array),
+        ("application/x-ndjson", ndjson),
+    ] {
+        let answer = post_bytes(&d, ctype, &body);
+        let p = problem_of(&answer, 400, "invalid-batch-size");
+        assert!(detail(&p).ends_with(&format!("this one {n}")), "{p}");
+    }
+    let (_, hwm) = memory_kib(pid);
+    assert!(
+        mib(hwm.saturating_sub(hwm_before)) < GROWTH_MAX_MIB,
+        "peak RSS {} MiB → {} MiB for two bodies of {n} items",
+        mib(hwm_before),
+        mib(hwm)
+    );
+    assert_eq!(log_last_seq(&d), before);
     assert_healthy(&mut d);
     assert_intact(&d, &acked);
 }

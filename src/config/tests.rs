@@ -41,7 +41,8 @@ fn defaults_are_todays_embedded_defaults() {
     assert_eq!(c.limits, Limits::DEFAULT);
     let (log, want) = (c.log_config(), LogConfig::default());
     assert_eq!(log.segment_bytes_max, want.segment_bytes_max);
-    assert_eq!(log.write_bytes_max, want.write_bytes_max);
+    // Room in one write for a whole body of events (16 MiB + 10,000 × 1 KiB).
+    assert_eq!(log.write_bytes_max, 16 * 1024 * 1024 + 10_000 * 1024);
     assert_eq!(log.batch_events_max, want.batch_events_max);
     assert_eq!(log.queue_requests_max, want.queue_requests_max);
     assert_eq!(log.recovery, want.recovery);
@@ -694,4 +695,25 @@ fn processes_values_out_of_range_name_the_key_and_the_file() {
     let c = check("[processes]\nstuck_max_secs = 3600\nruns_max = 10\n").unwrap();
     assert_eq!(c.processes.runs().tracked_max, 10);
     assert_eq!(c.processes.runs().stuck.max_micros, 3_600_000_000);
+}
+
+#[test]
+fn one_write_holds_the_largest_request_the_limits_let_in_within_the_torn_window() {
+    let mut c = Config::default();
+    c.limits.body_bytes_max = 1000;
+    c.limits.events_per_request_max = 1;
+    assert_eq!(
+        c.log_config().write_bytes_max,
+        crate::log::WRITE_BYTES_MAX_DEFAULT
+    );
+    c.limits.body_bytes_max = 40 << 20;
+    c.limits.events_per_request_max = 10_000;
+    assert_eq!(c.write_bytes_max(), (40 << 20) + 10_000 * 1024);
+    c.limits.body_bytes_max = 1 << 30;
+    assert_eq!(c.write_bytes_max() as u64, crate::log::TORN_WINDOW_BYTES);
+    // What the log accepts.
+    let log = c.log_config();
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(crate::clock::ManualClock::new(1_700_000_000_000_000));
+    crate::log::Log::open(tmp.path(), log, clock).expect("the log takes the largest write");
 }

@@ -395,7 +395,24 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         }
         Err(e) => {
             app.ids.settle(&reserved, [], None);
-            if e.is_disk_full() {
+            if let crate::log::Error::LimitExceeded {
+                what: "bytes per append",
+                got,
+                max,
+            } = e
+            {
+                // Only a limit set beyond the torn window (`body_bytes_max`
+                // over ≈ 64 MiB) lets in a request no single write can hold.
+                problem(
+                    Kind::BodyTooLarge,
+                    format!(
+                        "the events of this request take {got} bytes as stored, more than \
+                         one write of the log holds ({max}); post fewer events per request; \
+                         nothing was stored"
+                    ),
+                    json!({ "limit": max }),
+                )
+            } else if e.is_disk_full() {
                 problem(
                     Kind::DiskFull,
                     format!("{e}; nothing was stored"),

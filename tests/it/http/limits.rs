@@ -200,3 +200,67 @@ fn below_the_disk_reserve_ingest_is_507_reads_work_and_it_resumes() {
     assert_eq!(st, 201, "{r}");
     assert_eq!(d.get("/v1/events/while-full").2["seq"], 1);
 }
+
+/// The largest request the default limits let in (10,000 events, a body just
+/// under 16 MiB) is stored whole, as one write. Before, one write of the log
+/// held at most 8 MiB: such a request, read and validated, was refused with
+/// `503 log-unavailable` (a server error, which clients retry for ever). A
+/// body limit set beyond what one write may hold (the torn window, 64 MiB)
+/// gets a `413` saying so, and nothing is stored.
+#[test]
+fn a_request_at_the_limits_is_stored_whole_or_refused_as_too_large() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batch = |n: usize, bytes: usize| -> Vec<u8> {
+        let events: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"id": format!("big-{bytes}-{i}"), "action": "a", "actor": "x",
+                       "metadata": {"k": "m".repeat(bytes)}})
+            })
+            .collect();
+        serde_json::to_vec(&events).unwrap()
+    };
+    let d = Server::start(&tmp.path().join("default"));
+    let body = batch(10_000, 1_500);
+    assert!(
+        body.len() > 15_000_000 && body.len() < 16 << 20,
+        "{}",
+        body.len()
+    );
+    let (st, _, r) = d.call("POST", "/v1/events", "application/json", &body);
+    let shown = r.to_string();
+    assert_eq!(st, 201, "{}", &shown[..shown.len().min(400)]);
+    assert_eq!(r["events"].as_array().map(Vec::len), Some(10_000));
+    assert_eq!(r["receipt"]["last_seq"], 10_000);
+
+    let big = Server::start_with_limits(
+        &tmp.path().join("big"),
+        stele::config::Limits {
+            body_bytes_max: 80 << 20,
+            ..Default::default()
+        },
+    );
+    let body = batch(10_000, 7_000);
+    assert!(
+        body.len() > 64 << 20 && body.len() < 80 << 20,
+        "{}",
+        body.len()
+    );
+    let (st, _, p) = big.call("POST", "/v1/events", "application/json", &body);
+    assert_eq!(st, 413, "{p}");
+    assert_eq!(http::problem_kind(&p), "body-too-large");
+    assert_eq!(p["limit"], 64 << 20);
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("post fewer events")),
+        "{p}"
+    );
+    let (st, _, v) = big.get("/v1/events?limit=1");
+    assert_eq!(
+        (st, v["events"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
+    let (st, _, r) = big.post(&json!({"action": "a", "actor": "x"}));
+    assert_eq!((st, &r["receipt"]["last_seq"]), (201, &json!(1)), "{r}");
+}

@@ -2,7 +2,16 @@
 //! timeouts, connections, streams, the disk reserve), validated in one place
 //! ([`Limits::validate`]).
 //!
-//! Owns the numbers only; the server applies them.
+//! Owns the numbers only; the server applies them (and the log's write size
+//! follows them: [`Limits::write_bytes_max`]).
+
+/// Bytes an event may take in the log beyond its posted JSON: what Stele adds
+/// (an `id` when none was posted, `risk_score` and up to 16 `risk_rules` of 32
+/// bytes, the provenance's `ingested_by` and `client_addr` of up to 64 bytes
+/// each) and its record's framing and stored prefix; its fields themselves
+/// take no more encoded than as JSON (a length instead of a quoted key, a
+/// timestamp as a number, `metadata` and change values as compact JSON).
+pub const APPEND_BYTES_PER_EVENT: u64 = 1024;
 
 /// The limits of `stele serve`. Every one has a default fit for one host;
 /// each can be changed on the command line.
@@ -66,6 +75,21 @@ impl Limits {
         shutdown_grace_secs: 5,
         disk_reserve_bytes: 256 * 1024 * 1024,
     };
+
+    /// Bytes the log may write at once: a request's events are one write
+    /// (all or nothing), so this makes room for a whole body of
+    /// `body_bytes_max` of events, each [`APPEND_BYTES_PER_EVENT`] more as
+    /// stored than as posted, `events_per_request_max` of them; at least the
+    /// log's default, at most its torn window (a larger body's events are
+    /// refused with `413`, never half stored).
+    pub fn write_bytes_max(&self) -> usize {
+        let wanted = (self.body_bytes_max as u64)
+            .saturating_add(self.events_per_request_max as u64 * APPEND_BYTES_PER_EVENT);
+        wanted.clamp(
+            crate::log::WRITE_BYTES_MAX_DEFAULT as u64,
+            crate::log::TORN_WINDOW_BYTES,
+        ) as usize
+    }
 
     /// Checks every limit is usable; the error names the limit.
     pub fn validate(&self) -> Result<(), String> {

@@ -42,17 +42,9 @@ mod serve;
 mod tests;
 
 use errors::{collect_leaves, key_error};
-pub use limits::Limits;
+pub use limits::{Limits, APPEND_BYTES_PER_EVENT};
 pub use overrides::{config_path, default_data_dir, Flags, CONFIG_ENV, ENV_OVERRIDES};
 pub use serve::{Reloaded, Reloader, ServeConfig, LISTEN_DEFAULT};
-
-/// Bytes an event may take in the log beyond its posted JSON: what Stele adds
-/// (an `id` when none was posted, `risk_score` and up to 16 `risk_rules` of 32
-/// bytes, the provenance's `ingested_by` and `client_addr` of up to 64 bytes
-/// each) and its record's framing and stored prefix; its fields themselves
-/// take no more encoded than as JSON (a length instead of a quoted key, a
-/// timestamp as a number, `metadata` and change values as compact JSON).
-pub const APPEND_BYTES_PER_EVENT: u64 = 1024;
 
 /// Largest `limits.body_bytes_max`: a request body is held in memory.
 pub const BODY_BYTES_MAX_MAX: u64 = 1 << 30;
@@ -650,30 +642,14 @@ impl Config {
     }
 
     /// The log's settings: `[log]` over the log's defaults, and room in one
-    /// write for the largest request the limits let in ([`Config::write_bytes_max`]).
+    /// write for the largest request the limits let in ([`Limits::write_bytes_max`]).
     pub fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_bytes_max: self.log.segment_bytes_max,
             recovery: self.log.recovery,
-            write_bytes_max: self.write_bytes_max(),
+            write_bytes_max: self.limits.write_bytes_max(),
             ..LogConfig::default()
         }
-    }
-
-    /// Bytes the log may write at once: a request's events are one write
-    /// (all or nothing), so this makes room for a whole body of
-    /// `limits.body_bytes_max` of events, each [`APPEND_BYTES_PER_EVENT`] more
-    /// as stored than as posted, `limits.events_per_request_max` of them; at
-    /// least the log's default, at most its torn window (a larger body's
-    /// events are refused with `413`, never half stored).
-    pub fn write_bytes_max(&self) -> usize {
-        let l = &self.limits;
-        let wanted = (l.body_bytes_max as u64)
-            .saturating_add(l.events_per_request_max as u64 * APPEND_BYTES_PER_EVENT);
-        wanted.clamp(
-            crate::log::WRITE_BYTES_MAX_DEFAULT as u64,
-            crate::log::TORN_WINDOW_BYTES,
-        ) as usize
     }
 
     /// `[seal]` for the seal's threads.

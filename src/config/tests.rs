@@ -708,9 +708,12 @@ fn one_write_holds_the_largest_request_the_limits_let_in_within_the_torn_window(
     );
     c.limits.body_bytes_max = 40 << 20;
     c.limits.events_per_request_max = 10_000;
-    assert_eq!(c.write_bytes_max(), (40 << 20) + 10_000 * 1024);
+    assert_eq!(c.limits.write_bytes_max(), (40 << 20) + 10_000 * 1024);
     c.limits.body_bytes_max = 1 << 30;
-    assert_eq!(c.write_bytes_max() as u64, crate::log::TORN_WINDOW_BYTES);
+    assert_eq!(
+        c.limits.write_bytes_max() as u64,
+        crate::log::TORN_WINDOW_BYTES
+    );
     // What the log accepts.
     let log = c.log_config();
     let tmp = tempfile::tempdir().unwrap();

@@ -402,7 +402,8 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
             } = e
             {
                 // Only a limit set beyond the torn window (`body_bytes_max`
-                // over ≈ 64 MiB) lets in a request no single write can hold.
+                // over ≈ 64 MiB), or raised by a reload beyond the write size
+                // the log started with, lets in a request one write cannot hold.
                 problem(
                     Kind::BodyTooLarge,
                     format!(

@@ -205,8 +205,9 @@ fn below_the_disk_reserve_ingest_is_507_reads_work_and_it_resumes() {
 /// under 16 MiB) is stored whole, as one write. Before, one write of the log
 /// held at most 8 MiB: such a request, read and validated, was refused with
 /// `503 log-unavailable` (a server error, which clients retry for ever). A
-/// body limit set beyond what one write may hold (the torn window, 64 MiB)
-/// gets a `413` saying so, and nothing is stored.
+/// body limit set beyond what one write may hold (the torn window, 64 MiB),
+/// or raised by a reload beyond the write size the daemon started with, gets
+/// a `413` saying so, and nothing is stored.
 #[test]
 fn a_request_at_the_limits_is_stored_whole_or_refused_as_too_large() {
     let tmp = tempfile::tempdir().unwrap();
@@ -231,6 +232,16 @@ fn a_request_at_the_limits_is_stored_whole_or_refused_as_too_large() {
     assert_eq!(st, 201, "{}", &shown[..shown.len().min(400)]);
     assert_eq!(r["events"].as_array().map(Vec::len), Some(10_000));
     assert_eq!(r["receipt"]["last_seq"], 10_000);
+    // The write size is set at start: a reload that raises body_bytes_max lets
+    // in bodies whose events one write cannot hold until the next restart: 413.
+    let conf = tmp.path().join("stele.toml");
+    std::fs::write(&conf, "[limits]\nbody_bytes_max = 41943040\n").unwrap();
+    d.reload(&conf);
+    let body = batch(10_000, 3_000);
+    assert!(body.len() > 27_017_216 && body.len() < 40 << 20, "{}", body.len());
+    let (st, _, p) = d.call("POST", "/v1/events", "application/json", &body);
+    assert_eq!(st, 413, "{p}");
+    assert_eq!(p["limit"], 16 * 1024 * 1024 + 10_000 * 1024, "{p}");
 
     let big = Server::start_with_limits(
         &tmp.path().join("big"),

@@ -238,7 +238,11 @@ fn a_request_at_the_limits_is_stored_whole_or_refused_as_too_large() {
     std::fs::write(&conf, "[limits]\nbody_bytes_max = 41943040\n").unwrap();
     d.reload(&conf);
     let body = batch(10_000, 3_000);
-    assert!(body.len() > 27_017_216 && body.len() < 40 << 20, "{}", body.len());
+    assert!(
+        body.len() > 27_017_216 && body.len() < 40 << 20,
+        "{}",
+        body.len()
+    );
     let (st, _, p) = d.call("POST", "/v1/events", "application/json", &body);
     assert_eq!(st, 413, "{p}");
     assert_eq!(p["limit"], 16 * 1024 * 1024 + 10_000 * 1024, "{p}");

@@ -468,12 +468,9 @@ struct Indexer {
     /// Seqs below this are removed from the full-text index (not yet
     /// committed when above `progress.dropped_below`).
     dropped_below: u64,
-    /// Key-index entries still to remove: (below, scan position, since).
-    kv_cleanup: Option<(u64, Option<Vec<u8>>, Instant)>,
+    /// Key-index entries still to remove: (below, since).
+    kv_cleanup: Option<(u64, Instant)>,
 }
-
-/// Key-index entries removed per indexer turn during retention cleanup.
-const KV_CLEANUP_STEP: usize = 20_000;
 
 impl Indexer {
     fn run(&mut self) {
@@ -500,13 +497,13 @@ impl Indexer {
                 // the seqs at the next commit.
                 self.text_writer.delete_below(below)?;
                 self.dropped_below = below;
-                self.kv_cleanup = Some((below, None, Instant::now()));
+                self.kv_cleanup = Some((below, Instant::now()));
                 self.progress.kv_cleaning.store(true, Ordering::Release);
                 dirty = true;
             }
-            if let Some((below, resume, started)) = &mut self.kv_cleanup {
+            if let Some((below, started)) = self.kv_cleanup {
                 // Then the key index, a bounded step per turn of the loop.
-                if self.kv.remove_below_step(*below, resume, KV_CLEANUP_STEP)? {
+                if self.kv.remove_below_step(below)? {
                     tracing::info!(
                         "Removed the index entries of seqs below {below} (retention) in {:.2} s.",
                         started.elapsed().as_secs_f64()
@@ -544,6 +541,10 @@ impl Indexer {
                 }
             }
             if stop {
+                // The key index's newest keys, so that the next start need not
+                // read them back from the log.
+                self.kv.flush()?;
+                self.kv.save_generations()?;
                 return Ok(());
             }
             if caught_up && self.kv_cleanup.is_none() {

@@ -106,23 +106,24 @@ impl Bloom {
     }
 }
 
-/// The filter of one generation tree (`super::gens`): the same probes over atomic
-/// words, so that the indexer adds keys while lookups read it. In memory only: built
-/// from the tree's keys when the generation opens, sized for a merged run's keys
-/// ([`SharedBloom::GEN_KEYS`], 80 KiB; two or three generations are open at a time).
-/// A fresh id's lookup (every posted event's id is looked up) then skips the tree: a
-/// sled range scan, which copies the leaf it lands on, was ≈ 2.5 % of the daemon's
-/// CPU under a batch load (perf, issue 21). Keys removed from the tree keep their bits
-/// (a false positive costs the scan it would have cost anyway).
+/// The filter of one generation (`super::gens`): the same probes over atomic words,
+/// so that the indexer adds keys while lookups read it. In memory only, sized for a
+/// generation's keys ([`SharedBloom::GEN_KEYS`], 20 KiB; two or three generations
+/// exist at a time). A fresh id's lookup (every posted event's id is looked up) then
+/// skips the generation without taking its lock. ADR: when generations were sled
+/// trees, the range scan this skips (sled copies the leaf it lands on) was ≈ 2.5 % of
+/// the daemon's CPU under a batch load (perf, issue 21). Keys removed from a
+/// generation keep their bits (a false positive costs the lookup it would have cost
+/// anyway).
 #[derive(Debug)]
 pub struct SharedBloom {
     words: Box<[AtomicU64]>,
 }
 
 impl SharedBloom {
-    /// The keys a generation's filter is sized for: a merged run's, the most an unpacked
-    /// run puts back into one generation (`KvIndex::unpack_from`).
-    pub const GEN_KEYS: u64 = super::RUN_EVENTS * super::MERGE_RUNS as u64;
+    /// The keys a generation's filter is sized for: the most a generation holds (one
+    /// key per seq of its span).
+    pub const GEN_KEYS: u64 = super::RUN_EVENTS;
 
     /// An empty filter sized for `keys` keys.
     pub fn with_keys(keys: u64) -> SharedBloom {

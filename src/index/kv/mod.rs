@@ -1,20 +1,21 @@
-//! The key index: exact lookups of events by id, time and the keyed fields, in sled.
+//! The key index: exact lookups of events by id: run files, a few keys in memory, and
+//! two numbers in sled.
 //!
 //! A cache of the segment log, never a source of truth: if it fails to open, has another
 //! format version, or disagrees with the log, the caller deletes the directory and
-//! rebuilds it from the segments. sled 0.34 is beta, so the usage is kept simple:
-//! plain trees, ordered byte keys, inserts, removes and range scans.
+//! rebuilds it from the segments. sled 0.34 is beta, and since 2026-12-07 it holds only
+//! the `meta` tree: plain inserts of a few keys, flushed at checkpoints.
 //!
 //! ```text
 //! tree         key                                                  value
 //! meta         "format"                                             u32 BE (= FORMAT_VERSION)
-//!              "indexed_seq"                                        u64 BE
-//!              "pending"                                            u64 BE (an apply or truncate in flight)
-//! "ids." ++ first u64 BE                                            (a generation, see `gens`)
-//!              idfp(id) ++ tenantfp(tenant) ++ seq u64 BE           empty
+//!              "packed_through"                                     u64 BE (see `packed`)
+//!              "indexed_seq"                                        u64 BE (= packed_through)
 //!
 //! runs/<first seq>.run: the keys of older events, sorted (see `packed` and `runfile`)
+//! in memory: the keys of the newest events, one ordered set per generation (see `gens`)
 //!
+//! key              = idfp(id) ++ tenantfp(tenant) ++ seq u64 BE      22 bytes
 //! idfp(id)         = unix_ms(id)[6 bytes] ++ h[..4]   (the id is a UUIDv7), else
 //!                    h[..10] with bit 0x80 of its first byte set (`HASHED_ID_BIT`)
 //! h                = SHA-256("stele-id\0" ++ id)
@@ -31,12 +32,12 @@
 //! answer. The hash is cryptographic so that ids chosen by a client cannot pile up
 //! under one prefix. A UUIDv7 id (what Stele generates, and what most sources send)
 //! starts its key with its own millisecond timestamp, so keys arrive in nearly
-//! ascending order and sled appends to the right edge of its tree instead of splitting
-//! nodes all over it (measured: fuller nodes, fewer bytes, less CPU per insert). ADR (format version
-//! 5): the version 4 key (`0x01 ++ UUID` or the id as text, then the tenant as text,
-//! seq as the value) cost 262 bytes/event on disk after 300,000 events of the load
-//! generator (sled's per-entry overhead included); this layout costs less (see README
-//! "Performance"), and an apply is blind inserts, with no read before each write.
+//! ascending order, and a lookup of one skips every run whose key range does not hold
+//! it. ADR (format version 5): the version 4 key (`0x01 ++ UUID` or the id as text,
+//! then the tenant as text, seq as the value) cost 262 bytes/event on disk after
+//! 300,000 events of the load generator (sled's per-entry overhead included); this
+//! layout costs less (see README "Performance"), and an apply is blind inserts, with
+//! no read before each write.
 //!
 //! Only ids live here. Ordered listings (by entity, user, tenant, correlation, session,
 //! time) are served by the full-text index, which holds the same fields as raw terms
@@ -46,27 +47,32 @@
 //! (format version 4).
 //!
 //! Invariants:
-//! 1. After [`KvIndex::open`] returns, no key refers to a seq above `indexed_seq`: an
-//!    apply or truncate interrupted by a crash left a `pending` mark, and open removes
-//!    what it may have written before anything else reads the index.
+//! 1. After [`KvIndex::open`] returns, no key refers to a seq above the applied seq
+//!    ([`KvIndex::indexed_seq`]): the generations are those a clean stop saved, with
+//!    the applied seq then ([`snapshot`]), or, after a crash, empty with the applied
+//!    seq `packed_through`; the indexer applies the seqs above it from the log
+//!    ([`gens`] invariant 3) before `stele serve` answers a request.
 //! 2. Every applied event has exactly its own key, `id_key(id, tenant, seq)`, in the
-//!    generation tree of its seq ([`gens`]) or, once its generation is closed
+//!    generation of its seq ([`gens`]) or, once its generation is closed
 //!    (a newer one opened, every seq below it applied), in a packed run
 //!    ([`packed`]); lookups
 //!    return candidate seqs in ascending order, a superset of the events with that id
 //!    (in that tenant), and the first candidate that the log confirms is the answer:
 //!    the lowest seq that carries the `(id, tenant)` pair. The keys of one id, one per
 //!    tenant that has it, are the range under `idfp(id)` ([`KvIndex::seqs_of_id_any_tenant`]).
-//! 3. One writer: [`KvIndex::apply`] and [`KvIndex::truncate_from`] are called by one
-//!    thread (the indexer) at a time; readers may run concurrently.
+//! 3. One writer: [`KvIndex::apply`] and [`KvIndex::remove_below_step`] are called by
+//!    one thread (the indexer) at a time; readers may run concurrently.
+//! 4. What is on disk is a consistent index at every instant: the committed runs, and
+//!    `packed_through` (with `indexed_seq`, equal to it, for the builds of format 10
+//!    before 2026-12-07, which kept the generations in sled and read the applied seq
+//!    there). Nothing is fsynced per apply: durability comes from the log;
+//!    [`KvIndex::flush`] is called at checkpoints, and a run is durable before
+//!    `packed_through` names it.
 //!
-//! Writes are single sled inserts and removes, never `Batch`es or transactions: sled 0.34
-//! applies a batch under a process-wide write lock (`concurrency_control::write`) that
-//! stalls every reader of every tree, and once any batch has run, every later operation
-//! takes that lock's read side. Measured on 300,000 events: get-by-id p99 during ingest
-//! 13.7 ms with 256-key batches, 82 µs with single inserts, which were also faster.
-//! Atomicity comes from the `pending` mark instead (invariant 1). Nothing is fsynced per
-//! apply: durability comes from the log, and [`KvIndex::flush`] is called at checkpoints.
+//! sled's writes are single inserts, never `Batch`es or transactions: sled 0.34 applies
+//! a batch under a process-wide write lock (`concurrency_control::write`) that stalls
+//! every reader of every tree (measured when the keys were in sled: get-by-id p99
+//! during ingest 13.7 ms with 256-key batches, 82 µs with single inserts).
 
 use crate::event::StoredEvent;
 use std::ops::Bound;
@@ -82,12 +88,17 @@ use std::path::{Path, PathBuf};
 /// as files (`runs/`) instead of the `packed` tree; version 9 sets [`HASHED_ID_BIT`] in
 /// the fingerprint of ids that are not UUIDv7; version 10 writes run files of version
 /// 2 (a key's seq as its offset from the run's first seq, 16 bytes an entry instead of
-/// 22). An index of another version does not open, and the caller rebuilds it from
-/// the log.
+/// 22); since 2026-12-07 version 10 keeps the generations in memory, not in sled, and
+/// stays 10: what it leaves on disk is an index of version 10 as the builds before
+/// read it (invariant 4), and what they left opens here (their generation trees are
+/// dropped and applied again from the log). An index of another version does not
+/// open, and the caller rebuilds it from the log.
 pub const FORMAT_VERSION: u32 = 10;
 
 const META_FORMAT: &[u8] = b"format";
+/// `packed_through`, for the builds that read the applied seq here (invariant 4).
 const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
+/// An older build's mark of an apply in flight (its keys were in sled); removed at open.
 const META_PENDING: &[u8] = b"pending";
 
 /// Why the key index failed.
@@ -123,9 +134,9 @@ impl From<sled::Error> for KvError {
 pub struct KvStats {
     /// Committed packed runs.
     pub runs: usize,
-    /// Indexed seqs above the packed runs: their keys are one sled entry each.
+    /// Indexed seqs above the packed runs: their keys are in memory.
     pub unpacked_seqs: u64,
-    /// Generation trees (one, two while the older one is packed).
+    /// Generations (one, two while the older one is packed).
     pub generations: usize,
     /// Bytes of the runs' Bloom filters, in memory and on disk.
     pub filter_bytes: u64,
@@ -144,9 +155,9 @@ pub struct KvIndex {
     /// The runs and generations as lookups see them (the writer publishes a new view
     /// at each change, so a lookup never waits for a packing step).
     published: std::sync::RwLock<std::sync::Arc<gens::View>>,
-    /// Held (shared) by every lookup for its duration; the writer takes it alone
-    /// before it drops a generation tree that an earlier view named.
-    gate: std::sync::RwLock<()>,
+    /// The last seq whose keys were all applied (0: none): in memory, since the
+    /// generations are (`gens` invariant 3).
+    applied: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for KvIndex {
@@ -239,6 +250,11 @@ fn split_key(k: &[u8]) -> Result<([u8; FINGERPRINT_BYTES], u64), KvError> {
     Ok((fp, seq))
 }
 
+/// The seq of a whole key.
+fn seq_of(k: &[u8; KEY_BYTES]) -> u64 {
+    u64::from_be_bytes(k[FINGERPRINT_BYTES..].try_into().expect("8 bytes"))
+}
+
 fn be_u64(bytes: &[u8], what: &str) -> Result<u64, KvError> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| {
         KvError::Damaged(format!(
@@ -283,7 +299,7 @@ impl KvIndex {
                 dir: dir.to_path_buf(),
                 pack: Default::default(),
                 published: Default::default(),
-                gate: Default::default(),
+                applied: Default::default(),
                 db,
             };
             Ok::<_, sled::Error>(index)
@@ -338,29 +354,33 @@ impl KvIndex {
             }
         }
 
-        index.load_runs().map_err(|e| open_err(e.to_string()))?;
-        index
-            .finish_interrupted()
-            .map_err(|e| open_err(e.to_string()))?;
+        index.start().map_err(|e| open_err(e.to_string()))?;
         Ok(index)
     }
 
-    /// Removes the keys an interrupted apply or truncate may have left above
-    /// `indexed_seq` (invariant 2).
-    fn finish_interrupted(&self) -> Result<(), KvError> {
-        let Some(pending) = self.get_meta(META_PENDING)? else {
-            return Ok(());
-        };
-        let from = self.indexed_seq()?.map_or(1, |s| s + 1);
-        if pending >= from {
-            tracing::warn!(
-                "The key index was interrupted while writing seqs {from}..={pending}; removing what it wrote."
-            );
-            self.truncate_from(from, &[])?;
-        } else {
-            self.meta.remove(META_PENDING)?;
-        }
+    /// Loads the runs and the generations a clean stop saved ([`snapshot`]), else
+    /// starts them empty after the runs with the applied seq `packed_through`
+    /// (invariant 1). Stores `indexed_seq` as `packed_through`
+    /// and removes an older build's `pending` mark (invariant 4): what that build
+    /// wrote above `packed_through` was in its generation trees, which
+    /// [`KvIndex::load_runs`] drops.
+    fn start(&self) -> Result<(), KvError> {
+        self.load_runs()?;
+        let through = self.packed_through()?;
+        self.store_indexed(through)?;
+        self.meta.remove(META_PENDING)?;
         self.db.flush()?;
+        let applied = match self.take_generations(through)? {
+            Some(saved) => {
+                let mut packing = self.packing();
+                packing.gens = saved.gens;
+                self.publish(&packing);
+                saved.applied
+            }
+            None => through,
+        };
+        self.applied
+            .store(applied, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -371,9 +391,21 @@ impl KvIndex {
         }
     }
 
-    /// The last seq whose keys were all applied; `None` if nothing was.
+    /// The last seq whose keys were all applied; `None` if nothing was. In memory:
+    /// after [`KvIndex::open`], `packed_through` (invariant 1).
     pub fn indexed_seq(&self) -> Result<Option<u64>, KvError> {
-        self.get_meta(META_INDEXED_SEQ)
+        let seq = self.applied.load(std::sync::atomic::Ordering::Acquire);
+        Ok(Some(seq).filter(|&s| s > 0))
+    }
+
+    /// Stores `seq` (0: none) as `indexed_seq` (invariant 4: always `packed_through`).
+    pub(super) fn store_indexed(&self, seq: u64) -> Result<(), KvError> {
+        if seq > 0 {
+            self.meta.insert(META_INDEXED_SEQ, &seq.to_be_bytes())?;
+        } else {
+            self.meta.remove(META_INDEXED_SEQ)?;
+        }
+        Ok(())
     }
 
     /// Applies the keys of a run of events with consecutive ascending seqs and sets
@@ -402,10 +434,6 @@ impl KvIndex {
                 );
             }
         }
-        // Mark the seqs in flight before any key lands (see `open`).
-        let pending = self.get_meta(META_PENDING)?.map_or(hi, |p| p.max(hi));
-        self.meta.insert(META_PENDING, &pending.to_be_bytes())?;
-
         // Blind inserts into the generation of each seq: a key is the event's own
         // (invariant 2), so nothing needs reading first; events already applied are
         // not written again.
@@ -414,17 +442,21 @@ impl KvIndex {
             let done = indexed.unwrap_or(0);
             let lo = (done + 1).max(events[0].borrow().seq);
             self.open_gens_through(&mut packing, lo, hi)?;
-            for ev in events.iter().map(E::borrow).filter(|e| e.seq > done) {
-                let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
-                gens::gen_for(&packing.gens, ev.seq).insert(&key)?;
+            let mut rest = &events[events.partition_point(|e| e.borrow().seq <= done)..];
+            for (i, gen) in packing.gens.iter().enumerate() {
+                let end = packing.gens.get(i + 1).map_or(u64::MAX, |g| g.first);
+                let (mine, after) = rest.split_at(rest.partition_point(|e| e.borrow().seq < end));
+                gen.insert_all(
+                    mine.iter()
+                        .map(E::borrow)
+                        .map(|ev| id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq)),
+                );
+                rest = after;
             }
         }
-
         let indexed = indexed.map_or(hi, |s| s.max(hi));
-        self.meta.insert(META_INDEXED_SEQ, &indexed.to_be_bytes())?;
-        if pending <= indexed {
-            self.meta.remove(META_PENDING)?;
-        }
+        self.applied
+            .store(indexed, std::sync::atomic::Ordering::Release);
         self.pack_step(indexed)
     }
 
@@ -452,9 +484,7 @@ impl KvIndex {
         self.with_view(|view| {
             self.packed_under(&view.runs, prefix, &mut keys)?;
             for gen in view.gens.iter().filter(|g| g.filter.may_contain(prefix)) {
-                for entry in gen.tree.scan_prefix(prefix) {
-                    keys.push(packed::key_of(&entry?.0)?);
-                }
+                gen.keys_under(prefix, &mut keys);
             }
             Ok::<_, KvError>(())
         })?;
@@ -464,135 +494,21 @@ impl KvIndex {
         keys.iter().take(max).map(|k| Ok(split_key(k)?.1)).collect()
     }
 
-    /// Removes every key of the events with seq `>= from` (the index ran ahead of the
-    /// log). `indexed_seq` becomes `min(indexed_seq, from - 1)`, or
-    /// disappears when `from <= 1`.
-    ///
-    /// `events_to_remove` are the events being removed, if the caller still has them:
-    /// when they cover every seq from `from` up to what the index may hold, only their
-    /// keys are removed; otherwise (e.g. empty) every tree is scanned, O(size).
-    pub fn truncate_from(
-        &self,
-        from: u64,
-        events_to_remove: &[StoredEvent],
-    ) -> Result<(), KvError> {
-        let from = from.max(1);
-        let indexed = self.indexed_seq()?;
-        let pending = self.get_meta(META_PENDING)?;
-        let held = indexed.max(pending); // the highest seq that may have keys
-
-        // First mark the range as in flight, so a crash in the middle is finished by open.
-        if let Some(h) = held.filter(|&h| h >= from) {
-            self.meta.insert(META_PENDING, &h.to_be_bytes())?;
-        }
-        self.unpack_from(from)?;
-        match indexed {
-            Some(s) if s >= from && from > 1 => {
-                self.meta
-                    .insert(META_INDEXED_SEQ, &(from - 1).to_be_bytes())?;
-            }
-            Some(s) if s >= from => {
-                self.meta.remove(META_INDEXED_SEQ)?;
-            }
-            _ => {}
-        }
-
-        let removing: Vec<&StoredEvent> =
-            events_to_remove.iter().filter(|e| e.seq >= from).collect();
-        let covered = match held {
-            None => true,
-            Some(h) if h < from => true,
-            Some(h) => {
-                removing.first().is_some_and(|e| e.seq == from)
-                    && removing.windows(2).all(|w| w[1].seq == w[0].seq + 1)
-                    && removing.last().is_some_and(|e| e.seq >= h)
-            }
-        };
-        if covered {
-            self.remove_events(from, &removing)?;
-        } else {
-            self.remove_by_scan(from)?;
-        }
-        self.meta.remove(META_PENDING)?;
-        Ok(())
-    }
-
-    /// Removes the keys of `events` (all with seq `>= from`).
-    fn remove_events(&self, from: u64, events: &[&StoredEvent]) -> Result<(), KvError> {
-        let packing = self.packing();
-        for ev in events.iter().filter(|e| e.seq >= from) {
-            let key = id_key(&ev.event.id, ev.event.tenant.as_deref(), ev.seq);
-            gens::gen_for(&packing.gens, ev.seq).tree.remove(key)?;
-        }
-        Ok(())
-    }
-
     /// One step of removing the keys of seqs below `below` (retention dropped them
-    /// from the log): drops the packed runs wholly below it, then scans the
-    /// generations from `resume` on (the generation's first seq and the last key
-    /// seen), removes at most `max` keys (single removes, see above), and returns whether the scan
-    /// reached the end. Steps keep the indexer responsive: readers never need these
-    /// keys gone (a dropped seq is absent from the log).
-    pub fn remove_below_step(
-        &self,
-        below: u64,
-        resume: &mut Option<Vec<u8>>,
-        max: usize,
-    ) -> Result<bool, KvError> {
+    /// from the log): drops the oldest packed run wholly below it, or, once none is
+    /// left, removes the generations' keys below it (in memory: at most a few
+    /// generations, one pass). Returns whether it is done. Steps keep the indexer
+    /// responsive: readers never need these keys gone (a dropped seq is absent from
+    /// the log).
+    pub fn remove_below_step(&self, below: u64) -> Result<bool, KvError> {
         if !self.drop_runs_below_step(below)? {
             return Ok(false);
         }
         let packing = self.packing();
-        let (from_gen, after) = match resume.take() {
-            Some(r) if r.len() == 8 + KEY_BYTES => {
-                (be_u64(&r[..8], "resume")?, Some(r[8..].to_vec()))
-            }
-            _ => (0, None),
-        };
-        let mut n = 0;
-        for gen in packing
-            .gens
-            .iter()
-            .filter(|g| g.first >= from_gen && g.first < below)
-        {
-            let iter = match after.as_ref().filter(|_| gen.first == from_gen) {
-                Some(k) => gen
-                    .tree
-                    .range::<&[u8], _>((Bound::Excluded(&k[..]), Bound::Unbounded)),
-                None => gen.tree.iter(),
-            };
-            let mut last = None;
-            for entry in iter {
-                let (k, _) = entry?;
-                if split_key(&k)?.1 < below {
-                    gen.tree.remove(&k)?;
-                    n += 1;
-                }
-                last = Some(k);
-                if n >= max {
-                    break;
-                }
-            }
-            if n >= max {
-                *resume = last.map(|k| [&gen.first.to_be_bytes()[..], &k].concat());
-                return Ok(false);
-            }
+        for gen in packing.gens.iter().filter(|g| g.first < below) {
+            gen.retain(|k| seq_of(k) >= below);
         }
         Ok(true)
-    }
-
-    /// Removes every key with a seq `>= from`, scanning every generation.
-    fn remove_by_scan(&self, from: u64) -> Result<(), KvError> {
-        let packing = self.packing();
-        for gen in &packing.gens {
-            for entry in gen.tree.iter() {
-                let (k, _) = entry?;
-                if split_key(&k)?.1 >= from {
-                    gen.tree.remove(k)?;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Every entry as `(seq, fingerprint)`, in ascending seq order (for `stele check`,
@@ -602,9 +518,7 @@ impl KvIndex {
         self.with_view(|view| {
             self.packed_keys(&view.runs, &mut keys)?;
             for gen in &view.gens {
-                for entry in gen.tree.iter() {
-                    keys.push(packed::key_of(&entry?.0)?);
-                }
+                keys.extend(gen.keys_after(None, usize::MAX));
             }
             Ok::<_, KvError>(())
         })?;
@@ -648,6 +562,7 @@ mod bloom;
 mod gens;
 mod packed;
 mod runfile;
+mod snapshot;
 pub use packed::{MERGE_RUNS, PAGE_KEYS, RUN_EVENTS};
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Packed runs: the keys of older events, in immutable run files.
 //!
-//! sled 0.34 splits a leaf node once it holds more than 16 entries, and every node
-//! costs a page-table entry, cache bookkeeping and on-disk framing whatever its size:
-//! one entry per event measured 174 bytes per event on disk and ≈ 70 bytes of heap per
-//! event once touched (10.6M keys: 332 MB at open, 746 MB after a full read, with a
-//! 64 MiB cache). So the keys of events older than the newest ≈ [`RUN_EVENTS`] are
-//! moved, a generation tree ([`super::gens`]) at a time, into a run file of sorted keys
-//! ([`super::runfile`]: 16 bytes a key, 1.25 of Bloom filter, 0.09 of fences):
+//! A key per event in a B-tree costs far more than its 22 bytes: sled 0.34, which
+//! held them until formats 6–7, measured 174 bytes per event on disk and ≈ 70 bytes
+//! of heap per event once touched (10.6M keys: 332 MB at open, 746 MB after a full
+//! read, with a 64 MiB cache). So the keys of events older than the newest
+//! ≈ [`RUN_EVENTS`] are moved, a generation ([`super::gens`]) at a time, into a run
+//! file of sorted keys ([`super::runfile`]: 16 bytes a key, 1.25 of Bloom filter,
+//! 0.09 of fences):
 //!
 //! ```text
 //! index/kv/runs/<first seq, 20 digits>.run    one run: seqs first..=last
@@ -15,23 +15,22 @@
 //!
 //! A run covers the seqs `first..=last` and holds exactly the keys of those seqs: those
 //! of one closed generation, or of [`MERGE_RUNS`] consecutive ones once merged. Packing
-//! is done by the one writer in bounded steps after each apply ([`PACK_STEP_KEYS`] keys
-//! at most): (1) the oldest generation is read in key order into `<name>.tmp`; (2) the
-//! file is made durable under its name, then `packed_through` is set to its last seq,
-//! which is what commits it; (3) at the next step the generation is dropped. A run is
-//! committed if and only if its first seq is at or below `packed_through`: open removes
-//! any other run file and every `.tmp` (a crash in (1) or (2)), and drops a generation
-//! already packed (a crash before (3)). Once the newest [`MERGE_RUNS`] runs each hold
+//! is done by the one writer after an apply ([`KvIndex::pack_step`]): (1) the oldest
+//! generation, once closed, is written in key order to `<name>.tmp`; (2) the file is
+//! made durable under its name, then `packed_through` is set to its last seq, which is
+//! what commits it; (3) the generation is dropped. A run is committed if and only if
+//! its first seq is at or below `packed_through`: open removes any other run file and
+//! every `.tmp` (a crash in (1) or (2)). Once the newest [`MERGE_RUNS`] runs each hold
 //! one generation, a step merges them into one run under the first one's name
 //! (`KvIndex::merge_step`: durable `.tmp`, renamed over the first run's file, then
 //! the others removed; open removes a run that lies within the one before it, what a
-//! crash between the rename and the removals leaves). So sled holds few keys (≤ 2 ×
+//! crash between the rename and the removals leaves). So memory holds few keys (≤ 2 ×
 //! [`RUN_EVENTS`]) while the runs stay one per 65,536 seqs.
 //!
 //! Invariants:
-//! 1. Every key of a seq `<= packed_through` is in exactly one committed run (and,
-//!    until its generation is dropped, possibly also there); every key of a higher seq
-//!    is in a generation.
+//! 1. Every applied key of a seq `<= packed_through` is in exactly one committed run;
+//!    every key of a higher seq is in a generation (in memory: after a restart, once
+//!    the indexer applied it again).
 //! 2. The committed runs do not overlap (on disk, a run merged into another may lie
 //!    within it until its file is removed, at the latest at the next open); a run
 //!    file's keys are strictly ascending, so a prefix lookup reads one page of 256
@@ -44,21 +43,21 @@ use std::sync::Arc;
 
 pub use super::runfile::PAGE_KEYS;
 
-/// The seqs of a generation: its keys stay one per entry in a sled tree until the
-/// next generation opens (and every seq below it is applied), then are packed into
-/// a run. Generations are
-/// aligned: each starts exactly this many seqs after the one before, so a run of one
-/// spans exactly this many seqs (its seq offsets fit in 2 bytes). sled's file holds
-/// what the two newest generations ever held at once (it reuses freed space but
-/// never shrinks): ≈ 100 bytes a key, so this sets the file's size. ADR: 262,144
-/// until 2026-12-06, when 65,536 cut `index/kv` at 1,000,000 events of the peer
-/// workload from 88 to 49 MB (sled's file 64 → 22 MB) at the same ingest rate; 16,384
-/// since 2026-12-07, the runs of four generations merged into one ([`MERGE_RUNS`]),
-/// so that the runs stay as few as with 65,536. Runs matter: the workload's
-/// client-style ids made every run's key range span everything, so every lookup
-/// probed every run's filter (ingest at 10M slowed from 22,371 to 17,878 events/s
-/// when the runs went from 38 to 152); format 9's hashed bit (`HASHED_ID_BIT`) lets
-/// a UUIDv7 id's lookup skip them by range, a client-style id's still probes each.
+/// The seqs of a generation: its keys stay in memory until the next generation
+/// opens (and every seq below it is applied), then are packed into a run.
+/// Generations are aligned: each starts exactly this many seqs after the one before,
+/// so a run of one spans exactly this many seqs (its seq offsets fit in 2 bytes). It
+/// also bounds what a restart applies again from the log (the generations' seqs).
+/// ADR: 262,144 until 2026-12-06, when 65,536 cut `index/kv` at 1,000,000 events of
+/// the peer workload from 88 to 49 MB (the generations were sled trees then, and
+/// sled's file held what the two newest ever held at once: 64 → 22 MB) at the same
+/// ingest rate; 16,384 since 2026-12-07, the runs of four generations merged into one
+/// ([`MERGE_RUNS`]), so that the runs stay as few as with 65,536. Runs matter: the
+/// workload's client-style ids made every run's key range span everything, so every
+/// lookup probed every run's filter (ingest at 10M slowed from 22,371 to 17,878
+/// events/s when the runs went from 38 to 152); format 9's hashed bit
+/// (`HASHED_ID_BIT`) lets a UUIDv7 id's lookup skip them by range, a client-style
+/// id's still probes each.
 #[cfg(not(test))]
 pub const RUN_EVENTS: u64 = 1 << 14;
 /// Small in tests.
@@ -74,48 +73,18 @@ pub const MERGE_RUNS: usize = 4;
 #[cfg(not(test))]
 const _: () = assert!(MERGE_RUNS as u64 * RUN_EVENTS - 1 <= u16::MAX as u64);
 
-/// Keys read from a generation per packing step.
-#[cfg(not(test))]
-const PACK_STEP_KEYS: usize = 32_768;
-#[cfg(test)]
-const PACK_STEP_KEYS: usize = 97;
-
 pub(super) const META_PACKED_THROUGH: &[u8] = b"packed_through";
 
 /// A committed run.
 pub(super) type Run = Arc<RunFile>;
 
-/// The writer's state: the committed runs, the generations, the packing in progress.
+/// The writer's state: the committed runs and the generations.
 #[derive(Debug, Default)]
 pub(super) struct Packing {
     /// The committed runs, by `first`.
     pub(super) runs: Vec<Run>,
-    /// The generation trees, oldest first; never empty once the index is open.
+    /// The generations, oldest first; never empty once the index is open.
     pub(super) gens: Vec<super::gens::Gen>,
-    pub(super) job: Option<Job>,
-}
-
-/// The packing of the oldest generation into the run `first..=last`.
-#[derive(Debug)]
-pub(super) struct Job {
-    last: u64,
-    pub(super) stage: Stage,
-}
-
-#[derive(Debug)]
-pub(super) enum Stage {
-    /// Writing the run file: the generation's scan resumes after `resume`.
-    Write {
-        resume: Option<[u8; KEY_BYTES]>,
-        writer: Box<RunWriter>,
-    },
-    /// Committed: the generation is dropped at the next step.
-    Drop,
-}
-
-pub(super) fn key_of(bytes: &[u8]) -> Result<[u8; KEY_BYTES], KvError> {
-    split_key(bytes)?;
-    Ok(bytes.try_into().expect("checked length"))
 }
 
 fn io(path: &Path, e: std::io::Error) -> KvError {
@@ -128,8 +97,8 @@ impl KvIndex {
         self.dir.join("runs")
     }
 
-    /// Reads the committed runs and the generations; removes what a crash left of a
-    /// run not committed, and drops a generation already packed.
+    /// Reads the committed runs and starts the generations after them; removes what a
+    /// crash left of a run not committed.
     pub(super) fn load_runs(&self) -> Result<(), KvError> {
         let through = self.packed_through()?;
         let dir = self.runs_dir();
@@ -188,7 +157,6 @@ impl KvIndex {
         let mut packing = self.packing();
         packing.runs = runs;
         packing.gens = gens;
-        packing.job = None;
         self.publish(&packing);
         Ok(())
     }
@@ -200,6 +168,14 @@ impl KvIndex {
     /// The last seq whose keys are all in runs (0: none).
     pub(super) fn packed_through(&self) -> Result<u64, KvError> {
         Ok(self.get_meta(META_PACKED_THROUGH)?.unwrap_or(0))
+    }
+
+    /// Commits the runs through `through` (it only rises): `packed_through`, then
+    /// `indexed_seq` as it (`super` invariant 4).
+    fn set_packed_through(&self, through: u64) -> Result<(), KvError> {
+        self.meta
+            .insert(META_PACKED_THROUGH, &through.to_be_bytes())?;
+        self.store_indexed(through)
     }
 
     /// Removes a run's file (readers that hold it open keep reading it).
@@ -215,8 +191,7 @@ impl KvIndex {
     /// the writer before the apply writes their keys; `lo` is the lowest seq it
     /// writes): each [`RUN_EVENTS`] seqs after the one before, so that every closed
     /// generation spans exactly that many, but never below `lo`: the keys below it
-    /// are already in the current generation (one an older build let grow past that
-    /// span is closed at the next apply), or there are none (seqs skipped after
+    /// are already in the current generation, or there are none (seqs skipped after
     /// retention: the current generation spans the gap instead of one empty
     /// generation opening per [`RUN_EVENTS`] of it).
     pub(super) fn open_gens_through(
@@ -232,7 +207,7 @@ impl KvIndex {
             .map(|g| (g.first + RUN_EVENTS).max(lo))
             .filter(|&next| next <= hi)
         {
-            packing.gens.push(self.open_gen(next)?);
+            packing.gens.push(super::gens::Gen::new(next));
             opened = true;
         }
         if opened {
@@ -241,68 +216,34 @@ impl KvIndex {
         Ok(())
     }
 
-    /// One bounded step of packing (called by the writer after each apply): merges
-    /// the newest [`MERGE_RUNS`] runs of one generation each into one, else packs the
-    /// oldest generation while a newer one exists, and drops it once its run is
-    /// committed. `indexed` is the highest seq applied.
+    /// One step of packing (called by the writer after each apply): merges the
+    /// newest [`MERGE_RUNS`] runs of one generation each into one, else packs the
+    /// oldest generation into a run if it is closed (a newer one exists and every
+    /// seq below that one's first is applied: `indexed` is the highest seq applied),
+    /// commits the run and drops the generation. Writes at most one generation's keys
+    /// (16 bytes each) or one merge's.
     pub(super) fn pack_step(&self, indexed: u64) -> Result<(), KvError> {
         let mut packing = self.packing();
-        if packing.job.is_none() {
-            if self.merge_step(&mut packing)? {
-                return Ok(());
-            }
-            // The oldest generation is closed once a newer one exists and every seq
-            // below that one's first has been applied.
-            if packing.gens.len() < 2 || indexed + 1 < packing.gens[1].first {
-                return Ok(());
-            }
-            let (first, last) = (packing.gens[0].first, packing.gens[1].first - 1);
-            packing.job = Some(Job {
-                last,
-                stage: Stage::Write {
-                    resume: None,
-                    writer: Box::new(RunWriter::create(&self.runs_dir(), first, last)?),
-                },
-            });
-        }
-        let packing = &mut *packing;
-        let Some(j) = packing.job.as_mut() else {
+        if self.merge_step(&mut packing)? {
             return Ok(());
-        };
-        let last = j.last;
-        match &mut j.stage {
-            Stage::Write { resume, writer } => {
-                let tree = &packing.gens[0].tree;
-                let scan = match resume {
-                    Some(k) => tree.range::<&[u8], _>((Bound::Excluded(&k[..]), Bound::Unbounded)),
-                    None => tree.iter(),
-                };
-                let mut scanned = 0;
-                for entry in scan {
-                    let key = key_of(&entry?.0)?;
-                    writer.push(&key)?;
-                    *resume = Some(key);
-                    scanned += 1;
-                    if scanned >= PACK_STEP_KEYS {
-                        return Ok(());
-                    }
-                }
-                // Commit: the file made durable, then what names it.
-                let Stage::Write { writer, .. } = std::mem::replace(&mut j.stage, Stage::Drop)
-                else {
-                    unreachable!("in the write stage")
-                };
-                if let Some(run) = writer.finish(&self.runs_dir())? {
-                    packing.runs.push(Arc::new(run));
-                }
-                self.meta.insert(META_PACKED_THROUGH, &last.to_be_bytes())?;
-                self.publish(packing);
-            }
-            Stage::Drop => {
-                packing.job = None;
-                self.drop_gens(packing, |g| g.first <= last)?;
-            }
         }
+        if packing.gens.len() < 2 || indexed + 1 < packing.gens[1].first {
+            return Ok(());
+        }
+        let (first, last) = (packing.gens[0].first, packing.gens[1].first - 1);
+        let dir = self.runs_dir();
+        let mut writer = RunWriter::create(&dir, first, last)?;
+        for key in packing.gens[0].keys_after(None, usize::MAX) {
+            writer.push(&key)?;
+        }
+        // Commit: the file made durable, then what names it; lookups then read the
+        // run instead of the generation.
+        if let Some(run) = writer.finish(&dir)? {
+            packing.runs.push(Arc::new(run));
+        }
+        self.set_packed_through(last)?;
+        packing.gens.remove(0);
+        self.publish(&packing);
         Ok(())
     }
 
@@ -324,7 +265,7 @@ impl KvIndex {
             return Ok(false);
         }
         let (first, last) = (merged[0].first, merged[MERGE_RUNS - 1].last);
-        // What commits the runs merged (`packed_through`, the dropped generations)
+        // What commits the runs merged (`packed_through`)
         // must be on disk before the rename and the removals are: sled is flushed
         // at checkpoints, and a crash that lost its last second would reopen with
         // `packed_through` inside the merged run, whose other files are gone.
@@ -357,66 +298,6 @@ impl KvIndex {
             self.remove_run_file(r.first)?;
         }
         Ok(true)
-    }
-
-    /// Makes nothing at or above `from` packed (truncation): abandons a run being
-    /// written that reaches `from`, drops the generations starting at or above it, and
-    /// removes every committed run that reaches it, giving the keys below `from` of the
-    /// one that holds it back to a generation starting at its first seq. Keys at or
-    /// above `from` may remain in the generation that holds `from`: the caller removes
-    /// them. Repeating it after a crash in the middle finishes it.
-    pub(super) fn unpack_from(&self, from: u64) -> Result<(), KvError> {
-        let mut packing = self.packing();
-        let packing = &mut *packing;
-        if packing.job.as_ref().is_some_and(|j| j.last >= from) {
-            if let Some(Job {
-                stage: Stage::Write { writer, .. },
-                ..
-            }) = packing.job.take()
-            {
-                writer.abandon()?;
-            }
-        }
-        let through = self.packed_through()?;
-        if from > through {
-            self.drop_gens(packing, |g| g.first >= from)?;
-            if packing.gens.is_empty() {
-                packing.gens.push(self.open_gen(from)?);
-                self.publish(packing);
-            }
-            return Ok(());
-        }
-        // `from` is in a run: every generation is above it (or left by an earlier
-        // attempt, starting at or below `packed_through`).
-        self.drop_gens(packing, |_| true)?;
-        while let Some(run) = packing.runs.last().filter(|r| r.last >= from).cloned() {
-            if run.first < from {
-                let gen = self.open_gen(run.first)?;
-                for key in run.keys()? {
-                    if split_key(&key)?.1 < from {
-                        gen.insert(&key)?;
-                    }
-                }
-                packing.gens.push(gen);
-            }
-            self.meta
-                .insert(META_PACKED_THROUGH, &(run.first - 1).to_be_bytes())?;
-            packing.runs.pop();
-            self.publish(packing);
-            self.remove_run_file(run.first)?;
-        }
-        // No run held `from` (retention dropped it): nothing at or above it is packed.
-        let through = self.packed_through()?;
-        if through >= from {
-            self.meta
-                .insert(META_PACKED_THROUGH, &(from - 1).to_be_bytes())?;
-        }
-        if packing.gens.is_empty() {
-            let first = through.min(from - 1) + 1;
-            packing.gens.push(self.open_gen(first)?);
-            self.publish(packing);
-        }
-        Ok(())
     }
 
     /// The keys under `prefix` in the committed `runs`, in key order per run.

@@ -1,7 +1,7 @@
-//! Tests of the packing: generations, run files, crashes, truncation and retention
-//! across them, against brute force (the shared helpers are in `tests`).
+//! Tests of the packing: generations, run files, crashes and retention across them,
+//! against brute force (the shared helpers are in `tests`).
 
-use super::tests::{apply_chunked, dump, gen_events, lookup, open, reopen, Dump};
+use super::tests::{apply_chunked, catch_up, dump, gen_events, lookup, open, reopen, Dump};
 use super::*;
 use crate::event::StoredEvent;
 use crate::testkit::EventGen;
@@ -12,16 +12,16 @@ fn pack_all(kv: &KvIndex) {
     for _ in 0..100_000 {
         kv.pack_step(indexed).unwrap();
         let p = kv.packing();
-        if p.job.is_none() && p.gens.len() == 1 && indexed + 1 < p.gens[0].first + RUN_EVENTS {
+        if p.gens.len() == 1 && indexed + 1 < p.gens[0].first + RUN_EVENTS {
             return;
         }
     }
     panic!("packing never ends");
 }
 
-/// The keys in generation trees (not packed yet).
+/// The keys in generations (not packed yet).
 fn unpacked(kv: &KvIndex) -> usize {
-    kv.packing().gens.iter().map(|g| g.tree.len()).sum()
+    kv.packing().gens.iter().map(|g| g.len()).sum()
 }
 
 /// The committed runs' seq spans.
@@ -43,16 +43,7 @@ fn check_pages(kv: &KvIndex) {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    let mut committed: Vec<String> = runs.iter().map(|r| runfile::file_name(r.first)).collect();
-    let packing = kv.packing();
-    if let Some(packed::Job {
-        stage: packed::Stage::Write { .. },
-        ..
-    }) = packing.job
-    {
-        committed.push(format!("{}.tmp", runfile::file_name(packing.gens[0].first)));
-    }
-    drop(packing);
+    let committed: Vec<String> = runs.iter().map(|r| runfile::file_name(r.first)).collect();
     assert_eq!(names, committed, "run files");
     let through = kv.packed_through().unwrap();
     for (i, run) in runs.iter().enumerate() {
@@ -76,44 +67,32 @@ fn check_pages(kv: &KvIndex) {
     check_gens(kv);
 }
 
-/// The generation trees on disk are the writer's, tile the seqs above
-/// `packed_through` (allowing the one packed but not yet dropped), and hold only keys
-/// of their own range (invariant 1 of `gens`).
+/// No generation is in sled; the generations tile the seqs above `packed_through` and
+/// hold only keys of their own range (invariant 1 of `gens`); `indexed_seq` is stored
+/// as `packed_through` (invariant 4 of `kv`).
 fn check_gens(kv: &KvIndex) {
     let packing = kv.packing();
     let through = kv.packed_through().unwrap();
-    let mut on_disk: Vec<Vec<u8>> = kv
+    let on_disk = kv
         .db
         .tree_names()
         .into_iter()
         .filter(|n| n.starts_with(b"ids."))
-        .map(|n| n.to_vec())
-        .collect();
-    on_disk.sort();
+        .count();
+    assert_eq!(on_disk, 0, "generation trees in sled");
     let firsts: Vec<u64> = packing.gens.iter().map(|g| g.first).collect();
-    let named: Vec<Vec<u8>> = firsts
-        .iter()
-        .map(|f| [&b"ids."[..], &f.to_be_bytes()].concat())
-        .collect();
-    assert_eq!(on_disk, named, "generation trees");
     assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{firsts:?}");
-    let packed_not_dropped = matches!(
-        packing.job,
-        Some(packed::Job {
-            stage: packed::Stage::Drop,
-            ..
-        })
+    assert_eq!(firsts[0], through + 1, "{firsts:?} after {through}");
+    let stored = kv.get_meta(META_INDEXED_SEQ).unwrap();
+    assert_eq!(
+        stored,
+        Some(through).filter(|&t| t > 0),
+        "stored indexed_seq"
     );
-    let unpacked_from = if packed_not_dropped {
-        firsts[1]
-    } else {
-        firsts[0]
-    };
-    assert_eq!(unpacked_from, through + 1, "{firsts:?} after {through}");
     for (i, gen) in packing.gens.iter().enumerate() {
         let end = firsts.get(i + 1).map_or(u64::MAX, |f| f - 1);
-        for e in gen.tree.iter() {
-            let seq = split_key(&e.unwrap().0).unwrap().1;
+        for k in gen.keys_after(None, usize::MAX) {
+            let seq = split_key(&k).unwrap().1;
             assert!(
                 (gen.first..=end).contains(&seq),
                 "seq {seq} in generation {}",
@@ -235,9 +214,15 @@ fn packed_runs_answer_like_one_key_per_event() {
     }
     kv.flush().unwrap();
     drop(kv);
+    // Reopened: the runs are there, the generations empty until the seqs above the
+    // runs are applied again (what the indexer does).
     let kv = open(dir.path());
     let spans_before: Vec<(u64, u64)> = runs.iter().map(|r| (r.first, r.last)).collect();
     assert_eq!(spans(&kv), spans_before);
+    let through = runs.last().unwrap().last;
+    assert_eq!(kv.indexed_seq().unwrap(), Some(through));
+    assert_eq!(dump(&kv), expected(&events[..through as usize]));
+    catch_up(&kv, &events);
     check_pages(&kv);
     assert_eq!(dump(&kv), expected(&events));
     assert_lookups(&kv, &events);
@@ -251,87 +236,84 @@ fn packed_runs_answer_like_one_key_per_event() {
     assert!(matches!(reopen(dir.path()), Err(KvError::Open { .. })));
 }
 
+/// A crash while a run is written, after it is renamed but before `packed_through`
+/// names it, or after: the index reopens with the committed runs only, and applying
+/// the seqs above them again (the indexer) gives every key back.
 #[test]
 fn a_crash_while_packing_loses_nothing() {
     let events = gen_events(8, 3_000);
-    // Stop after this many steps: the apply's own step (the first of writing the
-    // first run: the apply opened the generation after it), inside writing the first
-    // run's pages, at its last page, and just after its commit with its generation
-    // not dropped yet (700 keys, 97 a step).
-    for steps in [1, 3, 7, 8] {
+    for crash in ["writing", "renamed", "committed"] {
         let dir = tempfile::tempdir().unwrap();
         {
             let kv = open(dir.path());
+            // The apply opens the generation at 701 and packs 1..=700.
             kv.apply(&events[..1_200]).unwrap();
-            for _ in 1..steps {
-                kv.pack_step(1_200).unwrap();
-            }
-            assert_eq!(kv.packing().gens.len(), 2, "{steps}: already done");
-            assert_eq!(
-                kv.packed_through().unwrap() > 0,
-                steps == 8,
-                "{steps}: committed"
-            );
+            assert_eq!(kv.packed_through().unwrap(), 700);
+            assert_eq!(spans(&kv), vec![(1, 700)]);
+            check_pages(&kv);
             kv.flush().unwrap();
         }
         let runs = dir.path().join("runs");
-        let tmp = runs.join(format!("{}.tmp", runfile::file_name(1)));
-        assert_eq!(
-            tmp.exists(),
-            (1..8).contains(&steps),
-            "{steps}: a run being written"
-        );
-        // A run file renamed but not committed (a crash before `packed_through`).
-        let through = open(dir.path()).packed_through().unwrap();
-        assert!(!tmp.exists());
-        let stray = runs.join(runfile::file_name(through + 1));
-        std::fs::write(&stray, b"not committed").unwrap();
+        let left = match crash {
+            "writing" => Some(runs.join(format!("{}.tmp", runfile::file_name(701)))),
+            "renamed" => Some(runs.join(runfile::file_name(701))),
+            _ => None,
+        };
+        if let Some(path) = &left {
+            std::fs::write(path, b"not committed").unwrap();
+        }
         let kv = open(dir.path());
-        assert!(!stray.exists());
+        assert!(left.is_none_or(|p| !p.exists()), "{crash}");
         check_pages(&kv);
-        assert_eq!(dump(&kv), expected(&events[..1_200]), "{steps}");
-        assert_lookups(&kv, &events[..1_200]);
+        assert_eq!(kv.indexed_seq().unwrap(), Some(700), "{crash}");
+        assert_eq!(dump(&kv), expected(&events[..700]), "{crash}");
+        assert_lookups(&kv, &events[..700]);
+        catch_up(&kv, &events[..1_200]);
+        assert_eq!(dump(&kv), expected(&events[..1_200]), "{crash}");
         apply_chunked(&kv, &events[1_200..], 100);
         pack_all(&kv);
         check_pages(&kv);
-        assert_eq!(dump(&kv), expected(&events), "{steps}");
+        assert_eq!(dump(&kv), expected(&events), "{crash}");
         assert_lookups(&kv, &events);
     }
 }
 
+/// What a build that kept the generations in sled left (format 10 before
+/// 2026-12-07): its generation trees, an apply in flight, `indexed_seq` above the
+/// runs. It opens: the trees dropped, the mark removed, the applied seq the runs'
+/// last, and applying the rest again gives every key.
 #[test]
-fn truncating_into_packed_runs_keeps_what_is_below() {
-    let events = gen_events(9, 3_000);
-    for from in [300, 1_201, 2_500] {
-        let dir = tempfile::tempdir().unwrap();
+fn an_index_whose_generations_an_older_build_kept_in_sled_opens() {
+    let events = gen_events(14, 2_000);
+    let dir = tempfile::tempdir().unwrap();
+    {
         let kv = open(dir.path());
-        apply_chunked(&kv, &events, 40);
-        pack_all(&kv);
-        assert!(kv.packed_through().unwrap() >= from.min(1_400));
-        kv.truncate_from(from, &[]).unwrap();
-        assert_eq!(kv.indexed_seq().unwrap(), Some(from - 1));
-        assert!(kv.packed_through().unwrap() < from);
-        check_pages(&kv);
-        let kept = &events[..from as usize - 1];
-        assert_eq!(dump(&kv), expected(kept), "{from}");
-        assert_lookups(&kv, kept);
-        for e in &events[from as usize - 1..] {
-            assert_eq!(
-                lookup(&kv, &events, &e.event.id, e.event.tenant.as_deref()),
-                None
-            );
+        apply_chunked(&kv, &events[..1_000], 100);
+        assert_eq!(kv.packed_through().unwrap(), 700);
+        let name = [&b"ids."[..], &701u64.to_be_bytes()].concat();
+        let tree = kv.db.open_tree(name).unwrap();
+        for e in &events[700..1_000] {
+            let key = id_key(&e.event.id, e.event.tenant.as_deref(), e.seq);
+            tree.insert(key, &[]).unwrap();
         }
-        // A truncation while a run is being written abandons it.
-        apply_chunked(&kv, &events[from as usize - 1..], 40);
-        kv.truncate_from(from, &[]).unwrap();
-        check_pages(&kv);
-        assert_eq!(dump(&kv), expected(kept), "{from} again");
-        apply_chunked(&kv, &events[from as usize - 1..], 40);
-        pack_all(&kv);
-        check_pages(&kv);
-        assert_eq!(dump(&kv), expected(&events), "{from} reapplied");
-        assert_lookups(&kv, &events);
+        kv.meta
+            .insert(META_INDEXED_SEQ, &1_000u64.to_be_bytes())
+            .unwrap();
+        kv.meta
+            .insert(META_PENDING, &1_100u64.to_be_bytes())
+            .unwrap();
+        kv.flush().unwrap();
     }
+    let kv = open(dir.path());
+    assert_eq!(kv.indexed_seq().unwrap(), Some(700));
+    assert_eq!(kv.get_meta(META_PENDING).unwrap(), None);
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events[..700]));
+    catch_up(&kv, &events);
+    pack_all(&kv);
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events));
+    assert_lookups(&kv, &events);
 }
 
 #[test]
@@ -343,8 +325,7 @@ fn retention_drops_runs_wholly_below_it() {
     pack_all(&kv);
     let runs = spans(&kv);
     let below = runs[1].1 + 1;
-    let mut resume = None;
-    while !kv.remove_below_step(below, &mut resume, 7).unwrap() {}
+    while !kv.remove_below_step(below).unwrap() {}
     assert_eq!(spans(&kv), runs[2..].to_vec());
     check_pages(&kv);
     let kept: Vec<StoredEvent> = events.iter().filter(|e| e.seq >= below).cloned().collect();
@@ -353,37 +334,25 @@ fn retention_drops_runs_wholly_below_it() {
 }
 
 #[test]
-fn retention_into_the_generations_removes_their_keys_in_steps() {
+fn retention_into_the_generations_removes_their_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let events = gen_events(11, 1_200);
+    let events = gen_events(11, 2_000);
     let kv = open(dir.path());
-    // Two generations, the older one (1..=700) being packed: the step crosses from one
-    // to the other.
-    kv.apply(&events[..1_000]).unwrap();
-    kv.apply(&events[1_000..]).unwrap();
-    assert_eq!(kv.packing().gens.len(), 2);
-    assert!(kv.packing().job.is_some());
-    let below = 1_051;
-    let remove_all = |kv: &KvIndex| {
-        let mut resume = None;
-        let mut steps = 0;
-        while !kv.remove_below_step(below, &mut resume, 7).unwrap() {
-            steps += 1;
-        }
-        steps
-    };
-    assert!(remove_all(&kv) > 100);
+    apply_chunked(&kv, &events, 100);
+    // Runs 1..=700 and 701..=1400; the generation from 1401 on.
+    assert_eq!(spans(&kv), vec![(1, 700), (701, 1_400)]);
+    let below = 1_451;
+    let mut steps = 0;
+    while !kv.remove_below_step(below).unwrap() {
+        steps += 1;
+    }
+    assert_eq!(steps, 2, "a run a step");
+    assert!(spans(&kv).is_empty());
     check_pages(&kv);
     let kept: Vec<StoredEvent> = events.iter().filter(|e| e.seq >= below).cloned().collect();
-    assert_lookups_from(&kv, &events, below);
-    // The pages already written keep their keys until the next pass drops their run.
-    let left = dump(&kv);
-    assert!(left.len() < 1_000 / 4 + kept.len(), "{}", left.len());
-    pack_all(&kv);
-    remove_all(&kv);
-    check_pages(&kv);
     assert_eq!(dump(&kv), expected(&kept));
     assert_lookups_from(&kv, &events, below);
+    assert_eq!(unpacked(&kv), kept.len());
 }
 
 #[test]
@@ -437,15 +406,8 @@ fn runs_of_four_generations_merge_into_one_and_a_crash_in_a_merge_loses_nothing(
     let kv = open(dir.path());
     apply_chunked(&kv, &events[..2_850], 50);
     let r = RUN_EVENTS;
-    // Step until the four runs are committed and the last one's generation dropped,
-    // before the step that merges them: each spans exactly one generation, whatever
-    // the applies' sizes.
-    let mut steps = 0;
-    while spans(&kv).len() < MERGE_RUNS || kv.packing().job.is_some() {
-        kv.pack_step(2_850).unwrap();
-        steps += 1;
-        assert!(steps < 10_000, "{:?}", spans(&kv));
-    }
+    // The applies packed each generation as the next one was full; the merge is the
+    // next step's: each run spans exactly one generation, whatever the applies' sizes.
     let four: Vec<(u64, u64)> = (0..4).map(|i| (1 + i * r, (i + 1) * r)).collect();
     assert_eq!(spans(&kv), four);
     let covered: Vec<(std::path::PathBuf, Vec<u8>)> = four[1..]
@@ -479,6 +441,7 @@ fn runs_of_four_generations_merge_into_one_and_a_crash_in_a_merge_loses_nothing(
     assert!(!tmp.exists());
     assert_eq!(spans(&kv), vec![(1, 4 * r)]);
     check_pages(&kv);
+    catch_up(&kv, &events[..2_850]);
     assert_eq!(dump(&kv), expected(&events[..2_850]));
     assert_lookups(&kv, &events[..2_850]);
 
@@ -506,35 +469,6 @@ fn runs_of_four_generations_merge_into_one_and_a_crash_in_a_merge_loses_nothing(
     assert!(matches!(reopen(dir.path()), Err(KvError::Open { .. })));
 }
 
-/// A generation an older build let grow past [`RUN_EVENTS`] seqs (it started the
-/// next one at the first seq after an apply that reached that span) is closed at
-/// the next apply, keeping its keys: no key lands outside its generation's range.
-#[test]
-fn a_generation_grown_past_its_span_by_an_older_build_is_closed_whole() {
-    let events = gen_events(14, 3_000);
-    let dir = tempfile::tempdir().unwrap();
-    let kv = open(dir.path());
-    {
-        let packing = kv.packing();
-        for e in &events[..1_000] {
-            let key = id_key(&e.event.id, e.event.tenant.as_deref(), e.seq);
-            packing.gens[0].tree.insert(key, &[]).unwrap();
-        }
-    }
-    kv.meta
-        .insert(META_INDEXED_SEQ, &1_000u64.to_be_bytes())
-        .unwrap();
-    apply_chunked(&kv, &events[1_000..], 50);
-    pack_all(&kv);
-    let r = RUN_EVENTS;
-    let runs = spans(&kv);
-    assert_eq!(runs[0], (1, 1_000), "{runs:?}");
-    assert_eq!(runs[1], (1_001, 1_000 + r), "{runs:?}");
-    check_pages(&kv);
-    assert_eq!(dump(&kv), expected(&events));
-    assert_lookups(&kv, &events);
-}
-
 /// Seqs skipped (an index rebuilt after retention starts at the log's first
 /// seq) stay in the current generation: the apply opens the generations its
 /// own seqs reach, not one empty generation per [`RUN_EVENTS`] of the gap.
@@ -546,7 +480,11 @@ fn seqs_skipped_after_retention_open_no_empty_generations() {
     let kept = &events[7_000..];
     kv.apply(&kept[..100]).unwrap();
     let firsts: Vec<u64> = kv.packing().gens.iter().map(|g| g.first).collect();
-    assert_eq!(firsts, vec![1, 7_001], "{firsts:?}");
+    // One generation opened at 7,001; the one before it, empty, packed at once
+    // (no run file).
+    assert_eq!(firsts, vec![7_001], "{firsts:?}");
+    assert_eq!(kv.packed_through().unwrap(), 7_000);
+    assert!(spans(&kv).is_empty());
     apply_chunked(&kv, &kept[100..], 50);
     pack_all(&kv);
     let r = RUN_EVENTS;
@@ -555,4 +493,59 @@ fn seqs_skipped_after_retention_open_no_empty_generations() {
     check_pages(&kv);
     assert_eq!(dump(&kv), expected(kept));
     assert_lookups_from(&kv, &events, 7_001);
+}
+
+/// A clean stop saves the generations: the next open has every key and the applied
+/// seq without the log, and removes the file; a snapshot that does not fit the runs
+/// on disk (taken before a later packing) or is damaged is ignored, and the seqs
+/// above the runs are applied again.
+#[test]
+fn generations_saved_at_a_clean_stop_come_back_at_open() {
+    let events = gen_events(16, 2_500);
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join(snapshot::FILE);
+    {
+        let kv = open(dir.path());
+        apply_chunked(&kv, &events[..1_000], 128);
+        kv.flush().unwrap();
+        kv.save_generations().unwrap();
+    }
+    let kv = open(dir.path());
+    assert!(!snapshot.exists());
+    assert_eq!(kv.indexed_seq().unwrap(), Some(1_000));
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events[..1_000]));
+    assert_lookups(&kv, &events[..1_000]);
+    // Opened again after a crash (no snapshot): the generations are empty.
+    drop(kv);
+    let kv = open(dir.path());
+    assert_eq!(kv.indexed_seq().unwrap(), Some(700));
+    catch_up(&kv, &events[..1_000]);
+    kv.flush().unwrap();
+    kv.save_generations().unwrap();
+    let saved = std::fs::read(&snapshot).unwrap();
+    // Packing moved on after the snapshot was taken: it no longer fits.
+    apply_chunked(&kv, &events[1_000..], 128);
+    kv.flush().unwrap();
+    drop(kv);
+    std::fs::write(&snapshot, &saved).unwrap();
+    let kv = open(dir.path());
+    assert!(!snapshot.exists());
+    assert_eq!(kv.indexed_seq().unwrap(), Some(2_100));
+    catch_up(&kv, &events);
+    check_pages(&kv);
+    assert_eq!(dump(&kv), expected(&events));
+    // A damaged snapshot is ignored the same way.
+    kv.flush().unwrap();
+    kv.save_generations().unwrap();
+    drop(kv);
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let kv = open(dir.path());
+    assert_eq!(kv.indexed_seq().unwrap(), Some(2_100));
+    catch_up(&kv, &events);
+    assert_eq!(dump(&kv), expected(&events));
+    assert_lookups(&kv, &events);
 }

@@ -383,15 +383,6 @@ impl RunWriter {
         Ok(())
     }
 
-    /// Stops writing and removes the temporary file.
-    pub(super) fn abandon(self) -> Result<(), KvError> {
-        drop(self.out);
-        match std::fs::remove_file(&self.tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&self.tmp, e)),
-            _ => Ok(()),
-        }
-    }
-
     /// Writes the fences, the filter and the header, makes the file durable under
     /// its final name, and opens it. `Ok(None)` when no key was pushed (no file).
     pub(super) fn finish(mut self, dir: &Path) -> Result<Option<RunFile>, KvError> {

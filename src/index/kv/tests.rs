@@ -45,8 +45,14 @@ pub(super) fn apply_chunked(kv: &KvIndex, events: &[StoredEvent], chunk: usize) 
     }
 }
 
-/// Every key the index holds, in a generation or in a committed run, once, sorted:
-/// what it says whatever the tier (a generation packed but not dropped is in both).
+/// What the indexer does after an open: applies the events above the applied seq
+/// (`events` holds seqs `1..`), in the indexer's batches.
+pub(super) fn catch_up(kv: &KvIndex, events: &[StoredEvent]) {
+    let from = kv.indexed_seq().unwrap().unwrap_or(0) as usize;
+    apply_chunked(kv, &events[from.min(events.len())..], 4_096);
+}
+
+/// Every key the index holds, in a generation or in a committed run, once, sorted.
 pub(super) type Dump = Vec<[u8; KEY_BYTES]>;
 
 pub(super) fn dump(kv: &KvIndex) -> Dump {
@@ -54,11 +60,7 @@ pub(super) fn dump(kv: &KvIndex) -> Dump {
     let packing = kv.packing();
     kv.packed_keys(&packing.runs, &mut keys).unwrap();
     for gen in &packing.gens {
-        for e in gen.tree.iter() {
-            let (k, v) = e.unwrap();
-            assert!(v.is_empty(), "a generation's value");
-            keys.push(packed::key_of(&k).unwrap());
-        }
+        keys.extend(gen.keys_after(None, usize::MAX));
     }
     keys.sort_unstable();
     keys.dedup();
@@ -105,90 +107,29 @@ fn apply_and_lookups_match_brute_force() {
     assert_eq!(dump(&kv), before);
     assert_eq!(kv.indexed_seq().unwrap(), Some(3_000));
 
-    // Reopen.
+    // Reopen: the runs hold the keys through `packed_through`, the generations start
+    // empty, and applying the events above it again gives back every key.
     kv.flush().unwrap();
     drop(kv);
     let kv = open(dir.path());
+    let through = kv.packed_through().unwrap();
+    assert!(through >= 3_000 - 2 * RUN_EVENTS, "{through}");
+    assert_eq!(kv.indexed_seq().unwrap(), Some(through));
+    let packed: Vec<_> = before
+        .iter()
+        .filter(|k| seq_of(k) <= through)
+        .copied()
+        .collect();
+    assert_eq!(dump(&kv), packed);
+    catch_up(&kv, &events);
     assert_eq!(kv.indexed_seq().unwrap(), Some(3_000));
     assert_eq!(dump(&kv), before);
-    // Lookups after the reopen: the generations' id filters are rebuilt from their
-    // trees (every key here is still in one: 3,000 < one generation).
     for e in &events {
         let tenant = e.event.tenant.as_deref();
         assert_eq!(kv.seqs_of_id(&e.event.id, tenant, 16).unwrap(), [e.seq]);
         assert_eq!(kv.seqs_of_id_any_tenant(&e.event.id, 16).unwrap(), [e.seq]);
     }
     assert!(kv.seqs_of_id("no-such-id", None, 16).unwrap().is_empty());
-}
-
-#[test]
-fn truncate_then_reapply_equals_never_applied() {
-    let events = gen_events(2, 3_000);
-    let reference_dir = tempfile::tempdir().unwrap();
-    let reference = open(reference_dir.path());
-    apply_chunked(&reference, &events[..2_000], 333);
-
-    // With the removed events at hand.
-    let dir = tempfile::tempdir().unwrap();
-    let kv = open(dir.path());
-    apply_chunked(&kv, &events, 512);
-    kv.truncate_from(2_001, &events[2_000..]).unwrap();
-    assert_eq!(kv.indexed_seq().unwrap(), Some(2_000));
-    assert_eq!(dump(&kv), dump(&reference));
-
-    // By full scan; also with an incomplete list of events (falls back to the scan).
-    for removed in [&[][..], &events[2_100..]] {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = open(dir.path());
-        apply_chunked(&kv, &events, 1_000);
-        kv.truncate_from(2_001, removed).unwrap();
-        assert_eq!(kv.indexed_seq().unwrap(), Some(2_000));
-        assert_eq!(dump(&kv), dump(&reference));
-    }
-
-    // Truncate, then apply the rest again: same as applying everything once.
-    let full_dir = tempfile::tempdir().unwrap();
-    let full = open(full_dir.path());
-    apply_chunked(&full, &events, 700);
-    kv.truncate_from(1_501, &[]).unwrap();
-    assert_eq!(kv.indexed_seq().unwrap(), Some(1_500));
-    apply_chunked(&kv, &events[1_500..], 250);
-    assert_eq!(dump(&kv), dump(&full));
-
-    // Truncating beyond what is indexed changes nothing and never raises indexed_seq.
-    kv.truncate_from(5_000, &[]).unwrap();
-    assert_eq!(kv.indexed_seq().unwrap(), Some(3_000));
-    assert_eq!(dump(&kv), dump(&full));
-
-    // From 1 (or 0): empty.
-    kv.truncate_from(0, &events).unwrap();
-    assert_eq!(kv.indexed_seq().unwrap(), None);
-    assert!(dump(&kv).is_empty());
-    assert!(kv.all_entries().unwrap().is_empty());
-}
-
-#[test]
-fn interrupted_apply_is_undone_on_open() {
-    let events = gen_events(3, 300);
-    let reference_dir = tempfile::tempdir().unwrap();
-    let reference = open(reference_dir.path());
-    apply_chunked(&reference, &events[..200], 64);
-
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let kv = open(dir.path());
-        apply_chunked(&kv, &events, 64);
-        // As if the process died after the keys of 201..=300 but before the meta batch.
-        kv.meta
-            .insert(META_INDEXED_SEQ, &200u64.to_be_bytes())
-            .unwrap();
-        kv.meta.insert(META_PENDING, &300u64.to_be_bytes()).unwrap();
-        kv.flush().unwrap();
-    }
-    let kv = open(dir.path());
-    assert_eq!(kv.indexed_seq().unwrap(), Some(200));
-    assert_eq!(kv.meta.get(META_PENDING).unwrap(), None);
-    assert_eq!(dump(&kv), dump(&reference));
 }
 
 /// What `Engine::get_by_id` answers: the first candidate whose event has the id
@@ -234,12 +175,9 @@ fn ids_keep_their_first_seq() {
     assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(kv.seqs_of_id(&dup, t, 1).unwrap(), [5], "the lowest first");
 
-    // Removing seq 10 keeps the id (it belongs to seq 5); removing 5 drops it.
-    kv.truncate_from(8, &events[7..]).unwrap();
-    assert_eq!(kv.seqs_of_id(&dup, t, 16).unwrap(), [5]);
-    kv.truncate_from(3, &events[2..7]).unwrap();
-    assert_eq!(lookup(&kv, &events, &dup, t), None);
-    assert_eq!(kv.indexed_seq().unwrap(), Some(2));
+    // Retention removing seq 5 leaves seq 10 as the id's first.
+    while !kv.remove_below_step(6).unwrap() {}
+    assert_eq!(kv.seqs_of_id(&dup, t, 16).unwrap(), [10]);
 }
 
 #[test]
@@ -273,12 +211,9 @@ fn ids_are_per_tenant_and_listed_by_one_range_scan() {
     assert_eq!(kv.seqs_of_id_any_tenant("order-5", 10).unwrap(), [5]);
     assert!(kv.seqs_of_id_any_tenant("order", 10).unwrap().is_empty());
     // Removing one tenant's event leaves the others'.
-    kv.truncate_from(4, &events[3..]).unwrap();
+    while !kv.remove_below_step(2).unwrap() {}
     assert_eq!(kv.seqs_of_id_any_tenant("order-55", 10).unwrap().len(), 3);
-    assert!(kv
-        .seqs_of_id("order-55", Some("acme2"), 16)
-        .unwrap()
-        .is_empty());
+    assert!(kv.seqs_of_id("order-55", None, 16).unwrap().is_empty());
 }
 
 #[test]
@@ -433,6 +368,8 @@ fn other_format_versions_are_refused() {
         let kv = open(dir.path());
         kv.apply(&gen_events(6, 10)).unwrap();
         kv.meta.remove(META_FORMAT).unwrap();
+        // Keys in a tree of a build before the versions (its `ids` tree).
+        kv.db.open_tree("ids").unwrap().insert(b"k", b"").unwrap();
         kv.flush().unwrap();
     }
     assert!(matches!(reopen(dir.path()), Err(KvError::Open { .. })));
@@ -502,27 +439,17 @@ fn keys_are_fingerprints_and_the_seq() {
 }
 
 #[test]
-fn damaged_keys_are_reported() {
+fn a_damaged_meta_value_is_an_open_error() {
     let dir = tempfile::tempdir().unwrap();
-    let kv = open(dir.path());
-    kv.apply(&gen_events(7, 5)).unwrap();
-    let mut bad = fingerprint("bad", None).to_vec();
-    bad.extend_from_slice(&[1, 2]);
-    let current = kv.packing().gens.last().unwrap().tree.clone();
-    current.insert(bad, &[]).unwrap();
-    // Found at the next open: the generation's id filter is built from the keys in
-    // its tree, damaged ones included (a key written past the filter, as here, is
-    // not looked for until then).
-    kv.flush().unwrap();
-    drop((kv, current));
-    let kv = open(dir.path());
-    assert!(matches!(
-        kv.seqs_of_id("bad", None, 16),
-        Err(KvError::Damaged(_))
-    ));
-    assert!(matches!(
-        kv.seqs_of_id_any_tenant("bad", 10),
-        Err(KvError::Damaged(_))
-    ));
-    assert!(matches!(kv.all_entries(), Err(KvError::Damaged(_))));
+    {
+        let kv = open(dir.path());
+        kv.apply(&gen_events(7, 5)).unwrap();
+        kv.meta
+            .insert(packed::META_PACKED_THROUGH, &[1, 2, 3])
+            .unwrap();
+        kv.flush().unwrap();
+    }
+    let err = reopen(dir.path()).unwrap_err();
+    assert!(matches!(err, KvError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("expected 8 bytes"), "{err}");
 }

@@ -39,13 +39,13 @@ impl Scrape {
             gauge(
             enc,
             "stele_kv_unpacked_seqs",
-            "Indexed seqs whose keys are still one sled entry each (the newest ones, at most about 16,384 plus one apply).",
+            "Indexed seqs whose keys are in memory, not packed yet (the newest ones, at most about 16,384 plus one apply).",
             kv.unpacked_seqs,
         )?;
             gauge(
                 enc,
                 "stele_kv_generations",
-                "Generation trees of the key index (two while the older one is packed).",
+                "Generations of the key index in memory (one, or two until the older one is packed).",
                 kv.generations,
             )?;
             gauge(

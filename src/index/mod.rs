@@ -532,7 +532,12 @@ impl Indexer {
                 dirty = true;
             }
             let caught_up = self.kv_seq.min(self.text_seq) >= self.log.last_seq();
-            if dirty && (stop || last_commit.elapsed() >= self.cfg.commit_interval) {
+            // The first catch-up (after a start or a rebuild) commits at once: a
+            // start waits for it, not for the next commit interval.
+            let first_catch_up = caught_up && !self.progress.caught_up.load(Ordering::Acquire);
+            if dirty
+                && (stop || first_catch_up || last_commit.elapsed() >= self.cfg.commit_interval)
+            {
                 self.checkpoint()?;
                 last_commit = Instant::now();
                 dirty = false;
@@ -682,5 +687,26 @@ mod tests {
                 .unwrap(),
             vec![1]
         );
+    }
+
+    /// A start behind the log (the key index's generations are not saved after a
+    /// crash) is caught up at once, not at the next commit interval: `stele serve`
+    /// waits for it before it answers.
+    #[test]
+    fn the_first_catch_up_commits_without_waiting_the_commit_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_790_000_000_000_000));
+        let log = Arc::new(Log::open(dir.path(), LogConfig::default(), clock).unwrap());
+        let mut gen = EventGen::new(4);
+        let events: Vec<_> = (0..300).map(|_| gen.next_event()).collect();
+        log.append(&events, &Provenance::cli()).unwrap();
+        let cfg = IndexConfig {
+            commit_interval: Duration::from_secs(3_600),
+            ..IndexConfig::default()
+        };
+        let idx = Indexes::open(dir.path(), log.clone(), cfg).unwrap();
+        assert_eq!(idx.open_report().behind_by, 300);
+        assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(20)));
+        assert!(idx.lag(&log, 0).caught_up);
     }
 }

@@ -277,8 +277,8 @@ impl KvIndex {
     ///
     /// Fails with [`KvError::Open`] when sled cannot open the directory (or panics
     /// trying), when the format version is not [`FORMAT_VERSION`], or when a non-empty
-    /// index has no version. If an apply or truncate was interrupted by a crash, removes
-    /// every key above `indexed_seq` first (a full scan, after unclean shutdowns only).
+    /// index has no version. Loads the generations a clean stop saved, if they fit
+    /// (invariant 1).
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<KvIndex, KvError> {
         let open_err = |detail: String| KvError::Open {
             path: dir.to_path_buf(),
@@ -358,18 +358,18 @@ impl KvIndex {
         Ok(index)
     }
 
-    /// Loads the runs and the generations a clean stop saved ([`snapshot`]), else
+    /// Stores `indexed_seq` as `packed_through` and removes an older build's `pending`
+    /// mark (invariant 4: what that build wrote above `packed_through` was in its
+    /// generation trees), flushed before [`KvIndex::load_runs`] drops those trees;
+    /// then loads the runs and the generations a clean stop saved ([`snapshot`]), else
     /// starts them empty after the runs with the applied seq `packed_through`
-    /// (invariant 1). Stores `indexed_seq` as `packed_through`
-    /// and removes an older build's `pending` mark (invariant 4): what that build
-    /// wrote above `packed_through` was in its generation trees, which
-    /// [`KvIndex::load_runs`] drops.
+    /// (invariant 1).
     fn start(&self) -> Result<(), KvError> {
-        self.load_runs()?;
         let through = self.packed_through()?;
         self.store_indexed(through)?;
         self.meta.remove(META_PENDING)?;
         self.db.flush()?;
+        self.load_runs()?;
         let applied = match self.take_generations(through)? {
             Some(saved) => {
                 let mut packing = self.packing();
@@ -392,7 +392,7 @@ impl KvIndex {
     }
 
     /// The last seq whose keys were all applied; `None` if nothing was. In memory:
-    /// after [`KvIndex::open`], `packed_through` (invariant 1).
+    /// after [`KvIndex::open`], the saved generations' or `packed_through` (invariant 1).
     pub fn indexed_seq(&self) -> Result<Option<u64>, KvError> {
         let seq = self.applied.load(std::sync::atomic::Ordering::Acquire);
         Ok(Some(seq).filter(|&s| s > 0))
@@ -408,8 +408,8 @@ impl KvIndex {
         Ok(())
     }
 
-    /// Applies the keys of a run of events with consecutive ascending seqs and sets
-    /// `indexed_seq` to the last one (it never goes down: re-applying events already
+    /// Applies the keys of a run of events with consecutive ascending seqs and sets the
+    /// applied seq ([`KvIndex::indexed_seq`], in memory) to the last one (it never goes down: re-applying events already
     /// applied is harmless and changes nothing). Every event gets its own key, so an id
     /// repeated at a higher seq adds a candidate that lookups reach after the lower one.
     pub fn apply<E: std::borrow::Borrow<StoredEvent>>(&self, events: &[E]) -> Result<(), KvError> {

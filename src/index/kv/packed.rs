@@ -170,12 +170,18 @@ impl KvIndex {
         Ok(self.get_meta(META_PACKED_THROUGH)?.unwrap_or(0))
     }
 
-    /// Commits the runs through `through` (it only rises): `packed_through`, then
-    /// `indexed_seq` as it (`super` invariant 4).
+    /// Commits the runs through `through` (it only rises): `indexed_seq` as it (`super`
+    /// invariant 4), then `packed_through`, then sled flushed, so that a crash loses no
+    /// commit and re-reads at most the generations not packed yet. The order fails safe
+    /// for a build before 2026-12-07 that opens the index after a crash between the two:
+    /// with `indexed_seq` above `packed_through` it finds no key for its applied seq
+    /// and rebuilds, where the other order would have it apply packed seqs again.
     fn set_packed_through(&self, through: u64) -> Result<(), KvError> {
+        self.store_indexed(through)?;
         self.meta
             .insert(META_PACKED_THROUGH, &through.to_be_bytes())?;
-        self.store_indexed(through)
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Removes a run's file (readers that hold it open keep reading it).

@@ -45,7 +45,7 @@ impl Scrape {
             gauge(
                 enc,
                 "stele_kv_generations",
-                "Generations of the key index in memory (one, or two until the older one is packed).",
+                "Generations of the key index in memory (one to three: a closed one waits for its packing).",
                 kv.generations,
             )?;
             gauge(

@@ -353,8 +353,9 @@ pub struct DigestStats {
     pub failures: AtomicU64,
 }
 
-/// The digester thread of `stele serve`: signs due days at start, every
-/// period, and right after each day closes.
+/// The digester thread of `stele serve`: signs due days at start (after the
+/// writer sealed a day that ended while no Stele ran), every period, and right
+/// after each day closes.
 pub struct Digester {
     worker: crate::seal::worker::Worker,
     stats: Arc<DigestStats>,
@@ -397,6 +398,12 @@ impl Digester {
                     None
                 }
             };
+            // A day that ended while no Stele ran is sealed before the first run
+            // (the writer would seal it after a second idle), so that the first
+            // run signs it or reports it unsigned with the days before it.
+            if let Err(e) = log.rotate_if_day_over() {
+                tracing::error!("Could not seal the finished day's segment: {e}.");
+            }
             let inherited = verify_inherited(&log, anchor, prior.as_ref());
             status.set_signed_entries(load_signed_entries(&data_dir, &public));
             status.set_inherited(inherited.clone());

@@ -78,7 +78,7 @@ pub(super) fn prepare(cfg: &LogConfig, events: Vec<Event>, by: &Provenance) -> R
         bodies.len() + n * (format::RECORD_OVERHEAD_BYTES + crate::event::STORED_PREFIX_BYTES_MAX);
     if framed > cfg.write_bytes_max {
         return Err(Error::LimitExceeded {
-            what: "bytes per append",
+            what: super::BYTES_PER_APPEND,
             got: framed as u64,
             max: cfg.write_bytes_max as u64,
         });

@@ -52,7 +52,8 @@ pub enum Error {
         /// The OS error text.
         cause: String,
     },
-    /// An append larger than a configured limit.
+    /// An append larger than a configured limit ([`BYTES_PER_APPEND`]: more than one
+    /// write holds).
     #[error("{what} is {got}, the limit is {max}")]
     LimitExceeded {
         /// The quantity ("batch size in events", ...).
@@ -116,3 +117,8 @@ impl Error {
         matches!(self, Error::Corruption { .. } | Error::ForeignFile { .. })
     }
 }
+
+/// The `what` of [`Error::LimitExceeded`] when a request's events take more bytes as
+/// stored than one write of the log holds (`LogConfig::write_bytes_max`): what ingest
+/// answers `413` for.
+pub const BYTES_PER_APPEND: &str = "bytes per append";

@@ -47,7 +47,7 @@ mod tail;
 mod writer;
 
 pub use config::{LogConfig, RecoveryMode, DICT_SAMPLE_BYTES_MIN};
-pub use error::{Error, Result};
+pub use error::{Error, Result, BYTES_PER_APPEND};
 pub use iter::{Direction, LogIter};
 pub use readonly::ReadOnly;
 pub use recovery::{list_segments, RecoveryReport};

@@ -396,7 +396,7 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         Err(e) => {
             app.ids.settle(&reserved, [], None);
             if let crate::log::Error::LimitExceeded {
-                what: "bytes per append",
+                what: crate::log::BYTES_PER_APPEND,
                 got,
                 max,
             } = e

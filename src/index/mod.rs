@@ -548,7 +548,6 @@ impl Indexer {
             if stop {
                 // The key index's newest keys, so that the next start need not
                 // read them back from the log.
-                self.kv.flush()?;
                 self.kv.save_generations()?;
                 return Ok(());
             }
@@ -641,14 +640,20 @@ mod tests {
         Indexes::open(dir, log.clone(), IndexConfig::default()).unwrap()
     }
 
+    /// A log in `dir` holding `n` generated events (seqs `1..=n`).
+    fn log_of(dir: &Path, seed: u64, n: usize) -> (Arc<Log>, Vec<crate::event::Event>) {
+        let clock = Arc::new(ManualClock::new(1_790_000_000_000_000));
+        let log = Arc::new(Log::open(dir, LogConfig::default(), clock).unwrap());
+        let mut gen = EventGen::new(seed);
+        let events: Vec<_> = (0..n).map(|_| gen.next_event()).collect();
+        log.append(&events, &Provenance::cli()).unwrap();
+        (log, events)
+    }
+
     #[test]
     fn a_key_index_of_an_older_format_version_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(1_790_000_000_000_000));
-        let log = Arc::new(Log::open(dir.path(), LogConfig::default(), clock).unwrap());
-        let mut gen = EventGen::new(3);
-        let events: Vec<_> = (0..40).map(|_| gen.next_event()).collect();
-        log.append(&events, &Provenance::cli()).unwrap();
+        let (log, events) = log_of(dir.path(), 3, 40);
         {
             let idx = open_indexes(dir.path(), &log);
             assert!(idx.wait_indexed(log.last_seq(), Duration::from_secs(30)));
@@ -695,11 +700,7 @@ mod tests {
     #[test]
     fn the_first_catch_up_commits_without_waiting_the_commit_interval() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(1_790_000_000_000_000));
-        let log = Arc::new(Log::open(dir.path(), LogConfig::default(), clock).unwrap());
-        let mut gen = EventGen::new(4);
-        let events: Vec<_> = (0..300).map(|_| gen.next_event()).collect();
-        log.append(&events, &Provenance::cli()).unwrap();
+        let (log, _) = log_of(dir.path(), 4, 300);
         let cfg = IndexConfig {
             commit_interval: Duration::from_secs(3_600),
             ..IndexConfig::default()

@@ -104,21 +104,9 @@ impl Gen {
         );
     }
 
-    /// At most `max` keys after `after` (from the first when `None`), in key order.
-    pub(super) fn keys_after(
-        &self,
-        after: Option<&[u8; KEY_BYTES]>,
-        max: usize,
-    ) -> Vec<[u8; KEY_BYTES]> {
-        let keys = self.read();
-        match after {
-            Some(k) => keys
-                .range((Bound::Excluded(*k), Bound::Unbounded))
-                .take(max)
-                .copied()
-                .collect(),
-            None => keys.iter().take(max).copied().collect(),
-        }
+    /// Its keys, in key order.
+    pub(super) fn keys(&self) -> Vec<[u8; KEY_BYTES]> {
+        self.read().iter().copied().collect()
     }
 
     /// Keeps only the keys `keep` says yes to (their ids keep their filter bits: a

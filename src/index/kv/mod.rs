@@ -75,7 +75,6 @@
 //! during ingest 13.7 ms with 256-key batches, 82 µs with single inserts).
 
 use crate::event::StoredEvent;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 /// The version of the key layout above, stored under `meta/"format"`. Version 3 made
@@ -253,6 +252,11 @@ fn split_key(k: &[u8]) -> Result<([u8; FINGERPRINT_BYTES], u64), KvError> {
 /// The seq of a whole key.
 fn seq_of(k: &[u8; KEY_BYTES]) -> u64 {
     u64::from_be_bytes(k[FINGERPRINT_BYTES..].try_into().expect("8 bytes"))
+}
+
+/// An I/O failure on `path` (the run files' directory, the saved generations).
+fn io(path: &Path, e: std::io::Error) -> KvError {
+    KvError::Io(format!("{}: {e}", path.display()))
 }
 
 fn be_u64(bytes: &[u8], what: &str) -> Result<u64, KvError> {
@@ -518,7 +522,7 @@ impl KvIndex {
         self.with_view(|view| {
             self.packed_keys(&view.runs, &mut keys)?;
             for gen in &view.gens {
-                keys.extend(gen.keys_after(None, usize::MAX));
+                keys.extend(gen.keys());
             }
             Ok::<_, KvError>(())
         })?;

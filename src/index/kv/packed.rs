@@ -87,10 +87,6 @@ pub(super) struct Packing {
     pub(super) gens: Vec<super::gens::Gen>,
 }
 
-fn io(path: &Path, e: std::io::Error) -> KvError {
-    KvError::Io(format!("{}: {e}", path.display()))
-}
-
 impl KvIndex {
     /// The directory of the run files.
     pub(super) fn runs_dir(&self) -> PathBuf {
@@ -239,7 +235,7 @@ impl KvIndex {
         let (first, last) = (packing.gens[0].first, packing.gens[1].first - 1);
         let dir = self.runs_dir();
         let mut writer = RunWriter::create(&dir, first, last)?;
-        for key in packing.gens[0].keys_after(None, usize::MAX) {
+        for key in packing.gens[0].keys() {
             writer.push(&key)?;
         }
         // Commit: the file made durable, then what names it; lookups then read the
@@ -271,11 +267,10 @@ impl KvIndex {
             return Ok(false);
         }
         let (first, last) = (merged[0].first, merged[MERGE_RUNS - 1].last);
-        // What commits the runs merged (`packed_through`)
-        // must be on disk before the rename and the removals are: sled is flushed
-        // at checkpoints, and a crash that lost its last second would reopen with
-        // `packed_through` inside the merged run, whose other files are gone.
-        self.db.flush()?;
+        // What commits the runs merged (`packed_through`) is on disk before the
+        // rename and the removals (`set_packed_through` flushes): a crash cannot
+        // reopen with `packed_through` inside the merged run, whose other files are
+        // gone.
         let dir = self.runs_dir();
         let mut writer = RunWriter::create(&dir, first, last)?;
         // Every run's keys are ascending and the runs' seqs disjoint, so a merge of

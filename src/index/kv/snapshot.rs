@@ -45,16 +45,9 @@ pub(super) struct Saved {
     pub(super) gens: Vec<Gen>,
 }
 
-fn io(path: &Path, e: std::io::Error) -> KvError {
-    KvError::Io(format!("{}: {e}", path.display()))
-}
-
 /// The bytes of a snapshot of `gens` (the layout above).
 fn encode(packed_through: u64, applied: u64, gens: &[Gen]) -> Vec<u8> {
-    let keys: Vec<Vec<[u8; KEY_BYTES]>> = gens
-        .iter()
-        .map(|g| g.keys_after(None, usize::MAX))
-        .collect();
+    let keys: Vec<Vec<[u8; KEY_BYTES]>> = gens.iter().map(|g| g.keys()).collect();
     let n: usize = keys.iter().map(Vec::len).sum();
     let mut out = Vec::with_capacity(36 + 12 * gens.len() + KEY_BYTES * n);
     out.extend_from_slice(MAGIC);
@@ -171,7 +164,7 @@ impl KvIndex {
     }
 
     /// Saves the generations and the applied seq (called once the indexer stopped,
-    /// after its last checkpoint: sled's `packed_through` is on disk).
+    /// after its last checkpoint; `packed_through` is on disk since its commit).
     pub fn save_generations(&self) -> Result<(), KvError> {
         let packing = self.packing();
         let through = self.packed_through()?;
@@ -244,7 +237,7 @@ mod tests {
         assert_eq!(saved.applied, 801);
         let firsts: Vec<u64> = saved.gens.iter().map(|g| g.first).collect();
         assert_eq!(firsts, [101, 801]);
-        let keys: Vec<_> = saved.gens.iter().map(|g| g.keys_after(None, 9)).collect();
+        let keys: Vec<_> = saved.gens.iter().map(|g| g.keys()).collect();
         assert_eq!(
             keys,
             [

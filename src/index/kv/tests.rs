@@ -60,7 +60,7 @@ pub(super) fn dump(kv: &KvIndex) -> Dump {
     let packing = kv.packing();
     kv.packed_keys(&packing.runs, &mut keys).unwrap();
     for gen in &packing.gens {
-        keys.extend(gen.keys_after(None, usize::MAX));
+        keys.extend(gen.keys());
     }
     keys.sort_unstable();
     keys.dedup();

@@ -1,8 +1,9 @@
 //! JSON text in and out: the strict parser for posted JSON (repeated and reserved keys
 //! refused), as `Value`s ([`parse_json`]) or each posted object straight into its
 //! fields ([`PostedEvent`], [`parse_posted_json`], [`parse_posted_body`]: the same
-//! rules; a body's items past its limit counted, not built), and the canonical JSON
-//! text in which free-form values are stored.
+//! rules in what is kept; each value read only as far as it could be stored, by
+//! `super::bounded`; a body's items past its limit counted, not built), and the
+//! canonical JSON text in which free-form values are stored.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,7 +14,8 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::posted::Posted;
+use super::bounded::{Changes, Free, Scalar, Skip};
+use super::posted::{Claim, Posted};
 use super::*;
 
 /// Serializes a `Value` with object keys in sorted (byte) order, whatever map type
@@ -176,7 +178,9 @@ impl PostedEvent {
 }
 
 /// Parses one posted event's JSON text (an NDJSON line) with the rules of
-/// [`parse_json`], an object straight into its fields.
+/// [`parse_json`], an object straight into its fields, each value read only as far as
+/// it could be stored (`super::bounded`: a repeated key inside a value the event is
+/// refused for anyway is not looked for).
 ///
 /// # Errors
 ///
@@ -318,7 +322,9 @@ impl<'de> serde::de::Visitor<'de> for PostedVisitor {
         StrictVisitor.visit_some(d).map(PostedEvent::from)
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<PostedEvent, A::Error> {
-        StrictVisitor.visit_seq(seq).map(PostedEvent::from)
+        // Refused for its type, which is all that is shown of it.
+        Skip.visit_seq(seq)?;
+        Ok(Value::Array(Vec::new()).into())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PostedEvent, A::Error> {
         let mut posted = Posted::empty();
@@ -327,14 +333,25 @@ impl<'de> serde::de::Visitor<'de> for PostedVisitor {
             let Some(claim) = posted.claim(Cow::Borrowed(&key)) else {
                 return Err(duplicate(&key));
             };
-            posted.set(claim, map.next_value::<StrictValue>()?.0);
+            // Each value read within the bounds of what could be stored of it.
+            match claim {
+                Claim::Field(METADATA) => {
+                    posted.metadata = Free::next_metadata(&mut map)?.map(Box::new);
+                }
+                Claim::Field(CHANGES) => posted.changes = Changes::next_of(&mut map)?.map(Box::new),
+                Claim::Field(_) => posted.set(claim, map.next_value_seed(Scalar)?),
+                Claim::Unknown => map.next_value_seed(Skip)?,
+            }
         }
         Ok(PostedEvent(Parsed::Fields(posted)))
     }
 }
 
+const METADATA: u8 = super::posted::slot("metadata") as u8;
+const CHANGES: u8 = super::posted::slot("changes") as u8;
+
 /// An object key as serde_json reads it: borrowed from the text unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
+pub(super) struct Key<'de>(pub(super) Cow<'de, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -359,7 +376,7 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 }
 
 /// Refuses the key serde_json gives a meaning to ([`RESERVED_KEY`]).
-fn check_key<E: serde::de::Error>(key: &str) -> Result<(), E> {
+pub(super) fn check_key<E: serde::de::Error>(key: &str) -> Result<(), E> {
     if key == RESERVED_KEY {
         return Err(E::custom(format_args!(
             "the key \"{RESERVED_KEY}\" is reserved (serde_json, the JSON library \
@@ -370,7 +387,7 @@ fn check_key<E: serde::de::Error>(key: &str) -> Result<(), E> {
 }
 
 /// The error of a key an object names twice.
-fn duplicate<E: serde::de::Error>(key: &str) -> E {
+pub(super) fn duplicate<E: serde::de::Error>(key: &str) -> E {
     E::custom(format_args!(
         "duplicate key {} (each key may appear once per object)",
         Value::String(preview(key))
@@ -390,6 +407,35 @@ impl<'de> serde::Deserialize<'de> for StrictValue {
     }
 }
 
+/// A `Visitor`'s methods for JSON scalars, each made the `Value` serde_json's own
+/// visitor makes of it (a float that is not finite, never read from JSON text, `null`).
+macro_rules! scalar_values {
+    () => {
+        fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+            Ok(Value::Bool(b))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+            Ok(Value::String(s.to_owned()))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Value, E> {
+            Ok(Value::String(s))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+    };
+}
+pub(super) use scalar_values;
+
 /// serde_json's `Value` visitor, without its special keys and with repeated keys refused.
 struct StrictVisitor;
 
@@ -399,27 +445,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
-    }
-    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_owned()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+    scalar_values!();
     fn visit_none<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }

@@ -27,6 +27,7 @@
 
 use std::net::IpAddr;
 
+mod bounded;
 mod codec;
 mod enums;
 mod field_error;

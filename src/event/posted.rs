@@ -10,8 +10,9 @@
 //! ≈ 15 % of the validation's CPU was string comparison (perf on `cargo bench --bench
 //! ingest`). Here every key is looked up once, among the names of its length.
 //! The owned form moves the values out of the parsed JSON, so that the strings of an
-//! accepted event are the ones the parser allocated, not copies. Knows nothing of the
-//! rules: `validate` owns those.
+//! accepted event are the ones the parser allocated, not copies. `metadata` and
+//! `changes` are kept as read within their bounds ([`Free`], [`Changes`]), from the text
+//! or from a `Value` alike. Knows nothing of the rules: `validate` owns those.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -19,7 +20,9 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
+use super::bounded::{Changes, Free};
 use super::fields::FIELD_NAMES;
+use super::limits::METADATA_BYTES_MAX;
 
 /// The slot of the posted field `name`: its position in [`FIELD_NAMES`]. For constant
 /// names; a name that is not a posted field fails the build where it is evaluated in
@@ -96,6 +99,11 @@ pub(super) struct Posted {
     seen: u64,
     /// Keys that name no posted field, sorted.
     pub(super) unknown: BTreeSet<String>,
+    /// `metadata`, if given (not `null`); never in `values`. Boxed, as `changes`: an
+    /// object without them costs a word each.
+    pub(super) metadata: Option<Box<Free>>,
+    /// `changes`, if given (not `null`); never in `values`.
+    pub(super) changes: Option<Box<Changes>>,
 }
 
 const _: () = assert!(FIELD_NAMES.len() <= 64, "`Posted::seen` has a bit a field");
@@ -116,6 +124,8 @@ impl Posted {
             at: [0; FIELD_NAMES.len()],
             seen: 0,
             unknown: BTreeSet::new(),
+            metadata: None,
+            changes: None,
         }
     }
 
@@ -140,7 +150,14 @@ impl Posted {
     /// Puts the value of a claimed key in its place (`null` is absent).
     pub(super) fn set(&mut self, claim: Claim, value: Value) {
         if let Claim::Field(i) = claim {
-            if !value.is_null() {
+            if value.is_null() {
+                return;
+            }
+            if usize::from(i) == const { slot("metadata") } {
+                self.metadata = Some(Box::new(Free::of_value(&value, METADATA_BYTES_MAX)));
+            } else if usize::from(i) == const { slot("changes") } {
+                self.changes = Some(Box::new(Changes::of_value(&value)));
+            } else {
                 self.values.push(value);
                 // At most one value a slot, at most 64 slots.
                 self.at[usize::from(i)] = self.values.len() as u8;

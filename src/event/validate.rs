@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use super::bounded::{type_name, ChangeIn, Changes, Free, Refusal, OBJECT};
 use super::json::Parsed;
 use super::posted::{self, Posted};
 use super::*;
@@ -23,23 +24,6 @@ macro_rules! text {
     ($c:expr, $p:expr, $name:literal, $max:expr, $chars:expr) => {
         take!($p, $name).and_then(|v| $c.string($name, v, $max, $chars))
     };
-}
-
-/// The JSON type name of `v`, for messages.
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The value under `key`, treating JSON `null` as absent.
-fn present<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
-    obj.get(key).filter(|v| !v.is_null())
 }
 
 /// The character rules of a string field.
@@ -279,41 +263,43 @@ impl Checker {
     }
 
     /// A JSON value stored as canonical text, with a depth and a size limit.
-    fn json_value(&mut self, field: &str, v: &Value, max_bytes: usize) -> Option<String> {
-        if deeper_than(v, METADATA_DEPTH_MAX) {
-            self.push(
-                field,
-                FieldErrorKind::TooDeep,
-                format!(
-                    "{field} nests objects and arrays more than {METADATA_DEPTH_MAX} levels deep \
-                     (the outermost object or array is level 1)"
-                ),
-            );
-            return None;
+    fn json_value(&mut self, field: &str, v: Free, max_bytes: usize) -> Option<String> {
+        match v.text {
+            Ok(text) => Some(text),
+            Err(Refusal::TooDeep) => {
+                self.push(
+                    field,
+                    FieldErrorKind::TooDeep,
+                    format!(
+                        "{field} nests objects and arrays more than {METADATA_DEPTH_MAX} levels \
+                         deep (the outermost object or array is level 1)"
+                    ),
+                );
+                None
+            }
+            Err(Refusal::TooLarge) => {
+                self.push(
+                    field,
+                    FieldErrorKind::TooLarge,
+                    format!(
+                        "{field} is larger than {max_bytes} bytes when serialized as compact \
+                         JSON; the limit is {max_bytes} bytes"
+                    ),
+                );
+                None
+            }
         }
-        let text = canonical_json_limited(v, max_bytes);
-        if text.is_none() {
-            self.push(
-                field,
-                FieldErrorKind::TooLarge,
-                format!(
-                    "{field} is larger than {max_bytes} bytes when serialized as compact JSON; \
-                     the limit is {max_bytes} bytes"
-                ),
-            );
-        }
-        text
     }
 
     /// `metadata`: a JSON object.
-    fn metadata(&mut self, v: &Value) -> Option<String> {
-        if !v.is_object() {
+    fn metadata(&mut self, v: Free) -> Option<String> {
+        if v.kind != OBJECT {
             self.push(
                 "metadata",
                 FieldErrorKind::WrongType,
                 format!(
                     "metadata must be a JSON object (put custom data under keys), got {}",
-                    type_name(v)
+                    v.kind
                 ),
             );
             return None;
@@ -322,31 +308,31 @@ impl Checker {
     }
 
     /// `changes`: an array of `{field, old, new}` objects.
-    fn changes(&mut self, v: &Value) -> Vec<Change> {
-        let Value::Array(items) = v else {
-            self.push(
-                "changes",
-                FieldErrorKind::WrongType,
-                format!(
-                    "changes must be an array of {{\"field\", \"old\", \"new\"}} objects, got {}",
-                    type_name(v)
-                ),
-            );
-            return Vec::new();
+    fn changes(&mut self, v: Changes) -> Vec<Change> {
+        let items = match v {
+            Changes::Items(items) => items,
+            Changes::NotArray(kind) => {
+                self.push(
+                    "changes",
+                    FieldErrorKind::WrongType,
+                    format!(
+                        "changes must be an array of {{\"field\", \"old\", \"new\"}} objects, \
+                         got {kind}"
+                    ),
+                );
+                return Vec::new();
+            }
+            Changes::TooMany(n) => {
+                self.push(
+                    "changes",
+                    FieldErrorKind::TooLarge,
+                    format!("changes has {n} entries; the limit is {CHANGES_COUNT_MAX}"),
+                );
+                return Vec::new();
+            }
         };
-        if items.len() > CHANGES_COUNT_MAX {
-            self.push(
-                "changes",
-                FieldErrorKind::TooLarge,
-                format!(
-                    "changes has {} entries; the limit is {CHANGES_COUNT_MAX}",
-                    items.len()
-                ),
-            );
-            return Vec::new();
-        }
         let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
+        for (i, item) in items.into_iter().enumerate() {
             if let Some(change) = self.change(i, item) {
                 out.push(change);
             }
@@ -355,24 +341,31 @@ impl Checker {
     }
 
     /// One entry of `changes`.
-    fn change(&mut self, i: usize, v: &Value) -> Option<Change> {
+    fn change(&mut self, i: usize, v: ChangeIn) -> Option<Change> {
         let path = format!("changes[{i}]");
-        let Value::Object(obj) = v else {
-            self.push(
-                path.clone(),
-                FieldErrorKind::WrongType,
-                format!(
-                    "{path} must be an object with a \"field\" string and optional \"old\" and \
-                     \"new\" values, got {}",
-                    type_name(v)
-                ),
-            );
-            return None;
+        let (field, old, new, unknown) = match v {
+            ChangeIn::Entry {
+                field,
+                old,
+                new,
+                unknown,
+            } => (field, old, new, unknown),
+            ChangeIn::NotObject(kind) => {
+                self.push(
+                    path.clone(),
+                    FieldErrorKind::WrongType,
+                    format!(
+                        "{path} must be an object with a \"field\" string and optional \"old\" \
+                         and \"new\" values, got {kind}"
+                    ),
+                );
+                return None;
+            }
         };
         let before = self.errors.len();
         let field_path = format!("{path}.field");
-        let field = match present(obj, "field") {
-            Some(f) => self.string(&field_path, f.clone(), SHORT_FIELD_BYTES_MAX, Chars::Ident),
+        let field = match field {
+            Some(f) => self.string(&field_path, f, SHORT_FIELD_BYTES_MAX, Chars::Ident),
             None => {
                 self.push(
                     field_path.clone(),
@@ -382,24 +375,21 @@ impl Checker {
                 None
             }
         };
-        let value = |this: &mut Self, key: &str| {
-            present(obj, key)
-                .and_then(|v| this.json_value(&format!("{path}.{key}"), v, CHANGE_VALUE_BYTES_MAX))
+        let mut value = |v: Option<Free>, key: &str| {
+            v.and_then(|v| self.json_value(&format!("{path}.{key}"), v, CHANGE_VALUE_BYTES_MAX))
         };
-        let old = value(self, "old");
-        let new = value(self, "new");
-        for key in obj.keys() {
-            if !CHANGE_FIELD_NAMES.contains(&key.as_str()) {
-                let shown = preview(key);
-                self.push(
-                    format!("{path}.{shown}"),
-                    FieldErrorKind::UnknownField,
-                    format!(
-                        "unknown field \"{shown}\" in {path}; a change has only \"field\", \
-                         \"old\" and \"new\""
-                    ),
-                );
-            }
+        let old = value(old, "old");
+        let new = value(new, "new");
+        for key in &unknown {
+            let shown = preview(key);
+            self.push(
+                format!("{path}.{shown}"),
+                FieldErrorKind::UnknownField,
+                format!(
+                    "unknown field \"{shown}\" in {path}; a change has only \"field\", \"old\" \
+                     and \"new\""
+                ),
+            );
         }
         if self.errors.len() != before {
             return None;
@@ -621,8 +611,8 @@ fn parse(
         .and_then(|n| u8::try_from(n).ok());
     let duration_ms = take!(p, "duration_ms").and_then(|v| c.unsigned("duration_ms", &v, u64::MAX));
     let description = text!(c, p, "description", DESCRIPTION_BYTES_MAX, Chars::Text);
-    let changes = take!(p, "changes").map_or_else(Vec::new, |v| c.changes(&v));
-    let metadata = take!(p, "metadata").and_then(|v| c.metadata(&v));
+    let changes = p.changes.take().map_or_else(Vec::new, |v| c.changes(*v));
+    let metadata = p.metadata.take().and_then(|v| c.metadata(*v));
     let process_name = text!(c, p, "process_name", SHORT, Chars::Ident);
     let process_id = text!(c, p, "process_id", SHORT, Chars::Ident);
     let batch_id = text!(c, p, "batch_id", SHORT, Chars::Ident);

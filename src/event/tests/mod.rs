@@ -9,13 +9,22 @@ fn no_id() -> String {
     panic!("new_id must not be called")
 }
 
-/// The event `v` validates to, by both entry points (a borrowed and an owned value),
-/// which must agree.
+/// What `v` validates to read from its JSON text, as ingest does (each value read
+/// within its bounds, `metadata` and change values straight into canonical text).
+fn from_text(v: &Value, new_id: impl FnOnce() -> String) -> Result<Event, Vec<FieldError>> {
+    let text = serde_json::to_vec(v).unwrap();
+    parse_posted_json(&text).unwrap().validate(new_id)
+}
+
+/// The event `v` validates to, by every entry point (a borrowed and an owned value,
+/// its JSON text), which must agree.
 fn ok(v: Value) -> Event {
     let owned = parse_posted_event(v.clone(), no_id);
+    let text = from_text(&v, no_id);
     match parse_event(&v, no_id) {
         Ok(ev) => {
             assert_eq!(owned.as_ref(), Ok(&ev), "the owned value's event");
+            assert_eq!(text.as_ref(), Ok(&ev), "the JSON text's event");
             ev
         }
         Err(errors) => panic!("unexpected errors: {errors:#?}"),
@@ -40,13 +49,16 @@ fn fuzz_metadata_integers_beyond_u64_round_trip_through_the_json_view() {
     assert_eq!(ok(view), ev);
 }
 
-/// The errors of `v`, the same by both entry points (a borrowed and an owned value).
+/// The errors of `v`, the same by every entry point (a borrowed and an owned value,
+/// its JSON text).
 fn errs(v: Value) -> Vec<FieldError> {
     let owned = parse_posted_event(v.clone(), || "generated".to_owned());
+    let text = from_text(&v, || "generated".to_owned());
     match parse_event(&v, || "generated".to_owned()) {
         Ok(ev) => panic!("expected errors, got {ev:?}"),
         Err(errors) => {
             assert_eq!(owned.as_ref(), Err(&errors), "the owned value's errors");
+            assert_eq!(text.as_ref(), Err(&errors), "the JSON text's errors");
             errors
         }
     }

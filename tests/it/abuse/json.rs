@@ -392,3 +392,82 @@ fn millions_of_tiny_items_are_refused_without_building_them() {
     assert_healthy(&mut d);
     assert_intact(&d, &acked);
 }
+
+/// One posted event of 15 MiB whose value is refused (too large, the wrong type, an
+/// unknown key, not an object) is refused without the daemon building that value as
+/// a tree: what ingest keeps of `metadata` and change values is their canonical
+/// text up to the limit, and of other values their type. Before, a `metadata` array
+/// of 8 million numbers took a release daemon from 64 to 602 MiB (a JSON value costs
+/// 16 to 32 times its text). The real binary: the point is its peak memory.
+#[test]
+fn a_huge_value_is_refused_without_building_it() {
+    // As above: the body, its copy in the connection's buffers, the answer.
+    const GROWTH_MAX_MIB: u64 = 120;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(tmp.path());
+    let acked = seed(&d, "huge", 10);
+    let before = log_last_seq(&d);
+    let pid = d.child.id();
+    let (_, hwm_before) = memory_kib(pid);
+    // 15 MiB of numbers: ≈ 7.9 million array items.
+    let huge = format!("[{}0]", "0,".repeat(15 * 1024 * 1024 / 2));
+    let cases: [(String, &str, &str); 7] = [
+        (
+            format!(r#"{{"action": "a", "actor": "b", "metadata": {{"k": {huge}}}}}"#),
+            "metadata",
+            "too_large",
+        ),
+        (
+            format!(r#"{{"action": "a", "actor": "b", "metadata": {huge}}}"#),
+            "metadata",
+            "wrong_type",
+        ),
+        (
+            format!(
+                r#"{{"action": "a", "actor": "b", "changes": [{{"field": "f", "new": {huge}}}]}}"#
+            ),
+            "changes[0].new",
+            "too_large",
+        ),
+        (
+            format!(r#"{{"action": "a", "actor": "b", "changes": {huge}}}"#),
+            "changes",
+            "too_large",
+        ),
+        (
+            format!(r#"{{"action": {huge}, "actor": "b"}}"#),
+            "action",
+            "wrong_type",
+        ),
+        (
+            format!(r#"{{"action": "a", "actor": "b", "zz": {huge}}}"#),
+            "zz",
+            "unknown_field",
+        ),
+        (format!("[{huge}]"), "", "not_an_object"),
+    ];
+    for (body, field, kind) in &cases {
+        let p = problem_of(
+            &post_bytes(&d, "application/json", body.as_bytes()),
+            400,
+            "invalid-events",
+        );
+        let first = &p["errors"][0];
+        assert_eq!(
+            (&first["field"], &first["kind"]),
+            (&json!(field), &json!(kind)),
+            "{p}"
+        );
+        let (_, hwm) = memory_kib(pid);
+        assert!(
+            mib(hwm.saturating_sub(hwm_before)) < GROWTH_MAX_MIB,
+            "peak RSS {} MiB → {} MiB after a body of {} MiB refused at {field}",
+            mib(hwm_before),
+            mib(hwm),
+            body.len() >> 20
+        );
+    }
+    assert_eq!(log_last_seq(&d), before);
+    assert_healthy(&mut d);
+    assert_intact(&d, &acked);
+}

@@ -1,10 +1,12 @@
 //! A posted object's values read within bounds: what ingest keeps of a value is at
-//! most what could be stored, never a tree of the whole JSON text.
+//! most what could be stored, never a tree of the whole JSON text (unless
+//! `ingest.field_map` is set: the server then reads each event whole, to rename its
+//! keys first).
 //!
 //! A `serde_json::Value` costs 16 to 32 times its JSON text (a number in an array: 2
 //! bytes of text, a 32-byte `Value`), so one posted event whose `metadata` was an
-//! array of 8 million numbers (16 MiB of text, refused as too large) took the daemon
-//! from 64 to 602 MiB of memory before this module. Here:
+//! array of 7.9 million numbers (15 MiB of text, refused as too large) took a release
+//! daemon from 64 to 588 MiB of memory before this module. Here:
 //!
 //! * `metadata` and a change's `old` and `new` ([`Free`]) are written straight into
 //!   their canonical text ([`super::canonical_json`]: compact, object keys in byte
@@ -31,7 +33,7 @@
 //! `validate` owns those.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 
@@ -40,6 +42,7 @@ use serde::Deserializer;
 use serde_json::{Map, Value};
 
 use super::json::{canonical_json_limited, check_key, deeper_than, duplicate, scalar_values, Key};
+use super::posted::Unknown;
 use super::*;
 
 /// The JSON type name of `v`, for messages.
@@ -453,8 +456,8 @@ pub(super) enum ChangeIn {
         /// `old`, `new` (`None`: absent or `null`).
         old: Option<Free>,
         new: Option<Free>,
-        /// The keys other than `field`, `old` and `new`, sorted.
-        unknown: BTreeSet<String>,
+        /// The keys other than `field`, `old` and `new`.
+        unknown: Unknown,
     },
 }
 
@@ -489,8 +492,10 @@ impl ChangeIn {
             unknown: obj
                 .keys()
                 .filter(|k| !CHANGE_FIELD_NAMES.contains(&k.as_str()))
-                .cloned()
-                .collect(),
+                .fold(Unknown::default(), |mut unknown, k| {
+                    unknown.add(Cow::Borrowed(k));
+                    unknown
+                }),
         }
     }
 }
@@ -587,11 +592,11 @@ impl<'de> Visitor<'de> for ChangeSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChangeIn, A::Error> {
         let (mut field, mut old, mut new) = (None, None, None);
         let mut seen = [false; 3];
-        let mut unknown = BTreeSet::new();
+        let mut unknown = Unknown::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             check_key::<A::Error>(&key)?;
             let Some(at) = CHANGE_FIELD_NAMES.iter().position(|k| *k == key) else {
-                if !unknown.insert(key.to_string()) {
+                if !unknown.add(key.clone()) {
                     return Err(duplicate(&key));
                 }
                 map.next_value_seed(Skip)?;

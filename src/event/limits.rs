@@ -23,6 +23,10 @@ pub const CHANGES_COUNT_MAX: usize = 256;
 /// Maximum size of each `changes[].old` / `changes[].new` value serialized as canonical
 /// (compact) JSON, in bytes.
 pub const CHANGE_VALUE_BYTES_MAX: usize = 16 * 1024;
+/// Most unknown keys of one object (an event, a change) named in its errors: the first
+/// in byte order; the rest are counted in one more error. A body of 16 MiB can hold
+/// 1.6 million short keys: named each, they took ≈ 1.7 GB of errors to answer.
+pub const UNKNOWN_KEYS_NAMED: usize = 32;
 /// Maximum size of a whole bincode-encoded [`Event`](super::Event), in bytes.
 pub const EVENT_BYTES_MAX: usize = 256 * 1024;
 /// Earliest accepted event time: `0000-01-01T00:00:00Z`, in unix microseconds.

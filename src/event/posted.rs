@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::bounded::{Changes, Free};
 use super::fields::FIELD_NAMES;
-use super::limits::METADATA_BYTES_MAX;
+use super::limits::{METADATA_BYTES_MAX, UNKNOWN_KEYS_NAMED};
 
 /// The slot of the posted field `name`: its position in [`FIELD_NAMES`]. For constant
 /// names; a name that is not a posted field fails the build where it is evaluated in
@@ -97,8 +97,8 @@ pub(super) struct Posted {
     at: [u8; FIELD_NAMES.len()],
     /// The slots whose key the object named (with a value or `null`), by bit.
     seen: u64,
-    /// Keys that name no posted field, sorted.
-    pub(super) unknown: BTreeSet<String>,
+    /// Keys that name no posted field.
+    pub(super) unknown: Unknown,
     /// `metadata`, if given (not `null`); never in `values`. Boxed, as `changes`: an
     /// object without them costs a word each.
     pub(super) metadata: Option<Box<Free>>,
@@ -107,6 +107,47 @@ pub(super) struct Posted {
 }
 
 const _: () = assert!(FIELD_NAMES.len() <= 64, "`Posted::seen` has a bit a field");
+
+/// An object's keys that name no field: the [`UNKNOWN_KEYS_NAMED`] first in byte order,
+/// for validation to name, and how many more. The same whichever order the keys come
+/// in, so an object read from its text and from a `Value` (keys sorted) agree.
+#[derive(Debug, Default)]
+pub(super) struct Unknown {
+    named: BTreeSet<String>,
+    more: usize,
+}
+
+impl Unknown {
+    /// Adds `key`; `false` if it is one of the named keys already (a repeated key).
+    /// A key past the named ones is counted, not kept: repeated, it is counted again
+    /// (the object is refused for its unknown keys either way).
+    pub(super) fn add(&mut self, key: Cow<'_, str>) -> bool {
+        if self.named.contains(key.as_ref()) {
+            return false;
+        }
+        if self.named.len() == UNKNOWN_KEYS_NAMED {
+            self.more += 1;
+            match self.named.last() {
+                Some(last) if key.as_ref() > last.as_str() => return true,
+                _ => {
+                    self.named.pop_last();
+                }
+            }
+        }
+        self.named.insert(key.into_owned());
+        true
+    }
+
+    /// The named keys, in byte order.
+    pub(super) fn named(&self) -> impl Iterator<Item = &String> {
+        self.named.iter()
+    }
+
+    /// How many keys are not named.
+    pub(super) fn more(&self) -> usize {
+        self.more
+    }
+}
 
 /// Where the value of a key goes ([`Posted::claim`]).
 #[derive(Clone, Copy)]
@@ -123,7 +164,7 @@ impl Posted {
             values: Vec::new(),
             at: [0; FIELD_NAMES.len()],
             seen: 0,
-            unknown: BTreeSet::new(),
+            unknown: Unknown::default(),
             metadata: None,
             changes: None,
         }
@@ -140,10 +181,7 @@ impl Posted {
                 // At most 64 slots (above).
                 first.then_some(Claim::Field(i as u8))
             }
-            None => self
-                .unknown
-                .insert(key.into_owned())
-                .then_some(Claim::Unknown),
+            None => self.unknown.add(key).then_some(Claim::Unknown),
         }
     }
 
@@ -250,7 +288,7 @@ mod tests {
             unreachable!()
         };
         for mut p in [Posted::borrowed(&obj), Posted::owned(obj.clone())] {
-            assert_eq!(p.unknown.iter().collect::<Vec<_>>(), ["aa", "zz"]);
+            assert_eq!(p.unknown.named().collect::<Vec<_>>(), ["aa", "zz"]);
             assert!(!p.has(const { slot("actor") }));
             assert!(p.has(const { slot("tenant") }));
             assert_eq!(p.take(const { slot("action") }), Some(json!("login")));

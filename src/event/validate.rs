@@ -117,6 +117,26 @@ impl Checker {
         Some(s)
     }
 
+    /// The error counting an object's unknown keys past the named ones (`at`: the
+    /// object's path, `""` for the event).
+    fn more_unknown(&mut self, at: &str, more: usize) {
+        if more > 0 {
+            let of = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" in {at}")
+            };
+            self.push(
+                at,
+                FieldErrorKind::UnknownField,
+                format!(
+                    "{more} more unknown fields{of} (only the first {UNKNOWN_KEYS_NAMED} in byte \
+                     order are named)"
+                ),
+            );
+        }
+    }
+
     /// Refuses a category or action reserved for Stele's own events.
     fn reserved(&mut self, field: &str, value: Option<&str>) {
         if let Some(v) = value.filter(|v| is_reserved_kind(v)) {
@@ -380,7 +400,7 @@ impl Checker {
         };
         let old = value(old, "old");
         let new = value(new, "new");
-        for key in &unknown {
+        for key in unknown.named() {
             let shown = preview(key);
             self.push(
                 format!("{path}.{shown}"),
@@ -391,6 +411,7 @@ impl Checker {
                 ),
             );
         }
+        self.more_unknown(&path, unknown.more());
         if self.errors.len() != before {
             return None;
         }
@@ -634,7 +655,7 @@ fn parse(
         }
     }
 
-    for key in &p.unknown {
+    for key in p.unknown.named() {
         let shown = preview(key);
         let message = match key.as_str() {
             k if STORED_FIELD_NAMES.contains(&k)
@@ -649,6 +670,7 @@ fn parse(
         };
         c.push(shown, FieldErrorKind::UnknownField, message);
     }
+    c.more_unknown("", p.unknown.more());
 
     if !someone {
         c.push(

@@ -188,19 +188,27 @@ impl Posted {
     /// Puts the value of a claimed key in its place (`null` is absent).
     pub(super) fn set(&mut self, claim: Claim, value: Value) {
         if let Claim::Field(i) = claim {
-            if value.is_null() {
-                return;
-            }
-            if usize::from(i) == const { slot("metadata") } {
-                self.metadata = Some(Box::new(Free::of_value(&value, METADATA_BYTES_MAX)));
-            } else if usize::from(i) == const { slot("changes") } {
-                self.changes = Some(Box::new(Changes::of_value(&value)));
-            } else {
+            if !value.is_null() && !self.set_as_read(i, &value) {
                 self.values.push(value);
                 // At most one value a slot, at most 64 slots.
                 self.at[usize::from(i)] = self.values.len() as u8;
             }
         }
+    }
+
+    /// Puts `metadata` or `changes` in its place as read from `value` (its canonical
+    /// text made from the borrowed value, which is not copied); `false` for any other
+    /// slot.
+    fn set_as_read(&mut self, slot_index: u8, value: &Value) -> bool {
+        let i = usize::from(slot_index);
+        if i == const { slot("metadata") } {
+            self.metadata = Some(Box::new(Free::of_value(value, METADATA_BYTES_MAX)));
+        } else if i == const { slot("changes") } {
+            self.changes = Some(Box::new(Changes::of_value(value)));
+        } else {
+            return false;
+        }
+        true
     }
 
     /// Sorts `obj`'s entries, moving its values.
@@ -219,8 +227,8 @@ impl Posted {
     pub(super) fn borrowed(obj: &Map<String, Value>) -> Self {
         let mut out = Self::empty();
         for (key, value) in obj {
-            if let Some(claim @ Claim::Field(_)) = out.claim(Cow::Borrowed(key)) {
-                if !value.is_null() {
+            if let Some(claim @ Claim::Field(i)) = out.claim(Cow::Borrowed(key)) {
+                if !value.is_null() && !out.set_as_read(i, value) {
                     out.set(claim, value.clone());
                 }
             }

@@ -347,7 +347,7 @@ fn key_rule(detail: &str) -> bool {
 /// value per non-blank line and reports a 1-based line and column within
 /// the body; whatever splits as JSON splits the same as NDJSON once each
 /// value is written on its own line; reading each object straight into
-/// its fields (`Events::Fields`) agrees with reading whole values
+/// its fields (`Events::Fields`, no field map) agrees with reading whole values
 /// (`Events::Values`): the same error, or events that validate the same (but a
 /// repeated or reserved key inside a value the event is refused for anyway, which
 /// the first reading walks without keeping: there the event must be refused); and
@@ -357,7 +357,12 @@ pub fn ndjson_split(data: &[u8]) {
     let all = usize::MAX;
     let lines = data.split(|&b| b == b'\n').count();
     for ndjson in [true, false] {
-        let fields = split_body(data, ndjson, Events::Fields, all);
+        let fields = split_body(
+            data,
+            ndjson,
+            Events::Fields(crate::event::FieldMap::none()),
+            all,
+        );
         let values = split_body(data, ndjson, Events::Values, all);
         match (fields, values) {
             (Ok(fields), Ok(values)) => {
@@ -365,8 +370,13 @@ pub fn ndjson_split(data: &[u8]) {
                 assert_eq!(fields.events.len(), fields.count);
                 assert_eq!(values.events.len(), values.count);
                 for max in [0, 1, 2] {
-                    let capped = split_body(data, ndjson, Events::Fields, max)
-                        .expect("a body that splits whole splits with a limit");
+                    let capped = split_body(
+                        data,
+                        ndjson,
+                        Events::Fields(crate::event::FieldMap::none()),
+                        max,
+                    )
+                    .expect("a body that splits whole splits with a limit");
                     assert_eq!(capped.count, fields.count);
                     let kept = capped.events.len();
                     assert!(kept == max.min(fields.count) || (!ndjson && fields.count == 1));

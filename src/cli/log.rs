@@ -132,21 +132,17 @@ fn read_batch(
         if line.trim().is_empty() {
             continue;
         }
-        let mut value = event::parse_json(line.as_bytes())
+        let posted = event::parse_posted_json_mapped(line.as_bytes(), field_map)
             .map_err(|e| anyhow::anyhow!("line {n}: not JSON: {e}"))?;
-        field_map.apply(&mut value).map_err(|errs| {
-            let msgs: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
-            anyhow::anyhow!("line {n}: invalid event: {}", msgs.join("; "))
-        })?;
-        let ev = event::parse_event(&value, event::new_event_id).map_err(|errs| {
+        let has_id = posted.has_id();
+        let ev = posted.validate(event::new_event_id).map_err(|errs| {
             let msgs: Vec<String> = errs
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect();
             anyhow::anyhow!("line {n}: invalid event: {}", msgs.join("; "))
         })?;
-        out.client_id
-            .push(value.get("id").is_some_and(|id| !id.is_null()));
+        out.client_id.push(has_id);
         out.events.push(ev);
         out.lines.push(n);
     }

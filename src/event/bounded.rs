@@ -1,7 +1,5 @@
 //! A posted object's values read within bounds: what ingest keeps of a value is at
-//! most what could be stored, never a tree of the whole JSON text (unless
-//! `ingest.field_map` is set: the server then reads each event whole, to rename its
-//! keys first).
+//! most what could be stored, never a tree of the whole JSON text.
 //!
 //! A `serde_json::Value` costs 16 to 32 times its JSON text (a number in an array: 2
 //! bytes of text, a 32-byte `Value`), so one posted event whose `metadata` was an
@@ -77,7 +75,7 @@ pub(super) enum Refusal {
 
 /// A free-form value (`metadata`, a change's `old` or `new`) as read: its JSON type
 /// and its canonical text, or why it is not kept.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(super) struct Free {
     /// The value's JSON type name (`"an object"`, `"a number"`, …).
     pub(super) kind: &'static str,
@@ -434,7 +432,7 @@ impl<'de> Visitor<'de> for Scalar {
 }
 
 /// `changes` as read.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(super) enum Changes {
     /// Not an array: its JSON type name.
     NotArray(&'static str),
@@ -445,7 +443,7 @@ pub(super) enum Changes {
 }
 
 /// One item of `changes` as read.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(super) enum ChangeIn {
     /// Not an object: its JSON type name.
     NotObject(&'static str),

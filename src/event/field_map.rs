@@ -3,14 +3,16 @@
 //! ...) renamed to Stele's before validation, over HTTP and in `stele append`.
 //!
 //! Owns the map's rules (every target is a field a client may post, no source
-//! is itself a Stele field) and the renaming of one JSON event. It renames
-//! keys only, never values, and never drops data: an event holding a mapped
-//! name and its Stele name (or two names mapped to one field) with different
-//! values is refused naming both. Validation stays `validate.rs`'s.
+//! is itself a Stele field), its lookup, and the error of a conflict. The
+//! renaming is done as an object is read (`posted.rs`: a mapped name is
+//! claimed as the field it names, so no event is read whole first). It
+//! renames an event's own keys only, never values or keys inside them, and
+//! never drops data: an event holding a mapped name and its Stele name (or two
+//! names mapped to one field) with different values is refused naming both
+//! (the first in the text first). Validation stays `validate.rs`'s.
 
 use super::field_error::{preview, FieldError, FieldErrorKind};
 use super::fields::FIELD_NAMES;
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Foreign name → Stele field name. Empty: events are taken as posted.
@@ -66,68 +68,40 @@ impl FieldMap {
         &self.map
     }
 
-    /// Renames the mapped keys of `event` (an object; anything else is left
-    /// for validation to refuse). A mapped key whose value is `null` is
-    /// absent, as for Stele's own fields.
-    ///
-    /// # Errors
-    ///
-    /// One [`FieldErrorKind::Conflict`] per Stele field that would receive two
-    /// different values (from its own name and a mapped one, or from two
-    /// mapped names), naming both keys; nothing is renamed then.
-    pub fn apply(&self, event: &mut Value) -> Result<(), Vec<FieldError>> {
-        let Value::Object(obj) = event else {
-            return Ok(());
+    /// No mapping, for readers that take one.
+    pub fn none() -> &'static FieldMap {
+        static NONE: FieldMap = FieldMap {
+            map: BTreeMap::new(),
         };
-        if self.map.is_empty() || !self.map.keys().any(|k| obj.contains_key(k)) {
-            return Ok(());
-        }
-        let mut renamed = Map::new();
-        // The key each Stele field's value came from.
-        let mut origin: BTreeMap<&str, String> = BTreeMap::new();
-        let mut errors = Vec::new();
-        for (key, value) in obj.iter() {
-            let (target, from) = match self.map.get(key) {
-                Some(to) => (to.as_str(), key),
-                None => (key.as_str(), key),
-            };
-            // `null` is absent: it neither conflicts nor hides a value.
-            if value.is_null() && (self.map.contains_key(key) || renamed.contains_key(target)) {
-                continue;
-            }
-            match renamed.get(target) {
-                Some(held) if held.is_null() => {}
-                Some(held) if held == value => continue,
-                Some(_) => {
-                    errors.push(FieldError::new(
-                        target,
-                        FieldErrorKind::Conflict,
-                        format!(
-                            "\"{}\" and \"{}\" both give {target} (ingest.field_map), with \
-                             different values; send one of them, or the same value in both",
-                            preview(&origin[target]),
-                            preview(from),
-                        ),
-                    ));
-                    continue;
-                }
-                None => {}
-            }
-            origin.insert(target, from.clone());
-            renamed.insert(target.to_string(), value.clone());
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        *obj = renamed;
-        Ok(())
+        &NONE
     }
+
+    /// The Stele field `key` names, if it is a mapped (foreign) name.
+    pub(super) fn target(&self, key: &str) -> Option<&str> {
+        self.map.get(key).map(String::as_str)
+    }
+}
+
+/// The error of a field two names gave different values: `first` gave the value kept,
+/// `then` another. The renaming itself is done as an object is read
+/// (`Posted::claim_mapped`, `Posted::put`): a mapped name is claimed as the field it
+/// names; `null` under either name is absent; the same value under both is one field.
+pub(super) fn conflict(target: &str, first: &str, then: &str) -> FieldError {
+    FieldError::new(
+        target,
+        FieldErrorKind::Conflict,
+        format!(
+            "\"{}\" and \"{}\" both give {target} (ingest.field_map), with different values; \
+             send one of them, or the same value in both",
+            preview(first),
+            preview(then),
+        ),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn seed_map() -> FieldMap {
         let m: BTreeMap<String, String> = [
@@ -144,73 +118,119 @@ mod tests {
         FieldMap::new(m).unwrap()
     }
 
+    /// `text` read with the map, as ingest does, and validated.
+    fn read(text: &str) -> Result<crate::event::Event, Vec<FieldError>> {
+        crate::event::parse_posted_json_mapped(text.as_bytes(), &seed_map())
+            .unwrap()
+            .validate(|| "new".into())
+    }
+
     #[test]
     fn foreign_names_become_stele_names_and_values_are_kept() {
-        let mut ev = json!({"event_type": "login", "level": "warning", "subaccountId": "acme",
-            "resourceId": "r-1", "userId": "u-7", "description": "d", "metadata": {"level": 1}});
-        seed_map().apply(&mut ev).unwrap();
-        assert_eq!(
-            ev,
-            json!({"action": "login", "severity": "warning", "tenant": "acme",
-                "entity_id": "r-1", "user_id": "u-7", "description": "d", "metadata": {"level": 1}})
-        );
+        let ev = read(
+            r#"{"event_type": "login", "level": "warning", "subaccountId": "acme",
+                "resourceId": "r-1", "userId": "u-7", "description": "d", "metadata": {"level": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.action, "login");
+        assert_eq!(ev.severity, Some(crate::event::Severity::Warning));
+        assert_eq!(ev.tenant.as_deref(), Some("acme"));
+        assert_eq!(ev.entity_id.as_deref(), Some("r-1"));
+        assert_eq!(ev.user_id.as_deref(), Some("u-7"));
+        assert_eq!(ev.description.as_deref(), Some("d"));
+        // Only an event's own keys are renamed, never those inside its values.
+        assert_eq!(ev.metadata.as_deref(), Some(r#"{"level":1}"#));
+        // Without the map the same names are unknown.
+        let plain = crate::event::parse_posted_json(br#"{"event_type": "login", "actor": "a"}"#)
+            .unwrap()
+            .validate(|| "new".into())
+            .unwrap_err();
+        assert_eq!(plain[0].kind, FieldErrorKind::Missing, "{plain:?}");
     }
 
     #[test]
     fn unmapped_unknown_names_are_left_for_validation() {
-        let mut ev = json!({"event_type": "login", "operationId": "op"});
-        seed_map().apply(&mut ev).unwrap();
-        assert_eq!(ev, json!({"action": "login", "operationId": "op"}));
-        let mut not_object = json!([1]);
-        seed_map().apply(&mut not_object).unwrap();
-        assert_eq!(not_object, json!([1]));
+        let errs =
+            read(r#"{"event_type": "login", "userId": "u", "operationId": "op"}"#).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "operationId");
+        assert_eq!(errs[0].kind, FieldErrorKind::UnknownField);
+        assert_eq!(
+            read("[1]").unwrap_err()[0].kind,
+            FieldErrorKind::NotAnObject
+        );
     }
 
     #[test]
     fn both_names_with_different_values_are_refused_naming_both() {
-        let mut ev = json!({"action": "login", "event_type": "logout"});
-        let errs = seed_map().apply(&mut ev).unwrap_err();
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].field, "action");
-        assert_eq!(errs[0].kind, FieldErrorKind::Conflict);
+        for text in [
+            r#"{"action": "login", "event_type": "logout", "actor": "a"}"#,
+            r#"{"event_type": "logout", "action": "login", "actor": "a", "bogus": 1}"#,
+        ] {
+            let errs = read(text).unwrap_err();
+            assert_eq!(errs.len(), 1, "only the conflict: {errs:?}");
+            assert_eq!(errs[0].field, "action");
+            assert_eq!(errs[0].kind, FieldErrorKind::Conflict);
+            let m = &errs[0].message;
+            assert!(
+                m.contains("\"action\"") && m.contains("\"event_type\""),
+                "{m}"
+            );
+        }
+        // Two foreign names for one field; metadata under two names.
+        let errs = read(r#"{"event_type": "a", "activityType": "b", "actor": "x"}"#).unwrap_err();
+        let m = &errs[0].message;
         assert!(
-            errs[0].message.contains("\"action\""),
-            "{}",
-            errs[0].message
+            m.contains("\"activityType\"") && m.contains("\"event_type\""),
+            "{m}"
         );
-        assert!(
-            errs[0].message.contains("\"event_type\""),
-            "{}",
-            errs[0].message
-        );
+        let map = FieldMap::new([("extra".to_string(), "metadata".to_string())].into()).unwrap();
+        let read_with = |text: &str| {
+            crate::event::parse_posted_json_mapped(text.as_bytes(), &map)
+                .unwrap()
+                .validate(|| "new".into())
+        };
+        let base = r#""action": "a", "actor": "b""#;
+        let errs = read_with(&format!(
+            r#"{{{base}, "metadata": {{"k": 1}}, "extra": {{"k": 2}}}}"#
+        ))
+        .unwrap_err();
         assert_eq!(
-            ev,
-            json!({"action": "login", "event_type": "logout"}),
-            "untouched"
+            (errs[0].field.as_str(), errs[0].kind),
+            ("metadata", FieldErrorKind::Conflict)
         );
-        // Two foreign names for one field.
-        let mut ev = json!({"event_type": "a", "activityType": "b"});
-        let errs = seed_map().apply(&mut ev).unwrap_err();
-        assert!(
-            errs[0].message.contains("\"activityType\""),
-            "{}",
-            errs[0].message
-        );
-        assert!(
-            errs[0].message.contains("\"event_type\""),
-            "{}",
-            errs[0].message
-        );
+        let ev = read_with(&format!(
+            r#"{{{base}, "metadata": {{"b": 1, "a": 2}}, "extra": {{"a": 2, "b": 1}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(ev.metadata.as_deref(), Some(r#"{"a":2,"b":1}"#));
+    }
+
+    #[test]
+    fn a_name_twice_is_a_repeated_key_even_between_its_other_names() {
+        for text in [
+            r#"{"level": "info", "level": "info", "action": "a", "actor": "b"}"#,
+            r#"{"severity": "info", "level": "info", "level": "info", "action": "a", "actor": "b"}"#,
+            r#"{"level": "info", "severity": "info", "severity": "info", "action": "a", "actor": "b"}"#,
+        ] {
+            let err = crate::event::parse_posted_json_mapped(text.as_bytes(), &seed_map())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("duplicate key"), "{text}: {err}");
+        }
     }
 
     #[test]
     fn equal_values_and_nulls_are_not_conflicts() {
-        let mut ev = json!({"action": "login", "event_type": "login", "level": null});
-        seed_map().apply(&mut ev).unwrap();
-        assert_eq!(ev, json!({"action": "login"}));
-        let mut ev = json!({"severity": null, "level": "error"});
-        seed_map().apply(&mut ev).unwrap();
-        assert_eq!(ev, json!({"severity": "error"}));
+        let ev = read(r#"{"action": "login", "event_type": "login", "level": null, "actor": "a"}"#)
+            .unwrap();
+        assert_eq!((ev.action.as_str(), ev.severity), ("login", None));
+        let ev =
+            read(r#"{"severity": null, "level": "error", "actor": "a", "action": "x"}"#).unwrap();
+        assert_eq!(ev.severity, Some(crate::event::Severity::Error));
+        let ev =
+            read(r#"{"level": "error", "severity": null, "actor": "a", "action": "x"}"#).unwrap();
+        assert_eq!(ev.severity, Some(crate::event::Severity::Error));
     }
 
     #[test]

@@ -8,14 +8,13 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::bounded::{Changes, Free, Scalar, Skip};
-use super::posted::{Claim, Posted};
+use super::posted::{Claim, Given, Posted};
 use super::*;
 
 /// Serializes a `Value` with object keys in sorted (byte) order, whatever map type
@@ -186,7 +185,22 @@ impl PostedEvent {
 ///
 /// As [`parse_json`].
 pub fn parse_posted_json(bytes: &[u8]) -> serde_json::Result<PostedEvent> {
-    serde_json::from_slice(bytes)
+    parse_posted_json_mapped(bytes, FieldMap::none())
+}
+
+/// [`parse_posted_json`] with `map`'s names taken as the fields they name
+/// (`[ingest.field_map]`): a field given under two names is one field if the values
+/// are the same, else a conflict [`PostedEvent::validate`] reports.
+///
+/// # Errors
+///
+/// As [`parse_json`].
+pub fn parse_posted_json_mapped(bytes: &[u8], map: &FieldMap) -> serde_json::Result<PostedEvent> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let event = serde::de::DeserializeSeed::deserialize(PostedSeed(map), &mut de)?;
+    // As `serde_json::from_slice`: nothing but whitespace after the value.
+    de.end()?;
+    Ok(event)
 }
 
 /// The events of a posted body: at most the first `max` read, and how many it holds.
@@ -199,7 +213,8 @@ pub struct PostedBatch {
 }
 
 /// Parses a posted JSON body with the rules of [`parse_json`]: an array's items are
-/// the events, each object straight into its fields; anything else is one event.
+/// the events, each object straight into its fields (`map`'s names as the fields
+/// they name, [`parse_posted_json_mapped`]); anything else is one event.
 ///
 /// Only an array's first `max` items are kept: the rest are read as JSON text (its
 /// syntax checked, its position reported as before) and counted, but not built, so a
@@ -210,24 +225,29 @@ pub struct PostedBatch {
 /// # Errors
 ///
 /// As [`parse_json`].
-pub fn parse_posted_body(bytes: &[u8], max: usize) -> serde_json::Result<PostedBatch> {
-    parse_body::<PostedEvent>(bytes, max)
+pub fn parse_posted_body(
+    bytes: &[u8],
+    max: usize,
+    map: &FieldMap,
+) -> serde_json::Result<PostedBatch> {
+    parse_body(bytes, max, PostedSeed(map))
 }
 
-/// [`parse_posted_body`] with each event kept as a whole `Value` (to rename another
-/// system's keys before validation, [`super::FieldMap`]).
+/// [`parse_posted_body`] with each event kept as a whole `Value`, unbounded: the
+/// reading the fuzz target compares the bounded one with.
 ///
 /// # Errors
 ///
 /// As [`parse_json`].
+#[cfg(any(test, feature = "testkit"))]
 pub fn parse_posted_values(bytes: &[u8], max: usize) -> serde_json::Result<PostedBatch> {
-    parse_body::<StrictValue>(bytes, max)
+    parse_body(bytes, max, ValueSeed)
 }
 
-/// A body's events as `T`s, an array's items past `max` only counted.
-fn parse_body<T>(bytes: &[u8], max: usize) -> serde_json::Result<PostedBatch>
+/// A body's events as `seed` reads them, an array's items past `max` only counted.
+fn parse_body<S>(bytes: &[u8], max: usize, seed: S) -> serde_json::Result<PostedBatch>
 where
-    T: serde::de::DeserializeOwned + Into<PostedEvent>,
+    S: Copy + for<'de> serde::de::DeserializeSeed<'de, Value = PostedEvent>,
 {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     // serde_json's whitespace: space, tab, line feed, carriage return.
@@ -235,10 +255,10 @@ where
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     let batch = if first == Some(&b'[') {
-        serde::Deserializer::deserialize_seq(&mut de, Capped::<T>(max, PhantomData))?
+        serde::Deserializer::deserialize_seq(&mut de, Capped(max, seed))?
     } else {
         PostedBatch {
-            events: vec![T::deserialize(&mut de)?.into()],
+            events: vec![seed.deserialize(&mut de)?],
             count: 1,
         }
     };
@@ -247,12 +267,12 @@ where
     Ok(batch)
 }
 
-/// An array's first `.0` items as `T`s, the rest counted ([`parse_body`]).
-struct Capped<T>(usize, PhantomData<T>);
+/// An array's first `.0` items as `.1` reads them, the rest counted ([`parse_body`]).
+struct Capped<S>(usize, S);
 
-impl<'de, T> serde::de::Visitor<'de> for Capped<T>
+impl<'de, S> serde::de::Visitor<'de> for Capped<S>
 where
-    T: serde::Deserialize<'de> + Into<PostedEvent>,
+    S: Copy + serde::de::DeserializeSeed<'de, Value = PostedEvent>,
 {
     type Value = PostedBatch;
 
@@ -263,8 +283,8 @@ where
         let max = self.0;
         let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(max).min(4096));
         while events.len() < max {
-            match seq.next_element::<T>()? {
-                Some(item) => events.push(item.into()),
+            match seq.next_element_seed(self.1)? {
+                Some(item) => events.push(item),
                 None => {
                     let count = events.len();
                     return Ok(PostedBatch { events, count });
@@ -279,16 +299,37 @@ where
     }
 }
 
-impl<'de> serde::Deserialize<'de> for PostedEvent {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(PostedVisitor)
+/// Reads a posted event with `.0`'s renames ([`PostedVisitor`]).
+#[derive(Clone, Copy)]
+struct PostedSeed<'m>(&'m FieldMap);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PostedSeed<'_> {
+    type Value = PostedEvent;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PostedEvent, D::Error> {
+        d.deserialize_any(PostedVisitor(self.0))
     }
 }
 
-/// [`StrictVisitor`]'s rules, with an object's keys claimed by [`Posted`] as they come.
-struct PostedVisitor;
+/// Reads a posted event as a whole `Value` ([`parse_posted_values`]).
+#[cfg(any(test, feature = "testkit"))]
+#[derive(Clone, Copy)]
+struct ValueSeed;
 
-impl<'de> serde::de::Visitor<'de> for PostedVisitor {
+#[cfg(any(test, feature = "testkit"))]
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed {
+    type Value = PostedEvent;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PostedEvent, D::Error> {
+        <StrictValue as serde::Deserialize>::deserialize(d).map(PostedEvent::from)
+    }
+}
+
+/// [`StrictVisitor`]'s rules, with an object's keys claimed by [`Posted`] as they come
+/// (the map's names as the fields they name).
+struct PostedVisitor<'m>(&'m FieldMap);
+
+impl<'de> serde::de::Visitor<'de> for PostedVisitor<'_> {
     type Value = PostedEvent;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -330,17 +371,21 @@ impl<'de> serde::de::Visitor<'de> for PostedVisitor {
         let mut posted = Posted::empty();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             check_key::<A::Error>(&key)?;
-            let Some(claim) = posted.claim(Cow::Borrowed(&key)) else {
+            let Some(claim) = posted.claim_mapped(Cow::Borrowed(&key), self.0) else {
                 return Err(duplicate(&key));
             };
             // Each value read within the bounds of what could be stored of it.
-            match claim {
-                Claim::Field(METADATA) => {
-                    posted.metadata = Free::next_metadata(&mut map)?.map(Box::new);
+            let given = match claim {
+                Claim::Field(METADATA) => Given::Free(Free::next_metadata(&mut map)?),
+                Claim::Field(CHANGES) => Given::Changes(Changes::next_of(&mut map)?),
+                Claim::Field(_) => Given::Value(map.next_value_seed(Scalar)?),
+                Claim::Unknown => {
+                    map.next_value_seed(Skip)?;
+                    continue;
                 }
-                Claim::Field(CHANGES) => posted.changes = Changes::next_of(&mut map)?.map(Box::new),
-                Claim::Field(_) => posted.set(claim, map.next_value_seed(Scalar)?),
-                Claim::Unknown => map.next_value_seed(Skip)?,
+            };
+            if let Claim::Field(i) = claim {
+                posted.put(i, &key, given);
             }
         }
         Ok(PostedEvent(Parsed::Fields(posted)))

@@ -21,6 +21,8 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 
 use super::bounded::{Changes, Free};
+use super::field_error::FieldError;
+use super::field_map::{conflict, FieldMap};
 use super::fields::FIELD_NAMES;
 use super::limits::{METADATA_BYTES_MAX, UNKNOWN_KEYS_NAMED};
 
@@ -104,6 +106,27 @@ pub(super) struct Posted {
     pub(super) metadata: Option<Box<Free>>,
     /// `changes`, if given (not `null`); never in `values`.
     pub(super) changes: Option<Box<Changes>>,
+    /// With keys renamed ([`FieldMap`]): the names each field was given by.
+    renamed: Option<Box<Renamed>>,
+}
+
+/// What renaming keys adds to an object read ([`Posted::claim_mapped`]).
+#[derive(Debug, Default)]
+struct Renamed {
+    /// Each field's names so far (a name twice is a repeated key).
+    names: Vec<(u8, String)>,
+    /// The name each field's value came from.
+    gave: Vec<(u8, String)>,
+    /// Fields given different values by two names.
+    conflicts: Vec<FieldError>,
+}
+
+/// A value read for a field ([`Posted::put`]), `null` as read.
+#[derive(Debug)]
+pub(super) enum Given {
+    Value(Value),
+    Free(Option<Free>),
+    Changes(Option<Changes>),
 }
 
 const _: () = assert!(FIELD_NAMES.len() <= 64, "`Posted::seen` has a bit a field");
@@ -111,7 +134,7 @@ const _: () = assert!(FIELD_NAMES.len() <= 64, "`Posted::seen` has a bit a field
 /// An object's keys that name no field: the [`UNKNOWN_KEYS_NAMED`] first in byte order,
 /// for validation to name, and how many more. The same whichever order the keys come
 /// in, so an object read from its text and from a `Value` (keys sorted) agree.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Unknown {
     named: BTreeSet<String>,
     more: usize,
@@ -167,7 +190,78 @@ impl Posted {
             unknown: Unknown::default(),
             metadata: None,
             changes: None,
+            renamed: None,
         }
+    }
+
+    /// [`Posted::claim`] with `map`'s names taken as the fields they name: a field may
+    /// then be named twice by different names ([`Posted::put`] compares the values);
+    /// `None` if the object gave this very name before.
+    pub(super) fn claim_mapped(&mut self, key: Cow<'_, str>, map: &FieldMap) -> Option<Claim> {
+        if map.is_empty() {
+            return self.claim(key);
+        }
+        let Some(i) = slot_of(map.target(&key).unwrap_or(&key)) else {
+            return self.unknown.add(key).then_some(Claim::Unknown);
+        };
+        let renamed = self.renamed.get_or_insert_with(Box::default);
+        if renamed
+            .names
+            .iter()
+            .any(|(s, n)| usize::from(*s) == i && **n == *key)
+        {
+            return None;
+        }
+        // At most 64 slots.
+        renamed.names.push((i as u8, key.into_owned()));
+        Some(Claim::Field(i as u8))
+    }
+
+    /// Puts the value `key` gave the field in slot `i` in its place: `null` is absent
+    /// (it neither conflicts nor hides a value); given before under another name
+    /// ([`Posted::claim_mapped`]), the same value is one field and a different one a
+    /// conflict naming both.
+    pub(super) fn put(&mut self, i: u8, key: &str, given: Given) {
+        let slot = usize::from(i);
+        // `Some(same)` if the field holds a value already.
+        let held = match &given {
+            Given::Value(Value::Null) | Given::Free(None) | Given::Changes(None) => return,
+            Given::Value(v) => {
+                (self.at[slot] != 0).then(|| self.values[usize::from(self.at[slot]) - 1] == *v)
+            }
+            Given::Free(Some(f)) => self.metadata.as_deref().map(|m| m == f),
+            Given::Changes(Some(c)) => self.changes.as_deref().map(|h| h == c),
+        };
+        match held {
+            Some(true) => {}
+            Some(false) => {
+                if let Some(r) = &mut self.renamed {
+                    let first = r.gave.iter().find(|(s, _)| *s == i).map_or("", |(_, n)| n);
+                    let error = conflict(FIELD_NAMES[slot], first, key);
+                    r.conflicts.push(error);
+                }
+            }
+            None => {
+                match given {
+                    Given::Value(v) => {
+                        self.values.push(v);
+                        // At most one value a slot, at most 64 slots.
+                        self.at[slot] = self.values.len() as u8;
+                    }
+                    Given::Free(f) => self.metadata = f.map(Box::new),
+                    Given::Changes(c) => self.changes = c.map(Box::new),
+                }
+                if let Some(r) = &mut self.renamed {
+                    r.gave.push((i, key.to_owned()));
+                }
+            }
+        }
+    }
+
+    /// The conflicts of renamed keys, if any (taken out).
+    pub(super) fn conflicts(&mut self) -> Option<Vec<FieldError>> {
+        let r = self.renamed.as_mut()?;
+        (!r.conflicts.is_empty()).then(|| std::mem::take(&mut r.conflicts))
     }
 
     /// Claims `key` for the value that follows it; `None` if the object named it

@@ -529,6 +529,11 @@ fn parse(
     new_id: impl FnOnce() -> String,
     client: bool,
 ) -> Result<Event, Vec<FieldError>> {
+    // Two names of `ingest.field_map` giving one field different values: nothing
+    // else is said of the event until the client sends one of them.
+    if let Some(conflicts) = p.conflicts() {
+        return Err(conflicts);
+    }
     let mut c = Checker { errors: Vec::new() };
     // Before the fields are taken out.
     let someone = p.has(const { posted::slot("actor") })

@@ -3,7 +3,7 @@
 use super::problem::{internal, problem, query_problem, Kind};
 use super::{serialized_response, App, Caller, Req, Resp};
 use crate::auth::Scope;
-use crate::event::{self, Event, FieldError, PostedBatch, PostedEvent, Provenance};
+use crate::event::{self, Event, FieldError, PostedBatch, Provenance};
 use crate::ingest::Idempotency;
 use crate::sync::Recover;
 use bytes::Bytes;
@@ -26,12 +26,14 @@ pub struct JsonError {
 }
 
 /// How [`split_body`] reads each event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Events {
-    /// An object straight into its fields (no map of its keys is built).
-    Fields,
-    /// Each as a whole JSON value, to rename another system's keys before validation
-    /// (`ingest.field_map`).
+#[derive(Clone, Copy, Debug)]
+pub enum Events<'m> {
+    /// An object straight into its fields (no map of its keys is built), each value
+    /// only as far as it could be stored, another system's names renamed by the map
+    /// (`ingest.field_map`) as they are read: what ingest does.
+    Fields(&'m crate::event::FieldMap),
+    /// Each as a whole JSON value, unbounded: what the fuzz target compares with.
+    #[cfg(any(test, feature = "testkit"))]
     Values,
 }
 
@@ -59,8 +61,9 @@ pub fn split_body(
                 serde_json::from_slice::<serde::de::IgnoredAny>(line).map(|_| ())
             } else {
                 match read {
-                    Events::Fields => event::parse_posted_json(line),
-                    Events::Values => event::parse_json(line).map(PostedEvent::from),
+                    Events::Fields(map) => event::parse_posted_json_mapped(line, map),
+                    #[cfg(any(test, feature = "testkit"))]
+                    Events::Values => event::parse_json(line).map(event::PostedEvent::from),
                 }
                 .map(|e| events.push(e))
             };
@@ -81,7 +84,8 @@ pub fn split_body(
         });
     }
     match read {
-        Events::Fields => event::parse_posted_body(body, max),
+        Events::Fields(map) => event::parse_posted_body(body, max, map),
+        #[cfg(any(test, feature = "testkit"))]
         Events::Values => event::parse_posted_values(body, max),
     }
     .map_err(|e| JsonError {
@@ -229,11 +233,7 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
         }
     };
     let field_map = app.field_map();
-    let read = if field_map.is_empty() {
-        Events::Fields
-    } else {
-        Events::Values
-    };
+    let read = Events::Fields(&field_map);
     let PostedBatch {
         events: values,
         count,
@@ -260,14 +260,7 @@ pub(super) async fn ingest(app: Arc<App>, req: Req, caller: Caller) -> Resp {
     let mut client_id: Vec<bool> = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
     let posted = values.len();
-    for (i, mut v) in values.into_iter().enumerate() {
-        // Another system's names become Stele's before validation.
-        if let Some(Err(errs)) = v.value_mut().map(|v| field_map.apply(v)) {
-            errors.extend(errs.into_iter().map(|e: FieldError| {
-                json!({"index": i, "field": e.field, "kind": e.kind.as_str(), "message": e.message})
-            }));
-            continue;
-        }
+    for (i, v) in values.into_iter().enumerate() {
         let has_id = v.has_id();
         match v.validate(event::new_event_id) {
             Ok(ev) => {
@@ -475,7 +468,10 @@ mod tests {
     #[test]
     fn json_errors_say_line_and_column() {
         let all = usize::MAX;
-        for read in [Events::Fields, Events::Values] {
+        for read in [
+            Events::Fields(crate::event::FieldMap::none()),
+            Events::Values,
+        ] {
             let e = split_body(b"{\n  \"a\": 1,\n  oops\n}", false, read, all).unwrap_err();
             assert_eq!((e.line, e.column), (3, 3), "{e:?}");
             let e =
@@ -493,7 +489,10 @@ mod tests {
     /// Past `max`, items are counted and their JSON checked, but not built.
     #[test]
     fn items_past_the_limit_are_counted_not_built() {
-        for read in [Events::Fields, Events::Values] {
+        for read in [
+            Events::Fields(crate::event::FieldMap::none()),
+            Events::Values,
+        ] {
             for (body, ndjson) in [
                 (&b" [{}, 1, {\"a\": [2]}, \"x\", null]"[..], false),
                 (b"{}\n1\n{\"a\": [2]}\n\r\n\"x\"\nnull\n", true),

@@ -209,7 +209,9 @@ fn posted_json_reads_as_parse_json_then_validation_does() {
     }
     // A body: an array's items are the events, anything else is one.
     let body = br#"[{"action": "a", "actor": "b"}, 3, [{"action": "c"}]]"#;
-    let events = parse_posted_body(body, usize::MAX).unwrap().events;
+    let events = parse_posted_body(body, usize::MAX, FieldMap::none())
+        .unwrap()
+        .events;
     assert_eq!(events.len(), 3);
     let results: Vec<_> = events
         .into_iter()
@@ -220,8 +222,13 @@ fn posted_json_reads_as_parse_json_then_validation_does() {
         assert_eq!(r.as_ref().unwrap_err()[0].kind, FieldErrorKind::NotAnObject);
     }
     assert_eq!(
-        parse_posted_body(b"{\"action\": \"a\"}", 0).unwrap().count,
+        parse_posted_body(b"{\"action\": \"a\"}", 0, FieldMap::none())
+            .unwrap()
+            .count,
         1
     );
-    assert_eq!(parse_posted_body(b"[]", 1).unwrap().count, 0);
+    assert_eq!(
+        parse_posted_body(b"[]", 1, FieldMap::none()).unwrap().count,
+        0
+    );
 }

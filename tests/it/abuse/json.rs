@@ -400,20 +400,31 @@ fn millions_of_tiny_items_are_refused_without_building_them() {
 /// of 7.9 million numbers took a release daemon from 64 to 588 MiB (a JSON value
 /// costs 16 to 32 times its text; this debug build 99 → 611). Nor does an event of
 /// 1.6 million unknown keys get an error for each (≈ 1.7 GB of errors to answer, a
-/// review found). The real binary: the point is its peak memory.
+/// review found). The same with `ingest.field_map` set, which had read every event
+/// whole. The real binary: the point is its peak memory.
 #[test]
 fn a_huge_value_is_refused_without_building_it() {
     // As above: the body, its copy in the connection's buffers, the answer.
     const GROWTH_MAX_MIB: u64 = 120;
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start(tmp.path());
+    // With a field map, whose renaming is done as the keys are read.
+    let conf = tmp.path().join("map.toml");
+    std::fs::write(
+        &conf,
+        "[ingest.field_map]\nlevel = \"severity\"\nextra = \"metadata\"\n",
+    )
+    .unwrap();
+    let mut d = Daemon::start_with(
+        &tmp.path().join("data"),
+        &["--config", conf.to_str().unwrap()],
+    );
     let acked = seed(&d, "huge", 10);
     let before = log_last_seq(&d);
     let pid = d.child.id();
     let (_, hwm_before) = memory_kib(pid);
     // 15 MiB of numbers: ≈ 7.9 million array items.
     let huge = format!("[{}0]", "0,".repeat(15 * 1024 * 1024 / 2));
-    let cases: [(String, &str, &str); 8] = [
+    let cases: [(String, &str, &str); 10] = [
         (
             format!(r#"{{"action": "a", "actor": "b", "metadata": {{"k": {huge}}}}}"#),
             "metadata",
@@ -447,6 +458,18 @@ fn a_huge_value_is_refused_without_building_it() {
             "unknown_field",
         ),
         (format!("[{huge}]"), "", "not_an_object"),
+        (
+            format!(r#"{{"action": "a", "actor": "b", "level": {huge}}}"#),
+            "severity",
+            "wrong_type",
+        ),
+        (
+            format!(
+                r#"{{"action": "a", "actor": "b", "metadata": {{"k": 1}}, "extra": {{"k": {huge}}}}}"#
+            ),
+            "metadata",
+            "conflict",
+        ),
         // ≈ 1.6 million unknown keys: the first 32 named, the rest counted.
         (
             format!(

@@ -24,8 +24,8 @@
 //! event holding it is refused anyway. serde_json's nesting limit (128) holds
 //! everywhere, since the walk recurses through the same deserializer.
 //!
-//! The same values a caller holds as a `Value` (another system's keys renamed first,
-//! [`super::FieldMap`], or Stele's own events) become the same [`Free`] and
+//! The same values a caller holds as a `Value` (Stele's own events, the fuzz target's
+//! comparison) become the same [`Free`] and
 //! [`Changes`] through [`Free::of_value`] and [`Changes::of_value`]: validation sees
 //! one shape whichever way an event came. Knows nothing of the error messages:
 //! `validate` owns those.

@@ -132,9 +132,8 @@ pub fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
 
 /// A posted event as read from JSON text: an object straight into its fields (no map
 /// of keys is built, and a key's text is not copied unless it is unknown or has
-/// escapes), anything
-/// else as a `Value` for validation to refuse; or a `Value` a caller had (to rename
-/// another system's keys first, [`super::FieldMap`]). Validated by
+/// escapes; a field map's names taken as the fields they name), anything else as a
+/// `Value` for validation to refuse; or a `Value` a caller had. Validated by
 /// [`PostedEvent::validate`].
 #[derive(Debug)]
 pub struct PostedEvent(pub(super) Parsed);

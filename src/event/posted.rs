@@ -3,7 +3,10 @@
 //! (absent and `null` are the same for every optional field), and the keys that are
 //! not fields kept, sorted, for validation to refuse. Filled from a parsed JSON map, or
 //! key by key straight from the JSON text ([`super::PostedEvent`]), where a repeated
-//! key is refused ([`Posted::claim`]).
+//! key is refused ([`Posted::claim`]) and a field map's names are taken as the fields
+//! they name ([`Posted::claim_mapped`], [`Posted::put`]: two names giving one field the
+//! same value are one field, by `Value` for scalars and by canonical text for
+//! `metadata` and `changes`, so `0.0` and `-0.0`, stored differently, differ).
 //!
 //! Validation used to ask the object for each of its ≈ 30 fields by name (a search of
 //! the map each, most for absent fields) and then scan the field names once per key:

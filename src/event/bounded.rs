@@ -102,29 +102,9 @@ impl Free {
         map: &mut A,
         max_bytes: usize,
     ) -> Result<Option<Self>, A::Error> {
-        let mut canon = Canon {
-            out: Vec::new(),
-            max_bytes,
-            deep: false,
-            large: false,
-        };
-        let kind = map.next_value_seed(FreeSeed {
-            canon: &mut canon,
-            depth: 1,
-            comma: false,
-        })?;
-        if kind == NULL {
-            return Ok(None);
-        }
-        let text = if canon.deep {
-            Err(Refusal::TooDeep)
-        } else if canon.large {
-            Err(Refusal::TooLarge)
-        } else {
-            // Every piece written is UTF-8 (serde_json's escapes, ASCII punctuation).
-            String::from_utf8(canon.out).map_err(|_| Refusal::TooLarge)
-        };
-        Ok(Some(Self { kind, text }))
+        let mut canon = Canon::new(max_bytes);
+        let kind = map.next_value_seed(canon.seed())?;
+        Ok((kind != NULL).then(|| canon.into_free(kind)))
     }
 
     /// Reads the next value of `map` as `metadata` (`None` for `null`).
@@ -146,6 +126,37 @@ struct Canon {
 }
 
 impl Canon {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            out: Vec::new(),
+            max_bytes,
+            deep: false,
+            large: false,
+        }
+    }
+
+    /// The seed that reads a whole value into this text.
+    fn seed(&mut self) -> FreeSeed<'_> {
+        FreeSeed {
+            canon: self,
+            depth: 1,
+            comma: false,
+        }
+    }
+
+    /// The value read, of JSON type `kind`.
+    fn into_free(self, kind: &'static str) -> Free {
+        let text = if self.deep {
+            Err(Refusal::TooDeep)
+        } else if self.large {
+            Err(Refusal::TooLarge)
+        } else {
+            // Every piece written is UTF-8 (serde_json's escapes, ASCII punctuation).
+            String::from_utf8(self.out).map_err(|_| Refusal::TooLarge)
+        };
+        Free { kind, text }
+    }
+
     fn keeping(&self) -> bool {
         !self.deep && !self.large
     }

@@ -373,19 +373,20 @@ impl<'de> serde::de::Visitor<'de> for PostedVisitor<'_> {
             let Some(claim) = posted.claim_mapped(Cow::Borrowed(&key), self.0) else {
                 return Err(duplicate(&key));
             };
-            // Each value read within the bounds of what could be stored of it.
-            let given = match claim {
-                Claim::Field(METADATA) => Given::Free(Free::next_metadata(&mut map)?),
-                Claim::Field(CHANGES) => Given::Changes(Changes::next_of(&mut map)?),
-                Claim::Field(_) => Given::Value(map.next_value_seed(Scalar)?),
+            let i = match claim {
+                Claim::Field(i) => i,
                 Claim::Unknown => {
                     map.next_value_seed(Skip)?;
                     continue;
                 }
             };
-            if let Claim::Field(i) = claim {
-                posted.put(i, &key, given);
-            }
+            // Each value read within the bounds of what could be stored of it.
+            let given = match i {
+                METADATA => Given::Free(Free::next_metadata(&mut map)?),
+                CHANGES => Given::Changes(Changes::next_of(&mut map)?),
+                _ => Given::Value(map.next_value_seed(Scalar)?),
+            };
+            posted.put(i, &key, given);
         }
         Ok(PostedEvent(Parsed::Fields(posted)))
     }

@@ -132,6 +132,24 @@ pub(super) enum Given {
     Changes(Option<Changes>),
 }
 
+impl Given {
+    /// The value a caller holds for the field in slot `i`: `metadata` and `changes` as
+    /// reading their text would give (made from the reference, never copied), any other
+    /// field's as it is.
+    fn of(i: u8, v: Cow<'_, Value>) -> Self {
+        let i = usize::from(i);
+        if v.is_null() {
+            Self::Value(Value::Null)
+        } else if i == const { slot("metadata") } {
+            Self::Free(Some(Free::of_value(&v, METADATA_BYTES_MAX)))
+        } else if i == const { slot("changes") } {
+            Self::Changes(Some(Changes::of_value(&v)))
+        } else {
+            Self::Value(v.into_owned())
+        }
+    }
+}
+
 const _: () = assert!(FIELD_NAMES.len() <= 64, "`Posted::seen` has a bit a field");
 
 /// An object's keys that name no field: the [`UNKNOWN_KEYS_NAMED`] first in byte order,
@@ -282,39 +300,13 @@ impl Posted {
         }
     }
 
-    /// Puts the value of a claimed key in its place (`null` is absent).
-    pub(super) fn set(&mut self, claim: Claim, value: Value) {
-        if let Claim::Field(i) = claim {
-            if !value.is_null() && !self.set_as_read(i, &value) {
-                self.values.push(value);
-                // At most one value a slot, at most 64 slots.
-                self.at[usize::from(i)] = self.values.len() as u8;
-            }
-        }
-    }
-
-    /// Puts `metadata` or `changes` in its place as read from `value` (its canonical
-    /// text made from the borrowed value, which is not copied); `false` for any other
-    /// slot.
-    fn set_as_read(&mut self, slot_index: u8, value: &Value) -> bool {
-        let i = usize::from(slot_index);
-        if i == const { slot("metadata") } {
-            self.metadata = Some(Box::new(Free::of_value(value, METADATA_BYTES_MAX)));
-        } else if i == const { slot("changes") } {
-            self.changes = Some(Box::new(Changes::of_value(value)));
-        } else {
-            return false;
-        }
-        true
-    }
-
     /// Sorts `obj`'s entries, moving its values.
     pub(super) fn owned(obj: Map<String, Value>) -> Self {
         let mut out = Self::empty();
         for (key, value) in obj {
             // A map's keys are distinct.
-            if let Some(claim) = out.claim(Cow::Owned(key)) {
-                out.set(claim, value);
+            if let Some(Claim::Field(i)) = out.claim(Cow::Borrowed(&key)) {
+                out.put(i, &key, Given::of(i, Cow::Owned(value)));
             }
         }
         out
@@ -324,10 +316,8 @@ impl Posted {
     pub(super) fn borrowed(obj: &Map<String, Value>) -> Self {
         let mut out = Self::empty();
         for (key, value) in obj {
-            if let Some(claim @ Claim::Field(i)) = out.claim(Cow::Borrowed(key)) {
-                if !value.is_null() && !out.set_as_read(i, value) {
-                    out.set(claim, value.clone());
-                }
+            if let Some(Claim::Field(i)) = out.claim(Cow::Borrowed(key)) {
+                out.put(i, key, Given::of(i, Cow::Borrowed(value)));
             }
         }
         out

@@ -5,28 +5,11 @@ use proptest::prelude::*;
 
 /// `text` read as a free-form value with a size limit.
 fn read(text: &str, max_bytes: usize) -> serde_json::Result<Free> {
-    let mut canon = Canon {
-        out: Vec::new(),
-        max_bytes,
-        deep: false,
-        large: false,
-    };
+    let mut canon = Canon::new(max_bytes);
     let mut de = serde_json::Deserializer::from_str(text);
-    let kind = FreeSeed {
-        canon: &mut canon,
-        depth: 1,
-        comma: false,
-    }
-    .deserialize(&mut de)?;
+    let kind = canon.seed().deserialize(&mut de)?;
     de.end()?;
-    let text = if canon.deep {
-        Err(Refusal::TooDeep)
-    } else if canon.large {
-        Err(Refusal::TooLarge)
-    } else {
-        Ok(String::from_utf8(canon.out).unwrap())
-    };
-    Ok(Free { kind, text })
+    Ok(canon.into_free(kind))
 }
 
 fn same(a: &Free, b: &Free) -> bool {

@@ -14,13 +14,18 @@
 //! exit, so the next run, and the next `stele serve`, find them; a killed
 //! run leaves them behind, and the next open catches them up.
 //! Events are renamed by the configuration's `[ingest.field_map]` (`--config`
-//! or `$STELE_CONFIG`) before validation, as over HTTP.
+//! or `$STELE_CONFIG`) before validation, as over HTTP. One line may take at
+//! most the configuration's `limits.body_bytes_max` (16 MiB by default: the
+//! largest single event the server would read; `$STELE_LIMITS_BODY_BYTES_MAX`
+//! sets it too); a longer line is read no
+//! further and stops the run (exit 2) naming it, so a run's memory is
+//! bounded by its batches, not by its input.
 //! `stele cat` reads the log only, through the read-only open
 //! ([`stele::log::ReadOnly`]): no LOCK and no repair, so it works while
 //! `stele serve` runs, and on a backup; a half-written tail is where it stops.
 
 use super::open_log;
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,13 +49,19 @@ pub(crate) fn append(
     config: Option<&Path>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(batch >= 1, "--batch must be at least 1");
-    let field_map = match stele::config::config_path(config, super::process_env) {
-        Some(path) => stele::config::Config::load(Some(&path), super::process_env)
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?
-            .ingest
-            .field_map()
-            .map_err(|(key, why)| anyhow::anyhow!("invalid configuration: {key}: {why}"))?,
-        None => event::FieldMap::default(),
+    // The configuration (file, then `STELE_*` variables) gives the field map
+    // and the longest line (`limits.body_bytes_max`).
+    let path = stele::config::config_path(config, super::process_env);
+    let config = stele::config::Config::load(path.as_deref(), super::process_env)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let field_map = config
+        .ingest
+        .field_map()
+        .map_err(|(key, why)| anyhow::anyhow!("invalid configuration: {key}: {why}"))?;
+    let reading = Reading {
+        batch,
+        line_bytes_max: config.limits.body_bytes_max,
+        field_map: &field_map,
     };
     anyhow::ensure!(
         (1..=1024).contains(&concurrency),
@@ -70,7 +81,7 @@ pub(crate) fn append(
     std::thread::scope(|scope| {
         for _ in 0..concurrency {
             scope.spawn(|| {
-                if let Err(e) = append_worker(&engine, &ids, &input, batch, &field_map) {
+                if let Err(e) = append_worker(&engine, &ids, &input, &reading) {
                     failed.lock().expect("no panics").get_or_insert(e);
                 }
             });
@@ -111,28 +122,46 @@ struct Batch {
     lines: Vec<usize>,
 }
 
-fn read_batch(
-    input: &Mutex<(usize, std::io::Stdin)>,
+/// How standard input is read: events per batch, the longest line, the
+/// field map.
+struct Reading<'a> {
     batch: usize,
-    field_map: &event::FieldMap,
-) -> anyhow::Result<Batch> {
+    line_bytes_max: usize,
+    field_map: &'a event::FieldMap,
+}
+
+fn read_batch(input: &Mutex<(usize, std::io::Stdin)>, reading: &Reading) -> anyhow::Result<Batch> {
     let mut out = Batch::default();
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut guard = input
         .lock()
         .map_err(|_| anyhow::anyhow!("input lock poisoned"))?;
     let (lines_read, stdin) = &mut *guard;
-    while out.events.len() < batch {
+    let mut stdin = stdin.lock();
+    while out.events.len() < reading.batch {
         line.clear();
-        if stdin.read_line(&mut line)? == 0 {
+        // One byte past the limit tells a line at the limit from a longer one.
+        let max = reading.line_bytes_max;
+        if (&mut stdin)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
             break;
         }
         *lines_read += 1;
         let n = *lines_read;
-        if line.trim().is_empty() {
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.len() > max {
+            anyhow::bail!(
+                "line {n}: longer than {max} bytes (limits.body_bytes_max), not read further; \
+                 it and the lines after it were not stored"
+            );
+        }
+        if text.trim_ascii().is_empty() {
             continue;
         }
-        let posted = event::parse_posted_json_mapped(line.as_bytes(), field_map)
+        let posted = event::parse_posted_json_mapped(text, reading.field_map)
             .map_err(|e| anyhow::anyhow!("line {n}: not JSON: {e}"))?;
         let has_id = posted.has_id();
         let ev = posted.validate(event::new_event_id).map_err(|errs| {
@@ -153,15 +182,14 @@ fn append_worker(
     engine: &Engine,
     ids: &RecentIds,
     input: &Mutex<(usize, std::io::Stdin)>,
-    batch: usize,
-    field_map: &event::FieldMap,
+    reading: &Reading,
 ) -> anyhow::Result<()> {
     loop {
         let Batch {
             events,
             client_id,
             lines,
-        } = read_batch(input, batch, field_map)?;
+        } = read_batch(input, reading)?;
         if events.is_empty() {
             return Ok(());
         }

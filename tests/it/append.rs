@@ -162,3 +162,104 @@ fn a_conflicting_id_stops_the_run_naming_the_line() {
     );
     assert_eq!(stored_ids(tmp.path()), ["c-1", "c-2", "c-3"]);
 }
+
+/// Runs `stele append --data-dir DIR ARGS` with `chunk` written `times`
+/// times to its stdin (a write the process refuses to read further ends the
+/// input): exit code, stderr and the largest peak resident memory (VmHWM, in
+/// KiB) seen between the writes, while the process runs.
+fn append_chunks(dir: &Path, args: &[&str], chunk: &[u8], times: usize) -> (i32, String, u64) {
+    append_chunks_env(dir, args, &[], chunk, times)
+}
+
+/// [`append_chunks`] with these environment variables set.
+fn append_chunks_env(
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    chunk: &[u8],
+    times: usize,
+) -> (i32, String, u64) {
+    use std::io::Read;
+    let mut child = stele()
+        .args(["append", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stele append");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).unwrap();
+        err
+    });
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    let mut stdin = child.stdin.take().unwrap();
+    for _ in 0..times {
+        if stdin.write_all(chunk).is_err() {
+            break;
+        }
+        let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        peak_kib = peak_kib.max(hwm.unwrap_or(0));
+    }
+    drop(stdin);
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    (code, reader.join().unwrap(), peak_kib)
+}
+
+#[test]
+fn a_line_longer_than_the_body_limit_is_refused_without_reading_it_whole() {
+    const LIMIT: usize = 16 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    // A valid event padded past the limit (a request body the server would
+    // refuse): not stored, the run stops naming it; the line before it is.
+    let mut text = serde_json::to_vec(&ev("l-1", "login")).unwrap();
+    text.push(b'\n');
+    text.extend(serde_json::to_vec(&ev("l-2", "login")).unwrap());
+    text.resize(text.len() + LIMIT, b' ');
+    text.push(b'\n');
+    let (code, err, _) = append_chunks(tmp.path(), &["--batch", "1"], &text, 1);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("line 2: longer than 16777216 bytes (limits.body_bytes_max)"),
+        "{err}"
+    );
+    assert_eq!(stored_ids(tmp.path()), ["l-1"]);
+
+    // A line at the limit is read.
+    let mut text = serde_json::to_vec(&ev("l-3", "login")).unwrap();
+    text.resize(LIMIT, b' ');
+    text.push(b'\n');
+    let (code, err, _) = append_chunks(tmp.path(), &[], &text, 1);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stored_ids(tmp.path()), ["l-1", "l-3"]);
+
+    // The limit is the configuration's (here from its variable).
+    let mut text = serde_json::to_vec(&ev("l-4", "login")).unwrap();
+    text.resize(2000, b' ');
+    text.push(b'\n');
+    let small = [("STELE_LIMITS_BODY_BYTES_MAX", "1024")];
+    let (code, err, _) = append_chunks_env(tmp.path(), &[], &small, &text, 1);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 1: longer than 1024 bytes"), "{err}");
+    assert_eq!(stored_ids(tmp.path()), ["l-1", "l-3"]);
+
+    // 512 MiB without a newline, written a MiB at a time while the peak
+    // memory is watched: read no further than the limit.
+    let (code, err, peak_kib) = append_chunks(tmp.path(), &[], &[b'x'; 1 << 20], 512);
+    assert!(
+        peak_kib < 200 * 1024,
+        "a 512 MiB line took {} MiB of peak RSS",
+        peak_kib / 1024
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 1: longer than"), "{err}");
+}

@@ -25,7 +25,7 @@
 use crate::index::{IndexConfig, COMMIT_INTERVAL_DEFAULT};
 use crate::log::{
     LogConfig, RecoveryMode, BATCH_EVENTS_MAX_DEFAULT, SEGMENT_BYTES_MAX_DEFAULT,
-    SEGMENT_BYTES_MAX_MIN,
+    SEGMENT_BYTES_MAX_MIN, TAIL_BYTES_DEFAULT, TAIL_BYTES_MAX,
 };
 use crate::retention::RetentionConfig;
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,10 @@ pub struct LogSection {
     /// What opening the log does with damage: `strict` or `salvage`.
     #[serde(with = "recovery_mode")]
     pub recovery: RecoveryMode,
+    /// Bytes of encoded events the log keeps in memory, newest first, for
+    /// the readers that follow it (the indexer, the activity feed, streams);
+    /// a reader further behind decodes from the segments. 0 keeps none.
+    pub tail_bytes: u64,
 }
 
 impl Default for LogSection {
@@ -175,6 +179,7 @@ impl Default for LogSection {
         LogSection {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             recovery: RecoveryMode::Strict,
+            tail_bytes: TAIL_BYTES_DEFAULT as u64,
         }
     }
 }
@@ -417,7 +422,7 @@ impl Config {
         }
         let l = &self.limits;
         let batch = BATCH_EVENTS_MAX_DEFAULT as u64;
-        let ranges: [(&str, u64, u64, u64, &str); 12] = [
+        let ranges: [(&str, u64, u64, u64, &str); 13] = [
             (
                 "limits.body_bytes_max",
                 l.body_bytes_max as u64,
@@ -500,6 +505,13 @@ impl Config {
                 self.log.segment_bytes_max,
                 SEGMENT_BYTES_MAX_MIN,
                 SEGMENT_BYTES_MAX_MAX,
+                " bytes",
+            ),
+            (
+                "log.tail_bytes",
+                self.log.tail_bytes,
+                0,
+                TAIL_BYTES_MAX as u64,
                 " bytes",
             ),
         ];
@@ -647,6 +659,8 @@ impl Config {
         LogConfig {
             segment_bytes_max: self.log.segment_bytes_max,
             recovery: self.log.recovery,
+            // At most `TAIL_BYTES_MAX` (validated): it fits a usize.
+            tail_bytes: self.log.tail_bytes as usize,
             write_bytes_max: self.limits.write_bytes_max(),
             ..LogConfig::default()
         }

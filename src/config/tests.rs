@@ -46,6 +46,7 @@ fn defaults_are_todays_embedded_defaults() {
     assert_eq!(log.batch_events_max, want.batch_events_max);
     assert_eq!(log.queue_requests_max, want.queue_requests_max);
     assert_eq!(log.recovery, want.recovery);
+    assert_eq!(log.tail_bytes, want.tail_bytes);
     let (idx, want) = (c.index_config(), IndexConfig::default());
     assert_eq!(idx.commit_interval, want.commit_interval);
     assert_eq!(idx.kv_cache_bytes, want.kv_cache_bytes);
@@ -126,6 +127,7 @@ fn every_section_is_read() {
             [log]
             segment_bytes_max = 65536
             recovery = "salvage"
+            tail_bytes = 0
             [index]
             commit_interval_ms = 250
             [retention]
@@ -206,6 +208,7 @@ fn every_section_is_read() {
         }
     );
     assert_eq!(c.log_config().segment_bytes_max, 65536);
+    assert_eq!(c.log_config().tail_bytes, 0);
     assert_eq!(c.log_config().recovery, RecoveryMode::Salvage);
     assert_eq!(c.index_config().commit_interval, Duration::from_millis(250));
     assert_eq!(c.retention.days, Some(30));
@@ -264,7 +267,7 @@ fn unknown_keys_are_named_at_every_level_with_the_known_ones() {
         (
             "[log]\nsegment_size = 1",
             "log.segment_size",
-            "segment_bytes_max, recovery",
+            "segment_bytes_max, recovery, tail_bytes",
         ),
         (
             "[index]\ncommit_interval = 1",
@@ -398,6 +401,7 @@ fn values_out_of_range_name_the_key_the_value_and_the_range() {
             ("[limits]\nstreams_max = 0", "limits.streams_max", "limits.streams_max must be at least 1, got 0"),
             ("[limits]\nshutdown_grace_secs = 100000", "limits.shutdown_grace_secs", "must be at most 3600"),
             ("[log]\nsegment_bytes_max = 100", "log.segment_bytes_max", "log.segment_bytes_max must be at least 4096, got 100 (allowed: 4096 to 1099511627776 bytes)"),
+            ("[log]\ntail_bytes = 1073741825", "log.tail_bytes", "log.tail_bytes must be at most 1073741824, got 1073741825 (allowed: 0 to 1073741824 bytes)"),
             ("[index]\ncommit_interval_ms = 0", "index.commit_interval_ms", "must be at least 10, got 0 (allowed: 10 to 60000 milliseconds)"),
             ("[index]\ncommit_interval_ms = 3600000", "index.commit_interval_ms", "must be at most 60000"),
             ("[retention]\ndays = 0", "retention", "retention.days must be at least 1"),

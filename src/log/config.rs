@@ -111,7 +111,12 @@ impl LogConfig {
             1,
             1_000_000,
         )?;
-        check("tail_bytes", self.tail_bytes as u64, 0, 1 << 30)?;
+        check(
+            "tail_bytes",
+            self.tail_bytes as u64,
+            0,
+            super::TAIL_BYTES_MAX as u64,
+        )?;
         if self.dict_sample_bytes != 0 {
             check(
                 "dict_sample_bytes",

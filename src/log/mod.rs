@@ -51,7 +51,7 @@ pub use error::{Error, Result, BYTES_PER_APPEND};
 pub use iter::{Direction, LogIter};
 pub use readonly::ReadOnly;
 pub use recovery::{list_segments, RecoveryReport};
-pub use tail::{Follow, Run, TAIL_BYTES_DEFAULT};
+pub use tail::{Follow, Run, TAIL_BYTES_DEFAULT, TAIL_BYTES_MAX};
 
 use crate::clock::Clock;
 use crate::event::{Event, Provenance, StoredEvent};

@@ -52,10 +52,16 @@ use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-/// Default bound of the tail: bytes of encoded events (≈ 16,000 events of
-/// 500 bytes, about half a second of ingest at 30,000 events/s; in memory
-/// an event takes 2–3 times its encoding).
-pub const TAIL_BYTES_DEFAULT: usize = 8 * 1024 * 1024;
+/// Default bound of the tail: bytes of encoded events (≈ 64,000 events of
+/// 500 bytes; in memory an event takes 2–3 times its encoding). Sized to
+/// what the indexer falls behind under a steady batch load, where
+/// tantivy's one indexing thread sets its pace: with 8 MiB it decoded
+/// 201,000 of the peer workload's first 300,000 events back from the
+/// segments, with 32 MiB 1,900, and the daemon's CPU per event fell ≈ 5 %
+/// (README, "Performance").
+pub const TAIL_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
+/// Largest bound of the tail (`LogConfig::tail_bytes`, `[log] tail_bytes`).
+pub const TAIL_BYTES_MAX: usize = 1 << 30;
 
 /// Consecutive events, shared with the tail (or read from the segments).
 #[derive(Debug, Clone)]

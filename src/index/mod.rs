@@ -538,12 +538,9 @@ impl Indexer {
             if dirty
                 && (stop || first_catch_up || last_commit.elapsed() >= self.cfg.commit_interval)
             {
-                self.checkpoint()?;
+                self.checkpoint(caught_up)?;
                 last_commit = Instant::now();
                 dirty = false;
-                if caught_up {
-                    self.progress.caught_up.store(true, Ordering::Release);
-                }
             }
             if stop {
                 // The key index's newest keys, so that the next start need not
@@ -593,10 +590,17 @@ impl Indexer {
         Ok(())
     }
 
-    fn checkpoint(&mut self) -> Result<(), IndexError> {
+    /// Commits both indexes and publishes the seq they hold; `level`: that
+    /// seq is the log's last (the catch-up is over).
+    fn checkpoint(&mut self, level: bool) -> Result<(), IndexError> {
         let seq = self.kv_seq.min(self.text_seq);
         self.text_writer.commit(self.text_seq)?;
         self.kv.flush()?;
+        // Before the seq: whoever sees it level with the log (a start waiting
+        // for the catch-up) then also sees the catch-up over.
+        if level {
+            self.progress.caught_up.store(true, Ordering::Release);
+        }
         self.progress.committed.store(seq, Ordering::Release);
         self.progress
             .dropped_below

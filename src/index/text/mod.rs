@@ -349,6 +349,8 @@ impl TextIndex {
             writer,
             shared: Arc::clone(&self.shared),
             scratch: String::new(),
+            #[cfg(test)]
+            missing_as_before: false,
         })
     }
 

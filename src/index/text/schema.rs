@@ -10,9 +10,12 @@ pub(super) const F_RISK_SCORE: &str = "risk_score";
 pub(super) const F_CODES: &str = "codes";
 
 /// The fast-only string columns for statistics, derived from the field table: `_<name>`
-/// for every row with [`Stat::Column`], as `(row, column name)` in table order. One value
-/// per document, `MISSING` when the event has none, so that the columns are dense and
-/// cheap to read. Values are stored as posted, letter case included; statistics merge
+/// for every row with [`Stat::Column`], as `(row, column name)` in table order. A value
+/// for each document whose event has one, none for the others (segments written before
+/// 2026-12-07 hold [`MISSING`] for them, never counted as a value: statistics count the
+/// absent as the matches minus the values counted either way). Recording the absent
+/// values too had been a third of the columns' records in the peer workload, ≈ 4 % of
+/// ingest CPU (README, "Performance"). Values are stored as posted, letter case included; statistics merge
 /// the spellings a keyword filter does not tell apart (`Login` and `login`) into one
 /// value shown as its most frequent spelling (`values::fold_variants`), so a counted
 /// value given back as the filter matches exactly the events it counted; `tenant`
@@ -29,7 +32,8 @@ pub(super) fn stat_columns() -> &'static [(usize, String)] {
     })
 }
 
-/// The value of a statistics column for an absent field. Identifiers cannot contain NUL.
+/// The value older segments' statistics columns hold for an absent field (never a
+/// value: identifiers cannot contain NUL); new documents hold none.
 pub(super) const MISSING: &str = "\0";
 
 /// The payload format of a commit: this prefix then the decimal seq.
@@ -254,9 +258,10 @@ pub(super) fn fields_hint() -> &'static str {
 /// its values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum GroupSource {
-    /// A fast string column: the dense statistics column `_<name>` of a
-    /// [`Stat::Column`] row (`MISSING` when absent), or the column of an
-    /// [`Indexed::Column`] row itself (nothing when absent).
+    /// A fast string column: the statistics column `_<name>` of a
+    /// [`Stat::Column`] row, or the column of an [`Indexed::Column`] row
+    /// itself (either holds nothing for an absent field; older segments'
+    /// statistics columns `MISSING`).
     Column(&'static str),
     /// The bits of the packed `codes` column (`shift`) of a [`Stat::Code`] row, and the
     /// names of its codes 1, 2, … in order.

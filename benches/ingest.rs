@@ -13,6 +13,12 @@
 //! cargo bench --bench ingest
 //! ```
 //!
+//! `intel_1000`: what the same events cost the activity rules, once validated:
+//! `risk_assess` (the risk score every posted event gets on the ingest path,
+//! `intel::risk::RiskState::assess`, in a state that has seen the batch once)
+//! and `detectors_observe` (the activity feed's detectors,
+//! `intel::detect::Detectors::observe`, likewise warmed).
+//!
 //! The batch: 1,000 generated events of ≈ 600 bytes of JSON (loghub lines as
 //! descriptions), one per line, as the peer benchmark posts them. The HTTP
 //! threads spent ≈ 15 % of the daemon's CPU here under that load (perf,
@@ -103,5 +109,51 @@ fn parse(c: &mut Criterion) {
     eprintln!("{EVENTS} events, {bytes} bytes of JSON");
 }
 
-criterion_group!(benches, parse);
+fn intel(c: &mut Criterion) {
+    use stele::event::StoredEvent;
+    use stele::intel::detect::{Detectors, Limits, Thresholds};
+    use stele::intel::risk::RiskState;
+    let events: Vec<stele::event::Event> = lines()
+        .iter()
+        .map(|l| {
+            let e = parse_posted_json(l).unwrap();
+            e.validate(|| unreachable!("ids are set")).unwrap()
+        })
+        .collect();
+    let now = 1_790_000_000_000_000;
+    let stored: Vec<StoredEvent> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| StoredEvent {
+            seq: i as u64 + 1,
+            received_at: now + i as i64,
+            event: e.clone(),
+            provenance: None,
+        })
+        .collect();
+    let mut g = c.benchmark_group("intel_1000");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    let mut risk = RiskState::default();
+    risk.assess(&mut events.clone(), now);
+    g.bench_function("risk_assess", |b| {
+        b.iter_batched_ref(
+            || events.clone(),
+            |batch| risk.assess(batch, now),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    let mut detectors = Detectors::new(Thresholds::default(), Limits::default());
+    stored.iter().for_each(|e| drop(detectors.observe(e)));
+    g.bench_function("detectors_observe", |b| {
+        b.iter(|| {
+            stored
+                .iter()
+                .map(|e| detectors.observe(e).len())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, intel);
 criterion_main!(benches);

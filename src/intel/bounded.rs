@@ -29,7 +29,14 @@ impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
     /// The entry of `key` (a default one if new), marked as just touched.
     pub fn entry(&mut self, key: &K) -> &mut V {
         self.tick += 1;
-        if !self.map.contains_key(key) && self.map.len() >= self.cap {
+        let tick = self.tick;
+        // A known key (most calls): one lookup, no copy of the key.
+        if self.map.contains_key(key) {
+            let slot = self.map.get_mut(key).expect("just found");
+            slot.0 = tick;
+            return &mut slot.1;
+        }
+        if self.map.len() >= self.cap {
             let mut ticks: Vec<u64> = self.map.values().map(|(t, _)| *t).collect();
             // The newest of the oldest half: everything up to it goes.
             let mid = (ticks.len() / 2).saturating_sub(1);
@@ -39,13 +46,11 @@ impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
             self.map.retain(|_, (t, _)| *t > cut);
             self.forgotten += (before - self.map.len()) as u64;
         }
-        let tick = self.tick;
-        let slot = self
+        &mut self
             .map
             .entry(key.clone())
-            .or_insert_with(|| (tick, V::default()));
-        slot.0 = tick;
-        &mut slot.1
+            .or_insert_with(|| (tick, V::default()))
+            .1
     }
 
     /// The entry of `key`, if remembered (not touched).

@@ -38,10 +38,26 @@ const PRIVILEGE_STEMS: &[&str] = &[
     "acl",
 ];
 
-fn tokens(s: &str) -> impl Iterator<Item = String> + '_ {
+/// The tokens of `s` (runs of letters and digits), compared below ASCII
+/// case-insensitively with the lists (lower case ASCII): this runs for every
+/// event on the ingest path and again in the detectors, so nothing is
+/// allocated.
+fn tokens(s: &str) -> impl Iterator<Item = &str> {
     s.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_ascii_lowercase)
+}
+
+/// Whether `token` is one of `list`, ASCII case-insensitively.
+fn one_of(token: &str, list: &[&str]) -> bool {
+    list.iter().any(|w| token.eq_ignore_ascii_case(w))
+}
+
+/// Whether `token` starts with one of `stems`, ASCII case-insensitively.
+fn starts_with_one_of(token: &str, stems: &[&str]) -> bool {
+    let token = token.as_bytes();
+    stems
+        .iter()
+        .any(|s| token.len() >= s.len() && token[..s.len()].eq_ignore_ascii_case(s.as_bytes()))
 }
 
 /// Whether the event is a failed authentication: an authentication action
@@ -51,8 +67,8 @@ pub fn is_auth_failure(ev: &Event) -> bool {
     let mut auth = false;
     let mut failed = false;
     for t in tokens(&ev.action) {
-        auth |= AUTH_TOKENS.contains(&t.as_str());
-        failed |= FAILED_TOKENS.contains(&t.as_str());
+        auth |= one_of(t, AUTH_TOKENS);
+        failed |= one_of(t, FAILED_TOKENS);
     }
     auth && (failed || ev.status == Some(Status::Failure))
 }
@@ -62,11 +78,9 @@ pub fn is_auth_failure(ev: &Event) -> bool {
 /// `sudo`, `escalat`, `admin` or `acl` (`role_granted`, `permissions.update`,
 /// `user.promote_admin`). Failed attempts count too: they are worth a look.
 pub fn is_privilege_change(ev: &Event) -> bool {
-    let words = tokens(&ev.action).chain(ev.category.iter().flat_map(|c| tokens(c)));
-    let matched = words
-        .into_iter()
-        .any(|t| PRIVILEGE_STEMS.iter().any(|s| t.starts_with(s)));
-    matched
+    tokens(&ev.action)
+        .chain(ev.category.iter().flat_map(|c| tokens(c)))
+        .any(|t| starts_with_one_of(t, PRIVILEGE_STEMS))
 }
 
 /// Whether the event is an error: `status=failure`, or severity `error` or

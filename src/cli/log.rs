@@ -15,11 +15,14 @@
 //! run leaves them behind, and the next open catches them up.
 //! Events are renamed by the configuration's `[ingest.field_map]` (`--config`
 //! or `$STELE_CONFIG`) before validation, as over HTTP. One line may take at
-//! most the configuration's `limits.body_bytes_max` (16 MiB by default: the
-//! largest single event the server would read; `$STELE_LIMITS_BODY_BYTES_MAX`
-//! sets it too); a longer line is read no
-//! further and stops the run (exit 2) naming it, so a run's memory is
-//! bounded by its batches, not by its input.
+//! most the configuration's `limits.body_bytes_max` (16 MiB without a file:
+//! the largest single event the server would read), its line ending aside; a
+//! longer line is read no further, so a run's memory is bounded by its
+//! batches, not by its input. A line that cannot be stored (too long, not
+//! JSON, not a valid event) stops the run (exit 2) naming it and its batch,
+//! which is not stored; no thread reads further (with `--concurrency`, the
+//! batches other threads had read before are still appended and
+//! acknowledged).
 //! `stele cat` reads the log only, through the read-only open
 //! ([`stele::log::ReadOnly`]): no LOCK and no repair, so it works while
 //! `stele serve` runs, and on a backup; a half-written tail is where it stops.
@@ -49,18 +52,28 @@ pub(crate) fn append(
     config: Option<&Path>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(batch >= 1, "--batch must be at least 1");
-    // The configuration (file, then `STELE_*` variables) gives the field map
-    // and the longest line (`limits.body_bytes_max`).
-    let path = stele::config::config_path(config, super::process_env);
-    let config = stele::config::Config::load(path.as_deref(), super::process_env)
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let field_map = config
-        .ingest
-        .field_map()
-        .map_err(|(key, why)| anyhow::anyhow!("invalid configuration: {key}: {why}"))?;
+    // A configuration file gives the field map and the longest line
+    // (`limits.body_bytes_max`, with its `STELE_*` overrides, as `stele
+    // serve` reads them); without one, the defaults (a daemon's variables in
+    // the environment are not this command's).
+    let (field_map, line_bytes_max) = match stele::config::config_path(config, super::process_env) {
+        Some(path) => {
+            let config = stele::config::Config::load(Some(&path), super::process_env)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            let map = config
+                .ingest
+                .field_map()
+                .map_err(|(key, why)| anyhow::anyhow!("invalid configuration: {key}: {why}"))?;
+            (map, config.limits.body_bytes_max)
+        }
+        None => (
+            event::FieldMap::default(),
+            stele::config::Limits::DEFAULT.body_bytes_max,
+        ),
+    };
     let reading = Reading {
         batch,
-        line_bytes_max: config.limits.body_bytes_max,
+        line_bytes_max,
         field_map: &field_map,
     };
     anyhow::ensure!(
@@ -76,12 +89,18 @@ pub(crate) fn append(
     }
     let engine = open_engine(&data_dir, cfg)?;
     let ids = RecentIds::default();
-    let input = Mutex::new((0usize, std::io::stdin()));
+    let input = Mutex::new(Input {
+        lines_read: 0,
+        stdin: std::io::stdin(),
+        stopped: false,
+    });
     let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..concurrency {
             scope.spawn(|| {
                 if let Err(e) = append_worker(&engine, &ids, &input, &reading) {
+                    // No thread reads on: the run stops here.
+                    input.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
                     failed.lock().expect("no panics").get_or_insert(e);
                 }
             });
@@ -122,6 +141,14 @@ struct Batch {
     lines: Vec<usize>,
 }
 
+/// Standard input, shared by the appending threads: the lines read so far,
+/// and whether the run stopped (a thread failed: no thread reads on).
+struct Input {
+    lines_read: usize,
+    stdin: std::io::Stdin,
+    stopped: bool,
+}
+
 /// How standard input is read: events per batch, the longest line, the
 /// field map.
 struct Reading<'a> {
@@ -130,58 +157,81 @@ struct Reading<'a> {
     field_map: &'a event::FieldMap,
 }
 
-fn read_batch(input: &Mutex<(usize, std::io::Stdin)>, reading: &Reading) -> anyhow::Result<Batch> {
-    let mut out = Batch::default();
-    let mut line = Vec::new();
+/// The next batch of events; an empty one at the end of the input or once
+/// the run stopped. A line that cannot be stored stops the run (no thread
+/// reads on) and fails naming it and its batch, none of which is stored.
+fn read_batch(input: &Mutex<Input>, reading: &Reading) -> anyhow::Result<Batch> {
     let mut guard = input
         .lock()
         .map_err(|_| anyhow::anyhow!("input lock poisoned"))?;
-    let (lines_read, stdin) = &mut *guard;
-    let mut stdin = stdin.lock();
+    if guard.stopped {
+        return Ok(Batch::default());
+    }
+    let mut out = Batch::default();
+    let read = read_lines(&mut guard, reading, &mut out);
+    if let Err((n, why)) = read {
+        guard.stopped = true;
+        let first = out.lines.first().copied().unwrap_or(n);
+        anyhow::bail!("line {n}: {why}; its batch (lines {first} to {n}) was not stored");
+    }
+    Ok(out)
+}
+
+/// Reads lines into `out` until it holds a batch or the input ends; a line
+/// that cannot be stored: its number and why.
+fn read_lines(
+    input: &mut Input,
+    reading: &Reading,
+    out: &mut Batch,
+) -> Result<(), (usize, String)> {
+    let mut line = Vec::new();
+    let mut stdin = input.stdin.lock();
+    let max = reading.line_bytes_max;
     while out.events.len() < reading.batch {
         line.clear();
-        // One byte past the limit tells a line at the limit from a longer one.
-        let max = reading.line_bytes_max;
-        if (&mut stdin)
-            .take(max as u64 + 1)
-            .read_until(b'\n', &mut line)?
-            == 0
-        {
+        // Two bytes past the limit tell a line at the limit ending in CRLF
+        // from a longer one.
+        let got = (&mut stdin)
+            .take(max as u64 + 2)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| (input.lines_read + 1, format!("cannot read: {e}")))?;
+        if got == 0 {
             break;
         }
-        *lines_read += 1;
-        let n = *lines_read;
+        input.lines_read += 1;
+        let n = input.lines_read;
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.len() > max {
-            anyhow::bail!(
-                "line {n}: longer than {max} bytes (limits.body_bytes_max), not read further; \
-                 it and the lines after it were not stored"
-            );
+            return Err((
+                n,
+                format!("longer than {max} bytes (limits.body_bytes_max), not read further"),
+            ));
         }
         if text.trim_ascii().is_empty() {
             continue;
         }
         let posted = event::parse_posted_json_mapped(text, reading.field_map)
-            .map_err(|e| anyhow::anyhow!("line {n}: not JSON: {e}"))?;
+            .map_err(|e| (n, format!("not JSON: {e}")))?;
         let has_id = posted.has_id();
         let ev = posted.validate(event::new_event_id).map_err(|errs| {
             let msgs: Vec<String> = errs
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect();
-            anyhow::anyhow!("line {n}: invalid event: {}", msgs.join("; "))
+            (n, format!("invalid event: {}", msgs.join("; ")))
         })?;
         out.client_id.push(has_id);
         out.events.push(ev);
         out.lines.push(n);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn append_worker(
     engine: &Engine,
     ids: &RecentIds,
-    input: &Mutex<(usize, std::io::Stdin)>,
+    input: &Mutex<Input>,
     reading: &Reading,
 ) -> anyhow::Result<()> {
     loop {

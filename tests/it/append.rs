@@ -229,25 +229,33 @@ fn a_line_longer_than_the_body_limit_is_refused_without_reading_it_whole() {
     let (code, err, _) = append_chunks(tmp.path(), &["--batch", "1"], &text, 1);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("line 2: longer than 16777216 bytes (limits.body_bytes_max)"),
+        err.contains(
+            "line 2: longer than 16777216 bytes (limits.body_bytes_max), not read further; \
+             its batch (lines 2 to 2) was not stored"
+        ),
         "{err}"
     );
     assert_eq!(stored_ids(tmp.path()), ["l-1"]);
 
-    // A line at the limit is read.
+    // A line at the limit is read, its line ending aside; a daemon's
+    // variables in the environment are not `stele append`'s (without a
+    // configuration file).
     let mut text = serde_json::to_vec(&ev("l-3", "login")).unwrap();
     text.resize(LIMIT, b' ');
-    text.push(b'\n');
-    let (code, err, _) = append_chunks(tmp.path(), &[], &text, 1);
+    text.extend(b"\r\n");
+    let daemons = [("STELE_LISTEN", "0.0.0.0:7070")];
+    let (code, err, _) = append_chunks_env(tmp.path(), &[], &daemons, &text, 1);
     assert_eq!(code, 0, "{err}");
     assert_eq!(stored_ids(tmp.path()), ["l-1", "l-3"]);
 
-    // The limit is the configuration's (here from its variable).
+    // The limit is the configuration file's.
+    let config = tmp.path().join("small.toml");
+    std::fs::write(&config, "[limits]\nbody_bytes_max = 1024\n").unwrap();
     let mut text = serde_json::to_vec(&ev("l-4", "login")).unwrap();
     text.resize(2000, b' ');
     text.push(b'\n');
-    let small = [("STELE_LIMITS_BODY_BYTES_MAX", "1024")];
-    let (code, err, _) = append_chunks_env(tmp.path(), &[], &small, &text, 1);
+    let small = ["--config", config.to_str().unwrap()];
+    let (code, err, _) = append_chunks(tmp.path(), &small, &text, 1);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("line 1: longer than 1024 bytes"), "{err}");
     assert_eq!(stored_ids(tmp.path()), ["l-1", "l-3"]);
@@ -262,4 +270,46 @@ fn a_line_longer_than_the_body_limit_is_refused_without_reading_it_whole() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("line 1: longer than"), "{err}");
+}
+
+#[test]
+fn a_line_that_stops_the_run_stops_every_thread_and_its_batch() {
+    let line = |id: &str| {
+        let mut l = serde_json::to_vec(&ev(id, "x")).unwrap();
+        l.push(b'\n');
+        l
+    };
+    // Line 2 is not JSON; 200 valid lines follow, read a line at a time by
+    // two threads: none after it is stored.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = line("s-1");
+    text.extend(b"{not json\n");
+    for i in 3..=202 {
+        text.extend(line(&format!("s-{i}")));
+    }
+    let args = ["--batch", "1", "--concurrency", "2"];
+    let (code, err, _) = append_chunks(tmp.path(), &args, &text, 1);
+    let stored = stored_ids(tmp.path());
+    assert!(stored.iter().all(|id| id == "s-1"), "{stored:?}");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 2: not JSON: "), "{err}");
+    assert!(
+        err.contains("; its batch (lines 2 to 2) was not stored"),
+        "{err}"
+    );
+
+    // In one batch of 64, the lines before it are not stored either, and
+    // the message says so.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = line("b-1");
+    text.extend(line("b-2"));
+    text.extend(b"{\"action\": 5}\n");
+    let (code, err, _) = append_chunks(tmp.path(), &[], &text, 1);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 3: invalid event: action: "), "{err}");
+    assert!(
+        err.contains("; its batch (lines 1 to 3) was not stored"),
+        "{err}"
+    );
+    assert_eq!(stored_ids(tmp.path()), Vec::<String>::new());
 }

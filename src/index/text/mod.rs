@@ -28,7 +28,7 @@
 //! | `risk_score`, `duration_ms` | u64, indexed and fast | values and ranges, as filters and in queries (`risk_score:[71 TO 100]`) |
 //! | `description`, `entity_name`, `user_agent`, `changes`, `metadata_text`, `names_text` | default tokenizer, positions | full text: the query parser's default fields |
 //! | `metadata` | JSON, default tokenizer, positions | `metadata.reason:card` |
-//! | `_action`, `_actor`, `_tenant`, `_category`, `_entity_type`, `_entity_id`, `_user_id`, `_user_name`, `_ingested_by` (every `Stat::Column` row) | raw string fast columns of the values as posted (not case-folded), `"\0"` when absent | statistics groups and facets |
+//! | `_action`, `_actor`, `_tenant`, `_category`, `_entity_type`, `_entity_id`, `_user_id`, `_user_name`, `_ingested_by`, `_process_name`, `_process_id`, `_batch_id` (every `Stat::Column` row) | raw string fast columns of the values as posted (not case-folded); nothing when absent (segments written before 2026-12-07: `"\0"`, never counted as a value) | statistics groups and facets |
 //! | `codes` | u64 fast column: severity, status, source (3 bits each) | statistics |
 //!
 //! Nothing is stored and no field has fieldnorms (results are ordered by seq, never

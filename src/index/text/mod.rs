@@ -35,7 +35,10 @@
 //! scored). `session_id`, `correlation_id` and `ip` have close to one distinct value per
 //! event: as terms they made indexing about 30% slower and the index larger; as columns
 //! they cost a scan of one column per query that filters on them (under 1 ms per million
-//! events). They cannot be used inside the query text.
+//! events). They cannot be used inside the query text. Nor can the statistics columns
+//! (`_<name>`): the query parser resolves names in the schema without them
+//! (`schema::query_schema`), and `field:*`, which names its field only when it runs, is
+//! refused unless the field is one of that schema's.
 //!
 //! # Order
 //!
@@ -221,6 +224,35 @@ fn guarded<T>(run: impl FnOnce() -> Result<T, TextError>) -> Result<T, TextError
     })
 }
 
+/// `field:*` ("has a value") is the one query the parser leaves unresolved: it
+/// names its field when it runs, against every field of the index, the statistics
+/// columns included. Refused here unless the field (or a JSON field's path) is one a
+/// query may name; a query that does not parse is left to the parser's error.
+fn exists_fields_known(fields: &Schema, text: &str) -> Result<(), TextError> {
+    use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
+    fn unknown<'a>(fields: &Schema, ast: &'a UserInputAst) -> Option<&'a str> {
+        match ast {
+            UserInputAst::Clause(parts) => parts.iter().find_map(|(_, a)| unknown(fields, a)),
+            UserInputAst::Boost(a, _) => unknown(fields, a),
+            UserInputAst::Leaf(leaf) => match leaf.as_ref() {
+                UserInputLeaf::Exists { field } if fields.find_field(field).is_none() => {
+                    Some(field.as_str())
+                }
+                _ => None,
+            },
+        }
+    }
+    let Ok(ast) = tantivy::query_grammar::parse_query(text) else {
+        return Ok(());
+    };
+    match unknown(fields, &ast) {
+        Some(field) => Err(bad_query(&QueryParserError::FieldDoesNotExist(
+            field.to_owned(),
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn bad_query(err: &QueryParserError) -> TextError {
     let hint = match err {
         QueryParserError::FieldDoesNotExist(_) | QueryParserError::FieldNotIndexed(_) => {
@@ -240,6 +272,8 @@ struct Shared {
     reader: IndexReader,
     fields: Fields,
     parser: QueryParser,
+    /// The schema `parser` resolves field names in (`schema::query_schema`).
+    query_fields: Schema,
     /// Seq in the payload of the last commit.
     committed: Mutex<Option<u64>>,
     /// Per-segment partial statistics (`partials`).
@@ -308,7 +342,12 @@ impl TextIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| open_err(e.to_string()))?;
-        let mut parser = QueryParser::for_index(&index, fields.default_text_fields());
+        let query_fields = query_schema(&index.schema());
+        let mut parser = QueryParser::new(
+            query_fields.clone(),
+            fields.default_text_fields(),
+            index.tokenizers().clone(),
+        );
         parser.set_conjunction_by_default();
         Ok(TextIndex {
             shared: Arc::new(Shared {
@@ -316,6 +355,7 @@ impl TextIndex {
                 reader,
                 fields,
                 parser,
+                query_fields,
                 committed: Mutex::new(committed),
                 partials: partial_cache::PartialCache::new(PARTIALS_BYTES_MAX),
                 values: values::Values::new(VALUES_BYTES_MAX),
@@ -629,10 +669,12 @@ impl TextIndex {
                 )));
             }
             if !text.trim().is_empty() {
+                let text = plain_spaces(text);
+                exists_fields_known(&self.shared.query_fields, &text)?;
                 let q = self
                     .shared
                     .parser
-                    .parse_query(&plain_spaces(text))
+                    .parse_query(&text)
                     .map_err(|e| bad_query(&e))?;
                 must.push(super::exclude::tolerant_exclusions(q));
             }

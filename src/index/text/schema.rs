@@ -32,6 +32,24 @@ pub(super) fn stat_columns() -> &'static [(usize, String)] {
     })
 }
 
+/// The schema the query parser resolves field names in: the index's without the
+/// statistics columns (`_<name>`), which hold what statistics count, not fields of a
+/// query (`_user_name:*` ran as "has a value", and so matched every event of a segment
+/// written before 2026-12-07, where absent values are [`MISSING`]). They are the
+/// schema's last fields ([`build_schema`] adds them last), so every field before them
+/// keeps its handle; were one ever followed by another field, that field would be
+/// unknown to queries, never resolved to a wrong handle.
+pub(super) fn query_schema(schema: &Schema) -> Schema {
+    let mut b = Schema::builder();
+    for (_, entry) in schema.fields() {
+        if stat_columns().iter().any(|(_, name)| name == entry.name()) {
+            break;
+        }
+        b.add_field(entry.clone());
+    }
+    b.build()
+}
+
 /// The value older segments' statistics columns hold for an absent field (never a
 /// value: identifiers cannot contain NUL); new documents hold none.
 pub(super) const MISSING: &str = "\0";

@@ -170,8 +170,8 @@ pub struct LogSection {
     pub recovery: RecoveryMode,
     /// Bytes of encoded events the log keeps in memory, newest first, for
     /// the readers that follow it (the indexer, the activity feed, streams,
-    /// alerts);
-    /// a reader further behind decodes from the segments. 0 keeps none.
+    /// alerts); a reader further behind decodes from the segments. 0 keeps
+    /// none.
     pub tail_bytes: u64,
 }
 

@@ -30,7 +30,7 @@ impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
     pub fn entry(&mut self, key: &K) -> &mut V {
         self.tick += 1;
         let tick = self.tick;
-        // A known key (most calls): one lookup, no copy of the key.
+        // A known key (most calls): touched without a copy of the key.
         if self.map.contains_key(key) {
             let slot = self.map.get_mut(key).expect("just found");
             slot.0 = tick;

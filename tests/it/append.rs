@@ -9,19 +9,31 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 
-/// Runs `stele append --data-dir DIR ARGS` with `input` on stdin: exit
-/// code, the acknowledgement lines, stderr.
-fn append(dir: &Path, args: &[&str], input: &[Value]) -> (i32, Vec<Value>, String) {
-    let mut child = stele()
+/// Starts `stele append --data-dir DIR ARGS` with these variables set, its
+/// stdin and stderr piped and its stdout as given.
+fn spawn_append(
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdout: std::process::Stdio,
+) -> std::process::Child {
+    stele()
         .args(["append", "--data-dir"])
         .arg(dir)
         .args(args)
+        .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
+        .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn stele append");
+        .expect("spawn stele append")
+}
+
+/// Runs `stele append --data-dir DIR ARGS` with `input` on stdin: exit
+/// code, the acknowledgement lines, stderr.
+fn append(dir: &Path, args: &[&str], input: &[Value]) -> (i32, Vec<Value>, String) {
+    let mut child = spawn_append(dir, args, &[], std::process::Stdio::piped());
     let mut text = Vec::new();
     for v in input {
         serde_json::to_writer(&mut text, v).unwrap();
@@ -180,17 +192,7 @@ fn append_chunks_env(
     times: usize,
 ) -> (i32, String, u64) {
     use std::io::Read;
-    let mut child = stele()
-        .args(["append", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .envs(envs.iter().copied())
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn stele append");
+    let mut child = spawn_append(dir, args, envs, std::process::Stdio::null());
     let mut stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut err = String::new();

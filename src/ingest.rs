@@ -22,11 +22,16 @@
 //! 5. The map is bounded by pruning what the key index has caught up with,
 //!    whenever it doubled since the last prune (at least
 //!    [`RECENT_PRUNE_AT`] entries).
+//!
+//! Cost: every event of a request passes here twice (reserve, settle), so the
+//! digests are made before the lock is taken, in one reused buffer, and the
+//! map is looked up by the event's own id and tenant: no key is built to find
+//! one, and only a reservation made anew copies them.
 
 use crate::event::{self, Event, StoredEvent};
 use crate::query::{Engine, QueryError};
 use crate::sync::Recover;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -40,11 +45,78 @@ struct Recent {
 }
 
 /// An event id and its tenant (`None`: no tenant): ids are unique per tenant.
-pub type RecentKey = (String, Option<String>);
+type RecentKey = (String, Option<String>);
 
-/// The `recent` key of an event.
-fn recent_key(ev: &Event) -> RecentKey {
-    (ev.id.clone(), ev.tenant.clone())
+/// The reservations of ids: by id, then by tenant (`None`: no tenant; one id
+/// nearly always has one). Keyed by id so that every tenant's reservation of
+/// an id is found together; hashed with a random key (std's `RandomState`),
+/// since clients choose the ids.
+#[derive(Default)]
+struct RecentMap {
+    by_id: HashMap<String, Vec<(Option<String>, Recent)>>,
+    /// Reservations held, every tenant counted.
+    len: usize,
+}
+
+impl RecentMap {
+    fn get(&self, id: &str, tenant: Option<&str>) -> Option<&Recent> {
+        self.by_id
+            .get(id)?
+            .iter()
+            .find(|(t, _)| t.as_deref() == tenant)
+            .map(|(_, r)| r)
+    }
+
+    /// The reservation of `id` in `tenant`, made as `new` if there is none
+    /// (only then are the id and the tenant copied).
+    fn entry(&mut self, id: &str, tenant: Option<&str>, new: Recent) -> &mut Recent {
+        if !self.by_id.contains_key(id) {
+            self.by_id.insert(id.to_owned(), Vec::with_capacity(1));
+        }
+        let tenants = self.by_id.get_mut(id).expect("inserted above");
+        let at = match tenants.iter().position(|(t, _)| t.as_deref() == tenant) {
+            Some(at) => at,
+            None => {
+                tenants.push((tenant.map(str::to_owned), new));
+                self.len += 1;
+                tenants.len() - 1
+            }
+        };
+        &mut tenants[at].1
+    }
+
+    fn remove(&mut self, id: &str, tenant: Option<&str>) {
+        let Some(tenants) = self.by_id.get_mut(id) else {
+            return;
+        };
+        if let Some(at) = tenants.iter().position(|(t, _)| t.as_deref() == tenant) {
+            tenants.swap_remove(at);
+            self.len -= 1;
+        }
+        if tenants.is_empty() {
+            self.by_id.remove(id);
+        }
+    }
+
+    /// The reservations of `id` in every tenant, in tenant order (no tenant
+    /// first).
+    fn of_id(&self, id: &str) -> Vec<(&Option<String>, &Recent)> {
+        let mut out: Vec<_> = self
+            .by_id
+            .get(id)
+            .map(|tenants| tenants.iter().map(|(t, r)| (t, r)).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    fn retain(&mut self, keep: impl Fn(&Recent) -> bool) {
+        self.by_id.retain(|_, tenants| {
+            tenants.retain(|(_, r)| keep(r));
+            !tenants.is_empty()
+        });
+        self.len = self.by_id.values().map(Vec::len).sum();
+    }
 }
 
 /// At most this many tenants are named in an `ambiguous-id` problem.
@@ -53,23 +125,37 @@ pub const AMBIGUOUS_TENANTS_MAX: usize = 100;
 /// Entries kept in `recent` before pruning those the key index has.
 pub const RECENT_PRUNE_AT: usize = 100_000;
 
+/// A SHA-256 digest.
+type Digest = [u8; 32];
+
 /// SHA-256 of the event *as posted*: a risk score Stele computed (`risk_rules`
 /// set) is left out, so a retry compares equal to the stored event whatever the
-/// rules would say now.
-fn digest(ev: &Event) -> [u8; 32] {
+/// rules would say now. `buf` is scratch space, reused from event to event.
+fn digest(ev: &Event, buf: &mut Vec<u8>) -> [u8; 32] {
     use sha2::Digest;
-    let mut buf = Vec::new();
+    buf.clear();
     if ev.risk_rules.is_some() {
         let posted = Event {
             risk_score: None,
             risk_rules: None,
             ..ev.clone()
         };
-        event::encode_event(&posted, &mut buf);
+        event::encode_event(&posted, buf);
     } else {
-        event::encode_event(ev, &mut buf);
+        event::encode_event(ev, buf);
     }
-    sha2::Sha256::digest(&buf).into()
+    sha2::Sha256::digest(&buf[..]).into()
+}
+
+/// The digest of each event whose id the client chose (`None` for the others),
+/// made before any lock is taken.
+fn client_digests(events: &[Event], client_id: &[bool]) -> Vec<Option<[u8; 32]>> {
+    let mut buf = Vec::with_capacity(1024);
+    events
+        .iter()
+        .zip(client_id)
+        .map(|(ev, &client)| client.then(|| digest(ev, &mut buf)))
+        .collect()
 }
 
 /// What to do with an ingest request whose events carry client ids.
@@ -84,7 +170,7 @@ pub enum Idempotency {
 }
 
 /// Ids reserved by one request, to settle once its append is answered.
-pub struct Reserved(Vec<(RecentKey, [u8; 32])>);
+pub struct Reserved(Vec<RecentKey>);
 
 /// What `stele append` does with one event of a batch (see
 /// [`RecentIds::reserve_each`]).
@@ -136,16 +222,16 @@ enum Found {
 /// Looks `ev`'s id up in its tenant: recent reservations, then the key
 /// index and the log.
 fn look_up(
-    recent: &BTreeMap<RecentKey, Recent>,
+    recent: &RecentMap,
     engine: &Engine,
     ev: &Event,
     d: &[u8; 32],
 ) -> Result<Found, QueryError> {
-    let stored = match recent.get(&recent_key(ev)) {
+    let stored = match recent.get(&ev.id, ev.tenant.as_deref()) {
         Some(r) => Some((r.seq, r.digest)),
         None => engine
             .get_by_id(&ev.id, ev.tenant.as_deref())?
-            .map(|old| (Some(old.seq), digest(&old.event))),
+            .map(|old| (Some(old.seq), digest(&old.event, &mut Vec::new()))),
     };
     Ok(match stored {
         None => Found::Absent,
@@ -164,28 +250,21 @@ fn in_flight(ev: &Event) -> String {
 }
 
 /// Reserves the fresh ids (in flight until settled).
-fn reserve_fresh(
-    recent: &mut BTreeMap<RecentKey, Recent>,
-    fresh: Vec<(RecentKey, [u8; 32])>,
-) -> Reserved {
-    for (id, d) in &fresh {
-        recent.insert(
-            id.clone(),
-            Recent {
-                seq: None,
-                digest: *d,
-            },
-        );
+fn reserve_fresh(recent: &mut RecentMap, fresh: Vec<(&Event, [u8; 32])>) -> Reserved {
+    let mut reserved = Vec::with_capacity(fresh.len());
+    for (ev, digest) in fresh {
+        let new = Recent { seq: None, digest };
+        *recent.entry(&ev.id, ev.tenant.as_deref(), new) = new;
+        reserved.push((ev.id.clone(), ev.tenant.clone()));
     }
-    Reserved(fresh)
+    Reserved(reserved)
 }
 
 /// The ids recently appended or being appended (see the module doc).
 #[derive(Default)]
 pub struct RecentIds {
-    /// By id then tenant (ids are per tenant), so the entries of one id are
-    /// a range; with a digest of their content.
-    recent: Mutex<BTreeMap<RecentKey, Recent>>,
+    /// By id then tenant (ids are per tenant), with a digest of their content.
+    recent: Mutex<RecentMap>,
     /// `recent`'s size that triggers the next prune.
     prune_at: AtomicU64,
 }
@@ -201,16 +280,16 @@ impl RecentIds {
         events: &[Event],
         client_id: &[bool],
     ) -> Result<Idempotency, QueryError> {
+        let digests = client_digests(events, client_id);
         let mut recent = self.recent.exclusive();
         self.prune(&mut recent, engine);
         let mut known = Vec::new();
         let mut fresh = Vec::new();
-        let mut in_request = std::collections::HashSet::new();
-        for (ev, &client) in events.iter().zip(client_id) {
-            if !client {
+        let mut in_request = HashSet::new();
+        for (ev, d) in events.iter().zip(digests) {
+            let Some(d) = d else {
                 continue;
-            }
-            let d = digest(ev);
+            };
             if !in_request.insert((ev.id.as_str(), ev.tenant.as_deref())) {
                 return Ok(Idempotency::Conflict(format!(
                     "id {:?} appears twice in this request",
@@ -218,7 +297,7 @@ impl RecentIds {
                 )));
             }
             match look_up(&recent, engine, ev, &d)? {
-                Found::Absent => fresh.push((recent_key(ev), d)),
+                Found::Absent => fresh.push((ev, d)),
                 Found::Stored(seq) => known.push(seq),
                 Found::Different => return Ok(Idempotency::Conflict(different(ev))),
                 Found::InFlight => return Ok(Idempotency::Conflict(in_flight(ev))),
@@ -248,20 +327,20 @@ impl RecentIds {
         events: &[Event],
         client_id: &[bool],
     ) -> Result<EachIdempotency, QueryError> {
+        let digests = client_digests(events, client_id);
         let mut recent = self.recent.exclusive();
         self.prune(&mut recent, engine);
         let mut each = Vec::with_capacity(events.len());
         let mut fresh = Vec::new();
-        let mut in_batch: std::collections::HashMap<RecentKey, (usize, [u8; 32])> =
-            std::collections::HashMap::new();
+        // By id and tenant: the first index in the batch and its digest.
+        let mut in_batch: HashMap<(&str, Option<&str>), (usize, Digest)> = HashMap::new();
         let mut waiting = None;
-        for (i, (ev, &client)) in events.iter().zip(client_id).enumerate() {
-            if !client {
+        for (i, (ev, d)) in events.iter().zip(digests).enumerate() {
+            let Some(d) = d else {
                 each.push(Each::New);
                 continue;
-            }
-            let d = digest(ev);
-            let key = recent_key(ev);
+            };
+            let key = (ev.id.as_str(), ev.tenant.as_deref());
             if let Some(&(first, fd)) = in_batch.get(&key) {
                 if fd != d {
                     return Ok(EachIdempotency::Conflict {
@@ -278,10 +357,10 @@ impl RecentIds {
                 });
                 continue;
             }
-            in_batch.insert(key.clone(), (i, d));
+            in_batch.insert(key, (i, d));
             match look_up(&recent, engine, ev, &d)? {
                 Found::Absent => {
-                    fresh.push((key, d));
+                    fresh.push((ev, d));
                     each.push(Each::New);
                 }
                 Found::Stored(seq) => each.push(Each::Stored(seq)),
@@ -313,13 +392,13 @@ impl RecentIds {
     /// Prunes `recent` of what the key index has caught up with when it
     /// doubled since the last prune (at least [`RECENT_PRUNE_AT`]), so a
     /// lagging indexer never makes every request walk the whole map.
-    fn prune(&self, recent: &mut BTreeMap<RecentKey, Recent>, engine: &Engine) {
+    fn prune(&self, recent: &mut RecentMap, engine: &Engine) {
         let prune_at = self.prune_at.load(Ordering::Relaxed) as usize;
-        if recent.len() >= prune_at.max(RECENT_PRUNE_AT) {
+        if recent.len >= prune_at.max(RECENT_PRUNE_AT) {
             let indexed = engine.indexes().indexed_seq();
-            recent.retain(|_, r| r.seq.is_none_or(|s| s > indexed));
+            recent.retain(|r| r.seq.is_none_or(|s| s > indexed));
             self.prune_at
-                .store(recent.len() as u64 * 2, Ordering::Relaxed);
+                .store(recent.len as u64 * 2, Ordering::Relaxed);
         }
     }
 
@@ -327,7 +406,7 @@ impl RecentIds {
     /// and the events without one), at most [`AMBIGUOUS_TENANTS_MAX`] + 1,
     /// in tenant order (no tenant first). Reads your writes: an event
     /// acknowledged moments ago is found through `recent` before the key
-    /// index has it. O(log n) per tenant asked, or one range scan of the id.
+    /// index has it. One lookup of the id in `recent`.
     pub fn find_by_id(
         &self,
         engine: &Engine,
@@ -347,19 +426,14 @@ impl RecentIds {
             match among {
                 Some(tenants) => {
                     for t in tenants {
-                        let r = recent.get(&(id.to_owned(), t.clone()));
+                        let r = recent.get(id, t.as_deref());
                         if let Some(seq) = r.and_then(|r| r.seq) {
                             hits.insert(t.clone(), Hit::Recent(seq));
                         }
                     }
                 }
                 None => {
-                    let from: RecentKey = (id.to_owned(), None);
-                    for ((_, t), r) in recent
-                        .range(from..)
-                        .take_while(|((i, _), _)| i == id)
-                        .take(max)
-                    {
+                    for (t, r) in recent.of_id(id).into_iter().take(max) {
                         if let Some(seq) = r.seq {
                             hits.insert(t.clone(), Hit::Recent(seq));
                         }
@@ -408,19 +482,18 @@ impl RecentIds {
                 // Every id, generated ones too (digest unknown: a later post
                 // of a generated id is a conflict, never a replay), so a
                 // get by id right after the 201 finds it.
+                let unknown = Recent {
+                    seq: None,
+                    digest: [0; 32],
+                };
                 for (i, ev) in events.into_iter().enumerate() {
-                    recent
-                        .entry(recent_key(ev))
-                        .or_insert(Recent {
-                            seq: None,
-                            digest: [0; 32],
-                        })
-                        .seq = Some(first + i as u64);
+                    recent.entry(&ev.id, ev.tenant.as_deref(), unknown).seq =
+                        Some(first + i as u64);
                 }
             }
             None => {
-                for (id, _) in &reserved.0 {
-                    recent.remove(id);
+                for (id, tenant) in &reserved.0 {
+                    recent.remove(id, tenant.as_deref());
                 }
             }
         }
@@ -538,6 +611,47 @@ mod tests {
         let tenants: Vec<_> = all.iter().map(|e| e.event.tenant.clone()).collect();
         assert_eq!(tenants, [Some("t1".into()), Some("t2".into())]);
         assert!(ids.find_by_id(&engine, "nope", None).unwrap().is_empty());
+    }
+
+    /// The map's count (which drives pruning) follows every reservation made,
+    /// released and pruned; an id's tenants come back in tenant order.
+    #[test]
+    fn the_recent_map_counts_what_it_holds_and_lists_an_ids_tenants_in_order() {
+        let r = |seq| Recent {
+            seq,
+            digest: [0; 32],
+        };
+        let mut m = RecentMap::default();
+        m.entry("a", Some("t2"), r(None));
+        m.entry("a", None, r(Some(1)));
+        m.entry("a", Some("t1"), r(Some(2)));
+        m.entry("b", Some("t1"), r(Some(3)));
+        // An existing reservation is returned, not made again.
+        m.entry("a", Some("t1"), r(None)).seq = Some(4);
+        assert_eq!(m.len, 4);
+        let of_a: Vec<_> = m
+            .of_id("a")
+            .into_iter()
+            .map(|(t, r)| (t.clone(), r.seq))
+            .collect();
+        assert_eq!(
+            of_a,
+            [
+                (None, Some(1)),
+                (Some("t1".into()), Some(4)),
+                (Some("t2".into()), None)
+            ]
+        );
+        assert!(m.get("a", Some("t3")).is_none() && m.get("c", None).is_none());
+        m.remove("a", Some("t2"));
+        m.remove("a", Some("t2"));
+        m.remove("c", None);
+        assert_eq!(m.len, 3);
+        m.retain(|r| r.seq.is_some_and(|s| s > 1));
+        assert_eq!(m.len, 2);
+        assert!(m.get("a", None).is_none());
+        m.remove("b", Some("t1"));
+        assert_eq!((m.len, m.by_id.len()), (1, 1));
     }
 
     /// Reserves event by event like `stele append`, appends the new ones

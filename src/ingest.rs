@@ -35,13 +35,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// A SHA-256 digest of an event's content.
+type Digest = [u8; 32];
+
 /// An id reserved by an ingest request.
 #[derive(Clone, Copy)]
 struct Recent {
     /// `None` while its request is in flight.
     seq: Option<u64>,
     /// SHA-256 of the event's canonical encoding.
-    digest: [u8; 32],
+    digest: Digest,
 }
 
 /// An event id and its tenant (`None`: no tenant): ids are unique per tenant.
@@ -125,14 +128,10 @@ pub const AMBIGUOUS_TENANTS_MAX: usize = 100;
 /// Entries kept in `recent` before pruning those the key index has.
 pub const RECENT_PRUNE_AT: usize = 100_000;
 
-/// A SHA-256 digest.
-type Digest = [u8; 32];
-
 /// SHA-256 of the event *as posted*: a risk score Stele computed (`risk_rules`
 /// set) is left out, so a retry compares equal to the stored event whatever the
 /// rules would say now. `buf` is scratch space, reused from event to event.
-fn digest(ev: &Event, buf: &mut Vec<u8>) -> [u8; 32] {
-    use sha2::Digest;
+fn digest(ev: &Event, buf: &mut Vec<u8>) -> Digest {
     buf.clear();
     if ev.risk_rules.is_some() {
         let posted = Event {
@@ -144,12 +143,12 @@ fn digest(ev: &Event, buf: &mut Vec<u8>) -> [u8; 32] {
     } else {
         event::encode_event(ev, buf);
     }
-    sha2::Sha256::digest(&buf[..]).into()
+    <sha2::Sha256 as sha2::Digest>::digest(&buf[..]).into()
 }
 
 /// The digest of each event whose id the client chose (`None` for the others),
 /// made before any lock is taken.
-fn client_digests(events: &[Event], client_id: &[bool]) -> Vec<Option<[u8; 32]>> {
+fn client_digests(events: &[Event], client_id: &[bool]) -> Vec<Option<Digest>> {
     let mut buf = Vec::with_capacity(1024);
     events
         .iter()
@@ -225,7 +224,7 @@ fn look_up(
     recent: &RecentMap,
     engine: &Engine,
     ev: &Event,
-    d: &[u8; 32],
+    d: &Digest,
 ) -> Result<Found, QueryError> {
     let stored = match recent.get(&ev.id, ev.tenant.as_deref()) {
         Some(r) => Some((r.seq, r.digest)),
@@ -250,7 +249,7 @@ fn in_flight(ev: &Event) -> String {
 }
 
 /// Reserves the fresh ids (in flight until settled).
-fn reserve_fresh(recent: &mut RecentMap, fresh: Vec<(&Event, [u8; 32])>) -> Reserved {
+fn reserve_fresh(recent: &mut RecentMap, fresh: Vec<(&Event, Digest)>) -> Reserved {
     let mut reserved = Vec::with_capacity(fresh.len());
     for (ev, digest) in fresh {
         let new = Recent { seq: None, digest };

@@ -24,9 +24,9 @@
 //!    [`RECENT_PRUNE_AT`] entries).
 //!
 //! Cost: every event of a request passes here twice (reserve, settle), so the
-//! digests are made before the lock is taken, in one reused buffer, and the
-//! map is looked up by the event's own id and tenant: no key is built to find
-//! one, and only a reservation made anew copies them.
+//! posted events' digests are made before the lock is taken, in one reused
+//! buffer, and the map is looked up through a key built in place: only a
+//! reservation made anew allocates one.
 
 use crate::event::{self, Event, StoredEvent};
 use crate::query::{Engine, QueryError};
@@ -47,78 +47,75 @@ struct Recent {
     digest: Digest,
 }
 
-/// An event id and its tenant (`None`: no tenant): ids are unique per tenant.
-type RecentKey = (String, Option<String>);
-
-/// The reservations of ids: by id, then by tenant (`None`: no tenant; one id
-/// nearly always has one). Keyed by id so that every tenant's reservation of
-/// an id is found together; hashed with a random key (std's `RandomState`),
-/// since clients choose the ids.
+/// The reservations of ids, by a key of the id and its tenant ([`key_into`]): in
+/// a B-tree, so every tenant's reservation of an id is one range, and the map
+/// gives its memory back when pruned. Looked up through a key built in place:
+/// only a reservation made anew allocates one.
 #[derive(Default)]
 struct RecentMap {
-    by_id: HashMap<String, Vec<(Option<String>, Recent)>>,
-    /// Reservations held, every tenant counted.
-    len: usize,
+    map: BTreeMap<String, Recent>,
+    /// The key of the latest lookup.
+    scratch: String,
+}
+
+/// Writes the key of `id` in `tenant` into `out`: the id, NUL, then for a
+/// tenant the byte 0x01 and the tenant. Ids are printable ASCII and tenants
+/// hold no NUL and no 0x01 (validation refuses them), so the keys of one id are
+/// the keys that start with it and NUL, its key without a tenant first, then
+/// its tenants in byte order (the order of `Option<String>`).
+fn key_into(out: &mut String, id: &str, tenant: Option<&str>) {
+    out.clear();
+    out.push_str(id);
+    out.push('\0');
+    if let Some(t) = tenant {
+        out.push('\u{1}');
+        out.push_str(t);
+    }
 }
 
 impl RecentMap {
-    fn get(&self, id: &str, tenant: Option<&str>) -> Option<&Recent> {
-        self.by_id
-            .get(id)?
-            .iter()
-            .find(|(t, _)| t.as_deref() == tenant)
-            .map(|(_, r)| r)
+    fn get(&mut self, id: &str, tenant: Option<&str>) -> Option<Recent> {
+        key_into(&mut self.scratch, id, tenant);
+        self.map.get(self.scratch.as_str()).copied()
     }
 
     /// The reservation of `id` in `tenant`, made as `new` if there is none
-    /// (only then are the id and the tenant copied).
+    /// (only then is a key allocated).
     fn entry(&mut self, id: &str, tenant: Option<&str>, new: Recent) -> &mut Recent {
-        if !self.by_id.contains_key(id) {
-            self.by_id.insert(id.to_owned(), Vec::with_capacity(1));
+        key_into(&mut self.scratch, id, tenant);
+        if !self.map.contains_key(self.scratch.as_str()) {
+            self.map.insert(self.scratch.clone(), new);
         }
-        let tenants = self.by_id.get_mut(id).expect("inserted above");
-        let at = match tenants.iter().position(|(t, _)| t.as_deref() == tenant) {
-            Some(at) => at,
-            None => {
-                tenants.push((tenant.map(str::to_owned), new));
-                self.len += 1;
-                tenants.len() - 1
-            }
-        };
-        &mut tenants[at].1
+        self.map
+            .get_mut(self.scratch.as_str())
+            .expect("inserted above")
     }
 
-    fn remove(&mut self, id: &str, tenant: Option<&str>) {
-        let Some(tenants) = self.by_id.get_mut(id) else {
-            return;
-        };
-        if let Some(at) = tenants.iter().position(|(t, _)| t.as_deref() == tenant) {
-            tenants.swap_remove(at);
-            self.len -= 1;
-        }
-        if tenants.is_empty() {
-            self.by_id.remove(id);
-        }
+    /// Reserves `id` in `tenant` as `r`, and gives back its key.
+    fn insert(&mut self, id: &str, tenant: Option<&str>, r: Recent) -> String {
+        key_into(&mut self.scratch, id, tenant);
+        let key = self.scratch.clone();
+        self.map.insert(key.clone(), r);
+        key
     }
 
-    /// The reservations of `id` in every tenant, in tenant order (no tenant
-    /// first).
-    fn of_id(&self, id: &str) -> Vec<(&Option<String>, &Recent)> {
-        let mut out: Vec<_> = self
-            .by_id
-            .get(id)
-            .map(|tenants| tenants.iter().map(|(t, r)| (t, r)).collect())
-            .unwrap_or_default();
-        out.sort_by(|a, b| a.0.cmp(b.0));
-        out
-    }
-
-    fn retain(&mut self, keep: impl Fn(&Recent) -> bool) {
-        self.by_id.retain(|_, tenants| {
-            tenants.retain(|(_, r)| keep(r));
-            !tenants.is_empty()
-        });
-        self.len = self.by_id.values().map(Vec::len).sum();
+    /// The reservations of `id` in its first `max` tenants, in tenant order
+    /// (no tenant first).
+    fn of_id(&mut self, id: &str, max: usize) -> Vec<(Option<String>, Recent)> {
+        key_into(&mut self.scratch, id, None);
+        let prefix = self.scratch.as_str();
+        self.map
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(max)
+            .map(|(k, r)| {
+                let tenant = k.get(prefix.len() + 1..).map(str::to_owned);
+                (tenant, *r)
+            })
+            .collect()
     }
 }
 
@@ -168,8 +165,9 @@ pub enum Idempotency {
     Conflict(String),
 }
 
-/// Ids reserved by one request, to settle once its append is answered.
-pub struct Reserved(Vec<RecentKey>);
+/// Ids reserved by one request (their keys in `recent`), to settle once its
+/// append is answered.
+pub struct Reserved(Vec<String>);
 
 /// What `stele append` does with one event of a batch (see
 /// [`RecentIds::reserve_each`]).
@@ -221,7 +219,7 @@ enum Found {
 /// Looks `ev`'s id up in its tenant: recent reservations, then the key
 /// index and the log.
 fn look_up(
-    recent: &RecentMap,
+    recent: &mut RecentMap,
     engine: &Engine,
     ev: &Event,
     d: &Digest,
@@ -250,13 +248,13 @@ fn in_flight(ev: &Event) -> String {
 
 /// Reserves the fresh ids (in flight until settled).
 fn reserve_fresh(recent: &mut RecentMap, fresh: Vec<(&Event, Digest)>) -> Reserved {
-    let mut reserved = Vec::with_capacity(fresh.len());
-    for (ev, digest) in fresh {
-        let new = Recent { seq: None, digest };
-        *recent.entry(&ev.id, ev.tenant.as_deref(), new) = new;
-        reserved.push((ev.id.clone(), ev.tenant.clone()));
-    }
-    Reserved(reserved)
+    let in_flight = |digest| Recent { seq: None, digest };
+    Reserved(
+        fresh
+            .into_iter()
+            .map(|(ev, d)| recent.insert(&ev.id, ev.tenant.as_deref(), in_flight(d)))
+            .collect(),
+    )
 }
 
 /// The ids recently appended or being appended (see the module doc).
@@ -295,7 +293,7 @@ impl RecentIds {
                     ev.id
                 )));
             }
-            match look_up(&recent, engine, ev, &d)? {
+            match look_up(&mut recent, engine, ev, &d)? {
                 Found::Absent => fresh.push((ev, d)),
                 Found::Stored(seq) => known.push(seq),
                 Found::Different => return Ok(Idempotency::Conflict(different(ev))),
@@ -357,7 +355,7 @@ impl RecentIds {
                 continue;
             }
             in_batch.insert(key, (i, d));
-            match look_up(&recent, engine, ev, &d)? {
+            match look_up(&mut recent, engine, ev, &d)? {
                 Found::Absent => {
                     fresh.push((ev, d));
                     each.push(Each::New);
@@ -393,11 +391,11 @@ impl RecentIds {
     /// lagging indexer never makes every request walk the whole map.
     fn prune(&self, recent: &mut RecentMap, engine: &Engine) {
         let prune_at = self.prune_at.load(Ordering::Relaxed) as usize;
-        if recent.len >= prune_at.max(RECENT_PRUNE_AT) {
+        if recent.map.len() >= prune_at.max(RECENT_PRUNE_AT) {
             let indexed = engine.indexes().indexed_seq();
-            recent.retain(|r| r.seq.is_none_or(|s| s > indexed));
+            recent.map.retain(|_, r| r.seq.is_none_or(|s| s > indexed));
             self.prune_at
-                .store(recent.len as u64 * 2, Ordering::Relaxed);
+                .store(recent.map.len() as u64 * 2, Ordering::Relaxed);
         }
     }
 
@@ -405,7 +403,7 @@ impl RecentIds {
     /// and the events without one), at most [`AMBIGUOUS_TENANTS_MAX`] + 1,
     /// in tenant order (no tenant first). Reads your writes: an event
     /// acknowledged moments ago is found through `recent` before the key
-    /// index has it. One lookup of the id in `recent`.
+    /// index has it. O(log n) per tenant asked, or one range of the id.
     pub fn find_by_id(
         &self,
         engine: &Engine,
@@ -421,7 +419,7 @@ impl RecentIds {
         }
         let mut hits: BTreeMap<Option<String>, Hit> = BTreeMap::new();
         {
-            let recent = self.recent.exclusive();
+            let mut recent = self.recent.exclusive();
             match among {
                 Some(tenants) => {
                     for t in tenants {
@@ -432,9 +430,9 @@ impl RecentIds {
                     }
                 }
                 None => {
-                    for (t, r) in recent.of_id(id).into_iter().take(max) {
+                    for (t, r) in recent.of_id(id, max) {
                         if let Some(seq) = r.seq {
-                            hits.insert(t.clone(), Hit::Recent(seq));
+                            hits.insert(t, Hit::Recent(seq));
                         }
                     }
                 }
@@ -491,8 +489,8 @@ impl RecentIds {
                 }
             }
             None => {
-                for (id, tenant) in &reserved.0 {
-                    recent.remove(id, tenant.as_deref());
+                for key in &reserved.0 {
+                    recent.map.remove(key);
                 }
             }
         }
@@ -612,45 +610,42 @@ mod tests {
         assert!(ids.find_by_id(&engine, "nope", None).unwrap().is_empty());
     }
 
-    /// The map's count (which drives pruning) follows every reservation made,
-    /// released and pruned; an id's tenants come back in tenant order.
+    /// An id's reservations are found by id and tenant, and listed by id in
+    /// tenant order (no tenant first), whatever tenants other ids have: keys
+    /// of ids that extend one another ("a", "a-b") never mix.
     #[test]
-    fn the_recent_map_counts_what_it_holds_and_lists_an_ids_tenants_in_order() {
+    fn the_recent_map_finds_an_ids_tenants_and_no_other_ids() {
         let r = |seq| Recent {
             seq,
             digest: [0; 32],
         };
         let mut m = RecentMap::default();
-        m.entry("a", Some("t2"), r(None));
-        m.entry("a", None, r(Some(1)));
-        m.entry("a", Some("t1"), r(Some(2)));
-        m.entry("b", Some("t1"), r(Some(3)));
+        m.insert("a", Some("t2"), r(None));
+        m.insert("a", None, r(Some(1)));
+        m.insert("a", Some("t1"), r(Some(2)));
+        m.insert("a-b", None, r(Some(5)));
+        m.insert("a", Some("\t"), r(Some(6)));
         // An existing reservation is returned, not made again.
         m.entry("a", Some("t1"), r(None)).seq = Some(4);
-        assert_eq!(m.len, 4);
-        let of_a: Vec<_> = m
-            .of_id("a")
-            .into_iter()
-            .map(|(t, r)| (t.clone(), r.seq))
-            .collect();
+        m.entry("b", Some("t1"), r(Some(3)));
+        assert_eq!(m.map.len(), 6);
+        let seqs = |v: Vec<(Option<String>, Recent)>| -> Vec<(Option<String>, Option<u64>)> {
+            v.into_iter().map(|(t, r)| (t, r.seq)).collect()
+        };
         assert_eq!(
-            of_a,
+            seqs(m.of_id("a", 10)),
             [
                 (None, Some(1)),
+                (Some("\t".into()), Some(6)),
                 (Some("t1".into()), Some(4)),
                 (Some("t2".into()), None)
             ]
         );
-        assert!(m.get("a", Some("t3")).is_none() && m.get("c", None).is_none());
-        m.remove("a", Some("t2"));
-        m.remove("a", Some("t2"));
-        m.remove("c", None);
-        assert_eq!(m.len, 3);
-        m.retain(|r| r.seq.is_some_and(|s| s > 1));
-        assert_eq!(m.len, 2);
-        assert!(m.get("a", None).is_none());
-        m.remove("b", Some("t1"));
-        assert_eq!((m.len, m.by_id.len()), (1, 1));
+        assert_eq!(seqs(m.of_id("a", 2)).len(), 2);
+        assert_eq!(seqs(m.of_id("a-b", 10)), [(None, Some(5))]);
+        assert!(m.of_id("c", 10).is_empty());
+        assert_eq!(m.get("a", Some("t1")).and_then(|r| r.seq), Some(4));
+        assert!(m.get("a", Some("t3")).is_none() && m.get("a-", None).is_none());
     }
 
     /// Reserves event by event like `stele append`, appends the new ones

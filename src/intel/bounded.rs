@@ -1,9 +1,26 @@
 //! A map with a cap: when full, inserting a new key first forgets the least
 //! recently touched half. What every per-user, per-IP and per-scope memory of
-//! `intel` is kept in, so each has a stated bound.
+//! `intel` is kept in, so each has a stated bound. Looked up by a borrowed
+//! key (`&str` for a `String` key): a key is copied only when it is new.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
+
+/// Writes the key of subject `id` in `tenant` into `out`: for a tenant the
+/// byte 0x01, the tenant and NUL, then the id. Tenants hold neither byte
+/// (validation refuses control characters but tab, line feed and carriage
+/// return), so two (tenant, id) pairs never share a key; a scratch `out` kept
+/// by the caller makes a lookup allocate nothing.
+pub fn subject_key(out: &mut String, tenant: Option<&str>, id: &str) {
+    out.clear();
+    if let Some(t) = tenant {
+        out.push('\u{1}');
+        out.push_str(t);
+        out.push('\0');
+    }
+    out.push_str(id);
+}
 
 /// A map of at most `cap` entries (see the module documentation).
 #[derive(Debug)]
@@ -27,7 +44,11 @@ impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
     }
 
     /// The entry of `key` (a default one if new), marked as just touched.
-    pub fn entry(&mut self, key: &K) -> &mut V {
+    pub fn entry<Q>(&mut self, key: &Q) -> &mut V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.tick += 1;
         let tick = self.tick;
         // A known key (most calls): touched without a copy of the key.
@@ -48,13 +69,17 @@ impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
         }
         &mut self
             .map
-            .entry(key.clone())
+            .entry(key.to_owned())
             .or_insert_with(|| (tick, V::default()))
             .1
     }
 
     /// The entry of `key`, if remembered (not touched).
-    pub fn get(&self, key: &K) -> Option<&V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.map.get(key).map(|(_, v)| v)
     }
 
@@ -72,6 +97,38 @@ impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Distinct (tenant, id) pairs never share a key, however their bytes
+    /// line up (tenants may hold tab, line feed and carriage return).
+    #[test]
+    fn subject_keys_keep_tenants_and_ids_apart() {
+        let pairs = [
+            (None, "a"),
+            (None, "ab"),
+            (Some("a"), "b"),
+            (Some("ab"), ""),
+            (Some(""), "ab"),
+            (Some("a\tb"), "c"),
+            (Some("a"), "\tbc"),
+            (Some("t"), "a"),
+            (Some("t2"), "a"),
+        ];
+        let mut keys = std::collections::HashSet::new();
+        let mut out = String::new();
+        for (tenant, id) in pairs {
+            subject_key(&mut out, tenant, id);
+            assert!(keys.insert(out.clone()), "{tenant:?} {id:?}");
+        }
+        // A borrowed key finds what an owned one stored.
+        let mut m: Bounded<String, u32> = Bounded::new(10);
+        subject_key(&mut out, Some("t"), "u");
+        *m.entry(out.as_str()) += 1;
+        *m.entry(out.as_str()) += 1;
+        assert_eq!(
+            (m.get(out.as_str()), m.get("u"), m.len()),
+            (Some(&2), None, 1)
+        );
+    }
 
     #[test]
     fn the_least_recently_touched_are_forgotten_first() {

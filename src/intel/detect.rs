@@ -44,7 +44,7 @@
 //!    that sees every tenant it lists the same user's or address's events in
 //!    tenants too.
 
-use super::bounded::Bounded;
+use super::bounded::{subject_key, Bounded};
 use super::classify;
 use super::finding::{q, Finding, FindingKey, Level, Subject};
 use super::known::Known;
@@ -248,13 +248,16 @@ impl Rate {
 #[derive(Debug)]
 pub struct Detectors {
     th: Thresholds,
-    /// By (tenant, user): a tenant's users are its own (findings never mix
-    /// tenants' evidence).
-    users: Bounded<(Option<String>, String), User>,
-    /// By (tenant, IP).
-    ips: Bounded<(Option<String>, String), Ip>,
-    rates: Bounded<(&'static str, String), Rate>,
+    /// By (tenant, user) ([`subject_key`]): a tenant's users are its own
+    /// (findings never mix tenants' evidence).
+    users: Bounded<String, User>,
+    /// By (tenant, IP) ([`subject_key`]).
+    ips: Bounded<String, Ip>,
+    /// By (scope kind, scope) ([`subject_key`] with the kind as tenant).
+    rates: Bounded<String, Rate>,
     emitted: Bounded<FindingKey, bool>,
+    /// The key of the latest lookup, built in place.
+    key: String,
 }
 
 const MINUTE: i64 = 60_000_000;
@@ -269,6 +272,7 @@ impl Detectors {
             ips: Bounded::new(limits.ips),
             rates: Bounded::new(limits.scopes),
             emitted: Bounded::new(limits.emitted),
+            key: String::new(),
         }
     }
 
@@ -317,8 +321,8 @@ impl Detectors {
         let mut out = Vec::new();
         let t = event_time(e);
         let ev = &e.event;
-        let tenant = ev.tenant.clone();
-        let user = classify::user_of(ev).map(str::to_owned);
+        let tenant = &ev.tenant;
+        let user = classify::user_of(ev);
         let auth_failure = classify::is_auth_failure(ev);
         let error = classify::is_error(ev);
         let th = self.th.clone();
@@ -327,20 +331,15 @@ impl Detectors {
         if auth_failure {
             let win = th.login_burst_window;
             let subjects = [
-                user.clone().map(|u| ("user", u)),
-                ev.ip.clone().map(|i| ("ip", i)),
+                user.map(|u| ("user", u)),
+                ev.ip.as_deref().map(|i| ("ip", i)),
             ];
             for (kind, id) in subjects.into_iter().flatten() {
+                subject_key(&mut self.key, tenant.as_deref(), id);
                 let n = if kind == "user" {
-                    self.users
-                        .entry(&(tenant.clone(), id.clone()))
-                        .failures
-                        .add(t, win)
+                    self.users.entry(self.key.as_str()).failures.add(t, win)
                 } else {
-                    self.ips
-                        .entry(&(tenant.clone(), id.clone()))
-                        .failures
-                        .add(t, win)
+                    self.ips.entry(self.key.as_str()).failures.add(t, win)
                 };
                 if n >= th.login_burst_count {
                     let since = t.div_euclid(win) * win;
@@ -355,7 +354,7 @@ impl Detectors {
                         level,
                         subject: Subject {
                             kind,
-                            id: id.clone(),
+                            id: id.to_owned(),
                         },
                         tenant: tenant.clone(),
                         since,
@@ -374,7 +373,7 @@ impl Detectors {
                         query: format!(
                             "{}{field}={}&since={}&until={}",
                             in_tenant(tenant.as_deref()),
-                            q(&id),
+                            q(id),
                             q(&format_micros(since)),
                             q(&format_micros(since + win))
                         ),
@@ -385,19 +384,18 @@ impl Detectors {
 
         // Error-rate spikes: the system, and per action, tenant and process.
         let bucket = (th.spike_window / SPIKE_BUCKETS).max(1);
-        let mut scopes: Vec<(&'static str, String, &'static str)> = vec![
-            ("system", "all".into(), ""),
-            ("action", ev.action.clone(), "action"),
+        let scopes = [
+            Some(("system", "all", "")),
+            Some(("action", ev.action.as_str(), "action")),
+            ev.tenant.as_deref().map(|t| ("tenant", t, "tenant")),
+            ev.process_name
+                .as_deref()
+                .map(|p| ("process", p, "process_name")),
         ];
-        if let Some(t) = &ev.tenant {
-            scopes.push(("tenant", t.clone(), "tenant"));
-        }
-        if let Some(p) = &ev.process_name {
-            scopes.push(("process", p.clone(), "process_name"));
-        }
-        for (kind, id, field) in scopes {
+        for (kind, id, field) in scopes.into_iter().flatten() {
+            subject_key(&mut self.key, Some(kind), id);
             let Some((n, errors, baseline)) =
-                self.rates.entry(&(kind, id.clone())).add(t, error, bucket)
+                self.rates.entry(self.key.as_str()).add(t, error, bucket)
             else {
                 continue;
             };
@@ -418,17 +416,17 @@ impl Detectors {
                 let filter = if field.is_empty() {
                     String::new()
                 } else {
-                    format!("{field}={}&", q(&id))
+                    format!("{field}={}&", q(id))
                 };
                 out.push(Finding {
                     kind: "error_rate_spike",
                     level,
                     subject: Subject {
                         kind,
-                        id: id.clone(),
+                        id: id.to_owned(),
                     },
                     tenant: if kind == "tenant" {
-                        Some(id.clone())
+                        Some(id.to_owned())
                     } else {
                         None
                     },
@@ -459,10 +457,11 @@ impl Detectors {
         }
 
         // Per-user profile: new IP or country, unusual hour, API abuse.
-        if let Some(u) = &user {
+        if let Some(u) = user {
             let privilege = classify::is_privilege_change(ev);
             let country = country_of(ev);
-            let profile = self.users.entry(&(tenant.clone(), u.clone()));
+            subject_key(&mut self.key, tenant.as_deref(), u);
+            let profile = self.users.entry(self.key.as_str());
             let hour_of_day = (t.rem_euclid(24 * HOUR) / HOUR) as usize;
             let day = t.div_euclid(24 * HOUR) * 24 * HOUR;
             // New IP / country.
@@ -497,7 +496,7 @@ impl Detectors {
                         level,
                         subject: Subject {
                             kind: "user",
-                            id: u.clone(),
+                            id: u.to_owned(),
                         },
                         tenant: tenant.clone(),
                         since: day,
@@ -543,7 +542,7 @@ impl Detectors {
                     level: Level::Low,
                     subject: Subject {
                         kind: "user",
-                        id: u.clone(),
+                        id: u.to_owned(),
                     },
                     tenant: tenant.clone(),
                     since: day,
@@ -597,7 +596,7 @@ impl Detectors {
                     level: if failed { Level::High } else { Level::Medium },
                     subject: Subject {
                         kind: "user",
-                        id: u.clone(),
+                        id: u.to_owned(),
                     },
                     tenant: tenant.clone(),
                     since,
@@ -620,7 +619,8 @@ impl Detectors {
                 });
             }
         } else if let Some(ip) = &ev.ip {
-            let p = self.ips.entry(&(tenant.clone(), ip.clone()));
+            subject_key(&mut self.key, tenant.as_deref(), ip);
+            let p = self.ips.entry(self.key.as_str());
             if e.received_at != p.last_arrival {
                 p.last_arrival = e.received_at;
                 let n = p.minute.add(e.received_at, MINUTE);

@@ -38,6 +38,7 @@
 //!    function of the event, its time and the state (idempotent retries compare
 //!    the event as posted, see `crate::ingest`).
 
+use super::bounded::subject_key;
 use super::classify;
 use super::known::Known;
 pub use super::known::KNOWN_MAX;
@@ -89,9 +90,12 @@ type Bounded<K> = super::bounded::Bounded<K, Seen>;
 /// The memory of the rules. See the module documentation.
 #[derive(Debug)]
 pub struct RiskState {
-    /// Per (tenant, user): the same user id in two tenants is two users.
-    users: Bounded<(Option<String>, String)>,
+    /// Per (tenant, user) ([`subject_key`]): the same user id in two tenants
+    /// is two users.
+    users: Bounded<String>,
     ips: Bounded<String>,
+    /// The key of the latest user lookup, built in place.
+    key: String,
 }
 
 impl Default for RiskState {
@@ -117,6 +121,7 @@ impl RiskState {
         RiskState {
             users: Bounded::new(users),
             ips: Bounded::new(ips),
+            key: String::new(),
         }
     }
 
@@ -144,14 +149,17 @@ impl RiskState {
         let t = ev.timestamp.unwrap_or(now);
         let mut fired: Vec<(&'static str, u32)> = Vec::new();
         let auth_failure = classify::is_auth_failure(ev);
-        let user = classify::user_of(ev).map(|u| (ev.tenant.clone(), u.to_owned()));
+        let user = classify::user_of(ev);
+        if let Some(u) = user {
+            subject_key(&mut self.key, ev.tenant.as_deref(), u);
+        }
         if auth_failure {
             fired.push(("failed_auth", points("failed_auth")));
-            let by_user = user.as_ref().is_some_and(|u| burst(self.users.entry(u), t));
+            let by_user = user.is_some() && burst(self.users.entry(self.key.as_str()), t);
             let by_ip = ev
                 .ip
                 .as_deref()
-                .is_some_and(|ip| burst(self.ips.entry(&ip.to_owned()), t));
+                .is_some_and(|ip| burst(self.ips.entry(ip), t));
             if by_user || by_ip {
                 fired.push(("auth_burst", points("auth_burst")));
             }
@@ -159,10 +167,10 @@ impl RiskState {
         if classify::is_privilege_change(ev) {
             fired.push(("privilege_change", points("privilege_change")));
         }
-        if let (Some(user), Some(ip)) = (user, ev.ip.as_deref()) {
+        if let (Some(_), Some(ip)) = (user, ev.ip.as_deref()) {
             // Only a successful action teaches a user's IPs: failed logins from
             // anywhere must not make an attacker's address "known".
-            let seen = self.users.entry(&user);
+            let seen = self.users.entry(self.key.as_str());
             if !seen.ips.contains(ip) && !seen.ips.is_empty() && !seen.ips.roams(ROAMING_PERCENT) {
                 fired.push(("new_ip", points("new_ip")));
             }
@@ -347,7 +355,7 @@ mod tests {
         for i in 0..100 {
             score(&mut one, ev("view", "u", &format!("10.1.0.{i}"), NOON));
         }
-        let u = (None, "u".to_owned());
-        assert!(one.users.get(&u).unwrap().ips.len() <= KNOWN_MAX);
+        // No tenant: the key is the user id itself (`subject_key`).
+        assert!(one.users.get("u").unwrap().ips.len() <= KNOWN_MAX);
     }
 }

@@ -79,16 +79,21 @@ impl RecentMap {
         self.map.get(self.scratch.as_str()).copied()
     }
 
-    /// The reservation of `id` in `tenant`, made as `new` if there is none
-    /// (only then is a key allocated).
-    fn entry(&mut self, id: &str, tenant: Option<&str>, new: Recent) -> &mut Recent {
+    /// Records `id` in `tenant` as stored at `seq`: its reservation's seq,
+    /// or an entry of its own without a digest (an id Stele generated; only
+    /// then is a key allocated).
+    fn stored(&mut self, id: &str, tenant: Option<&str>, seq: u64) {
         key_into(&mut self.scratch, id, tenant);
-        if !self.map.contains_key(self.scratch.as_str()) {
-            self.map.insert(self.scratch.clone(), new);
+        match self.map.get_mut(self.scratch.as_str()) {
+            Some(r) => r.seq = Some(seq),
+            None => {
+                let r = Recent {
+                    seq: Some(seq),
+                    digest: [0; 32],
+                };
+                self.map.insert(self.scratch.clone(), r);
+            }
         }
-        self.map
-            .get_mut(self.scratch.as_str())
-            .expect("inserted above")
     }
 
     /// Reserves `id` in `tenant` as `r`, and gives back its key.
@@ -479,13 +484,8 @@ impl RecentIds {
                 // Every id, generated ones too (digest unknown: a later post
                 // of a generated id is a conflict, never a replay), so a
                 // get by id right after the 201 finds it.
-                let unknown = Recent {
-                    seq: None,
-                    digest: [0; 32],
-                };
                 for (i, ev) in events.into_iter().enumerate() {
-                    recent.entry(&ev.id, ev.tenant.as_deref(), unknown).seq =
-                        Some(first + i as u64);
+                    recent.stored(&ev.id, ev.tenant.as_deref(), first + i as u64);
                 }
             }
             None => {
@@ -620,15 +620,21 @@ mod tests {
             digest: [0; 32],
         };
         let mut m = RecentMap::default();
-        m.insert("a", Some("t2"), r(None));
-        m.insert("a", None, r(Some(1)));
-        m.insert("a", Some("t1"), r(Some(2)));
-        m.insert("a-b", None, r(Some(5)));
-        m.insert("a", Some("\t"), r(Some(6)));
-        // An existing reservation is returned, not made again.
-        m.entry("a", Some("t1"), r(None)).seq = Some(4);
-        m.entry("b", Some("t1"), r(Some(3)));
+        let keys = [
+            m.insert("a", Some("t2"), r(None)),
+            m.insert("a", None, r(Some(1))),
+            m.insert("a", Some("t1"), r(None)),
+            m.insert("a-b", None, r(Some(5))),
+            m.insert("a", Some("\t"), r(Some(6))),
+        ];
+        // A reservation settles in place; an id never reserved gets an entry.
+        m.stored("a", Some("t1"), 4);
+        m.stored("b", Some("t1"), 3);
         assert_eq!(m.map.len(), 6);
+        assert_eq!(
+            keys,
+            ["a\0\u{1}t2", "a\0", "a\0\u{1}t1", "a-b\0", "a\0\u{1}\t"]
+        );
         let seqs = |v: Vec<(Option<String>, Recent)>| -> Vec<(Option<String>, Option<u64>)> {
             v.into_iter().map(|(t, r)| (t, r.seq)).collect()
         };

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// Writes the key of subject `id` in `tenant` into `out`: for a tenant the
-/// byte 0x01, the tenant and NUL, then the id. Tenants hold neither byte
-/// (validation refuses control characters but tab, line feed and carriage
-/// return), so two (tenant, id) pairs never share a key; a scratch `out` kept
-/// by the caller makes a lookup allocate nothing.
+/// byte 0x01, the tenant and NUL, then the id. Tenants hold neither byte and
+/// ids no 0x01 (validation refuses control characters but tab, line feed and
+/// carriage return in both), so two (tenant, id) pairs never share a key; a
+/// scratch `out` kept by the caller makes a lookup allocate nothing.
 pub fn subject_key(out: &mut String, tenant: Option<&str>, id: &str) {
     out.clear();
     if let Some(t) = tenant {

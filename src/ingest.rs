@@ -47,7 +47,8 @@ struct Recent {
     digest: Digest,
 }
 
-/// The reservations of ids, by a key of the id and its tenant ([`key_into`]): in
+/// The reservations of ids, by a key of the id and its tenant
+/// ([`event::tenant_key`]): in
 /// a B-tree, so every tenant's reservation of an id is one range, and the map
 /// gives its memory back when pruned. Looked up through a key built in place:
 /// only a reservation made anew allocates one.
@@ -58,24 +59,9 @@ struct RecentMap {
     scratch: String,
 }
 
-/// Writes the key of `id` in `tenant` into `out`: the id, NUL, then for a
-/// tenant the byte 0x01 and the tenant. Ids are printable ASCII and tenants
-/// hold no NUL and no 0x01 (validation refuses them), so the keys of one id are
-/// the keys that start with it and NUL, its key without a tenant first, then
-/// its tenants in byte order (the order of `Option<String>`).
-fn key_into(out: &mut String, id: &str, tenant: Option<&str>) {
-    out.clear();
-    out.push_str(id);
-    out.push('\0');
-    if let Some(t) = tenant {
-        out.push('\u{1}');
-        out.push_str(t);
-    }
-}
-
 impl RecentMap {
     fn get(&mut self, id: &str, tenant: Option<&str>) -> Option<Recent> {
-        key_into(&mut self.scratch, id, tenant);
+        event::tenant_key(&mut self.scratch, id, tenant);
         self.map.get(self.scratch.as_str()).copied()
     }
 
@@ -83,7 +69,7 @@ impl RecentMap {
     /// or an entry of its own without a digest (an id Stele generated; only
     /// then is a key allocated).
     fn stored(&mut self, id: &str, tenant: Option<&str>, seq: u64) {
-        key_into(&mut self.scratch, id, tenant);
+        event::tenant_key(&mut self.scratch, id, tenant);
         match self.map.get_mut(self.scratch.as_str()) {
             Some(r) => r.seq = Some(seq),
             None => {
@@ -98,7 +84,7 @@ impl RecentMap {
 
     /// Reserves `id` in `tenant` as `r`, and gives back its key.
     fn insert(&mut self, id: &str, tenant: Option<&str>, r: Recent) -> String {
-        key_into(&mut self.scratch, id, tenant);
+        event::tenant_key(&mut self.scratch, id, tenant);
         let key = self.scratch.clone();
         self.map.insert(key.clone(), r);
         key
@@ -107,7 +93,7 @@ impl RecentMap {
     /// The reservations of `id` in its first `max` tenants, in tenant order
     /// (no tenant first).
     fn of_id(&mut self, id: &str, max: usize) -> Vec<(Option<String>, Recent)> {
-        key_into(&mut self.scratch, id, None);
+        event::tenant_key(&mut self.scratch, id, None);
         let prefix = self.scratch.as_str();
         self.map
             .range::<str, _>((

@@ -158,6 +158,26 @@ pub struct StoredEvent {
     pub provenance: Option<Provenance>,
 }
 
+/// Writes the in-memory key of `value` in `tenant` into `out` (a buffer the
+/// caller reuses, so a lookup allocates nothing): the value, NUL, then for a
+/// tenant the byte 0x01 and the tenant. Values here are identifiers, IPs or
+/// fixed names, which hold no NUL, and tenants hold neither NUL nor 0x01
+/// (validation refuses control characters but tab, line feed and carriage
+/// return), so two (value, tenant) pairs never share a key, and the keys of
+/// one value are those starting with it and NUL: in byte order, its key
+/// without a tenant first, then its tenants in order (`Option<String>`'s).
+/// Used by the idempotency map (`crate::ingest`) and the activity rules'
+/// and detectors' memories (`crate::intel`).
+pub fn tenant_key(out: &mut String, value: &str, tenant: Option<&str>) {
+    out.clear();
+    out.push_str(value);
+    out.push('\0');
+    if let Some(t) = tenant {
+        out.push('\u{1}');
+        out.push_str(t);
+    }
+}
+
 /// `ingested_by` of events posted over HTTP to a daemon serving without API keys
 /// (which it only does on a loopback address).
 pub const INGESTED_BY_LOOPBACK: &str = "loopback";

@@ -7,21 +7,6 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
-/// Writes the key of subject `id` in `tenant` into `out`: for a tenant the
-/// byte 0x01, the tenant and NUL, then the id. Tenants hold neither byte and
-/// ids no 0x01 (validation refuses control characters but tab, line feed and
-/// carriage return in both), so two (tenant, id) pairs never share a key; a
-/// scratch `out` kept by the caller makes a lookup allocate nothing.
-pub fn subject_key(out: &mut String, tenant: Option<&str>, id: &str) {
-    out.clear();
-    if let Some(t) = tenant {
-        out.push('\u{1}');
-        out.push_str(t);
-        out.push('\0');
-    }
-    out.push_str(id);
-}
-
 /// A map of at most `cap` entries (see the module documentation).
 #[derive(Debug)]
 pub struct Bounded<K, V> {
@@ -97,11 +82,12 @@ impl<K: Hash + Eq + Clone, V: Default> Bounded<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::tenant_key;
 
     /// Distinct (tenant, id) pairs never share a key, however their bytes
     /// line up (tenants may hold tab, line feed and carriage return).
     #[test]
-    fn subject_keys_keep_tenants_and_ids_apart() {
+    fn tenant_keys_keep_tenants_and_ids_apart() {
         let pairs = [
             (None, "a"),
             (None, "ab"),
@@ -116,12 +102,12 @@ mod tests {
         let mut keys = std::collections::HashSet::new();
         let mut out = String::new();
         for (tenant, id) in pairs {
-            subject_key(&mut out, tenant, id);
+            tenant_key(&mut out, id, tenant);
             assert!(keys.insert(out.clone()), "{tenant:?} {id:?}");
         }
         // A borrowed key finds what an owned one stored.
         let mut m: Bounded<String, u32> = Bounded::new(10);
-        subject_key(&mut out, Some("t"), "u");
+        tenant_key(&mut out, "u", Some("t"));
         *m.entry(out.as_str()) += 1;
         *m.entry(out.as_str()) += 1;
         assert_eq!(

@@ -44,10 +44,11 @@
 //!    that sees every tenant it lists the same user's or address's events in
 //!    tenants too.
 
-use super::bounded::{subject_key, Bounded};
+use super::bounded::Bounded;
 use super::classify;
 use super::finding::{q, Finding, FindingKey, Level, Subject};
 use super::known::Known;
+use crate::event::tenant_key;
 use crate::event::{self, format_micros, StoredEvent};
 use crate::query::event_time;
 use serde_json::json;
@@ -248,12 +249,12 @@ impl Rate {
 #[derive(Debug)]
 pub struct Detectors {
     th: Thresholds,
-    /// By (tenant, user) ([`subject_key`]): a tenant's users are its own
+    /// By (tenant, user) ([`tenant_key`]): a tenant's users are its own
     /// (findings never mix tenants' evidence).
     users: Bounded<String, User>,
-    /// By (tenant, IP) ([`subject_key`]).
+    /// By (tenant, IP) ([`tenant_key`]).
     ips: Bounded<String, Ip>,
-    /// By (scope kind, scope) ([`subject_key`] with the kind as tenant).
+    /// By (scope kind, scope) ([`tenant_key`] with the kind as tenant).
     rates: Bounded<String, Rate>,
     emitted: Bounded<FindingKey, bool>,
     /// The key of the latest lookup, built in place.
@@ -335,7 +336,7 @@ impl Detectors {
                 ev.ip.as_deref().map(|i| ("ip", i)),
             ];
             for (kind, id) in subjects.into_iter().flatten() {
-                subject_key(&mut self.key, tenant.as_deref(), id);
+                tenant_key(&mut self.key, id, tenant.as_deref());
                 let n = if kind == "user" {
                     self.users.entry(self.key.as_str()).failures.add(t, win)
                 } else {
@@ -393,7 +394,7 @@ impl Detectors {
                 .map(|p| ("process", p, "process_name")),
         ];
         for (kind, id, field) in scopes.into_iter().flatten() {
-            subject_key(&mut self.key, Some(kind), id);
+            tenant_key(&mut self.key, id, Some(kind));
             let Some((n, errors, baseline)) =
                 self.rates.entry(self.key.as_str()).add(t, error, bucket)
             else {
@@ -460,7 +461,7 @@ impl Detectors {
         if let Some(u) = user {
             let privilege = classify::is_privilege_change(ev);
             let country = country_of(ev);
-            subject_key(&mut self.key, tenant.as_deref(), u);
+            tenant_key(&mut self.key, u, tenant.as_deref());
             let profile = self.users.entry(self.key.as_str());
             let hour_of_day = (t.rem_euclid(24 * HOUR) / HOUR) as usize;
             let day = t.div_euclid(24 * HOUR) * 24 * HOUR;
@@ -619,7 +620,7 @@ impl Detectors {
                 });
             }
         } else if let Some(ip) = &ev.ip {
-            subject_key(&mut self.key, tenant.as_deref(), ip);
+            tenant_key(&mut self.key, ip, tenant.as_deref());
             let p = self.ips.entry(self.key.as_str());
             if e.received_at != p.last_arrival {
                 p.last_arrival = e.received_at;

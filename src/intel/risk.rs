@@ -38,10 +38,10 @@
 //!    function of the event, its time and the state (idempotent retries compare
 //!    the event as posted, see `crate::ingest`).
 
-use super::bounded::subject_key;
 use super::classify;
 use super::known::Known;
 pub use super::known::KNOWN_MAX;
+use crate::event::tenant_key;
 use crate::event::{Event, Severity, Status};
 use std::collections::VecDeque;
 
@@ -90,7 +90,7 @@ type Bounded<K> = super::bounded::Bounded<K, Seen>;
 /// The memory of the rules. See the module documentation.
 #[derive(Debug)]
 pub struct RiskState {
-    /// Per (tenant, user) ([`subject_key`]): the same user id in two tenants
+    /// Per (tenant, user) ([`tenant_key`]): the same user id in two tenants
     /// is two users.
     users: Bounded<String>,
     ips: Bounded<String>,
@@ -151,7 +151,7 @@ impl RiskState {
         let auth_failure = classify::is_auth_failure(ev);
         let user = classify::user_of(ev);
         if let Some(u) = user {
-            subject_key(&mut self.key, ev.tenant.as_deref(), u);
+            tenant_key(&mut self.key, u, ev.tenant.as_deref());
         }
         if auth_failure {
             fired.push(("failed_auth", points("failed_auth")));
@@ -355,7 +355,8 @@ mod tests {
         for i in 0..100 {
             score(&mut one, ev("view", "u", &format!("10.1.0.{i}"), NOON));
         }
-        // No tenant: the key is the user id itself (`subject_key`).
-        assert!(one.users.get("u").unwrap().ips.len() <= KNOWN_MAX);
+        let mut u = String::new();
+        tenant_key(&mut u, "u", None);
+        assert!(one.users.get(u.as_str()).unwrap().ips.len() <= KNOWN_MAX);
     }
 }
